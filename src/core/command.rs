@@ -1,0 +1,115 @@
+//! Commands: what an actor asks the core to do to one case. A command carries no proof of who sent it; the actor
+//! and its role come from the authenticated channel, and `decide` checks the role.
+
+use crate::core::action::{ActionHash, RecoveryAction};
+use crate::core::actor::{Actor, Role};
+use crate::core::ids::{AccountId, CommandId, EffectId};
+use crate::core::signals::Signals;
+use crate::core::text::UntrustedText;
+use crate::core::verification::CodeHash;
+use serde::{Deserialize, Serialize};
+
+/// A command with the identity that sent it and its idempotency key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandEnvelope {
+    pub command_id: CommandId,
+    pub actor: Actor,
+    pub command: Command,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Open a case (intake actors, or an owner at airlock's own page).
+    RequestRecovery { account_id: AccountId, action: RecoveryAction, summary: UntrustedText, signals: Signals },
+    /// The owner's answer to a challenge, already hashed by the shell under the code key: the plain code never
+    /// reaches the core.
+    SubmitProof { proof: CodeHash },
+    /// A reviewer approves the exact action whose hash they were shown.
+    ApproveReview { action_hash: ActionHash, reason: UntrustedText },
+    /// A reviewer denies the case.
+    DenyReview { reason: UntrustedText },
+    /// The owner (from a pre-existing destination's cancel link) or an operator stops a pending change.
+    Cancel { reason: UntrustedText },
+    /// airlock's timer: look at the clock in the context and move the case if a period has passed.
+    Tick,
+    /// airlock's executor reports the effect it applied (or failed to apply) to the account directory.
+    ConfirmExecution { effect_id: EffectId, outcome: EffectOutcome },
+    /// An operator undoes an executed change; the reversal has already been applied idempotently by the shell.
+    RollBack { reason: UntrustedText },
+}
+
+/// The command kinds, for the transition table, rejections and refusal records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CommandKind {
+    RequestRecovery,
+    SubmitProof,
+    ApproveReview,
+    DenyReview,
+    Cancel,
+    Tick,
+    ConfirmExecution,
+    RollBack,
+    /// The kill switch (`control` aggregate, not a case).
+    Halt,
+    Resume,
+}
+
+impl CommandKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            CommandKind::RequestRecovery => "request_recovery",
+            CommandKind::SubmitProof => "submit_proof",
+            CommandKind::ApproveReview => "approve_review",
+            CommandKind::DenyReview => "deny_review",
+            CommandKind::Cancel => "cancel",
+            CommandKind::Tick => "tick",
+            CommandKind::ConfirmExecution => "confirm_execution",
+            CommandKind::RollBack => "roll_back",
+            CommandKind::Halt => "halt",
+            CommandKind::Resume => "resume",
+        }
+    }
+
+    /// The roles allowed to send this command (SPEC principle 1). Intake may only open cases.
+    pub fn allowed_roles(self) -> &'static [Role] {
+        match self {
+            CommandKind::RequestRecovery => &[Role::Intake, Role::Owner],
+            CommandKind::SubmitProof => &[Role::Owner],
+            CommandKind::ApproveReview | CommandKind::DenyReview => &[Role::Reviewer],
+            CommandKind::Cancel => &[Role::Owner, Role::Operator],
+            CommandKind::Tick | CommandKind::ConfirmExecution => &[Role::System],
+            CommandKind::RollBack | CommandKind::Halt | CommandKind::Resume => &[Role::Operator],
+        }
+    }
+}
+
+impl Command {
+    pub fn kind(&self) -> CommandKind {
+        match self {
+            Command::RequestRecovery { .. } => CommandKind::RequestRecovery,
+            Command::SubmitProof { .. } => CommandKind::SubmitProof,
+            Command::ApproveReview { .. } => CommandKind::ApproveReview,
+            Command::DenyReview { .. } => CommandKind::DenyReview,
+            Command::Cancel { .. } => CommandKind::Cancel,
+            Command::Tick => CommandKind::Tick,
+            Command::ConfirmExecution { .. } => CommandKind::ConfirmExecution,
+            Command::RollBack { .. } => CommandKind::RollBack,
+        }
+    }
+}
+
+/// What the executor saw when it applied an effect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EffectOutcome {
+    Applied { changes: Vec<Change> },
+    Failed { reason: String },
+}
+
+/// One record the executor changed, old value to new value, for receipts and rollback.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Change {
+    /// What changed, in the directory's words (for example `destination:email-2`, `password`, `sessions`).
+    pub record: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}

@@ -1,0 +1,79 @@
+//! The kill switch as its own tiny decider (SPEC principle 11). It is not a case: one control history holds every
+//! halt and resume, and the case decider is told `halted` in its context. Resuming is an explicit, recorded act.
+
+use crate::core::actor::Actor;
+use crate::core::command::CommandKind;
+use crate::core::ids::{CommandId, UnixMs};
+use crate::core::rejection::Rejection;
+use crate::core::text::UntrustedText;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlCommand {
+    Halt { reason: UntrustedText },
+    Resume { reason: UntrustedText },
+}
+
+impl ControlCommand {
+    pub fn kind(&self) -> CommandKind {
+        match self {
+            ControlCommand::Halt { .. } => CommandKind::Halt,
+            ControlCommand::Resume { .. } => CommandKind::Resume,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlEvent {
+    pub at: UnixMs,
+    pub actor: Actor,
+    pub command_id: CommandId,
+    pub body: ControlEventBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlEventBody {
+    AutomationHalted { reason: UntrustedText },
+    AutomationResumed { reason: UntrustedText },
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ControlState {
+    pub halted: bool,
+    pub seen_commands: BTreeSet<CommandId>,
+}
+
+pub fn decide_control(
+    command_id: &CommandId,
+    actor: &Actor,
+    command: &ControlCommand,
+    state: &ControlState,
+    now: UnixMs,
+) -> Result<Vec<ControlEvent>, Rejection> {
+    if state.seen_commands.contains(command_id) {
+        return Ok(Vec::new());
+    }
+    let kind = command.kind();
+    if !kind.allowed_roles().contains(&actor.role) {
+        return Err(Rejection::RoleNotAllowed { role: actor.role, command: kind });
+    }
+    let body = match command {
+        ControlCommand::Halt { .. } if state.halted => return Err(Rejection::KillSwitchUnchanged { halted: true }),
+        ControlCommand::Resume { .. } if !state.halted => {
+            return Err(Rejection::KillSwitchUnchanged { halted: false });
+        }
+        ControlCommand::Halt { reason } => ControlEventBody::AutomationHalted { reason: reason.clone() },
+        ControlCommand::Resume { reason } => ControlEventBody::AutomationResumed { reason: reason.clone() },
+    };
+    Ok(vec![ControlEvent { at: now, actor: actor.clone(), command_id: command_id.clone(), body }])
+}
+
+pub fn evolve_control(mut state: ControlState, event: &ControlEvent) -> ControlState {
+    state.halted = match event.body {
+        ControlEventBody::AutomationHalted { .. } => true,
+        ControlEventBody::AutomationResumed { .. } => false,
+    };
+    state.seen_commands.insert(event.command_id.clone());
+    state
+}

@@ -1,0 +1,372 @@
+//! `decide`: given a command, the case's state and the facts the shell gathered, return the events to append or a
+//! rejection. Pure: no clock (the time is `Context::now`), no randomness (a fresh challenge is prepared by the
+//! shell), no I/O. Control flow lives here; each command's rules are a short function below.
+
+use crate::core::action::ActionHash;
+use crate::core::command::{Change, Command, CommandEnvelope, EffectOutcome};
+use crate::core::event::{Authorization, DenialReason, Event, EventBody, ReviewReason, WithheldReason};
+use crate::core::ids::{CaseId, ChallengeId, EffectId, UnixMs};
+use crate::core::limits;
+use crate::core::policy::{Outcome, Phase, PolicyDecision};
+use crate::core::rejection::Rejection;
+use crate::core::state::{CaseState, Status};
+use crate::core::text::UntrustedText;
+use crate::core::verification::{AccountVerificationFacts, CodeHash, Settings, eligible_destinations};
+use crate::core::{account::AccountSnapshot, command::CommandKind};
+
+/// A code the shell drew and hashed before calling `decide`, used only if the decision issues a challenge. The
+/// plain code stays with the shell, which sends it only to the destinations the resulting event names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FreshChallenge {
+    pub challenge_id: ChallengeId,
+    pub code_hash: CodeHash,
+}
+
+/// Everything outside the case that a decision may depend on, gathered by the shell.
+#[derive(Clone, Debug)]
+pub struct Context<'a> {
+    pub case_id: &'a CaseId,
+    pub now: UnixMs,
+    pub settings: &'a Settings,
+    /// Whether the kill switch is on.
+    pub halted: bool,
+    /// The directory's snapshot of the account; required for `RequestRecovery`.
+    pub account: Option<&'a AccountSnapshot>,
+    pub account_facts: AccountVerificationFacts,
+    /// The policy's decision for the phase this command reaches: intake for `RequestRecovery`, authorization for
+    /// `SubmitProof`.
+    pub policy: Option<&'a PolicyDecision>,
+    pub fresh_challenge: Option<&'a FreshChallenge>,
+}
+
+pub fn decide(envelope: &CommandEnvelope, state: &CaseState, context: &Context) -> Result<Vec<Event>, Rejection> {
+    if state.seen_commands.contains(&envelope.command_id) {
+        return Ok(Vec::new());
+    }
+    let kind = envelope.command.kind();
+    if !kind.allowed_roles().contains(&envelope.actor.role) {
+        return Err(Rejection::RoleNotAllowed { role: envelope.actor.role, command: kind });
+    }
+    let bodies = match &envelope.command {
+        Command::RequestRecovery { .. } => request_recovery(envelope, state, context)?,
+        Command::SubmitProof { proof } => submit_proof(proof, state, context)?,
+        Command::ApproveReview { action_hash, reason } => {
+            approve_review(envelope, action_hash, reason, state, context)?
+        }
+        Command::DenyReview { reason } => deny_review(envelope, reason, state)?,
+        Command::Cancel { reason } => cancel(reason, state)?,
+        Command::Tick => tick(state, context),
+        Command::ConfirmExecution { effect_id, outcome } => confirm_execution(effect_id, outcome, state, context)?,
+        Command::RollBack { reason } => roll_back(reason, state, context)?,
+    };
+    assert!(state.events + bodies.len() <= limits::EVENTS_PER_CASE_MAX, "a case outgrew EVENTS_PER_CASE_MAX");
+    Ok(bodies
+        .into_iter()
+        .map(|body| Event {
+            at: context.now,
+            actor: envelope.actor.clone(),
+            command_id: envelope.command_id.clone(),
+            body,
+        })
+        .collect())
+}
+
+/// The event that records a refused command on its case, if one should be recorded: there must be a case, and the
+/// per-case cap on recorded refusals must not be reached.
+pub fn refusal_event(
+    envelope: &CommandEnvelope,
+    state: &CaseState,
+    rejection: &Rejection,
+    now: UnixMs,
+) -> Option<Event> {
+    let recordable = state.status != Status::New && state.refusals < limits::REFUSALS_RECORDED_PER_CASE_MAX;
+    recordable.then(|| Event {
+        at: now,
+        actor: envelope.actor.clone(),
+        command_id: envelope.command_id.clone(),
+        body: EventBody::CommandRefused { command: envelope.command.kind(), rejection: rejection.clone() },
+    })
+}
+
+fn expect_status(state: &CaseState, expected: Status, command: CommandKind) -> Result<(), Rejection> {
+    if state.status != expected {
+        return Err(Rejection::WrongState { status: state.status, command });
+    }
+    Ok(())
+}
+
+fn request_recovery(
+    envelope: &CommandEnvelope,
+    state: &CaseState,
+    context: &Context,
+) -> Result<Vec<EventBody>, Rejection> {
+    let Command::RequestRecovery { account_id, action, summary, signals } = &envelope.command else {
+        unreachable!("request_recovery is called only for RequestRecovery");
+    };
+    if state.status != Status::New {
+        return Err(Rejection::CaseExists);
+    }
+    let snapshot = context.account.expect("the shell passes the account snapshot with RequestRecovery");
+    let decision = context.policy.expect("the shell passes the intake decision with RequestRecovery");
+    assert_eq!(&snapshot.account_id, account_id, "the snapshot is of the requested account");
+    assert_eq!(decision.facts.phase, Phase::Intake, "RequestRecovery is decided by the intake phase");
+
+    let mut bodies = vec![EventBody::RecoveryRequested {
+        account_id: account_id.clone(),
+        action: action.clone(),
+        action_hash: ActionHash::of(context.case_id, account_id, action),
+        summary: summary.clone(),
+        signals: signals.clone(),
+        snapshot: snapshot.clone(),
+        intake_decision: decision.clone(),
+        deadline: context.now.plus(limits::REQUESTED_TTL_MS),
+    }];
+    let eligible = eligible_destinations(snapshot, context.now, context.settings);
+    let next = match decision.outcome {
+        Outcome::Deny => EventBody::CaseDenied { reason: DenialReason::Policy { rules: decision.rules.clone() } },
+        Outcome::Review | Outcome::Auto if !snapshot.known => {
+            EventBody::ChallengeWithheld { reason: WithheldReason::UnknownAccount }
+        }
+        Outcome::Review => review_required(decision, ReviewReason::PolicyReview, context.now),
+        Outcome::Auto if eligible.is_empty() => review_required(decision, ReviewReason::NoEligibleFactor, context.now),
+        Outcome::Auto if context.account_facts.failed_attempts_in_window >= limits::PROOF_ATTEMPTS_PER_ACCOUNT_MAX => {
+            EventBody::ChallengeWithheld { reason: WithheldReason::AttemptsExhausted }
+        }
+        Outcome::Auto if context.account_facts.outstanding_challenge_elsewhere => {
+            EventBody::ChallengeWithheld { reason: WithheldReason::AnotherCodeOutstanding }
+        }
+        Outcome::Auto => {
+            let fresh = context.fresh_challenge.expect("the shell prepares a challenge with RequestRecovery");
+            EventBody::ChallengeIssued {
+                challenge_id: fresh.challenge_id.clone(),
+                destinations: eligible.iter().map(|destination| destination.id.clone()).collect(),
+                code_hash: fresh.code_hash.clone(),
+                expires_at: context.now.plus(context.settings.code_ttl_ms),
+            }
+        }
+    };
+    bodies.push(next);
+    Ok(bodies)
+}
+
+fn review_required(decision: &PolicyDecision, reason: ReviewReason, now: UnixMs) -> EventBody {
+    EventBody::ReviewRequired { decision: decision.clone(), reason, deadline: now.plus(limits::IN_REVIEW_TTL_MS) }
+}
+
+fn submit_proof(proof: &CodeHash, state: &CaseState, context: &Context) -> Result<Vec<EventBody>, Rejection> {
+    expect_status(state, Status::Requested, CommandKind::SubmitProof)?;
+    let challenge = state.challenge.as_ref().ok_or(Rejection::NoOutstandingChallenge)?;
+    if context.now >= challenge.expires_at {
+        return Err(Rejection::ChallengeExpired);
+    }
+    let failed = context.account_facts.failed_attempts_in_window;
+    if failed >= limits::PROOF_ATTEMPTS_PER_ACCOUNT_MAX {
+        return Ok(vec![EventBody::CaseDenied { reason: DenialReason::AttemptsExhausted }]);
+    }
+    if !proof.matches(&challenge.code_hash) {
+        let attempts_left = limits::PROOF_ATTEMPTS_PER_ACCOUNT_MAX - failed - 1;
+        let mut bodies = vec![EventBody::ProofRejected { challenge_id: challenge.challenge_id.clone(), attempts_left }];
+        if attempts_left == 0 {
+            bodies.push(EventBody::CaseDenied { reason: DenialReason::AttemptsExhausted });
+        }
+        return Ok(bodies);
+    }
+    let decision = context.policy.expect("the shell passes the authorization decision with SubmitProof");
+    assert_eq!(decision.facts.phase, Phase::Authorization, "a proof is followed by the authorization phase");
+    let accepted = EventBody::ProofAccepted {
+        challenge_id: challenge.challenge_id.clone(),
+        destinations: challenge.destinations.clone(),
+    };
+    let facts = state.facts.as_ref().expect("a requested case has facts");
+    // High-value accounts are never automated, whatever the policy returned (SPEC principle 6).
+    let outcome = match decision.outcome {
+        Outcome::Auto if facts.snapshot.is_high_value() => Outcome::Review,
+        Outcome::Auto | Outcome::Review | Outcome::Deny => decision.outcome,
+    };
+    let next = match outcome {
+        Outcome::Auto => cooling_off_started(
+            state,
+            context.now,
+            decision.effective_cooling_off_ms(),
+            Authorization::Policy { decision: decision.clone() },
+        ),
+        Outcome::Review => review_required(decision, ReviewReason::PolicyReview, context.now),
+        Outcome::Deny => EventBody::CaseDenied { reason: DenialReason::Policy { rules: decision.rules.clone() } },
+    };
+    Ok(vec![accepted, next])
+}
+
+fn cooling_off_started(state: &CaseState, now: UnixMs, cooling_off_ms: u64, authorization: Authorization) -> EventBody {
+    let facts = state.facts.as_ref().expect("a case past intake has facts");
+    let ends_at = now.plus(cooling_off_ms);
+    EventBody::CoolingOffStarted {
+        ends_at,
+        deadline: ends_at.plus(limits::COOLING_OFF_GRACE_MS),
+        notify: facts
+            .snapshot
+            .pre_existing(facts.requested_at)
+            .iter()
+            .map(|destination| destination.id.clone())
+            .collect(),
+        authorization,
+    }
+}
+
+fn approve_review(
+    envelope: &CommandEnvelope,
+    action_hash: &ActionHash,
+    reason: &UntrustedText,
+    state: &CaseState,
+    context: &Context,
+) -> Result<Vec<EventBody>, Rejection> {
+    expect_status(state, Status::InReview, CommandKind::ApproveReview)?;
+    let facts = state.facts.as_ref().expect("a case in review has facts");
+    let reviewer = &envelope.actor.id;
+    if action_hash != &facts.action_hash {
+        return Err(Rejection::ActionHashMismatch);
+    }
+    if reviewer == &facts.requester.id {
+        return Err(Rejection::SelfApproval);
+    }
+    if state.approvals.contains(reviewer) {
+        return Err(Rejection::DuplicateApproval);
+    }
+    let approvals = state.approvals.len() as u8 + 1;
+    let required = state.reviewers_required;
+    let mut bodies = vec![EventBody::ReviewApproved {
+        reviewer: reviewer.clone(),
+        action_hash: action_hash.clone(),
+        approvals,
+        required,
+        reason: reason.clone(),
+    }];
+    if approvals >= required {
+        let decision = state.decision.as_ref().expect("a case in review has a decision");
+        let mut reviewers = state.approvals.clone();
+        reviewers.push(reviewer.clone());
+        bodies.push(cooling_off_started(
+            state,
+            context.now,
+            decision.effective_cooling_off_ms(),
+            Authorization::Quorum { reviewers },
+        ));
+    }
+    Ok(bodies)
+}
+
+fn deny_review(
+    envelope: &CommandEnvelope,
+    reason: &UntrustedText,
+    state: &CaseState,
+) -> Result<Vec<EventBody>, Rejection> {
+    expect_status(state, Status::InReview, CommandKind::DenyReview)?;
+    Ok(vec![EventBody::CaseDenied {
+        reason: DenialReason::Reviewer { reviewer: envelope.actor.id.clone(), reason: reason.clone() },
+    }])
+}
+
+fn cancel(reason: &UntrustedText, state: &CaseState) -> Result<Vec<EventBody>, Rejection> {
+    expect_status(state, Status::CoolingOff, CommandKind::Cancel)?;
+    Ok(vec![EventBody::CaseCancelled { reason: reason.clone() }])
+}
+
+/// The timer. A tick for a case that is not waiting on a time does nothing: timers may fire late, twice, or for a
+/// case that has moved on.
+fn tick(state: &CaseState, context: &Context) -> Vec<EventBody> {
+    let expired = state.deadline.is_some_and(|deadline| context.now >= deadline);
+    match state.status {
+        Status::Requested | Status::InReview if expired => vec![EventBody::CaseExpired],
+        Status::CoolingOff if expired => vec![EventBody::CaseExpired],
+        Status::CoolingOff => {
+            let ends_at = state.cooling_off_ends_at.expect("a cooling-off case has an end");
+            if context.now >= ends_at && !context.halted {
+                vec![EventBody::ExecutionStarted { effect_id: effect_id(context.case_id, state.effects_started + 1) }]
+            } else {
+                Vec::new()
+            }
+        }
+        Status::New
+        | Status::Requested
+        | Status::Verified
+        | Status::InReview
+        | Status::Executing
+        | Status::Executed
+        | Status::RolledBack
+        | Status::Denied
+        | Status::Cancelled
+        | Status::Expired => Vec::new(),
+    }
+}
+
+/// The idempotency id of the `attempt`-th execution of a case: derived, not drawn, so a replay derives the same.
+pub fn effect_id(case_id: &CaseId, attempt: u32) -> EffectId {
+    EffectId::new(format!("{case_id}/execute/{attempt}"))
+}
+
+/// The idempotency id of a case's rollback.
+pub fn rollback_effect_id(case_id: &CaseId) -> EffectId {
+    EffectId::new(format!("{case_id}/rollback"))
+}
+
+fn confirm_execution(
+    effect_id: &crate::core::ids::EffectId,
+    outcome: &EffectOutcome,
+    state: &CaseState,
+    context: &Context,
+) -> Result<Vec<EventBody>, Rejection> {
+    expect_status(state, Status::Executing, CommandKind::ConfirmExecution)?;
+    if state.effect.as_ref() != Some(effect_id) {
+        return Err(Rejection::EffectMismatch);
+    }
+    Ok(vec![match outcome {
+        EffectOutcome::Applied { changes } => {
+            EventBody::ExecutionConfirmed { effect_id: effect_id.clone(), changes: changes.clone() }
+        }
+        EffectOutcome::Failed { reason } => EventBody::ExecutionFailed {
+            effect_id: effect_id.clone(),
+            reason: reason.clone(),
+            deadline: context.now.plus(limits::IN_REVIEW_TTL_MS),
+        },
+    }])
+}
+
+fn roll_back(reason: &UntrustedText, state: &CaseState, context: &Context) -> Result<Vec<EventBody>, Rejection> {
+    expect_status(state, Status::Executed, CommandKind::RollBack)?;
+    Ok(vec![EventBody::RolledBack {
+        effect_id: rollback_effect_id(context.case_id),
+        reason: reason.clone(),
+        reversal: reversal_of(&state.executed_changes),
+    }])
+}
+
+/// The changes that undo `changes`, newest first.
+pub fn reversal_of(changes: &[Change]) -> Vec<Change> {
+    changes
+        .iter()
+        .rev()
+        .map(|change| Change { record: change.record.clone(), old: change.new.clone(), new: change.old.clone() })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::actor::Role;
+
+    // Proves the role table: intake may open a case and do nothing else.
+    #[test]
+    fn intake_may_only_request() {
+        for kind in [
+            CommandKind::SubmitProof,
+            CommandKind::ApproveReview,
+            CommandKind::DenyReview,
+            CommandKind::Cancel,
+            CommandKind::Tick,
+            CommandKind::ConfirmExecution,
+            CommandKind::RollBack,
+        ] {
+            assert!(!kind.allowed_roles().contains(&Role::Intake), "{} must refuse intake", kind.name());
+        }
+        assert!(CommandKind::RequestRecovery.allowed_roles().contains(&Role::Intake));
+    }
+}

@@ -1,0 +1,232 @@
+//! Events: what happened to a case, in the past tense. An event is a fact; the state of a case is a fold of its
+//! events (`evolve`). Events are persisted in a versioned envelope (`crate::log::envelope`); a change to any
+//! payload here must bump that version and add an upcaster, and the golden fixtures under `tests/golden/` fail the
+//! build until it does.
+
+use crate::core::account::AccountSnapshot;
+use crate::core::action::{ActionHash, RecoveryAction};
+use crate::core::actor::Actor;
+use crate::core::command::{Change, CommandKind};
+use crate::core::ids::{AccountId, ActorId, ChallengeId, CommandId, DestinationId, EffectId, UnixMs};
+use crate::core::policy::PolicyDecision;
+use crate::core::rejection::Rejection;
+use crate::core::signals::Signals;
+use crate::core::text::UntrustedText;
+use crate::core::verification::CodeHash;
+use serde::{Deserialize, Serialize};
+
+/// One event with its metadata: when, by whom, and which command caused it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub at: UnixMs,
+    pub actor: Actor,
+    /// The command that caused this event. Kept in the case state so that a command retried at any later time
+    /// appends nothing (idempotency that outlives any broker's duplicate window).
+    pub command_id: CommandId,
+    pub body: EventBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventBody {
+    RecoveryRequested {
+        account_id: AccountId,
+        action: RecoveryAction,
+        action_hash: ActionHash,
+        summary: UntrustedText,
+        signals: Signals,
+        snapshot: AccountSnapshot,
+        /// The decision of the intake phase (velocity, risk flags), recorded with its facts.
+        intake_decision: PolicyDecision,
+        /// When the case expires if nobody proves possession.
+        deadline: UnixMs,
+    },
+    /// A code was sent to these destinations; each was trusted long enough before the request.
+    ChallengeIssued {
+        challenge_id: ChallengeId,
+        destinations: Vec<DestinationId>,
+        code_hash: CodeHash,
+        expires_at: UnixMs,
+    },
+    /// No code was sent, and why; the case waits (and expires) without revealing this to the requester.
+    ChallengeWithheld {
+        reason: WithheldReason,
+    },
+    ProofRejected {
+        challenge_id: ChallengeId,
+        attempts_left: u32,
+    },
+    ProofAccepted {
+        challenge_id: ChallengeId,
+        destinations: Vec<DestinationId>,
+    },
+    /// The case needs people. The decision says why and how many reviewers.
+    ReviewRequired {
+        decision: PolicyDecision,
+        reason: ReviewReason,
+        deadline: UnixMs,
+    },
+    ReviewApproved {
+        reviewer: ActorId,
+        action_hash: ActionHash,
+        approvals: u8,
+        required: u8,
+        reason: UntrustedText,
+    },
+    /// The change is authorized and waits; every pre-existing destination is notified with a cancel link.
+    CoolingOffStarted {
+        ends_at: UnixMs,
+        deadline: UnixMs,
+        notify: Vec<DestinationId>,
+        authorization: Authorization,
+    },
+    CaseDenied {
+        reason: DenialReason,
+    },
+    CaseCancelled {
+        reason: UntrustedText,
+    },
+    ExecutionStarted {
+        effect_id: EffectId,
+    },
+    ExecutionConfirmed {
+        effect_id: EffectId,
+        changes: Vec<Change>,
+    },
+    ExecutionFailed {
+        effect_id: EffectId,
+        reason: String,
+        deadline: UnixMs,
+    },
+    RolledBack {
+        effect_id: EffectId,
+        reason: UntrustedText,
+        reversal: Vec<Change>,
+    },
+    CaseExpired,
+    /// A command was refused. Recorded so that probing (an intake actor trying to approve, say) leaves a trace.
+    CommandRefused {
+        command: CommandKind,
+        rejection: Rejection,
+    },
+}
+
+/// What authorized a change: the policy after proof, or a reviewer quorum.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Authorization {
+    Policy { decision: PolicyDecision },
+    Quorum { reviewers: Vec<ActorId> },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WithheldReason {
+    /// The directory does not know the account. The requester is told nothing different.
+    UnknownAccount,
+    /// Another case of this account holds an unused code (one outstanding code per account).
+    AnotherCodeOutstanding,
+    /// The account used up its wrong-code allowance for the window.
+    AttemptsExhausted,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ReviewReason {
+    NoEligibleFactor,
+    PolicyReview,
+    ExecutionFailed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DenialReason {
+    AttemptsExhausted,
+    Policy { rules: Vec<String> },
+    Reviewer { reviewer: ActorId, reason: UntrustedText },
+}
+
+/// The event kinds, by the names the transition table uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum EventKind {
+    RecoveryRequested,
+    ChallengeIssued,
+    ChallengeWithheld,
+    ProofRejected,
+    ProofAccepted,
+    ReviewRequired,
+    ReviewApproved,
+    CoolingOffStarted,
+    CaseDenied,
+    CaseCancelled,
+    ExecutionStarted,
+    ExecutionConfirmed,
+    ExecutionFailed,
+    RolledBack,
+    CaseExpired,
+    CommandRefused,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 16] = [
+        EventKind::RecoveryRequested,
+        EventKind::ChallengeIssued,
+        EventKind::ChallengeWithheld,
+        EventKind::ProofRejected,
+        EventKind::ProofAccepted,
+        EventKind::ReviewRequired,
+        EventKind::ReviewApproved,
+        EventKind::CoolingOffStarted,
+        EventKind::CaseDenied,
+        EventKind::CaseCancelled,
+        EventKind::ExecutionStarted,
+        EventKind::ExecutionConfirmed,
+        EventKind::ExecutionFailed,
+        EventKind::RolledBack,
+        EventKind::CaseExpired,
+        EventKind::CommandRefused,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::RecoveryRequested => "recovery_requested",
+            EventKind::ChallengeIssued => "challenge_issued",
+            EventKind::ChallengeWithheld => "challenge_withheld",
+            EventKind::ProofRejected => "proof_rejected",
+            EventKind::ProofAccepted => "proof_accepted",
+            EventKind::ReviewRequired => "review_required",
+            EventKind::ReviewApproved => "review_approved",
+            EventKind::CoolingOffStarted => "cooling_off_started",
+            EventKind::CaseDenied => "case_denied",
+            EventKind::CaseCancelled => "case_cancelled",
+            EventKind::ExecutionStarted => "execution_started",
+            EventKind::ExecutionConfirmed => "execution_confirmed",
+            EventKind::ExecutionFailed => "execution_failed",
+            EventKind::RolledBack => "rolled_back",
+            EventKind::CaseExpired => "case_expired",
+            EventKind::CommandRefused => "command_refused",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+}
+
+impl EventBody {
+    pub fn kind(&self) -> EventKind {
+        match self {
+            EventBody::RecoveryRequested { .. } => EventKind::RecoveryRequested,
+            EventBody::ChallengeIssued { .. } => EventKind::ChallengeIssued,
+            EventBody::ChallengeWithheld { .. } => EventKind::ChallengeWithheld,
+            EventBody::ProofRejected { .. } => EventKind::ProofRejected,
+            EventBody::ProofAccepted { .. } => EventKind::ProofAccepted,
+            EventBody::ReviewRequired { .. } => EventKind::ReviewRequired,
+            EventBody::ReviewApproved { .. } => EventKind::ReviewApproved,
+            EventBody::CoolingOffStarted { .. } => EventKind::CoolingOffStarted,
+            EventBody::CaseDenied { .. } => EventKind::CaseDenied,
+            EventBody::CaseCancelled { .. } => EventKind::CaseCancelled,
+            EventBody::ExecutionStarted { .. } => EventKind::ExecutionStarted,
+            EventBody::ExecutionConfirmed { .. } => EventKind::ExecutionConfirmed,
+            EventBody::ExecutionFailed { .. } => EventKind::ExecutionFailed,
+            EventBody::RolledBack { .. } => EventKind::RolledBack,
+            EventBody::CaseExpired => EventKind::CaseExpired,
+            EventBody::CommandRefused { .. } => EventKind::CommandRefused,
+        }
+    }
+}

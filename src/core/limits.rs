@@ -1,0 +1,97 @@
+//! Every limit in airlock, in one place, each with the reason for its value. Units come last in the name.
+//! Relations between limits are asserted at compile time at the bottom of this file.
+
+pub const SECOND_MS: u64 = 1_000;
+pub const MINUTE_MS: u64 = 60 * SECOND_MS;
+pub const HOUR_MS: u64 = 60 * MINUTE_MS;
+pub const DAY_MS: u64 = 24 * HOUR_MS;
+
+/// Eight decimal digits: 10^8 possibilities against at most `PROOF_ATTEMPTS_PER_ACCOUNT_MAX` guesses gives an
+/// attacker a 1 in 20 million chance per window (NIST SP 800-63B asks for at least 20 bits; this is 26.5).
+pub const CODE_DIGITS: usize = 8;
+
+/// A code is useful for ten minutes: long enough to read an email, short enough that a leaked inbox later is useless.
+pub const CODE_TTL_MS_DEFAULT: u64 = 10 * MINUTE_MS;
+
+/// Wrong codes allowed per account, counted across all of its cases, inside `PROOF_ATTEMPT_WINDOW_MS`.
+/// Counting per account (not per case) stops an attacker from opening many cases to multiply guesses.
+pub const PROOF_ATTEMPTS_PER_ACCOUNT_MAX: u32 = 5;
+
+/// The window over which failed proofs of one account are counted.
+pub const PROOF_ATTEMPT_WINDOW_MS: u64 = DAY_MS;
+
+/// A destination must have been trusted this long before a request to receive a code for it. A destination
+/// added by an attacker shortly before asking for a reset is therefore never challenged (SPEC principle 2).
+pub const DESTINATION_AGE_MS_MIN_DEFAULT: u64 = 7 * DAY_MS;
+
+/// The floor under any cooling-off period, whatever a policy returns: an authorized change always waits at least
+/// this long so the owner's old destinations have time to object.
+pub const COOLING_OFF_MS_MIN: u64 = HOUR_MS;
+
+/// A new destination is never usable before this cooling-off (SPEC principle 5; the default policy uses it).
+pub const NEW_DESTINATION_COOLING_OFF_MS_MIN: u64 = 72 * HOUR_MS;
+
+/// A policy may not ask for more than this; a longer hold is a denial in disguise and should be one.
+pub const COOLING_OFF_MS_MAX: u64 = 30 * DAY_MS;
+
+/// How long a case may stay `requested` (waiting for proof) before it expires.
+pub const REQUESTED_TTL_MS: u64 = DAY_MS;
+
+/// How long a case may wait for reviewers before it expires.
+pub const IN_REVIEW_TTL_MS: u64 = 7 * DAY_MS;
+
+/// How long past its end a cooling-off may wait (for example while the kill switch is on) before the case expires
+/// instead of executing a change nobody has looked at for a week.
+pub const COOLING_OFF_GRACE_MS: u64 = 7 * DAY_MS;
+
+/// High-value accounts need at least this many distinct reviewers, whatever a policy says (SPEC principle 6).
+pub const HIGH_VALUE_REVIEWERS_MIN: u8 = 2;
+
+/// No policy may ask for more reviewers than this; more would make a case unapprovable in practice.
+pub const REVIEWERS_MAX: u8 = 5;
+
+/// Refused commands are recorded on the case up to this many times, so that a flood of refused attempts is visible
+/// but cannot grow a case's history without bound. Later refusals are still counted in the state.
+pub const REFUSALS_RECORDED_PER_CASE_MAX: u32 = 64;
+
+/// The requester's free-text summary: enough for a conversation summary, bounded so it cannot flood storage.
+pub const SUMMARY_BYTES_MAX: usize = 4_096;
+
+/// A reason given by a reviewer or operator.
+pub const REASON_BYTES_MAX: usize = 1_024;
+
+/// Identifiers (accounts, actors, cases, destinations).
+pub const ID_BYTES_MAX: usize = 128;
+
+/// An email address or phone number (RFC 5321 caps a forward path at 256 octets including brackets).
+pub const ADDRESS_BYTES_MAX: usize = 254;
+
+/// A network signal value (a network name, a region, a device label).
+pub const SIGNAL_BYTES_MAX: usize = 128;
+
+/// Destinations in one account snapshot; a directory returning more is treated as corrupt.
+pub const DESTINATIONS_PER_ACCOUNT_MAX: usize = 16;
+
+/// One encoded event envelope. Events are small; anything larger is a bug or an attack.
+pub const EVENT_BYTES_MAX: usize = 64 * 1024;
+
+/// One JSON command from outside. Larger input is refused before parsing.
+pub const COMMAND_BYTES_MAX: usize = 16 * 1024;
+
+/// Events in one case: every source of events is bounded (attempts, approvals, refusals), so a case longer than
+/// this is corrupt.
+pub const EVENTS_PER_CASE_MAX: usize = 256;
+
+const _: () = assert!(COOLING_OFF_MS_MIN <= NEW_DESTINATION_COOLING_OFF_MS_MIN);
+const _: () = assert!(NEW_DESTINATION_COOLING_OFF_MS_MIN <= COOLING_OFF_MS_MAX);
+const _: () = assert!(CODE_TTL_MS_DEFAULT < REQUESTED_TTL_MS);
+const _: () = assert!(HIGH_VALUE_REVIEWERS_MIN <= REVIEWERS_MAX);
+const _: () = assert!(CODE_DIGITS >= 8);
+const _: () = assert!(SUMMARY_BYTES_MAX + 4 * REASON_BYTES_MAX < COMMAND_BYTES_MAX);
+const _: () = assert!(
+    (REFUSALS_RECORDED_PER_CASE_MAX as usize)
+        + (PROOF_ATTEMPTS_PER_ACCOUNT_MAX as usize)
+        + (REVIEWERS_MAX as usize)
+        + 16
+        < EVENTS_PER_CASE_MAX
+);

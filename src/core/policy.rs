@@ -1,0 +1,113 @@
+//! The shapes a policy engine reads and returns. The engine itself lives in `crate::policy`; the core only builds
+//! the facts (purely, from recorded data) and enforces floors no policy can lower.
+
+use crate::core::account::AccountSnapshot;
+use crate::core::action::RecoveryAction;
+use crate::core::ids::UnixMs;
+use crate::core::limits;
+use crate::core::signals::Signals;
+use crate::core::verification::{Settings, eligible_destinations};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Outcome {
+    Auto,
+    Review,
+    Deny,
+}
+
+/// When the policy is asked: when a case is opened (may it proceed to proof at all?) and after proof (may the
+/// change go ahead automatically?).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Phase {
+    Intake,
+    Authorization,
+}
+
+/// Request counts over the last day, per dimension (SPEC principle 10), counted by the shell.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Velocity {
+    pub account_requests_24h: u32,
+    pub source_network_requests_24h: u32,
+    pub requester_requests_24h: u32,
+    pub destination_requests_24h: u32,
+}
+
+/// Everything a policy may look at. Recorded in every decision event so a replay can re-run the decision.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PolicyFacts {
+    pub phase: Phase,
+    pub action: String,
+    pub adds_destination: bool,
+    pub account_known: bool,
+    pub high_value: bool,
+    pub eligible_destinations: u32,
+    pub has_totp: bool,
+    pub credential_changed_within_7d: bool,
+    pub risk_flags: Vec<String>,
+    pub velocity: Velocity,
+    pub signal_friction: u32,
+    pub halted: bool,
+}
+
+impl PolicyFacts {
+    /// Builds the facts from recorded data only. `at` is the request time for the intake phase and the time of the
+    /// proof for the authorization phase.
+    pub fn gather(
+        phase: Phase,
+        snapshot: &AccountSnapshot,
+        action: &RecoveryAction,
+        signals: &Signals,
+        velocity: Velocity,
+        halted: bool,
+        requested_at: UnixMs,
+        settings: &Settings,
+    ) -> PolicyFacts {
+        let credential_changed_within_7d =
+            snapshot.last_credential_change.is_some_and(|changed| changed.until(requested_at) < 7 * limits::DAY_MS);
+        PolicyFacts {
+            phase,
+            action: action.name().to_string(),
+            adds_destination: action.adds_destination(),
+            account_known: snapshot.known,
+            high_value: snapshot.is_high_value(),
+            eligible_destinations: eligible_destinations(snapshot, requested_at, settings).len() as u32,
+            has_totp: snapshot.totp_enrolled_since.is_some(),
+            credential_changed_within_7d,
+            risk_flags: snapshot.risk_flags.clone(),
+            velocity,
+            signal_friction: signals.friction(),
+            halted,
+        }
+    }
+}
+
+/// What a policy returned, with the facts it saw and the version of the policy that saw them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PolicyDecision {
+    pub policy_version: String,
+    pub outcome: Outcome,
+    pub cooling_off_ms: u64,
+    pub reviewers_required: u8,
+    /// The ids of the rules that decided, in the order they matched.
+    pub rules: Vec<String>,
+    pub facts: PolicyFacts,
+}
+
+impl PolicyDecision {
+    /// The cooling-off the core will actually apply: the policy's value, raised to the floors that no policy may
+    /// go under (SPEC principle 5) and capped at the longest hold a case can wait.
+    pub fn effective_cooling_off_ms(&self) -> u64 {
+        let mut floor = limits::COOLING_OFF_MS_MIN;
+        if self.facts.adds_destination {
+            floor = floor.max(limits::NEW_DESTINATION_COOLING_OFF_MS_MIN);
+        }
+        self.cooling_off_ms.clamp(floor, limits::COOLING_OFF_MS_MAX)
+    }
+
+    /// The reviewer quorum the core will actually require: at least one, at least two for high-value accounts.
+    pub fn effective_reviewers_required(&self) -> u8 {
+        let floor = if self.facts.high_value { limits::HIGH_VALUE_REVIEWERS_MIN } else { 1 };
+        self.reviewers_required.clamp(floor, limits::REVIEWERS_MAX)
+    }
+}

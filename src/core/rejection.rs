@@ -1,0 +1,71 @@
+//! Why the core refused a command. Each variant is a reason a client can show; none of them reveals whether an
+//! account exists, which destinations it has, or anything about a code.
+
+use crate::core::actor::Role;
+use crate::core::command::CommandKind;
+use crate::core::state::Status;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
+pub enum Rejection {
+    /// The sender's role may not send this command. The caller should not retry; the attempt is recorded.
+    RoleNotAllowed { role: Role, command: CommandKind },
+    /// The case is not in a state where this command means anything. The caller may re-read the case.
+    WrongState { status: Status, command: CommandKind },
+    /// A case with this id exists already; open a new case with a new id.
+    CaseExists,
+    /// No code is outstanding on this case (none was sent, it was used, or the case moved on).
+    NoOutstandingChallenge,
+    /// The code expired; ask for a new case.
+    ChallengeExpired,
+    /// The approval names an action hash that is not this case's action: the reviewer saw something else.
+    ActionHashMismatch,
+    /// The reviewer is the one who requested the case.
+    SelfApproval,
+    /// The reviewer has already approved this case; a quorum needs distinct people.
+    DuplicateApproval,
+    /// The executor confirmed an effect this case did not start.
+    EffectMismatch,
+    /// The kill switch is already in the requested position; nothing was recorded.
+    KillSwitchUnchanged { halted: bool },
+    /// A text field is longer than allowed.
+    TooLong { field: String, bytes_max: usize },
+    /// A field has a value outside what is accepted.
+    InvalidValue { field: String, expected: String },
+    /// A verification code was placed in a field that is not the verification page (THREATS 1, 12). The value is
+    /// not stored.
+    SecretInUntrustedField { field: String },
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejection::RoleNotAllowed { role, command } => {
+                write!(formatter, "the {role} role may not {}", command.name())
+            }
+            Rejection::WrongState { status, command } => {
+                write!(formatter, "a case in state {} does not accept {}", status.name(), command.name())
+            }
+            Rejection::CaseExists => formatter.write_str("a case with this id already exists"),
+            Rejection::NoOutstandingChallenge => formatter.write_str("no code is outstanding for this case"),
+            Rejection::ChallengeExpired => formatter.write_str("the code has expired"),
+            Rejection::ActionHashMismatch => {
+                formatter.write_str("the approval names a different action than this case's; re-read the case")
+            }
+            Rejection::SelfApproval => formatter.write_str("nobody may approve a case they requested"),
+            Rejection::DuplicateApproval => formatter.write_str("this reviewer has already approved this case"),
+            Rejection::EffectMismatch => formatter.write_str("the confirmed effect is not the one this case started"),
+            Rejection::KillSwitchUnchanged { halted: true } => formatter.write_str("automation is already halted"),
+            Rejection::KillSwitchUnchanged { halted: false } => formatter.write_str("automation is not halted"),
+            Rejection::TooLong { field, bytes_max } => {
+                write!(formatter, "{field} is longer than {bytes_max} bytes")
+            }
+            Rejection::InvalidValue { field, expected } => write!(formatter, "{field} is invalid: expected {expected}"),
+            Rejection::SecretInUntrustedField { field } => write!(
+                formatter,
+                "{field} looks like it contains a verification code; codes are entered only at the verification page, and this one was not stored"
+            ),
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The state of one case, and `evolve`, which folds an event into it. Evolve trusts nothing it is not told: every
+//! event must be a transition the table allows from the current status (`transition::target`), or the history is
+//! corrupt.
+
+use crate::core::account::AccountSnapshot;
+use crate::core::action::{ActionHash, RecoveryAction};
+use crate::core::actor::Actor;
+use crate::core::command::Change;
+use crate::core::event::{Authorization, Event, EventBody, EventKind};
+use crate::core::ids::{AccountId, ActorId, ChallengeId, CommandId, DestinationId, EffectId, UnixMs};
+use crate::core::policy::PolicyDecision;
+use crate::core::transition;
+use crate::core::verification::CodeHash;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// The states of SPEC.md's machine. `New` is "(none)": no event yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Status {
+    New,
+    Requested,
+    Verified,
+    InReview,
+    CoolingOff,
+    Executing,
+    Executed,
+    RolledBack,
+    Denied,
+    Cancelled,
+    Expired,
+}
+
+impl Status {
+    pub const ALL: [Status; 11] = [
+        Status::New,
+        Status::Requested,
+        Status::Verified,
+        Status::InReview,
+        Status::CoolingOff,
+        Status::Executing,
+        Status::Executed,
+        Status::RolledBack,
+        Status::Denied,
+        Status::Cancelled,
+        Status::Expired,
+    ];
+
+    /// The name used in `state-machines/recovery.toml`, the projection and the CLI.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::New => "none",
+            Status::Requested => "requested",
+            Status::Verified => "verified",
+            Status::InReview => "in_review",
+            Status::CoolingOff => "cooling_off",
+            Status::Executing => "executing",
+            Status::Executed => "executed",
+            Status::RolledBack => "rolled_back",
+            Status::Denied => "denied",
+            Status::Cancelled => "cancelled",
+            Status::Expired => "expired",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|status| status.name() == name)
+    }
+
+    /// Terminal states accept no transition to another state, ever (only refusals are recorded in them).
+    pub fn is_terminal(self) -> bool {
+        match self {
+            Status::RolledBack | Status::Denied | Status::Cancelled | Status::Expired => true,
+            Status::New
+            | Status::Requested
+            | Status::Verified
+            | Status::InReview
+            | Status::CoolingOff
+            | Status::Executing
+            | Status::Executed => false,
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.name())
+    }
+}
+
+/// What the first event of a case fixed for its whole life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaseFacts {
+    pub account_id: AccountId,
+    pub action: RecoveryAction,
+    pub action_hash: ActionHash,
+    pub requester: Actor,
+    pub requested_at: UnixMs,
+    pub snapshot: AccountSnapshot,
+}
+
+/// The one code outstanding on a case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenChallenge {
+    pub challenge_id: ChallengeId,
+    pub destinations: Vec<DestinationId>,
+    pub code_hash: CodeHash,
+    pub expires_at: UnixMs,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaseState {
+    pub status: Status,
+    pub facts: Option<CaseFacts>,
+    pub challenge: Option<OpenChallenge>,
+    /// Destinations whose code was proven, if any.
+    pub proven_by: Vec<DestinationId>,
+    /// The latest policy decision (intake, then authorization).
+    pub decision: Option<PolicyDecision>,
+    pub reviewers_required: u8,
+    pub approvals: Vec<ActorId>,
+    pub authorization: Option<Authorization>,
+    pub cooling_off_ends_at: Option<UnixMs>,
+    /// When the case expires if it stays in its current state.
+    pub deadline: Option<UnixMs>,
+    pub effect: Option<EffectId>,
+    pub effects_started: u32,
+    pub executed_changes: Vec<Change>,
+    pub refusals: u32,
+    pub events: usize,
+    /// Commands that produced events; a retried one appends nothing (refused commands are not listed, so a retry
+    /// of a refused command is refused again).
+    pub seen_commands: BTreeSet<CommandId>,
+}
+
+pub fn initial_state() -> CaseState {
+    CaseState {
+        status: Status::New,
+        facts: None,
+        challenge: None,
+        proven_by: Vec::new(),
+        decision: None,
+        reviewers_required: 0,
+        approvals: Vec::new(),
+        authorization: None,
+        cooling_off_ends_at: None,
+        deadline: None,
+        effect: None,
+        effects_started: 0,
+        executed_changes: Vec::new(),
+        refusals: 0,
+        events: 0,
+        seen_commands: BTreeSet::new(),
+    }
+}
+
+/// A history that breaks the transition table: a bug or tampering, never a user error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("event {index} ({event}) is not allowed from state {status}")]
+pub struct CorruptHistory {
+    pub index: usize,
+    pub event: &'static str,
+    pub status: Status,
+}
+
+/// Folds a history into a state, refusing any event the table does not allow. Use this on anything read from
+/// storage; `evolve` alone asserts.
+pub fn fold<'a>(events: impl IntoIterator<Item = &'a Event>) -> Result<CaseState, CorruptHistory> {
+    let mut state = initial_state();
+    for (index, event) in events.into_iter().enumerate() {
+        let kind = event.body.kind();
+        if transition::target(state.status, kind).is_none() {
+            return Err(CorruptHistory { index, event: kind.name(), status: state.status });
+        }
+        state = evolve(state, event);
+    }
+    Ok(state)
+}
+
+/// Applies one event. Panics if the event is not a transition from the current status: `decide` never produces
+/// such an event, and `fold` checks histories read from storage first.
+pub fn evolve(mut state: CaseState, event: &Event) -> CaseState {
+    let kind = event.body.kind();
+    let to = transition::target(state.status, kind)
+        .unwrap_or_else(|| panic!("evolve: {} is not allowed from {}", kind.name(), state.status));
+    apply_body(&mut state, event);
+    state.status = to;
+    state.events += 1;
+    if kind != EventKind::CommandRefused {
+        state.seen_commands.insert(event.command_id.clone());
+    }
+    state
+}
+
+fn apply_body(state: &mut CaseState, event: &Event) {
+    match &event.body {
+        EventBody::RecoveryRequested {
+            account_id, action, action_hash, snapshot, intake_decision, deadline, ..
+        } => {
+            state.facts = Some(CaseFacts {
+                account_id: account_id.clone(),
+                action: action.clone(),
+                action_hash: action_hash.clone(),
+                requester: event.actor.clone(),
+                requested_at: event.at,
+                snapshot: snapshot.clone(),
+            });
+            state.decision = Some(intake_decision.clone());
+            state.deadline = Some(*deadline);
+        }
+        EventBody::ChallengeIssued { challenge_id, destinations, code_hash, expires_at } => {
+            state.challenge = Some(OpenChallenge {
+                challenge_id: challenge_id.clone(),
+                destinations: destinations.clone(),
+                code_hash: code_hash.clone(),
+                expires_at: *expires_at,
+            });
+        }
+        EventBody::ChallengeWithheld { .. } | EventBody::ProofRejected { .. } => {}
+        EventBody::ProofAccepted { destinations, .. } => {
+            state.challenge = None;
+            state.proven_by = destinations.clone();
+        }
+        EventBody::ReviewRequired { decision, deadline, .. } => {
+            state.challenge = None;
+            state.reviewers_required = decision.effective_reviewers_required();
+            state.decision = Some(decision.clone());
+            state.approvals.clear();
+            state.deadline = Some(*deadline);
+        }
+        EventBody::ReviewApproved { reviewer, .. } => state.approvals.push(reviewer.clone()),
+        EventBody::CoolingOffStarted { ends_at, deadline, authorization, .. } => {
+            if let Authorization::Policy { decision } = authorization {
+                state.decision = Some(decision.clone());
+            }
+            state.authorization = Some(authorization.clone());
+            state.cooling_off_ends_at = Some(*ends_at);
+            state.deadline = Some(*deadline);
+        }
+        EventBody::CaseDenied { .. } | EventBody::CaseCancelled { .. } | EventBody::CaseExpired => {
+            state.challenge = None;
+            state.deadline = None;
+        }
+        EventBody::ExecutionStarted { effect_id } => {
+            state.effect = Some(effect_id.clone());
+            state.effects_started += 1;
+            state.deadline = None;
+        }
+        EventBody::ExecutionConfirmed { changes, .. } => state.executed_changes = changes.clone(),
+        EventBody::ExecutionFailed { deadline, .. } => {
+            state.effect = None;
+            state.approvals.clear();
+            state.authorization = None;
+            state.deadline = Some(*deadline);
+        }
+        EventBody::RolledBack { .. } => {}
+        EventBody::CommandRefused { .. } => state.refusals += 1,
+    }
+}

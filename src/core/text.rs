@@ -1,0 +1,49 @@
+//! Untrusted text and the checks every outside value passes before it becomes part of a command. Free text is kept
+//! verbatim (reviewers must see exactly what was said) but it is bounded, and no decision ever reads it.
+
+use crate::core::limits;
+use crate::core::rejection::Rejection;
+use serde::{Deserialize, Serialize};
+
+/// Text written by someone airlock does not trust (a requester's summary of a conversation). It is data to show a
+/// reviewer, escaped, never an instruction; the type has no accessor that a decision could branch on besides
+/// `as_untrusted_str`, whose name says what it is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct UntrustedText(String);
+
+impl UntrustedText {
+    pub fn new(field: &'static str, value: &str, bytes_max: usize) -> Result<Self, Rejection> {
+        check_length(field, value, bytes_max)?;
+        Ok(UntrustedText(value.to_string()))
+    }
+
+    pub fn as_untrusted_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The text made safe to print on a terminal or in a log line: control characters (which could rewrite what
+    /// a reviewer sees) are shown as escapes.
+    pub fn escaped(&self) -> String {
+        self.0.chars().flat_map(char::escape_debug).collect::<String>().replace("\\'", "'").replace("\\\"", "\"")
+    }
+}
+
+pub fn check_length(field: &'static str, value: &str, bytes_max: usize) -> Result<(), Rejection> {
+    if value.len() > bytes_max {
+        return Err(Rejection::TooLong { field: field.to_string(), bytes_max });
+    }
+    Ok(())
+}
+
+/// Identifiers: non-empty, bounded, printable ASCII without spaces, so they are safe in subjects, logs and paths.
+pub fn check_identifier(field: &'static str, value: &str) -> Result<(), Rejection> {
+    check_length(field, value, limits::ID_BYTES_MAX)?;
+    let valid = !value.is_empty() && value.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"-_.@+".contains(&byte));
+    if !valid {
+        return Err(Rejection::InvalidValue {
+            field: field.to_string(),
+            expected: "1 to 128 characters from A-Z a-z 0-9 - _ . @ +".to_string(),
+        });
+    }
+    Ok(())
+}

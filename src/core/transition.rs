@@ -1,0 +1,30 @@
+//! The transition function in code: for each event kind, the states it may follow and the state it leads to.
+//! `state-machines/recovery.toml` holds the same table as data; `tests/fsm_table.rs` proves the two agree.
+
+use crate::core::event::EventKind;
+use crate::core::state::Status;
+
+/// The state an event of `kind` leads to from `from`, or `None` if the table does not allow it.
+pub fn target(from: Status, kind: EventKind) -> Option<Status> {
+    use Status::{CoolingOff, Denied, Executed, Executing, Expired, InReview, New, Requested, RolledBack, Verified};
+    let (sources, to): (&[Status], Status) = match kind {
+        EventKind::RecoveryRequested => (&[New], Requested),
+        EventKind::ChallengeIssued | EventKind::ChallengeWithheld | EventKind::ProofRejected => {
+            (&[Requested], Requested)
+        }
+        EventKind::ProofAccepted => (&[Requested], Verified),
+        EventKind::ReviewRequired => (&[Requested, Verified], InReview),
+        EventKind::ReviewApproved => (&[InReview], InReview),
+        EventKind::CoolingOffStarted => (&[Verified, InReview], CoolingOff),
+        EventKind::CaseDenied => (&[Requested, Verified, InReview], Denied),
+        EventKind::CaseCancelled => (&[CoolingOff], Status::Cancelled),
+        EventKind::ExecutionStarted => (&[CoolingOff], Executing),
+        EventKind::ExecutionConfirmed => (&[Executing], Executed),
+        EventKind::ExecutionFailed => (&[Executing], InReview),
+        EventKind::RolledBack => (&[Executed], RolledBack),
+        EventKind::CaseExpired => (&[Requested, InReview, CoolingOff], Expired),
+        // A refusal is recorded in any state of an existing case and changes nothing.
+        EventKind::CommandRefused => return (from != New).then_some(from),
+    };
+    sources.contains(&from).then_some(to)
+}
