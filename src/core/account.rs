@@ -21,7 +21,7 @@ impl DestinationKind {
 }
 
 /// One place the account owner can be reached.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Destination {
     pub id: DestinationId,
     pub kind: DestinationKind,
@@ -76,7 +76,7 @@ pub enum RiskClass {
 }
 
 /// What the directory knew about an account when the case was opened.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AccountSnapshot {
     pub account_id: AccountId,
     /// False when the directory has no such account. The case still opens and answers exactly as for a known

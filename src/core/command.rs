@@ -99,7 +99,7 @@ impl Command {
 }
 
 /// What the executor saw when it applied an effect.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EffectOutcome {
     Applied { changes: Vec<Change> },
     Failed { reason: String },

@@ -16,7 +16,7 @@ use crate::core::verification::CodeHash;
 use serde::{Deserialize, Serialize};
 
 /// One event with its metadata: when, by whom, and which command caused it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Event {
     pub at: UnixMs,
     pub actor: Actor,
@@ -26,7 +26,7 @@ pub struct Event {
     pub body: EventBody,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventBody {
     RecoveryRequested {
         account_id: AccountId,
@@ -111,7 +111,7 @@ pub enum EventBody {
 }
 
 /// What authorized a change: the policy after proof, or a reviewer quorum.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Authorization {
     Policy { decision: PolicyDecision },
     Quorum { reviewers: Vec<ActorId> },

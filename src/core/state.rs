@@ -89,7 +89,7 @@ impl fmt::Display for Status {
 }
 
 /// What the first event of a case fixed for its whole life.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CaseFacts {
     pub account_id: AccountId,
     pub action: RecoveryAction,
@@ -100,7 +100,7 @@ pub struct CaseFacts {
 }
 
 /// The one code outstanding on a case.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct OpenChallenge {
     pub challenge_id: ChallengeId,
     pub destinations: Vec<DestinationId>,
@@ -108,7 +108,7 @@ pub struct OpenChallenge {
     pub expires_at: UnixMs,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CaseState {
     pub status: Status,
     pub facts: Option<CaseFacts>,
