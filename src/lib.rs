@@ -4,4 +4,8 @@
 #![forbid(unsafe_code)]
 
 pub mod core;
+pub mod directory;
+pub mod log;
+pub mod notify;
 pub mod policy;
+pub mod sqlite;

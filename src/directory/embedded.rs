@@ -1,0 +1,419 @@
+//! The embedded account directory in a SQLite file. It also serves as the demo's identity store: accounts,
+//! destinations with the time each became trusted, sessions, risk flags, and the effects applied to them.
+
+use crate::core::account::{AccountSnapshot, Destination, DestinationKind, HighValueReason, RiskClass};
+use crate::core::action::RecoveryAction;
+use crate::core::command::Change;
+use crate::core::ids::{AccountId, DestinationId, EffectId, UnixMs};
+use crate::directory::{AccountDirectory, DirectoryError};
+use crate::sqlite::{self, Migration, OpenError};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+const MIGRATIONS: &[Migration] = crate::migrations!("directory": 1 => "0001_accounts");
+
+/// An account as it is imported into the embedded directory.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountRecord {
+    pub account_id: String,
+    #[serde(default)]
+    pub high_value_reason: Option<HighValueReason>,
+    #[serde(default)]
+    pub totp_enrolled_since: Option<UnixMs>,
+    #[serde(default)]
+    pub last_credential_change: Option<UnixMs>,
+    #[serde(default)]
+    pub risk_flags: Vec<String>,
+    pub destinations: Vec<Destination>,
+    /// Sessions open now, by the time each was opened.
+    #[serde(default)]
+    pub sessions_opened_at: Vec<UnixMs>,
+}
+
+pub struct EmbeddedDirectory {
+    connection: Mutex<Connection>,
+}
+
+fn unavailable(error: rusqlite::Error) -> DirectoryError {
+    DirectoryError::Unavailable(error.to_string())
+}
+
+fn corrupt(error: serde_json::Error) -> DirectoryError {
+    DirectoryError::Corrupt(error.to_string())
+}
+
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("plain data serializes to JSON")
+}
+
+fn kind_name(kind: DestinationKind) -> &'static str {
+    kind.name()
+}
+
+fn kind_from(name: &str) -> Result<DestinationKind, DirectoryError> {
+    match name {
+        "email" => Ok(DestinationKind::Email),
+        "phone" => Ok(DestinationKind::Phone),
+        other => Err(DirectoryError::Corrupt(format!("unknown destination kind {other}"))),
+    }
+}
+
+impl EmbeddedDirectory {
+    pub fn open(path: &Path) -> Result<EmbeddedDirectory, OpenError> {
+        Ok(EmbeddedDirectory { connection: Mutex::new(sqlite::open(path, MIGRATIONS)?) })
+    }
+
+    /// The connection, shared with the embedded outbox (same file).
+    pub fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Inserts or replaces one account, all in one transaction.
+    pub fn put_account(&self, record: &AccountRecord) -> Result<(), DirectoryError> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction().map_err(unavailable)?;
+        let id = &record.account_id;
+        transaction.execute("DELETE FROM sessions WHERE account_id = ?1", [id]).map_err(unavailable)?;
+        transaction.execute("DELETE FROM destinations WHERE account_id = ?1", [id]).map_err(unavailable)?;
+        transaction.execute("DELETE FROM accounts WHERE account_id = ?1", [id]).map_err(unavailable)?;
+        transaction
+            .execute(
+                "INSERT INTO accounts (account_id, high_value_reason, totp_enrolled_since, last_credential_change, risk_flags)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    id,
+                    record.high_value_reason.map(|reason| json(&reason)),
+                    record.totp_enrolled_since.map(|at| at.0 as i64),
+                    record.last_credential_change.map(|at| at.0 as i64),
+                    json(&record.risk_flags)
+                ],
+            )
+            .map_err(unavailable)?;
+        for destination in &record.destinations {
+            insert_destination(&transaction, id, destination)?;
+        }
+        for (index, opened_at) in record.sessions_opened_at.iter().enumerate() {
+            transaction
+                .execute(
+                    "INSERT INTO sessions (session_id, account_id, opened_at) VALUES (?1, ?2, ?3)",
+                    params![format!("{id}-s{index}"), id, opened_at.0 as i64],
+                )
+                .map_err(unavailable)?;
+        }
+        transaction.commit().map_err(unavailable)
+    }
+
+    /// Opens a session (the demo uses this to show sessions revoked by a reset and by a rollback).
+    pub fn open_session(&self, account_id: &AccountId, session_id: &str, at: UnixMs) -> Result<(), DirectoryError> {
+        self.lock()
+            .execute(
+                "INSERT INTO sessions (session_id, account_id, opened_at) VALUES (?1, ?2, ?3)",
+                params![session_id, account_id.as_str(), at.0 as i64],
+            )
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    pub fn active_sessions(&self, account_id: &AccountId) -> Result<u32, DirectoryError> {
+        self.lock()
+            .query_row(
+                "SELECT COUNT(*) FROM sessions WHERE account_id = ?1 AND revoked_at IS NULL",
+                [account_id.as_str()],
+                |row| row.get(0),
+            )
+            .map_err(unavailable)
+    }
+
+    pub fn credential_version(&self, account_id: &AccountId) -> Result<u32, DirectoryError> {
+        self.lock()
+            .query_row("SELECT credential_version FROM accounts WHERE account_id = ?1", [account_id.as_str()], |row| {
+                row.get(0)
+            })
+            .map_err(unavailable)
+    }
+
+    /// How many times effects were applied (each effect id once), for tests of idempotency.
+    pub fn applied_effects(&self) -> Result<u32, DirectoryError> {
+        self.lock().query_row("SELECT COUNT(*) FROM applied_effects", [], |row| row.get(0)).map_err(unavailable)
+    }
+}
+
+fn insert_destination(
+    transaction: &Transaction,
+    account_id: &str,
+    destination: &Destination,
+) -> Result<(), DirectoryError> {
+    transaction
+        .execute(
+            "INSERT INTO destinations (destination_id, account_id, kind, address, trusted_since, revoked)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                destination.id.as_str(),
+                account_id,
+                kind_name(destination.kind),
+                destination.address,
+                destination.trusted_since.0 as i64,
+                destination.revoked
+            ],
+        )
+        .map(|_| ())
+        .map_err(unavailable)
+}
+
+fn read_snapshot(connection: &Connection, account_id: &AccountId) -> Result<AccountSnapshot, DirectoryError> {
+    let row = connection
+        .query_row(
+            "SELECT high_value_reason, totp_enrolled_since, last_credential_change, risk_flags
+             FROM accounts WHERE account_id = ?1",
+            [account_id.as_str()],
+            |row| {
+                Ok((
+                    row.get::<_, Option<String>>(0)?,
+                    row.get::<_, Option<i64>>(1)?,
+                    row.get::<_, Option<i64>>(2)?,
+                    row.get::<_, String>(3)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(unavailable)?;
+    let Some((high_value, totp, changed, flags)) = row else {
+        return Ok(AccountSnapshot::unknown(account_id.clone()));
+    };
+    let risk_class = match high_value {
+        Some(reason) => RiskClass::HighValue(serde_json::from_str(&reason).map_err(corrupt)?),
+        None => RiskClass::Standard,
+    };
+    let mut statement = connection
+        .prepare_cached(
+            "SELECT destination_id, kind, address, trusted_since, revoked FROM destinations
+             WHERE account_id = ?1 ORDER BY trusted_since, destination_id",
+        )
+        .map_err(unavailable)?;
+    let rows = statement
+        .query_map([account_id.as_str()], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get(2)?, row.get::<_, i64>(3)?, row.get(4)?))
+        })
+        .map_err(unavailable)?;
+    let mut destinations = Vec::new();
+    for row in rows {
+        let (id, kind, address, trusted_since, revoked) = row.map_err(unavailable)?;
+        destinations.push(Destination {
+            id: DestinationId::new(id),
+            kind: kind_from(&kind)?,
+            address,
+            trusted_since: UnixMs(trusted_since as u64),
+            revoked,
+        });
+    }
+    if destinations.len() > crate::core::limits::DESTINATIONS_PER_ACCOUNT_MAX {
+        return Err(DirectoryError::Corrupt(format!("account {account_id} has {} destinations", destinations.len())));
+    }
+    Ok(AccountSnapshot {
+        account_id: account_id.clone(),
+        known: true,
+        risk_class,
+        destinations,
+        totp_enrolled_since: totp.map(|at| UnixMs(at as u64)),
+        last_credential_change: changed.map(|at| UnixMs(at as u64)),
+        risk_flags: serde_json::from_str(&flags).map_err(corrupt)?,
+    })
+}
+
+/// The changes recorded for an effect applied before, if it was.
+fn applied(transaction: &Transaction, effect_id: &EffectId) -> Result<Option<Vec<Change>>, DirectoryError> {
+    let recorded: Option<String> = transaction
+        .query_row("SELECT changes FROM applied_effects WHERE effect_id = ?1", [effect_id.as_str()], |row| row.get(0))
+        .optional()
+        .map_err(unavailable)?;
+    recorded.map(|text| serde_json::from_str(&text).map_err(corrupt)).transpose()
+}
+
+fn record_effect(
+    transaction: &Transaction,
+    effect_id: &EffectId,
+    account_id: &AccountId,
+    changes: &[Change],
+    now: UnixMs,
+) -> Result<(), DirectoryError> {
+    transaction
+        .execute(
+            "INSERT INTO applied_effects (effect_id, account_id, changes, applied_at) VALUES (?1, ?2, ?3, ?4)",
+            params![effect_id.as_str(), account_id.as_str(), json(&changes), now.0 as i64],
+        )
+        .map(|_| ())
+        .map_err(unavailable)
+}
+
+fn revoke_sessions_since(
+    transaction: &Transaction,
+    account_id: &AccountId,
+    since: UnixMs,
+    now: UnixMs,
+) -> Result<usize, DirectoryError> {
+    transaction
+        .execute(
+            "UPDATE sessions SET revoked_at = ?3 WHERE account_id = ?1 AND opened_at >= ?2 AND revoked_at IS NULL",
+            params![account_id.as_str(), since.0 as i64, now.0 as i64],
+        )
+        .map_err(unavailable)
+}
+
+fn apply_action(
+    transaction: &Transaction,
+    account_id: &AccountId,
+    action: &RecoveryAction,
+    now: UnixMs,
+) -> Result<Vec<Change>, DirectoryError> {
+    let snapshot = read_snapshot(transaction, account_id)?;
+    if !snapshot.known {
+        return Err(DirectoryError::NoSuchAccount(account_id.clone()));
+    }
+    let id = account_id.as_str();
+    match action {
+        RecoveryAction::ResetPassword => {
+            let version: i64 = transaction
+                .query_row("SELECT credential_version FROM accounts WHERE account_id = ?1", [id], |row| row.get(0))
+                .map_err(unavailable)?;
+            transaction
+                .execute(
+                    "UPDATE accounts SET credential_version = ?2, last_credential_change = ?3 WHERE account_id = ?1",
+                    params![id, version + 1, now.0 as i64],
+                )
+                .map_err(unavailable)?;
+            let revoked = revoke_sessions_since(transaction, account_id, UnixMs(0), now)?;
+            Ok(vec![
+                Change {
+                    record: "password".into(),
+                    old: Some(format!("v{version}")),
+                    new: Some(format!("v{}", version + 1)),
+                },
+                Change {
+                    record: "sessions".into(),
+                    old: Some(format!("{revoked} active")),
+                    new: Some("0 active".into()),
+                },
+            ])
+        }
+        RecoveryAction::AddDestination { kind, address } => {
+            let destination = Destination {
+                id: DestinationId::new(format!("{id}-{}-{}", kind.name(), snapshot.destinations.len() + 1)),
+                kind: *kind,
+                address: address.clone(),
+                trusted_since: now,
+                revoked: false,
+            };
+            insert_destination(transaction, id, &destination)?;
+            Ok(vec![Change {
+                record: format!("destination:{}", destination.id),
+                old: None,
+                new: Some(format!("{}:{address}", kind.name())),
+            }])
+        }
+        RecoveryAction::RemoveTotp => {
+            transaction
+                .execute("UPDATE accounts SET totp_enrolled_since = NULL WHERE account_id = ?1", [id])
+                .map_err(unavailable)?;
+            let old = snapshot.totp_enrolled_since.map(|at| at.0.to_string());
+            Ok(vec![Change { record: "totp".into(), old, new: None }])
+        }
+    }
+}
+
+/// Applies one reversed change. Passwords go back to the previous credential version; added destinations are
+/// removed; a removed authenticator is restored. Session counts are not restorable and are skipped (sessions opened
+/// since the execution are revoked separately).
+fn apply_reversal(
+    transaction: &Transaction,
+    account_id: &AccountId,
+    change: &Change,
+) -> Result<Option<Change>, DirectoryError> {
+    let id = account_id.as_str();
+    let parse_version = |value: &Option<String>| {
+        value
+            .as_deref()
+            .and_then(|text| text.strip_prefix('v'))
+            .and_then(|digits| digits.parse::<i64>().ok())
+            .ok_or_else(|| DirectoryError::Corrupt(format!("bad password version {value:?}")))
+    };
+    if change.record == "password" {
+        let version = parse_version(&change.new)?;
+        transaction
+            .execute("UPDATE accounts SET credential_version = ?2 WHERE account_id = ?1", params![id, version])
+            .map_err(unavailable)?;
+        return Ok(Some(change.clone()));
+    }
+    if change.record == "totp" {
+        let restored = change.new.as_deref().and_then(|text| text.parse::<i64>().ok());
+        transaction
+            .execute("UPDATE accounts SET totp_enrolled_since = ?2 WHERE account_id = ?1", params![id, restored])
+            .map_err(unavailable)?;
+        return Ok(Some(change.clone()));
+    }
+    if let Some(destination_id) = change.record.strip_prefix("destination:") {
+        let removed = change.new.is_none();
+        transaction
+            .execute(
+                "UPDATE destinations SET revoked = ?3 WHERE account_id = ?1 AND destination_id = ?2",
+                params![id, destination_id, removed],
+            )
+            .map_err(unavailable)?;
+        return Ok(Some(change.clone()));
+    }
+    Ok(None)
+}
+
+impl AccountDirectory for EmbeddedDirectory {
+    fn snapshot(&self, account_id: &AccountId) -> Result<AccountSnapshot, DirectoryError> {
+        read_snapshot(&self.lock(), account_id)
+    }
+
+    fn execute(
+        &self,
+        effect_id: &EffectId,
+        account_id: &AccountId,
+        action: &RecoveryAction,
+        now: UnixMs,
+    ) -> Result<Vec<Change>, DirectoryError> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction().map_err(unavailable)?;
+        if let Some(changes) = applied(&transaction, effect_id)? {
+            return Ok(changes);
+        }
+        let changes = apply_action(&transaction, account_id, action, now)?;
+        record_effect(&transaction, effect_id, account_id, &changes, now)?;
+        transaction.commit().map_err(unavailable)?;
+        Ok(changes)
+    }
+
+    fn revert(
+        &self,
+        effect_id: &EffectId,
+        account_id: &AccountId,
+        reversal: &[Change],
+        executed_at: UnixMs,
+        now: UnixMs,
+    ) -> Result<Vec<Change>, DirectoryError> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction().map_err(unavailable)?;
+        if let Some(changes) = applied(&transaction, effect_id)? {
+            return Ok(changes);
+        }
+        let mut changes = Vec::new();
+        for change in reversal {
+            changes.extend(apply_reversal(&transaction, account_id, change)?);
+        }
+        let revoked = revoke_sessions_since(&transaction, account_id, executed_at, now)?;
+        changes.push(Change {
+            record: "sessions".into(),
+            old: Some(format!("{revoked} opened since execution")),
+            new: Some("revoked".into()),
+        });
+        record_effect(&transaction, effect_id, account_id, &changes, now)?;
+        transaction.commit().map_err(unavailable)?;
+        Ok(changes)
+    }
+}

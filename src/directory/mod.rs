@@ -1,0 +1,48 @@
+//! The account directory: where airlock reads an account's factors and, through the executor only, applies a
+//! change. `embedded` is the SQLite implementation used by default and in the demo; a deployment implements
+//! `AccountDirectory` against its identity store.
+
+pub mod embedded;
+
+use crate::core::account::AccountSnapshot;
+use crate::core::action::RecoveryAction;
+use crate::core::command::Change;
+use crate::core::ids::{AccountId, EffectId, UnixMs};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    /// The directory cannot be reached; retry with the same effect id.
+    #[error("account directory unavailable: {0}")]
+    Unavailable(String),
+    /// The account the effect is for no longer exists; the case goes back to review.
+    #[error("account {0} is not in the directory")]
+    NoSuchAccount(AccountId),
+    /// The directory holds data airlock cannot read.
+    #[error("account directory corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub trait AccountDirectory: Send + Sync {
+    /// The account as it is now; an unknown account yields `AccountSnapshot::unknown`.
+    fn snapshot(&self, account_id: &AccountId) -> Result<AccountSnapshot, DirectoryError>;
+
+    /// Applies `action` once per `effect_id` and returns what changed. Applying an effect id again changes nothing
+    /// and returns the changes recorded the first time, so a retry after a crash is safe.
+    fn execute(
+        &self,
+        effect_id: &EffectId,
+        account_id: &AccountId,
+        action: &RecoveryAction,
+        now: UnixMs,
+    ) -> Result<Vec<Change>, DirectoryError>;
+
+    /// Applies a rollback's `reversal` once per `effect_id`, and revokes sessions opened since `executed_at`.
+    fn revert(
+        &self,
+        effect_id: &EffectId,
+        account_id: &AccountId,
+        reversal: &[Change],
+        executed_at: UnixMs,
+        now: UnixMs,
+    ) -> Result<Vec<Change>, DirectoryError>;
+}

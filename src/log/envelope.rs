@@ -1,0 +1,148 @@
+//! The versioned envelope every event is stored in, on either backend: type, version, stream, position, time,
+//! actor, the causing command, and the postcard-encoded payload. Decoding goes through `decode`, which is where
+//! upcasters from older versions live; golden fixtures of every type at its current version sit in `tests/golden/`.
+
+use crate::core::actor::Actor;
+use crate::core::control::{ControlEvent, ControlEventBody};
+use crate::core::event::{Event, EventBody, EventKind};
+use crate::core::ids::{CaseId, CommandId, UnixMs};
+use crate::core::limits;
+use serde::{Deserialize, Serialize};
+
+/// The payload version of every case event type today. Bump it for a type whose payload changes, and add the
+/// upcaster from the old shape in `decode_case_body`.
+pub const CASE_EVENT_VERSION: u16 = 1;
+/// The payload version of the kill-switch events.
+pub const CONTROL_EVENT_VERSION: u16 = 1;
+
+/// Which history an envelope belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Stream {
+    Case(CaseId),
+    Control,
+}
+
+impl Stream {
+    /// The key used by the SQLite log (and the suffix of the JetStream subject).
+    pub fn key(&self) -> String {
+        match self {
+            Stream::Case(case_id) => format!("case.{case_id}"),
+            Stream::Control => "control".to_string(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub event_type: String,
+    pub version: u16,
+    pub stream: Stream,
+    /// 1-based position of this event in its stream.
+    pub stream_version: u64,
+    pub at: UnixMs,
+    pub actor: Actor,
+    pub command_id: CommandId,
+    pub payload: Vec<u8>,
+}
+
+/// A stored envelope could not be read: a bug, tampering, or a version this airlock does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("envelope is {0} bytes, over the {max} byte limit", max = limits::EVENT_BYTES_MAX)]
+    TooLarge(usize),
+    #[error("envelope does not decode: {0}")]
+    Envelope(String),
+    #[error("unknown event type {event_type} version {version}")]
+    UnknownType { event_type: String, version: u16 },
+    #[error("payload of {event_type} v{version} does not decode: {reason}")]
+    Payload { event_type: String, version: u16, reason: String },
+    #[error("payload says {found} but the envelope says {declared}")]
+    TypeMismatch { declared: String, found: &'static str },
+}
+
+fn to_bytes<T: Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_stdvec(value).expect("postcard encodes plain data into a Vec without failing")
+}
+
+pub fn encode_case_event(case_id: &CaseId, stream_version: u64, event: &Event) -> Vec<u8> {
+    let envelope = Envelope {
+        event_type: event.body.kind().name().to_string(),
+        version: CASE_EVENT_VERSION,
+        stream: Stream::Case(case_id.clone()),
+        stream_version,
+        at: event.at,
+        actor: event.actor.clone(),
+        command_id: event.command_id.clone(),
+        payload: to_bytes(&event.body),
+    };
+    let bytes = to_bytes(&envelope);
+    assert!(bytes.len() <= limits::EVENT_BYTES_MAX, "an event outgrew EVENT_BYTES_MAX: inputs are not bounded");
+    bytes
+}
+
+pub fn encode_control_event(stream_version: u64, event: &ControlEvent) -> Vec<u8> {
+    let event_type = match event.body {
+        ControlEventBody::AutomationHalted { .. } => "automation_halted",
+        ControlEventBody::AutomationResumed { .. } => "automation_resumed",
+    };
+    to_bytes(&Envelope {
+        event_type: event_type.to_string(),
+        version: CONTROL_EVENT_VERSION,
+        stream: Stream::Control,
+        stream_version,
+        at: event.at,
+        actor: event.actor.clone(),
+        command_id: event.command_id.clone(),
+        payload: to_bytes(&event.body),
+    })
+}
+
+/// A decoded envelope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decoded {
+    Case { case_id: CaseId, stream_version: u64, event: Event },
+    Control { stream_version: u64, event: ControlEvent },
+}
+
+pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
+    if bytes.len() > limits::EVENT_BYTES_MAX {
+        return Err(DecodeError::TooLarge(bytes.len()));
+    }
+    let envelope: Envelope = postcard::from_bytes(bytes).map_err(|error| DecodeError::Envelope(error.to_string()))?;
+    match &envelope.stream {
+        Stream::Case(case_id) => {
+            let body = decode_case_body(&envelope)?;
+            let event = Event { at: envelope.at, actor: envelope.actor, command_id: envelope.command_id, body };
+            Ok(Decoded::Case { case_id: case_id.clone(), stream_version: envelope.stream_version, event })
+        }
+        Stream::Control => {
+            let body = decode_payload::<ControlEventBody>(&envelope, CONTROL_EVENT_VERSION)?;
+            let event = ControlEvent { at: envelope.at, actor: envelope.actor, command_id: envelope.command_id, body };
+            Ok(Decoded::Control { stream_version: envelope.stream_version, event })
+        }
+    }
+}
+
+/// The upcasting boundary. Version 1 is the only version so far; when a payload changes, the old shape is kept
+/// here as a private struct and converted to the current `EventBody`.
+fn decode_case_body(envelope: &Envelope) -> Result<EventBody, DecodeError> {
+    if EventKind::from_name(&envelope.event_type).is_none() {
+        return Err(DecodeError::UnknownType { event_type: envelope.event_type.clone(), version: envelope.version });
+    }
+    let body = decode_payload::<EventBody>(envelope, CASE_EVENT_VERSION)?;
+    if body.kind().name() != envelope.event_type {
+        return Err(DecodeError::TypeMismatch { declared: envelope.event_type.clone(), found: body.kind().name() });
+    }
+    Ok(body)
+}
+
+fn decode_payload<T: for<'de> Deserialize<'de>>(envelope: &Envelope, current: u16) -> Result<T, DecodeError> {
+    if envelope.version != current {
+        return Err(DecodeError::UnknownType { event_type: envelope.event_type.clone(), version: envelope.version });
+    }
+    postcard::from_bytes(&envelope.payload).map_err(|error| DecodeError::Payload {
+        event_type: envelope.event_type.clone(),
+        version: envelope.version,
+        reason: error.to_string(),
+    })
+}

@@ -1,0 +1,128 @@
+//! The embedded event log in a local SQLite file: the default when no NATS URL is given. One transaction per
+//! append checks the stream's version and the command id, then inserts; triggers make the table append-only.
+
+use crate::log::envelope::Stream;
+use crate::log::{Appended, Entry, EventLog, LogError};
+use crate::sqlite::{self, Migration, OpenError};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+use std::sync::Mutex;
+
+const MIGRATIONS: &[Migration] = crate::migrations!("log": 1 => "0001_events");
+
+pub struct SqliteLog {
+    /// One connection; SQLite serialises writers anyway, and appends are short.
+    connection: Mutex<Connection>,
+}
+
+impl SqliteLog {
+    pub fn open(path: &Path) -> Result<SqliteLog, OpenError> {
+        Ok(SqliteLog { connection: Mutex::new(sqlite::open(path, MIGRATIONS)?) })
+    }
+
+    fn with<T>(&self, work: impl FnOnce(&mut Connection) -> Result<T, LogError>) -> Result<T, LogError> {
+        let mut connection = self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        work(&mut connection)
+    }
+}
+
+fn unavailable(error: rusqlite::Error) -> LogError {
+    LogError::Unavailable(error.to_string())
+}
+
+fn to_u64(value: i64) -> Result<u64, LogError> {
+    u64::try_from(value).map_err(|_| LogError::Corrupt(format!("negative sequence {value}")))
+}
+
+fn append_now(
+    connection: &mut Connection,
+    stream: &Stream,
+    expected_version: u64,
+    command_id: &str,
+    envelopes: Vec<Vec<u8>>,
+) -> Result<Appended, LogError> {
+    let key = stream.key();
+    let transaction =
+        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(unavailable)?;
+    let seen: Option<i64> = transaction
+        .query_row("SELECT sequence FROM commands WHERE command_id = ?1", [command_id], |row| row.get(0))
+        .optional()
+        .map_err(unavailable)?;
+    if seen.is_some() {
+        return Ok(Appended::Duplicate);
+    }
+    let actual: i64 = transaction
+        .query_row("SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream = ?1", [&key], |row| row.get(0))
+        .map_err(unavailable)?;
+    let actual = to_u64(actual)?;
+    if actual != expected_version {
+        return Err(LogError::Conflict { stream: key, expected: expected_version, actual });
+    }
+    let mut first_sequence = None;
+    for (offset, envelope) in envelopes.iter().enumerate() {
+        transaction
+            .execute(
+                "INSERT INTO events (stream, stream_version, command_id, envelope) VALUES (?1, ?2, ?3, ?4)",
+                params![key, expected_version + offset as u64 + 1, command_id, envelope],
+            )
+            .map_err(unavailable)?;
+        first_sequence.get_or_insert(transaction.last_insert_rowid());
+    }
+    let first_sequence = to_u64(first_sequence.expect("append is called with at least one envelope"))?;
+    transaction
+        .execute(
+            "INSERT INTO commands (command_id, stream, sequence) VALUES (?1, ?2, ?3)",
+            params![command_id, key, first_sequence as i64],
+        )
+        .map_err(unavailable)?;
+    transaction.commit().map_err(unavailable)?;
+    Ok(Appended::New { first_sequence })
+}
+
+fn entries(connection: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Entry>, LogError> {
+    let mut statement = connection.prepare_cached(sql).map_err(unavailable)?;
+    let rows = statement
+        .query_map(params, |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)))
+        .map_err(unavailable)?;
+    rows.map(|row| {
+        let (sequence, bytes) = row.map_err(unavailable)?;
+        Ok(Entry { sequence: to_u64(sequence)?, bytes })
+    })
+    .collect()
+}
+
+impl EventLog for SqliteLog {
+    async fn append(
+        &self,
+        stream: &Stream,
+        expected_version: u64,
+        command_id: &str,
+        envelopes: Vec<Vec<u8>>,
+    ) -> Result<Appended, LogError> {
+        assert!(!envelopes.is_empty(), "an append carries at least one event");
+        self.with(|connection| append_now(connection, stream, expected_version, command_id, envelopes))
+    }
+
+    async fn read_stream(&self, stream: &Stream) -> Result<Vec<Entry>, LogError> {
+        self.with(|connection| {
+            let sql = "SELECT sequence, envelope FROM events WHERE stream = ?1 ORDER BY stream_version";
+            entries(connection, sql, [stream.key()])
+        })
+    }
+
+    async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<Entry>, LogError> {
+        self.with(|connection| {
+            let sql = "SELECT sequence, envelope FROM events WHERE sequence > ?1 ORDER BY sequence LIMIT ?2";
+            entries(connection, sql, params![after as i64, limit as i64])
+        })
+    }
+
+    async fn last_sequence(&self) -> Result<u64, LogError> {
+        self.with(|connection| {
+            let last: i64 = connection
+                .query_row("SELECT COALESCE(MAX(sequence), 0) FROM events", [], |row| row.get(0))
+                .map_err(unavailable)?;
+            to_u64(last)
+        })
+    }
+}

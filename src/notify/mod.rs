@@ -1,0 +1,46 @@
+//! Notifications to an account's destinations. The notifier trait is the adapter; the embedded outbox (a table a
+//! person or a test can read) is one implementation, SMTP another (issue 4). Every message has an idempotency id, so
+//! a retried delivery is sent once.
+
+pub mod outbox;
+
+use crate::core::account::DestinationKind;
+use crate::core::ids::{CaseId, UnixMs};
+
+/// One message to one destination.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Message {
+    /// `<log sequence of the event>/<destination id>`: the same event never notifies the same destination twice.
+    pub message_id: String,
+    pub case_id: CaseId,
+    pub kind: DestinationKind,
+    pub address: String,
+    pub subject: String,
+    /// May hold a one-time code (a challenge) or a cancel link: `Debug` is redacted for that reason.
+    pub body: String,
+    pub sent_at: UnixMs,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Message")
+            .field("message_id", &self.message_id)
+            .field("case_id", &self.case_id)
+            .field("subject", &self.subject)
+            .field("body", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// The provider cannot be reached; retry with the same message id.
+    #[error("notifier unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub trait Notifier: Send + Sync {
+    /// Delivers a message once per message id.
+    fn send(&self, message: &Message) -> Result<(), NotifyError>;
+}

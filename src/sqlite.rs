@@ -1,0 +1,73 @@
+//! Opening SQLite files the way every airlock database wants them: WAL, foreign keys on, a busy timeout, and the
+//! numbered migrations of that database applied in order (tracked in `PRAGMA user_version`).
+
+use rusqlite::Connection;
+use std::path::Path;
+use std::time::Duration;
+
+/// One numbered migration, embedded from `migrations/<database>/NNNN_name.sql`.
+pub struct Migration {
+    pub version: u32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// How long a writer waits for another process's lock before reporting the database as busy.
+const BUSY_TIMEOUT_MS: u64 = 5_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open {path}: {source}")]
+    Open { path: String, source: rusqlite::Error },
+    #[error("{path} is at schema version {found}, newer than this airlock knows ({known}); upgrade airlock")]
+    TooNew { path: String, found: u32, known: u32 },
+    #[error("migration {version} ({name}) of {path} failed: {source}")]
+    Migration { path: String, version: u32, name: &'static str, source: rusqlite::Error },
+}
+
+pub fn open(path: &Path, migrations: &[Migration]) -> Result<Connection, OpenError> {
+    let shown = path.display().to_string();
+    let open_error = |source| OpenError::Open { path: shown.clone(), source };
+    let mut connection = Connection::open(path).map_err(open_error)?;
+    connection.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS)).map_err(open_error)?;
+    connection
+        .execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")
+        .map_err(open_error)?;
+    migrate(&mut connection, migrations, &shown)?;
+    Ok(connection)
+}
+
+fn migrate(connection: &mut Connection, migrations: &[Migration], path: &str) -> Result<(), OpenError> {
+    let found: u32 = connection
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(|source| OpenError::Open { path: path.to_string(), source })?;
+    let known = migrations.last().map_or(0, |migration| migration.version);
+    if found > known {
+        return Err(OpenError::TooNew { path: path.to_string(), found, known });
+    }
+    for migration in migrations.iter().filter(|migration| migration.version > found) {
+        let failed = |source| OpenError::Migration {
+            path: path.to_string(),
+            version: migration.version,
+            name: migration.name,
+            source,
+        };
+        let transaction = connection.transaction().map_err(failed)?;
+        transaction.execute_batch(migration.sql).map_err(failed)?;
+        transaction.pragma_update(None, "user_version", migration.version).map_err(failed)?;
+        transaction.commit().map_err(failed)?;
+    }
+    Ok(())
+}
+
+/// Declares the migrations of one database from its folder under `migrations/`.
+#[macro_export]
+macro_rules! migrations {
+    ($folder:literal: $($version:literal => $name:literal),+ $(,)?) => {
+        &[$($crate::sqlite::Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/", $folder, "/", $name, ".sql")),
+        }),+]
+    };
+}
