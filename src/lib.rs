@@ -8,4 +8,5 @@ pub mod directory;
 pub mod log;
 pub mod notify;
 pub mod policy;
+pub mod projection;
 pub mod sqlite;

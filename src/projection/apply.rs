@@ -1,0 +1,388 @@
+//! How each event changes the projection's rows. One function per concern; all run inside the caller's transaction.
+
+use crate::core::account::AccountSnapshot;
+use crate::core::control::{ControlEvent, ControlEventBody};
+use crate::core::event::{Authorization, Event, EventBody};
+use crate::core::ids::{CaseId, UnixMs};
+use crate::core::state::Status;
+use crate::core::transition;
+use crate::log::Entry;
+use crate::log::envelope::{Decoded, decode};
+use crate::projection::ProjectionError;
+use crate::projection::receipts::{GENESIS_HASH, ReceiptBody, canonical, chain_hash};
+use rusqlite::{OptionalExtension, Transaction, params};
+use std::collections::BTreeMap;
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("plain data serializes to JSON")
+}
+
+pub(super) fn entry(transaction: &Transaction, entry: &Entry) -> Result<(), ProjectionError> {
+    let corrupt = |reason: String| ProjectionError::Corrupt { sequence: entry.sequence, reason };
+    match decode(&entry.bytes).map_err(|error| corrupt(error.to_string()))? {
+        Decoded::Case { case_id, stream_version, event } => {
+            case_event(transaction, entry.sequence, &case_id, stream_version, &event)
+        }
+        Decoded::Control { stream_version, event } => control_event(transaction, stream_version, &event),
+    }
+}
+
+fn control_event(transaction: &Transaction, stream_version: u64, event: &ControlEvent) -> Result<(), ProjectionError> {
+    let (halted, reason) = match &event.body {
+        ControlEventBody::AutomationHalted { reason } => (true, reason),
+        ControlEventBody::AutomationResumed { reason } => (false, reason),
+    };
+    transaction.execute(
+        "UPDATE control SET halted = ?1, reason = ?2, changed_at = ?3, version = ?4",
+        params![halted, reason.as_untrusted_str(), event.at.0 as i64, stream_version as i64],
+    )?;
+    Ok(())
+}
+
+fn current_status(transaction: &Transaction, case_id: &CaseId) -> Result<Status, ProjectionError> {
+    let name: Option<String> = transaction
+        .query_row("SELECT status FROM cases WHERE case_id = ?1", [case_id.as_str()], |row| row.get(0))
+        .optional()?;
+    Ok(name.as_deref().and_then(Status::from_name).unwrap_or(Status::New))
+}
+
+fn case_event(
+    transaction: &Transaction,
+    sequence: u64,
+    case_id: &CaseId,
+    stream_version: u64,
+    event: &Event,
+) -> Result<(), ProjectionError> {
+    let from = current_status(transaction, case_id)?;
+    let kind = event.body.kind();
+    let to = transition::target(from, kind).ok_or_else(|| ProjectionError::Corrupt {
+        sequence,
+        reason: format!("{} is not allowed from {from}", kind.name()),
+    })?;
+    if let EventBody::RecoveryRequested { .. } = &event.body {
+        insert_case(transaction, case_id, event)?;
+    }
+    let detail = update_case(transaction, sequence, case_id, event)?;
+    transaction.execute(
+        "UPDATE cases SET status = ?2, updated_at = ?3, events = events + 1 WHERE case_id = ?1",
+        params![case_id.as_str(), to.name(), event.at.0 as i64],
+    )?;
+    transaction.execute(
+        "INSERT INTO timeline (case_id, case_sequence, log_sequence, at, actor, event_type, status_after, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            case_id.as_str(),
+            stream_version as i64,
+            sequence as i64,
+            event.at.0 as i64,
+            event.actor.to_string(),
+            kind.name(),
+            to.name(),
+            detail
+        ],
+    )?;
+    if to.is_terminal() || to == Status::CoolingOff || to == Status::Executing {
+        transaction.execute("DELETE FROM review_queue WHERE case_id = ?1", [case_id.as_str()])?;
+    }
+    Ok(())
+}
+
+fn masked_destinations(snapshot: &AccountSnapshot) -> BTreeMap<String, String> {
+    snapshot.destinations.iter().map(|destination| (destination.id.to_string(), destination.masked())).collect()
+}
+
+fn insert_case(transaction: &Transaction, case_id: &CaseId, event: &Event) -> Result<(), ProjectionError> {
+    let EventBody::RecoveryRequested { account_id, action, action_hash, summary, signals, snapshot, deadline, .. } =
+        &event.body
+    else {
+        unreachable!("insert_case is called for RecoveryRequested");
+    };
+    let new_destination = match action {
+        crate::core::action::RecoveryAction::AddDestination { address, .. } => Some(address.clone()),
+        crate::core::action::RecoveryAction::ResetPassword | crate::core::action::RecoveryAction::RemoveTotp => None,
+    };
+    transaction.execute(
+        "INSERT INTO cases (case_id, account_id, action, action_description, action_hash, status, requester, summary,
+             signals, source_network, new_destination, high_value, destinations, requested_at, updated_at, deadline,
+             events)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'none', ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, 0)",
+        params![
+            case_id.as_str(),
+            account_id.as_str(),
+            json(action),
+            action.describe(),
+            action_hash.0,
+            event.actor.to_string(),
+            summary.as_untrusted_str(),
+            json(signals),
+            signals.source_network,
+            new_destination,
+            snapshot.is_high_value(),
+            json(&masked_destinations(snapshot)),
+            event.at.0 as i64,
+            deadline.0 as i64
+        ],
+    )?;
+    transaction.execute(
+        "INSERT INTO requests (case_id, account_id, source_network, requester, new_destination, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            case_id.as_str(),
+            account_id.as_str(),
+            signals.source_network,
+            event.actor.to_string(),
+            new_destination,
+            event.at.0 as i64
+        ],
+    )?;
+    Ok(())
+}
+
+fn masked_list(
+    transaction: &Transaction,
+    case_id: &CaseId,
+    ids: &[crate::core::ids::DestinationId],
+) -> Result<String, ProjectionError> {
+    let text: String =
+        transaction
+            .query_row("SELECT destinations FROM cases WHERE case_id = ?1", [case_id.as_str()], |row| row.get(0))?;
+    let map: BTreeMap<String, String> = serde_json::from_str(&text).unwrap_or_default();
+    let shown: Vec<String> =
+        ids.iter().map(|id| map.get(id.as_str()).cloned().unwrap_or_else(|| id.to_string())).collect();
+    Ok(shown.join(", "))
+}
+
+/// Updates the case row for one event and returns the timeline's one-line detail. No detail ever holds a code, a
+/// code hash, or a full address.
+fn update_case(
+    transaction: &Transaction,
+    sequence: u64,
+    case_id: &CaseId,
+    event: &Event,
+) -> Result<String, ProjectionError> {
+    let id = case_id.as_str();
+    let at = event.at.0 as i64;
+    let detail = match &event.body {
+        EventBody::RecoveryRequested { action, signals, intake_decision, .. } => {
+            transaction
+                .execute("UPDATE cases SET decision = ?2 WHERE case_id = ?1", params![id, json(intake_decision)])?;
+            let proxy = if signals.via_proxy { ", via proxy" } else { "" };
+            format!(
+                "asked to {}{proxy}; intake policy {:?} ({})",
+                action.describe(),
+                intake_decision.outcome,
+                intake_decision.rules.join(", ")
+            )
+        }
+        EventBody::ChallengeIssued { destinations, expires_at, .. } => {
+            transaction.execute(
+                "UPDATE cases SET challenge_expires_at = ?2 WHERE case_id = ?1",
+                params![id, expires_at.0 as i64],
+            )?;
+            format!(
+                "one-time code sent to {} (valid until {expires_at})",
+                masked_list(transaction, case_id, destinations)?
+            )
+        }
+        EventBody::ChallengeWithheld { reason } => format!("no code sent: {reason:?}"),
+        EventBody::ProofRejected { attempts_left, .. } => {
+            let account: String =
+                transaction.query_row("SELECT account_id FROM cases WHERE case_id = ?1", [id], |row| row.get(0))?;
+            transaction.execute(
+                "INSERT INTO proof_failures (account_id, case_id, at) VALUES (?1, ?2, ?3)",
+                params![account, id, at],
+            )?;
+            format!("wrong code; {attempts_left} attempts left for this account")
+        }
+        EventBody::ProofAccepted { destinations, .. } => {
+            transaction.execute(
+                "UPDATE cases SET verified_by = ?2, challenge_expires_at = NULL WHERE case_id = ?1",
+                params![id, json(destinations)],
+            )?;
+            format!("code proven from {}", masked_list(transaction, case_id, destinations)?)
+        }
+        EventBody::ReviewRequired { decision, reason, deadline } => {
+            let account: String =
+                transaction.query_row("SELECT account_id FROM cases WHERE case_id = ?1", [id], |row| row.get(0))?;
+            transaction.execute(
+                "UPDATE cases SET decision = ?2, deadline = ?3, approvers = '[]', challenge_expires_at = NULL WHERE case_id = ?1",
+                params![id, json(decision), deadline.0 as i64],
+            )?;
+            transaction.execute(
+                "INSERT OR REPLACE INTO review_queue (case_id, account_id, reason, entered_at, reviewers_required, approvals)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+                params![id, account, format!("{reason:?}"), at, decision.effective_reviewers_required()],
+            )?;
+            format!(
+                "needs review ({reason:?}) by {} reviewer(s); rules: {}",
+                decision.effective_reviewers_required(),
+                decision.rules.join(", ")
+            )
+        }
+        EventBody::ReviewApproved { reviewer, approvals, required, .. } => {
+            let approvers: String =
+                transaction.query_row("SELECT approvers FROM cases WHERE case_id = ?1", [id], |row| row.get(0))?;
+            let mut list: Vec<String> = serde_json::from_str(&approvers).unwrap_or_default();
+            list.push(reviewer.to_string());
+            transaction.execute("UPDATE cases SET approvers = ?2 WHERE case_id = ?1", params![id, json(&list)])?;
+            transaction
+                .execute("UPDATE review_queue SET approvals = ?2 WHERE case_id = ?1", params![id, *approvals as i64])?;
+            format!("approved by {reviewer} ({approvals} of {required})")
+        }
+        EventBody::CoolingOffStarted { ends_at, deadline, notify, authorization } => {
+            let (kind, decision) = match authorization {
+                Authorization::Policy { decision } => ("policy", Some(json(decision))),
+                Authorization::Quorum { .. } => ("quorum", None),
+            };
+            transaction.execute(
+                "UPDATE cases SET cooling_off_ends_at = ?2, deadline = ?3, notified = ?4, authorization = ?5,
+                     decision = COALESCE(?6, decision) WHERE case_id = ?1",
+                params![id, ends_at.0 as i64, deadline.0 as i64, json(notify), kind, decision],
+            )?;
+            format!(
+                "authorized by {kind}; waits until {ends_at}; cancel links sent to {}",
+                masked_list(transaction, case_id, notify)?
+            )
+        }
+        EventBody::CaseDenied { reason } => {
+            transaction
+                .execute("UPDATE cases SET deadline = NULL, challenge_expires_at = NULL WHERE case_id = ?1", [id])?;
+            format!("denied: {}", denial_text(reason))
+        }
+        EventBody::CaseCancelled { reason } => {
+            transaction.execute("UPDATE cases SET deadline = NULL WHERE case_id = ?1", [id])?;
+            format!("cancelled: {}", reason.escaped())
+        }
+        EventBody::ExecutionStarted { effect_id } => {
+            transaction.execute(
+                "UPDATE cases SET effect_id = ?2, deadline = NULL WHERE case_id = ?1",
+                params![id, effect_id.as_str()],
+            )?;
+            format!("executing effect {effect_id}")
+        }
+        EventBody::ExecutionConfirmed { changes, .. } => {
+            transaction.execute(
+                "UPDATE cases SET changes = ?2, executed_at = ?3 WHERE case_id = ?1",
+                params![id, json(changes), at],
+            )?;
+            insert_receipt(
+                transaction,
+                case_id,
+                "executed",
+                event,
+                &change_lines(changes),
+                "available: airlock rollback",
+            )?;
+            format!("executed: {}", change_lines(changes).join("; "))
+        }
+        EventBody::ExecutionFailed { reason, deadline, .. } => {
+            let account: String =
+                transaction.query_row("SELECT account_id FROM cases WHERE case_id = ?1", [id], |row| row.get(0))?;
+            transaction.execute(
+                "UPDATE cases SET deadline = ?2, approvers = '[]' WHERE case_id = ?1",
+                params![id, deadline.0 as i64],
+            )?;
+            transaction.execute(
+                "INSERT OR REPLACE INTO review_queue (case_id, account_id, reason, entered_at, reviewers_required, approvals)
+                 VALUES (?1, ?2, 'ExecutionFailed', ?3, 1, 0)",
+                params![id, account, at],
+            )?;
+            format!("execution failed: {reason}")
+        }
+        EventBody::RolledBack { reason, reversal, .. } => {
+            let lines = change_lines(reversal);
+            insert_receipt(transaction, case_id, "rolled_back", event, &lines, "done")?;
+            format!("rolled back ({}): {}", reason.escaped(), lines.join("; "))
+        }
+        EventBody::CaseExpired => {
+            transaction
+                .execute("UPDATE cases SET deadline = NULL, challenge_expires_at = NULL WHERE case_id = ?1", [id])?;
+            "expired: time limit passed".to_string()
+        }
+        EventBody::CommandRefused { command, rejection } => {
+            format!("refused {} from {}: {rejection}", command.name(), event.actor)
+        }
+    };
+    let _ = sequence;
+    Ok(detail)
+}
+
+fn denial_text(reason: &crate::core::event::DenialReason) -> String {
+    match reason {
+        crate::core::event::DenialReason::AttemptsExhausted => "too many wrong codes for this account".to_string(),
+        crate::core::event::DenialReason::Policy { rules } => format!("policy ({})", rules.join(", ")),
+        crate::core::event::DenialReason::Reviewer { reviewer, reason } => {
+            format!("by {reviewer}: {}", reason.escaped())
+        }
+    }
+}
+
+fn change_lines(changes: &[crate::core::command::Change]) -> Vec<String> {
+    let show = |value: &Option<String>| value.clone().unwrap_or_else(|| "(none)".to_string());
+    changes.iter().map(|change| format!("{}: {} -> {}", change.record, show(&change.old), show(&change.new))).collect()
+}
+
+fn insert_receipt(
+    transaction: &Transaction,
+    case_id: &CaseId,
+    kind: &str,
+    event: &Event,
+    changes: &[String],
+    rollback: &str,
+) -> Result<(), ProjectionError> {
+    let body = transaction.query_row(
+        "SELECT account_id, requester, action_description, action_hash, verified_by, decision, summary, action,
+                approvers, requested_at, notified, authorization, destinations
+         FROM cases WHERE case_id = ?1",
+        [case_id.as_str()],
+        |row| {
+            let masked: BTreeMap<String, String> = serde_json::from_str(&row.get::<_, String>(12)?).unwrap_or_default();
+            let show = |ids: Vec<String>| -> Vec<String> {
+                ids.iter().map(|id| masked.get(id).cloned().unwrap_or_else(|| id.clone())).collect()
+            };
+            let verified: Vec<String> = serde_json::from_str(&row.get::<_, String>(4)?).unwrap_or_default();
+            let authorization: Option<String> = row.get(11)?;
+            let decision: Option<String> = row.get(5)?;
+            let policy = decision
+                .and_then(|text| serde_json::from_str::<crate::core::policy::PolicyDecision>(&text).ok())
+                .map(|decision| {
+                    format!("{} {:?}: {}", decision.policy_version, decision.outcome, decision.rules.join(", "))
+                })
+                .unwrap_or_default();
+            let verification = match (verified.is_empty(), authorization.as_deref()) {
+                (false, _) => format!("one-time code proven from {}", show(verified).join(", ")),
+                (true, Some("quorum")) => "reviewer quorum (no factor proven)".to_string(),
+                (true, _) => "none".to_string(),
+            };
+            Ok(ReceiptBody {
+                case_id: case_id.to_string(),
+                kind: kind.to_string(),
+                account_id: row.get(0)?,
+                requester: row.get(1)?,
+                action: row.get(2)?,
+                action_hash: row.get(3)?,
+                changes: changes.to_vec(),
+                verification,
+                policy,
+                conversation_summary: row.get(6)?,
+                tool_call: format!("request_recovery {}", row.get::<_, String>(7)?),
+                approvers: serde_json::from_str(&row.get::<_, String>(8)?).unwrap_or_default(),
+                requested_at: UnixMs(row.get::<_, i64>(9)? as u64).to_string(),
+                recorded_at: event.at.to_string(),
+                notifications: show(serde_json::from_str(&row.get::<_, String>(10)?).unwrap_or_default()),
+                rollback: rollback.to_string(),
+            })
+        },
+    )?;
+    let previous_hash: String = transaction
+        .query_row("SELECT hash FROM receipts ORDER BY receipt_sequence DESC LIMIT 1", [], |row| row.get(0))
+        .optional()?
+        .unwrap_or_else(|| GENESIS_HASH.to_string());
+    let text = canonical(&body);
+    let hash = chain_hash(&previous_hash, &text);
+    transaction.execute(
+        "INSERT INTO receipts (case_id, kind, body, previous_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![case_id.as_str(), kind, text, previous_hash, hash],
+    )?;
+    Ok(())
+}

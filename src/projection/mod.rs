@@ -1,0 +1,85 @@
+//! The SQLite projection: cases, timelines, the review queue, receipts and the account-wide facts the decider needs.
+//! It is derived from the event log and can be rebuilt from it at any time. Each batch of entries is applied in one
+//! transaction together with the last applied log sequence, so a crash between batches loses nothing and applies
+//! nothing twice.
+
+mod apply;
+pub mod query;
+pub mod receipts;
+
+use crate::log::Entry;
+use crate::sqlite::{self, Migration, OpenError};
+use rusqlite::Connection;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+const MIGRATIONS: &[Migration] = crate::migrations!("projection": 1 => "0001_read_model");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("projection database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// The log holds an event the projection cannot place: a bug or tampering. Rebuild and investigate.
+    #[error("log entry {sequence} cannot be projected: {reason}")]
+    Corrupt { sequence: u64, reason: String },
+}
+
+pub struct Projection {
+    connection: Mutex<Connection>,
+}
+
+impl Projection {
+    pub fn open(path: &Path) -> Result<Projection, OpenError> {
+        Ok(Projection { connection: Mutex::new(sqlite::open(path, MIGRATIONS)?) })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The last log sequence applied.
+    pub fn last_sequence(&self) -> Result<u64, ProjectionError> {
+        let last: i64 = self.lock().query_row("SELECT last_sequence FROM checkpoint", [], |row| row.get(0))?;
+        Ok(last as u64)
+    }
+
+    /// Applies entries in one transaction, with the checkpoint. Entries at or below the checkpoint are skipped: a
+    /// redelivery after a crash applies nothing twice. Returns the new checkpoint.
+    pub fn apply(&self, entries: &[Entry]) -> Result<u64, ProjectionError> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        let mut last: u64 =
+            transaction.query_row("SELECT last_sequence FROM checkpoint", [], |row| row.get::<_, i64>(0))? as u64;
+        for entry in entries {
+            if entry.sequence <= last {
+                continue;
+            }
+            apply::entry(&transaction, entry)?;
+            last = entry.sequence;
+        }
+        transaction.execute("UPDATE checkpoint SET last_sequence = ?1", [last as i64])?;
+        transaction.commit()?;
+        Ok(last)
+    }
+
+    /// Applies entries only up to (and including) `as_of` in event time: what the system knew then.
+    pub fn apply_until(&self, entries: &[Entry], as_of: crate::core::ids::UnixMs) -> Result<bool, ProjectionError> {
+        let mut kept = Vec::new();
+        for entry in entries {
+            let at = match crate::log::envelope::decode(&entry.bytes) {
+                Ok(crate::log::envelope::Decoded::Case { event, .. }) => event.at,
+                Ok(crate::log::envelope::Decoded::Control { event, .. }) => event.at,
+                Err(error) => {
+                    return Err(ProjectionError::Corrupt { sequence: entry.sequence, reason: error.to_string() });
+                }
+            };
+            if at > as_of {
+                self.apply(&kept)?;
+                return Ok(false);
+            }
+            kept.push(entry.clone());
+        }
+        self.apply(&kept)?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,238 @@
+//! Reads from the projection: what the CLI shows, and the account-wide facts the service hands to `decide`.
+
+use crate::core::ids::{AccountId, CaseId, UnixMs};
+use crate::core::limits::{DAY_MS, PROOF_ATTEMPT_WINDOW_MS};
+use crate::core::policy::Velocity;
+use crate::core::verification::AccountVerificationFacts;
+use crate::projection::receipts::{ChainBreak, Receipt, verify_chain};
+use crate::projection::{Projection, ProjectionError};
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CaseRow {
+    pub case_id: String,
+    pub account_id: String,
+    pub action: String,
+    pub action_hash: String,
+    pub status: String,
+    pub requester: String,
+    /// Untrusted text, verbatim; escape before printing.
+    pub summary: String,
+    pub signals: String,
+    pub new_destination: Option<String>,
+    pub high_value: bool,
+    pub requested_at: UnixMs,
+    pub updated_at: UnixMs,
+    pub deadline: Option<UnixMs>,
+    pub cooling_off_ends_at: Option<UnixMs>,
+    pub decision: Option<String>,
+    pub approvers: String,
+    pub notified: String,
+    pub changes: String,
+    pub events: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TimelineRow {
+    pub case_sequence: u64,
+    pub at: UnixMs,
+    pub actor: String,
+    pub event_type: String,
+    pub status_after: String,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReviewRow {
+    pub case_id: String,
+    pub account_id: String,
+    pub reason: String,
+    pub entered_at: UnixMs,
+    pub reviewers_required: u32,
+    pub approvals: u32,
+}
+
+fn ms(value: i64) -> UnixMs {
+    UnixMs(value as u64)
+}
+
+impl Projection {
+    pub fn case(&self, case_id: &CaseId) -> Result<Option<CaseRow>, ProjectionError> {
+        let row = self
+            .lock()
+            .query_row(
+                "SELECT case_id, account_id, action_description, action_hash, status, requester, summary, signals,
+                        new_destination, high_value, requested_at, updated_at, deadline, cooling_off_ends_at, decision,
+                        approvers, notified, changes, events
+                 FROM cases WHERE case_id = ?1",
+                [case_id.as_str()],
+                |row| {
+                    Ok(CaseRow {
+                        case_id: row.get(0)?,
+                        account_id: row.get(1)?,
+                        action: row.get(2)?,
+                        action_hash: row.get(3)?,
+                        status: row.get(4)?,
+                        requester: row.get(5)?,
+                        summary: row.get(6)?,
+                        signals: row.get(7)?,
+                        new_destination: row.get(8)?,
+                        high_value: row.get(9)?,
+                        requested_at: ms(row.get(10)?),
+                        updated_at: ms(row.get(11)?),
+                        deadline: row.get::<_, Option<i64>>(12)?.map(ms),
+                        cooling_off_ends_at: row.get::<_, Option<i64>>(13)?.map(ms),
+                        decision: row.get(14)?,
+                        approvers: row.get(15)?,
+                        notified: row.get(16)?,
+                        changes: row.get(17)?,
+                        events: row.get::<_, i64>(18)? as u64,
+                    })
+                },
+            )
+            .optional()?;
+        Ok(row)
+    }
+
+    pub fn timeline(&self, case_id: &CaseId) -> Result<Vec<TimelineRow>, ProjectionError> {
+        let connection = self.lock();
+        let mut statement = connection.prepare(
+            "SELECT case_sequence, at, actor, event_type, status_after, detail FROM timeline
+             WHERE case_id = ?1 ORDER BY case_sequence",
+        )?;
+        let rows = statement.query_map([case_id.as_str()], |row| {
+            Ok(TimelineRow {
+                case_sequence: row.get::<_, i64>(0)? as u64,
+                at: ms(row.get(1)?),
+                actor: row.get(2)?,
+                event_type: row.get(3)?,
+                status_after: row.get(4)?,
+                detail: row.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The review queue, oldest first.
+    pub fn review_queue(&self) -> Result<Vec<ReviewRow>, ProjectionError> {
+        let connection = self.lock();
+        let mut statement = connection.prepare(
+            "SELECT case_id, account_id, reason, entered_at, reviewers_required, approvals FROM review_queue
+             ORDER BY entered_at, case_id",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok(ReviewRow {
+                case_id: row.get(0)?,
+                account_id: row.get(1)?,
+                reason: row.get(2)?,
+                entered_at: ms(row.get(3)?),
+                reviewers_required: row.get(4)?,
+                approvals: row.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn receipt_rows(&self) -> Result<Vec<(u64, String, String, String)>, ProjectionError> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare("SELECT receipt_sequence, body, previous_hash, hash FROM receipts ORDER BY receipt_sequence")?;
+        let rows =
+            statement.query_map([], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?, row.get(2)?, row.get(3)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Receipts, oldest first, optionally of one case.
+    pub fn receipts(&self, case_id: Option<&CaseId>) -> Result<Vec<Receipt>, ProjectionError> {
+        let mut receipts = Vec::new();
+        for (receipt_sequence, body, previous_hash, hash) in self.receipt_rows()? {
+            let body: crate::projection::receipts::ReceiptBody = serde_json::from_str(&body)
+                .map_err(|error| ProjectionError::Corrupt { sequence: receipt_sequence, reason: error.to_string() })?;
+            if case_id.is_none_or(|wanted| wanted.as_str() == body.case_id) {
+                receipts.push(Receipt { receipt_sequence, body, previous_hash, hash });
+            }
+        }
+        Ok(receipts)
+    }
+
+    /// Every place the stored receipt chain does not hold.
+    pub fn verify_receipts(&self) -> Result<Vec<ChainBreak>, ProjectionError> {
+        Ok(verify_chain(&self.receipt_rows()?))
+    }
+
+    /// Wrong codes for the account inside the window, and whether another case holds an open code.
+    pub fn account_facts(
+        &self,
+        account_id: &AccountId,
+        except_case: &CaseId,
+        now: UnixMs,
+    ) -> Result<AccountVerificationFacts, ProjectionError> {
+        let connection = self.lock();
+        let since = now.0.saturating_sub(PROOF_ATTEMPT_WINDOW_MS) as i64;
+        let failed: u32 = connection.query_row(
+            "SELECT COUNT(*) FROM proof_failures WHERE account_id = ?1 AND at > ?2",
+            params![account_id.as_str(), since],
+            |row| row.get(0),
+        )?;
+        let outstanding: u32 = connection.query_row(
+            "SELECT COUNT(*) FROM cases WHERE account_id = ?1 AND case_id != ?2 AND status = 'requested'
+                 AND challenge_expires_at IS NOT NULL AND challenge_expires_at > ?3",
+            params![account_id.as_str(), except_case.as_str(), now.0 as i64],
+            |row| row.get(0),
+        )?;
+        Ok(AccountVerificationFacts {
+            failed_attempts_in_window: failed,
+            outstanding_challenge_elsewhere: outstanding > 0,
+        })
+    }
+
+    /// Requests over the last day along each dimension of SPEC principle 10.
+    pub fn velocity(
+        &self,
+        account_id: &AccountId,
+        source_network: Option<&str>,
+        requester: &str,
+        new_destination: Option<&str>,
+        now: UnixMs,
+    ) -> Result<Velocity, ProjectionError> {
+        let connection = self.lock();
+        let since = now.0.saturating_sub(DAY_MS) as i64;
+        let count = |column: &str, value: Option<&str>| -> Result<u32, rusqlite::Error> {
+            let Some(value) = value else { return Ok(0) };
+            connection.query_row(
+                &format!("SELECT COUNT(*) FROM requests WHERE {column} = ?1 AND at > ?2"),
+                params![value, since],
+                |row| row.get(0),
+            )
+        };
+        Ok(Velocity {
+            account_requests_24h: count("account_id", Some(account_id.as_str()))?,
+            source_network_requests_24h: count("source_network", source_network)?,
+            requester_requests_24h: count("requester", Some(requester))?,
+            destination_requests_24h: count("new_destination", new_destination)?,
+        })
+    }
+
+    /// Cases whose timer is due: a deadline passed, or a cooling-off ended.
+    pub fn due_cases(&self, now: UnixMs) -> Result<Vec<CaseId>, ProjectionError> {
+        let connection = self.lock();
+        let mut statement = connection.prepare(
+            "SELECT case_id FROM cases
+             WHERE (status IN ('requested', 'in_review', 'cooling_off') AND deadline IS NOT NULL AND deadline <= ?1)
+                OR (status = 'cooling_off' AND cooling_off_ends_at <= ?1)
+             ORDER BY requested_at, case_id",
+        )?;
+        let rows = statement.query_map([now.0 as i64], |row| row.get::<_, String>(0))?;
+        Ok(rows.map(|row| row.map(CaseId::new)).collect::<Result<_, _>>()?)
+    }
+
+    /// Case ids, newest first, optionally only in one status.
+    pub fn case_ids(&self, status: Option<&str>) -> Result<Vec<CaseId>, ProjectionError> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare("SELECT case_id FROM cases WHERE ?1 IS NULL OR status = ?1 ORDER BY requested_at DESC, case_id")?;
+        let rows = statement.query_map([status], |row| row.get::<_, String>(0))?;
+        Ok(rows.map(|row| row.map(CaseId::new)).collect::<Result<_, _>>()?)
+    }
+}
