@@ -3,10 +3,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod core;
 pub mod directory;
+pub mod keys;
 pub mod log;
 pub mod notify;
 pub mod policy;
 pub mod projection;
+pub mod service;
 pub mod sqlite;

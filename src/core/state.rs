@@ -9,6 +9,7 @@ use crate::core::command::Change;
 use crate::core::event::{Authorization, Event, EventBody, EventKind};
 use crate::core::ids::{AccountId, ActorId, ChallengeId, CommandId, DestinationId, EffectId, UnixMs};
 use crate::core::policy::PolicyDecision;
+use crate::core::signals::Signals;
 use crate::core::transition;
 use crate::core::verification::CodeHash;
 use serde::{Deserialize, Serialize};
@@ -97,6 +98,8 @@ pub struct CaseFacts {
     pub requester: Actor,
     pub requested_at: UnixMs,
     pub snapshot: AccountSnapshot,
+    /// What the front door observed; recorded so the authorization phase sees the same signals.
+    pub signals: Signals,
 }
 
 /// The one code outstanding on a case.
@@ -126,6 +129,8 @@ pub struct CaseState {
     pub effect: Option<EffectId>,
     pub effects_started: u32,
     pub executed_changes: Vec<Change>,
+    /// When the change was applied: a rollback revokes sessions opened since.
+    pub executed_at: Option<UnixMs>,
     pub refusals: u32,
     pub events: usize,
     /// Commands that produced events; a retried one appends nothing (refused commands are not listed, so a retry
@@ -148,6 +153,7 @@ pub fn initial_state() -> CaseState {
         effect: None,
         effects_started: 0,
         executed_changes: Vec::new(),
+        executed_at: None,
         refusals: 0,
         events: 0,
         seen_commands: BTreeSet::new(),
@@ -195,7 +201,14 @@ pub fn evolve(mut state: CaseState, event: &Event) -> CaseState {
 fn apply_body(state: &mut CaseState, event: &Event) {
     match &event.body {
         EventBody::RecoveryRequested {
-            account_id, action, action_hash, snapshot, intake_decision, deadline, ..
+            account_id,
+            action,
+            action_hash,
+            snapshot,
+            intake_decision,
+            deadline,
+            signals,
+            ..
         } => {
             state.facts = Some(CaseFacts {
                 account_id: account_id.clone(),
@@ -204,6 +217,7 @@ fn apply_body(state: &mut CaseState, event: &Event) {
                 requester: event.actor.clone(),
                 requested_at: event.at,
                 snapshot: snapshot.clone(),
+                signals: signals.clone(),
             });
             state.decision = Some(intake_decision.clone());
             state.deadline = Some(*deadline);
@@ -246,7 +260,10 @@ fn apply_body(state: &mut CaseState, event: &Event) {
             state.effects_started += 1;
             state.deadline = None;
         }
-        EventBody::ExecutionConfirmed { changes, .. } => state.executed_changes = changes.clone(),
+        EventBody::ExecutionConfirmed { changes, .. } => {
+            state.executed_changes = changes.clone();
+            state.executed_at = Some(event.at);
+        }
         EventBody::ExecutionFailed { deadline, .. } => {
             state.effect = None;
             state.approvals.clear();

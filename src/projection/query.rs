@@ -191,6 +191,7 @@ impl Projection {
     pub fn velocity(
         &self,
         account_id: &AccountId,
+        except_case: &CaseId,
         source_network: Option<&str>,
         requester: &str,
         new_destination: Option<&str>,
@@ -201,8 +202,8 @@ impl Projection {
         let count = |column: &str, value: Option<&str>| -> Result<u32, rusqlite::Error> {
             let Some(value) = value else { return Ok(0) };
             connection.query_row(
-                &format!("SELECT COUNT(*) FROM requests WHERE {column} = ?1 AND at > ?2"),
-                params![value, since],
+                &format!("SELECT COUNT(*) FROM requests WHERE {column} = ?1 AND at > ?2 AND case_id != ?3"),
+                params![value, since, except_case.as_str()],
                 |row| row.get(0),
             )
         };

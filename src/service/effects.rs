@@ -1,0 +1,212 @@
+//! What appended events set in motion: codes and notices to the owner's destinations, the executor applying an
+//! authorized change, the timers, rollback's directory effect, and cancel links. Every effect carries an
+//! idempotency id (message id, effect id), so running one twice does nothing the second time.
+
+use crate::core::actor::Actor;
+use crate::core::command::{Command, CommandEnvelope, EffectOutcome};
+use crate::core::event::{Event, EventBody};
+use crate::core::ids::{CaseId, CommandId, DestinationId, UnixMs};
+use crate::core::rejection::Rejection;
+use crate::core::state::{CaseState, Status};
+use crate::core::text::UntrustedText;
+use crate::directory::DirectoryError;
+use crate::log::EventLog;
+use crate::notify::Message;
+use crate::service::context::Prepared;
+use crate::service::{Handled, Service, ServiceError};
+
+impl<L: EventLog> Service<L> {
+    /// Effects that must happen before their event is recorded. Rollback applies its reversal first (idempotent by
+    /// effect id), so that `rolled_back` in the log always means the directory was restored.
+    pub(super) fn effects_before_append(
+        &self,
+        case_id: &CaseId,
+        state: &CaseState,
+        events: &[Event],
+    ) -> Result<(), ServiceError> {
+        for event in events {
+            if let EventBody::RolledBack { effect_id, reversal, .. } = &event.body {
+                let facts = state.facts.as_ref().expect("an executed case has facts");
+                let executed_at = state.executed_at.expect("an executed case has an execution time");
+                self.directory.revert(effect_id, &facts.account_id, reversal, executed_at, event.at)?;
+                tracing::info!(case = %case_id, effect = %effect_id, "rollback applied to the directory");
+            }
+        }
+        Ok(())
+    }
+
+    /// Notifications for the events just appended. A code goes only to the destinations its `ChallengeIssued` event
+    /// names, which the core chose among the pre-existing, old-enough ones.
+    pub(super) fn effects_after_append(
+        &self,
+        case_id: &CaseId,
+        state: &CaseState,
+        events: &[Event],
+        first_sequence: u64,
+        prepared: &Prepared,
+    ) -> Result<(), ServiceError> {
+        let facts = state.facts.as_ref().expect("a case with events has facts");
+        for (offset, event) in events.iter().enumerate() {
+            let sequence = first_sequence + offset as u64;
+            match &event.body {
+                EventBody::ChallengeIssued { challenge_id, destinations, expires_at, .. } => {
+                    let ours = prepared.fresh.as_ref().is_some_and(|fresh| &fresh.challenge_id == challenge_id);
+                    let code = prepared.code.as_ref().filter(|_| ours).expect("a challenge is issued with its code");
+                    let body = format!(
+                        "Someone asked to {} on your account {}.\n\nIf it was you, enter this code at {}/verify?case={case_id} : {}\nIt expires at {expires_at}.\n\nNobody from support, and no assistant, will ever ask you for this code. If it was not you, ignore this message: nothing changes without the code.",
+                        facts.action.describe(),
+                        facts.account_id,
+                        self.public_url,
+                        code.reveal_for_delivery()
+                    );
+                    self.send_each(
+                        case_id,
+                        sequence,
+                        destinations,
+                        state,
+                        "Your account recovery code",
+                        &body,
+                        event.at,
+                    )?;
+                }
+                EventBody::CoolingOffStarted { ends_at, notify, .. } => {
+                    for destination in notify {
+                        let link = format!(
+                            "{}/cancel?case={case_id}&destination={destination}&token={}",
+                            self.public_url,
+                            self.keys.cancel_token(case_id.as_str(), destination.as_str())
+                        );
+                        let body = format!(
+                            "A request to {} on your account {} was authorized. It takes effect at {ends_at} unless it is cancelled.\n\nIf this was not you, cancel it now: {link}",
+                            facts.action.describe(),
+                            facts.account_id
+                        );
+                        let subject = "A change to your account is scheduled";
+                        self.send_each(
+                            case_id,
+                            sequence,
+                            std::slice::from_ref(destination),
+                            state,
+                            subject,
+                            &body,
+                            event.at,
+                        )?;
+                    }
+                }
+                EventBody::ExecutionConfirmed { .. } | EventBody::RolledBack { .. } => {
+                    let done = if matches!(event.body, EventBody::RolledBack { .. }) {
+                        "was rolled back"
+                    } else {
+                        "was applied"
+                    };
+                    let body = format!(
+                        "The request to {} on your account {} {done} at {}. If you did not expect this, contact support from this address.",
+                        facts.action.describe(),
+                        facts.account_id,
+                        event.at
+                    );
+                    let notify: Vec<DestinationId> = facts
+                        .snapshot
+                        .pre_existing(facts.requested_at)
+                        .iter()
+                        .map(|destination| destination.id.clone())
+                        .collect();
+                    self.send_each(case_id, sequence, &notify, state, "Your account was changed", &body, event.at)?;
+                }
+                EventBody::RecoveryRequested { .. }
+                | EventBody::ChallengeWithheld { .. }
+                | EventBody::ProofRejected { .. }
+                | EventBody::ProofAccepted { .. }
+                | EventBody::ReviewRequired { .. }
+                | EventBody::ReviewApproved { .. }
+                | EventBody::CaseDenied { .. }
+                | EventBody::CaseCancelled { .. }
+                | EventBody::ExecutionStarted { .. }
+                | EventBody::ExecutionFailed { .. }
+                | EventBody::CaseExpired
+                | EventBody::CommandRefused { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send_each(
+        &self,
+        case_id: &CaseId,
+        sequence: u64,
+        destinations: &[DestinationId],
+        state: &CaseState,
+        subject: &str,
+        body: &str,
+        at: UnixMs,
+    ) -> Result<(), ServiceError> {
+        let facts = state.facts.as_ref().expect("a case with events has facts");
+        for id in destinations {
+            let destination =
+                facts.snapshot.destination(id).expect("events name destinations of the recorded snapshot");
+            self.notifier.send(&Message {
+                message_id: format!("{sequence}/{id}"),
+                case_id: case_id.clone(),
+                kind: destination.kind,
+                address: destination.address.clone(),
+                subject: subject.to_string(),
+                body: body.to_string(),
+                sent_at: at,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Runs every timer that is due and every execution that is pending. Returns how many commands appended events.
+    pub async fn run_due(&self) -> Result<usize, ServiceError> {
+        let mut moved = 0;
+        for case_id in self.projection.due_cases(self.clock.now())? {
+            let (state, _) = self.load(&case_id).await?;
+            let command_id = CommandId::new(format!("tick:{}", state.events));
+            let envelope = CommandEnvelope { command_id, actor: Actor::system(), command: Command::Tick };
+            moved += usize::from(self.handle(&case_id, envelope).await?.appended > 0);
+        }
+        for case_id in self.projection.case_ids(Some(Status::Executing.name()))? {
+            moved += usize::from(self.execute(&case_id).await?.appended > 0);
+        }
+        Ok(moved)
+    }
+
+    /// The executor: applies the case's pending effect to the directory (once per effect id) and records the result.
+    pub async fn execute(&self, case_id: &CaseId) -> Result<Handled, ServiceError> {
+        let (state, _) = self.load(case_id).await?;
+        let (Status::Executing, Some(effect_id), Some(facts)) = (state.status, &state.effect, &state.facts) else {
+            return Ok(Handled { case_id: case_id.clone(), status: state.status, appended: 0 });
+        };
+        let outcome = match self.directory.execute(effect_id, &facts.account_id, &facts.action, self.clock.now()) {
+            Ok(changes) => EffectOutcome::Applied { changes },
+            Err(DirectoryError::NoSuchAccount(account)) => {
+                EffectOutcome::Failed { reason: format!("account {account} no longer exists") }
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let command = Command::ConfirmExecution { effect_id: effect_id.clone(), outcome };
+        let command_id = CommandId::new(format!("confirm:{effect_id}"));
+        self.handle(case_id, CommandEnvelope { command_id, actor: Actor::system(), command }).await
+    }
+
+    /// A cancel from a link in a notice: the token must be the one signed for this case and destination.
+    pub async fn cancel_with_link(
+        &self,
+        case_id: &CaseId,
+        destination_id: &DestinationId,
+        token: &str,
+    ) -> Result<Handled, ServiceError> {
+        if !self.keys.cancel_token_valid(case_id.as_str(), destination_id.as_str(), token) {
+            return Err(ServiceError::Rejected(Rejection::InvalidValue {
+                field: "token".into(),
+                expected: "the token from the cancel link".into(),
+            }));
+        }
+        let actor = Actor::new(crate::core::actor::Role::Owner, format!("destination:{destination_id}"));
+        let reason = UntrustedText::new("reason", "cancelled from a cancel link", 64).expect("a short constant fits");
+        let command_id = CommandId::new(format!("cancel-link:{destination_id}"));
+        self.handle(case_id, CommandEnvelope { command_id, actor, command: Command::Cancel { reason } }).await
+    }
+}

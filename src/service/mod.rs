@@ -1,0 +1,233 @@
+//! The service: wires a front door's command to the core and the log. For each command it loads the case, gathers
+//! the facts `decide` needs (clock, kill switch, account snapshot, account-wide counts, policy, a fresh code), asks
+//! the core, appends the events with the case's expected version, brings the projection up to date and performs the
+//! side effects the appended events call for. A conflict (another writer got there first) re-reads and re-decides.
+
+mod context;
+mod effects;
+
+use crate::clock::Clock;
+use crate::core::actor::Actor;
+use crate::core::command::{Command, CommandEnvelope};
+use crate::core::control::{ControlCommand, ControlState, decide_control, evolve_control};
+use crate::core::decide::{decide, refusal_event};
+use crate::core::event::Event;
+use crate::core::ids::{CaseId, CommandId};
+use crate::core::rejection::Rejection;
+use crate::core::state::{CaseState, Status, fold};
+use crate::core::verification::{Settings, VerificationCode};
+use crate::directory::{AccountDirectory, DirectoryError};
+use crate::keys::Keys;
+use crate::log::envelope::{Decoded, Stream, decode, encode_case_event, encode_control_event};
+use crate::log::{Appended, Entry, EventLog, LogError};
+use crate::notify::{Notifier, NotifyError};
+use crate::projection::{Projection, ProjectionError};
+use std::sync::Arc;
+
+/// How often one command is re-decided after losing a race before the caller is told to retry later.
+const CONFLICT_RETRIES_MAX: u32 = 8;
+
+/// How many log entries the projection reads per batch while catching up.
+const PROJECTION_BATCH_MAX: usize = 512;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The command is not allowed; tell the sender why. The refusal was recorded on the case where there is one.
+    #[error("refused: {0}")]
+    Rejected(Rejection),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
+    /// Stored data broke an invariant: stop and investigate.
+    #[error("corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// What a command left behind: the case and the status it is in now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handled {
+    pub case_id: CaseId,
+    pub status: Status,
+    /// How many events the command appended (0 for a retried command or a timer with nothing due).
+    pub appended: usize,
+}
+
+pub struct Service<L: EventLog> {
+    pub log: L,
+    pub projection: Arc<Projection>,
+    pub directory: Arc<dyn AccountDirectory>,
+    pub notifier: Arc<dyn Notifier>,
+    pub clock: Arc<dyn Clock>,
+    pub keys: Keys,
+    pub settings: Settings,
+    /// Where links in notices point (the owner's verification and cancel pages).
+    pub public_url: String,
+}
+
+/// Fresh random id with a readable prefix (`case-3f9a…`). The shell makes ids; the core never does.
+pub fn new_id(prefix: &str) -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 8];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{prefix}-{}", hex::encode(bytes))
+}
+
+impl<L: EventLog> Service<L> {
+    /// Loads a case's history and folds it, refusing a history that breaks the transition table.
+    pub async fn load(&self, case_id: &CaseId) -> Result<(CaseState, Vec<Event>), ServiceError> {
+        let entries = self.log.read_stream(&Stream::Case(case_id.clone())).await?;
+        let mut events = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            match decode(&entry.bytes).map_err(|error| ServiceError::Corrupt(error.to_string()))? {
+                Decoded::Case { event, .. } => events.push(event),
+                Decoded::Control { .. } => return Err(ServiceError::Corrupt("control event in a case stream".into())),
+            }
+        }
+        let state = fold(&events).map_err(|error| ServiceError::Corrupt(error.to_string()))?;
+        Ok((state, events))
+    }
+
+    pub async fn control_state(&self) -> Result<(ControlState, u64), ServiceError> {
+        let entries = self.log.read_stream(&Stream::Control).await?;
+        let mut state = ControlState::default();
+        for entry in &entries {
+            match decode(&entry.bytes).map_err(|error| ServiceError::Corrupt(error.to_string()))? {
+                Decoded::Control { event, .. } => state = evolve_control(state, &event),
+                Decoded::Case { .. } => return Err(ServiceError::Corrupt("case event in the control stream".into())),
+            }
+        }
+        Ok((state, entries.len() as u64))
+    }
+
+    /// Handles one command for one case, end to end.
+    pub async fn handle(&self, case_id: &CaseId, envelope: CommandEnvelope) -> Result<Handled, ServiceError> {
+        for _ in 0..CONFLICT_RETRIES_MAX {
+            let (state, _) = self.load(case_id).await?;
+            let prepared = self.prepare(case_id, &envelope, &state).await?;
+            let decided = decide(&envelope, &state, &prepared.context(case_id, &self.settings));
+            let (events, rejection) = match decided {
+                Ok(events) => (events, None),
+                Err(rejection) => {
+                    let now = prepared.now;
+                    (refusal_event(&envelope, &state, &rejection, now).into_iter().collect(), Some(rejection))
+                }
+            };
+            if events.is_empty() {
+                return match rejection {
+                    Some(rejection) => Err(ServiceError::Rejected(rejection)),
+                    None => Ok(Handled { case_id: case_id.clone(), status: state.status, appended: 0 }),
+                };
+            }
+            self.effects_before_append(case_id, &state, &events)?;
+            let encoded = events
+                .iter()
+                .enumerate()
+                .map(|(offset, event)| encode_case_event(case_id, state.events as u64 + offset as u64 + 1, event))
+                .collect();
+            let stream = Stream::Case(case_id.clone());
+            // A refusal is keyed by the case version too: the same command may be refused now and, retried once the
+            // case has moved on, be accepted (or refused again, and recorded again) later.
+            let command_key = match rejection {
+                Some(_) => format!("refused:{case_id}:{}:{}", envelope.command_id, state.events),
+                None => format!("{case_id}:{}", envelope.command_id),
+            };
+            match self.log.append(&stream, state.events as u64, &command_key, encoded).await {
+                Err(LogError::Conflict { .. }) => continue,
+                Err(error) => return Err(error.into()),
+                Ok(Appended::Duplicate) => {
+                    if let Some(rejection) = rejection {
+                        return Err(ServiceError::Rejected(rejection));
+                    }
+                    let (state, _) = self.load(case_id).await?;
+                    return Ok(Handled { case_id: case_id.clone(), status: state.status, appended: 0 });
+                }
+                Ok(Appended::New { first_sequence }) => {
+                    self.catch_up_projection().await?;
+                    let new_state = events.iter().fold(state, crate::core::state::evolve);
+                    self.effects_after_append(case_id, &new_state, &events, first_sequence, &prepared)?;
+                    return match rejection {
+                        Some(rejection) => Err(ServiceError::Rejected(rejection)),
+                        None => {
+                            Ok(Handled { case_id: case_id.clone(), status: new_state.status, appended: events.len() })
+                        }
+                    };
+                }
+            }
+        }
+        Err(LogError::Unavailable(format!("case {case_id} kept changing under {CONFLICT_RETRIES_MAX} attempts")).into())
+    }
+
+    /// The owner's code, as typed at the verification page. It is hashed here, under the challenge's id, and the
+    /// plain digits go no further.
+    pub async fn submit_code(
+        &self,
+        case_id: &CaseId,
+        command_id: CommandId,
+        actor: Actor,
+        typed: &str,
+    ) -> Result<Handled, ServiceError> {
+        let (state, _) = self.load(case_id).await?;
+        let code = VerificationCode::parse(typed).ok_or_else(|| {
+            ServiceError::Rejected(Rejection::InvalidValue {
+                field: "code".into(),
+                expected: format!("{} digits", crate::core::limits::CODE_DIGITS),
+            })
+        })?;
+        // Without an open challenge any hash will do: decide refuses the command before comparing.
+        let challenge_id = state
+            .challenge
+            .as_ref()
+            .map(|challenge| challenge.challenge_id.clone())
+            .unwrap_or_else(|| crate::core::ids::ChallengeId::new("none"));
+        let proof = self.keys.code.hash(&challenge_id, &code);
+        self.handle(case_id, CommandEnvelope { command_id, actor, command: Command::SubmitProof { proof } }).await
+    }
+
+    /// Flips the kill switch (operator role), recorded in the control stream.
+    pub async fn control(
+        &self,
+        command_id: CommandId,
+        actor: Actor,
+        command: ControlCommand,
+    ) -> Result<bool, ServiceError> {
+        for _ in 0..CONFLICT_RETRIES_MAX {
+            let (state, version) = self.control_state().await?;
+            let events = decide_control(&command_id, &actor, &command, &state, self.clock.now())
+                .map_err(ServiceError::Rejected)?;
+            if events.is_empty() {
+                return Ok(state.halted);
+            }
+            let encoded = events
+                .iter()
+                .enumerate()
+                .map(|(offset, event)| encode_control_event(version + offset as u64 + 1, event))
+                .collect();
+            match self.log.append(&Stream::Control, version, &format!("control:{command_id}"), encoded).await {
+                Err(LogError::Conflict { .. }) => continue,
+                Err(error) => return Err(error.into()),
+                Ok(_) => {
+                    self.catch_up_projection().await?;
+                    return Ok(events.iter().fold(state, evolve_control).halted);
+                }
+            }
+        }
+        Err(LogError::Unavailable("the control stream kept changing".into()).into())
+    }
+
+    /// Applies every log entry the projection has not seen yet.
+    pub async fn catch_up_projection(&self) -> Result<u64, ServiceError> {
+        let mut last = self.projection.last_sequence()?;
+        loop {
+            let entries: Vec<Entry> = self.log.read_after(last, PROJECTION_BATCH_MAX).await?;
+            if entries.is_empty() {
+                return Ok(last);
+            }
+            last = self.projection.apply(&entries)?;
+        }
+    }
+}
