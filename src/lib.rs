@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod clock;
 pub mod core;
 pub mod directory;

@@ -53,6 +53,7 @@ pub struct PolicyFacts {
 impl PolicyFacts {
     /// Builds the facts from recorded data only. `at` is the request time for the intake phase and the time of the
     /// proof for the authorization phase.
+    #[expect(clippy::too_many_arguments, reason = "a flat record of recorded facts, each named at the call site")]
     pub fn gather(
         phase: Phase,
         snapshot: &AccountSnapshot,

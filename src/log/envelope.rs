@@ -98,6 +98,7 @@ pub fn encode_control_event(stream_version: u64, event: &ControlEvent) -> Vec<u8
 }
 
 /// A decoded envelope.
+#[expect(clippy::large_enum_variant, reason = "decoded one at a time and consumed at once")]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decoded {
     Case { case_id: CaseId, stream_version: u64, event: Event },

@@ -365,7 +365,7 @@ fn insert_receipt(
                 verification,
                 policy,
                 conversation_summary: row.get(6)?,
-                tool_call: format!("request_recovery {}", row.get::<_, String>(7)?),
+                tool_call: format!("request_recovery(action = {})", row.get::<_, String>(7)?),
                 approvers: serde_json::from_str(&row.get::<_, String>(8)?).unwrap_or_default(),
                 requested_at: UnixMs(row.get::<_, i64>(9)? as u64).to_string(),
                 recorded_at: event.at.to_string(),

@@ -4,6 +4,7 @@
 //! nothing twice.
 
 mod apply;
+pub mod evidence;
 pub mod query;
 pub mod receipts;
 

@@ -1,0 +1,55 @@
+//! The command line. One module per command family; each exposes a `run` that returns an exit code. Exit codes are
+//! documented in the README: 0 ok, 1 refused or a failed check, 2 usage, 3 unavailable.
+
+pub mod demo;
+pub mod embedded;
+pub mod fsm;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// airlock: a support chat can request an account recovery; only deterministic services can perform one.
+#[derive(Debug, Parser)]
+#[command(name = "airlock", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Run three recovery stories end to end on the embedded backend, with a simulated clock.
+    #[command(after_help = "Examples:\n  airlock demo\n  airlock demo --keep --data-dir ./demo-data")]
+    Demo(demo::DemoArgs),
+    /// Print the recovery state machine from state-machines/recovery.toml.
+    #[command(
+        after_help = "Examples:\n  airlock fsm --format mermaid\n  airlock fsm --format dot | dot -Tsvg > fsm.svg"
+    )]
+    Fsm(fsm::FsmArgs),
+}
+
+/// Exit codes shared by every command.
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// A command was refused or a check failed.
+    pub const FAILED: u8 = 1;
+    /// A dependency (a database, NATS) could not be used.
+    pub const UNAVAILABLE: u8 = 3;
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let code = match cli.command {
+        Commands::Demo(args) => demo::run(args),
+        Commands::Fsm(args) => fsm::run(args),
+    };
+    ExitCode::from(code)
+}
+
+/// Structured logs on stderr, filtered by `RUST_LOG` (default: warnings only, so command output stays readable).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
