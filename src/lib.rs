@@ -14,3 +14,4 @@ pub mod policy;
 pub mod projection;
 pub mod service;
 pub mod sqlite;
+pub mod wire;

@@ -51,12 +51,12 @@ pub fn decide_control(
     state: &ControlState,
     now: UnixMs,
 ) -> Result<Vec<ControlEvent>, Rejection> {
-    if state.seen_commands.contains(command_id) {
-        return Ok(Vec::new());
-    }
     let kind = command.kind();
     if !kind.allowed_roles().contains(&actor.role) {
         return Err(Rejection::RoleNotAllowed { role: actor.role, command: kind });
+    }
+    if state.seen_commands.contains(command_id) {
+        return Ok(Vec::new());
     }
     let body = match command {
         ControlCommand::Halt { .. } if state.halted => return Err(Rejection::KillSwitchUnchanged { halted: true }),

@@ -40,12 +40,14 @@ pub struct Context<'a> {
 }
 
 pub fn decide(envelope: &CommandEnvelope, state: &CaseState, context: &Context) -> Result<Vec<Event>, Rejection> {
-    if state.seen_commands.contains(&envelope.command_id) {
-        return Ok(Vec::new());
-    }
+    // The role is checked before idempotency, so that reusing a known command id cannot turn a probe by the wrong
+    // role into a silent no-op: the refusal is always returned, and recorded.
     let kind = envelope.command.kind();
     if !kind.allowed_roles().contains(&envelope.actor.role) {
         return Err(Rejection::RoleNotAllowed { role: envelope.actor.role, command: kind });
+    }
+    if state.seen_commands.contains(&envelope.command_id) {
+        return Ok(Vec::new());
     }
     let bodies = match &envelope.command {
         Command::RequestRecovery { .. } => request_recovery(envelope, state, context)?,
@@ -149,6 +151,15 @@ fn request_recovery(
     Ok(bodies)
 }
 
+/// A case whose time limit has passed takes no more proofs or approvals; the timer will expire it. Without this, the
+/// outcome would depend on how late the timer happened to fire.
+fn refuse_past_deadline(state: &CaseState, context: &Context) -> Result<(), Rejection> {
+    match state.deadline {
+        Some(deadline) if context.now >= deadline => Err(Rejection::DeadlinePassed),
+        Some(_) | None => Ok(()),
+    }
+}
+
 fn review_required(decision: &PolicyDecision, reason: ReviewReason, now: UnixMs) -> EventBody {
     EventBody::ReviewRequired { decision: decision.clone(), reason, deadline: now.plus(limits::IN_REVIEW_TTL_MS) }
 }
@@ -156,6 +167,7 @@ fn review_required(decision: &PolicyDecision, reason: ReviewReason, now: UnixMs)
 fn submit_proof(proof: &CodeHash, state: &CaseState, context: &Context) -> Result<Vec<EventBody>, Rejection> {
     expect_status(state, Status::Requested, CommandKind::SubmitProof)?;
     let challenge = state.challenge.as_ref().ok_or(Rejection::NoOutstandingChallenge)?;
+    refuse_past_deadline(state, context)?;
     if context.now >= challenge.expires_at {
         return Err(Rejection::ChallengeExpired);
     }
@@ -187,7 +199,7 @@ fn submit_proof(proof: &CodeHash, state: &CaseState, context: &Context) -> Resul
         Outcome::Auto => cooling_off_started(
             state,
             context.now,
-            decision.effective_cooling_off_ms(),
+            facts.cooling_off_ms(decision),
             Authorization::Policy { decision: decision.clone() },
         ),
         Outcome::Review => review_required(decision, ReviewReason::PolicyReview, context.now),
@@ -220,6 +232,7 @@ fn approve_review(
     context: &Context,
 ) -> Result<Vec<EventBody>, Rejection> {
     expect_status(state, Status::InReview, CommandKind::ApproveReview)?;
+    refuse_past_deadline(state, context)?;
     let facts = state.facts.as_ref().expect("a case in review has facts");
     let reviewer = &envelope.actor.id;
     if action_hash != &facts.action_hash {
@@ -247,7 +260,7 @@ fn approve_review(
         bodies.push(cooling_off_started(
             state,
             context.now,
-            decision.effective_cooling_off_ms(),
+            facts.cooling_off_ms(decision),
             Authorization::Quorum { reviewers },
         ));
     }
@@ -318,16 +331,24 @@ fn confirm_execution(
     if state.effect.as_ref() != Some(effect_id) {
         return Err(Rejection::EffectMismatch);
     }
-    Ok(vec![match outcome {
+    Ok(match outcome {
         EffectOutcome::Applied { changes } => {
-            EventBody::ExecutionConfirmed { effect_id: effect_id.clone(), changes: changes.clone() }
+            vec![EventBody::ExecutionConfirmed { effect_id: effect_id.clone(), changes: changes.clone() }]
         }
-        EffectOutcome::Failed { reason } => EventBody::ExecutionFailed {
-            effect_id: effect_id.clone(),
-            reason: reason.clone(),
-            deadline: context.now.plus(limits::IN_REVIEW_TTL_MS),
-        },
-    }])
+        EffectOutcome::Failed { reason } => {
+            let mut bodies = vec![EventBody::ExecutionFailed {
+                effect_id: effect_id.clone(),
+                reason: reason.clone(),
+                deadline: context.now.plus(limits::IN_REVIEW_TTL_MS),
+            }];
+            // Each failure sends the case back to review; after the last allowed attempt it is denied instead, so
+            // a change that keeps failing cannot loop (and grow its history) forever.
+            if state.effects_started >= limits::EXECUTION_ATTEMPTS_MAX {
+                bodies.push(EventBody::CaseDenied { reason: DenialReason::ExecutionAttemptsExhausted });
+            }
+            bodies
+        }
+    })
 }
 
 fn roll_back(reason: &UntrustedText, state: &CaseState, context: &Context) -> Result<Vec<EventBody>, Rejection> {

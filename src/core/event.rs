@@ -141,8 +141,15 @@ pub enum ReviewReason {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum DenialReason {
     AttemptsExhausted,
-    Policy { rules: Vec<String> },
-    Reviewer { reviewer: ActorId, reason: UntrustedText },
+    Policy {
+        rules: Vec<String>,
+    },
+    Reviewer {
+        reviewer: ActorId,
+        reason: UntrustedText,
+    },
+    /// The change failed to apply `EXECUTION_ATTEMPTS_MAX` times.
+    ExecutionAttemptsExhausted,
 }
 
 /// The event kinds, by the names the transition table uses.

@@ -78,6 +78,9 @@ pub const EVENT_BYTES_MAX: usize = 64 * 1024;
 /// One JSON command from outside. Larger input is refused before parsing.
 pub const COMMAND_BYTES_MAX: usize = 16 * 1024;
 
+/// How many times a change may fail to apply before the case is denied. Each failure goes back to review.
+pub const EXECUTION_ATTEMPTS_MAX: u32 = 3;
+
 /// Events in one case: every source of events is bounded (attempts, approvals, refusals), so a case longer than
 /// this is corrupt.
 pub const EVENTS_PER_CASE_MAX: usize = 256;
@@ -88,10 +91,13 @@ const _: () = assert!(CODE_TTL_MS_DEFAULT < REQUESTED_TTL_MS);
 const _: () = assert!(HIGH_VALUE_REVIEWERS_MIN <= REVIEWERS_MAX);
 const _: () = assert!(CODE_DIGITS >= 8);
 const _: () = assert!(SUMMARY_BYTES_MAX + 4 * REASON_BYTES_MAX < COMMAND_BYTES_MAX);
+// The longest history a case can have: a request, its challenge and failed proofs, then per execution attempt a
+// review round (approvals plus cooling-off, start, outcome), then terminal events, plus the recorded refusals.
 const _: () = assert!(
     (REFUSALS_RECORDED_PER_CASE_MAX as usize)
+        + 4
         + (PROOF_ATTEMPTS_PER_ACCOUNT_MAX as usize)
-        + (REVIEWERS_MAX as usize)
-        + 16
+        + (EXECUTION_ATTEMPTS_MAX as usize + 1) * (REVIEWERS_MAX as usize + 4)
+        + 4
         < EVENTS_PER_CASE_MAX
 );

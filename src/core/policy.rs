@@ -97,18 +97,20 @@ pub struct PolicyDecision {
 
 impl PolicyDecision {
     /// The cooling-off the core will actually apply: the policy's value, raised to the floors that no policy may
-    /// go under (SPEC principle 5) and capped at the longest hold a case can wait.
-    pub fn effective_cooling_off_ms(&self) -> u64 {
+    /// go under (SPEC principle 5) and capped at the longest hold a case can wait. `adds_destination` comes from the
+    /// case itself, so a policy that misreads its facts cannot lower the floor.
+    pub fn effective_cooling_off_ms(&self, adds_destination: bool) -> u64 {
         let mut floor = limits::COOLING_OFF_MS_MIN;
-        if self.facts.adds_destination {
+        if adds_destination || self.facts.adds_destination {
             floor = floor.max(limits::NEW_DESTINATION_COOLING_OFF_MS_MIN);
         }
         self.cooling_off_ms.clamp(floor, limits::COOLING_OFF_MS_MAX)
     }
 
     /// The reviewer quorum the core will actually require: at least one, at least two for high-value accounts.
-    pub fn effective_reviewers_required(&self) -> u8 {
-        let floor = if self.facts.high_value { limits::HIGH_VALUE_REVIEWERS_MIN } else { 1 };
+    /// `high_value` comes from the case's recorded snapshot, not from the policy's copy of the facts.
+    pub fn effective_reviewers_required(&self, high_value: bool) -> u8 {
+        let floor = if high_value || self.facts.high_value { limits::HIGH_VALUE_REVIEWERS_MIN } else { 1 };
         self.reviewers_required.clamp(floor, limits::REVIEWERS_MAX)
     }
 }

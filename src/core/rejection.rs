@@ -29,6 +29,8 @@ pub enum Rejection {
     EffectMismatch,
     /// The kill switch is already in the requested position; nothing was recorded.
     KillSwitchUnchanged { halted: bool },
+    /// The case's time limit has passed; it takes no more proofs or approvals and will expire.
+    DeadlinePassed,
     /// A text field is longer than allowed.
     TooLong { field: String, bytes_max: usize },
     /// A field has a value outside what is accepted.
@@ -58,6 +60,7 @@ impl fmt::Display for Rejection {
             Rejection::EffectMismatch => formatter.write_str("the confirmed effect is not the one this case started"),
             Rejection::KillSwitchUnchanged { halted: true } => formatter.write_str("automation is already halted"),
             Rejection::KillSwitchUnchanged { halted: false } => formatter.write_str("automation is not halted"),
+            Rejection::DeadlinePassed => formatter.write_str("the case's time limit has passed"),
             Rejection::TooLong { field, bytes_max } => {
                 write!(formatter, "{field} is longer than {bytes_max} bytes")
             }

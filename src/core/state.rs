@@ -102,6 +102,18 @@ pub struct CaseFacts {
     pub signals: Signals,
 }
 
+impl CaseFacts {
+    /// The cooling-off this case waits under `decision`, with the floors taken from the case itself.
+    pub fn cooling_off_ms(&self, decision: &PolicyDecision) -> u64 {
+        decision.effective_cooling_off_ms(self.action.adds_destination())
+    }
+
+    /// The reviewer quorum this case needs under `decision`, with the floor taken from the recorded snapshot.
+    pub fn reviewers_required(&self, decision: &PolicyDecision) -> u8 {
+        decision.effective_reviewers_required(self.snapshot.is_high_value())
+    }
+}
+
 /// The one code outstanding on a case.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct OpenChallenge {
@@ -237,7 +249,8 @@ fn apply_body(state: &mut CaseState, event: &Event) {
         }
         EventBody::ReviewRequired { decision, deadline, .. } => {
             state.challenge = None;
-            state.reviewers_required = decision.effective_reviewers_required();
+            let facts = state.facts.as_ref().expect("review follows the opening event");
+            state.reviewers_required = facts.reviewers_required(decision);
             state.decision = Some(decision.clone());
             state.approvals.clear();
             state.deadline = Some(*deadline);
@@ -265,6 +278,9 @@ fn apply_body(state: &mut CaseState, event: &Event) {
             state.executed_at = Some(event.at);
         }
         EventBody::ExecutionFailed { deadline, .. } => {
+            let facts = state.facts.as_ref().expect("execution follows the opening event");
+            let decision = state.decision.as_ref().expect("execution follows a decision");
+            state.reviewers_required = facts.reviewers_required(decision);
             state.effect = None;
             state.approvals.clear();
             state.authorization = None;

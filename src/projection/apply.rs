@@ -202,22 +202,14 @@ fn update_case(
             format!("code proven from {}", masked_list(transaction, case_id, destinations)?)
         }
         EventBody::ReviewRequired { decision, reason, deadline } => {
-            let account: String =
-                transaction.query_row("SELECT account_id FROM cases WHERE case_id = ?1", [id], |row| row.get(0))?;
+            let account = account_of(transaction, case_id)?;
+            let required = reviewers_required(transaction, case_id, Some(decision))?;
             transaction.execute(
                 "UPDATE cases SET decision = ?2, deadline = ?3, approvers = '[]', challenge_expires_at = NULL WHERE case_id = ?1",
                 params![id, json(decision), deadline.0 as i64],
             )?;
-            transaction.execute(
-                "INSERT OR REPLACE INTO review_queue (case_id, account_id, reason, entered_at, reviewers_required, approvals)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 0)",
-                params![id, account, format!("{reason:?}"), at, decision.effective_reviewers_required()],
-            )?;
-            format!(
-                "needs review ({reason:?}) by {} reviewer(s); rules: {}",
-                decision.effective_reviewers_required(),
-                decision.rules.join(", ")
-            )
+            enqueue_review(transaction, case_id, &account, &format!("{reason:?}"), at, required)?;
+            format!("needs review ({reason:?}) by {required} reviewer(s); rules: {}", decision.rules.join(", "))
         }
         EventBody::ReviewApproved { reviewer, approvals, required, .. } => {
             let approvers: String =
@@ -276,17 +268,13 @@ fn update_case(
             format!("executed: {}", change_lines(changes).join("; "))
         }
         EventBody::ExecutionFailed { reason, deadline, .. } => {
-            let account: String =
-                transaction.query_row("SELECT account_id FROM cases WHERE case_id = ?1", [id], |row| row.get(0))?;
+            let account = account_of(transaction, case_id)?;
+            let required = reviewers_required(transaction, case_id, None)?;
             transaction.execute(
                 "UPDATE cases SET deadline = ?2, approvers = '[]' WHERE case_id = ?1",
                 params![id, deadline.0 as i64],
             )?;
-            transaction.execute(
-                "INSERT OR REPLACE INTO review_queue (case_id, account_id, reason, entered_at, reviewers_required, approvals)
-                 VALUES (?1, ?2, 'ExecutionFailed', ?3, 1, 0)",
-                params![id, account, at],
-            )?;
+            enqueue_review(transaction, case_id, &account, "ExecutionFailed", at, required)?;
             format!("execution failed: {reason}")
         }
         EventBody::RolledBack { reason, reversal, .. } => {
@@ -307,10 +295,50 @@ fn update_case(
     Ok(detail)
 }
 
+fn account_of(transaction: &Transaction, case_id: &CaseId) -> Result<String, ProjectionError> {
+    Ok(transaction
+        .query_row("SELECT account_id FROM cases WHERE case_id = ?1", [case_id.as_str()], |row| row.get(0))?)
+}
+
+/// The quorum the core requires for this case: the decision's, with the high-value floor from the case's snapshot.
+/// Without a new decision, the case's latest recorded one applies (as in the core's `evolve`).
+fn reviewers_required(
+    transaction: &Transaction,
+    case_id: &CaseId,
+    decision: Option<&crate::core::policy::PolicyDecision>,
+) -> Result<u8, ProjectionError> {
+    let (high_value, recorded): (bool, Option<String>) = transaction.query_row(
+        "SELECT high_value, decision FROM cases WHERE case_id = ?1",
+        [case_id.as_str()],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    let recorded = recorded.and_then(|text| serde_json::from_str::<crate::core::policy::PolicyDecision>(&text).ok());
+    Ok(decision.or(recorded.as_ref()).map_or(1, |decision| decision.effective_reviewers_required(high_value)))
+}
+
+fn enqueue_review(
+    transaction: &Transaction,
+    case_id: &CaseId,
+    account: &str,
+    reason: &str,
+    at: i64,
+    required: u8,
+) -> Result<(), ProjectionError> {
+    transaction.execute(
+        "INSERT OR REPLACE INTO review_queue (case_id, account_id, reason, entered_at, reviewers_required, approvals)
+         VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+        params![case_id.as_str(), account, reason, at, required],
+    )?;
+    Ok(())
+}
+
 fn denial_text(reason: &crate::core::event::DenialReason) -> String {
     match reason {
         crate::core::event::DenialReason::AttemptsExhausted => "too many wrong codes for this account".to_string(),
         crate::core::event::DenialReason::Policy { rules } => format!("policy ({})", rules.join(", ")),
+        crate::core::event::DenialReason::ExecutionAttemptsExhausted => {
+            "the change failed to apply too many times".to_string()
+        }
         crate::core::event::DenialReason::Reviewer { reviewer, reason } => {
             format!("by {reviewer}: {}", reason.escaped())
         }

@@ -84,7 +84,9 @@ impl Projection {
             signals: case.signals.clone(),
             action_to_approve: case.action.clone(),
             action_hash: case.action_hash.clone(),
-            reviewers_required: decision.as_ref().map_or(1, PolicyDecision::effective_reviewers_required),
+            reviewers_required: decision
+                .as_ref()
+                .map_or(1, |decision| decision.effective_reviewers_required(case.high_value)),
             rollback_path: "airlock rollback CASE restores the previous records and revokes sessions opened since"
                 .into(),
         }))

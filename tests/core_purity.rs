@@ -1,0 +1,279 @@
+//! The architecture invariant "the core does no I/O" as a test: no source file under `src/core/` or `src/policy/`
+//! may name an async runtime, a broker or database client, a clock, the filesystem, the network, the environment,
+//! processes, or an ambient random number generator. Time, ids, randomness and facts are handed in by the shell.
+//!
+//! The scan reads code, not prose: text after `//` on a line and inside `/* */` is skipped, so a doc comment may say
+//! "the core imports no tokio" without failing the build. Grouped imports (`use std::{fs, time::Instant}`) are
+//! checked module by module.
+
+use std::path::{Path, PathBuf};
+
+/// Names that betray I/O, a clock or ambient randomness. Plain substrings: a false positive is visible and easy to
+/// rename, a false negative is a hole in the invariant.
+const FORBIDDEN: [&str; 13] = [
+    "tokio",
+    "async_nats",
+    "rusqlite",
+    "SystemTime",
+    "Instant",
+    "std::time",
+    "std::fs",
+    "std::net",
+    "std::env",
+    "std::process",
+    "thread_rng",
+    "rand::rng(",
+    "OsRng",
+];
+
+/// Modules of `std` that a grouped import (`use std::{...}`) must not name.
+const FORBIDDEN_STD_MODULES: [&str; 5] = ["time", "fs", "net", "env", "process"];
+
+/// The directories that must stay pure, relative to the crate root.
+const PURE_DIRECTORIES: [&str; 2] = ["src/core", "src/policy"];
+
+/// Files a walk may visit before it is considered runaway (a symlink loop, a misplaced build directory).
+const FILES_SCANNED_MAX: usize = 1_000;
+
+/// Removes comments from source text, keeping line breaks so that line numbers stay right. String literals are
+/// not parsed: a `//` inside a string hides the rest of that line, which is acceptable in this small core.
+fn strip_comments(source: &str) -> String {
+    let mut code = String::with_capacity(source.len());
+    let mut rest = source;
+    let mut in_block = false;
+    while !rest.is_empty() {
+        if in_block {
+            match rest.find("*/") {
+                Some(end) => {
+                    code.extend(rest[..end].chars().filter(|c| *c == '\n'));
+                    rest = &rest[end + 2..];
+                    in_block = false;
+                }
+                None => {
+                    code.extend(rest.chars().filter(|c| *c == '\n'));
+                    rest = "";
+                }
+            }
+            continue;
+        }
+        let line_comment = rest.find("//");
+        let block_comment = rest.find("/*");
+        match (line_comment, block_comment) {
+            (Some(line), block) if block.is_none_or(|block| line < block) => {
+                code.push_str(&rest[..line]);
+                let end = rest[line..].find('\n').map_or(rest.len(), |offset| line + offset);
+                rest = &rest[end..];
+            }
+            (_, Some(block)) => {
+                code.push_str(&rest[..block]);
+                rest = &rest[block + 2..];
+                in_block = true;
+            }
+            (_, None) => {
+                code.push_str(rest);
+                rest = "";
+            }
+        }
+    }
+    code
+}
+
+/// Every violation in one file, as `file:line: ...`, with 1-based line numbers.
+fn violations(file: &str, source: &str) -> Vec<String> {
+    let code = strip_comments(source);
+    let mut found = Vec::new();
+    for (index, line) in code.lines().enumerate() {
+        for word in FORBIDDEN {
+            if line.contains(word) {
+                found.push(format!("{file}:{}: mentions `{word}`: {}", index + 1, line.trim()));
+            }
+        }
+    }
+    found.extend(grouped_std_violations(file, &code));
+    found
+}
+
+/// Finds `std::{ ... }` groups (possibly spanning lines and nesting) that name a forbidden module.
+fn grouped_std_violations(file: &str, code: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut search_from = 0;
+    while let Some(offset) = code[search_from..].find("std::{") {
+        let open = search_from + offset + "std::".len();
+        let mut depth = 0usize;
+        let mut close = code.len();
+        for (position, character) in code[open..].char_indices() {
+            match character {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        close = open + position;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let group = &code[open + 1..close];
+        let line = code[..open].matches('\n').count() + 1;
+        // A module is named at the top of the group: `fs`, `fs::File`, `time::{Instant}`, `env as e`.
+        for item in top_level_items(group) {
+            let module = item.split(|c: char| c == ':' || c.is_whitespace()).next().unwrap_or("");
+            if FORBIDDEN_STD_MODULES.contains(&module) {
+                found.push(format!("{file}:{line}: mentions `std::{module}` in a grouped import"));
+            }
+        }
+        search_from = close.min(code.len());
+        if search_from <= open {
+            break;
+        }
+    }
+    found
+}
+
+/// The comma-separated items at the top level of a `use` group, trimmed.
+fn top_level_items(group: &str) -> Vec<&str> {
+    let mut items = Vec::new();
+    let mut depth = 0usize;
+    let mut start = 0;
+    for (position, character) in group.char_indices() {
+        match character {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                items.push(group[start..position].trim());
+                start = position + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(group[start..].trim());
+    items.into_iter().filter(|item| !item.is_empty()).collect()
+}
+
+/// Every `.rs` file under `directory`, sorted, walked with std::fs only.
+fn rust_files(directory: &Path) -> Vec<PathBuf> {
+    let mut pending = vec![directory.to_path_buf()];
+    let mut files = Vec::new();
+    while let Some(current) = pending.pop() {
+        let entries =
+            std::fs::read_dir(&current).unwrap_or_else(|error| panic!("cannot list {}: {error}", current.display()));
+        for entry in entries {
+            let path =
+                entry.unwrap_or_else(|error| panic!("cannot read an entry of {}: {error}", current.display())).path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|extension| extension == "rs") {
+                files.push(path);
+            }
+            assert!(
+                files.len() <= FILES_SCANNED_MAX,
+                "more than {FILES_SCANNED_MAX} files under {}",
+                directory.display()
+            );
+        }
+    }
+    files.sort();
+    files
+}
+
+// Proves the architecture invariant on the real tree: no file under src/core/ or src/policy/ names a forbidden
+// crate, clock, I/O module or ambient RNG. It also proves the walk saw the files it must see, so it cannot pass by
+// scanning nothing.
+#[test]
+fn core_and_policy_do_no_io() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut scanned = Vec::new();
+    let mut found = Vec::new();
+    for directory in PURE_DIRECTORIES {
+        for path in rust_files(&root.join(directory)) {
+            let source = std::fs::read_to_string(&path)
+                .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
+            let relative = path.strip_prefix(root).unwrap_or(&path).display().to_string();
+            found.extend(violations(&relative, &source));
+            scanned.push(relative);
+        }
+    }
+
+    for expected in ["src/core/decide.rs", "src/core/state.rs", "src/core/verification.rs", "src/policy/mod.rs"] {
+        assert!(
+            scanned.iter().any(|file| file.replace('\\', "/") == expected),
+            "the walk missed {expected}: {scanned:?}"
+        );
+    }
+    assert!(found.is_empty(), "the pure core must do no I/O:\n{}", found.join("\n"));
+}
+
+// Proves that the scanner can fail: a forbidden import in an in-memory file is reported with the file name and the
+// right line number, and several forbidden names on one line are each reported.
+#[test]
+fn scanner_reports_forbidden_imports_with_file_and_line() {
+    let source = "//! A module.\n\nuse tokio::sync::mpsc;\nfn now() -> u64 { std::time::SystemTime::now(); 0 }\n";
+
+    let found = violations("src/core/bad.rs", source);
+
+    assert_eq!(
+        found,
+        vec![
+            "src/core/bad.rs:3: mentions `tokio`: use tokio::sync::mpsc;",
+            "src/core/bad.rs:4: mentions `SystemTime`: fn now() -> u64 { std::time::SystemTime::now(); 0 }",
+            "src/core/bad.rs:4: mentions `std::time`: fn now() -> u64 { std::time::SystemTime::now(); 0 }",
+        ]
+    );
+}
+
+// Proves that every forbidden name is caught on its own, so none of the list is dead.
+#[test]
+fn scanner_catches_every_forbidden_name() {
+    for word in FORBIDDEN {
+        let source = format!("fn f() {{ let _ = {word}; }}\n");
+
+        let found = violations("src/core/bad.rs", &source);
+
+        assert!(
+            found.iter().any(|violation| violation.contains(&format!("`{word}`"))),
+            "{word} was not caught: {found:?}"
+        );
+    }
+}
+
+// Proves that grouped imports are checked module by module, across lines, and that harmless groups pass.
+#[test]
+fn scanner_catches_forbidden_modules_in_grouped_imports() {
+    let source = concat!(
+        "use std::{collections::BTreeSet, fmt};\n",
+        "use std::{\n    collections::HashMap,\n    fs::File,\n};\n",
+        "use std::{env as environment, io};\n",
+    );
+
+    let found = violations("src/core/bad.rs", source);
+
+    assert_eq!(
+        found,
+        vec![
+            "src/core/bad.rs:2: mentions `std::fs` in a grouped import",
+            "src/core/bad.rs:6: mentions `std::env` in a grouped import",
+        ]
+    );
+}
+
+// Proves that comments are not code: a doc comment or block comment naming tokio or std::time passes, while the
+// same name after the comment closes is still caught.
+#[test]
+fn scanner_ignores_comments_but_not_code_after_them() {
+    let clean =
+        "//! The core imports no tokio and never reads std::time.\n/// Not an Instant.\n/* OsRng */ fn f() {}\n";
+    assert!(violations("src/core/ok.rs", clean).is_empty());
+
+    let sneaky = "/* harmless */ use rusqlite::Connection;\n/*\n multi-line\n*/ use std::net::TcpStream;\n";
+
+    let found = violations("src/core/bad.rs", sneaky);
+
+    assert_eq!(
+        found,
+        vec![
+            "src/core/bad.rs:1: mentions `rusqlite`: use rusqlite::Connection;",
+            "src/core/bad.rs:4: mentions `std::net`: use std::net::TcpStream;",
+        ]
+    );
+}

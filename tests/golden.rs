@@ -1,0 +1,250 @@
+//! Golden fixtures: the exact bytes of every event type at its current version are committed under
+//! `tests/golden/v1/`. Decoding them must give the sample back, and encoding the sample must give the same bytes,
+//! so an incompatible change to an event's shape fails here until its version is bumped and an upcaster added.
+//! Regenerate (only for a NEW version, never to paper over a change): `AIRLOCK_WRITE_GOLDEN=1 cargo test --test golden`.
+
+use airlock::core::account::{AccountSnapshot, Destination, DestinationKind, HighValueReason, RiskClass};
+use airlock::core::action::{ActionHash, RecoveryAction};
+use airlock::core::actor::{Actor, Role};
+use airlock::core::command::{Change, CommandKind};
+use airlock::core::control::{ControlEvent, ControlEventBody};
+use airlock::core::event::{Authorization, DenialReason, Event, EventBody, EventKind, ReviewReason, WithheldReason};
+use airlock::core::ids::{AccountId, ActorId, CaseId, ChallengeId, CommandId, DestinationId, EffectId, UnixMs};
+use airlock::core::policy::{Outcome, Phase, PolicyDecision, PolicyFacts, Velocity};
+use airlock::core::rejection::Rejection;
+use airlock::core::signals::Signals;
+use airlock::core::state::Status;
+use airlock::core::text::UntrustedText;
+use airlock::core::verification::CodeHash;
+use airlock::log::envelope::{Decoded, decode, encode_case_event, encode_control_event};
+use std::path::PathBuf;
+
+const AT: UnixMs = UnixMs(1_780_304_400_000);
+
+fn text(value: &str) -> UntrustedText {
+    UntrustedText::new("golden", value, 1_000).unwrap()
+}
+
+fn decision() -> PolicyDecision {
+    PolicyDecision {
+        policy_version: "airlock-baseline/1".into(),
+        outcome: Outcome::Review,
+        cooling_off_ms: 86_400_000,
+        reviewers_required: 2,
+        rules: vec!["account.high-value.review".into()],
+        facts: PolicyFacts {
+            phase: Phase::Authorization,
+            action: "reset_password".into(),
+            adds_destination: false,
+            account_known: true,
+            high_value: true,
+            eligible_destinations: 1,
+            has_totp: true,
+            credential_changed_within_7d: false,
+            risk_flags: vec!["sim_swap_reported".into()],
+            velocity: Velocity {
+                account_requests_24h: 1,
+                source_network_requests_24h: 2,
+                requester_requests_24h: 3,
+                destination_requests_24h: 0,
+            },
+            signal_friction: 1,
+            halted: false,
+        },
+    }
+}
+
+fn snapshot() -> AccountSnapshot {
+    AccountSnapshot {
+        account_id: AccountId::new("golden-account"),
+        known: true,
+        risk_class: RiskClass::HighValue(HighValueReason::Finance),
+        destinations: vec![Destination {
+            id: DestinationId::new("d-1"),
+            kind: DestinationKind::Email,
+            address: "owner@example.com".into(),
+            trusted_since: UnixMs(1_700_000_000_000),
+            revoked: false,
+        }],
+        totp_enrolled_since: Some(UnixMs(1_710_000_000_000)),
+        last_credential_change: None,
+        risk_flags: vec!["sim_swap_reported".into()],
+    }
+}
+
+/// One sample payload per event kind. The match is exhaustive: a new kind cannot be added without a fixture.
+fn sample(kind: EventKind) -> EventBody {
+    let destinations = vec![DestinationId::new("d-1")];
+    match kind {
+        EventKind::RecoveryRequested => EventBody::RecoveryRequested {
+            account_id: AccountId::new("golden-account"),
+            action: RecoveryAction::AddDestination { kind: DestinationKind::Email, address: "new@example.net".into() },
+            action_hash: ActionHash("ab".repeat(32)),
+            summary: text("please link my new email"),
+            signals: Signals {
+                source_network: Some("AS64500".into()),
+                region: Some("EU".into()),
+                via_proxy: true,
+                claims_urgency: true,
+                offered_knowledge_facts: false,
+            },
+            snapshot: snapshot(),
+            intake_decision: decision(),
+            deadline: AT.plus(86_400_000),
+        },
+        EventKind::ChallengeIssued => EventBody::ChallengeIssued {
+            challenge_id: ChallengeId::new("challenge-1"),
+            destinations,
+            code_hash: CodeHash([7; 32]),
+            expires_at: AT.plus(600_000),
+        },
+        EventKind::ChallengeWithheld => EventBody::ChallengeWithheld { reason: WithheldReason::AnotherCodeOutstanding },
+        EventKind::ProofRejected => {
+            EventBody::ProofRejected { challenge_id: ChallengeId::new("challenge-1"), attempts_left: 3 }
+        }
+        EventKind::ProofAccepted => {
+            EventBody::ProofAccepted { challenge_id: ChallengeId::new("challenge-1"), destinations }
+        }
+        EventKind::ReviewRequired => EventBody::ReviewRequired {
+            decision: decision(),
+            reason: ReviewReason::PolicyReview,
+            deadline: AT.plus(604_800_000),
+        },
+        EventKind::ReviewApproved => EventBody::ReviewApproved {
+            reviewer: ActorId::new("reviewer-1"),
+            action_hash: ActionHash("ab".repeat(32)),
+            approvals: 1,
+            required: 2,
+            reason: text("matches the account history"),
+        },
+        EventKind::CoolingOffStarted => EventBody::CoolingOffStarted {
+            ends_at: AT.plus(259_200_000),
+            deadline: AT.plus(864_000_000),
+            notify: destinations,
+            authorization: Authorization::Quorum {
+                reviewers: vec![ActorId::new("reviewer-1"), ActorId::new("reviewer-2")],
+            },
+        },
+        EventKind::CaseDenied => EventBody::CaseDenied {
+            reason: DenialReason::Reviewer {
+                reviewer: ActorId::new("reviewer-1"),
+                reason: text("story does not hold"),
+            },
+        },
+        EventKind::CaseCancelled => EventBody::CaseCancelled { reason: text("not me") },
+        EventKind::ExecutionStarted => EventBody::ExecutionStarted { effect_id: EffectId::new("case-1/execute/1") },
+        EventKind::ExecutionConfirmed => EventBody::ExecutionConfirmed {
+            effect_id: EffectId::new("case-1/execute/1"),
+            changes: vec![Change { record: "password".into(), old: Some("v1".into()), new: Some("v2".into()) }],
+        },
+        EventKind::ExecutionFailed => EventBody::ExecutionFailed {
+            effect_id: EffectId::new("case-1/execute/1"),
+            reason: "directory timeout".into(),
+            deadline: AT.plus(604_800_000),
+        },
+        EventKind::RolledBack => EventBody::RolledBack {
+            effect_id: EffectId::new("case-1/rollback"),
+            reason: text("owner objected"),
+            reversal: vec![Change {
+                record: "destination:d-2".into(),
+                old: Some("email:new@example.net".into()),
+                new: None,
+            }],
+        },
+        EventKind::CaseExpired => EventBody::CaseExpired,
+        EventKind::CommandRefused => EventBody::CommandRefused {
+            command: CommandKind::ApproveReview,
+            rejection: Rejection::WrongState { status: Status::Requested, command: CommandKind::ApproveReview },
+        },
+    }
+}
+
+fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1")
+}
+
+fn check_fixture(name: &str, encoded: &[u8]) -> Decoded {
+    let path = golden_dir().join(format!("{name}.hex"));
+    if std::env::var_os("AIRLOCK_WRITE_GOLDEN").is_some() {
+        std::fs::write(&path, format!("{}\n", hex::encode(encoded))).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    let committed = hex::decode(committed.trim()).unwrap();
+    let decoded =
+        decode(&committed).unwrap_or_else(|error| panic!("{name}: committed fixture no longer decodes: {error}"));
+    assert_eq!(committed, encoded, "{name}: the encoding changed; bump the event version and add an upcaster");
+    decoded
+}
+
+// Proves every case event type still decodes from its committed v1 bytes to the same value, and encodes to them.
+#[test]
+fn every_case_event_type_matches_its_golden_fixture() {
+    let case_id = CaseId::new("case-golden");
+    for (index, kind) in EventKind::ALL.into_iter().enumerate() {
+        let event = Event {
+            at: AT,
+            actor: Actor::new(Role::System, "airlock"),
+            command_id: CommandId::new(format!("command-{index}")),
+            body: sample(kind),
+        };
+        let encoded = encode_case_event(&case_id, index as u64 + 1, &event);
+        let decoded = check_fixture(kind.name(), &encoded);
+        let expected = Decoded::Case { case_id: case_id.clone(), stream_version: index as u64 + 1, event };
+        assert_eq!(decoded, expected, "{}: decoded value differs", kind.name());
+    }
+}
+
+// Proves the kill-switch events still decode from their committed v1 bytes.
+#[test]
+fn control_events_match_their_golden_fixtures() {
+    let bodies = [
+        ("automation_halted", ControlEventBody::AutomationHalted { reason: text("incident 42") }),
+        ("automation_resumed", ControlEventBody::AutomationResumed { reason: text("incident 42 closed") }),
+    ];
+    for (index, (name, body)) in bodies.into_iter().enumerate() {
+        let event = ControlEvent {
+            at: AT,
+            actor: Actor::new(Role::Operator, "operator-1"),
+            command_id: CommandId::new(format!("control-{index}")),
+            body,
+        };
+        let encoded = encode_control_event(index as u64 + 1, &event);
+        let decoded = check_fixture(name, &encoded);
+        assert_eq!(decoded, Decoded::Control { stream_version: index as u64 + 1, event });
+    }
+}
+
+// Proves that a fixture with a changed byte is refused rather than silently misread: the check can fail.
+#[test]
+fn a_tampered_fixture_does_not_decode_to_the_sample() {
+    let path = golden_dir().join("case_denied.hex");
+    let mut bytes = hex::decode(std::fs::read_to_string(path).unwrap().trim()).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    let case_id = CaseId::new("case-golden");
+    let original = Event {
+        at: AT,
+        actor: Actor::new(Role::System, "airlock"),
+        command_id: CommandId::new("command-8"),
+        body: sample(EventKind::CaseDenied),
+    };
+    match decode(&bytes) {
+        Err(_) => {}
+        Ok(decoded) => assert_ne!(decoded, Decoded::Case { case_id, stream_version: 9, event: original }),
+    }
+}
+
+// Proves an envelope naming an unknown event type or version is refused with that reason.
+#[test]
+fn unknown_type_and_version_are_refused() {
+    let event = Event { at: AT, actor: Actor::system(), command_id: CommandId::new("c"), body: EventBody::CaseExpired };
+    let bytes = encode_case_event(&CaseId::new("case-x"), 1, &event);
+    let mut envelope: airlock::log::envelope::Envelope = postcard::from_bytes(&bytes).unwrap();
+    envelope.version = 99;
+    let error = decode(&postcard::to_stdvec(&envelope).unwrap()).unwrap_err();
+    assert!(error.to_string().contains("version 99"), "{error}");
+    envelope.version = 1;
+    envelope.event_type = "case_teleported".into();
+    let error = decode(&postcard::to_stdvec(&envelope).unwrap()).unwrap_err();
+    assert!(error.to_string().contains("case_teleported"), "{error}");
+}
