@@ -36,6 +36,8 @@ pub struct RequestRecoveryV1 {
     pub signals: SignalsV1,
 }
 
+// The fieldless actions are written `ResetPassword {}`, not `ResetPassword`: serde lets a unit variant of an
+// internally tagged enum ignore extra fields even under `deny_unknown_fields`, and an empty struct variant does not.
 /// The change a recovery case asks for, tagged by `type`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]

@@ -188,7 +188,7 @@ mod tests {
     fn brackets_inside_strings_are_not_lists() {
         assert_eq!(first_list_position(r#"{"a": "[x]", "b": 1}"#), None);
         assert_eq!(first_list_position(r#"{"a": "say \"[\" ok"}"#), None);
-        assert_eq!(first_list_position(r#"{"a": "\\", "b": [2]}"#), Some((1, 19)));
+        assert_eq!(first_list_position(r#"{"a": "\\", "b": [2]}"#), Some((1, 18)));
         assert_eq!(first_list_position(r#"{"é": "ü[", "b": 1}"#), None);
     }
 }
