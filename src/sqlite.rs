@@ -52,7 +52,14 @@ fn migrate(connection: &mut Connection, migrations: &[Migration], path: &str) ->
             name: migration.name,
             source,
         };
-        let transaction = connection.transaction().map_err(failed)?;
+        // IMMEDIATE takes the write lock first, and the version is read again under it: two processes opening a new
+        // file at once apply each migration exactly once.
+        let transaction =
+            connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(failed)?;
+        let current: u32 = transaction.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(failed)?;
+        if current >= migration.version {
+            continue;
+        }
         transaction.execute_batch(migration.sql).map_err(failed)?;
         transaction.pragma_update(None, "user_version", migration.version).map_err(failed)?;
         transaction.commit().map_err(failed)?;

@@ -74,7 +74,8 @@ impl EmbeddedDirectory {
     /// Inserts or replaces one account, all in one transaction.
     pub fn put_account(&self, record: &AccountRecord) -> Result<(), DirectoryError> {
         let mut connection = self.lock();
-        let transaction = connection.transaction().map_err(unavailable)?;
+        let transaction =
+            connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(unavailable)?;
         let id = &record.account_id;
         transaction.execute("DELETE FROM sessions WHERE account_id = ?1", [id]).map_err(unavailable)?;
         transaction.execute("DELETE FROM destinations WHERE account_id = ?1", [id]).map_err(unavailable)?;
@@ -379,7 +380,8 @@ impl AccountDirectory for EmbeddedDirectory {
         now: UnixMs,
     ) -> Result<Vec<Change>, DirectoryError> {
         let mut connection = self.lock();
-        let transaction = connection.transaction().map_err(unavailable)?;
+        let transaction =
+            connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(unavailable)?;
         if let Some(changes) = applied(&transaction, effect_id)? {
             return Ok(changes);
         }
@@ -398,7 +400,8 @@ impl AccountDirectory for EmbeddedDirectory {
         now: UnixMs,
     ) -> Result<Vec<Change>, DirectoryError> {
         let mut connection = self.lock();
-        let transaction = connection.transaction().map_err(unavailable)?;
+        let transaction =
+            connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(unavailable)?;
         if let Some(changes) = applied(&transaction, effect_id)? {
             return Ok(changes);
         }

@@ -48,7 +48,7 @@ impl Projection {
     /// redelivery after a crash applies nothing twice. Returns the new checkpoint.
     pub fn apply(&self, entries: &[Entry]) -> Result<u64, ProjectionError> {
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut last: u64 =
             transaction.query_row("SELECT last_sequence FROM checkpoint", [], |row| row.get::<_, i64>(0))? as u64;
         for entry in entries {

@@ -85,3 +85,24 @@ fn report(checks: &[Check]) -> u8 {
         exit::FAILED
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Proves the demo's verdict can fail: one check that did not hold makes the exit code non-zero.
+    #[test]
+    fn a_failed_check_fails_the_demo() {
+        let held = Check { story: "s", what: "held".into(), held: true };
+        let failed = Check { story: "s", what: "did not hold".into(), held: false };
+        assert_eq!(report(std::slice::from_ref(&held)), exit::OK);
+        assert_eq!(report(&[held, failed]), exit::FAILED);
+    }
+
+    // Proves the demo masks exactly the shape of a one-time code and leaves phone numbers and dates alone.
+    #[test]
+    fn codes_are_masked_in_printed_messages() {
+        let masked = print::mask_codes("code: 12345678\nphone +15550100123 on 2026-06-01");
+        assert_eq!(masked, "code: [code]\nphone +15550100123 on 2026-06-01");
+    }
+}
