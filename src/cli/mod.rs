@@ -4,6 +4,7 @@
 pub mod demo;
 pub mod embedded;
 pub mod fsm;
+pub mod submit;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -26,6 +27,12 @@ pub enum Commands {
         after_help = "Examples:\n  airlock fsm --format mermaid\n  airlock fsm --format dot | dot -Tsvg > fsm.svg"
     )]
     Fsm(fsm::FsmArgs),
+    /// Send one JSON command (see schemas/) to the embedded store as the given actor, and print the reply.
+    #[command(
+        after_help = "Examples:\n  airlock submit --actor intake:helpdesk-7 --command request-recovery request.json\n  \
+echo '{\"version\":1,...}' | airlock submit --actor owner:verification-page --command submit-proof"
+    )]
+    Submit(submit::SubmitArgs),
 }
 
 /// Exit codes shared by every command.
@@ -33,6 +40,8 @@ pub mod exit {
     pub const OK: u8 = 0;
     /// A command was refused or a check failed.
     pub const FAILED: u8 = 1;
+    /// The command line itself is wrong (clap uses the same code for its own errors).
+    pub const USAGE: u8 = 2;
     /// A dependency (a database, NATS) could not be used.
     pub const UNAVAILABLE: u8 = 3;
 }
@@ -43,6 +52,7 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Commands::Demo(args) => demo::run(args),
         Commands::Fsm(args) => fsm::run(args),
+        Commands::Submit(args) => submit::run(args),
     };
     ExitCode::from(code)
 }

@@ -3,9 +3,10 @@
 //! shell), no I/O. Control flow lives here; each command's rules are a short function below.
 
 use crate::core::action::ActionHash;
+use crate::core::actor::Actor;
 use crate::core::command::{Change, Command, CommandEnvelope, EffectOutcome};
 use crate::core::event::{Authorization, DenialReason, Event, EventBody, ReviewReason, WithheldReason};
-use crate::core::ids::{CaseId, ChallengeId, EffectId, UnixMs};
+use crate::core::ids::{CaseId, ChallengeId, CommandId, EffectId, UnixMs};
 use crate::core::limits;
 use crate::core::policy::{Outcome, Phase, PolicyDecision};
 use crate::core::rejection::Rejection;
@@ -81,12 +82,24 @@ pub fn refusal_event(
     rejection: &Rejection,
     now: UnixMs,
 ) -> Option<Event> {
+    refusal_record(&envelope.actor, &envelope.command_id, envelope.command.kind(), state, rejection, now)
+}
+
+/// `refusal_event` for a command that never became a `Command` (it was refused at the edge, malformed).
+pub fn refusal_record(
+    actor: &Actor,
+    command_id: &CommandId,
+    command: CommandKind,
+    state: &CaseState,
+    rejection: &Rejection,
+    now: UnixMs,
+) -> Option<Event> {
     let recordable = state.status != Status::New && state.refusals < limits::REFUSALS_RECORDED_PER_CASE_MAX;
     recordable.then(|| Event {
         at: now,
-        actor: envelope.actor.clone(),
-        command_id: envelope.command_id.clone(),
-        body: EventBody::CommandRefused { command: envelope.command.kind(), rejection: rejection.clone() },
+        actor: actor.clone(),
+        command_id: command_id.clone(),
+        body: EventBody::CommandRefused { command, rejection: rejection.clone() },
     })
 }
 

@@ -35,9 +35,35 @@ pub enum Rejection {
     TooLong { field: String, bytes_max: usize },
     /// A field has a value outside what is accepted.
     InvalidValue { field: String, expected: String },
+    /// The command could not be read (not JSON, unknown or missing fields, oversized, wrong version). The reason
+    /// names what is wrong; fix the command and send it again.
+    MalformedCommand { reason: String },
     /// A verification code was placed in a field that is not the verification page (THREATS 1, 12). The value is
     /// not stored.
     SecretInUntrustedField { field: String },
+}
+
+impl Rejection {
+    /// A stable machine-readable code for clients (`role_not_allowed`, `wrong_state`, ...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::RoleNotAllowed { .. } => "role_not_allowed",
+            Rejection::WrongState { .. } => "wrong_state",
+            Rejection::CaseExists => "case_exists",
+            Rejection::NoOutstandingChallenge => "no_outstanding_challenge",
+            Rejection::ChallengeExpired => "challenge_expired",
+            Rejection::ActionHashMismatch => "action_hash_mismatch",
+            Rejection::SelfApproval => "self_approval",
+            Rejection::DuplicateApproval => "duplicate_approval",
+            Rejection::EffectMismatch => "effect_mismatch",
+            Rejection::KillSwitchUnchanged { .. } => "kill_switch_unchanged",
+            Rejection::DeadlinePassed => "deadline_passed",
+            Rejection::TooLong { .. } => "too_long",
+            Rejection::InvalidValue { .. } => "invalid_value",
+            Rejection::MalformedCommand { .. } => "malformed_command",
+            Rejection::SecretInUntrustedField { .. } => "secret_in_untrusted_field",
+        }
+    }
 }
 
 impl fmt::Display for Rejection {
@@ -65,6 +91,7 @@ impl fmt::Display for Rejection {
                 write!(formatter, "{field} is longer than {bytes_max} bytes")
             }
             Rejection::InvalidValue { field, expected } => write!(formatter, "{field} is invalid: expected {expected}"),
+            Rejection::MalformedCommand { reason } => write!(formatter, "the command is malformed: {reason}"),
             Rejection::SecretInUntrustedField { field } => write!(
                 formatter,
                 "{field} looks like it contains a verification code; codes are entered only at the verification page, and this one was not stored"

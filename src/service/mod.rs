@@ -162,6 +162,48 @@ impl<L: EventLog> Service<L> {
         Err(LogError::Unavailable(format!("case {case_id} kept changing under {CONFLICT_RETRIES_MAX} attempts")).into())
     }
 
+    /// Records a command refused at the edge (malformed, or invalid before it became a core command) on the case it
+    /// names, if that case exists, and returns the refusal. Failing to record is logged, never hidden as success.
+    pub async fn refuse(
+        &self,
+        case_id: &CaseId,
+        actor: &Actor,
+        command_id: &CommandId,
+        command: crate::core::command::CommandKind,
+        rejection: Rejection,
+    ) -> ServiceError {
+        if let Err(error) = self.record_refusal(case_id, actor, command_id, command, &rejection).await {
+            tracing::warn!(case = %case_id, %error, "could not record a refused command");
+        }
+        ServiceError::Rejected(rejection)
+    }
+
+    async fn record_refusal(
+        &self,
+        case_id: &CaseId,
+        actor: &Actor,
+        command_id: &CommandId,
+        command: crate::core::command::CommandKind,
+        rejection: &Rejection,
+    ) -> Result<(), ServiceError> {
+        for _ in 0..CONFLICT_RETRIES_MAX {
+            let (state, _) = self.load(case_id).await?;
+            let now = self.clock.now();
+            let Some(event) = crate::core::decide::refusal_record(actor, command_id, command, &state, rejection, now)
+            else {
+                return Ok(());
+            };
+            let key = format!("refused:{case_id}:{command_id}:{}", state.events);
+            let bytes = vec![encode_case_event(case_id, state.events as u64 + 1, &event)];
+            match self.log.append(&Stream::Case(case_id.clone()), state.events as u64, &key, bytes).await {
+                Err(LogError::Conflict { .. }) => continue,
+                Err(error) => return Err(error.into()),
+                Ok(_) => return self.catch_up_projection().await.map(|_| ()),
+            }
+        }
+        Err(LogError::Unavailable(format!("case {case_id} kept changing")).into())
+    }
+
     /// The owner's code, as typed at the verification page. It is hashed here, under the challenge's id, and the
     /// plain digits go no further.
     pub async fn submit_code(

@@ -1,0 +1,202 @@
+//! The step every front door shares: JSON bytes plus an authenticated actor become a command for the service, and
+//! the outcome becomes a reply. The actor comes from the channel (a NATS subject bound by broker permissions, an API
+//! key, the local operator's shell), never from the JSON. Bad input gets a specific, typed reason; when it names a
+//! case that exists, the refusal is recorded on that case.
+
+use crate::core::actor::{Actor, Role};
+use crate::core::command::CommandKind;
+use crate::core::ids::{CaseId, CommandId};
+use crate::core::limits;
+use crate::core::rejection::Rejection;
+use crate::core::text::check_identifier;
+use crate::log::EventLog;
+use crate::service::{Handled, Service, ServiceError, new_id};
+use crate::wire::{self, CaseCommand, WireError};
+use serde::Serialize;
+
+/// The commands a front door accepts, one per JSON schema in `schemas/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandType {
+    RequestRecovery,
+    SubmitProof,
+    ReviewDecision,
+    Cancel,
+    RollBack,
+    Halt,
+    Resume,
+}
+
+impl CommandType {
+    /// The kind recorded when a command of this type is refused before it could be read.
+    fn kind(self) -> CommandKind {
+        match self {
+            CommandType::RequestRecovery => CommandKind::RequestRecovery,
+            CommandType::SubmitProof => CommandKind::SubmitProof,
+            CommandType::ReviewDecision => CommandKind::ApproveReview,
+            CommandType::Cancel => CommandKind::Cancel,
+            CommandType::RollBack => CommandKind::RollBack,
+            CommandType::Halt => CommandKind::Halt,
+            CommandType::Resume => CommandKind::Resume,
+        }
+    }
+}
+
+/// What the sender is told. Intake actors get the same words whatever happened to the account (THREATS 1, 8).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Reply {
+    pub accepted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub case_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ReplyError>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReplyError {
+    /// Stable and machine-readable: a `Rejection::code`, or `unavailable`.
+    pub code: String,
+    pub reason: String,
+}
+
+/// The one answer an intake actor gets about a recovery it asked for.
+pub const INTAKE_MESSAGE: &str = "Request received. If the account exists, its owner has been contacted at a contact \
+     method already on file. Verification codes are never shared through support.";
+
+/// Reads the case id and command id out of input that may not parse as its command, so a refusal can be recorded on
+/// the case it names. Only well-formed identifiers are taken; anything else is ignored.
+fn hints(bytes: &[u8]) -> (Option<CaseId>, CommandId) {
+    let value: Option<serde_json::Value> =
+        (bytes.len() <= limits::COMMAND_BYTES_MAX).then(|| serde_json::from_slice(bytes).ok()).flatten();
+    let field = |name: &str| -> Option<String> {
+        let text = value.as_ref()?.get(name)?.as_str()?;
+        check_identifier(if name == "case_id" { "case_id" } else { "command_id" }, text).ok()?;
+        Some(text.to_string())
+    };
+    let command_id = field("command_id").unwrap_or_else(|| new_id("unreadable"));
+    (field("case_id").map(CaseId::new), CommandId::new(command_id))
+}
+
+/// What an accepted command led to.
+enum Outcome {
+    Case(Handled),
+    /// The kill switch's position after a halt or resume.
+    Control {
+        halted: bool,
+    },
+}
+
+fn accepted(actor: &Actor, outcome: &Outcome) -> Reply {
+    let handled = match outcome {
+        Outcome::Case(handled) => handled,
+        Outcome::Control { halted } => {
+            let status = if *halted { "halted" } else { "running" };
+            let message = format!("automation is {status}");
+            return Reply { accepted: true, case_id: None, status: Some(status.into()), message, error: None };
+        }
+    };
+    let (status, message) = match actor.role {
+        Role::Intake => ("received".to_string(), INTAKE_MESSAGE.to_string()),
+        Role::Owner | Role::Reviewer | Role::Operator | Role::System => {
+            (handled.status.name().to_string(), format!("the case is {}", handled.status))
+        }
+    };
+    Reply { accepted: true, case_id: Some(handled.case_id.to_string()), status: Some(status), message, error: None }
+}
+
+pub fn refused(case_id: Option<&CaseId>, error: &ServiceError) -> Reply {
+    let (code, reason) = match error {
+        ServiceError::Rejected(rejection) => (rejection.code().to_string(), rejection.to_string()),
+        ServiceError::Log(_) | ServiceError::Projection(_) | ServiceError::Directory(_) | ServiceError::Notify(_) => {
+            ("unavailable".to_string(), "airlock cannot take this command right now; send it again later".into())
+        }
+        ServiceError::Corrupt(_) => ("unavailable".to_string(), "airlock found an inconsistency and stopped".into()),
+    };
+    Reply {
+        accepted: false,
+        case_id: case_id.map(ToString::to_string),
+        status: None,
+        message: reason.clone(),
+        error: Some(ReplyError { code, reason }),
+    }
+}
+
+/// Handles one JSON command from `actor`, end to end, and says what to tell the sender.
+pub async fn handle_json<L: EventLog>(
+    service: &Service<L>,
+    actor: &Actor,
+    command_type: CommandType,
+    bytes: &[u8],
+) -> Reply {
+    let (case_hint, command_hint) = hints(bytes);
+    match dispatch(service, actor, command_type, bytes).await {
+        Ok(outcome) => accepted(actor, &outcome),
+        Err(Refusal::AtTheEdge(rejection)) => {
+            let error = match &case_hint {
+                Some(case_id) => service.refuse(case_id, actor, &command_hint, command_type.kind(), rejection).await,
+                None => ServiceError::Rejected(rejection),
+            };
+            refused(case_hint.as_ref(), &error)
+        }
+        Err(Refusal::Service(error)) => refused(case_hint.as_ref(), &error),
+    }
+}
+
+enum Refusal {
+    /// Refused before it became a core command: malformed or invalid input.
+    AtTheEdge(Rejection),
+    /// Refused (and already recorded) by the service, or the service could not run it.
+    Service(ServiceError),
+}
+
+fn malformed(error: WireError) -> Refusal {
+    Refusal::AtTheEdge(Rejection::MalformedCommand { reason: error.to_string() })
+}
+
+async fn dispatch<L: EventLog>(
+    service: &Service<L>,
+    actor: &Actor,
+    command_type: CommandType,
+    bytes: &[u8],
+) -> Result<Outcome, Refusal> {
+    let case_command = |command: Result<CaseCommand, Rejection>| command.map_err(Refusal::AtTheEdge);
+    let (case_id, command_id, command) = match command_type {
+        CommandType::RequestRecovery => {
+            let (_, command_id, command) =
+                case_command(wire::parse::<wire::RequestRecoveryV1>(bytes).map_err(malformed)?.to_core())?;
+            (Some(CaseId::new(new_id("case"))), command_id, command)
+        }
+        CommandType::SubmitProof => {
+            let proof =
+                wire::parse::<wire::SubmitProofV1>(bytes).map_err(malformed)?.to_core().map_err(Refusal::AtTheEdge)?;
+            let typed = proof.reveal_typed_code();
+            let handled = service.submit_code(&proof.case_id, proof.command_id.clone(), actor.clone(), typed).await;
+            return handled.map(Outcome::Case).map_err(Refusal::Service);
+        }
+        CommandType::ReviewDecision => {
+            case_command(wire::parse::<wire::ReviewDecisionV1>(bytes).map_err(malformed)?.to_core())?
+        }
+        CommandType::Cancel => case_command(wire::parse::<wire::CancelV1>(bytes).map_err(malformed)?.to_core())?,
+        CommandType::RollBack => case_command(wire::parse::<wire::RollBackV1>(bytes).map_err(malformed)?.to_core())?,
+        CommandType::Halt | CommandType::Resume => {
+            let (command_id, command) = match command_type {
+                CommandType::Halt => wire::parse::<wire::HaltV1>(bytes).map_err(malformed)?.to_core(),
+                CommandType::Resume
+                | CommandType::RequestRecovery
+                | CommandType::SubmitProof
+                | CommandType::ReviewDecision
+                | CommandType::Cancel
+                | CommandType::RollBack => wire::parse::<wire::ResumeV1>(bytes).map_err(malformed)?.to_core(),
+            }
+            .map_err(Refusal::AtTheEdge)?;
+            let halted = service.control(command_id, actor.clone(), command).await.map_err(Refusal::Service)?;
+            return Ok(Outcome::Control { halted });
+        }
+    };
+    let case_id = case_id.expect("every case command names its case, or airlock made one");
+    let envelope = crate::core::command::CommandEnvelope { command_id, actor: actor.clone(), command };
+    service.handle(&case_id, envelope).await.map(Outcome::Case).map_err(Refusal::Service)
+}
