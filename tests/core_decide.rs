@@ -1576,3 +1576,20 @@ fn approval_after_the_review_deadline_is_refused() {
     let command = envelope("approve-late", reviewer(1), approve(&history));
     assert_eq!(when(&history, &env.at(late), &command), Err(Rejection::DeadlinePassed));
 }
+
+// Proves SPEC principle 2 to the letter: a request naming an address the account already has (even a long-trusted
+// one) never gets a code sent to that address; with no other eligible destination the case goes to review.
+#[test]
+fn the_address_named_in_the_request_is_never_challenged() {
+    let env = Env::standard();
+    let named = env.account.destinations[0].address.to_uppercase();
+    let mut env = env.at(REQUESTED_AT).policy(Phase::Intake, Outcome::Auto);
+    env.action = RecoveryAction::AddDestination { kind: DestinationKind::Email, address: named.clone() };
+    let events = then_bodies(when(&[], &env, &envelope("request", intake(), env.request_command())));
+    let EventBody::ChallengeIssued { destinations, .. } = &events[1] else { panic!("{events:?}") };
+    for id in destinations {
+        let destination = env.account.destination(id).unwrap();
+        assert!(!destination.address.eq_ignore_ascii_case(&named), "{named} was challenged");
+    }
+    assert!(!destinations.is_empty(), "the account's other old destination is still challenged");
+}

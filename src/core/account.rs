@@ -79,8 +79,9 @@ pub enum RiskClass {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AccountSnapshot {
     pub account_id: AccountId,
-    /// False when the directory has no such account. The case still opens and answers exactly as for a known
-    /// account (THREATS 8); it simply never issues a code.
+    /// False when the directory has no such account. The case still opens and the requester gets the same answer as
+    /// for a known account (THREATS 8); it simply never issues a code. Its internal status can differ (a known account
+    /// may go to review), so public status views must map `requested` and `in_review` to one public word.
     pub known: bool,
     pub risk_class: RiskClass,
     pub destinations: Vec<Destination>,

@@ -12,7 +12,7 @@ use crate::core::policy::{Outcome, Phase, PolicyDecision};
 use crate::core::rejection::Rejection;
 use crate::core::state::{CaseState, Status};
 use crate::core::text::UntrustedText;
-use crate::core::verification::{AccountVerificationFacts, CodeHash, Settings, eligible_destinations};
+use crate::core::verification::{AccountVerificationFacts, CodeHash, Settings, challengeable_destinations};
 use crate::core::{account::AccountSnapshot, command::CommandKind};
 
 /// A code the shell drew and hashed before calling `decide`, used only if the decision issues a challenge. The
@@ -136,7 +136,7 @@ fn request_recovery(
         intake_decision: decision.clone(),
         deadline: context.now.plus(limits::REQUESTED_TTL_MS),
     }];
-    let eligible = eligible_destinations(snapshot, context.now, context.settings);
+    let eligible = challengeable_destinations(snapshot, action, context.now, context.settings);
     let next = match decision.outcome {
         Outcome::Deny => EventBody::CaseDenied { reason: DenialReason::Policy { rules: decision.rules.clone() } },
         Outcome::Review | Outcome::Auto if !snapshot.known => {

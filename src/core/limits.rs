@@ -51,7 +51,7 @@ pub const HIGH_VALUE_REVIEWERS_MIN: u8 = 2;
 pub const REVIEWERS_MAX: u8 = 5;
 
 /// Refused commands are recorded on the case up to this many times, so that a flood of refused attempts is visible
-/// but cannot grow a case's history without bound. Later refusals are still counted in the state.
+/// but cannot grow a case's history without bound. Later refusals are still answered, but no longer recorded.
 pub const REFUSALS_RECORDED_PER_CASE_MAX: u32 = 64;
 
 /// The requester's free-text summary: enough for a conversation summary, bounded so it cannot flood storage.

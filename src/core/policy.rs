@@ -6,7 +6,7 @@ use crate::core::action::RecoveryAction;
 use crate::core::ids::UnixMs;
 use crate::core::limits;
 use crate::core::signals::Signals;
-use crate::core::verification::{Settings, eligible_destinations};
+use crate::core::verification::{Settings, challengeable_destinations};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -72,7 +72,7 @@ impl PolicyFacts {
             adds_destination: action.adds_destination(),
             account_known: snapshot.known,
             high_value: snapshot.is_high_value(),
-            eligible_destinations: eligible_destinations(snapshot, requested_at, settings).len() as u32,
+            eligible_destinations: challengeable_destinations(snapshot, action, requested_at, settings).len() as u32,
             has_totp: snapshot.totp_enrolled_since.is_some(),
             credential_changed_within_7d,
             risk_flags: snapshot.risk_flags.clone(),

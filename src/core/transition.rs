@@ -1,5 +1,5 @@
 //! The transition function in code: for each event kind, the states it may follow and the state it leads to.
-//! `state-machines/recovery.toml` holds the same table as data; `tests/fsm_table.rs` proves the two agree.
+//! `state-machines/recovery.toml` holds the same table as data; `tests/invariants.rs` proves the two agree.
 
 use crate::core::event::EventKind;
 use crate::core::state::Status;
@@ -23,8 +23,9 @@ pub fn target(from: Status, kind: EventKind) -> Option<Status> {
         EventKind::ExecutionFailed => (&[Executing], InReview),
         EventKind::RolledBack => (&[Executed], RolledBack),
         EventKind::CaseExpired => (&[Requested, InReview, CoolingOff], Expired),
-        // A refusal is recorded in any state of an existing case and changes nothing.
-        EventKind::CommandRefused => return (from != New).then_some(from),
+        // A refusal is recorded in any state of an existing case and changes nothing; `verified` is transient (proof
+        // and its authorization are one decision), so nothing is ever refused there.
+        EventKind::CommandRefused => return (from != New && from != Verified).then_some(from),
     };
     sources.contains(&from).then_some(to)
 }

@@ -3,6 +3,7 @@
 //! only to destinations trusted long enough before the request. Nothing here does I/O or reads a clock.
 
 use crate::core::account::{AccountSnapshot, Destination};
+use crate::core::action::RecoveryAction;
 use crate::core::ids::{ChallengeId, UnixMs};
 use crate::core::limits;
 use hmac::{Hmac, Mac};
@@ -123,6 +124,35 @@ pub fn eligible_destinations<'a>(
             !destination.revoked && destination.trusted_since.plus(settings.destination_age_ms_min) <= requested_at
         })
         .collect()
+}
+
+/// The destinations a code for this request may go to: the eligible ones, less any whose address is the one the
+/// request names. SPEC principle 2 says a destination named in the request never receives a code; that holds even
+/// when the requester names an address the account already has.
+pub fn challengeable_destinations<'a>(
+    snapshot: &'a AccountSnapshot,
+    action: &RecoveryAction,
+    requested_at: UnixMs,
+    settings: &Settings,
+) -> Vec<&'a Destination> {
+    let named = match action {
+        RecoveryAction::AddDestination { address, .. } => Some(address.as_str()),
+        RecoveryAction::ResetPassword | RecoveryAction::RemoveTotp => None,
+    };
+    eligible_destinations(snapshot, requested_at, settings)
+        .into_iter()
+        .filter(|destination| named.is_none_or(|named| !same_address(named, &destination.address)))
+        .collect()
+}
+
+/// Whether two addresses reach the same place: emails compared without case, phone numbers by their digits.
+fn same_address(left: &str, right: &str) -> bool {
+    let digits = |text: &str| text.chars().filter(char::is_ascii_digit).collect::<String>();
+    let is_phone = |text: &str| text.starts_with('+');
+    if is_phone(left) && is_phone(right) {
+        return digits(left) == digits(right);
+    }
+    left.trim().eq_ignore_ascii_case(right.trim())
 }
 
 /// Facts about the whole account that a single case cannot know, gathered by the shell from the log: they make the
