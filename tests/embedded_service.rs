@@ -305,3 +305,21 @@ async fn an_edited_receipt_breaks_the_chain() {
     assert_eq!(breaks.len(), 1, "{breaks:?}");
     assert!(breaks[0].problem.contains("does not match the body"));
 }
+
+// Proves an effect applied twice under one effect id (a retry after a crash, a redelivery) changes the account once
+// and returns the same changes both times; a different effect id is a different change.
+#[test]
+fn an_effect_id_is_applied_once() {
+    let world = world();
+    let directory = &world.embedded.directory;
+    let dana = AccountId::new("dana");
+    let effect = airlock::core::ids::EffectId::new("case-x/execute/1");
+    let first = directory.execute(&effect, &dana, &RecoveryAction::ResetPassword, START).unwrap();
+    let second = directory.execute(&effect, &dana, &RecoveryAction::ResetPassword, START.plus(HOUR_MS)).unwrap();
+    assert_eq!(first, second);
+    assert_eq!(directory.credential_version(&dana).unwrap(), 2);
+    assert_eq!(directory.applied_effects().unwrap(), 1);
+    let other = airlock::core::ids::EffectId::new("case-x/execute/2");
+    directory.execute(&other, &dana, &RecoveryAction::ResetPassword, START).unwrap();
+    assert_eq!(directory.credential_version(&dana).unwrap(), 3);
+}

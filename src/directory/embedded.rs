@@ -379,16 +379,7 @@ impl AccountDirectory for EmbeddedDirectory {
         action: &RecoveryAction,
         now: UnixMs,
     ) -> Result<Vec<Change>, DirectoryError> {
-        let mut connection = self.lock();
-        let transaction =
-            connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(unavailable)?;
-        if let Some(changes) = applied(&transaction, effect_id)? {
-            return Ok(changes);
-        }
-        let changes = apply_action(&transaction, account_id, action, now)?;
-        record_effect(&transaction, effect_id, account_id, &changes, now)?;
-        transaction.commit().map_err(unavailable)?;
-        Ok(changes)
+        self.apply_once(effect_id, account_id, now, |transaction| apply_action(transaction, account_id, action, now))
     }
 
     fn revert(
@@ -399,22 +390,39 @@ impl AccountDirectory for EmbeddedDirectory {
         executed_at: UnixMs,
         now: UnixMs,
     ) -> Result<Vec<Change>, DirectoryError> {
+        self.apply_once(effect_id, account_id, now, |transaction| {
+            let mut changes = Vec::new();
+            for change in reversal {
+                changes.extend(apply_reversal(transaction, account_id, change)?);
+            }
+            let revoked = revoke_sessions_since(transaction, account_id, executed_at, now)?;
+            changes.push(Change {
+                record: "sessions".into(),
+                old: Some(format!("{revoked} opened since execution")),
+                new: Some("revoked".into()),
+            });
+            Ok(changes)
+        })
+    }
+}
+
+impl EmbeddedDirectory {
+    /// Runs `effect` and records its changes under `effect_id`, in one transaction; if the effect id was applied
+    /// before, returns the recorded changes and runs nothing.
+    fn apply_once(
+        &self,
+        effect_id: &EffectId,
+        account_id: &AccountId,
+        now: UnixMs,
+        effect: impl FnOnce(&Transaction) -> Result<Vec<Change>, DirectoryError>,
+    ) -> Result<Vec<Change>, DirectoryError> {
         let mut connection = self.lock();
         let transaction =
             connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(unavailable)?;
         if let Some(changes) = applied(&transaction, effect_id)? {
             return Ok(changes);
         }
-        let mut changes = Vec::new();
-        for change in reversal {
-            changes.extend(apply_reversal(&transaction, account_id, change)?);
-        }
-        let revoked = revoke_sessions_since(&transaction, account_id, executed_at, now)?;
-        changes.push(Change {
-            record: "sessions".into(),
-            old: Some(format!("{revoked} opened since execution")),
-            new: Some("revoked".into()),
-        });
+        let changes = effect(&transaction)?;
         record_effect(&transaction, effect_id, account_id, &changes, now)?;
         transaction.commit().map_err(unavailable)?;
         Ok(changes)
