@@ -16,68 +16,90 @@ fn payload(stream: usize, version: u64) -> Vec<u8> {
     format!("{stream}:{version}").into_bytes()
 }
 
-/// Two writers append to one stream at the same expected version: exactly one wins, the other gets a typed
-/// conflict naming the actual version, re-reads, and then succeeds on top of the winner.
-async fn racing_writers_one_wins<L: EventLog>(log: &L) {
+/// The sequence of a stream's last commit, as a writer learns it by reading the stream.
+async fn last<L: EventLog>(log: &L, stream: &Stream) -> u64 {
+    log.read_stream(stream).await.unwrap().last().map_or(0, |entry| entry.sequence)
+}
+
+async fn read_back<L: EventLog>(log: &L, stream: &Stream) -> Vec<Vec<u8>> {
+    log.read_stream(stream).await.unwrap().into_iter().flat_map(|entry| entry.envelopes).collect()
+}
+
+/// Two writers append to one stream expecting the same last commit: exactly one wins, the other gets a typed
+/// conflict naming the winner's sequence, re-reads, and then succeeds on top of the winner.
+pub async fn racing_writers_one_wins<L: EventLog>(log: &L) {
     let stream = case(1);
     let (first, second) = tokio::join!(
         log.append(&stream, 0, "writer-a", vec![b"a".to_vec()]),
         log.append(&stream, 0, "writer-b", vec![b"b".to_vec()]),
     );
     let outcomes = [first, second];
-    let winners = outcomes.iter().filter(|outcome| matches!(outcome, Ok(Appended::New { .. }))).count();
+    let winner_sequence = outcomes
+        .iter()
+        .find_map(|outcome| match outcome {
+            Ok(Appended::New { first_sequence }) => Some(*first_sequence),
+            Ok(Appended::Duplicate) | Err(_) => None,
+        })
+        .unwrap_or_else(|| panic!("nobody won: {outcomes:?}"));
     let conflicts = outcomes
         .iter()
-        .filter(|outcome| matches!(outcome, Err(LogError::Conflict { expected: 0, actual: 1, .. })))
+        .filter(|outcome| matches!(outcome, Err(LogError::Conflict { expected: 0, actual, .. }) if *actual == winner_sequence))
         .count();
-    assert_eq!((winners, conflicts), (1, 1), "{outcomes:?}");
+    assert_eq!(conflicts, 1, "{outcomes:?}");
     let loser = if outcomes[0].is_ok() { "writer-b" } else { "writer-a" };
-    let version = log.read_stream(&stream).await.unwrap().len() as u64;
-    assert_eq!(version, 1);
-    let retried = log.append(&stream, version, loser, vec![b"again".to_vec()]).await.unwrap();
+    let seen = last(log, &stream).await;
+    assert_eq!(seen, winner_sequence);
+    let retried = log.append(&stream, seen, loser, vec![b"again".to_vec()]).await.unwrap();
     assert!(matches!(retried, Appended::New { .. }));
-    assert_eq!(log.read_stream(&stream).await.unwrap().len(), 2);
+    assert_eq!(read_back(log, &stream).await.len(), 2);
 }
 
-/// A retried command appends once, even when it is retried with a stale expected version or much later.
-async fn retried_command_appends_once<L: EventLog>(log: &L) {
+/// A retried command appends once, even when it is retried with a stale expectation or much later.
+pub async fn retried_command_appends_once<L: EventLog>(log: &L) {
     let stream = case(2);
     let first = log.append(&stream, 0, "command-1", vec![b"x".to_vec(), b"y".to_vec()]).await.unwrap();
     assert!(matches!(first, Appended::New { .. }));
     assert_eq!(log.append(&stream, 0, "command-1", vec![b"x".to_vec(), b"y".to_vec()]).await, Ok(Appended::Duplicate));
-    log.append(&stream, 2, "command-2", vec![b"z".to_vec()]).await.unwrap();
-    assert_eq!(log.append(&stream, 3, "command-1", vec![b"x".to_vec()]).await, Ok(Appended::Duplicate));
-    let read: Vec<Vec<u8>> = log.read_stream(&stream).await.unwrap().into_iter().map(|entry| entry.bytes).collect();
-    assert_eq!(read, vec![b"x".to_vec(), b"y".to_vec(), b"z".to_vec()]);
+    let after_first = last(log, &stream).await;
+    log.append(&stream, after_first, "command-2", vec![b"z".to_vec()]).await.unwrap();
+    let after_second = last(log, &stream).await;
+    assert_eq!(log.append(&stream, after_second, "command-1", vec![b"x".to_vec()]).await, Ok(Appended::Duplicate));
+    assert_eq!(read_back(log, &stream).await, vec![b"x".to_vec(), b"y".to_vec(), b"z".to_vec()]);
 }
 
-/// A multi-event append is atomic: on a conflict none of its events is written.
-async fn conflicting_append_writes_nothing<L: EventLog>(log: &L) {
+/// A multi-event append is atomic, and on a conflict none of its events is written.
+pub async fn conflicting_append_writes_nothing<L: EventLog>(log: &L) {
     let stream = case(3);
     log.append(&stream, 0, "first", vec![b"1".to_vec()]).await.unwrap();
     let error = log.append(&stream, 0, "stale", vec![b"2".to_vec(), b"3".to_vec()]).await.unwrap_err();
     assert!(matches!(error, LogError::Conflict { .. }), "{error}");
-    assert_eq!(log.read_stream(&stream).await.unwrap().len(), 1);
-    // The refused command id was not consumed: it can append once the writer has re-read.
-    assert!(matches!(log.append(&stream, 1, "stale", vec![b"2".to_vec()]).await, Ok(Appended::New { .. })));
+    assert_eq!(read_back(log, &stream).await, vec![b"1".to_vec()]);
+    // The refused command id was not consumed: it appends once the writer has re-read.
+    let seen = last(log, &stream).await;
+    let appended = log.append(&stream, seen, "stale", vec![b"2".to_vec(), b"3".to_vec()]).await;
+    assert!(matches!(appended, Ok(Appended::New { .. })), "{appended:?}");
+    let entries = log.read_stream(&stream).await.unwrap();
+    assert_eq!(entries.len(), 2, "two commits");
+    assert_eq!(entries[1].envelopes, vec![b"2".to_vec(), b"3".to_vec()], "one commit holds both events");
 }
 
 /// Many events over many streams: each stream reads back exactly what was written, in order, and the global read
-/// returns every entry once, in increasing sequence, in bounded batches.
-async fn many_streams_read_back_in_order<L: EventLog>(log: &L, streams: usize, events_per_stream: u64) {
+/// returns every commit once, in increasing sequence, in bounded batches.
+pub async fn many_streams_read_back_in_order<L: EventLog>(log: &L, streams: usize, events_per_stream: u64) {
     let base = 1_000;
     let before = log.last_sequence().await.unwrap();
+    let mut last_of = vec![0u64; streams];
     for version in 0..events_per_stream {
-        for stream in 0..streams {
+        for (stream, last) in last_of.iter_mut().enumerate() {
             let command = format!("bulk-{stream}-{version}");
-            log.append(&case(base + stream), version, &command, vec![payload(stream, version)]).await.unwrap();
+            let appended = log.append(&case(base + stream), *last, &command, vec![payload(stream, version)]).await;
+            let Ok(Appended::New { first_sequence }) = appended else { panic!("{appended:?}") };
+            *last = first_sequence;
         }
     }
     for stream in [0, streams / 2, streams - 1] {
-        let read: Vec<Vec<u8>> =
-            log.read_stream(&case(base + stream)).await.unwrap().into_iter().map(|entry| entry.bytes).collect();
         let expected: Vec<Vec<u8>> = (0..events_per_stream).map(|version| payload(stream, version)).collect();
-        assert_eq!(read, expected, "stream {stream}");
+        assert_eq!(read_back(log, &case(base + stream)).await, expected, "stream {stream}");
     }
     let mut after = before;
     let mut next_version: HashMap<String, u64> = HashMap::new();
@@ -90,12 +112,14 @@ async fn many_streams_read_back_in_order<L: EventLog>(log: &L, streams: usize, e
         for entry in &batch {
             assert!(entry.sequence > after, "global order");
             after = entry.sequence;
-            let text = String::from_utf8(entry.bytes.clone()).unwrap();
-            let (stream, version) = text.split_once(':').unwrap();
-            let expected = next_version.entry(stream.to_string()).or_insert(0);
-            assert_eq!(version.parse::<u64>().unwrap(), *expected, "per-stream order in the global read");
-            *expected += 1;
-            seen += 1;
+            for bytes in &entry.envelopes {
+                let text = String::from_utf8(bytes.clone()).unwrap();
+                let (stream, version) = text.split_once(':').unwrap();
+                let expected = next_version.entry(stream.to_string()).or_insert(0);
+                assert_eq!(version.parse::<u64>().unwrap(), *expected, "per-stream order in the global read");
+                *expected += 1;
+                seen += 1;
+            }
         }
     }
     assert_eq!(seen, streams as u64 * events_per_stream);
@@ -145,8 +169,8 @@ async fn sqlite_log_refuses_update_and_delete() {
     let (directory, log) = sqlite_log();
     log.append(&case(9), 0, "only", vec![b"fact".to_vec()]).await.unwrap();
     let connection = rusqlite::Connection::open(directory.path().join("log.db")).unwrap();
-    let update = connection.execute("UPDATE events SET envelope = x'00'", []).unwrap_err();
+    let update = connection.execute("UPDATE commits SET envelopes = x'00'", []).unwrap_err();
     assert!(update.to_string().contains("append-only"), "{update}");
-    let delete = connection.execute("DELETE FROM events", []).unwrap_err();
+    let delete = connection.execute("DELETE FROM commits", []).unwrap_err();
     assert!(delete.to_string().contains("append-only"), "{delete}");
 }

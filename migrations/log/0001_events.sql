@@ -1,23 +1,16 @@
--- The embedded event log: append-only, one row per event, a global sequence, a per-stream version, and the
--- idempotency key of the command that appended it.
-CREATE TABLE events (
-    sequence       INTEGER PRIMARY KEY AUTOINCREMENT,
-    stream         TEXT    NOT NULL,  -- 'case.<case id>' or 'control'
-    stream_version INTEGER NOT NULL,  -- 1-based position in the stream: the optimistic-concurrency version
-    command_id     TEXT    NOT NULL,
-    envelope       BLOB    NOT NULL,  -- postcard-encoded crate::log::envelope::Envelope
-    UNIQUE (stream, stream_version)
+-- The embedded event log: append-only, one row per appended command (a "commit" holding that decision's events, so
+-- a multi-event decision is atomic exactly as one JetStream message is), a global sequence, and the idempotency key
+-- of the command.
+CREATE TABLE commits (
+    sequence   INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream     TEXT    NOT NULL,  -- 'case.<case id>' or 'control'
+    command_id TEXT    NOT NULL UNIQUE,  -- a retried command appends nothing, however much later it comes
+    envelopes  BLOB    NOT NULL   -- crate::log::encode_commit of postcard-encoded envelopes
 );
+CREATE INDEX commits_stream ON commits (stream, sequence);
 
--- One row per appended command: a retried command appends nothing, however much later it comes.
-CREATE TABLE commands (
-    command_id TEXT    PRIMARY KEY,
-    stream     TEXT    NOT NULL,
-    sequence   INTEGER NOT NULL
-);
-
--- The log is immutable: SQLite refuses to change or remove an event, as JetStream's deny_delete/deny_purge do.
-CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+-- The log is immutable: SQLite refuses to change or remove a commit, as JetStream's deny_delete/deny_purge do.
+CREATE TRIGGER commits_no_update BEFORE UPDATE ON commits
 BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
-CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+CREATE TRIGGER commits_no_delete BEFORE DELETE ON commits
 BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;

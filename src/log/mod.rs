@@ -1,8 +1,9 @@
 //! The event log: an append-only store of encoded envelopes, one stream per case plus the control stream, with
 //! optimistic concurrency per stream and idempotency per command. The interface deals in bytes so every backend
-//! stores exactly what `envelope` encodes; `sqlite` is the embedded backend, and JetStream implements the same trait
-//! (subject per stream, `Nats-Expected-Last-Subject-Sequence`, `Nats-Msg-Id`). `tests/log_conformance.rs` is the
-//! one suite every backend must pass.
+//! stores exactly what `envelope` encodes. One append is one *commit*: the envelopes one decision produced, stored
+//! atomically under one global sequence (one SQLite row, one JetStream message). `sqlite` is the embedded backend,
+//! `jetstream` the production one (subject per stream, `Nats-Expected-Last-Subject-Sequence`, `Nats-Msg-Id`);
+//! `tests/log_conformance.rs` is the one suite both must pass.
 
 pub mod envelope;
 pub mod sqlite;
@@ -22,8 +23,9 @@ pub enum Appended {
 /// Infrastructure errors, each with how the caller should react.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LogError {
-    /// Another writer appended to the stream first. Re-read the stream, decide again, and retry.
-    #[error("stream {stream} is at version {actual}, not {expected}: another writer got there first")]
+    /// Another writer appended to the stream first: its last commit is at `actual`, not `expected`. Re-read the
+    /// stream, decide again, and retry.
+    #[error("stream {stream} ends at sequence {actual}, not {expected}: another writer got there first")]
     Conflict { stream: String, expected: u64, actual: u64 },
     /// The store cannot be reached or refused the write. Retry later with the same command id.
     #[error("event log unavailable: {0}")]
@@ -31,30 +33,58 @@ pub enum LogError {
     /// The store holds something it should not. Stop and alert: this is tampering or a bug.
     #[error("event log corrupt: {0}")]
     Corrupt(String),
+    /// The store exists with a configuration airlock refuses (for example a stream that allows deletes). Fix the
+    /// configuration; retrying will not help.
+    #[error("event log misconfigured: {0}")]
+    Misconfigured(String),
 }
 
-/// One stored envelope and its global position.
+/// One stored commit: the envelopes of one decision, and the commit's global position.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub sequence: u64,
-    pub bytes: Vec<u8>,
+    pub envelopes: Vec<Vec<u8>>,
+}
+
+/// The most envelopes one commit may hold: a decision appends at most a handful of events.
+pub const ENVELOPES_PER_COMMIT_MAX: usize = 8;
+
+/// Encodes one commit's envelopes for storage (the SQLite blob, the JetStream message payload).
+pub fn encode_commit(envelopes: &[Vec<u8>]) -> Vec<u8> {
+    assert!(!envelopes.is_empty() && envelopes.len() <= ENVELOPES_PER_COMMIT_MAX, "a commit holds 1 to 8 events");
+    postcard::to_stdvec(envelopes).expect("postcard encodes byte vectors without failing")
+}
+
+/// Decodes a stored commit, refusing anything larger than a commit can be.
+pub fn decode_commit(bytes: &[u8]) -> Result<Vec<Vec<u8>>, LogError> {
+    let bytes_max = ENVELOPES_PER_COMMIT_MAX * (crate::core::limits::EVENT_BYTES_MAX + 8);
+    if bytes.len() > bytes_max {
+        return Err(LogError::Corrupt(format!("a commit of {} bytes is over the {bytes_max} byte limit", bytes.len())));
+    }
+    let envelopes: Vec<Vec<u8>> =
+        postcard::from_bytes(bytes).map_err(|error| LogError::Corrupt(format!("a commit does not decode: {error}")))?;
+    if envelopes.is_empty() || envelopes.len() > ENVELOPES_PER_COMMIT_MAX {
+        return Err(LogError::Corrupt(format!("a commit holds {} events", envelopes.len())));
+    }
+    Ok(envelopes)
 }
 
 pub trait EventLog: Send + Sync {
-    /// Appends `envelopes` to `stream` atomically if the stream is at `expected_version` (its number of events).
-    /// If `command_id` was appended before, appends nothing and returns `Appended::Duplicate`.
+    /// Appends `envelopes` to `stream` as one atomic commit if the stream's last commit is at global sequence
+    /// `expected_last` (0: the stream is empty). If `command_id` was appended before, appends nothing and returns
+    /// `Appended::Duplicate`.
     fn append(
         &self,
         stream: &Stream,
-        expected_version: u64,
+        expected_last: u64,
         command_id: &str,
         envelopes: Vec<Vec<u8>>,
     ) -> impl Future<Output = Result<Appended, LogError>> + Send;
 
-    /// Every envelope of one stream, in order.
+    /// Every commit of one stream, in order.
     fn read_stream(&self, stream: &Stream) -> impl Future<Output = Result<Vec<Entry>, LogError>> + Send;
 
-    /// Up to `limit` envelopes of all streams with a global sequence above `after`, in order (projection, replay).
+    /// Up to `limit` commits of all streams with a global sequence above `after`, in order (projection, replay).
     fn read_after(&self, after: u64, limit: usize) -> impl Future<Output = Result<Vec<Entry>, LogError>> + Send;
 
     /// The highest global sequence written, 0 if none.

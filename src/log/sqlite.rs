@@ -1,8 +1,9 @@
 //! The embedded event log in a local SQLite file: the default when no NATS URL is given. One transaction per
-//! append checks the stream's version and the command id, then inserts; triggers make the table append-only.
+//! append checks the command id and the stream's last sequence, then inserts one commit row; triggers make the table
+//! append-only.
 
 use crate::log::envelope::Stream;
-use crate::log::{Appended, Entry, EventLog, LogError};
+use crate::log::{Appended, Entry, EventLog, LogError, decode_commit, encode_commit};
 use crate::sqlite::{self, Migration, OpenError};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
@@ -37,44 +38,34 @@ fn to_u64(value: i64) -> Result<u64, LogError> {
 fn append_now(
     connection: &mut Connection,
     stream: &Stream,
-    expected_version: u64,
+    expected_last: u64,
     command_id: &str,
-    envelopes: Vec<Vec<u8>>,
+    envelopes: &[Vec<u8>],
 ) -> Result<Appended, LogError> {
     let key = stream.key();
     let transaction =
         connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(unavailable)?;
     let seen: Option<i64> = transaction
-        .query_row("SELECT sequence FROM commands WHERE command_id = ?1", [command_id], |row| row.get(0))
+        .query_row("SELECT sequence FROM commits WHERE command_id = ?1", [command_id], |row| row.get(0))
         .optional()
         .map_err(unavailable)?;
     if seen.is_some() {
         return Ok(Appended::Duplicate);
     }
     let actual: i64 = transaction
-        .query_row("SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE stream = ?1", [&key], |row| row.get(0))
+        .query_row("SELECT COALESCE(MAX(sequence), 0) FROM commits WHERE stream = ?1", [&key], |row| row.get(0))
         .map_err(unavailable)?;
     let actual = to_u64(actual)?;
-    if actual != expected_version {
-        return Err(LogError::Conflict { stream: key, expected: expected_version, actual });
+    if actual != expected_last {
+        return Err(LogError::Conflict { stream: key, expected: expected_last, actual });
     }
-    let mut first_sequence = None;
-    for (offset, envelope) in envelopes.iter().enumerate() {
-        transaction
-            .execute(
-                "INSERT INTO events (stream, stream_version, command_id, envelope) VALUES (?1, ?2, ?3, ?4)",
-                params![key, expected_version + offset as u64 + 1, command_id, envelope],
-            )
-            .map_err(unavailable)?;
-        first_sequence.get_or_insert(transaction.last_insert_rowid());
-    }
-    let first_sequence = to_u64(first_sequence.expect("append is called with at least one envelope"))?;
     transaction
         .execute(
-            "INSERT INTO commands (command_id, stream, sequence) VALUES (?1, ?2, ?3)",
-            params![command_id, key, first_sequence as i64],
+            "INSERT INTO commits (stream, command_id, envelopes) VALUES (?1, ?2, ?3)",
+            params![key, command_id, encode_commit(envelopes)],
         )
         .map_err(unavailable)?;
+    let first_sequence = to_u64(transaction.last_insert_rowid())?;
     transaction.commit().map_err(unavailable)?;
     Ok(Appended::New { first_sequence })
 }
@@ -86,7 +77,7 @@ fn entries(connection: &Connection, sql: &str, params: impl rusqlite::Params) ->
         .map_err(unavailable)?;
     rows.map(|row| {
         let (sequence, bytes) = row.map_err(unavailable)?;
-        Ok(Entry { sequence: to_u64(sequence)?, bytes })
+        Ok(Entry { sequence: to_u64(sequence)?, envelopes: decode_commit(&bytes)? })
     })
     .collect()
 }
@@ -95,24 +86,23 @@ impl EventLog for SqliteLog {
     async fn append(
         &self,
         stream: &Stream,
-        expected_version: u64,
+        expected_last: u64,
         command_id: &str,
         envelopes: Vec<Vec<u8>>,
     ) -> Result<Appended, LogError> {
-        assert!(!envelopes.is_empty(), "an append carries at least one event");
-        self.with(|connection| append_now(connection, stream, expected_version, command_id, envelopes))
+        self.with(|connection| append_now(connection, stream, expected_last, command_id, &envelopes))
     }
 
     async fn read_stream(&self, stream: &Stream) -> Result<Vec<Entry>, LogError> {
         self.with(|connection| {
-            let sql = "SELECT sequence, envelope FROM events WHERE stream = ?1 ORDER BY stream_version";
+            let sql = "SELECT sequence, envelopes FROM commits WHERE stream = ?1 ORDER BY sequence";
             entries(connection, sql, [stream.key()])
         })
     }
 
     async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<Entry>, LogError> {
         self.with(|connection| {
-            let sql = "SELECT sequence, envelope FROM events WHERE sequence > ?1 ORDER BY sequence LIMIT ?2";
+            let sql = "SELECT sequence, envelopes FROM commits WHERE sequence > ?1 ORDER BY sequence LIMIT ?2";
             entries(connection, sql, params![after as i64, limit as i64])
         })
     }
@@ -120,7 +110,7 @@ impl EventLog for SqliteLog {
     async fn last_sequence(&self) -> Result<u64, LogError> {
         self.with(|connection| {
             let last: i64 = connection
-                .query_row("SELECT COALESCE(MAX(sequence), 0) FROM events", [], |row| row.get(0))
+                .query_row("SELECT COALESCE(MAX(sequence), 0) FROM commits", [], |row| row.get(0))
                 .map_err(unavailable)?;
             to_u64(last)
         })

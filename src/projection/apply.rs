@@ -17,14 +17,18 @@ fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("plain data serializes to JSON")
 }
 
+/// Applies every event of one commit.
 pub(super) fn entry(transaction: &Transaction, entry: &Entry) -> Result<(), ProjectionError> {
     let corrupt = |reason: String| ProjectionError::Corrupt { sequence: entry.sequence, reason };
-    match decode(&entry.bytes).map_err(|error| corrupt(error.to_string()))? {
-        Decoded::Case { case_id, stream_version, event } => {
-            case_event(transaction, entry.sequence, &case_id, stream_version, &event)
+    for bytes in &entry.envelopes {
+        match decode(bytes).map_err(|error| corrupt(error.to_string()))? {
+            Decoded::Case { case_id, stream_version, event } => {
+                case_event(transaction, entry.sequence, &case_id, stream_version, &event)?
+            }
+            Decoded::Control { stream_version, event } => control_event(transaction, stream_version, &event)?,
         }
-        Decoded::Control { stream_version, event } => control_event(transaction, stream_version, &event),
     }
+    Ok(())
 }
 
 fn control_event(transaction: &Transaction, stream_version: u64, event: &ControlEvent) -> Result<(), ProjectionError> {

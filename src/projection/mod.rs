@@ -62,25 +62,4 @@ impl Projection {
         transaction.commit()?;
         Ok(last)
     }
-
-    /// Applies entries only up to (and including) `as_of` in event time: what the system knew then.
-    pub fn apply_until(&self, entries: &[Entry], as_of: crate::core::ids::UnixMs) -> Result<bool, ProjectionError> {
-        let mut kept = Vec::new();
-        for entry in entries {
-            let at = match crate::log::envelope::decode(&entry.bytes) {
-                Ok(crate::log::envelope::Decoded::Case { event, .. }) => event.at,
-                Ok(crate::log::envelope::Decoded::Control { event, .. }) => event.at,
-                Err(error) => {
-                    return Err(ProjectionError::Corrupt { sequence: entry.sequence, reason: error.to_string() });
-                }
-            };
-            if at > as_of {
-                self.apply(&kept)?;
-                return Ok(false);
-            }
-            kept.push(entry.clone());
-        }
-        self.apply(&kept)?;
-        Ok(true)
-    }
 }

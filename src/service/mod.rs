@@ -80,34 +80,43 @@ pub fn new_id(prefix: &str) -> String {
 impl<L: EventLog> Service<L> {
     /// Loads a case's history and folds it, refusing a history that breaks the transition table.
     pub async fn load(&self, case_id: &CaseId) -> Result<(CaseState, Vec<Event>), ServiceError> {
+        let (state, events, _) = self.load_for_append(case_id).await?;
+        Ok((state, events))
+    }
+
+    /// `load`, plus the global sequence of the case's last commit: the expected position of the next append.
+    async fn load_for_append(&self, case_id: &CaseId) -> Result<(CaseState, Vec<Event>, u64), ServiceError> {
         let entries = self.log.read_stream(&Stream::Case(case_id.clone())).await?;
         let mut events = Vec::with_capacity(entries.len());
-        for entry in &entries {
-            match decode(&entry.bytes).map_err(|error| ServiceError::Corrupt(error.to_string()))? {
+        for bytes in entries.iter().flat_map(|entry| &entry.envelopes) {
+            match decode(bytes).map_err(|error| ServiceError::Corrupt(error.to_string()))? {
                 Decoded::Case { event, .. } => events.push(event),
                 Decoded::Control { .. } => return Err(ServiceError::Corrupt("control event in a case stream".into())),
             }
         }
         let state = fold(&events).map_err(|error| ServiceError::Corrupt(error.to_string()))?;
-        Ok((state, events))
+        Ok((state, events, entries.last().map_or(0, |entry| entry.sequence)))
     }
 
-    pub async fn control_state(&self) -> Result<(ControlState, u64), ServiceError> {
+    /// The kill switch's state, its number of events, and the sequence of its last commit.
+    pub async fn control_state(&self) -> Result<(ControlState, u64, u64), ServiceError> {
         let entries = self.log.read_stream(&Stream::Control).await?;
         let mut state = ControlState::default();
-        for entry in &entries {
-            match decode(&entry.bytes).map_err(|error| ServiceError::Corrupt(error.to_string()))? {
+        let mut events = 0;
+        for bytes in entries.iter().flat_map(|entry| &entry.envelopes) {
+            match decode(bytes).map_err(|error| ServiceError::Corrupt(error.to_string()))? {
                 Decoded::Control { event, .. } => state = evolve_control(state, &event),
                 Decoded::Case { .. } => return Err(ServiceError::Corrupt("case event in the control stream".into())),
             }
+            events += 1;
         }
-        Ok((state, entries.len() as u64))
+        Ok((state, events, entries.last().map_or(0, |entry| entry.sequence)))
     }
 
     /// Handles one command for one case, end to end.
     pub async fn handle(&self, case_id: &CaseId, envelope: CommandEnvelope) -> Result<Handled, ServiceError> {
         for _ in 0..CONFLICT_RETRIES_MAX {
-            let (state, _) = self.load(case_id).await?;
+            let (state, _, last_sequence) = self.load_for_append(case_id).await?;
             let prepared = self.prepare(case_id, &envelope, &state).await?;
             let decided = decide(&envelope, &state, &prepared.context(case_id, &self.settings));
             let (events, rejection) = match decided {
@@ -136,7 +145,7 @@ impl<L: EventLog> Service<L> {
                 Some(_) => format!("refused:{case_id}:{}:{}", envelope.command_id, state.events),
                 None => format!("{case_id}:{}", envelope.command_id),
             };
-            match self.log.append(&stream, state.events as u64, &command_key, encoded).await {
+            match self.log.append(&stream, last_sequence, &command_key, encoded).await {
                 Err(LogError::Conflict { .. }) => continue,
                 Err(error) => return Err(error.into()),
                 Ok(Appended::Duplicate) => {
@@ -187,7 +196,7 @@ impl<L: EventLog> Service<L> {
         rejection: &Rejection,
     ) -> Result<(), ServiceError> {
         for _ in 0..CONFLICT_RETRIES_MAX {
-            let (state, _) = self.load(case_id).await?;
+            let (state, _, last_sequence) = self.load_for_append(case_id).await?;
             let now = self.clock.now();
             let Some(event) = crate::core::decide::refusal_record(actor, command_id, command, &state, rejection, now)
             else {
@@ -195,7 +204,7 @@ impl<L: EventLog> Service<L> {
             };
             let key = format!("refused:{case_id}:{command_id}:{}", state.events);
             let bytes = vec![encode_case_event(case_id, state.events as u64 + 1, &event)];
-            match self.log.append(&Stream::Case(case_id.clone()), state.events as u64, &key, bytes).await {
+            match self.log.append(&Stream::Case(case_id.clone()), last_sequence, &key, bytes).await {
                 Err(LogError::Conflict { .. }) => continue,
                 Err(error) => return Err(error.into()),
                 Ok(_) => return self.catch_up_projection().await.map(|_| ()),
@@ -238,7 +247,7 @@ impl<L: EventLog> Service<L> {
         command: ControlCommand,
     ) -> Result<bool, ServiceError> {
         for _ in 0..CONFLICT_RETRIES_MAX {
-            let (state, version) = self.control_state().await?;
+            let (state, version, last_sequence) = self.control_state().await?;
             let events = decide_control(&command_id, &actor, &command, &state, self.clock.now())
                 .map_err(ServiceError::Rejected)?;
             if events.is_empty() {
@@ -249,7 +258,7 @@ impl<L: EventLog> Service<L> {
                 .enumerate()
                 .map(|(offset, event)| encode_control_event(version + offset as u64 + 1, event))
                 .collect();
-            match self.log.append(&Stream::Control, version, &format!("control:{command_id}"), encoded).await {
+            match self.log.append(&Stream::Control, last_sequence, &format!("control:{command_id}"), encoded).await {
                 Err(LogError::Conflict { .. }) => continue,
                 Err(error) => return Err(error.into()),
                 Ok(_) => {
