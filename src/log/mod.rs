@@ -6,6 +6,7 @@
 //! `tests/log_conformance.rs` is the one suite both must pass.
 
 pub mod envelope;
+pub mod jetstream;
 pub mod sqlite;
 
 use envelope::Stream;

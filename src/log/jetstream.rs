@@ -1,0 +1,246 @@
+//! The production event log on NATS JetStream. One stream holds every commit; each case has its own subject
+//! (`<prefix>.case.<case id>`), the kill switch one more (`<prefix>.control`). The stream is immutable at the server
+//! (deny delete, deny purge, no rollup, no age limit) and file-backed.
+//!
+//! An append publishes one message (one commit) with `Nats-Expected-Last-Subject-Sequence` (optimistic concurrency
+//! per case) and `Nats-Msg-Id` (idempotency within the server's duplicate window; beyond it, the case state
+//! remembers command ids). Reads of one case go to the stream leader (`STREAM.MSG.GET` with `next_by_subj`), so a
+//! writer never decides on a stale replica's copy.
+
+use crate::log::envelope::Stream;
+use crate::log::{Appended, Entry, EventLog, LogError, decode_commit, encode_commit};
+use async_nats::jetstream::{self, context::PublishErrorKind, stream};
+use futures::StreamExt;
+use std::time::Duration;
+
+/// How long a publish waits for the server's acknowledgement before the caller is told the log is unavailable.
+const PUBLISH_ACK_TIMEOUT_MS: u64 = 10_000;
+
+/// Where and how the event stream lives.
+#[derive(Clone, Debug)]
+pub struct JetStreamConfig {
+    pub stream_name: String,
+    /// Subjects are `<prefix>.case.<id>` and `<prefix>.control`.
+    pub subject_prefix: String,
+    /// 1 in development, 3 in a cluster.
+    pub replicas: usize,
+}
+
+impl Default for JetStreamConfig {
+    fn default() -> Self {
+        JetStreamConfig { stream_name: "AIRLOCK_EVENTS".into(), subject_prefix: "airlock.event".into(), replicas: 1 }
+    }
+}
+
+impl JetStreamConfig {
+    /// The stream configuration airlock creates, and insists on when the stream already exists.
+    pub fn stream_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.stream_name.clone(),
+            subjects: vec![format!("{}.>", self.subject_prefix)],
+            storage: stream::StorageType::File,
+            num_replicas: self.replicas,
+            deny_delete: true,
+            deny_purge: true,
+            allow_rollup: false,
+            max_age: Duration::ZERO,
+            max_messages: -1,
+            max_bytes: -1,
+            max_messages_per_subject: -1,
+            discard: stream::DiscardPolicy::New,
+            description: Some("airlock case events: immutable, one subject per case".into()),
+            ..Default::default()
+        }
+    }
+
+    /// The subject of one stream of the log.
+    pub fn subject(&self, stream: &Stream) -> String {
+        match stream {
+            Stream::Case(case_id) => format!("{}.case.{}", self.subject_prefix, subject_token(case_id.as_str())),
+            Stream::Control => format!("{}.control", self.subject_prefix),
+        }
+    }
+}
+
+/// A case id as exactly one subject token: kept as it is when it is plain (`case-3f9a...`), otherwise hex-encoded
+/// behind a `~` (a character plain ids never contain), so that a `.`, `*` or `>` in an id can never add a token or
+/// a wildcard to the subject.
+pub fn subject_token(id: &str) -> String {
+    let plain = !id.is_empty() && id.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
+    if plain { id.to_string() } else { format!("~{}", hex::encode(id)) }
+}
+
+pub struct JetStreamLog {
+    context: jetstream::Context,
+    stream: stream::Stream,
+    config: JetStreamConfig,
+}
+
+fn unavailable(error: impl std::fmt::Display) -> LogError {
+    LogError::Unavailable(error.to_string())
+}
+
+/// Checks an existing stream against what airlock needs; any difference that weakens immutability or durability is
+/// refused with the setting named.
+fn check_existing(found: &stream::Config, wanted: &stream::Config) -> Result<(), LogError> {
+    let mut problems = Vec::new();
+    if !found.subjects.iter().any(|subject| wanted.subjects.contains(subject)) {
+        problems.push(format!("subjects are {:?}, airlock needs {:?}", found.subjects, wanted.subjects));
+    }
+    if !found.deny_delete {
+        problems.push("deny_delete is off".to_string());
+    }
+    if !found.deny_purge {
+        problems.push("deny_purge is off".to_string());
+    }
+    if found.allow_rollup {
+        problems.push("allow_rollup is on".to_string());
+    }
+    if found.max_age != Duration::ZERO || found.max_messages != -1 || found.max_bytes != -1 {
+        problems.push("the stream has limits (max_age, max_msgs or max_bytes) that would discard events".to_string());
+    }
+    if found.max_messages_per_subject != -1 {
+        problems.push("max_msgs_per_subject would discard a case's older events".to_string());
+    }
+    if found.storage != stream::StorageType::File {
+        problems.push("storage is not file".to_string());
+    }
+    if found.num_replicas != wanted.num_replicas {
+        problems.push(format!("replicas are {}, configured {}", found.num_replicas, wanted.num_replicas));
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(LogError::Misconfigured(format!(
+        "stream {} exists with an incompatible configuration: {}",
+        wanted.name,
+        problems.join("; ")
+    )))
+}
+
+impl JetStreamLog {
+    /// Opens the event stream, creating it if it does not exist and refusing one whose configuration is unsafe.
+    pub async fn open(client: async_nats::Client, config: JetStreamConfig) -> Result<JetStreamLog, LogError> {
+        let mut context = jetstream::new(client);
+        context.set_timeout(Duration::from_millis(PUBLISH_ACK_TIMEOUT_MS));
+        let wanted = config.stream_config();
+        let stream = match context.get_stream(&config.stream_name).await {
+            Ok(mut stream) => {
+                let info = stream.info().await.map_err(unavailable)?;
+                check_existing(&info.config, &wanted)?;
+                stream
+            }
+            Err(error) if error.to_string().contains("stream not found") => {
+                context.create_stream(wanted).await.map_err(unavailable)?
+            }
+            Err(error) => return Err(unavailable(error)),
+        };
+        Ok(JetStreamLog { context, stream, config })
+    }
+
+    pub fn config(&self) -> &JetStreamConfig {
+        &self.config
+    }
+
+    /// The sequence and message id of a subject's last message, if it has one.
+    async fn last_of(&self, subject: &str) -> Result<Option<(u64, Option<String>)>, LogError> {
+        match self.stream.get_last_raw_message_by_subject(subject).await {
+            Ok(message) => {
+                let id = message.headers.get("Nats-Msg-Id").map(|value| value.as_str().to_string());
+                Ok(Some((message.sequence, id)))
+            }
+            Err(error) if error.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+}
+
+fn entry_of(sequence: u64, payload: &[u8]) -> Result<Entry, LogError> {
+    Ok(Entry { sequence, envelopes: decode_commit(payload)? })
+}
+
+impl EventLog for JetStreamLog {
+    async fn append(
+        &self,
+        stream: &Stream,
+        expected_last: u64,
+        command_id: &str,
+        envelopes: Vec<Vec<u8>>,
+    ) -> Result<Appended, LogError> {
+        let subject = self.config.subject(stream);
+        let message = jetstream::message::PublishMessage::build()
+            .payload(encode_commit(&envelopes).into())
+            .message_id(command_id)
+            .expected_last_subject_sequence(expected_last);
+        let acknowledged = match self.context.send_publish(subject.clone(), message).await {
+            Ok(pending) => pending.await,
+            Err(error) => Err(error),
+        };
+        match acknowledged {
+            Ok(ack) if ack.duplicate => Ok(Appended::Duplicate),
+            Ok(ack) => Ok(Appended::New { first_sequence: ack.sequence }),
+            Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => {
+                // A retried publish that had in fact been stored is answered with "wrong last sequence", not as a
+                // duplicate, because the expectation is checked before deduplication. Only the last message's id
+                // tells the two apart.
+                match self.last_of(&subject).await? {
+                    Some((_, Some(id))) if id == command_id => Ok(Appended::Duplicate),
+                    Some((actual, _)) => {
+                        Err(LogError::Conflict { stream: stream.key(), expected: expected_last, actual })
+                    }
+                    None => Err(LogError::Conflict { stream: stream.key(), expected: expected_last, actual: 0 }),
+                }
+            }
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    async fn read_stream(&self, stream: &Stream) -> Result<Vec<Entry>, LogError> {
+        let subject = self.config.subject(stream);
+        let mut entries = Vec::new();
+        let mut next = 1;
+        loop {
+            let request = self.stream.raw_message_builder().sequence(next).next_by_subject(subject.clone());
+            match request.send().await {
+                Ok(message) => {
+                    entries.push(entry_of(message.sequence, &message.payload)?);
+                    next = message.sequence + 1;
+                }
+                Err(error) if error.kind() == stream::RawMessageErrorKind::NoMessageFound => return Ok(entries),
+                Err(error) => return Err(unavailable(error)),
+            }
+        }
+    }
+
+    async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<Entry>, LogError> {
+        let last = self.last_sequence().await?;
+        if last <= after {
+            return Ok(Vec::new());
+        }
+        let consumer = self
+            .stream
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence: after + 1 },
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        let mut messages = consumer.messages().await.map_err(unavailable)?;
+        let mut entries = Vec::new();
+        while entries.len() < limit {
+            let Some(message) = messages.next().await else { break };
+            let message = message.map_err(unavailable)?;
+            let info = message.info().map_err(unavailable)?;
+            entries.push(entry_of(info.stream_sequence, &message.payload)?);
+            if info.stream_sequence >= last {
+                break;
+            }
+        }
+        Ok(entries)
+    }
+
+    async fn last_sequence(&self) -> Result<u64, LogError> {
+        let info = self.stream.get_info().await.map_err(unavailable)?;
+        Ok(info.state.last_sequence)
+    }
+}
