@@ -31,6 +31,7 @@ pub fn open(data_dir: &Path, clock: Arc<dyn Clock>, keys: Keys) -> anyhow::Resul
         keys,
         settings: Settings::default(),
         public_url: "https://recovery.example.com".to_string(),
+        project_inline: true,
     };
     Ok(Embedded { service, directory, outbox })
 }

@@ -4,6 +4,7 @@
 pub mod demo;
 pub mod embedded;
 pub mod fsm;
+pub mod serve;
 pub mod submit;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +28,10 @@ pub enum Commands {
         after_help = "Examples:\n  airlock fsm --format mermaid\n  airlock fsm --format dot | dot -Tsvg > fsm.svg"
     )]
     Fsm(fsm::FsmArgs),
+    /// Run airlock against NATS JetStream: intake, the event log, the projector, timers and case queries.
+    #[command(after_help = "Examples:\n  airlock serve --nats nats://127.0.0.1:4222 --data-dir /var/lib/airlock\n  \
+AIRLOCK_NATS_URL=nats://n1:4222 airlock serve --replicas 3")]
+    Serve(serve::ServeArgs),
     /// Send one JSON command (see schemas/) to the embedded store as the given actor, and print the reply.
     #[command(
         after_help = "Examples:\n  airlock submit --actor intake:helpdesk-7 --command request-recovery request.json\n  \
@@ -52,14 +57,18 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Commands::Demo(args) => demo::run(args),
         Commands::Fsm(args) => fsm::run(args),
+        Commands::Serve(args) => serve::run(args),
         Commands::Submit(args) => submit::run(args),
     };
     ExitCode::from(code)
 }
 
-/// Structured logs on stderr, filtered by `RUST_LOG` (default: warnings only, so command output stays readable).
+/// Structured logs on stderr, filtered by `RUST_LOG` (default: warnings only, so command output stays readable;
+/// `airlock serve` logs `info` by default).
 fn init_tracing() {
+    let serving = std::env::args().nth(1).as_deref() == Some("serve");
+    let default = if serving { "info,async_nats=warn" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

@@ -3,6 +3,10 @@
 //! key, the local operator's shell), never from the JSON. Bad input gets a specific, typed reason; when it names a
 //! case that exists, the refusal is recorded on that case.
 
+pub mod nats;
+pub mod query;
+pub mod subjects;
+
 use crate::core::actor::{Actor, Role};
 use crate::core::command::CommandKind;
 use crate::core::ids::{CaseId, CommandId};
@@ -46,6 +50,9 @@ impl CommandType {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Reply {
     pub accepted: bool,
+    /// The command this answers, when its id could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub case_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -65,6 +72,14 @@ pub struct ReplyError {
 /// The one answer an intake actor gets about a recovery it asked for.
 pub const INTAKE_MESSAGE: &str = "Request received. If the account exists, its owner has been contacted at a contact \
      method already on file. Verification codes are never shared through support.";
+
+/// The case a request opens: derived from who asked and the command's id, so a redelivered or retried request
+/// lands on the same case (and appends nothing), while two actors can never collide on one case.
+pub fn case_id_for(actor: &Actor, command_id: &CommandId) -> CaseId {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{}\0{}\0{}", actor.role, actor.id, command_id).as_bytes());
+    CaseId::new(format!("case-{}", hex::encode(&digest[..12])))
+}
 
 /// Reads the case id and command id out of input that may not parse as its command, so a refusal can be recorded on
 /// the case it names. Only well-formed identifiers are taken; anything else is ignored.
@@ -95,7 +110,14 @@ fn accepted(actor: &Actor, outcome: &Outcome) -> Reply {
         Outcome::Control { halted } => {
             let status = if *halted { "halted" } else { "running" };
             let message = format!("automation is {status}");
-            return Reply { accepted: true, case_id: None, status: Some(status.into()), message, error: None };
+            return Reply {
+                accepted: true,
+                command_id: None,
+                case_id: None,
+                status: Some(status.into()),
+                message,
+                error: None,
+            };
         }
     };
     let (status, message) = match actor.role {
@@ -104,7 +126,14 @@ fn accepted(actor: &Actor, outcome: &Outcome) -> Reply {
             (handled.status.name().to_string(), format!("the case is {}", handled.status))
         }
     };
-    Reply { accepted: true, case_id: Some(handled.case_id.to_string()), status: Some(status), message, error: None }
+    Reply {
+        accepted: true,
+        command_id: None,
+        case_id: Some(handled.case_id.to_string()),
+        status: Some(status),
+        message,
+        error: None,
+    }
 }
 
 pub fn refused(case_id: Option<&CaseId>, error: &ServiceError) -> Reply {
@@ -117,6 +146,7 @@ pub fn refused(case_id: Option<&CaseId>, error: &ServiceError) -> Reply {
     };
     Reply {
         accepted: false,
+        command_id: None,
         case_id: case_id.map(ToString::to_string),
         status: None,
         message: reason.clone(),
@@ -132,7 +162,7 @@ pub async fn handle_json<L: EventLog>(
     bytes: &[u8],
 ) -> Reply {
     let (case_hint, command_hint) = hints(bytes);
-    match dispatch(service, actor, command_type, bytes).await {
+    let mut reply = match dispatch(service, actor, command_type, bytes).await {
         Ok(outcome) => accepted(actor, &outcome),
         Err(Refusal::AtTheEdge(rejection)) => {
             let error = match &case_hint {
@@ -142,7 +172,9 @@ pub async fn handle_json<L: EventLog>(
             refused(case_hint.as_ref(), &error)
         }
         Err(Refusal::Service(error)) => refused(case_hint.as_ref(), &error),
-    }
+    };
+    reply.command_id = Some(command_hint.to_string());
+    reply
 }
 
 enum Refusal {
@@ -167,7 +199,7 @@ async fn dispatch<L: EventLog>(
         CommandType::RequestRecovery => {
             let (_, command_id, command) =
                 case_command(wire::parse::<wire::RequestRecoveryV1>(bytes).map_err(malformed)?.to_core())?;
-            (Some(CaseId::new(new_id("case"))), command_id, command)
+            (Some(case_id_for(actor, &command_id)), command_id, command)
         }
         CommandType::SubmitProof => {
             let proof =

@@ -142,6 +142,11 @@ impl JetStreamLog {
         &self.config
     }
 
+    /// The event stream, for consumers (the projector, the benchmark).
+    pub fn stream(&self) -> &stream::Stream {
+        &self.stream
+    }
+
     /// The sequence and message id of a subject's last message, if it has one.
     async fn last_of(&self, subject: &str) -> Result<Option<(u64, Option<String>)>, LogError> {
         match self.stream.get_last_raw_message_by_subject(subject).await {

@@ -5,6 +5,7 @@
 
 mod apply;
 pub mod evidence;
+pub mod projector;
 pub mod query;
 pub mod receipts;
 

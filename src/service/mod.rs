@@ -67,6 +67,9 @@ pub struct Service<L: EventLog> {
     pub settings: Settings,
     /// Where links in notices point (the owner's verification and cancel pages).
     pub public_url: String,
+    /// Whether `handle` brings the projection up to date itself after each append (embedded mode), or a separate
+    /// projector consumes the log (`airlock serve`).
+    pub project_inline: bool,
 }
 
 /// Fresh random id with a readable prefix (`case-3f9a…`). The shell makes ids; the core never does.
@@ -156,7 +159,7 @@ impl<L: EventLog> Service<L> {
                     return Ok(Handled { case_id: case_id.clone(), status: state.status, appended: 0 });
                 }
                 Ok(Appended::New { first_sequence }) => {
-                    self.catch_up_projection().await?;
+                    self.project_if_inline().await?;
                     let new_state = events.iter().fold(state, crate::core::state::evolve);
                     self.effects_after_append(case_id, &new_state, &events, first_sequence, &prepared)?;
                     return match rejection {
@@ -207,7 +210,7 @@ impl<L: EventLog> Service<L> {
             match self.log.append(&Stream::Case(case_id.clone()), last_sequence, &key, bytes).await {
                 Err(LogError::Conflict { .. }) => continue,
                 Err(error) => return Err(error.into()),
-                Ok(_) => return self.catch_up_projection().await.map(|_| ()),
+                Ok(_) => return self.project_if_inline().await,
             }
         }
         Err(LogError::Unavailable(format!("case {case_id} kept changing")).into())
@@ -262,12 +265,19 @@ impl<L: EventLog> Service<L> {
                 Err(LogError::Conflict { .. }) => continue,
                 Err(error) => return Err(error.into()),
                 Ok(_) => {
-                    self.catch_up_projection().await?;
+                    self.project_if_inline().await?;
                     return Ok(events.iter().fold(state, evolve_control).halted);
                 }
             }
         }
         Err(LogError::Unavailable("the control stream kept changing".into()).into())
+    }
+
+    async fn project_if_inline(&self) -> Result<(), ServiceError> {
+        if self.project_inline {
+            self.catch_up_projection().await?;
+        }
+        Ok(())
     }
 
     /// Applies every log entry the projection has not seen yet.

@@ -1,0 +1,58 @@
+//! A case's status for whoever asks through a front door. Intake actors see one coarse public status that reveals
+//! neither whether the account exists nor how it is protected (THREATS 8): `requested` and `in_review` both read as
+//! `pending`, and an unknown case id has the same answer shape. Owners, reviewers and operators see the state.
+
+use crate::core::actor::{Actor, Role};
+use crate::core::ids::CaseId;
+use crate::core::state::Status;
+use crate::core::text::check_identifier;
+use crate::log::EventLog;
+use crate::service::Service;
+use serde_json::{Value, json};
+
+/// The public word for a state, as intake actors see it.
+pub fn public_status(status: Status) -> &'static str {
+    match status {
+        Status::New => "not_found",
+        Status::Requested | Status::Verified | Status::InReview | Status::CoolingOff | Status::Executing => "pending",
+        Status::Executed => "completed",
+        Status::RolledBack | Status::Denied | Status::Cancelled | Status::Expired => "closed",
+    }
+}
+
+/// What the customer should be told next, in plain words, for a public status.
+fn next_step(public: &str) -> &'static str {
+    match public {
+        "pending" => {
+            "If the account exists, its owner has been contacted at a contact method already on file and must act \
+             there. Support cannot speed this up or change where messages go."
+        }
+        "completed" => "The change was applied after a waiting period; the owner was notified at their old contacts.",
+        "closed" => "This request is closed. A new request can be made; it starts from the beginning.",
+        _ => "No such request. Check the reference, or make a new request.",
+    }
+}
+
+/// Answers `{"case_id": "..."}` from `actor`.
+pub async fn answer<L: EventLog>(service: &Service<L>, actor: &Actor, payload: &[u8]) -> Value {
+    let case_id = serde_json::from_slice::<Value>(payload)
+        .ok()
+        .and_then(|value| value.get("case_id").and_then(Value::as_str).map(str::to_string))
+        .filter(|case_id| check_identifier("case_id", case_id).is_ok());
+    let Some(case_id) = case_id else {
+        return json!({ "error": { "code": "malformed_command", "reason": "send {\"case_id\": \"...\"}" } });
+    };
+    let status = match service.load(&CaseId::new(&case_id)).await {
+        Ok((state, _)) => state.status,
+        Err(_) => return json!({ "error": { "code": "unavailable", "reason": "try again later" } }),
+    };
+    match actor.role {
+        Role::Intake => {
+            let public = public_status(status);
+            json!({ "case_id": case_id, "status": public, "next_step": next_step(public) })
+        }
+        Role::Owner | Role::Reviewer | Role::Operator | Role::System => {
+            json!({ "case_id": case_id, "status": status.name(), "next_step": next_step(public_status(status)) })
+        }
+    }
+}
