@@ -1,0 +1,374 @@
+//! `airlock serve` against real nats-server processes on loopback, driven the way a support system would drive it:
+//! JSON commands published to the intake stream, answers read from the results stream. Covers poison input, a
+//! SIGKILL of airlock mid-stream (the projector loses and duplicates nothing), a restart of the NATS server
+//! mid-stream (no accepted request is lost), graceful shutdown, and clear startup errors.
+
+use airlock::core::limits::COMMAND_BYTES_MAX;
+use airlock::log::EventLog;
+use airlock::log::jetstream::{JetStreamConfig, JetStreamLog};
+use airlock::nats::server::{NatsServer, Options};
+use airlock::projection::Projection;
+use async_nats::jetstream;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WAIT_MS: u64 = 60_000;
+
+fn scratch() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() { tempfile::tempdir_in(shm).unwrap() } else { tempfile::tempdir().unwrap() }
+}
+
+struct Harness {
+    scratch: tempfile::TempDir,
+    nats: NatsServer,
+    serve: Option<Child>,
+    starts: u32,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let scratch = scratch();
+        let nats = NatsServer::start(&scratch.path().join("nats"), &Options::default()).expect("nats-server starts");
+        Harness { scratch, nats, serve: None, starts: 0 }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.scratch.path().join("data")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.scratch.path().join(format!("serve-{}.log", self.starts))
+    }
+
+    /// Starts `airlock serve` and waits until it says it is serving.
+    fn start_serve(&mut self) {
+        self.starts += 1;
+        let log = std::fs::File::create(self.log_path()).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(["serve", "--nats", &self.nats.url(), "--tick", "200ms", "--data-dir"])
+            .arg(self.data())
+            .env("RUST_LOG", "info,async_nats=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.serve = Some(child);
+        wait_for(|| std::fs::read_to_string(self.log_path()).unwrap_or_default().contains("airlock serving"), "serve");
+    }
+
+    /// SIGKILL: a crash, with no chance to finish anything.
+    fn kill_serve(&mut self) {
+        let mut child = self.serve.take().expect("serve is running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM, and the exit status.
+    fn stop_serve(&mut self) -> std::process::ExitStatus {
+        let mut child = self.serve.take().expect("serve is running");
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "serve did not stop within 20 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    async fn client(&self) -> async_nats::Client {
+        airlock::nats::connect(&self.nats.url(), "test").await.unwrap()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.serve.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_millis(WAIT_MS);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn request(command_id: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "version": 1, "command_id": command_id, "account_id": "nobody",
+        "action": { "type": "reset_password" }, "summary": "customer asked", "signals": {}
+    }))
+    .unwrap()
+}
+
+/// Publishes to JetStream until the server acknowledges (through server restarts), with the command id as the
+/// message id, so a retried publish is stored once.
+async fn publish(context: &jetstream::Context, subject: &str, message_id: &str, body: Vec<u8>) {
+    let deadline = Instant::now() + Duration::from_millis(WAIT_MS);
+    loop {
+        let message = jetstream::message::PublishMessage::build().payload(body.clone().into()).message_id(message_id);
+        let acknowledged = match context.send_publish(subject.to_string(), message).await {
+            Ok(pending) => pending.await.map(|_| ()).map_err(|error| error.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        match acknowledged {
+            Ok(()) => return,
+            Err(error) => {
+                assert!(Instant::now() < deadline, "publish of {message_id} never acknowledged: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Every message on `subject` in `stream`, from the start, waiting until there are at least `count`.
+async fn read_all(client: &async_nats::Client, stream: &str, subject: &str, count: usize) -> Vec<jetstream::Message> {
+    let context = jetstream::new(client.clone());
+    let deadline = Instant::now() + Duration::from_millis(WAIT_MS);
+    loop {
+        let stream = context.get_stream(stream).await.unwrap();
+        let consumer = stream
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                filter_subject: subject.to_string(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut messages = consumer.messages().await.unwrap();
+        let mut found = Vec::new();
+        while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_millis(500), messages.next()).await {
+            found.push(message);
+        }
+        if found.len() >= count {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "only {} of {count} messages on {subject}", found.len());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn body(message: &jetstream::Message) -> Value {
+    serde_json::from_slice(&message.payload).unwrap()
+}
+
+fn header<'a>(message: &'a jetstream::Message, name: &str) -> &'a str {
+    message.headers.as_ref().and_then(|headers| headers.get(name)).map_or("", |value| value.as_str())
+}
+
+/// Answers by command id (a redelivered message may be answered twice; the answer is the same).
+async fn results_by_command(client: &async_nats::Client, actor: &str, count: usize) -> BTreeMap<String, Value> {
+    let messages = read_all(client, "AIRLOCK_RESULTS", &format!("airlock.result.intake.{actor}"), count).await;
+    messages.iter().map(|message| (header(message, "Airlock-Command-Id").to_string(), body(message))).collect()
+}
+
+/// Rows of the projection's tables, for comparing a live projection with one rebuilt from the log.
+fn dump(path: &Path) -> Vec<String> {
+    let connection = rusqlite::Connection::open(path).unwrap();
+    let mut rows = Vec::new();
+    for table in ["cases", "timeline", "review_queue", "receipts", "requests", "checkpoint"] {
+        let mut statement = connection.prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2")).unwrap();
+        let columns = statement.column_count();
+        let mut query = statement.query([]).unwrap();
+        while let Some(row) = query.next().unwrap() {
+            let values: Vec<String> = (0..columns).map(|index| format!("{:?}", row.get_ref(index).unwrap())).collect();
+            rows.push(format!("{table}: {}", values.join(" | ")));
+        }
+    }
+    rows
+}
+
+/// Rebuilds a projection from the JetStream log into `path` and returns the log's last sequence.
+async fn rebuild(client: &async_nats::Client, path: &Path) -> u64 {
+    let log = JetStreamLog::open(client.clone(), JetStreamConfig::default()).await.unwrap();
+    let projection = Projection::open(path).unwrap();
+    let mut after = 0;
+    loop {
+        let entries = log.read_after(after, 1_000).await.unwrap();
+        let Some(last) = entries.last() else { break };
+        after = last.sequence;
+        projection.apply(&entries).unwrap();
+    }
+    after
+}
+
+// Proves each kind of poison input is answered with its specific reason and kept in the dead-letter stream with
+// the original bytes, and that the consumer goes on to the next command.
+#[tokio::test(flavor = "multi_thread")]
+async fn poison_is_answered_kept_and_never_stalls_the_consumer() {
+    let mut harness = Harness::new();
+    harness.start_serve();
+    let client = harness.client().await;
+    let context = jetstream::new(client.clone());
+    let intake = "airlock.intake.intake.desk-1";
+    let oversized = {
+        let mut value = json!({ "version": 1, "command_id": "big", "account_id": "a", "action": { "type": "reset_password" },
+                                "signals": {} });
+        value["summary"] = Value::String("x".repeat(COMMAND_BYTES_MAX));
+        serde_json::to_vec(&value).unwrap()
+    };
+    let unknown_field = serde_json::to_vec(&json!({
+        "version": 1, "command_id": "extra", "account_id": "a", "action": { "type": "reset_password" },
+        "summary": "s", "signals": {}, "approved_by_security": true
+    }))
+    .unwrap();
+    let wrong_role =
+        serde_json::to_vec(&json!({ "version": 1, "command_id": "proof", "case_id": "case-1", "code": "12345678" }))
+            .unwrap();
+    let poison: Vec<(String, Vec<u8>, &str)> = vec![
+        (format!("{intake}.request_recovery"), b"{ not json".to_vec(), "malformed_command"),
+        (format!("{intake}.request_recovery"), oversized.clone(), "malformed_command"),
+        (format!("{intake}.request_recovery"), unknown_field.clone(), "malformed_command"),
+        (format!("{intake}.submit_proof"), wrong_role, "role_not_allowed"),
+        (format!("{intake}.teleport"), b"{}".to_vec(), "bad_subject"),
+    ];
+    for (index, (subject, bytes, _)) in poison.iter().enumerate() {
+        publish(&context, subject, &format!("poison-{index}"), bytes.clone()).await;
+    }
+    publish(&context, &format!("{intake}.request_recovery"), "good", request("good")).await;
+
+    let results = results_by_command(&client, "desk-1", 5).await;
+    assert_eq!(results["good"]["accepted"], true, "{results:?}");
+    assert_eq!(results["good"]["status"], "received");
+    assert_eq!(results["extra"]["error"]["code"], "malformed_command");
+    assert!(results["extra"]["error"]["reason"].as_str().unwrap().contains("approved_by_security"));
+    assert_eq!(results["proof"]["error"]["code"], "role_not_allowed");
+    let too_large = results.values().find(|reply| reply["message"].as_str().is_some_and(|text| text.contains("bytes")));
+    assert!(too_large.is_some(), "an oversized command is answered with its size: {results:?}");
+
+    let dead = read_all(&client, "AIRLOCK_DEADLETTER", "airlock.deadletter.>", poison.len()).await;
+    assert_eq!(dead.len(), poison.len());
+    // Commands are decided concurrently, so dead letters are matched to their input, not to their order.
+    for (subject, bytes, code) in &poison {
+        let withheld = subject.ends_with("submit_proof");
+        let kept = dead
+            .iter()
+            .find(|kept| {
+                header(kept, "Airlock-Original-Subject") == subject && (withheld || kept.payload[..] == bytes[..])
+            })
+            .unwrap_or_else(|| panic!("no dead letter for {subject}"));
+        assert_eq!(header(kept, "Airlock-Reason-Code"), *code, "{subject}");
+        assert!(!header(kept, "Airlock-Reason").is_empty());
+        if withheld {
+            assert!(!kept.payload.windows(8).any(|window| window == b"12345678"), "a code was kept");
+            assert!(String::from_utf8_lossy(&kept.payload).starts_with("withheld"));
+        }
+    }
+    assert_eq!(harness.stop_serve().code(), Some(0));
+}
+
+// Proves SIGKILL of airlock in the middle of a stream of requests loses nothing and applies nothing twice: after a
+// restart every request is answered, and the projection equals one rebuilt from the log.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_mid_stream_loses_nothing_and_projects_nothing_twice() {
+    let mut harness = Harness::new();
+    harness.start_serve();
+    let client = harness.client().await;
+    let context = jetstream::new(client.clone());
+    const REQUESTS: usize = 300;
+    for index in 0..REQUESTS {
+        publish(
+            &context,
+            "airlock.intake.intake.desk-2.request_recovery",
+            &format!("r{index}"),
+            request(&format!("r{index}")),
+        )
+        .await;
+    }
+    // Kill once some, but not all, commands have been decided.
+    let events = async_nats::jetstream::new(client.clone());
+    let deadline = Instant::now() + Duration::from_millis(WAIT_MS);
+    loop {
+        let last = events.get_stream("AIRLOCK_EVENTS").await.unwrap().get_info().await.unwrap().state.last_sequence;
+        if last >= 20 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nothing was decided");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    harness.kill_serve();
+    harness.start_serve();
+    let results = results_by_command(&client, "desk-2", REQUESTS).await;
+    assert_eq!(results.len(), REQUESTS);
+    assert!(results.values().all(|reply| reply["accepted"] == true), "{results:?}");
+    let cases: std::collections::BTreeSet<&str> =
+        results.values().map(|reply| reply["case_id"].as_str().unwrap()).collect();
+    assert_eq!(cases.len(), REQUESTS, "one case per request, none opened twice");
+
+    let rebuilt = harness.scratch.path().join("rebuilt.db");
+    let last = rebuild(&client, &rebuilt).await;
+    let live = harness.data().join("projection.db");
+    wait_for(|| Projection::open(&live).unwrap().last_sequence().unwrap() == last, "the projector to catch up");
+    assert_eq!(harness.stop_serve().code(), Some(0));
+    let live_rows = dump(&live);
+    assert!(live_rows.iter().filter(|row| row.starts_with("cases:")).count() == REQUESTS);
+    assert_eq!(dump(&rebuilt), live_rows);
+}
+
+// Proves a NATS server restart in the middle of a stream of requests loses no accepted request, and airlock
+// reconnects by itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn nats_restart_mid_stream_loses_no_accepted_request() {
+    let mut harness = Harness::new();
+    harness.start_serve();
+    let client = harness.client().await;
+    let context = jetstream::new(client.clone());
+    const REQUESTS: usize = 200;
+    for index in 0..REQUESTS {
+        if index == REQUESTS / 2 {
+            harness.nats.restart().expect("nats-server restarts");
+        }
+        publish(
+            &context,
+            "airlock.intake.intake.desk-3.request_recovery",
+            &format!("n{index}"),
+            request(&format!("n{index}")),
+        )
+        .await;
+    }
+    let results = results_by_command(&client, "desk-3", REQUESTS).await;
+    assert_eq!(results.len(), REQUESTS);
+    assert!(results.values().all(|reply| reply["accepted"] == true));
+    let log = std::fs::read_to_string(harness.log_path()).unwrap();
+    assert!(harness.serve.as_mut().unwrap().try_wait().unwrap().is_none(), "serve survived the restart:\n{log}");
+    assert_eq!(harness.stop_serve().code(), Some(0));
+}
+
+// Proves startup errors are clear: an unreachable NATS server, and an event stream whose configuration would allow
+// deleting events.
+#[tokio::test(flavor = "multi_thread")]
+async fn startup_errors_name_the_problem() {
+    let harness = Harness::new();
+    let unused = airlock::nats::server::free_port().unwrap();
+    let unreachable = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["serve", "--nats", &format!("nats://127.0.0.1:{unused}"), "--data-dir"])
+        .arg(harness.data())
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("cannot reach NATS"), "{unreachable:?}");
+
+    let client = harness.client().await;
+    let mut unsafe_config = JetStreamConfig::default().stream_config();
+    unsafe_config.deny_delete = false;
+    jetstream::new(client).create_stream(unsafe_config).await.unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["serve", "--nats", &harness.nats.url(), "--data-dir"])
+        .arg(harness.data())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("incompatible configuration") && stderr.contains("deny_delete"), "{stderr}");
+}
