@@ -12,7 +12,9 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-/// How long a writer waits for another process's lock before reporting the database as busy.
+/// How long a writer waits for another process's lock before reporting the database as busy. Each connection keeps
+/// at most 16 MiB of pages in its cache: enough for the hot indexes, and a fixed bound, so that memory stays flat as
+/// the files grow (no mmap, whose touched pages would count against the process as the files grow).
 const BUSY_TIMEOUT_MS: u64 = 5_000;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,13 +27,31 @@ pub enum OpenError {
     Migration { path: String, version: u32, name: &'static str, source: rusqlite::Error },
 }
 
+/// How a file is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// WAL and a full fsync at each commit: the normal mode of every database.
+    Full,
+    /// No journal and no fsync: only for a file being rebuilt from the log, which is thrown away (and rebuilt again)
+    /// if anything goes wrong, and switched to `Full` before anyone else uses it.
+    Rebuild,
+}
+
 pub fn open(path: &Path, migrations: &[Migration]) -> Result<Connection, OpenError> {
+    open_with(path, migrations, Durability::Full)
+}
+
+pub fn open_with(path: &Path, migrations: &[Migration], durability: Durability) -> Result<Connection, OpenError> {
     let shown = path.display().to_string();
     let open_error = |source| OpenError::Open { path: shown.clone(), source };
     let mut connection = Connection::open(path).map_err(open_error)?;
     connection.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS)).map_err(open_error)?;
+    let pragmas = match durability {
+        Durability::Full => "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;",
+        Durability::Rebuild => "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA locking_mode = EXCLUSIVE;",
+    };
     connection
-        .execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")
+        .execute_batch(&format!("{pragmas} PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384;"))
         .map_err(open_error)?;
     migrate(&mut connection, migrations, &shown)?;
     Ok(connection)

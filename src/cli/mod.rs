@@ -1,6 +1,7 @@
 //! The command line. One module per command family; each exposes a `run` that returns an exit code. Exit codes are
 //! documented in the README: 0 ok, 1 refused or a failed check, 2 usage, 3 unavailable.
 
+pub mod bench;
 pub mod demo;
 pub mod embedded;
 pub mod fsm;
@@ -20,6 +21,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Commands {
+    /// Measure airlock against the raw JetStream rates on the same server, and print the figures.
+    #[command(
+        after_help = "Examples:\n  airlock bench\n  airlock bench --events 100000 --cases 10000\n  airlock bench --nats nats://127.0.0.1:4222"
+    )]
+    Bench(bench::BenchArgs),
     /// Run three recovery stories end to end on the embedded backend, with a simulated clock.
     #[command(after_help = "Examples:\n  airlock demo\n  airlock demo --keep --data-dir ./demo-data")]
     Demo(demo::DemoArgs),
@@ -55,6 +61,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let code = match cli.command {
+        Commands::Bench(args) => bench::run(args),
         Commands::Demo(args) => demo::run(args),
         Commands::Fsm(args) => fsm::run(args),
         Commands::Serve(args) => serve::run(args),

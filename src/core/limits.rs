@@ -78,6 +78,10 @@ pub const EVENT_BYTES_MAX: usize = 64 * 1024;
 /// One JSON command from outside. Larger input is refused before parsing.
 pub const COMMAND_BYTES_MAX: usize = 16 * 1024;
 
+/// Velocity counts saturate here: a policy only needs to know whether a threshold was crossed, and a bounded count
+/// keeps each lookup's cost independent of how busy a requester or network has been.
+pub const VELOCITY_COUNT_MAX: u32 = 256;
+
 /// How many times a change may fail to apply before the case is denied. Each failure goes back to review.
 pub const EXECUTION_ATTEMPTS_MAX: u32 = 3;
 

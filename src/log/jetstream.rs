@@ -49,6 +49,8 @@ impl JetStreamConfig {
             max_messages_per_subject: -1,
             discard: stream::DiscardPolicy::New,
             description: Some("airlock case events: immutable, one subject per case".into()),
+            // Direct Get lets a case be read by any replica without a round trip through the JetStream API queue.
+            allow_direct: true,
             ..Default::default()
         }
     }
@@ -128,6 +130,12 @@ impl JetStreamLog {
             Ok(mut stream) => {
                 let info = stream.info().await.map_err(unavailable)?;
                 check_existing(&info.config, &wanted)?;
+                if !info.config.allow_direct {
+                    let mut updated = info.config.clone();
+                    updated.allow_direct = true;
+                    context.update_stream(updated).await.map_err(unavailable)?;
+                    stream = context.get_stream(&config.stream_name).await.map_err(unavailable)?;
+                }
                 stream
             }
             Err(error) if error.to_string().contains("stream not found") => {
@@ -212,6 +220,22 @@ impl EventLog for JetStreamLog {
                     next = message.sequence + 1;
                 }
                 Err(error) if error.kind() == stream::RawMessageErrorKind::NoMessageFound => return Ok(entries),
+                Err(error) => return Err(unavailable(error)),
+            }
+        }
+    }
+
+    async fn read_stream_fast(&self, stream: &Stream) -> Result<Vec<Entry>, LogError> {
+        let subject = self.config.subject(stream);
+        let mut entries = Vec::new();
+        let mut next = 1;
+        loop {
+            match self.stream.direct_get_next_for_subject(subject.clone(), Some(next)).await {
+                Ok(message) => {
+                    entries.push(entry_of(message.sequence, &message.payload)?);
+                    next = message.sequence + 1;
+                }
+                Err(error) if error.kind() == stream::DirectGetErrorKind::NotFound => return Ok(entries),
                 Err(error) => return Err(unavailable(error)),
             }
         }

@@ -82,8 +82,15 @@ pub trait EventLog: Send + Sync {
         envelopes: Vec<Vec<u8>>,
     ) -> impl Future<Output = Result<Appended, LogError>> + Send;
 
-    /// Every commit of one stream, in order.
+    /// Every commit of one stream, in order, as the authority (the stream leader) has it.
     fn read_stream(&self, stream: &Stream) -> impl Future<Output = Result<Vec<Entry>, LogError>> + Send;
+
+    /// `read_stream`, from whichever copy answers fastest; it may lag the authority by a moment. Safe for a writer's
+    /// first attempt: an append decided on a stale read fails its expected-position check, and the writer then
+    /// re-reads with `read_stream`.
+    fn read_stream_fast(&self, stream: &Stream) -> impl Future<Output = Result<Vec<Entry>, LogError>> + Send {
+        self.read_stream(stream)
+    }
 
     /// Up to `limit` commits of all streams with a global sequence above `after`, in order (projection, replay).
     fn read_after(&self, after: u64, limit: usize) -> impl Future<Output = Result<Vec<Entry>, LogError>> + Send;

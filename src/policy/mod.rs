@@ -19,6 +19,11 @@ pub const REQUESTER_REQUESTS_24H_REVIEW: u32 = 50;
 /// One new destination named for this many accounts in a day is an attack, not a coincidence.
 pub const DESTINATION_REQUESTS_24H_DENY: u32 = 3;
 
+const _: () = assert!(ACCOUNT_REQUESTS_24H_DENY < crate::core::limits::VELOCITY_COUNT_MAX);
+const _: () = assert!(NETWORK_REQUESTS_24H_REVIEW < crate::core::limits::VELOCITY_COUNT_MAX);
+const _: () = assert!(REQUESTER_REQUESTS_24H_REVIEW < crate::core::limits::VELOCITY_COUNT_MAX);
+const _: () = assert!(DESTINATION_REQUESTS_24H_DENY < crate::core::limits::VELOCITY_COUNT_MAX);
+
 const COOLING_OFF_BASE_MS: u64 = 24 * HOUR_MS;
 const COOLING_OFF_HIGH_VALUE_MS: u64 = 7 * DAY_MS;
 const COOLING_OFF_PER_SIGNAL_MS: u64 = 24 * HOUR_MS;

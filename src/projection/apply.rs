@@ -13,17 +13,36 @@ use crate::projection::receipts::{GENESIS_HASH, ReceiptBody, canonical, chain_ha
 use rusqlite::{OptionalExtension, Transaction, params};
 use std::collections::BTreeMap;
 
+/// Runs one statement through the connection's statement cache: the projection runs the same few statements for
+/// every event, and preparing them each time was most of the cost of a replay.
+fn query_row<T>(
+    transaction: &Transaction,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    transaction.prepare_cached(sql)?.query_row(params, map)
+}
+
+fn exec(transaction: &Transaction, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    transaction.prepare_cached(sql)?.execute(params)
+}
+
 fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("plain data serializes to JSON")
 }
 
+/// The status of each case touched in the current batch, so that a case's later events in the batch need not read it
+/// back from the table.
+pub(super) type Statuses = std::collections::HashMap<String, Status>;
+
 /// Applies every event of one commit.
-pub(super) fn entry(transaction: &Transaction, entry: &Entry) -> Result<(), ProjectionError> {
+pub(super) fn entry(transaction: &Transaction, statuses: &mut Statuses, entry: &Entry) -> Result<(), ProjectionError> {
     let corrupt = |reason: String| ProjectionError::Corrupt { sequence: entry.sequence, reason };
     for bytes in &entry.envelopes {
         match decode(bytes).map_err(|error| corrupt(error.to_string()))? {
             Decoded::Case { case_id, stream_version, event } => {
-                case_event(transaction, entry.sequence, &case_id, stream_version, &event)?
+                case_event(transaction, statuses, entry.sequence, &case_id, stream_version, &event)?
             }
             Decoded::Control { stream_version, event } => control_event(transaction, stream_version, &event)?,
         }
@@ -36,7 +55,8 @@ fn control_event(transaction: &Transaction, stream_version: u64, event: &Control
         ControlEventBody::AutomationHalted { reason } => (true, reason),
         ControlEventBody::AutomationResumed { reason } => (false, reason),
     };
-    transaction.execute(
+    exec(
+        transaction,
         "UPDATE control SET halted = ?1, reason = ?2, changed_at = ?3, version = ?4",
         params![halted, reason.as_untrusted_str(), event.at.0 as i64, stream_version as i64],
     )?;
@@ -52,26 +72,40 @@ fn current_status(transaction: &Transaction, case_id: &CaseId) -> Result<Status,
 
 fn case_event(
     transaction: &Transaction,
+    statuses: &mut Statuses,
     sequence: u64,
     case_id: &CaseId,
     stream_version: u64,
     event: &Event,
 ) -> Result<(), ProjectionError> {
-    let from = current_status(transaction, case_id)?;
+    // An opening event can only follow "none" (a second one for the same case fails the insert, as corruption), so
+    // only later events need the current status, from this batch or from the table.
+    let from = match (statuses.get(case_id.as_str()), &event.body) {
+        (Some(status), _) => *status,
+        (None, EventBody::RecoveryRequested { .. }) => Status::New,
+        (None, _) => current_status(transaction, case_id)?,
+    };
     let kind = event.body.kind();
     let to = transition::target(from, kind).ok_or_else(|| ProjectionError::Corrupt {
         sequence,
         reason: format!("{} is not allowed from {from}", kind.name()),
     })?;
-    if let EventBody::RecoveryRequested { .. } = &event.body {
-        insert_case(transaction, case_id, event)?;
-    }
-    let detail = update_case(transaction, sequence, case_id, event)?;
-    transaction.execute(
-        "UPDATE cases SET status = ?2, updated_at = ?3, events = events + 1 WHERE case_id = ?1",
-        params![case_id.as_str(), to.name(), event.at.0 as i64],
-    )?;
-    transaction.execute(
+    let detail = if let EventBody::RecoveryRequested { .. } = &event.body {
+        // The opening event creates the row with its status, decision and event count in one statement.
+        insert_case(transaction, case_id, event, to)?;
+        update_case(transaction, sequence, case_id, event)?
+    } else {
+        let detail = update_case(transaction, sequence, case_id, event)?;
+        exec(
+            transaction,
+            "UPDATE cases SET status = ?2, updated_at = ?3, events = events + 1 WHERE case_id = ?1",
+            params![case_id.as_str(), to.name(), event.at.0 as i64],
+        )?;
+        detail
+    };
+    statuses.insert(case_id.to_string(), to);
+    exec(
+        transaction,
         "INSERT INTO timeline (case_id, case_sequence, log_sequence, at, actor, event_type, status_after, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
@@ -85,8 +119,8 @@ fn case_event(
             detail
         ],
     )?;
-    if to.is_terminal() || to == Status::CoolingOff || to == Status::Executing {
-        transaction.execute("DELETE FROM review_queue WHERE case_id = ?1", [case_id.as_str()])?;
+    if to != from && (to.is_terminal() || to == Status::CoolingOff || to == Status::Executing) {
+        exec(transaction, "DELETE FROM review_queue WHERE case_id = ?1", [case_id.as_str()])?;
     }
     Ok(())
 }
@@ -95,9 +129,23 @@ fn masked_destinations(snapshot: &AccountSnapshot) -> BTreeMap<String, String> {
     snapshot.destinations.iter().map(|destination| (destination.id.to_string(), destination.masked())).collect()
 }
 
-fn insert_case(transaction: &Transaction, case_id: &CaseId, event: &Event) -> Result<(), ProjectionError> {
-    let EventBody::RecoveryRequested { account_id, action, action_hash, summary, signals, snapshot, deadline, .. } =
-        &event.body
+fn insert_case(
+    transaction: &Transaction,
+    case_id: &CaseId,
+    event: &Event,
+    status: Status,
+) -> Result<(), ProjectionError> {
+    let EventBody::RecoveryRequested {
+        account_id,
+        action,
+        action_hash,
+        summary,
+        signals,
+        snapshot,
+        deadline,
+        intake_decision,
+        ..
+    } = &event.body
     else {
         unreachable!("insert_case is called for RecoveryRequested");
     };
@@ -105,11 +153,12 @@ fn insert_case(transaction: &Transaction, case_id: &CaseId, event: &Event) -> Re
         crate::core::action::RecoveryAction::AddDestination { address, .. } => Some(address.clone()),
         crate::core::action::RecoveryAction::ResetPassword | crate::core::action::RecoveryAction::RemoveTotp => None,
     };
-    transaction.execute(
+    exec(
+        transaction,
         "INSERT INTO cases (case_id, account_id, action, action_description, action_hash, status, requester, summary,
              signals, source_network, new_destination, high_value, destinations, requested_at, updated_at, deadline,
-             events)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'none', ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, 0)",
+             decision, events)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?15, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?16, 1)",
         params![
             case_id.as_str(),
             account_id.as_str(),
@@ -124,10 +173,13 @@ fn insert_case(transaction: &Transaction, case_id: &CaseId, event: &Event) -> Re
             snapshot.is_high_value(),
             json(&masked_destinations(snapshot)),
             event.at.0 as i64,
-            deadline.0 as i64
+            deadline.0 as i64,
+            status.name(),
+            json(intake_decision)
         ],
     )?;
-    transaction.execute(
+    exec(
+        transaction,
         "INSERT INTO requests (case_id, account_id, source_network, requester, new_destination, at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
@@ -168,8 +220,6 @@ fn update_case(
     let at = event.at.0 as i64;
     let detail = match &event.body {
         EventBody::RecoveryRequested { action, signals, intake_decision, .. } => {
-            transaction
-                .execute("UPDATE cases SET decision = ?2 WHERE case_id = ?1", params![id, json(intake_decision)])?;
             let proxy = if signals.via_proxy { ", via proxy" } else { "" };
             format!(
                 "asked to {}{proxy}; intake policy {:?} ({})",
@@ -179,7 +229,8 @@ fn update_case(
             )
         }
         EventBody::ChallengeIssued { destinations, expires_at, .. } => {
-            transaction.execute(
+            exec(
+                transaction,
                 "UPDATE cases SET challenge_expires_at = ?2 WHERE case_id = ?1",
                 params![id, expires_at.0 as i64],
             )?;
@@ -191,15 +242,17 @@ fn update_case(
         EventBody::ChallengeWithheld { reason } => format!("no code sent: {reason:?}"),
         EventBody::ProofRejected { attempts_left, .. } => {
             let account: String =
-                transaction.query_row("SELECT account_id FROM cases WHERE case_id = ?1", [id], |row| row.get(0))?;
-            transaction.execute(
+                query_row(transaction, "SELECT account_id FROM cases WHERE case_id = ?1", [id], |row| row.get(0))?;
+            exec(
+                transaction,
                 "INSERT INTO proof_failures (account_id, case_id, at) VALUES (?1, ?2, ?3)",
                 params![account, id, at],
             )?;
             format!("wrong code; {attempts_left} attempts left for this account")
         }
         EventBody::ProofAccepted { destinations, .. } => {
-            transaction.execute(
+            exec(
+                transaction,
                 "UPDATE cases SET verified_by = ?2, challenge_expires_at = NULL WHERE case_id = ?1",
                 params![id, json(destinations)],
             )?;
@@ -208,7 +261,8 @@ fn update_case(
         EventBody::ReviewRequired { decision, reason, deadline } => {
             let account = account_of(transaction, case_id)?;
             let required = reviewers_required(transaction, case_id, Some(decision))?;
-            transaction.execute(
+            exec(
+                transaction,
                 "UPDATE cases SET decision = ?2, deadline = ?3, approvers = '[]', challenge_expires_at = NULL WHERE case_id = ?1",
                 params![id, json(decision), deadline.0 as i64],
             )?;
@@ -217,10 +271,10 @@ fn update_case(
         }
         EventBody::ReviewApproved { reviewer, approvals, required, .. } => {
             let approvers: String =
-                transaction.query_row("SELECT approvers FROM cases WHERE case_id = ?1", [id], |row| row.get(0))?;
+                query_row(transaction, "SELECT approvers FROM cases WHERE case_id = ?1", [id], |row| row.get(0))?;
             let mut list: Vec<String> = serde_json::from_str(&approvers).unwrap_or_default();
             list.push(reviewer.to_string());
-            transaction.execute("UPDATE cases SET approvers = ?2 WHERE case_id = ?1", params![id, json(&list)])?;
+            exec(transaction, "UPDATE cases SET approvers = ?2 WHERE case_id = ?1", params![id, json(&list)])?;
             transaction
                 .execute("UPDATE review_queue SET approvals = ?2 WHERE case_id = ?1", params![id, *approvals as i64])?;
             format!("approved by {reviewer} ({approvals} of {required})")
@@ -230,7 +284,8 @@ fn update_case(
                 Authorization::Policy { decision } => ("policy", Some(json(decision))),
                 Authorization::Quorum { .. } => ("quorum", None),
             };
-            transaction.execute(
+            exec(
+                transaction,
                 "UPDATE cases SET cooling_off_ends_at = ?2, deadline = ?3, notified = ?4, authorization = ?5,
                      decision = COALESCE(?6, decision) WHERE case_id = ?1",
                 params![id, ends_at.0 as i64, deadline.0 as i64, json(notify), kind, decision],
@@ -246,18 +301,20 @@ fn update_case(
             format!("denied: {}", denial_text(reason))
         }
         EventBody::CaseCancelled { reason } => {
-            transaction.execute("UPDATE cases SET deadline = NULL WHERE case_id = ?1", [id])?;
+            exec(transaction, "UPDATE cases SET deadline = NULL WHERE case_id = ?1", [id])?;
             format!("cancelled: {}", reason.escaped())
         }
         EventBody::ExecutionStarted { effect_id } => {
-            transaction.execute(
+            exec(
+                transaction,
                 "UPDATE cases SET effect_id = ?2, deadline = NULL WHERE case_id = ?1",
                 params![id, effect_id.as_str()],
             )?;
             format!("executing effect {effect_id}")
         }
         EventBody::ExecutionConfirmed { changes, .. } => {
-            transaction.execute(
+            exec(
+                transaction,
                 "UPDATE cases SET changes = ?2, executed_at = ?3 WHERE case_id = ?1",
                 params![id, json(changes), at],
             )?;
@@ -274,7 +331,8 @@ fn update_case(
         EventBody::ExecutionFailed { reason, deadline, .. } => {
             let account = account_of(transaction, case_id)?;
             let required = reviewers_required(transaction, case_id, None)?;
-            transaction.execute(
+            exec(
+                transaction,
                 "UPDATE cases SET deadline = ?2, approvers = '[]' WHERE case_id = ?1",
                 params![id, deadline.0 as i64],
             )?;
@@ -311,7 +369,8 @@ fn reviewers_required(
     case_id: &CaseId,
     decision: Option<&crate::core::policy::PolicyDecision>,
 ) -> Result<u8, ProjectionError> {
-    let (high_value, recorded): (bool, Option<String>) = transaction.query_row(
+    let (high_value, recorded): (bool, Option<String>) = query_row(
+        transaction,
         "SELECT high_value, decision FROM cases WHERE case_id = ?1",
         [case_id.as_str()],
         |row| Ok((row.get(0)?, row.get(1)?)),
@@ -328,7 +387,8 @@ fn enqueue_review(
     at: i64,
     required: u8,
 ) -> Result<(), ProjectionError> {
-    transaction.execute(
+    exec(
+        transaction,
         "INSERT OR REPLACE INTO review_queue (case_id, account_id, reason, entered_at, reviewers_required, approvals)
          VALUES (?1, ?2, ?3, ?4, ?5, 0)",
         params![case_id.as_str(), account, reason, at, required],
@@ -362,7 +422,8 @@ fn insert_receipt(
     changes: &[String],
     rollback: &str,
 ) -> Result<(), ProjectionError> {
-    let body = transaction.query_row(
+    let body = query_row(
+        transaction,
         "SELECT account_id, requester, action_description, action_hash, verified_by, decision, summary, action,
                 approvers, requested_at, notified, authorization, destinations
          FROM cases WHERE case_id = ?1",
@@ -412,7 +473,8 @@ fn insert_receipt(
         .unwrap_or_else(|| GENESIS_HASH.to_string());
     let text = canonical(&body);
     let hash = chain_hash(&previous_hash, &text);
-    transaction.execute(
+    exec(
+        transaction,
         "INSERT INTO receipts (case_id, kind, body, previous_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![case_id.as_str(), kind, text, previous_hash, hash],
     )?;

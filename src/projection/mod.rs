@@ -8,6 +8,7 @@ pub mod evidence;
 pub mod projector;
 pub mod query;
 pub mod receipts;
+pub mod replay;
 
 use crate::log::Entry;
 use crate::sqlite::{self, Migration, OpenError};
@@ -15,7 +16,8 @@ use rusqlite::Connection;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-const MIGRATIONS: &[Migration] = crate::migrations!("projection": 1 => "0001_read_model");
+pub(crate) const MIGRATIONS: &[Migration] =
+    crate::migrations!("projection": 1 => "0001_read_model", 2 => "0002_velocity_indexes");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -27,21 +29,31 @@ pub enum ProjectionError {
 }
 
 pub struct Projection {
+    /// The writer: applying the log.
     connection: Mutex<Connection>,
+    /// The reader: queries for the CLI and the facts `decide` needs. A separate connection, so that in WAL mode a
+    /// query never waits for the projector's batch, nor the projector for a query.
+    reader: Mutex<Connection>,
 }
 
 impl Projection {
     pub fn open(path: &Path) -> Result<Projection, OpenError> {
-        Ok(Projection { connection: Mutex::new(sqlite::open(path, MIGRATIONS)?) })
+        let connection = sqlite::open(path, MIGRATIONS)?;
+        let reader = sqlite::open(path, MIGRATIONS)?;
+        Ok(Projection { connection: Mutex::new(connection), reader: Mutex::new(reader) })
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
         self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    pub(crate) fn read(&self) -> MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The last log sequence applied.
     pub fn last_sequence(&self) -> Result<u64, ProjectionError> {
-        let last: i64 = self.lock().query_row("SELECT last_sequence FROM checkpoint", [], |row| row.get(0))?;
+        let last: i64 = self.read().query_row("SELECT last_sequence FROM checkpoint", [], |row| row.get(0))?;
         Ok(last as u64)
     }
 
@@ -52,11 +64,12 @@ impl Projection {
         let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut last: u64 =
             transaction.query_row("SELECT last_sequence FROM checkpoint", [], |row| row.get::<_, i64>(0))? as u64;
+        let mut statuses = apply::Statuses::new();
         for entry in entries {
             if entry.sequence <= last {
                 continue;
             }
-            apply::entry(&transaction, entry)?;
+            apply::entry(&transaction, &mut statuses, entry)?;
             last = entry.sequence;
         }
         transaction.execute("UPDATE checkpoint SET last_sequence = ?1", [last as i64])?;

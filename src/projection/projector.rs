@@ -89,10 +89,15 @@ pub async fn run_projector(
             last = Some(message);
         }
         let Some(last) = last else { continue };
-        let applied = projection.apply(&entries).map_err(failed)?;
+        // SQLite work runs on the blocking pool, so a batch's commit never stalls the threads driving NATS.
+        let writer = projection.clone();
+        let applied = tokio::task::spawn_blocking(move || writer.apply(&entries).map(|last| (last, entries.len())))
+            .await
+            .map_err(failed)?
+            .map_err(failed)?;
         // AckPolicy::All: acknowledging the last message acknowledges the whole batch.
         last.double_ack().await.map_err(failed)?;
-        tracing::debug!(applied, commits = entries.len(), "projected");
+        tracing::debug!(checkpoint = applied.0, commits = applied.1, "projected");
     }
     Ok(())
 }

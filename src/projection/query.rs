@@ -1,7 +1,7 @@
 //! Reads from the projection: what the CLI shows, and the account-wide facts the service hands to `decide`.
 
 use crate::core::ids::{AccountId, CaseId, UnixMs};
-use crate::core::limits::{DAY_MS, PROOF_ATTEMPT_WINDOW_MS};
+use crate::core::limits::{DAY_MS, PROOF_ATTEMPT_WINDOW_MS, VELOCITY_COUNT_MAX};
 use crate::core::policy::Velocity;
 use crate::core::verification::AccountVerificationFacts;
 use crate::projection::receipts::{ChainBreak, Receipt, verify_chain};
@@ -53,6 +53,15 @@ pub struct ReviewRow {
     pub approvals: u32,
 }
 
+/// The request row of the case being decided, if it is already projected.
+struct OwnRequest {
+    account_id: String,
+    source_network: Option<String>,
+    requester: String,
+    new_destination: Option<String>,
+    at: i64,
+}
+
 fn ms(value: i64) -> UnixMs {
     UnixMs(value as u64)
 }
@@ -96,8 +105,8 @@ impl Projection {
     }
 
     pub fn timeline(&self, case_id: &CaseId) -> Result<Vec<TimelineRow>, ProjectionError> {
-        let connection = self.lock();
-        let mut statement = connection.prepare(
+        let connection = self.read();
+        let mut statement = connection.prepare_cached(
             "SELECT case_sequence, at, actor, event_type, status_after, detail FROM timeline
              WHERE case_id = ?1 ORDER BY case_sequence",
         )?;
@@ -116,8 +125,8 @@ impl Projection {
 
     /// The review queue, oldest first.
     pub fn review_queue(&self) -> Result<Vec<ReviewRow>, ProjectionError> {
-        let connection = self.lock();
-        let mut statement = connection.prepare(
+        let connection = self.read();
+        let mut statement = connection.prepare_cached(
             "SELECT case_id, account_id, reason, entered_at, reviewers_required, approvals FROM review_queue
              ORDER BY entered_at, case_id",
         )?;
@@ -135,7 +144,7 @@ impl Projection {
     }
 
     fn receipt_rows(&self) -> Result<Vec<(u64, String, String, String)>, ProjectionError> {
-        let connection = self.lock();
+        let connection = self.read();
         let mut statement = connection
             .prepare("SELECT receipt_sequence, body, previous_hash, hash FROM receipts ORDER BY receipt_sequence")?;
         let rows =
@@ -168,7 +177,7 @@ impl Projection {
         except_case: &CaseId,
         now: UnixMs,
     ) -> Result<AccountVerificationFacts, ProjectionError> {
-        let connection = self.lock();
+        let connection = self.read();
         let since = now.0.saturating_sub(PROOF_ATTEMPT_WINDOW_MS) as i64;
         let failed: u32 = connection.query_row(
             "SELECT COUNT(*) FROM proof_failures WHERE account_id = ?1 AND at > ?2",
@@ -176,8 +185,8 @@ impl Projection {
             |row| row.get(0),
         )?;
         let outstanding: u32 = connection.query_row(
-            "SELECT COUNT(*) FROM cases WHERE account_id = ?1 AND case_id != ?2 AND status = 'requested'
-                 AND challenge_expires_at IS NOT NULL AND challenge_expires_at > ?3",
+            "SELECT COUNT(*) FROM cases INDEXED BY cases_account_challenge
+             WHERE account_id = ?1 AND challenge_expires_at > ?3 AND case_id != ?2 AND status = 'requested'",
             params![account_id.as_str(), except_case.as_str(), now.0 as i64],
             |row| row.get(0),
         )?;
@@ -197,28 +206,59 @@ impl Projection {
         new_destination: Option<&str>,
         now: UnixMs,
     ) -> Result<Velocity, ProjectionError> {
-        let connection = self.lock();
+        let connection = self.read();
         let since = now.0.saturating_sub(DAY_MS) as i64;
-        let count = |column: &str, value: Option<&str>| -> Result<u32, rusqlite::Error> {
+        // The case being decided may already be projected (a retry); its own request does not count.
+        let own: Option<OwnRequest> = connection
+            .prepare_cached(
+                "SELECT account_id, source_network, requester, new_destination, at FROM requests WHERE case_id = ?1",
+            )?
+            .query_row([except_case.as_str()], |row| {
+                Ok(OwnRequest {
+                    account_id: row.get(0)?,
+                    source_network: row.get(1)?,
+                    requester: row.get(2)?,
+                    new_destination: row.get(3)?,
+                    at: row.get(4)?,
+                })
+            })
+            .optional()?;
+        // Each count reads at most VELOCITY_COUNT_MAX + 1 index entries (see the limit's comment).
+        let count = |column: &str, value: Option<&str>, own_value: Option<&str>| -> Result<u32, rusqlite::Error> {
             let Some(value) = value else { return Ok(0) };
-            connection.query_row(
-                &format!("SELECT COUNT(*) FROM requests WHERE {column} = ?1 AND at > ?2 AND case_id != ?3"),
-                params![value, since, except_case.as_str()],
-                |row| row.get(0),
-            )
+            let counted: u32 = connection
+                .prepare_cached(&format!(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM requests WHERE {column} = ?1 AND at > ?2 LIMIT ?3)"
+                ))?
+                .query_row(params![value, since, VELOCITY_COUNT_MAX + 1], |row| row.get(0))?;
+            let includes_own = own.as_ref().is_some_and(|own| own.at > since) && own_value == Some(value);
+            Ok(counted.saturating_sub(u32::from(includes_own)).min(VELOCITY_COUNT_MAX))
         };
+        let own_ref = own.as_ref();
         Ok(Velocity {
-            account_requests_24h: count("account_id", Some(account_id.as_str()))?,
-            source_network_requests_24h: count("source_network", source_network)?,
-            requester_requests_24h: count("requester", Some(requester))?,
-            destination_requests_24h: count("new_destination", new_destination)?,
+            account_requests_24h: count(
+                "account_id",
+                Some(account_id.as_str()),
+                own_ref.map(|own| own.account_id.as_str()),
+            )?,
+            source_network_requests_24h: count(
+                "source_network",
+                source_network,
+                own_ref.and_then(|own| own.source_network.as_deref()),
+            )?,
+            requester_requests_24h: count("requester", Some(requester), own_ref.map(|own| own.requester.as_str()))?,
+            destination_requests_24h: count(
+                "new_destination",
+                new_destination,
+                own_ref.and_then(|own| own.new_destination.as_deref()),
+            )?,
         })
     }
 
     /// Cases whose timer is due: a deadline passed, or a cooling-off ended.
     pub fn due_cases(&self, now: UnixMs) -> Result<Vec<CaseId>, ProjectionError> {
-        let connection = self.lock();
-        let mut statement = connection.prepare(
+        let connection = self.read();
+        let mut statement = connection.prepare_cached(
             "SELECT case_id FROM cases
              WHERE (status IN ('requested', 'in_review', 'cooling_off') AND deadline IS NOT NULL AND deadline <= ?1)
                 OR (status = 'cooling_off' AND cooling_off_ends_at <= ?1)
@@ -228,9 +268,14 @@ impl Projection {
         Ok(rows.map(|row| row.map(CaseId::new)).collect::<Result<_, _>>()?)
     }
 
+    /// Whether the kill switch was on, as of the last applied log entry.
+    pub fn halted(&self) -> Result<bool, ProjectionError> {
+        Ok(self.read().query_row("SELECT halted FROM control WHERE id = 1", [], |row| row.get(0))?)
+    }
+
     /// Case ids, newest first, optionally only in one status.
     pub fn case_ids(&self, status: Option<&str>) -> Result<Vec<CaseId>, ProjectionError> {
-        let connection = self.lock();
+        let connection = self.read();
         let mut statement = connection
             .prepare("SELECT case_id FROM cases WHERE ?1 IS NULL OR status = ?1 ORDER BY requested_at DESC, case_id")?;
         let rows = statement.query_map([status], |row| row.get::<_, String>(0))?;

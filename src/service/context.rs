@@ -11,6 +11,7 @@ use crate::core::signals::Signals;
 use crate::core::state::{CaseState, Status};
 use crate::core::verification::{AccountVerificationFacts, Settings, VerificationCode, generate_code};
 use crate::log::EventLog;
+use crate::projection::Projection;
 use crate::service::{Service, ServiceError, new_id};
 
 /// The facts gathered for one decision, and the plain code if one was drawn (kept out of `Context`).
@@ -46,6 +47,53 @@ fn new_destination(action: &RecoveryAction) -> Option<&str> {
     }
 }
 
+/// Runs synchronous work (SQLite) on tokio's blocking pool, so it never stalls the threads that drive NATS.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(work).await.map_err(|error| ServiceError::Corrupt(format!("a task failed: {error}")))?
+}
+
+/// What the policy needs to know about one request, owned so it can move to a blocking thread.
+struct PolicyInput {
+    phase: Phase,
+    case_id: CaseId,
+    snapshot: AccountSnapshot,
+    action: RecoveryAction,
+    signals: Signals,
+    requester: String,
+    halted: bool,
+    at: UnixMs,
+}
+
+/// Velocity from the projection, then the policy's decision over the recorded facts.
+fn decide_policy(
+    projection: &Projection,
+    settings: &Settings,
+    input: &PolicyInput,
+) -> Result<PolicyDecision, ServiceError> {
+    let account_id: &AccountId = &input.snapshot.account_id;
+    let velocity = projection.velocity(
+        account_id,
+        &input.case_id,
+        input.signals.source_network.as_deref(),
+        &input.requester,
+        new_destination(&input.action),
+        input.at,
+    )?;
+    let facts = PolicyFacts::gather(
+        input.phase,
+        &input.snapshot,
+        &input.action,
+        &input.signals,
+        velocity,
+        input.halted,
+        input.at,
+        settings,
+    );
+    Ok(crate::policy::evaluate(&facts))
+}
+
 impl<L: EventLog> Service<L> {
     pub(super) async fn prepare(
         &self,
@@ -54,7 +102,21 @@ impl<L: EventLog> Service<L> {
         state: &CaseState,
     ) -> Result<Prepared, ServiceError> {
         let now = self.clock.now();
-        let halted = self.control_state().await?.0.halted;
+        // Only the timer's decision to execute depends on the kill switch, so only it reads the switch from the log
+        // itself. Elsewhere `halted` is a policy fact, taken from the projection (which follows the log closely).
+        let halted = match &envelope.command {
+            Command::Tick => self.control_state().await?.0.halted,
+            Command::RequestRecovery { .. }
+            | Command::SubmitProof { .. }
+            | Command::ApproveReview { .. }
+            | Command::DenyReview { .. }
+            | Command::Cancel { .. }
+            | Command::ConfirmExecution { .. }
+            | Command::RollBack { .. } => {
+                let projection = self.projection.clone();
+                blocking(move || Ok(projection.halted()?)).await?
+            }
+        };
         let mut prepared = Prepared {
             now,
             halted,
@@ -64,13 +126,30 @@ impl<L: EventLog> Service<L> {
             fresh: None,
             code: None,
         };
-        let requester = envelope.actor.to_string();
+        let (projection, directory, settings) =
+            (self.projection.clone(), self.directory.clone(), self.settings.clone());
+        let case = case_id.clone();
         match &envelope.command {
             Command::RequestRecovery { account_id, action, signals, .. } if state.status == Status::New => {
-                let snapshot = self.directory.snapshot(account_id)?;
-                let policy =
-                    self.policy(Phase::Intake, case_id, &snapshot, action, signals, &requester, halted, now)?;
-                prepared.account_facts = self.projection.account_facts(account_id, case_id, now)?;
+                let (account_id, action, signals) = (account_id.clone(), action.clone(), signals.clone());
+                let requester = envelope.actor.to_string();
+                let (snapshot, policy, account_facts) = blocking(move || {
+                    let snapshot = directory.snapshot(&account_id)?;
+                    let input = PolicyInput {
+                        phase: Phase::Intake,
+                        case_id: case.clone(),
+                        snapshot: snapshot.clone(),
+                        action,
+                        signals,
+                        requester,
+                        halted,
+                        at: now,
+                    };
+                    let policy = decide_policy(&projection, &settings, &input)?;
+                    let account_facts = projection.account_facts(&account_id, &case, now)?;
+                    Ok((snapshot, policy, account_facts))
+                })
+                .await?;
                 let code = generate_code(&mut rand::rng());
                 let challenge_id = ChallengeId::new(new_id("challenge"));
                 let code_hash = self.keys.code.hash(&challenge_id, &code);
@@ -78,21 +157,27 @@ impl<L: EventLog> Service<L> {
                 prepared.code = Some(code);
                 prepared.policy = Some(policy);
                 prepared.snapshot = Some(snapshot);
+                prepared.account_facts = account_facts;
             }
             Command::SubmitProof { .. } if state.status == Status::Requested => {
-                let facts = state.facts.as_ref().expect("a requested case has facts");
-                prepared.account_facts = self.projection.account_facts(&facts.account_id, case_id, now)?;
-                let requester = facts.requester.to_string();
-                prepared.policy = Some(self.policy(
-                    Phase::Authorization,
-                    case_id,
-                    &facts.snapshot,
-                    &facts.action,
-                    &facts.signals,
-                    &requester,
-                    halted,
-                    facts.requested_at,
-                )?);
+                let facts = state.facts.clone().expect("a requested case has facts");
+                let (policy, account_facts) = blocking(move || {
+                    let account_facts = projection.account_facts(&facts.account_id, &case, now)?;
+                    let input = PolicyInput {
+                        phase: Phase::Authorization,
+                        case_id: case,
+                        snapshot: facts.snapshot,
+                        action: facts.action,
+                        signals: facts.signals,
+                        requester: facts.requester.to_string(),
+                        halted,
+                        at: facts.requested_at,
+                    };
+                    Ok((decide_policy(&projection, &settings, &input)?, account_facts))
+                })
+                .await?;
+                prepared.policy = Some(policy);
+                prepared.account_facts = account_facts;
             }
             // These need no gathered facts (or will be refused by the core before using any).
             Command::RequestRecovery { .. }
@@ -105,30 +190,5 @@ impl<L: EventLog> Service<L> {
             | Command::RollBack { .. } => {}
         }
         Ok(prepared)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn policy(
-        &self,
-        phase: Phase,
-        case_id: &CaseId,
-        snapshot: &AccountSnapshot,
-        action: &RecoveryAction,
-        signals: &Signals,
-        requester: &str,
-        halted: bool,
-        at: UnixMs,
-    ) -> Result<PolicyDecision, ServiceError> {
-        let account_id: &AccountId = &snapshot.account_id;
-        let velocity = self.projection.velocity(
-            account_id,
-            case_id,
-            signals.source_network.as_deref(),
-            requester,
-            new_destination(action),
-            at,
-        )?;
-        let facts = PolicyFacts::gather(phase, snapshot, action, signals, velocity, halted, at, &self.settings);
-        Ok(crate::policy::evaluate(&facts))
     }
 }

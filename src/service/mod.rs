@@ -83,13 +83,20 @@ pub fn new_id(prefix: &str) -> String {
 impl<L: EventLog> Service<L> {
     /// Loads a case's history and folds it, refusing a history that breaks the transition table.
     pub async fn load(&self, case_id: &CaseId) -> Result<(CaseState, Vec<Event>), ServiceError> {
-        let (state, events, _) = self.load_for_append(case_id).await?;
+        let (state, events, _) = self.load_for_append(case_id, true).await?;
         Ok((state, events))
     }
 
-    /// `load`, plus the global sequence of the case's last commit: the expected position of the next append.
-    async fn load_for_append(&self, case_id: &CaseId) -> Result<(CaseState, Vec<Event>, u64), ServiceError> {
-        let entries = self.log.read_stream(&Stream::Case(case_id.clone())).await?;
+    /// `load`, plus the global sequence of the case's last commit: the expected position of the next append. The
+    /// first attempt may read a fast copy; after a conflict (`fresh`) the authority is read.
+    async fn load_for_append(
+        &self,
+        case_id: &CaseId,
+        fresh: bool,
+    ) -> Result<(CaseState, Vec<Event>, u64), ServiceError> {
+        let stream = Stream::Case(case_id.clone());
+        let entries =
+            if fresh { self.log.read_stream(&stream).await? } else { self.log.read_stream_fast(&stream).await? };
         let mut events = Vec::with_capacity(entries.len());
         for bytes in entries.iter().flat_map(|entry| &entry.envelopes) {
             match decode(bytes).map_err(|error| ServiceError::Corrupt(error.to_string()))? {
@@ -118,8 +125,8 @@ impl<L: EventLog> Service<L> {
 
     /// Handles one command for one case, end to end.
     pub async fn handle(&self, case_id: &CaseId, envelope: CommandEnvelope) -> Result<Handled, ServiceError> {
-        for _ in 0..CONFLICT_RETRIES_MAX {
-            let (state, _, last_sequence) = self.load_for_append(case_id).await?;
+        for attempt in 0..CONFLICT_RETRIES_MAX {
+            let (state, _, last_sequence) = self.load_for_append(case_id, attempt > 0).await?;
             let prepared = self.prepare(case_id, &envelope, &state).await?;
             let decided = decide(&envelope, &state, &prepared.context(case_id, &self.settings));
             let (events, rejection) = match decided {
@@ -198,8 +205,8 @@ impl<L: EventLog> Service<L> {
         command: crate::core::command::CommandKind,
         rejection: &Rejection,
     ) -> Result<(), ServiceError> {
-        for _ in 0..CONFLICT_RETRIES_MAX {
-            let (state, _, last_sequence) = self.load_for_append(case_id).await?;
+        for attempt in 0..CONFLICT_RETRIES_MAX {
+            let (state, _, last_sequence) = self.load_for_append(case_id, attempt > 0).await?;
             let now = self.clock.now();
             let Some(event) = crate::core::decide::refusal_record(actor, command_id, command, &state, rejection, now)
             else {
