@@ -15,14 +15,16 @@ pub struct ConnectError {
     pub reason: String,
 }
 
-/// Connects to `url`. The first connection must succeed within `CONNECT_TIMEOUT_MS` (a wrong URL is a startup error,
-/// not a silent hang); after that the client reconnects by itself, forever, whenever the server goes away.
+/// Connects to `url`, which may list several servers of a cluster separated by commas. The first connection must
+/// succeed within `CONNECT_TIMEOUT_MS` (a wrong URL is a startup error, not a silent hang); after that the client
+/// reconnects by itself, forever, to any listed (or discovered) server whenever its server goes away.
 pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, ConnectError> {
+    let servers: Vec<&str> = url.split(',').map(str::trim).filter(|server| !server.is_empty()).collect();
     let options = async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
         .max_reconnects(None);
-    let connecting = options.connect(url);
+    let connecting = options.connect(servers);
     match tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), connecting).await {
         Ok(Ok(client)) => Ok(client),
         Ok(Err(error)) => Err(ConnectError { url: url.to_string(), reason: error.to_string() }),
