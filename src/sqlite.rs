@@ -51,7 +51,7 @@ pub fn open_with(path: &Path, migrations: &[Migration], durability: Durability) 
         Durability::Rebuild => "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA locking_mode = EXCLUSIVE;",
     };
     connection
-        .execute_batch(&format!("{pragmas} PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384;"))
+        .execute_batch(&format!("PRAGMA foreign_keys = ON; PRAGMA cache_size = -16384; {pragmas}"))
         .map_err(open_error)?;
     migrate(&mut connection, migrations, &shown)?;
     Ok(connection)

@@ -372,3 +372,51 @@ async fn startup_errors_name_the_problem() {
     assert_eq!(refused.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("incompatible configuration") && stderr.contains("deny_delete"), "{stderr}");
 }
+
+// Proves cases can be queried over NATS request/reply: an intake actor sees the coarse public status, a reviewer the
+// state, and an unknown case id gets the same answer shape.
+#[tokio::test(flavor = "multi_thread")]
+async fn cases_are_queried_over_request_reply() {
+    let mut harness = Harness::new();
+    harness.start_serve();
+    let client = harness.client().await;
+    let context = jetstream::new(client.clone());
+    publish(&context, "airlock.intake.intake.desk-4.request_recovery", "q1", request("q1")).await;
+    let results = results_by_command(&client, "desk-4", 1).await;
+    let case_id = results["q1"]["case_id"].as_str().unwrap().to_string();
+    let ask = |subject: &'static str, case_id: String| {
+        let client = client.clone();
+        async move {
+            let payload = serde_json::to_vec(&json!({ "case_id": case_id })).unwrap();
+            let reply = client.request(subject, payload.into()).await.unwrap();
+            serde_json::from_slice::<Value>(&reply.payload).unwrap()
+        }
+    };
+    let public = ask("airlock.query.intake.desk-4", case_id.clone()).await;
+    assert_eq!(public["status"], "pending", "{public}");
+    let internal = ask("airlock.query.reviewer.ana", case_id.clone()).await;
+    assert_eq!(internal["status"], "requested", "{internal}");
+    let unknown = ask("airlock.query.intake.desk-4", "case-000000000000".to_string()).await;
+    assert_eq!(unknown["status"], "not_found");
+    let keys = |value: &Value| value.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&public), keys(&unknown), "the same answer shape");
+    assert_eq!(harness.stop_serve().code(), Some(0));
+}
+
+// Proves a projection database locked by another process is a clear startup error, not a hang or a crash.
+#[test]
+fn a_locked_database_is_a_clear_startup_error() {
+    let harness = Harness::new();
+    std::fs::create_dir_all(harness.data()).unwrap();
+    let holder = rusqlite::Connection::open(harness.data().join("projection.db")).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE; CREATE TABLE held (x);").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["serve", "--nats", &harness.nats.url(), "--data-dir"])
+        .arg(harness.data())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("projection.db") && stderr.contains("locked"), "{stderr}");
+    holder.execute_batch("ROLLBACK").unwrap();
+}
