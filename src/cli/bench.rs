@@ -4,17 +4,12 @@
 //! rebuild rate are reported as ratios to the raw append and raw read rates. The last line is one JSON object.
 
 use crate::cli::exit;
-use crate::clock::SystemClock;
-use crate::core::verification::Settings;
-use crate::directory::embedded::EmbeddedDirectory;
-use crate::intake::nats::{IntakeConfig, ensure_streams, run_intake};
+use crate::cli::nats_mode::{self, NatsMode};
+use crate::intake::nats::run_intake;
 use crate::keys::Keys;
 use crate::log::jetstream::{JetStreamConfig, JetStreamLog};
 use crate::nats::server::{NatsServer, Options};
-use crate::notify::outbox::Outbox;
-use crate::projection::Projection;
 use crate::projection::projector::run_projector;
-use crate::service::Service;
 use async_nats::jetstream;
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -219,25 +214,8 @@ async fn airlock_end_to_end(
     events: usize,
     cases: usize,
 ) -> anyhow::Result<EndToEnd> {
-    std::fs::create_dir_all(data_dir)?;
-    let log = JetStreamLog::open(client.clone(), JetStreamConfig::default()).await?;
-    let events_stream = log.stream().clone();
-    let context = jetstream::new(client.clone());
-    let intake = IntakeConfig { in_flight_max: RAW_IN_FLIGHT_MAX, ..IntakeConfig::default() };
-    ensure_streams(&context, &intake).await?;
-    let directory = Arc::new(EmbeddedDirectory::open(&data_dir.join("directory.db"))?);
-    let projection = Arc::new(Projection::open(&data_dir.join("projection.db"))?);
-    let service = Arc::new(Service {
-        log,
-        projection: projection.clone(),
-        directory: directory.clone(),
-        notifier: Arc::new(Outbox::new(directory)),
-        clock: Arc::new(SystemClock),
-        keys: Keys::generate(),
-        settings: Settings::default(),
-        public_url: "https://recovery.example.com".into(),
-        project_inline: false,
-    });
+    let NatsMode { service, projection, events: events_stream, context, intake } =
+        nats_mode::open(client, data_dir, 1, RAW_IN_FLIGHT_MAX, Keys::generate()).await?;
     let (stop, shutdown) = watch::channel(false);
     let mut answers = client.subscribe(format!("airlock.result.intake.{run_id}")).await?;
     let intake_task = tokio::spawn(run_intake(service.clone(), context.clone(), intake.clone(), shutdown.clone()));

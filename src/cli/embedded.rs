@@ -30,7 +30,7 @@ pub fn open(data_dir: &Path, clock: Arc<dyn Clock>, keys: Keys) -> anyhow::Resul
         clock,
         keys,
         settings: Settings::default(),
-        public_url: "https://recovery.example.com".to_string(),
+        public_url: crate::service::PUBLIC_URL_DEFAULT.to_string(),
         project_inline: true,
     };
     Ok(Embedded { service, directory, outbox })

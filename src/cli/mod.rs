@@ -5,6 +5,7 @@ pub mod bench;
 pub mod demo;
 pub mod embedded;
 pub mod fsm;
+pub mod nats_mode;
 pub mod serve;
 pub mod submit;
 

@@ -4,14 +4,9 @@
 //! and are acknowledged, and nothing unfinished is acknowledged.
 
 use crate::cli::exit;
-use crate::clock::SystemClock;
-use crate::core::verification::Settings;
-use crate::directory::embedded::EmbeddedDirectory;
-use crate::intake::nats::{IntakeConfig, ensure_streams, run_intake, run_queries};
+use crate::cli::nats_mode::{self, NatsMode};
+use crate::intake::nats::{run_intake, run_queries};
 use crate::keys::Keys;
-use crate::log::jetstream::{JetStreamConfig, JetStreamLog};
-use crate::notify::outbox::Outbox;
-use crate::projection::Projection;
 use crate::projection::projector::run_projector;
 use crate::service::Service;
 use std::path::PathBuf;
@@ -51,31 +46,13 @@ pub fn run(args: ServeArgs) -> u8 {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let client = crate::nats::connect(&args.nats, "airlock").await?;
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|error| anyhow::anyhow!("cannot create the data directory {}: {error}", args.data_dir.display()))?;
-    let client = crate::nats::connect(&args.nats, "airlock").await?;
-    let log_config = JetStreamConfig { replicas: args.replicas, ..JetStreamConfig::default() };
-    let log = JetStreamLog::open(client.clone(), log_config).await?;
-    let events = log.stream().clone();
-    let context = async_nats::jetstream::new(client.clone());
-    let intake_config =
-        IntakeConfig { in_flight_max: args.in_flight, replicas: args.replicas, ..IntakeConfig::default() };
-    ensure_streams(&context, &intake_config).await?;
-    let directory = Arc::new(EmbeddedDirectory::open(&args.data_dir.join("directory.db"))?);
-    let projection = Arc::new(Projection::open(&args.data_dir.join("projection.db"))?);
     let keys = Keys::load_or_create(&args.data_dir.join("airlock.key"))
         .map_err(|error| anyhow::anyhow!("cannot use the key file in {}: {error}", args.data_dir.display()))?;
-    let service = Arc::new(Service {
-        log,
-        projection: projection.clone(),
-        directory: directory.clone(),
-        notifier: Arc::new(Outbox::new(directory)),
-        clock: Arc::new(SystemClock),
-        keys,
-        settings: Settings::default(),
-        public_url: "https://recovery.example.com".to_string(),
-        project_inline: false,
-    });
+    let NatsMode { service, projection, events, context, intake: intake_config } =
+        nats_mode::open(&client, &args.data_dir, args.replicas, args.in_flight, keys).await?;
     let (stop, shutdown) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(named("intake", run_intake(service.clone(), context, intake_config.clone(), shutdown.clone())));

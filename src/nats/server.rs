@@ -85,6 +85,21 @@ pub fn config(port: u16, store_dir: &Path, cluster: Option<&ClusterMember>) -> S
     text
 }
 
+/// Runs the binary on a configuration file, logging to `log_path`.
+fn spawn(config_path: &Path, log_path: &Path) -> Result<Child, ServerError> {
+    let binary = binary();
+    Command::new(&binary)
+        .arg("-c")
+        .arg(config_path)
+        .arg("-l")
+        .arg(log_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|source| ServerError::Spawn { binary: binary.display().to_string(), source })
+}
+
 impl NatsServer {
     /// Starts a server with its store in `store_dir` and waits until it accepts connections.
     pub fn start(store_dir: &Path, options: &Options) -> Result<NatsServer, ServerError> {
@@ -96,17 +111,7 @@ impl NatsServer {
         let config_path = store_dir.join(format!("nats-{port}.conf"));
         std::fs::write(&config_path, config(port, &store_dir.join("jetstream"), options.cluster.as_ref()))?;
         let log_path = store_dir.join(format!("nats-{port}.log"));
-        let binary = binary();
-        let child = Command::new(&binary)
-            .arg("-c")
-            .arg(&config_path)
-            .arg("-l")
-            .arg(&log_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|source| ServerError::Spawn { binary: binary.display().to_string(), source })?;
+        let child = spawn(&config_path, &log_path)?;
         let mut server = NatsServer { child, port, store_dir: store_dir.to_path_buf(), config_path };
         server.wait_until_listening(&log_path)?;
         Ok(server)
@@ -147,17 +152,7 @@ impl NatsServer {
     pub fn restart(&mut self) -> Result<(), ServerError> {
         self.kill();
         let log_path = self.store_dir.join(format!("nats-{}-restart.log", self.port));
-        let binary = binary();
-        self.child = Command::new(&binary)
-            .arg("-c")
-            .arg(&self.config_path)
-            .arg("-l")
-            .arg(&log_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|source| ServerError::Spawn { binary: binary.display().to_string(), source })?;
+        self.child = spawn(&self.config_path, &log_path)?;
         self.wait_until_listening(&log_path)
     }
 }

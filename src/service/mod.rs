@@ -24,6 +24,9 @@ use crate::notify::{Notifier, NotifyError};
 use crate::projection::{Projection, ProjectionError};
 use std::sync::Arc;
 
+/// Where links in notices point unless configured otherwise.
+pub const PUBLIC_URL_DEFAULT: &str = "https://recovery.example.com";
+
 /// How often one command is re-decided after losing a race before the caller is told to retry later.
 const CONFLICT_RETRIES_MAX: u32 = 8;
 
