@@ -30,7 +30,7 @@ use airlock::core::verification::{
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
@@ -599,7 +599,7 @@ impl Case {
             self.now,
             &Settings::default(),
         );
-        Some(airlock::policy::evaluate(&facts))
+        Some(evaluate_policy(&facts))
     }
 
     /// The account-wide facts, counted from this case's own history plus what the root says of other cases.
@@ -1413,4 +1413,16 @@ fn replaying_a_seed_reproduces_the_same_history() {
         assert_eq!(first.events(), second.events(), "seed {seed} produced different histories");
         assert_eq!(first.state, second.state, "seed {seed} reached different states");
     }
+}
+
+/// The shipped Cedar policies, memoised by their facts: the policy is a pure function of its facts (tests/policy.rs
+/// checks it), and the exploration asks the same few questions hundreds of thousands of times.
+fn evaluate_policy(facts: &PolicyFacts) -> airlock::core::policy::PolicyDecision {
+    thread_local! {
+        static DECISIONS: std::cell::RefCell<HashMap<PolicyFacts, airlock::core::policy::PolicyDecision>> =
+            std::cell::RefCell::new(HashMap::new());
+    }
+    DECISIONS.with(|decisions| {
+        decisions.borrow_mut().entry(facts.clone()).or_insert_with(|| airlock::policy::evaluate(facts)).clone()
+    })
 }

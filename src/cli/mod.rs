@@ -6,6 +6,7 @@ pub mod demo;
 pub mod embedded;
 pub mod fsm;
 pub mod nats_mode;
+pub mod policy;
 pub mod serve;
 pub mod submit;
 
@@ -35,6 +36,8 @@ pub enum Commands {
         after_help = "Examples:\n  airlock fsm --format mermaid\n  airlock fsm --format dot | dot -Tsvg > fsm.svg"
     )]
     Fsm(fsm::FsmArgs),
+    /// Work with the recovery policies (Cedar): validate them and run their test cases.
+    Policy(policy::PolicyArgs),
     /// Run airlock against NATS JetStream: intake, the event log, the projector, timers and case queries.
     #[command(after_help = "Examples:\n  airlock serve --nats nats://127.0.0.1:4222 --data-dir /var/lib/airlock\n  \
 AIRLOCK_NATS_URL=nats://n1:4222 airlock serve --replicas 3")]
@@ -65,6 +68,7 @@ pub fn main() -> ExitCode {
         Commands::Bench(args) => bench::run(args),
         Commands::Demo(args) => demo::run(args),
         Commands::Fsm(args) => fsm::run(args),
+        Commands::Policy(args) => policy::run(args),
         Commands::Serve(args) => serve::run(args),
         Commands::Submit(args) => submit::run(args),
     };

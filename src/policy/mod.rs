@@ -1,101 +1,210 @@
-//! The policy engine: recorded facts in, a decision and the ids of the rules that decided out. This is the built-in
-//! baseline that encodes SPEC.md's defaults as plain, deterministic rules; the Cedar engine (issue 4) replaces it
-//! behind the same function shape. Pure: it reads nothing but its argument.
+//! The policy engine: recorded facts in, a decision and the ids of the policies that decided out (SPEC principle 4).
+//! Policies are Cedar, in `policies/` (schema, policies and their test cases), validated strictly against the
+//! schema when loaded, and versioned by a hash of their content, so a replay can tell which text decided. Pure: the
+//! text is handed in (the defaults are embedded in the binary); nothing here reads files or clocks.
 
-use crate::core::limits::{DAY_MS, HOUR_MS, NEW_DESTINATION_COOLING_OFF_MS_MIN};
-use crate::core::policy::{Outcome, Phase, PolicyDecision, PolicyFacts};
+pub mod cases;
 
-/// Changing any rule below changes this version, so a replay can tell which rules a recorded decision came from.
-pub const BASELINE_VERSION: &str = "airlock-baseline/1";
+use crate::core::policy::{Outcome, PolicyDecision, PolicyFacts};
+use cedar_policy::{
+    Authorizer, Context, Decision, Entities, EntityUid, PolicyId, PolicySet, Request, Schema, ValidationMode, Validator,
+};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::OnceLock;
 
-/// Requests for one account in a day above which the case is denied outright (THREATS 6).
-pub const ACCOUNT_REQUESTS_24H_DENY: u32 = 10;
-/// Requests for one account in a day above which people look first.
-pub const ACCOUNT_REQUESTS_24H_REVIEW: u32 = 4;
-/// Requests from one source network in a day above which people look first.
-pub const NETWORK_REQUESTS_24H_REVIEW: u32 = 20;
-/// Requests by one requester in a day above which people look first.
-pub const REQUESTER_REQUESTS_24H_REVIEW: u32 = 50;
-/// One new destination named for this many accounts in a day is an attack, not a coincidence.
-pub const DESTINATION_REQUESTS_24H_DENY: u32 = 3;
+/// The shipped schema, policies and policy test cases.
+pub const DEFAULT_SCHEMA: &str = include_str!("../../policies/airlock.cedarschema");
+pub const DEFAULT_POLICIES: &str = include_str!("../../policies/default.cedar");
+pub const DEFAULT_CASES: &str = include_str!("../../policies/tests.toml");
 
-const _: () = assert!(ACCOUNT_REQUESTS_24H_DENY < crate::core::limits::VELOCITY_COUNT_MAX);
-const _: () = assert!(NETWORK_REQUESTS_24H_REVIEW < crate::core::limits::VELOCITY_COUNT_MAX);
-const _: () = assert!(REQUESTER_REQUESTS_24H_REVIEW < crate::core::limits::VELOCITY_COUNT_MAX);
-const _: () = assert!(DESTINATION_REQUESTS_24H_DENY < crate::core::limits::VELOCITY_COUNT_MAX);
+/// The longest hold a policy may ask for in one annotation; more is a typo or a denial in disguise.
+const COOLING_OFF_HOURS_MAX: u64 = 24 * 30;
 
-const COOLING_OFF_BASE_MS: u64 = 24 * HOUR_MS;
-const COOLING_OFF_HIGH_VALUE_MS: u64 = 7 * DAY_MS;
-const COOLING_OFF_PER_SIGNAL_MS: u64 = 24 * HOUR_MS;
+/// A policy text airlock refuses to run, with the policy and the place named.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PolicyError(pub String);
 
-/// Evaluates the baseline rules. Rules only add friction: each matched rule can raise the outcome (auto → review
-/// → deny) or lengthen the wait, never lower them.
+/// A loaded, validated policy set.
+pub struct Engine {
+    schema: Schema,
+    policies: PolicySet,
+    version: String,
+    /// Per policy id: its @cooling_off_hours, @extra_hours_per_signal and @reviewers, parsed once.
+    hold: BTreeMap<String, HoldAnnotations>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct HoldAnnotations {
+    cooling_off_hours: Option<u64>,
+    extra_hours_per_signal: Option<u64>,
+    reviewers: Option<u8>,
+}
+
+fn number(policy: &str, key: &str, value: &str, max: u64) -> Result<u64, PolicyError> {
+    match value.parse::<u64>() {
+        Ok(number) if number <= max => Ok(number),
+        Ok(_) | Err(_) => {
+            Err(PolicyError(format!("policy {policy}: @{key}(\"{value}\") must be a whole number up to {max}")))
+        }
+    }
+}
+
+/// Line and column of a byte offset, for error messages.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |newline| newline + 1) + 1;
+    (line, column)
+}
+
+fn located(what: &str, text: &str, error: &dyn miette::Diagnostic, message: String) -> String {
+    let place = error
+        .labels()
+        .and_then(|mut labels| labels.next())
+        .map(|label| {
+            let (line, column) = line_column(text, label.offset());
+            format!(" at line {line}, column {column}")
+        })
+        .unwrap_or_default();
+    format!("{what}{place}: {message}")
+}
+
+impl Engine {
+    /// Parses and validates a schema and a policy set. Every policy must carry a unique @id, every hold annotation a
+    /// sane number, and every policy must validate strictly against the schema.
+    pub fn load(schema_text: &str, policies_text: &str) -> Result<Engine, PolicyError> {
+        let (schema, _) = Schema::from_cedarschema_str(schema_text)
+            .map_err(|error| PolicyError(located("the policy schema", schema_text, &error, error.to_string())))?;
+        let parsed = PolicySet::from_str(policies_text)
+            .map_err(|error| PolicyError(located("the policies", policies_text, &error, error.to_string())))?;
+        let mut policies = PolicySet::new();
+        let mut hold = BTreeMap::new();
+        for (index, policy) in parsed.policies().enumerate() {
+            let Some(id) = policy.annotation("id") else {
+                let text = policy.to_string();
+                let start = text.lines().find(|line| !line.trim_start().starts_with('@')).unwrap_or_default().trim();
+                return Err(PolicyError(format!(
+                    "policy number {} ({start:?}) has no @id(\"...\"); every policy needs a unique id",
+                    index + 1
+                )));
+            };
+            let mut annotations = HoldAnnotations::default();
+            if let Some(value) = policy.annotation("cooling_off_hours") {
+                annotations.cooling_off_hours = Some(number(id, "cooling_off_hours", value, COOLING_OFF_HOURS_MAX)?);
+            }
+            if let Some(value) = policy.annotation("extra_hours_per_signal") {
+                annotations.extra_hours_per_signal =
+                    Some(number(id, "extra_hours_per_signal", value, COOLING_OFF_HOURS_MAX)?);
+            }
+            if let Some(value) = policy.annotation("reviewers") {
+                let max = u64::from(crate::core::limits::REVIEWERS_MAX);
+                annotations.reviewers = Some(number(id, "reviewers", value, max)? as u8);
+            }
+            hold.insert(id.to_string(), annotations);
+            policies
+                .add(policy.new_id(PolicyId::new(id)))
+                .map_err(|_| PolicyError(format!("two policies share the @id {id:?}")))?;
+        }
+        let validation = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
+        if let Some(error) = validation.validation_errors().next() {
+            return Err(PolicyError(located("the policies", policies_text, error, error.to_string())));
+        }
+        let mut digest = Sha256::new();
+        digest.update(schema_text.as_bytes());
+        digest.update([0]);
+        digest.update(policies_text.as_bytes());
+        let version = format!("cedar-{}", &hex::encode(digest.finalize())[..16]);
+        Ok(Engine { schema, policies, version, hold })
+    }
+
+    /// The shipped policies. They are checked by the test suite, so failing here is a build defect.
+    pub fn embedded() -> &'static Engine {
+        static ENGINE: OnceLock<Engine> = OnceLock::new();
+        ENGINE.get_or_init(|| Engine::load(DEFAULT_SCHEMA, DEFAULT_POLICIES).expect("the shipped policies are valid"))
+    }
+
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The ids of the policies that permit `action` for these facts, sorted (Cedar reports them as a set).
+    fn matching(&self, action: &str, context: &serde_json::Value) -> Vec<String> {
+        let action = EntityUid::from_str(&format!("Airlock::Action::\"{action}\"")).expect("a valid action uid");
+        let principal = EntityUid::from_str("Airlock::Requester::\"requester\"").expect("a valid uid");
+        let resource = EntityUid::from_str("Airlock::Case::\"case\"").expect("a valid uid");
+        let context = Context::from_json_value(context.clone(), Some((&self.schema, &action)))
+            .expect("the facts always match the schema (tested)");
+        let request = Request::new(principal, action, resource, context, Some(&self.schema))
+            .expect("the request always matches the schema (tested)");
+        let response = Authorizer::new().is_authorized(&request, &self.policies, &Entities::empty());
+        if response.decision() != Decision::Allow {
+            return Vec::new();
+        }
+        let mut ids: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
+        ids.sort();
+        ids
+    }
+
+    /// Decides: `deny` wins over `review`, which wins over automation; the cooling-off is the longest matching hold
+    /// plus the per-signal extra; the quorum is the largest matching @reviewers (at least one).
+    pub fn evaluate(&self, facts: &PolicyFacts) -> PolicyDecision {
+        let context = facts_json(facts);
+        let deny = self.matching("deny", &context);
+        let review = self.matching("review", &context);
+        let hold = self.matching("hold", &context);
+        let outcome = if !deny.is_empty() {
+            Outcome::Deny
+        } else if !review.is_empty() {
+            Outcome::Review
+        } else {
+            Outcome::Auto
+        };
+        let annotations: Vec<HoldAnnotations> = hold.iter().filter_map(|id| self.hold.get(id).copied()).collect();
+        let base_hours = annotations.iter().filter_map(|a| a.cooling_off_hours).max().unwrap_or(0);
+        let extra_hours = annotations.iter().filter_map(|a| a.extra_hours_per_signal).max().unwrap_or(0);
+        let hours = base_hours + extra_hours * u64::from(facts.signal_friction);
+        let reviewers = annotations.iter().filter_map(|a| a.reviewers).max().unwrap_or(1).max(1);
+        PolicyDecision {
+            policy_version: self.version.clone(),
+            outcome,
+            cooling_off_ms: hours * crate::core::limits::HOUR_MS,
+            reviewers_required: reviewers,
+            rules: deny.into_iter().chain(review).chain(hold).collect(),
+            facts: facts.clone(),
+        }
+    }
+}
+
+/// The facts as the Cedar context record the schema declares.
+fn facts_json(facts: &PolicyFacts) -> serde_json::Value {
+    serde_json::json!({
+        "phase": match facts.phase {
+            crate::core::policy::Phase::Intake => "intake",
+            crate::core::policy::Phase::Authorization => "authorization",
+        },
+        "action": facts.action,
+        "adds_destination": facts.adds_destination,
+        "account_known": facts.account_known,
+        "high_value": facts.high_value,
+        "eligible_destinations": facts.eligible_destinations,
+        "has_totp": facts.has_totp,
+        "credential_changed_within_7d": facts.credential_changed_within_7d,
+        "risk_flags": facts.risk_flags,
+        "velocity": {
+            "account": facts.velocity.account_requests_24h,
+            "source_network": facts.velocity.source_network_requests_24h,
+            "requester": facts.velocity.requester_requests_24h,
+            "destination": facts.velocity.destination_requests_24h,
+        },
+        "signal_friction": facts.signal_friction,
+        "halted": facts.halted,
+    })
+}
+
+/// Decides with the shipped policies.
 pub fn evaluate(facts: &PolicyFacts) -> PolicyDecision {
-    let mut outcome = Outcome::Auto;
-    let mut rules = Vec::new();
-    let mut raise = |to: Outcome, rule: &str, rules: &mut Vec<String>| {
-        rules.push(rule.to_string());
-        outcome = stricter(outcome, to);
-    };
-    let velocity = facts.velocity;
-    if velocity.account_requests_24h >= ACCOUNT_REQUESTS_24H_DENY {
-        raise(Outcome::Deny, "velocity.account.deny", &mut rules);
-    } else if velocity.account_requests_24h >= ACCOUNT_REQUESTS_24H_REVIEW {
-        raise(Outcome::Review, "velocity.account.review", &mut rules);
-    }
-    if velocity.destination_requests_24h >= DESTINATION_REQUESTS_24H_DENY {
-        raise(Outcome::Deny, "velocity.destination.deny", &mut rules);
-    }
-    if velocity.source_network_requests_24h >= NETWORK_REQUESTS_24H_REVIEW {
-        raise(Outcome::Review, "velocity.network.review", &mut rules);
-    }
-    if velocity.requester_requests_24h >= REQUESTER_REQUESTS_24H_REVIEW {
-        raise(Outcome::Review, "velocity.requester.review", &mut rules);
-    }
-    if !facts.risk_flags.is_empty() {
-        raise(Outcome::Review, "account.risk-flag.review", &mut rules);
-    }
-    if facts.phase == Phase::Authorization {
-        if facts.high_value {
-            raise(Outcome::Review, "account.high-value.review", &mut rules);
-        }
-        if facts.credential_changed_within_7d {
-            raise(Outcome::Review, "credential.recent-change.review", &mut rules);
-        }
-    }
-    let cooling_off_ms = cooling_off_ms(facts, &mut rules);
-    PolicyDecision {
-        policy_version: BASELINE_VERSION.to_string(),
-        outcome,
-        cooling_off_ms,
-        reviewers_required: if facts.high_value { 2 } else { 1 },
-        rules,
-        facts: facts.clone(),
-    }
-}
-
-fn cooling_off_ms(facts: &PolicyFacts, rules: &mut Vec<String>) -> u64 {
-    let mut wait_ms = COOLING_OFF_BASE_MS;
-    if facts.adds_destination {
-        rules.push("cooling-off.new-destination".to_string());
-        wait_ms = wait_ms.max(NEW_DESTINATION_COOLING_OFF_MS_MIN);
-    }
-    if facts.high_value {
-        rules.push("cooling-off.high-value".to_string());
-        wait_ms = wait_ms.max(COOLING_OFF_HIGH_VALUE_MS);
-    }
-    if facts.signal_friction > 0 {
-        rules.push("cooling-off.risky-signals".to_string());
-        wait_ms += u64::from(facts.signal_friction) * COOLING_OFF_PER_SIGNAL_MS;
-    }
-    wait_ms
-}
-
-fn stricter(current: Outcome, candidate: Outcome) -> Outcome {
-    let rank = |outcome: Outcome| match outcome {
-        Outcome::Auto => 0,
-        Outcome::Review => 1,
-        Outcome::Deny => 2,
-    };
-    if rank(candidate) > rank(current) { candidate } else { current }
+    Engine::embedded().evaluate(facts)
 }

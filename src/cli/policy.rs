@@ -1,0 +1,66 @@
+//! `airlock policy test`: runs the policy test cases kept next to the policies, against those policies.
+
+use crate::cli::exit;
+use crate::policy::{DEFAULT_CASES, DEFAULT_POLICIES, DEFAULT_SCHEMA, Engine, cases};
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct PolicyArgs {
+    #[command(subcommand)]
+    pub command: PolicyCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PolicyCommand {
+    /// Validate the policies against their schema and run their test cases.
+    #[command(after_help = "Examples:\n  airlock policy test\n  airlock policy test --dir ./policies")]
+    Test {
+        /// A folder holding airlock.cedarschema, default.cedar and tests.toml; the shipped policies when absent.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn read(dir: &std::path::Path, name: &str) -> Result<String, String> {
+    std::fs::read_to_string(dir.join(name))
+        .map_err(|error| format!("cannot read {}: {error}", dir.join(name).display()))
+}
+
+pub fn run(args: PolicyArgs) -> u8 {
+    let PolicyCommand::Test { dir } = args.command;
+    let texts = match &dir {
+        Some(dir) => match (read(dir, "airlock.cedarschema"), read(dir, "default.cedar"), read(dir, "tests.toml")) {
+            (Ok(schema), Ok(policies), Ok(tests)) => (schema, policies, tests),
+            (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
+                eprintln!("error: {error}");
+                return exit::UNAVAILABLE;
+            }
+        },
+        None => (DEFAULT_SCHEMA.to_string(), DEFAULT_POLICIES.to_string(), DEFAULT_CASES.to_string()),
+    };
+    let engine = match Engine::load(&texts.0, &texts.1) {
+        Ok(engine) => engine,
+        Err(error) => {
+            println!("policies refused: {error}");
+            return exit::FAILED;
+        }
+    };
+    let results = match cases::run(&engine, &texts.2) {
+        Ok(results) => results,
+        Err(error) => {
+            println!("test cases refused: {error}");
+            return exit::FAILED;
+        }
+    };
+    println!("policies {} valid against their schema", engine.version());
+    for result in &results {
+        let mark = if result.problems.is_empty() { "ok  " } else { "FAIL" };
+        println!("  [{mark}] {}", result.name);
+        for problem in &result.problems {
+            println!("         {problem}");
+        }
+    }
+    let failed = results.iter().filter(|result| !result.problems.is_empty()).count();
+    println!("{} passed, {failed} failed", results.len() - failed);
+    if failed == 0 { exit::OK } else { exit::FAILED }
+}
