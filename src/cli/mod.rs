@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod directory;
 pub mod embedded;
 pub mod fsm;
 pub mod nats_mode;
@@ -31,6 +32,8 @@ pub enum Commands {
     /// Run three recovery stories end to end on the embedded backend, with a simulated clock.
     #[command(after_help = "Examples:\n  airlock demo\n  airlock demo --keep --data-dir ./demo-data")]
     Demo(demo::DemoArgs),
+    /// Manage the embedded account directory.
+    Directory(directory::DirectoryArgs),
     /// Print the recovery state machine from state-machines/recovery.toml.
     #[command(
         after_help = "Examples:\n  airlock fsm --format mermaid\n  airlock fsm --format dot | dot -Tsvg > fsm.svg"
@@ -67,6 +70,7 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Commands::Bench(args) => bench::run(args),
         Commands::Demo(args) => demo::run(args),
+        Commands::Directory(args) => directory::run(args),
         Commands::Fsm(args) => fsm::run(args),
         Commands::Policy(args) => policy::run(args),
         Commands::Serve(args) => serve::run(args),

@@ -73,36 +73,16 @@ impl EmbeddedDirectory {
 
     /// Inserts or replaces one account, all in one transaction.
     pub fn put_account(&self, record: &AccountRecord) -> Result<(), DirectoryError> {
+        self.put_accounts(std::slice::from_ref(record))
+    }
+
+    /// Inserts or replaces accounts, all in one transaction: either every account is written or none is.
+    pub fn put_accounts(&self, records: &[AccountRecord]) -> Result<(), DirectoryError> {
         let mut connection = self.lock();
         let transaction =
             connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(unavailable)?;
-        let id = &record.account_id;
-        transaction.execute("DELETE FROM sessions WHERE account_id = ?1", [id]).map_err(unavailable)?;
-        transaction.execute("DELETE FROM destinations WHERE account_id = ?1", [id]).map_err(unavailable)?;
-        transaction.execute("DELETE FROM accounts WHERE account_id = ?1", [id]).map_err(unavailable)?;
-        transaction
-            .execute(
-                "INSERT INTO accounts (account_id, high_value_reason, totp_enrolled_since, last_credential_change, risk_flags)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    id,
-                    record.high_value_reason.map(|reason| json(&reason)),
-                    record.totp_enrolled_since.map(|at| at.0 as i64),
-                    record.last_credential_change.map(|at| at.0 as i64),
-                    json(&record.risk_flags)
-                ],
-            )
-            .map_err(unavailable)?;
-        for destination in &record.destinations {
-            insert_destination(&transaction, id, destination)?;
-        }
-        for (index, opened_at) in record.sessions_opened_at.iter().enumerate() {
-            transaction
-                .execute(
-                    "INSERT INTO sessions (session_id, account_id, opened_at) VALUES (?1, ?2, ?3)",
-                    params![format!("{id}-s{index}"), id, opened_at.0 as i64],
-                )
-                .map_err(unavailable)?;
+        for record in records {
+            put_in(&transaction, record)?;
         }
         transaction.commit().map_err(unavailable)
     }
@@ -140,6 +120,38 @@ impl EmbeddedDirectory {
     pub fn applied_effects(&self) -> Result<u32, DirectoryError> {
         self.lock().query_row("SELECT COUNT(*) FROM applied_effects", [], |row| row.get(0)).map_err(unavailable)
     }
+}
+
+fn put_in(transaction: &Transaction, record: &AccountRecord) -> Result<(), DirectoryError> {
+    let id = &record.account_id;
+    transaction.execute("DELETE FROM sessions WHERE account_id = ?1", [id]).map_err(unavailable)?;
+    transaction.execute("DELETE FROM destinations WHERE account_id = ?1", [id]).map_err(unavailable)?;
+    transaction.execute("DELETE FROM accounts WHERE account_id = ?1", [id]).map_err(unavailable)?;
+    transaction
+        .execute(
+            "INSERT INTO accounts (account_id, high_value_reason, totp_enrolled_since, last_credential_change, risk_flags)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                id,
+                record.high_value_reason.map(|reason| json(&reason)),
+                record.totp_enrolled_since.map(|at| at.0 as i64),
+                record.last_credential_change.map(|at| at.0 as i64),
+                json(&record.risk_flags)
+            ],
+        )
+        .map_err(unavailable)?;
+    for destination in &record.destinations {
+        insert_destination(transaction, id, destination)?;
+    }
+    for (index, opened_at) in record.sessions_opened_at.iter().enumerate() {
+        transaction
+            .execute(
+                "INSERT INTO sessions (session_id, account_id, opened_at) VALUES (?1, ?2, ?3)",
+                params![format!("{id}-s{index}"), id, opened_at.0 as i64],
+            )
+            .map_err(unavailable)?;
+    }
+    Ok(())
 }
 
 fn insert_destination(

@@ -3,6 +3,7 @@
 //! `AccountDirectory` against its identity store.
 
 pub mod embedded;
+pub mod import;
 
 use crate::core::account::AccountSnapshot;
 use crate::core::action::RecoveryAction;

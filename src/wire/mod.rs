@@ -33,6 +33,7 @@ pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("roll_back.v1.schema.json", schema::<RollBackV1>()),
         ("halt.v1.schema.json", schema::<HaltV1>()),
         ("resume.v1.schema.json", schema::<ResumeV1>()),
+        ("directory_import.v1.schema.json", schema::<crate::directory::import::DirectoryImportV1>()),
     ]
 }
 
