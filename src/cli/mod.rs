@@ -2,11 +2,13 @@
 //! documented in the README: 0 ok, 1 refused or a failed check, 2 usage, 3 unavailable.
 
 pub mod bench;
+pub mod control;
 pub mod demo;
 pub mod directory;
 pub mod embedded;
 pub mod fsm;
 pub mod nats_mode;
+pub mod outbox;
 pub mod policy;
 pub mod serve;
 pub mod submit;
@@ -34,6 +36,12 @@ pub enum Commands {
     Demo(demo::DemoArgs),
     /// Manage the embedded account directory.
     Directory(directory::DirectoryArgs),
+    /// Pull the kill switch: halt all automated execution (cases wait in cooling-off).
+    Halt(control::ControlArgs),
+    /// Release the kill switch, explicitly and on the record.
+    Resume(control::ControlArgs),
+    /// List what the embedded notifier sent (one-time codes masked).
+    Outbox(outbox::OutboxArgs),
     /// Print the recovery state machine from state-machines/recovery.toml.
     #[command(
         after_help = "Examples:\n  airlock fsm --format mermaid\n  airlock fsm --format dot | dot -Tsvg > fsm.svg"
@@ -72,6 +80,9 @@ pub fn main() -> ExitCode {
         Commands::Demo(args) => demo::run(args),
         Commands::Directory(args) => directory::run(args),
         Commands::Fsm(args) => fsm::run(args),
+        Commands::Halt(args) => control::run(args, true),
+        Commands::Resume(args) => control::run(args, false),
+        Commands::Outbox(args) => outbox::run(args),
         Commands::Policy(args) => policy::run(args),
         Commands::Serve(args) => serve::run(args),
         Commands::Submit(args) => submit::run(args),

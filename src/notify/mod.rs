@@ -44,3 +44,28 @@ pub trait Notifier: Send + Sync {
     /// Delivers a message once per message id.
     fn send(&self, message: &Message) -> Result<(), NotifyError>;
 }
+
+/// Replaces every run of exactly `CODE_DIGITS` digits (a one-time code) with `[code]`; longer runs (phone numbers)
+/// and shorter ones (dates) are left alone.
+pub fn mask_codes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() == crate::core::limits::CODE_DIGITS {
+            out.push_str("[code]");
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for character in text.chars() {
+        if character.is_ascii_digit() {
+            run.push(character);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(character);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}

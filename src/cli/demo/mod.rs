@@ -102,7 +102,7 @@ mod tests {
     // Proves the demo masks exactly the shape of a one-time code and leaves phone numbers and dates alone.
     #[test]
     fn codes_are_masked_in_printed_messages() {
-        let masked = print::mask_codes("code: 12345678\nphone +15550100123 on 2026-06-01");
+        let masked = crate::notify::mask_codes("code: 12345678\nphone +15550100123 on 2026-06-01");
         assert_eq!(masked, "code: [code]\nphone +15550100123 on 2026-06-01");
     }
 }

@@ -32,36 +32,11 @@ pub fn timeline(projection: &Projection, case_id: &CaseId) -> anyhow::Result<()>
 
 /// A message as the recipient would see it, with any one-time code masked: the demo's own output is a log too.
 pub fn message(message: &Message) {
-    let body = mask_codes(&message.body);
+    let body = crate::notify::mask_codes(&message.body);
     println!("    to {} — {}", message.address, message.subject);
     for line in body.lines().filter(|line| !line.trim().is_empty()) {
         println!("      | {line}");
     }
-}
-
-/// Replaces every run of exactly `CODE_DIGITS` digits (a one-time code) with `[code]`; longer runs (phone numbers)
-/// and shorter ones (dates) are left alone.
-pub fn mask_codes(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut run = String::new();
-    let flush = |run: &mut String, out: &mut String| {
-        if run.len() == crate::core::limits::CODE_DIGITS {
-            out.push_str("[code]");
-        } else {
-            out.push_str(run);
-        }
-        run.clear();
-    };
-    for character in text.chars() {
-        if character.is_ascii_digit() {
-            run.push(character);
-        } else {
-            flush(&mut run, &mut out);
-            out.push(character);
-        }
-    }
-    flush(&mut run, &mut out);
-    out
 }
 
 pub fn receipt(receipt: &Receipt) {
