@@ -1,6 +1,7 @@
 //! The command line. One module per command family; each exposes a `run` that returns an exit code. Exit codes are
 //! documented in the README: 0 ok, 1 refused or a failed check, 2 usage, 3 unavailable.
 
+pub mod audit;
 pub mod bench;
 pub mod control;
 pub mod demo;
@@ -26,6 +27,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Commands {
+    /// Check the projection against the log, and the receipts' hash chain.
+    Audit(audit::AuditArgs),
     /// Measure airlock against the raw JetStream rates on the same server, and print the figures.
     #[command(
         after_help = "Examples:\n  airlock bench\n  airlock bench --events 100000 --cases 10000\n  airlock bench --nats nats://127.0.0.1:4222"
@@ -76,6 +79,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     let code = match cli.command {
+        Commands::Audit(args) => audit::run(args),
         Commands::Bench(args) => bench::run(args),
         Commands::Demo(args) => demo::run(args),
         Commands::Directory(args) => directory::run(args),

@@ -4,6 +4,7 @@
 //! nothing twice.
 
 mod apply;
+pub mod audit;
 pub mod evidence;
 pub mod projector;
 pub mod query;

@@ -42,13 +42,25 @@ pub enum RebuildError {
 pub async fn rebuild<L: EventLog>(
     log: &L,
     path: &Path,
+    progress: impl FnMut(u64, u64),
+) -> Result<RebuildStats, RebuildError> {
+    rebuild_until(log, path, None, progress).await
+}
+
+/// `rebuild`, stopping after the commit at sequence `until` when given (to compare with a projection that has
+/// applied exactly that much).
+pub async fn rebuild_until<L: EventLog>(
+    log: &L,
+    path: &Path,
+    until: Option<u64>,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<RebuildStats, RebuildError> {
     if path.exists() {
         return Err(RebuildError::Exists(path.display().to_string()));
     }
     let started = Instant::now();
-    let last = log.last_sequence().await?;
+    let end = log.last_sequence().await?;
+    let last = until.map_or(end, |until| until.min(end));
     let mut connection = sqlite::open_with(path, MIGRATIONS, Durability::Rebuild)?;
     let indexes = drop_secondary_indexes(&connection)?;
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<Entry>>(BATCHES_AHEAD_MAX);
@@ -71,7 +83,8 @@ pub async fn rebuild<L: EventLog>(
     });
     let (mut after, mut commits, mut events) = (0, 0u64, 0u64);
     while after < last {
-        let batch = log.read_after(after, READ_BATCH_MAX).await?;
+        let mut batch = log.read_after(after, READ_BATCH_MAX).await?;
+        batch.retain(|entry| entry.sequence <= last);
         let Some(tail) = batch.last() else { break };
         after = tail.sequence;
         commits += batch.len() as u64;
