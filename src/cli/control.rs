@@ -3,16 +3,13 @@
 //! recorded with the operator and the reason.
 
 use crate::cli::{embedded, exit};
-use crate::clock::SystemClock;
 use crate::core::actor::{Actor, Role};
 use crate::core::control::ControlCommand;
 use crate::core::ids::CommandId;
 use crate::core::limits::REASON_BYTES_MAX;
 use crate::core::text::{UntrustedText, check_identifier};
-use crate::keys::Keys;
 use crate::service::{ServiceError, new_id};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 #[derive(Debug, clap::Args)]
 #[command(
@@ -46,16 +43,7 @@ pub fn run(args: ControlArgs, halt: bool) -> u8 {
             return exit::FAILED;
         }
     };
-    let keys = match std::fs::create_dir_all(&args.data_dir)
-        .and_then(|()| Keys::load_or_create(&args.data_dir.join("airlock.key")))
-    {
-        Ok(keys) => keys,
-        Err(error) => {
-            eprintln!("error: cannot use the key file in {}: {error}", args.data_dir.display());
-            return exit::UNAVAILABLE;
-        }
-    };
-    let embedded = match embedded::open(&args.data_dir, Arc::new(SystemClock), keys) {
+    let embedded = match embedded::open_data_dir(&args.data_dir) {
         Ok(embedded) => embedded,
         Err(error) => {
             eprintln!("error: {error:#}");

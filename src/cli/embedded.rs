@@ -18,6 +18,17 @@ pub struct Embedded {
     pub outbox: Arc<Outbox>,
 }
 
+/// Opens the embedded store of a data directory as the command line uses it: the system clock, and the key file of
+/// the directory (created on first use).
+pub fn open_data_dir(data_dir: &Path) -> anyhow::Result<Embedded> {
+    std::fs::create_dir_all(data_dir)
+        .map_err(|error| anyhow::anyhow!("cannot create the data directory {}: {error}", data_dir.display()))?;
+    let keys = Keys::load_or_create(&data_dir.join("airlock.key"))
+        .map_err(|error| anyhow::anyhow!("cannot use the key file in {}: {error}", data_dir.display()))?;
+    open(data_dir, Arc::new(crate::clock::SystemClock), keys)
+        .map_err(|error| anyhow::anyhow!("cannot open the embedded store in {}: {error:#}", data_dir.display()))
+}
+
 pub fn open(data_dir: &Path, clock: Arc<dyn Clock>, keys: Keys) -> anyhow::Result<Embedded> {
     std::fs::create_dir_all(data_dir)?;
     let directory = Arc::new(EmbeddedDirectory::open(&data_dir.join("directory.db"))?);

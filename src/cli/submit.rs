@@ -4,15 +4,12 @@
 //! front doors (NATS, HTTP, MCP) take the actor from the authenticated channel instead.
 
 use crate::cli::{embedded, exit};
-use crate::clock::SystemClock;
 use crate::core::actor::{Actor, Role};
 use crate::core::limits;
 use crate::core::text::check_identifier;
 use crate::intake::{CommandType, handle_json};
-use crate::keys::Keys;
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 #[derive(Debug, clap::Args)]
 pub struct SubmitArgs {
@@ -68,19 +65,10 @@ pub fn run(args: SubmitArgs) -> u8 {
             return exit::UNAVAILABLE;
         }
     };
-    let keys = match std::fs::create_dir_all(&args.data_dir)
-        .and_then(|()| Keys::load_or_create(&args.data_dir.join("airlock.key")))
-    {
-        Ok(keys) => keys,
-        Err(error) => {
-            eprintln!("error: cannot use the key file in {}: {error}", args.data_dir.display());
-            return exit::UNAVAILABLE;
-        }
-    };
-    let embedded = match embedded::open(&args.data_dir, Arc::new(SystemClock), keys) {
+    let embedded = match embedded::open_data_dir(&args.data_dir) {
         Ok(embedded) => embedded,
         Err(error) => {
-            eprintln!("error: cannot open the embedded store in {}: {error:#}", args.data_dir.display());
+            eprintln!("error: {error:#}");
             return exit::UNAVAILABLE;
         }
     };
