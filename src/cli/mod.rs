@@ -11,6 +11,7 @@ pub mod fsm;
 pub mod nats_mode;
 pub mod outbox;
 pub mod policy;
+pub mod rollback;
 pub mod serve;
 pub mod submit;
 
@@ -52,6 +53,8 @@ pub enum Commands {
     Fsm(fsm::FsmArgs),
     /// Work with the recovery policies (Cedar): validate them and run their test cases.
     Policy(policy::PolicyArgs),
+    /// Undo executed changes: one case, or every case matching an incident's indicator.
+    Rollback(rollback::RollbackArgs),
     /// Run airlock against NATS JetStream: intake, the event log, the projector, timers and case queries.
     #[command(after_help = "Examples:\n  airlock serve --nats nats://127.0.0.1:4222 --data-dir /var/lib/airlock\n  \
 AIRLOCK_NATS_URL=nats://n1:4222 airlock serve --replicas 3")]
@@ -88,6 +91,7 @@ pub fn main() -> ExitCode {
         Commands::Resume(args) => control::run(args, false),
         Commands::Outbox(args) => outbox::run(args),
         Commands::Policy(args) => policy::run(args),
+        Commands::Rollback(args) => rollback::run(args),
         Commands::Serve(args) => serve::run(args),
         Commands::Submit(args) => submit::run(args),
     };

@@ -53,6 +53,15 @@ pub struct ReviewRow {
     pub approvals: u32,
 }
 
+/// What a bulk rollback matches on (SPEC principle 9: cleaning up an incident).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Indicator {
+    /// The domain of the destination a request named (for example the attacker's mail domain).
+    DestinationDomain(String),
+    /// The source network the front door saw.
+    SourceNetwork(String),
+}
+
 /// The request row of the case being decided, if it is already projected.
 struct OwnRequest {
     account_id: String,
@@ -266,6 +275,29 @@ impl Projection {
         )?;
         let rows = statement.query_map([now.0 as i64], |row| row.get::<_, String>(0))?;
         Ok(rows.map(|row| row.map(CaseId::new)).collect::<Result<_, _>>()?)
+    }
+
+    /// Executed cases matching a rollback indicator, executed at or after `since`, oldest first: the scope of a bulk
+    /// rollback after an incident.
+    pub fn executed_matching(
+        &self,
+        indicator: &Indicator,
+        since: UnixMs,
+    ) -> Result<Vec<(CaseId, String)>, ProjectionError> {
+        let connection = self.read();
+        let (clause, value) = match indicator {
+            // The named address's domain, matched case-insensitively on what follows the last '@'.
+            Indicator::DestinationDomain(domain) => ("lower(new_destination) LIKE '%@' || lower(?1)", domain),
+            Indicator::SourceNetwork(network) => ("source_network = ?1", network),
+        };
+        let mut statement = connection.prepare(&format!(
+            "SELECT case_id, changes FROM cases WHERE status = 'executed' AND executed_at >= ?2 AND {clause}
+             ORDER BY executed_at, case_id"
+        ))?;
+        let rows = statement.query_map(params![value, since.0 as i64], |row| {
+            Ok((CaseId::new(row.get::<_, String>(0)?), row.get::<_, String>(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Whether the kill switch was on, as of the last applied log entry.

@@ -1,0 +1,140 @@
+//! `airlock rollback` through the binary (SPEC principle 9, THREATS 13): a dry run lists the cases an indicator
+//! matches and changes nothing; the bulk rollback then removes exactly the destinations added from the attacker's
+//! domain; a single case rolls back by id; a second rollback of the same case is refused.
+
+use airlock::cli::embedded;
+use airlock::clock::{Clock, ManualClock, SystemClock};
+use airlock::core::account::{Destination, DestinationKind};
+use airlock::core::action::RecoveryAction;
+use airlock::core::actor::{Actor, Role};
+use airlock::core::command::{Command, CommandEnvelope};
+use airlock::core::ids::{AccountId, CaseId, CommandId, DestinationId, UnixMs};
+use airlock::core::limits::DAY_MS;
+use airlock::core::signals::Signals;
+use airlock::core::text::UntrustedText;
+use airlock::directory::AccountDirectory;
+use airlock::directory::embedded::AccountRecord;
+use airlock::keys::Keys;
+use std::process::Command as Process;
+use std::sync::Arc;
+
+/// Three executed "add destination" cases, executed about a day ago: two to evil.example, one to good.example.
+fn store() -> (tempfile::TempDir, Vec<CaseId>) {
+    let data = tempfile::tempdir().unwrap();
+    let start = UnixMs(SystemClock.now().0 - 5 * DAY_MS);
+    let clock = Arc::new(ManualClock::starting_at(start));
+    let keys = Keys::load_or_create(&data.path().join("airlock.key")).unwrap();
+    let store = embedded::open(data.path(), clock.clone(), keys).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut cases = Vec::new();
+    for (account, new_address) in [("ada", "a@evil.example"), ("ben", "b@Evil.Example"), ("cy", "c@good.example")] {
+        store
+            .directory
+            .put_account(&AccountRecord {
+                account_id: account.into(),
+                high_value_reason: None,
+                totp_enrolled_since: None,
+                last_credential_change: None,
+                risk_flags: Vec::new(),
+                destinations: vec![Destination {
+                    id: DestinationId::new(format!("{account}-email")),
+                    kind: DestinationKind::Email,
+                    address: format!("{account}@example.com"),
+                    trusted_since: UnixMs(start.0 - 100 * DAY_MS),
+                    revoked: false,
+                }],
+                sessions_opened_at: Vec::new(),
+            })
+            .unwrap();
+        let case_id = CaseId::new(format!("case-{account}"));
+        let request = Command::RequestRecovery {
+            account_id: AccountId::new(account),
+            action: RecoveryAction::AddDestination { kind: DestinationKind::Email, address: new_address.into() },
+            summary: UntrustedText::new("summary", "add my new email", 100).unwrap(),
+            signals: Signals::default(),
+        };
+        let envelope = CommandEnvelope {
+            command_id: CommandId::new("open"),
+            actor: Actor::new(Role::Intake, "desk"),
+            command: request,
+        };
+        runtime.block_on(store.service.handle(&case_id, envelope)).unwrap();
+        let body = store.outbox.messages(Some(&format!("{account}@example.com"))).unwrap().pop().unwrap().body;
+        let code = body
+            .split_whitespace()
+            .find(|word| word.len() == 8 && word.bytes().all(|b| b.is_ascii_digit()))
+            .unwrap()
+            .to_string();
+        runtime
+            .block_on(store.service.submit_code(
+                &case_id,
+                CommandId::new("proof"),
+                Actor::new(Role::Owner, "page"),
+                &code,
+            ))
+            .unwrap();
+        cases.push(case_id);
+    }
+    clock.advance(4 * DAY_MS);
+    runtime.block_on(store.service.run_due()).unwrap();
+    for case_id in &cases {
+        assert_eq!(runtime.block_on(store.service.load(case_id)).unwrap().0.status.name(), "executed");
+    }
+    (data, cases)
+}
+
+fn rollback(data: &std::path::Path, args: &[&str]) -> (i32, String) {
+    let output = Process::new(env!("CARGO_BIN_EXE_airlock"))
+        .arg("rollback")
+        .args(args)
+        .env("AIRLOCK_DATA_DIR", data)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap(),
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)),
+    )
+}
+
+fn active_destinations(data: &std::path::Path, account: &str) -> usize {
+    let directory = airlock::directory::embedded::EmbeddedDirectory::open(&data.join("directory.db")).unwrap();
+    let snapshot = directory.snapshot(&AccountId::new(account)).unwrap();
+    snapshot.destinations.iter().filter(|destination| !destination.revoked).count()
+}
+
+// Proves a dry run lists exactly the matching cases and changes nothing, and the real run removes exactly the
+// destinations added from that domain (case-insensitively), leaving the other case alone.
+#[test]
+fn bulk_rollback_by_destination_domain() {
+    let (data, _) = store();
+    let (code, output) =
+        rollback(data.path(), &["--match", "destination-domain=evil.example", "--since", "48h", "--dry-run"]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("case-ada") && output.contains("case-ben") && !output.contains("case-cy"), "{output}");
+    assert!(output.contains("2 cases would be rolled back"));
+    assert_eq!(active_destinations(data.path(), "ada"), 2, "a dry run changes nothing");
+
+    let (code, output) = rollback(data.path(), &["--match", "destination-domain=evil.example"]);
+    assert_eq!(code, 2, "a real rollback needs a reason: {output}");
+
+    let (code, output) =
+        rollback(data.path(), &["--match", "destination-domain=evil.example", "--reason", "incident 42"]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("2 rolled back, 0 refused"), "{output}");
+    assert_eq!(active_destinations(data.path(), "ada"), 1);
+    assert_eq!(active_destinations(data.path(), "ben"), 1);
+    assert_eq!(active_destinations(data.path(), "cy"), 2, "the other domain was not touched");
+}
+
+// Proves one case rolls back by its id, and a second rollback of it is refused (it is no longer executed).
+#[test]
+fn single_case_rollback_and_a_refused_repeat() {
+    let (data, _) = store();
+    let (code, output) = rollback(data.path(), &["case-cy", "--reason", "owner objected"]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("case-cy: rolled_back"), "{output}");
+    assert_eq!(active_destinations(data.path(), "cy"), 1);
+    let (code, output) = rollback(data.path(), &["case-cy", "--reason", "again"]);
+    assert_eq!(code, 1);
+    assert!(output.contains("refused"), "{output}");
+}
