@@ -420,3 +420,60 @@ fn a_locked_database_is_a_clear_startup_error() {
     assert!(stderr.contains("projection.db") && stderr.contains("locked"), "{stderr}");
     holder.execute_batch("ROLLBACK").unwrap();
 }
+
+// Proves `serve --policies DIR` refuses to start on a policy that does not validate, naming the policy and the line,
+// and starts (and decides) with a valid custom folder.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_refuses_bad_policies_and_runs_good_ones() {
+    let mut harness = Harness::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let folder = harness.scratch.path().join("policies");
+    std::fs::create_dir_all(&folder).unwrap();
+    for name in ["airlock.cedarschema", "default.cedar", "tests.toml"] {
+        std::fs::copy(root.join(name), folder.join(name)).unwrap();
+    }
+    let good = std::fs::read_to_string(folder.join("default.cedar")).unwrap();
+    std::fs::write(
+        folder.join("default.cedar"),
+        good.replace("context.velocity.account >= 10", "context.velocity.acount >= 10"),
+    )
+    .unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["serve", "--nats", &harness.nats.url(), "--policies"])
+        .arg(&folder)
+        .arg("--data-dir")
+        .arg(harness.data())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("velocity.account.deny") && stderr.contains("line "), "{stderr}");
+
+    // A valid custom policy that denies every request outright.
+    let strict =
+        format!("{good}\n@id(\"lockdown.deny\")\npermit (principal, action == Airlock::Action::\"deny\", resource);\n");
+    std::fs::write(folder.join("default.cedar"), strict).unwrap();
+    harness.starts += 1;
+    let log = std::fs::File::create(harness.log_path()).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["serve", "--nats", &harness.nats.url(), "--tick", "200ms", "--policies"])
+        .arg(&folder)
+        .arg("--data-dir")
+        .arg(harness.data())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    harness.serve = Some(child);
+    wait_for(|| std::fs::read_to_string(harness.log_path()).unwrap_or_default().contains("airlock serving"), "serve");
+    let client = harness.client().await;
+    publish(&jetstream::new(client.clone()), "airlock.intake.owner.self.request_recovery", "p1", request("p1")).await;
+    let messages = read_all(&client, "AIRLOCK_RESULTS", "airlock.result.owner.self", 1).await;
+    let case_id = body(&messages[0])["case_id"].as_str().unwrap().to_string();
+    let reply = client
+        .request("airlock.query.operator.ops", serde_json::to_vec(&json!({ "case_id": case_id })).unwrap().into())
+        .await
+        .unwrap();
+    let status: Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(status["status"], "denied", "the custom policy decided: {status}");
+    assert_eq!(harness.stop_serve().code(), Some(0));
+}

@@ -30,6 +30,7 @@ pub async fn open(
     replicas: usize,
     in_flight: usize,
     keys: Keys,
+    policy: Arc<crate::policy::Engine>,
 ) -> anyhow::Result<NatsMode> {
     std::fs::create_dir_all(data_dir)
         .map_err(|error| anyhow::anyhow!("cannot create the data directory {}: {error}", data_dir.display()))?;
@@ -50,6 +51,7 @@ pub async fn open(
         settings: Settings::default(),
         public_url: PUBLIC_URL_DEFAULT.to_string(),
         project_inline: false,
+        policy,
     });
     Ok(NatsMode { service, projection, events, context, intake })
 }

@@ -21,6 +21,14 @@ pub enum PolicyCommand {
     },
 }
 
+/// Loads the policies of a folder (airlock.cedarschema and default.cedar), refusing any that does not parse or
+/// validate, with the policy and the place named.
+pub fn load_dir(dir: &std::path::Path) -> Result<Engine, String> {
+    let schema = read(dir, "airlock.cedarschema")?;
+    let policies = read(dir, "default.cedar")?;
+    Engine::load(&schema, &policies).map_err(|error| format!("{}: {error}", dir.display()))
+}
+
 fn read(dir: &std::path::Path, name: &str) -> Result<String, String> {
     std::fs::read_to_string(dir.join(name))
         .map_err(|error| format!("cannot read {}: {error}", dir.join(name).display()))

@@ -28,6 +28,10 @@ pub struct ServeArgs {
     /// Commands decided at once.
     #[arg(long, default_value_t = 64)]
     pub in_flight: usize,
+    /// A folder of policies (airlock.cedarschema, default.cedar) to decide with instead of the shipped ones; airlock
+    /// refuses to start if any policy fails to parse or validate.
+    #[arg(long, env = "AIRLOCK_POLICIES")]
+    pub policies: Option<PathBuf>,
     /// How often the timers look for cases whose cooling-off or time limit has passed.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub tick: Duration,
@@ -46,13 +50,20 @@ pub fn run(args: ServeArgs) -> u8 {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let policy = match &args.policies {
+        Some(dir) => std::sync::Arc::new(
+            crate::cli::policy::load_dir(dir).map_err(|error| anyhow::anyhow!("policies refused: {error}"))?,
+        ),
+        None => crate::policy::Engine::shared(),
+    };
     let client = crate::nats::connect(&args.nats, "airlock").await?;
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|error| anyhow::anyhow!("cannot create the data directory {}: {error}", args.data_dir.display()))?;
     let keys = Keys::load_or_create(&args.data_dir.join("airlock.key"))
         .map_err(|error| anyhow::anyhow!("cannot use the key file in {}: {error}", args.data_dir.display()))?;
     let NatsMode { service, projection, events, context, intake: intake_config } =
-        nats_mode::open(&client, &args.data_dir, args.replicas, args.in_flight, keys).await?;
+        nats_mode::open(&client, &args.data_dir, args.replicas, args.in_flight, keys, policy.clone()).await?;
+    tracing::info!(version = policy.version(), "policies loaded");
     let (stop, shutdown) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(named("intake", run_intake(service.clone(), context, intake_config.clone(), shutdown.clone())));

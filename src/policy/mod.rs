@@ -122,8 +122,19 @@ impl Engine {
 
     /// The shipped policies. They are checked by the test suite, so failing here is a build defect.
     pub fn embedded() -> &'static Engine {
-        static ENGINE: OnceLock<Engine> = OnceLock::new();
-        ENGINE.get_or_init(|| Engine::load(DEFAULT_SCHEMA, DEFAULT_POLICIES).expect("the shipped policies are valid"))
+        Engine::shared_embedded_arc()
+    }
+
+    /// The shipped policies, shared, for services that hold their engine.
+    pub fn shared() -> std::sync::Arc<Engine> {
+        Engine::shared_embedded_arc().clone()
+    }
+
+    fn shared_embedded_arc() -> &'static std::sync::Arc<Engine> {
+        static ENGINE: OnceLock<std::sync::Arc<Engine>> = OnceLock::new();
+        ENGINE.get_or_init(|| {
+            std::sync::Arc::new(Engine::load(DEFAULT_SCHEMA, DEFAULT_POLICIES).expect("the shipped policies are valid"))
+        })
     }
 
     pub fn version(&self) -> &str {

@@ -68,6 +68,7 @@ struct PolicyInput {
 
 /// Velocity from the projection, then the policy's decision over the recorded facts.
 fn decide_policy(
+    engine: &crate::policy::Engine,
     projection: &Projection,
     settings: &Settings,
     input: &PolicyInput,
@@ -91,7 +92,7 @@ fn decide_policy(
         input.at,
         settings,
     );
-    Ok(crate::policy::evaluate(&facts))
+    Ok(engine.evaluate(&facts))
 }
 
 impl<L: EventLog> Service<L> {
@@ -128,6 +129,7 @@ impl<L: EventLog> Service<L> {
         };
         let (projection, directory, settings) =
             (self.projection.clone(), self.directory.clone(), self.settings.clone());
+        let engine = self.policy.clone();
         let case = case_id.clone();
         match &envelope.command {
             Command::RequestRecovery { account_id, action, signals, .. } if state.status == Status::New => {
@@ -145,7 +147,7 @@ impl<L: EventLog> Service<L> {
                         halted,
                         at: now,
                     };
-                    let policy = decide_policy(&projection, &settings, &input)?;
+                    let policy = decide_policy(&engine, &projection, &settings, &input)?;
                     let account_facts = projection.account_facts(&account_id, &case, now)?;
                     Ok((snapshot, policy, account_facts))
                 })
@@ -173,7 +175,7 @@ impl<L: EventLog> Service<L> {
                         halted,
                         at: facts.requested_at,
                     };
-                    Ok((decide_policy(&projection, &settings, &input)?, account_facts))
+                    Ok((decide_policy(&engine, &projection, &settings, &input)?, account_facts))
                 })
                 .await?;
                 prepared.policy = Some(policy);

@@ -70,6 +70,8 @@ pub struct Service<L: EventLog> {
     pub settings: Settings,
     /// Where links in notices point (the owner's verification and cancel pages).
     pub public_url: String,
+    /// The policy engine deciding this service's cases (the shipped policies unless configured).
+    pub policy: Arc<crate::policy::Engine>,
     /// Whether `handle` brings the projection up to date itself after each append (embedded mode), or a separate
     /// projector consumes the log (`airlock serve`).
     pub project_inline: bool,
