@@ -55,12 +55,27 @@ async fn append_acknowledged(log: &JetStreamLog, stream: &Stream, expected: u64,
         match log.append(stream, expected, command, vec![command.as_bytes().to_vec()]).await {
             Ok(Appended::New { first_sequence }) => return first_sequence,
             Ok(Appended::Duplicate) => {
-                let entries = log.read_stream(stream).await.unwrap();
+                let entries = read_through_elections(log, stream).await;
                 return entries.last().expect("a duplicate means it was stored").sequence;
             }
             Err(LogError::Conflict { .. }) => panic!("{command}: nobody else writes these streams"),
             Err(error) => {
                 assert!(Instant::now() < deadline, "{command} never acknowledged: {error}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// Reads a stream, retrying while the cluster answers "temporarily unavailable" (a leader election after the kill):
+/// a client of a cluster must, and only what is stored is then compared.
+async fn read_through_elections(log: &JetStreamLog, stream: &Stream) -> Vec<airlock::log::Entry> {
+    let deadline = Instant::now() + Duration::from_millis(FORMATION_WAIT_MS);
+    loop {
+        match log.read_stream(stream).await {
+            Ok(entries) => return entries,
+            Err(error) => {
+                assert!(Instant::now() < deadline, "the stream never became readable: {error}");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -92,16 +107,23 @@ async fn killing_one_node_loses_no_acknowledged_event() {
     }
     for (case, commits) in acknowledged.iter().enumerate() {
         let stream = Stream::Case(CaseId::new(format!("case-{case}")));
-        let stored: Vec<(u64, String)> = log
-            .read_stream(&stream)
+        let stored: Vec<(u64, String)> = read_through_elections(&log, &stream)
             .await
-            .unwrap()
             .into_iter()
             .map(|entry| (entry.sequence, String::from_utf8(entry.envelopes[0].clone()).unwrap()))
             .collect();
         assert_eq!(&stored, commits, "case {case}: every acknowledged commit, once, in order");
     }
-    let info = log.stream().get_info().await.unwrap();
+    let deadline = Instant::now() + Duration::from_millis(FORMATION_WAIT_MS);
+    let info = loop {
+        match log.stream().get_info().await {
+            Ok(info) => break info,
+            Err(error) => {
+                assert!(Instant::now() < deadline, "stream info never available: {error}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
     assert_eq!(info.config.num_replicas, 3);
     assert_eq!(info.state.messages as usize, CASES * COMMITS_PER_CASE);
 }
