@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const WAIT_MS: u64 = 60_000;
+/// Generous: the tests of this file run in parallel on a 2-core machine, each with its own servers.
+const WAIT_MS: u64 = 120_000;
 
 fn scratch() -> tempfile::TempDir {
     let shm = Path::new("/dev/shm");
@@ -337,12 +338,49 @@ async fn nats_restart_mid_stream_loses_no_accepted_request() {
         )
         .await;
     }
-    let results = results_by_command(&client, "desk-3", REQUESTS).await;
+    let found =
+        tokio::time::timeout(Duration::from_millis(WAIT_MS), results_by_command(&client, "desk-3", REQUESTS)).await;
+    let Ok(results) = found else {
+        panic!("not every request was answered:\n{}", diagnose(&client, &harness).await);
+    };
     assert_eq!(results.len(), REQUESTS);
     assert!(results.values().all(|reply| reply["accepted"] == true));
     let log = std::fs::read_to_string(harness.log_path()).unwrap();
     assert!(harness.serve.as_mut().unwrap().try_wait().unwrap().is_none(), "serve survived the restart:\n{log}");
     assert_eq!(harness.stop_serve().code(), Some(0));
+}
+
+/// What the streams and the intake consumer hold, and the end of serve's log: printed when a test times out, so
+/// that a stall can be told from a loss.
+async fn diagnose(client: &async_nats::Client, harness: &Harness) -> String {
+    let context = jetstream::new(client.clone());
+    let mut lines = Vec::new();
+    for name in ["AIRLOCK_INTAKE", "AIRLOCK_EVENTS", "AIRLOCK_RESULTS", "AIRLOCK_DEADLETTER"] {
+        if let Ok(stream) = context.get_stream(name).await {
+            let info = stream.get_info().await.map(|info| format!("{:?}", info.state)).unwrap_or_default();
+            lines.push(format!("{name}: {info}"));
+            if name == "AIRLOCK_INTAKE" {
+                if let Ok(mut consumer) =
+                    stream.get_consumer::<jetstream::consumer::pull::Config>("airlock-intake").await
+                {
+                    if let Ok(info) = consumer.info().await {
+                        lines.push(format!(
+                            "intake consumer: pending {} ack_pending {} redelivered {} delivered {:?} ack_floor {:?}",
+                            info.num_pending,
+                            info.num_ack_pending,
+                            info.num_redelivered,
+                            info.delivered,
+                            info.ack_floor
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let log = std::fs::read_to_string(harness.log_path()).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+    lines.push(format!("serve log (last lines, newest first):\n{}", tail.join("\n")));
+    lines.join("\n")
 }
 
 // Proves startup errors are clear: an unreachable NATS server, and an event stream whose configuration would allow

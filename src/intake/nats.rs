@@ -50,8 +50,10 @@ const INTAKE_MESSAGE_BYTES_MAX: i32 = 1024 * 1024;
 /// How long answers wait in the results stream for their sender to read them.
 const RESULTS_KEPT_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 
-/// How long the server waits for an acknowledgement before redelivering a message to any airlock process.
-const ACK_WAIT_MS: u64 = 30_000;
+/// How long the server waits for an acknowledgement before redelivering a message to any airlock process. Short,
+/// because a message in flight when a server or an airlock process dies comes back only after it; safe, because a
+/// redelivered command is a no-op by its command id even if the first delivery is still being decided.
+const ACK_WAIT_MS: u64 = 10_000;
 
 /// How long a message airlock could not take (the log was unavailable) waits before it is delivered again.
 const RETRY_DELAY_MS: u64 = 2_000;
