@@ -37,6 +37,9 @@ pub enum Durability {
     Rebuild,
 }
 
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE_MAX: usize = 128;
+
 pub fn open(path: &Path, migrations: &[Migration]) -> Result<Connection, OpenError> {
     open_with(path, migrations, Durability::Full)
 }
@@ -46,6 +49,9 @@ pub fn open_with(path: &Path, migrations: &[Migration], durability: Durability) 
     let open_error = |source| OpenError::Open { path: shown.clone(), source };
     let mut connection = Connection::open(path).map_err(open_error)?;
     connection.busy_timeout(Duration::from_millis(BUSY_TIMEOUT_MS)).map_err(open_error)?;
+    // The projection alone runs about thirty distinct statements; rusqlite's default cache holds sixteen, and a cache
+    // that evicts on every event prepares every statement again.
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE_MAX);
     let pragmas = match durability {
         Durability::Full => "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;",
         Durability::Rebuild => "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA locking_mode = EXCLUSIVE;",

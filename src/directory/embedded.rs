@@ -90,65 +90,66 @@ impl EmbeddedDirectory {
     /// Opens a session (the demo uses this to show sessions revoked by a reset and by a rollback).
     pub fn open_session(&self, account_id: &AccountId, session_id: &str, at: UnixMs) -> Result<(), DirectoryError> {
         self.lock()
-            .execute(
-                "INSERT INTO sessions (session_id, account_id, opened_at) VALUES (?1, ?2, ?3)",
-                params![session_id, account_id.as_str(), at.0 as i64],
-            )
+            .prepare_cached("INSERT INTO sessions (session_id, account_id, opened_at) VALUES (?1, ?2, ?3)")
+            .and_then(|mut statement| statement.execute(params![session_id, account_id.as_str(), at.0 as i64]))
             .map(|_| ())
             .map_err(unavailable)
     }
 
     pub fn active_sessions(&self, account_id: &AccountId) -> Result<u32, DirectoryError> {
         self.lock()
-            .query_row(
-                "SELECT COUNT(*) FROM sessions WHERE account_id = ?1 AND revoked_at IS NULL",
-                [account_id.as_str()],
-                |row| row.get(0),
-            )
+            .prepare_cached("SELECT COUNT(*) FROM sessions WHERE account_id = ?1 AND revoked_at IS NULL")
+            .and_then(|mut statement| statement.query_row([account_id.as_str()], |row| row.get(0)))
             .map_err(unavailable)
     }
 
     pub fn credential_version(&self, account_id: &AccountId) -> Result<u32, DirectoryError> {
         self.lock()
-            .query_row("SELECT credential_version FROM accounts WHERE account_id = ?1", [account_id.as_str()], |row| {
-                row.get(0)
-            })
+            .prepare_cached("SELECT credential_version FROM accounts WHERE account_id = ?1")
+            .and_then(|mut statement| statement.query_row([account_id.as_str()], |row| row.get(0)))
             .map_err(unavailable)
     }
 
     /// How many times effects were applied (each effect id once), for tests of idempotency.
     pub fn applied_effects(&self) -> Result<u32, DirectoryError> {
-        self.lock().query_row("SELECT COUNT(*) FROM applied_effects", [], |row| row.get(0)).map_err(unavailable)
+        self.lock()
+            .prepare_cached("SELECT COUNT(*) FROM applied_effects")
+            .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
+            .map_err(unavailable)
     }
 }
 
 fn put_in(transaction: &Transaction, record: &AccountRecord) -> Result<(), DirectoryError> {
     let id = &record.account_id;
-    transaction.execute("DELETE FROM sessions WHERE account_id = ?1", [id]).map_err(unavailable)?;
-    transaction.execute("DELETE FROM destinations WHERE account_id = ?1", [id]).map_err(unavailable)?;
-    transaction.execute("DELETE FROM accounts WHERE account_id = ?1", [id]).map_err(unavailable)?;
     transaction
-        .execute(
-            "INSERT INTO accounts (account_id, high_value_reason, totp_enrolled_since, last_credential_change, risk_flags)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
+        .prepare_cached("DELETE FROM sessions WHERE account_id = ?1")
+        .and_then(|mut statement| statement.execute([id]))
+        .map_err(unavailable)?;
+    transaction
+        .prepare_cached("DELETE FROM destinations WHERE account_id = ?1")
+        .and_then(|mut statement| statement.execute([id]))
+        .map_err(unavailable)?;
+    transaction
+        .prepare_cached("DELETE FROM accounts WHERE account_id = ?1")
+        .and_then(|mut statement| statement.execute([id]))
+        .map_err(unavailable)?;
+    transaction
+        .prepare_cached("INSERT INTO accounts (account_id, high_value_reason, totp_enrolled_since, last_credential_change, risk_flags)
+             VALUES (?1, ?2, ?3, ?4, ?5)").and_then(|mut statement| statement.execute(params![
                 id,
                 record.high_value_reason.map(|reason| json(&reason)),
                 record.totp_enrolled_since.map(|at| at.0 as i64),
                 record.last_credential_change.map(|at| at.0 as i64),
                 json(&record.risk_flags)
-            ],
-        )
+            ]))
         .map_err(unavailable)?;
     for destination in &record.destinations {
         insert_destination(transaction, id, destination)?;
     }
     for (index, opened_at) in record.sessions_opened_at.iter().enumerate() {
         transaction
-            .execute(
-                "INSERT INTO sessions (session_id, account_id, opened_at) VALUES (?1, ?2, ?3)",
-                params![format!("{id}-s{index}"), id, opened_at.0 as i64],
-            )
+            .prepare_cached("INSERT INTO sessions (session_id, account_id, opened_at) VALUES (?1, ?2, ?3)")
+            .and_then(|mut statement| statement.execute(params![format!("{id}-s{index}"), id, opened_at.0 as i64]))
             .map_err(unavailable)?;
     }
     Ok(())
@@ -160,37 +161,40 @@ fn insert_destination(
     destination: &Destination,
 ) -> Result<(), DirectoryError> {
     transaction
-        .execute(
+        .prepare_cached(
             "INSERT INTO destinations (destination_id, account_id, kind, address, trusted_since, revoked)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![
                 destination.id.as_str(),
                 account_id,
                 kind_name(destination.kind),
                 destination.address,
                 destination.trusted_since.0 as i64,
                 destination.revoked
-            ],
-        )
+            ])
+        })
         .map(|_| ())
         .map_err(unavailable)
 }
 
 fn read_snapshot(connection: &Connection, account_id: &AccountId) -> Result<AccountSnapshot, DirectoryError> {
     let row = connection
-        .query_row(
+        .prepare_cached(
             "SELECT high_value_reason, totp_enrolled_since, last_credential_change, risk_flags
              FROM accounts WHERE account_id = ?1",
-            [account_id.as_str()],
-            |row| {
+        )
+        .and_then(|mut statement| {
+            statement.query_row([account_id.as_str()], |row| {
                 Ok((
                     row.get::<_, Option<String>>(0)?,
                     row.get::<_, Option<i64>>(1)?,
                     row.get::<_, Option<i64>>(2)?,
                     row.get::<_, String>(3)?,
                 ))
-            },
-        )
+            })
+        })
         .optional()
         .map_err(unavailable)?;
     let Some((high_value, totp, changed, flags)) = row else {
@@ -239,7 +243,8 @@ fn read_snapshot(connection: &Connection, account_id: &AccountId) -> Result<Acco
 /// The changes recorded for an effect applied before, if it was.
 fn applied(transaction: &Transaction, effect_id: &EffectId) -> Result<Option<Vec<Change>>, DirectoryError> {
     let recorded: Option<String> = transaction
-        .query_row("SELECT changes FROM applied_effects WHERE effect_id = ?1", [effect_id.as_str()], |row| row.get(0))
+        .prepare_cached("SELECT changes FROM applied_effects WHERE effect_id = ?1")
+        .and_then(|mut statement| statement.query_row([effect_id.as_str()], |row| row.get(0)))
         .optional()
         .map_err(unavailable)?;
     recorded.map(|text| serde_json::from_str(&text).map_err(corrupt)).transpose()
@@ -253,10 +258,12 @@ fn record_effect(
     now: UnixMs,
 ) -> Result<(), DirectoryError> {
     transaction
-        .execute(
+        .prepare_cached(
             "INSERT INTO applied_effects (effect_id, account_id, changes, applied_at) VALUES (?1, ?2, ?3, ?4)",
-            params![effect_id.as_str(), account_id.as_str(), json(&changes), now.0 as i64],
         )
+        .and_then(|mut statement| {
+            statement.execute(params![effect_id.as_str(), account_id.as_str(), json(&changes), now.0 as i64])
+        })
         .map(|_| ())
         .map_err(unavailable)
 }
@@ -268,10 +275,10 @@ fn revoke_sessions_since(
     now: UnixMs,
 ) -> Result<usize, DirectoryError> {
     transaction
-        .execute(
+        .prepare_cached(
             "UPDATE sessions SET revoked_at = ?3 WHERE account_id = ?1 AND opened_at >= ?2 AND revoked_at IS NULL",
-            params![account_id.as_str(), since.0 as i64, now.0 as i64],
         )
+        .and_then(|mut statement| statement.execute(params![account_id.as_str(), since.0 as i64, now.0 as i64]))
         .map_err(unavailable)
 }
 
@@ -289,13 +296,14 @@ fn apply_action(
     match action {
         RecoveryAction::ResetPassword => {
             let version: i64 = transaction
-                .query_row("SELECT credential_version FROM accounts WHERE account_id = ?1", [id], |row| row.get(0))
+                .prepare_cached("SELECT credential_version FROM accounts WHERE account_id = ?1")
+                .and_then(|mut statement| statement.query_row([id], |row| row.get(0)))
                 .map_err(unavailable)?;
             transaction
-                .execute(
+                .prepare_cached(
                     "UPDATE accounts SET credential_version = ?2, last_credential_change = ?3 WHERE account_id = ?1",
-                    params![id, version + 1, now.0 as i64],
                 )
+                .and_then(|mut statement| statement.execute(params![id, version + 1, now.0 as i64]))
                 .map_err(unavailable)?;
             let revoked = revoke_sessions_since(transaction, account_id, UnixMs(0), now)?;
             Ok(vec![
@@ -328,7 +336,8 @@ fn apply_action(
         }
         RecoveryAction::RemoveTotp => {
             transaction
-                .execute("UPDATE accounts SET totp_enrolled_since = NULL WHERE account_id = ?1", [id])
+                .prepare_cached("UPDATE accounts SET totp_enrolled_since = NULL WHERE account_id = ?1")
+                .and_then(|mut statement| statement.execute([id]))
                 .map_err(unavailable)?;
             let old = snapshot.totp_enrolled_since.map(|at| at.0.to_string());
             Ok(vec![Change { record: "totp".into(), old, new: None }])
@@ -355,24 +364,24 @@ fn apply_reversal(
     if change.record == "password" {
         let version = parse_version(&change.new)?;
         transaction
-            .execute("UPDATE accounts SET credential_version = ?2 WHERE account_id = ?1", params![id, version])
+            .prepare_cached("UPDATE accounts SET credential_version = ?2 WHERE account_id = ?1")
+            .and_then(|mut statement| statement.execute(params![id, version]))
             .map_err(unavailable)?;
         return Ok(Some(change.clone()));
     }
     if change.record == "totp" {
         let restored = change.new.as_deref().and_then(|text| text.parse::<i64>().ok());
         transaction
-            .execute("UPDATE accounts SET totp_enrolled_since = ?2 WHERE account_id = ?1", params![id, restored])
+            .prepare_cached("UPDATE accounts SET totp_enrolled_since = ?2 WHERE account_id = ?1")
+            .and_then(|mut statement| statement.execute(params![id, restored]))
             .map_err(unavailable)?;
         return Ok(Some(change.clone()));
     }
     if let Some(destination_id) = change.record.strip_prefix("destination:") {
         let removed = change.new.is_none();
         transaction
-            .execute(
-                "UPDATE destinations SET revoked = ?3 WHERE account_id = ?1 AND destination_id = ?2",
-                params![id, destination_id, removed],
-            )
+            .prepare_cached("UPDATE destinations SET revoked = ?3 WHERE account_id = ?1 AND destination_id = ?2")
+            .and_then(|mut statement| statement.execute(params![id, destination_id, removed]))
             .map_err(unavailable)?;
         return Ok(Some(change.clone()));
     }

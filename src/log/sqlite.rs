@@ -46,24 +46,24 @@ fn append_now(
     let transaction =
         connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(unavailable)?;
     let seen: Option<i64> = transaction
-        .query_row("SELECT sequence FROM commits WHERE command_id = ?1", [command_id], |row| row.get(0))
+        .prepare_cached("SELECT sequence FROM commits WHERE command_id = ?1")
+        .and_then(|mut statement| statement.query_row([command_id], |row| row.get(0)))
         .optional()
         .map_err(unavailable)?;
     if seen.is_some() {
         return Ok(Appended::Duplicate);
     }
     let actual: i64 = transaction
-        .query_row("SELECT COALESCE(MAX(sequence), 0) FROM commits WHERE stream = ?1", [&key], |row| row.get(0))
+        .prepare_cached("SELECT COALESCE(MAX(sequence), 0) FROM commits WHERE stream = ?1")
+        .and_then(|mut statement| statement.query_row([&key], |row| row.get(0)))
         .map_err(unavailable)?;
     let actual = to_u64(actual)?;
     if actual != expected_last {
         return Err(LogError::Conflict { stream: key, expected: expected_last, actual });
     }
     transaction
-        .execute(
-            "INSERT INTO commits (stream, command_id, envelopes) VALUES (?1, ?2, ?3)",
-            params![key, command_id, encode_commit(envelopes)],
-        )
+        .prepare_cached("INSERT INTO commits (stream, command_id, envelopes) VALUES (?1, ?2, ?3)")
+        .and_then(|mut statement| statement.execute(params![key, command_id, encode_commit(envelopes)]))
         .map_err(unavailable)?;
     let first_sequence = to_u64(transaction.last_insert_rowid())?;
     transaction.commit().map_err(unavailable)?;
@@ -110,7 +110,8 @@ impl EventLog for SqliteLog {
     async fn last_sequence(&self) -> Result<u64, LogError> {
         self.with(|connection| {
             let last: i64 = connection
-                .query_row("SELECT COALESCE(MAX(sequence), 0) FROM commits", [], |row| row.get(0))
+                .prepare_cached("SELECT COALESCE(MAX(sequence), 0) FROM commits")
+                .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
                 .map_err(unavailable)?;
             to_u64(last)
         })

@@ -48,10 +48,12 @@ impl Notifier for Outbox {
     fn send(&self, message: &Message) -> Result<(), NotifyError> {
         self.directory
             .lock()
-            .execute(
+            .prepare_cached(
                 "INSERT OR IGNORE INTO outbox (message_id, case_id, kind, address, subject, body, sent_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
                     message.message_id,
                     message.case_id.as_str(),
                     message.kind.name(),
@@ -59,8 +61,8 @@ impl Notifier for Outbox {
                     message.subject,
                     message.body,
                     message.sent_at.0 as i64
-                ],
-            )
+                ])
+            })
             .map(|_| ())
             .map_err(|error| NotifyError::Unavailable(error.to_string()))
     }

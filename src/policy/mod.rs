@@ -7,7 +7,8 @@ pub mod cases;
 
 use crate::core::policy::{Outcome, PolicyDecision, PolicyFacts};
 use cedar_policy::{
-    Authorizer, Context, Decision, Entities, EntityUid, PolicyId, PolicySet, Request, Schema, ValidationMode, Validator,
+    Authorizer, Context, Decision, Entities, EntityUid, PolicyId, PolicySet, Request, RestrictedExpression, Schema,
+    ValidationMode, Validator,
 };
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -34,6 +35,10 @@ pub struct Engine {
     version: String,
     /// Per policy id: its @cooling_off_hours, @extra_hours_per_signal and @reviewers, parsed once.
     hold: BTreeMap<String, HoldAnnotations>,
+    /// The request's parts, parsed once: the `deny`, `review` and `hold` actions, the requester and the case.
+    actions: [EntityUid; 3],
+    principal: EntityUid,
+    resource: EntityUid,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -117,7 +122,20 @@ impl Engine {
         digest.update([0]);
         digest.update(policies_text.as_bytes());
         let version = format!("cedar-{}", &hex::encode(digest.finalize())[..16]);
-        Ok(Engine { schema, policies, version, hold })
+        let uid = |text: &str| EntityUid::from_str(text).expect("a valid entity uid");
+        Ok(Engine {
+            schema,
+            policies,
+            version,
+            hold,
+            actions: [
+                uid(r#"Airlock::Action::"deny""#),
+                uid(r#"Airlock::Action::"review""#),
+                uid(r#"Airlock::Action::"hold""#),
+            ],
+            principal: uid(r#"Airlock::Requester::"requester""#),
+            resource: uid(r#"Airlock::Case::"case""#),
+        })
     }
 
     /// The shipped policies. They are checked by the test suite, so failing here is a build defect.
@@ -141,15 +159,17 @@ impl Engine {
         &self.version
     }
 
-    /// The ids of the policies that permit `action` for these facts, sorted (Cedar reports them as a set).
-    fn matching(&self, action: &str, context: &serde_json::Value) -> Vec<String> {
-        let action = EntityUid::from_str(&format!("Airlock::Action::\"{action}\"")).expect("a valid action uid");
-        let principal = EntityUid::from_str("Airlock::Requester::\"requester\"").expect("a valid uid");
-        let resource = EntityUid::from_str("Airlock::Case::\"case\"").expect("a valid uid");
-        let context = Context::from_json_value(context.clone(), Some((&self.schema, &action)))
-            .expect("the facts always match the schema (tested)");
-        let request = Request::new(principal, action, resource, context, Some(&self.schema))
-            .expect("the request always matches the schema (tested)");
+    /// The ids of the policies that permit `action` for these facts, sorted (Cedar reports them as a set). The
+    /// request is checked against the schema, so facts of the wrong shape fail loudly rather than match nothing.
+    fn matching(&self, action: &EntityUid, context: &Context) -> Vec<String> {
+        let request = Request::new(
+            self.principal.clone(),
+            action.clone(),
+            self.resource.clone(),
+            context.clone(),
+            Some(&self.schema),
+        )
+        .expect("the request always matches the schema (tested)");
         let response = Authorizer::new().is_authorized(&request, &self.policies, &Entities::empty());
         if response.decision() != Decision::Allow {
             return Vec::new();
@@ -162,10 +182,10 @@ impl Engine {
     /// Decides: `deny` wins over `review`, which wins over automation; the cooling-off is the longest matching hold
     /// plus the per-signal extra; the quorum is the largest matching @reviewers (at least one).
     pub fn evaluate(&self, facts: &PolicyFacts) -> PolicyDecision {
-        let context = facts_json(facts);
-        let deny = self.matching("deny", &context);
-        let review = self.matching("review", &context);
-        let hold = self.matching("hold", &context);
+        let context = facts_context(facts);
+        let [deny, review, hold] = &self.actions;
+        let (deny, review, hold) =
+            (self.matching(deny, &context), self.matching(review, &context), self.matching(hold, &context));
         let outcome = if !deny.is_empty() {
             Outcome::Deny
         } else if !review.is_empty() {
@@ -189,30 +209,44 @@ impl Engine {
     }
 }
 
-/// The facts as the Cedar context record the schema declares.
-fn facts_json(facts: &PolicyFacts) -> serde_json::Value {
-    serde_json::json!({
-        "phase": match facts.phase {
-            crate::core::policy::Phase::Intake => "intake",
-            crate::core::policy::Phase::Authorization => "authorization",
-        },
-        "action": facts.action,
-        "adds_destination": facts.adds_destination,
-        "account_known": facts.account_known,
-        "high_value": facts.high_value,
-        "eligible_destinations": facts.eligible_destinations,
-        "has_totp": facts.has_totp,
-        "credential_changed_within_7d": facts.credential_changed_within_7d,
-        "risk_flags": facts.risk_flags,
-        "velocity": {
-            "account": facts.velocity.account_requests_24h,
-            "source_network": facts.velocity.source_network_requests_24h,
-            "requester": facts.velocity.requester_requests_24h,
-            "destination": facts.velocity.destination_requests_24h,
-        },
-        "signal_friction": facts.signal_friction,
-        "halted": facts.halted,
-    })
+/// The facts as the Cedar context record the schema declares, built directly rather than parsed from JSON: deciding
+/// runs for every request, and the JSON route cost more than the evaluation itself.
+fn facts_context(facts: &PolicyFacts) -> Context {
+    let long = |value: u32| RestrictedExpression::new_long(i64::from(value));
+    let text = |value: &str| RestrictedExpression::new_string(value.to_string());
+    let record = |fields: Vec<(&str, RestrictedExpression)>| {
+        RestrictedExpression::new_record(fields.into_iter().map(|(name, value)| (name.to_string(), value)))
+            .expect("field names are distinct")
+    };
+    let velocity = &facts.velocity;
+    let phase = match facts.phase {
+        crate::core::policy::Phase::Intake => "intake",
+        crate::core::policy::Phase::Authorization => "authorization",
+    };
+    let fields = vec![
+        ("phase", text(phase)),
+        ("action", text(&facts.action)),
+        ("adds_destination", RestrictedExpression::new_bool(facts.adds_destination)),
+        ("account_known", RestrictedExpression::new_bool(facts.account_known)),
+        ("high_value", RestrictedExpression::new_bool(facts.high_value)),
+        ("eligible_destinations", long(facts.eligible_destinations)),
+        ("has_totp", RestrictedExpression::new_bool(facts.has_totp)),
+        ("credential_changed_within_7d", RestrictedExpression::new_bool(facts.credential_changed_within_7d)),
+        ("risk_flags", RestrictedExpression::new_set(facts.risk_flags.iter().map(|flag| text(flag)))),
+        (
+            "velocity",
+            record(vec![
+                ("account", long(velocity.account_requests_24h)),
+                ("source_network", long(velocity.source_network_requests_24h)),
+                ("requester", long(velocity.requester_requests_24h)),
+                ("destination", long(velocity.destination_requests_24h)),
+            ]),
+        ),
+        ("signal_friction", long(facts.signal_friction)),
+        ("halted", RestrictedExpression::new_bool(facts.halted)),
+    ];
+    Context::from_pairs(fields.into_iter().map(|(name, value)| (name.to_string(), value)))
+        .expect("field names are distinct")
 }
 
 /// Decides with the shipped policies.

@@ -64,9 +64,9 @@ fn control_event(transaction: &Transaction, stream_version: u64, event: &Control
 }
 
 fn current_status(transaction: &Transaction, case_id: &CaseId) -> Result<Status, ProjectionError> {
-    let name: Option<String> = transaction
-        .query_row("SELECT status FROM cases WHERE case_id = ?1", [case_id.as_str()], |row| row.get(0))
-        .optional()?;
+    let name: Option<String> =
+        query_row(transaction, "SELECT status FROM cases WHERE case_id = ?1", [case_id.as_str()], |row| row.get(0))
+            .optional()?;
     Ok(name.as_deref().and_then(Status::from_name).unwrap_or(Status::New))
 }
 
@@ -200,8 +200,9 @@ fn masked_list(
     ids: &[crate::core::ids::DestinationId],
 ) -> Result<String, ProjectionError> {
     let text: String =
-        transaction
-            .query_row("SELECT destinations FROM cases WHERE case_id = ?1", [case_id.as_str()], |row| row.get(0))?;
+        query_row(transaction, "SELECT destinations FROM cases WHERE case_id = ?1", [case_id.as_str()], |row| {
+            row.get(0)
+        })?;
     let map: BTreeMap<String, String> = serde_json::from_str(&text).unwrap_or_default();
     let shown: Vec<String> =
         ids.iter().map(|id| map.get(id.as_str()).cloned().unwrap_or_else(|| id.to_string())).collect();
@@ -275,8 +276,11 @@ fn update_case(
             let mut list: Vec<String> = serde_json::from_str(&approvers).unwrap_or_default();
             list.push(reviewer.to_string());
             exec(transaction, "UPDATE cases SET approvers = ?2 WHERE case_id = ?1", params![id, json(&list)])?;
-            transaction
-                .execute("UPDATE review_queue SET approvals = ?2 WHERE case_id = ?1", params![id, *approvals as i64])?;
+            exec(
+                transaction,
+                "UPDATE review_queue SET approvals = ?2 WHERE case_id = ?1",
+                params![id, *approvals as i64],
+            )?;
             format!("approved by {reviewer} ({approvals} of {required})")
         }
         EventBody::CoolingOffStarted { ends_at, deadline, notify, authorization } => {
@@ -296,8 +300,11 @@ fn update_case(
             )
         }
         EventBody::CaseDenied { reason } => {
-            transaction
-                .execute("UPDATE cases SET deadline = NULL, challenge_expires_at = NULL WHERE case_id = ?1", [id])?;
+            exec(
+                transaction,
+                "UPDATE cases SET deadline = NULL, challenge_expires_at = NULL WHERE case_id = ?1",
+                [id],
+            )?;
             format!("denied: {}", denial_text(reason))
         }
         EventBody::CaseCancelled { reason } => {
@@ -345,8 +352,11 @@ fn update_case(
             format!("rolled back ({}): {}", reason.escaped(), lines.join("; "))
         }
         EventBody::CaseExpired => {
-            transaction
-                .execute("UPDATE cases SET deadline = NULL, challenge_expires_at = NULL WHERE case_id = ?1", [id])?;
+            exec(
+                transaction,
+                "UPDATE cases SET deadline = NULL, challenge_expires_at = NULL WHERE case_id = ?1",
+                [id],
+            )?;
             "expired: time limit passed".to_string()
         }
         EventBody::CommandRefused { command, rejection } => {
@@ -358,8 +368,7 @@ fn update_case(
 }
 
 fn account_of(transaction: &Transaction, case_id: &CaseId) -> Result<String, ProjectionError> {
-    Ok(transaction
-        .query_row("SELECT account_id FROM cases WHERE case_id = ?1", [case_id.as_str()], |row| row.get(0))?)
+    Ok(query_row(transaction, "SELECT account_id FROM cases WHERE case_id = ?1", [case_id.as_str()], |row| row.get(0))?)
 }
 
 /// The quorum the core requires for this case: the decision's, with the high-value floor from the case's snapshot.
@@ -467,8 +476,10 @@ fn insert_receipt(
             })
         },
     )?;
-    let previous_hash: String = transaction
-        .query_row("SELECT hash FROM receipts ORDER BY receipt_sequence DESC LIMIT 1", [], |row| row.get(0))
+    let previous_hash: String =
+        query_row(transaction, "SELECT hash FROM receipts ORDER BY receipt_sequence DESC LIMIT 1", [], |row| {
+            row.get(0)
+        })
         .optional()?
         .unwrap_or_else(|| GENESIS_HASH.to_string());
     let text = canonical(&body);

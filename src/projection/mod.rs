@@ -54,7 +54,10 @@ impl Projection {
 
     /// The last log sequence applied.
     pub fn last_sequence(&self) -> Result<u64, ProjectionError> {
-        let last: i64 = self.read().query_row("SELECT last_sequence FROM checkpoint", [], |row| row.get(0))?;
+        let last: i64 = self
+            .read()
+            .prepare_cached("SELECT last_sequence FROM checkpoint")
+            .and_then(|mut statement| statement.query_row([], |row| row.get(0)))?;
         Ok(last as u64)
     }
 
@@ -63,8 +66,10 @@ impl Projection {
     pub fn apply(&self, entries: &[Entry]) -> Result<u64, ProjectionError> {
         let mut connection = self.lock();
         let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut last: u64 =
-            transaction.query_row("SELECT last_sequence FROM checkpoint", [], |row| row.get::<_, i64>(0))? as u64;
+        let mut last: u64 = transaction
+            .prepare_cached("SELECT last_sequence FROM checkpoint")
+            .and_then(|mut statement| statement.query_row([], |row| row.get::<_, i64>(0)))?
+            as u64;
         let mut statuses = apply::Statuses::new();
         for entry in entries {
             if entry.sequence <= last {
@@ -73,7 +78,9 @@ impl Projection {
             apply::entry(&transaction, &mut statuses, entry)?;
             last = entry.sequence;
         }
-        transaction.execute("UPDATE checkpoint SET last_sequence = ?1", [last as i64])?;
+        transaction
+            .prepare_cached("UPDATE checkpoint SET last_sequence = ?1")
+            .and_then(|mut statement| statement.execute([last as i64]))?;
         transaction.commit()?;
         Ok(last)
     }

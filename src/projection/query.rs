@@ -79,13 +79,14 @@ impl Projection {
     pub fn case(&self, case_id: &CaseId) -> Result<Option<CaseRow>, ProjectionError> {
         let row = self
             .lock()
-            .query_row(
+            .prepare_cached(
                 "SELECT case_id, account_id, action_description, action_hash, status, requester, summary, signals,
                         new_destination, high_value, requested_at, updated_at, deadline, cooling_off_ends_at, decision,
                         approvers, notified, changes, events
                  FROM cases WHERE case_id = ?1",
-                [case_id.as_str()],
-                |row| {
+            )
+            .and_then(|mut statement| {
+                statement.query_row([case_id.as_str()], |row| {
                     Ok(CaseRow {
                         case_id: row.get(0)?,
                         account_id: row.get(1)?,
@@ -107,8 +108,8 @@ impl Projection {
                         changes: row.get(17)?,
                         events: row.get::<_, i64>(18)? as u64,
                     })
-                },
-            )
+                })
+            })
             .optional()?;
         Ok(row)
     }
@@ -188,17 +189,17 @@ impl Projection {
     ) -> Result<AccountVerificationFacts, ProjectionError> {
         let connection = self.read();
         let since = now.0.saturating_sub(PROOF_ATTEMPT_WINDOW_MS) as i64;
-        let failed: u32 = connection.query_row(
-            "SELECT COUNT(*) FROM proof_failures WHERE account_id = ?1 AND at > ?2",
-            params![account_id.as_str(), since],
-            |row| row.get(0),
-        )?;
-        let outstanding: u32 = connection.query_row(
-            "SELECT COUNT(*) FROM cases INDEXED BY cases_account_challenge
+        let failed: u32 = connection
+            .prepare_cached("SELECT COUNT(*) FROM proof_failures WHERE account_id = ?1 AND at > ?2")
+            .and_then(|mut statement| statement.query_row(params![account_id.as_str(), since], |row| row.get(0)))?;
+        let outstanding: u32 = connection
+            .prepare_cached(
+                "SELECT COUNT(*) FROM cases INDEXED BY cases_account_challenge
              WHERE account_id = ?1 AND challenge_expires_at > ?3 AND case_id != ?2 AND status = 'requested'",
-            params![account_id.as_str(), except_case.as_str(), now.0 as i64],
-            |row| row.get(0),
-        )?;
+            )
+            .and_then(|mut statement| {
+                statement.query_row(params![account_id.as_str(), except_case.as_str(), now.0 as i64], |row| row.get(0))
+            })?;
         Ok(AccountVerificationFacts {
             failed_attempts_in_window: failed,
             outstanding_challenge_elsewhere: outstanding > 0,
@@ -302,7 +303,10 @@ impl Projection {
 
     /// Whether the kill switch was on, as of the last applied log entry.
     pub fn halted(&self) -> Result<bool, ProjectionError> {
-        Ok(self.read().query_row("SELECT halted FROM control WHERE id = 1", [], |row| row.get(0))?)
+        Ok(self
+            .read()
+            .prepare_cached("SELECT halted FROM control WHERE id = 1")
+            .and_then(|mut statement| statement.query_row([], |row| row.get(0)))?)
     }
 
     /// Case ids, newest first, optionally only in one status.
