@@ -36,3 +36,28 @@ impl Clock for ManualClock {
         UnixMs(self.0.load(Ordering::SeqCst))
     }
 }
+
+/// The system clock moved forward by a fixed amount.
+pub struct AheadClock {
+    pub ahead_ms: u64,
+}
+
+impl Clock for AheadClock {
+    fn now(&self) -> UnixMs {
+        UnixMs(SystemClock.now().0 + self.ahead_ms)
+    }
+}
+
+/// The clock of a long-running process: the system clock, except that a debug build started with
+/// `AIRLOCK_CLOCK_AHEAD=<duration>` (for example `2days`) runs that far ahead, so an end-to-end test can see a
+/// cooling-off end without waiting it out. Release builds never read the variable.
+pub fn process_clock() -> std::sync::Arc<dyn Clock> {
+    #[cfg(debug_assertions)]
+    if let Some(text) = std::env::var_os("AIRLOCK_CLOCK_AHEAD") {
+        let text = text.to_string_lossy();
+        let ahead =
+            humantime::parse_duration(&text).unwrap_or_else(|error| panic!("AIRLOCK_CLOCK_AHEAD={text}: {error}"));
+        return std::sync::Arc::new(AheadClock { ahead_ms: ahead.as_millis() as u64 });
+    }
+    std::sync::Arc::new(SystemClock)
+}

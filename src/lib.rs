@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clock;
 pub mod core;
 pub mod directory;
+pub mod http;
 pub mod intake;
 pub mod keys;
 pub mod log;

@@ -6,12 +6,14 @@
 use airlock::core::account::{AccountSnapshot, Destination, DestinationKind, HighValueReason, RiskClass};
 use airlock::core::action::{ActionHash, RecoveryAction};
 use airlock::core::actor::{Actor, Role};
-use airlock::core::command::{Change, Command, CommandEnvelope, CommandKind, EffectOutcome};
+use airlock::core::command::{Change, Command, CommandEnvelope, CommandKind, EffectOutcome, SecondFactorCheck};
 use airlock::core::control::{
     ControlCommand, ControlEvent, ControlEventBody, ControlState, decide_control, evolve_control,
 };
 use airlock::core::decide::{Context, FreshChallenge, decide, effect_id, refusal_event, rollback_effect_id};
-use airlock::core::event::{Authorization, DenialReason, Event, EventBody, EventKind, ReviewReason, WithheldReason};
+use airlock::core::event::{
+    Authorization, DenialReason, Event, EventBody, EventKind, ReviewReason, SecondFactor, WithheldReason,
+};
 use airlock::core::ids::{AccountId, ActorId, CaseId, ChallengeId, CommandId, DestinationId, EffectId, UnixMs};
 use airlock::core::limits::{
     CODE_TTL_MS_DEFAULT, COOLING_OFF_GRACE_MS, COOLING_OFF_MS_MAX, COOLING_OFF_MS_MIN, DAY_MS, HOUR_MS,
@@ -248,7 +250,7 @@ fn envelope(command_id: &str, actor: Actor, command: Command) -> CommandEnvelope
 }
 
 fn proof(code: &str) -> Command {
-    Command::SubmitProof { proof: code_hash(code) }
+    Command::SubmitProof { proof: code_hash(code), second_factor: SecondFactorCheck::NotGiven }
 }
 
 fn approve(history: &[Event]) -> Command {
@@ -547,6 +549,84 @@ fn correct_code_with_policy_auto_starts_cooling_off() {
     assert_eq!(state.status, Status::CoolingOff);
     assert_eq!(state.proven_by, ids(&CHALLENGED));
     assert_eq!(state.challenge, None, "a used code is single-use");
+}
+
+/// A proof with an authenticator code the directory judged `check`.
+fn proof_with_totp(code: &str, check: SecondFactorCheck) -> Command {
+    Command::SubmitProof { proof: code_hash(code), second_factor: check }
+}
+
+fn kinds(events: &[Event]) -> Vec<EventKind> {
+    events.iter().map(|event| event.body.kind()).collect()
+}
+
+// Proves THREATS 9 at the core: on an account with an authenticator, a factor change proven by the one-time code
+// alone is capped there: the policy's "auto" becomes review (reason WeakerProof), never cooling-off.
+#[test]
+fn factor_change_without_the_authenticator_goes_to_review() {
+    for action in [
+        RecoveryAction::RemoveTotp,
+        RecoveryAction::AddDestination { kind: DestinationKind::Email, address: "new@example.net".into() },
+    ] {
+        let mut env = Env::standard();
+        env.account.totp_enrolled_since = Some(before(REQUESTED_AT, 200 * DAY_MS));
+        env.action = action.clone();
+        let history = requested(&env);
+        let proof_env = env.at(PROVED_AT).policy(Phase::Authorization, Outcome::Auto);
+
+        let events = when(&history, &proof_env, &envelope("proof", owner(), proof(CODE))).expect("accepted");
+
+        assert_eq!(kinds(&events), vec![EventKind::ProofAccepted, EventKind::ReviewRequired], "{action:?}");
+        assert!(
+            matches!(&events[1].body, EventBody::ReviewRequired { reason: ReviewReason::WeakerProof, .. }),
+            "{:?}",
+            events[1].body
+        );
+    }
+}
+
+// Proves the other half of THREATS 9: with the authenticator proven too, the same change follows the policy, and the
+// proof's strength is recorded before the acceptance; a password reset needs no authenticator.
+#[test]
+fn factor_change_with_the_authenticator_follows_the_policy() {
+    let mut env = Env::standard();
+    env.account.totp_enrolled_since = Some(before(REQUESTED_AT, 200 * DAY_MS));
+    env.action = RecoveryAction::RemoveTotp;
+    let history = requested(&env);
+    let proof_env = env.clone().at(PROVED_AT).policy(Phase::Authorization, Outcome::Auto);
+    let command = envelope("proof", owner(), proof_with_totp(CODE, SecondFactorCheck::Valid));
+
+    let events = when(&history, &proof_env, &command).expect("accepted");
+
+    assert_eq!(
+        kinds(&events),
+        vec![EventKind::SecondFactorProven, EventKind::ProofAccepted, EventKind::CoolingOffStarted]
+    );
+    assert_eq!(given(&[history, events].concat()).second_factor, Some(SecondFactor::Totp));
+
+    let mut reset = env;
+    reset.action = RecoveryAction::ResetPassword;
+    let history = requested(&reset);
+    let proof_env = reset.at(PROVED_AT).policy(Phase::Authorization, Outcome::Auto);
+    let events = when(&history, &proof_env, &envelope("proof", owner(), proof(CODE))).expect("accepted");
+    assert_eq!(kinds(&events), vec![EventKind::ProofAccepted, EventKind::CoolingOffStarted]);
+}
+
+// Proves a wrong authenticator code fails the whole proof, even with the right one-time code, and counts against the
+// account's allowance like a wrong code.
+#[test]
+fn wrong_authenticator_code_rejects_the_proof() {
+    let mut env = Env::standard();
+    env.account.totp_enrolled_since = Some(before(REQUESTED_AT, 200 * DAY_MS));
+    env.action = RecoveryAction::RemoveTotp;
+    let history = requested(&env);
+    let proof_env = env.at(PROVED_AT).policy(Phase::Authorization, Outcome::Auto);
+    let command = envelope("proof", owner(), proof_with_totp(CODE, SecondFactorCheck::Invalid));
+
+    let events = when(&history, &proof_env, &command).expect("recorded");
+
+    assert_eq!(kinds(&events), vec![EventKind::ProofRejected]);
+    assert_eq!(given(&[history, events].concat()).status, Status::Requested);
 }
 
 // Proves "verified | policy review | in_review": the authorization policy can send a proven case to people.

@@ -46,6 +46,7 @@ fn world() -> World {
                 account_id: account.into(),
                 high_value_reason: high_value,
                 totp_enrolled_since: None,
+                totp_secret: None,
                 last_credential_change: None,
                 risk_flags: Vec::new(),
                 destinations: vec![Destination {
@@ -99,7 +100,7 @@ async fn proven_case(world: &World, account: &str, action: RecoveryAction) -> Ca
         .unwrap();
     let code = latest_code(world, &format!("{account}@example.com"));
     let owner = Actor::new(Role::Owner, "page");
-    service.submit_code(&case_id, CommandId::new("proof"), owner, &code).await.unwrap();
+    service.submit_code(&case_id, CommandId::new("proof"), owner, &code, None).await.unwrap();
     case_id
 }
 

@@ -12,7 +12,7 @@
 use airlock::core::account::{AccountSnapshot, Destination, DestinationKind, HighValueReason, RiskClass};
 use airlock::core::action::{ActionHash, RecoveryAction};
 use airlock::core::actor::{Actor, Role};
-use airlock::core::command::{Change, Command, CommandEnvelope, CommandKind, EffectOutcome};
+use airlock::core::command::{Change, Command, CommandEnvelope, CommandKind, EffectOutcome, SecondFactorCheck};
 use airlock::core::control::{ControlCommand, ControlState, decide_control, evolve_control};
 use airlock::core::decide::{Context, FreshChallenge, decide, refusal_event};
 use airlock::core::event::{Authorization, Event, EventBody, EventKind};
@@ -123,11 +123,13 @@ enum Step {
     Tick {
         by: Who,
     },
-    /// The owner types a code; `other_requests` is the account's other requests the shell counts at that moment.
+    /// The owner types a code; `other_requests` is the account's other requests the shell counts at that moment, and
+    /// `totp` what the directory said of an authenticator code typed with it.
     SubmitProof {
         by: Who,
         right_code: bool,
         other_requests: u32,
+        totp: SecondFactorCheck,
     },
     Approve {
         by: Who,
@@ -179,6 +181,12 @@ fn known_account(risk_class: RiskClass, destinations: Vec<Destination>) -> Accou
         last_credential_change: None,
         risk_flags: Vec::new(),
     }
+}
+
+/// The account with an authenticator app enrolled long before the request.
+fn with_totp(mut snapshot: AccountSnapshot) -> AccountSnapshot {
+    snapshot.totp_enrolled_since = Some(UnixMs(REQUESTED_AT.0 - 90 * DAY_MS));
+    snapshot
 }
 
 fn add_destination(address: &str) -> RecoveryAction {
@@ -234,6 +242,7 @@ fn exploration_roots() -> Vec<Root> {
         ("high-value", known_account(high_value, pair())),
         ("high-value+young", known_account(high_value, with_young())),
         ("lost-all-factors", known_account(RiskClass::Standard, vec![young()])),
+        ("standard+totp", with_totp(known_account(RiskClass::Standard, pair()))),
         ("unknown", AccountSnapshot::unknown(AccountId::new("account-1"))),
     ];
     let mut rng = StdRng::seed_from_u64(2026);
@@ -259,8 +268,10 @@ fn exploration_steps() -> Vec<Step> {
         // A timer that has not fired yet when everything's deadline has passed.
         Step::Wait { ms: 8 * DAY_MS, timer_fires: false },
         Step::Tick { by: Who::Intake },
-        Step::SubmitProof { by: Who::Owner, right_code: false, other_requests: 0 },
-        Step::SubmitProof { by: Who::Intake, right_code: true, other_requests: 0 },
+        Step::SubmitProof { by: Who::Owner, right_code: false, other_requests: 0, totp: SecondFactorCheck::NotGiven },
+        Step::SubmitProof { by: Who::Intake, right_code: true, other_requests: 0, totp: SecondFactorCheck::NotGiven },
+        Step::SubmitProof { by: Who::Owner, right_code: true, other_requests: 0, totp: SecondFactorCheck::Valid },
+        Step::SubmitProof { by: Who::Owner, right_code: true, other_requests: 0, totp: SecondFactorCheck::Invalid },
         Step::Approve { by: Who::ReviewerA, right_hash: true },
         Step::Approve { by: Who::ReviewerB, right_hash: true },
         Step::Approve { by: Who::RequesterAsReviewer, right_hash: true },
@@ -286,6 +297,7 @@ fn exploration_steps() -> Vec<Step> {
         by: Who::Owner,
         right_code: true,
         other_requests,
+        totp: SecondFactorCheck::NotGiven,
     }));
     steps
 }
@@ -456,9 +468,9 @@ impl Case {
         let root = &self.root;
         match step {
             Step::Tick { by } => (by, Command::Tick),
-            Step::SubmitProof { by, right_code, .. } => {
+            Step::SubmitProof { by, right_code, totp, .. } => {
                 let proof = if right_code { root.right_code.clone() } else { root.wrong_code.clone() };
-                (by, Command::SubmitProof { proof })
+                (by, Command::SubmitProof { proof, second_factor: totp })
             }
             Step::Approve { by, right_hash } => {
                 let action_hash = if right_hash { root.action_hash.clone() } else { root.stale_action_hash.clone() };
@@ -700,6 +712,8 @@ struct Audit {
     status: Status,
     /// Whether a proof from eligible destinations was accepted.
     proof_accepted: bool,
+    /// Whether the authenticator app was proven with it.
+    totp_proven: bool,
     /// The reviewers who approved since the case last entered review.
     round: Vec<ActorId>,
     /// The cooling-off in force, if a valid authorization started one and no failure revoked it since.
@@ -715,6 +729,7 @@ impl Default for Audit {
         Audit {
             status: Status::New,
             proof_accepted: false,
+            totp_proven: false,
             round: Vec::new(),
             cooling_off: None,
             started: None,
@@ -787,6 +802,13 @@ impl Audit {
                 Ok(())
             }
             EventBody::RolledBack { reversal, .. } => self.check_rollback(reversal),
+            EventBody::SecondFactorProven { .. } if root.snapshot.totp_enrolled_since.is_none() => {
+                Err("THREATS 9: an authenticator was counted for an account without one".to_string())
+            }
+            EventBody::SecondFactorProven { .. } => {
+                self.totp_proven = true;
+                Ok(())
+            }
             EventBody::RecoveryRequested { .. }
             | EventBody::ChallengeWithheld { .. }
             | EventBody::ProofRejected { .. }
@@ -847,6 +869,13 @@ impl Audit {
             }
             Authorization::Policy { .. } if !self.proof_accepted => {
                 Err("invariant 1: cooling_off by policy without an accepted proof".to_string())
+            }
+            Authorization::Policy { .. }
+                if root.action.changes_factors()
+                    && root.snapshot.totp_enrolled_since.is_some()
+                    && !self.totp_proven =>
+            {
+                Err("THREATS 9: a factor change went ahead by policy without the account's authenticator".to_string())
             }
             Authorization::Policy { .. } => Ok(()),
             Authorization::Quorum { reviewers } => {
@@ -1314,6 +1343,15 @@ fn random_step(rng: &mut StdRng, applied: f64) -> Step {
             by: Who::Owner,
             right_code: rng.random_bool(0.75),
             other_requests: pick(rng, &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 9]),
+            totp: pick(
+                rng,
+                &[
+                    SecondFactorCheck::NotGiven,
+                    SecondFactorCheck::NotGiven,
+                    SecondFactorCheck::Valid,
+                    SecondFactorCheck::Invalid,
+                ],
+            ),
         },
         36..55 => Step::Approve { by: pick(rng, &reviewers), right_hash: rng.random_bool(0.9) },
         55..57 => Step::Deny { by: Who::ReviewerA },
@@ -1335,8 +1373,8 @@ fn random_step(rng: &mut StdRng, applied: f64) -> Step {
 fn with_sender(step: Step, who: Who) -> Step {
     match step {
         Step::Tick { .. } | Step::Wait { .. } => Step::Tick { by: who },
-        Step::SubmitProof { right_code, other_requests, .. } => {
-            Step::SubmitProof { by: who, right_code, other_requests }
+        Step::SubmitProof { right_code, other_requests, totp, .. } => {
+            Step::SubmitProof { by: who, right_code, other_requests, totp }
         }
         Step::Approve { right_hash, .. } => Step::Approve { by: who, right_hash },
         Step::Deny { .. } => Step::Deny { by: who },

@@ -42,6 +42,7 @@ async fn recovery_workflow_on_jetstream() {
             account_id: "gina".into(),
             high_value_reason: None,
             totp_enrolled_since: None,
+            totp_secret: None,
             last_credential_change: None,
             risk_flags: Vec::new(),
             destinations: vec![Destination {
@@ -83,7 +84,7 @@ async fn recovery_workflow_on_jetstream() {
     let message = outbox.messages(Some("gina@example.com")).unwrap().pop().expect("the code reached gina");
     let code = message.body.split_whitespace().find(|word| word.len() == 8 && word.bytes().all(|b| b.is_ascii_digit()));
     let owner = Actor::new(Role::Owner, "page");
-    let proved = service.submit_code(&case_id, CommandId::new("proof"), owner, code.unwrap()).await.unwrap();
+    let proved = service.submit_code(&case_id, CommandId::new("proof"), owner, code.unwrap(), None).await.unwrap();
     assert_eq!(proved.status, Status::CoolingOff);
 
     let operator = Actor::new(Role::Operator, "ops");

@@ -34,6 +34,7 @@ fn store() -> (tempfile::TempDir, Vec<CaseId>) {
                 account_id: account.into(),
                 high_value_reason: None,
                 totp_enrolled_since: None,
+                totp_secret: None,
                 last_credential_change: None,
                 risk_flags: Vec::new(),
                 destinations: vec![Destination {
@@ -71,6 +72,7 @@ fn store() -> (tempfile::TempDir, Vec<CaseId>) {
                 CommandId::new("proof"),
                 Actor::new(Role::Owner, "page"),
                 &code,
+                None,
             ))
             .unwrap();
         cases.push(case_id);

@@ -22,6 +22,7 @@ fn seeded() -> tempfile::TempDir {
             account_id: "frank".into(),
             high_value_reason: None,
             totp_enrolled_since: None,
+            totp_secret: None,
             last_credential_change: None,
             risk_flags: Vec::new(),
             destinations: vec![Destination {

@@ -5,7 +5,7 @@
 use airlock::core::account::{AccountSnapshot, Destination, DestinationKind, RiskClass};
 use airlock::core::action::RecoveryAction;
 use airlock::core::actor::{Actor, Role};
-use airlock::core::command::{Command, CommandEnvelope};
+use airlock::core::command::{Command, CommandEnvelope, SecondFactorCheck};
 use airlock::core::decide::{Context, FreshChallenge, decide};
 use airlock::core::event::{Event, EventBody};
 use airlock::core::ids::{AccountId, CaseId, ChallengeId, CommandId, DestinationId, UnixMs};
@@ -367,7 +367,10 @@ fn prove(history: &[Event], snapshot: &AccountSnapshot, action: &RecoveryAction)
     let command = CommandEnvelope {
         command_id: CommandId::new("proof"),
         actor: Actor::new(Role::Owner, "owner"),
-        command: Command::SubmitProof { proof: key().hash(&ChallengeId::new("challenge-1"), &code("3141-5926")) },
+        command: Command::SubmitProof {
+            proof: key().hash(&ChallengeId::new("challenge-1"), &code("3141-5926")),
+            second_factor: SecondFactorCheck::NotGiven,
+        },
     };
     let state = fold(history).expect("a valid history");
     decide(&command, &state, &context).expect("the right code is accepted")

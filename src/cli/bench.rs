@@ -217,6 +217,7 @@ async fn airlock_end_to_end(
     let NatsMode { service, projection, events: events_stream, context, intake } =
         nats_mode::open(client, data_dir, 1, RAW_IN_FLIGHT_MAX, Keys::generate(), crate::policy::Engine::shared())
             .await?;
+    let service = std::sync::Arc::new(service);
     let (stop, shutdown) = watch::channel(false);
     let mut answers = client.subscribe(format!("airlock.result.intake.{run_id}")).await?;
     let intake_task = tokio::spawn(run_intake(service.clone(), context.clone(), intake.clone(), shutdown.clone()));

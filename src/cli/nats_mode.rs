@@ -2,7 +2,6 @@
 //! projection, embedded account directory and outbox in SQLite files under the data directory. `airlock serve` and
 //! `airlock bench` run exactly this.
 
-use crate::clock::SystemClock;
 use crate::core::verification::Settings;
 use crate::directory::embedded::EmbeddedDirectory;
 use crate::intake::nats::{IntakeConfig, ensure_streams};
@@ -16,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub struct NatsMode {
-    pub service: Arc<Service<JetStreamLog>>,
+    pub service: Service<JetStreamLog>,
     pub projection: Arc<Projection>,
     /// The event stream, for the projector.
     pub events: jetstream::stream::Stream,
@@ -41,17 +40,17 @@ pub async fn open(
     ensure_streams(&context, &intake).await?;
     let directory = Arc::new(EmbeddedDirectory::open(&data_dir.join("directory.db"))?);
     let projection = Arc::new(Projection::open(&data_dir.join("projection.db"))?);
-    let service = Arc::new(Service {
+    let service = Service {
         log,
         projection: projection.clone(),
         directory: directory.clone(),
         notifier: Arc::new(Outbox::new(directory)),
-        clock: Arc::new(SystemClock),
+        clock: crate::clock::process_clock(),
         keys,
         settings: Settings::default(),
         public_url: PUBLIC_URL_DEFAULT.to_string(),
         project_inline: false,
         policy,
-    });
+    };
     Ok(NatsMode { service, projection, events, context, intake })
 }

@@ -1,7 +1,9 @@
-//! `airlock serve`: the production process. It takes commands from the NATS intake stream, decides and appends them
-//! to the JetStream event log, projects the log into SQLite, runs the timers that drive cooling-off and expiry, and
-//! answers case queries. SIGTERM or SIGINT stops it gracefully: no new command is pulled, commands in flight finish
-//! and are acknowledged, and nothing unfinished is acknowledged.
+//! `airlock serve`: the production process. With `--nats` it takes commands from the NATS intake stream, decides and
+//! appends them to the JetStream event log, projects the log into SQLite and answers case queries; without it, it
+//! serves the embedded store of the data directory (which `airlock submit` and the other commands share). In both
+//! modes it runs the timers that drive cooling-off and expiry and, with `--http`, the owners' verification page and
+//! cancel links. SIGTERM or SIGINT stops it gracefully: no new command is pulled, commands in flight finish and are
+//! acknowledged, and nothing unfinished is acknowledged.
 
 use crate::cli::exit;
 use crate::cli::nats_mode::{self, NatsMode};
@@ -16,9 +18,10 @@ use tokio::sync::watch;
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// The NATS server (or cluster member) to use, for example nats://127.0.0.1:4222.
+    /// The NATS server (or cluster member) to use, for example nats://127.0.0.1:4222. Without it, airlock serves the
+    /// embedded store in the data directory.
     #[arg(long, env = "AIRLOCK_NATS_URL")]
-    pub nats: String,
+    pub nats: Option<String>,
     /// Where the projection, the embedded account directory, the outbox and the key file live.
     #[arg(long, env = "AIRLOCK_DATA_DIR", default_value = "airlock-data")]
     pub data_dir: PathBuf,
@@ -35,6 +38,13 @@ pub struct ServeArgs {
     /// How often the timers look for cases whose cooling-off or time limit has passed.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub tick: Duration,
+    /// Serve the owners' verification page, its JSON endpoint and the cancel links on this address, for example
+    /// 127.0.0.1:8080 (port 0 picks a free port; the address is printed).
+    #[arg(long, env = "AIRLOCK_HTTP")]
+    pub http: Option<std::net::SocketAddr>,
+    /// The address owners reach the page at, used in the links airlock sends (default: http://<--http address>).
+    #[arg(long, env = "AIRLOCK_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> u8 {
@@ -56,22 +66,58 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ),
         None => crate::policy::Engine::shared(),
     };
-    let client = crate::nats::connect(&args.nats, "airlock").await?;
+    // Bound before anything else starts, so a taken port is a clear startup error and port 0 is known at once.
+    let http = match args.http {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|error| anyhow::anyhow!("cannot listen on {address}: {error}"))?,
+        ),
+        None => None,
+    };
+    let public_url = match (&args.public_url, &http) {
+        (Some(url), _) => url.trim_end_matches('/').to_string(),
+        (None, Some(listener)) => format!("http://{}", listener.local_addr()?),
+        (None, None) => crate::service::PUBLIC_URL_DEFAULT.to_string(),
+    };
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|error| anyhow::anyhow!("cannot create the data directory {}: {error}", args.data_dir.display()))?;
     let keys = Keys::load_or_create(&args.data_dir.join("airlock.key"))
         .map_err(|error| anyhow::anyhow!("cannot use the key file in {}: {error}", args.data_dir.display()))?;
-    let NatsMode { service, projection, events, context, intake: intake_config } =
-        nats_mode::open(&client, &args.data_dir, args.replicas, args.in_flight, keys, policy.clone()).await?;
-    tracing::info!(version = policy.version(), "policies loaded");
     let (stop, shutdown) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(named("intake", run_intake(service.clone(), context, intake_config.clone(), shutdown.clone())));
-    tasks.spawn(named("queries", run_queries(service.clone(), client.clone(), intake_config, shutdown.clone())));
-    tasks.spawn(named("projector", run_projector(projection, events, "airlock-projector".into(), shutdown.clone())));
-    tasks.spawn(named("timers", timers(service, args.tick, shutdown.clone())));
-    tracing::info!(nats = %args.nats, data_dir = %args.data_dir.display(), "airlock serving");
-    eprintln!("airlock serving on {} (data in {})", args.nats, args.data_dir.display());
+    let client = match &args.nats {
+        Some(url) => {
+            let client = crate::nats::connect(url, "airlock").await?;
+            let NatsMode { mut service, projection, events, context, intake: intake_config } =
+                nats_mode::open(&client, &args.data_dir, args.replicas, args.in_flight, keys, policy.clone()).await?;
+            service.public_url = public_url.clone();
+            let service = Arc::new(service);
+            tasks.spawn(named("intake", run_intake(service.clone(), context, intake_config.clone(), shutdown.clone())));
+            tasks
+                .spawn(named("queries", run_queries(service.clone(), client.clone(), intake_config, shutdown.clone())));
+            tasks.spawn(named(
+                "projector",
+                run_projector(projection, events, "airlock-projector".into(), shutdown.clone()),
+            ));
+            spawn_shared(&mut tasks, service, http, args.tick, &shutdown);
+            Some(client)
+        }
+        None => {
+            let mut embedded = crate::cli::embedded::open(&args.data_dir, crate::clock::process_clock(), keys)
+                .map_err(|error| {
+                    anyhow::anyhow!("cannot open the embedded store in {}: {error:#}", args.data_dir.display())
+                })?;
+            embedded.service.public_url = public_url.clone();
+            embedded.service.policy = policy.clone();
+            spawn_shared(&mut tasks, Arc::new(embedded.service), http, args.tick, &shutdown);
+            None
+        }
+    };
+    tracing::info!(version = policy.version(), "policies loaded");
+    let mode = args.nats.as_deref().unwrap_or("the embedded store");
+    tracing::info!(%mode, data_dir = %args.data_dir.display(), %public_url, "airlock serving");
+    eprintln!("airlock serving on {mode} (data in {}); owners' page at {public_url}", args.data_dir.display());
     let mut failure = None;
     tokio::select! {
         _ = termination() => tracing::info!("stopping: finishing work in flight"),
@@ -83,12 +129,35 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing::warn!("{error:#}");
         }
     }
-    client.flush().await.ok();
+    if let Some(client) = client {
+        client.flush().await.ok();
+    }
     match failure {
         Some(Ok(Err(error))) => Err(error),
         Some(Err(panic)) => Err(anyhow::anyhow!("a task panicked: {panic}")),
         Some(Ok(Ok(()))) | None => Ok(()),
     }
+}
+
+/// What both modes run: the timers and, when asked for, the owners' web endpoint.
+fn spawn_shared<L: crate::log::EventLog + 'static>(
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    service: Arc<Service<L>>,
+    http: Option<tokio::net::TcpListener>,
+    tick: Duration,
+    shutdown: &watch::Receiver<bool>,
+) {
+    if let Some(listener) = http {
+        if let Ok(address) = listener.local_addr() {
+            eprintln!("airlock verification page on http://{address}");
+        }
+        let mut stopped = shutdown.clone();
+        let signal = async move {
+            let _ = stopped.changed().await;
+        };
+        tasks.spawn(named("http", crate::http::serve(listener, service.clone(), signal)));
+    }
+    tasks.spawn(named("timers", timers(service, tick, shutdown.clone())));
 }
 
 async fn named<E: std::fmt::Display>(

@@ -35,6 +35,15 @@ impl RecoveryAction {
         }
     }
 
+    /// Whether the action changes how the account is proven (a destination or an authenticator): such a change
+    /// needs the strongest factor the account has, or people (THREATS 9).
+    pub fn changes_factors(&self) -> bool {
+        match self {
+            RecoveryAction::ResetPassword => false,
+            RecoveryAction::AddDestination { .. } | RecoveryAction::RemoveTotp => true,
+        }
+    }
+
     /// A description with any new address masked, for people and for public replies.
     pub fn describe(&self) -> String {
         match self {

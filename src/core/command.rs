@@ -23,7 +23,9 @@ pub enum Command {
     RequestRecovery { account_id: AccountId, action: RecoveryAction, summary: UntrustedText, signals: Signals },
     /// The owner's answer to a challenge, already hashed by the shell under the code key: the plain code never
     /// reaches the core.
-    SubmitProof { proof: CodeHash },
+    /// `second_factor` is what the shell's directory said of an authenticator code typed with it: the secret and the
+    /// typed digits stay in the directory.
+    SubmitProof { proof: CodeHash, second_factor: SecondFactorCheck },
     /// A reviewer approves the exact action whose hash they were shown.
     ApproveReview { action_hash: ActionHash, reason: UntrustedText },
     /// A reviewer denies the case.
@@ -36,6 +38,17 @@ pub enum Command {
     ConfirmExecution { effect_id: EffectId, outcome: EffectOutcome },
     /// An operator undoes an executed change; the reversal has already been applied idempotently by the shell.
     RollBack { reason: UntrustedText },
+}
+
+/// An authenticator (TOTP, RFC 6238) code typed next to the one-time code, as checked by the directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SecondFactorCheck {
+    /// None was typed, or the account has no authenticator.
+    NotGiven,
+    /// The directory accepted it (current time step, not used before).
+    Valid,
+    /// The directory refused it. Counts as a wrong code for the account.
+    Invalid,
 }
 
 /// The command kinds, for the transition table, rejections and refusal records.

@@ -4,8 +4,8 @@
 
 use crate::core::action::ActionHash;
 use crate::core::actor::Actor;
-use crate::core::command::{Change, Command, CommandEnvelope, EffectOutcome};
-use crate::core::event::{Authorization, DenialReason, Event, EventBody, ReviewReason, WithheldReason};
+use crate::core::command::{Change, Command, CommandEnvelope, EffectOutcome, SecondFactorCheck};
+use crate::core::event::{Authorization, DenialReason, Event, EventBody, ReviewReason, SecondFactor, WithheldReason};
 use crate::core::ids::{CaseId, ChallengeId, CommandId, EffectId, UnixMs};
 use crate::core::limits;
 use crate::core::policy::{Outcome, Phase, PolicyDecision};
@@ -52,7 +52,7 @@ pub fn decide(envelope: &CommandEnvelope, state: &CaseState, context: &Context) 
     }
     let bodies = match &envelope.command {
         Command::RequestRecovery { .. } => request_recovery(envelope, state, context)?,
-        Command::SubmitProof { proof } => submit_proof(proof, state, context)?,
+        Command::SubmitProof { proof, second_factor } => submit_proof(proof, *second_factor, state, context)?,
         Command::ApproveReview { action_hash, reason } => {
             approve_review(envelope, action_hash, reason, state, context)?
         }
@@ -177,7 +177,12 @@ fn review_required(decision: &PolicyDecision, reason: ReviewReason, now: UnixMs)
     EventBody::ReviewRequired { decision: decision.clone(), reason, deadline: now.plus(limits::IN_REVIEW_TTL_MS) }
 }
 
-fn submit_proof(proof: &CodeHash, state: &CaseState, context: &Context) -> Result<Vec<EventBody>, Rejection> {
+fn submit_proof(
+    proof: &CodeHash,
+    second_factor: SecondFactorCheck,
+    state: &CaseState,
+    context: &Context,
+) -> Result<Vec<EventBody>, Rejection> {
     expect_status(state, Status::Requested, CommandKind::SubmitProof)?;
     let challenge = state.challenge.as_ref().ok_or(Rejection::NoOutstandingChallenge)?;
     refuse_past_deadline(state, context)?;
@@ -188,7 +193,15 @@ fn submit_proof(proof: &CodeHash, state: &CaseState, context: &Context) -> Resul
     if failed >= limits::PROOF_ATTEMPTS_PER_ACCOUNT_MAX {
         return Ok(vec![EventBody::CaseDenied { reason: DenialReason::AttemptsExhausted }]);
     }
-    if !proof.matches(&challenge.code_hash) {
+    // A wrong authenticator code fails the whole proof and counts against the account like a wrong code, so the
+    // authenticator cannot be guessed at more cheaply than the code. A "valid" one counts only for an account whose
+    // recorded snapshot has an authenticator: the core does not take the shell's word for a factor that did not exist.
+    let has_totp = state.facts.as_ref().is_some_and(|facts| facts.snapshot.totp_enrolled_since.is_some());
+    let second_factor_proven = match second_factor {
+        SecondFactorCheck::Valid => has_totp,
+        SecondFactorCheck::NotGiven | SecondFactorCheck::Invalid => false,
+    };
+    if !proof.matches(&challenge.code_hash) || second_factor == SecondFactorCheck::Invalid {
         let attempts_left = limits::PROOF_ATTEMPTS_PER_ACCOUNT_MAX - failed - 1;
         let mut bodies = vec![EventBody::ProofRejected { challenge_id: challenge.challenge_id.clone(), attempts_left }];
         if attempts_left == 0 {
@@ -203,10 +216,15 @@ fn submit_proof(proof: &CodeHash, state: &CaseState, context: &Context) -> Resul
         destinations: challenge.destinations.clone(),
     };
     let facts = state.facts.as_ref().expect("a requested case has facts");
+    // Proof is capped at what was shown: a change to the account's factors needs its strongest factor, the
+    // authenticator where it has one; without it, people decide (THREATS 9).
+    let weaker_proof =
+        facts.action.changes_factors() && facts.snapshot.totp_enrolled_since.is_some() && !second_factor_proven;
     // High-value accounts are never automated, whatever the policy returned (SPEC principle 6).
-    let outcome = match decision.outcome {
-        Outcome::Auto if facts.snapshot.is_high_value() => Outcome::Review,
-        Outcome::Auto | Outcome::Review | Outcome::Deny => decision.outcome,
+    let (outcome, reason) = match decision.outcome {
+        Outcome::Auto if weaker_proof => (Outcome::Review, ReviewReason::WeakerProof),
+        Outcome::Auto if facts.snapshot.is_high_value() => (Outcome::Review, ReviewReason::PolicyReview),
+        Outcome::Auto | Outcome::Review | Outcome::Deny => (decision.outcome, ReviewReason::PolicyReview),
     };
     let next = match outcome {
         Outcome::Auto => cooling_off_started(
@@ -215,10 +233,15 @@ fn submit_proof(proof: &CodeHash, state: &CaseState, context: &Context) -> Resul
             facts.cooling_off_ms(decision),
             Authorization::Policy { decision: decision.clone() },
         ),
-        Outcome::Review => review_required(decision, ReviewReason::PolicyReview, context.now),
+        Outcome::Review => review_required(decision, reason, context.now),
         Outcome::Deny => EventBody::CaseDenied { reason: DenialReason::Policy { rules: decision.rules.clone() } },
     };
-    Ok(vec![accepted, next])
+    let mut bodies = Vec::with_capacity(3);
+    if second_factor_proven {
+        bodies.push(EventBody::SecondFactorProven { factor: SecondFactor::Totp });
+    }
+    bodies.extend([accepted, next]);
+    Ok(bodies)
 }
 
 fn cooling_off_started(state: &CaseState, now: UnixMs, cooling_off_ms: u64, authorization: Authorization) -> EventBody {

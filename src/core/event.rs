@@ -112,6 +112,17 @@ pub enum EventBody {
         command: CommandKind,
         rejection: Rejection,
     },
+    /// The owner also proved the account's authenticator app (TOTP) with the code. Appended just before
+    /// `ProofAccepted`, in the same commit: the proof's strength is the one-time code plus this.
+    SecondFactorProven {
+        factor: SecondFactor,
+    },
+}
+
+/// A second factor an owner can prove besides a one-time code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SecondFactor {
+    Totp,
 }
 
 /// What authorized a change: the policy after proof, or a reviewer quorum.
@@ -136,6 +147,9 @@ pub enum ReviewReason {
     NoEligibleFactor,
     PolicyReview,
     ExecutionFailed,
+    /// The change touches the account's factors and the proof did not include the strongest factor the account has
+    /// (an authenticator app): people decide (THREATS 9).
+    WeakerProof,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -171,10 +185,11 @@ pub enum EventKind {
     RolledBack,
     CaseExpired,
     CommandRefused,
+    SecondFactorProven,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 16] = [
+    pub const ALL: [EventKind; 17] = [
         EventKind::RecoveryRequested,
         EventKind::ChallengeIssued,
         EventKind::ChallengeWithheld,
@@ -191,6 +206,7 @@ impl EventKind {
         EventKind::RolledBack,
         EventKind::CaseExpired,
         EventKind::CommandRefused,
+        EventKind::SecondFactorProven,
     ];
 
     pub fn name(self) -> &'static str {
@@ -211,6 +227,7 @@ impl EventKind {
             EventKind::RolledBack => "rolled_back",
             EventKind::CaseExpired => "case_expired",
             EventKind::CommandRefused => "command_refused",
+            EventKind::SecondFactorProven => "second_factor_proven",
         }
     }
 
@@ -238,6 +255,7 @@ impl EventBody {
             EventBody::RolledBack { .. } => EventKind::RolledBack,
             EventBody::CaseExpired => EventKind::CaseExpired,
             EventBody::CommandRefused { .. } => EventKind::CommandRefused,
+            EventBody::SecondFactorProven { .. } => EventKind::SecondFactorProven,
         }
     }
 }

@@ -105,3 +105,17 @@ const _: () = assert!(
         + 4
         < EVENTS_PER_CASE_MAX
 );
+
+/// An authenticator (TOTP, RFC 6238) code's time step: the RFC's and every authenticator app's default.
+pub const TOTP_STEP_MS: u64 = 30_000;
+
+/// Digits of an authenticator code, as authenticator apps show them.
+pub const TOTP_DIGITS: usize = 6;
+
+/// Steps either side of now an authenticator code is accepted from (RFC 6238 section 5.2 allows for clock drift and
+/// typing time; one step is its recommendation).
+pub const TOTP_SKEW_STEPS_MAX: u64 = 1;
+
+/// Bytes of an authenticator secret: at least the RFC 4226 minimum of 128 bits, at most a SHA-512 block.
+pub const TOTP_SECRET_BYTES_MIN: usize = 16;
+pub const TOTP_SECRET_BYTES_MAX: usize = 64;

@@ -6,7 +6,7 @@ use crate::core::account::AccountSnapshot;
 use crate::core::action::{ActionHash, RecoveryAction};
 use crate::core::actor::Actor;
 use crate::core::command::Change;
-use crate::core::event::{Authorization, Event, EventBody, EventKind};
+use crate::core::event::{Authorization, Event, EventBody, EventKind, SecondFactor};
 use crate::core::ids::{AccountId, ActorId, ChallengeId, CommandId, DestinationId, EffectId, UnixMs};
 use crate::core::policy::PolicyDecision;
 use crate::core::signals::Signals;
@@ -130,6 +130,8 @@ pub struct CaseState {
     pub challenge: Option<OpenChallenge>,
     /// Destinations whose code was proven, if any.
     pub proven_by: Vec<DestinationId>,
+    /// A second factor proven with the code (the authenticator app), if any.
+    pub second_factor: Option<SecondFactor>,
     /// The latest policy decision (intake, then authorization).
     pub decision: Option<PolicyDecision>,
     pub reviewers_required: u8,
@@ -156,6 +158,7 @@ pub fn initial_state() -> CaseState {
         facts: None,
         challenge: None,
         proven_by: Vec::new(),
+        second_factor: None,
         decision: None,
         reviewers_required: 0,
         approvals: Vec::new(),
@@ -288,5 +291,6 @@ fn apply_body(state: &mut CaseState, event: &Event) {
         }
         EventBody::RolledBack { .. } => {}
         EventBody::CommandRefused { .. } => state.refusals += 1,
+        EventBody::SecondFactorProven { factor } => state.second_factor = Some(*factor),
     }
 }

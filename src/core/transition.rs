@@ -9,9 +9,10 @@ pub fn target(from: Status, kind: EventKind) -> Option<Status> {
     use Status::{CoolingOff, Denied, Executed, Executing, Expired, InReview, New, Requested, RolledBack, Verified};
     let (sources, to): (&[Status], Status) = match kind {
         EventKind::RecoveryRequested => (&[New], Requested),
-        EventKind::ChallengeIssued | EventKind::ChallengeWithheld | EventKind::ProofRejected => {
-            (&[Requested], Requested)
-        }
+        EventKind::ChallengeIssued
+        | EventKind::ChallengeWithheld
+        | EventKind::ProofRejected
+        | EventKind::SecondFactorProven => (&[Requested], Requested),
         EventKind::ProofAccepted => (&[Requested], Verified),
         EventKind::ReviewRequired => (&[Requested, Verified], InReview),
         EventKind::ReviewApproved => (&[InReview], InReview),

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-const MIGRATIONS: &[Migration] = crate::migrations!("directory": 1 => "0001_accounts");
+const MIGRATIONS: &[Migration] = crate::migrations!("directory": 1 => "0001_accounts", 2 => "0002_totp_secret");
 
 /// An account as it is imported into the embedded directory.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -23,6 +23,10 @@ pub struct AccountRecord {
     pub high_value_reason: Option<HighValueReason>,
     #[serde(default)]
     pub totp_enrolled_since: Option<UnixMs>,
+    /// The authenticator's secret, when the directory checks its codes (never read from or written to JSON here:
+    /// the import format carries it as base32 and converts it).
+    #[serde(skip)]
+    pub totp_secret: Option<crate::directory::totp::TotpSecret>,
     #[serde(default)]
     pub last_credential_change: Option<UnixMs>,
     #[serde(default)]
@@ -134,14 +138,21 @@ fn put_in(transaction: &Transaction, record: &AccountRecord) -> Result<(), Direc
         .and_then(|mut statement| statement.execute([id]))
         .map_err(unavailable)?;
     transaction
-        .prepare_cached("INSERT INTO accounts (account_id, high_value_reason, totp_enrolled_since, last_credential_change, risk_flags)
-             VALUES (?1, ?2, ?3, ?4, ?5)").and_then(|mut statement| statement.execute(params![
+        .prepare_cached(
+            "INSERT INTO accounts (account_id, high_value_reason, totp_enrolled_since, last_credential_change, risk_flags,
+                 totp_secret)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![
                 id,
                 record.high_value_reason.map(|reason| json(&reason)),
                 record.totp_enrolled_since.map(|at| at.0 as i64),
                 record.last_credential_change.map(|at| at.0 as i64),
-                json(&record.risk_flags)
-            ]))
+                json(&record.risk_flags),
+                record.totp_secret.as_ref().map(|secret| secret.as_bytes().to_vec())
+            ])
+        })
         .map_err(unavailable)?;
     for destination in &record.destinations {
         insert_destination(transaction, id, destination)?;
@@ -391,6 +402,30 @@ fn apply_reversal(
 impl AccountDirectory for EmbeddedDirectory {
     fn snapshot(&self, account_id: &AccountId) -> Result<AccountSnapshot, DirectoryError> {
         read_snapshot(&self.lock(), account_id)
+    }
+
+    fn verify_totp(&self, account_id: &AccountId, typed: &str, now: UnixMs) -> Result<bool, DirectoryError> {
+        let mut connection = self.lock();
+        let transaction =
+            connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(unavailable)?;
+        let row: Option<(Option<Vec<u8>>, Option<i64>)> = transaction
+            .prepare_cached("SELECT totp_secret, totp_last_step FROM accounts WHERE account_id = ?1")
+            .and_then(|mut statement| {
+                statement.query_row([account_id.as_str()], |row| Ok((row.get(0)?, row.get(1)?))).optional()
+            })
+            .map_err(unavailable)?;
+        let Some((Some(secret), last_step)) = row else { return Ok(false) };
+        let secret = crate::directory::totp::TotpSecret::from_bytes(secret).map_err(DirectoryError::Corrupt)?;
+        let last_step = last_step.map(|step| step as u64);
+        let Some(step) = crate::directory::totp::matching_step(&secret, typed, now, last_step) else {
+            return Ok(false);
+        };
+        transaction
+            .prepare_cached("UPDATE accounts SET totp_last_step = ?2 WHERE account_id = ?1")
+            .and_then(|mut statement| statement.execute(params![account_id.as_str(), step as i64]))
+            .map_err(unavailable)?;
+        transaction.commit().map_err(unavailable)?;
+        Ok(true)
     }
 
     fn execute(

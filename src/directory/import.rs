@@ -37,6 +37,10 @@ pub struct AccountImportV1 {
     /// When a TOTP authenticator was enrolled (RFC 3339), if one is.
     #[serde(default)]
     pub totp_enrolled_since: Option<String>,
+    /// The authenticator's shared secret in base32 (as in its `otpauth://` link), so that airlock's directory can
+    /// check the owner's authenticator codes. Needs `totp_enrolled_since`. Kept in the directory only.
+    #[serde(default)]
+    pub totp_secret: Option<Base32Secret>,
     /// The last password or factor change (RFC 3339), if known.
     #[serde(default)]
     pub last_credential_change: Option<String>,
@@ -48,6 +52,17 @@ pub struct AccountImportV1 {
     /// Sessions open now, by the time each was opened (RFC 3339).
     #[serde(default)]
     pub sessions_opened_at: Vec<String>,
+}
+
+/// A secret as base32 text. `Debug` is redacted, so an import file's secrets never reach a log or a panic message.
+#[derive(Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct Base32Secret(#[schemars(length(min = 26, max = 128), pattern(r"^[A-Za-z2-7= ]+$"))] pub String);
+
+impl std::fmt::Debug for Base32Secret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Base32Secret(<redacted>)")
+    }
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, JsonSchema)]
@@ -184,6 +199,16 @@ pub fn parse(text: &str) -> Result<Vec<AccountRecord>, ImportError> {
                 HighValueV1::Vip => HighValueReason::Vip,
             }),
             totp_enrolled_since: optional("totp_enrolled_since", &account.totp_enrolled_since)?,
+            totp_secret: match (&account.totp_secret, &account.totp_enrolled_since) {
+                (None, _) => None,
+                (Some(_), None) => {
+                    return Err(at(format!("{path}.totp_secret"), "a secret needs totp_enrolled_since as well"));
+                }
+                (Some(secret), Some(_)) => Some(
+                    crate::directory::totp::TotpSecret::from_base32(&secret.0)
+                        .map_err(|reason| at(format!("{path}.totp_secret"), reason))?,
+                ),
+            },
             last_credential_change: optional("last_credential_change", &account.last_credential_change)?,
             risk_flags: account.risk_flags.clone(),
             destinations,

@@ -4,6 +4,7 @@
 
 pub mod embedded;
 pub mod import;
+pub mod totp;
 
 use crate::core::account::AccountSnapshot;
 use crate::core::action::RecoveryAction;
@@ -26,6 +27,11 @@ pub enum DirectoryError {
 pub trait AccountDirectory: Send + Sync {
     /// The account as it is now; an unknown account yields `AccountSnapshot::unknown`.
     fn snapshot(&self, account_id: &AccountId) -> Result<AccountSnapshot, DirectoryError>;
+
+    /// Checks an authenticator (TOTP) code the owner typed, at `now`, and uses it up: the same code, or one from an
+    /// earlier time step, is refused afterwards. `false` for a wrong code and for an account without an
+    /// authenticator; the secret stays in the directory.
+    fn verify_totp(&self, account_id: &AccountId, typed: &str, now: UnixMs) -> Result<bool, DirectoryError>;
 
     /// Applies `action` once per `effect_id` and returns what changed. Applying an effect id again changes nothing
     /// and returns the changes recorded the first time, so a retry after a crash is safe.

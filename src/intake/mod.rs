@@ -205,7 +205,9 @@ async fn dispatch<L: EventLog>(
             let proof =
                 wire::parse::<wire::SubmitProofV1>(bytes).map_err(malformed)?.to_core().map_err(Refusal::AtTheEdge)?;
             let typed = proof.reveal_typed_code();
-            let handled = service.submit_code(&proof.case_id, proof.command_id.clone(), actor.clone(), typed).await;
+            let totp = proof.reveal_typed_totp();
+            let handled =
+                service.submit_code(&proof.case_id, proof.command_id.clone(), actor.clone(), typed, totp).await;
             return handled.map(Outcome::Case).map_err(Refusal::Service);
         }
         CommandType::ReviewDecision => {

@@ -12,7 +12,8 @@ use crate::core::ids::{CaseId, UnixMs};
 /// One message to one destination.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Message {
-    /// `<log sequence of the event>/<destination id>`: the same event never notifies the same destination twice.
+    /// `<commit sequence>.<place of the event in the commit>/<destination id>`: the same event never notifies the same
+    /// destination twice.
     pub message_id: String,
     pub case_id: CaseId,
     pub kind: DestinationKind,

@@ -362,6 +362,13 @@ fn update_case(
         EventBody::CommandRefused { command, rejection } => {
             format!("refused {} from {}: {rejection}", command.name(), event.actor)
         }
+        EventBody::SecondFactorProven { factor } => {
+            let name = match factor {
+                crate::core::event::SecondFactor::Totp => "totp",
+            };
+            exec(transaction, "UPDATE cases SET second_factor = ?2 WHERE case_id = ?1", params![id, name])?;
+            "authenticator app code proven as well".to_string()
+        }
     };
     let _ = sequence;
     Ok(detail)
@@ -434,7 +441,7 @@ fn insert_receipt(
     let body = query_row(
         transaction,
         "SELECT account_id, requester, action_description, action_hash, verified_by, decision, summary, action,
-                approvers, requested_at, notified, authorization, destinations
+                approvers, requested_at, notified, authorization, destinations, second_factor
          FROM cases WHERE case_id = ?1",
         [case_id.as_str()],
         |row| {
@@ -451,8 +458,10 @@ fn insert_receipt(
                     format!("{} {:?}: {}", decision.policy_version, decision.outcome, decision.rules.join(", "))
                 })
                 .unwrap_or_default();
+            let second_factor: Option<String> = row.get(13)?;
+            let with_totp = if second_factor.as_deref() == Some("totp") { " and the authenticator app" } else { "" };
             let verification = match (verified.is_empty(), authorization.as_deref()) {
-                (false, _) => format!("one-time code proven from {}", show(verified).join(", ")),
+                (false, _) => format!("one-time code proven from {}{with_totp}", show(verified).join(", ")),
                 (true, Some("quorum")) => "reviewer quorum (no factor proven)".to_string(),
                 (true, _) => "none".to_string(),
             };

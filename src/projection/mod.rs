@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 pub(crate) const MIGRATIONS: &[Migration] =
-    crate::migrations!("projection": 1 => "0001_read_model", 2 => "0002_velocity_indexes");
+    crate::migrations!("projection": 1 => "0001_read_model", 2 => "0002_velocity_indexes", 3 => "0003_second_factor");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {

@@ -15,6 +15,13 @@ use crate::notify::Message;
 use crate::service::context::Prepared;
 use crate::service::{Handled, Service, ServiceError};
 
+/// Where an event sits in the log: its commit's sequence and its place in that commit.
+#[derive(Clone, Copy)]
+struct EventPosition {
+    commit: u64,
+    offset: usize,
+}
+
 impl<L: EventLog> Service<L> {
     /// Effects that must happen before their event is recorded. Rollback applies its reversal first (idempotent by
     /// effect id), so that `rolled_back` in the log always means the directory was restored.
@@ -47,7 +54,9 @@ impl<L: EventLog> Service<L> {
     ) -> Result<(), ServiceError> {
         let facts = state.facts.as_ref().expect("a case with events has facts");
         for (offset, event) in events.iter().enumerate() {
-            let sequence = first_sequence + offset as u64;
+            // A commit holds several events under one log sequence, so an event is named by the commit's sequence and
+            // its place in the commit: `first_sequence + offset` would collide with the next commit's events.
+            let sequence = EventPosition { commit: first_sequence, offset };
             match &event.body {
                 EventBody::ChallengeIssued { challenge_id, destinations, expires_at, .. } => {
                     let ours = prepared.fresh.as_ref().is_some_and(|fresh| &fresh.challenge_id == challenge_id);
@@ -117,6 +126,7 @@ impl<L: EventLog> Service<L> {
                 | EventBody::ChallengeWithheld { .. }
                 | EventBody::ProofRejected { .. }
                 | EventBody::ProofAccepted { .. }
+                | EventBody::SecondFactorProven { .. }
                 | EventBody::ReviewRequired { .. }
                 | EventBody::ReviewApproved { .. }
                 | EventBody::CaseDenied { .. }
@@ -134,7 +144,7 @@ impl<L: EventLog> Service<L> {
     fn send_each(
         &self,
         case_id: &CaseId,
-        sequence: u64,
+        sequence: EventPosition,
         destinations: &[DestinationId],
         state: &CaseState,
         subject: &str,
@@ -146,7 +156,7 @@ impl<L: EventLog> Service<L> {
             let destination =
                 facts.snapshot.destination(id).expect("events name destinations of the recorded snapshot");
             self.notifier.send(&Message {
-                message_id: format!("{sequence}/{id}"),
+                message_id: format!("{}.{}/{id}", sequence.commit, sequence.offset),
                 case_id: case_id.clone(),
                 kind: destination.kind,
                 address: destination.address.clone(),
@@ -159,18 +169,35 @@ impl<L: EventLog> Service<L> {
     }
 
     /// Runs every timer that is due and every execution that is pending. Returns how many commands appended events.
+    /// One case that fails (a directory that keeps refusing, a corrupt stream) is logged and skipped, so it cannot
+    /// hold back every case due after it; the first such error is returned once all cases were tried.
     pub async fn run_due(&self) -> Result<usize, ServiceError> {
-        let mut moved = 0;
+        let (mut moved, mut first_error) = (0, None);
+        let mut outcome = |case_id: &CaseId, result: Result<Handled, ServiceError>| match result {
+            Ok(handled) => moved += usize::from(handled.appended > 0),
+            Err(error) => {
+                tracing::warn!(case = %case_id, %error, "timers: this case will be tried again on the next tick");
+                first_error.get_or_insert(error);
+            }
+        };
         for case_id in self.projection.due_cases(self.clock.now())? {
-            let (state, _) = self.load(&case_id).await?;
-            let command_id = CommandId::new(format!("tick:{}", state.events));
-            let envelope = CommandEnvelope { command_id, actor: Actor::system(), command: Command::Tick };
-            moved += usize::from(self.handle(&case_id, envelope).await?.appended > 0);
+            outcome(&case_id, self.tick(&case_id).await);
         }
         for case_id in self.projection.case_ids(Some(Status::Executing.name()))? {
-            moved += usize::from(self.execute(&case_id).await?.appended > 0);
+            outcome(&case_id, self.execute(&case_id).await);
         }
-        Ok(moved)
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(moved),
+        }
+    }
+
+    /// The timer's command for one case: a tick named after the case's length, so racing processes send the same one.
+    async fn tick(&self, case_id: &CaseId) -> Result<Handled, ServiceError> {
+        let (state, _) = self.load(case_id).await?;
+        let command_id = CommandId::new(format!("tick:{}", state.events));
+        let envelope = CommandEnvelope { command_id, actor: Actor::system(), command: Command::Tick };
+        self.handle(case_id, envelope).await
     }
 
     /// The executor: applies the case's pending effect to the directory (once per effect id) and records the result.
@@ -180,7 +207,10 @@ impl<L: EventLog> Service<L> {
             return Ok(Handled { case_id: case_id.clone(), status: state.status, appended: 0 });
         };
         let outcome = match self.directory.execute(effect_id, &facts.account_id, &facts.action, self.clock.now()) {
-            Ok(changes) => EffectOutcome::Applied { changes },
+            Ok(changes) => {
+                crash_after_effect_if_asked(effect_id);
+                EffectOutcome::Applied { changes }
+            }
             Err(DirectoryError::NoSuchAccount(account)) => {
                 EffectOutcome::Failed { reason: format!("account {account} no longer exists") }
             }
@@ -210,3 +240,24 @@ impl<L: EventLog> Service<L> {
         self.handle(case_id, CommandEnvelope { command_id, actor, command: Command::Cancel { reason } }).await
     }
 }
+
+/// The environment variable of the test-only crash point below.
+#[cfg(debug_assertions)]
+const CRASH_AFTER_EFFECT_VARIABLE: &str = "AIRLOCK_CRASH_AFTER_EFFECT";
+
+/// A crash point for tests only: with `AIRLOCK_CRASH_AFTER_EFFECT=1`, the process aborts right after the directory
+/// applied an effect and before its confirmation is appended, the one moment where a crash leaves a change made but
+/// not recorded. It is how the end-to-end tests prove that a restarted executor confirms that change without
+/// applying it again (the effect id makes the directory return what it recorded the first time). `abort` runs no
+/// destructor, flushes nothing and acknowledges nothing, like a power cut. It exists only in debug builds
+/// (`debug_assertions`), so no environment can make a release binary stop here.
+#[cfg(debug_assertions)]
+fn crash_after_effect_if_asked(effect_id: &crate::core::ids::EffectId) {
+    if std::env::var_os(CRASH_AFTER_EFFECT_VARIABLE).is_some_and(|value| value == "1") {
+        eprintln!("{CRASH_AFTER_EFFECT_VARIABLE}=1: aborting after effect {effect_id}, before its confirmation");
+        std::process::abort();
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn crash_after_effect_if_asked(_effect_id: &crate::core::ids::EffectId) {}

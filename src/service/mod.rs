@@ -8,7 +8,7 @@ mod effects;
 
 use crate::clock::Clock;
 use crate::core::actor::Actor;
-use crate::core::command::{Command, CommandEnvelope};
+use crate::core::command::{Command, CommandEnvelope, SecondFactorCheck};
 use crate::core::control::{ControlCommand, ControlState, decide_control, evolve_control};
 use crate::core::decide::{decide, refusal_event};
 use crate::core::event::Event;
@@ -229,13 +229,15 @@ impl<L: EventLog> Service<L> {
     }
 
     /// The owner's code, as typed at the verification page. It is hashed here, under the challenge's id, and the
-    /// plain digits go no further.
+    /// plain digits go no further. An authenticator code typed with it is checked by the directory, which holds the
+    /// secret; the core learns only whether it was valid.
     pub async fn submit_code(
         &self,
         case_id: &CaseId,
         command_id: CommandId,
         actor: Actor,
         typed: &str,
+        typed_totp: Option<&str>,
     ) -> Result<Handled, ServiceError> {
         let (state, _) = self.load(case_id).await?;
         let code = VerificationCode::parse(typed).ok_or_else(|| {
@@ -251,7 +253,25 @@ impl<L: EventLog> Service<L> {
             .map(|challenge| challenge.challenge_id.clone())
             .unwrap_or_else(|| crate::core::ids::ChallengeId::new("none"));
         let proof = self.keys.code.hash(&challenge_id, &code);
-        self.handle(case_id, CommandEnvelope { command_id, actor, command: Command::SubmitProof { proof } }).await
+        let second_factor = match (typed_totp, &state.facts) {
+            // Only a case waiting for proof spends an authenticator code; anything else is refused by `decide`.
+            (Some(typed), Some(facts))
+                if state.status == crate::core::state::Status::Requested
+                    && facts.snapshot.totp_enrolled_since.is_some()
+                    && !state.seen_commands.contains(&command_id) =>
+            {
+                let (directory, account, typed, now) =
+                    (self.directory.clone(), facts.account_id.clone(), typed.to_string(), self.clock.now());
+                let valid =
+                    tokio::task::spawn_blocking(move || directory.verify_totp(&account, &typed, now))
+                        .await
+                        .map_err(|error| ServiceError::Corrupt(format!("the directory check stopped: {error}")))??;
+                if valid { SecondFactorCheck::Valid } else { SecondFactorCheck::Invalid }
+            }
+            (Some(_), _) | (None, _) => SecondFactorCheck::NotGiven,
+        };
+        let command = Command::SubmitProof { proof, second_factor };
+        self.handle(case_id, CommandEnvelope { command_id, actor, command }).await
     }
 
     /// Flips the kill switch (operator role), recorded in the control stream.

@@ -113,6 +113,11 @@ pub struct SubmitProofV1 {
     /// The code exactly as the owner typed it: 8 digits, spaces and dashes allowed between them. It is a string so
     /// that leading zeros survive.
     pub code: String,
+    /// The 6 digits the account's authenticator app (TOTP) shows, when it has one. Changing the account's factors
+    /// needs it; without it such a change goes to people.
+    #[serde(default)]
+    #[schemars(length(max = 16))]
+    pub totp: Option<String>,
 }
 
 impl fmt::Debug for SubmitProofV1 {
@@ -124,6 +129,7 @@ impl fmt::Debug for SubmitProofV1 {
             .field("command_id", &self.command_id)
             .field("case_id", &self.case_id)
             .field("code", &"<redacted>")
+            .field("totp", &self.totp.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }

@@ -38,12 +38,18 @@ pub struct SubmittedProof {
     pub case_id: CaseId,
     pub command_id: CommandId,
     typed_code: String,
+    typed_totp: Option<String>,
 }
 
 impl SubmittedProof {
     /// The code as the owner typed it, for the one place that must see it: `Service::submit_code`.
     pub fn reveal_typed_code(&self) -> &str {
         &self.typed_code
+    }
+
+    /// The authenticator app's code, if the owner typed one, for the directory's check alone.
+    pub fn reveal_typed_totp(&self) -> Option<&str> {
+        self.typed_totp.as_deref()
     }
 }
 
@@ -54,6 +60,7 @@ impl fmt::Debug for SubmittedProof {
             .field("case_id", &self.case_id)
             .field("command_id", &self.command_id)
             .field("typed_code", &"<redacted>")
+            .field("typed_totp", &self.typed_totp.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -121,7 +128,19 @@ impl SubmitProofV1 {
                 expected: format!("{} digits", limits::CODE_DIGITS),
             });
         }
-        Ok(SubmittedProof { case_id, command_id, typed_code: self.code.clone() })
+        let typed_totp = match self.totp.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(typed) if typed.len() == limits::TOTP_DIGITS && typed.bytes().all(|byte| byte.is_ascii_digit()) => {
+                Some(typed.to_string())
+            }
+            Some(_) => {
+                return Err(Rejection::InvalidValue {
+                    field: "totp".to_string(),
+                    expected: format!("the {} digits your authenticator app shows", limits::TOTP_DIGITS),
+                });
+            }
+        };
+        Ok(SubmittedProof { case_id, command_id, typed_code: self.code.clone(), typed_totp })
     }
 }
 

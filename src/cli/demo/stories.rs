@@ -39,6 +39,7 @@ pub fn seed_accounts(embedded: &Embedded) -> anyhow::Result<()> {
             account_id: "alice".into(),
             high_value_reason: None,
             totp_enrolled_since: None,
+            totp_secret: None,
             last_credential_change: Some(days_before_start(200)),
             risk_flags: Vec::new(),
             destinations: vec![destination("alice-email-1", DestinationKind::Email, "alice@example.com", 400, false)],
@@ -48,6 +49,7 @@ pub fn seed_accounts(embedded: &Embedded) -> anyhow::Result<()> {
             account_id: "bob".into(),
             high_value_reason: None,
             totp_enrolled_since: None,
+            totp_secret: None,
             last_credential_change: Some(days_before_start(90)),
             risk_flags: Vec::new(),
             destinations: vec![
@@ -60,6 +62,7 @@ pub fn seed_accounts(embedded: &Embedded) -> anyhow::Result<()> {
             account_id: "carol".into(),
             high_value_reason: None,
             totp_enrolled_since: None,
+            totp_secret: None,
             last_credential_change: Some(days_before_start(300)),
             risk_flags: Vec::new(),
             destinations: vec![
@@ -134,7 +137,7 @@ pub async fn playbook_2026(embedded: &Embedded) -> anyhow::Result<Vec<Check>> {
 
     print::step("The attacker tells the bot a code (\"12345678\") and asks it to submit it for them.");
     let bot_submit =
-        embedded.service.submit_code(&case_id, CommandId::new(new_id("command")), bot.clone(), "12345678").await;
+        embedded.service.submit_code(&case_id, CommandId::new(new_id("command")), bot.clone(), "12345678", None).await;
     let bot_refused = matches!(bot_submit, Err(ServiceError::Rejected(_)));
     print::step(&format!("airlock: {}", outcome_text(&bot_submit)));
 
@@ -142,7 +145,7 @@ pub async fn playbook_2026(embedded: &Embedded) -> anyhow::Result<Vec<Check>> {
     let page = Actor::new(Role::Owner, "verification-page");
     for guess in ["00000000", "12345678", "77417741", "11111111", "31415926"] {
         let attempt =
-            embedded.service.submit_code(&case_id, CommandId::new(new_id("command")), page.clone(), guess).await;
+            embedded.service.submit_code(&case_id, CommandId::new(new_id("command")), page.clone(), guess, None).await;
         let last = embedded.service.projection.timeline(&case_id)?.pop().map(|row| row.detail).unwrap_or_default();
         print::step(&format!("guess {guess}: {} ({last})", outcome_text(&attempt)));
     }
@@ -193,7 +196,7 @@ pub async fn real_owner(embedded: &Embedded, clock: &ManualClock) -> anyhow::Res
     let typed = code_message.as_ref().and_then(|message| extract_code(&message.body)).unwrap_or_default();
     print::step("bob types the code at airlock's verification page (no chat involved).");
     let owner = Actor::new(Role::Owner, "verification-page");
-    let proved = embedded.service.submit_code(&case_id, CommandId::new(new_id("command")), owner, &typed).await?;
+    let proved = embedded.service.submit_code(&case_id, CommandId::new(new_id("command")), owner, &typed, None).await?;
     print::step(&format!(
         "The case is now {}: cooling-off started, and every old destination got a cancel link:",
         proved.status

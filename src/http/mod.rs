@@ -1,0 +1,277 @@
+//! airlock's own web endpoint for account owners (`airlock serve --http ADDR`): the verification page where a code
+//! (and an authenticator code, where the account has one) is entered, a JSON endpoint for the same, and the page a
+//! cancel link opens. No intake actor reaches any of this: a support chat can send the owner here, never act for them.
+//!
+//! What it promises:
+//! - a code only ever travels in a POST body, is hashed by the service at once, and is never echoed, logged or put
+//!   in a URL;
+//! - opening a link changes nothing: mail scanners fetch links, so the cancel link shows a page whose button sends
+//!   the cancel (a POST), and the verification link only shows the form;
+//! - every answer is `no-store`, framed by nobody, sends no referrer (the cancel token is in the link) and runs no
+//!   script;
+//! - bodies over `COMMAND_BYTES_MAX` are refused before they are read.
+
+use crate::core::actor::{Actor, Role};
+use crate::core::ids::{CaseId, DestinationId};
+use crate::core::limits;
+use crate::core::text::check_identifier;
+use crate::intake::{self, CommandType, Reply};
+use crate::log::EventLog;
+use crate::service::{Service, new_id};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// The actor every proof from the page is recorded under: the page cannot tell which destination the owner read
+/// the code at, and the challenge binds the code to its case anyway.
+pub const PAGE_ACTOR_ID: &str = "verification-page";
+
+/// The routes, for `serve` to bind and for tests to drive.
+pub fn router<L: EventLog + 'static>(service: Arc<Service<L>>) -> Router {
+    Router::new()
+        .route("/verify", get(verify_page).post(verify_form::<L>))
+        .route("/v1/proofs", axum::routing::post(verify_json::<L>))
+        .route("/cancel", get(cancel_page).post(cancel_form::<L>))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(DefaultBodyLimit::max(limits::COMMAND_BYTES_MAX))
+        .layer(axum::middleware::map_response(hardened))
+        .with_state(service)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves; requests in flight finish first.
+pub async fn serve<L: EventLog + 'static>(
+    listener: tokio::net::TcpListener,
+    service: Arc<Service<L>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(service)).with_graceful_shutdown(shutdown).await
+}
+
+async fn hardened(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    let fixed = [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    ];
+    for (name, value) in fixed {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// Escapes text for HTML element content and double-quoted attributes.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for character in text.chars() {
+        match character {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
+         content=\"width=device-width\"><title>{title}</title><style>body{{font-family:sans-serif;max-width:32rem;\
+         margin:3rem auto;padding:0 1rem;line-height:1.5}}input{{font-size:1.2rem;padding:.3rem;width:100%}}\
+         button{{font-size:1.1rem;padding:.4rem 1rem;margin-top:1rem}}.note{{color:#555;font-size:.9rem}}</style>\
+         </head><body><h1>{title}</h1>{body}</body></html>",
+        title = escape(title)
+    );
+    (status, Html(html)).into_response()
+}
+
+fn invalid_link() -> Response {
+    page(
+        StatusCode::BAD_REQUEST,
+        "This link is not valid",
+        "<p>Open the link from the message exactly as it arrived, or ask for a new recovery.</p>",
+    )
+}
+
+#[derive(Deserialize)]
+struct VerifyQuery {
+    case: Option<String>,
+}
+
+/// The form. Opening it changes nothing and reveals nothing about the case.
+async fn verify_page(Query(query): Query<VerifyQuery>) -> Response {
+    let Some(case_id) = query.case.filter(|case| check_identifier("case_id", case).is_ok()) else {
+        return invalid_link();
+    };
+    let body = format!(
+        "<p>Enter the code from the message we sent to a contact method already on your account.</p>\
+         <form method=\"post\" action=\"/verify\">\
+         <input type=\"hidden\" name=\"case_id\" value=\"{case}\">\
+         <input type=\"hidden\" name=\"command_id\" value=\"{command}\">\
+         <label>Code<br><input name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required></label>\
+         <label>Authenticator app code (only if your account has one)<br>\
+         <input name=\"totp\" inputmode=\"numeric\" autocomplete=\"off\"></label>\
+         <button type=\"submit\">Verify</button></form>\
+         <p class=\"note\">Nobody from support, and no assistant, will ever ask you for this code. Enter it only on \
+         this page.</p>",
+        case = escape(&case_id),
+        command = escape(&new_id("page")),
+    );
+    page(StatusCode::OK, "Confirm it is you", &body)
+}
+
+/// What the page and the JSON endpoint accept. Unknown fields are refused by the wire parser behind it.
+#[derive(Deserialize)]
+struct ProofForm {
+    case_id: String,
+    command_id: String,
+    code: String,
+    #[serde(default)]
+    totp: String,
+}
+
+impl std::fmt::Debug for ProofForm {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("ProofForm").field("case_id", &self.case_id).finish_non_exhaustive()
+    }
+}
+
+fn owner() -> Actor {
+    Actor::new(Role::Owner, PAGE_ACTOR_ID)
+}
+
+/// The form's fields, as the JSON command every front door shares.
+fn proof_json(form: &ProofForm) -> Vec<u8> {
+    let mut command = serde_json::json!({
+        "version": 1,
+        "command_id": form.command_id,
+        "case_id": form.case_id,
+        "code": form.code,
+    });
+    if !form.totp.trim().is_empty() {
+        command["totp"] = serde_json::Value::String(form.totp.clone());
+    }
+    serde_json::to_vec(&command).expect("a JSON value serializes")
+}
+
+async fn verify_form<L: EventLog + 'static>(
+    State(service): State<Arc<Service<L>>>,
+    axum::Form(form): axum::Form<ProofForm>,
+) -> Response {
+    let reply = intake::handle_json(&service, &owner(), CommandType::SubmitProof, &proof_json(&form)).await;
+    let (status, title, text) = proof_outcome(&reply);
+    page(status, title, &format!("<p>{}</p>", escape(&text)))
+}
+
+/// `POST /v1/proofs` with the `submit_proof.v1` JSON command; the answer is the same reply NATS senders get.
+async fn verify_json<L: EventLog + 'static>(
+    State(service): State<Arc<Service<L>>>,
+    body: axum::body::Bytes,
+) -> Response {
+    let reply = intake::handle_json(&service, &owner(), CommandType::SubmitProof, &body).await;
+    let (status, _, _) = proof_outcome(&reply);
+    (status, axum::Json(reply)).into_response()
+}
+
+/// The owner's view of a proof's outcome. A refusal says what the owner can do about it, never more about the
+/// account than the owner already knows.
+fn proof_outcome(reply: &Reply) -> (StatusCode, &'static str, String) {
+    if reply.accepted && reply.status.as_deref() == Some("requested") {
+        // The proof was recorded, and rejected: a wrong or reused code.
+        let text = "That code was not accepted. Check the latest message (and your authenticator app) and try again.";
+        return (StatusCode::UNPROCESSABLE_ENTITY, "Not verified", text.to_string());
+    }
+    if reply.accepted {
+        let next = match reply.status.as_deref() {
+            Some("cooling_off") => {
+                "The change is scheduled. Every contact method already on the account has been told, and any of \
+                 them can still cancel it before it takes effect."
+            }
+            Some("in_review") => "People will review the request before anything changes. You will hear from us.",
+            Some("denied") => "The request was not allowed. Nothing on the account has changed.",
+            _ => "Thank you. The request goes on as described in the message.",
+        };
+        return (StatusCode::OK, "Verified", next.to_string());
+    }
+    let code = reply.error.as_ref().map_or("unavailable", |error| error.code.as_str());
+    match code {
+        "unavailable" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Please try again",
+            "We could not check the code just now. Try again in a minute.".to_string(),
+        ),
+        _ => (StatusCode::UNPROCESSABLE_ENTITY, "Not verified", reply.message.clone()),
+    }
+}
+
+#[derive(Deserialize)]
+struct CancelLink {
+    case: Option<String>,
+    destination: Option<String>,
+    token: Option<String>,
+}
+
+fn link_parts(link: &CancelLink) -> Option<(String, String, String)> {
+    let case = link.case.clone().filter(|case| check_identifier("case_id", case).is_ok())?;
+    let destination = link.destination.clone().filter(|id| check_identifier("destination", id).is_ok())?;
+    let token = link.token.clone().filter(|token| token.len() <= limits::ID_BYTES_MAX && !token.is_empty())?;
+    Some((case, destination, token))
+}
+
+/// The page a cancel link opens: a confirmation button, so that a scanner fetching the link cancels nothing.
+async fn cancel_page(Query(link): Query<CancelLink>) -> Response {
+    let Some((case, destination, token)) = link_parts(&link) else { return invalid_link() };
+    let body = format!(
+        "<p>A change to your account is scheduled. If you did not ask for it, cancel it now.</p>\
+         <form method=\"post\" action=\"/cancel\">\
+         <input type=\"hidden\" name=\"case\" value=\"{}\"><input type=\"hidden\" name=\"destination\" value=\"{}\">\
+         <input type=\"hidden\" name=\"token\" value=\"{}\"><button type=\"submit\">Cancel the change</button></form>",
+        escape(&case),
+        escape(&destination),
+        escape(&token)
+    );
+    page(StatusCode::OK, "Cancel a scheduled change?", &body)
+}
+
+async fn cancel_form<L: EventLog + 'static>(
+    State(service): State<Arc<Service<L>>>,
+    axum::Form(link): axum::Form<CancelLink>,
+) -> Response {
+    let Some((case, destination, token)) = link_parts(&link) else { return invalid_link() };
+    let outcome = service.cancel_with_link(&CaseId::new(case), &DestinationId::new(destination), &token).await;
+    match outcome {
+        Ok(handled) if handled.status == crate::core::state::Status::Cancelled && handled.appended == 0 => page(
+            StatusCode::OK,
+            "Already cancelled",
+            "<p>This change was already cancelled. Nothing on your account changed.</p>",
+        ),
+        Ok(handled) if handled.status == crate::core::state::Status::Cancelled => page(
+            StatusCode::OK,
+            "Cancelled",
+            "<p>The change was cancelled and nothing on your account changed. If you did not ask for it, consider \
+             changing your password.</p>",
+        ),
+        Ok(_) | Err(crate::service::ServiceError::Rejected(_)) => page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Nothing to cancel",
+            "<p>This link cannot cancel anything now: the change was already cancelled, already applied, or the link \
+             is not valid. If a change you did not ask for was applied, contact support: it can be rolled back.</p>",
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "cancel link: service unavailable");
+            page(StatusCode::SERVICE_UNAVAILABLE, "Please try again", "<p>Try the link again in a minute.</p>")
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! The owners' web endpoint, driven as an owner's browser and a mail scanner would: `airlock serve --http` in the
+//! embedded mode (no NATS), requests opened with `airlock submit`, codes read from the outbox the embedded notifier
+//! writes. Covers the verification page and its JSON endpoint, TOTP as a second proof (THREATS 9), and cancel links
+//! (opened by a scanner, used, reused and forged).
+
+mod common;
+
+use airlock::core::ids::UnixMs;
+use airlock::core::limits::DAY_MS;
+use airlock::directory::totp::{TotpSecret, hotp, step_at};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// RFC 4648's example secret, as an authenticator app would be enrolled with it.
+const TOTP_SECRET: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+
+struct Serve {
+    child: Child,
+    address: String,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn airlock() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_airlock"))
+}
+
+/// Starts `airlock serve --http 127.0.0.1:0` on `data` and reads the address it printed.
+fn serve(data: &Path) -> Serve {
+    let mut child = airlock()
+        .args(["serve", "--http", "127.0.0.1:0", "--tick", "200ms", "--data-dir"])
+        .arg(data)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let mut lines = BufReader::new(child.stderr.take().unwrap());
+    let collected = stderr.clone();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while lines.read_line(&mut line).unwrap_or(0) > 0 {
+            if let Some(address) = line.trim().strip_prefix("airlock verification page on http://") {
+                let _ = sender.send(address.to_string());
+            }
+            collected.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    });
+    let address = receiver.recv_timeout(Duration::from_millis(common::WAIT_MS)).expect("serve printed its address");
+    Serve { child, address, stderr }
+}
+
+/// One HTTP/1.1 exchange over a fresh connection: status, headers (lower-case names) and body.
+fn http(address: &str, method: &str, target: &str, content_type: &str, body: &[u8]) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+fn form(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let encode = |text: &str| {
+        text.bytes()
+            .map(|byte| match byte {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (byte as char).to_string(),
+                other => format!("%{other:02X}"),
+            })
+            .collect::<String>()
+    };
+    pairs.iter().map(|(name, value)| format!("{name}={}", encode(value))).collect::<Vec<_>>().join("&").into_bytes()
+}
+
+fn import(data: &Path) {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let long_ago =
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(now_ms - 90 * DAY_MS))
+            .to_string();
+    let file = json!({
+        "version": 1,
+        "accounts": [
+            {
+                "account_id": "tess",
+                "totp_enrolled_since": long_ago,
+                "totp_secret": TOTP_SECRET,
+                "destinations": [
+                    { "id": "tess-mail", "kind": "email", "address": "tess@example.com", "trusted_since": long_ago }
+                ]
+            },
+            {
+                "account_id": "uma",
+                "destinations": [
+                    { "id": "uma-mail", "kind": "email", "address": "uma@example.com", "trusted_since": long_ago }
+                ]
+            }
+        ]
+    });
+    let path = data.join("accounts.json");
+    std::fs::write(&path, file.to_string()).unwrap();
+    let output = airlock().args(["directory", "import"]).arg(&path).arg("--data-dir").arg(data).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// Opens a case through `airlock submit` as a support desk and returns its id.
+fn request(data: &Path, command_id: &str, account: &str, action: Value) -> String {
+    let body = json!({
+        "version": 1, "command_id": command_id, "account_id": account, "action": action,
+        "summary": "customer on chat", "signals": {}
+    });
+    let mut child = airlock()
+        .args(["submit", "--actor", "intake:desk", "--command", "request-recovery", "--data-dir"])
+        .arg(data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(body.to_string().as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let reply: Value = serde_json::from_slice(&output.stdout).unwrap();
+    reply["case_id"].as_str().expect("a case id").to_string()
+}
+
+/// The bodies of the outbox messages of a case, oldest first (read-only, as an email provider would see them).
+fn messages(data: &Path, case_id: &str) -> Vec<String> {
+    let connection =
+        rusqlite::Connection::open_with_flags(data.join("directory.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut statement = connection.prepare("SELECT body FROM outbox WHERE case_id = ?1 ORDER BY rowid").unwrap();
+    statement.query_map([case_id], |row| row.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+fn messages_all(data: &Path) -> Vec<(String, String)> {
+    let connection =
+        rusqlite::Connection::open_with_flags(data.join("directory.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut statement = connection.prepare("SELECT case_id, address FROM outbox").unwrap();
+    statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?))).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+fn timeline(data: &Path, case_id: &str) -> Vec<(String, String)> {
+    let connection =
+        rusqlite::Connection::open_with_flags(data.join("projection.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut statement = connection
+        .prepare("SELECT event_type, detail FROM timeline WHERE case_id = ?1 ORDER BY case_sequence")
+        .unwrap();
+    statement.query_map([case_id], |row| Ok((row.get(0)?, row.get(1)?))).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+fn code_in(body: &str) -> String {
+    body.split(|c: char| !c.is_ascii_digit()).find(|word| word.len() == 8).expect("an 8-digit code").to_string()
+}
+
+fn status_of(data: &Path, case_id: &str) -> String {
+    let connection =
+        rusqlite::Connection::open_with_flags(data.join("projection.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    connection.query_row("SELECT status FROM cases WHERE case_id = ?1", [case_id], |row| row.get(0)).unwrap()
+}
+
+fn totp_now() -> String {
+    let secret = TotpSecret::from_base32(TOTP_SECRET).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    hotp(&secret, step_at(UnixMs(now)), 6)
+}
+
+// Proves the verification page: opening the link shows a form and changes nothing; every answer carries the
+// hardening headers; a wrong code through the JSON endpoint is refused (and counted), the right one through the form
+// verifies; the code never appears in what airlock prints, and the answer never echoes it.
+#[test]
+fn the_verification_page_takes_a_code_and_never_echoes_it() {
+    let data = common::scratch();
+    import(data.path());
+    let server = serve(data.path());
+    let case_id = request(data.path(), "r-1", "uma", json!({ "type": "reset_password" }));
+    let code = code_in(&messages(data.path(), &case_id)[0]);
+
+    let (status, head, page) = http(&server.address, "GET", &format!("/verify?case={case_id}"), "text/plain", b"");
+    assert_eq!(status, 200, "{page}");
+    for header in ["cache-control: no-store", "referrer-policy: no-referrer", "x-frame-options: deny"] {
+        assert!(head.contains(header), "{header} missing in {head}");
+    }
+    assert!(head.contains("content-security-policy: default-src 'none'"), "{head}");
+    assert!(page.contains("name=\"code\"") && page.contains(&case_id), "{page}");
+    assert_eq!(status_of(data.path(), &case_id), "requested", "opening the page changes nothing");
+    let (status, _, _) = http(&server.address, "GET", "/verify?case=<script>", "text/plain", b"");
+    assert_eq!(status, 400, "a malformed case id in a link is refused");
+
+    let wrong = if code == "00000000" { "11111111" } else { "00000000" };
+    let body = json!({ "version": 1, "command_id": "web-1", "case_id": case_id, "code": wrong });
+    let (status, _, reply) =
+        http(&server.address, "POST", "/v1/proofs", "application/json", body.to_string().as_bytes());
+    assert_eq!(status, 422, "{reply}");
+    let reply: Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(reply["status"], "requested", "{reply}");
+
+    let fields = [("case_id", case_id.as_str()), ("command_id", "web-2"), ("code", code.as_str()), ("totp", "")];
+    let (status, _, page) =
+        http(&server.address, "POST", "/verify", "application/x-www-form-urlencoded", &form(&fields));
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Verified") && !page.contains(&code), "{page}");
+    assert_eq!(status_of(data.path(), &case_id), "cooling_off");
+
+    let (status, _, _) = http(&server.address, "POST", "/v1/proofs", "application/json", &vec![b' '; 20_000]);
+    assert_eq!(status, 413, "an oversized body is refused before it is read");
+    let printed = server.stderr.lock().unwrap().clone();
+    assert!(!printed.contains(&code) && !printed.contains(wrong), "a code reached serve's output:\n{printed}");
+}
+
+// Proves THREATS 9 through the page: on an account with an authenticator, removing it with the one-time code alone
+// goes to people; with the authenticator's current code as well it goes ahead by policy; the same authenticator code
+// cannot be used twice, and a wrong one fails the proof.
+#[test]
+fn a_factor_change_needs_the_authenticator_where_the_account_has_one() {
+    let data = common::scratch();
+    import(data.path());
+    let server = serve(data.path());
+    let verify = |case_id: &str, command_id: &str, totp: &str| {
+        let sent = messages(data.path(), case_id);
+        let code = code_in(sent.last().unwrap_or_else(|| {
+            panic!("no message for {case_id}: {:?} {:?}", timeline(data.path(), case_id), messages_all(data.path()))
+        }));
+        let fields = [("case_id", case_id), ("command_id", command_id), ("code", code.as_str()), ("totp", totp)];
+        http(&server.address, "POST", "/verify", "application/x-www-form-urlencoded", &form(&fields))
+    };
+
+    let weak = request(data.path(), "r-weak", "tess", json!({ "type": "remove_totp" }));
+    let (status, _, page) = verify(&weak, "p-weak", "");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(status_of(data.path(), &weak), "in_review", "code alone: people decide");
+
+    let strong = request(data.path(), "r-strong", "tess", json!({ "type": "remove_totp" }));
+    let totp = totp_now();
+    let (status, _, page) = verify(&strong, "p-strong", &totp);
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(status_of(data.path(), &strong), "cooling_off", "code and authenticator: the policy decides");
+    assert!(!page.contains(&totp), "{page}");
+
+    let replay = request(data.path(), "r-replay", "tess", json!({ "type": "remove_totp" }));
+    let (status, _, page) = verify(&replay, "p-replay", &totp);
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("Not verified"), "a used authenticator code is refused: {page}");
+    assert_eq!(status_of(data.path(), &replay), "requested");
+    let (status, _, page) = verify(&replay, "p-letters", "12ab56");
+    assert_eq!(status, 422, "{page}");
+}
+
+// Proves the cancel link: a scanner fetching it cancels nothing; the owner's button cancels the scheduled change; a
+// forged token cancels nothing and says so without detail; using the link again changes nothing more.
+#[test]
+fn a_cancel_link_cancels_once_and_only_with_its_token() {
+    let data = common::scratch();
+    import(data.path());
+    let server = serve(data.path());
+    let case_id = request(data.path(), "r-c", "uma", json!({ "type": "reset_password" }));
+    let code = code_in(&messages(data.path(), &case_id)[0]);
+    let fields = [("case_id", case_id.as_str()), ("command_id", "p-c"), ("code", code.as_str())];
+    let (status, _, _) = http(&server.address, "POST", "/verify", "application/x-www-form-urlencoded", &form(&fields));
+    assert_eq!(status, 200);
+    let notice = messages(data.path(), &case_id).into_iter().find(|body| body.contains("/cancel?")).expect("a notice");
+    let link = notice.split_whitespace().find(|word| word.contains("/cancel?")).unwrap();
+    let target = &link[link.find("/cancel?").unwrap()..];
+    assert!(link.starts_with(&format!("http://{}", server.address)), "links point at the page: {link}");
+
+    let (status, _, page) = http(&server.address, "GET", target, "text/plain", b"");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("method=\"post\""), "{page}");
+    assert_eq!(status_of(data.path(), &case_id), "cooling_off", "fetching the link cancels nothing");
+
+    let query = &target["/cancel?".len()..];
+    let forged = query.rsplit_once("token=").map(|(head, _)| format!("{head}token={}", "ab".repeat(32))).unwrap();
+    let (status, _, page) =
+        http(&server.address, "POST", "/cancel", "application/x-www-form-urlencoded", forged.as_bytes());
+    assert_eq!(status, 422, "{page}");
+    assert_eq!(status_of(data.path(), &case_id), "cooling_off", "a forged token cancels nothing");
+
+    let (status, _, page) =
+        http(&server.address, "POST", "/cancel", "application/x-www-form-urlencoded", query.as_bytes());
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Cancelled"), "{page}");
+    assert_eq!(status_of(data.path(), &case_id), "cancelled");
+    let (status, _, page) =
+        http(&server.address, "POST", "/cancel", "application/x-www-form-urlencoded", query.as_bytes());
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Already cancelled"), "a used link cancels nothing more: {page}");
+}
