@@ -156,6 +156,9 @@ fn sample(kind: EventKind) -> EventBody {
             command: CommandKind::ApproveReview,
             rejection: Rejection::WrongState { status: Status::Requested, command: CommandKind::ApproveReview },
         },
+        EventKind::SecondFactorProven => {
+            EventBody::SecondFactorProven { factor: airlock::core::event::SecondFactor::Totp }
+        }
     }
 }
 
