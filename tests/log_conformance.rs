@@ -130,6 +130,27 @@ pub async fn many_streams_read_back_in_order<L: EventLog>(log: &L, streams: usiz
     assert_eq!(log.last_sequence().await.unwrap(), after);
 }
 
+/// An account's request ledger changes only by compare-and-swap: a write on a stale revision (or a second first write)
+/// is a conflict and changes nothing.
+async fn ledger_is_compare_and_swap<L: EventLog>(log: &L) {
+    use airlock::log::{Ledger, LedgerEntry, LogError};
+    let entry = |case: &str, at_ms: u64| LedgerEntry { case_id: case.to_string(), at_ms };
+    assert_eq!(log.ledger("ann@example.com").await.unwrap(), (0, Ledger::default()), "no ledger yet");
+    let first = Ledger { requests: vec![entry("case-1", 1)] };
+    log.put_ledger("ann@example.com", 0, &first).await.unwrap();
+    let second_first = Ledger { requests: vec![entry("case-2", 2)] };
+    assert!(matches!(log.put_ledger("ann@example.com", 0, &second_first).await, Err(LogError::Conflict { .. })));
+    let (revision, read) = log.ledger("ann@example.com").await.unwrap();
+    assert_eq!(read, first, "the losing write changed nothing");
+    let both = Ledger { requests: vec![entry("case-1", 1), entry("case-2", 2)] };
+    log.put_ledger("ann@example.com", revision, &both).await.unwrap();
+    assert!(matches!(log.put_ledger("ann@example.com", revision, &first).await, Err(LogError::Conflict { .. })));
+    let (newer, read) = log.ledger("ann@example.com").await.unwrap();
+    assert!(newer > revision);
+    assert_eq!(read, both);
+    assert_eq!(log.ledger("bob").await.unwrap(), (0, Ledger::default()), "ledgers are per account");
+}
+
 /// A scratch directory for a log's files. On tmpfs where the machine has one: the suite checks behaviour, and the
 /// backends' per-append fsync (SQLite synchronous = FULL, JetStream sync_interval: always) would otherwise make the
 /// 100k-event checks take minutes for no extra assurance.
@@ -142,6 +163,13 @@ fn sqlite_log() -> (tempfile::TempDir, SqliteLog) {
     let directory = scratch_dir();
     let log = SqliteLog::open(&directory.path().join("log.db")).unwrap();
     (directory, log)
+}
+
+// Proves the SQLite log's request ledgers change only by compare-and-swap.
+#[tokio::test]
+async fn sqlite_ledger_is_compare_and_swap() {
+    let (_directory, log) = sqlite_log();
+    ledger_is_compare_and_swap(&log).await;
 }
 
 // Proves the SQLite log lets exactly one of two racing writers win, and the loser can re-read and append.
@@ -196,6 +224,13 @@ mod jetstream {
         let client = airlock::nats::connect(&server.url(), "conformance").await.unwrap();
         let log = JetStreamLog::open(client, JetStreamConfig::default()).await.unwrap();
         (directory, server, log)
+    }
+
+    // Proves the JetStream log's request ledgers (a key-value bucket) change only by compare-and-swap.
+    #[tokio::test]
+    async fn jetstream_ledger_is_compare_and_swap() {
+        let (_directory, _server, log) = jetstream_log().await;
+        super::ledger_is_compare_and_swap(&log).await;
     }
 
     // Proves the JetStream log lets exactly one of two racing writers win, and the loser can re-read and append.

@@ -98,7 +98,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .spawn(named("queries", run_queries(service.clone(), client.clone(), intake_config, shutdown.clone())));
             tasks.spawn(named(
                 "projector",
-                run_projector(projection, events, "airlock-projector".into(), shutdown.clone()),
+                run_projector(projection, events, projector_name(&args.data_dir)?, shutdown.clone()),
             ));
             spawn_shared(&mut tasks, service, http, args.tick, &shutdown);
             Some(client)
@@ -137,6 +137,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(Err(panic)) => Err(anyhow::anyhow!("a task panicked: {panic}")),
         Some(Ok(Ok(()))) | None => Ok(()),
     }
+}
+
+/// The projector's durable consumer is named after the data directory it projects into: each airlock process keeps
+/// its own projection and must see every event, while a restart of the same process resumes where it stopped. (One
+/// shared name would split the events between processes like a work queue.)
+fn projector_name(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    let path = std::fs::canonicalize(data_dir)
+        .map_err(|error| anyhow::anyhow!("cannot resolve the data directory {}: {error}", data_dir.display()))?;
+    let digest = Sha256::digest(path.to_string_lossy().as_bytes());
+    Ok(format!("airlock-projector-{}", &hex::encode(digest)[..16]))
 }
 
 /// What both modes run: the timers and, when asked for, the owners' web endpoint.

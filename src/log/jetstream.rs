@@ -8,7 +8,7 @@
 //! writer never decides on a stale replica's copy.
 
 use crate::log::envelope::Stream;
-use crate::log::{Appended, Entry, EventLog, LogError, decode_commit, encode_commit};
+use crate::log::{Appended, Entry, EventLog, Ledger, LogError, decode_commit, encode_commit};
 use async_nats::jetstream::{self, context::PublishErrorKind, stream};
 use futures::StreamExt;
 use std::time::Duration;
@@ -76,6 +76,16 @@ pub struct JetStreamLog {
     context: jetstream::Context,
     stream: stream::Stream,
     config: JetStreamConfig,
+    /// The accounts' request ledgers (ADR 7), a key-value bucket: one key per account, compare-and-swap on revision.
+    ledgers: jetstream::kv::Store,
+}
+
+/// The bucket of request ledgers.
+pub const LEDGER_BUCKET: &str = "AIRLOCK_LEDGERS";
+
+/// A key-value key for an account id: account ids may hold characters (`@`, `+`) that keys may not.
+fn ledger_key(account_id: &str) -> String {
+    hex::encode(account_id.as_bytes())
 }
 
 fn unavailable(error: impl std::fmt::Display) -> LogError {
@@ -143,7 +153,21 @@ impl JetStreamLog {
             }
             Err(error) => return Err(unavailable(error)),
         };
-        Ok(JetStreamLog { context, stream, config })
+        let ledgers = match context.get_key_value(LEDGER_BUCKET).await {
+            Ok(store) => store,
+            Err(_) => context
+                .create_key_value(jetstream::kv::Config {
+                    bucket: LEDGER_BUCKET.to_string(),
+                    description: "airlock: each account's recent requests, for exact velocity limits".to_string(),
+                    history: 1,
+                    storage: stream::StorageType::File,
+                    num_replicas: config.replicas,
+                    ..Default::default()
+                })
+                .await
+                .map_err(unavailable)?,
+        };
+        Ok(JetStreamLog { context, stream, config, ledgers })
     }
 
     pub fn config(&self) -> &JetStreamConfig {
@@ -271,5 +295,31 @@ impl EventLog for JetStreamLog {
     async fn last_sequence(&self) -> Result<u64, LogError> {
         let info = self.stream.get_info().await.map_err(unavailable)?;
         Ok(info.state.last_sequence)
+    }
+
+    async fn ledger(&self, account_id: &str) -> Result<(u64, Ledger), LogError> {
+        match self.ledgers.entry(ledger_key(account_id)).await.map_err(unavailable)? {
+            Some(entry) if entry.operation == jetstream::kv::Operation::Put => {
+                Ok((entry.revision, Ledger::decode(&entry.value)?))
+            }
+            Some(_) | None => Ok((0, Ledger::default())),
+        }
+    }
+
+    async fn put_ledger(&self, account_id: &str, revision: u64, ledger: &Ledger) -> Result<(), LogError> {
+        let (key, value) = (ledger_key(account_id), bytes::Bytes::from(ledger.encode()));
+        let conflict = || LogError::Conflict { stream: format!("ledger:{account_id}"), expected: revision, actual: 0 };
+        if revision == 0 {
+            return match self.ledgers.create(&key, value).await {
+                Ok(_) => Ok(()),
+                Err(error) if error.kind() == jetstream::kv::CreateErrorKind::AlreadyExists => Err(conflict()),
+                Err(error) => Err(unavailable(error)),
+            };
+        }
+        match self.ledgers.update(&key, value, revision).await {
+            Ok(_) => Ok(()),
+            Err(error) if error.kind() == jetstream::kv::UpdateErrorKind::WrongLastRevision => Err(conflict()),
+            Err(error) => Err(unavailable(error)),
+        }
     }
 }

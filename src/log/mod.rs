@@ -70,6 +70,32 @@ pub fn decode_commit(bytes: &[u8]) -> Result<Vec<Vec<u8>>, LogError> {
     Ok(envelopes)
 }
 
+/// An account's recent requests, the ones its velocity limit counts (ADR 7). It lives beside the log and changes
+/// only by compare-and-swap on its revision, so two decisions can never be taken on the same count, whichever airlock
+/// process takes them. It only ever over-counts: a request is written here before its case is appended.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Ledger {
+    pub requests: Vec<LedgerEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LedgerEntry {
+    pub case_id: String,
+    pub at_ms: u64,
+}
+
+impl Ledger {
+    /// The ledger's bytes as stored: postcard.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("postcard encodes plain data")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Ledger, LogError> {
+        postcard::from_bytes(bytes)
+            .map_err(|error| LogError::Corrupt(format!("a request ledger does not decode: {error}")))
+    }
+}
+
 pub trait EventLog: Send + Sync {
     /// Appends `envelopes` to `stream` as one atomic commit if the stream's last commit is at global sequence
     /// `expected_last` (0: the stream is empty). If `command_id` was appended before, appends nothing and returns
@@ -97,4 +123,15 @@ pub trait EventLog: Send + Sync {
 
     /// The highest global sequence written, 0 if none.
     fn last_sequence(&self) -> impl Future<Output = Result<u64, LogError>> + Send;
+
+    /// An account's request ledger and its revision (0 when it has none yet).
+    fn ledger(&self, account_id: &str) -> impl Future<Output = Result<(u64, Ledger), LogError>> + Send;
+
+    /// Replaces an account's ledger if it is still at `revision`; `LogError::Conflict` if another writer changed it.
+    fn put_ledger(
+        &self,
+        account_id: &str,
+        revision: u64,
+        ledger: &Ledger,
+    ) -> impl Future<Output = Result<(), LogError>> + Send;
 }

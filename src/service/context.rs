@@ -6,11 +6,12 @@ use crate::core::action::RecoveryAction;
 use crate::core::command::{Command, CommandEnvelope};
 use crate::core::decide::{Context, FreshChallenge};
 use crate::core::ids::{AccountId, CaseId, ChallengeId, UnixMs};
+use crate::core::limits::{DAY_MS, VELOCITY_COUNT_MAX};
 use crate::core::policy::{Phase, PolicyDecision, PolicyFacts};
 use crate::core::signals::Signals;
 use crate::core::state::{CaseState, Status};
 use crate::core::verification::{AccountVerificationFacts, Settings, VerificationCode, generate_code};
-use crate::log::EventLog;
+use crate::log::{EventLog, Ledger, LedgerEntry};
 use crate::projection::Projection;
 use crate::service::{Service, ServiceError, new_id};
 
@@ -23,6 +24,35 @@ pub struct Prepared {
     pub policy: Option<PolicyDecision>,
     pub fresh: Option<FreshChallenge>,
     pub code: Option<VerificationCode>,
+    /// For a new request: the account's ledger with this request added, to be written (compare-and-swap) before the
+    /// case is appended. `None` when the request is already in the ledger (a retry) or the command opens nothing.
+    pub ledger: Option<LedgerWrite>,
+}
+
+/// The ledger write a new request needs before its case may be appended.
+pub struct LedgerWrite {
+    pub account_id: AccountId,
+    pub revision: u64,
+    pub ledger: Ledger,
+}
+
+/// The account's requests in the day before `now`, other than `case_id`'s own, capped as every velocity count is; and
+/// the ledger to write: the same day's requests plus this one, when it is not in yet.
+fn count_and_admit(ledger: Ledger, case_id: &CaseId, now: UnixMs) -> (u32, Option<Ledger>) {
+    let since = now.0.saturating_sub(DAY_MS);
+    let mut recent: Vec<LedgerEntry> = ledger.requests.into_iter().filter(|entry| entry.at_ms > since).collect();
+    let own = recent.iter().any(|entry| entry.case_id == case_id.as_str());
+    let others = recent.iter().filter(|entry| entry.case_id != case_id.as_str()).count();
+    let count = (others as u32).min(VELOCITY_COUNT_MAX);
+    if own {
+        return (count, None);
+    }
+    recent.push(LedgerEntry { case_id: case_id.to_string(), at_ms: now.0 });
+    // Only whether a threshold was crossed matters, and counts saturate at VELOCITY_COUNT_MAX: the newest entries
+    // beyond that carry no information and would only grow the ledger.
+    let excess = recent.len().saturating_sub(VELOCITY_COUNT_MAX as usize + 1);
+    recent.drain(..excess);
+    (count, Some(Ledger { requests: recent }))
 }
 
 impl Prepared {
@@ -66,15 +96,17 @@ struct PolicyInput {
     at: UnixMs,
 }
 
-/// Velocity from the projection, then the policy's decision over the recorded facts.
+/// Velocity from the projection (the account's count from its ledger when given), then the policy's decision over
+/// the recorded facts.
 fn decide_policy(
     engine: &crate::policy::Engine,
     projection: &Projection,
     settings: &Settings,
     input: &PolicyInput,
+    account_requests: Option<u32>,
 ) -> Result<PolicyDecision, ServiceError> {
     let account_id: &AccountId = &input.snapshot.account_id;
-    let velocity = projection.velocity(
+    let mut velocity = projection.velocity(
         account_id,
         &input.case_id,
         input.signals.source_network.as_deref(),
@@ -82,6 +114,9 @@ fn decide_policy(
         new_destination(&input.action),
         input.at,
     )?;
+    if let Some(count) = account_requests {
+        velocity.account_requests_24h = count;
+    }
     let facts = PolicyFacts::gather(
         input.phase,
         &input.snapshot,
@@ -126,6 +161,7 @@ impl<L: EventLog> Service<L> {
             policy: None,
             fresh: None,
             code: None,
+            ledger: None,
         };
         let (projection, directory, settings) =
             (self.projection.clone(), self.directory.clone(), self.settings.clone());
@@ -133,6 +169,12 @@ impl<L: EventLog> Service<L> {
         let case = case_id.clone();
         match &envelope.command {
             Command::RequestRecovery { account_id, action, signals, .. } if state.status == Status::New => {
+                // The account's count comes from its ledger, which the append below is conditional on: exact, however
+                // many requests race (ADR 7). The other dimensions come from the projection.
+                let (revision, ledger) = self.log.ledger(account_id.as_str()).await?;
+                let (account_requests, admitted) = count_and_admit(ledger, case_id, now);
+                prepared.ledger =
+                    admitted.map(|ledger| LedgerWrite { account_id: account_id.clone(), revision, ledger });
                 let (account_id, action, signals) = (account_id.clone(), action.clone(), signals.clone());
                 let requester = envelope.actor.to_string();
                 let (snapshot, policy, account_facts) = blocking(move || {
@@ -147,7 +189,7 @@ impl<L: EventLog> Service<L> {
                         halted,
                         at: now,
                     };
-                    let policy = decide_policy(&engine, &projection, &settings, &input)?;
+                    let policy = decide_policy(&engine, &projection, &settings, &input, Some(account_requests))?;
                     let account_facts = projection.account_facts(&account_id, &case, now)?;
                     Ok((snapshot, policy, account_facts))
                 })
@@ -175,7 +217,7 @@ impl<L: EventLog> Service<L> {
                         halted,
                         at: facts.requested_at,
                     };
-                    Ok((decide_policy(&engine, &projection, &settings, &input)?, account_facts))
+                    Ok((decide_policy(&engine, &projection, &settings, &input, None)?, account_facts))
                 })
                 .await?;
                 prepared.policy = Some(policy);

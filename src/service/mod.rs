@@ -30,6 +30,12 @@ pub const PUBLIC_URL_DEFAULT: &str = "https://recovery.example.com";
 /// How often one command is re-decided after losing a race before the caller is told to retry later.
 const CONFLICT_RETRIES_MAX: u32 = 8;
 
+/// How often a new request is re-decided after another request of the same account updated the ledger first. Each
+/// round one racing request wins, so this bounds the burst one account can absorb without a caller being told to
+/// retry; the pause between rounds is random, up to `LEDGER_BACKOFF_MS_MAX`.
+const LEDGER_RETRIES_MAX: u32 = 256;
+const LEDGER_BACKOFF_MS_MAX: u64 = 32;
+
 /// How many log entries the projection reads per batch while catching up.
 const PROJECTION_BATCH_MAX: usize = 512;
 
@@ -130,8 +136,9 @@ impl<L: EventLog> Service<L> {
 
     /// Handles one command for one case, end to end.
     pub async fn handle(&self, case_id: &CaseId, envelope: CommandEnvelope) -> Result<Handled, ServiceError> {
-        for attempt in 0..CONFLICT_RETRIES_MAX {
-            let (state, _, last_sequence) = self.load_for_append(case_id, attempt > 0).await?;
+        let (mut conflicts, mut ledger_conflicts) = (0, 0);
+        while conflicts < CONFLICT_RETRIES_MAX {
+            let (state, _, last_sequence) = self.load_for_append(case_id, conflicts + ledger_conflicts > 0).await?;
             let prepared = self.prepare(case_id, &envelope, &state).await?;
             let decided = decide(&envelope, &state, &prepared.context(case_id, &self.settings));
             let (events, rejection) = match decided {
@@ -147,6 +154,20 @@ impl<L: EventLog> Service<L> {
                     None => Ok(Handled { case_id: case_id.clone(), status: state.status, appended: 0 }),
                 };
             }
+            // A new request is counted in its account's ledger first, on the revision its decision read: if another
+            // request got there first, this one is decided again on the new count (ADR 7).
+            if let (Some(write), None) = (&prepared.ledger, &rejection) {
+                match self.log.put_ledger(write.account_id.as_str(), write.revision, &write.ledger).await {
+                    Err(LogError::Conflict { .. }) if ledger_conflicts < LEDGER_RETRIES_MAX => {
+                        ledger_conflicts += 1;
+                        let pause_ms = rand::random_range(1..=LEDGER_BACKOFF_MS_MAX.min(1 << ledger_conflicts.min(5)));
+                        tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+                        continue;
+                    }
+                    Err(error) => return Err(error.into()),
+                    Ok(()) => {}
+                }
+            }
             self.effects_before_append(case_id, &state, &events)?;
             let encoded = events
                 .iter()
@@ -161,7 +182,10 @@ impl<L: EventLog> Service<L> {
                 None => format!("{case_id}:{}", envelope.command_id),
             };
             match self.log.append(&stream, last_sequence, &command_key, encoded).await {
-                Err(LogError::Conflict { .. }) => continue,
+                Err(LogError::Conflict { .. }) => {
+                    conflicts += 1;
+                    continue;
+                }
                 Err(error) => return Err(error.into()),
                 Ok(Appended::Duplicate) => {
                     if let Some(rejection) = rejection {
