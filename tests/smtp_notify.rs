@@ -420,3 +420,79 @@ fn bad_urls_get_specific_errors_that_never_quote_the_password() {
     let long = format!("smtps://mx.test?from=a@b.test&x={}", "y".repeat(airlock::notify::smtp::SMTP_URL_BYTES_MAX));
     assert!(SmtpConfig::parse(&long).unwrap_err().to_string().contains("longer than"));
 }
+
+// Proves `airlock serve --smtp URL` sends owners' email through the mail server: a request published on NATS intake
+// reaches the account's email as a message with the one-time code, and nothing for that address is left in the
+// embedded outbox (which would otherwise hold the code at rest).
+#[test]
+fn serve_with_smtp_sends_the_code_by_email_and_keeps_none_in_the_outbox() {
+    let server = SmtpServer::start("accept");
+    let scratch = tempfile::tempdir().unwrap();
+    let nats = airlock::nats::server::NatsServer::start(
+        &scratch.path().join("nats"),
+        &airlock::nats::server::Options::default(),
+    )
+    .unwrap();
+    let data = scratch.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let accounts = serde_json::json!({ "version": 1, "accounts": [{
+        "account_id": "wes",
+        "destinations": [
+            { "id": "wes-mail", "kind": "email", "address": "wes@example.com", "trusted_since": "2024-01-01T00:00:00Z" }
+        ]
+    }]});
+    std::fs::write(data.join("accounts.json"), accounts.to_string()).unwrap();
+    let import = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["directory", "import"])
+        .arg(data.join("accounts.json"))
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+    let log = scratch.path().join("serve.log");
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["serve", "--nats", &nats.url(), "--data-dir"])
+        .arg(&data)
+        .env("AIRLOCK_SMTP_URL", format!("smtp://127.0.0.1:{}?from={SENDER}", server.port))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_millis(START_TIMEOUT_MS);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("airlock serving") {
+        assert!(Instant::now() < deadline, "serve did not start: {}", std::fs::read_to_string(&log).unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = airlock::nats::connect(&nats.url(), "test").await.unwrap();
+        let body = serde_json::json!({
+            "version": 1, "command_id": "mail-1", "account_id": "wes",
+            "action": { "type": "reset_password" }, "summary": "locked out", "signals": {}
+        });
+        let context = async_nats::jetstream::new(client);
+        let subject = "airlock.intake.intake.desk.request_recovery";
+        context.publish(subject, body.to_string().into()).await.unwrap().await.unwrap();
+    });
+    while server.received().is_empty() {
+        if Instant::now() > deadline + Duration::from_millis(START_TIMEOUT_MS) {
+            let _ = serve.kill();
+            panic!("no email arrived: {}", std::fs::read_to_string(&log).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let email = &server.received()[0];
+    assert_eq!(email["rcpt_tos"], serde_json::json!(["wes@example.com"]));
+    let text = email["body"].as_str().unwrap();
+    assert!(text.split(|c: char| !c.is_ascii_digit()).any(|word| word.len() == 8), "the code is in the email");
+    let outbox =
+        rusqlite::Connection::open_with_flags(data.join("directory.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM outbox WHERE address = 'wes@example.com'", [], |row| row.get::<_, i64>(0))
+            .unwrap();
+    assert_eq!(outbox, 0, "an email sent by SMTP is not also kept in the outbox");
+    let _ = serve.kill();
+    let _ = serve.wait();
+}

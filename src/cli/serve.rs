@@ -45,6 +45,11 @@ pub struct ServeArgs {
     /// The address owners reach the page at, used in the links airlock sends (default: http://<--http address>).
     #[arg(long, env = "AIRLOCK_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Send email through this mail server instead of the embedded outbox, for example
+    /// smtps://airlock@mail.example.com?from=recovery@example.com (smtp:// only to loopback). Phone destinations stay
+    /// in the outbox. Prefer the environment variable: a password in a URL shows in process listings.
+    #[arg(long, env = "AIRLOCK_SMTP_URL", hide_env_values = true)]
+    pub smtp: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> u8 {
@@ -84,6 +89,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .map_err(|error| anyhow::anyhow!("cannot create the data directory {}: {error}", args.data_dir.display()))?;
     let keys = Keys::load_or_create(&args.data_dir.join("airlock.key"))
         .map_err(|error| anyhow::anyhow!("cannot use the key file in {}: {error}", args.data_dir.display()))?;
+    let smtp = match &args.smtp {
+        Some(url) => {
+            let config = crate::notify::smtp::SmtpConfig::parse(url)
+                .map_err(|error| anyhow::anyhow!("--smtp refused: {error}"))?;
+            Some(std::sync::Arc::new(
+                crate::notify::smtp::SmtpNotifier::new(config)
+                    .map_err(|error| anyhow::anyhow!("--smtp refused: {error}"))?,
+            ))
+        }
+        None => None,
+    };
+    let with_smtp = |outbox: Arc<dyn crate::notify::Notifier>| -> Arc<dyn crate::notify::Notifier> {
+        match &smtp {
+            Some(smtp) => Arc::new(crate::notify::ByKind { email: smtp.clone(), other: outbox }),
+            None => outbox,
+        }
+    };
     let (stop, shutdown) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let client = match &args.nats {
@@ -92,6 +114,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let NatsMode { mut service, projection, events, context, intake: intake_config } =
                 nats_mode::open(&client, &args.data_dir, args.replicas, args.in_flight, keys, policy.clone()).await?;
             service.public_url = public_url.clone();
+            service.notifier = with_smtp(service.notifier.clone());
             let service = Arc::new(service);
             tasks.spawn(named("intake", run_intake(service.clone(), context, intake_config.clone(), shutdown.clone())));
             tasks
@@ -109,6 +132,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     anyhow::anyhow!("cannot open the embedded store in {}: {error:#}", args.data_dir.display())
                 })?;
             embedded.service.public_url = public_url.clone();
+            embedded.service.notifier = with_smtp(embedded.service.notifier.clone());
             embedded.service.policy = policy.clone();
             spawn_shared(&mut tasks, Arc::new(embedded.service), http, args.tick, &shutdown);
             None

@@ -72,3 +72,24 @@ pub fn mask_codes(text: &str) -> String {
     flush(&mut run, &mut out);
     out
 }
+
+/// Sends email destinations through one notifier (SMTP) and every other kind through another (the outbox, standing
+/// in for an SMS provider), so an account with a phone does not stop an SMTP deployment.
+pub struct ByKind {
+    pub email: std::sync::Arc<dyn Notifier>,
+    pub other: std::sync::Arc<dyn Notifier>,
+}
+
+impl Notifier for ByKind {
+    fn send(&self, message: &Message) -> Result<(), NotifyError> {
+        let notifier = match message.kind {
+            DestinationKind::Email => &self.email,
+            DestinationKind::Phone => &self.other,
+        };
+        // A network notifier blocks; on a multi-threaded runtime, tell tokio so its other tasks move to other threads.
+        match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| notifier.send(message)),
+            Ok(_) | Err(_) => notifier.send(message),
+        }
+    }
+}
