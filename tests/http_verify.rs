@@ -307,3 +307,40 @@ fn a_cancel_link_cancels_once_and_only_with_its_token() {
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("Already cancelled"), "a used link cancels nothing more: {page}");
 }
+
+// Proves a pending change freezes the account's security settings: once a verified reset waits in cooling-off, the
+// directory refuses to replace the account (an import stands for the identity system's own settings page), says
+// which case holds it, and changes nothing; when the owner cancels, the account can change again.
+#[test]
+fn a_scheduled_change_freezes_the_account_until_it_ends() {
+    let data = common::scratch();
+    import(data.path());
+    let server = serve(data.path());
+    let case_id = request(data.path(), "r-f", "uma", json!({ "type": "reset_password" }));
+    let code = code_in(&messages(data.path(), &case_id)[0]);
+    let fields = [("case_id", case_id.as_str()), ("command_id", "p-f"), ("code", code.as_str())];
+    let (status, _, _) = http(&server.address, "POST", "/verify", "application/x-www-form-urlencoded", &form(&fields));
+    assert_eq!(status, 200);
+    assert_eq!(status_of(data.path(), &case_id), "cooling_off");
+
+    let change = json!({ "version": 1, "accounts": [{ "account_id": "uma", "destinations": [
+        { "id": "uma-new", "kind": "email", "address": "uma.new@example.net", "trusted_since": "2026-01-01T00:00:00Z" }
+    ]}]});
+    let path = data.path().join("change.json");
+    std::fs::write(&path, change.to_string()).unwrap();
+    let refused =
+        airlock().args(["directory", "import"]).arg(&path).arg("--data-dir").arg(data.path()).output().unwrap();
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{said}");
+    assert!(said.contains(&case_id) && said.contains("frozen"), "{said}");
+
+    let notice = messages(data.path(), &case_id).into_iter().find(|body| body.contains("/cancel?")).unwrap();
+    let link = notice.split_whitespace().find(|word| word.contains("/cancel?")).unwrap();
+    let query = &link[link.find("/cancel?").unwrap() + "/cancel?".len()..];
+    let (status, _, _) =
+        http(&server.address, "POST", "/cancel", "application/x-www-form-urlencoded", query.as_bytes());
+    assert_eq!(status, 200);
+    let accepted =
+        airlock().args(["directory", "import"]).arg(&path).arg("--data-dir").arg(data.path()).output().unwrap();
+    assert!(accepted.status.success(), "{}", String::from_utf8_lossy(&accepted.stderr));
+}

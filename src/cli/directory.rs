@@ -50,17 +50,30 @@ pub fn run(args: DirectoryArgs) -> u8 {
         }
     };
     let written = std::fs::create_dir_all(&data_dir)
-        .map_err(|error| error.to_string())
-        .and_then(|()| EmbeddedDirectory::open(&data_dir.join("directory.db")).map_err(|error| error.to_string()))
-        .and_then(|directory| directory.put_accounts(&records).map_err(|error| error.to_string()));
+        .map_err(|error| (error.to_string(), exit::UNAVAILABLE))
+        .and_then(|()| {
+            EmbeddedDirectory::open(&data_dir.join("directory.db"))
+                .map_err(|error| (error.to_string(), exit::UNAVAILABLE))
+        })
+        .and_then(|directory| {
+            directory.put_accounts(&records).map_err(|error| match error {
+                // A frozen account is a refusal, not an outage: its pending recovery must end first.
+                crate::directory::DirectoryError::Held { .. } => {
+                    (format!("{error} (its settings change only when that case ends)"), exit::FAILED)
+                }
+                crate::directory::DirectoryError::Unavailable(_)
+                | crate::directory::DirectoryError::NoSuchAccount(_)
+                | crate::directory::DirectoryError::Corrupt(_) => (error.to_string(), exit::UNAVAILABLE),
+            })
+        });
     match written {
         Ok(()) => {
             println!("imported {} accounts into {}", records.len(), data_dir.join("directory.db").display());
             exit::OK
         }
-        Err(error) => {
+        Err((error, code)) => {
             eprintln!("error: {error}; nothing was imported");
-            exit::UNAVAILABLE
+            code
         }
     }
 }

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-const MIGRATIONS: &[Migration] = crate::migrations!("directory": 1 => "0001_accounts", 2 => "0002_totp_secret");
+const MIGRATIONS: &[Migration] =
+    crate::migrations!("directory": 1 => "0001_accounts", 2 => "0002_totp_secret", 3 => "0003_holds");
 
 /// An account as it is imported into the embedded directory.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -86,6 +87,9 @@ impl EmbeddedDirectory {
         let transaction =
             connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(unavailable)?;
         for record in records {
+            if let Some(case) = holding_case(&transaction, &record.account_id, None)? {
+                return Err(DirectoryError::Held { account: AccountId::new(&record.account_id), case });
+            }
             put_in(&transaction, record)?;
         }
         transaction.commit().map_err(unavailable)
@@ -404,6 +408,22 @@ impl AccountDirectory for EmbeddedDirectory {
         read_snapshot(&self.lock(), account_id)
     }
 
+    fn hold(&self, account_id: &AccountId, case_id: &str, now: UnixMs) -> Result<(), DirectoryError> {
+        self.lock()
+            .prepare_cached("INSERT OR IGNORE INTO holds (account_id, case_id, held_at) VALUES (?1, ?2, ?3)")
+            .and_then(|mut statement| statement.execute(params![account_id.as_str(), case_id, now.0 as i64]))
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    fn release(&self, account_id: &AccountId, case_id: &str) -> Result<(), DirectoryError> {
+        self.lock()
+            .prepare_cached("DELETE FROM holds WHERE account_id = ?1 AND case_id = ?2")
+            .and_then(|mut statement| statement.execute(params![account_id.as_str(), case_id]))
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
     fn verify_totp(&self, account_id: &AccountId, typed: &str, now: UnixMs) -> Result<bool, DirectoryError> {
         let mut connection = self.lock();
         let transaction =
@@ -478,9 +498,28 @@ impl EmbeddedDirectory {
         if let Some(changes) = applied(&transaction, effect_id)? {
             return Ok(changes);
         }
+        if let Some(case) = holding_case(&transaction, account_id.as_str(), Some(effect_id))? {
+            return Err(DirectoryError::Held { account: account_id.clone(), case });
+        }
         let changes = effect(&transaction)?;
         record_effect(&transaction, effect_id, account_id, &changes, now)?;
         transaction.commit().map_err(unavailable)?;
         Ok(changes)
     }
+}
+
+/// The pending recovery that freezes the account, if any, other than the one `effect_id` belongs to.
+fn holding_case(
+    transaction: &Transaction,
+    account_id: &str,
+    effect_id: Option<&EffectId>,
+) -> Result<Option<String>, DirectoryError> {
+    let cases: Vec<String> = transaction
+        .prepare_cached("SELECT case_id FROM holds WHERE account_id = ?1 ORDER BY held_at")
+        .and_then(|mut statement| {
+            statement.query_map([account_id], |row| row.get(0))?.collect::<Result<Vec<String>, _>>()
+        })
+        .map_err(unavailable)?;
+    let own = |case: &String| effect_id.is_some_and(|effect| effect.as_str().starts_with(&format!("{case}/")));
+    Ok(cases.into_iter().find(|case| !own(case)))
 }

@@ -19,6 +19,9 @@ pub enum DirectoryError {
     /// The account the effect is for no longer exists; the case goes back to review.
     #[error("account {0} is not in the directory")]
     NoSuchAccount(AccountId),
+    /// The account's settings are frozen by another pending recovery; nothing else may change them until it ends.
+    #[error("account {account} is frozen while recovery {case} is pending")]
+    Held { account: AccountId, case: String },
     /// The directory holds data airlock cannot read.
     #[error("account directory corrupt: {0}")]
     Corrupt(String),
@@ -32,6 +35,14 @@ pub trait AccountDirectory: Send + Sync {
     /// earlier time step, is refused afterwards. `false` for a wrong code and for an account without an
     /// authenticator; the secret stays in the directory.
     fn verify_totp(&self, account_id: &AccountId, typed: &str, now: UnixMs) -> Result<bool, DirectoryError>;
+
+    /// Freezes the account's security settings for `case_id`, a recovery that is now pending: until `release`, the
+    /// directory refuses every change but that case's own effect (its effect ids start with `<case_id>/`), from
+    /// airlock or from anywhere else. Holding twice is one hold.
+    fn hold(&self, account_id: &AccountId, case_id: &str, now: UnixMs) -> Result<(), DirectoryError>;
+
+    /// Ends `case_id`'s hold, if it has one.
+    fn release(&self, account_id: &AccountId, case_id: &str) -> Result<(), DirectoryError>;
 
     /// Applies `action` once per `effect_id` and returns what changed. Applying an effect id again changes nothing
     /// and returns the changes recorded the first time, so a retry after a crash is safe.

@@ -38,6 +38,13 @@ impl<L: EventLog> Service<L> {
                 self.directory.revert(effect_id, &facts.account_id, reversal, executed_at, event.at)?;
                 tracing::info!(case = %case_id, effect = %effect_id, "rollback applied to the directory");
             }
+            // A change is scheduled: the account's other security settings are frozen until the case ends. Held before
+            // the append, so a crash can leave a hold for a case that did not move (released when it ends), never a
+            // scheduled change without one.
+            if let EventBody::CoolingOffStarted { .. } = &event.body {
+                let facts = state.facts.as_ref().expect("a case in cooling-off has facts");
+                self.directory.hold(&facts.account_id, case_id.as_str(), event.at)?;
+            }
         }
         Ok(())
     }
@@ -53,6 +60,9 @@ impl<L: EventLog> Service<L> {
         prepared: &Prepared,
     ) -> Result<(), ServiceError> {
         let facts = state.facts.as_ref().expect("a case with events has facts");
+        if state.status.is_terminal() || state.status == Status::Executed {
+            self.directory.release(&facts.account_id, case_id.as_str())?;
+        }
         for (offset, event) in events.iter().enumerate() {
             // A commit holds several events under one log sequence, so an event is named by the commit's sequence and
             // its place in the commit: `first_sequence + offset` would collide with the next commit's events.
@@ -210,6 +220,9 @@ impl<L: EventLog> Service<L> {
             Ok(changes) => {
                 crash_after_effect_if_asked(effect_id);
                 EffectOutcome::Applied { changes }
+            }
+            Err(DirectoryError::Held { case, .. }) => {
+                EffectOutcome::Failed { reason: format!("the account is frozen while recovery {case} is pending") }
             }
             Err(DirectoryError::NoSuchAccount(account)) => {
                 EffectOutcome::Failed { reason: format!("account {account} no longer exists") }
