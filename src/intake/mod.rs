@@ -95,6 +95,26 @@ fn hints(bytes: &[u8]) -> (Option<CaseId>, CommandId) {
     (field("case_id").map(CaseId::new), CommandId::new(command_id))
 }
 
+/// The command kind to check the role of and to record a refusal as: a review decision is an approval unless it
+/// reads as a denial.
+fn kind_of(command_type: CommandType, bytes: &[u8]) -> CommandKind {
+    let denial = || {
+        let value: serde_json::Value =
+            (bytes.len() <= limits::COMMAND_BYTES_MAX).then(|| serde_json::from_slice(bytes).ok()).flatten()?;
+        (value.get("decision")?.as_str()? == "deny").then_some(())
+    };
+    match command_type {
+        CommandType::ReviewDecision if denial().is_some() => CommandKind::DenyReview,
+        CommandType::RequestRecovery
+        | CommandType::SubmitProof
+        | CommandType::ReviewDecision
+        | CommandType::Cancel
+        | CommandType::RollBack
+        | CommandType::Halt
+        | CommandType::Resume => command_type.kind(),
+    }
+}
+
 /// What an accepted command led to.
 enum Outcome {
     Case(Handled),
@@ -166,7 +186,9 @@ pub async fn handle_json<L: EventLog>(
         Ok(outcome) => accepted(actor, &outcome),
         Err(Refusal::AtTheEdge(rejection)) => {
             let error = match &case_hint {
-                Some(case_id) => service.refuse(case_id, actor, &command_hint, command_type.kind(), rejection).await,
+                Some(case_id) => {
+                    service.refuse(case_id, actor, &command_hint, kind_of(command_type, bytes), rejection).await
+                }
                 None => ServiceError::Rejected(rejection),
             };
             refused(case_hint.as_ref(), &error)
@@ -194,6 +216,12 @@ async fn dispatch<L: EventLog>(
     command_type: CommandType,
     bytes: &[u8],
 ) -> Result<Outcome, Refusal> {
+    // The role first, as in `decide`: an actor probing a command it may not send learns nothing from how its input
+    // would have been read, and nothing it sent is looked at further.
+    let kind = kind_of(command_type, bytes);
+    if !kind.allowed_roles().contains(&actor.role) {
+        return Err(Refusal::AtTheEdge(Rejection::RoleNotAllowed { role: actor.role, command: kind }));
+    }
     let case_command = |command: Result<CaseCommand, Rejection>| command.map_err(Refusal::AtTheEdge);
     let (case_id, command_id, command) = match command_type {
         CommandType::RequestRecovery => {

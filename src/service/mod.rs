@@ -278,9 +278,11 @@ impl<L: EventLog> Service<L> {
             .unwrap_or_else(|| crate::core::ids::ChallengeId::new("none"));
         let proof = self.keys.code.hash(&challenge_id, &code);
         let second_factor = match (typed_totp, &state.facts) {
-            // Only a case waiting for proof spends an authenticator code; anything else is refused by `decide`.
+            // Only a proof `decide` will look at spends an authenticator code: from a role allowed to prove, for a case
+            // waiting for proof. Anything else is refused by `decide` without the code being used up.
             (Some(typed), Some(facts))
-                if state.status == crate::core::state::Status::Requested
+                if crate::core::command::CommandKind::SubmitProof.allowed_roles().contains(&actor.role)
+                    && state.status == crate::core::state::Status::Requested
                     && facts.snapshot.totp_enrolled_since.is_some()
                     && !state.seen_commands.contains(&command_id) =>
             {
