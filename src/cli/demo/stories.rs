@@ -225,6 +225,24 @@ pub async fn real_owner(embedded: &Embedded, clock: &ManualClock) -> anyhow::Res
     for receipt in &receipts {
         print::receipt(receipt);
     }
+    let reset_once = embedded.directory.credential_version(&bob)? == version_before + 1;
+    let sessions_ended = embedded.directory.active_sessions(&bob)? == 0;
+    print::step("A week later bob reports that the reset was not his doing after all; an operator rolls it back.");
+    clock.advance(7 * 24 * HOUR_MS);
+    let operator = Actor::new(Role::Operator, "operator-1");
+    let reason = text("owner reported the reset as not his");
+    let rolled = embedded.service.handle(&case_id, envelope(&operator, Command::RollBack { reason })).await?;
+    let restored_notices = embedded
+        .outbox
+        .messages(None)?
+        .into_iter()
+        .filter(|message| message.case_id == case_id && message.body.contains("rolled back"))
+        .count();
+    print::timeline(&embedded.service.projection, &case_id)?;
+    let receipts_after = embedded.service.projection.receipts(Some(&case_id))?;
+    if let Some(receipt) = receipts_after.last() {
+        print::receipt(receipt);
+    }
     let chain_breaks = embedded.service.projection.verify_receipts()?;
     Ok(vec![
         check(STORY, "the code reached bob's pre-existing destinations", code_message.is_some() && !typed.is_empty()),
@@ -236,12 +254,19 @@ pub async fn real_owner(embedded: &Embedded, clock: &ManualClock) -> anyhow::Res
             format!("the change executed after it (the case is {final_status})"),
             final_status == Status::Executed,
         ),
-        check(STORY, "the password was reset once", embedded.directory.credential_version(&bob)? == version_before + 1),
-        check(STORY, "bob's old sessions were ended", embedded.directory.active_sessions(&bob)? == 0),
+        check(STORY, "the password was reset once", reset_once),
+        check(STORY, "bob's old sessions were ended", sessions_ended),
+        check(STORY, "a receipt was written for the change", receipts.len() == 1),
         check(
             STORY,
-            "a receipt was written and the receipt chain verifies",
-            receipts.len() == 1 && chain_breaks.is_empty(),
+            format!("the operator rolled it back (the case is {})", rolled.status),
+            rolled.status == Status::RolledBack,
+        ),
+        check(STORY, "bob was told at his destinations that it was rolled back", restored_notices > 0),
+        check(
+            STORY,
+            "the rollback has its own receipt and the receipt chain verifies",
+            receipts_after.len() == 2 && chain_breaks.is_empty(),
         ),
     ])
 }
