@@ -39,16 +39,32 @@ impl Keys {
 
     /// Reads the key file, or creates it (readable by the owner only) if it does not exist.
     pub fn load_or_create(path: &Path) -> std::io::Result<Keys> {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            let bytes = hex::decode(text.trim())
-                .ok()
-                .and_then(|bytes| <[u8; 64]>::try_from(bytes).ok())
-                .ok_or_else(|| std::io::Error::other(format!("{} is not a 64-byte hex key file", path.display())))?;
-            return Ok(Keys::from_bytes(&bytes));
+        if path.exists() {
+            return Keys::load(path);
         }
+        // Written whole to a private temporary file, then linked into place, which fails if another process got
+        // there first: nobody ever reads a half-written key file, and two processes opening a fresh data directory
+        // at once end up with the same keys.
         let mut bytes = [0u8; 64];
         rand::rng().fill_bytes(&mut bytes);
-        write_private(path, &hex::encode(bytes))?;
+        let temporary = path.with_extension(format!("new-{}", std::process::id()));
+        let _ = std::fs::remove_file(&temporary);
+        write_private(&temporary, &hex::encode(bytes))?;
+        let linked = std::fs::hard_link(&temporary, path);
+        let _ = std::fs::remove_file(&temporary);
+        match linked {
+            Ok(()) => Ok(Keys::from_bytes(&bytes)),
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Keys::load(path),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn load(path: &Path) -> std::io::Result<Keys> {
+        let text = std::fs::read_to_string(path)?;
+        let bytes = hex::decode(text.trim())
+            .ok()
+            .and_then(|bytes| <[u8; 64]>::try_from(bytes).ok())
+            .ok_or_else(|| std::io::Error::other(format!("{} is not a 64-byte hex key file", path.display())))?;
         Ok(Keys::from_bytes(&bytes))
     }
 
@@ -75,7 +91,8 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    file.write_all(text.as_bytes())
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }
 
 #[cfg(not(unix))]

@@ -170,8 +170,13 @@ fn timeline(data: &Path, case_id: &str) -> Vec<(String, String)> {
     statement.query_map([case_id], |row| Ok((row.get(0)?, row.get(1)?))).unwrap().collect::<Result<_, _>>().unwrap()
 }
 
+/// The code in a message: the whitespace-separated word of exactly eight digits (a case id in a link may hold a run
+/// of eight digits too, so runs inside words do not count).
 fn code_in(body: &str) -> String {
-    body.split(|c: char| !c.is_ascii_digit()).find(|word| word.len() == 8).expect("an 8-digit code").to_string()
+    body.split_whitespace()
+        .find(|word| word.len() == 8 && word.bytes().all(|byte| byte.is_ascii_digit()))
+        .expect("an 8-digit code")
+        .to_string()
 }
 
 fn status_of(data: &Path, case_id: &str) -> String {

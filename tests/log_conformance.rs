@@ -134,7 +134,7 @@ pub async fn many_streams_read_back_in_order<L: EventLog>(log: &L, streams: usiz
 /// is a conflict and changes nothing.
 async fn ledger_is_compare_and_swap<L: EventLog>(log: &L) {
     use airlock::log::{Ledger, LedgerEntry, LogError};
-    let entry = |case: &str, at_ms: u64| LedgerEntry { case_id: case.to_string(), at_ms };
+    let entry = |case: &str, at_ms: u64| LedgerEntry { case_id: case.to_string(), at_ms, code_until_ms: None };
     assert_eq!(log.ledger("ann@example.com").await.unwrap(), (0, Ledger::default()), "no ledger yet");
     let first = Ledger { requests: vec![entry("case-1", 1)] };
     log.put_ledger("ann@example.com", 0, &first).await.unwrap();

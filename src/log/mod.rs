@@ -82,6 +82,9 @@ pub struct Ledger {
 pub struct LedgerEntry {
     pub case_id: String,
     pub at_ms: u64,
+    /// When the code this request's case was sent expires, if it was sent one: the ledger makes "one outstanding code
+    /// per account" exact too.
+    pub code_until_ms: Option<u64>,
 }
 
 impl Ledger {

@@ -47,7 +47,7 @@ fn count_and_admit(ledger: Ledger, case_id: &CaseId, now: UnixMs) -> (u32, Optio
     if own {
         return (count, None);
     }
-    recent.push(LedgerEntry { case_id: case_id.to_string(), at_ms: now.0 });
+    recent.push(LedgerEntry { case_id: case_id.to_string(), at_ms: now.0, code_until_ms: None });
     // Only whether a threshold was crossed matters, and counts saturate at VELOCITY_COUNT_MAX: the newest entries
     // beyond that carry no information and would only grow the ledger.
     let excess = recent.len().saturating_sub(VELOCITY_COUNT_MAX as usize + 1);
@@ -172,6 +172,16 @@ impl<L: EventLog> Service<L> {
                 // The account's count comes from its ledger, which the append below is conditional on: exact, however
                 // many requests race (ADR 7). The other dimensions come from the projection.
                 let (revision, ledger) = self.log.ledger(account_id.as_str()).await?;
+                // Other requests of the account that were sent a code still valid now: open unless the projection
+                // already shows their case past waiting for proof (it may not show the case at all yet).
+                let coded: Vec<CaseId> = ledger
+                    .requests
+                    .iter()
+                    .filter(|entry| {
+                        entry.case_id != case_id.as_str() && entry.code_until_ms.is_some_and(|until| until > now.0)
+                    })
+                    .map(|entry| CaseId::new(&entry.case_id))
+                    .collect();
                 let (account_requests, admitted) = count_and_admit(ledger, case_id, now);
                 prepared.ledger =
                     admitted.map(|ledger| LedgerWrite { account_id: account_id.clone(), revision, ledger });
@@ -190,7 +200,11 @@ impl<L: EventLog> Service<L> {
                         at: now,
                     };
                     let policy = decide_policy(&engine, &projection, &settings, &input, Some(account_requests))?;
-                    let account_facts = projection.account_facts(&account_id, &case, now)?;
+                    let mut account_facts = projection.account_facts(&account_id, &case, now)?;
+                    for other in &coded {
+                        let waiting = projection.case(other)?.is_none_or(|row| row.status == Status::Requested.name());
+                        account_facts.outstanding_challenge_elsewhere |= waiting;
+                    }
                     Ok((snapshot, policy, account_facts))
                 })
                 .await?;

@@ -157,7 +157,18 @@ impl<L: EventLog> Service<L> {
             // A new request is counted in its account's ledger first, on the revision its decision read: if another
             // request got there first, this one is decided again on the new count (ADR 7).
             if let (Some(write), None) = (&prepared.ledger, &rejection) {
-                match self.log.put_ledger(write.account_id.as_str(), write.revision, &write.ledger).await {
+                let mut ledger = write.ledger.clone();
+                let code_until = events.iter().find_map(|event| {
+                    if let crate::core::event::EventBody::ChallengeIssued { expires_at, .. } = &event.body {
+                        Some(expires_at.0)
+                    } else {
+                        None
+                    }
+                });
+                if let Some(own) = ledger.requests.iter_mut().find(|entry| entry.case_id == case_id.as_str()) {
+                    own.code_until_ms = code_until;
+                }
+                match self.log.put_ledger(write.account_id.as_str(), write.revision, &ledger).await {
                     Err(LogError::Conflict { .. }) if ledger_conflicts < LEDGER_RETRIES_MAX => {
                         ledger_conflicts += 1;
                         let pause_ms = rand::random_range(1..=LEDGER_BACKOFF_MS_MAX.min(1 << ledger_conflicts.min(5)));
@@ -184,6 +195,9 @@ impl<L: EventLog> Service<L> {
             match self.log.append(&stream, last_sequence, &command_key, encoded).await {
                 Err(LogError::Conflict { .. }) => {
                     conflicts += 1;
+                    // Another writer got there first: bring the projection up to the log before deciding again, so
+                    // the account-wide facts the next decision reads include what that writer appended.
+                    self.project_if_inline().await?;
                     continue;
                 }
                 Err(error) => return Err(error.into()),
