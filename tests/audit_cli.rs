@@ -21,7 +21,7 @@ fn tampering_with_the_projection_is_detected() {
     let projection = rusqlite::Connection::open(data.path().join("projection.db")).unwrap();
     // An insider hides how a change was authorized, invents a case, deletes a timeline row, and rewrites a receipt.
     projection
-        .execute("UPDATE cases SET approvers = '[]', authorization = NULL WHERE status = 'executed'", [])
+        .execute("UPDATE cases SET approvers = '[]', authorization = NULL WHERE executed_at IS NOT NULL", [])
         .unwrap();
     projection
         .execute(
@@ -43,5 +43,9 @@ fn tampering_with_the_projection_is_detected() {
     assert!(has("review_queue", "added"), "{report}");
     assert!(has("timeline", "removed"), "{report}");
     assert!(has("receipts", "altered"), "{report}");
+    assert!(
+        differences.iter().any(|d| d["table"] == "review_queue" && d["key"] == "\"case-invented\""),
+        "keys read as the values they are: {report}"
+    );
     assert!(!report["chain_breaks"].as_array().unwrap().is_empty(), "the chain breaks too: {report}");
 }

@@ -33,6 +33,19 @@ impl AuditReport {
     }
 }
 
+/// A value as a person reads it in a report: text as text (quoted), numbers as numbers, blobs as hex.
+fn show(value: rusqlite::Result<rusqlite::types::ValueRef<'_>>) -> String {
+    use rusqlite::types::ValueRef;
+    match value {
+        Ok(ValueRef::Null) => "NULL".to_string(),
+        Ok(ValueRef::Integer(number)) => number.to_string(),
+        Ok(ValueRef::Real(number)) => number.to_string(),
+        Ok(ValueRef::Text(bytes)) => format!("{:?}", String::from_utf8_lossy(bytes)),
+        Ok(ValueRef::Blob(bytes)) => format!("x'{}'", hex::encode(bytes)),
+        Err(error) => format!("<unreadable: {error}>"),
+    }
+}
+
 /// key -> rendered row, for one table.
 fn rows(connection: &Connection, table: &str) -> Result<BTreeMap<String, String>, ProjectionError> {
     let mut info = connection.prepare(&format!("PRAGMA table_info({table})"))?;
@@ -46,7 +59,7 @@ fn rows(connection: &Connection, table: &str) -> Result<BTreeMap<String, String>
     let mut query = statement.query([])?;
     let mut found = BTreeMap::new();
     while let Some(row) = query.next()? {
-        let values: Vec<String> = (0..width).map(|index| format!("{:?}", row.get_ref(index))).collect::<Vec<_>>();
+        let values: Vec<String> = (0..width).map(|index| show(row.get_ref(index))).collect::<Vec<_>>();
         let rendered = values.join(" | ");
         let key = if keys.is_empty() {
             rendered.clone()
