@@ -3,26 +3,20 @@
 //! SIGKILL of airlock mid-stream (the projector loses and duplicates nothing), a restart of the NATS server
 //! mid-stream (no accepted request is lost), graceful shutdown, and clear startup errors.
 
+mod common;
+
 use airlock::core::limits::COMMAND_BYTES_MAX;
 use airlock::log::EventLog;
 use airlock::log::jetstream::{JetStreamConfig, JetStreamLog};
 use airlock::nats::server::{NatsServer, Options};
 use airlock::projection::Projection;
 use async_nats::jetstream;
-use futures::StreamExt;
+use common::{WAIT_MS, publish, read_all, scratch, wait_for};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Generous: the tests of this file run in parallel on a 2-core machine, each with its own servers.
-const WAIT_MS: u64 = 120_000;
-
-fn scratch() -> tempfile::TempDir {
-    let shm = Path::new("/dev/shm");
-    if shm.is_dir() { tempfile::tempdir_in(shm).unwrap() } else { tempfile::tempdir().unwrap() }
-}
 
 struct Harness {
     scratch: tempfile::TempDir,
@@ -98,66 +92,12 @@ impl Drop for Harness {
     }
 }
 
-fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_millis(WAIT_MS);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn request(command_id: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "version": 1, "command_id": command_id, "account_id": "nobody",
         "action": { "type": "reset_password" }, "summary": "customer asked", "signals": {}
     }))
     .unwrap()
-}
-
-/// Publishes to JetStream until the server acknowledges (through server restarts), with the command id as the
-/// message id, so a retried publish is stored once.
-async fn publish(context: &jetstream::Context, subject: &str, message_id: &str, body: Vec<u8>) {
-    let deadline = Instant::now() + Duration::from_millis(WAIT_MS);
-    loop {
-        let message = jetstream::message::PublishMessage::build().payload(body.clone().into()).message_id(message_id);
-        let acknowledged = match context.send_publish(subject.to_string(), message).await {
-            Ok(pending) => pending.await.map(|_| ()).map_err(|error| error.to_string()),
-            Err(error) => Err(error.to_string()),
-        };
-        match acknowledged {
-            Ok(()) => return,
-            Err(error) => {
-                assert!(Instant::now() < deadline, "publish of {message_id} never acknowledged: {error}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-/// Every message on `subject` in `stream`, from the start, waiting until there are at least `count`.
-async fn read_all(client: &async_nats::Client, stream: &str, subject: &str, count: usize) -> Vec<jetstream::Message> {
-    let context = jetstream::new(client.clone());
-    let deadline = Instant::now() + Duration::from_millis(WAIT_MS);
-    loop {
-        let stream = context.get_stream(stream).await.unwrap();
-        let consumer = stream
-            .create_consumer(jetstream::consumer::pull::OrderedConfig {
-                filter_subject: subject.to_string(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let mut messages = consumer.messages().await.unwrap();
-        let mut found = Vec::new();
-        while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_millis(500), messages.next()).await {
-            found.push(message);
-        }
-        if found.len() >= count {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "only {} of {count} messages on {subject}", found.len());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 fn body(message: &jetstream::Message) -> Value {
