@@ -95,8 +95,12 @@ pub async fn run_projector(
             .await
             .map_err(failed)?
             .map_err(failed)?;
-        // AckPolicy::All: acknowledging the last message acknowledges the whole batch.
-        last.double_ack().await.map_err(failed)?;
+        // AckPolicy::All: acknowledging the last message acknowledges the whole batch. The rows are committed
+        // already, so an acknowledgement lost to a NATS restart only means the batch comes again, and the checkpoint
+        // skips it: a reason to go on, not to stop projecting.
+        if let Err(error) = last.double_ack().await {
+            tracing::warn!(%error, checkpoint = applied.0, "projector: acknowledgement not confirmed; the batch may come again");
+        }
         tracing::debug!(checkpoint = applied.0, commits = applied.1, "projected");
     }
     Ok(())
