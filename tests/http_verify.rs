@@ -99,9 +99,9 @@ fn import(data: &Path) {
     let long_ago =
         humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(now_ms - 90 * DAY_MS))
             .to_string();
-    let file = json!({
-        "version": 1,
-        "accounts": [
+    common::import_accounts(
+        data,
+        json!([
             {
                 "account_id": "tess",
                 "totp_enrolled_since": long_ago,
@@ -116,12 +116,8 @@ fn import(data: &Path) {
                     { "id": "uma-mail", "kind": "email", "address": "uma@example.com", "trusted_since": long_ago }
                 ]
             }
-        ]
-    });
-    let path = data.join("accounts.json");
-    std::fs::write(&path, file.to_string()).unwrap();
-    let output = airlock().args(["directory", "import"]).arg(&path).arg("--data-dir").arg(data).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        ]),
+    );
 }
 
 /// Opens a case through `airlock submit` as a support desk and returns its id.

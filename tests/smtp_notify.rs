@@ -3,6 +3,8 @@
 //! test reads. Covers delivery, retries (at-least-once, same Message-ID), refusals, a server that is down or
 //! silent, STARTTLS that is required really being required, AUTH, and that no error or `Debug` shows a secret.
 
+mod common;
+
 use airlock::core::account::DestinationKind;
 use airlock::core::ids::{CaseId, UnixMs};
 use airlock::notify::smtp::{SmtpConfig, SmtpConfigError, SmtpCredentials, SmtpNotifier, SmtpSecurity};
@@ -434,22 +436,15 @@ fn serve_with_smtp_sends_the_code_by_email_and_keeps_none_in_the_outbox() {
     )
     .unwrap();
     let data = scratch.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let accounts = serde_json::json!({ "version": 1, "accounts": [{
-        "account_id": "wes",
-        "destinations": [
-            { "id": "wes-mail", "kind": "email", "address": "wes@example.com", "trusted_since": "2024-01-01T00:00:00Z" }
-        ]
-    }]});
-    std::fs::write(data.join("accounts.json"), accounts.to_string()).unwrap();
-    let import = Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(["directory", "import"])
-        .arg(data.join("accounts.json"))
-        .arg("--data-dir")
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+    common::import_accounts(
+        &data,
+        serde_json::json!([{
+            "account_id": "wes",
+            "destinations": [
+                { "id": "wes-mail", "kind": "email", "address": "wes@example.com", "trusted_since": "2024-01-01T00:00:00Z" }
+            ]
+        }]),
+    );
     let log = scratch.path().join("serve.log");
     let mut serve = Command::new(env!("CARGO_BIN_EXE_airlock"))
         .args(["serve", "--nats", &nats.url(), "--data-dir"])

@@ -46,26 +46,15 @@ fn start_serve(nats_url: &str, data: &Path, log: &Path) -> Serve {
 }
 
 fn import(data: &Path) {
-    std::fs::create_dir_all(data).unwrap();
-    let file = json!({
-        "version": 1,
-        "accounts": [{
+    common::import_accounts(
+        data,
+        json!([{
             "account_id": "vera",
             "destinations": [
                 { "id": "vera-mail", "kind": "email", "address": "vera@example.com", "trusted_since": "2024-01-01T00:00:00Z" }
             ]
-        }]
-    });
-    let path = data.join("accounts.json");
-    std::fs::write(&path, file.to_string()).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(["directory", "import"])
-        .arg(&path)
-        .arg("--data-dir")
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        }]),
+    );
 }
 
 /// Every case's recorded intake decision in a projection: (account count it was decided on, outcome).

@@ -76,3 +76,19 @@ pub async fn read_all(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Loads `accounts` (the `accounts` array of a directory import file) into the embedded directory of `data` through
+/// `airlock directory import`, as an operator would, failing the test if the import is refused.
+pub fn import_accounts(data: &Path, accounts: serde_json::Value) {
+    std::fs::create_dir_all(data).unwrap();
+    let path = data.join("accounts.json");
+    std::fs::write(&path, serde_json::json!({ "version": 1, "accounts": accounts }).to_string()).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["directory", "import"])
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "import refused: {}", String::from_utf8_lossy(&output.stderr));
+}
