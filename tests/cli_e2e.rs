@@ -8,21 +8,13 @@ fn airlock() -> Command {
     Command::new(env!("CARGO_BIN_EXE_airlock"))
 }
 
-/// Every run of exactly eight digits in `text` (the shape of a one-time code).
+/// Every word of exactly eight digits in `text` (the shape of a one-time code). Digits inside a longer word, such as a
+/// hex case id in a link (`case-b96156316c60a651`), are not a code.
 fn eight_digit_runs(text: &str) -> Vec<String> {
-    let mut runs = Vec::new();
-    let mut run = String::new();
-    for character in text.chars().chain(std::iter::once(' ')) {
-        if character.is_ascii_digit() {
-            run.push(character);
-        } else {
-            if run.len() == 8 {
-                runs.push(run.clone());
-            }
-            run.clear();
-        }
-    }
-    runs
+    text.split(|character: char| !character.is_ascii_alphanumeric())
+        .filter(|word| word.len() == 8 && word.chars().all(|character| character.is_ascii_digit()))
+        .map(str::to_string)
+        .collect()
 }
 
 // Proves `airlock demo` runs its three stories to the expected ends, exits 0, and leaks no delivered code: every
