@@ -23,6 +23,8 @@ use airlock::projection::Projection;
 use airlock::service::ServiceError;
 use std::sync::Arc;
 
+mod common;
+
 const START: UnixMs = UnixMs(1_780_304_400_000);
 
 struct World {
@@ -271,24 +273,9 @@ async fn projection_rebuilt_from_the_log_equals_the_live_one() {
     let entries = service.log.read_after(0, 10_000).await.unwrap();
     rebuilt.apply(&entries).unwrap();
     rebuilt.apply(&entries).unwrap();
-    let dump = |path: &std::path::Path| -> Vec<String> {
-        let connection = rusqlite::Connection::open(path).unwrap();
-        let mut rows = Vec::new();
-        for table in ["cases", "timeline", "review_queue", "receipts", "proof_failures", "requests", "checkpoint"] {
-            let mut statement = connection.prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2")).unwrap();
-            let columns = statement.column_count();
-            let mut query = statement.query([]).unwrap();
-            while let Some(row) = query.next().unwrap() {
-                let values: Vec<String> =
-                    (0..columns).map(|index| format!("{:?}", row.get_ref(index).unwrap())).collect();
-                rows.push(format!("{table}: {}", values.join(" | ")));
-            }
-        }
-        rows
-    };
-    let live = dump(&world.path.join("projection.db"));
+    let live = common::dump_projection(&world.path.join("projection.db"));
     assert!(live.len() > 10, "the scenario produced rows: {live:?}");
-    assert_eq!(dump(&rebuilt_path), live);
+    assert_eq!(common::dump_projection(&rebuilt_path), live);
 }
 
 // Proves tampering with a stored receipt is detected by the hash chain (THREATS 14, the chain half).

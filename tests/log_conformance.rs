@@ -108,6 +108,7 @@ pub async fn many_streams_read_back_in_order<L: EventLog>(log: &L, streams: usiz
     let mut after = before;
     let mut next_version: HashMap<String, u64> = HashMap::new();
     let mut seen = 0u64;
+    let mut sequences = Vec::new();
     loop {
         let batch = log.read_after(after, 4_096).await.unwrap();
         if batch.is_empty() {
@@ -116,6 +117,7 @@ pub async fn many_streams_read_back_in_order<L: EventLog>(log: &L, streams: usiz
         for entry in &batch {
             assert!(entry.sequence > after, "global order");
             after = entry.sequence;
+            sequences.push(after);
             for bytes in &entry.envelopes {
                 let text = String::from_utf8(bytes.clone()).unwrap();
                 let (stream, version) = text.split_once(':').unwrap();
@@ -128,6 +130,18 @@ pub async fn many_streams_read_back_in_order<L: EventLog>(log: &L, streams: usiz
     }
     assert_eq!(seen, streams as u64 * events_per_stream);
     assert_eq!(log.last_sequence().await.unwrap(), after);
+    // The continuous read (replay's) gives the same commits, stops at its upper bound, and ends at the log's end
+    // instead of waiting for more.
+    let range = |from: u64, until: u64| async move {
+        let read = log.read_range(from, until).map(|entry| entry.unwrap().sequence).collect::<Vec<u64>>();
+        tokio::time::timeout(std::time::Duration::from_secs(120), read).await.expect("read_range ends")
+    };
+    let middle = sequences.len() / 2;
+    assert_eq!(range(before, after).await, sequences);
+    assert_eq!(range(before, sequences[middle]).await, sequences[..=middle]);
+    assert_eq!(range(sequences[middle], after).await, sequences[middle + 1..]);
+    assert_eq!(range(before, after + 1_000).await, sequences, "a bound past the end stops at the end");
+    assert!(range(after, after).await.is_empty());
 }
 
 /// An account's request ledger changes only by compare-and-swap: a write on a stale revision (or a second first write)

@@ -114,22 +114,6 @@ async fn results_by_command(client: &async_nats::Client, actor: &str, count: usi
     messages.iter().map(|message| (header(message, "Airlock-Command-Id").to_string(), body(message))).collect()
 }
 
-/// Rows of the projection's tables, for comparing a live projection with one rebuilt from the log.
-fn dump(path: &Path) -> Vec<String> {
-    let connection = rusqlite::Connection::open(path).unwrap();
-    let mut rows = Vec::new();
-    for table in ["cases", "timeline", "review_queue", "receipts", "requests", "checkpoint"] {
-        let mut statement = connection.prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2")).unwrap();
-        let columns = statement.column_count();
-        let mut query = statement.query([]).unwrap();
-        while let Some(row) = query.next().unwrap() {
-            let values: Vec<String> = (0..columns).map(|index| format!("{:?}", row.get_ref(index).unwrap())).collect();
-            rows.push(format!("{table}: {}", values.join(" | ")));
-        }
-    }
-    rows
-}
-
 /// Rebuilds a projection from the JetStream log into `path` and returns the log's last sequence.
 async fn rebuild(client: &async_nats::Client, path: &Path) -> u64 {
     let log = JetStreamLog::open(client.clone(), JetStreamConfig::default()).await.unwrap();
@@ -252,9 +236,9 @@ async fn sigkill_mid_stream_loses_nothing_and_projects_nothing_twice() {
     let live = harness.data().join("projection.db");
     wait_for(|| Projection::open(&live).unwrap().last_sequence().unwrap() == last, "the projector to catch up");
     assert_eq!(harness.stop_serve().code(), Some(0));
-    let live_rows = dump(&live);
+    let live_rows = common::dump_projection(&live);
     assert!(live_rows.iter().filter(|row| row.starts_with("cases:")).count() == REQUESTS);
-    assert_eq!(dump(&rebuilt), live_rows);
+    assert_eq!(common::dump_projection(&rebuilt), live_rows);
 }
 
 // Proves a NATS server restart in the middle of a stream of requests loses no accepted request, and airlock

@@ -292,6 +292,62 @@ impl EventLog for JetStreamLog {
         Ok(entries)
     }
 
+    /// One ordered consumer for the whole range, instead of one per `read_after` batch.
+    fn read_range(&self, after: u64, until: u64) -> impl futures::Stream<Item = Result<Entry, LogError>> + Send + '_ {
+        enum State<M> {
+            Start,
+            Reading(M, u64),
+            Done,
+        }
+        futures::stream::unfold(State::Start, move |state| async move {
+            let (mut messages, until) = match state {
+                State::Done => return None,
+                State::Start => {
+                    // An ordered consumer waits for new messages at the end of the stream; the read stops there.
+                    let opened = async {
+                        let until = until.min(self.last_sequence().await?);
+                        if after >= until {
+                            return Ok(None);
+                        }
+                        let messages = self
+                            .stream
+                            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                                deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                                    start_sequence: after + 1,
+                                },
+                                ..Default::default()
+                            })
+                            .await
+                            .map_err(unavailable)?
+                            .messages()
+                            .await
+                            .map_err(unavailable)?;
+                        Ok(Some((messages, until)))
+                    };
+                    match opened.await {
+                        Ok(Some(opened)) => opened,
+                        Ok(None) => return None,
+                        Err(error) => return Some((Err(error), State::Done)),
+                    }
+                }
+                State::Reading(messages, until) => (messages, until),
+            };
+            let read = match messages.next().await {
+                None => return None,
+                Some(message) => message.map_err(unavailable).and_then(|message| {
+                    let sequence = message.info().map_err(unavailable)?.stream_sequence;
+                    entry_of(sequence, &message.payload)
+                }),
+            };
+            match read {
+                Ok(entry) if entry.sequence > until => None,
+                Ok(entry) if entry.sequence == until => Some((Ok(entry), State::Done)),
+                Ok(entry) => Some((Ok(entry), State::Reading(messages, until))),
+                Err(error) => Some((Err(error), State::Done)),
+            }
+        })
+    }
+
     async fn last_sequence(&self) -> Result<u64, LogError> {
         let info = self.stream.get_info().await.map_err(unavailable)?;
         Ok(info.state.last_sequence)

@@ -10,7 +10,11 @@ pub mod jetstream;
 pub mod sqlite;
 
 use envelope::Stream;
+use futures::{Stream as AsyncStream, StreamExt};
 use std::future::Future;
+
+/// Commits per read when `read_range` is built on `read_after`.
+const RANGE_READ_BATCH_MAX: usize = 1_024;
 
 /// What an append did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,6 +127,27 @@ pub trait EventLog: Send + Sync {
 
     /// Up to `limit` commits of all streams with a global sequence above `after`, in order (projection, replay).
     fn read_after(&self, after: u64, limit: usize) -> impl Future<Output = Result<Vec<Entry>, LogError>> + Send;
+
+    /// Every commit with a global sequence above `after` and at most `until`, in order, as they arrive: one continuous
+    /// read, so that a consumer (a replay) can work on the first commits while the rest are on their way. Ends after
+    /// `until` or at the end of the log, whichever comes first. Built on `read_after` unless a backend has better.
+    fn read_range(&self, after: u64, until: u64) -> impl AsyncStream<Item = Result<Entry, LogError>> + Send + '_
+    where
+        Self: Sized,
+    {
+        futures::stream::unfold(Some(after), move |position| async move {
+            let after = position.filter(|after| *after < until)?;
+            match self.read_after(after, RANGE_READ_BATCH_MAX).await {
+                Ok(mut batch) => {
+                    batch.retain(|entry| entry.sequence <= until);
+                    let next = batch.last().map(|entry| entry.sequence);
+                    (!batch.is_empty()).then(|| (batch.into_iter().map(Ok).collect::<Vec<_>>(), next))
+                }
+                Err(error) => Some((vec![Err(error)], None)),
+            }
+        })
+        .flat_map(futures::stream::iter)
+    }
 
     /// The highest global sequence written, 0 if none.
     fn last_sequence(&self) -> impl Future<Output = Result<u64, LogError>> + Send;

@@ -32,19 +32,309 @@ fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("plain data serializes to JSON")
 }
 
-/// The status of each case touched in the current batch, so that a case's later events in the batch need not read it
-/// back from the table.
-pub(super) type Statuses = std::collections::HashMap<String, Status>;
+/// The case rows a batch has touched, held in memory until the batch ends and then written once each: a case's events
+/// usually arrive together (an opening request and its challenge share a commit), and reading and rewriting its row
+/// for every event was most of a rebuild's work. Bounded by the batch, never by the log.
+///
+/// Rows are kept in case id order, so that the writes at the end of a batch walk the table's key in order.
+#[derive(Default)]
+pub(super) struct Batch {
+    cases: BTreeMap<String, CaseRow>,
+}
+
+impl Batch {
+    pub(super) fn new() -> Batch {
+        Batch::default()
+    }
+
+    /// Writes every touched case row back: new rows are inserted, existing ones get their changing columns updated.
+    pub(super) fn flush(self, transaction: &Transaction) -> Result<(), ProjectionError> {
+        for (case_id, row) in self.cases {
+            row.write(transaction, &case_id)?;
+        }
+        Ok(())
+    }
+
+    /// The case's row: from this batch, or read from the table. `None` for a case the projection has never seen.
+    fn case(&mut self, transaction: &Transaction, case_id: &CaseId) -> Result<Option<&mut CaseRow>, ProjectionError> {
+        if !self.cases.contains_key(case_id.as_str()) {
+            let Some(row) = CaseRow::read(transaction, case_id)? else { return Ok(None) };
+            self.cases.insert(case_id.to_string(), row);
+        }
+        Ok(self.cases.get_mut(case_id.as_str()))
+    }
+}
+
+/// One row of `cases`. The columns fixed by the opening event are written once; the rest on every flush.
+struct CaseRow {
+    stored: bool,
+    account_id: String,
+    action: String,
+    action_description: String,
+    action_hash: String,
+    status: Status,
+    requester: String,
+    summary: String,
+    signals: String,
+    source_network: Option<String>,
+    new_destination: Option<String>,
+    high_value: bool,
+    /// Destination id -> masked address, from the snapshot.
+    destinations: BTreeMap<String, String>,
+    requested_at: i64,
+    updated_at: i64,
+    deadline: Option<i64>,
+    cooling_off_ends_at: Option<i64>,
+    challenge_expires_at: Option<i64>,
+    verified_by: String,
+    decision: Option<String>,
+    approvers: Vec<String>,
+    notified: String,
+    authorization: Option<String>,
+    effect_id: Option<String>,
+    changes: String,
+    executed_at: Option<i64>,
+    events: i64,
+    second_factor: Option<String>,
+}
+
+impl CaseRow {
+    fn opened(event: &Event, status: Status) -> CaseRow {
+        let EventBody::RecoveryRequested {
+            account_id,
+            action,
+            action_hash,
+            summary,
+            signals,
+            snapshot,
+            deadline,
+            intake_decision,
+            ..
+        } = &event.body
+        else {
+            unreachable!("CaseRow::opened is called for RecoveryRequested");
+        };
+        let new_destination = match action {
+            crate::core::action::RecoveryAction::AddDestination { address, .. } => Some(address.clone()),
+            crate::core::action::RecoveryAction::ResetPassword | crate::core::action::RecoveryAction::RemoveTotp => {
+                None
+            }
+        };
+        CaseRow {
+            stored: false,
+            account_id: account_id.to_string(),
+            action: json(action),
+            action_description: action.describe(),
+            action_hash: action_hash.0.clone(),
+            status,
+            requester: event.actor.to_string(),
+            summary: summary.as_untrusted_str().to_string(),
+            signals: json(signals),
+            source_network: signals.source_network.clone(),
+            new_destination,
+            high_value: snapshot.is_high_value(),
+            destinations: masked_destinations(snapshot),
+            requested_at: event.at.0 as i64,
+            updated_at: event.at.0 as i64,
+            deadline: Some(deadline.0 as i64),
+            cooling_off_ends_at: None,
+            challenge_expires_at: None,
+            verified_by: "[]".to_string(),
+            decision: Some(json(intake_decision)),
+            approvers: Vec::new(),
+            notified: "[]".to_string(),
+            authorization: None,
+            effect_id: None,
+            changes: "[]".to_string(),
+            executed_at: None,
+            events: 0,
+            second_factor: None,
+        }
+    }
+
+    fn read(transaction: &Transaction, case_id: &CaseId) -> Result<Option<CaseRow>, ProjectionError> {
+        let row = query_row(
+            transaction,
+            "SELECT account_id, action, action_description, action_hash, status, requester, summary, signals,
+                    source_network, new_destination, high_value, destinations, requested_at, updated_at, deadline,
+                    cooling_off_ends_at, challenge_expires_at, verified_by, decision, approvers, notified, authorization,
+                    effect_id, changes, executed_at, events, second_factor
+             FROM cases WHERE case_id = ?1",
+            [case_id.as_str()],
+            |row| {
+                let status: String = row.get(4)?;
+                Ok(CaseRow {
+                    stored: true,
+                    account_id: row.get(0)?,
+                    action: row.get(1)?,
+                    action_description: row.get(2)?,
+                    action_hash: row.get(3)?,
+                    status: Status::from_name(&status).unwrap_or(Status::New),
+                    requester: row.get(5)?,
+                    summary: row.get(6)?,
+                    signals: row.get(7)?,
+                    source_network: row.get(8)?,
+                    new_destination: row.get(9)?,
+                    high_value: row.get(10)?,
+                    destinations: serde_json::from_str(&row.get::<_, String>(11)?).unwrap_or_default(),
+                    requested_at: row.get(12)?,
+                    updated_at: row.get(13)?,
+                    deadline: row.get(14)?,
+                    cooling_off_ends_at: row.get(15)?,
+                    challenge_expires_at: row.get(16)?,
+                    verified_by: row.get(17)?,
+                    decision: row.get(18)?,
+                    approvers: serde_json::from_str(&row.get::<_, String>(19)?).unwrap_or_default(),
+                    notified: row.get(20)?,
+                    authorization: row.get(21)?,
+                    effect_id: row.get(22)?,
+                    changes: row.get(23)?,
+                    executed_at: row.get(24)?,
+                    events: row.get(25)?,
+                    second_factor: row.get(26)?,
+                })
+            },
+        )
+        .optional()?;
+        Ok(row)
+    }
+
+    fn write(&self, transaction: &Transaction, case_id: &str) -> Result<(), ProjectionError> {
+        if self.stored {
+            exec(
+                transaction,
+                "UPDATE cases SET status = ?2, updated_at = ?3, deadline = ?4, cooling_off_ends_at = ?5,
+                     challenge_expires_at = ?6, verified_by = ?7, decision = ?8, approvers = ?9, notified = ?10,
+                     authorization = ?11, effect_id = ?12, changes = ?13, executed_at = ?14, events = ?15,
+                     second_factor = ?16
+                 WHERE case_id = ?1",
+                params![
+                    case_id,
+                    self.status.name(),
+                    self.updated_at,
+                    self.deadline,
+                    self.cooling_off_ends_at,
+                    self.challenge_expires_at,
+                    self.verified_by,
+                    self.decision,
+                    json(&self.approvers),
+                    self.notified,
+                    self.authorization,
+                    self.effect_id,
+                    self.changes,
+                    self.executed_at,
+                    self.events,
+                    self.second_factor,
+                ],
+            )?;
+        } else {
+            exec(
+                transaction,
+                "INSERT INTO cases (case_id, account_id, action, action_description, action_hash, status, requester,
+                     summary, signals, source_network, new_destination, high_value, destinations, requested_at,
+                     updated_at, deadline, cooling_off_ends_at, challenge_expires_at, verified_by, decision, approvers,
+                     notified, authorization, effect_id, changes, executed_at, events, second_factor)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
+                     ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
+                params![
+                    case_id,
+                    self.account_id,
+                    self.action,
+                    self.action_description,
+                    self.action_hash,
+                    self.status.name(),
+                    self.requester,
+                    self.summary,
+                    self.signals,
+                    self.source_network,
+                    self.new_destination,
+                    self.high_value,
+                    json(&self.destinations),
+                    self.requested_at,
+                    self.updated_at,
+                    self.deadline,
+                    self.cooling_off_ends_at,
+                    self.challenge_expires_at,
+                    self.verified_by,
+                    self.decision,
+                    json(&self.approvers),
+                    self.notified,
+                    self.authorization,
+                    self.effect_id,
+                    self.changes,
+                    self.executed_at,
+                    self.events,
+                    self.second_factor,
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The masked addresses of these destinations, for timeline lines.
+    fn masked(&self, ids: &[crate::core::ids::DestinationId]) -> String {
+        let shown: Vec<String> = ids
+            .iter()
+            .map(|id| self.destinations.get(id.as_str()).cloned().unwrap_or_else(|| id.to_string()))
+            .collect();
+        shown.join(", ")
+    }
+
+    /// The quorum the core requires for this case: the decision's, with the high-value floor from the case's
+    /// snapshot. Without a new decision, the case's latest recorded one applies (as in the core's `evolve`).
+    fn reviewers_required(&self, decision: Option<&crate::core::policy::PolicyDecision>) -> u8 {
+        let recorded = self
+            .decision
+            .as_deref()
+            .and_then(|text| serde_json::from_str::<crate::core::policy::PolicyDecision>(text).ok());
+        decision.or(recorded.as_ref()).map_or(1, |decision| decision.effective_reviewers_required(self.high_value))
+    }
+}
+
+/// One commit, decoded: its log sequence and its events in order.
+pub(super) struct DecodedEntry {
+    sequence: u64,
+    events: Vec<Decoded>,
+}
+
+impl DecodedEntry {
+    pub(super) fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    pub(super) fn events(&self) -> usize {
+        self.events.len()
+    }
+}
+
+/// Decodes every event of one commit. Needs no database, so a rebuild does it while the writer is busy.
+pub(super) fn decode_entry(entry: &Entry) -> Result<DecodedEntry, ProjectionError> {
+    let events = entry
+        .envelopes
+        .iter()
+        .map(|bytes| decode(bytes))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| ProjectionError::Corrupt { sequence: entry.sequence, reason: error.to_string() })?;
+    Ok(DecodedEntry { sequence: entry.sequence, events })
+}
 
 /// Applies every event of one commit.
-pub(super) fn entry(transaction: &Transaction, statuses: &mut Statuses, entry: &Entry) -> Result<(), ProjectionError> {
-    let corrupt = |reason: String| ProjectionError::Corrupt { sequence: entry.sequence, reason };
-    for bytes in &entry.envelopes {
-        match decode(bytes).map_err(|error| corrupt(error.to_string()))? {
+pub(super) fn entry(transaction: &Transaction, batch: &mut Batch, entry: &Entry) -> Result<(), ProjectionError> {
+    decoded(transaction, batch, &decode_entry(entry)?)
+}
+
+/// Applies every event of one decoded commit.
+pub(super) fn decoded(
+    transaction: &Transaction,
+    batch: &mut Batch,
+    entry: &DecodedEntry,
+) -> Result<(), ProjectionError> {
+    for decoded in &entry.events {
+        match decoded {
             Decoded::Case { case_id, stream_version, event } => {
-                case_event(transaction, statuses, entry.sequence, &case_id, stream_version, &event)?
+                case_event(transaction, batch, entry.sequence, case_id, *stream_version, event)?
             }
-            Decoded::Control { stream_version, event } => control_event(transaction, stream_version, &event)?,
+            Decoded::Control { stream_version, event } => control_event(transaction, *stream_version, event)?,
         }
     }
     Ok(())
@@ -63,47 +353,36 @@ fn control_event(transaction: &Transaction, stream_version: u64, event: &Control
     Ok(())
 }
 
-fn current_status(transaction: &Transaction, case_id: &CaseId) -> Result<Status, ProjectionError> {
-    let name: Option<String> =
-        query_row(transaction, "SELECT status FROM cases WHERE case_id = ?1", [case_id.as_str()], |row| row.get(0))
-            .optional()?;
-    Ok(name.as_deref().and_then(Status::from_name).unwrap_or(Status::New))
-}
-
 fn case_event(
     transaction: &Transaction,
-    statuses: &mut Statuses,
+    batch: &mut Batch,
     sequence: u64,
     case_id: &CaseId,
     stream_version: u64,
     event: &Event,
 ) -> Result<(), ProjectionError> {
-    // An opening event can only follow "none" (a second one for the same case fails the insert, as corruption), so
-    // only later events need the current status, from this batch or from the table.
-    let from = match (statuses.get(case_id.as_str()), &event.body) {
-        (Some(status), _) => *status,
-        (None, EventBody::RecoveryRequested { .. }) => Status::New,
-        (None, _) => current_status(transaction, case_id)?,
-    };
+    let corrupt = |reason: String| ProjectionError::Corrupt { sequence, reason };
     let kind = event.body.kind();
-    let to = transition::target(from, kind).ok_or_else(|| ProjectionError::Corrupt {
-        sequence,
-        reason: format!("{} is not allowed from {from}", kind.name()),
-    })?;
-    let detail = if let EventBody::RecoveryRequested { .. } = &event.body {
-        // The opening event creates the row with its status, decision and event count in one statement.
-        insert_case(transaction, case_id, event, to)?;
-        update_case(transaction, sequence, case_id, event)?
-    } else {
-        let detail = update_case(transaction, sequence, case_id, event)?;
-        exec(
-            transaction,
-            "UPDATE cases SET status = ?2, updated_at = ?3, events = events + 1 WHERE case_id = ?1",
-            params![case_id.as_str(), to.name(), event.at.0 as i64],
-        )?;
-        detail
+    let opening = matches!(event.body, EventBody::RecoveryRequested { .. });
+    // An opening event can only follow "none": it is not looked up (a second one for the same case fails the row's
+    // insert, as corruption), only later events are.
+    let existing = match opening {
+        true => batch.cases.get_mut(case_id.as_str()),
+        false => batch.case(transaction, case_id)?,
     };
-    statuses.insert(case_id.to_string(), to);
+    let from = existing.as_ref().map_or(Status::New, |row| row.status);
+    let to =
+        transition::target(from, kind).ok_or_else(|| corrupt(format!("{} is not allowed from {from}", kind.name())))?;
+    let row = match (existing, opening) {
+        (Some(row), false) => row,
+        (None, true) => batch.cases.entry(case_id.to_string()).or_insert(CaseRow::opened(event, to)),
+        // The state machine only lets an opening event follow "none", so these cannot pass the check above.
+        (Some(_), true) | (None, false) => return Err(corrupt(format!("{} out of order", kind.name()))),
+    };
+    let detail = update_case(transaction, row, case_id, event)?;
+    row.status = to;
+    row.updated_at = event.at.0 as i64;
+    row.events += 1;
     exec(
         transaction,
         "INSERT INTO timeline (case_id, case_sequence, log_sequence, at, actor, event_type, status_after, detail)
@@ -129,91 +408,11 @@ fn masked_destinations(snapshot: &AccountSnapshot) -> BTreeMap<String, String> {
     snapshot.destinations.iter().map(|destination| (destination.id.to_string(), destination.masked())).collect()
 }
 
-fn insert_case(
-    transaction: &Transaction,
-    case_id: &CaseId,
-    event: &Event,
-    status: Status,
-) -> Result<(), ProjectionError> {
-    let EventBody::RecoveryRequested {
-        account_id,
-        action,
-        action_hash,
-        summary,
-        signals,
-        snapshot,
-        deadline,
-        intake_decision,
-        ..
-    } = &event.body
-    else {
-        unreachable!("insert_case is called for RecoveryRequested");
-    };
-    let new_destination = match action {
-        crate::core::action::RecoveryAction::AddDestination { address, .. } => Some(address.clone()),
-        crate::core::action::RecoveryAction::ResetPassword | crate::core::action::RecoveryAction::RemoveTotp => None,
-    };
-    exec(
-        transaction,
-        "INSERT INTO cases (case_id, account_id, action, action_description, action_hash, status, requester, summary,
-             signals, source_network, new_destination, high_value, destinations, requested_at, updated_at, deadline,
-             decision, events)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?15, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?16, 1)",
-        params![
-            case_id.as_str(),
-            account_id.as_str(),
-            json(action),
-            action.describe(),
-            action_hash.0,
-            event.actor.to_string(),
-            summary.as_untrusted_str(),
-            json(signals),
-            signals.source_network,
-            new_destination,
-            snapshot.is_high_value(),
-            json(&masked_destinations(snapshot)),
-            event.at.0 as i64,
-            deadline.0 as i64,
-            status.name(),
-            json(intake_decision)
-        ],
-    )?;
-    exec(
-        transaction,
-        "INSERT INTO requests (case_id, account_id, source_network, requester, new_destination, at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            case_id.as_str(),
-            account_id.as_str(),
-            signals.source_network,
-            event.actor.to_string(),
-            new_destination,
-            event.at.0 as i64
-        ],
-    )?;
-    Ok(())
-}
-
-fn masked_list(
-    transaction: &Transaction,
-    case_id: &CaseId,
-    ids: &[crate::core::ids::DestinationId],
-) -> Result<String, ProjectionError> {
-    let text: String =
-        query_row(transaction, "SELECT destinations FROM cases WHERE case_id = ?1", [case_id.as_str()], |row| {
-            row.get(0)
-        })?;
-    let map: BTreeMap<String, String> = serde_json::from_str(&text).unwrap_or_default();
-    let shown: Vec<String> =
-        ids.iter().map(|id| map.get(id.as_str()).cloned().unwrap_or_else(|| id.to_string())).collect();
-    Ok(shown.join(", "))
-}
-
-/// Updates the case row for one event and returns the timeline's one-line detail. No detail ever holds a code, a
-/// code hash, or a full address.
+/// Updates the case row for one event, writes the rows of other tables it implies, and returns the timeline's
+/// one-line detail. No detail ever holds a code, a code hash, or a full address.
 fn update_case(
     transaction: &Transaction,
-    sequence: u64,
+    row: &mut CaseRow,
     case_id: &CaseId,
     event: &Event,
 ) -> Result<String, ProjectionError> {
@@ -230,52 +429,34 @@ fn update_case(
             )
         }
         EventBody::ChallengeIssued { destinations, expires_at, .. } => {
-            exec(
-                transaction,
-                "UPDATE cases SET challenge_expires_at = ?2 WHERE case_id = ?1",
-                params![id, expires_at.0 as i64],
-            )?;
-            format!(
-                "one-time code sent to {} (valid until {expires_at})",
-                masked_list(transaction, case_id, destinations)?
-            )
+            row.challenge_expires_at = Some(expires_at.0 as i64);
+            format!("one-time code sent to {} (valid until {expires_at})", row.masked(destinations))
         }
         EventBody::ChallengeWithheld { reason } => format!("no code sent: {reason:?}"),
         EventBody::ProofRejected { attempts_left, .. } => {
-            let account: String =
-                query_row(transaction, "SELECT account_id FROM cases WHERE case_id = ?1", [id], |row| row.get(0))?;
             exec(
                 transaction,
                 "INSERT INTO proof_failures (account_id, case_id, at) VALUES (?1, ?2, ?3)",
-                params![account, id, at],
+                params![row.account_id, id, at],
             )?;
             format!("wrong code; {attempts_left} attempts left for this account")
         }
         EventBody::ProofAccepted { destinations, .. } => {
-            exec(
-                transaction,
-                "UPDATE cases SET verified_by = ?2, challenge_expires_at = NULL WHERE case_id = ?1",
-                params![id, json(destinations)],
-            )?;
-            format!("code proven from {}", masked_list(transaction, case_id, destinations)?)
+            row.verified_by = json(destinations);
+            row.challenge_expires_at = None;
+            format!("code proven from {}", row.masked(destinations))
         }
         EventBody::ReviewRequired { decision, reason, deadline } => {
-            let account = account_of(transaction, case_id)?;
-            let required = reviewers_required(transaction, case_id, Some(decision))?;
-            exec(
-                transaction,
-                "UPDATE cases SET decision = ?2, deadline = ?3, approvers = '[]', challenge_expires_at = NULL WHERE case_id = ?1",
-                params![id, json(decision), deadline.0 as i64],
-            )?;
-            enqueue_review(transaction, case_id, &account, &format!("{reason:?}"), at, required)?;
+            let required = row.reviewers_required(Some(decision));
+            row.decision = Some(json(decision));
+            row.deadline = Some(deadline.0 as i64);
+            row.approvers.clear();
+            row.challenge_expires_at = None;
+            enqueue_review(transaction, case_id, &row.account_id, &format!("{reason:?}"), at, required)?;
             format!("needs review ({reason:?}) by {required} reviewer(s); rules: {}", decision.rules.join(", "))
         }
         EventBody::ReviewApproved { reviewer, approvals, required, .. } => {
-            let approvers: String =
-                query_row(transaction, "SELECT approvers FROM cases WHERE case_id = ?1", [id], |row| row.get(0))?;
-            let mut list: Vec<String> = serde_json::from_str(&approvers).unwrap_or_default();
-            list.push(reviewer.to_string());
-            exec(transaction, "UPDATE cases SET approvers = ?2 WHERE case_id = ?1", params![id, json(&list)])?;
+            row.approvers.push(reviewer.to_string());
             exec(
                 transaction,
                 "UPDATE review_queue SET approvals = ?2 WHERE case_id = ?1",
@@ -284,49 +465,39 @@ fn update_case(
             format!("approved by {reviewer} ({approvals} of {required})")
         }
         EventBody::CoolingOffStarted { ends_at, deadline, notify, authorization } => {
-            let (kind, decision) = match authorization {
-                Authorization::Policy { decision } => ("policy", Some(json(decision))),
-                Authorization::Quorum { .. } => ("quorum", None),
+            let kind = match authorization {
+                Authorization::Policy { decision } => {
+                    row.decision = Some(json(decision));
+                    "policy"
+                }
+                Authorization::Quorum { .. } => "quorum",
             };
-            exec(
-                transaction,
-                "UPDATE cases SET cooling_off_ends_at = ?2, deadline = ?3, notified = ?4, authorization = ?5,
-                     decision = COALESCE(?6, decision) WHERE case_id = ?1",
-                params![id, ends_at.0 as i64, deadline.0 as i64, json(notify), kind, decision],
-            )?;
-            format!(
-                "authorized by {kind}; waits until {ends_at}; cancel links sent to {}",
-                masked_list(transaction, case_id, notify)?
-            )
+            row.cooling_off_ends_at = Some(ends_at.0 as i64);
+            row.deadline = Some(deadline.0 as i64);
+            row.notified = json(notify);
+            row.authorization = Some(kind.to_string());
+            format!("authorized by {kind}; waits until {ends_at}; cancel links sent to {}", row.masked(notify))
         }
         EventBody::CaseDenied { reason } => {
-            exec(
-                transaction,
-                "UPDATE cases SET deadline = NULL, challenge_expires_at = NULL WHERE case_id = ?1",
-                [id],
-            )?;
+            row.deadline = None;
+            row.challenge_expires_at = None;
             format!("denied: {}", denial_text(reason))
         }
         EventBody::CaseCancelled { reason } => {
-            exec(transaction, "UPDATE cases SET deadline = NULL WHERE case_id = ?1", [id])?;
+            row.deadline = None;
             format!("cancelled: {}", reason.escaped())
         }
         EventBody::ExecutionStarted { effect_id } => {
-            exec(
-                transaction,
-                "UPDATE cases SET effect_id = ?2, deadline = NULL WHERE case_id = ?1",
-                params![id, effect_id.as_str()],
-            )?;
+            row.effect_id = Some(effect_id.to_string());
+            row.deadline = None;
             format!("executing effect {effect_id}")
         }
         EventBody::ExecutionConfirmed { changes, .. } => {
-            exec(
-                transaction,
-                "UPDATE cases SET changes = ?2, executed_at = ?3 WHERE case_id = ?1",
-                params![id, json(changes), at],
-            )?;
+            row.changes = json(changes);
+            row.executed_at = Some(at);
             insert_receipt(
                 transaction,
+                row,
                 case_id,
                 "executed",
                 event,
@@ -336,27 +507,20 @@ fn update_case(
             format!("executed: {}", change_lines(changes).join("; "))
         }
         EventBody::ExecutionFailed { reason, deadline, .. } => {
-            let account = account_of(transaction, case_id)?;
-            let required = reviewers_required(transaction, case_id, None)?;
-            exec(
-                transaction,
-                "UPDATE cases SET deadline = ?2, approvers = '[]' WHERE case_id = ?1",
-                params![id, deadline.0 as i64],
-            )?;
-            enqueue_review(transaction, case_id, &account, "ExecutionFailed", at, required)?;
+            let required = row.reviewers_required(None);
+            row.deadline = Some(deadline.0 as i64);
+            row.approvers.clear();
+            enqueue_review(transaction, case_id, &row.account_id, "ExecutionFailed", at, required)?;
             format!("execution failed: {reason}")
         }
         EventBody::RolledBack { reason, reversal, .. } => {
             let lines = change_lines(reversal);
-            insert_receipt(transaction, case_id, "rolled_back", event, &lines, "done")?;
+            insert_receipt(transaction, row, case_id, "rolled_back", event, &lines, "done")?;
             format!("rolled back ({}): {}", reason.escaped(), lines.join("; "))
         }
         EventBody::CaseExpired => {
-            exec(
-                transaction,
-                "UPDATE cases SET deadline = NULL, challenge_expires_at = NULL WHERE case_id = ?1",
-                [id],
-            )?;
+            row.deadline = None;
+            row.challenge_expires_at = None;
             "expired: time limit passed".to_string()
         }
         EventBody::CommandRefused { command, rejection } => {
@@ -366,33 +530,11 @@ fn update_case(
             let name = match factor {
                 crate::core::event::SecondFactor::Totp => "totp",
             };
-            exec(transaction, "UPDATE cases SET second_factor = ?2 WHERE case_id = ?1", params![id, name])?;
+            row.second_factor = Some(name.to_string());
             "authenticator app code proven as well".to_string()
         }
     };
-    let _ = sequence;
     Ok(detail)
-}
-
-fn account_of(transaction: &Transaction, case_id: &CaseId) -> Result<String, ProjectionError> {
-    Ok(query_row(transaction, "SELECT account_id FROM cases WHERE case_id = ?1", [case_id.as_str()], |row| row.get(0))?)
-}
-
-/// The quorum the core requires for this case: the decision's, with the high-value floor from the case's snapshot.
-/// Without a new decision, the case's latest recorded one applies (as in the core's `evolve`).
-fn reviewers_required(
-    transaction: &Transaction,
-    case_id: &CaseId,
-    decision: Option<&crate::core::policy::PolicyDecision>,
-) -> Result<u8, ProjectionError> {
-    let (high_value, recorded): (bool, Option<String>) = query_row(
-        transaction,
-        "SELECT high_value, decision FROM cases WHERE case_id = ?1",
-        [case_id.as_str()],
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )?;
-    let recorded = recorded.and_then(|text| serde_json::from_str::<crate::core::policy::PolicyDecision>(&text).ok());
-    Ok(decision.or(recorded.as_ref()).map_or(1, |decision| decision.effective_reviewers_required(high_value)))
 }
 
 fn enqueue_review(
@@ -432,59 +574,47 @@ fn change_lines(changes: &[crate::core::command::Change]) -> Vec<String> {
 
 fn insert_receipt(
     transaction: &Transaction,
+    row: &CaseRow,
     case_id: &CaseId,
     kind: &str,
     event: &Event,
     changes: &[String],
     rollback: &str,
 ) -> Result<(), ProjectionError> {
-    let body = query_row(
-        transaction,
-        "SELECT account_id, requester, action_description, action_hash, verified_by, decision, summary, action,
-                approvers, requested_at, notified, authorization, destinations, second_factor
-         FROM cases WHERE case_id = ?1",
-        [case_id.as_str()],
-        |row| {
-            let masked: BTreeMap<String, String> = serde_json::from_str(&row.get::<_, String>(12)?).unwrap_or_default();
-            let show = |ids: Vec<String>| -> Vec<String> {
-                ids.iter().map(|id| masked.get(id).cloned().unwrap_or_else(|| id.clone())).collect()
-            };
-            let verified: Vec<String> = serde_json::from_str(&row.get::<_, String>(4)?).unwrap_or_default();
-            let authorization: Option<String> = row.get(11)?;
-            let decision: Option<String> = row.get(5)?;
-            let policy = decision
-                .and_then(|text| serde_json::from_str::<crate::core::policy::PolicyDecision>(&text).ok())
-                .map(|decision| {
-                    format!("{} {:?}: {}", decision.policy_version, decision.outcome, decision.rules.join(", "))
-                })
-                .unwrap_or_default();
-            let second_factor: Option<String> = row.get(13)?;
-            let with_totp = if second_factor.as_deref() == Some("totp") { " and the authenticator app" } else { "" };
-            let verification = match (verified.is_empty(), authorization.as_deref()) {
-                (false, _) => format!("one-time code proven from {}{with_totp}", show(verified).join(", ")),
-                (true, Some("quorum")) => "reviewer quorum (no factor proven)".to_string(),
-                (true, _) => "none".to_string(),
-            };
-            Ok(ReceiptBody {
-                case_id: case_id.to_string(),
-                kind: kind.to_string(),
-                account_id: row.get(0)?,
-                requester: row.get(1)?,
-                action: row.get(2)?,
-                action_hash: row.get(3)?,
-                changes: changes.to_vec(),
-                verification,
-                policy,
-                conversation_summary: row.get(6)?,
-                tool_call: format!("request_recovery(action = {})", row.get::<_, String>(7)?),
-                approvers: serde_json::from_str(&row.get::<_, String>(8)?).unwrap_or_default(),
-                requested_at: UnixMs(row.get::<_, i64>(9)? as u64).to_string(),
-                recorded_at: event.at.to_string(),
-                notifications: show(serde_json::from_str(&row.get::<_, String>(10)?).unwrap_or_default()),
-                rollback: rollback.to_string(),
-            })
-        },
-    )?;
+    let show = |ids: Vec<String>| -> Vec<String> {
+        ids.iter().map(|id| row.destinations.get(id).cloned().unwrap_or_else(|| id.clone())).collect()
+    };
+    let verified: Vec<String> = serde_json::from_str(&row.verified_by).unwrap_or_default();
+    let policy = row
+        .decision
+        .as_deref()
+        .and_then(|text| serde_json::from_str::<crate::core::policy::PolicyDecision>(text).ok())
+        .map(|decision| format!("{} {:?}: {}", decision.policy_version, decision.outcome, decision.rules.join(", ")))
+        .unwrap_or_default();
+    let with_totp = if row.second_factor.as_deref() == Some("totp") { " and the authenticator app" } else { "" };
+    let verification = match (verified.is_empty(), row.authorization.as_deref()) {
+        (false, _) => format!("one-time code proven from {}{with_totp}", show(verified).join(", ")),
+        (true, Some("quorum")) => "reviewer quorum (no factor proven)".to_string(),
+        (true, _) => "none".to_string(),
+    };
+    let body = ReceiptBody {
+        case_id: case_id.to_string(),
+        kind: kind.to_string(),
+        account_id: row.account_id.clone(),
+        requester: row.requester.clone(),
+        action: row.action_description.clone(),
+        action_hash: row.action_hash.clone(),
+        changes: changes.to_vec(),
+        verification,
+        policy,
+        conversation_summary: row.summary.clone(),
+        tool_call: format!("request_recovery(action = {})", row.action),
+        approvers: row.approvers.clone(),
+        requested_at: UnixMs(row.requested_at as u64).to_string(),
+        recorded_at: event.at.to_string(),
+        notifications: show(serde_json::from_str(&row.notified).unwrap_or_default()),
+        rollback: rollback.to_string(),
+    };
     let previous_hash: String =
         query_row(transaction, "SELECT hash FROM receipts ORDER BY receipt_sequence DESC LIMIT 1", [], |row| {
             row.get(0)

@@ -9,13 +9,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Every table of the projection, compared row by row.
-const TABLES: [&str; 8] =
-    ["cases", "timeline", "review_queue", "receipts", "proof_failures", "requests", "control", "checkpoint"];
+const TABLES: [&str; 7] = ["cases", "timeline", "review_queue", "receipts", "proof_failures", "control", "checkpoint"];
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RowDifference {
     pub table: String,
-    /// The row's primary key (or the whole row for a table without one).
+    /// The row's key: its primary key, else its unique index (or the whole row for a table with neither).
     pub key: String,
     /// `altered`, `added` (in the live projection, not in the rebuild) or `removed` (the other way round).
     pub kind: String,
@@ -54,6 +53,9 @@ fn rows(connection: &Connection, table: &str) -> Result<BTreeMap<String, String>
     let mut keys: Vec<(i64, usize)> =
         columns.iter().enumerate().filter(|(_, (_, pk))| *pk > 0).map(|(index, (_, pk))| (*pk, index)).collect();
     keys.sort_unstable();
+    if keys.is_empty() {
+        keys = unique_key(connection, table, &columns)?;
+    }
     let mut statement = connection.prepare(&format!("SELECT * FROM {table}"))?;
     let width = statement.column_count();
     let mut query = statement.query([])?;
@@ -76,6 +78,28 @@ fn rows(connection: &Connection, table: &str) -> Result<BTreeMap<String, String>
         found.insert(unique, rendered);
     }
     Ok(found)
+}
+
+/// The columns of the table's first unique index, as (position in the index, column index), for a table whose rows
+/// are keyed that way rather than by a primary key.
+fn unique_key(
+    connection: &Connection,
+    table: &str,
+    columns: &[(String, i64)],
+) -> Result<Vec<(i64, usize)>, ProjectionError> {
+    let mut list = connection.prepare(&format!("PRAGMA index_list({table})"))?;
+    let unique: Vec<String> = list
+        .query_map([], |row| Ok((row.get::<_, String>(1)?, row.get::<_, bool>(2)?)))?
+        .filter_map(|row| row.map(|(name, unique)| unique.then_some(name)).transpose())
+        .collect::<Result<_, _>>()?;
+    let Some(index) = unique.into_iter().min() else { return Ok(Vec::new()) };
+    let mut info = connection.prepare(&format!("PRAGMA index_info(\"{index}\")"))?;
+    let named: Vec<(i64, String)> =
+        info.query_map([], |row| Ok((row.get(0)?, row.get(2)?)))?.collect::<Result<_, _>>()?;
+    Ok(named
+        .into_iter()
+        .filter_map(|(rank, name)| columns.iter().position(|(column, _)| *column == name).map(|index| (rank, index)))
+        .collect())
 }
 
 /// Compares the live projection at `live` with a rebuild at `rebuilt`, table by table, and checks the chain.

@@ -17,8 +17,10 @@ use rusqlite::Connection;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-pub(crate) const MIGRATIONS: &[Migration] =
-    crate::migrations!("projection": 1 => "0001_read_model", 2 => "0002_velocity_indexes", 3 => "0003_second_factor");
+pub(crate) const MIGRATIONS: &[Migration] = crate::migrations!(
+    "projection": 1 => "0001_read_model", 2 => "0002_velocity_indexes", 3 => "0003_second_factor",
+    4 => "0004_append_only_tables"
+);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -70,14 +72,15 @@ impl Projection {
             .prepare_cached("SELECT last_sequence FROM checkpoint")
             .and_then(|mut statement| statement.query_row([], |row| row.get::<_, i64>(0)))?
             as u64;
-        let mut statuses = apply::Statuses::new();
+        let mut batch = apply::Batch::new();
         for entry in entries {
             if entry.sequence <= last {
                 continue;
             }
-            apply::entry(&transaction, &mut statuses, entry)?;
+            apply::entry(&transaction, &mut batch, entry)?;
             last = entry.sequence;
         }
+        batch.flush(&transaction)?;
         transaction
             .prepare_cached("UPDATE checkpoint SET last_sequence = ?1")
             .and_then(|mut statement| statement.execute([last as i64]))?;

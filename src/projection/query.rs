@@ -221,7 +221,8 @@ impl Projection {
         // The case being decided may already be projected (a retry); its own request does not count.
         let own: Option<OwnRequest> = connection
             .prepare_cached(
-                "SELECT account_id, source_network, requester, new_destination, at FROM requests WHERE case_id = ?1",
+                "SELECT account_id, source_network, requester, new_destination, requested_at FROM cases
+                 WHERE case_id = ?1",
             )?
             .query_row([except_case.as_str()], |row| {
                 Ok(OwnRequest {
@@ -238,7 +239,7 @@ impl Projection {
             let Some(value) = value else { return Ok(0) };
             let counted: u32 = connection
                 .prepare_cached(&format!(
-                    "SELECT COUNT(*) FROM (SELECT 1 FROM requests WHERE {column} = ?1 AND at > ?2 LIMIT ?3)"
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM cases WHERE {column} = ?1 AND requested_at > ?2 LIMIT ?3)"
                 ))?
                 .query_row(params![value, since, VELOCITY_COUNT_MAX + 1], |row| row.get(0))?;
             let includes_own = own.as_ref().is_some_and(|own| own.at > since) && own_value == Some(value);

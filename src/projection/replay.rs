@@ -3,17 +3,21 @@
 //! new file is written without a journal or fsync until it is complete; it is switched to WAL with full sync
 //! before anyone else opens it. A rebuild that fails leaves a file that must be thrown away, never a live one.
 
-use crate::log::{Entry, EventLog};
+use crate::log::EventLog;
 use crate::projection::{MIGRATIONS, ProjectionError, apply};
 use crate::sqlite::{self, Durability};
+use futures::StreamExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Commits read from the log per request.
-const READ_BATCH_MAX: usize = 4_096;
+/// The most commits handed to the writer at once.
+const READ_CHUNK_MAX: usize = 512;
 
-/// Batches the reader may run ahead of the writer; bounds memory whatever the log's size.
-const BATCHES_AHEAD_MAX: usize = 4;
+/// Log commits applied per projection transaction.
+const TRANSACTION_COMMITS_MAX: usize = 8_192;
+
+/// Chunks the reader may run ahead of the writer; bounds memory whatever the log's size.
+const CHUNKS_AHEAD_MAX: usize = 4;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RebuildStats {
@@ -63,16 +67,28 @@ pub async fn rebuild_until<L: EventLog>(
     let last = until.map_or(end, |until| until.min(end));
     let mut connection = sqlite::open_with(path, MIGRATIONS, Durability::Rebuild)?;
     let indexes = drop_secondary_indexes(&connection)?;
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<Entry>>(BATCHES_AHEAD_MAX);
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<apply::DecodedEntry>>(CHUNKS_AHEAD_MAX);
     let writer = tokio::task::spawn_blocking(move || -> Result<(), ProjectionError> {
-        while let Some(batch) = receiver.blocking_recv() {
+        // Few, large transactions: the file is thrown away if the rebuild fails, so commits only bound the dirty
+        // pages held in memory; each commit writes them out.
+        let (mut last, mut open) = (0, true);
+        while open {
             let transaction = connection.transaction()?;
-            let mut statuses = apply::Statuses::new();
-            for entry in &batch {
-                apply::entry(&transaction, &mut statuses, entry)?;
+            let mut applied = 0;
+            while applied < TRANSACTION_COMMITS_MAX {
+                let Some(entries) = receiver.blocking_recv() else {
+                    open = false;
+                    break;
+                };
+                let mut batch = apply::Batch::new();
+                for entry in &entries {
+                    apply::decoded(&transaction, &mut batch, entry)?;
+                }
+                batch.flush(&transaction)?;
+                applied += entries.len();
+                last = entries.last().map_or(last, apply::DecodedEntry::sequence);
             }
-            let checkpoint = batch.last().map_or(0, |entry| entry.sequence) as i64;
-            transaction.execute("UPDATE checkpoint SET last_sequence = ?1", [checkpoint])?;
+            transaction.execute("UPDATE checkpoint SET last_sequence = ?1", [last as i64])?;
             transaction.commit()?;
         }
         // Building each index once, sorted, is much cheaper than maintaining it row by row during the load.
@@ -82,14 +98,18 @@ pub async fn rebuild_until<L: EventLog>(
         Ok(())
     });
     let (mut after, mut commits, mut events) = (0, 0u64, 0u64);
-    while after < last {
-        let mut batch = log.read_after(after, READ_BATCH_MAX).await?;
-        batch.retain(|entry| entry.sequence <= last);
-        let Some(tail) = batch.last() else { break };
-        after = tail.sequence;
-        commits += batch.len() as u64;
-        events += batch.iter().map(|entry| entry.envelopes.len() as u64).sum::<u64>();
-        if sender.send(batch).await.is_err() {
+    // Whatever has arrived goes to the writer at once (up to a chunk): the writer starts on the first commits while
+    // the rest are still being read, and gets bigger chunks whenever it falls behind.
+    let mut chunks = std::pin::pin!(log.read_range(0, last).ready_chunks(READ_CHUNK_MAX));
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.into_iter().collect::<Result<Vec<_>, _>>()?;
+        // Decoded here, beside the writer rather than in its way.
+        let decoded = chunk.iter().map(apply::decode_entry).collect::<Result<Vec<_>, _>>()?;
+        let Some(tail) = decoded.last() else { continue };
+        after = tail.sequence();
+        commits += decoded.len() as u64;
+        events += decoded.iter().map(|entry| entry.events() as u64).sum::<u64>();
+        if sender.send(decoded).await.is_err() {
             break;
         }
         progress(after, last);

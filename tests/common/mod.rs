@@ -92,3 +92,20 @@ pub fn import_accounts(data: &Path, accounts: serde_json::Value) {
         .unwrap();
     assert!(output.status.success(), "import refused: {}", String::from_utf8_lossy(&output.stderr));
 }
+
+/// Every row of the projection's tables at `path`, rendered, in key order: for comparing a live projection with one
+/// rebuilt from the log.
+pub fn dump_projection(path: &Path) -> Vec<String> {
+    let connection = rusqlite::Connection::open(path).unwrap();
+    let mut rows = Vec::new();
+    for table in ["cases", "timeline", "review_queue", "receipts", "proof_failures", "control", "checkpoint"] {
+        let mut statement = connection.prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2")).unwrap();
+        let columns = statement.column_count();
+        let mut query = statement.query([]).unwrap();
+        while let Some(row) = query.next().unwrap() {
+            let values: Vec<String> = (0..columns).map(|index| format!("{:?}", row.get_ref(index).unwrap())).collect();
+            rows.push(format!("{table}: {}", values.join(" | ")));
+        }
+    }
+    rows
+}
