@@ -1,7 +1,8 @@
 //! `airlock serve` against real nats-server processes on loopback, driven the way a support system would drive it:
 //! JSON commands published to the intake stream, answers read from the results stream. Covers poison input, a
 //! SIGKILL of airlock mid-stream (the projector loses and duplicates nothing), a restart of the NATS server
-//! mid-stream (no accepted request is lost), graceful shutdown, and clear startup errors.
+//! mid-stream (no accepted request is lost), graceful shutdown, clear startup errors, and answers that do not wait
+//! for the mail server.
 
 mod common;
 
@@ -12,6 +13,7 @@ use airlock::nats::server::{NatsServer, Options};
 use airlock::projection::Projection;
 use async_nats::jetstream;
 use common::{WAIT_MS, publish, read_all, scratch, wait_for};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,10 +44,17 @@ impl Harness {
 
     /// Starts `airlock serve` and waits until it says it is serving.
     fn start_serve(&mut self) {
+        self.start_serve_with(&[]);
+    }
+
+    /// `start_serve` with more options.
+    fn start_serve_with(&mut self, options: &[&str]) {
         self.starts += 1;
         let log = std::fs::File::create(self.log_path()).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_airlock"))
-            .args(["serve", "--nats", &self.nats.url(), "--tick", "200ms", "--data-dir"])
+            .args(["serve", "--nats", &self.nats.url(), "--tick", "200ms"])
+            .args(options)
+            .arg("--data-dir")
             .arg(self.data())
             .env("RUST_LOG", "info,async_nats=warn")
             .stdin(Stdio::null())
@@ -438,4 +447,62 @@ async fn serve_refuses_bad_policies_and_runs_good_ones() {
     let status: Value = serde_json::from_slice(&reply.payload).unwrap();
     assert_eq!(status["status"], "denied", "the custom policy decided: {status}");
     assert_eq!(harness.stop_serve().code(), Some(0));
+}
+
+/// Publishes one request for `account` as `desk-5` and returns how long its answer took to appear.
+async fn time_to_answer(client: &async_nats::Client, command_id: &str, account: &str) -> Duration {
+    let mut answers = client.subscribe("airlock.result.intake.desk-5").await.unwrap();
+    client.flush().await.unwrap();
+    let body = serde_json::to_vec(&json!({
+        "version": 1, "command_id": command_id, "account_id": account,
+        "action": { "type": "reset_password" }, "summary": "customer asked", "signals": {}
+    }))
+    .unwrap();
+    let started = Instant::now();
+    let context = jetstream::new(client.clone());
+    publish(&context, "airlock.intake.intake.desk-5.request_recovery", command_id, body).await;
+    loop {
+        let answer = tokio::time::timeout(Duration::from_millis(WAIT_MS), answers.next()).await.unwrap().unwrap();
+        let id = answer.headers.as_ref().and_then(|headers| headers.get("Airlock-Command-Id")).map(|id| id.to_string());
+        if id.as_deref() == Some(command_id) {
+            return started.elapsed();
+        }
+    }
+}
+
+// Proves the answer to a requester does not wait for the mail server (THREATS 8, timing): with a mail server that
+// accepts connections and never speaks, a request for a known account (whose code goes out by email) is answered long
+// before the mailer gives up, like one for an unknown account, and the code's sending is still attempted afterwards.
+#[tokio::test]
+async fn a_silent_mail_server_does_not_delay_the_answer() {
+    const MAILER_TIMEOUT_MS: u64 = 6_000;
+    let mut harness = Harness::new();
+    common::import_accounts(
+        &harness.data(),
+        json!([{
+            "account_id": "kim",
+            "destinations": [
+                { "id": "kim-mail", "kind": "email", "address": "kim@example.com", "trusted_since": "2024-01-01T00:00:00Z" }
+            ]
+        }]),
+    );
+    // Connections complete in the kernel's backlog; nobody ever reads or writes on them.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let smtp = format!(
+        "smtp://127.0.0.1:{}?from=recovery@airlock.test&timeout_ms={MAILER_TIMEOUT_MS}",
+        silent.local_addr().unwrap().port()
+    );
+    harness.start_serve_with(&["--smtp", &smtp]);
+    let client = harness.client().await;
+    let unknown = time_to_answer(&client, "t-unknown", "nobody").await;
+    let known = time_to_answer(&client, "t-known", "kim").await;
+    let limit = Duration::from_millis(MAILER_TIMEOUT_MS / 2);
+    assert!(unknown < limit, "the unknown account's answer took {unknown:?}");
+    assert!(known < limit, "the known account's answer took {known:?}: it waited for the mail server");
+    // The code was still sent for (and, the server being silent, failed after the mailer's timeout), by its id only.
+    wait_for(
+        || std::fs::read_to_string(harness.log_path()).unwrap_or_default().contains("notice not sent"),
+        "the notice to be attempted after the answer",
+    );
+    drop(silent);
 }

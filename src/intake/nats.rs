@@ -7,7 +7,7 @@
 use crate::intake::subjects::{self, SubjectError};
 use crate::intake::{Reply, handle_json};
 use crate::log::EventLog;
-use crate::service::Service;
+use crate::service::{Service, with_deferred_notices};
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
@@ -183,16 +183,21 @@ async fn process<L: EventLog>(
 ) {
     let sequence = message.info().map(|info| info.stream_sequence).unwrap_or(0);
     let subject = message.subject.to_string();
-    let (actor, reply) = match subjects::parse_intake(&config.prefix, &subject) {
-        Ok((actor, command)) => {
-            let reply = handle_json(service, &actor, command, &message.payload).await;
-            (Some(actor), reply)
+    // The answer is stored before any notice goes out, so that how long it takes says nothing about the account.
+    let ((actor, reply), notices) = with_deferred_notices(async {
+        match subjects::parse_intake(&config.prefix, &subject) {
+            Ok((actor, command)) => {
+                let reply = handle_json(service, &actor, command, &message.payload).await;
+                (Some(actor), reply)
+            }
+            Err(SubjectError(reason)) => (None, bad_subject(reason)),
         }
-        Err(SubjectError(reason)) => (None, bad_subject(reason)),
-    };
+    })
+    .await;
     let code = reply.error.as_ref().map(|error| error.code.as_str());
     if code == Some("unavailable") {
         tracing::warn!(sequence, "command left for redelivery: {}", reply.message);
+        service.send_deferred(notices).await;
         let _ = message.ack_with(jetstream::AckKind::Nak(Some(Duration::from_millis(RETRY_DELAY_MS)))).await;
         return;
     }
@@ -206,7 +211,9 @@ async fn process<L: EventLog>(
         }
         Ok::<(), IntakeError>(())
     };
-    match stored.await {
+    let stored = stored.await;
+    service.send_deferred(notices).await;
+    match stored {
         Ok(()) => {
             // A lost acknowledgement only means a redelivery, which the command id turns into a no-op; waiting for
             // the server to confirm each one would halve the intake rate for nothing.

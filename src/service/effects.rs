@@ -15,6 +15,38 @@ use crate::notify::Message;
 use crate::service::context::Prepared;
 use crate::service::{Handled, Service, ServiceError};
 
+tokio::task_local! {
+    static DEFERRED: std::cell::RefCell<Vec<Message>>;
+}
+
+/// Notices held back while a front door answers its requester. Not `Debug`: they may hold codes.
+#[must_use = "deferred notices must be sent with Service::send_deferred"]
+pub struct DeferredNotices(Vec<Message>);
+
+impl DeferredNotices {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Runs `work` (a front door handling one command) with its notices held back instead of sent, and returns them with
+/// its result, for `Service::send_deferred` after the answer has gone out. A requester must not be able to tell a
+/// known account from an unknown one by how long the answer takes, and only a known account's request sends a code
+/// (THREATS 8); with a mail server on the path, sending first made that difference seconds long.
+pub async fn with_deferred_notices<T>(work: impl std::future::Future<Output = T>) -> (T, DeferredNotices) {
+    DEFERRED
+        .scope(std::cell::RefCell::new(Vec::new()), async move {
+            let output = work.await;
+            let notices = DEFERRED.with(|queue| queue.take());
+            (output, DeferredNotices(notices))
+        })
+        .await
+}
+
 /// Where an event sits in the log: its commit's sequence and its place in that commit.
 #[derive(Clone, Copy)]
 struct EventPosition {
@@ -165,7 +197,7 @@ impl<L: EventLog> Service<L> {
         for id in destinations {
             let destination =
                 facts.snapshot.destination(id).expect("events name destinations of the recorded snapshot");
-            self.notifier.send(&Message {
+            let message = Message {
                 message_id: format!("{}.{}/{id}", sequence.commit, sequence.offset),
                 case_id: case_id.clone(),
                 kind: destination.kind,
@@ -173,9 +205,34 @@ impl<L: EventLog> Service<L> {
                 subject: subject.to_string(),
                 body: body.to_string(),
                 sent_at: at,
-            })?;
+            };
+            // Inside `with_deferred_notices` the message waits for the caller to answer first.
+            let deferred = DEFERRED.try_with(|queue| queue.borrow_mut().push(message.clone())).is_ok();
+            if !deferred {
+                self.notifier.send(&message)?;
+            }
         }
         Ok(())
+    }
+
+    /// Sends notices a front door held back with `with_deferred_notices`, once its answer is out. The sending runs on
+    /// the blocking pool (a mail server may take seconds). A notice that cannot be sent is logged by its id, never
+    /// its body.
+    pub async fn send_deferred(&self, notices: DeferredNotices) {
+        if notices.0.is_empty() {
+            return;
+        }
+        let notifier = self.notifier.clone();
+        let sent = tokio::task::spawn_blocking(move || {
+            for message in &notices.0 {
+                if let Err(error) = notifier.send(message) {
+                    tracing::error!(message = %message.message_id, case = %message.case_id, %error, "notice not sent");
+                }
+            }
+        });
+        if let Err(error) = sent.await {
+            tracing::error!(%error, "the notice sender stopped");
+        }
     }
 
     /// Runs every timer that is due and every execution that is pending. Returns how many commands appended events.

@@ -6,6 +6,8 @@
 mod context;
 mod effects;
 
+pub use effects::{DeferredNotices, with_deferred_notices};
+
 use crate::clock::Clock;
 use crate::core::actor::Actor;
 use crate::core::command::{Command, CommandEnvelope, SecondFactorCheck};
