@@ -101,6 +101,10 @@ impl Drop for Harness {
     }
 }
 
+fn control(command_id: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({ "version": 1, "command_id": command_id, "reason": "the customer insists" })).unwrap()
+}
+
 fn request(command_id: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "version": 1, "command_id": command_id, "account_id": "nobody",
@@ -166,18 +170,23 @@ async fn poison_is_answered_kept_and_never_stalls_the_consumer() {
         (format!("{intake}.request_recovery"), unknown_field.clone(), "malformed_command"),
         (format!("{intake}.submit_proof"), wrong_role, "role_not_allowed"),
         (format!("{intake}.teleport"), b"{}".to_vec(), "bad_subject"),
+        // THREATS 12: a support desk's credentials cannot halt or resume; the attempt is kept with its actor.
+        (format!("{intake}.halt"), control("halt-attempt"), "role_not_allowed"),
+        (format!("{intake}.resume"), control("resume-attempt"), "role_not_allowed"),
     ];
     for (index, (subject, bytes, _)) in poison.iter().enumerate() {
         publish(&context, subject, &format!("poison-{index}"), bytes.clone()).await;
     }
     publish(&context, &format!("{intake}.request_recovery"), "good", request("good")).await;
 
-    let results = results_by_command(&client, "desk-1", 5).await;
+    let results = results_by_command(&client, "desk-1", 7).await;
     assert_eq!(results["good"]["accepted"], true, "{results:?}");
     assert_eq!(results["good"]["status"], "received");
     assert_eq!(results["extra"]["error"]["code"], "malformed_command");
     assert!(results["extra"]["error"]["reason"].as_str().unwrap().contains("approved_by_security"));
     assert_eq!(results["proof"]["error"]["code"], "role_not_allowed");
+    assert_eq!(results["halt-attempt"]["error"]["code"], "role_not_allowed");
+    assert_eq!(results["resume-attempt"]["error"]["code"], "role_not_allowed");
     let too_large = results.values().find(|reply| reply["message"].as_str().is_some_and(|text| text.contains("bytes")));
     assert!(too_large.is_some(), "an oversized command is answered with its size: {results:?}");
 
