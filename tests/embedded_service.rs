@@ -4,7 +4,7 @@
 
 use airlock::cli::embedded::{self, Embedded};
 use airlock::clock::ManualClock;
-use airlock::core::account::{Destination, DestinationKind, HighValueReason};
+use airlock::core::account::{DestinationKind, HighValueReason};
 use airlock::core::action::RecoveryAction;
 use airlock::core::actor::{Actor, Role};
 use airlock::core::command::{Command, CommandEnvelope};
@@ -45,20 +45,9 @@ fn world() -> World {
         embedded
             .directory
             .put_account(&AccountRecord {
-                account_id: account.into(),
                 high_value_reason: high_value,
-                totp_enrolled_since: None,
-                totp_secret: None,
-                last_credential_change: None,
-                risk_flags: Vec::new(),
-                destinations: vec![Destination {
-                    id: DestinationId::new(format!("{account}-email")),
-                    kind: DestinationKind::Email,
-                    address: format!("{account}@example.com"),
-                    trusted_since: UnixMs(START.0 - 100 * DAY_MS),
-                    revoked: false,
-                }],
                 sessions_opened_at: vec![UnixMs(START.0 - DAY_MS)],
+                ..common::email_account(account, UnixMs(START.0 - 100 * DAY_MS))
             })
             .unwrap();
     }

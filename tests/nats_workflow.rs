@@ -2,13 +2,14 @@
 //! passes at once: a code to the pre-existing destination, proof, cooling-off with cancel links, the kill switch
 //! holding the change, the timers executing it after resume, a receipt, and a projection equal to a rebuild.
 
+mod common;
+
 use airlock::clock::ManualClock;
-use airlock::core::account::{Destination, DestinationKind};
 use airlock::core::action::RecoveryAction;
 use airlock::core::actor::{Actor, Role};
 use airlock::core::command::{Command, CommandEnvelope};
 use airlock::core::control::ControlCommand;
-use airlock::core::ids::{AccountId, CaseId, CommandId, DestinationId, UnixMs};
+use airlock::core::ids::{AccountId, CaseId, CommandId, UnixMs};
 use airlock::core::limits::{DAY_MS, HOUR_MS};
 use airlock::core::signals::Signals;
 use airlock::core::state::Status;
@@ -39,20 +40,8 @@ async fn recovery_workflow_on_jetstream() {
     let directory = Arc::new(EmbeddedDirectory::open(&scratch.path().join("directory.db")).unwrap());
     directory
         .put_account(&AccountRecord {
-            account_id: "gina".into(),
-            high_value_reason: None,
-            totp_enrolled_since: None,
-            totp_secret: None,
-            last_credential_change: None,
-            risk_flags: Vec::new(),
-            destinations: vec![Destination {
-                id: DestinationId::new("gina-email"),
-                kind: DestinationKind::Email,
-                address: "gina@example.com".into(),
-                trusted_since: UnixMs(start.0 - 200 * DAY_MS),
-                revoked: false,
-            }],
             sessions_opened_at: vec![UnixMs(start.0 - DAY_MS)],
+            ..common::email_account("gina", UnixMs(start.0 - 200 * DAY_MS))
         })
         .unwrap();
     let outbox = Arc::new(Outbox::new(directory.clone()));

@@ -2,18 +2,19 @@
 //! matches and changes nothing; the bulk rollback then removes exactly the destinations added from the attacker's
 //! domain; a single case rolls back by id; a second rollback of the same case is refused.
 
+mod common;
+
 use airlock::cli::embedded;
 use airlock::clock::{Clock, ManualClock, SystemClock};
-use airlock::core::account::{Destination, DestinationKind};
+use airlock::core::account::DestinationKind;
 use airlock::core::action::RecoveryAction;
 use airlock::core::actor::{Actor, Role};
 use airlock::core::command::{Command, CommandEnvelope};
-use airlock::core::ids::{AccountId, CaseId, CommandId, DestinationId, UnixMs};
+use airlock::core::ids::{AccountId, CaseId, CommandId, UnixMs};
 use airlock::core::limits::DAY_MS;
 use airlock::core::signals::Signals;
 use airlock::core::text::UntrustedText;
 use airlock::directory::AccountDirectory;
-use airlock::directory::embedded::AccountRecord;
 use airlock::keys::Keys;
 use std::process::Command as Process;
 use std::sync::Arc;
@@ -28,25 +29,7 @@ fn store() -> (tempfile::TempDir, Vec<CaseId>) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut cases = Vec::new();
     for (account, new_address) in [("ada", "a@evil.example"), ("ben", "b@Evil.Example"), ("cy", "c@good.example")] {
-        store
-            .directory
-            .put_account(&AccountRecord {
-                account_id: account.into(),
-                high_value_reason: None,
-                totp_enrolled_since: None,
-                totp_secret: None,
-                last_credential_change: None,
-                risk_flags: Vec::new(),
-                destinations: vec![Destination {
-                    id: DestinationId::new(format!("{account}-email")),
-                    kind: DestinationKind::Email,
-                    address: format!("{account}@example.com"),
-                    trusted_since: UnixMs(start.0 - 100 * DAY_MS),
-                    revoked: false,
-                }],
-                sessions_opened_at: Vec::new(),
-            })
-            .unwrap();
+        store.directory.put_account(&common::email_account(account, UnixMs(start.0 - 100 * DAY_MS))).unwrap();
         let case_id = CaseId::new(format!("case-{account}"));
         let request = Command::RequestRecovery {
             account_id: AccountId::new(account),

@@ -2,11 +2,12 @@
 //! refused with a specific, typed reason, a refusal that names an existing case is recorded on it, intake actors
 //! get one generic answer whatever the account, and a code pasted into free text is never stored.
 
+mod common;
+
 use airlock::clock::{Clock, SystemClock};
-use airlock::core::account::{Destination, DestinationKind};
-use airlock::core::ids::{CaseId, DestinationId, UnixMs};
+use airlock::core::ids::{CaseId, UnixMs};
 use airlock::core::limits::{COMMAND_BYTES_MAX, DAY_MS};
-use airlock::directory::embedded::{AccountRecord, EmbeddedDirectory};
+use airlock::directory::embedded::EmbeddedDirectory;
 use airlock::projection::Projection;
 use serde_json::{Value, json};
 use std::io::Write;
@@ -17,24 +18,7 @@ fn seeded() -> tempfile::TempDir {
     let data = tempfile::tempdir().unwrap();
     let directory = EmbeddedDirectory::open(&data.path().join("directory.db")).unwrap();
     let now = SystemClock.now();
-    directory
-        .put_account(&AccountRecord {
-            account_id: "frank".into(),
-            high_value_reason: None,
-            totp_enrolled_since: None,
-            totp_secret: None,
-            last_credential_change: None,
-            risk_flags: Vec::new(),
-            destinations: vec![Destination {
-                id: DestinationId::new("frank-email"),
-                kind: DestinationKind::Email,
-                address: "frank@example.com".into(),
-                trusted_since: UnixMs(now.0 - 100 * DAY_MS),
-                revoked: false,
-            }],
-            sessions_opened_at: Vec::new(),
-        })
-        .unwrap();
+    directory.put_account(&common::email_account("frank", UnixMs(now.0 - 100 * DAY_MS))).unwrap();
     data
 }
 

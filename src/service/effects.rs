@@ -23,16 +23,6 @@ tokio::task_local! {
 #[must_use = "deferred notices must be sent with Service::send_deferred"]
 pub struct DeferredNotices(Vec<Message>);
 
-impl DeferredNotices {
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
 /// Runs `work` (a front door handling one command) with its notices held back instead of sent, and returns them with
 /// its result, for `Service::send_deferred` after the answer has gone out. A requester must not be able to tell a
 /// known account from an unknown one by how long the answer takes, and only a known account's request sends a code

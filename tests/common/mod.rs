@@ -1,8 +1,12 @@
-//! Helpers shared by the end-to-end tests that drive `airlock serve` against a real nats-server: scratch
-//! directories, waiting with a deadline, publishing to JetStream through restarts, and reading a stream back.
+//! Helpers shared by the integration tests: scratch directories, waiting with a deadline, publishing to JetStream
+//! through restarts and reading a stream back, importing accounts, a one-email account record, and dumping a
+//! projection.
 
 #![allow(dead_code)]
 
+use airlock::core::account::{Destination, DestinationKind};
+use airlock::core::ids::{DestinationId, UnixMs};
+use airlock::directory::embedded::AccountRecord;
 use async_nats::jetstream;
 use futures::StreamExt;
 use std::path::Path;
@@ -108,4 +112,26 @@ pub fn dump_projection(path: &Path) -> Vec<String> {
         }
     }
     rows
+}
+
+/// An account with one email destination, `<account>@example.com` (id `<account>-email`), trusted since
+/// `trusted_since`, and no second factor, sessions, recent credential change or risk flag. Tests change what they
+/// need with struct update syntax.
+pub fn email_account(account: &str, trusted_since: UnixMs) -> AccountRecord {
+    AccountRecord {
+        account_id: account.into(),
+        high_value_reason: None,
+        totp_enrolled_since: None,
+        totp_secret: None,
+        last_credential_change: None,
+        risk_flags: Vec::new(),
+        destinations: vec![Destination {
+            id: DestinationId::new(format!("{account}-email")),
+            kind: DestinationKind::Email,
+            address: format!("{account}@example.com"),
+            trusted_since,
+            revoked: false,
+        }],
+        sessions_opened_at: Vec::new(),
+    }
 }
