@@ -8,11 +8,12 @@
 mod common;
 
 use async_nats::jetstream;
-use common::{WAIT_MS, publish, read_all, scratch, wait_for};
+use common::serve::Harness;
+use common::{WAIT_MS, publish, read_all, wait_for};
 use serde_json::{Value, json};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+
 use std::time::{Duration, Instant};
 
 /// The signal `std::process::abort` raises on Linux.
@@ -21,92 +22,6 @@ const SIGABRT: i32 = 6;
 /// How far ahead of the system clock the restarted processes run: past the default policy's 24-hour cooling-off,
 /// well inside the week after which a held cooling-off expires instead of executing.
 const CLOCK_AHEAD: &str = "2days";
-
-struct Harness {
-    scratch: tempfile::TempDir,
-    nats: airlock::nats::server::NatsServer,
-    serve: Option<Child>,
-    starts: u32,
-}
-
-impl Harness {
-    fn new() -> Harness {
-        let scratch = scratch();
-        let options = airlock::nats::server::Options::default();
-        let nats = airlock::nats::server::NatsServer::start(&scratch.path().join("nats"), &options).unwrap();
-        Harness { scratch, nats, serve: None, starts: 0 }
-    }
-
-    fn data(&self) -> PathBuf {
-        self.scratch.path().join("data")
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.scratch.path().join(format!("serve-{}.log", self.starts))
-    }
-
-    fn airlock(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_airlock")).args(args).arg("--data-dir").arg(self.data()).output().unwrap()
-    }
-
-    /// Starts `airlock serve` with `environment` added and waits until it says it is serving.
-    fn start_serve(&mut self, environment: &[(&str, &str)]) {
-        self.starts += 1;
-        let log = std::fs::File::create(self.log_path()).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_airlock"))
-            .args(["serve", "--nats", &self.nats.url(), "--tick", "200ms", "--data-dir"])
-            .arg(self.data())
-            .env("RUST_LOG", "info,async_nats=warn")
-            .envs(environment.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.serve = Some(child);
-        wait_for(|| self.serve_log().contains("airlock serving"), "serve to start");
-    }
-
-    fn serve_log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
-    /// Waits for `airlock serve` to exit by itself.
-    fn wait_for_exit(&mut self) -> ExitStatus {
-        let mut child = self.serve.take().expect("serve is running");
-        let deadline = Instant::now() + Duration::from_millis(WAIT_MS);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("serve did not exit by itself:\n{}", self.serve_log());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGTERM, and the exit status.
-    fn stop_serve(&mut self) -> ExitStatus {
-        let child = self.serve.as_ref().expect("serve is running");
-        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-        self.wait_for_exit()
-    }
-
-    async fn client(&self) -> async_nats::Client {
-        airlock::nats::connect(&self.nats.url(), "test").await.unwrap()
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.serve.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// Opens one of airlock's SQLite files read-only: the test looks, and changes nothing.
 fn read_only(path: &Path) -> rusqlite::Connection {
@@ -207,13 +122,13 @@ async fn a_crash_after_the_effect_applies_the_change_once() {
     import_directory(&harness);
     assert_eq!(credential_version(&harness.data()), 1);
 
-    harness.start_serve(&[]);
+    harness.start_serve(&[], &[]);
     let client = harness.client().await;
     let case_id = request_and_prove(&harness, &client).await;
     assert_eq!(harness.stop_serve().code(), Some(0));
 
     // Two days later the cooling-off is over; the executor resets the password and the process dies at once.
-    harness.start_serve(&[("AIRLOCK_CLOCK_AHEAD", CLOCK_AHEAD), ("AIRLOCK_CRASH_AFTER_EFFECT", "1")]);
+    harness.start_serve(&[], &[("AIRLOCK_CLOCK_AHEAD", CLOCK_AHEAD), ("AIRLOCK_CRASH_AFTER_EFFECT", "1")]);
     let crashed = harness.wait_for_exit();
     let log = harness.serve_log();
     assert_eq!(crashed.signal(), Some(SIGABRT), "serve should have aborted: {crashed:?}\n{log}");
@@ -222,7 +137,7 @@ async fn a_crash_after_the_effect_applies_the_change_once() {
     let sent_before_restart = mailbox(&harness.data());
     assert_eq!(sent_before_restart.len(), 2, "the code and the cooling-off notice: {sent_before_restart:?}");
 
-    harness.start_serve(&[("AIRLOCK_CLOCK_AHEAD", CLOCK_AHEAD)]);
+    harness.start_serve(&[], &[("AIRLOCK_CLOCK_AHEAD", CLOCK_AHEAD)]);
     wait_for_status(&client, &case_id, "executed").await;
     let projection = harness.data().join("projection.db");
     let receipts = "SELECT COUNT(*) FROM receipts WHERE case_id = ?1";

@@ -9,97 +9,17 @@ mod common;
 use airlock::core::limits::COMMAND_BYTES_MAX;
 use airlock::log::EventLog;
 use airlock::log::jetstream::{JetStreamConfig, JetStreamLog};
-use airlock::nats::server::{NatsServer, Options};
+
 use airlock::projection::Projection;
 use async_nats::jetstream;
-use common::{WAIT_MS, publish, read_all, scratch, wait_for};
+use common::serve::Harness;
+use common::{WAIT_MS, publish, read_all, wait_for};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-struct Harness {
-    scratch: tempfile::TempDir,
-    nats: NatsServer,
-    serve: Option<Child>,
-    starts: u32,
-}
-
-impl Harness {
-    fn new() -> Harness {
-        let scratch = scratch();
-        let nats = NatsServer::start(&scratch.path().join("nats"), &Options::default()).expect("nats-server starts");
-        Harness { scratch, nats, serve: None, starts: 0 }
-    }
-
-    fn data(&self) -> PathBuf {
-        self.scratch.path().join("data")
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.scratch.path().join(format!("serve-{}.log", self.starts))
-    }
-
-    /// Starts `airlock serve` and waits until it says it is serving.
-    fn start_serve(&mut self) {
-        self.start_serve_with(&[]);
-    }
-
-    /// `start_serve` with more options.
-    fn start_serve_with(&mut self, options: &[&str]) {
-        self.starts += 1;
-        let log = std::fs::File::create(self.log_path()).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_airlock"))
-            .args(["serve", "--nats", &self.nats.url(), "--tick", "200ms"])
-            .args(options)
-            .arg("--data-dir")
-            .arg(self.data())
-            .env("RUST_LOG", "info,async_nats=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.serve = Some(child);
-        wait_for(|| std::fs::read_to_string(self.log_path()).unwrap_or_default().contains("airlock serving"), "serve");
-    }
-
-    /// SIGKILL: a crash, with no chance to finish anything.
-    fn kill_serve(&mut self) {
-        let mut child = self.serve.take().expect("serve is running");
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    /// SIGTERM, and the exit status.
-    fn stop_serve(&mut self) -> std::process::ExitStatus {
-        let mut child = self.serve.take().expect("serve is running");
-        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "serve did not stop within 20 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    async fn client(&self) -> async_nats::Client {
-        airlock::nats::connect(&self.nats.url(), "test").await.unwrap()
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.serve.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 fn control(command_id: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({ "version": 1, "command_id": command_id, "reason": "the customer insists" })).unwrap()
@@ -146,7 +66,7 @@ async fn rebuild(client: &async_nats::Client, path: &Path) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn poison_is_answered_kept_and_never_stalls_the_consumer() {
     let mut harness = Harness::new();
-    harness.start_serve();
+    harness.start_serve(&[], &[]);
     let client = harness.client().await;
     let context = jetstream::new(client.clone());
     let intake = "airlock.intake.intake.desk-1";
@@ -216,7 +136,7 @@ async fn poison_is_answered_kept_and_never_stalls_the_consumer() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_mid_stream_loses_nothing_and_projects_nothing_twice() {
     let mut harness = Harness::new();
-    harness.start_serve();
+    harness.start_serve(&[], &[]);
     let client = harness.client().await;
     let context = jetstream::new(client.clone());
     const REQUESTS: usize = 300;
@@ -241,7 +161,7 @@ async fn sigkill_mid_stream_loses_nothing_and_projects_nothing_twice() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     harness.kill_serve();
-    harness.start_serve();
+    harness.start_serve(&[], &[]);
     let results = results_by_command(&client, "desk-2", REQUESTS).await;
     assert_eq!(results.len(), REQUESTS);
     assert!(results.values().all(|reply| reply["accepted"] == true), "{results:?}");
@@ -264,7 +184,7 @@ async fn sigkill_mid_stream_loses_nothing_and_projects_nothing_twice() {
 #[tokio::test(flavor = "multi_thread")]
 async fn nats_restart_mid_stream_loses_no_accepted_request() {
     let mut harness = Harness::new();
-    harness.start_serve();
+    harness.start_serve(&[], &[]);
     let client = harness.client().await;
     let context = jetstream::new(client.clone());
     const REQUESTS: usize = 200;
@@ -287,8 +207,7 @@ async fn nats_restart_mid_stream_loses_no_accepted_request() {
     };
     assert_eq!(results.len(), REQUESTS);
     assert!(results.values().all(|reply| reply["accepted"] == true));
-    let log = std::fs::read_to_string(harness.log_path()).unwrap();
-    assert!(harness.serve.as_mut().unwrap().try_wait().unwrap().is_none(), "serve survived the restart:\n{log}");
+    assert!(harness.serve_running(), "serve survived the restart:\n{}", harness.serve_log());
     assert_eq!(harness.stop_serve().code(), Some(0));
 }
 
@@ -319,7 +238,7 @@ async fn diagnose(client: &async_nats::Client, harness: &Harness) -> String {
             }
         }
     }
-    let log = std::fs::read_to_string(harness.log_path()).unwrap_or_default();
+    let log = harness.serve_log();
     let tail: Vec<&str> = log.lines().rev().take(30).collect();
     lines.push(format!("serve log (last lines, newest first):\n{}", tail.join("\n")));
     lines.join("\n")
@@ -358,7 +277,7 @@ async fn startup_errors_name_the_problem() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cases_are_queried_over_request_reply() {
     let mut harness = Harness::new();
-    harness.start_serve();
+    harness.start_serve(&[], &[]);
     let client = harness.client().await;
     let context = jetstream::new(client.clone());
     publish(&context, "airlock.intake.intake.desk-4.request_recovery", "q1", request("q1")).await;
@@ -433,18 +352,7 @@ async fn serve_refuses_bad_policies_and_runs_good_ones() {
     let strict =
         format!("{good}\n@id(\"lockdown.deny\")\npermit (principal, action == Airlock::Action::\"deny\", resource);\n");
     std::fs::write(folder.join("default.cedar"), strict).unwrap();
-    harness.starts += 1;
-    let log = std::fs::File::create(harness.log_path()).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(["serve", "--nats", &harness.nats.url(), "--tick", "200ms", "--policies"])
-        .arg(&folder)
-        .arg("--data-dir")
-        .arg(harness.data())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    harness.serve = Some(child);
-    wait_for(|| std::fs::read_to_string(harness.log_path()).unwrap_or_default().contains("airlock serving"), "serve");
+    harness.start_serve(&["--policies", folder.to_str().unwrap()], &[]);
     let client = harness.client().await;
     publish(&jetstream::new(client.clone()), "airlock.intake.owner.self.request_recovery", "p1", request("p1")).await;
     let messages = read_all(&client, "AIRLOCK_RESULTS", "airlock.result.owner.self", 1).await;
@@ -501,7 +409,7 @@ async fn a_silent_mail_server_does_not_delay_the_answer() {
         "smtp://127.0.0.1:{}?from=recovery@airlock.test&timeout_ms={MAILER_TIMEOUT_MS}",
         silent.local_addr().unwrap().port()
     );
-    harness.start_serve_with(&["--smtp", &smtp]);
+    harness.start_serve(&["--smtp", &smtp], &[]);
     let client = harness.client().await;
     let unknown = time_to_answer(&client, "t-unknown", "nobody").await;
     let known = time_to_answer(&client, "t-known", "kim").await;
@@ -509,9 +417,6 @@ async fn a_silent_mail_server_does_not_delay_the_answer() {
     assert!(unknown < limit, "the unknown account's answer took {unknown:?}");
     assert!(known < limit, "the known account's answer took {known:?}: it waited for the mail server");
     // The code was still sent for (and, the server being silent, failed after the mailer's timeout), by its id only.
-    wait_for(
-        || std::fs::read_to_string(harness.log_path()).unwrap_or_default().contains("notice not sent"),
-        "the notice to be attempted after the answer",
-    );
+    wait_for(|| harness.serve_log().contains("notice not sent"), "the notice to be attempted after the answer");
     drop(silent);
 }

@@ -7,43 +7,16 @@
 mod common;
 
 use async_nats::jetstream;
+use common::serve::{ServeProcess, airlock};
 use common::{publish, scratch, wait_for};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
 const REQUESTS: usize = 50;
 
 /// From policies/default.cedar: `velocity.account.review` at 4 earlier requests, `velocity.account.deny` at 10.
 const REVIEW_FROM: u64 = 4;
 const DENY_FROM: u64 = 10;
-
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn airlock(data: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_airlock")).args(args).arg("--data-dir").arg(data).output().unwrap()
-}
-
-fn start_serve(nats_url: &str, data: &Path, log: &Path) -> Serve {
-    let child = Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(["serve", "--nats", nats_url, "--tick", "500ms", "--data-dir"])
-        .arg(data)
-        .env("RUST_LOG", "info,async_nats=warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    wait_for(|| std::fs::read_to_string(log).unwrap_or_default().contains("airlock serving"), "serve to start");
-    Serve(child)
-}
 
 fn import(data: &Path) {
     common::import_accounts(
@@ -88,8 +61,12 @@ fn fifty_parallel_requests_for_one_account_cannot_exceed_the_limit() {
     for dir in &data {
         import(dir);
     }
-    let _first = start_serve(&nats.url(), &data[0], &scratch.path().join("serve-0.log"));
-    let _second = start_serve(&nats.url(), &data[1], &scratch.path().join("serve-1.log"));
+    let _serves: Vec<ServeProcess> = (0..2)
+        .map(|index| {
+            let log = scratch.path().join(format!("serve-{index}.log"));
+            ServeProcess::start(&nats.url(), &data[index], &log, &[], &[])
+        })
+        .collect();
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {

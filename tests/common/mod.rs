@@ -1,8 +1,10 @@
 //! Helpers shared by the integration tests: scratch directories, waiting with a deadline, publishing to JetStream
 //! through restarts and reading a stream back, importing accounts, a one-email account record, and dumping a
-//! projection.
+//! projection; `serve` runs `airlock serve` against a real nats-server.
 
 #![allow(dead_code)]
+
+pub mod serve;
 
 use airlock::core::account::{Destination, DestinationKind};
 use airlock::core::ids::{DestinationId, UnixMs};
