@@ -144,25 +144,41 @@ pub async fn many_streams_read_back_in_order<L: EventLog>(log: &L, streams: usiz
     assert!(range(after, after).await.is_empty());
 }
 
-/// An account's request ledger changes only by compare-and-swap: a write on a stale revision (or a second first write)
-/// is a conflict and changes nothing.
+/// A request ledger changes only by compare-and-swap: a write on a stale revision (or a second first write) is a
+/// conflict and changes nothing. Each dimension's ledger of one value is its own, even where the values are equal.
 async fn ledger_is_compare_and_swap<L: EventLog>(log: &L) {
-    use airlock::log::{Ledger, LedgerEntry, LogError};
-    let entry = |case: &str, at_ms: u64| LedgerEntry { case_id: case.to_string(), at_ms, code_until_ms: None };
-    assert_eq!(log.ledger("ann@example.com").await.unwrap(), (0, Ledger::default()), "no ledger yet");
+    use airlock::log::{Ledger, LedgerEntry, LedgerKey, LogError};
+    let entry = |case: &str, at_ms: u64| LedgerEntry {
+        case_id: case.to_string(),
+        at_ms,
+        code_until_ms: None,
+        count: at_ms as u32 - 1,
+    };
+    let ann = LedgerKey::Account("ann@example.com".into());
+    assert_eq!(log.ledger(&ann).await.unwrap(), (0, Ledger::default()), "no ledger yet");
     let first = Ledger { requests: vec![entry("case-1", 1)] };
-    log.put_ledger("ann@example.com", 0, &first).await.unwrap();
+    log.put_ledger(&ann, 0, &first).await.unwrap();
     let second_first = Ledger { requests: vec![entry("case-2", 2)] };
-    assert!(matches!(log.put_ledger("ann@example.com", 0, &second_first).await, Err(LogError::Conflict { .. })));
-    let (revision, read) = log.ledger("ann@example.com").await.unwrap();
+    assert!(matches!(log.put_ledger(&ann, 0, &second_first).await, Err(LogError::Conflict { .. })));
+    let (revision, read) = log.ledger(&ann).await.unwrap();
     assert_eq!(read, first, "the losing write changed nothing");
     let both = Ledger { requests: vec![entry("case-1", 1), entry("case-2", 2)] };
-    log.put_ledger("ann@example.com", revision, &both).await.unwrap();
-    assert!(matches!(log.put_ledger("ann@example.com", revision, &first).await, Err(LogError::Conflict { .. })));
-    let (newer, read) = log.ledger("ann@example.com").await.unwrap();
+    log.put_ledger(&ann, revision, &both).await.unwrap();
+    assert!(matches!(log.put_ledger(&ann, revision, &first).await, Err(LogError::Conflict { .. })));
+    let (newer, read) = log.ledger(&ann).await.unwrap();
     assert!(newer > revision);
     assert_eq!(read, both);
-    assert_eq!(log.ledger("bob").await.unwrap(), (0, Ledger::default()), "ledgers are per account");
+    assert_eq!(log.ledger(&LedgerKey::Account("bob".into())).await.unwrap(), (0, Ledger::default()));
+    for other in [
+        LedgerKey::SourceNetwork("ann@example.com".into()),
+        LedgerKey::Requester("ann@example.com".into()),
+        LedgerKey::Destination("ann@example.com".into()),
+    ] {
+        assert_eq!(log.ledger(&other).await.unwrap(), (0, Ledger::default()), "{other} has a ledger of its own");
+        log.put_ledger(&other, 0, &second_first).await.unwrap();
+        assert_eq!(log.ledger(&other).await.unwrap().1, second_first);
+    }
+    assert_eq!(log.ledger(&ann).await.unwrap(), (newer, both), "other dimensions leave the account's ledger alone");
 }
 
 /// A scratch directory for a log's files. On tmpfs where the machine has one: the suite checks behaviour, and the
@@ -184,6 +200,45 @@ fn sqlite_log() -> (tempfile::TempDir, SqliteLog) {
 async fn sqlite_ledger_is_compare_and_swap() {
     let (_directory, log) = sqlite_log();
     ledger_is_compare_and_swap(&log).await;
+}
+
+// Proves a log.db written before ledgers had dimensions (schema version 2, keyed by the plain account id, entries
+// without their count) opens with the account's ledger intact: its key becomes the account's storage key, and each
+// first-format entry counts the entries before it.
+#[tokio::test]
+async fn sqlite_ledgers_of_schema_version_2_migrate() {
+    use airlock::log::{Ledger, LedgerKey};
+    let directory = scratch_dir();
+    let path = directory.path().join("log.db");
+    {
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        connection.execute_batch(include_str!("../migrations/log/0001_events.sql")).unwrap();
+        connection.execute_batch(include_str!("../migrations/log/0002_ledgers.sql")).unwrap();
+        connection.pragma_update(None, "user_version", 2).unwrap();
+        // The first format: postcard of [(case id, at, code until)], with no marker and no count.
+        let first_format: Vec<(String, u64, Option<u64>)> =
+            vec![("case-1".into(), 10, None), ("case-2".into(), 20, Some(99))];
+        connection
+            .execute(
+                "INSERT INTO ledgers (account_id, revision, body) VALUES ('ann@example.com', 7, ?1)",
+                [postcard::to_stdvec(&first_format).unwrap()],
+            )
+            .unwrap();
+    }
+    let log = SqliteLog::open(&path).unwrap();
+    let (revision, ledger) = log.ledger(&LedgerKey::Account("ann@example.com".into())).await.unwrap();
+    assert_eq!(revision, 7);
+    let read: Vec<(&str, u64, Option<u64>, u32)> = ledger
+        .requests
+        .iter()
+        .map(|entry| (entry.case_id.as_str(), entry.at_ms, entry.code_until_ms, entry.count))
+        .collect();
+    assert_eq!(read, [("case-1", 10, None, 0), ("case-2", 20, Some(99), 1)]);
+    // Written back, it is in the current format and reads the same.
+    log.put_ledger(&LedgerKey::Account("ann@example.com".into()), 7, &ledger).await.unwrap();
+    let (_, again) = log.ledger(&LedgerKey::Account("ann@example.com".into())).await.unwrap();
+    assert_eq!(again, ledger);
+    assert_eq!(Ledger::decode(&ledger.encode()).unwrap(), ledger);
 }
 
 // Proves the SQLite log lets exactly one of two racing writers win, and the loser can re-read and append.

@@ -1,8 +1,8 @@
 //! A projection written by an older airlock opens in this one: migration 0004 keeps every timeline row (now an
 //! append-only table with a unique index), drops the `requests` copy whose facts now come from `cases` itself, and the
-//! queries built on both give the same answers as before.
+//! queries built on both give the same answers as before; migration 0005 then drops the velocity indexes.
 
-use airlock::core::ids::{AccountId, CaseId, UnixMs};
+use airlock::core::ids::{CaseId, UnixMs};
 use airlock::core::limits::HOUR_MS;
 use airlock::projection::Projection;
 use rusqlite::Connection;
@@ -63,7 +63,7 @@ fn the_timeline_survives_and_stays_unique() {
     drop(projection);
     let connection = Connection::open(&path).unwrap();
     let version: u32 = connection.query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5, "every migration ran");
     let duplicate = connection.execute(
         "INSERT INTO timeline (case_id, case_sequence, log_sequence, at, actor, event_type, status_after, detail)
          VALUES ('case-old', 2, 9, 0, 'intake:desk', 'challenge_issued', 'requested', 'again')",
@@ -72,47 +72,30 @@ fn the_timeline_survives_and_stays_unique() {
     assert!(duplicate.is_err(), "a second row for one (case, sequence) must be refused");
 }
 
-// Proves the velocity counts read the migrated cases exactly as they read the old `requests` rows: the old case
-// counts once along every dimension it named, and the `requests` table is gone.
+// Proves the facts the old `requests` rows held are on the migrated case row (account, source network, requester,
+// named destination, time), that `requests` is gone, and that migration 0005 leaves no index for velocity counts,
+// which come from the request ledgers now (ADR 8).
 #[test]
-fn velocity_counts_come_from_the_cases() {
+fn the_request_facts_stay_on_the_case() {
     let directory = tempfile::tempdir().unwrap();
     let path = directory.path().join("projection.db");
     version_3_projection(&path);
-    let projection = Projection::open(&path).unwrap();
-    let velocity = projection
-        .velocity(
-            &AccountId::new("olga"),
-            &CaseId::new("case-new"),
-            Some("AS64500"),
-            "intake:desk",
-            Some("olga@new.example"),
-            NOW,
-        )
-        .unwrap();
-    assert_eq!(velocity.account_requests_24h, 1);
-    assert_eq!(velocity.source_network_requests_24h, 1);
-    assert_eq!(velocity.requester_requests_24h, 1);
-    assert_eq!(velocity.destination_requests_24h, 1);
-    // The case being decided does not count itself.
-    let own = projection
-        .velocity(
-            &AccountId::new("olga"),
-            &CaseId::new("case-old"),
-            Some("AS64500"),
-            "intake:desk",
-            Some("olga@new.example"),
-            NOW,
-        )
-        .unwrap();
-    assert_eq!(own.account_requests_24h, 0);
-    assert_eq!(own.destination_requests_24h, 0);
-    drop(projection);
+    drop(Projection::open(&path).unwrap());
     let connection = Connection::open(&path).unwrap();
-    let tables: u32 = connection
-        .query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'requests'", [], |row| {
-            row.get(0)
-        })
+    let row: (String, String, String, String, i64) = connection
+        .query_row(
+            "SELECT account_id, source_network, requester, new_destination, requested_at FROM cases
+             WHERE case_id = 'case-old'",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
+        )
         .unwrap();
-    assert_eq!(tables, 0);
+    let requested_at = (NOW.0 - HOUR_MS) as i64;
+    assert_eq!(row, ("olga".into(), "AS64500".into(), "intake:desk".into(), "olga@new.example".into(), requested_at));
+    let count = |sql: &str| -> u32 { connection.query_row(sql, [], |row| row.get(0)).unwrap() };
+    assert_eq!(count("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'requests'"), 0);
+    let velocity_indexes = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN
+        ('cases_account_requested', 'cases_requester', 'cases_source_network', 'cases_new_destination')";
+    assert_eq!(count(velocity_indexes), 0);
+    assert_eq!(count("PRAGMA user_version"), 5);
 }

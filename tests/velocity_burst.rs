@@ -1,8 +1,10 @@
-//! Velocity limits hold exactly under a burst (issue 4 item 4, THREATS 6): 50 requests for one account, published at
-//! once to the intake stream and decided by two `airlock serve` processes racing on one NATS server. Each request is
-//! decided on a count no other request was decided on, so the recorded counts are exactly 0..50 and no more requests
-//! pass a threshold than the policy allows. Driven through NATS intake; the decisions are read read-only from each
-//! process's projection, because no command prints a case's recorded policy facts yet.
+//! Velocity limits hold exactly under a burst (issue 4 item 4, THREATS 6), along every dimension SPEC principle 10
+//! names: 50 requests published at once to the intake stream and decided by two `airlock serve` processes racing on
+//! one NATS server, for one account; for 50 accounts from one requester and one source network; and for 50 accounts
+//! naming one new destination. Each request is decided on a count no other request was decided on, so the recorded
+//! counts are exactly 0..50 and no more requests pass a threshold than the policy allows. Driven through NATS intake;
+//! the decisions are read read-only from each process's projection, because no command prints a case's recorded
+//! policy facts yet.
 
 mod common;
 
@@ -14,43 +16,18 @@ use std::path::{Path, PathBuf};
 
 const REQUESTS: usize = 50;
 
-/// From policies/default.cedar: `velocity.account.review` at 4 earlier requests, `velocity.account.deny` at 10.
-const REVIEW_FROM: u64 = 4;
-const DENY_FROM: u64 = 10;
+/// Thresholds from policies/default.cedar: `velocity.account.review` at 4 earlier requests of the account,
+/// `velocity.account.deny` at 10, `velocity.network.review` at 20 from the source network, `velocity.destination.deny`
+/// at 3 naming the destination.
+const ACCOUNT_REVIEW_FROM: u64 = 4;
+const ACCOUNT_DENY_FROM: u64 = 10;
+const NETWORK_REVIEW_FROM: u64 = 20;
+const DESTINATION_DENY_FROM: u64 = 3;
 
-fn import(data: &Path) {
-    common::import_accounts(
-        data,
-        json!([{
-            "account_id": "vera",
-            "destinations": [
-                { "id": "vera-mail", "kind": "email", "address": "vera@example.com", "trusted_since": "2024-01-01T00:00:00Z" }
-            ]
-        }]),
-    );
-}
-
-/// Every case's recorded intake decision in a projection: (account count it was decided on, outcome).
-fn decisions(data: &Path) -> Vec<(u64, String)> {
-    let connection =
-        rusqlite::Connection::open_with_flags(data.join("projection.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .unwrap();
-    let mut statement = connection.prepare("SELECT decision FROM cases WHERE account_id = 'vera'").unwrap();
-    let rows: Vec<String> = statement.query_map([], |row| row.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
-    rows.iter()
-        .map(|text| {
-            let decision: Value = serde_json::from_str(text).unwrap();
-            let count = decision["facts"]["velocity"]["account_requests_24h"].as_u64().expect("a recorded count");
-            (count, decision["outcome"].as_str().unwrap().to_string())
-        })
-        .collect()
-}
-
-// Proves the account's velocity count is exact under a burst across two processes: 50 requests, each decided on a
-// distinct count 0..49 (a projection-based count would decide many of them on the same stale number), so exactly
-// REVIEW_FROM requests are let through without people and every request from the DENY_FROM-th on is denied.
-#[test]
-fn fifty_parallel_requests_for_one_account_cannot_exceed_the_limit() {
+/// Imports `accounts` (one email each) into both data directories, starts two `airlock serve` processes on one NATS
+/// server, publishes `bodies` at once as `actor`, and returns every recorded intake decision once both projections
+/// hold them all (after checking the two agree and each equals a rebuild from the log).
+fn burst(accounts: &[String], actor: &str, bodies: Vec<Value>) -> Vec<Value> {
     let scratch = scratch();
     let nats = airlock::nats::server::NatsServer::start(
         &scratch.path().join("nats"),
@@ -58,8 +35,20 @@ fn fifty_parallel_requests_for_one_account_cannot_exceed_the_limit() {
     )
     .unwrap();
     let data: Vec<PathBuf> = (0..2).map(|index| scratch.path().join(format!("data-{index}"))).collect();
+    let records: Vec<Value> = accounts
+        .iter()
+        .map(|account| {
+            json!({
+                "account_id": account,
+                "destinations": [{
+                    "id": format!("{account}-mail"), "kind": "email", "address": format!("{account}@example.com"),
+                    "trusted_since": "2024-01-01T00:00:00Z"
+                }]
+            })
+        })
+        .collect();
     for dir in &data {
-        import(dir);
+        common::import_accounts(dir, Value::Array(records.clone()));
     }
     let _serves: Vec<ServeProcess> = (0..2)
         .map(|index| {
@@ -72,15 +61,12 @@ fn fifty_parallel_requests_for_one_account_cannot_exceed_the_limit() {
     runtime.block_on(async {
         let client = airlock::nats::connect(&nats.url(), "test").await.unwrap();
         let context = jetstream::new(client);
-        let sends = (0..REQUESTS).map(|index| {
-            let context = context.clone();
+        let subject = format!("airlock.intake.intake.{actor}.request_recovery");
+        let sends = bodies.iter().map(|body| {
+            let (context, subject) = (context.clone(), subject.clone());
             async move {
-                let body = json!({
-                    "version": 1, "command_id": format!("burst-{index}"), "account_id": "vera",
-                    "action": { "type": "reset_password" }, "summary": "please hurry", "signals": {}
-                });
-                let subject = "airlock.intake.intake.desk.request_recovery";
-                publish(&context, subject, &format!("burst-{index}"), body.to_string().into_bytes()).await;
+                let command_id = body["command_id"].as_str().unwrap();
+                publish(&context, &subject, command_id, body.to_string().into_bytes()).await;
             }
         });
         futures::future::join_all(sends).await;
@@ -88,30 +74,125 @@ fn fifty_parallel_requests_for_one_account_cannot_exceed_the_limit() {
 
     // Each process projects every event into its own projection.
     for dir in &data {
-        wait_for(|| decisions(dir).len() == REQUESTS, "both projections to hold every request");
+        wait_for(|| decisions(dir).len() == bodies.len(), "both projections to hold every request");
     }
-    let mut recorded = decisions(&data[0]);
-    assert_eq!(
-        recorded.iter().map(|(count, _)| *count).collect::<std::collections::BTreeSet<_>>(),
-        decisions(&data[1]).iter().map(|(count, _)| *count).collect(),
-        "both projections show the same decisions"
-    );
-    recorded.sort();
-    let counts: Vec<u64> = recorded.iter().map(|(count, _)| *count).collect();
-    assert_eq!(counts, (0..REQUESTS as u64).collect::<Vec<_>>(), "every request decided on its own count");
+    let mut first = decisions(&data[0]);
+    let mut second = decisions(&data[1]);
+    let key = |decision: &Value| decision["facts"].to_string();
+    first.sort_by_key(key);
+    second.sort_by_key(key);
+    assert_eq!(first, second, "both projections show the same decisions");
+    for dir in &data {
+        let audit = airlock(dir, &["audit", "verify", "--nats", &nats.url()]);
+        assert!(audit.status.success(), "{}", String::from_utf8_lossy(&audit.stdout));
+    }
+    first
+}
+
+/// Every case's recorded intake decision in a projection.
+fn decisions(data: &Path) -> Vec<Value> {
+    let connection =
+        rusqlite::Connection::open_with_flags(data.join("projection.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut statement = connection.prepare("SELECT decision FROM cases").unwrap();
+    let rows: Vec<String> = statement.query_map([], |row| row.get(0)).unwrap().collect::<Result<_, _>>().unwrap();
+    rows.iter().map(|text| serde_json::from_str(text).unwrap()).collect()
+}
+
+/// The counts one velocity dimension recorded, sorted, with the outcome decided on each.
+fn counts(decisions: &[Value], dimension: &str) -> Vec<(u64, String)> {
+    let mut counts: Vec<(u64, String)> = decisions
+        .iter()
+        .map(|decision| {
+            let count = decision["facts"]["velocity"][dimension].as_u64().expect("a recorded count");
+            (count, decision["outcome"].as_str().unwrap().to_string())
+        })
+        .collect();
+    counts.sort();
+    counts
+}
+
+fn request(command_id: String, account: &str, action: Value, signals: Value) -> Value {
+    json!({
+        "version": 1, "command_id": command_id, "account_id": account, "action": action,
+        "summary": "please hurry", "signals": signals
+    })
+}
+
+// Proves the account's velocity count is exact under a burst across two processes: 50 requests, each decided on a
+// distinct count 0..49 (a projection-based count would decide many of them on the same stale number), so exactly
+// ACCOUNT_REVIEW_FROM requests are let through without people and every request from the ACCOUNT_DENY_FROM-th on is
+// denied.
+#[test]
+fn fifty_parallel_requests_for_one_account_cannot_exceed_the_limit() {
+    let bodies = (0..REQUESTS)
+        .map(|index| request(format!("burst-{index}"), "vera", json!({ "type": "reset_password" }), json!({})))
+        .collect();
+    let recorded = counts(&burst(&["vera".into()], "desk", bodies), "account_requests_24h");
+    let numbers: Vec<u64> = recorded.iter().map(|(count, _)| *count).collect();
+    assert_eq!(numbers, (0..REQUESTS as u64).collect::<Vec<_>>(), "every request decided on its own count");
     for (count, outcome) in &recorded {
         let expected = match *count {
-            count if count >= DENY_FROM => "Deny",
-            count if count >= REVIEW_FROM => "Review",
+            count if count >= ACCOUNT_DENY_FROM => "Deny",
+            count if count >= ACCOUNT_REVIEW_FROM => "Review",
             _ => "Auto",
         };
         assert_eq!(outcome, expected, "the request decided on {count} earlier requests");
     }
     let automated = recorded.iter().filter(|(_, outcome)| outcome == "Auto").count();
-    assert_eq!(automated as u64, REVIEW_FROM, "no more requests pass without people than the limit allows");
-    // Each projection equals a rebuild from the log.
-    for dir in &data {
-        let audit = airlock(dir, &["audit", "verify", "--nats", &nats.url()]);
-        assert!(audit.status.success(), "{}", String::from_utf8_lossy(&audit.stdout));
+    assert_eq!(automated as u64, ACCOUNT_REVIEW_FROM, "no more requests pass without people than the limit allows");
+}
+
+// Proves the source network's and the requester's counts are exact under a burst across two processes: 50 requests
+// for 50 different accounts from one support desk and one network (spelled with different case and spaces, which
+// must not start fresh counts) are decided on distinct counts 0..49 in both dimensions, so exactly
+// NETWORK_REVIEW_FROM of them pass without people.
+#[test]
+fn fifty_parallel_requests_from_one_network_and_desk_cannot_exceed_the_limit() {
+    let accounts: Vec<String> = (0..REQUESTS).map(|index| format!("net-{index}")).collect();
+    let networks = ["AS64500", "as64500", " AS64500 "];
+    let bodies = accounts
+        .iter()
+        .enumerate()
+        .map(|(index, account)| {
+            let signals = json!({ "source_network": networks[index % networks.len()] });
+            request(format!("net-{index}"), account, json!({ "type": "reset_password" }), signals)
+        })
+        .collect();
+    let decided = burst(&accounts, "desk-net", bodies);
+    let everyone: Vec<u64> = (0..REQUESTS as u64).collect();
+    let requester = counts(&decided, "requester_requests_24h");
+    assert_eq!(requester.iter().map(|(count, _)| *count).collect::<Vec<_>>(), everyone, "requester counts");
+    let network = counts(&decided, "source_network_requests_24h");
+    assert_eq!(network.iter().map(|(count, _)| *count).collect::<Vec<_>>(), everyone, "source network counts");
+    for (count, outcome) in &network {
+        let expected = if *count >= NETWORK_REVIEW_FROM { "Review" } else { "Auto" };
+        assert_eq!(outcome, expected, "the request decided on {count} earlier requests from the network");
+    }
+    let automated = network.iter().filter(|(_, outcome)| outcome == "Auto").count();
+    assert_eq!(automated as u64, NETWORK_REVIEW_FROM, "no more requests pass without people than the limit allows");
+}
+
+// Proves the named destination's count is exact under a burst across two processes: 50 requests for 50 different
+// accounts asking to add one attacker address (in different case) are decided on distinct counts 0..49, so exactly
+// DESTINATION_DENY_FROM of them escape the outright denial.
+#[test]
+fn fifty_parallel_requests_naming_one_destination_cannot_exceed_the_limit() {
+    let accounts: Vec<String> = (0..REQUESTS).map(|index| format!("dst-{index}")).collect();
+    let addresses = ["drop@evil.example", "Drop@Evil.example", "DROP@EVIL.EXAMPLE"];
+    let bodies = accounts
+        .iter()
+        .enumerate()
+        .map(|(index, account)| {
+            let address = addresses[index % addresses.len()];
+            let action = json!({ "type": "add_destination", "kind": "email", "address": address });
+            request(format!("dst-{index}"), account, action, json!({}))
+        })
+        .collect();
+    let destination = counts(&burst(&accounts, "desk-dst", bodies), "destination_requests_24h");
+    let numbers: Vec<u64> = destination.iter().map(|(count, _)| *count).collect();
+    assert_eq!(numbers, (0..REQUESTS as u64).collect::<Vec<_>>(), "every request decided on its own count");
+    for (count, outcome) in &destination {
+        assert_eq!(outcome == "Deny", *count >= DESTINATION_DENY_FROM, "{outcome} on {count} earlier requests");
     }
 }

@@ -79,7 +79,7 @@ pub const EVENT_BYTES_MAX: usize = 64 * 1024;
 pub const COMMAND_BYTES_MAX: usize = 16 * 1024;
 
 /// Velocity counts saturate here: a policy only needs to know whether a threshold was crossed, and a bounded count
-/// keeps each lookup's cost independent of how busy a requester or network has been.
+/// keeps each request ledger (ADR 8) at most this many entries plus one, however busy a requester or network is.
 pub const VELOCITY_COUNT_MAX: u32 = 256;
 
 /// How many times a change may fail to apply before the case is denied. Each failure goes back to review.

@@ -8,7 +8,7 @@ use crate::core::actor::Actor;
 use crate::core::command::Change;
 use crate::core::event::{Authorization, Event, EventBody, EventKind, SecondFactor};
 use crate::core::ids::{AccountId, ActorId, ChallengeId, CommandId, DestinationId, EffectId, UnixMs};
-use crate::core::policy::PolicyDecision;
+use crate::core::policy::{PolicyDecision, Velocity};
 use crate::core::signals::Signals;
 use crate::core::transition;
 use crate::core::verification::CodeHash;
@@ -100,6 +100,9 @@ pub struct CaseFacts {
     pub snapshot: AccountSnapshot,
     /// What the front door observed; recorded so the authorization phase sees the same signals.
     pub signals: Signals,
+    /// The request counts the intake decision was taken on, exact at the time of the request (ADR 8); the
+    /// authorization phase decides on the same counts.
+    pub velocity: Velocity,
 }
 
 impl CaseFacts {
@@ -233,6 +236,7 @@ fn apply_body(state: &mut CaseState, event: &Event) {
                 requested_at: event.at,
                 snapshot: snapshot.clone(),
                 signals: signals.clone(),
+                velocity: intake_decision.facts.velocity,
             });
             state.decision = Some(intake_decision.clone());
             state.deadline = Some(*deadline);

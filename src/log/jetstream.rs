@@ -8,7 +8,7 @@
 //! writer never decides on a stale replica's copy.
 
 use crate::log::envelope::Stream;
-use crate::log::{Appended, Entry, EventLog, Ledger, LogError, decode_commit, encode_commit};
+use crate::log::{Appended, Entry, EventLog, Ledger, LedgerKey, LogError, decode_commit, encode_commit};
 use async_nats::jetstream::{self, context::PublishErrorKind, stream};
 use futures::StreamExt;
 use std::time::Duration;
@@ -76,17 +76,12 @@ pub struct JetStreamLog {
     context: jetstream::Context,
     stream: stream::Stream,
     config: JetStreamConfig,
-    /// The accounts' request ledgers (ADR 7), a key-value bucket: one key per account, compare-and-swap on revision.
+    /// The request ledgers (ADR 7, ADR 8), a key-value bucket: one key per counted value, compare-and-swap on revision.
     ledgers: jetstream::kv::Store,
 }
 
 /// The bucket of request ledgers.
 pub const LEDGER_BUCKET: &str = "AIRLOCK_LEDGERS";
-
-/// A key-value key for an account id: account ids may hold characters (`@`, `+`) that keys may not.
-fn ledger_key(account_id: &str) -> String {
-    hex::encode(account_id.as_bytes())
-}
 
 fn unavailable(error: impl std::fmt::Display) -> LogError {
     LogError::Unavailable(error.to_string())
@@ -353,8 +348,8 @@ impl EventLog for JetStreamLog {
         Ok(info.state.last_sequence)
     }
 
-    async fn ledger(&self, account_id: &str) -> Result<(u64, Ledger), LogError> {
-        match self.ledgers.entry(ledger_key(account_id)).await.map_err(unavailable)? {
+    async fn ledger(&self, key: &LedgerKey) -> Result<(u64, Ledger), LogError> {
+        match self.ledgers.entry(key.storage_key()).await.map_err(unavailable)? {
             Some(entry) if entry.operation == jetstream::kv::Operation::Put => {
                 Ok((entry.revision, Ledger::decode(&entry.value)?))
             }
@@ -362,9 +357,9 @@ impl EventLog for JetStreamLog {
         }
     }
 
-    async fn put_ledger(&self, account_id: &str, revision: u64, ledger: &Ledger) -> Result<(), LogError> {
-        let (key, value) = (ledger_key(account_id), bytes::Bytes::from(ledger.encode()));
-        let conflict = || LogError::Conflict { stream: format!("ledger:{account_id}"), expected: revision, actual: 0 };
+    async fn put_ledger(&self, key: &LedgerKey, revision: u64, ledger: &Ledger) -> Result<(), LogError> {
+        let conflict = || LogError::Conflict { stream: format!("ledger of {key}"), expected: revision, actual: 0 };
+        let (key, value) = (key.storage_key(), bytes::Bytes::from(ledger.encode()));
         if revision == 0 {
             return match self.ledgers.create(&key, value).await {
                 Ok(_) => Ok(()),

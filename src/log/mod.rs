@@ -74,9 +74,45 @@ pub fn decode_commit(bytes: &[u8]) -> Result<Vec<Vec<u8>>, LogError> {
     Ok(envelopes)
 }
 
-/// An account's recent requests, the ones its velocity limit counts (ADR 7). It lives beside the log and changes
-/// only by compare-and-swap on its revision, so two decisions can never be taken on the same count, whichever airlock
-/// process takes them. It only ever over-counts: a request is written here before its case is appended.
+/// What a request ledger counts the requests of: each velocity dimension keeps one ledger per value (ADR 7 for the
+/// account, ADR 8 for the others). Values are as the service normalised them.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LedgerKey {
+    Account(String),
+    SourceNetwork(String),
+    Requester(String),
+    Destination(String),
+}
+
+impl LedgerKey {
+    /// The key as both backends store it: the value in hex (values may hold characters a key-value key may not),
+    /// after the dimension's name and a dot. An account's key has no prefix: account ledgers were stored that way
+    /// before the other dimensions had ledgers. Hex has no dot, so no two keys of different dimensions are equal.
+    pub fn storage_key(&self) -> String {
+        match self {
+            LedgerKey::Account(value) => hex::encode(value.as_bytes()),
+            LedgerKey::SourceNetwork(value) => format!("network.{}", hex::encode(value.as_bytes())),
+            LedgerKey::Requester(value) => format!("requester.{}", hex::encode(value.as_bytes())),
+            LedgerKey::Destination(value) => format!("destination.{}", hex::encode(value.as_bytes())),
+        }
+    }
+}
+
+impl std::fmt::Display for LedgerKey {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LedgerKey::Account(value) => write!(formatter, "account {value}"),
+            LedgerKey::SourceNetwork(value) => write!(formatter, "source network {value}"),
+            LedgerKey::Requester(value) => write!(formatter, "requester {value}"),
+            LedgerKey::Destination(value) => write!(formatter, "destination {value}"),
+        }
+    }
+}
+
+/// The recent requests of one account, source network, requester or destination: the ones its velocity limit counts
+/// (ADR 7, ADR 8). It lives beside the log and changes only by compare-and-swap on its revision, so two decisions can
+/// never be taken on the same count, whichever airlock process takes them. It only ever over-counts: a request is
+/// written here before its case is appended.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ledger {
     pub requests: Vec<LedgerEntry>,
@@ -86,20 +122,53 @@ pub struct Ledger {
 pub struct LedgerEntry {
     pub case_id: String,
     pub at_ms: u64,
-    /// When the code this request's case was sent expires, if it was sent one: the ledger makes "one outstanding code
-    /// per account" exact too.
+    /// When the code this request's case was sent expires, if it was sent one: the account's ledger makes "one
+    /// outstanding code per account" exact too.
     pub code_until_ms: Option<u64>,
+    /// The count this request was decided on: the requests before it in the ledger when it was admitted. A request
+    /// decided again (its case append lost a race) keeps this count, whatever has left the ledger since.
+    pub count: u32,
 }
 
+/// The first version of an entry, without its count.
+#[derive(serde::Deserialize)]
+struct LedgerEntryV1 {
+    case_id: String,
+    at_ms: u64,
+    code_until_ms: Option<u64>,
+}
+
+/// What a ledger in the current format starts with. A first-format ledger starts with the varint of its length, at
+/// most `VELOCITY_COUNT_MAX + 1`; these two bytes are the varint of 383, which no first-format ledger can start with.
+const LEDGER_FORMAT_2: [u8; 2] = [0xFF, 0x02];
+const _: () = assert!(crate::core::limits::VELOCITY_COUNT_MAX + 1 < 383);
+
 impl Ledger {
-    /// The ledger's bytes as stored: postcard.
+    /// The ledger's bytes as stored: a format marker, then postcard.
     pub fn encode(&self) -> Vec<u8> {
-        postcard::to_stdvec(self).expect("postcard encodes plain data")
+        postcard::to_extend(self, LEDGER_FORMAT_2.to_vec()).expect("postcard encodes plain data")
     }
 
+    /// Reads either format. A first-format entry's count is taken to be its place in the ledger, which is what it was
+    /// admitted at unless older entries were dropped since (then it is lower: only a request still being decided
+    /// when the format changed could be affected).
     pub fn decode(bytes: &[u8]) -> Result<Ledger, LogError> {
-        postcard::from_bytes(bytes)
-            .map_err(|error| LogError::Corrupt(format!("a request ledger does not decode: {error}")))
+        let corrupt = |error: postcard::Error| LogError::Corrupt(format!("a request ledger does not decode: {error}"));
+        if let Some(body) = bytes.strip_prefix(&LEDGER_FORMAT_2) {
+            return postcard::from_bytes(body).map_err(corrupt);
+        }
+        let entries: Vec<LedgerEntryV1> = postcard::from_bytes(bytes).map_err(corrupt)?;
+        let requests = entries
+            .into_iter()
+            .enumerate()
+            .map(|(place, entry)| LedgerEntry {
+                case_id: entry.case_id,
+                at_ms: entry.at_ms,
+                code_until_ms: entry.code_until_ms,
+                count: place as u32,
+            })
+            .collect();
+        Ok(Ledger { requests })
     }
 }
 
@@ -152,13 +221,13 @@ pub trait EventLog: Send + Sync {
     /// The highest global sequence written, 0 if none.
     fn last_sequence(&self) -> impl Future<Output = Result<u64, LogError>> + Send;
 
-    /// An account's request ledger and its revision (0 when it has none yet).
-    fn ledger(&self, account_id: &str) -> impl Future<Output = Result<(u64, Ledger), LogError>> + Send;
+    /// A request ledger and its revision (0 when it has none yet).
+    fn ledger(&self, key: &LedgerKey) -> impl Future<Output = Result<(u64, Ledger), LogError>> + Send;
 
-    /// Replaces an account's ledger if it is still at `revision`; `LogError::Conflict` if another writer changed it.
+    /// Replaces a ledger if it is still at `revision`; `LogError::Conflict` if another writer changed it.
     fn put_ledger(
         &self,
-        account_id: &str,
+        key: &LedgerKey,
         revision: u64,
         ledger: &Ledger,
     ) -> impl Future<Output = Result<(), LogError>> + Send;

@@ -3,13 +3,14 @@
 //! append-only.
 
 use crate::log::envelope::Stream;
-use crate::log::{Appended, Entry, EventLog, Ledger, LogError, decode_commit, encode_commit};
+use crate::log::{Appended, Entry, EventLog, Ledger, LedgerKey, LogError, decode_commit, encode_commit};
 use crate::sqlite::{self, Migration, OpenError};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::Mutex;
 
-const MIGRATIONS: &[Migration] = crate::migrations!("log": 1 => "0001_events", 2 => "0002_ledgers");
+const MIGRATIONS: &[Migration] =
+    crate::migrations!("log": 1 => "0001_events", 2 => "0002_ledgers", 3 => "0003_ledger_keys");
 
 pub struct SqliteLog {
     /// One connection; SQLite serialises writers anyway, and appends are short.
@@ -117,11 +118,12 @@ impl EventLog for SqliteLog {
         })
     }
 
-    async fn ledger(&self, account_id: &str) -> Result<(u64, Ledger), LogError> {
+    async fn ledger(&self, key: &LedgerKey) -> Result<(u64, Ledger), LogError> {
+        let key = key.storage_key();
         self.with(|connection| {
             let row: Option<(i64, Vec<u8>)> = connection
-                .prepare_cached("SELECT revision, body FROM ledgers WHERE account_id = ?1")
-                .and_then(|mut statement| statement.query_row([account_id], |row| Ok((row.get(0)?, row.get(1)?))))
+                .prepare_cached("SELECT revision, body FROM ledgers WHERE key = ?1")
+                .and_then(|mut statement| statement.query_row([&key], |row| Ok((row.get(0)?, row.get(1)?))))
                 .optional()
                 .map_err(unavailable)?;
             match row {
@@ -131,23 +133,22 @@ impl EventLog for SqliteLog {
         })
     }
 
-    async fn put_ledger(&self, account_id: &str, revision: u64, ledger: &Ledger) -> Result<(), LogError> {
+    async fn put_ledger(&self, key: &LedgerKey, revision: u64, ledger: &Ledger) -> Result<(), LogError> {
+        let (name, key) = (key.to_string(), key.storage_key());
         self.with(|connection| {
             let transaction =
                 connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(unavailable)?;
             let actual: i64 = transaction
-                .prepare_cached("SELECT COALESCE((SELECT revision FROM ledgers WHERE account_id = ?1), 0)")
-                .and_then(|mut statement| statement.query_row([account_id], |row| row.get(0)))
+                .prepare_cached("SELECT COALESCE((SELECT revision FROM ledgers WHERE key = ?1), 0)")
+                .and_then(|mut statement| statement.query_row([&key], |row| row.get(0)))
                 .map_err(unavailable)?;
             let actual = to_u64(actual)?;
             if actual != revision {
-                return Err(LogError::Conflict { stream: format!("ledger:{account_id}"), expected: revision, actual });
+                return Err(LogError::Conflict { stream: format!("ledger of {name}"), expected: revision, actual });
             }
             transaction
-                .prepare_cached("INSERT OR REPLACE INTO ledgers (account_id, revision, body) VALUES (?1, ?2, ?3)")
-                .and_then(|mut statement| {
-                    statement.execute(params![account_id, (revision + 1) as i64, ledger.encode()])
-                })
+                .prepare_cached("INSERT OR REPLACE INTO ledgers (key, revision, body) VALUES (?1, ?2, ?3)")
+                .and_then(|mut statement| statement.execute(params![key, (revision + 1) as i64, ledger.encode()]))
                 .map_err(unavailable)?;
             transaction.commit().map_err(unavailable)
         })

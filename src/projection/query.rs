@@ -1,8 +1,7 @@
 //! Reads from the projection: what the CLI shows, and the account-wide facts the service hands to `decide`.
 
 use crate::core::ids::{AccountId, CaseId, UnixMs};
-use crate::core::limits::{DAY_MS, PROOF_ATTEMPT_WINDOW_MS, VELOCITY_COUNT_MAX};
-use crate::core::policy::Velocity;
+use crate::core::limits::PROOF_ATTEMPT_WINDOW_MS;
 use crate::core::verification::AccountVerificationFacts;
 use crate::projection::receipts::{ChainBreak, Receipt, verify_chain};
 use crate::projection::{Projection, ProjectionError};
@@ -60,15 +59,6 @@ pub enum Indicator {
     DestinationDomain(String),
     /// The source network the front door saw.
     SourceNetwork(String),
-}
-
-/// The request row of the case being decided, if it is already projected.
-struct OwnRequest {
-    account_id: String,
-    source_network: Option<String>,
-    requester: String,
-    new_destination: Option<String>,
-    at: i64,
 }
 
 fn ms(value: i64) -> UnixMs {
@@ -203,66 +193,6 @@ impl Projection {
         Ok(AccountVerificationFacts {
             failed_attempts_in_window: failed,
             outstanding_challenge_elsewhere: outstanding > 0,
-        })
-    }
-
-    /// Requests over the last day along each dimension of SPEC principle 10.
-    pub fn velocity(
-        &self,
-        account_id: &AccountId,
-        except_case: &CaseId,
-        source_network: Option<&str>,
-        requester: &str,
-        new_destination: Option<&str>,
-        now: UnixMs,
-    ) -> Result<Velocity, ProjectionError> {
-        let connection = self.read();
-        let since = now.0.saturating_sub(DAY_MS) as i64;
-        // The case being decided may already be projected (a retry); its own request does not count.
-        let own: Option<OwnRequest> = connection
-            .prepare_cached(
-                "SELECT account_id, source_network, requester, new_destination, requested_at FROM cases
-                 WHERE case_id = ?1",
-            )?
-            .query_row([except_case.as_str()], |row| {
-                Ok(OwnRequest {
-                    account_id: row.get(0)?,
-                    source_network: row.get(1)?,
-                    requester: row.get(2)?,
-                    new_destination: row.get(3)?,
-                    at: row.get(4)?,
-                })
-            })
-            .optional()?;
-        // Each count reads at most VELOCITY_COUNT_MAX + 1 index entries (see the limit's comment).
-        let count = |column: &str, value: Option<&str>, own_value: Option<&str>| -> Result<u32, rusqlite::Error> {
-            let Some(value) = value else { return Ok(0) };
-            let counted: u32 = connection
-                .prepare_cached(&format!(
-                    "SELECT COUNT(*) FROM (SELECT 1 FROM cases WHERE {column} = ?1 AND requested_at > ?2 LIMIT ?3)"
-                ))?
-                .query_row(params![value, since, VELOCITY_COUNT_MAX + 1], |row| row.get(0))?;
-            let includes_own = own.as_ref().is_some_and(|own| own.at > since) && own_value == Some(value);
-            Ok(counted.saturating_sub(u32::from(includes_own)).min(VELOCITY_COUNT_MAX))
-        };
-        let own_ref = own.as_ref();
-        Ok(Velocity {
-            account_requests_24h: count(
-                "account_id",
-                Some(account_id.as_str()),
-                own_ref.map(|own| own.account_id.as_str()),
-            )?,
-            source_network_requests_24h: count(
-                "source_network",
-                source_network,
-                own_ref.and_then(|own| own.source_network.as_deref()),
-            )?,
-            requester_requests_24h: count("requester", Some(requester), own_ref.map(|own| own.requester.as_str()))?,
-            destination_requests_24h: count(
-                "new_destination",
-                new_destination,
-                own_ref.and_then(|own| own.new_destination.as_deref()),
-            )?,
         })
     }
 

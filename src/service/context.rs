@@ -5,14 +5,13 @@ use crate::core::account::AccountSnapshot;
 use crate::core::action::RecoveryAction;
 use crate::core::command::{Command, CommandEnvelope};
 use crate::core::decide::{Context, FreshChallenge};
-use crate::core::ids::{AccountId, CaseId, ChallengeId, UnixMs};
-use crate::core::limits::{DAY_MS, VELOCITY_COUNT_MAX};
-use crate::core::policy::{Phase, PolicyDecision, PolicyFacts};
+use crate::core::ids::{CaseId, ChallengeId, UnixMs};
+use crate::core::policy::{Phase, PolicyDecision, PolicyFacts, Velocity};
 use crate::core::signals::Signals;
 use crate::core::state::{CaseState, Status};
 use crate::core::verification::{AccountVerificationFacts, Settings, VerificationCode, generate_code};
-use crate::log::{EventLog, Ledger, LedgerEntry};
-use crate::projection::Projection;
+use crate::log::{EventLog, Ledger, LedgerKey};
+use crate::service::ledgers::{self, count_and_admit, dimension_keys, set_count};
 use crate::service::{Service, ServiceError, new_id};
 
 /// The facts gathered for one decision, and the plain code if one was drawn (kept out of `Context`).
@@ -24,35 +23,17 @@ pub struct Prepared {
     pub policy: Option<PolicyDecision>,
     pub fresh: Option<FreshChallenge>,
     pub code: Option<VerificationCode>,
-    /// For a new request: the account's ledger with this request added, to be written (compare-and-swap) before the
-    /// case is appended. `None` when the request is already in the ledger (a retry) or the command opens nothing.
-    pub ledger: Option<LedgerWrite>,
+    /// For a new request: its account's ledger as read and with the request in it, to be written (compare-and-swap)
+    /// before the case is appended where the two differ. `None` when the command opens nothing.
+    pub account_ledger: Option<LedgerWrite>,
 }
 
-/// The ledger write a new request needs before its case may be appended.
+/// The account's ledger a new request is counted in: what was read at `revision`, and what to write back.
 pub struct LedgerWrite {
-    pub account_id: AccountId,
+    pub key: LedgerKey,
     pub revision: u64,
+    pub read: Ledger,
     pub ledger: Ledger,
-}
-
-/// The account's requests in the day before `now`, other than `case_id`'s own, capped as every velocity count is; and
-/// the ledger to write: the same day's requests plus this one, when it is not in yet.
-fn count_and_admit(ledger: Ledger, case_id: &CaseId, now: UnixMs) -> (u32, Option<Ledger>) {
-    let since = now.0.saturating_sub(DAY_MS);
-    let mut recent: Vec<LedgerEntry> = ledger.requests.into_iter().filter(|entry| entry.at_ms > since).collect();
-    let own = recent.iter().any(|entry| entry.case_id == case_id.as_str());
-    let others = recent.iter().filter(|entry| entry.case_id != case_id.as_str()).count();
-    let count = (others as u32).min(VELOCITY_COUNT_MAX);
-    if own {
-        return (count, None);
-    }
-    recent.push(LedgerEntry { case_id: case_id.to_string(), at_ms: now.0, code_until_ms: None });
-    // Only whether a threshold was crossed matters, and counts saturate at VELOCITY_COUNT_MAX: the newest entries
-    // beyond that carry no information and would only grow the ledger.
-    let excess = recent.len().saturating_sub(VELOCITY_COUNT_MAX as usize + 1);
-    recent.drain(..excess);
-    (count, Some(Ledger { requests: recent }))
 }
 
 impl Prepared {
@@ -70,13 +51,6 @@ impl Prepared {
     }
 }
 
-fn new_destination(action: &RecoveryAction) -> Option<&str> {
-    match action {
-        RecoveryAction::AddDestination { address, .. } => Some(address),
-        RecoveryAction::ResetPassword | RecoveryAction::RemoveTotp => None,
-    }
-}
-
 /// Runs synchronous work (SQLite) on tokio's blocking pool, so it never stalls the threads that drive NATS.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
@@ -87,47 +61,27 @@ async fn blocking<T: Send + 'static>(
 /// What the policy needs to know about one request, owned so it can move to a blocking thread.
 struct PolicyInput {
     phase: Phase,
-    case_id: CaseId,
     snapshot: AccountSnapshot,
     action: RecoveryAction,
     signals: Signals,
-    requester: String,
+    velocity: Velocity,
     halted: bool,
     at: UnixMs,
 }
 
-/// Velocity from the projection (the account's count from its ledger when given), then the policy's decision over
-/// the recorded facts.
-fn decide_policy(
-    engine: &crate::policy::Engine,
-    projection: &Projection,
-    settings: &Settings,
-    input: &PolicyInput,
-    account_requests: Option<u32>,
-) -> Result<PolicyDecision, ServiceError> {
-    let account_id: &AccountId = &input.snapshot.account_id;
-    let mut velocity = projection.velocity(
-        account_id,
-        &input.case_id,
-        input.signals.source_network.as_deref(),
-        &input.requester,
-        new_destination(&input.action),
-        input.at,
-    )?;
-    if let Some(count) = account_requests {
-        velocity.account_requests_24h = count;
-    }
+/// The policy's decision over the recorded facts.
+fn decide_policy(engine: &crate::policy::Engine, settings: &Settings, input: &PolicyInput) -> PolicyDecision {
     let facts = PolicyFacts::gather(
         input.phase,
         &input.snapshot,
         &input.action,
         &input.signals,
-        velocity,
+        input.velocity,
         input.halted,
         input.at,
         settings,
     );
-    Ok(engine.evaluate(&facts))
+    engine.evaluate(&facts)
 }
 
 impl<L: EventLog> Service<L> {
@@ -161,7 +115,7 @@ impl<L: EventLog> Service<L> {
             policy: None,
             fresh: None,
             code: None,
-            ledger: None,
+            account_ledger: None,
         };
         let (projection, directory, settings) =
             (self.projection.clone(), self.directory.clone(), self.settings.clone());
@@ -169,12 +123,29 @@ impl<L: EventLog> Service<L> {
         let case = case_id.clone();
         match &envelope.command {
             Command::RequestRecovery { account_id, action, signals, .. } if state.status == Status::New => {
-                // The account's count comes from its ledger, which the append below is conditional on: exact, however
-                // many requests race (ADR 7). The other dimensions come from the projection.
-                let (revision, ledger) = self.log.ledger(account_id.as_str()).await?;
+                // Every count comes from a request ledger, exact however many requests race, in however many
+                // processes (ADR 7, ADR 8). The account's ledger is written after the decision, conditional on the
+                // revision read here, because it also makes "one outstanding code per account" exact; the other
+                // dimensions admit the request now, and it keeps the count it was admitted with.
+                let requester = envelope.actor.to_string();
+                let account_key = LedgerKey::Account(account_id.to_string());
+                let (read_account, admitted) = futures::future::join(
+                    self.log.ledger(&account_key),
+                    futures::future::try_join_all(
+                        dimension_keys(signals, &requester, action)
+                            .into_iter()
+                            .map(|key| ledgers::admit(&self.log, key, case_id, now)),
+                    ),
+                )
+                .await;
+                let (revision, read) = read_account?;
+                let mut velocity = Velocity::default();
+                for (key, count) in admitted? {
+                    set_count(&mut velocity, &key, count);
+                }
                 // Other requests of the account that were sent a code still valid now: open unless the projection
                 // already shows their case past waiting for proof (it may not show the case at all yet).
-                let coded: Vec<CaseId> = ledger
+                let coded: Vec<CaseId> = read
                     .requests
                     .iter()
                     .filter(|entry| {
@@ -182,24 +153,22 @@ impl<L: EventLog> Service<L> {
                     })
                     .map(|entry| CaseId::new(&entry.case_id))
                     .collect();
-                let (account_requests, admitted) = count_and_admit(ledger, case_id, now);
-                prepared.ledger =
-                    admitted.map(|ledger| LedgerWrite { account_id: account_id.clone(), revision, ledger });
+                let (count, ledger) = count_and_admit(&read, case_id, now);
+                set_count(&mut velocity, &account_key, count);
+                prepared.account_ledger = Some(LedgerWrite { key: account_key, revision, read, ledger });
                 let (account_id, action, signals) = (account_id.clone(), action.clone(), signals.clone());
-                let requester = envelope.actor.to_string();
                 let (snapshot, policy, account_facts) = blocking(move || {
                     let snapshot = directory.snapshot(&account_id)?;
                     let input = PolicyInput {
                         phase: Phase::Intake,
-                        case_id: case.clone(),
                         snapshot: snapshot.clone(),
                         action,
                         signals,
-                        requester,
+                        velocity,
                         halted,
                         at: now,
                     };
-                    let policy = decide_policy(&engine, &projection, &settings, &input, Some(account_requests))?;
+                    let policy = decide_policy(&engine, &settings, &input);
                     let mut account_facts = projection.account_facts(&account_id, &case, now)?;
                     for other in &coded {
                         let waiting = projection.case(other)?.is_none_or(|row| row.status == Status::Requested.name());
@@ -223,15 +192,14 @@ impl<L: EventLog> Service<L> {
                     let account_facts = projection.account_facts(&facts.account_id, &case, now)?;
                     let input = PolicyInput {
                         phase: Phase::Authorization,
-                        case_id: case,
                         snapshot: facts.snapshot,
                         action: facts.action,
                         signals: facts.signals,
-                        requester: facts.requester.to_string(),
+                        velocity: facts.velocity,
                         halted,
                         at: facts.requested_at,
                     };
-                    Ok((decide_policy(&engine, &projection, &settings, &input, None)?, account_facts))
+                    Ok((decide_policy(&engine, &settings, &input), account_facts))
                 })
                 .await?;
                 prepared.policy = Some(policy);

@@ -5,6 +5,7 @@
 
 mod context;
 mod effects;
+mod ledgers;
 
 pub use effects::{DeferredNotices, with_deferred_notices};
 
@@ -35,8 +36,15 @@ const CONFLICT_RETRIES_MAX: u32 = 8;
 /// How often a new request is re-decided after another request of the same account updated the ledger first. Each
 /// round one racing request wins, so this bounds the burst one account can absorb without a caller being told to
 /// retry; the pause between rounds is random, up to `LEDGER_BACKOFF_MS_MAX`.
-const LEDGER_RETRIES_MAX: u32 = 256;
+pub(crate) const LEDGER_RETRIES_MAX: u32 = 256;
 const LEDGER_BACKOFF_MS_MAX: u64 = 32;
+
+/// The random pause before the `round`th retry of a ledger write that lost a race: it doubles up to
+/// `LEDGER_BACKOFF_MS_MAX`, so that racing processes stop meeting at the same instant.
+pub(crate) async fn ledger_backoff(round: u32) {
+    let pause_ms = rand::random_range(1..=LEDGER_BACKOFF_MS_MAX.min(1 << round.min(5)));
+    tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+}
 
 /// How many log entries the projection reads per batch while catching up.
 const PROJECTION_BATCH_MAX: usize = 512;
@@ -158,7 +166,7 @@ impl<L: EventLog> Service<L> {
             }
             // A new request is counted in its account's ledger first, on the revision its decision read: if another
             // request got there first, this one is decided again on the new count (ADR 7).
-            if let (Some(write), None) = (&prepared.ledger, &rejection) {
+            if let (Some(write), None) = (&prepared.account_ledger, &rejection) {
                 let mut ledger = write.ledger.clone();
                 let code_until = events.iter().find_map(|event| {
                     if let crate::core::event::EventBody::ChallengeIssued { expires_at, .. } = &event.body {
@@ -170,15 +178,16 @@ impl<L: EventLog> Service<L> {
                 if let Some(own) = ledger.requests.iter_mut().find(|entry| entry.case_id == case_id.as_str()) {
                     own.code_until_ms = code_until;
                 }
-                match self.log.put_ledger(write.account_id.as_str(), write.revision, &ledger).await {
-                    Err(LogError::Conflict { .. }) if ledger_conflicts < LEDGER_RETRIES_MAX => {
-                        ledger_conflicts += 1;
-                        let pause_ms = rand::random_range(1..=LEDGER_BACKOFF_MS_MAX.min(1 << ledger_conflicts.min(5)));
-                        tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
-                        continue;
+                if ledger != write.read {
+                    match self.log.put_ledger(&write.key, write.revision, &ledger).await {
+                        Err(LogError::Conflict { .. }) if ledger_conflicts < LEDGER_RETRIES_MAX => {
+                            ledger_conflicts += 1;
+                            ledger_backoff(ledger_conflicts).await;
+                            continue;
+                        }
+                        Err(error) => return Err(error.into()),
+                        Ok(()) => {}
                     }
-                    Err(error) => return Err(error.into()),
-                    Ok(()) => {}
                 }
             }
             self.effects_before_append(case_id, &state, &events)?;

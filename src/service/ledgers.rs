@@ -1,0 +1,154 @@
+//! Counting a new request in its request ledgers (ADR 7, ADR 8). The account's ledger is written by `Service::handle`
+//! after the decision, on the revision the decision read. The other dimensions (source network, requester, named
+//! destination) admit a request before its decision; requests of one process that share such a ledger are admitted
+//! together, in one compare-and-swap, so that a busy desk costs one write per batch rather than one per request.
+
+use crate::core::action::RecoveryAction;
+use crate::core::ids::{CaseId, UnixMs};
+use crate::core::limits::{DAY_MS, VELOCITY_COUNT_MAX};
+use crate::core::policy::Velocity;
+use crate::core::signals::Signals;
+use crate::log::{EventLog, Ledger, LedgerEntry, LedgerKey, LogError};
+use crate::service::{LEDGER_RETRIES_MAX, ServiceError, ledger_backoff};
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+use tokio::sync::oneshot;
+
+/// The ledgers a request is counted in besides its account's, one per velocity dimension it has a value for. Values
+/// are normalised so that spelling a value differently does not start a fresh count; merging two values only
+/// over-counts.
+pub fn dimension_keys(signals: &Signals, requester: &str, action: &RecoveryAction) -> Vec<LedgerKey> {
+    let normal = |value: &str| value.trim().to_lowercase();
+    let mut keys = Vec::new();
+    keys.extend(signals.source_network.as_deref().map(|network| LedgerKey::SourceNetwork(normal(network))));
+    keys.push(LedgerKey::Requester(requester.to_string()));
+    if let RecoveryAction::AddDestination { address, .. } = action {
+        keys.push(LedgerKey::Destination(normal(address)));
+    }
+    keys
+}
+
+/// Records a ledger's count as the velocity fact of its dimension.
+pub fn set_count(velocity: &mut Velocity, key: &LedgerKey, count: u32) {
+    match key {
+        LedgerKey::Account(_) => velocity.account_requests_24h = count,
+        LedgerKey::SourceNetwork(_) => velocity.source_network_requests_24h = count,
+        LedgerKey::Requester(_) => velocity.requester_requests_24h = count,
+        LedgerKey::Destination(_) => velocity.destination_requests_24h = count,
+    }
+}
+
+/// The request's count in a ledger, and the ledger with the request in it. The count is the requests of the day
+/// before `now` that came before this one, capped as every velocity count is; a request already in the ledger (it is
+/// being decided again) keeps the count it was admitted with.
+pub fn count_and_admit(read: &Ledger, case_id: &CaseId, now: UnixMs) -> (u32, Ledger) {
+    let since = now.0.saturating_sub(DAY_MS);
+    let mut recent: Vec<LedgerEntry> = read.requests.iter().filter(|entry| entry.at_ms > since).cloned().collect();
+    if let Some(own) = recent.iter().find(|entry| entry.case_id == case_id.as_str()) {
+        return (own.count, Ledger { requests: recent });
+    }
+    let count = (recent.len() as u32).min(VELOCITY_COUNT_MAX);
+    recent.push(LedgerEntry { case_id: case_id.to_string(), at_ms: now.0, code_until_ms: None, count });
+    // Only whether a threshold was crossed matters, and counts saturate at VELOCITY_COUNT_MAX: entries older than the
+    // newest VELOCITY_COUNT_MAX + 1 carry no information (each newer one keeps its own count) and would only grow it.
+    let excess = recent.len().saturating_sub(VELOCITY_COUNT_MAX as usize + 1);
+    recent.drain(..excess);
+    (count, Ledger { requests: recent })
+}
+
+/// A request waiting to be admitted to a ledger, and where its count goes.
+struct Waiting {
+    case_id: CaseId,
+    now: UnixMs,
+    answer: oneshot::Sender<Result<u32, LogError>>,
+}
+
+/// The requests of this process waiting for each ledger, and one turn per stripe of keys: whoever holds a key's turn
+/// admits everything waiting for that key. Two keys that share a stripe only take turns when they need not.
+struct Admissions {
+    waiting: Mutex<HashMap<LedgerKey, Vec<Waiting>>>,
+    turns: Vec<tokio::sync::Mutex<()>>,
+}
+
+const STRIPES: usize = 64;
+
+static ADMISSIONS: LazyLock<Admissions> = LazyLock::new(|| Admissions {
+    waiting: Mutex::new(HashMap::new()),
+    turns: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+});
+
+/// Counts a new request in one ledger and returns the key and the count it was admitted with. Idempotent: a request
+/// already in the ledger keeps its count. Requests of this process waiting for the same ledger are written together.
+pub async fn admit<L: EventLog>(
+    log: &L,
+    key: LedgerKey,
+    case_id: &CaseId,
+    now: UnixMs,
+) -> Result<(LedgerKey, u32), ServiceError> {
+    let (answer, counted) = oneshot::channel();
+    let waiting = Waiting { case_id: case_id.clone(), now, answer };
+    ADMISSIONS.waiting.lock().expect("admissions lock").entry(key.clone()).or_default().push(waiting);
+    let turn = ADMISSIONS.turns[stripe_of(&key)].lock().await;
+    let batch = ADMISSIONS.waiting.lock().expect("admissions lock").remove(&key).unwrap_or_default();
+    if !batch.is_empty() {
+        admit_batch(log, &key, batch).await;
+    }
+    drop(turn);
+    // Whoever took the batch this request was in (this call or an earlier one) has answered it.
+    let count = counted.await.map_err(|_| LogError::Unavailable(format!("the admission to {key} was dropped")))??;
+    Ok((key, count))
+}
+
+fn stripe_of(key: &LedgerKey) -> usize {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(key) as usize % STRIPES
+}
+
+/// Admits `batch` to the ledger at `key` in one compare-and-swap (again on a fresh read after losing a race), then
+/// tells each request its count, or the error.
+async fn admit_batch<L: EventLog>(log: &L, key: &LedgerKey, batch: Vec<Waiting>) {
+    let mut outcome =
+        Err(LogError::Unavailable(format!("the ledger of {key} kept changing under {LEDGER_RETRIES_MAX} attempts")));
+    for round in 1..=LEDGER_RETRIES_MAX {
+        let (revision, read) = match log.ledger(key).await {
+            Ok(read) => read,
+            Err(error) => {
+                outcome = Err(error);
+                break;
+            }
+        };
+        let mut ledger = read.clone();
+        let counts: Vec<u32> = batch
+            .iter()
+            .map(|waiting| {
+                let (count, admitted) = count_and_admit(&ledger, &waiting.case_id, waiting.now);
+                ledger = admitted;
+                count
+            })
+            .collect();
+        let written = if ledger == read { Ok(()) } else { log.put_ledger(key, revision, &ledger).await };
+        match written {
+            Ok(()) => {
+                outcome = Ok(counts);
+                break;
+            }
+            Err(LogError::Conflict { .. }) => ledger_backoff(round).await,
+            Err(error) => {
+                outcome = Err(error);
+                break;
+            }
+        }
+    }
+    match outcome {
+        Ok(counts) => {
+            for (waiting, count) in batch.into_iter().zip(counts) {
+                let _ = waiting.answer.send(Ok(count));
+            }
+        }
+        Err(error) => {
+            for waiting in batch {
+                let _ = waiting.answer.send(Err(error.clone()));
+            }
+        }
+    }
+}
