@@ -149,6 +149,8 @@ pub struct CaseState {
     /// When the change was applied: a rollback revokes sessions opened since.
     pub executed_at: Option<UnixMs>,
     pub refusals: u32,
+    /// When each wrong code for this case was refused: the case's share of its account's failures (THREATS 7).
+    pub proof_failures: Vec<UnixMs>,
     pub events: usize,
     /// Commands that produced events; a retried one appends nothing (refused commands are not listed, so a retry
     /// of a refused command is refused again).
@@ -173,6 +175,7 @@ pub fn initial_state() -> CaseState {
         executed_changes: Vec::new(),
         executed_at: None,
         refusals: 0,
+        proof_failures: Vec::new(),
         events: 0,
         seen_commands: BTreeSet::new(),
     }
@@ -249,7 +252,8 @@ fn apply_body(state: &mut CaseState, event: &Event) {
                 expires_at: *expires_at,
             });
         }
-        EventBody::ChallengeWithheld { .. } | EventBody::ProofRejected { .. } => {}
+        EventBody::ChallengeWithheld { .. } => {}
+        EventBody::ProofRejected { .. } => state.proof_failures.push(event.at),
         EventBody::ProofAccepted { destinations, .. } => {
             state.challenge = None;
             state.proven_by = destinations.clone();

@@ -82,6 +82,8 @@ pub enum LedgerKey {
     SourceNetwork(String),
     Requester(String),
     Destination(String),
+    /// The wrong codes submitted for an account's cases: one entry per refused proof (THREATS 7).
+    ProofFailures(String),
 }
 
 impl LedgerKey {
@@ -94,6 +96,7 @@ impl LedgerKey {
             LedgerKey::SourceNetwork(value) => format!("network.{}", hex::encode(value.as_bytes())),
             LedgerKey::Requester(value) => format!("requester.{}", hex::encode(value.as_bytes())),
             LedgerKey::Destination(value) => format!("destination.{}", hex::encode(value.as_bytes())),
+            LedgerKey::ProofFailures(value) => format!("failures.{}", hex::encode(value.as_bytes())),
         }
     }
 }
@@ -105,6 +108,7 @@ impl std::fmt::Display for LedgerKey {
             LedgerKey::SourceNetwork(value) => write!(formatter, "source network {value}"),
             LedgerKey::Requester(value) => write!(formatter, "requester {value}"),
             LedgerKey::Destination(value) => write!(formatter, "destination {value}"),
+            LedgerKey::ProofFailures(value) => write!(formatter, "proof failures of account {value}"),
         }
     }
 }
@@ -120,6 +124,7 @@ pub struct Ledger {
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LedgerEntry {
+    /// The request's case id; in a proof-failure ledger, `<case id>/<command id>` of the refused proof.
     pub case_id: String,
     pub at_ms: u64,
     /// When the code this request's case was sent expires, if it was sent one: the account's ledger makes "one

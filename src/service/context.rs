@@ -6,12 +6,15 @@ use crate::core::action::RecoveryAction;
 use crate::core::command::{Command, CommandEnvelope};
 use crate::core::decide::{Context, FreshChallenge};
 use crate::core::ids::{CaseId, ChallengeId, UnixMs};
+use crate::core::limits::PROOF_ATTEMPT_WINDOW_MS;
 use crate::core::policy::{Phase, PolicyDecision, PolicyFacts, Velocity};
 use crate::core::signals::Signals;
 use crate::core::state::{CaseState, Status};
 use crate::core::verification::{AccountVerificationFacts, Settings, VerificationCode, generate_code};
 use crate::log::{EventLog, Ledger, LedgerKey};
-use crate::service::ledgers::{self, count_and_admit, dimension_keys, set_count};
+use crate::service::ledgers::{
+    self, count_and_admit, dimension_keys, failures_and_record, failures_in_window, set_count,
+};
 use crate::service::{Service, ServiceError, new_id};
 
 /// The facts gathered for one decision, and the plain code if one was drawn (kept out of `Context`).
@@ -26,6 +29,9 @@ pub struct Prepared {
     /// For a new request: its account's ledger as read and with the request in it, to be written (compare-and-swap)
     /// before the case is appended where the two differ. `None` when the command opens nothing.
     pub account_ledger: Option<LedgerWrite>,
+    /// For a proof: the account's proof-failure ledger as read and with this proof recorded as a failure, to be
+    /// written (compare-and-swap) before a refusal is appended. `None` for other commands.
+    pub failure_ledger: Option<LedgerWrite>,
 }
 
 /// The account's ledger a new request is counted in: what was read at `revision`, and what to write back.
@@ -116,6 +122,7 @@ impl<L: EventLog> Service<L> {
             fresh: None,
             code: None,
             account_ledger: None,
+            failure_ledger: None,
         };
         let (projection, directory, settings) =
             (self.projection.clone(), self.directory.clone(), self.settings.clone());
@@ -129,8 +136,10 @@ impl<L: EventLog> Service<L> {
                 // dimensions admit the request now, and it keeps the count it was admitted with.
                 let requester = envelope.actor.to_string();
                 let account_key = LedgerKey::Account(account_id.to_string());
-                let (read_account, admitted) = futures::future::join(
+                let failures_key = LedgerKey::ProofFailures(account_id.to_string());
+                let (read_account, read_failures, admitted) = futures::future::join3(
                     self.log.ledger(&account_key),
+                    self.log.ledger(&failures_key),
                     futures::future::try_join_all(
                         dimension_keys(signals, &requester, action)
                             .into_iter()
@@ -139,6 +148,8 @@ impl<L: EventLog> Service<L> {
                 )
                 .await;
                 let (revision, read) = read_account?;
+                let (_, failures) = read_failures?;
+                let failed = failures_in_window(&failures, now);
                 let mut velocity = Velocity::default();
                 for (key, count) in admitted? {
                     set_count(&mut velocity, &key, count);
@@ -184,10 +195,25 @@ impl<L: EventLog> Service<L> {
                 prepared.code = Some(code);
                 prepared.policy = Some(policy);
                 prepared.snapshot = Some(snapshot);
-                prepared.account_facts = account_facts;
+                prepared.account_facts = AccountVerificationFacts {
+                    failed_attempts_in_window: account_facts.failed_attempts_in_window.max(failed),
+                    ..account_facts
+                };
             }
             Command::SubmitProof { .. } if state.status == Status::Requested => {
                 let facts = state.facts.clone().expect("a requested case has facts");
+                // Wrong codes are counted per account: this case's from its own events (its appends order them), the
+                // other cases' from a ledger each refusal is written to (compare-and-swap) before it is appended.
+                // Exact across cases and processes, whether or not the projection has caught up.
+                let failures_key = LedgerKey::ProofFailures(facts.account_id.to_string());
+                let (revision, read) = self.log.ledger(&failures_key).await?;
+                let window_start = now.0.saturating_sub(PROOF_ATTEMPT_WINDOW_MS);
+                let own = state.proof_failures.iter().filter(|at| at.0 > window_start).count() as u32;
+                let (failed, ledger) = failures_and_record(&read, case_id, envelope.command_id.as_str(), own, now);
+                // A ledger never written (an account whose failures predate it) takes the projection's count as a
+                // floor below; once written, the ledger alone counts, so that no two refusals share a count.
+                let ledger_is_new = revision == 0;
+                prepared.failure_ledger = Some(LedgerWrite { key: failures_key, revision, read, ledger });
                 let (policy, account_facts) = blocking(move || {
                     let account_facts = projection.account_facts(&facts.account_id, &case, now)?;
                     let input = PolicyInput {
@@ -203,7 +229,9 @@ impl<L: EventLog> Service<L> {
                 })
                 .await?;
                 prepared.policy = Some(policy);
-                prepared.account_facts = account_facts;
+                let floor = if ledger_is_new { account_facts.failed_attempts_in_window } else { 0 };
+                prepared.account_facts =
+                    AccountVerificationFacts { failed_attempts_in_window: failed.max(floor), ..account_facts };
             }
             // These need no gathered facts (or will be refused by the core before using any).
             Command::RequestRecovery { .. }

@@ -5,7 +5,7 @@
 
 use crate::core::action::RecoveryAction;
 use crate::core::ids::{CaseId, UnixMs};
-use crate::core::limits::{DAY_MS, VELOCITY_COUNT_MAX};
+use crate::core::limits::{DAY_MS, PROOF_ATTEMPT_WINDOW_MS, VELOCITY_COUNT_MAX};
 use crate::core::policy::Velocity;
 use crate::core::signals::Signals;
 use crate::log::{EventLog, Ledger, LedgerEntry, LedgerKey, LogError};
@@ -35,6 +35,8 @@ pub fn set_count(velocity: &mut Velocity, key: &LedgerKey, count: u32) {
         LedgerKey::SourceNetwork(_) => velocity.source_network_requests_24h = count,
         LedgerKey::Requester(_) => velocity.requester_requests_24h = count,
         LedgerKey::Destination(_) => velocity.destination_requests_24h = count,
+        // Not a velocity: counted into the account's verification facts instead.
+        LedgerKey::ProofFailures(_) => {}
     }
 }
 
@@ -54,6 +56,31 @@ pub fn count_and_admit(read: &Ledger, case_id: &CaseId, now: UnixMs) -> (u32, Le
     let excess = recent.len().saturating_sub(VELOCITY_COUNT_MAX as usize + 1);
     recent.drain(..excess);
     (count, Ledger { requests: recent })
+}
+
+/// The wrong codes counted against an account when a proof for `case_id` is decided: the case's own (`own`, from
+/// its events, which the case's appends put in order) plus the other cases' in the ledger, inside
+/// `PROOF_ATTEMPT_WINDOW_MS`. And the ledger with this proof recorded as a failure (`<case>/<command>`), to be
+/// written (compare-and-swap, even if unchanged, so the count read is still current) before a refusal is appended.
+pub fn failures_and_record(read: &Ledger, case_id: &CaseId, command_id: &str, own: u32, now: UnixMs) -> (u32, Ledger) {
+    let since = now.0.saturating_sub(PROOF_ATTEMPT_WINDOW_MS);
+    let own_prefix = format!("{case_id}/");
+    let mut recent: Vec<LedgerEntry> = read.requests.iter().filter(|entry| entry.at_ms > since).cloned().collect();
+    let others = recent.iter().filter(|entry| !entry.case_id.starts_with(&own_prefix)).count() as u32;
+    let failed = (own + others).min(VELOCITY_COUNT_MAX);
+    let id = format!("{case_id}/{command_id}");
+    if !recent.iter().any(|entry| entry.case_id == id) {
+        recent.push(LedgerEntry { case_id: id, at_ms: now.0, code_until_ms: None, count: failed });
+    }
+    let excess = recent.len().saturating_sub(VELOCITY_COUNT_MAX as usize + 1);
+    recent.drain(..excess);
+    (failed, Ledger { requests: recent })
+}
+
+/// The wrong codes in a proof-failure ledger inside `PROOF_ATTEMPT_WINDOW_MS` before `now`.
+pub fn failures_in_window(read: &Ledger, now: UnixMs) -> u32 {
+    let since = now.0.saturating_sub(PROOF_ATTEMPT_WINDOW_MS);
+    read.requests.iter().filter(|entry| entry.at_ms > since).count() as u32
 }
 
 /// A request waiting to be admitted to a ledger, and where its count goes.

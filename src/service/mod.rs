@@ -190,6 +190,23 @@ impl<L: EventLog> Service<L> {
                     }
                 }
             }
+            // A refused proof is counted against the account first, on the revision its decision read: if another
+            // proof for the account was refused first, this one is decided again on the new count (THREATS 7).
+            let refused_proof =
+                events.iter().any(|event| matches!(event.body, crate::core::event::EventBody::ProofRejected { .. }));
+            // The write happens even when the ledger already holds this proof (decided again), so that the other
+            // cases' count it was decided on is still the current one.
+            if let (Some(write), true) = (&prepared.failure_ledger, refused_proof) {
+                match self.log.put_ledger(&write.key, write.revision, &write.ledger).await {
+                    Err(LogError::Conflict { .. }) if ledger_conflicts < LEDGER_RETRIES_MAX => {
+                        ledger_conflicts += 1;
+                        ledger_backoff(ledger_conflicts).await;
+                        continue;
+                    }
+                    Err(error) => return Err(error.into()),
+                    Ok(()) => {}
+                }
+            }
             self.effects_before_append(case_id, &state, &events)?;
             let encoded = events
                 .iter()
