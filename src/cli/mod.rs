@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod case;
 pub mod control;
 pub mod demo;
 pub mod directory;
@@ -35,6 +36,8 @@ pub enum Commands {
         after_help = "Examples:\n  airlock bench\n  airlock bench --events 100000 --cases 10000\n  airlock bench --nats nats://127.0.0.1:4222"
     )]
     Bench(bench::BenchArgs),
+    /// One case's history from the event log, each decision taken again on its recorded facts.
+    Case(case::CaseArgs),
     /// Run three recovery stories end to end on the embedded backend, with a simulated clock.
     #[command(after_help = "Examples:\n  airlock demo\n  airlock demo --keep --data-dir ./demo-data")]
     Demo(demo::DemoArgs),
@@ -84,6 +87,7 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Commands::Audit(args) => audit::run(args),
         Commands::Bench(args) => bench::run(args),
+        Commands::Case(args) => case::run(args),
         Commands::Demo(args) => demo::run(args),
         Commands::Directory(args) => directory::run(args),
         Commands::Fsm(args) => fsm::run(args),

@@ -1,0 +1,231 @@
+//! `airlock case history CASE`: every event of one case, read from the event log (the record, not the projection),
+//! in order, with its actor, its time and the state after it. Each policy decision is shown with the facts and the
+//! policy version it was taken on, and is taken again on those recorded facts by the loaded policies: the answer must
+//! be the same (THREATS 15). Exits 1 if a decision taken again differs, or if the case is not in the log.
+
+use crate::cli::exit;
+use crate::core::event::{Authorization, EventBody};
+use crate::core::ids::{CaseId, UnixMs};
+use crate::core::policy::PolicyDecision;
+use crate::core::state::{evolve, initial_state};
+use crate::log::EventLog;
+use crate::log::envelope::{Decoded, Stream, decode};
+use crate::log::jetstream::{JetStreamConfig, JetStreamLog};
+use crate::log::sqlite::SqliteLog;
+use crate::policy::Engine;
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct CaseArgs {
+    #[command(subcommand)]
+    pub command: CaseCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum CaseCommand {
+    /// Every event of a case from the log, with the state after each, and each policy decision taken again.
+    #[command(after_help = "Examples:\n  airlock case history case-3f9a0c1d2e4b5a69 --data-dir ./airlock-data\n  \
+airlock case history case-3f9a0c1d2e4b5a69 --nats nats://127.0.0.1:4222 --json\n  \
+airlock case history case-3f9a0c1d2e4b5a69 --policies ./policies-2026-06")]
+    History {
+        /// The case id, as the requester's reply gave it.
+        case_id: String,
+        /// The data directory (log.db lives here in embedded mode).
+        #[arg(long, env = "AIRLOCK_DATA_DIR", default_value = "airlock-data")]
+        data_dir: PathBuf,
+        /// Read the log from NATS JetStream instead of the embedded log.db.
+        #[arg(long, env = "AIRLOCK_NATS_URL")]
+        nats: Option<String>,
+        /// Take decisions again with the policies in this folder instead of the shipped ones (for decisions recorded
+        /// under another policy version).
+        #[arg(long)]
+        policies: Option<PathBuf>,
+        /// Print one JSON object (fields: case_id, events[sequence, at, actor, event, status_after, decision],
+        /// decisions_differing).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// One event as the history shows it.
+#[derive(Debug, Serialize)]
+struct HistoryEvent {
+    /// The event's place in the case (1, 2, ...).
+    sequence: u64,
+    /// When it happened, RFC 3339 in UTC.
+    at: String,
+    actor: String,
+    event: &'static str,
+    status_after: &'static str,
+    /// The policy decision the event records, if it records one.
+    decision: Option<DecisionShown>,
+}
+
+/// A recorded policy decision, and what taking it again on its recorded facts gave.
+#[derive(Debug, Serialize)]
+struct DecisionShown {
+    #[serde(flatten)]
+    recorded: PolicyDecision,
+    /// `same`, `differs`, or `not_retaken` (recorded under a policy version that is not loaded).
+    retaken: &'static str,
+    /// The decision taken again, when it differs.
+    retaken_decision: Option<PolicyDecision>,
+}
+
+#[derive(Debug, Serialize)]
+struct History {
+    case_id: String,
+    events: Vec<HistoryEvent>,
+    decisions_differing: usize,
+}
+
+fn recorded_decision(body: &EventBody) -> Option<&PolicyDecision> {
+    match body {
+        EventBody::RecoveryRequested { intake_decision, .. } => Some(intake_decision),
+        EventBody::ReviewRequired { decision, .. } => Some(decision),
+        EventBody::CoolingOffStarted { authorization: Authorization::Policy { decision }, .. } => Some(decision),
+        EventBody::CoolingOffStarted { authorization: Authorization::Quorum { .. }, .. }
+        | EventBody::ChallengeIssued { .. }
+        | EventBody::ChallengeWithheld { .. }
+        | EventBody::ProofRejected { .. }
+        | EventBody::ProofAccepted { .. }
+        | EventBody::SecondFactorProven { .. }
+        | EventBody::ReviewApproved { .. }
+        | EventBody::CaseDenied { .. }
+        | EventBody::CaseExpired
+        | EventBody::CaseCancelled { .. }
+        | EventBody::ExecutionStarted { .. }
+        | EventBody::ExecutionConfirmed { .. }
+        | EventBody::ExecutionFailed { .. }
+        | EventBody::RolledBack { .. }
+        | EventBody::CommandRefused { .. } => None,
+    }
+}
+
+fn rfc3339(at: UnixMs) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(at.0)).to_string()
+}
+
+async fn history<L: EventLog>(log: &L, case_id: &CaseId, engine: &Engine) -> anyhow::Result<History> {
+    let entries = log.read_stream(&Stream::Case(case_id.clone())).await?;
+    let mut state = initial_state();
+    let mut events = Vec::new();
+    for envelope in entries.iter().flat_map(|entry| entry.envelopes.iter()) {
+        let Decoded::Case { event, stream_version, .. } = decode(envelope)? else {
+            anyhow::bail!("the stream of case {case_id} holds an event of another stream");
+        };
+        state = evolve(state, &event);
+        let decision = recorded_decision(&event.body).map(|recorded| {
+            if recorded.policy_version != engine.version() {
+                return DecisionShown { recorded: recorded.clone(), retaken: "not_retaken", retaken_decision: None };
+            }
+            let again = engine.evaluate(&recorded.facts);
+            let same = &again == recorded;
+            DecisionShown {
+                recorded: recorded.clone(),
+                retaken: if same { "same" } else { "differs" },
+                retaken_decision: (!same).then_some(again),
+            }
+        });
+        events.push(HistoryEvent {
+            sequence: stream_version,
+            at: rfc3339(event.at),
+            actor: event.actor.to_string(),
+            event: event.body.kind().name(),
+            status_after: state.status.name(),
+            decision,
+        });
+    }
+    let decisions_differing =
+        events.iter().filter(|event| event.decision.as_ref().is_some_and(|shown| shown.retaken == "differs")).count();
+    Ok(History { case_id: case_id.to_string(), events, decisions_differing })
+}
+
+fn print_table(history: &History, engine: &Engine) {
+    println!("case {}: {} events (read from the event log)", history.case_id, history.events.len());
+    println!("{:>3}  {:<24}  {:<28}  {:<20}  status after", "#", "at", "actor", "event");
+    for event in &history.events {
+        println!(
+            "{:>3}  {:<24}  {:<28}  {:<20}  {}",
+            event.sequence, event.at, event.actor, event.event, event.status_after
+        );
+        let Some(shown) = &event.decision else { continue };
+        let recorded = &shown.recorded;
+        println!(
+            "     decision: {:?}, cooling-off {}, {} reviewer(s), policy version {}, rules {:?}",
+            recorded.outcome,
+            humantime::format_duration(std::time::Duration::from_millis(recorded.cooling_off_ms)),
+            recorded.reviewers_required,
+            recorded.policy_version,
+            recorded.rules
+        );
+        println!("     facts: {}", serde_json::to_string(&recorded.facts).expect("facts serialize"));
+        match shown.retaken {
+            "same" => println!("     taken again on these facts: the same decision"),
+            "differs" => println!(
+                "     TAKEN AGAIN ON THESE FACTS, THE DECISION DIFFERS: {}",
+                serde_json::to_string(&shown.retaken_decision).expect("a decision serializes")
+            ),
+            _ => println!(
+                "     not taken again: recorded under policy version {}, and the loaded policies are {} (use \
+                 --policies with the folder of that version)",
+                recorded.policy_version,
+                engine.version()
+            ),
+        }
+    }
+}
+
+pub fn run(args: CaseArgs) -> u8 {
+    let CaseCommand::History { case_id, data_dir, nats, policies, json } = args.command;
+    let engine = match &policies {
+        Some(dir) => match crate::cli::policy::load_dir(dir) {
+            Ok(engine) => std::sync::Arc::new(engine),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return exit::FAILED;
+            }
+        },
+        None => Engine::shared(),
+    };
+    let case_id = CaseId::new(case_id);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
+    let history = runtime.block_on(async {
+        match nats {
+            Some(url) => {
+                let client = crate::nats::connect(&url, "airlock-case").await?;
+                let log = JetStreamLog::open(client, JetStreamConfig::default()).await?;
+                history(&log, &case_id, &engine).await
+            }
+            None => {
+                let path = data_dir.join("log.db");
+                if !path.exists() {
+                    anyhow::bail!("{} does not exist", path.display());
+                }
+                history(&SqliteLog::open(&path)?, &case_id, &engine).await
+            }
+        }
+    });
+    let history = match history {
+        Ok(history) => history,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return exit::UNAVAILABLE;
+        }
+    };
+    if history.events.is_empty() {
+        eprintln!("error: no case {case_id} in the event log");
+        return exit::FAILED;
+    }
+    if json {
+        println!("{}", serde_json::to_string(&history).expect("a history serializes"));
+    } else {
+        print_table(&history, &engine);
+    }
+    if history.decisions_differing > 0 {
+        eprintln!("error: {} recorded decision(s) differ when taken again on their facts", history.decisions_differing);
+        return exit::FAILED;
+    }
+    exit::OK
+}
