@@ -13,13 +13,14 @@
 //! mail provider or an auditor's query would: the outbox table of directory.db for what the owner receives (the code
 //! itself: `airlock outbox` masks it, as it should) and its destinations table for what a change did to the account;
 //! the cases and timeline tables of projection.db for decisions, action hashes, cooling-off ends and events (the NATS
-//! query answers with a status only, and no command prints a case yet).
+//! query answers with a status only, and `airlock case history` shows the log, not the projection).
 //!
 //! Every test ends by searching everything airlock published or printed (answers, dead letters, the event stream,
 //! serve's log, `airlock outbox`, the projection file) for every code an owner received, and THREATS 9's test for the
-//! authenticator code too: a code reaches the owner's outbox and nothing else. Scenarios 8 and 12 to 15 are not here
-//! (tests/nats_serve.rs covers 8's answers and timing and 12's role check over NATS; 13 is touched here through
-//! `roll_back`).
+//! authenticator code too: a code reaches the owner's outbox and nothing else. Scenarios 8, 12 and 15 are elsewhere
+//! (tests/nats_serve.rs covers 8's answers and timing and 12's role check over NATS, tests/case_history.rs covers 15
+//! in both modes); 13 and 14 follow from THREATS 2's test here, through `roll_back` and `audit verify --nats`. The
+//! harness is in `harness.rs`.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -112,7 +113,7 @@ async fn the_2026_playbook_sends_nothing_to_the_new_email_and_gets_the_generic_r
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// THREATS 2 (and 13 where it follows from it)
+// THREATS 2 (and 13 and 14 where they follow from it)
 // ---------------------------------------------------------------------------------------------------------------
 
 const CLEO_NEW: &str = "cleo.new@elsewhere.example";
@@ -191,6 +192,18 @@ async fn a_new_email_needs_proof_from_the_old_one_waits_72_hours_and_never_gets_
     assert!(airlock.outbox(Some(CLEO_NEW)).is_empty(), "B received: {:?}", airlock.outbox(Some(CLEO_NEW)));
     let audit = airlock.harness.airlock(&["audit", "verify", "--nats", &airlock.harness.nats.url()]);
     assert!(audit.status.success(), "{}", String::from_utf8_lossy(&audit.stdout));
+
+    // THREATS 14 over NATS: an insider hides how the change was authorized and edits a receipt, in the projection
+    // `airlock serve` keeps; the audit against the JetStream log finds both, and the receipt chain breaks.
+    let projection = rusqlite::Connection::open(airlock.data().join("projection.db")).unwrap();
+    projection.execute("UPDATE cases SET authorization = NULL WHERE case_id = ?1", [&case_id]).unwrap();
+    let edited = projection.execute("UPDATE receipts SET body = body || ' ' WHERE case_id = ?1", [&case_id]).unwrap();
+    assert!(edited > 0, "the case has receipts");
+    drop(projection);
+    let audit = airlock.harness.airlock(&["audit", "verify", "--nats", &airlock.harness.nats.url()]);
+    let report = String::from_utf8_lossy(&audit.stdout);
+    assert_eq!(audit.status.code(), Some(1), "{report}");
+    assert!(report.contains("cases") && report.contains("receipts") && report.contains("chain"), "{report}");
     airlock.finish(&[]).await;
 }
 
