@@ -16,18 +16,16 @@
 
 mod common;
 
+use common::threats::*;
+
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
-
-/// When the long-standing destinations of the test accounts became trusted: far more than the 7 days a destination
-/// must have aged to receive a code.
-const LONG_AGO: &str = "2024-01-01T00:00:00Z";
 
 /// The authenticator secret of the TOTP account (RFC 4648's example), as a phone app would be enrolled with it.
 const TOTP_SECRET: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
@@ -35,44 +33,6 @@ const TOTP_SECRET: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
 // ---------------------------------------------------------------------------------------------------------------
 // The store, and the commands that act on it.
 // ---------------------------------------------------------------------------------------------------------------
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
-/// An RFC 3339 time `ago_ms` before now, as a directory import file writes it.
-fn time_ago(ago_ms: i64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis((now_ms() - ago_ms) as u64)).to_string()
-}
-
-/// One account of an import file, with its destinations as (id, kind, address, trusted since).
-fn account(id: &str, destinations: &[(&str, &str, &str, &str)]) -> Value {
-    let destinations: Vec<Value> = destinations
-        .iter()
-        .map(|(destination, kind, address, since)| {
-            json!({ "id": destination, "kind": kind, "address": address, "trusted_since": since })
-        })
-        .collect();
-    json!({ "account_id": id, "destinations": destinations })
-}
-
-/// An ordinary account with one email trusted long ago.
-fn email_account(id: &str) -> Value {
-    account(id, &[(&format!("{id}-mail"), "email", &format!("{id}@example.com"), LONG_AGO)])
-}
-
-fn reset_password() -> Value {
-    json!({ "type": "reset_password" })
-}
-
-fn add_email(address: &str) -> Value {
-    json!({ "type": "add_destination", "kind": "email", "address": address })
-}
-
-fn request_body(command_id: &str, account_id: &str, action: Value, summary: &str, signals: Value) -> Value {
-    json!({ "version": 1, "command_id": command_id, "account_id": account_id, "action": action,
-            "summary": summary, "signals": signals })
-}
 
 /// A message the embedded notifier handed to its "provider".
 #[derive(Clone, Debug)]
@@ -289,31 +249,6 @@ impl Store {
             .unwrap();
         statement.query_map([account_id], |row| Ok((row.get(0)?, row.get(1)?))).unwrap().map(Result::unwrap).collect()
     }
-}
-
-/// The 8-digit one-time code in a message body, if it carries one: a word of its own, so that a run of digits inside
-/// the case id of the link before it is not taken for the code.
-fn code_in(body: &str) -> Option<String> {
-    body.split_whitespace()
-        .find(|word| word.len() == 8 && word.bytes().all(|byte| byte.is_ascii_digit()))
-        .map(str::to_string)
-}
-
-/// A code that is not `right` (the first of two fixed guesses that differs).
-fn wrong_code(right: &str) -> &'static str {
-    if right == "00000000" { "11111111" } else { "00000000" }
-}
-
-/// A reply with the ids that differ by construction removed: the case id airlock chose and the sender's command id.
-fn without_ids(mut reply: Value) -> Value {
-    let object = reply.as_object_mut().unwrap();
-    object.remove("case_id");
-    object.remove("command_id");
-    reply
-}
-
-fn error_code(reply: &Value) -> &str {
-    reply["error"]["code"].as_str().unwrap_or("")
 }
 
 /// `airlock serve` on the embedded store, its clock run ahead (debug builds only), without the web page: its timers
@@ -671,18 +606,6 @@ fn knowledge_facts_establish_nothing() {
 // THREATS 6
 // ---------------------------------------------------------------------------------------------------------------
 
-/// Dozens of rephrasings of one request, each a new case.
-fn rephrased(index: usize) -> String {
-    let openings = ["Hi,", "Hello team,", "URGENT:", "Good morning,", "Please help:", "Quick one:"];
-    let asks = [
-        "I cannot log in anymore",
-        "my password stopped working",
-        "I'm locked out of my account",
-        "reset needed, lost access",
-    ];
-    format!("{} {} (attempt {index})", openings[index % openings.len()], asks[index % asks.len()])
-}
-
 // Proves THREATS 6: two dozen rephrased requests for one account, from several requesters, are counted per account
 // and escalate exactly as policies/default.cedar says: the first four proceed to proof (one code in all), the
 // fifth to tenth go to reviewers (velocity.account.review at 4 earlier requests), the rest are denied
@@ -917,11 +840,6 @@ fn existing_and_missing_accounts_get_the_same_reply() {
 // ---------------------------------------------------------------------------------------------------------------
 // THREATS 10
 // ---------------------------------------------------------------------------------------------------------------
-
-fn approve(case_id: &str, command_id: &str, action_hash: &str) -> Value {
-    json!({ "version": 1, "command_id": command_id, "case_id": case_id, "decision": "approve",
-            "action_hash": action_hash, "reason": "checked the evidence packet" })
-}
 
 // Proves THREATS 10: on a high-value account a proven code is not enough: the case goes to reviewers and needs two
 // distinct ones (the same reviewer twice, or a reviewer with the requester's id, does not count); then it waits the

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod serve;
+pub mod threats;
 
 use airlock::core::account::{Destination, DestinationKind};
 use airlock::core::ids::{DestinationId, UnixMs};

@@ -384,18 +384,6 @@ async fn knowledge_facts_establish_nothing() {
 // THREATS 6
 // ---------------------------------------------------------------------------------------------------------------
 
-/// Dozens of rephrasings of one request, each a new case.
-fn rephrased(index: usize) -> String {
-    let openings = ["Hi,", "Hello team,", "URGENT:", "Good morning,", "Please help:", "Quick one:"];
-    let asks = [
-        "I cannot log in anymore",
-        "my password stopped working",
-        "I'm locked out of my account",
-        "reset needed, lost access",
-    ];
-    format!("{} {} (attempt {index})", openings[index % openings.len()], asks[index % asks.len()])
-}
-
 // Proves THREATS 6: over NATS, two dozen rephrased requests for one account, from several requesters, one after
 // another, are counted per account and escalate exactly as policies/default.cedar says: the first four proceed to
 // proof (one code in all), the fifth to tenth go to reviewers (velocity.account.review at 4 earlier requests), the
