@@ -164,8 +164,11 @@ impl<L: EventLog> Service<L> {
                     None => Ok(Handled { case_id: case_id.clone(), status: state.status, appended: 0 }),
                 };
             }
-            // A new request is counted in its account's ledger first, on the revision its decision read: if another
-            // request got there first, this one is decided again on the new count (ADR 7).
+            // Counted first, each on the revision its decision read; if another command got to a ledger first, this
+            // one is decided again on the new count. A new request goes into its account's ledger (ADR 7). A refused
+            // proof goes into the account's proof-failure ledger (ADR 9), even when the ledger already holds it
+            // (decided again), so that the other cases' count it was decided on is still the current one.
+            let mut ledger_writes = Vec::with_capacity(1);
             if let (Some(write), None) = (&prepared.account_ledger, &rejection) {
                 let mut ledger = write.ledger.clone();
                 let code_until = events.iter().find_map(|event| {
@@ -179,33 +182,29 @@ impl<L: EventLog> Service<L> {
                     own.code_until_ms = code_until;
                 }
                 if ledger != write.read {
-                    match self.log.put_ledger(&write.key, write.revision, &ledger).await {
-                        Err(LogError::Conflict { .. }) if ledger_conflicts < LEDGER_RETRIES_MAX => {
-                            ledger_conflicts += 1;
-                            ledger_backoff(ledger_conflicts).await;
-                            continue;
-                        }
-                        Err(error) => return Err(error.into()),
-                        Ok(()) => {}
-                    }
+                    ledger_writes.push((&write.key, write.revision, ledger));
                 }
             }
-            // A refused proof is counted against the account first, on the revision its decision read: if another
-            // proof for the account was refused first, this one is decided again on the new count (THREATS 7).
             let refused_proof =
                 events.iter().any(|event| matches!(event.body, crate::core::event::EventBody::ProofRejected { .. }));
-            // The write happens even when the ledger already holds this proof (decided again), so that the other
-            // cases' count it was decided on is still the current one.
             if let (Some(write), true) = (&prepared.failure_ledger, refused_proof) {
-                match self.log.put_ledger(&write.key, write.revision, &write.ledger).await {
+                ledger_writes.push((&write.key, write.revision, write.ledger.clone()));
+            }
+            let mut lost_race = false;
+            for (key, revision, ledger) in &ledger_writes {
+                match self.log.put_ledger(key, *revision, ledger).await {
+                    Ok(()) => {}
                     Err(LogError::Conflict { .. }) if ledger_conflicts < LEDGER_RETRIES_MAX => {
-                        ledger_conflicts += 1;
-                        ledger_backoff(ledger_conflicts).await;
-                        continue;
+                        lost_race = true;
+                        break;
                     }
                     Err(error) => return Err(error.into()),
-                    Ok(()) => {}
                 }
+            }
+            if lost_race {
+                ledger_conflicts += 1;
+                ledger_backoff(ledger_conflicts).await;
+                continue;
             }
             self.effects_before_append(case_id, &state, &events)?;
             let encoded = events
