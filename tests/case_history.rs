@@ -12,9 +12,7 @@ use airlock::log::{decode_commit, encode_commit};
 use common::serve::{Harness, airlock};
 use common::{import_accounts, publish, read_all, scratch};
 use serde_json::{Value, json};
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 fn account() -> Value {
     json!([{
@@ -34,17 +32,7 @@ fn request(command_id: &str) -> Value {
 
 /// `airlock submit` as the given actor; the JSON reply.
 fn submit(data: &Path, actor: &str, command: &str, body: &Value) -> Value {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(["submit", "--actor", actor, "--command", command, "--data-dir"])
-        .arg(data)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(body.to_string().as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&output.stderr)))
+    common::submit(data, actor, command, body.to_string().as_bytes()).1
 }
 
 /// The code the owner received for a case, from the embedded outbox.

@@ -55,6 +55,7 @@ async fn recovery_workflow_on_jetstream() {
         settings: Settings::default(),
         public_url: airlock::service::PUBLIC_URL_DEFAULT.into(),
         project_inline: true,
+        admissions: Default::default(),
         policy: airlock::policy::Engine::shared(),
     };
     let case_id = CaseId::new("case-gina");

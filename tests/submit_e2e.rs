@@ -4,15 +4,15 @@
 
 mod common;
 
+use common::submit;
+
 use airlock::clock::{Clock, SystemClock};
 use airlock::core::ids::{CaseId, UnixMs};
 use airlock::core::limits::{COMMAND_BYTES_MAX, DAY_MS};
 use airlock::directory::embedded::EmbeddedDirectory;
 use airlock::projection::Projection;
 use serde_json::{Value, json};
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 fn seeded() -> tempfile::TempDir {
     let data = tempfile::tempdir().unwrap();
@@ -23,24 +23,6 @@ fn seeded() -> tempfile::TempDir {
 }
 
 /// Runs `airlock submit` with `input` on standard input; returns the exit code and the parsed reply.
-fn submit(data: &Path, actor: &str, command: &str, input: &[u8]) -> (i32, Value) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(["submit", "--actor", actor, "--command", command, "--data-dir"])
-        .arg(data)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The child may stop reading early (oversized input); a broken pipe is expected then.
-    let _ = child.stdin.take().unwrap().write_all(input);
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let reply = serde_json::from_str(&stdout)
-        .unwrap_or_else(|_| panic!("not a JSON reply: {stdout}\n{}", String::from_utf8_lossy(&output.stderr)));
-    (output.status.code().unwrap(), reply)
-}
-
 fn request(command_id: &str, account: &str, summary: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "version": 1,

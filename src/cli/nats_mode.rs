@@ -50,6 +50,7 @@ pub async fn open(
         settings: Settings::default(),
         public_url: PUBLIC_URL_DEFAULT.to_string(),
         project_inline: false,
+        admissions: Default::default(),
         policy,
     };
     Ok(NatsMode { service, projection, events, context, intake })

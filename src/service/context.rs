@@ -143,7 +143,7 @@ impl<L: EventLog> Service<L> {
                     futures::future::try_join_all(
                         dimension_keys(signals, &requester, action)
                             .into_iter()
-                            .map(|key| ledgers::admit(&self.log, key, case_id, now)),
+                            .map(|key| ledgers::admit(&self.admissions, &self.log, key, case_id, now)),
                     ),
                 )
                 .await;

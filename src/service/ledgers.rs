@@ -11,7 +11,7 @@ use crate::core::signals::Signals;
 use crate::log::{EventLog, Ledger, LedgerEntry, LedgerKey, LogError};
 use crate::service::{LEDGER_RETRIES_MAX, ServiceError, ledger_backoff};
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
 use tokio::sync::oneshot;
 
 /// The ledgers a request is counted in besides its account's, one per velocity dimension it has a value for. Values
@@ -90,23 +90,29 @@ struct Waiting {
     answer: oneshot::Sender<Result<u32, LogError>>,
 }
 
-/// The requests of this process waiting for each ledger, and one turn per stripe of keys: whoever holds a key's turn
-/// admits everything waiting for that key. Two keys that share a stripe only take turns when they need not.
-struct Admissions {
+/// The requests of one service waiting for each ledger, and one turn per stripe of keys: whoever holds a key's turn
+/// admits everything waiting for that key. Two keys that share a stripe only take turns when they need not. One per
+/// `Service`, so that services on different logs in one process never admit each other's requests.
+pub struct Admissions {
     waiting: Mutex<HashMap<LedgerKey, Vec<Waiting>>>,
     turns: Vec<tokio::sync::Mutex<()>>,
 }
 
 const STRIPES: usize = 64;
 
-static ADMISSIONS: LazyLock<Admissions> = LazyLock::new(|| Admissions {
-    waiting: Mutex::new(HashMap::new()),
-    turns: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
-});
+impl Default for Admissions {
+    fn default() -> Self {
+        Admissions {
+            waiting: Mutex::new(HashMap::new()),
+            turns: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
+    }
+}
 
 /// Counts a new request in one ledger and returns the key and the count it was admitted with. Idempotent: a request
 /// already in the ledger keeps its count. Requests of this process waiting for the same ledger are written together.
 pub async fn admit<L: EventLog>(
+    admissions: &Admissions,
     log: &L,
     key: LedgerKey,
     case_id: &CaseId,
@@ -114,9 +120,9 @@ pub async fn admit<L: EventLog>(
 ) -> Result<(LedgerKey, u32), ServiceError> {
     let (answer, counted) = oneshot::channel();
     let waiting = Waiting { case_id: case_id.clone(), now, answer };
-    ADMISSIONS.waiting.lock().expect("admissions lock").entry(key.clone()).or_default().push(waiting);
-    let turn = ADMISSIONS.turns[stripe_of(&key)].lock().await;
-    let batch = ADMISSIONS.waiting.lock().expect("admissions lock").remove(&key).unwrap_or_default();
+    admissions.waiting.lock().expect("admissions lock").entry(key.clone()).or_default().push(waiting);
+    let turn = admissions.turns[stripe_of(&key)].lock().await;
+    let batch = admissions.waiting.lock().expect("admissions lock").remove(&key).unwrap_or_default();
     if !batch.is_empty() {
         admit_batch(log, &key, batch).await;
     }

@@ -7,6 +7,8 @@ mod context;
 mod effects;
 mod ledgers;
 
+pub use ledgers::Admissions;
+
 pub use effects::{DeferredNotices, with_deferred_notices};
 
 use crate::clock::Clock;
@@ -91,6 +93,8 @@ pub struct Service<L: EventLog> {
     /// Whether `handle` brings the projection up to date itself after each append (embedded mode), or a separate
     /// projector consumes the log (`airlock serve`).
     pub project_inline: bool,
+    /// New requests waiting to be counted in a shared ledger (a desk's, a network's), admitted together.
+    pub admissions: Admissions,
 }
 
 /// Fresh random id with a readable prefix (`case-3f9a…`). The shell makes ids; the core never does.

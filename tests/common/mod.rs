@@ -138,3 +138,23 @@ pub fn email_account(account: &str, trusted_since: UnixMs) -> AccountRecord {
         sessions_opened_at: Vec::new(),
     }
 }
+
+/// Runs `airlock submit --actor ACTOR --command COMMAND` on `data` with `input` on stdin, as a local front door
+/// would: the exit code and the JSON reply.
+pub fn submit(data: &Path, actor: &str, command: &str, input: &[u8]) -> (i32, serde_json::Value) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["submit", "--actor", actor, "--command", command, "--data-dir"])
+        .arg(data)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The child may stop reading early (oversized input); a broken pipe is expected then.
+    let _ = std::io::Write::write_all(&mut child.stdin.take().unwrap(), input);
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let reply = serde_json::from_str(&stdout)
+        .unwrap_or_else(|_| panic!("not a JSON reply: {stdout}\n{}", String::from_utf8_lossy(&output.stderr)));
+    (output.status.code().unwrap(), reply)
+}
