@@ -62,13 +62,24 @@ struct HistoryEvent {
     decision: Option<DecisionShown>,
 }
 
+/// What taking a recorded decision again on its facts gave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Retaken {
+    Same,
+    Differs,
+    /// Recorded under a policy version that is not loaded.
+    #[serde(rename = "not_retaken")]
+    PolicyNotLoaded,
+}
+
 /// A recorded policy decision, and what taking it again on its recorded facts gave.
 #[derive(Debug, Serialize)]
 struct DecisionShown {
     #[serde(flatten)]
     recorded: PolicyDecision,
     /// `same`, `differs`, or `not_retaken` (recorded under a policy version that is not loaded).
-    retaken: &'static str,
+    retaken: Retaken,
     /// The decision taken again, when it differs.
     retaken_decision: Option<PolicyDecision>,
 }
@@ -118,13 +129,17 @@ async fn history<L: EventLog>(log: &L, case_id: &CaseId, engine: &Engine) -> any
         state = evolve(state, &event);
         let decision = recorded_decision(&event.body).map(|recorded| {
             if recorded.policy_version != engine.version() {
-                return DecisionShown { recorded: recorded.clone(), retaken: "not_retaken", retaken_decision: None };
+                return DecisionShown {
+                    recorded: recorded.clone(),
+                    retaken: Retaken::PolicyNotLoaded,
+                    retaken_decision: None,
+                };
             }
             let again = engine.evaluate(&recorded.facts);
             let same = &again == recorded;
             DecisionShown {
                 recorded: recorded.clone(),
-                retaken: if same { "same" } else { "differs" },
+                retaken: if same { Retaken::Same } else { Retaken::Differs },
                 retaken_decision: (!same).then_some(again),
             }
         });
@@ -137,8 +152,10 @@ async fn history<L: EventLog>(log: &L, case_id: &CaseId, engine: &Engine) -> any
             decision,
         });
     }
-    let decisions_differing =
-        events.iter().filter(|event| event.decision.as_ref().is_some_and(|shown| shown.retaken == "differs")).count();
+    let decisions_differing = events
+        .iter()
+        .filter(|event| event.decision.as_ref().is_some_and(|shown| shown.retaken == Retaken::Differs))
+        .count();
     Ok(History { case_id: case_id.to_string(), events, decisions_differing })
 }
 
@@ -162,12 +179,12 @@ fn print_table(history: &History, engine: &Engine) {
         );
         println!("     facts: {}", serde_json::to_string(&recorded.facts).expect("facts serialize"));
         match shown.retaken {
-            "same" => println!("     taken again on these facts: the same decision"),
-            "differs" => println!(
+            Retaken::Same => println!("     taken again on these facts: the same decision"),
+            Retaken::Differs => println!(
                 "     TAKEN AGAIN ON THESE FACTS, THE DECISION DIFFERS: {}",
                 serde_json::to_string(&shown.retaken_decision).expect("a decision serializes")
             ),
-            _ => println!(
+            Retaken::PolicyNotLoaded => println!(
                 "     not taken again: recorded under policy version {}, and the loaded policies are {} (use \
                  --policies with the folder of that version)",
                 recorded.policy_version,

@@ -34,7 +34,7 @@ pub struct Prepared {
     pub failure_ledger: Option<LedgerWrite>,
 }
 
-/// The account's ledger a new request is counted in: what was read at `revision`, and what to write back.
+/// A ledger a decision writes before its events are appended: what was read at `revision`, and what to write back.
 pub struct LedgerWrite {
     pub key: LedgerKey,
     pub revision: u64,
