@@ -96,6 +96,8 @@ fn a_case_history_shows_each_state_and_retakes_each_decision() {
             ("challenge_issued".to_string(), "requested".to_string()),
             ("proof_accepted".to_string(), "verified".to_string()),
             ("cooling_off_started".to_string(), "cooling_off".to_string()),
+            // The cancel link reached the outbox, and its delivery is part of the history (ADR 10).
+            ("notices_delivered".to_string(), "cooling_off".to_string()),
         ]
     );
     let events = history["events"].as_array().unwrap();

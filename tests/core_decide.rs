@@ -20,6 +20,7 @@ use airlock::core::limits::{
     IN_REVIEW_TTL_MS, MINUTE_MS, NEW_DESTINATION_COOLING_OFF_MS_MIN, PROOF_ATTEMPTS_PER_ACCOUNT_MAX, REASON_BYTES_MAX,
     REFUSALS_RECORDED_PER_CASE_MAX, REQUESTED_TTL_MS, SUMMARY_BYTES_MAX,
 };
+use airlock::core::notices::NoticeKind;
 use airlock::core::policy::{Outcome, Phase, PolicyDecision, PolicyFacts, Velocity};
 use airlock::core::rejection::Rejection;
 use airlock::core::signals::Signals;
@@ -400,6 +401,11 @@ fn every_command(history: &[Event]) -> Vec<CommandEnvelope> {
             },
         ),
         envelope("any-roll-back", operator(), Command::RollBack { reason: text("undo") }),
+        envelope(
+            "any-notices",
+            Actor::system(),
+            Command::ConfirmNotices { for_event: 1, destinations: ids(&["email-old"]) },
+        ),
     ]
 }
 
@@ -1276,7 +1282,8 @@ fn terminal_states_refuse_every_command() {
             let kind = command.command.kind();
             let expected = match kind {
                 CommandKind::RequestRecovery => Err(Rejection::CaseExists),
-                CommandKind::Tick => Ok(Vec::new()),
+                // The opening event owes no notice, so confirming one records nothing.
+                CommandKind::Tick | CommandKind::ConfirmNotices => Ok(Vec::new()),
                 CommandKind::SubmitProof
                 | CommandKind::ApproveReview
                 | CommandKind::DenyReview
@@ -1672,4 +1679,93 @@ fn the_address_named_in_the_request_is_never_challenged() {
         assert!(!destination.address.eq_ignore_ascii_case(&named), "{named} was challenged");
     }
     assert!(!destinations.is_empty(), "the account's other old destination is still challenged");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Notices owed until delivered (ADR 10)
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The notices a state owes: (owing event's case version, kind, destination).
+fn owed(history: &[Event]) -> Vec<(u64, NoticeKind, DestinationId)> {
+    given(history).notices.into_iter().map(|notice| (notice.event, notice.kind, notice.destination)).collect()
+}
+
+/// The 1-based case version of the last event of `kind` in `history`.
+fn version_of(history: &[Event], kind: EventKind) -> u64 {
+    history.iter().rposition(|event| event.body.kind() == kind).expect("the history has the event") as u64 + 1
+}
+
+fn confirm_notices(command_id: &str, for_event: u64, destinations: &[&str]) -> CommandEnvelope {
+    envelope(command_id, Actor::system(), Command::ConfirmNotices { for_event, destinations: ids(destinations) })
+}
+
+// Proves that a scheduled change owes a cancel link to every pre-existing destination (not the revoked one, not the
+// one dated after the request), from the moment its cooling-off started; that a confirmation records exactly the
+// owed destinations it names, with how many stay owed; and that a repeat, a destination never owed, or another
+// event's version records nothing.
+#[test]
+fn cooling_off_owes_cancel_links_until_each_is_confirmed() {
+    let env = Env::standard();
+    let mut history = cooling_off(&env);
+    let version = version_of(&history, EventKind::CoolingOffStarted);
+    assert_eq!(owed(&history), NOTIFIED.map(|id| (version, NoticeKind::CancelLink, DestinationId::new(id))).to_vec());
+    assert!(given(&history).notices.iter().all(|notice| notice.owed_at == PROVED_AT));
+    let later = env.clone().at(PROVED_AT.plus(MINUTE_MS));
+
+    let first = confirm_notices("notices-1", version, &["email-old", "email-lost", "email-later"]);
+    let recorded = step(&mut history, &later, first);
+
+    assert_eq!(
+        recorded.into_iter().map(|event| event.body).collect::<Vec<_>>(),
+        vec![EventBody::NoticesDelivered { for_event: version, destinations: ids(&["email-old"]), outstanding: 2 }]
+    );
+    assert_eq!(given(&history).status, Status::CoolingOff);
+    assert_eq!(owed(&history).len(), 2);
+    for (command_id, for_event, names) in [
+        ("notices-again", version, &["email-old"][..]),
+        ("notices-never-owed", version, &["email-lost"][..]),
+        ("notices-other-event", version - 1, &["phone-old"][..]),
+    ] {
+        assert_eq!(
+            when(&history, &later, &confirm_notices(command_id, for_event, names)),
+            Ok(Vec::new()),
+            "{command_id}"
+        );
+    }
+    step(&mut history, &later, confirm_notices("notices-2", version, &["phone-old", "email-young"]));
+    assert_eq!(owed(&history), Vec::new());
+    let EventBody::NoticesDelivered { outstanding, .. } = &history.last().unwrap().body else { panic!() };
+    assert_eq!(*outstanding, 0);
+}
+
+// Proves that cancel links lapse when the case leaves cooling-off (cancelled, or executing), that an applied change
+// owes word of it to every pre-existing destination and a rollback owes word of that too, and that delivery can be
+// recorded on an executed and on a rolled-back case without changing its state.
+#[test]
+fn applied_and_rolled_back_changes_owe_notices_and_cancel_links_lapse() {
+    let env = Env::standard();
+    assert_eq!(owed(&cancelled(&env)), Vec::new());
+    assert_eq!(owed(&executing(&env)), Vec::new());
+
+    let mut history = executed(&env);
+    let applied = version_of(&history, EventKind::ExecutionConfirmed);
+    assert_eq!(owed(&history), NOTIFIED.map(|id| (applied, NoticeKind::Applied, DestinationId::new(id))).to_vec());
+    let later = env.clone().at(cooling_off_ends_at(&history).plus(HOUR_MS));
+    step(&mut history, &later, confirm_notices("applied-email", applied, &["email-old"]));
+    assert_eq!(given(&history).status, Status::Executed);
+
+    let now = cooling_off_ends_at(&history).plus(DAY_MS);
+    step(
+        &mut history,
+        &env.clone().at(now),
+        envelope("roll-back", operator(), Command::RollBack { reason: text("x") }),
+    );
+    let rolled_back = version_of(&history, EventKind::RolledBack);
+    let mut expected: Vec<_> =
+        ["phone-old", "email-young"].map(|id| (applied, NoticeKind::Applied, DestinationId::new(id))).to_vec();
+    expected.extend(NOTIFIED.map(|id| (rolled_back, NoticeKind::RolledBack, DestinationId::new(id))));
+    assert_eq!(owed(&history), expected);
+    step(&mut history, &env.clone().at(now), confirm_notices("rolled-back", rolled_back, &NOTIFIED));
+    assert_eq!(given(&history).status, Status::RolledBack);
+    assert_eq!(owed(&history).len(), 2);
 }

@@ -150,8 +150,11 @@ async fn a_crash_after_the_effect_applies_the_change_once() {
     let connection = read_only(&projection);
     let mut statement =
         connection.prepare("SELECT event_type FROM timeline WHERE case_id = ?1 ORDER BY case_sequence").unwrap();
-    let timeline: Vec<String> =
-        statement.query_map([&case_id], |row| row.get(0)).unwrap().map(Result::unwrap).collect();
+    // Deliveries of notices (ADR 10) are left out: they may still be on their way to the projection.
+    let timeline: Vec<String> = (statement.query_map([&case_id], |row| row.get(0)).unwrap())
+        .map(Result::unwrap)
+        .filter(|event_type: &String| event_type != "notices_delivered")
+        .collect();
     assert_eq!(
         timeline,
         [

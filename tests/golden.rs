@@ -159,6 +159,11 @@ fn sample(kind: EventKind) -> EventBody {
         EventKind::SecondFactorProven => {
             EventBody::SecondFactorProven { factor: airlock::core::event::SecondFactor::Totp }
         }
+        EventKind::NoticesDelivered => EventBody::NoticesDelivered {
+            for_event: 7,
+            destinations: vec![DestinationId::new("d-1"), DestinationId::new("d-2")],
+            outstanding: 1,
+        },
     }
 }
 

@@ -152,6 +152,10 @@ enum Step {
     RequestAgain {
         by: Who,
     },
+    /// The notifier reports the case's oldest owed notices delivered (ADR 10).
+    ConfirmNotices {
+        by: Who,
+    },
     KillSwitch {
         by: Who,
         halt: bool,
@@ -289,6 +293,7 @@ fn exploration_steps() -> Vec<Step> {
         Step::RollBack { by: Who::Operator },
         Step::RollBack { by: Who::Intake },
         Step::RequestAgain { by: Who::Intake },
+        Step::ConfirmNotices { by: Who::System },
         Step::KillSwitch { by: Who::Operator, halt: true },
         Step::KillSwitch { by: Who::Operator, halt: false },
         Step::KillSwitch { by: Who::Intake, halt: true },
@@ -453,7 +458,8 @@ impl Case {
             | Step::Cancel { .. }
             | Step::Confirm { .. }
             | Step::RollBack { .. }
-            | Step::RequestAgain { .. } => {
+            | Step::RequestAgain { .. }
+            | Step::ConfirmNotices { .. } => {
                 let (who, command) = next.command_of(step);
                 next.send_command(who, command, command_id, edges)
             }
@@ -492,6 +498,14 @@ impl Case {
             }
             Step::RollBack { by } => (by, Command::RollBack { reason: reason("incident 42") }),
             Step::RequestAgain { by } => (by, self.request_command()),
+            Step::ConfirmNotices { by } => {
+                let for_event = self.state.notices.first().map_or(1, |notice| notice.event);
+                let destinations = (self.state.notices.iter())
+                    .filter(|notice| notice.event == for_event)
+                    .map(|notice| notice.destination.clone())
+                    .collect();
+                (by, Command::ConfirmNotices { for_event, destinations })
+            }
             Step::Wait { .. } | Step::KillSwitch { .. } | Step::Retry { .. } => {
                 unreachable!("{step:?} is not a case command")
             }
@@ -592,7 +606,8 @@ impl Case {
             | Command::Cancel { .. }
             | Command::Tick
             | Command::ConfirmExecution { .. }
-            | Command::RollBack { .. } => return None,
+            | Command::RollBack { .. }
+            | Command::ConfirmNotices { .. } => return None,
         };
         let root = &self.root;
         let velocity = Velocity {
@@ -641,7 +656,7 @@ fn spec_allows(role: Role, kind: CommandKind) -> bool {
         CommandKind::SubmitProof => role == Role::Owner,
         CommandKind::ApproveReview | CommandKind::DenyReview => role == Role::Reviewer,
         CommandKind::Cancel => matches!(role, Role::Owner | Role::Operator),
-        CommandKind::Tick | CommandKind::ConfirmExecution => role == Role::System,
+        CommandKind::Tick | CommandKind::ConfirmExecution | CommandKind::ConfirmNotices => role == Role::System,
         CommandKind::RollBack | CommandKind::Halt | CommandKind::Resume => role == Role::Operator,
     }
 }
@@ -816,6 +831,14 @@ impl Audit {
             | EventBody::CaseCancelled { .. }
             | EventBody::CaseExpired
             | EventBody::CommandRefused { .. } => Ok(()),
+            // Notices go only to destinations the account had before the request (SPEC principle 5).
+            EventBody::NoticesDelivered { destinations, .. } => {
+                let before = root.snapshot.pre_existing(root.requested_at);
+                match destinations.iter().find(|id| !before.iter().any(|destination| &destination.id == *id)) {
+                    Some(id) => Err(format!("a notice was delivered to {id}, which did not exist before the request")),
+                    None => Ok(()),
+                }
+            }
         }
     }
 
@@ -989,6 +1012,9 @@ fn visited_key(case: &mut Case) -> u128 {
     let facts = state.facts.take();
     let counters = (std::mem::take(&mut state.events), std::mem::take(&mut state.refusals));
     let moments = (state.deadline, state.cooling_off_ends_at, state.challenge.as_ref().map(|c| c.expires_at));
+    // Owed notices change no decision but their own confirmation (which a step from any state still tries), so two
+    // states that differ only in them lead to the same places: exploring both would double the run for nothing.
+    let notices = std::mem::take(&mut state.notices);
     state.deadline = state.deadline.map(relative);
     state.cooling_off_ends_at = state.cooling_off_ends_at.map(relative);
     if let Some(challenge) = state.challenge.as_mut() {
@@ -999,6 +1025,7 @@ fn visited_key(case: &mut Case) -> u128 {
     (Rc::as_ptr(&case.root) as usize, &*state, case.control.halted, failures).hash(&mut hasher);
     state.seen_commands = seen_commands;
     state.facts = facts;
+    state.notices = notices;
     (state.events, state.refusals) = counters;
     (state.deadline, state.cooling_off_ends_at) = (moments.0, moments.1);
     if let (Some(challenge), Some(expires_at)) = (state.challenge.as_mut(), moments.2) {
@@ -1109,6 +1136,8 @@ fn explore(depth: usize) -> Exploration {
 fn worth_trying(case: &Case, step: Step) -> bool {
     match step {
         Step::KillSwitch { by: Who::Operator, .. } => case.state.status == Status::CoolingOff,
+        // Only a case that owes notices has any to confirm.
+        Step::ConfirmNotices { .. } => !case.state.notices.is_empty(),
         Step::KillSwitch { .. }
         | Step::Wait { .. }
         | Step::Tick { .. }
@@ -1361,7 +1390,8 @@ fn random_step(rng: &mut StdRng, applied: f64) -> Step {
         }
         79..84 => Step::RollBack { by: Who::Operator },
         84..92 => Step::KillSwitch { by: Who::Operator, halt: rng.random_bool(0.5) },
-        92..97 => Step::Retry { by: rng.random_bool(0.5).then(|| pick(rng, &Who::ALL)) },
+        92..95 => Step::Retry { by: rng.random_bool(0.5).then(|| pick(rng, &Who::ALL)) },
+        95..97 => Step::ConfirmNotices { by: Who::System },
         _ => Step::RequestAgain { by: pick(rng, &[Who::Intake, Who::Owner]) },
     };
     if rng.random_bool(0.1) {
@@ -1382,6 +1412,7 @@ fn with_sender(step: Step, who: Who) -> Step {
         Step::Confirm { applied, current_effect, .. } => Step::Confirm { by: who, applied, current_effect },
         Step::RollBack { .. } => Step::RollBack { by: who },
         Step::RequestAgain { .. } => Step::RequestAgain { by: who },
+        Step::ConfirmNotices { .. } => Step::ConfirmNotices { by: who },
         Step::KillSwitch { halt, .. } => Step::KillSwitch { by: who, halt },
         Step::Retry { .. } => Step::Retry { by: Some(who) },
     }

@@ -417,6 +417,6 @@ async fn a_silent_mail_server_does_not_delay_the_answer() {
     assert!(unknown < limit, "the unknown account's answer took {unknown:?}");
     assert!(known < limit, "the known account's answer took {known:?}: it waited for the mail server");
     // The code was still sent for (and, the server being silent, failed after the mailer's timeout), by its id only.
-    wait_for(|| harness.serve_log().contains("notice not sent"), "the notice to be attempted after the answer");
+    wait_for(|| harness.serve_log().contains("code not sent"), "the code to be attempted after the answer");
     drop(silent);
 }

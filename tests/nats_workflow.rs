@@ -56,6 +56,7 @@ async fn recovery_workflow_on_jetstream() {
         public_url: airlock::service::PUBLIC_URL_DEFAULT.into(),
         project_inline: true,
         admissions: Default::default(),
+        redelivery: Default::default(),
         policy: airlock::policy::Engine::shared(),
     };
     let case_id = CaseId::new("case-gina");
@@ -102,8 +103,10 @@ async fn recovery_workflow_on_jetstream() {
             "challenge_issued",
             "proof_accepted",
             "cooling_off_started",
+            "notices_delivered",
             "execution_started",
-            "execution_confirmed"
+            "execution_confirmed",
+            "notices_delivered"
         ]
     );
     let rebuilt = scratch.path().join("rebuilt.db");

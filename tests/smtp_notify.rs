@@ -89,9 +89,13 @@ struct SmtpServer {
 
 impl SmtpServer {
     fn start(mode: &str) -> SmtpServer {
+        SmtpServer::start_on(free_port(), mode)
+    }
+
+    /// Starts the server on `port`, one a test reserved earlier (with `free_port`) to point airlock at first.
+    fn start_on(port: u16, mode: &str) -> SmtpServer {
         require_aiosmtpd();
         let scratch = tempfile::tempdir().unwrap();
-        let port = free_port();
         let stderr = std::fs::File::create(scratch.path().join("server.log")).unwrap();
         let mut child = Command::new("python3")
             .args(["-c", SERVER])
@@ -488,6 +492,124 @@ fn serve_with_smtp_sends_the_code_by_email_and_keeps_none_in_the_outbox() {
             .query_row("SELECT COUNT(*) FROM outbox WHERE address = 'wes@example.com'", [], |row| row.get::<_, i64>(0))
             .unwrap();
     assert_eq!(outbox, 0, "an email sent by SMTP is not also kept in the outbox");
+    let _ = serve.kill();
+    let _ = serve.wait();
+}
+
+// Proves ADR 10 end to end: a cancel link that `airlock serve --smtp` could not email while the mail server was down
+// is not lost. Once a server listens on that address, airlock sends it again by itself, once, with the Message-ID of
+// the first attempt; the one-time code that failed with it is not sent again (only its hash is kept), and the case's
+// history records both cancel links delivered (the phone's through the outbox at once, the email's later).
+#[test]
+fn serve_emails_a_cancel_link_again_once_the_mail_server_is_back() {
+    let port = free_port();
+    let scratch = tempfile::tempdir().unwrap();
+    let nats = airlock::nats::server::NatsServer::start(
+        &scratch.path().join("nats"),
+        &airlock::nats::server::Options::default(),
+    )
+    .unwrap();
+    let data = scratch.path().join("data");
+    common::import_accounts(
+        &data,
+        serde_json::json!([{
+            "account_id": "vic",
+            "destinations": [
+                { "id": "vic-mail", "kind": "email", "address": "vic@example.com", "trusted_since": "2024-01-01T00:00:00Z" },
+                { "id": "vic-phone", "kind": "phone", "address": "+15550001111", "trusted_since": "2024-01-01T00:00:00Z" }
+            ]
+        }]),
+    );
+    let log = scratch.path().join("serve.log");
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["serve", "--nats", &nats.url(), "--tick", "200ms", "--data-dir"])
+        .arg(&data)
+        .env("AIRLOCK_SMTP_URL", format!("smtp://127.0.0.1:{port}?from={SENDER}&timeout_ms={SEND_TIMEOUT_MS}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let serve_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let wait = |what: &str, done: &mut dyn FnMut() -> bool| {
+        let deadline = Instant::now() + Duration::from_millis(START_TIMEOUT_MS);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what} did not happen:\n{}", serve_log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait("serve starting", &mut || serve_log().contains("airlock serving"));
+    let outbox = |subject: &str| -> Vec<(String, String)> {
+        let connection = rusqlite::Connection::open_with_flags(
+            data.join("directory.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap();
+        let mut statement = connection
+            .prepare("SELECT case_id, body FROM outbox WHERE address = '+15550001111' AND subject = ?1")
+            .unwrap();
+        statement.query_map([subject], |row| Ok((row.get(0)?, row.get(1)?))).unwrap().map(Result::unwrap).collect()
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let context = runtime
+        .block_on(async { async_nats::jetstream::new(airlock::nats::connect(&nats.url(), "test").await.unwrap()) });
+    let publish = |subject: &str, body: serde_json::Value| {
+        runtime.block_on(async {
+            context.publish(subject.to_string(), body.to_string().into()).await.unwrap().await.unwrap()
+        });
+    };
+    publish(
+        "airlock.intake.intake.desk.request_recovery",
+        serde_json::json!({
+            "version": 1, "command_id": "down-1", "account_id": "vic",
+            "action": { "type": "reset_password" }, "summary": "locked out", "signals": {}
+        }),
+    );
+    wait("the code reaching the phone", &mut || !outbox("Your account recovery code").is_empty());
+    let (case_id, body) = outbox("Your account recovery code").remove(0);
+    let code = common::threats::code_in(&body).unwrap();
+    publish(
+        "airlock.intake.owner.page.submit_proof",
+        serde_json::json!({ "version": 1, "command_id": "down-2", "case_id": case_id, "code": code }),
+    );
+    wait("the phone's cancel link", &mut || !outbox("A change to your account is scheduled").is_empty());
+    wait("the email's cancel link failing", &mut || {
+        serve_log().lines().any(|line| line.contains("notice not sent") && line.contains("vic-mail"))
+    });
+    let failed = serve_log();
+    let failed_id = failed
+        .lines()
+        .find(|line| line.contains("notice not sent") && line.contains("vic-mail"))
+        .and_then(|line| line.split("notice=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the failed notice is logged by its id:\n{failed}"))
+        .to_string();
+    assert!(!failed.contains(&code), "the code is in the log");
+
+    let server = SmtpServer::start_on(port, "accept");
+    wait("the cancel link arriving by email", &mut || !server.received().is_empty());
+    std::thread::sleep(Duration::from_millis(1_000));
+    let received = server.received();
+    assert_eq!(received.len(), 1, "one email, the cancel link, once: {received:?}");
+    assert_eq!(received[0]["rcpt_tos"], serde_json::json!(["vic@example.com"]));
+    assert_eq!(received[0]["subject"], "A change to your account is scheduled");
+    assert!(received[0]["body"].as_str().unwrap().contains(&format!("/cancel?case={case_id}&destination=vic-mail")));
+    let same_id = format!("{}@", failed_id.replace('.', "=2E"));
+    assert!(
+        received[0]["message_id"].as_str().unwrap().contains(&same_id),
+        "{} vs {failed_id}",
+        received[0]["message_id"]
+    );
+
+    let history = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["case", "history", &case_id, "--json", "--nats", &nats.url(), "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let history: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    let delivered: Vec<&serde_json::Value> =
+        history["events"].as_array().unwrap().iter().filter(|event| event["event"] == "notices_delivered").collect();
+    assert_eq!(delivered.len(), 2, "{history}");
     let _ = serve.kill();
     let _ = serve.wait();
 }

@@ -110,7 +110,8 @@ fn recorded_decision(body: &EventBody) -> Option<&PolicyDecision> {
         | EventBody::ExecutionConfirmed { .. }
         | EventBody::ExecutionFailed { .. }
         | EventBody::RolledBack { .. }
-        | EventBody::CommandRefused { .. } => None,
+        | EventBody::CommandRefused { .. }
+        | EventBody::NoticesDelivered { .. } => None,
     }
 }
 

@@ -44,6 +44,7 @@ pub fn open(data_dir: &Path, clock: Arc<dyn Clock>, keys: Keys) -> anyhow::Resul
         public_url: crate::service::PUBLIC_URL_DEFAULT.to_string(),
         project_inline: true,
         admissions: Default::default(),
+        redelivery: Default::default(),
         policy: crate::policy::Engine::shared(),
     };
     Ok(Embedded { service, directory, outbox })

@@ -103,11 +103,12 @@ pub fn main() -> ExitCode {
 }
 
 /// Structured logs on stderr, filtered by `RUST_LOG` (default: warnings only, so command output stays readable;
-/// `airlock serve` logs `info` by default).
+/// `airlock serve` logs `info` by default). Colours only on a terminal: a log file or a collector gets plain text.
 fn init_tracing() {
     let serving = std::env::args().nth(1).as_deref() == Some("serve");
     let default = if serving { "info,async_nats=warn" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
 }

@@ -51,6 +51,7 @@ pub async fn open(
         public_url: PUBLIC_URL_DEFAULT.to_string(),
         project_inline: false,
         admissions: Default::default(),
+        redelivery: Default::default(),
         policy,
     };
     Ok(NatsMode { service, projection, events, context, intake })

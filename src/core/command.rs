@@ -3,7 +3,7 @@
 
 use crate::core::action::{ActionHash, RecoveryAction};
 use crate::core::actor::{Actor, Role};
-use crate::core::ids::{AccountId, CommandId, EffectId};
+use crate::core::ids::{AccountId, CommandId, DestinationId, EffectId};
 use crate::core::signals::Signals;
 use crate::core::text::UntrustedText;
 use crate::core::verification::CodeHash;
@@ -38,6 +38,9 @@ pub enum Command {
     ConfirmExecution { effect_id: EffectId, outcome: EffectOutcome },
     /// An operator undoes an executed change; the reversal has already been applied idempotently by the shell.
     RollBack { reason: UntrustedText },
+    /// airlock's notifier reports notices it delivered: those owed by the event at case version `for_event`, to these
+    /// destinations.
+    ConfirmNotices { for_event: u64, destinations: Vec<DestinationId> },
 }
 
 /// An authenticator (TOTP, RFC 6238) code typed next to the one-time code, as checked by the directory.
@@ -65,6 +68,7 @@ pub enum CommandKind {
     /// The kill switch (`control` aggregate, not a case).
     Halt,
     Resume,
+    ConfirmNotices,
 }
 
 impl CommandKind {
@@ -80,6 +84,7 @@ impl CommandKind {
             CommandKind::RollBack => "roll_back",
             CommandKind::Halt => "halt",
             CommandKind::Resume => "resume",
+            CommandKind::ConfirmNotices => "confirm_notices",
         }
     }
 
@@ -90,7 +95,7 @@ impl CommandKind {
             CommandKind::SubmitProof => &[Role::Owner],
             CommandKind::ApproveReview | CommandKind::DenyReview => &[Role::Reviewer],
             CommandKind::Cancel => &[Role::Owner, Role::Operator],
-            CommandKind::Tick | CommandKind::ConfirmExecution => &[Role::System],
+            CommandKind::Tick | CommandKind::ConfirmExecution | CommandKind::ConfirmNotices => &[Role::System],
             CommandKind::RollBack | CommandKind::Halt | CommandKind::Resume => &[Role::Operator],
         }
     }
@@ -107,6 +112,7 @@ impl Command {
             Command::Tick => CommandKind::Tick,
             Command::ConfirmExecution { .. } => CommandKind::ConfirmExecution,
             Command::RollBack { .. } => CommandKind::RollBack,
+            Command::ConfirmNotices { .. } => CommandKind::ConfirmNotices,
         }
     }
 }

@@ -6,7 +6,7 @@ use crate::core::action::ActionHash;
 use crate::core::actor::Actor;
 use crate::core::command::{Change, Command, CommandEnvelope, EffectOutcome, SecondFactorCheck};
 use crate::core::event::{Authorization, DenialReason, Event, EventBody, ReviewReason, SecondFactor, WithheldReason};
-use crate::core::ids::{CaseId, ChallengeId, CommandId, EffectId, UnixMs};
+use crate::core::ids::{CaseId, ChallengeId, CommandId, DestinationId, EffectId, UnixMs};
 use crate::core::limits;
 use crate::core::policy::{Outcome, Phase, PolicyDecision};
 use crate::core::rejection::Rejection;
@@ -61,6 +61,7 @@ pub fn decide(envelope: &CommandEnvelope, state: &CaseState, context: &Context) 
         Command::Tick => tick(state, context),
         Command::ConfirmExecution { effect_id, outcome } => confirm_execution(effect_id, outcome, state, context)?,
         Command::RollBack { reason } => roll_back(reason, state, context)?,
+        Command::ConfirmNotices { for_event, destinations } => confirm_notices(*for_event, destinations, state),
     };
     assert!(state.events + bodies.len() <= limits::EVENTS_PER_CASE_MAX, "a case outgrew EVENTS_PER_CASE_MAX");
     Ok(bodies
@@ -397,6 +398,22 @@ fn roll_back(reason: &UntrustedText, state: &CaseState, context: &Context) -> Re
 }
 
 /// The changes that undo `changes`, newest first.
+/// Records the delivery of notices the case still owes; notices it does not owe (delivered already, or a cancel link
+/// whose case has moved on) are left out, and nothing is recorded if none is left.
+fn confirm_notices(for_event: u64, destinations: &[DestinationId], state: &CaseState) -> Vec<EventBody> {
+    let delivered: Vec<DestinationId> = state
+        .notices
+        .iter()
+        .filter(|notice| notice.event == for_event && destinations.contains(&notice.destination))
+        .map(|notice| notice.destination.clone())
+        .collect();
+    if delivered.is_empty() {
+        return Vec::new();
+    }
+    let outstanding = (state.notices.len() - delivered.len()) as u32;
+    vec![EventBody::NoticesDelivered { for_event, destinations: delivered, outstanding }]
+}
+
 pub fn reversal_of(changes: &[Change]) -> Vec<Change> {
     changes
         .iter()

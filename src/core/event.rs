@@ -117,6 +117,13 @@ pub enum EventBody {
     SecondFactorProven {
         factor: SecondFactor,
     },
+    /// Notices the case owed (`crate::core::notices`) were delivered: those of the event at case version `for_event`,
+    /// to these destinations. `outstanding` is how many notices the case still owes after this one.
+    NoticesDelivered {
+        for_event: u64,
+        destinations: Vec<DestinationId>,
+        outstanding: u32,
+    },
 }
 
 /// A second factor an owner can prove besides a one-time code.
@@ -186,10 +193,11 @@ pub enum EventKind {
     CaseExpired,
     CommandRefused,
     SecondFactorProven,
+    NoticesDelivered,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 17] = [
+    pub const ALL: [EventKind; 18] = [
         EventKind::RecoveryRequested,
         EventKind::ChallengeIssued,
         EventKind::ChallengeWithheld,
@@ -207,6 +215,7 @@ impl EventKind {
         EventKind::CaseExpired,
         EventKind::CommandRefused,
         EventKind::SecondFactorProven,
+        EventKind::NoticesDelivered,
     ];
 
     pub fn name(self) -> &'static str {
@@ -228,6 +237,7 @@ impl EventKind {
             EventKind::CaseExpired => "case_expired",
             EventKind::CommandRefused => "command_refused",
             EventKind::SecondFactorProven => "second_factor_proven",
+            EventKind::NoticesDelivered => "notices_delivered",
         }
     }
 
@@ -256,6 +266,7 @@ impl EventBody {
             EventBody::CaseExpired => EventKind::CaseExpired,
             EventBody::CommandRefused { .. } => EventKind::CommandRefused,
             EventBody::SecondFactorProven { .. } => EventKind::SecondFactorProven,
+            EventBody::NoticesDelivered { .. } => EventKind::NoticesDelivered,
         }
     }
 }

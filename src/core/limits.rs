@@ -119,3 +119,21 @@ pub const TOTP_SKEW_STEPS_MAX: u64 = 1;
 /// Bytes of an authenticator secret: at least the RFC 4226 minimum of 128 bits, at most a SHA-512 block.
 pub const TOTP_SECRET_BYTES_MIN: usize = 16;
 pub const TOTP_SECRET_BYTES_MAX: usize = 64;
+
+/// How long a notice stays with the process that owes it (to send and record) before another process's timers send it
+/// again (ADR 10). Longer than one message's send may take (the SMTP timeout is at most a minute), so that a copy is
+/// rare.
+pub const NOTICE_RESEND_AFTER_MS: u64 = 2 * MINUTE_MS;
+
+/// The first pause before a notice that failed is sent again; it doubles with each failure up to
+/// `NOTICE_RETRY_MS_MAX`.
+pub const NOTICE_RETRY_MS_MIN: u64 = 5 * SECOND_MS;
+pub const NOTICE_RETRY_MS_MAX: u64 = HOUR_MS;
+
+/// How long an owed notice is sent again before it is given up. It stays owed in its case's events, where the case
+/// history shows it.
+pub const NOTICE_REDELIVERY_WINDOW_MS: u64 = 7 * DAY_MS;
+
+/// How many owed notices one tick of the timers sends again at most, so that a mail server timing out cannot hold
+/// the timers for long.
+pub const NOTICE_RESENDS_PER_TICK_MAX: usize = 64;

@@ -11,6 +11,7 @@ pub mod decide;
 pub mod event;
 pub mod ids;
 pub mod limits;
+pub mod notices;
 pub mod policy;
 pub mod rejection;
 pub mod signals;

@@ -8,6 +8,7 @@ use crate::core::actor::Actor;
 use crate::core::command::Change;
 use crate::core::event::{Authorization, Event, EventBody, EventKind, SecondFactor};
 use crate::core::ids::{AccountId, ActorId, ChallengeId, CommandId, DestinationId, EffectId, UnixMs};
+use crate::core::notices::{self, NoticeKind, OwedNotice};
 use crate::core::policy::{PolicyDecision, Velocity};
 use crate::core::signals::Signals;
 use crate::core::transition;
@@ -151,6 +152,8 @@ pub struct CaseState {
     pub refusals: u32,
     /// When each wrong code for this case was refused: the case's share of its account's failures (THREATS 7).
     pub proof_failures: Vec<UnixMs>,
+    /// Notices owed and not yet delivered, oldest first (`crate::core::notices`).
+    pub notices: Vec<OwedNotice>,
     pub events: usize,
     /// Commands that produced events; a retried one appends nothing (refused commands are not listed, so a retry
     /// of a refused command is refused again).
@@ -176,6 +179,7 @@ pub fn initial_state() -> CaseState {
         executed_at: None,
         refusals: 0,
         proof_failures: Vec::new(),
+        notices: Vec::new(),
         events: 0,
         seen_commands: BTreeSet::new(),
     }
@@ -211,12 +215,30 @@ pub fn evolve(mut state: CaseState, event: &Event) -> CaseState {
     let to = transition::target(state.status, kind)
         .unwrap_or_else(|| panic!("evolve: {} is not allowed from {}", kind.name(), state.status));
     apply_body(&mut state, event);
+    owe_notices(&mut state, event);
+    if to != Status::CoolingOff {
+        // A cancel link is pointless once the change ran, was cancelled or expired.
+        state.notices.retain(|notice| notice.kind != NoticeKind::CancelLink);
+    }
     state.status = to;
     state.events += 1;
     if kind != EventKind::CommandRefused {
         state.seen_commands.insert(event.command_id.clone());
     }
     state
+}
+
+/// Adds the notices `event` calls for, as owed by it (its case version is the next one).
+fn owe_notices(state: &mut CaseState, event: &Event) {
+    let Some(facts) = &state.facts else { return };
+    let Some((kind, destinations)) = notices::owed_by(facts, &event.body) else { return };
+    let version = state.events as u64 + 1;
+    state.notices.extend(destinations.into_iter().map(|destination| OwedNotice {
+        event: version,
+        kind,
+        destination,
+        owed_at: event.at,
+    }));
 }
 
 fn apply_body(state: &mut CaseState, event: &Event) {
@@ -300,5 +322,8 @@ fn apply_body(state: &mut CaseState, event: &Event) {
         EventBody::RolledBack { .. } => {}
         EventBody::CommandRefused { .. } => state.refusals += 1,
         EventBody::SecondFactorProven { factor } => state.second_factor = Some(*factor),
+        EventBody::NoticesDelivered { for_event, destinations, .. } => {
+            state.notices.retain(|notice| notice.event != *for_event || !destinations.contains(&notice.destination))
+        }
     }
 }

@@ -27,6 +27,8 @@ pub fn target(from: Status, kind: EventKind) -> Option<Status> {
         // A refusal is recorded in any state of an existing case and changes nothing; `verified` is transient (proof
         // and its authorization are one decision), so nothing is ever refused there.
         EventKind::CommandRefused => return (from != New && from != Verified).then_some(from),
+        // Delivering a notice changes nothing either; notices are owed only in these states (`crate::core::notices`).
+        EventKind::NoticesDelivered => return matches!(from, CoolingOff | Executed | RolledBack).then_some(from),
     };
     sources.contains(&from).then_some(to)
 }

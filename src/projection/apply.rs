@@ -476,7 +476,10 @@ fn update_case(
             row.deadline = Some(deadline.0 as i64);
             row.notified = json(notify);
             row.authorization = Some(kind.to_string());
-            format!("authorized by {kind}; waits until {ends_at}; cancel links sent to {}", row.masked(notify))
+            if !notify.is_empty() {
+                owe_notices(transaction, case_id, at)?;
+            }
+            format!("authorized by {kind}; waits until {ends_at}; cancel links owed to {}", row.masked(notify))
         }
         EventBody::CaseDenied { reason } => {
             row.deadline = None;
@@ -485,11 +488,13 @@ fn update_case(
         }
         EventBody::CaseCancelled { reason } => {
             row.deadline = None;
+            owe_none(transaction, id)?;
             format!("cancelled: {}", reason.escaped())
         }
         EventBody::ExecutionStarted { effect_id } => {
             row.effect_id = Some(effect_id.to_string());
             row.deadline = None;
+            owe_none(transaction, id)?;
             format!("executing effect {effect_id}")
         }
         EventBody::ExecutionConfirmed { changes, .. } => {
@@ -504,6 +509,7 @@ fn update_case(
                 &change_lines(changes),
                 "available: airlock rollback",
             )?;
+            owe_notices(transaction, case_id, at)?;
             format!("executed: {}", change_lines(changes).join("; "))
         }
         EventBody::ExecutionFailed { reason, deadline, .. } => {
@@ -516,10 +522,12 @@ fn update_case(
         EventBody::RolledBack { reason, reversal, .. } => {
             let lines = change_lines(reversal);
             insert_receipt(transaction, row, case_id, "rolled_back", event, &lines, "done")?;
+            owe_notices(transaction, case_id, at)?;
             format!("rolled back ({}): {}", reason.escaped(), lines.join("; "))
         }
         EventBody::CaseExpired => {
             row.deadline = None;
+            owe_none(transaction, id)?;
             row.challenge_expires_at = None;
             "expired: time limit passed".to_string()
         }
@@ -533,8 +541,33 @@ fn update_case(
             row.second_factor = Some(name.to_string());
             "authenticator app code proven as well".to_string()
         }
+        EventBody::NoticesDelivered { for_event, destinations, outstanding } => {
+            if *outstanding == 0 {
+                owe_none(transaction, id)?;
+            }
+            format!("notice of event {for_event} delivered to {}; {outstanding} still owed", row.masked(destinations))
+        }
     };
     Ok(detail)
+}
+
+/// Marks the case as owing notices since `at`. Which notices, and to whom, the case's events say
+/// (`crate::core::notices`); a case that turns out to owe none (no destination predates it) is looked at and left.
+fn owe_notices(transaction: &Transaction, case_id: &CaseId, at: i64) -> Result<(), ProjectionError> {
+    exec(
+        transaction,
+        "INSERT INTO notices_owed (case_id, owed_since) VALUES (?1, ?2)
+         ON CONFLICT (case_id) DO UPDATE SET owed_since = excluded.owed_since",
+        params![case_id.as_str(), at],
+    )?;
+    Ok(())
+}
+
+/// The case owes no notice any more: every one was delivered, or the cancel links lapsed as the case left
+/// cooling-off.
+fn owe_none(transaction: &Transaction, case_id: &str) -> Result<(), ProjectionError> {
+    exec(transaction, "DELETE FROM notices_owed WHERE case_id = ?1", [case_id])?;
+    Ok(())
 }
 
 fn enqueue_review(

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Every table of the projection, compared row by row.
-const TABLES: [&str; 7] = ["cases", "timeline", "review_queue", "receipts", "proof_failures", "control", "checkpoint"];
+const TABLES: [&str; 8] =
+    ["cases", "timeline", "review_queue", "receipts", "proof_failures", "notices_owed", "control", "checkpoint"];
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RowDifference {

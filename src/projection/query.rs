@@ -209,6 +209,17 @@ impl Projection {
         Ok(rows.map(|row| row.map(CaseId::new)).collect::<Result<_, _>>()?)
     }
 
+    /// Cases that have owed their owner a notice since a moment between `oldest` and `newest`, longest owed first:
+    /// the timers send those notices again (ADR 10).
+    pub fn notices_owed(&self, oldest: UnixMs, newest: UnixMs) -> Result<Vec<CaseId>, ProjectionError> {
+        let connection = self.read();
+        let mut statement = connection.prepare_cached(
+            "SELECT case_id FROM notices_owed WHERE owed_since BETWEEN ?1 AND ?2 ORDER BY owed_since, case_id",
+        )?;
+        let rows = statement.query_map([oldest.0 as i64, newest.0 as i64], |row| row.get::<_, String>(0))?;
+        Ok(rows.map(|row| row.map(CaseId::new)).collect::<Result<_, _>>()?)
+    }
+
     /// Executed cases matching a rollback indicator, executed at or after `since`, oldest first: the scope of a bulk
     /// rollback after an incident.
     pub fn executed_matching(

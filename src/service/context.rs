@@ -102,6 +102,8 @@ impl<L: EventLog> Service<L> {
         // itself. Elsewhere `halted` is a policy fact, taken from the projection (which follows the log closely).
         let halted = match &envelope.command {
             Command::Tick => self.control_state().await?.0.halted,
+            // Recording a delivered notice decides nothing the switch could affect.
+            Command::ConfirmNotices { .. } => false,
             Command::RequestRecovery { .. }
             | Command::SubmitProof { .. }
             | Command::ApproveReview { .. }
@@ -241,7 +243,8 @@ impl<L: EventLog> Service<L> {
             | Command::Cancel { .. }
             | Command::Tick
             | Command::ConfirmExecution { .. }
-            | Command::RollBack { .. } => {}
+            | Command::RollBack { .. }
+            | Command::ConfirmNotices { .. } => {}
         }
         Ok(prepared)
     }

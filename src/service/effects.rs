@@ -5,44 +5,15 @@
 use crate::core::actor::Actor;
 use crate::core::command::{Command, CommandEnvelope, EffectOutcome};
 use crate::core::event::{Event, EventBody};
-use crate::core::ids::{CaseId, CommandId, DestinationId, UnixMs};
+use crate::core::ids::{CaseId, CommandId, DestinationId};
 use crate::core::rejection::Rejection;
 use crate::core::state::{CaseState, Status};
 use crate::core::text::UntrustedText;
 use crate::directory::DirectoryError;
 use crate::log::EventLog;
-use crate::notify::Message;
 use crate::service::context::Prepared;
+use crate::service::notices::EventPosition;
 use crate::service::{Handled, Service, ServiceError};
-
-tokio::task_local! {
-    static DEFERRED: std::cell::RefCell<Vec<Message>>;
-}
-
-/// Notices held back while a front door answers its requester. Not `Debug`: they may hold codes.
-#[must_use = "deferred notices must be sent with Service::send_deferred"]
-pub struct DeferredNotices(Vec<Message>);
-
-/// Runs `work` (a front door handling one command) with its notices held back instead of sent, and returns them with
-/// its result, for `Service::send_deferred` after the answer has gone out. A requester must not be able to tell a
-/// known account from an unknown one by how long the answer takes, and only a known account's request sends a code
-/// (THREATS 8); with a mail server on the path, sending first made that difference seconds long.
-pub async fn with_deferred_notices<T>(work: impl std::future::Future<Output = T>) -> (T, DeferredNotices) {
-    DEFERRED
-        .scope(std::cell::RefCell::new(Vec::new()), async move {
-            let output = work.await;
-            let notices = DEFERRED.with(|queue| queue.take());
-            (output, DeferredNotices(notices))
-        })
-        .await
-}
-
-/// Where an event sits in the log: its commit's sequence and its place in that commit.
-#[derive(Clone, Copy)]
-struct EventPosition {
-    commit: u64,
-    offset: usize,
-}
 
 impl<L: EventLog> Service<L> {
     /// Effects that must happen before their event is recorded. Rollback applies its reversal first (idempotent by
@@ -71,9 +42,9 @@ impl<L: EventLog> Service<L> {
         Ok(())
     }
 
-    /// Notifications for the events just appended. A code goes only to the destinations its `ChallengeIssued` event
-    /// names, which the core chose among the pre-existing, old-enough ones.
-    pub(super) fn effects_after_append(
+    /// What follows the events just appended: an ended case releases its hold on the account, and the notices the
+    /// events call for are delivered (`notices`).
+    pub(super) async fn effects_after_append(
         &self,
         case_id: &CaseId,
         state: &CaseState,
@@ -85,144 +56,21 @@ impl<L: EventLog> Service<L> {
         if state.status.is_terminal() || state.status == Status::Executed {
             self.directory.release(&facts.account_id, case_id.as_str())?;
         }
+        let first_version = (state.events - events.len()) as u64 + 1;
+        let mut outgoing = Vec::new();
         for (offset, event) in events.iter().enumerate() {
             // A commit holds several events under one log sequence, so an event is named by the commit's sequence and
             // its place in the commit: `first_sequence + offset` would collide with the next commit's events.
-            let sequence = EventPosition { commit: first_sequence, offset };
-            match &event.body {
-                EventBody::ChallengeIssued { challenge_id, destinations, expires_at, .. } => {
-                    let ours = prepared.fresh.as_ref().is_some_and(|fresh| &fresh.challenge_id == challenge_id);
-                    let code = prepared.code.as_ref().filter(|_| ours).expect("a challenge is issued with its code");
-                    let body = format!(
-                        "Someone asked to {} on your account {}.\n\nIf it was you, enter this code at {}/verify?case={case_id} : {}\nIt expires at {expires_at}.\n\nNobody from support, and no assistant, will ever ask you for this code. If it was not you, ignore this message: nothing changes without the code.",
-                        facts.action.describe(),
-                        facts.account_id,
-                        self.public_url,
-                        code.reveal_for_delivery()
-                    );
-                    self.send_each(
-                        case_id,
-                        sequence,
-                        destinations,
-                        state,
-                        "Your account recovery code",
-                        &body,
-                        event.at,
-                    )?;
-                }
-                EventBody::CoolingOffStarted { ends_at, notify, .. } => {
-                    for destination in notify {
-                        let link = format!(
-                            "{}/cancel?case={case_id}&destination={destination}&token={}",
-                            self.public_url,
-                            self.keys.cancel_token(case_id.as_str(), destination.as_str())
-                        );
-                        let body = format!(
-                            "A request to {} on your account {} was authorized. It takes effect at {ends_at} unless it is cancelled.\n\nIf this was not you, cancel it now: {link}",
-                            facts.action.describe(),
-                            facts.account_id
-                        );
-                        let subject = "A change to your account is scheduled";
-                        self.send_each(
-                            case_id,
-                            sequence,
-                            std::slice::from_ref(destination),
-                            state,
-                            subject,
-                            &body,
-                            event.at,
-                        )?;
-                    }
-                }
-                EventBody::ExecutionConfirmed { .. } | EventBody::RolledBack { .. } => {
-                    let done = if matches!(event.body, EventBody::RolledBack { .. }) {
-                        "was rolled back"
-                    } else {
-                        "was applied"
-                    };
-                    let body = format!(
-                        "The request to {} on your account {} {done} at {}. If you did not expect this, contact support from this address.",
-                        facts.action.describe(),
-                        facts.account_id,
-                        event.at
-                    );
-                    let notify: Vec<DestinationId> = facts
-                        .snapshot
-                        .pre_existing(facts.requested_at)
-                        .iter()
-                        .map(|destination| destination.id.clone())
-                        .collect();
-                    self.send_each(case_id, sequence, &notify, state, "Your account was changed", &body, event.at)?;
-                }
-                EventBody::RecoveryRequested { .. }
-                | EventBody::ChallengeWithheld { .. }
-                | EventBody::ProofRejected { .. }
-                | EventBody::ProofAccepted { .. }
-                | EventBody::SecondFactorProven { .. }
-                | EventBody::ReviewRequired { .. }
-                | EventBody::ReviewApproved { .. }
-                | EventBody::CaseDenied { .. }
-                | EventBody::CaseCancelled { .. }
-                | EventBody::ExecutionStarted { .. }
-                | EventBody::ExecutionFailed { .. }
-                | EventBody::CaseExpired
-                | EventBody::CommandRefused { .. } => {}
-            }
-        }
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn send_each(
-        &self,
-        case_id: &CaseId,
-        sequence: EventPosition,
-        destinations: &[DestinationId],
-        state: &CaseState,
-        subject: &str,
-        body: &str,
-        at: UnixMs,
-    ) -> Result<(), ServiceError> {
-        let facts = state.facts.as_ref().expect("a case with events has facts");
-        for id in destinations {
-            let destination =
-                facts.snapshot.destination(id).expect("events name destinations of the recorded snapshot");
-            let message = Message {
-                message_id: format!("{}.{}/{id}", sequence.commit, sequence.offset),
-                case_id: case_id.clone(),
-                kind: destination.kind,
-                address: destination.address.clone(),
-                subject: subject.to_string(),
-                body: body.to_string(),
-                sent_at: at,
+            let position = EventPosition { commit: first_sequence, offset };
+            let code = if let EventBody::ChallengeIssued { challenge_id, .. } = &event.body {
+                let ours = prepared.fresh.as_ref().is_some_and(|fresh| &fresh.challenge_id == challenge_id);
+                Some(prepared.code.as_ref().filter(|_| ours).expect("a challenge is issued with its code"))
+            } else {
+                None
             };
-            // Inside `with_deferred_notices` the message waits for the caller to answer first.
-            let deferred = DEFERRED.try_with(|queue| queue.borrow_mut().push(message.clone())).is_ok();
-            if !deferred {
-                self.notifier.send(&message)?;
-            }
+            outgoing.extend(self.notices_of(case_id, facts, event, (first_version + offset as u64, position), code));
         }
-        Ok(())
-    }
-
-    /// Sends notices a front door held back with `with_deferred_notices`, once its answer is out. The sending runs on
-    /// the blocking pool (a mail server may take seconds). A notice that cannot be sent is logged by its id, never
-    /// its body.
-    pub async fn send_deferred(&self, notices: DeferredNotices) {
-        if notices.0.is_empty() {
-            return;
-        }
-        let notifier = self.notifier.clone();
-        let sent = tokio::task::spawn_blocking(move || {
-            for message in &notices.0 {
-                if let Err(error) = notifier.send(message) {
-                    tracing::error!(message = %message.message_id, case = %message.case_id, %error, "notice not sent");
-                }
-            }
-        });
-        if let Err(error) = sent.await {
-            tracing::error!(%error, "the notice sender stopped");
-        }
+        self.deliver(case_id, outgoing).await
     }
 
     /// Runs every timer that is due and every execution that is pending. Returns how many commands appended events.
@@ -242,6 +90,10 @@ impl<L: EventLog> Service<L> {
         }
         for case_id in self.projection.case_ids(Some(Status::Executing.name()))? {
             outcome(&case_id, self.execute(&case_id).await);
+        }
+        if let Err(error) = self.resend_owed_notices().await {
+            tracing::warn!(%error, "notices: owed notices will be looked at again on the next tick");
+            first_error.get_or_insert(error);
         }
         match first_error {
             Some(error) => Err(error),

@@ -6,10 +6,11 @@
 mod context;
 mod effects;
 mod ledgers;
+mod notices;
 
 pub use ledgers::Admissions;
 
-pub use effects::{DeferredNotices, with_deferred_notices};
+pub use notices::{DeferredNotices, Redelivery, with_deferred_notices};
 
 use crate::clock::Clock;
 use crate::core::actor::Actor;
@@ -95,6 +96,8 @@ pub struct Service<L: EventLog> {
     pub project_inline: bool,
     /// New requests waiting to be counted in a shared ledger (a desk's, a network's), admitted together.
     pub admissions: Admissions,
+    /// Owed notices this process failed to send, and when to try again.
+    pub redelivery: Redelivery,
 }
 
 /// Fresh random id with a readable prefix (`case-3f9a…`). The shell makes ids; the core never does.
@@ -242,7 +245,7 @@ impl<L: EventLog> Service<L> {
                 Ok(Appended::New { first_sequence }) => {
                     self.project_if_inline().await?;
                     let new_state = events.iter().fold(state, crate::core::state::evolve);
-                    self.effects_after_append(case_id, &new_state, &events, first_sequence, &prepared)?;
+                    self.effects_after_append(case_id, &new_state, &events, first_sequence, &prepared).await?;
                     return match rejection {
                         Some(rejection) => Err(ServiceError::Rejected(rejection)),
                         None => {

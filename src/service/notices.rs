@@ -1,0 +1,406 @@
+//! Notices to the owner's destinations: the code of a challenge, the cancel links of a scheduled change, and word of
+//! a change applied or rolled back. The last three are owed by their case until a `NoticesDelivered` event records
+//! their delivery (ADR 10): one that could not be sent (a mail server down, a crash between the append and the send)
+//! is sent again by the timers, with the same message id, until it is delivered or a week old. A code is sent once:
+//! only its hash is kept, and its owner asks again.
+
+use crate::core::actor::Actor;
+use crate::core::command::{Command, CommandEnvelope};
+use crate::core::decide::{Context, decide};
+use crate::core::event::{Event, EventBody};
+use crate::core::ids::{CaseId, CommandId, DestinationId, UnixMs};
+use crate::core::limits::{
+    NOTICE_REDELIVERY_WINDOW_MS, NOTICE_RESEND_AFTER_MS, NOTICE_RESENDS_PER_TICK_MAX, NOTICE_RETRY_MS_MAX,
+    NOTICE_RETRY_MS_MIN,
+};
+use crate::core::notices::{NoticeKind, owed_by};
+use crate::core::state::{CaseFacts, CaseState, fold};
+use crate::core::verification::VerificationCode;
+use crate::log::EventLog;
+use crate::log::envelope::{Decoded, Stream, decode, encode_case_event};
+use crate::log::{Appended, LogError};
+use crate::notify::{Message, NotifyError};
+use crate::service::{CONFLICT_RETRIES_MAX, Service, ServiceError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+tokio::task_local! {
+    static DEFERRED: std::cell::RefCell<Vec<Outgoing>>;
+}
+
+/// One message on its way, and the owed notice its delivery settles (none for a code).
+#[derive(Clone)]
+pub(super) struct Outgoing {
+    message: Message,
+    /// The case version of the event that owes the notice, and its destination.
+    owed: Option<(u64, DestinationId)>,
+}
+
+/// Notices held back while a front door answers its requester. Not `Debug`: they may hold codes.
+#[must_use = "deferred notices must be sent with Service::send_deferred"]
+pub struct DeferredNotices(Vec<Outgoing>);
+
+/// Runs `work` (a front door handling one command) with its notices held back instead of sent, and returns them with
+/// its result, for `Service::send_deferred` after the answer has gone out. A requester must not be able to tell a
+/// known account from an unknown one by how long the answer takes, and only a known account's request sends a code
+/// (THREATS 8); with a mail server on the path, sending first made that difference seconds long.
+pub async fn with_deferred_notices<T>(work: impl std::future::Future<Output = T>) -> (T, DeferredNotices) {
+    DEFERRED
+        .scope(std::cell::RefCell::new(Vec::new()), async move {
+            let output = work.await;
+            let notices = DEFERRED.with(|queue| queue.take());
+            (output, DeferredNotices(notices))
+        })
+        .await
+}
+
+/// Where an event sits in the log: its commit's sequence and its place in that commit. A message is named after it.
+#[derive(Clone, Copy)]
+pub(super) struct EventPosition {
+    pub(super) commit: u64,
+    pub(super) offset: usize,
+}
+
+/// This process's memory of notices it failed to send, so that it tries again after a growing pause instead of on
+/// every tick, and of cases it looked at and found nothing yet to send. Lost on restart, which only means an early
+/// retry. One per `Service`.
+#[derive(Default)]
+pub struct Redelivery {
+    /// (case, message id) -> failed attempts, and when to try again.
+    failed: Mutex<HashMap<(CaseId, String), (u32, UnixMs)>>,
+    /// Case -> when to look at it again.
+    next_look: Mutex<HashMap<CaseId, UnixMs>>,
+}
+
+impl Redelivery {
+    fn failed(&self, case_id: &CaseId, message_id: &str, now: UnixMs) {
+        let mut failed = self.failed.lock().expect("the redelivery map is never poisoned");
+        let key = (case_id.clone(), message_id.to_string());
+        let attempts = failed.get(&key).map_or(0, |(attempts, _)| *attempts) + 1;
+        let pause = NOTICE_RETRY_MS_MIN.saturating_mul(1 << (attempts - 1).min(16)).min(NOTICE_RETRY_MS_MAX);
+        failed.insert(key, (attempts, now.plus(pause)));
+    }
+
+    fn delivered(&self, case_id: &CaseId, message_id: &str) {
+        let key = (case_id.clone(), message_id.to_string());
+        self.failed.lock().expect("the redelivery map is never poisoned").remove(&key);
+    }
+
+    /// When a notice owed since `owed_at` may be sent again: after its pause if this process failed to send it,
+    /// else once the process that owes it has had `NOTICE_RESEND_AFTER_MS` to send and record it.
+    fn due_at(&self, case_id: &CaseId, message_id: &str, owed_at: UnixMs) -> UnixMs {
+        let key = (case_id.clone(), message_id.to_string());
+        match self.failed.lock().expect("the redelivery map is never poisoned").get(&key) {
+            Some((_, next)) => *next,
+            None => owed_at.plus(NOTICE_RESEND_AFTER_MS),
+        }
+    }
+
+    fn next_look(&self, case_id: &CaseId) -> Option<UnixMs> {
+        self.next_look.lock().expect("the redelivery map is never poisoned").get(case_id).copied()
+    }
+
+    fn look_again_at(&self, case_id: &CaseId, at: UnixMs) {
+        self.next_look.lock().expect("the redelivery map is never poisoned").insert(case_id.clone(), at);
+    }
+
+    /// Forgets what is over an hour past its time: a case still owing notices is looked at, and a failed notice
+    /// tried, well within that, so such an entry belongs to notices delivered (perhaps by another process), lapsed or
+    /// out of the window.
+    fn forget_stale(&self, now: UnixMs) {
+        let fresh = |at: &UnixMs| at.plus(NOTICE_RETRY_MS_MAX) > now;
+        self.failed.lock().expect("never poisoned").retain(|_, (_, next)| fresh(next));
+        self.next_look.lock().expect("never poisoned").retain(|_, at| fresh(at));
+    }
+}
+
+impl<L: EventLog> Service<L> {
+    /// The notices `event` calls for, once appended at `version` of the case and `position` of the log. A code goes
+    /// only to the destinations its `ChallengeIssued` event names, which the core chose among the pre-existing,
+    /// old-enough ones; `code` is the plain code, known only to the process that drew it.
+    pub(super) fn notices_of(
+        &self,
+        case_id: &CaseId,
+        facts: &CaseFacts,
+        event: &Event,
+        (version, position): (u64, EventPosition),
+        code: Option<&VerificationCode>,
+    ) -> Vec<Outgoing> {
+        let message = |destination: &DestinationId, subject: &str, body: String, owed: bool| {
+            let target = facts.snapshot.destination(destination).expect("events name destinations of the snapshot");
+            Outgoing {
+                message: Message {
+                    message_id: format!("{}.{}/{destination}", position.commit, position.offset),
+                    case_id: case_id.clone(),
+                    kind: target.kind,
+                    address: target.address.clone(),
+                    subject: subject.to_string(),
+                    body,
+                    sent_at: event.at,
+                },
+                owed: owed.then(|| (version, destination.clone())),
+            }
+        };
+        if let EventBody::ChallengeIssued { destinations, expires_at, .. } = &event.body {
+            let Some(code) = code else { return Vec::new() };
+            let body = format!(
+                "Someone asked to {} on your account {}.\n\nIf it was you, enter this code at {}/verify?case={case_id} : {}\nIt expires at {expires_at}.\n\nNobody from support, and no assistant, will ever ask you for this code. If it was not you, ignore this message: nothing changes without the code.",
+                facts.action.describe(),
+                facts.account_id,
+                self.public_url,
+                code.reveal_for_delivery()
+            );
+            return destinations
+                .iter()
+                .map(|destination| message(destination, "Your account recovery code", body.clone(), false))
+                .collect();
+        }
+        let Some((kind, destinations)) = owed_by(facts, &event.body) else { return Vec::new() };
+        let done = match (kind, &event.body) {
+            (NoticeKind::CancelLink, EventBody::CoolingOffStarted { ends_at, .. }) => {
+                return destinations
+                    .iter()
+                    .map(|destination| {
+                        let link = format!(
+                            "{}/cancel?case={case_id}&destination={destination}&token={}",
+                            self.public_url,
+                            self.keys.cancel_token(case_id.as_str(), destination.as_str())
+                        );
+                        let body = format!(
+                            "A request to {} on your account {} was authorized. It takes effect at {ends_at} unless it is cancelled.\n\nIf this was not you, cancel it now: {link}",
+                            facts.action.describe(),
+                            facts.account_id
+                        );
+                        message(destination, "A change to your account is scheduled", body, true)
+                    })
+                    .collect();
+            }
+            (NoticeKind::Applied, _) => "was applied",
+            (NoticeKind::RolledBack, _) => "was rolled back",
+            (NoticeKind::CancelLink, _) => unreachable!("only a scheduled change owes cancel links"),
+        };
+        let body = format!(
+            "The request to {} on your account {} {done} at {}. If you did not expect this, contact support from this address.",
+            facts.action.describe(),
+            facts.account_id,
+            event.at
+        );
+        destinations
+            .iter()
+            .map(|destination| message(destination, "Your account was changed", body.clone(), true))
+            .collect()
+    }
+
+    /// Sends `outgoing` now (on the blocking pool: a mail server may take seconds) and records the owed ones that
+    /// were delivered; inside `with_deferred_notices` they wait for the caller to answer first instead. An owed notice
+    /// that fails is left owed, for the timers; a code that fails is returned as the error, as it cannot be resent.
+    pub(super) async fn deliver(&self, case_id: &CaseId, outgoing: Vec<Outgoing>) -> Result<(), ServiceError> {
+        if outgoing.is_empty() {
+            return Ok(());
+        }
+        let queued = DEFERRED.try_with(|queue| queue.borrow_mut().extend(outgoing.iter().cloned())).is_ok();
+        if queued {
+            return Ok(());
+        }
+        let (delivered, code_error) = self.send(outgoing).await;
+        self.record_delivered(delivered).await;
+        match code_error {
+            Some(error) => {
+                tracing::error!(case = %case_id, %error, "a code was not sent; its owner can ask again once it expires");
+                Err(error.into())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Sends notices a front door held back with `with_deferred_notices`, once its answer is out, and records the
+    /// owed ones delivered. A notice that cannot be sent is logged by its id, never its body.
+    pub async fn send_deferred(&self, notices: DeferredNotices) {
+        if notices.0.is_empty() {
+            return;
+        }
+        let (delivered, code_error) = self.send(notices.0).await;
+        self.record_delivered(delivered).await;
+        if let Some(error) = code_error {
+            tracing::error!(%error, "a code was not sent; its owner can ask again once it expires");
+        }
+    }
+
+    /// Sends each message; returns the owed notices delivered, by case, and the first error sending a code.
+    async fn send(&self, outgoing: Vec<Outgoing>) -> (Vec<(CaseId, u64, DestinationId)>, Option<NotifyError>) {
+        let notifier = self.notifier.clone();
+        let sent = tokio::task::spawn_blocking(move || {
+            outgoing.into_iter().map(|item| (notifier.send(&item.message), item)).collect::<Vec<_>>()
+        })
+        .await;
+        let results = match sent {
+            Ok(results) => results,
+            Err(error) => {
+                tracing::error!(%error, "the notice sender stopped");
+                return (Vec::new(), Some(NotifyError::Unavailable(format!("the notice sender stopped: {error}"))));
+            }
+        };
+        let now = self.clock.now();
+        let (mut delivered, mut code_error) = (Vec::new(), None);
+        for (result, item) in results {
+            let id = &item.message.message_id;
+            match (result, item.owed) {
+                (Ok(()), Some((version, destination))) => {
+                    self.redelivery.delivered(&item.message.case_id, id);
+                    delivered.push((item.message.case_id, version, destination));
+                }
+                (Ok(()), None) => {}
+                (Err(error), Some(_)) => {
+                    self.redelivery.failed(&item.message.case_id, id, now);
+                    tracing::warn!(notice = %id, case = %item.message.case_id, %error, "notice not sent; it will be sent again");
+                }
+                (Err(error), None) => {
+                    tracing::warn!(notice = %id, case = %item.message.case_id, %error, "code not sent");
+                    code_error.get_or_insert(error);
+                }
+            }
+        }
+        (delivered, code_error)
+    }
+
+    /// Records delivered notices on their cases, one event per owing event. A failure to record is logged: the notice
+    /// stays owed and is sent again, with the same message id, which the outbox and a mail client recognise.
+    async fn record_delivered(&self, delivered: Vec<(CaseId, u64, DestinationId)>) {
+        let mut by_event: BTreeMap<(CaseId, u64), Vec<DestinationId>> = BTreeMap::new();
+        for (case_id, version, destination) in delivered {
+            by_event.entry((case_id, version)).or_default().push(destination);
+        }
+        for ((case_id, version), destinations) in by_event {
+            if let Err(error) = self.confirm_notices(&case_id, version, destinations).await {
+                tracing::warn!(case = %case_id, event = version, %error, "a delivered notice was not recorded");
+            }
+        }
+    }
+
+    /// Appends the core's `NoticesDelivered` for notices of the event at case version `for_event`. Decides on the
+    /// case alone (no facts to gather, no notices to send), so it is its own small loop rather than `handle`.
+    async fn confirm_notices(
+        &self,
+        case_id: &CaseId,
+        for_event: u64,
+        destinations: Vec<DestinationId>,
+    ) -> Result<(), ServiceError> {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(destinations.iter().map(|id| format!("{id}\n")).collect::<String>());
+        let command_id = CommandId::new(format!("notices:{for_event}:{}", hex::encode(&digest[..8])));
+        let envelope = CommandEnvelope {
+            command_id,
+            actor: Actor::system(),
+            command: Command::ConfirmNotices { for_event, destinations },
+        };
+        for attempt in 0..CONFLICT_RETRIES_MAX {
+            let (state, _, last_sequence) = self.load_for_append(case_id, attempt > 0).await?;
+            let context = Context {
+                case_id,
+                now: self.clock.now(),
+                settings: &self.settings,
+                halted: false,
+                account: None,
+                account_facts: Default::default(),
+                policy: None,
+                fresh_challenge: None,
+            };
+            let events = decide(&envelope, &state, &context).map_err(ServiceError::Rejected)?;
+            if events.is_empty() {
+                return Ok(());
+            }
+            let encoded = events
+                .iter()
+                .enumerate()
+                .map(|(offset, event)| encode_case_event(case_id, state.events as u64 + offset as u64 + 1, event))
+                .collect();
+            let key = format!("{case_id}:{}", envelope.command_id);
+            match self.log.append(&Stream::Case(case_id.clone()), last_sequence, &key, encoded).await {
+                Err(LogError::Conflict { .. }) => continue,
+                Err(error) => return Err(error.into()),
+                Ok(Appended::New { .. } | Appended::Duplicate) => return self.project_if_inline().await,
+            }
+        }
+        Err(LogError::Unavailable(format!("case {case_id} kept changing")).into())
+    }
+
+    /// The timers' share of notices: sends again every owed notice that is due (its process had its chance, or this
+    /// one's pause after a failure is over) and at most a week old, up to `NOTICE_RESENDS_PER_TICK_MAX` per tick.
+    /// Returns how many were delivered.
+    pub(super) async fn resend_owed_notices(&self) -> Result<usize, ServiceError> {
+        let now = self.clock.now();
+        let window_start = UnixMs(now.0.saturating_sub(NOTICE_REDELIVERY_WINDOW_MS));
+        let (mut attempted, mut delivered_count) = (0, 0);
+        self.redelivery.forget_stale(now);
+        for case_id in self.projection.notices_owed(window_start, now)? {
+            if attempted >= NOTICE_RESENDS_PER_TICK_MAX {
+                break;
+            }
+            if self.redelivery.next_look(&case_id).is_some_and(|at| at > now) {
+                continue;
+            }
+            let (state, events) = self.load_with_positions(&case_id).await?;
+            let Some(facts) = &state.facts else { continue };
+            let mut outgoing = Vec::new();
+            let mut next_look = now.plus(NOTICE_RESEND_AFTER_MS);
+            for notice in state.notices.iter().filter(|notice| notice.owed_at >= window_start) {
+                let Some((event, position)) = events.get(notice.event as usize - 1) else {
+                    return Err(ServiceError::Corrupt(format!("case {case_id} owes a notice for a missing event")));
+                };
+                let due = self.notices_of(&case_id, facts, event, (notice.event, *position), None);
+                for item in due {
+                    if item.owed.as_ref().is_some_and(|(_, destination)| destination == &notice.destination) {
+                        let at = self.redelivery.due_at(&case_id, &item.message.message_id, notice.owed_at);
+                        if at <= now {
+                            outgoing.push(item);
+                        } else {
+                            next_look = next_look.min(at);
+                        }
+                    }
+                }
+            }
+            outgoing.truncate(NOTICE_RESENDS_PER_TICK_MAX - attempted);
+            attempted += outgoing.len();
+            self.redelivery.look_again_at(&case_id, next_look);
+            if outgoing.is_empty() {
+                continue;
+            }
+            tracing::info!(case = %case_id, notices = outgoing.len(), "sending owed notices again");
+            let sent: Vec<(String, UnixMs)> =
+                outgoing.iter().map(|item| (item.message.message_id.clone(), item.message.sent_at)).collect();
+            let (delivered, _) = self.send(outgoing).await;
+            // A notice that failed again is looked at after its new pause, not the usual one.
+            for (message_id, owed_at) in &sent {
+                next_look = next_look.min(self.redelivery.due_at(&case_id, message_id, *owed_at).max(now));
+            }
+            self.redelivery.look_again_at(&case_id, next_look);
+            delivered_count += delivered.len();
+            self.record_delivered(delivered).await;
+        }
+        Ok(delivered_count)
+    }
+
+    /// The case's state and its events, each with its place in the log (which names its messages).
+    async fn load_with_positions(
+        &self,
+        case_id: &CaseId,
+    ) -> Result<(CaseState, Vec<(Event, EventPosition)>), ServiceError> {
+        let entries = self.log.read_stream(&Stream::Case(case_id.clone())).await?;
+        let mut events = Vec::new();
+        for entry in &entries {
+            for (offset, bytes) in entry.envelopes.iter().enumerate() {
+                match decode(bytes).map_err(|error| ServiceError::Corrupt(error.to_string()))? {
+                    Decoded::Case { event, .. } => {
+                        events.push((event, EventPosition { commit: entry.sequence, offset }));
+                    }
+                    Decoded::Control { .. } => {
+                        return Err(ServiceError::Corrupt("control event in a case stream".into()));
+                    }
+                }
+            }
+        }
+        let state =
+            fold(events.iter().map(|(event, _)| event)).map_err(|error| ServiceError::Corrupt(error.to_string()))?;
+        Ok((state, events))
+    }
+}
