@@ -545,7 +545,8 @@ fn update_case(
             if *outstanding == 0 {
                 owe_none(transaction, id)?;
             }
-            format!("notice of event {for_event} delivered to {}; {outstanding} still owed", row.masked(destinations))
+            let noun = if destinations.len() == 1 { "notice" } else { "notices" };
+            format!("{noun} of event {for_event} delivered to {}; {outstanding} still owed", row.masked(destinations))
         }
     };
     Ok(detail)
