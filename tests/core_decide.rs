@@ -18,7 +18,7 @@ use airlock::core::ids::{AccountId, ActorId, CaseId, ChallengeId, CommandId, Des
 use airlock::core::limits::{
     CODE_TTL_MS_DEFAULT, COOLING_OFF_GRACE_MS, COOLING_OFF_MS_MAX, COOLING_OFF_MS_MIN, DAY_MS, HOUR_MS,
     IN_REVIEW_TTL_MS, MINUTE_MS, NEW_DESTINATION_COOLING_OFF_MS_MIN, PROOF_ATTEMPTS_PER_ACCOUNT_MAX, REASON_BYTES_MAX,
-    REFUSALS_RECORDED_PER_CASE_MAX, REQUESTED_TTL_MS, SUMMARY_BYTES_MAX,
+    REFUSALS_RECORDED_PER_CASE_MAX, REQUESTED_TTL_MS, REVIEW_APPROVAL_TTL_MS, SUMMARY_BYTES_MAX,
 };
 use airlock::core::notices::NoticeKind;
 use airlock::core::policy::{Outcome, Phase, PolicyDecision, PolicyFacts, Velocity};
@@ -935,6 +935,33 @@ fn high_value_needs_two_distinct_reviewers() {
         &Authorization::Quorum { reviewers: vec![ActorId::new("reviewer-1"), ActorId::new("reviewer-2")] }
     );
     assert_eq!(then_status(&history, &second), Status::CoolingOff);
+}
+
+// Proves that an approval expires: a second reviewer agreeing more than REVIEW_APPROVAL_TTL_MS after the first does
+// not meet a two-reviewer quorum (the first approval no longer counts), the first reviewer may then approve again,
+// and the quorum names only the approvals that counted.
+#[test]
+fn an_approval_expires_before_a_late_second_one() {
+    let env = Env::high_value();
+    let mut history = in_review(&env);
+    let first = envelope("approve-1", reviewer(1), approve(&history));
+    step(&mut history, &env.clone().at(PROVED_AT), first);
+    let late = env.clone().at(PROVED_AT.plus(REVIEW_APPROVAL_TTL_MS));
+
+    let second = envelope("approve-2", reviewer(2), approve(&history));
+    let second = step(&mut history, &late, second);
+
+    assert_eq!(second.len(), 1, "no quorum from an expired approval: {second:?}");
+    let EventBody::ReviewApproved { approvals: 1, required: 2, .. } = &second[0].body else { panic!("{second:?}") };
+    assert_eq!(given(&history).status, Status::InReview);
+    let again = when(&history, &late, &envelope("approve-1-again", reviewer(1), approve(&history))).expect("ok");
+    let EventBody::CoolingOffStarted { authorization, .. } = &again[1].body else { panic!("{again:?}") };
+    assert_eq!(
+        authorization,
+        &Authorization::Quorum { reviewers: vec![ActorId::new("reviewer-2"), ActorId::new("reviewer-1")] }
+    );
+    let repeat = when(&history, &late, &envelope("approve-2-again", reviewer(2), approve(&history)));
+    assert_eq!(repeat, Err(Rejection::DuplicateApproval), "a live approval is not given twice");
 }
 
 // Proves that nobody approves their own request: a reviewer whose id is the requester's is refused.

@@ -21,7 +21,7 @@ use airlock::core::limits::{self, DAY_MS, HOUR_MS, MINUTE_MS};
 use airlock::core::policy::{Phase, PolicyDecision, PolicyFacts, Velocity};
 use airlock::core::rejection::Rejection;
 use airlock::core::signals::Signals;
-use airlock::core::state::{CaseState, Status, evolve, fold, initial_state};
+use airlock::core::state::{Approval, CaseState, Status, evolve, fold, initial_state};
 use airlock::core::table::Table;
 use airlock::core::text::UntrustedText;
 use airlock::core::transition;
@@ -729,8 +729,8 @@ struct Audit {
     proof_accepted: bool,
     /// Whether the authenticator app was proven with it.
     totp_proven: bool,
-    /// The reviewers who approved since the case last entered review.
-    round: Vec<ActorId>,
+    /// The reviewers who approved since the case last entered review, and when.
+    round: Vec<(ActorId, UnixMs)>,
     /// The cooling-off in force, if a valid authorization started one and no failure revoked it since.
     cooling_off: Option<CoolingOff>,
     started: Option<EffectId>,
@@ -789,9 +789,11 @@ impl Audit {
                 self.round.clear();
                 Ok(())
             }
-            EventBody::ReviewApproved { reviewer, action_hash, .. } => self.check_approval(root, reviewer, action_hash),
+            EventBody::ReviewApproved { reviewer, action_hash, .. } => {
+                self.check_approval(root, reviewer, action_hash, event.at)
+            }
             EventBody::CoolingOffStarted { ends_at, notify, authorization, .. } => {
-                self.check_authorization(root, authorization)?;
+                self.check_authorization(root, authorization, event.at)?;
                 self.check_cooling_off(root, event.at, *ends_at, notify)?;
                 self.cooling_off = Some(CoolingOff { ends_at: *ends_at });
                 Ok(())
@@ -868,23 +870,35 @@ impl Audit {
         Ok(())
     }
 
-    fn check_approval(&mut self, root: &Root, reviewer: &ActorId, action_hash: &ActionHash) -> Result<(), String> {
+    /// The reviewers whose approval still counts at `now` (issue 5: an approval expires).
+    fn live_round(&self, now: UnixMs) -> BTreeSet<&ActorId> {
+        let live = |at: &UnixMs| at.0 + limits::REVIEW_APPROVAL_TTL_MS > now.0;
+        self.round.iter().filter(|(_, at)| live(at)).map(|(reviewer, _)| reviewer).collect()
+    }
+
+    fn check_approval(
+        &mut self,
+        root: &Root,
+        reviewer: &ActorId,
+        action_hash: &ActionHash,
+        at: UnixMs,
+    ) -> Result<(), String> {
         if action_hash != &root.action_hash {
             return Err("principle 6: an approval of a different action was counted".to_string());
         }
         if reviewer == &root.requester.id {
             return Err("principle 6: the requester approved their own request".to_string());
         }
-        if self.round.contains(reviewer) {
+        if self.live_round(at).contains(reviewer) {
             return Err(format!("principle 6: {reviewer} approved twice in one review"));
         }
-        self.round.push(reviewer.clone());
+        self.round.push((reviewer.clone(), at));
         Ok(())
     }
 
     /// Invariant 1: a change is authorized by an accepted proof (never for a high-value account) or by a quorum of
     /// distinct reviewers, none of them the requester, two for a high-value account.
-    fn check_authorization(&self, root: &Root, authorization: &Authorization) -> Result<(), String> {
+    fn check_authorization(&self, root: &Root, authorization: &Authorization, at: UnixMs) -> Result<(), String> {
         let high_value = root.snapshot.is_high_value();
         match authorization {
             Authorization::Policy { .. } if high_value => {
@@ -904,7 +918,7 @@ impl Audit {
             Authorization::Quorum { reviewers } => {
                 let required = if high_value { limits::HIGH_VALUE_REVIEWERS_MIN as usize } else { 1 };
                 let listed: BTreeSet<&ActorId> = reviewers.iter().collect();
-                let approved: BTreeSet<&ActorId> = self.round.iter().collect();
+                let approved = self.live_round(at);
                 if approved.len() < required || listed != approved {
                     return Err(format!(
                         "invariant 1: quorum of {reviewers:?} with approvals {:?}, {required} required",
@@ -1015,6 +1029,15 @@ fn visited_key(case: &mut Case) -> u128 {
     // Owed notices change no decision but their own confirmation (which a step from any state still tries), so two
     // states that differ only in them lead to the same places: exploring both would double the run for nothing.
     let notices = std::mem::take(&mut state.notices);
+    // An approval matters only until it expires: an expired one is dropped, a live one keeps its remaining life.
+    let approvals = std::mem::take(&mut state.approvals);
+    state.approvals = (approvals.iter())
+        .map(|approval| Approval {
+            reviewer: approval.reviewer.clone(),
+            at: relative(approval.at.plus(limits::REVIEW_APPROVAL_TTL_MS)),
+        })
+        .filter(|approval| approval.at.0 > 0)
+        .collect();
     state.deadline = state.deadline.map(relative);
     state.cooling_off_ends_at = state.cooling_off_ends_at.map(relative);
     if let Some(challenge) = state.challenge.as_mut() {
@@ -1026,6 +1049,7 @@ fn visited_key(case: &mut Case) -> u128 {
     state.seen_commands = seen_commands;
     state.facts = facts;
     state.notices = notices;
+    state.approvals = approvals;
     (state.events, state.refusals) = counters;
     (state.deadline, state.cooling_off_ends_at) = (moments.0, moments.1);
     if let (Some(challenge), Some(expires_at)) = (state.challenge.as_mut(), moments.2) {

@@ -6,7 +6,7 @@ use crate::core::action::ActionHash;
 use crate::core::actor::Actor;
 use crate::core::command::{Change, Command, CommandEnvelope, EffectOutcome, SecondFactorCheck};
 use crate::core::event::{Authorization, DenialReason, Event, EventBody, ReviewReason, SecondFactor, WithheldReason};
-use crate::core::ids::{CaseId, ChallengeId, CommandId, DestinationId, EffectId, UnixMs};
+use crate::core::ids::{ActorId, CaseId, ChallengeId, CommandId, DestinationId, EffectId, UnixMs};
 use crate::core::limits;
 use crate::core::policy::{Outcome, Phase, PolicyDecision};
 use crate::core::rejection::Rejection;
@@ -278,10 +278,11 @@ fn approve_review(
     if reviewer == &facts.requester.id {
         return Err(Rejection::SelfApproval);
     }
-    if state.approvals.contains(reviewer) {
+    let live: Vec<ActorId> = state.live_approvals(context.now).map(|approval| approval.reviewer.clone()).collect();
+    if live.contains(reviewer) {
         return Err(Rejection::DuplicateApproval);
     }
-    let approvals = state.approvals.len() as u8 + 1;
+    let approvals = live.len() as u8 + 1;
     let required = state.reviewers_required;
     let mut bodies = vec![EventBody::ReviewApproved {
         reviewer: reviewer.clone(),
@@ -292,7 +293,7 @@ fn approve_review(
     }];
     if approvals >= required {
         let decision = state.decision.as_ref().expect("a case in review has a decision");
-        let mut reviewers = state.approvals.clone();
+        let mut reviewers = live;
         reviewers.push(reviewer.clone());
         bodies.push(cooling_off_started(
             state,

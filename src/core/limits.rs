@@ -47,6 +47,10 @@ pub const COOLING_OFF_GRACE_MS: u64 = 7 * DAY_MS;
 /// High-value accounts need at least this many distinct reviewers, whatever a policy says (SPEC principle 6).
 pub const HIGH_VALUE_REVIEWERS_MIN: u8 = 2;
 
+/// How long one reviewer's approval counts towards a quorum: a second reviewer must agree within this time of the
+/// first, or the first must approve again (issue 5: an approval expires).
+pub const REVIEW_APPROVAL_TTL_MS: u64 = DAY_MS;
+
 /// No policy may ask for more reviewers than this; more would make a case unapprovable in practice.
 pub const REVIEWERS_MAX: u8 = 5;
 

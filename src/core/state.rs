@@ -118,6 +118,23 @@ impl CaseFacts {
     }
 }
 
+/// One reviewer's approval of the case's action, and when it was given.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Approval {
+    pub reviewer: ActorId,
+    pub at: UnixMs,
+}
+
+impl CaseState {
+    /// The approvals that still count at `now`: an approval expires `REVIEW_APPROVAL_TTL_MS` after it was given, so
+    /// a quorum is made of reviewers who agreed within that time of each other.
+    pub fn live_approvals(&self, now: UnixMs) -> impl Iterator<Item = &Approval> {
+        self.approvals
+            .iter()
+            .filter(move |approval| approval.at.plus(crate::core::limits::REVIEW_APPROVAL_TTL_MS) > now)
+    }
+}
+
 /// The one code outstanding on a case.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct OpenChallenge {
@@ -139,7 +156,8 @@ pub struct CaseState {
     /// The latest policy decision (intake, then authorization).
     pub decision: Option<PolicyDecision>,
     pub reviewers_required: u8,
-    pub approvals: Vec<ActorId>,
+    /// The approvals of the current review round, oldest first; each counts for `REVIEW_APPROVAL_TTL_MS`.
+    pub approvals: Vec<Approval>,
     pub authorization: Option<Authorization>,
     pub cooling_off_ends_at: Option<UnixMs>,
     /// When the case expires if it stays in its current state.
@@ -288,7 +306,9 @@ fn apply_body(state: &mut CaseState, event: &Event) {
             state.approvals.clear();
             state.deadline = Some(*deadline);
         }
-        EventBody::ReviewApproved { reviewer, .. } => state.approvals.push(reviewer.clone()),
+        EventBody::ReviewApproved { reviewer, .. } => {
+            state.approvals.push(Approval { reviewer: reviewer.clone(), at: event.at })
+        }
         EventBody::CoolingOffStarted { ends_at, deadline, authorization, .. } => {
             if let Authorization::Policy { decision } = authorization {
                 state.decision = Some(decision.clone());

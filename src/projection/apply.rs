@@ -470,7 +470,11 @@ fn update_case(
                     row.decision = Some(json(decision));
                     "policy"
                 }
-                Authorization::Quorum { .. } => "quorum",
+                Authorization::Quorum { reviewers } => {
+                    // The quorum that counted: an approval that expired before it was met is not one of them.
+                    row.approvers = reviewers.iter().map(ToString::to_string).collect();
+                    "quorum"
+                }
             };
             row.cooling_off_ends_at = Some(ends_at.0 as i64);
             row.deadline = Some(deadline.0 as i64);
