@@ -12,6 +12,7 @@ pub mod fsm;
 pub mod nats_mode;
 pub mod outbox;
 pub mod policy;
+pub mod review;
 pub mod rollback;
 pub mod serve;
 pub mod submit;
@@ -56,6 +57,8 @@ pub enum Commands {
     Fsm(fsm::FsmArgs),
     /// Work with the recovery policies (Cedar): validate them and run their test cases.
     Policy(policy::PolicyArgs),
+    /// The reviewers' queue: list it, show a case's evidence, approve or deny as a named reviewer.
+    Review(review::ReviewArgs),
     /// Undo executed changes: one case, or every case matching an incident's indicator.
     Rollback(rollback::RollbackArgs),
     /// Run airlock against NATS JetStream: intake, the event log, the projector, timers and case queries.
@@ -95,6 +98,7 @@ pub fn main() -> ExitCode {
         Commands::Resume(args) => control::run(args, false),
         Commands::Outbox(args) => outbox::run(args),
         Commands::Policy(args) => policy::run(args),
+        Commands::Review(args) => review::run(args),
         Commands::Rollback(args) => rollback::run(args),
         Commands::Serve(args) => serve::run(args),
         Commands::Submit(args) => submit::run(args),
