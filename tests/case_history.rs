@@ -10,7 +10,7 @@ use airlock::core::event::EventBody;
 use airlock::log::envelope::{Decoded, decode, encode_case_event};
 use airlock::log::{decode_commit, encode_commit};
 use common::serve::{Harness, airlock};
-use common::{import_accounts, publish, read_all, scratch};
+use common::{code_for, import_accounts, publish, read_all, scratch};
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -33,19 +33,6 @@ fn request(command_id: &str) -> Value {
 /// `airlock submit` as the given actor; the JSON reply.
 fn submit(data: &Path, actor: &str, command: &str, body: &Value) -> Value {
     common::submit(data, actor, command, body.to_string().as_bytes()).1
-}
-
-/// The code the owner received for a case, from the embedded outbox.
-fn code_for(data: &Path, case_id: &str) -> String {
-    let connection =
-        rusqlite::Connection::open_with_flags(data.join("directory.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .unwrap();
-    let body: String =
-        connection.query_row("SELECT body FROM outbox WHERE case_id = ?1", [case_id], |row| row.get(0)).unwrap();
-    body.split(|character: char| !character.is_ascii_digit())
-        .find(|word| word.len() == 8)
-        .expect("an 8-digit code in the message")
-        .to_string()
 }
 
 /// `airlock case history CASE --json` with `extra` arguments: the exit code and the history.

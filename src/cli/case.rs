@@ -1,9 +1,13 @@
+//! `airlock case show` and `airlock case list` read the projection (`crate::cli::case_view`).
+//!
 //! `airlock case history CASE`: every event of one case, read from the event log (the record, not the projection),
 //! in order, with its actor, its time and the state after it. Each policy decision is shown with the facts and the
 //! policy version it was taken on, and is taken again on those recorded facts by the loaded policies: the answer must
 //! be the same (THREATS 15). Exits 1 if a decision taken again differs, or if the case is not in the log.
 
+use crate::cli::case_view::{self, ListFilter};
 use crate::cli::exit;
+use crate::cli::store::Store;
 use crate::core::event::{Authorization, EventBody};
 use crate::core::ids::{CaseId, UnixMs};
 use crate::core::policy::PolicyDecision;
@@ -24,6 +28,34 @@ pub struct CaseArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum CaseCommand {
+    /// One case now: its state, the timers that will move it, the steps each role may take next, and its receipts.
+    #[command(after_help = "Examples:\n  airlock case show case-3f9a0c1d2e4b5a69\n  \
+airlock case show case-3f9a0c1d2e4b5a69 --data-dir /var/lib/airlock --json")]
+    Show {
+        /// The case id, as the requester's reply gave it.
+        case_id: String,
+        #[command(flatten)]
+        store: Store,
+        /// Print one JSON object (fields: case_id, account_id, status, terminal, action, action_hash, requester,
+        /// high_value, requested_at, updated_at, events, approvers, timers[kind, at, in_ms, held_by_kill_switch],
+        /// next_steps[role, command, how], notices_owed_since, receipts).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cases, newest first, filtered by state, account, age and action.
+    #[command(after_help = "Examples:\n  airlock case list --state in_review\n  \
+airlock case list --account alice --since 3d\n  \
+airlock case list --action add_destination --since \"2026-06-01 12:00:00\" --json")]
+    List {
+        #[command(flatten)]
+        filter: ListFilter,
+        #[command(flatten)]
+        store: Store,
+        /// Print one JSON object (fields: cases[case_id, account_id, status, action, requester, requested_at,
+        /// updated_at], more).
+        #[arg(long)]
+        json: bool,
+    },
     /// Every event of a case from the log, with the state after each, and each policy decision taken again.
     #[command(after_help = "Examples:\n  airlock case history case-3f9a0c1d2e4b5a69 --data-dir ./airlock-data\n  \
 airlock case history case-3f9a0c1d2e4b5a69 --nats nats://127.0.0.1:4222 --json\n  \
@@ -196,7 +228,16 @@ fn print_table(history: &History, engine: &Engine) {
 }
 
 pub fn run(args: CaseArgs) -> u8 {
-    let CaseCommand::History { case_id, data_dir, nats, policies, json } = args.command;
+    match args.command {
+        CaseCommand::Show { case_id, store, json } => case_view::show(&store, &case_id, json),
+        CaseCommand::List { filter, store, json } => case_view::list(&store, &filter, json),
+        CaseCommand::History { case_id, data_dir, nats, policies, json } => {
+            run_history(case_id, data_dir, nats, policies, json)
+        }
+    }
+}
+
+fn run_history(case_id: String, data_dir: PathBuf, nats: Option<String>, policies: Option<PathBuf>, json: bool) -> u8 {
     let engine = match &policies {
         Some(dir) => match crate::cli::policy::load_dir(dir) {
             Ok(engine) => std::sync::Arc::new(engine),

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod bench;
 pub mod case;
+pub mod case_view;
 pub mod control;
 pub mod demo;
 pub mod directory;
@@ -15,6 +16,7 @@ pub mod policy;
 pub mod review;
 pub mod rollback;
 pub mod serve;
+pub mod store;
 pub mod submit;
 
 use clap::{Parser, Subcommand};
@@ -37,7 +39,7 @@ pub enum Commands {
         after_help = "Examples:\n  airlock bench\n  airlock bench --events 100000 --cases 10000\n  airlock bench --nats nats://127.0.0.1:4222"
     )]
     Bench(bench::BenchArgs),
-    /// One case's history from the event log, each decision taken again on its recorded facts.
+    /// Cases: one case's state and next steps, a filtered list, or its history from the event log.
     Case(case::CaseArgs),
     /// Run three recovery stories end to end on the embedded backend, with a simulated clock.
     #[command(after_help = "Examples:\n  airlock demo\n  airlock demo --keep --data-dir ./demo-data")]

@@ -6,17 +6,16 @@
 //! decision carries no such field. On the embedded store the decision goes to the service directly; with `--nats` it
 //! is published on the reviewer's own intake subject, as a review tool would, and the answer is awaited.
 
+use crate::cli::store::{Store, now, print_table, projection, rfc3339, span};
 use crate::cli::{embedded, exit};
 use crate::core::actor::{Actor, Role};
-use crate::core::ids::{CaseId, UnixMs};
+use crate::core::ids::CaseId;
 use crate::core::text::{UntrustedText, check_identifier};
 use crate::intake::{CommandType, handle_json, subjects};
-use crate::projection::Projection;
 use crate::projection::evidence::EvidencePacket;
 use crate::service::new_id;
 use serde::Serialize;
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How long `--nats` waits for airlock's answer to a decision before reporting it unavailable.
@@ -26,14 +25,6 @@ const ANSWER_WAIT_MS: u64 = 30_000;
 pub struct ReviewArgs {
     #[command(subcommand)]
     pub command: ReviewCommand,
-}
-
-/// Where the projection is read (and, without `--nats`, where decisions are recorded).
-#[derive(Debug, clap::Args)]
-pub struct Store {
-    /// The data directory: the embedded store, or the one `airlock serve` keeps its projection in.
-    #[arg(long, env = "AIRLOCK_DATA_DIR", default_value = "airlock-data")]
-    pub data_dir: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -131,41 +122,6 @@ pub fn run(args: ReviewArgs) -> u8 {
     }
 }
 
-/// The projection of a data directory, which must exist: reading one must not create an empty store.
-fn projection(data_dir: &Path) -> Result<Projection, u8> {
-    let path = data_dir.join("projection.db");
-    if !path.exists() {
-        eprintln!(
-            "error: no projection at {}: point --data-dir at airlock's data directory (AIRLOCK_DATA_DIR)",
-            path.display()
-        );
-        return Err(exit::UNAVAILABLE);
-    }
-    Projection::open(&path).map_err(|error| {
-        eprintln!("error: cannot open {}: {error}", path.display());
-        exit::UNAVAILABLE
-    })
-}
-
-fn now() -> UnixMs {
-    crate::clock::Clock::now(&crate::clock::SystemClock)
-}
-
-fn rfc3339(at: UnixMs) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(at.0)).to_string()
-}
-
-/// A waiting time as people say it: `3d 4h`, `2h 10m`, `45s`.
-fn waited(ms: u64) -> String {
-    let seconds = ms / 1_000;
-    match seconds {
-        0..60 => format!("{seconds}s"),
-        60..3_600 => format!("{}m", seconds / 60),
-        3_600..86_400 => format!("{}h {}m", seconds / 3_600, seconds % 3_600 / 60),
-        _ => format!("{}d {}h", seconds / 86_400, seconds % 86_400 / 3_600),
-    }
-}
-
 fn list(store: &Store, json: bool) -> u8 {
     let projection = match projection(&store.data_dir) {
         Ok(projection) => projection,
@@ -211,7 +167,7 @@ fn list(store: &Store, json: bool) -> u8 {
             entry.case_id.clone(),
             entry.account_id.clone(),
             if entry.high_value { "high-value" } else { "standard" }.to_string(),
-            waited(entry.waiting_ms),
+            span(entry.waiting_ms),
             format!("{} of {}", entry.approvals, entry.reviewers_required),
             entry.reason.clone(),
             entry.action.clone(),
@@ -219,17 +175,6 @@ fn list(store: &Store, json: bool) -> u8 {
     }
     print_table(&table);
     exit::OK
-}
-
-/// Columns padded to their widest cell, two spaces apart.
-fn print_table<const N: usize>(rows: &[[String; N]]) {
-    let widths: Vec<usize> =
-        (0..N).map(|column| rows.iter().map(|row| row[column].chars().count()).max().unwrap_or(0)).collect();
-    for row in rows {
-        let cells: Vec<String> =
-            row.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}", width = *width)).collect();
-        println!("{}", cells.join("  ").trim_end());
-    }
 }
 
 fn show(store: &Store, case_id: &str, json: bool) -> u8 {

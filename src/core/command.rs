@@ -5,6 +5,7 @@ use crate::core::action::{ActionHash, RecoveryAction};
 use crate::core::actor::{Actor, Role};
 use crate::core::ids::{AccountId, CommandId, DestinationId, EffectId};
 use crate::core::signals::Signals;
+use crate::core::state::Status;
 use crate::core::text::UntrustedText;
 use crate::core::verification::CodeHash;
 use serde::{Deserialize, Serialize};
@@ -97,6 +98,23 @@ impl CommandKind {
             CommandKind::Cancel => &[Role::Owner, Role::Operator],
             CommandKind::Tick | CommandKind::ConfirmExecution | CommandKind::ConfirmNotices => &[Role::System],
             CommandKind::RollBack | CommandKind::Halt | CommandKind::Resume => &[Role::Operator],
+        }
+    }
+
+    /// The states of a case in which this command can change it. `decide` refuses the people's commands in any other
+    /// state (`wrong_state`), and `airlock case show` lists a case's next steps from this; a timer tick or a delivery
+    /// report elsewhere is accepted and changes nothing. The kill switch acts on no case.
+    pub fn accepted_in(self) -> &'static [Status] {
+        match self {
+            CommandKind::RequestRecovery => &[Status::New],
+            CommandKind::SubmitProof => &[Status::Requested],
+            CommandKind::ApproveReview | CommandKind::DenyReview => &[Status::InReview],
+            CommandKind::Cancel => &[Status::CoolingOff],
+            CommandKind::Tick => &[Status::Requested, Status::InReview, Status::CoolingOff],
+            CommandKind::ConfirmExecution => &[Status::Executing],
+            CommandKind::RollBack => &[Status::Executed],
+            CommandKind::ConfirmNotices => &[Status::CoolingOff, Status::Executed, Status::RolledBack],
+            CommandKind::Halt | CommandKind::Resume => &[],
         }
     }
 }

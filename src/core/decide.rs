@@ -104,8 +104,8 @@ pub fn refusal_record(
     })
 }
 
-fn expect_status(state: &CaseState, expected: Status, command: CommandKind) -> Result<(), Rejection> {
-    if state.status != expected {
+fn expect_status(state: &CaseState, command: CommandKind) -> Result<(), Rejection> {
+    if !command.accepted_in().contains(&state.status) {
         return Err(Rejection::WrongState { status: state.status, command });
     }
     Ok(())
@@ -184,7 +184,7 @@ fn submit_proof(
     state: &CaseState,
     context: &Context,
 ) -> Result<Vec<EventBody>, Rejection> {
-    expect_status(state, Status::Requested, CommandKind::SubmitProof)?;
+    expect_status(state, CommandKind::SubmitProof)?;
     let challenge = state.challenge.as_ref().ok_or(Rejection::NoOutstandingChallenge)?;
     refuse_past_deadline(state, context)?;
     if context.now >= challenge.expires_at {
@@ -268,7 +268,7 @@ fn approve_review(
     state: &CaseState,
     context: &Context,
 ) -> Result<Vec<EventBody>, Rejection> {
-    expect_status(state, Status::InReview, CommandKind::ApproveReview)?;
+    expect_status(state, CommandKind::ApproveReview)?;
     refuse_past_deadline(state, context)?;
     let facts = state.facts.as_ref().expect("a case in review has facts");
     let reviewer = &envelope.actor.id;
@@ -310,14 +310,14 @@ fn deny_review(
     reason: &UntrustedText,
     state: &CaseState,
 ) -> Result<Vec<EventBody>, Rejection> {
-    expect_status(state, Status::InReview, CommandKind::DenyReview)?;
+    expect_status(state, CommandKind::DenyReview)?;
     Ok(vec![EventBody::CaseDenied {
         reason: DenialReason::Reviewer { reviewer: envelope.actor.id.clone(), reason: reason.clone() },
     }])
 }
 
 fn cancel(reason: &UntrustedText, state: &CaseState) -> Result<Vec<EventBody>, Rejection> {
-    expect_status(state, Status::CoolingOff, CommandKind::Cancel)?;
+    expect_status(state, CommandKind::Cancel)?;
     Ok(vec![EventBody::CaseCancelled { reason: reason.clone() }])
 }
 
@@ -365,7 +365,7 @@ fn confirm_execution(
     state: &CaseState,
     context: &Context,
 ) -> Result<Vec<EventBody>, Rejection> {
-    expect_status(state, Status::Executing, CommandKind::ConfirmExecution)?;
+    expect_status(state, CommandKind::ConfirmExecution)?;
     if state.effect.as_ref() != Some(effect_id) {
         return Err(Rejection::EffectMismatch);
     }
@@ -390,7 +390,7 @@ fn confirm_execution(
 }
 
 fn roll_back(reason: &UntrustedText, state: &CaseState, context: &Context) -> Result<Vec<EventBody>, Rejection> {
-    expect_status(state, Status::Executed, CommandKind::RollBack)?;
+    expect_status(state, CommandKind::RollBack)?;
     Ok(vec![EventBody::RolledBack {
         effect_id: rollback_effect_id(context.case_id),
         reason: reason.clone(),

@@ -52,6 +52,31 @@ pub struct ReviewRow {
     pub approvals: u32,
 }
 
+/// What `airlock case list` looks for; `None` matches anything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CaseFilter {
+    pub status: Option<String>,
+    pub account_id: Option<String>,
+    /// Requested at or after.
+    pub since: Option<UnixMs>,
+    /// The action's name (`RecoveryAction::name`).
+    pub action: Option<String>,
+    pub limit: usize,
+}
+
+/// A case as a listing shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListRow {
+    pub case_id: String,
+    pub account_id: String,
+    pub status: String,
+    /// JSON of the `RecoveryAction`.
+    pub action_json: String,
+    pub requester: String,
+    pub requested_at: UnixMs,
+    pub updated_at: UnixMs,
+}
+
 /// What a bulk rollback matches on (SPEC principle 9: cleaning up an incident).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Indicator {
@@ -258,5 +283,51 @@ impl Projection {
             .prepare("SELECT case_id FROM cases WHERE ?1 IS NULL OR status = ?1 ORDER BY requested_at DESC, case_id")?;
         let rows = statement.query_map([status], |row| row.get::<_, String>(0))?;
         Ok(rows.map(|row| row.map(CaseId::new)).collect::<Result<_, _>>()?)
+    }
+
+    /// Cases matching the filter, newest first, at most `filter.limit`; and whether more match.
+    pub fn cases(&self, filter: &CaseFilter) -> Result<(Vec<ListRow>, bool), ProjectionError> {
+        let connection = self.read();
+        let mut statement = connection.prepare(
+            "SELECT case_id, account_id, status, action, requester, requested_at, updated_at FROM cases
+             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR account_id = ?2) AND requested_at >= ?3
+             ORDER BY requested_at DESC, case_id",
+        )?;
+        let since = filter.since.map_or(0, |since| since.0 as i64);
+        let rows = statement.query_map(params![filter.status, filter.account_id, since], |row| {
+            Ok(ListRow {
+                case_id: row.get(0)?,
+                account_id: row.get(1)?,
+                status: row.get(2)?,
+                action_json: row.get(3)?,
+                requester: row.get(4)?,
+                requested_at: ms(row.get(5)?),
+                updated_at: ms(row.get(6)?),
+            })
+        })?;
+        let mut found = Vec::new();
+        for row in rows {
+            let row = row?;
+            // The action is stored as its JSON; its name is matched here rather than by parsing JSON in SQL.
+            let action = serde_json::from_str::<crate::core::action::RecoveryAction>(&row.action_json)
+                .map_err(|error| ProjectionError::Corrupt { sequence: 0, reason: error.to_string() })?;
+            if filter.action.as_deref().is_some_and(|wanted| wanted != action.name()) {
+                continue;
+            }
+            if found.len() == filter.limit {
+                return Ok((found, true));
+            }
+            found.push(row);
+        }
+        Ok((found, false))
+    }
+
+    /// Since when the case has owed a notice not yet delivered (ADR 10), if it does.
+    pub fn notices_owed_since(&self, case_id: &CaseId) -> Result<Option<UnixMs>, ProjectionError> {
+        Ok(self
+            .read()
+            .prepare_cached("SELECT owed_since FROM notices_owed WHERE case_id = ?1")
+            .and_then(|mut statement| statement.query_row([case_id.as_str()], |row| row.get::<_, i64>(0)).optional())?
+            .map(ms))
     }
 }

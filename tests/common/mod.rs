@@ -158,3 +158,14 @@ pub fn submit(data: &Path, actor: &str, command: &str, input: &[u8]) -> (i32, se
         .unwrap_or_else(|_| panic!("not a JSON reply: {stdout}\n{}", String::from_utf8_lossy(&output.stderr)));
     (output.status.code().unwrap(), reply)
 }
+
+/// The one-time code the owner received for a case, read-only from the embedded outbox (the mail provider's view:
+/// `airlock outbox` masks it, as it should).
+pub fn code_for(data: &Path, case_id: &str) -> String {
+    let connection =
+        rusqlite::Connection::open_with_flags(data.join("directory.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let body: String =
+        connection.query_row("SELECT body FROM outbox WHERE case_id = ?1", [case_id], |row| row.get(0)).unwrap();
+    threats::code_in(&body).expect("an 8-digit code in the message")
+}
