@@ -25,6 +25,10 @@ pub enum OpenError {
     TooNew { path: String, found: u32, known: u32 },
     #[error("migration {version} ({name}) of {path} failed: {source}")]
     Migration { path: String, version: u32, name: &'static str, source: rusqlite::Error },
+    #[error("{path} is being replaced by `airlock replay`; try again when it has finished")]
+    Replacing { path: String },
+    #[error("cannot lock {path}: {source}")]
+    Lock { path: String, source: std::io::Error },
 }
 
 /// How a file is written.

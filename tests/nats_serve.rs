@@ -220,21 +220,15 @@ async fn diagnose(client: &async_nats::Client, harness: &Harness) -> String {
         if let Ok(stream) = context.get_stream(name).await {
             let info = stream.get_info().await.map(|info| format!("{:?}", info.state)).unwrap_or_default();
             lines.push(format!("{name}: {info}"));
-            if name == "AIRLOCK_INTAKE" {
-                if let Ok(mut consumer) =
+            if name == "AIRLOCK_INTAKE"
+                && let Ok(mut consumer) =
                     stream.get_consumer::<jetstream::consumer::pull::Config>("airlock-intake").await
-                {
-                    if let Ok(info) = consumer.info().await {
-                        lines.push(format!(
-                            "intake consumer: pending {} ack_pending {} redelivered {} delivered {:?} ack_floor {:?}",
-                            info.num_pending,
-                            info.num_ack_pending,
-                            info.num_redelivered,
-                            info.delivered,
-                            info.ack_floor
-                        ));
-                    }
-                }
+                && let Ok(info) = consumer.info().await
+            {
+                lines.push(format!(
+                    "intake consumer: pending {} ack_pending {} redelivered {} delivered {:?} ack_floor {:?}",
+                    info.num_pending, info.num_ack_pending, info.num_redelivered, info.delivered, info.ack_floor
+                ));
             }
         }
     }

@@ -8,7 +8,6 @@
 use crate::cli::case_view::{self, ListFilter};
 use crate::cli::exit;
 use crate::cli::store::Store;
-use crate::core::event::{Authorization, EventBody};
 use crate::core::ids::{CaseId, UnixMs};
 use crate::core::policy::PolicyDecision;
 use crate::core::state::{evolve, initial_state};
@@ -16,7 +15,7 @@ use crate::log::EventLog;
 use crate::log::envelope::{Decoded, Stream, decode};
 use crate::log::jetstream::{JetStreamConfig, JetStreamLog};
 use crate::log::sqlite::SqliteLog;
-use crate::policy::Engine;
+use crate::policy::retake::{self, Engines};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -69,10 +68,10 @@ airlock case history case-3f9a0c1d2e4b5a69 --policies ./policies-2026-06")]
         /// Read the log from NATS JetStream instead of the embedded log.db.
         #[arg(long, env = "AIRLOCK_NATS_URL")]
         nats: Option<String>,
-        /// Take decisions again with the policies in this folder instead of the shipped ones (for decisions recorded
-        /// under another policy version).
+        /// Also load the policies in this folder, to take again decisions recorded under their version (the shipped
+        /// policies are always loaded). Repeatable.
         #[arg(long)]
-        policies: Option<PathBuf>,
+        policies: Vec<PathBuf>,
         /// Print one JSON object (fields: case_id, events[sequence, at, actor, event, status_after, decision],
         /// decisions_differing).
         #[arg(long)]
@@ -123,35 +122,11 @@ struct History {
     decisions_differing: usize,
 }
 
-fn recorded_decision(body: &EventBody) -> Option<&PolicyDecision> {
-    match body {
-        EventBody::RecoveryRequested { intake_decision, .. } => Some(intake_decision),
-        EventBody::ReviewRequired { decision, .. } => Some(decision),
-        EventBody::CoolingOffStarted { authorization: Authorization::Policy { decision }, .. } => Some(decision),
-        EventBody::CoolingOffStarted { authorization: Authorization::Quorum { .. }, .. }
-        | EventBody::ChallengeIssued { .. }
-        | EventBody::ChallengeWithheld { .. }
-        | EventBody::ProofRejected { .. }
-        | EventBody::ProofAccepted { .. }
-        | EventBody::SecondFactorProven { .. }
-        | EventBody::ReviewApproved { .. }
-        | EventBody::CaseDenied { .. }
-        | EventBody::CaseExpired
-        | EventBody::CaseCancelled { .. }
-        | EventBody::ExecutionStarted { .. }
-        | EventBody::ExecutionConfirmed { .. }
-        | EventBody::ExecutionFailed { .. }
-        | EventBody::RolledBack { .. }
-        | EventBody::CommandRefused { .. }
-        | EventBody::NoticesDelivered { .. } => None,
-    }
-}
-
 fn rfc3339(at: UnixMs) -> String {
     humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(at.0)).to_string()
 }
 
-async fn history<L: EventLog>(log: &L, case_id: &CaseId, engine: &Engine) -> anyhow::Result<History> {
+async fn history<L: EventLog>(log: &L, case_id: &CaseId, engines: &Engines) -> anyhow::Result<History> {
     let entries = log.read_stream(&Stream::Case(case_id.clone())).await?;
     let mut state = initial_state();
     let mut events = Vec::new();
@@ -160,21 +135,13 @@ async fn history<L: EventLog>(log: &L, case_id: &CaseId, engine: &Engine) -> any
             anyhow::bail!("the stream of case {case_id} holds an event of another stream");
         };
         state = evolve(state, &event);
-        let decision = recorded_decision(&event.body).map(|recorded| {
-            if recorded.policy_version != engine.version() {
-                return DecisionShown {
-                    recorded: recorded.clone(),
-                    retaken: Retaken::PolicyNotLoaded,
-                    retaken_decision: None,
-                };
-            }
-            let again = engine.evaluate(&recorded.facts);
-            let same = &again == recorded;
-            DecisionShown {
-                recorded: recorded.clone(),
-                retaken: if same { Retaken::Same } else { Retaken::Differs },
-                retaken_decision: (!same).then_some(again),
-            }
+        let decision = event.body.recorded_decision().map(|recorded| {
+            let (retaken, retaken_decision) = match engines.retake(recorded) {
+                retake::Retaken::Same => (Retaken::Same, None),
+                retake::Retaken::Differs(again) => (Retaken::Differs, Some(again)),
+                retake::Retaken::NotLoaded => (Retaken::PolicyNotLoaded, None),
+            };
+            DecisionShown { recorded: recorded.clone(), retaken, retaken_decision }
         });
         events.push(HistoryEvent {
             sequence: stream_version,
@@ -192,7 +159,7 @@ async fn history<L: EventLog>(log: &L, case_id: &CaseId, engine: &Engine) -> any
     Ok(History { case_id: case_id.to_string(), events, decisions_differing })
 }
 
-fn print_table(history: &History, engine: &Engine) {
+fn print_table(history: &History, engines: &Engines) {
     println!("case {}: {} events (read from the event log)", history.case_id, history.events.len());
     println!("{:>3}  {:<24}  {:<28}  {:<20}  status after", "#", "at", "actor", "event");
     for event in &history.events {
@@ -221,7 +188,7 @@ fn print_table(history: &History, engine: &Engine) {
                 "     not taken again: recorded under policy version {}, and the loaded policies are {} (use \
                  --policies with the folder of that version)",
                 recorded.policy_version,
-                engine.version()
+                engines.versions().join(", ")
             ),
         }
     }
@@ -237,16 +204,13 @@ pub fn run(args: CaseArgs) -> u8 {
     }
 }
 
-fn run_history(case_id: String, data_dir: PathBuf, nats: Option<String>, policies: Option<PathBuf>, json: bool) -> u8 {
-    let engine = match &policies {
-        Some(dir) => match crate::cli::policy::load_dir(dir) {
-            Ok(engine) => std::sync::Arc::new(engine),
-            Err(error) => {
-                eprintln!("error: {error}");
-                return exit::FAILED;
-            }
-        },
-        None => Engine::shared(),
+fn run_history(case_id: String, data_dir: PathBuf, nats: Option<String>, policies: Vec<PathBuf>, json: bool) -> u8 {
+    let engines = match crate::cli::policy::load_engines(&policies) {
+        Ok(engines) => engines,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return exit::FAILED;
+        }
     };
     let case_id = CaseId::new(case_id);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
@@ -255,14 +219,14 @@ fn run_history(case_id: String, data_dir: PathBuf, nats: Option<String>, policie
             Some(url) => {
                 let client = crate::nats::connect(&url, "airlock-case").await?;
                 let log = JetStreamLog::open(client, JetStreamConfig::default()).await?;
-                history(&log, &case_id, &engine).await
+                history(&log, &case_id, &engines).await
             }
             None => {
                 let path = data_dir.join("log.db");
                 if !path.exists() {
                     anyhow::bail!("{} does not exist", path.display());
                 }
-                history(&SqliteLog::open(&path)?, &case_id, &engine).await
+                history(&SqliteLog::open(&path)?, &case_id, &engines).await
             }
         }
     });
@@ -280,7 +244,7 @@ fn run_history(case_id: String, data_dir: PathBuf, nats: Option<String>, policie
     if json {
         println!("{}", serde_json::to_string(&history).expect("a history serializes"));
     } else {
-        print_table(&history, &engine);
+        print_table(&history, &engines);
     }
     if history.decisions_differing > 0 {
         eprintln!("error: {} recorded decision(s) differ when taken again on their facts", history.decisions_differing);

@@ -13,6 +13,7 @@ pub mod fsm;
 pub mod nats_mode;
 pub mod outbox;
 pub mod policy;
+pub mod replay;
 pub mod review;
 pub mod rollback;
 pub mod serve;
@@ -59,6 +60,13 @@ pub enum Commands {
     Fsm(fsm::FsmArgs),
     /// Work with the recovery policies (Cedar): validate them and run their test cases.
     Policy(policy::PolicyArgs),
+    /// Rebuild the projection from the log and swap it in; or verify every decision and row; or show a past moment.
+    #[command(after_help = "Examples:\n  airlock replay --data-dir /var/lib/airlock\n  \
+airlock replay --verify --policies ./policies-2026-06\n  \
+airlock replay --as-of \"2026-06-01 12:00:00\"\n  \
+airlock replay --as-of 3d --into ./three-days-ago && airlock case list --data-dir ./three-days-ago\n  \
+airlock replay --nats nats://127.0.0.1:4222 --verify --json")]
+    Replay(replay::ReplayArgs),
     /// The reviewers' queue: list it, show a case's evidence, approve or deny as a named reviewer.
     Review(review::ReviewArgs),
     /// Undo executed changes: one case, or every case matching an incident's indicator.
@@ -100,6 +108,7 @@ pub fn main() -> ExitCode {
         Commands::Resume(args) => control::run(args, false),
         Commands::Outbox(args) => outbox::run(args),
         Commands::Policy(args) => policy::run(args),
+        Commands::Replay(args) => replay::run(args),
         Commands::Review(args) => review::run(args),
         Commands::Rollback(args) => rollback::run(args),
         Commands::Serve(args) => serve::run(args),

@@ -29,6 +29,12 @@ pub fn load_dir(dir: &std::path::Path) -> Result<Engine, String> {
     Engine::load(&schema, &policies).map_err(|error| format!("{}: {error}", dir.display()))
 }
 
+/// The shipped policies and those of each folder given, to take recorded decisions again.
+pub fn load_engines(dirs: &[std::path::PathBuf]) -> Result<crate::policy::retake::Engines, String> {
+    let loaded = dirs.iter().map(|dir| load_dir(dir).map(std::sync::Arc::new)).collect::<Result<Vec<_>, _>>()?;
+    Ok(crate::policy::retake::Engines::with(loaded))
+}
+
 fn read(dir: &std::path::Path, name: &str) -> Result<String, String> {
     std::fs::read_to_string(dir.join(name))
         .map_err(|error| format!("cannot read {}: {error}", dir.join(name).display()))

@@ -247,6 +247,31 @@ impl EventKind {
 }
 
 impl EventBody {
+    /// The policy decision this event records, with the facts it was taken on, if it records one.
+    pub fn recorded_decision(&self) -> Option<&PolicyDecision> {
+        match self {
+            EventBody::RecoveryRequested { intake_decision, .. } => Some(intake_decision),
+            EventBody::ReviewRequired { decision, .. } => Some(decision),
+            EventBody::CoolingOffStarted { authorization: Authorization::Policy { decision }, .. } => Some(decision),
+            EventBody::CoolingOffStarted { authorization: Authorization::Quorum { .. }, .. }
+            | EventBody::ChallengeIssued { .. }
+            | EventBody::ChallengeWithheld { .. }
+            | EventBody::ProofRejected { .. }
+            | EventBody::ProofAccepted { .. }
+            | EventBody::SecondFactorProven { .. }
+            | EventBody::ReviewApproved { .. }
+            | EventBody::CaseDenied { .. }
+            | EventBody::CaseExpired
+            | EventBody::CaseCancelled { .. }
+            | EventBody::ExecutionStarted { .. }
+            | EventBody::ExecutionConfirmed { .. }
+            | EventBody::ExecutionFailed { .. }
+            | EventBody::RolledBack { .. }
+            | EventBody::CommandRefused { .. }
+            | EventBody::NoticesDelivered { .. } => None,
+        }
+    }
+
     pub fn kind(&self) -> EventKind {
         match self {
             EventBody::RecoveryRequested { .. } => EventKind::RecoveryRequested,

@@ -4,6 +4,7 @@
 //! text is handed in (the defaults are embedded in the binary); nothing here reads files or clocks.
 
 pub mod cases;
+pub mod retake;
 
 use crate::core::policy::{Outcome, PolicyDecision, PolicyFacts};
 use cedar_policy::{

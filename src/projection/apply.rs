@@ -305,6 +305,18 @@ impl DecodedEntry {
     pub(super) fn events(&self) -> usize {
         self.events.len()
     }
+
+    pub(super) fn decoded(&self) -> &[Decoded] {
+        &self.events
+    }
+
+    /// When the commit was recorded: the time of its first event.
+    pub(super) fn at(&self) -> Option<crate::core::ids::UnixMs> {
+        self.events.first().map(|decoded| match decoded {
+            Decoded::Case { event, .. } => event.at,
+            Decoded::Control { event, .. } => event.at,
+        })
+    }
 }
 
 /// Decodes every event of one commit. Needs no database, so a rebuild does it while the writer is busy.

@@ -37,13 +37,52 @@ pub struct Projection {
     /// The reader: queries for the CLI and the facts `decide` needs. A separate connection, so that in WAL mode a
     /// query never waits for the projector's batch, nor the projector for a query.
     reader: Mutex<Connection>,
+    /// A shared lock on the file's lock file, held while the projection is open: `airlock replay` takes it
+    /// exclusively before it swaps a rebuilt file in, so it never replaces a file a running process writes to.
+    _lock: std::fs::File,
+}
+
+/// The lock file beside a projection file (`projection.db.lock`).
+pub fn lock_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    name.into()
+}
+
+fn open_lock(path: &Path) -> Result<std::fs::File, OpenError> {
+    let lock_path = lock_path(path);
+    let failed = |source| OpenError::Lock { path: lock_path.display().to_string(), source };
+    std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(failed)
 }
 
 impl Projection {
     pub fn open(path: &Path) -> Result<Projection, OpenError> {
+        let lock = open_lock(path)?;
+        match lock.try_lock_shared() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(OpenError::Replacing { path: path.display().to_string() });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(OpenError::Lock { path: lock_path(path).display().to_string(), source });
+            }
+        }
         let connection = sqlite::open(path, MIGRATIONS)?;
         let reader = sqlite::open(path, MIGRATIONS)?;
-        Ok(Projection { connection: Mutex::new(connection), reader: Mutex::new(reader) })
+        Ok(Projection { connection: Mutex::new(connection), reader: Mutex::new(reader), _lock: lock })
+    }
+
+    /// Takes the projection file's lock exclusively, for swapping a rebuilt file in: `None` while any process has
+    /// the projection open.
+    pub fn lock_exclusive(path: &Path) -> Result<Option<std::fs::File>, OpenError> {
+        let lock = open_lock(path)?;
+        match lock.try_lock() {
+            Ok(()) => Ok(Some(lock)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(source)) => {
+                Err(OpenError::Lock { path: lock_path(path).display().to_string(), source })
+            }
+        }
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {

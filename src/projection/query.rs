@@ -330,4 +330,12 @@ impl Projection {
             .and_then(|mut statement| statement.query_row([case_id.as_str()], |row| row.get::<_, i64>(0)).optional())?
             .map(ms))
     }
+
+    /// How many cases are in each state.
+    pub fn status_counts(&self) -> Result<std::collections::BTreeMap<String, u64>, ProjectionError> {
+        let connection = self.read();
+        let mut statement = connection.prepare("SELECT status, COUNT(*) FROM cases GROUP BY status")?;
+        let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
 }

@@ -3,7 +3,9 @@
 //! new file is written without a journal or fsync until it is complete; it is switched to WAL with full sync
 //! before anyone else opens it. A rebuild that fails leaves a file that must be thrown away, never a live one.
 
+use crate::core::ids::UnixMs;
 use crate::log::EventLog;
+use crate::log::envelope::Decoded;
 use crate::projection::{MIGRATIONS, ProjectionError, apply};
 use crate::sqlite::{self, Durability};
 use futures::StreamExt;
@@ -59,12 +61,51 @@ pub async fn rebuild_until<L: EventLog>(
     until: Option<u64>,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<RebuildStats, RebuildError> {
+    let until = until.map_or(Until::End, Until::Sequence);
+    rebuild_with(log, path, until, |seen: Progress| progress(seen.sequence, seen.last), |_, _| {}).await
+}
+
+/// How much of the log a rebuild applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Until {
+    /// Everything, up to the log's end when the rebuild starts.
+    End,
+    /// Up to and including the commit at this sequence.
+    Sequence(u64),
+    /// The commits before the first one recorded after this moment: what airlock knew then.
+    Time(UnixMs),
+}
+
+/// How far a rebuild has read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// The last sequence read.
+    pub sequence: u64,
+    /// The sequence the rebuild reads up to (for `Until::Time`, the log's end: it may stop before).
+    pub last: u64,
+    /// Events read so far.
+    pub events: u64,
+}
+
+/// The general rebuild: `progress` after each batch read, and `visit` with every event read, in log order (each
+/// commit's sequence with it), beside the writer (to take recorded decisions again, say).
+pub async fn rebuild_with<L: EventLog>(
+    log: &L,
+    path: &Path,
+    until: Until,
+    mut progress: impl FnMut(Progress),
+    mut visit: impl FnMut(u64, &Decoded),
+) -> Result<RebuildStats, RebuildError> {
     if path.exists() {
         return Err(RebuildError::Exists(path.display().to_string()));
     }
     let started = Instant::now();
     let end = log.last_sequence().await?;
-    let last = until.map_or(end, |until| until.min(end));
+    let (last, as_of) = match until {
+        Until::End => (end, None),
+        Until::Sequence(until) => (until.min(end), None),
+        Until::Time(moment) => (end, Some(moment)),
+    };
     let mut connection = sqlite::open_with(path, MIGRATIONS, Durability::Rebuild)?;
     let indexes = drop_secondary_indexes(&connection)?;
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<apply::DecodedEntry>>(CHUNKS_AHEAD_MAX);
@@ -101,18 +142,34 @@ pub async fn rebuild_until<L: EventLog>(
     // Whatever has arrived goes to the writer at once (up to a chunk): the writer starts on the first commits while
     // the rest are still being read, and gets bigger chunks whenever it falls behind.
     let mut chunks = std::pin::pin!(log.read_range(0, last).ready_chunks(READ_CHUNK_MAX));
-    while let Some(chunk) = chunks.next().await {
+    'reading: while let Some(chunk) = chunks.next().await {
         let chunk = chunk.into_iter().collect::<Result<Vec<_>, _>>()?;
         // Decoded here, beside the writer rather than in its way.
-        let decoded = chunk.iter().map(apply::decode_entry).collect::<Result<Vec<_>, _>>()?;
-        let Some(tail) = decoded.last() else { continue };
-        after = tail.sequence();
-        commits += decoded.len() as u64;
-        events += decoded.iter().map(|entry| entry.events() as u64).sum::<u64>();
-        if sender.send(decoded).await.is_err() {
-            break;
+        let mut decoded = chunk.iter().map(apply::decode_entry).collect::<Result<Vec<_>, _>>()?;
+        let mut past_moment = false;
+        if let Some(moment) = as_of
+            && let Some(first_after) = decoded.iter().position(|entry| entry.at().is_some_and(|at| at > moment))
+        {
+            decoded.truncate(first_after);
+            past_moment = true;
         }
-        progress(after, last);
+        for entry in &decoded {
+            for event in entry.decoded() {
+                visit(entry.sequence(), event);
+            }
+        }
+        if let Some(tail) = decoded.last() {
+            after = tail.sequence();
+            commits += decoded.len() as u64;
+            events += decoded.iter().map(|entry| entry.events() as u64).sum::<u64>();
+            if sender.send(decoded).await.is_err() {
+                break;
+            }
+            progress(Progress { sequence: after, last, events });
+        }
+        if past_moment {
+            break 'reading;
+        }
     }
     drop(sender);
     writer.await.map_err(|error| RebuildError::Writer(error.to_string()))??;
@@ -132,4 +189,42 @@ fn drop_secondary_indexes(connection: &rusqlite::Connection) -> Result<Vec<Strin
         connection.execute_batch(&format!("DROP INDEX \"{name}\""))?;
     }
     Ok(indexes.into_iter().map(|(_, sql)| sql).collect())
+}
+
+/// Puts a rebuilt projection file in place of the live one, keeping the live one as `<live>.previous`. The caller
+/// holds the live file's exclusive lock (`Projection::lock_exclusive`), so no process has it open. The live file is
+/// checkpointed first so that it is whole on its own (no write-ahead log beside it); the rebuilt file then replaces
+/// it in one rename, so a crash leaves either the old file or the new one, never neither.
+pub fn swap_in(live: &Path, rebuilt: &Path) -> std::io::Result<()> {
+    let sibling = |suffix: &str| {
+        let mut name = live.as_os_str().to_owned();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    };
+    if live.exists() {
+        let connection = rusqlite::Connection::open(live).map_err(std::io::Error::other)?;
+        let busy: i64 = connection
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+            .map_err(std::io::Error::other)?;
+        drop(connection);
+        if busy != 0 {
+            return Err(std::io::Error::other(format!("{} is being read; try again", live.display())));
+        }
+        let previous = sibling(".previous");
+        if previous.exists() {
+            std::fs::remove_file(&previous)?;
+        }
+        std::fs::hard_link(live, &previous)?;
+    }
+    // Whatever write-ahead log or shared memory is left belongs to the old file; the new one must not inherit it.
+    for leftover in [sibling("-wal"), sibling("-shm")] {
+        if leftover.exists() {
+            std::fs::remove_file(leftover)?;
+        }
+    }
+    std::fs::rename(rebuilt, live)?;
+    if let Some(directory) = live.parent() {
+        std::fs::File::open(if directory.as_os_str().is_empty() { Path::new(".") } else { directory })?.sync_all()?;
+    }
+    Ok(())
 }
