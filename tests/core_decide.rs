@@ -12,7 +12,7 @@ use airlock::core::control::{
 };
 use airlock::core::decide::{Context, FreshChallenge, decide, effect_id, refusal_event, rollback_effect_id};
 use airlock::core::event::{
-    Authorization, DenialReason, Event, EventBody, EventKind, ReviewReason, SecondFactor, WithheldReason,
+    Authorization, DenialReason, Event, EventBody, EventKind, ProofFailure, ReviewReason, SecondFactor, WithheldReason,
 };
 use airlock::core::ids::{AccountId, ActorId, CaseId, ChallengeId, CommandId, DestinationId, EffectId, UnixMs};
 use airlock::core::limits::{
@@ -481,7 +481,11 @@ fn wrong_code_with_attempts_left_stays_requested() {
         let attempts_left = PROOF_ATTEMPTS_PER_ACCOUNT_MAX - failed_before - 1;
         assert_eq!(
             bodies,
-            vec![EventBody::ProofRejected { challenge_id: ChallengeId::new(CHALLENGE), attempts_left }],
+            vec![EventBody::ProofRejected {
+                challenge_id: ChallengeId::new(CHALLENGE),
+                attempts_left,
+                failed: ProofFailure::WrongCode
+            }],
             "after {failed_before} earlier failures on the account"
         );
         assert_eq!(then_status(&history, &events), Status::Requested);
@@ -503,7 +507,11 @@ fn fifth_wrong_code_across_the_account_denies() {
     assert_eq!(
         events.iter().map(|event| event.body.clone()).collect::<Vec<_>>(),
         vec![
-            EventBody::ProofRejected { challenge_id: ChallengeId::new(CHALLENGE), attempts_left: 0 },
+            EventBody::ProofRejected {
+                challenge_id: ChallengeId::new(CHALLENGE),
+                attempts_left: 0,
+                failed: ProofFailure::WrongCode
+            },
             EventBody::CaseDenied { reason: DenialReason::AttemptsExhausted },
         ]
     );
@@ -619,7 +627,8 @@ fn factor_change_with_the_authenticator_follows_the_policy() {
 }
 
 // Proves a wrong authenticator code fails the whole proof, even with the right one-time code, and counts against the
-// account's allowance like a wrong code.
+// account's allowance like a wrong code; the event records that the code was right and the authenticator's was not
+// (ADR 11), and a wrong code with it is recorded as a wrong code.
 #[test]
 fn wrong_authenticator_code_rejects_the_proof() {
     let mut env = Env::standard();
@@ -632,7 +641,11 @@ fn wrong_authenticator_code_rejects_the_proof() {
     let events = when(&history, &proof_env, &command).expect("recorded");
 
     assert_eq!(kinds(&events), vec![EventKind::ProofRejected]);
-    assert_eq!(given(&[history, events].concat()).status, Status::Requested);
+    assert!(matches!(events[0].body, EventBody::ProofRejected { failed: ProofFailure::WrongSecondFactor, .. }));
+    assert_eq!(given(&[history.clone(), events].concat()).status, Status::Requested);
+    let both_wrong = envelope("proof-2", owner(), proof_with_totp(WRONG_CODE, SecondFactorCheck::Invalid));
+    let events = when(&history, &proof_env, &both_wrong).expect("recorded");
+    assert!(matches!(events[0].body, EventBody::ProofRejected { failed: ProofFailure::WrongCode, .. }));
 }
 
 // Proves "verified | policy review | in_review": the authorization policy can send a proven case to people.

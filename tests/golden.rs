@@ -8,7 +8,9 @@ use airlock::core::action::{ActionHash, RecoveryAction};
 use airlock::core::actor::{Actor, Role};
 use airlock::core::command::{Change, CommandKind};
 use airlock::core::control::{ControlEvent, ControlEventBody};
-use airlock::core::event::{Authorization, DenialReason, Event, EventBody, EventKind, ReviewReason, WithheldReason};
+use airlock::core::event::{
+    Authorization, DenialReason, Event, EventBody, EventKind, ProofFailure, ReviewReason, WithheldReason,
+};
 use airlock::core::ids::{AccountId, ActorId, CaseId, ChallengeId, CommandId, DestinationId, EffectId, UnixMs};
 use airlock::core::policy::{Outcome, Phase, PolicyDecision, PolicyFacts, Velocity};
 use airlock::core::rejection::Rejection;
@@ -16,7 +18,7 @@ use airlock::core::signals::Signals;
 use airlock::core::state::Status;
 use airlock::core::text::UntrustedText;
 use airlock::core::verification::CodeHash;
-use airlock::log::envelope::{Decoded, decode, encode_case_event, encode_control_event};
+use airlock::log::envelope::{Decoded, case_event_version, decode, encode_case_event, encode_control_event};
 use std::path::PathBuf;
 
 const AT: UnixMs = UnixMs(1_780_304_400_000);
@@ -99,9 +101,11 @@ fn sample(kind: EventKind) -> EventBody {
             expires_at: AT.plus(600_000),
         },
         EventKind::ChallengeWithheld => EventBody::ChallengeWithheld { reason: WithheldReason::AnotherCodeOutstanding },
-        EventKind::ProofRejected => {
-            EventBody::ProofRejected { challenge_id: ChallengeId::new("challenge-1"), attempts_left: 3 }
-        }
+        EventKind::ProofRejected => EventBody::ProofRejected {
+            challenge_id: ChallengeId::new("challenge-1"),
+            attempts_left: 3,
+            failed: ProofFailure::WrongSecondFactor,
+        },
         EventKind::ProofAccepted => {
             EventBody::ProofAccepted { challenge_id: ChallengeId::new("challenge-1"), destinations }
         }
@@ -167,12 +171,13 @@ fn sample(kind: EventKind) -> EventBody {
     }
 }
 
-fn golden_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1")
+/// The fixtures of one version: `tests/golden/v<N>/`.
+fn golden_dir(version: u16) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/v{version}"))
 }
 
-fn check_fixture(name: &str, encoded: &[u8]) -> Decoded {
-    let path = golden_dir().join(format!("{name}.hex"));
+fn check_fixture(name: &str, version: u16, encoded: &[u8]) -> Decoded {
+    let path = golden_dir(version).join(format!("{name}.hex"));
     if std::env::var_os("AIRLOCK_WRITE_GOLDEN").is_some() {
         std::fs::write(&path, format!("{}\n", hex::encode(encoded))).unwrap();
     }
@@ -184,7 +189,8 @@ fn check_fixture(name: &str, encoded: &[u8]) -> Decoded {
     decoded
 }
 
-// Proves every case event type still decodes from its committed v1 bytes to the same value, and encodes to them.
+// Proves every case event type still decodes from the committed bytes of its current version to the same value, and
+// encodes to them.
 #[test]
 fn every_case_event_type_matches_its_golden_fixture() {
     let case_id = CaseId::new("case-golden");
@@ -196,7 +202,7 @@ fn every_case_event_type_matches_its_golden_fixture() {
             body: sample(kind),
         };
         let encoded = encode_case_event(&case_id, index as u64 + 1, &event);
-        let decoded = check_fixture(kind.name(), &encoded);
+        let decoded = check_fixture(kind.name(), case_event_version(kind), &encoded);
         let expected = Decoded::Case { case_id: case_id.clone(), stream_version: index as u64 + 1, event };
         assert_eq!(decoded, expected, "{}: decoded value differs", kind.name());
     }
@@ -217,7 +223,7 @@ fn control_events_match_their_golden_fixtures() {
             body,
         };
         let encoded = encode_control_event(index as u64 + 1, &event);
-        let decoded = check_fixture(name, &encoded);
+        let decoded = check_fixture(name, 1, &encoded);
         assert_eq!(decoded, Decoded::Control { stream_version: index as u64 + 1, event });
     }
 }
@@ -225,7 +231,7 @@ fn control_events_match_their_golden_fixtures() {
 // Proves that a fixture with a changed byte is refused rather than silently misread: the check can fail.
 #[test]
 fn a_tampered_fixture_does_not_decode_to_the_sample() {
-    let path = golden_dir().join("case_denied.hex");
+    let path = golden_dir(1).join("case_denied.hex");
     let mut bytes = hex::decode(std::fs::read_to_string(path).unwrap().trim()).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
@@ -255,4 +261,34 @@ fn unknown_type_and_version_are_refused() {
     envelope.event_type = "case_teleported".into();
     let error = decode(&postcard::to_stdvec(&envelope).unwrap()).unwrap_err();
     assert!(error.to_string().contains("case_teleported"), "{error}");
+}
+
+// Proves the upcaster of ProofRejected v1 (before ADR 11 recorded which part of a proof was wrong): the committed v1
+// bytes decode to today's event, with the same metadata and `failed: NotRecorded`, and are stored again as v2.
+#[test]
+fn a_version_1_proof_rejected_is_upcast() {
+    let path = golden_dir(1).join("proof_rejected.hex");
+    let old = hex::decode(std::fs::read_to_string(path).unwrap().trim()).unwrap();
+    let envelope: airlock::log::envelope::Envelope = postcard::from_bytes(&old).unwrap();
+    assert_eq!((envelope.event_type.as_str(), envelope.version), ("proof_rejected", 1));
+    let Decoded::Case { case_id, stream_version, event } = decode(&old).unwrap() else { panic!("a case event") };
+    let index = EventKind::ALL.iter().position(|kind| *kind == EventKind::ProofRejected).unwrap();
+    assert_eq!((case_id.as_str(), stream_version), ("case-golden", index as u64 + 1));
+    assert_eq!((event.at, event.command_id.as_str()), (AT, format!("command-{index}").as_str()));
+    assert_eq!(
+        event.body,
+        EventBody::ProofRejected {
+            challenge_id: ChallengeId::new("challenge-1"),
+            attempts_left: 3,
+            failed: ProofFailure::NotRecorded
+        }
+    );
+    let again: airlock::log::envelope::Envelope =
+        postcard::from_bytes(&encode_case_event(&case_id, stream_version, &event)).unwrap();
+    assert_eq!(again.version, 2);
+    // A v1 envelope around a payload of another variant is refused, not misread.
+    let mut wrong = envelope.clone();
+    wrong.payload[0] = 4;
+    let error = decode(&postcard::to_stdvec(&wrong).unwrap()).unwrap_err();
+    assert!(error.to_string().contains("not proof_rejected"), "{error}");
 }

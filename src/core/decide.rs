@@ -5,7 +5,9 @@
 use crate::core::action::ActionHash;
 use crate::core::actor::Actor;
 use crate::core::command::{Change, Command, CommandEnvelope, EffectOutcome, SecondFactorCheck};
-use crate::core::event::{Authorization, DenialReason, Event, EventBody, ReviewReason, SecondFactor, WithheldReason};
+use crate::core::event::{
+    Authorization, DenialReason, Event, EventBody, ProofFailure, ReviewReason, SecondFactor, WithheldReason,
+};
 use crate::core::ids::{ActorId, CaseId, ChallengeId, CommandId, DestinationId, EffectId, UnixMs};
 use crate::core::limits;
 use crate::core::policy::{Outcome, Phase, PolicyDecision};
@@ -190,8 +192,8 @@ fn submit_proof(
     if context.now >= challenge.expires_at {
         return Err(Rejection::ChallengeExpired);
     }
-    let failed = context.account_facts.failed_attempts_in_window;
-    if failed >= limits::PROOF_ATTEMPTS_PER_ACCOUNT_MAX {
+    let failed_attempts = context.account_facts.failed_attempts_in_window;
+    if failed_attempts >= limits::PROOF_ATTEMPTS_PER_ACCOUNT_MAX {
         return Ok(vec![EventBody::CaseDenied { reason: DenialReason::AttemptsExhausted }]);
     }
     // A wrong authenticator code fails the whole proof and counts against the account like a wrong code, so the
@@ -202,9 +204,17 @@ fn submit_proof(
         SecondFactorCheck::Valid => has_totp,
         SecondFactorCheck::NotGiven | SecondFactorCheck::Invalid => false,
     };
-    if !proof.matches(&challenge.code_hash) || second_factor == SecondFactorCheck::Invalid {
-        let attempts_left = limits::PROOF_ATTEMPTS_PER_ACCOUNT_MAX - failed - 1;
-        let mut bodies = vec![EventBody::ProofRejected { challenge_id: challenge.challenge_id.clone(), attempts_left }];
+    let wrong = if !proof.matches(&challenge.code_hash) {
+        Some(ProofFailure::WrongCode)
+    } else if second_factor == SecondFactorCheck::Invalid {
+        Some(ProofFailure::WrongSecondFactor)
+    } else {
+        None
+    };
+    if let Some(failed) = wrong {
+        let attempts_left = limits::PROOF_ATTEMPTS_PER_ACCOUNT_MAX - failed_attempts - 1;
+        let mut bodies =
+            vec![EventBody::ProofRejected { challenge_id: challenge.challenge_id.clone(), attempts_left, failed }];
         if attempts_left == 0 {
             bodies.push(EventBody::CaseDenied { reason: DenialReason::AttemptsExhausted });
         }

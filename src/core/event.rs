@@ -55,9 +55,11 @@ pub enum EventBody {
     ChallengeWithheld {
         reason: WithheldReason,
     },
+    /// Version 2 (ADR 11): `failed` says which part of the proof was wrong.
     ProofRejected {
         challenge_id: ChallengeId,
         attempts_left: u32,
+        failed: ProofFailure,
     },
     ProofAccepted {
         challenge_id: ChallengeId,
@@ -124,6 +126,18 @@ pub enum EventBody {
         destinations: Vec<DestinationId>,
         outstanding: u32,
     },
+}
+
+/// Which part of a proof was wrong. Kept for reviewers and investigators, never told to whoever typed it: that the
+/// code was right but the authenticator's was not is the sign of a read mailbox (or phone) in the wrong hands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ProofFailure {
+    /// The one-time code did not match.
+    WrongCode,
+    /// The one-time code matched, but the authenticator code typed with it was refused.
+    WrongSecondFactor,
+    /// Recorded by an airlock that did not keep which (a version 1 event, upcast).
+    NotRecorded,
 }
 
 /// A second factor an owner can prove besides a one-time code.

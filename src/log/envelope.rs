@@ -9,9 +9,31 @@ use crate::core::ids::{CaseId, CommandId, UnixMs};
 use crate::core::limits;
 use serde::{Deserialize, Serialize};
 
-/// The payload version of every case event type today. Bump it for a type whose payload changes, and add the
-/// upcaster from the old shape in `decode_case_body`.
-pub const CASE_EVENT_VERSION: u16 = 1;
+/// The payload version of each case event type today. Bump a type's version when its payload changes, keep the old
+/// shape in `upcast`, and commit a golden fixture of the new version under `tests/golden/v<N>/`.
+pub fn case_event_version(kind: EventKind) -> u16 {
+    match kind {
+        // v2 (ADR 11): `failed` says which part of the proof was wrong.
+        EventKind::ProofRejected => 2,
+        EventKind::RecoveryRequested
+        | EventKind::ChallengeIssued
+        | EventKind::ChallengeWithheld
+        | EventKind::ProofAccepted
+        | EventKind::ReviewRequired
+        | EventKind::ReviewApproved
+        | EventKind::CoolingOffStarted
+        | EventKind::CaseDenied
+        | EventKind::CaseCancelled
+        | EventKind::ExecutionStarted
+        | EventKind::ExecutionConfirmed
+        | EventKind::ExecutionFailed
+        | EventKind::RolledBack
+        | EventKind::CaseExpired
+        | EventKind::CommandRefused
+        | EventKind::SecondFactorProven
+        | EventKind::NoticesDelivered => 1,
+    }
+}
 /// The payload version of the kill-switch events.
 pub const CONTROL_EVENT_VERSION: u16 = 1;
 
@@ -67,7 +89,7 @@ fn to_bytes<T: Serialize>(value: &T) -> Vec<u8> {
 pub fn encode_case_event(case_id: &CaseId, stream_version: u64, event: &Event) -> Vec<u8> {
     let envelope = Envelope {
         event_type: event.body.kind().name().to_string(),
-        version: CASE_EVENT_VERSION,
+        version: case_event_version(event.body.kind()),
         stream: Stream::Case(case_id.clone()),
         stream_version,
         at: event.at,
@@ -124,17 +146,53 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     }
 }
 
-/// The upcasting boundary. Version 1 is the only version so far; when a payload changes, the old shape is kept
-/// here as a private struct and converted to the current `EventBody`.
+/// The upcasting boundary: the current version of a type decodes as the core's `EventBody`; an older one through
+/// `upcast`; any other is refused, never guessed at.
 fn decode_case_body(envelope: &Envelope) -> Result<EventBody, DecodeError> {
-    if EventKind::from_name(&envelope.event_type).is_none() {
+    let Some(kind) = EventKind::from_name(&envelope.event_type) else {
         return Err(DecodeError::UnknownType { event_type: envelope.event_type.clone(), version: envelope.version });
-    }
-    let body = decode_payload::<EventBody>(envelope, CASE_EVENT_VERSION)?;
+    };
+    let body = if envelope.version == case_event_version(kind) {
+        decode_payload::<EventBody>(envelope, envelope.version)?
+    } else {
+        upcast(kind, envelope)?
+    };
     if body.kind().name() != envelope.event_type {
         return Err(DecodeError::TypeMismatch { declared: envelope.event_type.clone(), found: body.kind().name() });
     }
     Ok(body)
+}
+
+/// `ProofRejected` as version 1 stored it: before `failed`.
+#[derive(Deserialize)]
+struct ProofRejectedV1 {
+    challenge_id: crate::core::ids::ChallengeId,
+    attempts_left: u32,
+}
+
+/// The position of `ProofRejected` among `EventBody`'s variants, which postcard writes before the fields. Variants
+/// are only ever added at the end (the golden fixtures check it), so this never changes.
+const PROOF_REJECTED_VARIANT: u32 = 3;
+
+/// Old versions, converted to today's `EventBody`. Each old shape is kept here as a private struct, exactly as it
+/// was stored.
+fn upcast(kind: EventKind, envelope: &Envelope) -> Result<EventBody, DecodeError> {
+    if kind == EventKind::ProofRejected && envelope.version == 1 {
+        let (variant, old) = decode_payload::<(u32, ProofRejectedV1)>(envelope, 1)?;
+        if variant != PROOF_REJECTED_VARIANT {
+            return Err(DecodeError::Payload {
+                event_type: envelope.event_type.clone(),
+                version: 1,
+                reason: format!("variant {variant} is not proof_rejected"),
+            });
+        }
+        return Ok(EventBody::ProofRejected {
+            challenge_id: old.challenge_id,
+            attempts_left: old.attempts_left,
+            failed: crate::core::event::ProofFailure::NotRecorded,
+        });
+    }
+    Err(DecodeError::UnknownType { event_type: envelope.event_type.clone(), version: envelope.version })
 }
 
 fn decode_payload<T: for<'de> Deserialize<'de>>(envelope: &Envelope, current: u16) -> Result<T, DecodeError> {

@@ -2,7 +2,7 @@
 
 use crate::core::account::AccountSnapshot;
 use crate::core::control::{ControlEvent, ControlEventBody};
-use crate::core::event::{Authorization, Event, EventBody};
+use crate::core::event::{Authorization, Event, EventBody, ProofFailure};
 use crate::core::ids::{CaseId, UnixMs};
 use crate::core::state::Status;
 use crate::core::transition;
@@ -445,13 +445,19 @@ fn update_case(
             format!("one-time code sent to {} (valid until {expires_at})", row.masked(destinations))
         }
         EventBody::ChallengeWithheld { reason } => format!("no code sent: {reason:?}"),
-        EventBody::ProofRejected { attempts_left, .. } => {
+        EventBody::ProofRejected { attempts_left, failed, .. } => {
             exec(
                 transaction,
                 "INSERT INTO proof_failures (account_id, case_id, at) VALUES (?1, ?2, ?3)",
                 params![row.account_id, id, at],
             )?;
-            format!("wrong code; {attempts_left} attempts left for this account")
+            let what = match failed {
+                ProofFailure::WrongCode => "wrong code",
+                ProofFailure::WrongSecondFactor => "right code, wrong authenticator code",
+                // What version 1 said of either, so that a projection built before version 2 still audits clean.
+                ProofFailure::NotRecorded => "wrong code",
+            };
+            format!("{what}; {attempts_left} attempts left for this account")
         }
         EventBody::ProofAccepted { destinations, .. } => {
             row.verified_by = json(destinations);
