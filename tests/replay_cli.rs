@@ -6,10 +6,11 @@
 mod common;
 
 use airlock::core::event::EventBody;
-use airlock::log::envelope::{Decoded, decode, encode_case_event};
+use airlock::core::ids::ChallengeId;
+use airlock::log::envelope::{Decoded, Envelope, decode, encode_case_event};
 use airlock::log::{decode_commit, encode_commit};
 use common::serve::airlock;
-use common::threats::{LONG_AGO, account, add_email, request_body, reset_password, time_ago};
+use common::threats::{LONG_AGO, account, add_email, request_body, reset_password, time_ago, wrong_code};
 use common::{code_for, import_accounts, submit, wait_for};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -65,6 +66,33 @@ fn replay(data: &Path, args: &[&str]) -> (i32, Value, String) {
 fn status_in_projection(path: &Path, case_id: &str) -> String {
     let connection = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     connection.query_row("SELECT status FROM cases WHERE case_id = ?1", [case_id], |row| row.get(0)).unwrap()
+}
+
+/// Rewrites, in place, the first log commit of `case_id` holding an event of `event_type`, each of its envelopes
+/// changed with `change`: what an older airlock would have written, or an attacker with write access to log.db.
+fn rewrite_envelopes(data: &Path, case_id: &str, event_type: &str, change: impl Fn(&mut Envelope)) {
+    let connection = rusqlite::Connection::open(data.join("log.db")).unwrap();
+    connection.execute_batch("DROP TRIGGER IF EXISTS commits_no_update").unwrap();
+    let mut statement =
+        connection.prepare("SELECT sequence, envelopes FROM commits WHERE stream = ?1 ORDER BY sequence").unwrap();
+    let commits: Vec<(i64, Vec<u8>)> = statement
+        .query_map([format!("case.{case_id}")], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for (sequence, blob) in commits {
+        let mut envelopes: Vec<Envelope> =
+            decode_commit(&blob).unwrap().iter().map(|bytes| postcard::from_bytes(bytes).unwrap()).collect();
+        if !envelopes.iter().any(|envelope| envelope.event_type == event_type) {
+            continue;
+        }
+        envelopes.iter_mut().filter(|envelope| envelope.event_type == event_type).for_each(&change);
+        let bytes: Vec<Vec<u8>> = envelopes.iter().map(|envelope| postcard::to_stdvec(envelope).unwrap()).collect();
+        let params = rusqlite::params![encode_commit(&bytes), sequence];
+        connection.execute("UPDATE commits SET envelopes = ?1 WHERE sequence = ?2", params).unwrap();
+        return;
+    }
+    panic!("no {event_type} in case {case_id}");
 }
 
 /// Rewrites, in place, the log commit that opened `case_id`, changing its opening event with `change`: what an
@@ -286,4 +314,45 @@ fn replay_as_of_shows_what_airlock_knew_then() {
     assert!(!data.join("projection.db.previous").exists());
     let (code, _, error) = replay(&data, &["--as-of", "the day before"]);
     assert_eq!(code, 2, "{error}");
+}
+
+// Proves that old event versions replay through the upcasters: a wrong code recorded as a version 1 `proof_rejected`
+// (before ADR 11) replays, verifies clean against a projection built from it, and shows in the case's history; an
+// event of a version this airlock does not know stops the replay loudly (exit 3, naming it) and nothing is swapped.
+#[test]
+fn replay_reads_old_event_versions_through_upcasters() {
+    let scratch = common::scratch();
+    let data = scratch.path().join("data");
+    let cases = store_with_cases(&data);
+    let guess = wrong_code(&code_for(&data, &cases[2]));
+    let wrong = json!({ "version": 1, "command_id": "r-wrong", "case_id": cases[2], "code": guess });
+    let (code, reply) = submit(&data, "owner:page", "submit-proof", wrong.to_string().as_bytes());
+    assert_eq!((code, &reply["status"]), (0, &json!("requested")), "a wrong code is recorded: {reply}");
+    rewrite_envelopes(&data, &cases[2], "proof_rejected", |envelope| {
+        assert_eq!(envelope.version, 2, "today's version");
+        let Ok(Decoded::Case { event, .. }) = decode(&postcard::to_stdvec(&*envelope).unwrap()) else { panic!() };
+        let EventBody::ProofRejected { challenge_id, attempts_left, .. } = event.body else { panic!() };
+        // Version 1's bytes: the variant's position, then the two fields it had.
+        envelope.version = 1;
+        envelope.payload =
+            postcard::to_stdvec(&(3u32, ChallengeId::new(challenge_id.as_str()), attempts_left)).unwrap();
+    });
+
+    let (code, report, error) = replay(&data, &["--verify"]);
+    assert_eq!(code, 0, "{error} {report}");
+    let (code, _, error) = replay(&data, &[]);
+    assert_eq!(code, 0, "{error}");
+    let history = airlock(&data, &["case", "history", &cases[2], "--json"]);
+    assert_eq!(history.status.code(), Some(0), "{}", stderr(&history));
+    let history: Value = serde_json::from_str(&stdout(&history)).unwrap();
+    let events: Vec<&str> =
+        history["events"].as_array().unwrap().iter().map(|event| event["event"].as_str().unwrap()).collect();
+    assert!(events.contains(&"proof_rejected"), "{events:?}");
+
+    rewrite_envelopes(&data, &cases[2], "proof_rejected", |envelope| envelope.version = 9);
+    let (code, _, error) = replay(&data, &[]);
+    assert_eq!(code, 3, "{error}");
+    assert!(error.contains("unknown event type proof_rejected version 9"), "{error}");
+    assert!(!data.join("projection.db.replay").exists(), "the half-built file is thrown away");
+    assert_eq!(status_in_projection(&data.join("projection.db"), &cases[2]), "requested");
 }

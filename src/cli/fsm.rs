@@ -8,6 +8,9 @@ pub struct FsmArgs {
     /// The diagram language.
     #[arg(long, value_enum, default_value_t = Format::Mermaid)]
     pub format: Format,
+    /// Print the table as one JSON object instead (fields: initial, states, terminal, transitions[from, on, to]).
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -18,6 +21,18 @@ pub enum Format {
 
 pub fn run(args: FsmArgs) -> u8 {
     let table = Table::embedded();
+    if args.json {
+        let transitions: Vec<serde_json::Value> = table
+            .edges()
+            .into_iter()
+            .map(|edge| serde_json::json!({ "from": edge.from, "on": edge.on, "to": edge.to }))
+            .collect();
+        let answer = serde_json::json!({
+            "initial": table.initial, "states": table.states, "terminal": table.terminal, "transitions": transitions,
+        });
+        println!("{}", serde_json::to_string_pretty(&answer).expect("plain data serializes"));
+        return exit::OK;
+    }
     print!("{}", render(&table, args.format));
     exit::OK
 }

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod bench;
 pub mod case;
 pub mod case_view;
+pub mod config;
 pub mod control;
 pub mod demo;
 pub mod directory;
@@ -20,13 +21,17 @@ pub mod serve;
 pub mod store;
 pub mod submit;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 /// airlock: a support chat can request an account recovery; only deterministic services can perform one.
 #[derive(Debug, Parser)]
 #[command(name = "airlock", version, about, long_about = None)]
 pub struct Cli {
+    /// A TOML configuration file (keys: `airlock config check --help`). The environment overrides it, and flags
+    /// override both.
+    #[arg(long, global = true, env = "AIRLOCK_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Commands,
 }
@@ -42,6 +47,14 @@ pub enum Commands {
     Bench(bench::BenchArgs),
     /// Cases: one case's state and next steps, a filtered list, or its history from the event log.
     Case(case::CaseArgs),
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    #[command(
+        after_help = "Examples:\n  airlock completions bash > ~/.local/share/bash-completion/completions/airlock\n  \
+airlock completions zsh > \"${fpath[1]}/_airlock\"\n  airlock completions fish > ~/.config/fish/completions/airlock.fish"
+    )]
+    Completions { shell: clap_complete::Shell },
+    /// Check the configuration file, and show where each setting comes from.
+    Config(config::ConfigArgs),
     /// Run three recovery stories end to end on the embedded backend, with a simulated clock.
     #[command(after_help = "Examples:\n  airlock demo\n  airlock demo --keep --data-dir ./demo-data")]
     Demo(demo::DemoArgs),
@@ -95,12 +108,32 @@ pub mod exit {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let file = config::named(&args);
+    // `config check` reports every problem of the file itself; every other command refuses to start on a bad one.
+    let checking = args.get(1).is_some_and(|arg| arg == "config");
+    let values = match (&file, checking) {
+        (Some(path), false) => match config::load(path) {
+            Ok(loaded) => loaded.values(),
+            Err(error) => {
+                eprintln!("error: {error} (airlock config check --config {} lists every problem)", path.display());
+                return ExitCode::from(exit::USAGE);
+            }
+        },
+        (Some(_), true) | (None, _) => Default::default(),
+    };
+    let matches = config::with_file_defaults(Cli::command(), &values).get_matches_from(args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     init_tracing();
     let code = match cli.command {
         Commands::Audit(args) => audit::run(args),
         Commands::Bench(args) => bench::run(args),
         Commands::Case(args) => case::run(args),
+        Commands::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "airlock", &mut std::io::stdout());
+            exit::OK
+        }
+        Commands::Config(args) => config::run(args, cli.config),
         Commands::Demo(args) => demo::run(args),
         Commands::Directory(args) => directory::run(args),
         Commands::Fsm(args) => fsm::run(args),

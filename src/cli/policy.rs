@@ -18,6 +18,9 @@ pub enum PolicyCommand {
         /// A folder holding airlock.cedarschema, default.cedar and tests.toml; the shipped policies when absent.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Print one JSON object (fields: valid, version, passed, failed, cases[name, problems], error).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -41,7 +44,16 @@ fn read(dir: &std::path::Path, name: &str) -> Result<String, String> {
 }
 
 pub fn run(args: PolicyArgs) -> u8 {
-    let PolicyCommand::Test { dir } = args.command;
+    let PolicyCommand::Test { dir, json } = args.command;
+    let refused = |what: &str, error: String| {
+        if json {
+            let answer = serde_json::json!({ "valid": false, "error": format!("{what} refused: {error}") });
+            println!("{answer}");
+        } else {
+            println!("{what} refused: {error}");
+        }
+        exit::FAILED
+    };
     let texts = match &dir {
         Some(dir) => match (read(dir, "airlock.cedarschema"), read(dir, "default.cedar"), read(dir, "tests.toml")) {
             (Ok(schema), Ok(policies), Ok(tests)) => (schema, policies, tests),
@@ -54,18 +66,25 @@ pub fn run(args: PolicyArgs) -> u8 {
     };
     let engine = match Engine::load(&texts.0, &texts.1) {
         Ok(engine) => engine,
-        Err(error) => {
-            println!("policies refused: {error}");
-            return exit::FAILED;
-        }
+        Err(error) => return refused("policies", error.to_string()),
     };
     let results = match cases::run(&engine, &texts.2) {
         Ok(results) => results,
-        Err(error) => {
-            println!("test cases refused: {error}");
-            return exit::FAILED;
-        }
+        Err(error) => return refused("test cases", error.to_string()),
     };
+    let failed = results.iter().filter(|result| !result.problems.is_empty()).count();
+    if json {
+        let cases: Vec<serde_json::Value> = results
+            .iter()
+            .map(|result| serde_json::json!({ "name": result.name, "problems": result.problems }))
+            .collect();
+        let answer = serde_json::json!({
+            "valid": true, "version": engine.version(), "passed": results.len() - failed, "failed": failed,
+            "cases": cases,
+        });
+        println!("{}", serde_json::to_string_pretty(&answer).expect("plain data serializes"));
+        return if failed == 0 { exit::OK } else { exit::FAILED };
+    }
     println!("policies {} valid against their schema", engine.version());
     for result in &results {
         let mark = if result.problems.is_empty() { "ok  " } else { "FAIL" };
@@ -74,7 +93,6 @@ pub fn run(args: PolicyArgs) -> u8 {
             println!("         {problem}");
         }
     }
-    let failed = results.iter().filter(|result| !result.problems.is_empty()).count();
     println!("{} passed, {failed} failed", results.len() - failed);
     if failed == 0 { exit::OK } else { exit::FAILED }
 }

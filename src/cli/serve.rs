@@ -26,17 +26,17 @@ pub struct ServeArgs {
     #[arg(long, env = "AIRLOCK_DATA_DIR", default_value = "airlock-data")]
     pub data_dir: PathBuf,
     /// Replicas of the streams airlock creates: 1 for one server, 3 for a cluster.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, env = "AIRLOCK_REPLICAS", default_value_t = 1)]
     pub replicas: usize,
     /// Commands decided at once.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, env = "AIRLOCK_IN_FLIGHT", default_value_t = 64)]
     pub in_flight: usize,
     /// A folder of policies (airlock.cedarschema, default.cedar) to decide with instead of the shipped ones; airlock
     /// refuses to start if any policy fails to parse or validate.
     #[arg(long, env = "AIRLOCK_POLICIES")]
     pub policies: Option<PathBuf>,
     /// How often the timers look for cases whose cooling-off or time limit has passed.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "AIRLOCK_TICK", default_value = "1s", value_parser = humantime::parse_duration)]
     pub tick: Duration,
     /// Serve the owners' verification page, its JSON endpoint and the cancel links on this address, for example
     /// 127.0.0.1:8080 (port 0 picks a free port; the address is printed).
