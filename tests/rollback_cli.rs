@@ -97,6 +97,14 @@ fn bulk_rollback_by_destination_domain() {
     assert_eq!(code, 0, "{output}");
     assert!(output.contains("case-ada") && output.contains("case-ben") && !output.contains("case-cy"), "{output}");
     assert!(output.contains("2 cases would be rolled back"));
+    let (code, output) =
+        rollback(data.path(), &["--match", "destination-domain=evil.example", "--since", "48h", "--dry-run", "--json"]);
+    assert_eq!(code, 0, "{output}");
+    let listed: serde_json::Value = serde_json::from_str(&output).unwrap_or_else(|_| panic!("not JSON: {output}"));
+    let mut ids: Vec<&str> =
+        listed["cases"].as_array().unwrap().iter().map(|case| case["case_id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    assert_eq!((ids, &listed["dry_run"]), (vec!["case-ada", "case-ben"], &serde_json::json!(true)), "{output}");
     assert_eq!(active_destinations(data.path(), "ada"), 2, "a dry run changes nothing");
 
     let (code, output) = rollback(data.path(), &["--match", "destination-domain=evil.example"]);

@@ -39,6 +39,9 @@ pub struct RollbackArgs {
     /// The embedded data directory.
     #[arg(long, env = "AIRLOCK_DATA_DIR", default_value = "airlock-data")]
     pub data_dir: PathBuf,
+    /// Print one JSON object (fields: dry_run, cases[case_id, changes, status, refused]).
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_indicator(text: &str) -> Result<Indicator, String> {
@@ -86,6 +89,14 @@ pub fn run(args: RollbackArgs) -> u8 {
             return exit::USAGE;
         }
     };
+    if args.dry_run && args.json {
+        let cases: Vec<serde_json::Value> = targets
+            .iter()
+            .map(|(case_id, changes)| serde_json::json!({ "case_id": case_id.as_str(), "changes": changes }))
+            .collect();
+        println!("{}", serde_json::json!({ "dry_run": true, "cases": cases }));
+        return exit::OK;
+    }
     if args.dry_run {
         for (case_id, changes) in &targets {
             println!("would roll back {case_id}: {changes}");
@@ -104,17 +115,27 @@ pub fn run(args: RollbackArgs) -> u8 {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
     let actor = Actor::new(Role::Operator, args.operator);
     let mut failed = 0;
-    for (case_id, _) in &targets {
+    let mut results = Vec::new();
+    for (case_id, changes) in &targets {
         let command = CommandEnvelope {
             command_id: CommandId::new(new_id("rollback")),
             actor: actor.clone(),
             command: Command::RollBack { reason: reason.clone() },
         };
+        let result = |status: String, refused: Option<String>| serde_json::json!({ "case_id": case_id.as_str(), "changes": changes, "status": status, "refused": refused });
         match runtime.block_on(embedded.service.handle(case_id, command)) {
-            Ok(handled) => println!("{case_id}: {}", handled.status),
+            Ok(handled) => {
+                if !args.json {
+                    println!("{case_id}: {}", handled.status);
+                }
+                results.push(result(handled.status.to_string(), None));
+            }
             Err(ServiceError::Rejected(rejection)) => {
                 failed += 1;
-                println!("{case_id}: refused: {rejection}");
+                if !args.json {
+                    println!("{case_id}: refused: {rejection}");
+                }
+                results.push(result(String::new(), Some(rejection.to_string())));
             }
             Err(error) => {
                 eprintln!("error: {case_id}: {error}");
@@ -122,6 +143,10 @@ pub fn run(args: RollbackArgs) -> u8 {
             }
         }
     }
-    println!("{} rolled back, {failed} refused", targets.len() - failed);
+    if args.json {
+        println!("{}", serde_json::json!({ "dry_run": false, "cases": results }));
+    } else {
+        println!("{} rolled back, {failed} refused", targets.len() - failed);
+    }
     if failed == 0 { exit::OK } else { exit::FAILED }
 }
