@@ -58,6 +58,18 @@ fn listed(data: &Path, filter: &[&str]) -> (Vec<String>, bool) {
     )
 }
 
+/// jon, whose email is long trusted (a code goes there), and ivo, whose only email is a day old (people decide).
+fn import_jon_and_ivo(data: &Path) {
+    let young = time_ago(24 * 3_600 * 1_000);
+    import_accounts(
+        data,
+        json!([
+            account("jon", &[("jon-mail", "email", "jon@example.com", LONG_AGO)]),
+            account("ivo", &[("ivo-mail", "email", "ivo@example.com", &young)]),
+        ]),
+    );
+}
+
 // Proves `case show` along a case's life: a requested case waits for the owner's proof and expires; once proven it
 // waits in cooling-off with an execution timer, owner and operator may cancel, and the kill switch holds the timer;
 // a case in review names the reviewers' commands with its action hash. The readable form says the same. An unknown
@@ -66,12 +78,7 @@ fn listed(data: &Path, filter: &[&str]) -> (Vec<String>, bool) {
 fn case_show_gives_the_state_timers_and_next_steps() {
     let scratch = common::scratch();
     let data = scratch.path().join("data");
-    let young = time_ago(24 * 3_600 * 1_000);
-    let accounts = json!([
-        account("jon", &[("jon-mail", "email", "jon@example.com", LONG_AGO)]),
-        account("ivo", &[("ivo-mail", "email", "ivo@example.com", &young)]),
-    ]);
-    import_accounts(&data, accounts);
+    import_jon_and_ivo(&data);
     let open = |command_id: &str, account: &str, action: Value| {
         let body = request_body(command_id, account, action, "locked out", json!({}));
         let (code, reply) = submit(&data, "intake:desk", "request-recovery", body.to_string().as_bytes());
@@ -153,12 +160,7 @@ fn case_show_lists_a_closed_cases_receipts() {
 fn case_list_filters_by_state_account_time_and_action() {
     let scratch = common::scratch();
     let data = scratch.path().join("data");
-    let young = time_ago(24 * 3_600 * 1_000);
-    let accounts = json!([
-        account("jon", &[("jon-mail", "email", "jon@example.com", LONG_AGO)]),
-        account("ivo", &[("ivo-mail", "email", "ivo@example.com", &young)]),
-    ]);
-    import_accounts(&data, accounts);
+    import_jon_and_ivo(&data);
     let mut opened = Vec::new();
     for (index, (account, action)) in
         [("jon", reset_password()), ("ivo", add_email("new@example.net")), ("ivo", reset_password())]

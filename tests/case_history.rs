@@ -7,8 +7,6 @@
 mod common;
 
 use airlock::core::event::EventBody;
-use airlock::log::envelope::{Decoded, decode, encode_case_event};
-use airlock::log::{decode_commit, encode_commit};
 use common::serve::{Harness, airlock};
 use common::{code_for, import_accounts, publish, read_all, scratch};
 use serde_json::{Value, json};
@@ -130,35 +128,11 @@ fn a_recorded_decision_that_does_not_follow_from_its_facts_fails_the_history() {
     let case_id = reply["case_id"].as_str().unwrap().to_string();
     assert_eq!(case_history(&data, &case_id, &[]).0, 0);
 
-    let connection = rusqlite::Connection::open(data.join("log.db")).unwrap();
-    connection.execute_batch("DROP TRIGGER commits_no_update").unwrap();
-    let (sequence, blob): (i64, Vec<u8>) = connection
-        .query_row(
-            "SELECT sequence, envelopes FROM commits WHERE stream = ?1 ORDER BY sequence LIMIT 1",
-            [format!("case.{case_id}")],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .unwrap();
-    let envelopes = decode_commit(&blob).unwrap();
-    let tampered: Vec<Vec<u8>> = envelopes
-        .iter()
-        .map(|envelope| {
-            let Ok(Decoded::Case { case_id, stream_version, mut event }) = decode(envelope) else {
-                panic!("a case event")
-            };
-            if let EventBody::RecoveryRequested { intake_decision, .. } = &mut event.body {
-                intake_decision.facts.velocity.account_requests_24h = 12;
-            }
-            encode_case_event(&case_id, stream_version, &event)
-        })
-        .collect();
-    connection
-        .execute(
-            "UPDATE commits SET envelopes = ?1 WHERE sequence = ?2",
-            rusqlite::params![encode_commit(&tampered), sequence],
-        )
-        .unwrap();
-    drop(connection);
+    common::log_tamper::rewrite_event(&data, &case_id, "recovery_requested", |body| {
+        if let EventBody::RecoveryRequested { intake_decision, .. } = body {
+            intake_decision.facts.velocity.account_requests_24h = 12;
+        }
+    });
 
     let (status, history, stderr) = case_history(&data, &case_id, &[]);
     assert_eq!(status, 1, "{stderr}");

@@ -7,8 +7,8 @@ mod common;
 
 use airlock::core::event::EventBody;
 use airlock::core::ids::ChallengeId;
-use airlock::log::envelope::{Decoded, Envelope, decode, encode_case_event};
-use airlock::log::{decode_commit, encode_commit};
+use airlock::log::envelope::{Decoded, decode};
+use common::log_tamper::{rewrite_envelopes, rewrite_event};
 use common::serve::airlock;
 use common::threats::{LONG_AGO, account, add_email, request_body, reset_password, time_ago, wrong_code};
 use common::{code_for, import_accounts, submit, wait_for};
@@ -66,60 +66,6 @@ fn replay(data: &Path, args: &[&str]) -> (i32, Value, String) {
 fn status_in_projection(path: &Path, case_id: &str) -> String {
     let connection = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     connection.query_row("SELECT status FROM cases WHERE case_id = ?1", [case_id], |row| row.get(0)).unwrap()
-}
-
-/// Rewrites, in place, the first log commit of `case_id` holding an event of `event_type`, each of its envelopes
-/// changed with `change`: what an older airlock would have written, or an attacker with write access to log.db.
-fn rewrite_envelopes(data: &Path, case_id: &str, event_type: &str, change: impl Fn(&mut Envelope)) {
-    let connection = rusqlite::Connection::open(data.join("log.db")).unwrap();
-    connection.execute_batch("DROP TRIGGER IF EXISTS commits_no_update").unwrap();
-    let mut statement =
-        connection.prepare("SELECT sequence, envelopes FROM commits WHERE stream = ?1 ORDER BY sequence").unwrap();
-    let commits: Vec<(i64, Vec<u8>)> = statement
-        .query_map([format!("case.{case_id}")], |row| Ok((row.get(0)?, row.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    for (sequence, blob) in commits {
-        let mut envelopes: Vec<Envelope> =
-            decode_commit(&blob).unwrap().iter().map(|bytes| postcard::from_bytes(bytes).unwrap()).collect();
-        if !envelopes.iter().any(|envelope| envelope.event_type == event_type) {
-            continue;
-        }
-        envelopes.iter_mut().filter(|envelope| envelope.event_type == event_type).for_each(&change);
-        let bytes: Vec<Vec<u8>> = envelopes.iter().map(|envelope| postcard::to_stdvec(envelope).unwrap()).collect();
-        let params = rusqlite::params![encode_commit(&bytes), sequence];
-        connection.execute("UPDATE commits SET envelopes = ?1 WHERE sequence = ?2", params).unwrap();
-        return;
-    }
-    panic!("no {event_type} in case {case_id}");
-}
-
-/// Rewrites, in place, the log commit that opened `case_id`, changing its opening event with `change`: what an
-/// attacker with write access to log.db would do (the append-only trigger is dropped first).
-fn tamper_opening_event(data: &Path, case_id: &str, change: impl Fn(&mut EventBody)) {
-    let connection = rusqlite::Connection::open(data.join("log.db")).unwrap();
-    connection.execute_batch("DROP TRIGGER IF EXISTS commits_no_update").unwrap();
-    let (sequence, blob): (i64, Vec<u8>) = connection
-        .query_row(
-            "SELECT sequence, envelopes FROM commits WHERE stream = ?1 ORDER BY sequence LIMIT 1",
-            [format!("case.{case_id}")],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .unwrap();
-    let tampered: Vec<Vec<u8>> = decode_commit(&blob)
-        .unwrap()
-        .iter()
-        .map(|envelope| {
-            let Ok(Decoded::Case { case_id, stream_version, mut event }) = decode(envelope) else {
-                panic!("a case event")
-            };
-            change(&mut event.body);
-            encode_case_event(&case_id, stream_version, &event)
-        })
-        .collect();
-    let params = rusqlite::params![encode_commit(&tampered), sequence];
-    connection.execute("UPDATE commits SET envelopes = ?1 WHERE sequence = ?2", params).unwrap();
 }
 
 // Proves the rebuild and swap: a hand-edited projection is caught by --verify (exit 1, the row named) and replaced
@@ -222,7 +168,7 @@ fn replay_verify_takes_every_decision_again() {
     let scratch = common::scratch();
     let data = scratch.path().join("data");
     let cases = store_with_cases(&data);
-    tamper_opening_event(&data, &cases[2], |body| {
+    rewrite_event(&data, &cases[2], "recovery_requested", |body| {
         if let EventBody::RecoveryRequested { intake_decision, .. } = body {
             intake_decision.facts.velocity.account_requests_24h = 12;
         }
@@ -249,7 +195,7 @@ fn replay_verify_takes_every_decision_again() {
     let version = airlock::cli::policy::load_dir(&folder).unwrap().version().to_string();
     let other = scratch.path().join("other");
     let cases = store_with_cases(&other);
-    tamper_opening_event(&other, &cases[1], |body| {
+    rewrite_event(&other, &cases[1], "recovery_requested", |body| {
         if let EventBody::RecoveryRequested { intake_decision, .. } = body {
             intake_decision.policy_version = version.clone();
         }
