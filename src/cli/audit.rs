@@ -29,6 +29,9 @@ pub enum AuditCommand {
         /// Read the log from NATS JetStream instead of the embedded log.db.
         #[arg(long, env = "AIRLOCK_NATS_URL")]
         nats: Option<String>,
+        /// The nkey seed file to connect to NATS with, as `airlock nats-config` wrote it (airlock's own, seeds/airlock.nk).
+        #[arg(long, env = "AIRLOCK_NATS_NKEY", value_name = "FILE")]
+        nats_nkey: Option<PathBuf>,
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
@@ -46,7 +49,7 @@ async fn verify<L: EventLog>(log: &L, live: &Path) -> anyhow::Result<AuditReport
 }
 
 pub fn run(args: AuditArgs) -> u8 {
-    let AuditCommand::Verify { data_dir, nats, json } = args.command;
+    let AuditCommand::Verify { data_dir, nats, nats_nkey, json } = args.command;
     let live = data_dir.join("projection.db");
     if !live.exists() {
         eprintln!("error: {} does not exist", live.display());
@@ -56,7 +59,7 @@ pub fn run(args: AuditArgs) -> u8 {
     let report = runtime.block_on(async {
         match nats {
             Some(url) => {
-                let client = crate::nats::connect(&url, "airlock-audit").await?;
+                let client = crate::nats::connect_seeded(&url, "airlock-audit", nats_nkey.as_deref()).await?;
                 let log = JetStreamLog::open(client, JetStreamConfig::default()).await?;
                 verify(&log, &live).await
             }

@@ -68,6 +68,9 @@ airlock case history case-3f9a0c1d2e4b5a69 --policies ./policies-2026-06")]
         /// Read the log from NATS JetStream instead of the embedded log.db.
         #[arg(long, env = "AIRLOCK_NATS_URL")]
         nats: Option<String>,
+        /// The nkey seed file to connect to NATS with, as `airlock nats-config` wrote it (airlock's own, seeds/airlock.nk).
+        #[arg(long, env = "AIRLOCK_NATS_NKEY", value_name = "FILE")]
+        nats_nkey: Option<PathBuf>,
         /// Also load the policies in this folder, to take again decisions recorded under their version (the shipped
         /// policies are always loaded). Repeatable.
         #[arg(long)]
@@ -198,13 +201,20 @@ pub fn run(args: CaseArgs) -> u8 {
     match args.command {
         CaseCommand::Show { case_id, store, json } => case_view::show(&store, &case_id, json),
         CaseCommand::List { filter, store, json } => case_view::list(&store, &filter, json),
-        CaseCommand::History { case_id, data_dir, nats, policies, json } => {
-            run_history(case_id, data_dir, nats, policies, json)
+        CaseCommand::History { case_id, data_dir, nats, nats_nkey, policies, json } => {
+            run_history(case_id, data_dir, nats, nats_nkey, policies, json)
         }
     }
 }
 
-fn run_history(case_id: String, data_dir: PathBuf, nats: Option<String>, policies: Vec<PathBuf>, json: bool) -> u8 {
+fn run_history(
+    case_id: String,
+    data_dir: PathBuf,
+    nats: Option<String>,
+    nats_nkey: Option<PathBuf>,
+    policies: Vec<PathBuf>,
+    json: bool,
+) -> u8 {
     let engines = match crate::cli::policy::load_engines(&policies) {
         Ok(engines) => engines,
         Err(error) => {
@@ -217,7 +227,7 @@ fn run_history(case_id: String, data_dir: PathBuf, nats: Option<String>, policie
     let history = runtime.block_on(async {
         match nats {
             Some(url) => {
-                let client = crate::nats::connect(&url, "airlock-case").await?;
+                let client = crate::nats::connect_seeded(&url, "airlock-case", nats_nkey.as_deref()).await?;
                 let log = JetStreamLog::open(client, JetStreamConfig::default()).await?;
                 history(&log, &case_id, &engines).await
             }

@@ -15,9 +15,10 @@ use std::path::{Path, PathBuf};
 pub const CONFIG_ENV: &str = "AIRLOCK_CONFIG";
 
 /// Every key of the file: the variable it stands for, and what it sets.
-pub const KEYS: [(&str, &str, &str); 11] = [
+pub const KEYS: [(&str, &str, &str); 12] = [
     ("data_dir", "AIRLOCK_DATA_DIR", "the data directory (projection, embedded store, key file)"),
     ("nats_url", "AIRLOCK_NATS_URL", "NATS server(s), comma-separated: nats://host:4222"),
+    ("nats_nkey", "AIRLOCK_NATS_NKEY", "the nkey seed file to connect to NATS with (`airlock nats-config`)"),
     ("policies", "AIRLOCK_POLICIES", "a folder of policies to decide with instead of the shipped ones"),
     ("http", "AIRLOCK_HTTP", "the owners' page address, for example 127.0.0.1:8080"),
     ("public_url", "AIRLOCK_PUBLIC_URL", "the address owners reach the page at, used in links"),
@@ -35,6 +36,7 @@ pub const KEYS: [(&str, &str, &str); 11] = [
 pub struct ConfigFile {
     pub data_dir: Option<PathBuf>,
     pub nats_url: Option<String>,
+    pub nats_nkey: Option<PathBuf>,
     pub policies: Option<PathBuf>,
     pub http: Option<String>,
     pub public_url: Option<String>,
@@ -54,6 +56,7 @@ impl ConfigFile {
         let values = [
             path(&self.data_dir),
             self.nats_url.clone(),
+            path(&self.nats_nkey),
             path(&self.policies),
             self.http.clone(),
             self.public_url.clone(),
@@ -188,6 +191,7 @@ fn check_value(env: &'static str, value: &str) -> Option<String> {
         "AIRLOCK_PUBLIC_URL" => (!(value.starts_with("https://") || value.starts_with("http://")))
             .then(|| format!("{value:?} is not an http(s) URL")),
         "AIRLOCK_POLICIES" => crate::cli::policy::load_dir(Path::new(value)).err(),
+        "AIRLOCK_NATS_NKEY" => crate::nats::Identity::load(Path::new(value)).err().map(|error| error.to_string()),
         "AIRLOCK_REVIEWER" | "AIRLOCK_OPERATOR" => {
             crate::core::text::check_identifier(env, value).err().map(|rejection| rejection.to_string())
         }

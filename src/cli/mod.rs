@@ -11,6 +11,7 @@ pub mod demo;
 pub mod directory;
 pub mod embedded;
 pub mod fsm;
+pub mod nats_config;
 pub mod nats_mode;
 pub mod outbox;
 pub mod policy;
@@ -60,6 +61,8 @@ airlock completions zsh > \"${fpath[1]}/_airlock\"\n  airlock completions fish >
     Demo(demo::DemoArgs),
     /// Manage the embedded account directory.
     Directory(directory::DirectoryArgs),
+    /// Write a nats-server configuration with one least-privilege nkey user per actor, and their seed files.
+    NatsConfig(nats_config::NatsConfigArgs),
     /// Pull the kill switch: halt all automated execution (cases wait in cooling-off).
     Halt(control::ControlArgs),
     /// Release the kill switch, explicitly and on the record.
@@ -139,6 +142,7 @@ pub fn main() -> ExitCode {
         Commands::Fsm(args) => fsm::run(args),
         Commands::Halt(args) => control::run(args, true),
         Commands::Resume(args) => control::run(args, false),
+        Commands::NatsConfig(args) => nats_config::run(args),
         Commands::Outbox(args) => outbox::run(args),
         Commands::Policy(args) => policy::run(args),
         Commands::Replay(args) => replay::run(args),

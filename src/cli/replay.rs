@@ -40,6 +40,9 @@ pub struct ReplayArgs {
     /// Read the log from NATS JetStream instead of the embedded log.db.
     #[arg(long, env = "AIRLOCK_NATS_URL")]
     pub nats: Option<String>,
+    /// The nkey seed file to connect to NATS with, as `airlock nats-config` wrote it (airlock's own, seeds/airlock.nk).
+    #[arg(long, env = "AIRLOCK_NATS_NKEY", value_name = "FILE")]
+    pub nats_nkey: Option<PathBuf>,
     /// Check, swap nothing: take every recorded decision again and compare a rebuild with the live projection.
     /// Exit 1 on any difference, or on a decision whose policy version is not loaded (see --policies).
     #[arg(long)]
@@ -334,7 +337,9 @@ pub fn run(args: ReplayArgs) -> u8 {
     let report = runtime.block_on(async {
         match &args.nats {
             Some(url) => {
-                let client = crate::nats::connect(url, "airlock-replay").await.map_err(Failure::unavailable)?;
+                let client = crate::nats::connect_seeded(url, "airlock-replay", args.nats_nkey.as_deref())
+                    .await
+                    .map_err(Failure::unavailable)?;
                 let log = JetStreamLog::open(client, JetStreamConfig::default()).await.map_err(Failure::unavailable)?;
                 run_on(&log, &args, &engines, moment).await
             }

@@ -38,6 +38,9 @@ pub struct Decider {
     /// Send the decision to `airlock serve` over NATS instead of the embedded store.
     #[arg(long, env = "AIRLOCK_NATS_URL")]
     pub nats: Option<String>,
+    /// The nkey seed file to connect to NATS with, as `airlock nats-config` wrote it (the reviewer's own, seeds/reviewer.ID.nk).
+    #[arg(long, env = "AIRLOCK_NATS_NKEY", value_name = "FILE")]
+    pub nats_nkey: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub store: Store,
     /// Print airlock's answer as JSON (fields: accepted, command_id, case_id, status, message, error{code, reason}).
@@ -258,7 +261,7 @@ fn decide(decider: &Decider, case_id: &str, decision: Value) -> u8 {
             }
             Err(error) => Err(format!("{error:#}")),
         },
-        Some(url) => runtime.block_on(over_nats(url, &actor, bytes)),
+        Some(url) => runtime.block_on(over_nats(url, decider.nats_nkey.as_deref(), &actor, bytes)),
     };
     let answer = match answer {
         Ok(answer) => answer,
@@ -297,8 +300,14 @@ fn decide(decider: &Decider, case_id: &str, decision: Value) -> u8 {
 
 /// Publishes the decision on the reviewer's intake subject and waits for airlock's answer to it, which names the
 /// intake message's stream sequence.
-async fn over_nats(url: &str, actor: &Actor, bytes: Vec<u8>) -> Result<Value, String> {
-    let client = crate::nats::connect(url, "airlock-review").await.map_err(|error| error.to_string())?;
+async fn over_nats(
+    url: &str,
+    seed_file: Option<&std::path::Path>,
+    actor: &Actor,
+    bytes: Vec<u8>,
+) -> Result<Value, String> {
+    let client =
+        crate::nats::connect_seeded(url, "airlock-review", seed_file).await.map_err(|error| error.to_string())?;
     let prefix = "airlock";
     let mut answers = client
         .subscribe(subjects::result(prefix, actor))

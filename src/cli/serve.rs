@@ -22,6 +22,9 @@ pub struct ServeArgs {
     /// embedded store in the data directory.
     #[arg(long, env = "AIRLOCK_NATS_URL")]
     pub nats: Option<String>,
+    /// The nkey seed file to connect to NATS with, as `airlock nats-config` wrote it (airlock's own, seeds/airlock.nk).
+    #[arg(long, env = "AIRLOCK_NATS_NKEY", value_name = "FILE")]
+    pub nats_nkey: Option<PathBuf>,
     /// Where the projection, the embedded account directory, the outbox and the key file live.
     #[arg(long, env = "AIRLOCK_DATA_DIR", default_value = "airlock-data")]
     pub data_dir: PathBuf,
@@ -110,7 +113,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     let client = match &args.nats {
         Some(url) => {
-            let client = crate::nats::connect(url, "airlock").await?;
+            let client = crate::nats::connect_seeded(url, "airlock", args.nats_nkey.as_deref()).await?;
             let NatsMode { mut service, projection, events, context, intake: intake_config } =
                 nats_mode::open(&client, &args.data_dir, args.replicas, args.in_flight, keys, policy.clone()).await?;
             service.public_url = public_url.clone();

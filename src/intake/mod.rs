@@ -32,6 +32,21 @@ pub enum CommandType {
 }
 
 impl CommandType {
+    pub const ALL: [CommandType; 7] = [
+        CommandType::RequestRecovery,
+        CommandType::SubmitProof,
+        CommandType::ReviewDecision,
+        CommandType::Cancel,
+        CommandType::RollBack,
+        CommandType::Halt,
+        CommandType::Resume,
+    ];
+
+    /// Whether an actor of `role` may send this command (a review decision: approve and deny allow the same roles).
+    pub fn allowed_for(self, role: Role) -> bool {
+        self.kind().allowed_roles().contains(&role)
+    }
+
     /// The kind recorded when a command of this type is refused before it could be read.
     fn kind(self) -> CommandKind {
         match self {

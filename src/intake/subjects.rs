@@ -25,16 +25,6 @@ pub fn command_token(command: CommandType) -> &'static str {
     }
 }
 
-const COMMANDS: [CommandType; 7] = [
-    CommandType::RequestRecovery,
-    CommandType::SubmitProof,
-    CommandType::ReviewDecision,
-    CommandType::Cancel,
-    CommandType::RollBack,
-    CommandType::Halt,
-    CommandType::Resume,
-];
-
 fn role_of(token: &str) -> Option<Role> {
     Role::ALL.into_iter().find(|role| role.name() == token && *role != Role::System)
 }
@@ -64,7 +54,7 @@ pub fn parse_intake(prefix: &str, subject: &str) -> Result<(Actor, CommandType),
     if !actor_token_valid(actor) {
         return Err(SubjectError(format!("actor id {actor:?} is not 1 to 64 of A-Z a-z 0-9 - _")));
     }
-    let command = COMMANDS
+    let command = CommandType::ALL
         .into_iter()
         .find(|candidate| command_token(*candidate) == *command)
         .ok_or_else(|| SubjectError(format!("unknown command {command:?} in {subject}")))?;

@@ -1,6 +1,7 @@
 //! NATS plumbing shared by the JetStream backend, the intake consumer, the projector and the tests: connecting with
 //! the retry behaviour airlock wants, and running local servers (`server`).
 
+pub mod permissions;
 pub mod server;
 
 use std::time::Duration;
@@ -9,26 +10,88 @@ use std::time::Duration;
 const CONNECT_TIMEOUT_MS: u64 = 5_000;
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot reach NATS at {url}: {reason}")]
-pub struct ConnectError {
-    pub url: String,
-    pub reason: String,
+pub enum ConnectError {
+    #[error("cannot reach NATS at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
 }
 
-/// Connects to `url`, which may list several servers of a cluster separated by commas. The first connection must
-/// succeed within `CONNECT_TIMEOUT_MS` (a wrong URL is a startup error, not a silent hang); after that the client
-/// reconnects by itself, forever, to any listed (or discovered) server whenever its server goes away.
+/// A NATS user's nkey, read from the seed file `airlock nats-config` wrote. The seed is a secret: it shows in no
+/// `Debug`, no error and no log; the public key names the user and its private inbox.
+pub struct Identity {
+    seed: String,
+    pub public_key: String,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Identity").field("public_key", &self.public_key).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("cannot read the nkey seed file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path} does not hold a NATS user nkey seed (one line starting with SU, as `airlock nats-config` writes)")]
+    NotASeed { path: String },
+}
+
+impl Identity {
+    /// Reads a seed file: the first line that holds a user seed (lines starting with `#` are comments).
+    pub fn load(path: &std::path::Path) -> Result<Identity, IdentityError> {
+        let shown = path.display().to_string();
+        let text =
+            std::fs::read_to_string(path).map_err(|source| IdentityError::Read { path: shown.clone(), source })?;
+        let seed = text.lines().map(str::trim).find(|line| line.starts_with("SU")).unwrap_or_default();
+        let pair = nkeys::KeyPair::from_seed(seed).map_err(|_| IdentityError::NotASeed { path: shown.clone() })?;
+        Ok(Identity { seed: seed.to_string(), public_key: pair.public_key() })
+    }
+
+    /// The private inbox this user's replies come to (`_INBOX.<public key>`).
+    pub fn inbox_prefix(&self) -> String {
+        permissions::inbox_prefix(&self.public_key)
+    }
+}
+
+/// Connects to `url` with no credentials; see `connect_as`.
 pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, ConnectError> {
+    connect_as(url, name, None).await
+}
+
+/// Connects as the holder of the seed in `seed_file` (`--nats-nkey`), or with no credentials without one.
+pub async fn connect_seeded(
+    url: &str,
+    name: &str,
+    seed_file: Option<&std::path::Path>,
+) -> Result<async_nats::Client, ConnectError> {
+    let identity = seed_file.map(Identity::load).transpose()?;
+    connect_as(url, name, identity.as_ref()).await
+}
+
+/// Connects to `url`, which may list several servers of a cluster separated by commas, as `identity` when given (its
+/// nkey, and its private inbox prefix). The first connection must succeed within `CONNECT_TIMEOUT_MS` (a wrong URL
+/// is a startup error, not a silent hang); after that the client reconnects by itself, forever, to any listed (or
+/// discovered) server whenever its server goes away.
+pub async fn connect_as(
+    url: &str,
+    name: &str,
+    identity: Option<&Identity>,
+) -> Result<async_nats::Client, ConnectError> {
     let servers: Vec<&str> = url.split(',').map(str::trim).filter(|server| !server.is_empty()).collect();
-    let options = async_nats::ConnectOptions::new()
+    let mut options = async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
         .max_reconnects(None);
+    if let Some(identity) = identity {
+        options = options.nkey(identity.seed.clone()).custom_inbox_prefix(identity.inbox_prefix());
+    }
     let connecting = options.connect(servers);
     match tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), connecting).await {
         Ok(Ok(client)) => Ok(client),
-        Ok(Err(error)) => Err(ConnectError { url: url.to_string(), reason: error.to_string() }),
-        Err(_) => Err(ConnectError {
+        Ok(Err(error)) => Err(ConnectError::Unreachable { url: url.to_string(), reason: error.to_string() }),
+        Err(_) => Err(ConnectError::Unreachable {
             url: url.to_string(),
             reason: format!("no connection within {CONNECT_TIMEOUT_MS} ms (is nats-server running there?)"),
         }),

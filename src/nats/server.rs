@@ -117,6 +117,18 @@ impl NatsServer {
         Ok(server)
     }
 
+    /// Starts a server on a configuration written elsewhere (by `airlock nats-config`, say) that listens on
+    /// 127.0.0.1:`port`, logging into `log_dir`, and waits until it accepts connections.
+    pub fn start_with_config(config_path: &Path, port: u16, log_dir: &Path) -> Result<NatsServer, ServerError> {
+        std::fs::create_dir_all(log_dir)?;
+        let log_path = log_dir.join(format!("nats-{port}.log"));
+        let child = spawn(config_path, &log_path)?;
+        let mut server =
+            NatsServer { child, port, store_dir: log_dir.to_path_buf(), config_path: config_path.to_path_buf() };
+        server.wait_until_listening(&log_path)?;
+        Ok(server)
+    }
+
     /// The client URL.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)

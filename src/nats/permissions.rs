@@ -1,0 +1,216 @@
+//! Least privilege at the broker (`airlock nats-config`): a nats-server configuration with one nkey user per actor,
+//! in which each role may publish only the commands its role may send, only under its own actor id, and read only its
+//! own answers; and in which nobody but airlock may write the event log, the answers or the dead letters, or call the
+//! JetStream API at all. airlock itself may not delete or purge a stream either: the log is append-only at the
+//! broker too.
+//!
+//! Identity comes from the subject (`<prefix>.intake.<role>.<actor>.<command>`, see `intake::subjects`), so these
+//! permissions are what make the subject's actor true: an actor's key can publish under its own id and nowhere else.
+//! Every user's replies come to a private inbox, `_INBOX.<its public key>`, so no actor can read another's replies.
+//!
+//! This module only writes text; `cli::nats_config` makes the keys and the files.
+
+use crate::core::actor::Role;
+use crate::intake::CommandType;
+use crate::intake::nats::IntakeConfig;
+use crate::intake::subjects;
+use crate::log::jetstream::{JetStreamConfig, LEDGER_BUCKET};
+
+/// One NATS user: an actor of a role, or airlock itself (`role: None`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub role: Option<Role>,
+    /// The actor id (the subject token), or `airlock`.
+    pub id: String,
+    /// The nkey public key (`U...`).
+    pub public_key: String,
+}
+
+/// Where the server listens and keeps its store.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    pub listen: String,
+    pub store_dir: String,
+    /// `server_name`, needed by JetStream in a cluster; optional alone.
+    pub server_name: Option<String>,
+}
+
+/// What one user may do.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Permissions {
+    pub publish_allow: Vec<String>,
+    pub publish_deny: Vec<String>,
+    pub subscribe_allow: Vec<String>,
+    /// May answer requests sent to it (airlock answers case queries on the asker's inbox).
+    pub allow_responses: bool,
+}
+
+/// The private inbox prefix of the holder of `public_key`: clients must set it (async-nats `custom_inbox_prefix`,
+/// nats-py `inbox_prefix`), since no user may read any other inbox.
+pub fn inbox_prefix(public_key: &str) -> String {
+    format!("_INBOX.{public_key}")
+}
+
+/// The command types an actor of `role` may send: those whose core command allows the role.
+pub fn commands_of(role: Role) -> Vec<CommandType> {
+    CommandType::ALL.into_iter().filter(|command| command.allowed_for(role)).collect()
+}
+
+/// The streams airlock creates and uses.
+fn streams() -> Vec<String> {
+    let intake = IntakeConfig::default();
+    vec![
+        JetStreamConfig::default().stream_name,
+        intake.intake_stream,
+        intake.results_stream,
+        intake.dead_letter_stream,
+        format!("KV_{LEDGER_BUCKET}"),
+    ]
+}
+
+/// The JetStream API calls nobody but airlock may make, and that airlock does not make either: deleting or purging a
+/// stream, or deleting a message from one.
+const DESTRUCTIVE_API: [&str; 3] = ["$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.MSG.DELETE.>"];
+
+/// airlock's own user: writes the event log, answers and dead letters and the request ledgers, creates and reads
+/// its own streams and consumers, takes every intake message, answers queries. Nothing else: no other stream, no
+/// destructive API call, no account or server administration.
+pub fn airlock_permissions(public_key: &str) -> Permissions {
+    let prefix = IntakeConfig::default().prefix;
+    let events = JetStreamConfig::default().subject_prefix;
+    let mut publish_allow = vec![
+        format!("{events}.>"),
+        format!("{prefix}.result.>"),
+        format!("{prefix}.deadletter.>"),
+        format!("$KV.{LEDGER_BUCKET}.>"),
+        "$JS.API.INFO".to_string(),
+    ];
+    for stream in streams() {
+        for api in ["STREAM.CREATE", "STREAM.UPDATE", "STREAM.INFO", "STREAM.MSG.GET", "DIRECT.GET"] {
+            publish_allow.push(format!("$JS.API.{api}.{stream}"));
+        }
+        publish_allow.extend([
+            format!("$JS.API.DIRECT.GET.{stream}.>"),
+            format!("$JS.API.CONSUMER.*.{stream}"),
+            format!("$JS.API.CONSUMER.*.{stream}.>"),
+            format!("$JS.API.CONSUMER.DURABLE.CREATE.{stream}.>"),
+            format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.>"),
+            format!("$JS.ACK.{stream}.>"),
+            format!("$JS.FC.{stream}.>"),
+        ]);
+    }
+    Permissions {
+        publish_allow,
+        publish_deny: DESTRUCTIVE_API.iter().map(ToString::to_string).collect(),
+        subscribe_allow: vec![format!("{}.>", inbox_prefix(public_key)), format!("{prefix}.query.*.*")],
+        allow_responses: true,
+    }
+}
+
+/// An actor's user: publish its role's commands under its own id and ask about cases under its own id; read its
+/// own answers and its private inbox. Everything else is refused by the broker; the deny list repeats the most
+/// dangerous of it, so that a later widening of the allow list cannot open them by accident.
+pub fn actor_permissions(role: Role, id: &str, public_key: &str) -> Permissions {
+    let prefix = IntakeConfig::default().prefix;
+    let actor = crate::core::actor::Actor::new(role, id);
+    let mut publish_allow: Vec<String> =
+        commands_of(role).into_iter().map(|command| subjects::intake(&prefix, &actor, command)).collect();
+    publish_allow.push(subjects::query(&prefix, &actor));
+    let events = JetStreamConfig::default().subject_prefix;
+    Permissions {
+        publish_allow,
+        publish_deny: vec![
+            "$JS.>".to_string(),
+            "$KV.>".to_string(),
+            "$SYS.>".to_string(),
+            format!("{events}.>"),
+            format!("{prefix}.result.>"),
+            format!("{prefix}.deadletter.>"),
+        ],
+        subscribe_allow: vec![format!("{}.>", inbox_prefix(public_key)), subjects::result(&prefix, &actor)],
+        allow_responses: false,
+    }
+}
+
+fn quoted_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|item| format!("{item:?}")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+fn user_block(user: &User, permissions: &Permissions) -> String {
+    let who = match user.role {
+        Some(role) => format!("{role} {}: publishes as {role}.{}", user.id, user.id),
+        None => "airlock itself".to_string(),
+    };
+    let mut text = format!(
+        "    # {who}\n    {{\n      nkey: {}\n      permissions: {{\n        publish: {{\n          allow: {}\n",
+        user.public_key,
+        quoted_list(&permissions.publish_allow)
+    );
+    if !permissions.publish_deny.is_empty() {
+        text.push_str(&format!("          deny: {}\n", quoted_list(&permissions.publish_deny)));
+    }
+    text.push_str(&format!(
+        "        }}\n        subscribe: {{\n          allow: {}\n        }}\n",
+        quoted_list(&permissions.subscribe_allow)
+    ));
+    if permissions.allow_responses {
+        text.push_str("        allow_responses: true\n");
+    }
+    text.push_str("      }\n    }\n");
+    text
+}
+
+/// The whole configuration: listen address, JetStream with `sync_interval: always`, and the users. Anonymous
+/// connections are refused (there is no `no_auth_user`).
+pub fn config(settings: &ServerSettings, airlock_key: &str, actors: &[User]) -> String {
+    let mut text = String::from(
+        "# Written by `airlock nats-config`. One nkey user per actor: each role may publish only the commands it may\n\
+         # send, only under its own actor id, and read only its own answers and its private inbox (_INBOX.<its public\n\
+         # key>). Only airlock may write the event log or call the JetStream API, and nobody may delete or purge a\n\
+         # stream. The seeds are not in this file; run `airlock nats-config` again to add actors (keys are kept).\n",
+    );
+    if let Some(name) = &settings.server_name {
+        text.push_str(&format!("server_name: {name:?}\n"));
+    }
+    text.push_str(&format!(
+        "listen: {:?}\n\njetstream {{\n  store_dir: {:?}\n  # Every acknowledged message is on disk before the \
+         acknowledgement.\n  sync_interval: always\n}}\n\nauthorization {{\n  users: [\n",
+        settings.listen, settings.store_dir
+    ));
+    let airlock = User { role: None, id: "airlock".into(), public_key: airlock_key.to_string() };
+    text.push_str(&user_block(&airlock, &airlock_permissions(airlock_key)));
+    for user in actors {
+        let Some(role) = user.role else { continue };
+        text.push_str(&user_block(user, &actor_permissions(role, &user.id, &user.public_key)));
+    }
+    text.push_str("  ]\n}\n");
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Proves each role is allowed exactly the commands its core command allows, and that no actor's allow list
+    // names another actor, the event log or the JetStream API.
+    #[test]
+    fn actors_publish_only_their_own_commands() {
+        let names = |role| commands_of(role).into_iter().map(subjects::command_token).collect::<Vec<_>>();
+        assert_eq!(names(Role::Intake), ["request_recovery"]);
+        assert_eq!(names(Role::Owner), ["request_recovery", "submit_proof", "cancel"]);
+        assert_eq!(names(Role::Reviewer), ["review_decision"]);
+        assert_eq!(names(Role::Operator), ["cancel", "roll_back", "halt", "resume"]);
+        let permissions = actor_permissions(Role::Intake, "desk", "UKEY");
+        assert_eq!(
+            permissions.publish_allow,
+            ["airlock.intake.intake.desk.request_recovery", "airlock.query.intake.desk"]
+        );
+        assert_eq!(permissions.subscribe_allow, ["_INBOX.UKEY.>", "airlock.result.intake.desk"]);
+        assert!(permissions.publish_deny.contains(&"$JS.>".to_string()));
+        assert!(!permissions.allow_responses);
+        let airlock = airlock_permissions("UAIR");
+        assert!(airlock.publish_deny.contains(&"$JS.API.STREAM.PURGE.>".to_string()));
+        assert!(airlock.publish_allow.iter().all(|subject| !subject.contains("DELETE") && !subject.contains("PURGE")));
+    }
+}

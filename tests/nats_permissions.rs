@@ -1,0 +1,355 @@
+//! Least privilege at the broker (issue 6): `airlock nats-config` writes a configuration that a real nats-server
+//! runs, and the server itself refuses, role by role, every subject that is not the actor's own: other roles'
+//! commands, another actor's identity, the event log, other actors' answers and inboxes, and the JetStream API.
+//! airlock runs the whole workflow under its own restricted user, and cannot delete or purge a stream either.
+
+mod common;
+
+use airlock::nats::server::{NatsServer, free_port};
+use common::serve::ServeProcess;
+use common::threats::{email_account, request_body, reset_password};
+use common::{import_accounts, scratch};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn nats_config(out: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_airlock")).arg("nats-config").arg("--out").arg(out).args(args).output().unwrap()
+}
+
+const ACTORS: [&str; 12] = [
+    "--intake",
+    "desk",
+    "--intake",
+    "agent",
+    "--owner",
+    "verification-page",
+    "--reviewer",
+    "ana",
+    "--operator",
+    "ops",
+    "--reviewer",
+    "ben",
+];
+
+/// A connection as the holder of one seed file, with every error the server sent it.
+struct Session {
+    client: async_nats::Client,
+    errors: Arc<Mutex<Vec<String>>>,
+    public_key: String,
+}
+
+async fn connect(url: &str, seed_file: Option<&Path>) -> Result<Session, async_nats::ConnectError> {
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let seen = errors.clone();
+    let mut options = async_nats::ConnectOptions::new().event_callback(move |event| {
+        let seen = seen.clone();
+        async move {
+            if let async_nats::Event::ServerError(error) = event {
+                seen.lock().unwrap().push(error.to_string());
+            }
+        }
+    });
+    let mut public_key = String::new();
+    if let Some(path) = seed_file {
+        let text = std::fs::read_to_string(path).unwrap();
+        let seed = text.trim().to_string();
+        public_key = nkeys::KeyPair::from_seed(&seed).unwrap().public_key();
+        options = options.nkey(seed).custom_inbox_prefix(format!("_INBOX.{public_key}"));
+    }
+    let client = options.connection_timeout(Duration::from_secs(5)).connect(url).await?;
+    Ok(Session { client, errors, public_key })
+}
+
+impl Session {
+    /// Waits up to 5 s for the server to report a permissions violation naming `subject`.
+    async fn violation(&self, what: &str, subject: &str) -> bool {
+        let wanted = format!("permissions violation for {what} to \"{}\"", subject.to_lowercase());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if self.errors.lock().unwrap().iter().any(|error| error.to_lowercase().contains(&wanted)) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    /// Publishes to `subject` and asserts the broker refused it.
+    async fn publish_refused(&self, who: &str, subject: &str) {
+        self.client.publish(subject.to_string(), "{}".into()).await.unwrap();
+        self.client.flush().await.unwrap();
+        assert!(self.violation("publish", subject).await, "{who} was not refused publishing to {subject}");
+    }
+
+    /// Subscribes to `subject` and asserts the broker refused it.
+    async fn subscribe_refused(&self, who: &str, subject: &str) {
+        let _subscription = self.client.subscribe(subject.to_string()).await.unwrap();
+        self.client.flush().await.unwrap();
+        assert!(self.violation("subscription", subject).await, "{who} was not refused subscribing to {subject}");
+    }
+
+    /// Publishes a command on its own subject through JetStream, and returns airlock's answer to it.
+    async fn command(&self, subject: &str, result_subject: &str, body: Value) -> Value {
+        let mut answers = self.client.subscribe(result_subject.to_string()).await.unwrap();
+        self.client.flush().await.unwrap();
+        let context = async_nats::jetstream::new(self.client.clone());
+        let ack = context.publish(subject.to_string(), body.to_string().into()).await.unwrap().await.unwrap();
+        let wanted = ack.sequence.to_string();
+        let answer = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(message) = answers.next().await {
+                let sequence = message.headers.as_ref().and_then(|headers| headers.get("Airlock-Intake-Sequence"));
+                if sequence.is_some_and(|value| value.as_str() == wanted) {
+                    return serde_json::from_slice::<Value>(&message.payload).unwrap();
+                }
+            }
+            panic!("the answer subscription ended");
+        });
+        let answer = answer.await.expect("airlock answered within a minute");
+        assert!(self.errors.lock().unwrap().is_empty(), "an allowed command was refused: {:?}", self.errors);
+        answer
+    }
+}
+
+/// Whether the owner's code is in the outbox yet: notices go out after the requester's answer is stored.
+fn code_sent(data: &Path, case_id: &str) -> bool {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let Ok(connection) = rusqlite::Connection::open_with_flags(data.join("directory.db"), flags) else { return false };
+    let count = connection.query_row("SELECT count(*) FROM outbox WHERE case_id = ?1", [case_id], |row| row.get(0));
+    count.unwrap_or(0) > 0
+}
+
+struct Broker {
+    _server: NatsServer,
+    url: String,
+    seeds: PathBuf,
+    config: PathBuf,
+}
+
+fn start_broker(directory: &Path) -> Broker {
+    let port = free_port().unwrap();
+    let out = directory.join("nats");
+    let listen = format!("127.0.0.1:{port}");
+    let store = directory.join("jetstream");
+    let mut args = vec!["--listen", &listen, "--store-dir", store.to_str().unwrap()];
+    args.extend(ACTORS);
+    let output = nats_config(&out, &args);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let config = out.join("nats.conf");
+    let server = NatsServer::start_with_config(&config, port, &directory.join("nats-logs")).unwrap();
+    Broker { url: server.url(), _server: server, seeds: out.join("seeds"), config }
+}
+
+// Proves the command writes a configuration nats-server accepts, durable and without a secret in it; that every seed
+// is readable by its owner only and kept when the command runs again (adding an actor changes nobody else's key);
+// and that bad actor ids and duplicates are usage errors that write nothing.
+#[test]
+fn nats_config_writes_a_valid_durable_configuration_and_private_seeds() {
+    use std::os::unix::fs::PermissionsExt;
+    let directory = scratch();
+    let out = directory.path().join("nats");
+    let first = nats_config(&out, &[&ACTORS[..], &["--json"]].concat());
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let report: Value = serde_json::from_slice(&first.stdout).unwrap();
+    let users = report["users"].as_array().unwrap();
+    assert_eq!(users.len(), 7, "airlock and six actors: {report}");
+    assert_eq!(users[0]["role"], "airlock");
+    let config = std::fs::read_to_string(out.join("nats.conf")).unwrap();
+    assert!(config.contains("sync_interval: always"));
+    assert!(!config.contains("no_auth_user"));
+    let check = Command::new(airlock::nats::server::binary()).arg("-t").arg("-c").arg(out.join("nats.conf")).output();
+    let check = check.unwrap();
+    assert!(check.status.success(), "nats-server -t: {}", String::from_utf8_lossy(&check.stderr));
+    for user in users {
+        let seed_file = PathBuf::from(user["seed_file"].as_str().unwrap());
+        let mode = std::fs::metadata(&seed_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", seed_file.display());
+        let seed = std::fs::read_to_string(&seed_file).unwrap();
+        assert!(seed.starts_with("SU"), "a user seed");
+        assert!(!config.contains(seed.trim()), "a seed is in the configuration");
+        assert!(!String::from_utf8_lossy(&first.stdout).contains(seed.trim()), "a seed was printed");
+        let public_key = user["public_key"].as_str().unwrap();
+        assert_eq!(config.matches(public_key).count(), 2, "the key and its inbox: {public_key}");
+        assert_eq!(user["new"], true);
+    }
+    let mode = std::fs::metadata(out.join("seeds")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+
+    let again = nats_config(&out, &[&ACTORS[..], &["--intake", "new-desk", "--json"]].concat());
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let second: Value = serde_json::from_slice(&again.stdout).unwrap();
+    let second = second["users"].as_array().unwrap();
+    assert_eq!(second.len(), 8);
+    for after in second {
+        match users.iter().find(|before| before["id"] == after["id"] && before["role"] == after["role"]) {
+            Some(before) => {
+                assert_eq!(before["public_key"], after["public_key"], "a key changed on a re-run");
+                assert_eq!(after["new"], false);
+            }
+            None => assert_eq!((&after["id"], &after["new"]), (&json!("new-desk"), &json!(true))),
+        }
+    }
+
+    for bad in [&["--intake", "desk.other"][..], &["--reviewer", "ana", "--reviewer", "ana"], &["--operator", ""]] {
+        let fresh = directory.path().join("refused");
+        let output = nats_config(&fresh, bad);
+        assert_eq!(output.status.code(), Some(2), "{bad:?}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(!fresh.exists(), "{bad:?} wrote something");
+    }
+}
+
+// Proves, on a real nats-server running the generated configuration, with `airlock serve` connected as its own
+// restricted user: each actor's own commands go through and are answered on its own result subject, and its queries
+// are answered on its private inbox; every other role's subjects, another actor's identity, commands its role may not
+// send, the event log, the answers and inboxes of others and the JetStream admin API are refused by the broker
+// itself; strangers cannot connect; airlock cannot delete or purge a stream; and the event log is intact afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_refuses_every_subject_but_the_actors_own() {
+    let directory = scratch();
+    let broker = start_broker(directory.path());
+    let data = directory.path().join("data");
+    import_accounts(&data, json!([email_account("acct-1")]));
+    let airlock_seed = broker.seeds.join("airlock.nk");
+    let serve = ServeProcess::start(
+        &broker.url,
+        &data,
+        &directory.path().join("serve.log"),
+        &["--nats-nkey", airlock_seed.to_str().unwrap()],
+        &[],
+    );
+
+    // The desk opens a case on its own subject and reads the answer on its own result subject.
+    let desk = connect(&broker.url, Some(&broker.seeds.join("intake.desk.nk"))).await.unwrap();
+    let request = request_body("cmd-1", "acct-1", reset_password(), "customer locked out", json!({}));
+    let answer =
+        desk.command("airlock.intake.intake.desk.request_recovery", "airlock.result.intake.desk", request).await;
+    assert_eq!(answer["accepted"], true, "{answer}");
+    let case_id = answer["case_id"].as_str().unwrap().to_string();
+    let status = desk
+        .client
+        .request("airlock.query.intake.desk", json!({ "case_id": case_id }).to_string().into())
+        .await
+        .expect("a query on its own subject is answered on its private inbox");
+    let status: Value = serde_json::from_slice(&status.payload).unwrap();
+    assert_eq!(status["status"], "pending", "{status}");
+
+    // The owners' front door proves with the code; the operator pulls and releases the kill switch.
+    let page = connect(&broker.url, Some(&broker.seeds.join("owner.verification-page.nk"))).await.unwrap();
+    common::wait_for(|| code_sent(&data, &case_id), "the code to reach the outbox");
+    let code = common::code_for(&data, &case_id);
+    let proof = json!({ "version": 1, "command_id": "proof-1", "case_id": case_id, "code": code });
+    let answer = page
+        .command("airlock.intake.owner.verification-page.submit_proof", "airlock.result.owner.verification-page", proof)
+        .await;
+    assert_eq!(answer["status"], "cooling_off", "{answer}");
+    let ops = connect(&broker.url, Some(&broker.seeds.join("operator.ops.nk"))).await.unwrap();
+    let halt = json!({ "version": 1, "command_id": "halt-1", "reason": "drill" });
+    let answer = ops.command("airlock.intake.operator.ops.halt", "airlock.result.operator.ops", halt).await;
+    assert_eq!(answer["status"], "halted", "{answer}");
+
+    // Role by role: everything but the actor's own is refused at the broker.
+    let ana = connect(&broker.url, Some(&broker.seeds.join("reviewer.ana.nk"))).await.unwrap();
+    let sessions = [("intake desk", &desk, "intake.desk"), ("owner page", &page, "owner.verification-page")];
+    let sessions =
+        [&sessions[..], &[("reviewer ana", &ana, "reviewer.ana"), ("operator ops", &ops, "operator.ops")]].concat();
+    let every_command =
+        ["request_recovery", "submit_proof", "review_decision", "cancel", "roll_back", "halt", "resume"];
+    let own_commands: [(&str, &[&str]); 4] = [
+        ("intake.desk", &["request_recovery"]),
+        ("owner.verification-page", &["request_recovery", "submit_proof", "cancel"]),
+        ("reviewer.ana", &["review_decision"]),
+        ("operator.ops", &["cancel", "roll_back", "halt", "resume"]),
+    ];
+    let strangers = ["intake.agent", "owner.mallory", "reviewer.ben", "operator.root", "system.airlock"];
+    for (who, session, own) in &sessions {
+        let allowed = own_commands.iter().find(|(actor, _)| actor == own).unwrap().1;
+        for command in every_command {
+            // Other actors' identities, whatever the command.
+            for other in strangers.iter().chain(own_commands.iter().map(|(actor, _)| actor)) {
+                if other != own {
+                    session.publish_refused(who, &format!("airlock.intake.{other}.{command}")).await;
+                }
+            }
+            // Its own identity, but a command its role may not send.
+            if !allowed.contains(&command) {
+                session.publish_refused(who, &format!("airlock.intake.{own}.{command}")).await;
+            }
+        }
+        session.publish_refused(who, "airlock.query.intake.agent").await;
+        for subject in [
+            format!("airlock.event.case.{case_id}"),
+            "airlock.event.control".to_string(),
+            format!("airlock.result.{own}"),
+            "airlock.deadletter.unknown".to_string(),
+            "$KV.AIRLOCK_LEDGERS.account.acct-1".to_string(),
+            "$JS.API.STREAM.DELETE.AIRLOCK_EVENTS".to_string(),
+            "$JS.API.STREAM.PURGE.AIRLOCK_EVENTS".to_string(),
+            "$JS.API.STREAM.UPDATE.AIRLOCK_EVENTS".to_string(),
+            "$JS.API.STREAM.CREATE.EVIL".to_string(),
+            "$JS.API.STREAM.MSG.DELETE.AIRLOCK_EVENTS".to_string(),
+            "$JS.API.STREAM.MSG.GET.AIRLOCK_RESULTS".to_string(),
+            "$JS.API.DIRECT.GET.AIRLOCK_RESULTS".to_string(),
+            "$JS.API.CONSUMER.CREATE.AIRLOCK_INTAKE".to_string(),
+            "$JS.API.CONSUMER.DELETE.AIRLOCK_INTAKE.airlock-intake".to_string(),
+            "$JS.API.CONSUMER.MSG.NEXT.AIRLOCK_INTAKE.airlock-intake".to_string(),
+            "$JS.API.STREAM.LIST".to_string(),
+            "$SYS.REQ.SERVER.PING".to_string(),
+        ] {
+            session.publish_refused(who, &subject).await;
+        }
+        for subject in [
+            "airlock.result.>",
+            "airlock.result.intake.agent",
+            "airlock.intake.>",
+            "airlock.event.>",
+            "airlock.query.*.*",
+            "_INBOX.>",
+            ">",
+        ] {
+            session.subscribe_refused(who, subject).await;
+        }
+        for other in &sessions {
+            if other.2 != *own {
+                session.subscribe_refused(who, &format!("_INBOX.{}.>", other.1.public_key)).await;
+            }
+        }
+    }
+
+    // Strangers: no credentials, or a key the configuration does not list.
+    assert!(connect(&broker.url, None).await.is_err(), "an anonymous connection was accepted");
+    let stranger_seed = directory.path().join("stranger.nk");
+    std::fs::write(&stranger_seed, nkeys::KeyPair::new_user().seed().unwrap()).unwrap();
+    assert!(connect(&broker.url, Some(&stranger_seed)).await.is_err(), "an unknown key was accepted");
+
+    // airlock itself cannot destroy the log.
+    let airlock = connect(&broker.url, Some(&airlock_seed)).await.unwrap();
+    for subject in [
+        "$JS.API.STREAM.DELETE.AIRLOCK_EVENTS",
+        "$JS.API.STREAM.PURGE.AIRLOCK_EVENTS",
+        "$JS.API.STREAM.MSG.DELETE.AIRLOCK_EVENTS",
+        "$JS.API.STREAM.DELETE.KV_AIRLOCK_LEDGERS",
+        "$JS.API.STREAM.PURGE.AIRLOCK_DEADLETTER",
+    ] {
+        airlock.publish_refused("airlock", subject).await;
+    }
+    let context = async_nats::jetstream::new(airlock.client.clone());
+    let mut events = context.get_stream("AIRLOCK_EVENTS").await.unwrap();
+    let info = events.info().await.unwrap();
+    assert!(info.state.messages >= 4, "the case's events and the kill switch's are still there: {:?}", info.state);
+    assert_eq!(info.state.first_sequence, 1, "nothing was removed from the start of the log");
+    // The projector, under the same user, kept up: the case reads as cooling off in the projection.
+    common::wait_for(
+        || {
+            let shown = common::serve::airlock(&data, &["case", "show", &case_id, "--json"]);
+            String::from_utf8_lossy(&shown.stdout).contains("\"cooling_off\"")
+        },
+        "the projection to show the case cooling off",
+    );
+    let log = serve.log();
+    assert!(!log.to_lowercase().contains("permissions violation"), "airlock was refused something it needs:\n{log}");
+    drop(serve);
+    assert!(broker.config.exists());
+}
