@@ -1,6 +1,7 @@
 //! The command line. One module per command family; each exposes a `run` that returns an exit code. Exit codes are
 //! documented in the README: 0 ok, 1 refused or a failed check, 2 usage, 3 unavailable.
 
+pub mod api_key;
 pub mod audit;
 pub mod bench;
 pub mod case;
@@ -39,6 +40,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Commands {
+    /// API keys of the HTTP intake: make one for a requester (shown once), list, revoke.
+    ApiKey(api_key::ApiKeyArgs),
     /// Check the projection against the log, and the receipts' hash chain.
     Audit(audit::AuditArgs),
     /// Measure airlock against the raw JetStream rates on the same server, and print the figures.
@@ -129,6 +132,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     init_tracing();
     let code = match cli.command {
+        Commands::ApiKey(args) => api_key::run(args),
         Commands::Audit(args) => audit::run(args),
         Commands::Bench(args) => bench::run(args),
         Commands::Case(args) => case::run(args),

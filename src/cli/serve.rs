@@ -83,9 +83,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    // The HTTP intake's API keys (`airlock api-key`), beside the other files of the data directory.
+    let http = match http {
+        Some(listener) => {
+            std::fs::create_dir_all(&args.data_dir).map_err(|error| {
+                anyhow::anyhow!("cannot create the data directory {}: {error}", args.data_dir.display())
+            })?;
+            let path = args.data_dir.join(crate::http::api_keys::FILE);
+            let keys = crate::http::api_keys::ApiKeys::open(&path)
+                .map_err(|error| anyhow::anyhow!("cannot open the API keys in {}: {error}", path.display()))?;
+            Some((listener, Arc::new(keys)))
+        }
+        None => None,
+    };
     let public_url = match (&args.public_url, &http) {
         (Some(url), _) => url.trim_end_matches('/').to_string(),
-        (None, Some(listener)) => format!("http://{}", listener.local_addr()?),
+        (None, Some((listener, _))) => format!("http://{}", listener.local_addr()?),
         (None, None) => crate::service::PUBLIC_URL_DEFAULT.to_string(),
     };
     std::fs::create_dir_all(&args.data_dir)
@@ -181,11 +194,11 @@ fn projector_name(data_dir: &std::path::Path) -> anyhow::Result<String> {
 fn spawn_shared<L: crate::log::EventLog + 'static>(
     tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
     service: Arc<Service<L>>,
-    http: Option<tokio::net::TcpListener>,
+    http: Option<(tokio::net::TcpListener, Arc<crate::http::api_keys::ApiKeys>)>,
     tick: Duration,
     shutdown: &watch::Receiver<bool>,
 ) {
-    if let Some(listener) = http {
+    if let Some((listener, keys)) = http {
         if let Ok(address) = listener.local_addr() {
             eprintln!("airlock verification page on http://{address}");
         }
@@ -193,7 +206,7 @@ fn spawn_shared<L: crate::log::EventLog + 'static>(
         let signal = async move {
             let _ = stopped.changed().await;
         };
-        tasks.spawn(named("http", crate::http::serve(listener, service.clone(), signal)));
+        tasks.spawn(named("http", crate::http::serve(listener, service.clone(), keys, signal)));
     }
     tasks.spawn(named("timers", timers(service, tick, shutdown.clone())));
 }

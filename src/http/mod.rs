@@ -1,6 +1,7 @@
-//! airlock's own web endpoint for account owners (`airlock serve --http ADDR`): the verification page where a code
+//! airlock's own web endpoint (`airlock serve --http ADDR`). For account owners: the verification page where a code
 //! (and an authenticator code, where the account has one) is entered, a JSON endpoint for the same, and the page a
 //! cancel link opens. No intake actor reaches any of this: a support chat can send the owner here, never act for them.
+//! For support desks: the HTTP intake (`requests.rs`), which can open a case and read its public status, nothing more.
 //!
 //! What it promises:
 //! - a code only ever travels in a POST body, is hashed by the service at once, and is never echoed, logged or put
@@ -11,10 +12,14 @@
 //!   script;
 //! - bodies over `COMMAND_BYTES_MAX` are refused before they are read.
 
+pub mod api_keys;
+pub mod requests;
+
 use crate::core::actor::{Actor, Role};
 use crate::core::ids::{CaseId, DestinationId};
 use crate::core::limits;
 use crate::core::text::check_identifier;
+use crate::http::api_keys::ApiKeys;
 use crate::intake::{self, CommandType, Reply};
 use crate::log::EventLog;
 use crate::service::{Service, new_id};
@@ -30,25 +35,29 @@ use std::sync::Arc;
 /// the code at, and the challenge binds the code to its case anyway.
 pub const PAGE_ACTOR_ID: &str = "verification-page";
 
-/// The routes, for `serve` to bind and for tests to drive.
-pub fn router<L: EventLog + 'static>(service: Arc<Service<L>>) -> Router {
+/// The routes, for `serve` to bind and for tests to drive: the owners' pages, and the HTTP intake for requesters
+/// holding an API key from `keys`.
+pub fn router<L: EventLog + 'static>(service: Arc<Service<L>>, keys: Arc<ApiKeys>) -> Router {
+    let requests = requests::router(requests::IntakeState { service: service.clone(), keys });
     Router::new()
         .route("/verify", get(verify_page).post(verify_form::<L>))
         .route("/v1/proofs", axum::routing::post(verify_json::<L>))
         .route("/cancel", get(cancel_page).post(cancel_form::<L>))
         .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(service)
+        .merge(requests)
         .layer(DefaultBodyLimit::max(limits::COMMAND_BYTES_MAX))
         .layer(axum::middleware::map_response(hardened))
-        .with_state(service)
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves; requests in flight finish first.
 pub async fn serve<L: EventLog + 'static>(
     listener: tokio::net::TcpListener,
     service: Arc<Service<L>>,
+    keys: Arc<ApiKeys>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(service)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(service, keys)).with_graceful_shutdown(shutdown).await
 }
 
 async fn hardened(mut response: Response) -> Response {

@@ -1,6 +1,6 @@
 //! A case's status for whoever asks through a front door. Intake actors see one coarse public status that reveals
 //! neither whether the account exists nor how it is protected (THREATS 8): `requested` and `in_review` both read as
-//! `pending`, and an unknown case id has the same answer shape. Owners, reviewers and operators see the state.
+//! `pending`, and an unknown case id, or a case another requester opened, has the same answer as no case at all. Owners, reviewers and operators see the state.
 
 use crate::core::actor::{Actor, Role};
 use crate::core::ids::CaseId;
@@ -42,12 +42,14 @@ pub async fn answer<L: EventLog>(service: &Service<L>, actor: &Actor, payload: &
     let Some(case_id) = case_id else {
         return json!({ "error": { "code": "malformed_command", "reason": "send {\"case_id\": \"...\"}" } });
     };
-    let status = match service.load(&CaseId::new(&case_id)).await {
-        Ok((state, _)) => state.status,
+    let (status, requester) = match service.load(&CaseId::new(&case_id)).await {
+        Ok((state, _)) => (state.status, state.facts.map(|facts| facts.requester)),
         Err(_) => return json!({ "error": { "code": "unavailable", "reason": "try again later" } }),
     };
     match actor.role {
         Role::Intake => {
+            // A requester sees only the cases it opened; anyone else's reads exactly like a case that does not exist.
+            let status = if requester.as_ref() == Some(actor) { status } else { Status::New };
             let public = public_status(status);
             json!({ "case_id": case_id, "status": public, "next_step": next_step(public) })
         }

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod http;
 pub mod log_tamper;
 pub mod serve;
 pub mod threats;

@@ -1,0 +1,151 @@
+//! HTTP intake for support desks that cannot speak NATS (`airlock serve --http`): `POST /v1/recovery-requests` opens
+//! a case, `GET /v1/recovery-requests/{id}` reads its public status. The requester is the owner of the API key in
+//! `Authorization: Bearer ak_...` (`airlock api-key create`), never anything in the body. The body is the same
+//! `request_recovery.v1` JSON as on NATS, read by the same code (`intake::handle_json`), with the same rules and the
+//! same request ledgers; the answer is the same reply. `schemas/http_intake.openapi.json` documents it.
+//!
+//! Like every front door, the request runs under `service::with_deferred_notices`: the answer goes out before the
+//! owner's code does, so how long it takes says nothing about whether the account exists.
+
+use crate::core::actor::{Actor, Role};
+use crate::core::text::check_identifier;
+use crate::http::api_keys::ApiKeys;
+use crate::intake::{self, CommandType, Reply, ReplyError};
+use crate::log::EventLog;
+use crate::service::{Service, with_deferred_notices};
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use std::sync::Arc;
+
+pub struct IntakeState<L: EventLog> {
+    pub service: Arc<Service<L>>,
+    pub keys: Arc<ApiKeys>,
+}
+
+impl<L: EventLog> Clone for IntakeState<L> {
+    fn clone(&self) -> Self {
+        IntakeState { service: self.service.clone(), keys: self.keys.clone() }
+    }
+}
+
+pub fn router<L: EventLog + 'static>(state: IntakeState<L>) -> Router {
+    Router::new()
+        .route("/v1/recovery-requests", axum::routing::post(create::<L>))
+        .route("/v1/recovery-requests/{id}", get(status::<L>))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, code: &str, reason: &str) -> Response {
+    let reply = Reply {
+        accepted: false,
+        command_id: None,
+        case_id: None,
+        status: None,
+        message: reason.to_string(),
+        error: Some(ReplyError { code: code.to_string(), reason: reason.to_string() }),
+    };
+    (status, axum::Json(reply)).into_response()
+}
+
+/// Why a request was not let in.
+enum Denied {
+    Unauthorized,
+    Unavailable,
+}
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        match self {
+            Denied::Unauthorized => {
+                let mut response = error(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "send a live API key as `Authorization: Bearer ak_...` (airlock api-key create)",
+                );
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                response
+            }
+            Denied::Unavailable => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "try again later"),
+        }
+    }
+}
+
+/// The intake actor the request's API key belongs to.
+fn requester<L: EventLog>(state: &IntakeState<L>, headers: &HeaderMap) -> Result<Actor, Denied> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .ok_or(Denied::Unauthorized)?;
+    match state.keys.authenticate(presented) {
+        Ok(Some(requester)) => Ok(Actor::new(Role::Intake, requester)),
+        Ok(None) => Err(Denied::Unauthorized),
+        Err(failure) => {
+            tracing::warn!(%failure, "HTTP intake: the API key store is unavailable");
+            Err(Denied::Unavailable)
+        }
+    }
+}
+
+/// The HTTP status of a reply: 202 accepted; 400 for input that can never be accepted; 403 for a command the role
+/// may not send; 503 when airlock cannot take it now (send it again, with the same `command_id`).
+fn status_of(reply: &Reply) -> StatusCode {
+    if reply.accepted {
+        return StatusCode::ACCEPTED;
+    }
+    match reply.error.as_ref().map(|error| error.code.as_str()) {
+        Some("unavailable") => StatusCode::SERVICE_UNAVAILABLE,
+        Some("role_not_allowed") => StatusCode::FORBIDDEN,
+        Some("malformed_command") => StatusCode::BAD_REQUEST,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    }
+}
+
+async fn create<L: EventLog + 'static>(
+    State(state): State<IntakeState<L>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let actor = match requester(&state, &headers) {
+        Ok(actor) => actor,
+        Err(denied) => return denied.into_response(),
+    };
+    let service = state.service.clone();
+    let (reply, notices) =
+        with_deferred_notices(intake::handle_json(&service, &actor, CommandType::RequestRecovery, &body)).await;
+    // The answer is not held for the notices: they go out on their own once it is on its way.
+    tokio::spawn(async move { service.send_deferred(notices).await });
+    let status = status_of(&reply);
+    let location =
+        reply.case_id.as_ref().filter(|_| reply.accepted).map(|case| format!("/v1/recovery-requests/{case}"));
+    let mut response = (status, axum::Json(reply)).into_response();
+    if let Some(location) = location.and_then(|location| HeaderValue::from_str(&location).ok()) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+async fn status<L: EventLog + 'static>(
+    State(state): State<IntakeState<L>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let actor = match requester(&state, &headers) {
+        Ok(actor) => actor,
+        Err(denied) => return denied.into_response(),
+    };
+    if check_identifier("case_id", &id).is_err() {
+        return error(StatusCode::BAD_REQUEST, "malformed_command", "not a case id");
+    }
+    let payload = serde_json::json!({ "case_id": id }).to_string();
+    let answer = intake::query::answer(&state.service, &actor, payload.as_bytes()).await;
+    let code = match answer.get("status").and_then(|status| status.as_str()) {
+        Some("not_found") => StatusCode::NOT_FOUND,
+        Some(_) => StatusCode::OK,
+        None => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (code, axum::Json(answer)).into_response()
+}

@@ -1,0 +1,149 @@
+//! HTTP intake (issue 6, item 3): `airlock serve --http` takes `POST /v1/recovery-requests` and answers
+//! `GET /v1/recovery-requests/{id}` for requesters holding an API key from `airlock api-key`, with the rules of NATS
+//! intake, and the answer documented in `schemas/http_intake.openapi.json`.
+
+mod common;
+
+use common::http::{http_with, serve};
+use common::threats::{email_account, request_body, reset_password};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::Command;
+
+fn airlock(data: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_airlock")).args(args).arg("--data-dir").arg(data).output().unwrap()
+}
+
+/// Makes a key for `requester` with `airlock api-key create --json` and returns (key id, key).
+fn make_key(data: &Path, requester: &str) -> (String, String) {
+    let output = airlock(data, &["api-key", "create", "--requester", requester, "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let made: Value = serde_json::from_slice(&output.stdout).unwrap();
+    (made["key_id"].as_str().unwrap().to_string(), made["key"].as_str().unwrap().to_string())
+}
+
+fn post(address: &str, key: Option<&str>, body: &[u8]) -> (u16, String, Value) {
+    let bearer = key.map(|key| format!("Bearer {key}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(bearer) = &bearer {
+        headers.push(("Authorization", bearer));
+    }
+    let (status, head, body) = http_with(address, "POST", "/v1/recovery-requests", &headers, body);
+    (status, head, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+}
+
+fn get(address: &str, key: &str, case_id: &str) -> (u16, Value) {
+    let bearer = format!("Bearer {key}");
+    let target = format!("/v1/recovery-requests/{case_id}");
+    let (status, _, body) = http_with(address, "GET", &target, &[("Authorization", &bearer)], b"");
+    (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+}
+
+fn documented(path: &str, method: &str) -> Vec<u16> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/http_intake.openapi.json"));
+    let document: Value = serde_json::from_str(&text.unwrap()).unwrap();
+    let responses = document["paths"][path][method]["responses"].as_object().expect("documented responses");
+    responses.keys().map(|code| code.parse().unwrap()).collect()
+}
+
+// Proves a support desk with a key opens a case (202, the intake message, a Location) and reads its public status;
+// that the same command id lands on the same case; that without a live key (none, wrong, revoked) nothing is taken
+// (401 with WWW-Authenticate); that another requester's case reads like no case; that bad input gets the same
+// specific errors as NATS intake (malformed, unknown field, a pasted code, too large); that every status answered is
+// documented in the OpenAPI file; and that the key appears in no answer, log or file.
+#[test]
+fn http_intake_takes_requests_only_with_a_live_key_and_the_rules_of_nats_intake() {
+    let directory = common::scratch();
+    let data = directory.path().join("data");
+    common::import_accounts(&data, json!([email_account("acct-1")]));
+    let (_, desk_key) = make_key(&data, "helpdesk");
+    let (other_id, other_key) = make_key(&data, "other-desk");
+    let server = serve(&data);
+    let address = server.address.clone();
+    let mut answered = Vec::new();
+
+    let body = request_body("http-1", "acct-1", reset_password(), "customer on the phone", json!({})).to_string();
+    let (status, head, reply) = post(&address, Some(&desk_key), body.as_bytes());
+    assert_eq!(status, 202, "{reply}");
+    assert_eq!(reply["accepted"], true);
+    assert_eq!(reply["status"], "received");
+    assert_eq!(reply["message"], airlock::intake::INTAKE_MESSAGE);
+    let case_id = reply["case_id"].as_str().unwrap().to_string();
+    assert!(head.contains(&format!("location: /v1/recovery-requests/{case_id}")), "{head}");
+    answered.push(("post", status));
+    let (again, _, reply_again) = post(&address, Some(&desk_key), body.as_bytes());
+    assert_eq!((again, &reply_again["case_id"]), (202, &json!(case_id)), "a retry lands on the same case");
+    // The case is recorded as the key's requester's, and its code goes out after the answer.
+    let shown = airlock(&data, &["case", "history", &case_id, "--json"]);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("intake:helpdesk"), "recorded as the key's requester");
+    common::wait_for(
+        || String::from_utf8_lossy(&airlock(&data, &["outbox", "--json"]).stdout).contains(&case_id),
+        "the owner's code to go out",
+    );
+
+    let (status, answer) = get(&address, &desk_key, &case_id);
+    assert_eq!((status, &answer["status"]), (200, &json!("pending")), "{answer}");
+    answered.push(("get", status));
+    let (status, others) = get(&address, &other_key, &case_id);
+    let (unknown_status, unknown) = get(&address, &other_key, "case-000000000000000000000000");
+    assert_eq!((status, unknown_status), (404, 404));
+    assert_eq!(others["status"], "not_found");
+    assert_eq!(others["next_step"], unknown["next_step"], "another's case reads like no case");
+    answered.push(("get", status));
+    let (status, _) = get(&address, &desk_key, "not%20an%20id");
+    assert_eq!(status, 400);
+    answered.push(("get", status));
+
+    // Without a live key nothing is taken.
+    let revoked = airlock(&data, &["api-key", "revoke", &other_id]);
+    assert!(revoked.status.success());
+    let fresh = request_body("http-2", "acct-1", reset_password(), "x", json!({})).to_string();
+    let mut wrong = desk_key.clone();
+    wrong.replace_range(wrong.len() - 4.., "0000");
+    for key in [None, Some(wrong.as_str()), Some(other_key.as_str()), Some("ak_short")] {
+        let (status, head, reply) = post(&address, key, fresh.as_bytes());
+        assert_eq!(status, 401, "{key:?}: {reply}");
+        assert!(head.contains("www-authenticate: bearer"), "{head}");
+        assert_eq!(reply["error"]["code"], "unauthorized");
+        answered.push(("post", status));
+    }
+    let (status, _) = get(&address, &other_key, &case_id);
+    assert_eq!(status, 401, "a revoked key reads nothing");
+
+    // Bad input: the same specific errors as NATS intake.
+    let pasted = request_body("http-3", "acct-1", reset_password(), "my code is 48213377", json!({})).to_string();
+    let mut unknown_field = request_body("http-4", "acct-1", reset_password(), "x", json!({}));
+    unknown_field["destination"] = json!("attacker@evil.example");
+    let oversized = request_body("http-5", "acct-1", reset_password(), &"a".repeat(20_000), json!({})).to_string();
+    for (body, expected_status, expected_code) in [
+        (b"{not json".to_vec(), 400, Some("malformed_command")),
+        (unknown_field.to_string().into_bytes(), 400, Some("malformed_command")),
+        (pasted.into_bytes(), 422, Some("secret_in_untrusted_field")),
+        (oversized.into_bytes(), 413, None),
+    ] {
+        let (status, _, reply) = post(&address, Some(&desk_key), &body);
+        assert_eq!(status, expected_status, "{reply}");
+        if let Some(code) = expected_code {
+            assert_eq!(reply["error"]["code"], code, "{reply}");
+        }
+        answered.push(("post", status));
+    }
+
+    for (method, status) in answered {
+        let (path, method) = match method {
+            "post" => ("/v1/recovery-requests", "post"),
+            _ => ("/v1/recovery-requests/{id}", "get"),
+        };
+        assert!(documented(path, method).contains(&status), "{method} {path} answered {status}, not documented");
+    }
+    let secret = desk_key.rsplit('_').next().unwrap();
+    assert!(!server.stderr.lock().unwrap().contains(secret), "the key is in serve's log");
+    drop(server);
+    for file in ["access.db", "log.db", "projection.db", "directory.db"] {
+        let bytes = std::fs::read(data.join(file)).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&bytes).contains(secret), "the key is in {file}");
+    }
+    let listed = airlock(&data, &["api-key", "list", "--json"]);
+    let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(listed.contains("helpdesk") && !listed.contains(secret), "{listed}");
+}
