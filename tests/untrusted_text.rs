@@ -48,7 +48,8 @@ const CONTROL: &str = "locked out\u{1b}[2J\u{1b}[31mAPPROVED\u{1b}[0m\r\nreviewe
      \u{0}\u{9b}31m end";
 /// `CONTROL` as a terminal must show it: every control and formatting character written out as an escape. Written by
 /// hand, so that the test does not take its expectation from the code it checks.
-const CONTROL_SHOWN: &str = r"locked out\u{1b}[2J\u{1b}[31mAPPROVED\u{1b}[0m\r\nreviewers needed:  0\u{7}\u{8}\u{202e}gnp.exe\u{0}\u{9b}31m end";
+const CONTROL_SHOWN: &str =
+    r"locked out\u{1b}[2J\u{1b}[31mAPPROVED\u{1b}[0m\r\nreviewers needed:  0\u{7}\u{8}\u{202e}gnp.exe\0\u{9b}31m end";
 
 /// Something that looks like the 8-digit code the owner was sent.
 const CODE: &str = "48151623";
@@ -667,4 +668,26 @@ fn a_code_in_any_free_text_field_is_refused_and_stored_nowhere() {
     for needle in [CODE, spaced, &hex::encode(CODE)] {
         assert_eq!(stored_anywhere(&data, needle.as_bytes()), Vec::<String>::new(), "{needle} is stored");
     }
+}
+
+// Proves bidirectional overrides, isolates and 8-bit controls (which JSON leaves as they are) in the channel's signals
+// and in a requested address are escaped in every human view that shows them: `review show`, `review list` and
+// `case show`.
+#[test]
+fn bidi_and_8_bit_controls_in_signals_and_addresses_are_escaped_when_shown() {
+    let (_scratch, data) = store();
+    let signals = json!({ "region": "eu\u{202e}lirpa\u{2066}x\u{9b}2J", "source_network": "AS\u{200f}64500" });
+    let signals_case = open(&data, "bidi-1", "xena", "locked out", signals);
+    let address = "mallory\u{202e}moc.elpmaxe@evil.example";
+    let action = json!({ "type": "add_destination", "kind": "email", "address": address });
+    let body = request_body("bidi-2", "xena", action, "new address please", json!({}));
+    let address_case =
+        accepted(&data, "intake:desk", "request-recovery", &body)["case_id"].as_str().unwrap().to_string();
+    for case_id in [&signals_case, &address_case] {
+        for args in [&["review", "show", case_id.as_str()][..], &["case", "show", case_id.as_str()]] {
+            assert_terminal_safe(&stdout_of(&data, args), &args.join(" "));
+        }
+    }
+    assert_terminal_safe(&stdout_of(&data, &["review", "list"]), "review list");
+    assert!(stdout_of(&data, &["review", "show", &signals_case]).contains("\\u{202e}"), "shown as an escape");
 }

@@ -172,7 +172,7 @@ pub fn show(store: &Store, case_id: &str, json: bool) -> u8 {
     let risk = if view.high_value { "high-value" } else { "standard" };
     println!("case {}: {}{}", view.case_id, view.status, if view.terminal { " (final)" } else { "" });
     println!("  account:    {} ({risk})", view.account_id);
-    println!("  action:     {}", view.action);
+    println!("  action:     {}", crate::core::text::for_terminal(&view.action));
     println!("  hash:       {}", view.action_hash);
     println!("  requested:  {} by {}", view.requested_at, view.requester);
     println!(
@@ -211,7 +211,7 @@ pub fn show(store: &Store, case_id: &str, json: bool) -> u8 {
             receipt.receipt_sequence,
             receipt.body.kind,
             receipt.body.recorded_at,
-            receipt.body.changes.join("; "),
+            crate::core::text::for_terminal(&receipt.body.changes.join("; ")),
             receipt.hash
         );
     }

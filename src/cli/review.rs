@@ -10,8 +10,8 @@ use crate::cli::store::{Store, now, print_table, projection, rfc3339, span};
 use crate::cli::{embedded, exit};
 use crate::core::actor::{Actor, Role};
 use crate::core::ids::CaseId;
-use crate::core::text::{UntrustedText, check_identifier};
-use crate::intake::{CommandType, handle_json, subjects};
+use crate::core::text::{UntrustedText, check_identifier, for_terminal};
+use crate::intake::{CommandType, handle_json};
 use crate::projection::evidence::EvidencePacket;
 use crate::service::new_id;
 use serde::Serialize;
@@ -173,7 +173,7 @@ fn list(store: &Store, json: bool) -> u8 {
             span(entry.waiting_ms),
             format!("{} of {}", entry.approvals, entry.reviewers_required),
             entry.reason.clone(),
-            entry.action.clone(),
+            for_terminal(&entry.action),
         ]);
     }
     print_table(&table);
@@ -212,16 +212,26 @@ fn print_packet(packet: &EvidencePacket) {
         }
     };
     println!("case {} on account {}, requested by {}", packet.case_id, packet.account_id, packet.requested_by);
-    println!("\nwhat was asked:\n  {}", packet.asked);
-    println!("\nwhat would change (old -> new):\n{}", list(&packet.would_change));
+    // Everything but the summary (escaped already) may hold outside text too: an address, the channel's signals.
+    let shown: Vec<String> = packet.would_change.iter().map(|item| for_terminal(item)).collect();
+    println!("\nwhat was asked:\n  {}", for_terminal(&packet.asked));
+    println!("\nwhat would change (old -> new):\n{}", list(&shown));
     println!("\nverification:\n{}", list(&packet.verification));
     println!("\nwhat kept it from automation (policy {}):\n{}", packet.policy_version, list(&packet.blocking_rules));
     println!(
         "\nthe requester's summary (UNTRUSTED: data, not instructions):\n  {}",
         packet.requester_summary_untrusted
     );
-    println!("\nsignals: {}", packet.signals);
-    println!("\naction to approve: {}", packet.action_to_approve);
+    // The signals are JSON, whose escapes are unambiguous already; what JSON leaves raw (bidi and other format
+    // characters, 8-bit controls) is escaped on top, without escaping JSON's own backslashes a second time.
+    let signals: String = packet
+        .signals
+        .to_string()
+        .chars()
+        .map(|character| if character == '\\' { character.to_string() } else { for_terminal(&character.to_string()) })
+        .collect();
+    println!("\nsignals: {signals}");
+    println!("\naction to approve: {}", for_terminal(&packet.action_to_approve));
     println!("action hash:       {}", packet.action_hash);
     println!("reviewers needed:  {}", packet.reviewers_required);
     println!("\nrollback: {}", packet.rollback_path);
@@ -298,8 +308,7 @@ fn decide(decider: &Decider, case_id: &str, decision: Value) -> u8 {
     }
 }
 
-/// Publishes the decision on the reviewer's intake subject and waits for airlock's answer to it, which names the
-/// intake message's stream sequence.
+/// Publishes the decision on the reviewer's intake subject and waits for airlock's answer to it.
 async fn over_nats(
     url: &str,
     seed_file: Option<&std::path::Path>,
@@ -308,32 +317,12 @@ async fn over_nats(
 ) -> Result<Value, String> {
     let client =
         crate::nats::connect_seeded(url, "airlock-review", seed_file).await.map_err(|error| error.to_string())?;
-    let prefix = "airlock";
-    let mut answers = client
-        .subscribe(subjects::result(prefix, actor))
-        .await
-        .map_err(|error| format!("cannot subscribe: {error}"))?;
-    client.flush().await.map_err(|error| error.to_string())?;
-    let context = async_nats::jetstream::new(client);
-    let subject = subjects::intake(prefix, actor, CommandType::ReviewDecision);
-    let acknowledged = context
-        .publish(subject, bytes.into())
-        .await
-        .map_err(|error| format!("cannot publish the decision: {error}"))?
-        .await
-        .map_err(|error| format!("the decision was not stored: {error}"))?;
-    let wanted = acknowledged.sequence.to_string();
-    let wait = async {
-        use futures::StreamExt;
-        while let Some(message) = answers.next().await {
-            let sequence = message.headers.as_ref().and_then(|headers| headers.get("Airlock-Intake-Sequence"));
-            if sequence.is_some_and(|value| value.as_str() == wanted) {
-                return serde_json::from_slice(&message.payload).map_err(|error| format!("unreadable answer: {error}"));
-            }
-        }
-        Err("the answer subscription ended".to_string())
-    };
-    tokio::time::timeout(Duration::from_millis(ANSWER_WAIT_MS), wait)
-        .await
-        .map_err(|_| format!("no answer from airlock within {ANSWER_WAIT_MS} ms (is `airlock serve` running?)"))?
+    crate::intake::nats::send_command(
+        &client,
+        actor,
+        CommandType::ReviewDecision,
+        bytes,
+        Duration::from_millis(ANSWER_WAIT_MS),
+    )
+    .await
 }

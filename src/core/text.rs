@@ -24,8 +24,14 @@ impl UntrustedText {
     /// The text made safe to print on a terminal or in a log line: control characters (which could rewrite what
     /// a reviewer sees) are shown as escapes.
     pub fn escaped(&self) -> String {
-        self.0.chars().flat_map(char::escape_debug).collect::<String>().replace("\\'", "'").replace("\\\"", "\"")
+        for_terminal(&self.0)
     }
+}
+
+/// Any outside text made safe to print on a terminal or in a log line: control characters, bidirectional overrides
+/// and other invisible format characters (which could rewrite or reorder what a reviewer sees) are shown as escapes.
+pub fn for_terminal(text: &str) -> String {
+    text.chars().flat_map(char::escape_debug).collect::<String>().replace("\\'", "'").replace("\\\"", "\"")
 }
 
 pub fn check_length(field: &'static str, value: &str, bytes_max: usize) -> Result<(), Rejection> {
@@ -46,4 +52,21 @@ pub fn check_identifier(field: &'static str, value: &str) -> Result<(), Rejectio
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::for_terminal;
+
+    // Proves what a terminal would act on or reorder (escape sequences, a carriage return, bidi overrides and
+    // isolates, zero-width and 8-bit control characters) is shown as an escape, and ordinary text is left alone.
+    #[test]
+    fn terminal_text_shows_controls_and_bidi_as_escapes() {
+        let hostile = "a\u{1b}[2J\r\nb\u{7}\u{202e}c\u{2066}d\u{200f}e\u{200b}f\u{9b}g";
+        let shown = for_terminal(hostile);
+        for raw in ['\u{1b}', '\r', '\n', '\u{7}', '\u{202e}', '\u{2066}', '\u{200f}', '\u{200b}', '\u{9b}'] {
+            assert!(!shown.contains(raw), "{raw:?} reached the terminal in {shown:?}");
+        }
+        assert_eq!(for_terminal("café, Zürich: \"ok\" it's fine"), "café, Zürich: \"ok\" it's fine");
+    }
 }

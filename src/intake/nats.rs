@@ -315,3 +315,43 @@ pub async fn run_queries<L: EventLog + 'static>(
         }
     }
 }
+
+/// What a sender does (`airlock review --nats`, `airlock mcp --nats`): publishes one command on `actor`'s intake
+/// subject through JetStream, and waits up to `wait` for airlock's answer to it on `actor`'s result subject (the
+/// answer names the intake message's stream sequence). The subscription starts before the publish, so the answer
+/// cannot be missed.
+pub async fn send_command(
+    client: &async_nats::Client,
+    actor: &crate::core::actor::Actor,
+    command: crate::intake::CommandType,
+    bytes: Vec<u8>,
+    wait: Duration,
+) -> Result<serde_json::Value, String> {
+    let prefix = IntakeConfig::default().prefix;
+    let mut answers = client
+        .subscribe(subjects::result(&prefix, actor))
+        .await
+        .map_err(|error| format!("cannot subscribe: {error}"))?;
+    client.flush().await.map_err(|error| error.to_string())?;
+    let context = jetstream::new(client.clone());
+    let subject = subjects::intake(&prefix, actor, command);
+    let acknowledged = context
+        .publish(subject, bytes.into())
+        .await
+        .map_err(|error| format!("cannot publish the command: {error}"))?
+        .await
+        .map_err(|error| format!("the command was not stored: {error}"))?;
+    let wanted = acknowledged.sequence.to_string();
+    let answer = async {
+        while let Some(message) = answers.next().await {
+            let sequence = message.headers.as_ref().and_then(|headers| headers.get("Airlock-Intake-Sequence"));
+            if sequence.is_some_and(|value| value.as_str() == wanted) {
+                return serde_json::from_slice(&message.payload).map_err(|error| format!("unreadable answer: {error}"));
+            }
+        }
+        Err("the answer subscription ended".to_string())
+    };
+    tokio::time::timeout(wait, answer)
+        .await
+        .map_err(|_| format!("no answer from airlock within {} ms (is `airlock serve` running?)", wait.as_millis()))?
+}
