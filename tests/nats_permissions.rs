@@ -250,6 +250,18 @@ async fn the_broker_refuses_every_subject_but_the_actors_own() {
     let answer = ops.command("airlock.intake.operator.ops.halt", "airlock.result.operator.ops", halt).await;
     assert_eq!(answer["status"], "halted", "{answer}");
 
+    // The example support desk (Python, nats-py) works within the same permissions, as the agent actor.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/nats/support_desk.py");
+    let agent_seed = broker.seeds.join("intake.agent.nk");
+    let output = Command::new("python3")
+        .args([example, &broker.url, agent_seed.to_str().unwrap(), "agent", "acct-1"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "the nats-py example failed: {}", String::from_utf8_lossy(&output.stderr));
+    let example: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(example["answer"]["status"], "received", "{example}");
+    assert_eq!(example["status"]["status"], "pending", "{example}");
+
     // Role by role: everything but the actor's own is refused at the broker.
     let ana = connect(&broker.url, Some(&broker.seeds.join("reviewer.ana.nk"))).await.unwrap();
     let sessions = [("intake desk", &desk, "intake.desk"), ("owner page", &page, "owner.verification-page")];

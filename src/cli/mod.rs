@@ -12,6 +12,7 @@ pub mod demo;
 pub mod directory;
 pub mod embedded;
 pub mod fsm;
+pub mod mcp;
 pub mod nats_config;
 pub mod nats_mode;
 pub mod outbox;
@@ -64,6 +65,9 @@ airlock completions zsh > \"${fpath[1]}/_airlock\"\n  airlock completions fish >
     Demo(demo::DemoArgs),
     /// Manage the embedded account directory.
     Directory(directory::DirectoryArgs),
+    /// Serve the AI support agent's tools over MCP (stdio, or streamable HTTP): request a recovery, read its status,
+    /// explain the process. Nothing else.
+    Mcp(mcp::McpArgs),
     /// Write a nats-server configuration with one least-privilege nkey user per actor, and their seed files.
     NatsConfig(nats_config::NatsConfigArgs),
     /// Pull the kill switch: halt all automated execution (cases wait in cooling-off).
@@ -146,6 +150,7 @@ pub fn main() -> ExitCode {
         Commands::Fsm(args) => fsm::run(args),
         Commands::Halt(args) => control::run(args, true),
         Commands::Resume(args) => control::run(args, false),
+        Commands::Mcp(args) => mcp::run(args),
         Commands::NatsConfig(args) => nats_config::run(args),
         Commands::Outbox(args) => outbox::run(args),
         Commands::Policy(args) => policy::run(args),

@@ -21,7 +21,7 @@ pub fn public_status(status: Status) -> &'static str {
 }
 
 /// What the customer should be told next, in plain words, for a public status.
-fn next_step(public: &str) -> &'static str {
+pub fn next_step(public: &str) -> &'static str {
     match public {
         "pending" => {
             "If the account exists, its owner has been contacted at a contact method already on file and must act \
