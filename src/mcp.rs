@@ -48,27 +48,6 @@ pub enum AgentAction {
     RemoveAuthenticator,
 }
 
-/// What the channel observed about the customer. Each only ever adds friction.
-#[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NetworkSignals {
-    /// The network the customer came from as the channel saw it (an ASN or a proxy label; no long digit runs).
-    #[serde(default)]
-    pub source_network: Option<String>,
-    /// The region the customer appears to be in.
-    #[serde(default)]
-    pub region: Option<String>,
-    /// Whether the channel saw a VPN, proxy or hosting network.
-    #[serde(default)]
-    pub via_proxy: bool,
-    /// Whether the customer pushed for speed.
-    #[serde(default)]
-    pub claims_urgency: bool,
-    /// Whether the customer offered personal facts (birth date, address, card digits) as proof. They are not.
-    #[serde(default)]
-    pub offered_knowledge_facts: bool,
-}
-
 #[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecoveryRequest {
@@ -79,9 +58,10 @@ pub struct RecoveryRequest {
     /// The customer's situation in your words. Stored verbatim as untrusted text for reviewers; it never decides
     /// anything. Never put a code, link or token here.
     pub customer_summary: String,
-    /// What the channel observed.
+    /// What the channel observed about the customer (the same signals as every front door); each only ever adds
+    /// friction.
     #[serde(default)]
-    pub signals: NetworkSignals,
+    pub signals: crate::wire::SignalsV1,
     /// Your own reference for this request, to retry it safely: the same reference opens one case, not two.
     #[serde(default)]
     pub reference: Option<String>,
@@ -175,13 +155,7 @@ impl<L: EventLog + 'static> AirlockTools<L> {
             "account_id": request.account,
             "action": action,
             "summary": request.customer_summary,
-            "signals": {
-                "source_network": signals.source_network,
-                "region": signals.region,
-                "via_proxy": signals.via_proxy,
-                "claims_urgency": signals.claims_urgency,
-                "offered_knowledge_facts": signals.offered_knowledge_facts,
-            },
+            "signals": request.signals,
         });
         let reply = match self.send(CommandType::RequestRecovery, body).await {
             Ok(reply) => reply,
