@@ -28,17 +28,54 @@ fn an_agent_can_open_and_follow_a_case_and_nothing_more() {
     let directory = common::scratch();
     let data = directory.path().join("data");
     common::import_accounts(&data, json!([email_account("acct-1")]));
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mcp/agent_session.py");
-    let output = Command::new("python3")
-        .arg(script)
-        .arg("acct-1")
-        .env("AIRLOCK_BIN", env!("CARGO_BIN_EXE_airlock"))
-        .env("AIRLOCK_DATA_DIR", &data)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "the agent session failed: {}", String::from_utf8_lossy(&output.stderr));
-    let report: Value = serde_json::from_slice(&output.stdout).expect("one JSON report");
+    let report = agent_session(&data, None);
+    check_session(&data, &report);
+}
 
+// Proves the same over streamable HTTP (`airlock mcp --http` on loopback), and that a non-loopback address is refused.
+#[test]
+fn the_same_tools_over_streamable_http_on_loopback_only() {
+    let directory = common::scratch();
+    let data = directory.path().join("data");
+    common::import_accounts(&data, json!([email_account("acct-1")]));
+    let refused = Command::new(env!("CARGO_BIN_EXE_airlock")).args(["mcp", "--http", "0.0.0.0:0"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", String::from_utf8_lossy(&refused.stderr));
+    let mut server = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["mcp", "--requester", "support-agent", "--http", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(server.stderr.take().unwrap());
+    let mut line = String::new();
+    let url = loop {
+        line.clear();
+        assert!(std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0, "mcp exited before listening");
+        if let Some(url) = line.trim().strip_prefix("airlock mcp on ") {
+            break url.to_string();
+        }
+    };
+    let report = agent_session(&data, Some(&url));
+    let _ = server.kill();
+    let _ = server.wait();
+    check_session(&data, &report);
+}
+
+/// Runs the example agent session against `data` (stdio) or the server at `url` (streamable HTTP).
+fn agent_session(data: &std::path::Path, url: Option<&str>) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mcp/agent_session.py");
+    let mut command = Command::new("python3");
+    command.arg(script).arg("acct-1").env("AIRLOCK_BIN", env!("CARGO_BIN_EXE_airlock")).env("AIRLOCK_DATA_DIR", data);
+    if let Some(url) = url {
+        command.env("AIRLOCK_MCP_URL", url);
+    }
+    let output = command.output().unwrap();
+    assert!(output.status.success(), "the agent session failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("one JSON report")
+}
+
+fn check_session(data: &std::path::Path, report: &Value) {
     let tools = report["tools"].as_object().unwrap();
     let mut names: Vec<&str> = tools.keys().map(String::as_str).collect();
     names.sort_unstable();
@@ -51,16 +88,16 @@ fn an_agent_can_open_and_follow_a_case_and_nothing_more() {
     let actions = report["schemas"]["request_account_recovery"].to_string();
     assert!(actions.contains("reset_password") && !actions.contains("add_destination"), "{actions}");
 
-    let opened = answer(&report, "request");
+    let opened = answer(report, "request");
     let case_id = opened["case_id"].as_str().unwrap();
     assert_eq!(opened["message"], airlock::intake::INTAKE_MESSAGE);
-    assert_eq!(answer(&report, "request_again")["case_id"], case_id, "the same reference, the same case");
-    let status = answer(&report, "status");
-    let unknown = answer(&report, "status_unknown");
+    assert_eq!(answer(report, "request_again")["case_id"], case_id, "the same reference, the same case");
+    let status = answer(report, "status");
+    let unknown = answer(report, "status_unknown");
     assert_eq!((&status["status"], &unknown["status"]), (&json!("pending"), &json!("not_found")));
     let keys = |value: &Value| value.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
     assert_eq!(keys(&status), keys(&unknown), "an unknown case has the same answer shape");
-    assert!(calls(&report, "explain")["text"].as_str().unwrap().contains("verification page"));
+    assert!(calls(report, "explain")["text"].as_str().unwrap().contains("verification page"));
 
     for misuse in [
         "code_in_summary",
@@ -77,20 +114,20 @@ fn an_agent_can_open_and_follow_a_case_and_nothing_more() {
         "status_not_an_id",
         "status_extra",
     ] {
-        assert_eq!(calls(&report, misuse)["error"], true, "{misuse} was not refused: {}", calls(&report, misuse));
+        assert_eq!(calls(report, misuse)["error"], true, "{misuse} was not refused: {}", calls(report, misuse));
     }
     for secret in ["code_in_summary", "code_in_account", "link_in_summary"] {
-        let text = calls(&report, secret)["text"].as_str().unwrap().to_string();
+        let text = calls(report, secret)["text"].as_str().unwrap().to_string();
         assert_eq!(text, airlock::mcp::SECRET_REFUSAL, "{secret}");
     }
 
     // Exactly two cases: the request and the injection, which is only data.
-    let listed = common::serve::airlock(&data, &["case", "list", "--json"]);
+    let listed = common::serve::airlock(data, &["case", "list", "--json"]);
     let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(listed["cases"].as_array().unwrap().len(), 2, "{listed}");
-    let injected = answer(&report, "injection");
+    let injected = answer(report, "injection");
     let injected_id = injected["case_id"].as_str().unwrap();
-    let history = common::serve::airlock(&data, &["case", "history", injected_id, "--json"]);
+    let history = common::serve::airlock(data, &["case", "history", injected_id, "--json"]);
     let history = String::from_utf8_lossy(&history.stdout).to_string();
     assert!(history.contains("intake:support-agent"), "recorded as the agent's intake actor");
     let projection = rusqlite::Connection::open(data.join("projection.db")).unwrap();

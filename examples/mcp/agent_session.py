@@ -5,7 +5,9 @@ each, and tries to misuse each the way a manipulated agent would. It prints one 
     python3 examples/mcp/agent_session.py ACCOUNT
 
 AIRLOCK_BIN replaces the configured command (a path to the airlock binary); AIRLOCK_DATA_DIR replaces the data
-directory. tests/mcp_server.rs runs this script and checks the report, so the example cannot rot.
+directory. With AIRLOCK_MCP_URL (http://127.0.0.1:PORT/mcp, from `airlock mcp --http`) it connects over streamable
+HTTP instead of starting a server. tests/mcp_server.rs runs this script and checks the report, so the example cannot
+rot.
 """
 
 import asyncio
@@ -14,6 +16,7 @@ import os
 import sys
 
 from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
 
 
 def server_parameters():
@@ -28,7 +31,9 @@ def server_parameters():
 
 async def main(account):
     report = {"calls": {}}
-    async with stdio_client(server_parameters()) as (read, write):
+    url = os.environ.get("AIRLOCK_MCP_URL")
+    transport = streamable_http_client(url) if url else stdio_client(server_parameters())
+    async with transport as (read, write):
         async with ClientSession(read, write) as session:
             await session.initialize()
             tools = (await session.list_tools()).tools
