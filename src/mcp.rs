@@ -32,10 +32,27 @@ const ANSWER_WAIT_MS: u64 = 30_000;
 
 /// Where the tools send what they are given.
 pub enum Backend<L: EventLog> {
-    /// The embedded store of a data directory, through the same code as every front door.
-    Embedded(Arc<Service<L>>),
+    /// The embedded store of a data directory, through the same code as every front door. The notices a request
+    /// calls for go out after its answer; `finish` waits for them, so an agent that hangs up at once loses no code.
+    Embedded { service: Arc<Service<L>>, notices: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>> },
     /// `airlock serve` over NATS, as the agent's intake actor.
     Nats(async_nats::Client),
+}
+
+impl<L: EventLog + 'static> Backend<L> {
+    pub fn embedded(service: Service<L>) -> Self {
+        Backend::Embedded { service: Arc::new(service), notices: Default::default() }
+    }
+
+    /// Waits until every notice held back for an answer has been sent.
+    pub async fn finish(&self) {
+        if let Backend::Embedded { notices, .. } = self {
+            let pending = std::mem::take(&mut *notices.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+            for handle in pending {
+                let _ = handle.await;
+            }
+        }
+    }
 }
 
 /// The changes an agent may ask for. None of them names a destination: adding one is for people, not agents.
@@ -187,7 +204,7 @@ impl<L: EventLog + 'static> AirlockTools<L> {
         }
         let payload = json!({ "case_id": request.case_id });
         let answer = match self.backend.as_ref() {
-            Backend::Embedded(service) => {
+            Backend::Embedded { service, .. } => {
                 intake::query::answer(service, &self.actor, payload.to_string().as_bytes()).await
             }
             Backend::Nats(client) => {
@@ -215,11 +232,14 @@ impl<L: EventLog + 'static> AirlockTools<L> {
     async fn send(&self, command: CommandType, body: Value) -> Result<Value, String> {
         let bytes = body.to_string().into_bytes();
         match self.backend.as_ref() {
-            Backend::Embedded(service) => {
+            Backend::Embedded { service, notices: pending } => {
                 let (reply, notices) =
                     with_deferred_notices(intake::handle_json(service, &self.actor, command, &bytes)).await;
                 let service = service.clone();
-                tokio::spawn(async move { service.send_deferred(notices).await });
+                let sending = tokio::spawn(async move { service.send_deferred(notices).await });
+                let mut pending = pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                pending.retain(|handle| !handle.is_finished());
+                pending.push(sending);
                 Ok(serde_json::to_value(reply).expect("a reply serializes"))
             }
             Backend::Nats(client) => {

@@ -22,7 +22,8 @@ fn answer(report: &Value, label: &str) -> Value {
 // (a retry with the same reference the same case) and its status reads pending, in the same shape as an unknown case;
 // that every misuse is refused (a code, link or token in any field, without storing it; an action naming a
 // destination; extra fields; tools that do not exist); that a prompt injection in the summary is only data; and that
-// the example files an agent would use are the ones that ran.
+// the example files an agent would use are the ones that ran; and that the owner's code went out before the server
+// exited with the session.
 #[test]
 fn an_agent_can_open_and_follow_a_case_and_nothing_more() {
     let directory = common::scratch();
@@ -30,6 +31,12 @@ fn an_agent_can_open_and_follow_a_case_and_nothing_more() {
     common::import_accounts(&data, json!([email_account("acct-1")]));
     let report = agent_session(&data, None);
     check_session(&data, &report);
+    // The server has exited with the session: the owner's code went out before it did.
+    let case_id = answer(&report, "request")["case_id"].as_str().unwrap().to_string();
+    let outbox = rusqlite::Connection::open(data.join("directory.db")).unwrap();
+    let sent: i64 =
+        outbox.query_row("SELECT count(*) FROM outbox WHERE case_id = ?1", [&case_id], |row| row.get(0)).unwrap();
+    assert_eq!(sent, 1, "the code for {case_id} was sent once");
 }
 
 // Proves the same over streamable HTTP (`airlock mcp --http` on loopback), and that a non-loopback address is refused.

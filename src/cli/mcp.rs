@@ -54,7 +54,7 @@ pub fn run(args: McpArgs) -> u8 {
             }
             None => {
                 let embedded = crate::cli::embedded::open_data_dir(&args.data_dir)?;
-                serve(Backend::Embedded(Arc::new(embedded.service)), &args).await
+                serve(Backend::embedded(embedded.service), &args).await
             }
         }
     });
@@ -71,18 +71,19 @@ async fn serve<L: EventLog + 'static>(backend: Backend<L>, args: &McpArgs) -> an
     let backend = Arc::new(backend);
     match args.http {
         None => {
-            let tools = AirlockTools::new(backend, &args.requester);
+            let tools = AirlockTools::new(backend.clone(), &args.requester);
             let running = tools.serve(rmcp::transport::stdio()).await?;
             running.waiting().await?;
+            backend.finish().await;
             Ok(())
         }
         Some(address) => {
             use rmcp::transport::streamable_http_server::{
                 StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
             };
-            let requester = args.requester.clone();
+            let (requester, tools_backend) = (args.requester.clone(), backend.clone());
             let service: StreamableHttpService<AirlockTools<L>, LocalSessionManager> = StreamableHttpService::new(
-                move || Ok(AirlockTools::new(backend.clone(), &requester)),
+                move || Ok(AirlockTools::new(tools_backend.clone(), &requester)),
                 Default::default(),
                 StreamableHttpServerConfig::default(),
             );
@@ -96,6 +97,7 @@ async fn serve<L: EventLog + 'static>(backend: Backend<L>, args: &McpArgs) -> an
                     let _ = tokio::signal::ctrl_c().await;
                 })
                 .await?;
+            backend.finish().await;
             Ok(())
         }
     }
