@@ -17,7 +17,7 @@
 use crate::core::actor::{Actor, Role};
 use crate::intake::{self, CommandType};
 use crate::log::EventLog;
-use crate::service::{Service, new_id, with_deferred_notices};
+use crate::service::{Sending, Service, new_id, with_deferred_notices};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
@@ -34,7 +34,7 @@ const ANSWER_WAIT_MS: u64 = 30_000;
 pub enum Backend<L: EventLog> {
     /// The embedded store of a data directory, through the same code as every front door. The notices a request
     /// calls for go out after its answer; `finish` waits for them, so an agent that hangs up at once loses no code.
-    Embedded { service: Arc<Service<L>>, notices: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>> },
+    Embedded { service: Arc<Service<L>>, notices: Sending },
     /// `airlock serve` over NATS, as the agent's intake actor.
     Nats(async_nats::Client),
 }
@@ -47,10 +47,7 @@ impl<L: EventLog + 'static> Backend<L> {
     /// Waits until every notice held back for an answer has been sent.
     pub async fn finish(&self) {
         if let Backend::Embedded { notices, .. } = self {
-            let pending = std::mem::take(&mut *notices.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-            for handle in pending {
-                let _ = handle.await;
-            }
+            notices.finish().await;
         }
     }
 }
@@ -235,11 +232,7 @@ impl<L: EventLog + 'static> AirlockTools<L> {
             Backend::Embedded { service, notices: pending } => {
                 let (reply, notices) =
                     with_deferred_notices(intake::handle_json(service, &self.actor, command, &bytes)).await;
-                let service = service.clone();
-                let sending = tokio::spawn(async move { service.send_deferred(notices).await });
-                let mut pending = pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                pending.retain(|handle| !handle.is_finished());
-                pending.push(sending);
+                pending.spawn(service.clone(), notices);
                 Ok(serde_json::to_value(reply).expect("a reply serializes"))
             }
             Backend::Nats(client) => {

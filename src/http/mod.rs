@@ -37,8 +37,12 @@ pub const PAGE_ACTOR_ID: &str = "verification-page";
 
 /// The routes, for `serve` to bind and for tests to drive: the owners' pages, and the HTTP intake for requesters
 /// holding an API key from `keys`.
-pub fn router<L: EventLog + 'static>(service: Arc<Service<L>>, keys: Arc<ApiKeys>) -> Router {
-    let requests = requests::router(requests::IntakeState { service: service.clone(), keys });
+pub fn router<L: EventLog + 'static>(
+    service: Arc<Service<L>>,
+    keys: Arc<ApiKeys>,
+    sending: Arc<crate::service::Sending>,
+) -> Router {
+    let requests = requests::router(requests::IntakeState { service: service.clone(), keys, sending });
     Router::new()
         .route("/verify", get(verify_page).post(verify_form::<L>))
         .route("/v1/proofs", axum::routing::post(verify_json::<L>))
@@ -50,14 +54,18 @@ pub fn router<L: EventLog + 'static>(service: Arc<Service<L>>, keys: Arc<ApiKeys
         .layer(axum::middleware::map_response(hardened))
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves; requests in flight finish first.
+/// Serves `router` on `listener` until `shutdown` resolves; requests in flight finish first, and so do the notices
+/// they held back.
 pub async fn serve<L: EventLog + 'static>(
     listener: tokio::net::TcpListener,
     service: Arc<Service<L>>,
     keys: Arc<ApiKeys>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(service, keys)).with_graceful_shutdown(shutdown).await
+    let sending = Arc::new(crate::service::Sending::default());
+    let served = axum::serve(listener, router(service, keys, sending.clone())).with_graceful_shutdown(shutdown).await;
+    sending.finish().await;
+    served
 }
 
 async fn hardened(mut response: Response) -> Response {

@@ -12,7 +12,7 @@ use crate::core::text::check_identifier;
 use crate::http::api_keys::ApiKeys;
 use crate::intake::{self, CommandType, Reply, ReplyError};
 use crate::log::EventLog;
-use crate::service::{Service, with_deferred_notices};
+use crate::service::{Sending, Service, with_deferred_notices};
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -23,11 +23,13 @@ use std::sync::Arc;
 pub struct IntakeState<L: EventLog> {
     pub service: Arc<Service<L>>,
     pub keys: Arc<ApiKeys>,
+    /// The notices held back for answers, being sent; `http::serve` waits for them before it returns.
+    pub sending: Arc<Sending>,
 }
 
 impl<L: EventLog> Clone for IntakeState<L> {
     fn clone(&self) -> Self {
-        IntakeState { service: self.service.clone(), keys: self.keys.clone() }
+        IntakeState { service: self.service.clone(), keys: self.keys.clone(), sending: self.sending.clone() }
     }
 }
 
@@ -113,11 +115,10 @@ async fn create<L: EventLog + 'static>(
         Ok(actor) => actor,
         Err(denied) => return denied.into_response(),
     };
-    let service = state.service.clone();
     let (reply, notices) =
-        with_deferred_notices(intake::handle_json(&service, &actor, CommandType::RequestRecovery, &body)).await;
+        with_deferred_notices(intake::handle_json(&state.service, &actor, CommandType::RequestRecovery, &body)).await;
     // The answer is not held for the notices: they go out on their own once it is on its way.
-    tokio::spawn(async move { service.send_deferred(notices).await });
+    state.sending.spawn(state.service.clone(), notices);
     let status = status_of(&reply);
     let location =
         reply.case_id.as_ref().filter(|_| reply.accepted).map(|case| format!("/v1/recovery-requests/{case}"));

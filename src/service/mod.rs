@@ -10,7 +10,7 @@ mod notices;
 
 pub use ledgers::Admissions;
 
-pub use notices::{DeferredNotices, Redelivery, with_deferred_notices};
+pub use notices::{DeferredNotices, Redelivery, Sending, with_deferred_notices};
 
 use crate::clock::Clock;
 use crate::core::actor::Actor;

@@ -40,6 +40,30 @@ pub(super) struct Outgoing {
 #[must_use = "deferred notices must be sent with Service::send_deferred"]
 pub struct DeferredNotices(Vec<Outgoing>);
 
+/// Held-back notices being sent in the background, each after its answer went out, for front doors that cannot send
+/// them after answering in the same task (an HTTP handler, an MCP tool). `finish` waits for all of them, so a process
+/// that stops right after answering still sends the owner's code.
+#[derive(Default)]
+pub struct Sending(std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>);
+
+impl Sending {
+    /// Sends `notices` on their own task.
+    pub fn spawn<L: EventLog + 'static>(&self, service: std::sync::Arc<Service<L>>, notices: DeferredNotices) {
+        let handle = tokio::spawn(async move { service.send_deferred(notices).await });
+        let mut pending = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        pending.retain(|handle| !handle.is_finished());
+        pending.push(handle);
+    }
+
+    /// Waits until every notice spawned so far has been sent (or failed, which is logged).
+    pub async fn finish(&self) {
+        let pending = std::mem::take(&mut *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for handle in pending {
+            let _ = handle.await;
+        }
+    }
+}
+
 /// Runs `work` (a front door handling one command) with its notices held back instead of sent, and returns them with
 /// its result, for `Service::send_deferred` after the answer has gone out. A requester must not be able to tell a
 /// known account from an unknown one by how long the answer takes, and only a known account's request sends a code
