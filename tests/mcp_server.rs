@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::mcp::{agent_session, start_http};
 use common::threats::email_account;
 use serde_json::{Value, json};
 use std::process::Command;
@@ -47,39 +48,11 @@ fn the_same_tools_over_streamable_http_on_loopback_only() {
     common::import_accounts(&data, json!([email_account("acct-1")]));
     let refused = Command::new(env!("CARGO_BIN_EXE_airlock")).args(["mcp", "--http", "0.0.0.0:0"]).output().unwrap();
     assert_eq!(refused.status.code(), Some(2), "{}", String::from_utf8_lossy(&refused.stderr));
-    let mut server = Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(["mcp", "--requester", "support-agent", "--http", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(server.stderr.take().unwrap());
-    let mut line = String::new();
-    let url = loop {
-        line.clear();
-        assert!(std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0, "mcp exited before listening");
-        if let Some(url) = line.trim().strip_prefix("airlock mcp on ") {
-            break url.to_string();
-        }
-    };
-    let report = agent_session(&data, Some(&url));
-    let _ = server.kill();
-    let _ = server.wait();
+    let data_dir = data.to_str().unwrap();
+    let server = start_http(&["--requester", "support-agent", "--data-dir", data_dir]);
+    let report = agent_session(&data, Some(&server.url));
+    drop(server);
     check_session(&data, &report);
-}
-
-/// Runs the example agent session against `data` (stdio) or the server at `url` (streamable HTTP).
-fn agent_session(data: &std::path::Path, url: Option<&str>) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mcp/agent_session.py");
-    let mut command = Command::new("python3");
-    command.arg(script).arg("acct-1").env("AIRLOCK_BIN", env!("CARGO_BIN_EXE_airlock")).env("AIRLOCK_DATA_DIR", data);
-    if let Some(url) = url {
-        command.env("AIRLOCK_MCP_URL", url);
-    }
-    let output = command.output().unwrap();
-    assert!(output.status.success(), "the agent session failed: {}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).expect("one JSON report")
 }
 
 fn check_session(data: &std::path::Path, report: &Value) {

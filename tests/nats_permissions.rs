@@ -262,6 +262,17 @@ async fn the_broker_refuses_every_subject_but_the_actors_own() {
     assert_eq!(example["answer"]["status"], "received", "{example}");
     assert_eq!(example["status"]["status"], "pending", "{example}");
 
+    // An AI agent's MCP server over NATS holds only the agent actor's key: its request and status work, misuse fails.
+    let agent_seed = agent_seed.to_str().unwrap();
+    let mcp = common::mcp::start_http(&["--requester", "agent", "--nats", &broker.url, "--nats-nkey", agent_seed]);
+    let session = common::mcp::agent_session(&data, Some(&mcp.url));
+    drop(mcp);
+    let opened: Value = serde_json::from_str(session["calls"]["request"]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(opened["status"], "received", "{session}");
+    let status: Value = serde_json::from_str(session["calls"]["status"]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(status["status"], "pending", "{session}");
+    assert_eq!(session["calls"]["code_in_account"]["error"], true);
+
     // Role by role: everything but the actor's own is refused at the broker.
     let ana = connect(&broker.url, Some(&broker.seeds.join("reviewer.ana.nk"))).await.unwrap();
     let sessions = [("intake desk", &desk, "intake.desk"), ("owner page", &page, "owner.verification-page")];

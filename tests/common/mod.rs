@@ -6,6 +6,7 @@
 
 pub mod http;
 pub mod log_tamper;
+pub mod mcp;
 pub mod serve;
 pub mod threats;
 
