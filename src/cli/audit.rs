@@ -29,7 +29,8 @@ pub enum AuditCommand {
         /// Read the log from NATS JetStream instead of the embedded log.db.
         #[arg(long, env = "AIRLOCK_NATS_URL")]
         nats: Option<String>,
-        /// The nkey seed file to connect to NATS with, as `airlock nats-config` wrote it (airlock's own, seeds/airlock.nk).
+        /// The nkey seed file to connect to NATS with, as `airlock nats-config` wrote it (airlock's own,
+        /// seeds/airlock.nk).
         #[arg(long, env = "AIRLOCK_NATS_NKEY", value_name = "FILE")]
         nats_nkey: Option<PathBuf>,
         /// Print the report as one JSON object.

@@ -68,7 +68,8 @@ airlock case history case-3f9a0c1d2e4b5a69 --policies ./policies-2026-06")]
         /// Read the log from NATS JetStream instead of the embedded log.db.
         #[arg(long, env = "AIRLOCK_NATS_URL")]
         nats: Option<String>,
-        /// The nkey seed file to connect to NATS with, as `airlock nats-config` wrote it (airlock's own, seeds/airlock.nk).
+        /// The nkey seed file to connect to NATS with, as `airlock nats-config` wrote it (airlock's own,
+        /// seeds/airlock.nk).
         #[arg(long, env = "AIRLOCK_NATS_NKEY", value_name = "FILE")]
         nats_nkey: Option<PathBuf>,
         /// Also load the policies in this folder, to take again decisions recorded under their version (the shipped

@@ -38,7 +38,8 @@ pub struct Decider {
     /// Send the decision to `airlock serve` over NATS instead of the embedded store.
     #[arg(long, env = "AIRLOCK_NATS_URL")]
     pub nats: Option<String>,
-    /// The nkey seed file to connect to NATS with, as `airlock nats-config` wrote it (the reviewer's own, seeds/reviewer.ID.nk).
+    /// The nkey seed file to connect to NATS with, as `airlock nats-config` wrote it (the reviewer's own,
+    /// seeds/reviewer.ID.nk).
     #[arg(long, env = "AIRLOCK_NATS_NKEY", value_name = "FILE")]
     pub nats_nkey: Option<std::path::PathBuf>,
     #[command(flatten)]

@@ -83,12 +83,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let public_url = match (&args.public_url, &http) {
+        (Some(url), _) => url.trim_end_matches('/').to_string(),
+        (None, Some(listener)) => format!("http://{}", listener.local_addr()?),
+        (None, None) => crate::service::PUBLIC_URL_DEFAULT.to_string(),
+    };
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|error| anyhow::anyhow!("cannot create the data directory {}: {error}", args.data_dir.display()))?;
     // The HTTP intake's API keys (`airlock api-key`), beside the other files of the data directory.
     let http = match http {
         Some(listener) => {
-            std::fs::create_dir_all(&args.data_dir).map_err(|error| {
-                anyhow::anyhow!("cannot create the data directory {}: {error}", args.data_dir.display())
-            })?;
             let path = args.data_dir.join(crate::http::api_keys::FILE);
             let keys = crate::http::api_keys::ApiKeys::open(&path)
                 .map_err(|error| anyhow::anyhow!("cannot open the API keys in {}: {error}", path.display()))?;
@@ -96,13 +100,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let public_url = match (&args.public_url, &http) {
-        (Some(url), _) => url.trim_end_matches('/').to_string(),
-        (None, Some((listener, _))) => format!("http://{}", listener.local_addr()?),
-        (None, None) => crate::service::PUBLIC_URL_DEFAULT.to_string(),
-    };
-    std::fs::create_dir_all(&args.data_dir)
-        .map_err(|error| anyhow::anyhow!("cannot create the data directory {}: {error}", args.data_dir.display()))?;
     let keys = Keys::load_or_create(&args.data_dir.join("airlock.key"))
         .map_err(|error| anyhow::anyhow!("cannot use the key file in {}: {error}", args.data_dir.display()))?;
     let smtp = match &args.smtp {

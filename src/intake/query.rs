@@ -1,6 +1,7 @@
 //! A case's status for whoever asks through a front door. Intake actors see one coarse public status that reveals
 //! neither whether the account exists nor how it is protected (THREATS 8): `requested` and `in_review` both read as
-//! `pending`, and an unknown case id, or a case another requester opened, has the same answer as no case at all. Owners, reviewers and operators see the state.
+//! `pending`, and an unknown case id, or a case another requester opened, has the same answer as no case at all.
+//! Owners, reviewers and operators see the state.
 
 use crate::core::actor::{Actor, Role};
 use crate::core::ids::CaseId;
