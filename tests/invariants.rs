@@ -676,7 +676,7 @@ fn check_answer(
             other => Err(format!("principle 1: {} sent {} and got {other:?}", envelope.actor, kind.name())),
         };
     }
-    if before.seen_commands.contains(&envelope.command_id) {
+    if before.has_seen(&envelope.actor, &envelope.command_id) {
         return match result {
             Ok(events) if events.is_empty() => Ok(()),
             other => Err(format!("a retried {} was not a no-op: {other:?}", kind.name())),

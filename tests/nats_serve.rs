@@ -16,6 +16,7 @@ use common::serve::Harness;
 use common::{WAIT_MS, publish, read_all, wait_for};
 use futures::StreamExt;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -84,12 +85,13 @@ async fn poison_is_answered_kept_and_never_stalls_the_consumer() {
     let wrong_role =
         serde_json::to_vec(&json!({ "version": 1, "command_id": "proof", "case_id": "case-1", "code": "12345678" }))
             .unwrap();
+    let unknown_command = serde_json::to_vec(&json!({ "version": 1, "command_id": "teleport" })).unwrap();
     let poison: Vec<(String, Vec<u8>, &str)> = vec![
         (format!("{intake}.request_recovery"), b"{ not json".to_vec(), "malformed_command"),
         (format!("{intake}.request_recovery"), oversized.clone(), "malformed_command"),
         (format!("{intake}.request_recovery"), unknown_field.clone(), "malformed_command"),
         (format!("{intake}.submit_proof"), wrong_role, "role_not_allowed"),
-        (format!("{intake}.teleport"), b"{}".to_vec(), "bad_subject"),
+        (format!("{intake}.teleport"), unknown_command, "bad_subject"),
         // THREATS 12: a support desk's credentials cannot halt or resume; the attempt is kept with its actor.
         (format!("{intake}.halt"), control("halt-attempt"), "role_not_allowed"),
         (format!("{intake}.resume"), control("resume-attempt"), "role_not_allowed"),
@@ -99,7 +101,11 @@ async fn poison_is_answered_kept_and_never_stalls_the_consumer() {
     }
     publish(&context, &format!("{intake}.request_recovery"), "good", request("good")).await;
 
-    let results = results_by_command(&client, "desk-1", 7).await;
+    let results = results_by_command(&client, "desk-1", 8).await;
+    // Issue 15, item 15: an unknown command from a known sender is answered to that sender, naming the commands.
+    let unknown = &results[""];
+    assert_eq!(unknown["error"]["code"], "bad_subject", "{results:?}");
+    assert!(unknown["error"]["reason"].as_str().unwrap().contains("request_recovery"), "{unknown}");
     assert_eq!(results["good"]["accepted"], true, "{results:?}");
     assert_eq!(results["good"]["status"], "received");
     assert_eq!(results["extra"]["error"]["code"], "malformed_command");
@@ -112,15 +118,26 @@ async fn poison_is_answered_kept_and_never_stalls_the_consumer() {
 
     let dead = read_all(&client, "AIRLOCK_DEADLETTER", "airlock.deadletter.>", poison.len()).await;
     assert_eq!(dead.len(), poison.len());
-    // Commands are decided concurrently, so dead letters are matched to their input, not to their order.
+    // Commands are decided concurrently, so dead letters are matched to their input (by its digest), not to their
+    // order. A body larger than any command is kept as a prefix (bounded), every other one verbatim.
     for (subject, bytes, code) in &poison {
         let withheld = subject.ends_with("submit_proof");
+        let digest = hex::encode(Sha256::digest(bytes));
         let kept = dead
             .iter()
             .find(|kept| {
-                header(kept, "Airlock-Original-Subject") == subject && (withheld || kept.payload[..] == bytes[..])
+                header(kept, "Airlock-Original-Subject") == subject && header(kept, "Airlock-Original-Sha256") == digest
             })
             .unwrap_or_else(|| panic!("no dead letter for {subject}"));
+        assert_eq!(header(kept, "Airlock-Original-Bytes"), bytes.len().to_string());
+        match header(kept, "Airlock-Body") {
+            "verbatim" => assert_eq!(kept.payload[..], bytes[..], "{subject}"),
+            "prefix" => {
+                assert!(bytes.len() > COMMAND_BYTES_MAX, "only an oversized body is cut: {subject}");
+                assert!(kept.payload.len() < bytes.len() && bytes.starts_with(&kept.payload), "{subject}");
+            }
+            other => assert!(withheld && other == "withheld", "{subject}: body kept as {other:?}"),
+        }
         assert_eq!(header(kept, "Airlock-Reason-Code"), *code, "{subject}");
         assert!(!header(kept, "Airlock-Reason").is_empty());
         if withheld {
@@ -222,7 +239,7 @@ async fn diagnose(client: &async_nats::Client, harness: &Harness) -> String {
             lines.push(format!("{name}: {info}"));
             if name == "AIRLOCK_INTAKE"
                 && let Ok(mut consumer) =
-                    stream.get_consumer::<jetstream::consumer::pull::Config>("airlock-intake").await
+                    stream.get_consumer::<jetstream::consumer::pull::Config>("airlock-intake-intake").await
                 && let Ok(info) = consumer.info().await
             {
                 lines.push(format!(
@@ -413,4 +430,103 @@ async fn a_silent_mail_server_does_not_delay_the_answer() {
     // The code was still sent for (and, the server being silent, failed after the mailer's timeout), by its id only.
     wait_for(|| harness.serve_log().contains("code not sent"), "the code to be attempted after the answer");
     drop(silent);
+}
+
+/// Publishes `body` on `subject` with `message_id`, once, and returns the server's answer: the acknowledgement or the
+/// refusal's text.
+async fn publish_once(
+    context: &jetstream::Context,
+    subject: &str,
+    message_id: &str,
+    body: Vec<u8>,
+) -> Result<jetstream::publish::PublishAck, String> {
+    let message = jetstream::message::PublishMessage::build().payload(body.into()).message_id(message_id);
+    match context.send_publish(subject.to_string(), message).await {
+        Ok(pending) => pending.await.map_err(|error| error.to_string()),
+        Err(error) => Err(error.to_string()),
+    }
+}
+
+// Proves (THREATS 16, issue 15 item 1) that the intake stream refuses at publish time what airlock would refuse as too
+// large, and anything on a subject no consumer takes; that one desk can queue only a bounded backlog (the rest of its
+// flood is refused by the broker, naming the limit); and that an operator's halt sent behind a desk's flood is
+// answered without waiting for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_desk_cannot_stall_the_intake_or_the_operator() {
+    let mut harness = Harness::new();
+    harness.start_serve(&[], &[]);
+    assert_eq!(harness.stop_serve().code(), Some(0));
+    let client = harness.client().await;
+    let context = jetstream::new(client.clone());
+
+    let huge = vec![b'x'; 64 * 1024];
+    let refused = publish_once(&context, "airlock.intake.intake.flood.request_recovery", "huge", huge).await;
+    assert!(refused.as_ref().is_err_and(|error| error.contains("maximum")), "{refused:?}");
+    let nobody_takes = publish_once(&context, "airlock.intake.admin.flood.cancel", "admin", b"{}".to_vec()).await;
+    assert!(nobody_takes.is_err(), "a subject no consumer takes is not stored: {nobody_takes:?}");
+
+    let (mut queued, mut turned_away) = (0, Vec::new());
+    for index in 0..300 {
+        let id = format!("f{index}");
+        match publish_once(&context, "airlock.intake.intake.flood.request_recovery", &id, request(&id)).await {
+            Ok(_) => queued += 1,
+            Err(error) => turned_away.push(error),
+        }
+    }
+    assert_eq!(queued, 256, "one desk queues a bounded backlog");
+    assert_eq!(turned_away.len(), 44);
+    assert!(turned_away.iter().all(|error| error.contains("maximum messages per subject")), "{turned_away:?}");
+    publish(&context, "airlock.intake.intake.calm.request_recovery", "calm-1", request("calm-1")).await;
+    publish(&context, "airlock.intake.operator.ops.halt", "halt-1", control("halt-1")).await;
+
+    harness.start_serve(&[], &[]);
+    let answers = read_all(&client, "AIRLOCK_RESULTS", "airlock.result.>", queued + 2).await;
+    let position = |subject: &str| answers.iter().position(|answer| answer.subject.as_str() == subject).unwrap();
+    let halt = position("airlock.result.operator.ops");
+    assert_eq!(body(&answers[halt])["status"], "halted");
+    let flood_before_halt =
+        answers[..halt].iter().filter(|answer| answer.subject.as_str() == "airlock.result.intake.flood").count();
+    assert!(flood_before_halt < 128, "the operator's halt waited behind {flood_before_halt} of the flood's commands");
+    assert!(answers.iter().any(|answer| answer.subject.as_str() == "airlock.result.intake.calm"));
+    assert_eq!(harness.stop_serve().code(), Some(0));
+}
+
+// Proves (THREATS 16, issue 15 item 2) that a message id or command id means something only with its sender: a desk
+// reusing another desk's `Nats-Msg-Id` is neither dropped by the broker nor taken for a retry, and an operator's
+// resume that reuses another operator's command id is a new command, not a no-op.
+#[tokio::test(flavor = "multi_thread")]
+async fn message_and_command_ids_are_scoped_to_their_sender() {
+    let mut harness = Harness::new();
+    harness.start_serve(&[], &[]);
+    let client = harness.client().await;
+    let context = jetstream::new(client.clone());
+    let first_sent = tokio::time::Instant::now();
+    let first = publish_once(&context, "airlock.intake.intake.desk-a.request_recovery", "shared", request("a-1")).await;
+    assert!(!first.unwrap().duplicate);
+    // The broker's duplicate window cannot be shorter than 100 ms: what is tested is any later reuse (the finding's
+    // came two minutes later, inside the default window). This waits out that documented window, not an event.
+    tokio::time::sleep_until(first_sent + Duration::from_millis(250)).await;
+    let second =
+        publish_once(&context, "airlock.intake.intake.desk-b.request_recovery", "shared", request("b-1")).await;
+    assert!(!second.unwrap().duplicate, "another desk's message id made this one a duplicate");
+    let a = results_by_command(&client, "desk-a", 1).await;
+    let b = results_by_command(&client, "desk-b", 1).await;
+    assert_eq!(a["a-1"]["accepted"], true);
+    assert_eq!(b["b-1"]["accepted"], true, "{b:?}");
+    assert_ne!(a["a-1"]["case_id"], b["b-1"]["case_id"]);
+
+    let answer = |actor: &'static str, count: usize| {
+        let client = client.clone();
+        async move {
+            let subject = format!("airlock.result.operator.{actor}");
+            let answers = read_all(&client, "AIRLOCK_RESULTS", &subject, count).await;
+            body(&answers[count - 1])
+        }
+    };
+    publish(&context, "airlock.intake.operator.op-1.halt", "h-1", control("same-id")).await;
+    assert_eq!(answer("op-1", 1).await["status"], "halted");
+    publish(&context, "airlock.intake.operator.op-2.resume", "r-1", control("same-id")).await;
+    let resumed = answer("op-2", 1).await;
+    assert_eq!(resumed["status"], "running", "another operator's command id turned a resume into a no-op: {resumed}");
+    assert_eq!(harness.stop_serve().code(), Some(0));
 }

@@ -42,7 +42,7 @@ impl fmt::Display for Role {
 }
 
 /// An authenticated actor: a role plus the identity the channel proved.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Actor {
     pub role: Role,
     pub id: ActorId,

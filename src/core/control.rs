@@ -41,7 +41,9 @@ pub enum ControlEventBody {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ControlState {
     pub halted: bool,
-    pub seen_commands: BTreeSet<CommandId>,
+    /// Control commands that changed the switch, by who sent them (a command id means something only with its
+    /// sender).
+    pub seen_commands: BTreeSet<(Actor, CommandId)>,
 }
 
 pub fn decide_control(
@@ -55,7 +57,7 @@ pub fn decide_control(
     if !kind.allowed_roles().contains(&actor.role) {
         return Err(Rejection::RoleNotAllowed { role: actor.role, command: kind });
     }
-    if state.seen_commands.contains(command_id) {
+    if state.seen_commands.contains(&(actor.clone(), command_id.clone())) {
         return Ok(Vec::new());
     }
     let body = match command {
@@ -74,6 +76,6 @@ pub fn evolve_control(mut state: ControlState, event: &ControlEvent) -> ControlS
         ControlEventBody::AutomationHalted { .. } => true,
         ControlEventBody::AutomationResumed { .. } => false,
     };
-    state.seen_commands.insert(event.command_id.clone());
+    state.seen_commands.insert((event.actor.clone(), event.command_id.clone()));
     state
 }

@@ -49,7 +49,7 @@ pub fn decide(envelope: &CommandEnvelope, state: &CaseState, context: &Context) 
     if !kind.allowed_roles().contains(&envelope.actor.role) {
         return Err(Rejection::RoleNotAllowed { role: envelope.actor.role, command: kind });
     }
-    if state.seen_commands.contains(&envelope.command_id) {
+    if state.has_seen(&envelope.actor, &envelope.command_id) {
         return Ok(Vec::new());
     }
     let bodies = match &envelope.command {

@@ -126,6 +126,11 @@ pub struct Approval {
 }
 
 impl CaseState {
+    /// Whether `actor` already sent the command `command_id` to this case and it produced events.
+    pub fn has_seen(&self, actor: &Actor, command_id: &CommandId) -> bool {
+        self.seen_commands.iter().any(|(seen_actor, seen_id)| seen_id == command_id && seen_actor == actor)
+    }
+
     /// The approvals that still count at `now`: an approval expires `REVIEW_APPROVAL_TTL_MS` after it was given, so
     /// a quorum is made of reviewers who agreed within that time of each other.
     pub fn live_approvals(&self, now: UnixMs) -> impl Iterator<Item = &Approval> {
@@ -173,9 +178,10 @@ pub struct CaseState {
     /// Notices owed and not yet delivered, oldest first (`crate::core::notices`).
     pub notices: Vec<OwedNotice>,
     pub events: usize,
-    /// Commands that produced events; a retried one appends nothing (refused commands are not listed, so a retry
-    /// of a refused command is refused again).
-    pub seen_commands: BTreeSet<CommandId>,
+    /// Commands that produced events, by who sent them: a retried one appends nothing (refused commands are not
+    /// listed, so a retry of a refused command is refused again). A command id means something only together with
+    /// its sender, so another actor's command that happens to reuse the id is a new command (issue 15, item 2).
+    pub seen_commands: BTreeSet<(Actor, CommandId)>,
 }
 
 pub fn initial_state() -> CaseState {
@@ -241,7 +247,7 @@ pub fn evolve(mut state: CaseState, event: &Event) -> CaseState {
     state.status = to;
     state.events += 1;
     if kind != EventKind::CommandRefused {
-        state.seen_commands.insert(event.command_id.clone());
+        state.seen_commands.insert((event.actor.clone(), event.command_id.clone()));
     }
     state
 }

@@ -4,6 +4,8 @@
 //! redelivery. Poison (unreadable, oversized, invalid, from a role that may not send it) is answered, kept in the
 //! dead-letter stream with its reason, and acknowledged, so it never stalls the consumer.
 
+use crate::core::actor::Role;
+use crate::core::limits;
 use crate::intake::subjects::{self, SubjectError};
 use crate::intake::{Reply, handle_json};
 use crate::log::EventLog;
@@ -43,27 +45,88 @@ impl Default for IntakeConfig {
     }
 }
 
-/// Larger than any command may be, so that oversized commands land in the stream and are dead-lettered with a
-/// reason (instead of being refused by the server without a trace); the server's own `max_payload` caps it anyway.
-const INTAKE_MESSAGE_BYTES_MAX: i32 = 1024 * 1024;
+/// Headroom for a sender's headers on top of the largest command airlock reads: the broker counts headers and
+/// payload together against the stream's `max_msg_size`.
+const INTAKE_HEADER_BYTES_MAX: usize = 4 * 1024;
+
+/// The largest message the intake stream stores. A command larger than `COMMAND_BYTES_MAX` can only be refused, so the
+/// broker refuses it at publish time (the sender's publish fails with "message size exceeds maximum allowed") instead
+/// of storing something airlock would have to copy into the dead letters.
+const INTAKE_MESSAGE_BYTES_MAX: usize = limits::COMMAND_BYTES_MAX + INTAKE_HEADER_BYTES_MAX;
+
+/// Messages waiting in the intake stream per subject (one actor's one command type). Beyond it the broker refuses the
+/// sender's publish (`discard_new_per_subject`): one actor's flood can put at most this many messages in front of
+/// everyone else's, and a desk can still queue this many while airlock is down.
+const INTAKE_BACKLOG_PER_SUBJECT_MAX: i64 = 256;
+
+/// The intake stream's whole size on disk.
+const INTAKE_STREAM_BYTES_MAX: i64 = 1024 * 1024 * 1024;
+
+/// The intake stream's duplicate window. The broker's deduplication by `Nats-Msg-Id` is stream-wide, so a message id
+/// one actor used would make another actor's message a "duplicate" that is never processed (issue 15, item 2). It is
+/// as short as the server allows (100 ms): another actor would have to guess a message id and publish it within
+/// 100 ms before its owner does. airlock deduplicates by command id per actor instead, for as long as a case lives.
+const INTAKE_DUPLICATE_WINDOW_MS: u64 = 100;
 
 /// How long answers wait in the results stream for their sender to read them.
 const RESULTS_KEPT_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Answers kept per sender; the oldest go first, so one actor's flood never evicts another actor's answers.
+const RESULTS_PER_ACTOR_MAX: i64 = 10_000;
+
+/// The results stream's whole size on disk; the oldest answers go first.
+const RESULTS_STREAM_BYTES_MAX: i64 = 1024 * 1024 * 1024;
+
+/// How long refused input is kept in the dead-letter stream.
+pub const DEAD_LETTERS_KEPT_MS: u64 = 30 * 24 * 60 * 60 * 1000;
+
+/// Dead letters kept per sender; the oldest go first, so one actor's junk never evicts another actor's evidence.
+pub const DEAD_LETTERS_PER_ACTOR_MAX: i64 = 512;
+
+/// The dead-letter stream's whole size on disk; the oldest go first.
+const DEAD_LETTER_STREAM_BYTES_MAX: i64 = 1024 * 1024 * 1024;
+
+/// A body up to this size is kept verbatim in a dead letter; a larger one is kept as a prefix with its size and
+/// SHA-256, so a dead letter always fits the dead-letter stream whatever arrived.
+const DEAD_LETTER_BODY_BYTES_MAX: usize = limits::COMMAND_BYTES_MAX;
+
+/// The prefix kept of a body too large to keep whole.
+const DEAD_LETTER_PREFIX_BYTES: usize = 1024;
+
+/// The sender's headers, as kept in a dead letter, and the reason text: each cut to this size.
+const DEAD_LETTER_HEADER_BYTES_MAX: usize = 1024;
+
+/// The largest dead letter: a whole body plus airlock's headers.
+const DEAD_LETTER_MESSAGE_BYTES_MAX: usize = DEAD_LETTER_BODY_BYTES_MAX + 8 * DEAD_LETTER_HEADER_BYTES_MAX;
 
 /// How long the server waits for an acknowledgement before redelivering a message to any airlock process. Short,
 /// because a message in flight when a server or an airlock process dies comes back only after it; safe, because a
 /// redelivered command is a no-op by its command id even if the first delivery is still being decided.
 const ACK_WAIT_MS: u64 = 10_000;
 
-/// How long a message airlock could not take (the log was unavailable) waits before it is delivered again.
+/// How long a message airlock could not take (the log was unavailable) first waits before it is delivered again;
+/// each later delivery waits twice as long, up to `RETRY_DELAY_MS_MAX`.
 const RETRY_DELAY_MS: u64 = 2_000;
+const RETRY_DELAY_MS_MAX: u64 = 60_000;
+
+/// Deliveries of one message before airlock gives up on it: the message is then kept in the dead letters (bounded
+/// form), its sender is told, and it is never delivered again. With the delays above that is about 8 minutes of
+/// airlock being unable to take it.
+pub const INTAKE_DELIVERIES_MAX: i64 = 12;
+
+/// The server's own bound on deliveries, a backstop for a process that dies on a message before it can give up on it.
+const SERVER_DELIVERIES_MAX: i64 = INTAKE_DELIVERIES_MAX + 4;
 
 /// How long one pull waits for messages before checking for shutdown.
 const PULL_EXPIRES_MS: u64 = 1_000;
 
-/// Error codes whose input is poison: retrying the same bytes can never succeed.
-const POISON_CODES: [&str; 6] =
-    ["malformed_command", "invalid_value", "too_long", "secret_in_untrusted_field", "role_not_allowed", "bad_subject"];
+/// The roles that send commands, each taken by its own consumer with its own share of the commands in flight, so
+/// an operator's halt or a reviewer's decision never waits behind a support desk's flood.
+const SENDING_ROLES: [Role; 4] = [Role::Intake, Role::Owner, Role::Reviewer, Role::Operator];
+
+const _: () = assert!(DEAD_LETTER_PREFIX_BYTES <= DEAD_LETTER_BODY_BYTES_MAX);
+const _: () = assert!(INTAKE_MESSAGE_BYTES_MAX <= DEAD_LETTER_MESSAGE_BYTES_MAX);
+const _: () = assert!(RETRY_DELAY_MS <= RETRY_DELAY_MS_MAX);
 
 #[derive(Debug, thiserror::Error)]
 #[error("NATS front door: {0}")]
@@ -73,17 +136,28 @@ fn failed(error: impl std::fmt::Display) -> IntakeError {
     IntakeError(error.to_string())
 }
 
-/// Creates the intake, results and dead-letter streams if they do not exist.
-pub async fn ensure_streams(context: &jetstream::Context, config: &IntakeConfig) -> Result<(), IntakeError> {
+/// The subjects a role's commands arrive on: `<prefix>.intake.<role>.<actor>.<command>`.
+fn role_subjects(prefix: &str, role: Role) -> String {
+    format!("{prefix}.intake.{role}.*.*")
+}
+
+/// The three streams of the front door, as airlock wants them.
+fn wanted_streams(config: &IntakeConfig) -> [stream::Config; 3] {
     let prefix = &config.prefix;
-    let streams = [
+    [
         stream::Config {
             name: config.intake_stream.clone(),
-            subjects: vec![format!("{prefix}.intake.>")],
+            // Only the subjects some consumer takes: anything else is refused by the broker, never stored unread.
+            subjects: SENDING_ROLES.iter().map(|role| role_subjects(prefix, *role)).collect(),
             retention: stream::RetentionPolicy::WorkQueue,
             storage: stream::StorageType::File,
             num_replicas: config.replicas,
-            max_message_size: INTAKE_MESSAGE_BYTES_MAX,
+            max_message_size: INTAKE_MESSAGE_BYTES_MAX as i32,
+            max_messages_per_subject: INTAKE_BACKLOG_PER_SUBJECT_MAX,
+            discard: stream::DiscardPolicy::New,
+            discard_new_per_subject: true,
+            max_bytes: INTAKE_STREAM_BYTES_MAX,
+            duplicate_window: Duration::from_millis(INTAKE_DUPLICATE_WINDOW_MS),
             description: Some("commands from support systems, agents, owners, reviewers, operators".into()),
             ..Default::default()
         },
@@ -93,6 +167,9 @@ pub async fn ensure_streams(context: &jetstream::Context, config: &IntakeConfig)
             storage: stream::StorageType::File,
             num_replicas: config.replicas,
             max_age: Duration::from_millis(RESULTS_KEPT_MS),
+            max_messages_per_subject: RESULTS_PER_ACTOR_MAX,
+            max_bytes: RESULTS_STREAM_BYTES_MAX,
+            discard: stream::DiscardPolicy::Old,
             description: Some("airlock's answer to each intake message, by sender".into()),
             ..Default::default()
         },
@@ -101,57 +178,138 @@ pub async fn ensure_streams(context: &jetstream::Context, config: &IntakeConfig)
             subjects: vec![format!("{prefix}.deadletter.>")],
             storage: stream::StorageType::File,
             num_replicas: config.replicas,
-            max_message_size: INTAKE_MESSAGE_BYTES_MAX + 64 * 1024,
+            max_message_size: DEAD_LETTER_MESSAGE_BYTES_MAX as i32,
+            max_age: Duration::from_millis(DEAD_LETTERS_KEPT_MS),
+            max_messages_per_subject: DEAD_LETTERS_PER_ACTOR_MAX,
+            max_bytes: DEAD_LETTER_STREAM_BYTES_MAX,
+            discard: stream::DiscardPolicy::Old,
             deny_delete: true,
             deny_purge: true,
-            description: Some("input airlock refused as unreadable or not allowed, with the reason".into()),
+            description: Some("input airlock refused or gave up on, with the reason, by sender".into()),
             ..Default::default()
         },
-    ];
-    for wanted in streams {
-        if context.get_stream(&wanted.name).await.is_err() {
-            context.create_stream(wanted).await.map_err(failed)?;
+    ]
+}
+
+/// Creates the intake, results and dead-letter streams, or brings existing ones to airlock's limits (keeping their
+/// replica count: rescaling is an operator's decision).
+pub async fn ensure_streams(context: &jetstream::Context, config: &IntakeConfig) -> Result<(), IntakeError> {
+    for mut wanted in wanted_streams(config) {
+        match context.get_stream(&wanted.name).await {
+            Ok(mut existing) => {
+                let found = existing.info().await.map_err(failed)?.config.clone();
+                wanted.num_replicas = found.num_replicas;
+                if !same_limits(&found, &wanted) {
+                    let name = wanted.name.clone();
+                    context.update_stream(wanted).await.map_err(|error| {
+                        IntakeError(format!("cannot bring stream {name} to airlock's limits: {error}"))
+                    })?;
+                }
+            }
+            Err(_) => {
+                context.create_stream(wanted).await.map_err(failed)?;
+            }
         }
     }
     Ok(())
 }
 
-/// Runs the intake consumer until `shutdown` turns true; then stops pulling, lets every command in flight finish
-/// (and be acknowledged), and returns. Nothing unfinished is acknowledged.
-pub async fn run_intake<L: EventLog + 'static>(
-    service: Arc<Service<L>>,
-    context: jetstream::Context,
-    config: IntakeConfig,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<(), IntakeError> {
-    let stream = context.get_stream(&config.intake_stream).await.map_err(failed)?;
-    let consumer: consumer::PullConsumer = stream
+/// Whether an existing stream already has every setting `ensure_streams` manages.
+fn same_limits(found: &stream::Config, wanted: &stream::Config) -> bool {
+    found.subjects == wanted.subjects
+        && found.max_message_size == wanted.max_message_size
+        && found.max_messages_per_subject == wanted.max_messages_per_subject
+        && found.discard == wanted.discard
+        && found.discard_new_per_subject == wanted.discard_new_per_subject
+        && found.max_bytes == wanted.max_bytes
+        && found.max_age == wanted.max_age
+        && (wanted.duplicate_window.is_zero() || found.duplicate_window == wanted.duplicate_window)
+        && found.deny_delete == wanted.deny_delete
+        && found.deny_purge == wanted.deny_purge
+}
+
+/// One role's durable consumer. Consumers of a work-queue stream may not overlap, so the unfiltered consumer of
+/// earlier releases (named `config.consumer`) is removed first; its unacknowledged messages stay in the stream and
+/// go to the role consumers.
+async fn role_consumer(
+    stream: &stream::Stream,
+    config: &IntakeConfig,
+    role: Role,
+) -> Result<consumer::PullConsumer, IntakeError> {
+    let name = format!("{}-{role}", config.consumer);
+    let in_flight = role_in_flight_max(config, role);
+    stream
         .get_or_create_consumer(
-            &config.consumer,
+            &name,
             consumer::pull::Config {
-                durable_name: Some(config.consumer.clone()),
+                durable_name: Some(name.clone()),
+                filter_subject: role_subjects(&config.prefix, role),
                 ack_policy: consumer::AckPolicy::Explicit,
                 ack_wait: Duration::from_millis(ACK_WAIT_MS),
-                max_ack_pending: (config.in_flight_max * 4) as i64,
+                max_ack_pending: (in_flight * 4) as i64,
+                max_deliver: SERVER_DELIVERIES_MAX,
                 ..Default::default()
             },
         )
         .await
-        .map_err(failed)?;
-    let permits = Arc::new(Semaphore::new(config.in_flight_max));
-    let mut in_flight = JoinSet::new();
+        .map_err(|error| IntakeError(format!("cannot open the intake consumer {name}: {error}")))
+}
+
+/// Commands of one role decided at once: support desks and agents share `in_flight_max`; owners, reviewers and
+/// operators each have a budget of their own, so they never queue behind intake.
+fn role_in_flight_max(config: &IntakeConfig, role: Role) -> usize {
+    match role {
+        Role::Intake => config.in_flight_max,
+        Role::Owner | Role::Reviewer | Role::Operator | Role::System => (config.in_flight_max / 4).max(4),
+    }
+}
+
+/// Runs the intake consumers, one per sending role, until `shutdown` turns true; then stops pulling, lets every
+/// command in flight finish (and be acknowledged), and returns. Nothing unfinished is acknowledged.
+pub async fn run_intake<L: EventLog + 'static>(
+    service: Arc<Service<L>>,
+    context: jetstream::Context,
+    config: IntakeConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), IntakeError> {
+    let stream = context.get_stream(&config.intake_stream).await.map_err(failed)?;
+    if stream.consumer_info(&config.consumer).await.is_ok() {
+        stream.delete_consumer(&config.consumer).await.map_err(failed)?;
+        tracing::info!(consumer = %config.consumer, "removed the unfiltered intake consumer of an earlier release");
+    }
     let config = Arc::new(config);
+    let mut roles = JoinSet::new();
+    for role in SENDING_ROLES {
+        let consumer = role_consumer(&stream, &config, role).await?;
+        let (service, context, config, shutdown) = (service.clone(), context.clone(), config.clone(), shutdown.clone());
+        roles.spawn(async move { run_role(service, context, config, consumer, role, shutdown).await });
+    }
+    while let Some(ended) = roles.join_next().await {
+        ended.map_err(failed)?;
+    }
+    Ok(())
+}
+
+/// One role's pull loop.
+async fn run_role<L: EventLog + 'static>(
+    service: Arc<Service<L>>,
+    context: jetstream::Context,
+    config: Arc<IntakeConfig>,
+    consumer: consumer::PullConsumer,
+    role: Role,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let in_flight_max = role_in_flight_max(&config, role);
+    let permits = Arc::new(Semaphore::new(in_flight_max));
+    let mut in_flight = JoinSet::new();
     while !*shutdown.borrow() {
-        let batch = consumer
-            .fetch()
-            .max_messages(config.in_flight_max)
-            .expires(Duration::from_millis(PULL_EXPIRES_MS))
-            .messages();
+        let batch =
+            consumer.fetch().max_messages(in_flight_max).expires(Duration::from_millis(PULL_EXPIRES_MS)).messages();
         let mut messages = tokio::select! {
             batch = batch => match batch {
                 Ok(messages) => messages,
                 Err(error) => {
-                    tracing::warn!(%error, "intake pull failed; retrying");
+                    tracing::warn!(%error, %role, "intake pull failed; retrying");
                     tokio::time::sleep(Duration::from_millis(RETRY_DELAY_MS)).await;
                     continue;
                 }
@@ -169,10 +327,20 @@ pub async fn run_intake<L: EventLog + 'static>(
         }
         while in_flight.try_join_next().is_some() {}
     }
-    tracing::info!(in_flight = in_flight.len(), "intake stopping: finishing commands in flight");
+    tracing::info!(%role, in_flight = in_flight.len(), "intake stopping: finishing commands in flight");
     while in_flight.join_next().await.is_some() {}
-    Ok(())
 }
+
+/// Error codes whose input is poison: retrying the same bytes can never succeed.
+const POISON_CODES: [&str; 7] = [
+    "malformed_command",
+    "invalid_value",
+    "too_long",
+    "secret_in_untrusted_field",
+    "role_not_allowed",
+    "bad_subject",
+    "gave_up",
+];
 
 /// One intake message, end to end.
 async fn process<L: EventLog>(
@@ -181,30 +349,35 @@ async fn process<L: EventLog>(
     config: &IntakeConfig,
     message: jetstream::Message,
 ) {
-    let sequence = message.info().map(|info| info.stream_sequence).unwrap_or(0);
+    let (sequence, delivered) = message.info().map(|info| (info.stream_sequence, info.delivered)).unwrap_or((0, 1));
     let subject = message.subject.to_string();
     // The answer is stored before any notice goes out, so that how long it takes says nothing about the account.
-    let ((actor, reply), notices) = with_deferred_notices(async {
+    let ((actor, mut reply), notices) = with_deferred_notices(async {
         match subjects::parse_intake(&config.prefix, &subject) {
             Ok((actor, command)) => {
                 let reply = handle_json(service, &actor, command, &message.payload).await;
                 (Some(actor), reply)
             }
-            Err(SubjectError(reason)) => (None, bad_subject(reason)),
+            Err(SubjectError { actor, reason }) => (actor, bad_subject(reason)),
         }
     })
     .await;
     let code = reply.error.as_ref().map(|error| error.code.as_str());
     if code == Some("unavailable") {
-        tracing::warn!(sequence, "command left for redelivery: {}", reply.message);
-        service.send_deferred(notices).await;
-        let _ = message.ack_with(jetstream::AckKind::Nak(Some(Duration::from_millis(RETRY_DELAY_MS)))).await;
-        return;
+        if delivered < INTAKE_DELIVERIES_MAX {
+            let delay = retry_delay(delivered);
+            tracing::warn!(sequence, delivered, "command left for redelivery in {delay:?}: {}", reply.message);
+            service.send_deferred(notices).await;
+            let _ = message.ack_with(jetstream::AckKind::Nak(Some(delay))).await;
+            return;
+        }
+        tracing::error!(sequence, delivered, "giving up on a command airlock could not take: {}", reply.message);
+        reply = gave_up(reply.command_id.take(), delivered);
     }
-    let poison = code.is_some_and(|code| POISON_CODES.contains(&code));
+    let poison = reply.error.as_ref().is_some_and(|error| POISON_CODES.contains(&error.code.as_str()));
     let stored = async {
         if poison {
-            dead_letter(context, config, actor.as_ref(), &subject, sequence, &message.payload, &reply).await?;
+            dead_letter(context, config, actor.as_ref(), &message, sequence, &reply).await?;
         }
         if let Some(actor) = &actor {
             publish_result(context, config, actor, sequence, &reply).await?;
@@ -221,21 +394,46 @@ async fn process<L: EventLog>(
                 tracing::warn!(sequence, %error, "intake acknowledgement failed; the message will be redelivered");
             }
         }
-        Err(error) => {
+        Err(error) if delivered < INTAKE_DELIVERIES_MAX => {
             tracing::warn!(sequence, %error, "could not store the answer; leaving the message for redelivery");
-            let _ = message.ack_with(jetstream::AckKind::Nak(Some(Duration::from_millis(RETRY_DELAY_MS)))).await;
+            let _ = message.ack_with(jetstream::AckKind::Nak(Some(retry_delay(delivered)))).await;
+        }
+        Err(error) => {
+            // Never delivered again: the log line is what is left of it.
+            tracing::error!(sequence, delivered, subject = %subject, %error, "could not store the answer or the dead \
+                letter after {INTAKE_DELIVERIES_MAX} deliveries; the message is dropped");
+            let _ = message.ack_with(jetstream::AckKind::Term).await;
         }
     }
 }
 
+/// The wait before delivery number `delivered + 1`: doubling from `RETRY_DELAY_MS`, at most `RETRY_DELAY_MS_MAX`.
+fn retry_delay(delivered: i64) -> Duration {
+    let doublings = delivered.clamp(1, 16) as u32 - 1;
+    Duration::from_millis(RETRY_DELAY_MS.saturating_mul(1 << doublings).min(RETRY_DELAY_MS_MAX))
+}
+
 fn bad_subject(reason: String) -> Reply {
+    refusal("bad_subject", reason)
+}
+
+/// The answer to a command airlock could not take in `INTAKE_DELIVERIES_MAX` deliveries.
+fn gave_up(command_id: Option<String>, delivered: i64) -> Reply {
+    let reason = format!(
+        "airlock could not take this command in {delivered} attempts; it is kept in the dead letters and will not \
+         be tried again: send it again later"
+    );
+    Reply { command_id, ..refusal("gave_up", reason) }
+}
+
+fn refusal(code: &str, reason: String) -> Reply {
     Reply {
         accepted: false,
         command_id: None,
         case_id: None,
         status: None,
         message: reason.clone(),
-        error: Some(crate::intake::ReplyError { code: "bad_subject".into(), reason }),
+        error: Some(crate::intake::ReplyError { code: code.into(), reason }),
     }
 }
 
@@ -258,32 +456,67 @@ async fn publish_result(
     Ok(())
 }
 
-/// Keeps refused input with the reason. The body is kept verbatim, except for `submit_proof`, whose body may hold an
-/// owner's code: codes are never stored anywhere, so that body is replaced by its size and SHA-256.
+/// `text` cut to at most `bytes_max` bytes on a character boundary, with line breaks and other controls made spaces
+/// (a header value is one line).
+fn header_value(text: &str, bytes_max: usize) -> String {
+    let mut end = text.len().min(bytes_max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].chars().map(|character| if character.is_control() { ' ' } else { character }).collect()
+}
+
+/// What a dead letter keeps of a body: the body itself when it is small enough, else a prefix; withheld entirely
+/// when it may hold an owner's code. Returns the body and what it is (`verbatim`, `prefix`, `withheld`).
+fn kept_body(payload: &[u8], may_hold_a_code: bool) -> (Vec<u8>, &'static str) {
+    if may_hold_a_code {
+        let digest = hex::encode(Sha256::digest(payload));
+        (format!("withheld: {} bytes, sha256 {digest}", payload.len()).into_bytes(), "withheld")
+    } else if payload.len() <= DEAD_LETTER_BODY_BYTES_MAX {
+        (payload.to_vec(), "verbatim")
+    } else {
+        (payload[..DEAD_LETTER_PREFIX_BYTES].to_vec(), "prefix")
+    }
+}
+
+/// Keeps refused input with the reason, in a bounded form that always fits the dead-letter stream: the body verbatim
+/// up to `DEAD_LETTER_BODY_BYTES_MAX`, else a prefix; always its size and SHA-256; the sender's headers, cut to
+/// `DEAD_LETTER_HEADER_BYTES_MAX`. A `submit_proof` body (or one refused for holding a secret) may hold an owner's
+/// code, and codes are never stored anywhere: its body and headers are withheld, only size and digest kept.
 async fn dead_letter(
     context: &jetstream::Context,
     config: &IntakeConfig,
     actor: Option<&crate::core::actor::Actor>,
-    subject: &str,
+    original: &jetstream::Message,
     sequence: u64,
-    payload: &[u8],
     reply: &Reply,
 ) -> Result<(), IntakeError> {
+    let subject = original.subject.as_str();
+    let payload = &original.payload[..];
     let reason = reply.error.as_ref().map_or("refused", |error| error.reason.as_str());
     let code = reply.error.as_ref().map_or("refused", |error| error.code.as_str());
     let may_hold_a_code = subject.ends_with(".submit_proof") || code == "secret_in_untrusted_field";
-    let body: Vec<u8> = if may_hold_a_code {
-        format!("withheld: {} bytes, sha256 {}", payload.len(), hex::encode(Sha256::digest(payload))).into_bytes()
-    } else {
-        payload.to_vec()
-    };
-    let message = jetstream::message::PublishMessage::build()
+    let (body, body_kind) = kept_body(payload, may_hold_a_code);
+    let mut message = jetstream::message::PublishMessage::build()
         .payload(body.into())
         .header("Airlock-Reason-Code", code)
-        .header("Airlock-Reason", reason.replace(['\r', '\n'], " "))
-        .header("Airlock-Original-Subject", subject)
+        .header("Airlock-Reason", header_value(reason, DEAD_LETTER_HEADER_BYTES_MAX))
+        .header("Airlock-Original-Subject", header_value(subject, DEAD_LETTER_HEADER_BYTES_MAX))
         .header("Airlock-Intake-Sequence", sequence.to_string())
+        .header("Airlock-Original-Bytes", payload.len().to_string())
+        .header("Airlock-Original-Sha256", hex::encode(Sha256::digest(payload)))
+        .header("Airlock-Body", body_kind)
         .message_id(format!("dead-{sequence}"));
+    if let (Some(headers), false) = (&original.headers, may_hold_a_code) {
+        let shown: Vec<String> = headers
+            .iter()
+            .flat_map(|(name, values)| values.iter().map(move |value| format!("{name}: {}", value.as_str())))
+            .collect();
+        if !shown.is_empty() {
+            message = message
+                .header("Airlock-Original-Headers", header_value(&shown.join("; "), DEAD_LETTER_HEADER_BYTES_MAX));
+        }
+    }
     let pending = context.send_publish(subjects::dead_letter(&config.prefix, actor), message).await.map_err(failed)?;
     pending.await.map_err(failed)?;
     tracing::info!(sequence, code, "input kept in the dead-letter stream");

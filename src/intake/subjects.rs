@@ -36,29 +36,39 @@ pub fn actor_token_valid(id: &str) -> bool {
         && id.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
 }
 
-/// Why an intake subject could not be read.
+/// Why an intake subject could not be read, and the sender when the subject named a valid one (an unknown command
+/// from a known sender is answered to that sender).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SubjectError(pub String);
+pub struct SubjectError {
+    pub actor: Option<Actor>,
+    pub reason: String,
+}
 
 /// Reads `<prefix>.intake.<role>.<actor>.<command>`.
 pub fn parse_intake(prefix: &str, subject: &str) -> Result<(Actor, CommandType), SubjectError> {
+    let refused = |actor: Option<&Actor>, reason: String| SubjectError { actor: actor.cloned(), reason };
     let rest = subject
         .strip_prefix(prefix)
         .and_then(|rest| rest.strip_prefix(".intake."))
-        .ok_or_else(|| SubjectError(format!("{subject} is not an intake subject")))?;
+        .ok_or_else(|| refused(None, format!("{subject} is not an intake subject")))?;
     let tokens: Vec<&str> = rest.split('.').collect();
     let [role, actor, command] = tokens.as_slice() else {
-        return Err(SubjectError(format!("{subject} should be {prefix}.intake.<role>.<actor>.<command>")));
+        return Err(refused(None, format!("{subject} should be {prefix}.intake.<role>.<actor>.<command>")));
     };
-    let role = role_of(role).ok_or_else(|| SubjectError(format!("unknown role {role:?} in {subject}")))?;
+    let role = role_of(role).ok_or_else(|| refused(None, format!("unknown role {role:?} in {subject}")))?;
     if !actor_token_valid(actor) {
-        return Err(SubjectError(format!("actor id {actor:?} is not 1 to 64 of A-Z a-z 0-9 - _")));
+        return Err(refused(None, format!("actor id {actor:?} is not 1 to 64 of A-Z a-z 0-9 - _")));
     }
-    let command = CommandType::ALL
-        .into_iter()
-        .find(|candidate| command_token(*candidate) == *command)
-        .ok_or_else(|| SubjectError(format!("unknown command {command:?} in {subject}")))?;
-    Ok((Actor::new(role, *actor), command))
+    let actor = Actor::new(role, *actor);
+    let command =
+        CommandType::ALL.into_iter().find(|candidate| command_token(*candidate) == *command).ok_or_else(|| {
+            let known: Vec<&str> = CommandType::ALL.into_iter().map(command_token).collect();
+            refused(
+                Some(&actor),
+                format!("unknown command {command:?} in {subject}; commands are {}", known.join(", ")),
+            )
+        })?;
+    Ok((actor, command))
 }
 
 /// Reads `<prefix>.query.<role>.<actor>`.
@@ -109,6 +119,9 @@ mod tests {
         ] {
             assert!(parse_intake("airlock", junk).is_err(), "{junk} was accepted");
         }
+        let unknown = parse_intake("airlock", "airlock.intake.intake.bot.teleport").unwrap_err();
+        assert_eq!(unknown.actor, Some(Actor::new(Role::Intake, "bot")), "an unknown command names its sender");
+        assert_eq!(parse_intake("airlock", "airlock.intake.admin.bot.cancel").unwrap_err().actor, None);
         assert_eq!(parse_query("airlock", "airlock.query.reviewer.ana"), Some(Actor::new(Role::Reviewer, "ana")));
         assert_eq!(parse_query("airlock", "airlock.query.system.airlock"), None);
     }

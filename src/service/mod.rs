@@ -222,9 +222,10 @@ impl<L: EventLog> Service<L> {
             let stream = Stream::Case(case_id.clone());
             // A refusal is keyed by the case version too: the same command may be refused now and, retried once the
             // case has moved on, be accepted (or refused again, and recorded again) later.
+            let sent = sender_key(&envelope.actor, &envelope.command_id);
             let command_key = match rejection {
-                Some(_) => format!("refused:{case_id}:{}:{}", envelope.command_id, state.events),
-                None => format!("{case_id}:{}", envelope.command_id),
+                Some(_) => format!("refused:{case_id}:{sent}:{}", state.events),
+                None => format!("{case_id}:{sent}"),
             };
             match self.log.append(&stream, last_sequence, &command_key, encoded).await {
                 Err(LogError::Conflict { .. }) => {
@@ -289,7 +290,7 @@ impl<L: EventLog> Service<L> {
             else {
                 return Ok(());
             };
-            let key = format!("refused:{case_id}:{command_id}:{}", state.events);
+            let key = format!("refused:{case_id}:{}:{}", sender_key(actor, command_id), state.events);
             let bytes = vec![encode_case_event(case_id, state.events as u64 + 1, &event)];
             match self.log.append(&Stream::Case(case_id.clone()), last_sequence, &key, bytes).await {
                 Err(LogError::Conflict { .. }) => continue,
@@ -332,7 +333,7 @@ impl<L: EventLog> Service<L> {
                 if crate::core::command::CommandKind::SubmitProof.allowed_roles().contains(&actor.role)
                     && state.status == crate::core::state::Status::Requested
                     && facts.snapshot.totp_enrolled_since.is_some()
-                    && !state.seen_commands.contains(&command_id) =>
+                    && !state.has_seen(&actor, &command_id) =>
             {
                 let (directory, account, typed, now) =
                     (self.directory.clone(), facts.account_id.clone(), typed.to_string(), self.clock.now());
@@ -367,7 +368,16 @@ impl<L: EventLog> Service<L> {
                 .enumerate()
                 .map(|(offset, event)| encode_control_event(version + offset as u64 + 1, event))
                 .collect();
-            match self.log.append(&Stream::Control, last_sequence, &format!("control:{command_id}"), encoded).await {
+            match self
+                .log
+                .append(
+                    &Stream::Control,
+                    last_sequence,
+                    &format!("control:{}", sender_key(&actor, &command_id)),
+                    encoded,
+                )
+                .await
+            {
                 Err(LogError::Conflict { .. }) => continue,
                 Err(error) => return Err(error.into()),
                 Ok(_) => {
@@ -397,4 +407,10 @@ impl<L: EventLog> Service<L> {
             last = self.projection.apply(&entries)?;
         }
     }
+}
+
+/// A command id as its sender means it: the log's message ids name the sender too, so that two actors who pick the
+/// same command id are never taken for one retried command (issue 15, item 2).
+pub(crate) fn sender_key(actor: &Actor, command_id: &CommandId) -> String {
+    format!("{}.{}:{command_id}", actor.role, actor.id)
 }

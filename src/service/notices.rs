@@ -338,7 +338,7 @@ impl<L: EventLog> Service<L> {
                 .enumerate()
                 .map(|(offset, event)| encode_case_event(case_id, state.events as u64 + offset as u64 + 1, event))
                 .collect();
-            let key = format!("{case_id}:{}", envelope.command_id);
+            let key = format!("{case_id}:{}", super::sender_key(&envelope.actor, &envelope.command_id));
             match self.log.append(&Stream::Case(case_id.clone()), last_sequence, &key, encoded).await {
                 Err(LogError::Conflict { .. }) => continue,
                 Err(error) => return Err(error.into()),
