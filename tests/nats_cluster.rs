@@ -1,6 +1,10 @@
 //! A three-node NATS JetStream cluster on loopback, routed between its members, with airlock's event stream at
 //! replicas 3: one node is killed in the middle of a stream of appends, and every append the cluster acknowledged is
-//! still there afterwards, in order.
+//! still there afterwards, in order. And the operator's view of such a cluster: `airlock serve --replicas 3` started
+//! while the cluster is still forming waits for it, and the commands that only read the log (`audit verify`, `replay
+//! --verify`, `case history`) open the replicas-3 log as it is.
+
+mod common;
 
 use airlock::core::ids::CaseId;
 use airlock::log::envelope::Stream;
@@ -126,4 +130,50 @@ async fn killing_one_node_loses_no_acknowledged_event() {
     };
     assert_eq!(info.config.num_replicas, 3);
     assert_eq!(info.state.messages as usize, CASES * COMMITS_PER_CASE);
+}
+
+// Proves (issue 15, item 5) that `serve --replicas 3` started the moment a cluster's nodes are launched waits for the
+// cluster instead of exiting, and that an operator can audit, verify by replay and read a case's history against the
+// replicas-3 log without saying how many replicas it has.
+#[tokio::test(flavor = "multi_thread")]
+async fn operators_audit_and_rebuild_a_replicas_3_deployment() {
+    let directory = scratch();
+    let nodes = start_cluster(directory.path());
+    let url = nodes.iter().map(NatsServer::url).collect::<Vec<_>>().join(",");
+    let data = directory.path().join("data");
+    let log = directory.path().join("serve.log");
+    let serve = common::serve::ServeProcess::start(&url, &data, &log, &["--replicas", "3"], &[]);
+
+    let client = airlock::nats::connect(&url, "cluster-test").await.unwrap();
+    let context = async_nats::jetstream::new(client.clone());
+    let request = serde_json::json!({
+        "version": 1, "command_id": "c1", "account_id": "nobody",
+        "action": { "type": "reset_password" }, "summary": "customer asked", "signals": {}
+    });
+    let body = serde_json::to_vec(&request).unwrap();
+    common::publish(&context, "airlock.intake.intake.desk.request_recovery", "c1", body).await;
+    let answers = common::read_all(&client, "AIRLOCK_RESULTS", "airlock.result.intake.desk", 1).await;
+    let answer: serde_json::Value = serde_json::from_slice(&answers[0].payload).unwrap();
+    let case_id = answer["case_id"].as_str().expect("the request opened a case").to_string();
+
+    let mut events = context.get_stream("AIRLOCK_EVENTS").await.unwrap();
+    assert_eq!(events.info().await.unwrap().config.num_replicas, 3);
+    common::wait_for(
+        || {
+            let shown = common::serve::airlock(&data, &["case", "show", &case_id]);
+            shown.status.success()
+        },
+        "the projection to hold the case",
+    );
+    for command in [
+        vec!["audit", "verify", "--nats", &url],
+        vec!["replay", "--verify", "--nats", &url],
+        vec!["case", "history", &case_id, "--nats", &url],
+    ] {
+        let output = common::serve::airlock(&data, &command);
+        let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "{command:?} failed on the replicas-3 log: {said}");
+        assert!(!said.contains("replicas"), "{command:?}: {said}");
+    }
+    assert_eq!(serve.stop().code(), Some(0));
 }

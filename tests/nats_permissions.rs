@@ -355,12 +355,20 @@ async fn the_broker_refuses_every_subject_but_the_actors_own() {
         "$JS.API.STREAM.MSG.DELETE.AIRLOCK_EVENTS",
         "$JS.API.STREAM.DELETE.KV_AIRLOCK_LEDGERS",
         "$JS.API.STREAM.PURGE.AIRLOCK_DEADLETTER",
+        "$JS.API.STREAM.UPDATE.AIRLOCK_EVENTS",
+        "$JS.API.STREAM.UPDATE.KV_AIRLOCK_LEDGERS",
     ] {
         airlock.publish_refused("airlock", subject).await;
     }
     let context = async_nats::jetstream::new(airlock.client.clone());
     let mut events = context.get_stream("AIRLOCK_EVENTS").await.unwrap();
+    // Issue 15, item 3: not even airlock's key may change the log's limits (one per subject would erase histories).
+    let mut shrunk = events.info().await.unwrap().config.clone();
+    shrunk.max_messages_per_subject = 1;
+    let updated = tokio::time::timeout(std::time::Duration::from_secs(10), context.update_stream(shrunk)).await;
+    assert!(!matches!(updated, Ok(Ok(_))), "airlock's key changed the event log's limits: {updated:?}");
     let info = events.info().await.unwrap();
+    assert_eq!(info.config.max_messages_per_subject, -1, "the log's limits are unchanged");
     assert!(info.state.messages >= 4, "the case's events and the kill switch's are still there: {:?}", info.state);
     assert_eq!(info.state.first_sequence, 1, "nothing was removed from the start of the log");
     // The projector, under the same user, kept up: the case reads as cooling off in the projection.

@@ -269,18 +269,43 @@ async fn startup_errors_name_the_problem() {
     assert_eq!(unreachable.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&unreachable.stderr).contains("cannot reach NATS"), "{unreachable:?}");
 
-    let client = harness.client().await;
-    let mut unsafe_config = JetStreamConfig::default().stream_config();
-    unsafe_config.deny_delete = false;
-    jetstream::new(client).create_stream(unsafe_config).await.unwrap();
-    let refused = Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(["serve", "--nats", &harness.nats.url(), "--data-dir"])
-        .arg(harness.data())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert_eq!(refused.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("incompatible configuration") && stderr.contains("deny_delete"), "{stderr}");
+    // Issue 15, item 3: every setting that could discard, expire or delete an event is refused, by name, by serve
+    // and by the commands that read the log (after a first run has made the projection they compare with).
+    let mut harness = harness;
+    harness.start_serve(&[], &[]);
+    assert_eq!(harness.stop_serve().code(), Some(0));
+    let context = jetstream::new(harness.client().await);
+    type Weaken = fn(&mut jetstream::stream::Config);
+    let variants: [(&str, Weaken); 8] = [
+        ("deny_delete", |config| config.deny_delete = false),
+        ("deny_purge", |config| config.deny_purge = false),
+        ("allow_rollup", |config| {
+            config.allow_rollup = true;
+            config.deny_purge = false;
+        }),
+        ("max_msgs_per_subject", |config| config.max_messages_per_subject = 1),
+        ("max_age", |config| config.max_age = Duration::from_secs(3600)),
+        ("max_bytes", |config| config.max_bytes = 1 << 30),
+        ("max_msgs", |config| config.max_messages = 1_000_000),
+        ("TTL", |config| config.allow_message_ttl = true),
+    ];
+    for (setting, weaken) in variants {
+        let mut unsafe_config = JetStreamConfig::default().stream_config();
+        weaken(&mut unsafe_config);
+        let _ = context.delete_stream("AIRLOCK_EVENTS").await;
+        context.create_stream(unsafe_config).await.unwrap();
+        for command in [&["serve"][..], &["audit", "verify"][..], &["case", "history", "case-1"][..]] {
+            let refused = Command::new(env!("CARGO_BIN_EXE_airlock"))
+                .args(command)
+                .args(["--nats", &harness.nats.url(), "--data-dir"])
+                .arg(harness.data())
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&refused.stderr);
+            assert_ne!(refused.status.code(), Some(0), "{command:?} ran on a log with {setting} weakened: {stderr}");
+            assert!(stderr.contains("incompatible configuration") && stderr.contains(setting), "{command:?}: {stderr}");
+        }
+    }
 }
 
 // Proves cases can be queried over NATS request/reply: an intake actor sees the coarse public status, a reviewer the

@@ -61,7 +61,7 @@ pub fn run(args: AuditArgs) -> u8 {
         match nats {
             Some(url) => {
                 let client = crate::nats::connect_seeded(&url, "airlock-audit", nats_nkey.as_deref()).await?;
-                let log = JetStreamLog::open(client, JetStreamConfig::default()).await?;
+                let log = JetStreamLog::open_existing(client, &JetStreamConfig::default().stream_name).await?;
                 verify(&log, &live).await
             }
             None => verify(&SqliteLog::open(&data_dir.join("log.db"))?, &live).await,

@@ -229,7 +229,7 @@ fn run_history(
         match nats {
             Some(url) => {
                 let client = crate::nats::connect_seeded(&url, "airlock-case", nats_nkey.as_deref()).await?;
-                let log = JetStreamLog::open(client, JetStreamConfig::default()).await?;
+                let log = JetStreamLog::open_existing(client, &JetStreamConfig::default().stream_name).await?;
                 history(&log, &case_id, &engines).await
             }
             None => {

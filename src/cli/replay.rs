@@ -340,7 +340,9 @@ pub fn run(args: ReplayArgs) -> u8 {
                 let client = crate::nats::connect_seeded(url, "airlock-replay", args.nats_nkey.as_deref())
                     .await
                     .map_err(Failure::unavailable)?;
-                let log = JetStreamLog::open(client, JetStreamConfig::default()).await.map_err(Failure::unavailable)?;
+                let log = JetStreamLog::open_existing(client, &JetStreamConfig::default().stream_name)
+                    .await
+                    .map_err(Failure::unavailable)?;
                 run_on(&log, &args, &engines, moment).await
             }
             None => {

@@ -76,8 +76,12 @@ pub struct JetStreamLog {
     context: jetstream::Context,
     stream: stream::Stream,
     config: JetStreamConfig,
-    /// The request ledgers (ADR 7, ADR 8), a key-value bucket: one key per counted value, compare-and-swap on revision.
-    ledgers: jetstream::kv::Store,
+    /// The request ledgers (ADR 7, ADR 8), a key-value bucket: one key per counted value, compare-and-swap on
+    /// revision. `None` when a read-only command found no bucket.
+    ledgers: Option<jetstream::kv::Store>,
+    /// Whether the stream allows Direct Get (streams created by airlock do; an older one is read the slow way rather
+    /// than updated, since nobody may change the log's configuration).
+    direct: bool,
 }
 
 /// The bucket of request ledgers.
@@ -87,12 +91,16 @@ fn unavailable(error: impl std::fmt::Display) -> LogError {
     LogError::Unavailable(error.to_string())
 }
 
-/// Checks an existing stream against what airlock needs; any difference that weakens immutability or durability is
-/// refused with the setting named.
-fn check_existing(found: &stream::Config, wanted: &stream::Config) -> Result<(), LogError> {
+/// Every setting of an existing event stream that could discard, expire, rewrite or lose an acknowledged event, or
+/// let a command delete one, named. Empty when the stream is safe. The replica count is not among them: it is checked
+/// only by `serve`, which creates the stream (`JetStreamLog::open`), never by a command that only reads it.
+pub fn unsafe_settings(found: &stream::Config, wanted: &stream::Config) -> Vec<String> {
     let mut problems = Vec::new();
     if !found.subjects.iter().any(|subject| wanted.subjects.contains(subject)) {
         problems.push(format!("subjects are {:?}, airlock needs {:?}", found.subjects, wanted.subjects));
+    }
+    if found.retention != stream::RetentionPolicy::Limits {
+        problems.push(format!("retention is {:?}: acknowledged or unread events would be removed", found.retention));
     }
     if !found.deny_delete {
         problems.push("deny_delete is off".to_string());
@@ -103,16 +111,41 @@ fn check_existing(found: &stream::Config, wanted: &stream::Config) -> Result<(),
     if found.allow_rollup {
         problems.push("allow_rollup is on".to_string());
     }
-    if found.max_age != Duration::ZERO || found.max_messages != -1 || found.max_bytes != -1 {
-        problems.push("the stream has limits (max_age, max_msgs or max_bytes) that would discard events".to_string());
+    if found.max_age != Duration::ZERO {
+        problems.push(format!("max_age is {:?}: older events would expire", found.max_age));
+    }
+    if found.max_messages != -1 {
+        problems.push(format!("max_msgs is {}: older events would be discarded", found.max_messages));
+    }
+    if found.max_bytes != -1 {
+        problems.push(format!("max_bytes is {}: older events would be discarded", found.max_bytes));
     }
     if found.max_messages_per_subject != -1 {
-        problems.push("max_msgs_per_subject would discard a case's older events".to_string());
+        problems.push(format!(
+            "max_msgs_per_subject is {}: a case's older events would be discarded",
+            found.max_messages_per_subject
+        ));
+    }
+    if found.allow_message_ttl || found.subject_delete_marker_ttl.is_some() {
+        problems.push("per-message TTLs are allowed: events could expire".to_string());
     }
     if found.storage != stream::StorageType::File {
         problems.push("storage is not file".to_string());
     }
-    if found.num_replicas != wanted.num_replicas {
+    if matches!(found.persist_mode, Some(stream::PersistenceMode::Async)) {
+        problems.push("persist_mode is async: an acknowledged event could be lost in a crash".to_string());
+    }
+    if found.mirror.is_some() || found.sources.as_ref().is_some_and(|sources| !sources.is_empty()) {
+        problems.push("the stream mirrors or sources another stream".to_string());
+    }
+    problems
+}
+
+/// Checks an existing stream against what airlock needs, refusing it with every unsafe setting named; `serve` also
+/// insists on its configured replica count.
+fn check_existing(found: &stream::Config, wanted: &stream::Config, replicas: bool) -> Result<(), LogError> {
+    let mut problems = unsafe_settings(found, wanted);
+    if replicas && found.num_replicas != wanted.num_replicas {
         problems.push(format!("replicas are {}, configured {}", found.num_replicas, wanted.num_replicas));
     }
     if problems.is_empty() {
@@ -126,7 +159,9 @@ fn check_existing(found: &stream::Config, wanted: &stream::Config) -> Result<(),
 }
 
 impl JetStreamLog {
-    /// Opens the event stream, creating it if it does not exist and refusing one whose configuration is unsafe.
+    /// Opens the event stream for `serve`, creating it (and the ledger bucket) if it does not exist and refusing one
+    /// whose configuration is unsafe or whose replica count differs from the configured one. The stream is never
+    /// updated: airlock's own key may not change the log's configuration either (`nats::permissions`).
     pub async fn open(client: async_nats::Client, config: JetStreamConfig) -> Result<JetStreamLog, LogError> {
         let mut context = jetstream::new(client);
         context.set_timeout(Duration::from_millis(PUBLISH_ACK_TIMEOUT_MS));
@@ -134,13 +169,7 @@ impl JetStreamLog {
         let stream = match context.get_stream(&config.stream_name).await {
             Ok(mut stream) => {
                 let info = stream.info().await.map_err(unavailable)?;
-                check_existing(&info.config, &wanted)?;
-                if !info.config.allow_direct {
-                    let mut updated = info.config.clone();
-                    updated.allow_direct = true;
-                    context.update_stream(updated).await.map_err(unavailable)?;
-                    stream = context.get_stream(&config.stream_name).await.map_err(unavailable)?;
-                }
+                check_existing(&info.config, &wanted, true)?;
                 stream
             }
             Err(error) if error.to_string().contains("stream not found") => {
@@ -162,7 +191,41 @@ impl JetStreamLog {
                 .await
                 .map_err(unavailable)?,
         };
-        Ok(JetStreamLog { context, stream, config, ledgers })
+        JetStreamLog::assemble(context, stream, config, Some(ledgers)).await
+    }
+
+    /// Opens an existing event stream as it is, for the commands that only read it (`audit`, `replay`, `case
+    /// history`): its immutability is checked, its replica count is not (they did not create it), and nothing is
+    /// created. The ledger bucket is opened if it exists.
+    pub async fn open_existing(client: async_nats::Client, stream_name: &str) -> Result<JetStreamLog, LogError> {
+        let mut context = jetstream::new(client);
+        context.set_timeout(Duration::from_millis(PUBLISH_ACK_TIMEOUT_MS));
+        let defaults = JetStreamConfig::default();
+        let mut stream = match context.get_stream(stream_name).await {
+            Ok(stream) => stream,
+            Err(error) if error.to_string().contains("stream not found") => {
+                return Err(LogError::Misconfigured(format!(
+                    "there is no event log (stream {stream_name}) on this NATS server: nothing to read"
+                )));
+            }
+            Err(error) => return Err(unavailable(error)),
+        };
+        let found = stream.info().await.map_err(unavailable)?.config.clone();
+        let wanted = JetStreamConfig { stream_name: stream_name.to_string(), ..defaults.clone() }.stream_config();
+        check_existing(&found, &wanted, false)?;
+        let config = JetStreamConfig { stream_name: stream_name.to_string(), replicas: found.num_replicas, ..defaults };
+        let ledgers = context.get_key_value(LEDGER_BUCKET).await.ok();
+        JetStreamLog::assemble(context, stream, config, ledgers).await
+    }
+
+    async fn assemble(
+        context: jetstream::Context,
+        mut stream: stream::Stream,
+        config: JetStreamConfig,
+        ledgers: Option<jetstream::kv::Store>,
+    ) -> Result<JetStreamLog, LogError> {
+        let direct = stream.info().await.map_err(unavailable)?.config.allow_direct;
+        Ok(JetStreamLog { context, stream, config, ledgers, direct })
     }
 
     pub fn config(&self) -> &JetStreamConfig {
@@ -172,6 +235,10 @@ impl JetStreamLog {
     /// The event stream, for consumers (the projector, the benchmark).
     pub fn stream(&self) -> &stream::Stream {
         &self.stream
+    }
+
+    fn ledger_bucket(&self) -> Result<&jetstream::kv::Store, LogError> {
+        self.ledgers.as_ref().ok_or_else(|| LogError::Unavailable(format!("there is no {LEDGER_BUCKET} bucket")))
     }
 
     /// The sequence and message id of a subject's last message, if it has one.
@@ -245,6 +312,9 @@ impl EventLog for JetStreamLog {
     }
 
     async fn read_stream_fast(&self, stream: &Stream) -> Result<Vec<Entry>, LogError> {
+        if !self.direct {
+            return self.read_stream(stream).await;
+        }
         let subject = self.config.subject(stream);
         let mut entries = Vec::new();
         let mut next = 1;
@@ -349,7 +419,7 @@ impl EventLog for JetStreamLog {
     }
 
     async fn ledger(&self, key: &LedgerKey) -> Result<(u64, Ledger), LogError> {
-        match self.ledgers.entry(key.storage_key()).await.map_err(unavailable)? {
+        match self.ledger_bucket()?.entry(key.storage_key()).await.map_err(unavailable)? {
             Some(entry) if entry.operation == jetstream::kv::Operation::Put => {
                 Ok((entry.revision, Ledger::decode(&entry.value)?))
             }
@@ -361,13 +431,13 @@ impl EventLog for JetStreamLog {
         let conflict = || LogError::Conflict { stream: format!("ledger of {key}"), expected: revision, actual: 0 };
         let (key, value) = (key.storage_key(), bytes::Bytes::from(ledger.encode()));
         if revision == 0 {
-            return match self.ledgers.create(&key, value).await {
+            return match self.ledger_bucket()?.create(&key, value).await {
                 Ok(_) => Ok(()),
                 Err(error) if error.kind() == jetstream::kv::CreateErrorKind::AlreadyExists => Err(conflict()),
                 Err(error) => Err(unavailable(error)),
             };
         }
-        match self.ledgers.update(&key, value, revision).await {
+        match self.ledger_bucket()?.update(&key, value, revision).await {
             Ok(_) => Ok(()),
             Err(error) if error.kind() == jetstream::kv::UpdateErrorKind::WrongLastRevision => Err(conflict()),
             Err(error) => Err(unavailable(error)),

@@ -1,8 +1,8 @@
 //! Least privilege at the broker (`airlock nats-config`): a nats-server configuration with one nkey user per actor,
 //! in which each role may publish only the commands its role may send, only under its own actor id, and read only its
 //! own answers; and in which nobody but airlock may write the event log, the answers or the dead letters, or call the
-//! JetStream API at all. airlock itself may not delete or purge a stream either: the log is append-only at the
-//! broker too.
+//! JetStream API at all. airlock itself may not delete or purge a stream, nor change the event log's or the ledgers'
+//! configuration: the log is append-only at the broker too.
 //!
 //! Identity comes from the subject (`<prefix>.intake.<role>.<actor>.<command>`, see `intake::subjects`), so these
 //! permissions are what make the subject's actor true: an actor's key can publish under its own id and nowhere else.
@@ -68,6 +68,12 @@ fn streams() -> Vec<String> {
     ]
 }
 
+/// The streams whose configuration nobody may change once they exist, airlock included: the event log (a stream
+/// update could set a limit that discards a case's history) and the request ledgers (one could expire the counts).
+fn immutable_streams() -> Vec<String> {
+    vec![JetStreamConfig::default().stream_name, format!("KV_{LEDGER_BUCKET}")]
+}
+
 /// The JetStream API calls nobody but airlock may make, and that airlock does not make either: deleting or purging a
 /// stream, or deleting a message from one.
 const DESTRUCTIVE_API: [&str; 3] = ["$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.MSG.DELETE.>"];
@@ -85,8 +91,12 @@ pub fn airlock_permissions(public_key: &str) -> Permissions {
         format!("$KV.{LEDGER_BUCKET}.>"),
         "$JS.API.INFO".to_string(),
     ];
+    let immutable = immutable_streams();
     for stream in streams() {
         for api in ["STREAM.CREATE", "STREAM.UPDATE", "STREAM.INFO", "STREAM.MSG.GET", "DIRECT.GET"] {
+            if api == "STREAM.UPDATE" && immutable.contains(&stream) {
+                continue;
+            }
             publish_allow.push(format!("$JS.API.{api}.{stream}"));
         }
         publish_allow.extend([
@@ -99,9 +109,11 @@ pub fn airlock_permissions(public_key: &str) -> Permissions {
             format!("$JS.FC.{stream}.>"),
         ]);
     }
+    let mut publish_deny: Vec<String> = DESTRUCTIVE_API.iter().map(ToString::to_string).collect();
+    publish_deny.extend(immutable.iter().map(|stream| format!("$JS.API.STREAM.UPDATE.{stream}")));
     Permissions {
         publish_allow,
-        publish_deny: DESTRUCTIVE_API.iter().map(ToString::to_string).collect(),
+        publish_deny,
         subscribe_allow: vec![format!("{}.>", inbox_prefix(public_key)), format!("{prefix}.query.*.*")],
         allow_responses: true,
     }
@@ -212,5 +224,9 @@ mod tests {
         let airlock = airlock_permissions("UAIR");
         assert!(airlock.publish_deny.contains(&"$JS.API.STREAM.PURGE.>".to_string()));
         assert!(airlock.publish_allow.iter().all(|subject| !subject.contains("DELETE") && !subject.contains("PURGE")));
+        assert!(airlock.publish_deny.contains(&"$JS.API.STREAM.UPDATE.AIRLOCK_EVENTS".to_string()));
+        assert!(
+            !airlock.publish_allow.iter().any(|subject| subject.starts_with("$JS.API.STREAM.UPDATE.AIRLOCK_EVENTS"))
+        );
     }
 }
