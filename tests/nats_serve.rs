@@ -196,18 +196,22 @@ async fn sigkill_mid_stream_loses_nothing_and_projects_nothing_twice() {
     assert_eq!(common::dump_projection(&rebuilt), live_rows);
 }
 
-// Proves a NATS server restart in the middle of a stream of requests loses no accepted request, and airlock
-// reconnects by itself.
+// Proves NATS server restarts in the middle of a stream of requests, one a crash (SIGKILL) and one graceful (SIGTERM),
+// lose no accepted request, that airlock reconnects by itself, and (issue 15, item 4) that the running serve's
+// projection misses no event appended around a restart: it equals one rebuilt from the log.
 #[tokio::test(flavor = "multi_thread")]
 async fn nats_restart_mid_stream_loses_no_accepted_request() {
     let mut harness = Harness::new();
     harness.start_serve(&[], &[]);
     let client = harness.client().await;
     let context = jetstream::new(client.clone());
-    const REQUESTS: usize = 200;
+    const REQUESTS: usize = 300;
     for index in 0..REQUESTS {
-        if index == REQUESTS / 2 {
+        if index == REQUESTS / 3 {
             harness.nats.restart().expect("nats-server restarts");
+        }
+        if index == 2 * REQUESTS / 3 {
+            harness.nats.restart_gracefully().expect("nats-server restarts");
         }
         publish(
             &context,
@@ -225,6 +229,40 @@ async fn nats_restart_mid_stream_loses_no_accepted_request() {
     assert_eq!(results.len(), REQUESTS);
     assert!(results.values().all(|reply| reply["accepted"] == true));
     assert!(harness.serve_running(), "serve survived the restart:\n{}", harness.serve_log());
+    let rebuilt = harness.scratch.path().join("rebuilt.db");
+    let last = rebuild(&client, &rebuilt).await;
+    let live = harness.data().join("projection.db");
+    wait_for(|| Projection::open(&live).unwrap().last_sequence().unwrap() == last, "the projector to catch up");
+    assert_eq!(harness.stop_serve().code(), Some(0));
+    assert_eq!(common::dump_projection(&rebuilt), common::dump_projection(&live), "the live projection missed events");
+}
+
+// Proves (issue 15, item 4) a projection file deleted under a running serve is noticed at once and rebuilt from the
+// log: the cases opened before and after the deletion are all listed, without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_projection_deleted_under_serve_is_rebuilt_at_once() {
+    let mut harness = Harness::new();
+    harness.start_serve(&[], &[]);
+    let client = harness.client().await;
+    let context = jetstream::new(client.clone());
+    publish(&context, "airlock.intake.intake.desk-5.request_recovery", "before", request("before")).await;
+    results_by_command(&client, "desk-5", 1).await;
+    let live = harness.data().join("projection.db");
+    wait_for(|| Projection::open(&live).unwrap().last_sequence().unwrap() >= 1, "the first case to be projected");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", live.display()));
+    }
+    publish(&context, "airlock.intake.intake.desk-5.request_recovery", "after", request("after")).await;
+    results_by_command(&client, "desk-5", 2).await;
+    wait_for(
+        || {
+            let listed = harness.airlock(&["case", "list", "--json"]);
+            let cases: Value = serde_json::from_slice(&listed.stdout).unwrap_or(Value::Null);
+            cases["cases"].as_array().is_some_and(|cases| cases.len() == 2)
+        },
+        "both cases to be listed again",
+    );
+    assert!(harness.serve_log().contains("deleted or replaced"), "{}", harness.serve_log());
     assert_eq!(harness.stop_serve().code(), Some(0));
 }
 
@@ -553,5 +591,33 @@ async fn message_and_command_ids_are_scoped_to_their_sender() {
     publish(&context, "airlock.intake.operator.op-2.resume", "r-1", control("same-id")).await;
     let resumed = answer("op-2", 1).await;
     assert_eq!(resumed["status"], "running", "another operator's command id turned a resume into a no-op: {resumed}");
+    assert_eq!(harness.stop_serve().code(), Some(0));
+}
+
+// Proves (issue 15, item 4) serve heals a projection that lost a case instead of crash-looping: the next event on that
+// case cannot be placed, so the projection is set aside and rebuilt from the log, serve keeps running, and the case
+// is back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_projection_that_lost_a_case_is_rebuilt_not_crash_looped() {
+    let mut harness = Harness::new();
+    harness.start_serve(&[], &[]);
+    let client = harness.client().await;
+    let context = jetstream::new(client.clone());
+    publish(&context, "airlock.intake.intake.desk-6.request_recovery", "lost", request("lost")).await;
+    let case_id = results_by_command(&client, "desk-6", 1).await["lost"]["case_id"].as_str().unwrap().to_string();
+    let live = harness.data().join("projection.db");
+    wait_for(|| Projection::open(&live).unwrap().last_sequence().unwrap() >= 1, "the case to be projected");
+    assert_eq!(harness.stop_serve().code(), Some(0));
+    let dropped =
+        rusqlite::Connection::open(&live).unwrap().execute("DELETE FROM cases WHERE case_id = ?1", [&case_id]);
+    assert_eq!(dropped.unwrap(), 1, "the test removed the case's row");
+
+    harness.start_serve(&[], &[]);
+    let wrong = json!({ "version": 1, "command_id": "typo", "case_id": case_id, "code": "00000000" });
+    publish(&context, "airlock.intake.owner.verify-page.submit_proof", "typo", serde_json::to_vec(&wrong).unwrap())
+        .await;
+    wait_for(|| harness.airlock(&["case", "show", &case_id]).status.success(), "the case to be back in the projection");
+    assert!(harness.serve_running(), "serve stopped instead of healing:\n{}", harness.serve_log());
+    assert!(harness.serve_log().contains("set aside"), "{}", harness.serve_log());
     assert_eq!(harness.stop_serve().code(), Some(0));
 }

@@ -160,6 +160,15 @@ impl NatsServer {
         let _ = self.child.wait();
     }
 
+    /// Stops the server gracefully (SIGTERM, as an orchestrator does) and starts it again on the same port and store.
+    pub fn restart_gracefully(&mut self) -> Result<(), ServerError> {
+        let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+        let log_path = self.store_dir.join(format!("nats-{}-graceful.log", self.port));
+        self.child = spawn(&self.config_path, &log_path)?;
+        self.wait_until_listening(&log_path)
+    }
+
     /// Starts the same server again (same port, same store, same configuration), after `kill`.
     pub fn restart(&mut self) -> Result<(), ServerError> {
         self.kill();

@@ -29,9 +29,17 @@ pub enum ProjectionError {
     /// The log holds an event the projection cannot place: a bug or tampering. Rebuild and investigate.
     #[error("log entry {sequence} cannot be projected: {reason}")]
     Corrupt { sequence: u64, reason: String },
+    /// The entries handed over do not follow the checkpoint without a hole: an entry was lost on the way (a delivery
+    /// into a dying connection). Nothing was applied; read again from the checkpoint.
+    #[error("log entry {found} came where {expected} was due: an entry was lost on the way; nothing was applied")]
+    Gap { expected: u64, found: u64 },
 }
 
 pub struct Projection {
+    /// The file, so that a file deleted or replaced under a running process is noticed (`reopen_if_replaced`).
+    path: std::path::PathBuf,
+    /// The file's device and inode when it was opened.
+    identity: Mutex<Option<(u64, u64)>>,
     /// The writer: applying the log.
     connection: Mutex<Connection>,
     /// The reader: queries for the CLI and the facts `decide` needs. A separate connection, so that in WAL mode a
@@ -40,6 +48,12 @@ pub struct Projection {
     /// A shared lock on the file's lock file, held while the projection is open: `airlock replay` takes it
     /// exclusively before it swaps a rebuilt file in, so it never replaces a file a running process writes to.
     _lock: std::fs::File,
+}
+
+/// A file's device and inode, or `None` when there is no file at `path`.
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|metadata| (metadata.dev(), metadata.ino()))
 }
 
 /// The lock file beside a projection file (`projection.db.lock`).
@@ -69,7 +83,59 @@ impl Projection {
         }
         let connection = sqlite::open(path, MIGRATIONS)?;
         let reader = sqlite::open(path, MIGRATIONS)?;
-        Ok(Projection { connection: Mutex::new(connection), reader: Mutex::new(reader), _lock: lock })
+        Ok(Projection {
+            path: path.to_path_buf(),
+            identity: Mutex::new(file_identity(path)),
+            connection: Mutex::new(connection),
+            reader: Mutex::new(reader),
+            _lock: lock,
+        })
+    }
+
+    /// When the file this projection was opened on is no longer at its path (deleted, or replaced by something other
+    /// than `airlock replay`, which never swaps under a running process), opens a fresh one there, at checkpoint 0,
+    /// and returns true: the caller rebuilds it from the log. Otherwise returns false.
+    pub fn reopen_if_replaced(&self) -> Result<bool, OpenError> {
+        let mut identity = self.identity.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = file_identity(&self.path);
+        if now.is_some() && now == *identity {
+            return Ok(false);
+        }
+        self.reopen(&mut identity)?;
+        Ok(true)
+    }
+
+    /// Moves the file aside as `<file>.corrupt-<unix ms>` and starts a fresh one at checkpoint 0, for a projection
+    /// that cannot place an entry of the log (it missed one, or was edited): the caller rebuilds it from the log.
+    /// Returns where the old file went.
+    pub fn set_aside(&self, now_ms: u64) -> Result<std::path::PathBuf, OpenError> {
+        let mut identity = self.identity.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut aside = self.path.as_os_str().to_owned();
+        aside.push(format!(".corrupt-{now_ms}"));
+        let aside = std::path::PathBuf::from(aside);
+        let mut writer = self.lock();
+        let mut reader = self.read();
+        // Both connections are closed (their WAL checkpointed into the file) before the file is moved.
+        *writer = Connection::open_in_memory().map_err(|source| self.open_error(source))?;
+        *reader = Connection::open_in_memory().map_err(|source| self.open_error(source))?;
+        std::fs::rename(&self.path, &aside)
+            .map_err(|source| OpenError::Lock { path: self.path.display().to_string(), source })?;
+        drop((writer, reader));
+        self.reopen(&mut identity)?;
+        Ok(aside)
+    }
+
+    fn reopen(&self, identity: &mut Option<(u64, u64)>) -> Result<(), OpenError> {
+        let connection = sqlite::open(&self.path, MIGRATIONS)?;
+        let reader = sqlite::open(&self.path, MIGRATIONS)?;
+        *self.lock() = connection;
+        *self.read() = reader;
+        *identity = file_identity(&self.path);
+        Ok(())
+    }
+
+    fn open_error(&self, source: rusqlite::Error) -> OpenError {
+        OpenError::Open { path: self.path.display().to_string(), source }
     }
 
     /// Takes the projection file's lock exclusively, for swapping a rebuilt file in: `None` while any process has
@@ -103,7 +169,8 @@ impl Projection {
     }
 
     /// Applies entries in one transaction, with the checkpoint. Entries at or below the checkpoint are skipped: a
-    /// redelivery after a crash applies nothing twice. Returns the new checkpoint.
+    /// redelivery after a crash applies nothing twice. The rest must follow the checkpoint without a hole, or nothing
+    /// is applied (`ProjectionError::Gap`). Returns the new checkpoint.
     pub fn apply(&self, entries: &[Entry]) -> Result<u64, ProjectionError> {
         let mut connection = self.lock();
         let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -116,6 +183,11 @@ impl Projection {
             if entry.sequence <= last {
                 continue;
             }
+            // The log's positions have no holes (nothing is ever deleted from it), so an entry that does not follow
+            // the last one applied means one was lost on the way: applying past it would drop it for good.
+            if entry.sequence != last + 1 {
+                return Err(ProjectionError::Gap { expected: last + 1, found: entry.sequence });
+            }
             apply::entry(&transaction, &mut batch, entry)?;
             last = entry.sequence;
         }
@@ -125,5 +197,41 @@ impl Projection {
             .and_then(|mut statement| statement.execute([last as i64]))?;
         transaction.commit()?;
         Ok(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Proves (issue 15, item 4) a batch that does not follow the checkpoint without a hole is refused whole, naming
+    // the missing entry, and that the checkpoint stays where it was: nothing past a lost entry is ever committed.
+    #[test]
+    fn a_batch_with_a_hole_is_applied_not_at_all() {
+        let directory = tempfile::tempdir().unwrap();
+        let projection = Projection::open(&directory.path().join("projection.db")).unwrap();
+        let entry = |sequence| Entry { sequence, envelopes: Vec::new() };
+        assert_eq!(projection.apply(&[entry(1)]).unwrap(), 1);
+        let refused = projection.apply(&[entry(1), entry(3), entry(4)]);
+        assert!(matches!(refused, Err(ProjectionError::Gap { expected: 2, found: 3 })), "{refused:?}");
+        assert_eq!(projection.last_sequence().unwrap(), 1);
+        assert_eq!(projection.apply(&[entry(2), entry(3)]).unwrap(), 3);
+    }
+
+    // Proves a projection file deleted under an open projection is noticed and started afresh at checkpoint 0, and
+    // that an untouched one is left alone.
+    #[test]
+    fn a_deleted_file_is_noticed_and_opened_afresh() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("projection.db");
+        let projection = Projection::open(&path).unwrap();
+        projection.apply(&[Entry { sequence: 1, envelopes: Vec::new() }]).unwrap();
+        assert!(!projection.reopen_if_replaced().unwrap());
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        assert!(projection.reopen_if_replaced().unwrap());
+        assert_eq!(projection.last_sequence().unwrap(), 0);
+        assert!(path.exists());
     }
 }

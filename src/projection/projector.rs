@@ -1,10 +1,11 @@
 //! The projector of `airlock serve`: a durable JetStream consumer that feeds the event stream into the SQLite
 //! projection. Each batch is applied in one SQLite transaction together with the last applied stream sequence, and
 //! acknowledged only after that transaction commits; a crash at any point therefore loses nothing (unacknowledged
-//! messages come again) and applies nothing twice (the checkpoint skips what was already applied).
+//! messages come again) and applies nothing twice (the checkpoint skips what was already applied). A batch that does
+//! not follow the checkpoint without a hole is applied not at all, and the consumer is repositioned to read again.
 
 use crate::log::{Entry, decode_commit};
-use crate::projection::Projection;
+use crate::projection::{Projection, ProjectionError};
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 use std::sync::Arc;
@@ -57,7 +58,20 @@ async fn consumer_at_checkpoint(
         .map_err(failed)
 }
 
-/// Projects until `shutdown` turns true, then returns after the batch in hand is applied and acknowledged.
+/// What the projector does about a batch it could not apply.
+enum Recovery {
+    /// Read again from the checkpoint (a lost entry, or a fresh file to rebuild).
+    Reposition,
+    /// The database could not write (a full disk, a lock): wait, then read again from the checkpoint.
+    RetryLater,
+    /// The log itself cannot be projected: stop.
+    Stop(ProjectorError),
+}
+
+/// Projects until `shutdown` turns true, then returns after the batch in hand is applied and acknowledged. It heals
+/// itself from the log: an entry lost on the way is read again, a projection file deleted under it is rebuilt at
+/// once, and a projection that cannot place an entry is set aside and rebuilt once; only a log that still cannot be
+/// projected after that stops it.
 pub async fn run_projector(
     projection: Arc<Projection>,
     stream: jetstream::stream::Stream,
@@ -65,9 +79,18 @@ pub async fn run_projector(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ProjectorError> {
     let checkpoint = projection.last_sequence().map_err(failed)?;
-    let consumer = consumer_at_checkpoint(&stream, &consumer_name, checkpoint).await?;
+    let mut consumer = consumer_at_checkpoint(&stream, &consumer_name, checkpoint).await?;
     tracing::info!(checkpoint, "projector started");
+    // The entry a projection set aside could not place: failing on it again means the log is at fault.
+    let mut set_aside_at: Option<u64> = None;
     while !*shutdown.borrow() {
+        if projection.reopen_if_replaced().map_err(failed)? {
+            tracing::error!(
+                "the projection file was deleted or replaced under airlock serve; rebuilding it from the log"
+            );
+            consumer = consumer_at_checkpoint(&stream, &consumer_name, 0).await?;
+            continue;
+        }
         let pull = consumer.fetch().max_messages(BATCH_MAX).expires(Duration::from_millis(PULL_EXPIRES_MS)).messages();
         let mut messages = tokio::select! {
             pulled = pull => match pulled {
@@ -93,15 +116,60 @@ pub async fn run_projector(
         let writer = projection.clone();
         let applied = tokio::task::spawn_blocking(move || writer.apply(&entries).map(|last| (last, entries.len())))
             .await
-            .map_err(failed)?
             .map_err(failed)?;
-        // AckPolicy::All: acknowledging the last message acknowledges the whole batch. The rows are committed
-        // already, so an acknowledgement lost to a NATS restart only means the batch comes again, and the checkpoint
-        // skips it: a reason to go on, not to stop projecting.
+        let applied = match applied {
+            Ok(applied) => applied,
+            Err(error) => {
+                match recover(&projection, error, &mut set_aside_at) {
+                    Recovery::Reposition => {}
+                    Recovery::RetryLater => tokio::time::sleep(Duration::from_millis(PULL_EXPIRES_MS)).await,
+                    Recovery::Stop(error) => return Err(error),
+                }
+                let checkpoint = projection.last_sequence().map_err(failed)?;
+                consumer = consumer_at_checkpoint(&stream, &consumer_name, checkpoint).await?;
+                continue;
+            }
+        };
+        // AckPolicy::All: acknowledging the last message acknowledges the whole batch, and every entry of it was
+        // applied (a batch with a hole is applied not at all). The rows are committed already, so an acknowledgement
+        // lost to a NATS restart only means the batch comes again, and the checkpoint skips it.
         if let Err(error) = last.double_ack().await {
             tracing::warn!(%error, checkpoint = applied.0, "projector: acknowledgement not confirmed; the batch may come again");
         }
         tracing::debug!(checkpoint = applied.0, commits = applied.1, "projected");
     }
     Ok(())
+}
+
+/// Decides what to do about a batch that was not applied.
+fn recover(projection: &Projection, error: ProjectionError, set_aside_at: &mut Option<u64>) -> Recovery {
+    match error {
+        ProjectionError::Gap { expected, found } => {
+            tracing::warn!(
+                expected,
+                found,
+                "projector: an event was lost on the way; reading again from the checkpoint"
+            );
+            Recovery::Reposition
+        }
+        ProjectionError::Corrupt { sequence, reason } if *set_aside_at != Some(sequence) => {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_millis() as u64);
+            match projection.set_aside(now_ms) {
+                Ok(aside) => {
+                    tracing::error!(sequence, %reason, aside = %aside.display(), "the projection cannot place an event; \
+                        it was set aside and is rebuilt from the log");
+                    *set_aside_at = Some(sequence);
+                    Recovery::Reposition
+                }
+                Err(error) => Recovery::Stop(failed(error)),
+            }
+        }
+        ProjectionError::Database(error) => {
+            tracing::warn!(%error, "projector: the projection could not be written; retrying");
+            Recovery::RetryLater
+        }
+        error @ ProjectionError::Corrupt { .. } => Recovery::Stop(failed(error)),
+    }
 }
