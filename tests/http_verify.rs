@@ -286,3 +286,54 @@ fn a_scheduled_change_freezes_the_account_until_it_ends() {
         airlock().args(["directory", "import"]).arg(&path).arg("--data-dir").arg(data.path()).output().unwrap();
     assert!(accepted.status.success(), "{}", String::from_utf8_lossy(&accepted.stderr));
 }
+
+/// The value of the hidden form field `name` in `page`, as the browser would send it (the page escapes `&<>"'`).
+fn hidden_field(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.find(&marker).unwrap_or_else(|| panic!("no field {name} in {page}")) + marker.len();
+    let raw = &page[start..start + page[start..].find('"').unwrap()];
+    raw.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+}
+
+// Proves (THREATS 20, issue 15 item 9) that the links airlock sends work for every character the schemas allow in an
+// id: an account and a destination whose ids use `+`, `.`, `@`, `-`, `_`, digits and both cases get a verification
+// link that opens the case's page and a cancel link whose page and button cancel the change.
+#[test]
+fn links_work_for_every_character_an_id_may_hold() {
+    let data = common::scratch();
+    let long_ago = humantime::format_rfc3339_seconds(std::time::SystemTime::now() - Duration::from_millis(90 * DAY_MS))
+        .to_string();
+    let (account, destination) = ("Uma+2.x_y-Z@example", "Mail+tag.1_2-3@Home");
+    common::import_accounts(
+        data.path(),
+        json!([{ "account_id": account, "destinations": [
+            { "id": destination, "kind": "email", "address": "uma2@example.com", "trusted_since": long_ago }
+        ]}]),
+    );
+    let server = serve(data.path());
+    let case_id = request(data.path(), "r-l", account, json!({ "type": "reset_password" }));
+    let first = &messages(data.path(), &case_id)[0];
+    let verify = first.split_whitespace().find(|word| word.contains("/verify?")).expect("a verification link");
+    let (status, _, page) =
+        http(&server.address, "GET", &verify[verify.find("/verify?").unwrap()..], "text/plain", b"");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(&case_id), "the verification link names its case: {page}");
+
+    let code = code_in(first);
+    let fields = [("case_id", case_id.as_str()), ("command_id", "p-l"), ("code", code.as_str())];
+    let (status, _, _) = http(&server.address, "POST", "/verify", "application/x-www-form-urlencoded", &form(&fields));
+    assert_eq!(status, 200);
+    let notice = messages(data.path(), &case_id).into_iter().find(|body| body.contains("/cancel?")).expect("a notice");
+    let link = notice.split_whitespace().find(|word| word.contains("/cancel?")).unwrap();
+    let (status, _, page) = http(&server.address, "GET", &link[link.find("/cancel?").unwrap()..], "text/plain", b"");
+    assert_eq!(status, 200, "the cancel link opens its page: {page}");
+    assert_eq!(hidden_field(&page, "destination"), destination);
+    let button: Vec<(&str, String)> =
+        ["case", "destination", "token"].into_iter().map(|name| (name, hidden_field(&page, name))).collect();
+    let pairs: Vec<(&str, &str)> = button.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let (status, _, page) =
+        http(&server.address, "POST", "/cancel", "application/x-www-form-urlencoded", &form(&pairs));
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Cancelled"), "{page}");
+    assert_eq!(status_of(data.path(), &case_id), "cancelled");
+}

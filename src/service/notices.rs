@@ -138,6 +138,16 @@ impl Redelivery {
     }
 }
 
+/// A link to a page of the owners' site: `<public url>/<page>?<name>=<value>&...`, every value form-encoded (`+`, `%`,
+/// `&`, `/`, spaces and non-ASCII included), so that every id the schemas allow comes back as it was sent.
+pub(crate) fn link(public_url: &str, page: &str, query: &[(&str, &str)]) -> String {
+    let mut encoded = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in query {
+        encoded.append_pair(name, value);
+    }
+    format!("{}/{page}?{}", public_url.trim_end_matches('/'), encoded.finish())
+}
+
 impl<L: EventLog> Service<L> {
     /// The notices `event` calls for, once appended at `version` of the case and `position` of the log. A code goes
     /// only to the destinations its `ChallengeIssued` event names, which the core chose among the pre-existing,
@@ -168,10 +178,10 @@ impl<L: EventLog> Service<L> {
         if let EventBody::ChallengeIssued { destinations, expires_at, .. } = &event.body {
             let Some(code) = code else { return Vec::new() };
             let body = format!(
-                "Someone asked to {} on your account {}.\n\nIf it was you, enter this code at {}/verify?case={case_id} : {}\nIt expires at {expires_at}.\n\nNobody from support, and no assistant, will ever ask you for this code. If it was not you, ignore this message: nothing changes without the code.",
+                "Someone asked to {} on your account {}.\n\nIf it was you, enter this code at {} : {}\nIt expires at {expires_at}.\n\nNobody from support, and no assistant, will ever ask you for this code. If it was not you, ignore this message: nothing changes without the code.",
                 facts.action.describe(),
                 facts.account_id,
-                self.public_url,
+                link(&self.public_url, "verify", &[("case", case_id.as_str())]),
                 code.reveal_for_delivery()
             );
             return destinations
@@ -185,10 +195,11 @@ impl<L: EventLog> Service<L> {
                 return destinations
                     .iter()
                     .map(|destination| {
-                        let link = format!(
-                            "{}/cancel?case={case_id}&destination={destination}&token={}",
-                            self.public_url,
-                            self.keys.cancel_token(case_id.as_str(), destination.as_str())
+                        let token = self.keys.cancel_token(case_id.as_str(), destination.as_str());
+                        let link = link(
+                            &self.public_url,
+                            "cancel",
+                            &[("case", case_id.as_str()), ("destination", destination.as_str()), ("token", &token)],
                         );
                         let body = format!(
                             "A request to {} on your account {} was authorized. It takes effect at {ends_at} unless it is cancelled.\n\nIf this was not you, cancel it now: {link}",
