@@ -691,3 +691,36 @@ fn bidi_and_8_bit_controls_in_signals_and_addresses_are_escaped_when_shown() {
     assert_terminal_safe(&stdout_of(&data, &["review", "list"]), "review list");
     assert!(stdout_of(&data, &["review", "show", &signals_case]).contains("\\u{202e}"), "shown as an escape");
 }
+
+/// Every message the embedded outbox holds for `case_id`, as its owner would read it.
+fn owner_messages(data: &Path, case_id: &str) -> Vec<String> {
+    let connection = read_only(&data.join("directory.db"));
+    let mut statement = connection.prepare("SELECT subject || '\n' || body FROM outbox WHERE case_id = ?1").unwrap();
+    statement.query_map([case_id], |row| row.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+// Proves (THREATS 20, issue 15 item 12) that an address a requester wrote reaches the owner's code message only as a
+// masked plain host name: a link with a path and query, a bidi override, zero-width characters and a look-alike
+// domain each show as `***` or punycode, never as text that could pass for airlock's own words or links.
+#[test]
+fn requested_addresses_reach_the_owner_only_masked_and_plain() {
+    let tricks = [
+        ("support@recovery-example.com/verify?case=case-0123", "/verify?case=case-0123"),
+        ("help@example.com\u{202e}moc.kcatta", "\u{202e}"),
+        ("help@exa\u{200b}mple.com", "\u{200b}"),
+        ("help@pаypal.com", "pаypal"),
+    ];
+    for (index, (address, never_shown)) in tricks.iter().enumerate() {
+        // A store each: the account has one outstanding code at a time.
+        let (_scratch, data) = store();
+        let body = request_body(&format!("trick-{index}"), "vera", add_email(address), "new address please", json!({}));
+        let reply = send(&data, "intake:desk", "request-recovery", &body).1;
+        let case_id = reply["case_id"].as_str().unwrap_or_else(|| panic!("{address:?} was refused: {reply}"));
+        let shown = owner_messages(&data, case_id);
+        assert!(!shown.is_empty(), "{address:?}: the owner was sent a code");
+        for message in &shown {
+            assert!(!message.contains(never_shown), "{address:?} reached the owner as {message:?}");
+            assert!(message.contains("v***@") || !message.contains(address), "{message}");
+        }
+    }
+}

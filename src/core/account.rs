@@ -41,13 +41,17 @@ impl Destination {
     }
 }
 
-/// Masks an address as `Destination::masked` does, for addresses that are not (yet) destinations.
+/// Masks an address as `Destination::masked` does, for addresses that are not (yet) destinations. The mask is safe to
+/// put in front of the owner whoever wrote the address (THREATS 20, issue 15 item 12): at most one ASCII letter or
+/// digit of the local part, and the domain only as a plain ASCII host name (an internationalised one in its punycode
+/// form, so a look-alike shows as `xn--...`); a domain that is not a host name (a path, a query, a bidi control, a
+/// zero-width character, an IP literal) is masked whole.
 pub fn mask_address(kind: DestinationKind, address: &str) -> String {
     match kind {
-        DestinationKind::Email => match address.split_once('@') {
+        DestinationKind::Email => match address.rsplit_once('@') {
             Some((local, domain)) => {
-                let first: String = local.chars().take(1).collect();
-                format!("{first}***@{domain}")
+                let first = local.chars().next().filter(char::is_ascii_alphanumeric).map_or('*', |first| first);
+                format!("{first}***@{}", shown_domain(domain).unwrap_or_else(|| "***".to_string()))
             }
             None => "***".to_string(),
         },
@@ -57,6 +61,35 @@ pub fn mask_address(kind: DestinationKind, address: &str) -> String {
             format!("*******{tail}")
         }
     }
+}
+
+/// A domain as it may be shown: lower-case ASCII labels of letters, digits and inner hyphens, at least two of them,
+/// after IDNA (UTS 46) mapping; `None` for anything else.
+fn shown_domain(domain: &str) -> Option<String> {
+    /// Longer than any real host name a person reads; a longer one is more likely a trick than an address.
+    const SHOWN_DOMAIN_BYTES_MAX: usize = 64;
+    // IDNA maps invisible characters away; a domain written with them is a trick, not an address, and is not shown.
+    let invisible = |character: char| {
+        character.is_control()
+            || matches!(character, '\u{00ad}' | '\u{034f}' | '\u{061c}' | '\u{180e}' | '\u{feff}')
+            || ('\u{200b}'..='\u{200f}').contains(&character)
+            || ('\u{202a}'..='\u{202e}').contains(&character)
+            || ('\u{2060}'..='\u{206f}').contains(&character)
+            || ('\u{fe00}'..='\u{fe0f}').contains(&character)
+    };
+    if domain.chars().any(invisible) {
+        return None;
+    }
+    let ascii = idna::domain_to_ascii_strict(domain.strip_suffix('.').unwrap_or(domain)).ok()?;
+    let labels: Vec<&str> = ascii.split('.').collect();
+    let plain = |label: &&str| {
+        !label.is_empty()
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
+    };
+    let named = labels.last().is_some_and(|top| top.bytes().any(|byte| byte.is_ascii_lowercase()));
+    (labels.len() >= 2 && labels.iter().all(plain) && named && ascii.len() <= SHOWN_DOMAIN_BYTES_MAX).then_some(ascii)
 }
 
 /// Why an account is high-value. Any of these means: never automated, two reviewers, the longest cooling-off.
@@ -124,5 +157,29 @@ impl AccountSnapshot {
             .iter()
             .filter(|destination| !destination.revoked && destination.trusted_since <= requested_at)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod mask_tests {
+    use super::*;
+
+    // Proves (THREATS 20) an address a requester wrote is shown to the owner only as a masked plain host name: links,
+    // paths, queries, bidi overrides, zero-width characters and IP literals never come through, and a look-alike
+    // internationalised domain shows in its punycode form.
+    #[test]
+    fn masks_show_only_plain_host_names() {
+        let mask = |address: &str| mask_address(DestinationKind::Email, address);
+        assert_eq!(mask("ana@example.com"), "a***@example.com");
+        assert_eq!(mask("Ana@Example.COM."), "A***@example.com");
+        assert_eq!(mask("support@recovery-example.com/verify?case=1"), "s***@***");
+        assert_eq!(mask("x@evil.com\u{202e}moc.elgoog"), "x***@***");
+        assert_eq!(mask("x@exa\u{200b}mple.com"), "x***@***");
+        assert_eq!(mask("\u{202e}x@example.com"), "****@example.com");
+        assert_eq!(mask("x@[127.0.0.1]"), "x***@***");
+        assert_eq!(mask("x@localhost"), "x***@***");
+        assert_eq!(mask("x@exаmple.com"), "x***@xn--exmple-4nf.com", "Cyrillic a shows as punycode");
+        assert_eq!(mask("x@https://example.com"), "x***@***");
+        assert_eq!(mask_address(DestinationKind::Phone, "+1 (555) 010-0199\u{202e}"), "*******99");
     }
 }
