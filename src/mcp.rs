@@ -92,19 +92,48 @@ pub struct StatusRequest {
 #[serde(deny_unknown_fields)]
 pub struct ExplainRequest {}
 
-/// Why a value looks like something secret: a one-time code (six or more digits), or a token or link (a long run
-/// of letters and digits mixed, or a URL).
+/// Why a value looks like something secret: a one-time code in any spelling (`wire::looks_like_code`), a link (with
+/// or without a scheme: `https://...`, `www....`, `host.example/path`, `host.example?token=`), or a token (a run of
+/// 20 or more letters and digits mixed, also when split into chunks by single spaces or dashes). The text is first
+/// normalised the way a reader sees it: fullwidth forms folded to ASCII, invisible characters dropped.
 fn looks_secret(text: &str) -> bool {
-    if crate::wire::looks_like_code(text) || text.contains("://") {
+    let normal: String = text
+        .chars()
+        .filter(|character| !matches!(character, '\u{200b}'..='\u{200f}' | '\u{2060}'..='\u{206f}' | '\u{feff}'))
+        .map(|character| match character {
+            '\u{ff01}'..='\u{ff5e}' => char::from_u32(character as u32 - 0xfee0).unwrap_or(character),
+            other => other,
+        })
+        .collect();
+    crate::wire::looks_like_code(text) || normal.contains("://") || normal.split_whitespace().any(looks_like_link) || {
+        let chunks: Vec<&str> =
+            normal.split(|character: char| !(character.is_ascii_alphanumeric() || character == '_')).collect();
+        let mixed = |word: &str| {
+            word.bytes().any(|byte| byte.is_ascii_digit()) && word.bytes().any(|byte| byte.is_ascii_alphabetic())
+        };
+        // Consecutive chunks of a split token: each mixes letters and digits, or is long; 20 characters in all.
+        let mut run = 0;
+        chunks.iter().any(|word| {
+            run = if word.len() >= 4 && mixed(word) { run + word.len() } else { 0 };
+            (word.len() >= 20 && mixed(word)) || run >= 20
+        })
+    }
+}
+
+/// A word that is a link without a scheme: `www.` at its start, or a dotted host name followed by `/` or `?`.
+fn looks_like_link(word: &str) -> bool {
+    let word = word.trim_matches(|character: char| matches!(character, '(' | ')' | '<' | '>' | '"' | '\'' | ','));
+    if word.to_ascii_lowercase().starts_with("www.") {
         return true;
     }
-    text.split(|character: char| !(character.is_ascii_alphanumeric() || character == '_' || character == '-')).any(
-        |word| {
-            word.len() >= 20
-                && word.bytes().any(|byte| byte.is_ascii_digit())
-                && word.bytes().any(|byte| byte.is_ascii_alphabetic())
-        },
-    )
+    let Some(split) = word.find(['/', '?']) else { return false };
+    let host = &word[..split];
+    let labels: Vec<&str> = host.split('.').collect();
+    labels.len() >= 2
+        && labels
+            .iter()
+            .all(|label| !label.is_empty() && label.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-'))
+        && labels.last().is_some_and(|top| top.bytes().all(|byte| byte.is_ascii_alphabetic()))
 }
 
 /// The answer when a field holds something that looks like a code or token. Nothing was stored.
@@ -270,10 +299,27 @@ mod tests {
             "ak_3f9a1c22b0de_9d8e7f",
             "token eyJhbGciOiJIUzI1NiJ9abc",
             "0f3c9a7d1e2b4c5d6e7f8a9b",
+            // Issue 15, item 13: other spellings.
+            "４８２１３３７７",
+            "4821.3377",
+            "go to airlock.example/verify?case=1",
+            "www.evil.example",
+            "evil.example?token=abc",
+            "ab12cd34 ef56gh78 ij90kl12",
+            "ab12-cd34-ef56-gh78-ij90",
+            "ｈｔｔｐｓ：／／evil.example",
         ] {
             assert!(looks_secret(secret), "{secret:?}");
         }
-        for plain in ["alice@example.com", "customer lost her phone in Lisbon", "user-42", "AS64500 residential"] {
+        for plain in [
+            "alice@example.com",
+            "customer lost her phone in Lisbon",
+            "user-42",
+            "AS64500 residential",
+            "born 1987-05-13, order 12345678",
+            "she uses example.com and/or example.org",
+            "ratio 3/4 of the time",
+        ] {
             assert!(!looks_secret(plain), "{plain:?}");
         }
     }

@@ -724,3 +724,46 @@ fn requested_addresses_reach_the_owner_only_masked_and_plain() {
         }
     }
 }
+
+/// The honest summaries of `tests/corpus/honest_summaries.txt`.
+fn honest_corpus() -> Vec<String> {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus/honest_summaries.txt")).unwrap();
+    text.lines().filter(|line| !line.trim().is_empty() && !line.starts_with('#')).map(str::to_string).collect()
+}
+
+// Proves (issue 15, items 13 and 18) through the front door that honest summaries full of dates, amounts, order and
+// phone numbers are taken (false refusals counted and reported: none allowed on the corpus), and that a code in
+// every spelling an agent might use (fullwidth digits, dots, slashes, zero-width characters, a labelled code) is
+// refused and stored nowhere.
+#[test]
+fn honest_numbers_are_taken_and_codes_in_any_spelling_are_refused() {
+    let (_scratch, data) = store();
+    let corpus = honest_corpus();
+    let mut false_refusals = Vec::new();
+    for (index, summary) in corpus.iter().enumerate() {
+        let body = request_body(&format!("honest-{index}"), "walt", reset_password(), summary, json!({}));
+        let (exit, reply) = send(&data, "intake:desk", "request-recovery", &body);
+        if exit != 0 {
+            false_refusals.push(format!("{summary} -> {}", error_code(&reply)));
+        }
+    }
+    println!("false refusals: {} of {} honest summaries", false_refusals.len(), corpus.len());
+    assert!(false_refusals.is_empty(), "honest summaries refused: {false_refusals:#?}");
+    for (index, spelling) in [
+        "４８１５１６２３",
+        "4815.1623",
+        "4815/1623",
+        "48\u{200b}151623",
+        "the code is 48-15-16-23",
+        "order code 48151623",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = request_body(&format!("spelled-{index}"), "walt", reset_password(), spelling, json!({}));
+        refused(&data, "intake:desk", "request-recovery", &body, "secret_in_untrusted_field", &secret_in("summary"));
+    }
+    assert!(stored_anywhere(&data, "４８１５１６２３".as_bytes()).is_empty());
+    assert!(stored_anywhere(&data, b"4815.1623").is_empty());
+}
