@@ -21,6 +21,11 @@ use std::sync::Arc;
 
 /// Three executed "add destination" cases, executed about a day ago: two to evil.example, one to good.example.
 fn store() -> (tempfile::TempDir, Vec<CaseId>) {
+    store_with(&[("ada", "a@evil.example"), ("ben", "b@Evil.Example"), ("cy", "c@good.example")])
+}
+
+/// Executed "add destination" cases, one per (account, new address), executed about a day ago.
+fn store_with(additions: &[(&str, &str)]) -> (tempfile::TempDir, Vec<CaseId>) {
     let data = tempfile::tempdir().unwrap();
     let start = UnixMs(SystemClock.now().0 - 5 * DAY_MS);
     let clock = Arc::new(ManualClock::starting_at(start));
@@ -28,7 +33,7 @@ fn store() -> (tempfile::TempDir, Vec<CaseId>) {
     let store = embedded::open(data.path(), clock.clone(), keys).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut cases = Vec::new();
-    for (account, new_address) in [("ada", "a@evil.example"), ("ben", "b@Evil.Example"), ("cy", "c@good.example")] {
+    for (account, new_address) in additions.iter().copied() {
         store.directory.put_account(&common::email_account(account, UnixMs(start.0 - 100 * DAY_MS))).unwrap();
         let case_id = CaseId::new(format!("case-{account}"));
         let request = Command::RequestRecovery {
@@ -130,4 +135,39 @@ fn single_case_rollback_and_a_refused_repeat() {
     let (code, output) = rollback(data.path(), &["case-cy", "--reason", "again"]);
     assert_eq!(code, 1);
     assert!(output.contains("refused"), "{output}");
+}
+
+// Proves (THREATS 19, issue 15 item 10) a bulk rollback by domain takes every spelling of it: letter case, a trailing
+// dot, a plus-tag, a subdomain, and punycode for an internationalised domain named either way; and nothing that only
+// resembles it in text (`notevil.example`, `evil.example.com`).
+#[test]
+fn bulk_rollback_takes_every_spelling_of_the_domain() {
+    let (data, _) = store_with(&[
+        ("ada", "a@mail.evil.example"),
+        ("ben", "b@EVIL.example."),
+        ("dee", "d+x@Evil.Example"),
+        ("cy", "c@notevil.example"),
+        ("fay", "f@evil.example.com"),
+        ("gus", "g@bücher.example"),
+    ]);
+    let listed = |domain: &str| {
+        let (code, output) = rollback(
+            data.path(),
+            &["--match", &format!("destination-domain={domain}"), "--since", "48h", "--dry-run", "--json"],
+        );
+        assert_eq!(code, 0, "{output}");
+        let listed: serde_json::Value = serde_json::from_str(&output).unwrap_or_else(|_| panic!("not JSON: {output}"));
+        let mut ids: Vec<String> = listed["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|case| case["case_id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    assert_eq!(listed("Evil.Example."), ["case-ada", "case-ben", "case-dee"]);
+    assert_eq!(listed("evil.example"), ["case-ada", "case-ben", "case-dee"]);
+    assert_eq!(listed("xn--bcher-kva.example"), ["case-gus"]);
+    assert_eq!(listed("BÜCHER.example"), ["case-gus"]);
 }

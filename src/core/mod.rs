@@ -5,6 +5,7 @@
 pub mod account;
 pub mod action;
 pub mod actor;
+pub mod address;
 pub mod command;
 pub mod control;
 pub mod decide;

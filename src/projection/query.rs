@@ -253,19 +253,33 @@ impl Projection {
         since: UnixMs,
     ) -> Result<Vec<(CaseId, String)>, ProjectionError> {
         let connection = self.read();
-        let (clause, value) = match indicator {
-            // The named address's domain, matched case-insensitively on what follows the last '@'.
-            Indicator::DestinationDomain(domain) => ("lower(new_destination) LIKE '%@' || lower(?1)", domain),
-            Indicator::SourceNetwork(network) => ("source_network = ?1", network),
-        };
-        let mut statement = connection.prepare(&format!(
-            "SELECT case_id, changes FROM cases WHERE status = 'executed' AND executed_at >= ?2 AND {clause}
-             ORDER BY executed_at, case_id"
-        ))?;
-        let rows = statement.query_map(params![value, since.0 as i64], |row| {
-            Ok((CaseId::new(row.get::<_, String>(0)?), row.get::<_, String>(1)?))
+        let mut statement = connection.prepare_cached(
+            "SELECT case_id, changes, new_destination, source_network FROM cases
+             WHERE status = 'executed' AND executed_at >= ?1 ORDER BY executed_at, case_id",
+        )?;
+        let rows = statement.query_map(params![since.0 as i64], |row| {
+            Ok((
+                CaseId::new(row.get::<_, String>(0)?),
+                row.get::<_, String>(1)?,
+                row.get::<_, Option<String>>(2)?,
+                row.get::<_, Option<String>>(3)?,
+            ))
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut matching = Vec::new();
+        for row in rows {
+            let (case_id, changes, destination, network) = row?;
+            let matches = match indicator {
+                // Every spelling of the domain and every subdomain of it (issue 15, item 10).
+                Indicator::DestinationDomain(domain) => {
+                    destination.is_some_and(|address| crate::core::address::within_domain(&address, domain))
+                }
+                Indicator::SourceNetwork(wanted) => network.as_deref() == Some(wanted.as_str()),
+            };
+            if matches {
+                matching.push((case_id, changes));
+            }
+        }
+        Ok(matching)
     }
 
     /// Whether the kill switch was on, as of the last applied log entry.

@@ -22,8 +22,9 @@ pub fn dimension_keys(signals: &Signals, requester: &str, action: &RecoveryActio
     let mut keys = Vec::new();
     keys.extend(signals.source_network.as_deref().map(|network| LedgerKey::SourceNetwork(normal(network))));
     keys.push(LedgerKey::Requester(requester.to_string()));
-    if let RecoveryAction::AddDestination { address, .. } = action {
-        keys.push(LedgerKey::Destination(normal(address)));
+    if let RecoveryAction::AddDestination { kind, address } = action {
+        // Every spelling of one address is one address (issue 15, item 10).
+        keys.push(LedgerKey::Destination(crate::core::address::counted_as(*kind, address)));
     }
     keys
 }

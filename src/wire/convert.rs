@@ -265,6 +265,19 @@ fn check_email(field: &'static str, address: &str) -> Result<(), Rejection> {
             expected: "an email address: one '@' with text on both sides, no spaces".to_string(),
         });
     }
+    // The domain must be a host name whose labels each keep to one script: a look-alike mixing Latin and Cyrillic,
+    // or a "domain" with a path or query in it, is no address anyone honest has (issue 15, items 10 and 12).
+    if let Err(problem) = crate::core::address::canonical_email(address) {
+        let expected = match problem {
+            crate::core::address::AddressProblem::MixedScript(_) => {
+                "an email address whose domain keeps to one script in each label (look-alike domains are refused)"
+            }
+            crate::core::address::AddressProblem::NotAnEmail | crate::core::address::AddressProblem::BadDomain => {
+                "an email address whose domain is a host name (letters, digits, hyphens and dots)"
+            }
+        };
+        return Err(Rejection::InvalidValue { field: field.to_string(), expected: expected.to_string() });
+    }
     Ok(())
 }
 
