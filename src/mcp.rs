@@ -231,7 +231,8 @@ impl<L: EventLog + 'static> AirlockTools<L> {
         let payload = json!({ "case_id": request.case_id });
         let answer = match self.backend.as_ref() {
             Backend::Embedded { service, .. } => {
-                intake::query::answer(service, &self.actor, payload.to_string().as_bytes()).await
+                intake::answered_no_sooner(intake::query::answer(service, &self.actor, payload.to_string().as_bytes()))
+                    .await
             }
             Backend::Nats(client) => {
                 let subject = intake::subjects::query(&intake::nats::IntakeConfig::default().prefix, &self.actor);
@@ -259,8 +260,8 @@ impl<L: EventLog + 'static> AirlockTools<L> {
         let bytes = body.to_string().into_bytes();
         match self.backend.as_ref() {
             Backend::Embedded { service, notices: pending } => {
-                let (reply, notices) =
-                    with_deferred_notices(intake::handle_json(service, &self.actor, command, &bytes)).await;
+                let handled = with_deferred_notices(intake::handle_json(service, &self.actor, command, &bytes));
+                let (reply, notices) = intake::answered_no_sooner(handled).await;
                 pending.spawn(service.clone(), notices);
                 Ok(serde_json::to_value(reply).expect("a reply serializes"))
             }

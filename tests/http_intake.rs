@@ -160,3 +160,68 @@ fn http_intake_takes_requests_only_with_a_live_key_and_the_rules_of_nats_intake(
     let listed = String::from_utf8_lossy(&listed.stdout).to_string();
     assert!(listed.contains("helpdesk") && !listed.contains(secret), "{listed}");
 }
+
+/// The owner's page's JSON proof endpoint, with a code that was never sent anywhere.
+fn dummy_proof(address: &str, case_id: &str, command_id: &str) -> (u16, Value) {
+    let body = json!({ "version": 1, "command_id": command_id, "case_id": case_id, "code": "00000000" });
+    let (status, _, answer) =
+        http_with(address, "POST", "/v1/proofs", &[("Content-Type", "application/json")], body.to_string().as_bytes());
+    (status, common::threats::without_ids(serde_json::from_str(&answer).unwrap()))
+}
+
+// Proves THREATS 18 (issue 15, item 8): no public answer tells an existing account from a nonexistent one. A dummy
+// code on the owners' page gets one answer for a case whose owner was sent a code, a case in review, a case of an
+// unknown account and a case that does not exist; and a day later (the clock run ahead past the code's case's time
+// limit) the requester reads the same status for the existing and the unknown account's cases. Every answer about a
+// request takes at least the answer floor.
+#[test]
+fn threat_18_no_answer_tells_existing_from_nonexistent_accounts() {
+    let scratch = common::scratch();
+    let data = scratch.path().join("data");
+    let young = common::threats::time_ago(24 * 3_600 * 1_000);
+    common::import_accounts(
+        &data,
+        json!([
+            email_account("vera"),
+            common::threats::account("walt", &[("walt-mail", "email", "walt@example.com", &young)]),
+        ]),
+    );
+    let (_, key) = make_key(&data, "desk");
+    let server = serve(&data);
+    let mut cases = Vec::new();
+    for (index, account) in ["vera", "walt", "nobody-at-all"].into_iter().enumerate() {
+        let body = request_body(&format!("t18-{index}"), account, reset_password(), "locked out", json!({}));
+        let started = std::time::Instant::now();
+        let (status, _, reply) = post(&server.address, Some(&key), body.to_string().as_bytes());
+        assert!(started.elapsed() >= std::time::Duration::from_millis(airlock::intake::ANSWER_FLOOR_MS));
+        assert_eq!(status, 202, "{reply}");
+        cases.push(reply["case_id"].as_str().unwrap().to_string());
+    }
+    let mut answers: Vec<(u16, Value)> = cases
+        .iter()
+        .enumerate()
+        .map(|(index, case)| dummy_proof(&server.address, case, &format!("p{index}")))
+        .collect();
+    answers.push(dummy_proof(&server.address, "case-000000000000000000000000", "p-none"));
+    assert!(answers.iter().all(|answer| *answer == answers[0]), "proof answers differ: {answers:#?}");
+    assert_eq!(answers[0].0, 422, "{answers:?}");
+    drop(server);
+
+    let later = common::http::serve_with(&data, &[("AIRLOCK_CLOCK_AHEAD", "25h")]);
+    common::wait_for(
+        || {
+            String::from_utf8_lossy(&airlock(&data, &["case", "show", &cases[0], "--json"]).stdout)
+                .contains("\"expired\"")
+        },
+        "the code's case to pass its time limit",
+    );
+    let statuses: Vec<Value> = cases
+        .iter()
+        .map(|case| {
+            let (status, answer) = get(&later.address, &key, case);
+            assert_eq!(status, 200, "{answer}");
+            answer["status"].clone()
+        })
+        .collect();
+    assert!(statuses.iter().all(|status| *status == statuses[0]), "statuses a day later differ: {statuses:?}");
+}

@@ -157,7 +157,10 @@ fn the_verification_page_takes_a_code_and_never_echoes_it() {
         http(&server.address, "POST", "/v1/proofs", "application/json", body.to_string().as_bytes());
     assert_eq!(status, 422, "{reply}");
     let reply: Value = serde_json::from_str(&reply).unwrap();
-    assert_eq!(reply["status"], "requested", "{reply}");
+    // Issue 15, item 8: the answer says only that the code was not accepted, never the case's state.
+    assert_eq!(reply["error"]["code"], "code_not_accepted", "{reply}");
+    assert!(reply.get("status").is_none(), "{reply}");
+    assert_eq!(status_of(data.path(), &case_id), "requested", "the wrong code was counted, the case still waits");
 
     let fields = [("case_id", case_id.as_str()), ("command_id", "web-2"), ("code", code.as_str()), ("totp", "")];
     let (status, _, page) =

@@ -20,7 +20,7 @@ use crate::core::ids::{CaseId, DestinationId};
 use crate::core::limits;
 use crate::core::text::check_identifier;
 use crate::http::api_keys::ApiKeys;
-use crate::intake::{self, CommandType, Reply};
+use crate::intake::{self, Reply};
 use crate::log::EventLog;
 use crate::service::{Service, new_id};
 use axum::Router;
@@ -187,7 +187,7 @@ async fn verify_form<L: EventLog + 'static>(
     State(service): State<Arc<Service<L>>>,
     axum::Form(form): axum::Form<ProofForm>,
 ) -> Response {
-    let reply = intake::handle_json(&service, &owner(), CommandType::SubmitProof, &proof_json(&form)).await;
+    let reply = intake::handle_public_proof(&service, &owner(), &proof_json(&form)).await;
     let (status, title, text) = proof_outcome(&reply);
     page(status, title, &format!("<p>{}</p>", escape(&text)))
 }
@@ -197,7 +197,7 @@ async fn verify_json<L: EventLog + 'static>(
     State(service): State<Arc<Service<L>>>,
     body: axum::body::Bytes,
 ) -> Response {
-    let reply = intake::handle_json(&service, &owner(), CommandType::SubmitProof, &body).await;
+    let reply = intake::handle_public_proof(&service, &owner(), &body).await;
     let (status, _, _) = proof_outcome(&reply);
     (status, axum::Json(reply)).into_response()
 }
@@ -205,11 +205,6 @@ async fn verify_json<L: EventLog + 'static>(
 /// The owner's view of a proof's outcome. A refusal says what the owner can do about it, never more about the
 /// account than the owner already knows.
 fn proof_outcome(reply: &Reply) -> (StatusCode, &'static str, String) {
-    if reply.accepted && reply.status.as_deref() == Some("requested") {
-        // The proof was recorded, and rejected: a wrong or reused code.
-        let text = "That code was not accepted. Check the latest message (and your authenticator app) and try again.";
-        return (StatusCode::UNPROCESSABLE_ENTITY, "Not verified", text.to_string());
-    }
     if reply.accepted {
         let next = match reply.status.as_deref() {
             Some("cooling_off") => {

@@ -115,8 +115,9 @@ async fn create<L: EventLog + 'static>(
         Ok(actor) => actor,
         Err(denied) => return denied.into_response(),
     };
-    let (reply, notices) =
-        with_deferred_notices(intake::handle_json(&state.service, &actor, CommandType::RequestRecovery, &body)).await;
+    let handled =
+        with_deferred_notices(intake::handle_json(&state.service, &actor, CommandType::RequestRecovery, &body));
+    let (reply, notices) = intake::answered_no_sooner(handled).await;
     // The answer is not held for the notices: they go out on their own once it is on its way.
     state.sending.spawn(state.service.clone(), notices);
     let status = status_of(&reply);
@@ -142,7 +143,7 @@ async fn status<L: EventLog + 'static>(
         return error(StatusCode::BAD_REQUEST, "malformed_command", "not a case id");
     }
     let payload = serde_json::json!({ "case_id": id }).to_string();
-    let answer = intake::query::answer(&state.service, &actor, payload.as_bytes()).await;
+    let answer = intake::answered_no_sooner(intake::query::answer(&state.service, &actor, payload.as_bytes())).await;
     let code = match answer.get("status").and_then(|status| status.as_str()) {
         Some("not_found") => StatusCode::NOT_FOUND,
         Some(_) => StatusCode::OK,

@@ -196,8 +196,31 @@ pub async fn handle_json<L: EventLog>(
     command_type: CommandType,
     bytes: &[u8],
 ) -> Reply {
+    handle(service, actor, command_type, bytes, false).await
+}
+
+/// Handles a proof typed on the owners' public page (`submit_proof` JSON from `owner`), answering only whether the
+/// case is proven now and nothing else about it (THREATS 18): a wrong code, a case with no code out, a case in
+/// review, a case of an unknown account and no case at all read the same (`code_not_accepted`), so nobody who can
+/// reach the page can tell accounts apart by trying a dummy code. The senders of the authenticated channels (NATS,
+/// `airlock submit`) get the detailed answer.
+pub async fn handle_public_proof<L: EventLog>(service: &Service<L>, owner: &Actor, bytes: &[u8]) -> Reply {
+    handle(service, owner, CommandType::SubmitProof, bytes, true).await
+}
+
+async fn handle<L: EventLog>(
+    service: &Service<L>,
+    actor: &Actor,
+    command_type: CommandType,
+    bytes: &[u8],
+    public_proof: bool,
+) -> Reply {
     let (case_hint, command_hint) = hints(bytes);
     let mut reply = match dispatch(service, actor, command_type, bytes).await {
+        Ok(Outcome::Case(handled)) if public_proof && !handled.proven => code_not_accepted(case_hint.as_ref()),
+        Err(Refusal::Service(ServiceError::Rejected(rejection))) if public_proof && !about_the_input(&rejection) => {
+            code_not_accepted(case_hint.as_ref())
+        }
         Ok(outcome) => accepted(actor, &outcome),
         Err(Refusal::AtTheEdge(rejection)) => {
             let error = match &case_hint {
@@ -212,6 +235,47 @@ pub async fn handle_json<L: EventLog>(
     };
     reply.command_id = Some(command_hint.to_string());
     reply
+}
+
+/// The least time a requester waits for an answer about a request (opening one, or reading its status) on the
+/// HTTP intake and the MCP tools. The work behind an answer differs a little with the account (a known account's
+/// request draws and hashes a code, reads its destinations); answering no sooner than this, measured from when the
+/// request was authenticated, hides that difference (THREATS 18) as long as the work takes less.
+pub const ANSWER_FLOOR_MS: u64 = 25;
+
+/// Runs `work` and returns its output no sooner than `ANSWER_FLOOR_MS` after it started.
+pub async fn answered_no_sooner<T>(work: impl std::future::Future<Output = T>) -> T {
+    let started = tokio::time::Instant::now();
+    let output = work.await;
+    tokio::time::sleep_until(started + std::time::Duration::from_millis(ANSWER_FLOOR_MS)).await;
+    output
+}
+
+/// The one answer to every proof that did not prove its case, whatever the case and its account are.
+pub const CODE_NOT_ACCEPTED: &str = "That code was not accepted. Check the latest message (and your authenticator app) \
+     and try again: a code works only for the request it was sent for, and only until it expires.";
+
+fn code_not_accepted(case_id: Option<&CaseId>) -> Reply {
+    Reply {
+        accepted: false,
+        command_id: None,
+        case_id: case_id.map(ToString::to_string),
+        status: None,
+        message: CODE_NOT_ACCEPTED.to_string(),
+        error: Some(ReplyError { code: "code_not_accepted".into(), reason: CODE_NOT_ACCEPTED.to_string() }),
+    }
+}
+
+/// Refusals about the bytes sent, the same whatever case they name, which may be answered as they are.
+fn about_the_input(rejection: &Rejection) -> bool {
+    matches!(
+        rejection,
+        Rejection::MalformedCommand { .. }
+            | Rejection::InvalidValue { .. }
+            | Rejection::TooLong { .. }
+            | Rejection::SecretInUntrustedField { .. }
+            | Rejection::RoleNotAllowed { .. }
+    )
 }
 
 enum Refusal {

@@ -117,6 +117,10 @@ pub const INTAKE_DELIVERIES_MAX: i64 = 12;
 /// The server's own bound on deliveries, a backstop for a process that dies on a message before it can give up on it.
 const SERVER_DELIVERIES_MAX: i64 = INTAKE_DELIVERIES_MAX + 4;
 
+/// Commands of one role whose notices are being sent at once, after their answers; beyond it the next command's
+/// notices wait (their command's slot is already free).
+const NOTICES_IN_FLIGHT_MAX: usize = 256;
+
 /// How long one pull waits for messages before checking for shutdown.
 const PULL_EXPIRES_MS: u64 = 1_000;
 
@@ -246,7 +250,8 @@ async fn role_consumer(
                 filter_subject: role_subjects(&config.prefix, role),
                 ack_policy: consumer::AckPolicy::Explicit,
                 ack_wait: Duration::from_millis(ACK_WAIT_MS),
-                max_ack_pending: (in_flight * 4) as i64,
+                // Commands in flight, and those whose notices are being sent before they are acknowledged.
+                max_ack_pending: (in_flight * 2 + NOTICES_IN_FLIGHT_MAX) as i64,
                 max_deliver: SERVER_DELIVERIES_MAX,
                 ..Default::default()
             },
@@ -301,6 +306,7 @@ async fn run_role<L: EventLog + 'static>(
 ) {
     let in_flight_max = role_in_flight_max(&config, role);
     let permits = Arc::new(Semaphore::new(in_flight_max));
+    let sending = Arc::new(Semaphore::new(NOTICES_IN_FLIGHT_MAX));
     let mut in_flight = JoinSet::new();
     while !*shutdown.borrow() {
         let batch =
@@ -320,9 +326,16 @@ async fn run_role<L: EventLog + 'static>(
             let Ok(message) = message else { continue };
             let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
             let (service, context, config) = (service.clone(), context.clone(), config.clone());
+            let sending = sending.clone();
             in_flight.spawn(async move {
-                process(&service, &context, &config, message).await;
+                let (notices, outcome) = process(&service, &context, &config, &message).await;
+                // The command's slot is free before its notices go out: a slow mail server delays no other command,
+                // so how soon the next command is answered says nothing about this one's account (THREATS 18).
                 drop(permit);
+                let sent = sending.acquire_owned().await.expect("the semaphore is never closed");
+                service.send_deferred(notices).await;
+                drop(sent);
+                settle(&message, outcome).await;
             });
         }
         while in_flight.try_join_next().is_some() {}
@@ -342,13 +355,22 @@ const POISON_CODES: [&str; 7] = [
     "gave_up",
 ];
 
-/// One intake message, end to end.
+/// What becomes of an intake message once its notices are sent.
+enum Settle {
+    Ack,
+    Nak(Duration),
+    Term,
+}
+
+/// One intake message, end to end, but for its notices and its acknowledgement: the notices are returned, held back,
+/// for the caller to send once the command's slot is free, and the message is settled (`settle`) only after that,
+/// so that a crash before a code went out leaves the message to be delivered again.
 async fn process<L: EventLog>(
     service: &Service<L>,
     context: &jetstream::Context,
     config: &IntakeConfig,
-    message: jetstream::Message,
-) {
+    message: &jetstream::Message,
+) -> (crate::service::DeferredNotices, Settle) {
     let (sequence, delivered) = message.info().map(|info| (info.stream_sequence, info.delivered)).unwrap_or((0, 1));
     let subject = message.subject.to_string();
     // The answer is stored before any notice goes out, so that how long it takes says nothing about the account.
@@ -367,9 +389,7 @@ async fn process<L: EventLog>(
         if delivered < INTAKE_DELIVERIES_MAX {
             let delay = retry_delay(delivered);
             tracing::warn!(sequence, delivered, "command left for redelivery in {delay:?}: {}", reply.message);
-            service.send_deferred(notices).await;
-            let _ = message.ack_with(jetstream::AckKind::Nak(Some(delay))).await;
-            return;
+            return (notices, Settle::Nak(delay));
         }
         tracing::error!(sequence, delivered, "giving up on a command airlock could not take: {}", reply.message);
         reply = gave_up(reply.command_id.take(), delivered);
@@ -377,33 +397,39 @@ async fn process<L: EventLog>(
     let poison = reply.error.as_ref().is_some_and(|error| POISON_CODES.contains(&error.code.as_str()));
     let stored = async {
         if poison {
-            dead_letter(context, config, actor.as_ref(), &message, sequence, &reply).await?;
+            dead_letter(context, config, actor.as_ref(), message, sequence, &reply).await?;
         }
         if let Some(actor) = &actor {
             publish_result(context, config, actor, sequence, &reply).await?;
         }
         Ok::<(), IntakeError>(())
     };
-    let stored = stored.await;
-    service.send_deferred(notices).await;
-    match stored {
-        Ok(()) => {
-            // A lost acknowledgement only means a redelivery, which the command id turns into a no-op; waiting for
-            // the server to confirm each one would halve the intake rate for nothing.
-            if let Err(error) = message.ack().await {
-                tracing::warn!(sequence, %error, "intake acknowledgement failed; the message will be redelivered");
-            }
-        }
+    let settle = match stored.await {
+        Ok(()) => Settle::Ack,
         Err(error) if delivered < INTAKE_DELIVERIES_MAX => {
             tracing::warn!(sequence, %error, "could not store the answer; leaving the message for redelivery");
-            let _ = message.ack_with(jetstream::AckKind::Nak(Some(retry_delay(delivered)))).await;
+            Settle::Nak(retry_delay(delivered))
         }
         Err(error) => {
             // Never delivered again: the log line is what is left of it.
             tracing::error!(sequence, delivered, subject = %subject, %error, "could not store the answer or the dead \
                 letter after {INTAKE_DELIVERIES_MAX} deliveries; the message is dropped");
-            let _ = message.ack_with(jetstream::AckKind::Term).await;
+            Settle::Term
         }
+    };
+    (notices, settle)
+}
+
+/// Acknowledges, delays or ends a message. A lost acknowledgement only means a redelivery, which the command id turns
+/// into a no-op; waiting for the server to confirm each one would halve the intake rate for nothing.
+async fn settle(message: &jetstream::Message, settle: Settle) {
+    let kind = match settle {
+        Settle::Ack => jetstream::AckKind::Ack,
+        Settle::Nak(delay) => jetstream::AckKind::Nak(Some(delay)),
+        Settle::Term => jetstream::AckKind::Term,
+    };
+    if let Err(error) = message.ack_with(kind).await {
+        tracing::warn!(%error, "intake acknowledgement failed; the message will be redelivered");
     }
 }
 

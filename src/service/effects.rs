@@ -113,7 +113,7 @@ impl<L: EventLog> Service<L> {
     pub async fn execute(&self, case_id: &CaseId) -> Result<Handled, ServiceError> {
         let (state, _) = self.load(case_id).await?;
         let (Status::Executing, Some(effect_id), Some(facts)) = (state.status, &state.effect, &state.facts) else {
-            return Ok(Handled { case_id: case_id.clone(), status: state.status, appended: 0 });
+            return Ok(Handled::of(case_id, &state, 0));
         };
         let outcome = match self.directory.execute(effect_id, &facts.account_id, &facts.action, self.clock.now()) {
             Ok(changes) => {

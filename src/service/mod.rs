@@ -77,6 +77,14 @@ pub struct Handled {
     pub status: Status,
     /// How many events the command appended (0 for a retried command or a timer with nothing due).
     pub appended: usize,
+    /// Whether the case has an accepted proof now: what an owner's proof answer may say, and nothing more.
+    pub proven: bool,
+}
+
+impl Handled {
+    fn of(case_id: &CaseId, state: &CaseState, appended: usize) -> Handled {
+        Handled { case_id: case_id.clone(), status: state.status, appended, proven: !state.proven_by.is_empty() }
+    }
 }
 
 pub struct Service<L: EventLog> {
@@ -168,7 +176,7 @@ impl<L: EventLog> Service<L> {
             if events.is_empty() {
                 return match rejection {
                     Some(rejection) => Err(ServiceError::Rejected(rejection)),
-                    None => Ok(Handled { case_id: case_id.clone(), status: state.status, appended: 0 }),
+                    None => Ok(Handled::of(case_id, &state, 0)),
                 };
             }
             // Counted first, each on the revision its decision read; if another command got to a ledger first, this
@@ -241,7 +249,7 @@ impl<L: EventLog> Service<L> {
                         return Err(ServiceError::Rejected(rejection));
                     }
                     let (state, _) = self.load(case_id).await?;
-                    return Ok(Handled { case_id: case_id.clone(), status: state.status, appended: 0 });
+                    return Ok(Handled::of(case_id, &state, 0));
                 }
                 Ok(Appended::New { first_sequence }) => {
                     self.project_if_inline().await?;
@@ -249,9 +257,7 @@ impl<L: EventLog> Service<L> {
                     self.effects_after_append(case_id, &new_state, &events, first_sequence, &prepared).await?;
                     return match rejection {
                         Some(rejection) => Err(ServiceError::Rejected(rejection)),
-                        None => {
-                            Ok(Handled { case_id: case_id.clone(), status: new_state.status, appended: events.len() })
-                        }
+                        None => Ok(Handled::of(case_id, &new_state, events.len())),
                     };
                 }
             }

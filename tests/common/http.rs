@@ -22,10 +22,16 @@ impl Drop for Serve {
 
 /// Starts `airlock serve --http 127.0.0.1:0` on `data` and reads the address it printed.
 pub fn serve(data: &Path) -> Serve {
+    serve_with(data, &[])
+}
+
+/// `serve`, with `environment` added (for example the debug-only `AIRLOCK_CLOCK_AHEAD`).
+pub fn serve_with(data: &Path, environment: &[(&str, &str)]) -> Serve {
     let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
         .args(["serve", "--http", "127.0.0.1:0", "--tick", "200ms", "--data-dir"])
         .arg(data)
         .env("RUST_LOG", "debug")
+        .envs(environment.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

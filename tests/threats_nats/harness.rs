@@ -264,16 +264,19 @@ impl Airlock {
         let deadline = Instant::now() + Duration::from_millis(WAIT_MS);
         loop {
             let intake = self.context.get_stream("AIRLOCK_INTAKE").await.unwrap();
-            let consumer = intake.consumer_info("airlock-intake").await.unwrap();
+            // One consumer per sending role (issue 15, item 1): all of them must be idle.
+            let (mut pending, mut ack_pending) = (0, 0);
+            for role in ["intake", "owner", "reviewer", "operator"] {
+                let consumer = intake.consumer_info(format!("airlock-intake-{role}")).await.unwrap();
+                pending += consumer.num_pending;
+                ack_pending += consumer.num_ack_pending;
+            }
             let events = self.context.get_stream("AIRLOCK_EVENTS").await.unwrap().get_info().await.unwrap();
             let projected: i64 = self
                 .read_only("projection.db")
                 .query_row("SELECT last_sequence FROM checkpoint", [], |row| row.get(0))
                 .unwrap();
-            if consumer.num_pending == 0
-                && consumer.num_ack_pending == 0
-                && projected as u64 >= events.state.last_sequence
-            {
+            if pending == 0 && ack_pending == 0 && projected as u64 >= events.state.last_sequence {
                 return;
             }
             assert!(Instant::now() < deadline, "airlock never settled:\n{}", self.harness.serve_log());
