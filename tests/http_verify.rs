@@ -213,6 +213,29 @@ fn a_factor_change_needs_the_authenticator_where_the_account_has_one() {
     assert_eq!(status, 422, "{page}");
 }
 
+// Proves (issue 15, item 17) a typo in the message's code does not use up the authenticator code typed with it: the
+// owner who retypes the right code with the same authenticator code (same 30-second step) is verified.
+#[test]
+fn a_mistyped_code_does_not_use_up_the_authenticator_code() {
+    let data = common::scratch();
+    import(data.path());
+    let server = serve(data.path());
+    let case_id = request(data.path(), "r-typo", "tess", json!({ "type": "remove_totp" }));
+    let code = code_in(&messages(data.path(), &case_id)[0]);
+    let first_digit = if code.starts_with('1') { '2' } else { '1' };
+    let typo: String = std::iter::once(first_digit).chain(code.chars().skip(1)).collect();
+    let totp = totp_now();
+    let first = [("case_id", case_id.as_str()), ("command_id", "p-typo"), ("code", typo.as_str()), ("totp", &totp)];
+    let (status, _, page) =
+        http(&server.address, "POST", "/verify", "application/x-www-form-urlencoded", &form(&first));
+    assert_eq!(status, 422, "{page}");
+    let again = [("case_id", case_id.as_str()), ("command_id", "p-right"), ("code", code.as_str()), ("totp", &totp)];
+    let (status, _, page) =
+        http(&server.address, "POST", "/verify", "application/x-www-form-urlencoded", &form(&again));
+    assert_eq!(status, 200, "the authenticator code was used up by the typo: {page}");
+    assert_eq!(status_of(data.path(), &case_id), "cooling_off");
+}
+
 // Proves the cancel link: a scanner fetching it cancels nothing; the owner's button cancels the scheduled change; a
 // forged token cancels nothing and says so without detail; using the link again changes nothing more.
 #[test]
@@ -339,4 +362,58 @@ fn links_work_for_every_character_an_id_may_hold() {
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("Cancelled"), "{page}");
     assert_eq!(status_of(data.path(), &case_id), "cancelled");
+}
+
+// Proves (issue 15, item 14) two tabs are not an attack: the owner's right code and authenticator code sent twice at
+// once (one is accepted, the other loses the race or finds the authenticator code used) count as no wrong code, so
+// the account still has its five attempts afterwards: four wrong codes on a later case leave it waiting for proof.
+// Several accounts race at once, each in the same 30-second step, so that a lost race happens in some of them.
+#[test]
+fn the_same_proof_from_two_tabs_counts_as_no_wrong_code() {
+    let data = common::scratch();
+    let long_ago = humantime::format_rfc3339_seconds(std::time::SystemTime::now() - Duration::from_millis(90 * DAY_MS))
+        .to_string();
+    let owners: Vec<String> = (0..6).map(|index| format!("tab{index}")).collect();
+    let accounts: Vec<Value> = owners
+        .iter()
+        .map(|owner| {
+            json!({ "account_id": owner, "totp_enrolled_since": long_ago, "totp_secret": TOTP_SECRET, "destinations": [
+                { "id": format!("{owner}-mail"), "kind": "email", "address": format!("{owner}@example.com"),
+                  "trusted_since": long_ago }
+            ]})
+        })
+        .collect();
+    common::import_accounts(data.path(), Value::Array(accounts));
+    let server = serve(data.path());
+    let cases: Vec<String> = owners
+        .iter()
+        .map(|owner| request(data.path(), &format!("r-{owner}"), owner, json!({ "type": "reset_password" })))
+        .collect();
+    let totp = totp_now();
+    std::thread::scope(|scope| {
+        for case_id in &cases {
+            let code = code_in(&messages(data.path(), case_id)[0]);
+            for tab in ["a", "b"] {
+                let (address, case_id, code, totp) = (&server.address, case_id.clone(), code.clone(), totp.clone());
+                scope.spawn(move || {
+                    let command_id = format!("tab-{tab}-{case_id}");
+                    let fields =
+                        [("case_id", case_id.as_str()), ("command_id", &command_id), ("code", &code), ("totp", &totp)];
+                    http(address, "POST", "/verify", "application/x-www-form-urlencoded", &form(&fields))
+                });
+            }
+        }
+    });
+    for (owner, case_id) in owners.iter().zip(&cases) {
+        assert_ne!(status_of(data.path(), case_id), "requested", "{owner}: one tab's proof was accepted");
+        let later = request(data.path(), &format!("r2-{owner}"), owner, json!({ "type": "reset_password" }));
+        let code = code_in(&messages(data.path(), &later).last().cloned().unwrap_or_default());
+        let wrong = if code.starts_with('1') { "20000000" } else { "10000000" };
+        for attempt in 0..4 {
+            let command_id = format!("w{attempt}-{owner}");
+            let fields = [("case_id", later.as_str()), ("command_id", &command_id), ("code", wrong), ("totp", "")];
+            http(&server.address, "POST", "/verify", "application/x-www-form-urlencoded", &form(&fields));
+        }
+        assert_eq!(status_of(data.path(), &later), "requested", "{owner}: the second tab was counted as a wrong code");
+    }
 }

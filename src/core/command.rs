@@ -53,6 +53,9 @@ pub enum SecondFactorCheck {
     Valid,
     /// The directory refused it. Counts as a wrong code for the account.
     Invalid,
+    /// It is a right code of the app, but already used (the same proof sent twice at once, from two tabs): refused,
+    /// and not counted as a wrong code (issue 15, item 14).
+    AlreadyUsed,
 }
 
 /// The command kinds, for the transition table, rejections and refusal records.

@@ -202,8 +202,11 @@ fn submit_proof(
     let has_totp = state.facts.as_ref().is_some_and(|facts| facts.snapshot.totp_enrolled_since.is_some());
     let second_factor_proven = match second_factor {
         SecondFactorCheck::Valid => has_totp,
-        SecondFactorCheck::NotGiven | SecondFactorCheck::Invalid => false,
+        SecondFactorCheck::NotGiven | SecondFactorCheck::Invalid | SecondFactorCheck::AlreadyUsed => false,
     };
+    if second_factor == SecondFactorCheck::AlreadyUsed && proof.matches(&challenge.code_hash) {
+        return Err(Rejection::SecondFactorAlreadyUsed);
+    }
     let wrong = if !proof.matches(&challenge.code_hash) {
         Some(ProofFailure::WrongCode)
     } else if second_factor == SecondFactorCheck::Invalid {

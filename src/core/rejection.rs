@@ -41,6 +41,9 @@ pub enum Rejection {
     /// A verification code was placed in a field that is not the verification page (THREATS 1, 12). The value is
     /// not stored.
     SecretInUntrustedField { field: String },
+    /// The authenticator code was right but already used (another tab sent the same proof first). Not a wrong code:
+    /// it is not counted against the account. Wait for the next code of the app.
+    SecondFactorAlreadyUsed,
 }
 
 impl Rejection {
@@ -62,6 +65,7 @@ impl Rejection {
             Rejection::InvalidValue { .. } => "invalid_value",
             Rejection::MalformedCommand { .. } => "malformed_command",
             Rejection::SecretInUntrustedField { .. } => "secret_in_untrusted_field",
+            Rejection::SecondFactorAlreadyUsed => "second_factor_already_used",
         }
     }
 }
@@ -96,6 +100,9 @@ impl fmt::Display for Rejection {
                 formatter,
                 "{field} looks like it contains a verification code; codes are entered only at the verification page, and this one was not stored"
             ),
+            Rejection::SecondFactorAlreadyUsed => {
+                formatter.write_str("that authenticator code was already used; wait for the next one")
+            }
         }
     }
 }

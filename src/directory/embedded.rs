@@ -3,7 +3,7 @@
 
 use crate::core::account::{AccountSnapshot, Destination, DestinationKind, HighValueReason, RiskClass};
 use crate::core::action::RecoveryAction;
-use crate::core::command::Change;
+use crate::core::command::{Change, SecondFactorCheck};
 use crate::core::ids::{AccountId, DestinationId, EffectId, UnixMs};
 use crate::directory::{AccountDirectory, DirectoryError};
 use crate::sqlite::{self, Migration, OpenError};
@@ -424,7 +424,12 @@ impl AccountDirectory for EmbeddedDirectory {
             .map_err(unavailable)
     }
 
-    fn verify_totp(&self, account_id: &AccountId, typed: &str, now: UnixMs) -> Result<bool, DirectoryError> {
+    fn verify_totp(
+        &self,
+        account_id: &AccountId,
+        typed: &str,
+        now: UnixMs,
+    ) -> Result<SecondFactorCheck, DirectoryError> {
         let mut connection = self.lock();
         let transaction =
             connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(unavailable)?;
@@ -434,18 +439,19 @@ impl AccountDirectory for EmbeddedDirectory {
                 statement.query_row([account_id.as_str()], |row| Ok((row.get(0)?, row.get(1)?))).optional()
             })
             .map_err(unavailable)?;
-        let Some((Some(secret), last_step)) = row else { return Ok(false) };
+        let Some((Some(secret), last_step)) = row else { return Ok(SecondFactorCheck::Invalid) };
         let secret = crate::directory::totp::TotpSecret::from_bytes(secret).map_err(DirectoryError::Corrupt)?;
         let last_step = last_step.map(|step| step as u64);
         let Some(step) = crate::directory::totp::matching_step(&secret, typed, now, last_step) else {
-            return Ok(false);
+            let right = crate::directory::totp::matching_step(&secret, typed, now, None).is_some();
+            return Ok(if right { SecondFactorCheck::AlreadyUsed } else { SecondFactorCheck::Invalid });
         };
         transaction
             .prepare_cached("UPDATE accounts SET totp_last_step = ?2 WHERE account_id = ?1")
             .and_then(|mut statement| statement.execute(params![account_id.as_str(), step as i64]))
             .map_err(unavailable)?;
         transaction.commit().map_err(unavailable)?;
-        Ok(true)
+        Ok(SecondFactorCheck::Valid)
     }
 
     fn execute(

@@ -32,9 +32,14 @@ pub trait AccountDirectory: Send + Sync {
     fn snapshot(&self, account_id: &AccountId) -> Result<AccountSnapshot, DirectoryError>;
 
     /// Checks an authenticator (TOTP) code the owner typed, at `now`, and uses it up: the same code, or one from an
-    /// earlier time step, is refused afterwards. `false` for a wrong code and for an account without an
-    /// authenticator; the secret stays in the directory.
-    fn verify_totp(&self, account_id: &AccountId, typed: &str, now: UnixMs) -> Result<bool, DirectoryError>;
+    /// earlier time step, is refused afterwards (`AlreadyUsed` when it was a right code of a step used already).
+    /// `Invalid` for a wrong code and for an account without an authenticator; the secret stays in the directory.
+    fn verify_totp(
+        &self,
+        account_id: &AccountId,
+        typed: &str,
+        now: UnixMs,
+    ) -> Result<crate::core::command::SecondFactorCheck, DirectoryError>;
 
     /// Freezes the account's security settings for `case_id`, a recovery that is now pending: until `release`, the
     /// directory refuses every change but that case's own effect (its effect ids start with `<case_id>/`), from

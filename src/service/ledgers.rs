@@ -78,6 +78,30 @@ pub fn failures_and_record(read: &Ledger, case_id: &CaseId, command_id: &str, ow
     (failed, Ledger { requests: recent })
 }
 
+/// Takes one proof (`<case>/<command>`) out of a proof-failure ledger (compare-and-swap, again on a fresh read after
+/// losing a race): it was counted as a wrong code, then decided otherwise.
+pub async fn forget_failure<L: EventLog>(
+    log: &L,
+    key: &LedgerKey,
+    case_id: &CaseId,
+    command_id: &str,
+) -> Result<(), LogError> {
+    let id = format!("{case_id}/{command_id}");
+    for round in 1..=LEDGER_RETRIES_MAX {
+        let (revision, read) = log.ledger(key).await?;
+        let mut ledger = read.clone();
+        ledger.requests.retain(|entry| entry.case_id != id);
+        if ledger == read {
+            return Ok(());
+        }
+        match log.put_ledger(key, revision, &ledger).await {
+            Err(LogError::Conflict { .. }) => ledger_backoff(round).await,
+            written => return written,
+        }
+    }
+    Err(LogError::Unavailable(format!("the ledger of {key} kept changing under {LEDGER_RETRIES_MAX} attempts")))
+}
+
 /// The wrong codes in a proof-failure ledger inside `PROOF_ATTEMPT_WINDOW_MS` before `now`.
 pub fn failures_in_window(read: &Ledger, now: UnixMs) -> u32 {
     let since = now.0.saturating_sub(PROOF_ATTEMPT_WINDOW_MS);

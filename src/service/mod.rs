@@ -108,6 +108,14 @@ pub struct Service<L: EventLog> {
     pub redelivery: Redelivery,
 }
 
+/// Whether a command's proof was written into its account's failure ledger in some round, and whether the last
+/// round decided a refused proof again.
+#[derive(Default)]
+struct RecordedFailure {
+    key: Option<crate::log::LedgerKey>,
+    last_round: bool,
+}
+
 /// Fresh random id with a readable prefix (`case-3f9a…`). The shell makes ids; the core never does.
 pub fn new_id(prefix: &str) -> String {
     use rand::RngCore;
@@ -161,10 +169,31 @@ impl<L: EventLog> Service<L> {
 
     /// Handles one command for one case, end to end.
     pub async fn handle(&self, case_id: &CaseId, envelope: CommandEnvelope) -> Result<Handled, ServiceError> {
+        let mut failure = RecordedFailure::default();
+        let outcome = self.handle_rounds(case_id, &envelope, &mut failure).await;
+        // A proof counted as a wrong code in one round, then decided otherwise once the case moved on (a second tab
+        // sending the same proof while the first was accepted), is no wrong code: it leaves the count (issue 15,
+        // item 14). An outcome that is an error keeps the count, erring on the side of the cap.
+        if let (Some(key), false, Ok(_) | Err(ServiceError::Rejected(_))) = (&failure.key, failure.last_round, &outcome)
+            && let Err(error) = ledgers::forget_failure(&self.log, key, case_id, envelope.command_id.as_str()).await
+        {
+            tracing::warn!(case = %case_id, %error, "a proof counted as a wrong code could not be uncounted");
+        }
+        outcome
+    }
+
+    async fn handle_rounds(
+        &self,
+        case_id: &CaseId,
+        envelope: &CommandEnvelope,
+        failure: &mut RecordedFailure,
+    ) -> Result<Handled, ServiceError> {
+        let envelope = envelope.clone();
         let (mut conflicts, mut ledger_conflicts) = (0, 0);
         while conflicts < CONFLICT_RETRIES_MAX {
             let (state, _, last_sequence) = self.load_for_append(case_id, conflicts + ledger_conflicts > 0).await?;
             let prepared = self.prepare(case_id, &envelope, &state).await?;
+            failure.last_round = false;
             let decided = decide(&envelope, &state, &prepared.context(case_id, &self.settings));
             let (events, rejection) = match decided {
                 Ok(events) => (events, None),
@@ -204,7 +233,9 @@ impl<L: EventLog> Service<L> {
                 events.iter().any(|event| matches!(event.body, crate::core::event::EventBody::ProofRejected { .. }));
             if let (Some(write), true) = (&prepared.failure_ledger, refused_proof) {
                 ledger_writes.push((&write.key, write.revision, write.ledger.clone()));
+                failure.key = Some(write.key.clone());
             }
+            failure.last_round |= refused_proof;
             let mut lost_race = false;
             for (key, revision, ledger) in &ledger_writes {
                 match self.log.put_ledger(key, *revision, ledger).await {
@@ -332,22 +363,29 @@ impl<L: EventLog> Service<L> {
             .map(|challenge| challenge.challenge_id.clone())
             .unwrap_or_else(|| crate::core::ids::ChallengeId::new("none"));
         let proof = self.keys.code.hash(&challenge_id, &code);
+        // The message's code is compared first (in constant time, as `decide` compares it again): a mistyped code
+        // must not use up the authenticator code typed with it, or the owner who retypes both within the same
+        // 30-second step is refused for a code they typed right (issue 15, item 17).
+        let code_right = state
+            .challenge
+            .as_ref()
+            .is_some_and(|challenge| challenge.code_hash.matches(&proof) && self.clock.now() < challenge.expires_at);
         let second_factor = match (typed_totp, &state.facts) {
             // Only a proof `decide` will look at spends an authenticator code: from a role allowed to prove, for a case
-            // waiting for proof. Anything else is refused by `decide` without the code being used up.
+            // waiting for proof, with the right code. Anything else is refused by `decide` without the authenticator
+            // code being used up.
             (Some(typed), Some(facts))
                 if crate::core::command::CommandKind::SubmitProof.allowed_roles().contains(&actor.role)
                     && state.status == crate::core::state::Status::Requested
                     && facts.snapshot.totp_enrolled_since.is_some()
+                    && code_right
                     && !state.has_seen(&actor, &command_id) =>
             {
                 let (directory, account, typed, now) =
                     (self.directory.clone(), facts.account_id.clone(), typed.to_string(), self.clock.now());
-                let valid =
-                    tokio::task::spawn_blocking(move || directory.verify_totp(&account, &typed, now))
-                        .await
-                        .map_err(|error| ServiceError::Corrupt(format!("the directory check stopped: {error}")))??;
-                if valid { SecondFactorCheck::Valid } else { SecondFactorCheck::Invalid }
+                tokio::task::spawn_blocking(move || directory.verify_totp(&account, &typed, now))
+                    .await
+                    .map_err(|error| ServiceError::Corrupt(format!("the directory check stopped: {error}")))??
             }
             (Some(_), _) | (None, _) => SecondFactorCheck::NotGiven,
         };
