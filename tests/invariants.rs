@@ -679,6 +679,8 @@ fn check_answer(
     if before.has_seen(&envelope.actor, &envelope.command_id) {
         return match result {
             Ok(events) if events.is_empty() => Ok(()),
+            // The same id with another body is refused (issue 15, item 13), never taken for a retry.
+            Err(Rejection::CommandIdReused) => Ok(()),
             other => Err(format!("a retried {} was not a no-op: {other:?}", kind.name())),
         };
     }

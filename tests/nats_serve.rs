@@ -621,3 +621,48 @@ async fn a_projection_that_lost_a_case_is_rebuilt_not_crash_looped() {
     assert!(harness.serve_log().contains("set aside"), "{}", harness.serve_log());
     assert_eq!(harness.stop_serve().code(), Some(0));
 }
+
+/// A request for `account` under `command_id`.
+fn request_for(command_id: &str, account: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "version": 1, "command_id": command_id, "account_id": account,
+        "action": { "type": "reset_password" }, "summary": "customer asked", "signals": {}
+    }))
+    .unwrap()
+}
+
+// Proves (issue 15, item 13) a command id means one command: a desk's retry of a request (same body, reworded
+// summary) lands on its case, but the same id with another account is refused with `command_id_reused`, names no
+// case, and is kept in the dead letters; an operator's resume under the id of its own halt is refused the same way.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_id_means_one_command() {
+    let mut harness = Harness::new();
+    harness.start_serve(&[], &[]);
+    let client = harness.client().await;
+    let context = jetstream::new(client.clone());
+    let subject = "airlock.intake.intake.desk-7.request_recovery";
+    // One at a time: commands are decided concurrently, and the first decides which body the id means.
+    for (count, (message_id, account)) in [("m1", "alice"), ("m2", "alice"), ("m3", "bob")].into_iter().enumerate() {
+        publish(&context, subject, message_id, request_for("same", account)).await;
+        read_all(&client, "AIRLOCK_RESULTS", "airlock.result.intake.desk-7", count + 1).await;
+    }
+    let answers = read_all(&client, "AIRLOCK_RESULTS", "airlock.result.intake.desk-7", 3).await;
+    let by_sequence: Vec<Value> = answers.iter().map(body).collect();
+    let accepted: Vec<&Value> = by_sequence.iter().filter(|answer| answer["accepted"] == true).collect();
+    assert_eq!(accepted.len(), 2, "{by_sequence:?}");
+    assert_eq!(accepted[0]["case_id"], accepted[1]["case_id"], "a retry lands on its case");
+    let reused = by_sequence.iter().find(|answer| answer["accepted"] == false).expect("the reuse is refused");
+    assert_eq!(reused["error"]["code"], "command_id_reused", "{reused}");
+    assert!(reused.get("case_id").is_none(), "the refusal names no case: {reused}");
+    let dead = read_all(&client, "AIRLOCK_DEADLETTER", "airlock.deadletter.intake.desk-7", 1).await;
+    assert_eq!(header(&dead[0], "Airlock-Reason-Code"), "command_id_reused");
+    assert_eq!(dead[0].payload[..], request_for("same", "bob")[..], "the refused body is kept");
+
+    publish(&context, "airlock.intake.operator.op-3.halt", "h", control("op-id")).await;
+    read_all(&client, "AIRLOCK_RESULTS", "airlock.result.operator.op-3", 1).await;
+    publish(&context, "airlock.intake.operator.op-3.resume", "r", control("op-id")).await;
+    let answers = read_all(&client, "AIRLOCK_RESULTS", "airlock.result.operator.op-3", 2).await;
+    let codes: Vec<Value> = answers.iter().map(|answer| body(answer)["error"]["code"].clone()).collect();
+    assert!(codes.contains(&json!("command_id_reused")), "a resume under its halt's id was not refused: {codes:?}");
+    assert_eq!(harness.stop_serve().code(), Some(0));
+}

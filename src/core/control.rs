@@ -7,7 +7,7 @@ use crate::core::ids::{CommandId, UnixMs};
 use crate::core::rejection::Rejection;
 use crate::core::text::UntrustedText;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ControlCommand {
@@ -43,7 +43,7 @@ pub struct ControlState {
     pub halted: bool,
     /// Control commands that changed the switch, by who sent them (a command id means something only with its
     /// sender).
-    pub seen_commands: BTreeSet<(Actor, CommandId)>,
+    pub seen_commands: BTreeMap<(Actor, CommandId), CommandKind>,
 }
 
 pub fn decide_control(
@@ -57,8 +57,12 @@ pub fn decide_control(
     if !kind.allowed_roles().contains(&actor.role) {
         return Err(Rejection::RoleNotAllowed { role: actor.role, command: kind });
     }
-    if state.seen_commands.contains(&(actor.clone(), command_id.clone())) {
-        return Ok(Vec::new());
+    match state.seen_commands.get(&(actor.clone(), command_id.clone())) {
+        // A command id means one command (issue 15, item 13): a resume under the id of a halt is refused, not
+        // taken for a retry of the halt.
+        Some(seen) if *seen != kind => return Err(Rejection::CommandIdReused),
+        Some(_) => return Ok(Vec::new()),
+        None => {}
     }
     let body = match command {
         ControlCommand::Halt { .. } if state.halted => return Err(Rejection::KillSwitchUnchanged { halted: true }),
@@ -76,6 +80,10 @@ pub fn evolve_control(mut state: ControlState, event: &ControlEvent) -> ControlS
         ControlEventBody::AutomationHalted { .. } => true,
         ControlEventBody::AutomationResumed { .. } => false,
     };
-    state.seen_commands.insert((event.actor.clone(), event.command_id.clone()));
+    let kind = match event.body {
+        ControlEventBody::AutomationHalted { .. } => CommandKind::Halt,
+        ControlEventBody::AutomationResumed { .. } => CommandKind::Resume,
+    };
+    state.seen_commands.insert((event.actor.clone(), event.command_id.clone()), kind);
     state
 }

@@ -50,6 +50,15 @@ pub fn decide(envelope: &CommandEnvelope, state: &CaseState, context: &Context) 
         return Err(Rejection::RoleNotAllowed { role: envelope.actor.role, command: kind });
     }
     if state.has_seen(&envelope.actor, &envelope.command_id) {
+        // A command id means one command (issue 15, item 13): the same id with another account, action or signals
+        // is refused, never answered as if it were the request that opened the case. (The summary may be reworded
+        // on a retry.)
+        if let (Command::RequestRecovery { account_id, action, signals, .. }, Some(facts)) =
+            (&envelope.command, &state.facts)
+            && (facts.account_id != *account_id || facts.action != *action || facts.signals != *signals)
+        {
+            return Err(Rejection::CommandIdReused);
+        }
         return Ok(Vec::new());
     }
     let bodies = match &envelope.command {

@@ -44,6 +44,9 @@ pub enum Rejection {
     /// The authenticator code was right but already used (another tab sent the same proof first). Not a wrong code:
     /// it is not counted against the account. Wait for the next code of the app.
     SecondFactorAlreadyUsed,
+    /// The sender already used this command id for a different command (another account, another action, a halt
+    /// where this is a resume). A command id means one command; send this one under a new id. Kept, never merged.
+    CommandIdReused,
 }
 
 impl Rejection {
@@ -66,6 +69,7 @@ impl Rejection {
             Rejection::MalformedCommand { .. } => "malformed_command",
             Rejection::SecretInUntrustedField { .. } => "secret_in_untrusted_field",
             Rejection::SecondFactorAlreadyUsed => "second_factor_already_used",
+            Rejection::CommandIdReused => "command_id_reused",
         }
     }
 }
@@ -103,6 +107,9 @@ impl fmt::Display for Rejection {
             Rejection::SecondFactorAlreadyUsed => {
                 formatter.write_str("that authenticator code was already used; wait for the next one")
             }
+            Rejection::CommandIdReused => formatter.write_str(
+                "this command id was already used for a different command; send a new command under a new command id",
+            ),
         }
     }
 }

@@ -345,7 +345,8 @@ async fn run_role<L: EventLog + 'static>(
 }
 
 /// Error codes whose input is poison: retrying the same bytes can never succeed.
-const POISON_CODES: [&str; 7] = [
+const POISON_CODES: [&str; 8] = [
+    "command_id_reused",
     "malformed_command",
     "invalid_value",
     "too_long",
