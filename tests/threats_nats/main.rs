@@ -644,11 +644,18 @@ async fn a_factor_change_needs_the_authenticator_where_the_account_has_one() {
     let replay = airlock.open(DESK, request_body("replay", "tess", remove_totp(), "lost my phone", json!({}))).await;
     let replay_code = airlock.code_for(&replay).await;
     let reply = airlock.prove_with_totp(&replay, "p-replay", &replay_code, &totp).await;
-    assert_eq!(reply["status"], "requested", "a used authenticator code was accepted again: {reply}");
+    // Refused, and (issue 15, item 14) not counted as a wrong code: a right code of the app, only used already.
+    assert_eq!(
+        reply["error"]["code"], "second_factor_already_used",
+        "a used authenticator code was accepted again: {reply}"
+    );
     airlock.settle().await;
     let strong_events = airlock.events(&strong);
     assert!(strong_events.contains(&"second_factor_proven".to_string()), "{strong_events:?}");
-    assert!(airlock.events(&replay).contains(&"proof_rejected".to_string()));
+    // Recorded as a refused command, not as a wrong code.
+    let replay_events = airlock.events(&replay);
+    assert!(replay_events.contains(&"command_refused".to_string()), "{replay_events:?}");
+    assert!(!replay_events.contains(&"proof_rejected".to_string()), "{replay_events:?}");
     assert_eq!(airlock.status(&replay).await, "requested");
     airlock.finish(&[totp]).await;
 }
