@@ -225,3 +225,128 @@ fn threat_18_no_answer_tells_existing_from_nonexistent_accounts() {
         .collect();
     assert!(statuses.iter().all(|status| *status == statuses[0]), "statuses a day later differ: {statuses:?}");
 }
+
+/// The rows of `docs/answers.md`'s table: (route, status, code, checked).
+fn documented_answers() -> Vec<(String, u16, String, String)> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/answers.md")).unwrap();
+    let table = text.split("<!-- answers-table").nth(1).unwrap().split("<!-- end of answers-table").next().unwrap();
+    table
+        .lines()
+        .filter(|line| line.starts_with("| `"))
+        .map(|line| {
+            let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+            let unquote = |cell: &str| cell.trim_matches('`').to_string();
+            (unquote(cells[0]), cells[1].parse().unwrap(), unquote(cells[2]), cells[4].to_string())
+        })
+        .collect()
+}
+
+/// The `error.code` of a JSON answer, or `-`.
+fn answer_code(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|value| value["error"]["code"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "-".to_string())
+}
+
+/// The last message the embedded outbox holds for `case_id`.
+fn last_message(data: &Path, case_id: &str) -> String {
+    let connection =
+        rusqlite::Connection::open_with_flags(data.join("directory.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    connection
+        .query_row("SELECT body FROM outbox WHERE case_id = ?1 ORDER BY rowid DESC LIMIT 1", [case_id], |row| {
+            row.get(0)
+        })
+        .unwrap()
+}
+
+// Proves (issue 15, item 19) the answers match the documentation: every answer a running server gives to every
+// situation below is a row of `docs/answers.md`, and every row marked `tested` is given by one of them.
+#[test]
+fn every_answer_is_in_the_documented_table() {
+    let scratch = common::scratch();
+    let data = scratch.path().join("data");
+    common::import_accounts(&data, json!([email_account("vera"), email_account("uma"), email_account("walt")]));
+    let (_, key) = make_key(&data, "desk");
+    let server = serve(&data);
+    let address = server.address.clone();
+    let bearer = format!("Bearer {key}");
+    let json_with_key = [("Content-Type", "application/json"), ("Authorization", bearer.as_str())];
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let mut seen: Vec<(String, u16, String)> = Vec::new();
+    let mut ask = |route: &str, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]| {
+        let (status, _, answer) = http_with(&address, method, target, headers, body);
+        seen.push((route.to_string(), status, answer_code(&answer)));
+        answer
+    };
+    let open = |command_id: &str, account: &str| {
+        request_body(command_id, account, reset_password(), "locked out", json!({})).to_string().into_bytes()
+    };
+
+    let requests = "POST /v1/recovery-requests";
+    let answer = ask(requests, "POST", "/v1/recovery-requests", &json_with_key, &open("r1", "vera"));
+    let vera_case = serde_json::from_str::<Value>(&answer).unwrap()["case_id"].as_str().unwrap().to_string();
+    let answer = ask(requests, "POST", "/v1/recovery-requests", &json_with_key, &open("r2", "uma"));
+    let uma_case = serde_json::from_str::<Value>(&answer).unwrap()["case_id"].as_str().unwrap().to_string();
+    ask(requests, "POST", "/v1/recovery-requests", &json_with_key, b"not json");
+    ask(requests, "POST", "/v1/recovery-requests", &[("Content-Type", "application/json")], &open("r3", "walt"));
+    ask(requests, "POST", "/v1/recovery-requests", &json_with_key, &vec![b' '; 20_000]);
+    ask(requests, "POST", "/v1/recovery-requests", &json_with_key, &open("r4", "bad id!"));
+    let long = request_body("r5", "walt", reset_password(), &"x".repeat(5_000), json!({}));
+    ask(requests, "POST", "/v1/recovery-requests", &json_with_key, long.to_string().as_bytes());
+    let secret = request_body("r6", "walt", reset_password(), "the code is 48151623", json!({}));
+    ask(requests, "POST", "/v1/recovery-requests", &json_with_key, secret.to_string().as_bytes());
+    ask(requests, "POST", "/v1/recovery-requests", &json_with_key, &open("r1", "walt"));
+
+    let status = "GET /v1/recovery-requests/{id}";
+    ask(status, "GET", &format!("/v1/recovery-requests/{vera_case}"), &json_with_key, b"");
+    ask(status, "GET", "/v1/recovery-requests/bad!id", &json_with_key, b"");
+    ask(status, "GET", &format!("/v1/recovery-requests/{vera_case}"), &[], b"");
+    ask(status, "GET", "/v1/recovery-requests/case-000000000000000000000000", &json_with_key, b"");
+
+    let proofs = "POST /v1/proofs";
+    let json = [("Content-Type", "application/json")];
+    let proof = |command_id: &str, case_id: &str, code: &str| {
+        json!({ "version": 1, "command_id": command_id, "case_id": case_id, "code": code }).to_string().into_bytes()
+    };
+    let vera_code = common::threats::code_in(&last_message(&data, &vera_case)).unwrap();
+    ask(proofs, "POST", "/v1/proofs", &json, &proof("p1", &uma_case, "00000000"));
+    ask(proofs, "POST", "/v1/proofs", &json, &proof("p2", &vera_case, "12"));
+    ask(proofs, "POST", "/v1/proofs", &json, b"not json");
+    ask(proofs, "POST", "/v1/proofs", &json, &vec![b' '; 20_000]);
+    ask(proofs, "POST", "/v1/proofs", &json, &proof("p3", &vera_case, &vera_code));
+
+    ask("GET /verify", "GET", &format!("/verify?case={uma_case}"), &[], b"");
+    ask("GET /verify", "GET", "/verify", &[], b"");
+    let wrong = format!("case_id={uma_case}&command_id=f1&code=00000000");
+    ask("POST /verify", "POST", "/verify", &form, wrong.as_bytes());
+    let uma_code = common::threats::code_in(&last_message(&data, &uma_case)).unwrap();
+    let right = format!("case_id={uma_case}&command_id=f2&code={uma_code}");
+    ask("POST /verify", "POST", "/verify", &form, right.as_bytes());
+
+    let notice = last_message(&data, &vera_case);
+    let link = notice.split_whitespace().find(|word| word.contains("/cancel?")).expect("a cancel link");
+    let target = &link[link.find("/cancel?").unwrap()..];
+    ask("GET /cancel", "GET", target, &[], b"");
+    ask("GET /cancel", "GET", "/cancel", &[], b"");
+    let query = &target["/cancel?".len()..];
+    let forged = query.rsplit_once("token=").map(|(head, _)| format!("{head}token={}", "ab".repeat(32))).unwrap();
+    ask("POST /cancel", "POST", "/cancel", &form, forged.as_bytes());
+    ask("POST /cancel", "POST", "/cancel", &form, query.as_bytes());
+    ask("GET /healthz", "GET", "/healthz", &[], b"");
+
+    let documented = documented_answers();
+    for (route, status, code) in &seen {
+        assert!(
+            documented.iter().any(|(r, s, c, _)| r == route && s == status && c == code),
+            "{route} answered {status} {code}, which docs/answers.md does not list"
+        );
+    }
+    for (route, status, code, checked) in documented.iter().filter(|row| row.3 == "tested") {
+        assert!(
+            seen.iter().any(|(r, s, c)| r == route && s == status && c == code),
+            "docs/answers.md says {route} answers {status} {code} ({checked}), and no situation here produced it"
+        );
+    }
+}

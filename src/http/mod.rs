@@ -219,6 +219,7 @@ fn proof_outcome(reply: &Reply) -> (StatusCode, &'static str, String) {
     }
     let code = reply.error.as_ref().map_or("unavailable", |error| error.code.as_str());
     match code {
+        "malformed_command" => (StatusCode::BAD_REQUEST, "Not verified", reply.message.clone()),
         "unavailable" => (
             StatusCode::SERVICE_UNAVAILABLE,
             "Please try again",
