@@ -17,8 +17,9 @@ use airlock::core::event::{
 use airlock::core::ids::{AccountId, ActorId, CaseId, ChallengeId, CommandId, DestinationId, EffectId, UnixMs};
 use airlock::core::limits::{
     CODE_TTL_MS_DEFAULT, COOLING_OFF_GRACE_MS, COOLING_OFF_MS_MAX, COOLING_OFF_MS_MIN, DAY_MS, HOUR_MS,
-    IN_REVIEW_TTL_MS, MINUTE_MS, NEW_DESTINATION_COOLING_OFF_MS_MIN, PROOF_ATTEMPTS_PER_ACCOUNT_MAX, REASON_BYTES_MAX,
-    REFUSALS_RECORDED_PER_CASE_MAX, REQUESTED_TTL_MS, REVIEW_APPROVAL_TTL_MS, SUMMARY_BYTES_MAX,
+    IN_REVIEW_TTL_MS, MINUTE_MS, NEW_DESTINATION_COOLING_OFF_MS_MIN, PROOF_ATTEMPTS_PER_ACCOUNT_MAX,
+    PROOF_ATTEMPTS_PER_CASE_MAX, REASON_BYTES_MAX, REFUSALS_RECORDED_PER_CASE_MAX, REQUESTED_TTL_MS,
+    REVIEW_APPROVAL_TTL_MS, SUMMARY_BYTES_MAX,
 };
 use airlock::core::notices::NoticeKind;
 use airlock::core::policy::{Outcome, Phase, PolicyDecision, PolicyFacts, Velocity};
@@ -465,8 +466,8 @@ fn request_on_an_existing_case_is_refused() {
 // requested → requested / denied / verified / in_review
 // ---------------------------------------------------------------------------------------------------------------
 
-// Proves "requested | proof rejected, attempts left | requested": a wrong code is recorded with the attempts the
-// ACCOUNT has left, and the code stays outstanding.
+// Proves "requested | proof rejected, attempts left | requested": a wrong code is recorded with the attempts left,
+// the fewer of the account's and the case's, and the code stays outstanding.
 #[test]
 fn wrong_code_with_attempts_left_stays_requested() {
     let env = Env::standard();
@@ -478,7 +479,7 @@ fn wrong_code_with_attempts_left_stays_requested() {
         let events = when(&history, &proof_env, &command).expect("a wrong code is an event, not a rejection");
 
         let bodies: Vec<EventBody> = events.iter().map(|event| event.body.clone()).collect();
-        let attempts_left = PROOF_ATTEMPTS_PER_ACCOUNT_MAX - failed_before - 1;
+        let attempts_left = (PROOF_ATTEMPTS_PER_ACCOUNT_MAX - failed_before - 1).min(PROOF_ATTEMPTS_PER_CASE_MAX - 1);
         assert_eq!(
             bodies,
             vec![EventBody::ProofRejected {
@@ -518,17 +519,37 @@ fn fifth_wrong_code_across_the_account_denies() {
     assert_eq!(then_status(&history, &events), Status::Denied);
 }
 
-// Proves that once the account's allowance is used up, even the right code is not accepted: the case is denied.
+// Proves (ADR 14) that once the account's guessing cap is reached, no code is compared on it, right or wrong: the
+// case goes to people, who can still let the owner in, instead of being denied.
 #[test]
-fn exhausted_account_is_denied_even_with_the_right_code() {
+fn an_account_at_its_guessing_cap_sends_the_case_to_people() {
     let env = Env::standard();
     let history = requested(&env);
     let proof_env =
         env.at(PROVED_AT).failed_attempts(PROOF_ATTEMPTS_PER_ACCOUNT_MAX).policy(Phase::Authorization, Outcome::Auto);
+    for (command_id, code) in [("right", CODE), ("wrong", WRONG_CODE)] {
+        let bodies = then_bodies(when(&history, &proof_env, &envelope(command_id, owner(), proof(code))));
+        assert!(
+            matches!(bodies.as_slice(), [EventBody::ReviewRequired { reason: ReviewReason::GuessingCapReached, .. }]),
+            "{command_id}: {bodies:?}"
+        );
+    }
+}
 
-    let bodies = then_bodies(when(&history, &proof_env, &envelope("right-too-late", owner(), proof(CODE))));
-
-    assert_eq!(bodies, vec![EventBody::CaseDenied { reason: DenialReason::AttemptsExhausted }]);
+// Proves (ADR 14) the third wrong code on one case denies that case alone, however many the account has left: an
+// attacker guessing on their own case ends it.
+#[test]
+fn third_wrong_code_on_one_case_denies_it() {
+    let env = Env::standard();
+    let mut history = requested(&env);
+    let proof_env = env.at(PROVED_AT);
+    for attempt in 0..PROOF_ATTEMPTS_PER_CASE_MAX {
+        let events = when(&history, &proof_env, &envelope(&format!("wrong-{attempt}"), owner(), proof(WRONG_CODE)))
+            .expect("a wrong code is an event");
+        history.extend(events);
+    }
+    assert_eq!(given(&history).status, Status::Denied);
+    assert_eq!(history.last().unwrap().body, EventBody::CaseDenied { reason: DenialReason::AttemptsExhausted });
 }
 
 // Proves "requested | proof accepted | verified" then "verified | policy auto | cooling_off": the proof names the
@@ -777,26 +798,37 @@ fn unknown_account_withholds_the_challenge() {
 }
 
 // Proves THREATS 7 "one outstanding code at a time": while another case of the account holds a code, this case
-// issues none.
+// issues none; and (ADR 14) it goes to people instead of waiting for nothing.
 #[test]
-fn another_outstanding_code_withholds_the_challenge() {
+fn another_outstanding_code_sends_the_case_to_people() {
     let mut env = Env::standard().policy(Phase::Intake, Outcome::Auto);
     env.account_facts.outstanding_challenge_elsewhere = true;
 
     let events = when(&[], &env, &envelope("request", intake(), env.request_command())).expect("decided");
 
-    assert_eq!(events[1].body, EventBody::ChallengeWithheld { reason: WithheldReason::AnotherCodeOutstanding });
+    assert!(
+        matches!(events[1].body, EventBody::ReviewRequired { reason: ReviewReason::AnotherCodeOutstanding, .. }),
+        "{:?}",
+        events[1].body
+    );
     assert_eq!(given(&events).challenge, None);
+    assert_eq!(given(&events).status, Status::InReview);
 }
 
-// Proves that an account whose wrong-code allowance is used up gets no new code from a new case.
+// Proves that an account at its guessing cap gets no new code from a new case, and (ADR 14) that the case goes to
+// people instead of waiting for nothing.
 #[test]
-fn exhausted_account_gets_no_new_code() {
+fn an_account_at_its_guessing_cap_gets_no_new_code_but_a_person() {
     let env = Env::standard().policy(Phase::Intake, Outcome::Auto).failed_attempts(PROOF_ATTEMPTS_PER_ACCOUNT_MAX);
 
     let events = when(&[], &env, &envelope("request", intake(), env.request_command())).expect("decided");
 
-    assert_eq!(events[1].body, EventBody::ChallengeWithheld { reason: WithheldReason::AttemptsExhausted });
+    assert!(
+        matches!(events[1].body, EventBody::ReviewRequired { reason: ReviewReason::GuessingCapReached, .. }),
+        "{:?}",
+        events[1].body
+    );
+    assert_eq!(given(&events).challenge, None);
 }
 
 // Proves that a code is short-lived: once it expired, a proof is refused even if the digits are right.

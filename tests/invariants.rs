@@ -48,7 +48,8 @@ const REQUESTED_AT: UnixMs = UnixMs(1_767_225_600_000);
 const WAITS_MS: [u64; 6] = [MINUTE_MS, 11 * MINUTE_MS, HOUR_MS, 25 * HOUR_MS, 73 * HOUR_MS, 8 * DAY_MS];
 
 /// Other requests for the account in the last day, as the exploration varies them: calm, enough for the baseline
-/// policy to ask for review (4 with this case), enough for it to deny (10 with this case).
+/// policy to ask for review (4 with this case), enough for `AUTHORIZATION_DENY_RULE` to deny after proof (10 with
+/// this case).
 const OTHER_REQUESTS: [u32; 3] = [0, 3, 9];
 
 const CODE_KEY: [u8; 32] = [0x5a; 32];
@@ -1510,14 +1511,34 @@ fn replaying_a_seed_reproduces_the_same_history() {
     }
 }
 
-/// The shipped Cedar policies, memoised by their facts: the policy is a pure function of its facts (tests/policy.rs
-/// checks it), and the exploration asks the same few questions hundreds of thousands of times.
+/// A rule an operator may add to the shipped policies: deny after proof when the account is very busy. The shipped
+/// policies never deny by account velocity (ADR 14: anyone can raise that count), so without it no policy would deny
+/// at the authorization phase, and the core's `verified | policy deny | denied` row, which a deployment's own policy
+/// can take, would go unexplored.
+const AUTHORIZATION_DENY_RULE: &str = r#"
+@id("test.authorization.busy-account.deny")
+permit (principal, action == Airlock::Action::"deny", resource)
+when { context.phase == "authorization" && context.velocity.account >= 10 };
+"#;
+
+/// The shipped Cedar policies plus `AUTHORIZATION_DENY_RULE`, memoised by their facts: the policy is a pure function
+/// of its facts (tests/policy.rs checks it), and the exploration asks the same few questions hundreds of thousands of
+/// times.
 fn evaluate_policy(facts: &PolicyFacts) -> airlock::core::policy::PolicyDecision {
     thread_local! {
         static DECISIONS: std::cell::RefCell<HashMap<PolicyFacts, airlock::core::policy::PolicyDecision>> =
             std::cell::RefCell::new(HashMap::new());
+        static ENGINE: airlock::policy::Engine = airlock::policy::Engine::load(
+            include_str!("../policies/airlock.cedarschema"),
+            &format!("{}\n{AUTHORIZATION_DENY_RULE}", include_str!("../policies/default.cedar")),
+        )
+        .expect("the shipped policies with one more rule load");
     }
     DECISIONS.with(|decisions| {
-        decisions.borrow_mut().entry(facts.clone()).or_insert_with(|| airlock::policy::evaluate(facts)).clone()
+        decisions
+            .borrow_mut()
+            .entry(facts.clone())
+            .or_insert_with(|| ENGINE.with(|engine| engine.evaluate(facts)))
+            .clone()
     })
 }

@@ -408,7 +408,7 @@ async fn serve_refuses_bad_policies_and_runs_good_ones() {
     let good = std::fs::read_to_string(folder.join("default.cedar")).unwrap();
     std::fs::write(
         folder.join("default.cedar"),
-        good.replace("context.velocity.account >= 10", "context.velocity.acount >= 10"),
+        good.replace("context.velocity.account >= 4", "context.velocity.acount >= 4"),
     )
     .unwrap();
     let refused = Command::new(env!("CARGO_BIN_EXE_airlock"))
@@ -420,7 +420,7 @@ async fn serve_refuses_bad_policies_and_runs_good_ones() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("velocity.account.deny") && stderr.contains("line "), "{stderr}");
+    assert!(stderr.contains("velocity.account.review") && stderr.contains("line "), "{stderr}");
 
     // A valid custom policy that denies every request outright.
     let strict =

@@ -180,7 +180,7 @@ fn replay_verify_takes_every_decision_again() {
     assert_eq!((&differing[0]["case_id"], &differing[0]["case_sequence"]), (&json!(cases[2]), &json!(1)));
     assert_eq!(
         (&differing[0]["recorded"]["outcome"], &differing[0]["retaken"]["outcome"]),
-        (&json!("Auto"), &json!("Deny"))
+        (&json!("Auto"), &json!("Review"))
     );
     let text = stdout(&airlock(&data, &["replay", "--verify"]));
     assert!(text.contains(&format!("DECISION DIFFERS: case {}", cases[2])), "{text}");
@@ -241,7 +241,8 @@ fn replay_as_of_shows_what_airlock_knew_then() {
         report["cases"].as_array().unwrap().iter().map(|case| case["case_id"].as_str().unwrap()).collect();
     assert_eq!(listed, [first.as_str()]);
     let (_, now, _) = replay(&data, &["--as-of", "0s"]);
-    assert_eq!(now["states"], json!({ "requested": 2 }), "{now}");
+    // The second case got no code while the first's was out, and waits for people (ADR 14).
+    assert_eq!(now["states"], json!({ "in_review": 1, "requested": 1 }), "{now}");
 
     let kept = scratch.path().join("then");
     let (code, report, error) = replay(&data, &["--as-of", &between, "--into", kept.to_str().unwrap()]);
@@ -254,7 +255,7 @@ fn replay_as_of_shows_what_airlock_knew_then() {
     assert_eq!(code, 2, "{error}");
     assert_eq!(
         status_in_projection(&data.join("projection.db"), &second),
-        "requested",
+        "in_review",
         "the live projection is untouched"
     );
     assert!(!data.join("projection.db.previous").exists());

@@ -156,11 +156,13 @@ fn request_recovery(
         }
         Outcome::Review => review_required(decision, ReviewReason::PolicyReview, context.now),
         Outcome::Auto if eligible.is_empty() => review_required(decision, ReviewReason::NoEligibleFactor, context.now),
+        // Limits the attacker can trip send the case to people; they never leave the owner waiting for nothing
+        // (SPEC principle 13, ADR 14).
         Outcome::Auto if context.account_facts.failed_attempts_in_window >= limits::PROOF_ATTEMPTS_PER_ACCOUNT_MAX => {
-            EventBody::ChallengeWithheld { reason: WithheldReason::AttemptsExhausted }
+            review_required(decision, ReviewReason::GuessingCapReached, context.now)
         }
         Outcome::Auto if context.account_facts.outstanding_challenge_elsewhere => {
-            EventBody::ChallengeWithheld { reason: WithheldReason::AnotherCodeOutstanding }
+            review_required(decision, ReviewReason::AnotherCodeOutstanding, context.now)
         }
         Outcome::Auto => {
             let fresh = context.fresh_challenge.expect("the shell prepares a challenge with RequestRecovery");
@@ -203,8 +205,11 @@ fn submit_proof(
     }
     let failed_attempts = context.account_facts.failed_attempts_in_window;
     if failed_attempts >= limits::PROOF_ATTEMPTS_PER_ACCOUNT_MAX {
-        return Ok(vec![EventBody::CaseDenied { reason: DenialReason::AttemptsExhausted }]);
+        // The guessing cap is reached: no code is compared on this account any more, and people decide (ADR 14).
+        let decision = context.policy.expect("the shell passes the authorization decision with SubmitProof");
+        return Ok(vec![review_required(decision, ReviewReason::GuessingCapReached, context.now)]);
     }
+    let case_failed = state.proof_failures.len() as u32;
     // A wrong authenticator code fails the whole proof and counts against the account like a wrong code, so the
     // authenticator cannot be guessed at more cheaply than the code. A "valid" one counts only for an account whose
     // recorded snapshot has an authenticator: the core does not take the shell's word for a factor that did not exist.
@@ -224,7 +229,9 @@ fn submit_proof(
         None
     };
     if let Some(failed) = wrong {
-        let attempts_left = limits::PROOF_ATTEMPTS_PER_ACCOUNT_MAX - failed_attempts - 1;
+        let account_left = limits::PROOF_ATTEMPTS_PER_ACCOUNT_MAX - failed_attempts - 1;
+        let case_left = limits::PROOF_ATTEMPTS_PER_CASE_MAX.saturating_sub(case_failed + 1);
+        let attempts_left = account_left.min(case_left);
         let mut bodies =
             vec![EventBody::ProofRejected { challenge_id: challenge.challenge_id.clone(), attempts_left, failed }];
         if attempts_left == 0 {

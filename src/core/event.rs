@@ -171,6 +171,12 @@ pub enum ReviewReason {
     /// The change touches the account's factors and the proof did not include the strongest factor the account has
     /// (an authenticator app): people decide (THREATS 9).
     WeakerProof,
+    /// The account reached its guessing cap (`PROOF_ATTEMPTS_PER_ACCOUNT_MAX` wrong codes in a day): no code is
+    /// compared on it, and people decide instead of the owner being shut out (ADR 14).
+    GuessingCapReached,
+    /// Another case of the account holds an unused code (one outstanding code per account): people decide instead of
+    /// the owner waiting for nothing (ADR 14).
+    AnotherCodeOutstanding,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

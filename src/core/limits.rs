@@ -13,9 +13,17 @@ pub const CODE_DIGITS: usize = 8;
 /// A code is useful for ten minutes: long enough to read an email, short enough that a leaked inbox later is useless.
 pub const CODE_TTL_MS_DEFAULT: u64 = 10 * MINUTE_MS;
 
-/// Wrong codes allowed per account, counted across all of its cases, inside `PROOF_ATTEMPT_WINDOW_MS`.
-/// Counting per account (not per case) stops an attacker from opening many cases to multiply guesses.
+/// Wrong codes allowed per account, counted across all of its cases, inside `PROOF_ATTEMPT_WINDOW_MS`: the guessing
+/// cap. Counting per account (not per case) stops an attacker from opening many cases to multiply guesses. Reaching
+/// it stops codes being compared on the account, and sends its cases to people instead (ADR 14): never a switch that
+/// keeps the owner out.
 pub const PROOF_ATTEMPTS_PER_ACCOUNT_MAX: u32 = 5;
+
+/// Wrong codes allowed on one case: its third wrong code denies that case alone, so an attacker guessing on their own
+/// case ends it without touching the owner's (issue 15, item 7; ADR 14).
+pub const PROOF_ATTEMPTS_PER_CASE_MAX: u32 = 3;
+
+const _: () = assert!(PROOF_ATTEMPTS_PER_CASE_MAX <= PROOF_ATTEMPTS_PER_ACCOUNT_MAX);
 
 /// The window over which failed proofs of one account are counted.
 pub const PROOF_ATTEMPT_WINDOW_MS: u64 = DAY_MS;
