@@ -350,3 +350,32 @@ fn every_answer_is_in_the_documented_table() {
         );
     }
 }
+
+// Proves (issue 15, item 6) a code that reached none of its destinations is not outstanding: with the mail server
+// unreachable, the owner's first request's code fails, and their next request is challenged with a code of its own
+// instead of waiting behind the one they never received.
+#[test]
+fn a_code_that_was_never_delivered_is_not_outstanding() {
+    let scratch = common::scratch();
+    let data = scratch.path().join("data");
+    common::import_accounts(&data, json!([email_account("vera")]));
+    let (_, key) = make_key(&data, "desk");
+    let closed = airlock::nats::server::free_port().unwrap();
+    let smtp = format!("smtp://127.0.0.1:{closed}?from=recovery@example.com");
+    let server = common::http::serve_with(&data, &[("AIRLOCK_SMTP_URL", smtp.as_str())]);
+    let open = |command_id: &str| {
+        let body = request_body(command_id, "vera", reset_password(), "locked out", json!({}));
+        let (status, _, reply) = post(&server.address, Some(&key), body.to_string().as_bytes());
+        assert_eq!(status, 202, "{reply}");
+        reply["case_id"].as_str().unwrap().to_string()
+    };
+    open("first");
+    common::wait_for(
+        || server.stderr.lock().unwrap().contains("it is not outstanding"),
+        "the undelivered code to be taken off the account",
+    );
+    let second = open("second");
+    let shown: Value =
+        serde_json::from_slice(&airlock(&data, &["case", "show", &second, "--json"]).stdout).unwrap_or(Value::Null);
+    assert_eq!(shown["status"], "requested", "the second request waited behind a code nobody received: {shown}");
+}

@@ -166,6 +166,7 @@ impl<L: EventLog> Service<L> {
                     })
                     .map(|entry| CaseId::new(&entry.case_id))
                     .collect();
+                let ledger_exists = revision > 0;
                 let (count, ledger) = count_and_admit(&read, case_id, now);
                 set_count(&mut velocity, &account_key, count);
                 prepared.account_ledger = Some(LedgerWrite { key: account_key, revision, read, ledger });
@@ -183,6 +184,12 @@ impl<L: EventLog> Service<L> {
                     };
                     let policy = decide_policy(&engine, &settings, &input);
                     let mut account_facts = projection.account_facts(&account_id, &case, now)?;
+                    // Once the account's ledger exists it alone says which codes are out: it is exact across
+                    // processes, and it knows a code that reached nobody is not out (issue 15, item 6). The
+                    // projection's view stands only for an account whose ledger was never written.
+                    if ledger_exists {
+                        account_facts.outstanding_challenge_elsewhere = false;
+                    }
                     for other in &coded {
                         let waiting = projection.case(other)?.is_none_or(|row| row.status == Status::Requested.name());
                         account_facts.outstanding_challenge_elsewhere |= waiting;

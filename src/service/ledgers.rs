@@ -102,6 +102,26 @@ pub async fn forget_failure<L: EventLog>(
     Err(LogError::Unavailable(format!("the ledger of {key} kept changing under {LEDGER_RETRIES_MAX} attempts")))
 }
 
+/// Marks a case's code as never delivered in its account's request ledger (compare-and-swap, again on a fresh read
+/// after losing a race): the request stays counted, its code is no longer outstanding.
+pub async fn forget_code<L: EventLog>(log: &L, key: &LedgerKey, case_id: &CaseId) -> Result<(), LogError> {
+    for round in 1..=LEDGER_RETRIES_MAX {
+        let (revision, read) = log.ledger(key).await?;
+        let mut ledger = read.clone();
+        for entry in ledger.requests.iter_mut().filter(|entry| entry.case_id == case_id.as_str()) {
+            entry.code_until_ms = None;
+        }
+        if ledger == read {
+            return Ok(());
+        }
+        match log.put_ledger(key, revision, &ledger).await {
+            Err(LogError::Conflict { .. }) => ledger_backoff(round).await,
+            written => return written,
+        }
+    }
+    Err(LogError::Unavailable(format!("the ledger of {key} kept changing under {LEDGER_RETRIES_MAX} attempts")))
+}
+
 /// The wrong codes in a proof-failure ledger inside `PROOF_ATTEMPT_WINDOW_MS` before `now`.
 pub fn failures_in_window(read: &Ledger, now: UnixMs) -> u32 {
     let since = now.0.saturating_sub(PROOF_ATTEMPT_WINDOW_MS);

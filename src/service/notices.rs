@@ -277,8 +277,13 @@ impl<L: EventLog> Service<L> {
         };
         let now = self.clock.now();
         let (mut delivered, mut code_error) = (Vec::new(), None);
+        // Per case with a code: whether it reached at least one of its destinations.
+        let mut codes: BTreeMap<CaseId, bool> = BTreeMap::new();
         for (result, item) in results {
             let id = &item.message.message_id;
+            if item.owed.is_none() {
+                *codes.entry(item.message.case_id.clone()).or_default() |= result.is_ok();
+            }
             match (result, item.owed) {
                 (Ok(()), Some((version, destination))) => {
                     self.redelivery.delivered(&item.message.case_id, id);
@@ -295,7 +300,31 @@ impl<L: EventLog> Service<L> {
                 }
             }
         }
+        for (case_id, _) in codes.into_iter().filter(|(_, reached)| !reached) {
+            self.forget_code(&case_id).await;
+        }
         (delivered, code_error)
+    }
+
+    /// A code that reached none of its destinations is not outstanding (issue 15, item 6): its case's entry in the
+    /// account's request ledger loses its code, so the owner's next request is not kept from a code of its own by
+    /// one they never received. Failing to record that is logged; the entry then lapses with the code.
+    async fn forget_code(&self, case_id: &CaseId) {
+        let account = match self.load(case_id).await {
+            Ok((state, _)) => state.facts.map(|facts| facts.account_id),
+            Err(error) => {
+                tracing::warn!(case = %case_id, %error, "an undelivered code could not be taken off its account");
+                return;
+            }
+        };
+        let Some(account) = account else { return };
+        let key = crate::log::LedgerKey::Account(account.to_string());
+        match super::ledgers::forget_code(&self.log, &key, case_id).await {
+            Ok(()) => tracing::info!(case = %case_id, "a code reached none of its destinations: it is not outstanding"),
+            Err(error) => {
+                tracing::warn!(case = %case_id, %error, "an undelivered code could not be taken off its account")
+            }
+        }
     }
 
     /// Records delivered notices on their cases, one event per owing event. A failure to record is logged: the notice
