@@ -5,6 +5,8 @@
 
 use crate::core::action::RecoveryAction;
 use crate::core::ids::{CaseId, UnixMs};
+#[cfg(test)]
+use crate::core::limits::HOUR_MS;
 use crate::core::limits::{DAY_MS, PROOF_ATTEMPT_WINDOW_MS, VELOCITY_COUNT_MAX};
 use crate::core::policy::Velocity;
 use crate::core::signals::Signals;
@@ -46,17 +48,28 @@ pub fn set_count(velocity: &mut Velocity, key: &LedgerKey, count: u32) {
 /// being decided again) keeps the count it was admitted with.
 pub fn count_and_admit(read: &Ledger, case_id: &CaseId, now: UnixMs) -> (u32, Ledger) {
     let since = now.0.saturating_sub(DAY_MS);
-    let mut recent: Vec<LedgerEntry> = read.requests.iter().filter(|entry| entry.at_ms > since).cloned().collect();
+    let mut recent = kept(read, now);
     if let Some(own) = recent.iter().find(|entry| entry.case_id == case_id.as_str()) {
         return (own.count, Ledger { requests: recent });
     }
-    let count = (recent.len() as u32).min(VELOCITY_COUNT_MAX);
+    let count = (recent.iter().filter(|entry| entry.at_ms > since).count() as u32).min(VELOCITY_COUNT_MAX);
     recent.push(LedgerEntry { case_id: case_id.to_string(), at_ms: now.0, code_until_ms: None, count });
     // Only whether a threshold was crossed matters, and counts saturate at VELOCITY_COUNT_MAX: entries older than the
     // newest VELOCITY_COUNT_MAX + 1 carry no information (each newer one keeps its own count) and would only grow it.
     let excess = recent.len().saturating_sub(VELOCITY_COUNT_MAX as usize + 1);
     recent.drain(..excess);
     (count, Ledger { requests: recent })
+}
+
+/// How long a ledger keeps an entry: well past the day it is counted in, so that a wall clock stepped a day ahead
+/// and back (ADR 15) finds the counts it left, instead of having pruned them while it was wrong. Entries timed in the
+/// future (the clock stepped back) are kept and counted too.
+pub const LEDGER_KEEP_MS: u64 = 7 * DAY_MS;
+
+/// The entries of `read` a ledger written at `now` keeps: those younger than `LEDGER_KEEP_MS`, in order.
+fn kept(read: &Ledger, now: UnixMs) -> Vec<LedgerEntry> {
+    let horizon = now.0.saturating_sub(LEDGER_KEEP_MS);
+    read.requests.iter().filter(|entry| entry.at_ms > horizon).cloned().collect()
 }
 
 /// The wrong codes counted against an account when a proof for `case_id` is decided: the case's own (`own`, from
@@ -66,8 +79,9 @@ pub fn count_and_admit(read: &Ledger, case_id: &CaseId, now: UnixMs) -> (u32, Le
 pub fn failures_and_record(read: &Ledger, case_id: &CaseId, command_id: &str, own: u32, now: UnixMs) -> (u32, Ledger) {
     let since = now.0.saturating_sub(PROOF_ATTEMPT_WINDOW_MS);
     let own_prefix = format!("{case_id}/");
-    let mut recent: Vec<LedgerEntry> = read.requests.iter().filter(|entry| entry.at_ms > since).cloned().collect();
-    let others = recent.iter().filter(|entry| !entry.case_id.starts_with(&own_prefix)).count() as u32;
+    let mut recent = kept(read, now);
+    let others =
+        recent.iter().filter(|entry| entry.at_ms > since && !entry.case_id.starts_with(&own_prefix)).count() as u32;
     let failed = (own + others).min(VELOCITY_COUNT_MAX);
     let id = format!("{case_id}/{command_id}");
     if !recent.iter().any(|entry| entry.case_id == id) {
@@ -228,5 +242,45 @@ async fn admit_batch<L: EventLog>(log: &L, key: &LedgerKey, batch: Vec<Waiting>)
                 let _ = waiting.answer.send(Err(error.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod clock_step_tests {
+    use super::*;
+
+    // Proves (issue 15, item 16; ADR 15) a wall clock stepped a day ahead and back erases no count: while it is ahead
+    // the day's window is empty, but the entries are kept, and once it is back every request counts again; entries
+    // timed in the future (the clock stepped back) count too.
+    #[test]
+    fn a_clock_stepped_ahead_and_back_erases_no_count() {
+        let start = UnixMs(100 * DAY_MS);
+        let mut ledger = Ledger::default();
+        for index in 0..3 {
+            let (_, admitted) = count_and_admit(&ledger, &CaseId::new(format!("case-{index}")), start);
+            ledger = admitted;
+        }
+        let ahead = UnixMs(start.0 + DAY_MS + HOUR_MS);
+        let (count_ahead, ledger) = count_and_admit(&ledger, &CaseId::new("case-ahead"), ahead);
+        assert_eq!(count_ahead, 0, "a day ahead, the window is empty");
+        assert_eq!(ledger.requests.len(), 4, "but nothing was pruned");
+        let back = UnixMs(start.0 + HOUR_MS);
+        let (count_back, _) = count_and_admit(&ledger, &CaseId::new("case-back"), back);
+        assert_eq!(count_back, 4, "back on time, the three requests and the one made while ahead all count");
+    }
+
+    // Proves the same for wrong codes: failures recorded before a forward step are counted again after it.
+    #[test]
+    fn wrong_codes_survive_a_clock_step() {
+        let start = UnixMs(100 * DAY_MS);
+        let mut ledger = Ledger::default();
+        for index in 0..3 {
+            let (_, recorded) = failures_and_record(&ledger, &CaseId::new("case-a"), &format!("w{index}"), 0, start);
+            ledger = recorded;
+        }
+        let (_, ledger) =
+            failures_and_record(&ledger, &CaseId::new("case-b"), "ahead", 0, UnixMs(start.0 + 2 * DAY_MS));
+        let (failed, _) = failures_and_record(&ledger, &CaseId::new("case-c"), "back", 0, UnixMs(start.0 + HOUR_MS));
+        assert_eq!(failed, 4, "the three wrong codes before the step and the one during it");
     }
 }
