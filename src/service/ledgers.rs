@@ -92,8 +92,8 @@ pub fn failures_and_record(read: &Ledger, case_id: &CaseId, command_id: &str, ow
     (failed, Ledger { requests: recent })
 }
 
-/// Takes one proof (`<case>/<command>`) out of a proof-failure ledger (compare-and-swap, again on a fresh read after
-/// losing a race): it was counted as a wrong code, then decided otherwise.
+/// Takes one proof (`<case>/<command>`) out of a proof-failure ledger: it was counted as a wrong code, then decided
+/// otherwise.
 pub async fn forget_failure<L: EventLog>(
     log: &L,
     key: &LedgerKey,
@@ -101,30 +101,27 @@ pub async fn forget_failure<L: EventLog>(
     command_id: &str,
 ) -> Result<(), LogError> {
     let id = format!("{case_id}/{command_id}");
-    for round in 1..=LEDGER_RETRIES_MAX {
-        let (revision, read) = log.ledger(key).await?;
-        let mut ledger = read.clone();
-        ledger.requests.retain(|entry| entry.case_id != id);
-        if ledger == read {
-            return Ok(());
-        }
-        match log.put_ledger(key, revision, &ledger).await {
-            Err(LogError::Conflict { .. }) => ledger_backoff(round).await,
-            written => return written,
-        }
-    }
-    Err(LogError::Unavailable(format!("the ledger of {key} kept changing under {LEDGER_RETRIES_MAX} attempts")))
+    rewrite(log, key, |ledger| ledger.requests.retain(|entry| entry.case_id != id)).await
 }
 
-/// Marks a case's code as never delivered in its account's request ledger (compare-and-swap, again on a fresh read
-/// after losing a race): the request stays counted, its code is no longer outstanding.
+/// Marks a case's code as never delivered in its account's request ledger: the request stays counted, its code is
+/// no longer outstanding.
 pub async fn forget_code<L: EventLog>(log: &L, key: &LedgerKey, case_id: &CaseId) -> Result<(), LogError> {
-    for round in 1..=LEDGER_RETRIES_MAX {
-        let (revision, read) = log.ledger(key).await?;
-        let mut ledger = read.clone();
+    rewrite(log, key, |ledger| {
         for entry in ledger.requests.iter_mut().filter(|entry| entry.case_id == case_id.as_str()) {
             entry.code_until_ms = None;
         }
+    })
+    .await
+}
+
+/// Applies `change` to the ledger at `key` by compare-and-swap, again on a fresh read after losing a race, at most
+/// `LEDGER_RETRIES_MAX` times; writes nothing when the change changes nothing.
+async fn rewrite<L: EventLog>(log: &L, key: &LedgerKey, change: impl Fn(&mut Ledger)) -> Result<(), LogError> {
+    for round in 1..=LEDGER_RETRIES_MAX {
+        let (revision, read) = log.ledger(key).await?;
+        let mut ledger = read.clone();
+        change(&mut ledger);
         if ledger == read {
             return Ok(());
         }
