@@ -186,6 +186,20 @@ async fn rollback_removes_the_added_destination_and_revokes_new_sessions() {
     );
     assert_eq!(receipts[1].previous_hash, receipts[0].hash);
     assert!(world.embedded.outbox.messages(Some("new@example.net")).unwrap().is_empty());
+    // Issue 15, item 11: receipts tell the truth about sessions. The execution (a factor change) revoked dana's
+    // session and its receipt names it with when it was opened; the rollback's receipt claims no session came back.
+    let executed = &receipts[0].body.changes;
+    assert!(
+        executed
+            .iter()
+            .any(|line| line.starts_with("session:") && line.contains("active, opened") && line.ends_with("revoked")),
+        "{executed:?}"
+    );
+    let rolled_back = &receipts[1].body.changes;
+    assert!(
+        !rolled_back.iter().any(|line| line.starts_with("session")),
+        "a rollback restored no session: {rolled_back:?}"
+    );
 }
 
 // Proves a retried command appends nothing and returns the case's current status, and that the intake role's

@@ -445,9 +445,12 @@ fn confirm_notices(for_event: u64, destinations: &[DestinationId], state: &CaseS
 }
 
 pub fn reversal_of(changes: &[Change]) -> Vec<Change> {
+    // A revoked session cannot come back: a rollback restores what it can and says no more (issue 15, item 11).
+    // (`sessions` is the single summary record of executions before per-session records.)
     changes
         .iter()
         .rev()
+        .filter(|change| change.record != "sessions" && !change.record.starts_with("session:"))
         .map(|change| Change { record: change.record.clone(), old: change.new.clone(), new: change.old.clone() })
         .collect()
 }

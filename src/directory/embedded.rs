@@ -283,18 +283,40 @@ fn record_effect(
         .map_err(unavailable)
 }
 
+/// Revokes the account's active sessions opened at or after `since`, and returns one change per session revoked
+/// (`session:<id>`, old `active, opened <time>`, new `revoked`), so a receipt says which sessions ended (issue 15,
+/// item 11). A revoked session is not restorable: `core::decide::reversal_of` leaves these out of a rollback.
 fn revoke_sessions_since(
     transaction: &Transaction,
     account_id: &AccountId,
     since: UnixMs,
     now: UnixMs,
-) -> Result<usize, DirectoryError> {
+) -> Result<Vec<Change>, DirectoryError> {
+    let sessions: Vec<(String, i64)> = transaction
+        .prepare_cached(
+            "SELECT session_id, opened_at FROM sessions
+             WHERE account_id = ?1 AND opened_at >= ?2 AND revoked_at IS NULL ORDER BY opened_at, session_id",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_map(params![account_id.as_str(), since.0 as i64], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<Result<_, _>>()
+        })
+        .map_err(unavailable)?;
     transaction
         .prepare_cached(
             "UPDATE sessions SET revoked_at = ?3 WHERE account_id = ?1 AND opened_at >= ?2 AND revoked_at IS NULL",
         )
         .and_then(|mut statement| statement.execute(params![account_id.as_str(), since.0 as i64, now.0 as i64]))
-        .map_err(unavailable)
+        .map_err(unavailable)?;
+    Ok(sessions
+        .into_iter()
+        .map(|(session_id, opened_at)| Change {
+            record: format!("session:{session_id}"),
+            old: Some(format!("active, opened {}", UnixMs(opened_at as u64))),
+            new: Some("revoked".into()),
+        })
+        .collect())
 }
 
 fn apply_action(
@@ -320,19 +342,13 @@ fn apply_action(
                 )
                 .and_then(|mut statement| statement.execute(params![id, version + 1, now.0 as i64]))
                 .map_err(unavailable)?;
-            let revoked = revoke_sessions_since(transaction, account_id, UnixMs(0), now)?;
-            Ok(vec![
-                Change {
-                    record: "password".into(),
-                    old: Some(format!("v{version}")),
-                    new: Some(format!("v{}", version + 1)),
-                },
-                Change {
-                    record: "sessions".into(),
-                    old: Some(format!("{revoked} active")),
-                    new: Some("0 active".into()),
-                },
-            ])
+            let mut changes = vec![Change {
+                record: "password".into(),
+                old: Some(format!("v{version}")),
+                new: Some(format!("v{}", version + 1)),
+            }];
+            changes.extend(revoke_sessions_since(transaction, account_id, UnixMs(0), now)?);
+            Ok(changes)
         }
         RecoveryAction::AddDestination { kind, address } => {
             let destination = Destination {
@@ -343,11 +359,14 @@ fn apply_action(
                 revoked: false,
             };
             insert_destination(transaction, id, &destination)?;
-            Ok(vec![Change {
+            // A change to the account's factors ends its sessions, like a reset (issue 15, item 11).
+            let mut changes = vec![Change {
                 record: format!("destination:{}", destination.id),
                 old: None,
                 new: Some(format!("{}:{address}", kind.name())),
-            }])
+            }];
+            changes.extend(revoke_sessions_since(transaction, account_id, UnixMs(0), now)?);
+            Ok(changes)
         }
         RecoveryAction::RemoveTotp => {
             transaction
@@ -355,14 +374,16 @@ fn apply_action(
                 .and_then(|mut statement| statement.execute([id]))
                 .map_err(unavailable)?;
             let old = snapshot.totp_enrolled_since.map(|at| at.0.to_string());
-            Ok(vec![Change { record: "totp".into(), old, new: None }])
+            let mut changes = vec![Change { record: "totp".into(), old, new: None }];
+            changes.extend(revoke_sessions_since(transaction, account_id, UnixMs(0), now)?);
+            Ok(changes)
         }
     }
 }
 
 /// Applies one reversed change. Passwords go back to the previous credential version; added destinations are
-/// removed; a removed authenticator is restored. Session counts are not restorable and are skipped (sessions opened
-/// since the execution are revoked separately).
+/// removed; a removed authenticator is restored. Revoked sessions are not restorable and never reach here
+/// (`reversal_of` leaves them out); sessions opened since the execution are revoked separately.
 fn apply_reversal(
     transaction: &Transaction,
     account_id: &AccountId,
@@ -477,12 +498,7 @@ impl AccountDirectory for EmbeddedDirectory {
             for change in reversal {
                 changes.extend(apply_reversal(transaction, account_id, change)?);
             }
-            let revoked = revoke_sessions_since(transaction, account_id, executed_at, now)?;
-            changes.push(Change {
-                record: "sessions".into(),
-                old: Some(format!("{revoked} opened since execution")),
-                new: Some("revoked".into()),
-            });
+            changes.extend(revoke_sessions_since(transaction, account_id, executed_at, now)?);
             Ok(changes)
         })
     }
