@@ -236,6 +236,34 @@ fn a_mistyped_code_does_not_use_up_the_authenticator_code() {
     assert_eq!(status_of(data.path(), &case_id), "cooling_off");
 }
 
+// Proves (issue 15, item 17) the owner is told which part to retype, and only someone with the message's code learns
+// anything: a wrong message code with any authenticator code gets the one answer for every failed proof; the right
+// message code with a wrong authenticator code is told the authenticator code was the wrong part.
+#[test]
+fn the_owner_is_told_which_part_to_retype() {
+    let data = common::scratch();
+    import(data.path());
+    let server = serve(data.path());
+    let case_id = request(data.path(), "r-part", "tess", json!({ "type": "remove_totp" }));
+    let code = code_in(&messages(data.path(), &case_id)[0]);
+    let wrong = if code.starts_with('1') { "20000000" } else { "10000000" };
+    let right_totp = totp_now();
+    let wrong_totp = if right_totp == "000000" { "111111" } else { "000000" };
+    let prove = |command_id: &str, code: &str, totp: &str| {
+        let body = json!({ "version": 1, "command_id": command_id, "case_id": case_id, "code": code, "totp": totp });
+        let (status, _, reply) =
+            http(&server.address, "POST", "/v1/proofs", "application/json", body.to_string().as_bytes());
+        (status, serde_json::from_str::<Value>(&reply).unwrap())
+    };
+    let (status, reply) = prove("p1", wrong, &right_totp);
+    assert_eq!((status, reply["error"]["code"].as_str()), (422, Some("code_not_accepted")), "{reply}");
+    let (status, reply) = prove("p2", &code, wrong_totp);
+    assert_eq!((status, reply["error"]["code"].as_str()), (422, Some("second_factor_not_accepted")), "{reply}");
+    assert!(reply["message"].as_str().unwrap().contains("authenticator"), "{reply}");
+    let (status, reply) = prove("p3", &code, &right_totp);
+    assert_eq!(status, 200, "{reply}");
+}
+
 // Proves the cancel link: a scanner fetching it cancels nothing; the owner's button cancels the scheduled change; a
 // forged token cancels nothing and says so without detail; using the link again changes nothing more.
 #[test]

@@ -217,7 +217,14 @@ async fn handle<L: EventLog>(
 ) -> Reply {
     let (case_hint, command_hint) = hints(bytes);
     let mut reply = match dispatch(service, actor, command_type, bytes).await {
-        Ok(Outcome::Case(handled)) if public_proof && !handled.proven => code_not_accepted(case_hint.as_ref()),
+        Ok(Outcome::Case(handled)) if public_proof && !handled.proven => {
+            not_proven(service, actor, &handled.case_id, &command_hint).await
+        }
+        // Only a proof with the message's right code reaches the authenticator check (issue 15, item 17), so saying
+        // which part to retype tells nothing to anyone without that code.
+        Err(Refusal::Service(ServiceError::Rejected(Rejection::SecondFactorAlreadyUsed))) if public_proof => {
+            owner_refusal(case_hint.as_ref(), "second_factor_already_used", SECOND_FACTOR_ALREADY_USED)
+        }
         Err(Refusal::Service(ServiceError::Rejected(rejection))) if public_proof && !about_the_input(&rejection) => {
             code_not_accepted(case_hint.as_ref())
         }
@@ -255,14 +262,55 @@ pub async fn answered_no_sooner<T>(work: impl std::future::Future<Output = T>) -
 pub const CODE_NOT_ACCEPTED: &str = "That code was not accepted. Check the latest message (and your authenticator app) \
      and try again: a code works only for the request it was sent for, and only until it expires.";
 
+/// The answer when the message's code was right and the authenticator code typed with it was not.
+pub const SECOND_FACTOR_NOT_ACCEPTED: &str = "The code from the message was right, but the authenticator app's code \
+     was not. Type the app's current code (and the message's code again) and try once more.";
+
+/// The answer when the message's code was right and the authenticator code was one already used.
+pub const SECOND_FACTOR_ALREADY_USED: &str = "The code from the message was right, but that authenticator code was \
+     already used. Wait for the app's next code and try again.";
+
 fn code_not_accepted(case_id: Option<&CaseId>) -> Reply {
+    owner_refusal(case_id, "code_not_accepted", CODE_NOT_ACCEPTED)
+}
+
+fn owner_refusal(case_id: Option<&CaseId>, code: &str, text: &str) -> Reply {
     Reply {
         accepted: false,
         command_id: None,
         case_id: case_id.map(ToString::to_string),
         status: None,
-        message: CODE_NOT_ACCEPTED.to_string(),
-        error: Some(ReplyError { code: "code_not_accepted".into(), reason: CODE_NOT_ACCEPTED.to_string() }),
+        message: text.to_string(),
+        error: Some(ReplyError { code: code.into(), reason: text.to_string() }),
+    }
+}
+
+/// The public page's answer to a proof that was recorded and did not prove the case: which part to retype when
+/// this very proof had the message's code right and the authenticator code wrong, else the one answer for all.
+async fn not_proven<L: EventLog>(
+    service: &Service<L>,
+    owner: &Actor,
+    case_id: &CaseId,
+    command_id: &CommandId,
+) -> Reply {
+    let second_factor_wrong = match service.load(case_id).await {
+        Ok((_, events)) => events.last().is_some_and(|event| {
+            event.command_id == *command_id
+                && event.actor == *owner
+                && matches!(
+                    event.body,
+                    crate::core::event::EventBody::ProofRejected {
+                        failed: crate::core::event::ProofFailure::WrongSecondFactor,
+                        ..
+                    }
+                )
+        }),
+        Err(_) => false,
+    };
+    if second_factor_wrong {
+        owner_refusal(Some(case_id), "second_factor_not_accepted", SECOND_FACTOR_NOT_ACCEPTED)
+    } else {
+        code_not_accepted(Some(case_id))
     }
 }
 
