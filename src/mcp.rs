@@ -62,8 +62,10 @@ pub enum AgentAction {
     RemoveAuthenticator,
 }
 
-#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
+/// The arguments of `request_account_recovery`. Read through `quiet` (see its `Deserialize`), so that a refusal never
+/// repeats what the agent sent (issue 15, item 13): a code pasted into the wrong place must not come back in an error.
+#[derive(Clone, Debug, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct RecoveryRequest {
     /// The account as the customer named it (a username or email address on the account).
     pub account: String,
@@ -74,18 +76,81 @@ pub struct RecoveryRequest {
     pub customer_summary: String,
     /// What the channel observed about the customer (the same signals as every front door); each only ever adds
     /// friction.
-    #[serde(default)]
+    #[schemars(default)]
     pub signals: crate::wire::SignalsV1,
     /// Your own reference for this request, to retry it safely: the same reference opens one case, not two.
-    #[serde(default)]
+    #[schemars(default)]
     pub reference: Option<String>,
 }
 
-#[derive(Clone, Debug, Deserialize, schemars::JsonSchema)]
+/// `RecoveryRequest` as serde reads it; its errors go through `quiet` before anyone sees them.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RecoveryRequestFields {
+    account: String,
+    action: AgentAction,
+    customer_summary: String,
+    #[serde(default)]
+    signals: crate::wire::SignalsV1,
+    #[serde(default)]
+    reference: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RecoveryRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fields: RecoveryRequestFields = quiet(deserializer)?;
+        let RecoveryRequestFields { account, action, customer_summary, signals, reference } = fields;
+        Ok(RecoveryRequest { account, action, customer_summary, signals, reference })
+    }
+}
+
+/// The arguments of `get_recovery_status`, read through `quiet` like `RecoveryRequest`.
+#[derive(Clone, Debug, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct StatusRequest {
     /// The case reference `request_account_recovery` returned.
     pub case_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusRequestFields {
+    case_id: String,
+}
+
+impl<'de> Deserialize<'de> for StatusRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let StatusRequestFields { case_id } = quiet(deserializer)?;
+        Ok(StatusRequest { case_id })
+    }
+}
+
+/// Reads `T` from a tool's arguments, and on failure says what is wrong without repeating any value or unknown field
+/// name the agent sent: a missing field is named (the name is ours); anything else is described by its kind only.
+fn quiet<'de, D: serde::Deserializer<'de>, T: serde::de::DeserializeOwned>(deserializer: D) -> Result<T, D::Error> {
+    use serde::de::Error;
+    let value = serde_json::Value::deserialize(deserializer)
+        .map_err(|_| D::Error::custom("the arguments are not a JSON object"))?;
+    serde_json::from_value(value).map_err(|error| D::Error::custom(quiet_reason(&error.to_string())))
+}
+
+/// The reason shown for a serde error's text, with nothing the sender wrote in it.
+fn quiet_reason(error: &str) -> String {
+    if let Some(rest) = error.strip_prefix("missing field `") {
+        let field: String = rest.chars().take_while(|character| *character != '`').collect();
+        return format!("the field {field} is missing; the fields are in the tool's input schema");
+    }
+    if error.starts_with("unknown field") {
+        return "a field this tool does not take was sent (it is not repeated here); the fields are in the tool's \
+                input schema"
+            .to_string();
+    }
+    if error.starts_with("unknown variant") {
+        return "a value is not one this tool takes (it is not repeated here); the values are in the tool's input \
+                schema"
+            .to_string();
+    }
+    "an argument has the wrong type or value (it is not repeated here); see the tool's input schema".to_string()
 }
 
 #[derive(Clone, Debug, Default, Deserialize, schemars::JsonSchema)]

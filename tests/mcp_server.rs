@@ -67,6 +67,12 @@ fn check_session(data: &std::path::Path, report: &Value) {
     assert!(tools["get_recovery_status"].as_str().unwrap().contains("cannot change anything"));
     let actions = report["schemas"]["request_account_recovery"].to_string();
     assert!(actions.contains("reset_password") && !actions.contains("add_destination"), "{actions}");
+    // The schema agents see still refuses unknown fields and requires exactly the three fields without a default.
+    let schema = &report["schemas"]["request_account_recovery"];
+    assert_eq!(schema["additionalProperties"], false, "{schema}");
+    let mut required: Vec<&str> = schema["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    required.sort_unstable();
+    assert_eq!(required, ["account", "action", "customer_summary"], "{schema}");
 
     let opened = answer(report, "request");
     let case_id = opened["case_id"].as_str().unwrap();
@@ -93,8 +99,17 @@ fn check_session(data: &std::path::Path, report: &Value) {
         "tool_add_destination",
         "status_not_an_id",
         "status_extra",
+        "code_as_number",
+        "code_as_field_name",
+        "code_as_action",
+        "status_code_as_number",
     ] {
         assert_eq!(calls(report, misuse)["error"], true, "{misuse} was not refused: {}", calls(report, misuse));
+    }
+    // Issue 15, item 13: no refusal repeats what the agent sent.
+    for misuse in ["code_as_number", "code_as_field_name", "code_as_action", "status_code_as_number"] {
+        let text = calls(report, misuse)["text"].as_str().unwrap().to_string();
+        assert!(!text.contains("48151623"), "{misuse} repeated the value: {text}");
     }
     for secret in ["code_in_summary", "code_in_account", "link_in_summary"] {
         let text = calls(report, secret)["text"].as_str().unwrap().to_string();

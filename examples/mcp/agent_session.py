@@ -81,6 +81,12 @@ async def main(account):
             for tool in ["submit_proof", "approve_recovery", "cancel_recovery", "roll_back", "halt",
                          "add_destination"]:
                 await call("tool_" + tool, tool, {"case_id": case_id})
+            # Parameter errors must not repeat what was sent: a code in a wrongly typed field, as an unknown field's
+            # name, or as an action.
+            await call("code_as_number", "request_account_recovery", dict(base, account=48151623))
+            await call("code_as_field_name", "request_account_recovery", dict(base, **{"48151623": "x"}))
+            await call("code_as_action", "request_account_recovery", dict(base, action="48151623"))
+            await call("status_code_as_number", "get_recovery_status", {"case_id": 48151623})
             await call("status_not_an_id", "get_recovery_status", {"case_id": "../../etc/passwd"})
             await call("status_extra", "get_recovery_status", {"case_id": case_id, "approve": True})
     print(json.dumps(report))
