@@ -982,6 +982,26 @@ fn high_value_needs_two_distinct_reviewers() {
     assert_eq!(then_status(&history, &second), Status::CoolingOff);
 }
 
+// Proves (issue 15, item 13) a command id means one command per sender: a reviewer's denial under the id of their own
+// approval is refused as `command_id_reused`, not taken for a retry of the approval; the same approval again is one;
+// and another reviewer may use the same id for their own approval.
+#[test]
+fn a_denial_under_an_approvals_id_is_refused() {
+    let env = Env::high_value();
+    let mut history = in_review(&env);
+    let at = env.clone().at(PROVED_AT);
+    let approval = approve(&history);
+    step(&mut history, &at, envelope("decision-1", reviewer(1), approval));
+
+    let retry = when(&history, &at, &envelope("decision-1", reviewer(1), approve(&history)));
+    assert_eq!(retry, Ok(Vec::new()), "the same approval again is a retry");
+    let denial = Command::DenyReview { reason: text("changed my mind") };
+    let reused = when(&history, &at, &envelope("decision-1", reviewer(1), denial));
+    assert_eq!(reused, Err(Rejection::CommandIdReused));
+    let other = when(&history, &at, &envelope("decision-1", reviewer(2), approve(&history))).expect("decided");
+    assert!(matches!(other[0].body, EventBody::ReviewApproved { approvals: 2, .. }), "{:?}", other[0].body);
+}
+
 // Proves that an approval expires: a second reviewer agreeing more than REVIEW_APPROVAL_TTL_MS after the first does
 // not meet a two-reviewer quorum (the first approval no longer counts), the first reviewer may then approve again,
 // and the quorum names only the approvals that counted.

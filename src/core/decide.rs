@@ -6,7 +6,7 @@ use crate::core::action::ActionHash;
 use crate::core::actor::Actor;
 use crate::core::command::{Change, Command, CommandEnvelope, EffectOutcome, SecondFactorCheck};
 use crate::core::event::{
-    Authorization, DenialReason, Event, EventBody, ProofFailure, ReviewReason, SecondFactor, WithheldReason,
+    Authorization, DenialReason, Event, EventBody, EventKind, ProofFailure, ReviewReason, SecondFactor, WithheldReason,
 };
 use crate::core::ids::{ActorId, CaseId, ChallengeId, CommandId, DestinationId, EffectId, UnixMs};
 use crate::core::limits;
@@ -56,6 +56,13 @@ pub fn decide(envelope: &CommandEnvelope, state: &CaseState, context: &Context) 
         if let (Command::RequestRecovery { account_id, action, signals, .. }, Some(facts)) =
             (&envelope.command, &state.facts)
             && (facts.account_id != *account_id || facts.action != *action || facts.signals != *signals)
+        {
+            return Err(Rejection::CommandIdReused);
+        }
+        // Another kind of command under the same id (a denial under an approval's id, say) is not a retry either.
+        if let (Some(first), Some(expected)) =
+            (state.seen_as(&envelope.actor, &envelope.command_id), first_event_kinds(kind))
+            && !expected.contains(&first)
         {
             return Err(Rejection::CommandIdReused);
         }
@@ -176,6 +183,31 @@ fn request_recovery(
     };
     bodies.push(next);
     Ok(bodies)
+}
+
+/// The kinds of event a command of `kind` can record first, to tell a retry from another command under the same id;
+/// `None` for airlock's own commands, whose ids airlock derives.
+fn first_event_kinds(kind: CommandKind) -> Option<&'static [EventKind]> {
+    match kind {
+        CommandKind::RequestRecovery => Some(&[EventKind::RecoveryRequested]),
+        CommandKind::SubmitProof => Some(&[
+            EventKind::SecondFactorProven,
+            EventKind::ProofAccepted,
+            EventKind::ProofRejected,
+            EventKind::ReviewRequired,
+            EventKind::CaseDenied,
+        ]),
+        CommandKind::ApproveReview => Some(&[EventKind::ReviewApproved, EventKind::CoolingOffStarted]),
+        CommandKind::DenyReview => Some(&[EventKind::CaseDenied]),
+        CommandKind::Cancel => Some(&[EventKind::CaseCancelled]),
+        CommandKind::RollBack => Some(&[EventKind::RolledBack]),
+        // Not case commands: the control stream tells its own (`control::decide_control`).
+        CommandKind::Tick
+        | CommandKind::ConfirmExecution
+        | CommandKind::ConfirmNotices
+        | CommandKind::Halt
+        | CommandKind::Resume => None,
+    }
 }
 
 /// A case whose time limit has passed takes no more proofs or approvals; the timer will expire it. Without this, the

@@ -14,7 +14,7 @@ use crate::core::signals::Signals;
 use crate::core::transition;
 use crate::core::verification::CodeHash;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// The states of SPEC.md's machine. `New` is "(none)": no event yet.
@@ -128,7 +128,15 @@ pub struct Approval {
 impl CaseState {
     /// Whether `actor` already sent the command `command_id` to this case and it produced events.
     pub fn has_seen(&self, actor: &Actor, command_id: &CommandId) -> bool {
-        self.seen_commands.iter().any(|(seen_actor, seen_id)| seen_id == command_id && seen_actor == actor)
+        self.seen_as(actor, command_id).is_some()
+    }
+
+    /// The kind of the first event `actor`'s command `command_id` produced on this case, if it produced any.
+    pub fn seen_as(&self, actor: &Actor, command_id: &CommandId) -> Option<EventKind> {
+        self.seen_commands
+            .iter()
+            .find(|((seen_actor, seen_id), _)| seen_id == command_id && seen_actor == actor)
+            .map(|(_, kind)| *kind)
     }
 
     /// The approvals that still count at `now`: an approval expires `REVIEW_APPROVAL_TTL_MS` after it was given, so
@@ -181,7 +189,9 @@ pub struct CaseState {
     /// Commands that produced events, by who sent them: a retried one appends nothing (refused commands are not
     /// listed, so a retry of a refused command is refused again). A command id means something only together with
     /// its sender, so another actor's command that happens to reuse the id is a new command (issue 15, item 2).
-    pub seen_commands: BTreeSet<(Actor, CommandId)>,
+    /// With the kind of the first event each produced, so that the same id sent for another kind of command is told
+    /// from a retry (issue 15, item 13).
+    pub seen_commands: BTreeMap<(Actor, CommandId), EventKind>,
 }
 
 pub fn initial_state() -> CaseState {
@@ -205,7 +215,7 @@ pub fn initial_state() -> CaseState {
         proof_failures: Vec::new(),
         notices: Vec::new(),
         events: 0,
-        seen_commands: BTreeSet::new(),
+        seen_commands: BTreeMap::new(),
     }
 }
 
@@ -247,7 +257,7 @@ pub fn evolve(mut state: CaseState, event: &Event) -> CaseState {
     state.status = to;
     state.events += 1;
     if kind != EventKind::CommandRefused {
-        state.seen_commands.insert((event.actor.clone(), event.command_id.clone()));
+        state.seen_commands.entry((event.actor.clone(), event.command_id.clone())).or_insert(kind);
     }
     state
 }
