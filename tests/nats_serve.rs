@@ -666,3 +666,32 @@ async fn a_command_id_means_one_command() {
     assert!(codes.contains(&json!("command_id_reused")), "a resume under its halt's id was not refused: {codes:?}");
     assert_eq!(harness.stop_serve().code(), Some(0));
 }
+
+// Proves (THREATS 16, issue 15 item 1) one desk cannot fill the dead letters or evict another's: 600 junk messages
+// from one desk leave at most DEAD_LETTERS_PER_ACTOR_MAX of its own dead letters (the oldest go first), and another
+// desk's dead letter, kept before the flood, is still there.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_desk_cannot_fill_the_dead_letters_or_evict_another_desks() {
+    let mut harness = Harness::new();
+    harness.start_serve(&[], &[]);
+    let client = harness.client().await;
+    let context = jetstream::new(client.clone());
+    publish(&context, "airlock.intake.intake.calm.request_recovery", "calm-junk", b"{ not json".to_vec()).await;
+    read_all(&client, "AIRLOCK_DEADLETTER", "airlock.deadletter.intake.calm", 1).await;
+    const JUNK: usize = 600;
+    for batch in 0..3 {
+        for index in 0..JUNK / 3 {
+            let id = format!("junk-{batch}-{index}");
+            publish(&context, "airlock.intake.intake.junk.request_recovery", &id, b"{ junk".to_vec()).await;
+        }
+        // The desk's backlog is bounded too: wait for this batch to be answered before sending the next.
+        read_all(&client, "AIRLOCK_RESULTS", "airlock.result.intake.junk", (batch + 1) * JUNK / 3).await;
+    }
+    let kept = read_all(&client, "AIRLOCK_DEADLETTER", "airlock.deadletter.intake.junk", 1).await;
+    let bound = airlock::intake::nats::DEAD_LETTERS_PER_ACTOR_MAX as usize;
+    assert!(kept.len() <= bound, "one desk kept {} dead letters, over {bound}", kept.len());
+    assert!(kept.len() >= bound / 2, "the desk's recent dead letters are kept: {}", kept.len());
+    let calm = read_all(&client, "AIRLOCK_DEADLETTER", "airlock.deadletter.intake.calm", 1).await;
+    assert_eq!(calm.len(), 1, "another desk's dead letter was evicted by the flood");
+    assert_eq!(harness.stop_serve().code(), Some(0));
+}
