@@ -998,6 +998,9 @@ fn a_denial_under_an_approvals_id_is_refused() {
     let denial = Command::DenyReview { reason: text("changed my mind") };
     let reused = when(&history, &at, &envelope("decision-1", reviewer(1), denial));
     assert_eq!(reused, Err(Rejection::CommandIdReused));
+    let other_action = Command::ApproveReview { action_hash: ActionHash("0".repeat(64)), reason: text("ok") };
+    let reused = when(&history, &at, &envelope("decision-1", reviewer(1), other_action));
+    assert_eq!(reused, Err(Rejection::CommandIdReused), "an approval of another action under the same id");
     let other = when(&history, &at, &envelope("decision-1", reviewer(2), approve(&history))).expect("decided");
     assert!(matches!(other[0].body, EventBody::ReviewApproved { approvals: 2, .. }), "{:?}", other[0].body);
 }

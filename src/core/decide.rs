@@ -59,6 +59,12 @@ pub fn decide(envelope: &CommandEnvelope, state: &CaseState, context: &Context) 
         {
             return Err(Rejection::CommandIdReused);
         }
+        // An approval under the same id naming another action is not a retry of the approval that was counted.
+        if let (Command::ApproveReview { action_hash, .. }, Some(facts)) = (&envelope.command, &state.facts)
+            && *action_hash != facts.action_hash
+        {
+            return Err(Rejection::CommandIdReused);
+        }
         // Another kind of command under the same id (a denial under an approval's id, say) is not a retry either.
         if let (Some(first), Some(expected)) =
             (state.seen_as(&envelope.actor, &envelope.command_id), first_event_kinds(kind))
