@@ -164,7 +164,7 @@ pub struct ExplainRequest {}
 fn looks_secret(text: &str) -> bool {
     let normal: String = text
         .chars()
-        .filter(|character| !matches!(character, '\u{200b}'..='\u{200f}' | '\u{2060}'..='\u{206f}' | '\u{feff}'))
+        .filter(|character| !crate::core::text::invisible(*character))
         .map(|character| match character {
             '\u{ff01}'..='\u{ff5e}' => char::from_u32(character as u32 - 0xfee0).unwrap_or(character),
             other => other,

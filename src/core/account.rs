@@ -69,15 +69,7 @@ fn shown_domain(domain: &str) -> Option<String> {
     /// Longer than any real host name a person reads; a longer one is more likely a trick than an address.
     const SHOWN_DOMAIN_BYTES_MAX: usize = 64;
     // IDNA maps invisible characters away; a domain written with them is a trick, not an address, and is not shown.
-    let invisible = |character: char| {
-        character.is_control()
-            || matches!(character, '\u{00ad}' | '\u{034f}' | '\u{061c}' | '\u{180e}' | '\u{feff}')
-            || ('\u{200b}'..='\u{200f}').contains(&character)
-            || ('\u{202a}'..='\u{202e}').contains(&character)
-            || ('\u{2060}'..='\u{206f}').contains(&character)
-            || ('\u{fe00}'..='\u{fe0f}').contains(&character)
-    };
-    if domain.chars().any(invisible) {
+    if domain.chars().any(|character| character.is_control() || crate::core::text::invisible(character)) {
         return None;
     }
     let ascii = idna::domain_to_ascii_strict(domain.strip_suffix('.').unwrap_or(domain)).ok()?;

@@ -34,6 +34,17 @@ pub fn for_terminal(text: &str) -> String {
     text.chars().flat_map(char::escape_debug).collect::<String>().replace("\\'", "'").replace("\\\"", "\"")
 }
 
+/// Characters a reader does not see: zero-width and joiner characters, bidirectional marks, overrides and isolates,
+/// invisible operators, soft hyphens, variation selectors and byte-order marks. Text written with them is a trick
+/// when it stands for a code, an address or a name, never an honest spelling of one.
+pub fn invisible(character: char) -> bool {
+    matches!(
+        character,
+        '\u{00ad}' | '\u{034f}' | '\u{061c}' | '\u{180e}' | '\u{feff}' | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{fe00}'..='\u{fe0f}'
+    )
+}
+
 pub fn check_length(field: &'static str, value: &str, bytes_max: usize) -> Result<(), Rejection> {
     if value.len() > bytes_max {
         return Err(Rejection::TooLong { field: field.to_string(), bytes_max });

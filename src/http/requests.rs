@@ -10,7 +10,7 @@
 use crate::core::actor::{Actor, Role};
 use crate::core::text::check_identifier;
 use crate::http::api_keys::ApiKeys;
-use crate::intake::{self, CommandType, Reply, ReplyError};
+use crate::intake::{self, CommandType, Reply};
 use crate::log::EventLog;
 use crate::service::{Sending, Service, with_deferred_notices};
 use axum::Router;
@@ -41,15 +41,7 @@ pub fn router<L: EventLog + 'static>(state: IntakeState<L>) -> Router {
 }
 
 fn error(status: StatusCode, code: &str, reason: &str) -> Response {
-    let reply = Reply {
-        accepted: false,
-        command_id: None,
-        case_id: None,
-        status: None,
-        message: reason.to_string(),
-        error: Some(ReplyError { code: code.to_string(), reason: reason.to_string() }),
-    };
-    (status, axum::Json(reply)).into_response()
+    (status, axum::Json(Reply::refusal(code, reason))).into_response()
 }
 
 /// Why a request was not let in.

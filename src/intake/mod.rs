@@ -77,6 +77,20 @@ pub struct Reply {
     pub error: Option<ReplyError>,
 }
 
+impl Reply {
+    /// A refusal with its stable `code`, the reason as both message and error, and nothing else.
+    pub fn refusal(code: &str, reason: &str) -> Reply {
+        Reply {
+            accepted: false,
+            command_id: None,
+            case_id: None,
+            status: None,
+            message: reason.to_string(),
+            error: Some(ReplyError { code: code.to_string(), reason: reason.to_string() }),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ReplyError {
     /// Stable and machine-readable: a `Rejection::code`, or `unavailable`.
@@ -179,14 +193,7 @@ pub fn refused(case_id: Option<&CaseId>, error: &ServiceError) -> Reply {
         }
         ServiceError::Corrupt(_) => ("unavailable".to_string(), "airlock found an inconsistency and stopped".into()),
     };
-    Reply {
-        accepted: false,
-        command_id: None,
-        case_id: case_id.map(ToString::to_string),
-        status: None,
-        message: reason.clone(),
-        error: Some(ReplyError { code, reason }),
-    }
+    Reply { case_id: case_id.map(ToString::to_string), ..Reply::refusal(&code, &reason) }
 }
 
 /// Handles one JSON command from `actor`, end to end, and says what to tell the sender.
@@ -275,14 +282,7 @@ fn code_not_accepted(case_id: Option<&CaseId>) -> Reply {
 }
 
 fn owner_refusal(case_id: Option<&CaseId>, code: &str, text: &str) -> Reply {
-    Reply {
-        accepted: false,
-        command_id: None,
-        case_id: case_id.map(ToString::to_string),
-        status: None,
-        message: text.to_string(),
-        error: Some(ReplyError { code: code.into(), reason: text.to_string() }),
-    }
+    Reply { case_id: case_id.map(ToString::to_string), ..Reply::refusal(code, text) }
 }
 
 /// The public page's answer to a proof that was recorded and did not prove the case: which part to retype when

@@ -441,7 +441,7 @@ fn retry_delay(delivered: i64) -> Duration {
 }
 
 fn bad_subject(reason: String) -> Reply {
-    refusal("bad_subject", reason)
+    Reply::refusal("bad_subject", &reason)
 }
 
 /// The answer to a command airlock could not take in `INTAKE_DELIVERIES_MAX` deliveries.
@@ -450,18 +450,7 @@ fn gave_up(command_id: Option<String>, delivered: i64) -> Reply {
         "airlock could not take this command in {delivered} attempts; it is kept in the dead letters and will not \
          be tried again: send it again later"
     );
-    Reply { command_id, ..refusal("gave_up", reason) }
-}
-
-fn refusal(code: &str, reason: String) -> Reply {
-    Reply {
-        accepted: false,
-        command_id: None,
-        case_id: None,
-        status: None,
-        message: reason.clone(),
-        error: Some(crate::intake::ReplyError { code: code.into(), reason }),
-    }
+    Reply { command_id, ..Reply::refusal("gave_up", &reason) }
 }
 
 async fn publish_result(

@@ -170,12 +170,13 @@ impl<L: EventLog> Service<L> {
     /// Handles one command for one case, end to end.
     pub async fn handle(&self, case_id: &CaseId, envelope: CommandEnvelope) -> Result<Handled, ServiceError> {
         let mut failure = RecordedFailure::default();
-        let outcome = self.handle_rounds(case_id, &envelope, &mut failure).await;
+        let command_id = envelope.command_id.clone();
+        let outcome = self.handle_rounds(case_id, envelope, &mut failure).await;
         // A proof counted as a wrong code in one round, then decided otherwise once the case moved on (a second tab
         // sending the same proof while the first was accepted), is no wrong code: it leaves the count (issue 15,
         // item 14). An outcome that is an error keeps the count, erring on the side of the cap.
         if let (Some(key), false, Ok(_) | Err(ServiceError::Rejected(_))) = (&failure.key, failure.last_round, &outcome)
-            && let Err(error) = ledgers::forget_failure(&self.log, key, case_id, envelope.command_id.as_str()).await
+            && let Err(error) = ledgers::forget_failure(&self.log, key, case_id, command_id.as_str()).await
         {
             tracing::warn!(case = %case_id, %error, "a proof counted as a wrong code could not be uncounted");
         }
@@ -185,10 +186,9 @@ impl<L: EventLog> Service<L> {
     async fn handle_rounds(
         &self,
         case_id: &CaseId,
-        envelope: &CommandEnvelope,
+        envelope: CommandEnvelope,
         failure: &mut RecordedFailure,
     ) -> Result<Handled, ServiceError> {
-        let envelope = envelope.clone();
         let (mut conflicts, mut ledger_conflicts) = (0, 0);
         while conflicts < CONFLICT_RETRIES_MAX {
             let (state, _, last_sequence) = self.load_for_append(case_id, conflicts + ledger_conflicts > 0).await?;

@@ -17,11 +17,6 @@ fn joins_digits(character: char) -> bool {
     matches!(character, ' ' | '-' | '.' | '/' | '_' | '\u{a0}' | '\u{2009}' | '\u{202f}' | '\u{2010}' | '\u{2011}')
 }
 
-/// Invisible characters, dropped before anything is read: a code split by zero-width spaces is still a code.
-fn invisible(character: char) -> bool {
-    matches!(character, '\u{00ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}')
-}
-
 /// Any numeric character: ASCII digits, and the same digits in other spellings (fullwidth `４８２１`, other scripts,
 /// circled, superscript), which a person reads as the same code.
 fn digit(character: char) -> bool {
@@ -73,7 +68,7 @@ struct Run {
 /// international phone number (`+44 20 7946 0958`), or a number labelled as an order, ticket, invoice and the like
 /// (`order 12345678`, `#12345678`) with no code word (`code`, `otp`, `pin`...) just before it.
 pub fn looks_like_code(text: &str) -> bool {
-    let characters: Vec<char> = text.chars().filter(|character| !invisible(*character)).collect();
+    let characters: Vec<char> = text.chars().filter(|character| !crate::core::text::invisible(*character)).collect();
     runs(&characters).into_iter().any(|run| run.digits >= CODE_LIKE_DIGITS_MIN && !other_number(&characters, &run))
 }
 
