@@ -28,6 +28,11 @@ fn text(value: &str) -> UntrustedText {
 }
 
 fn decision() -> PolicyDecision {
+    decision_with_domain_count(4)
+}
+
+/// The sample decision; version 1 of the events that record one had no domain count (it upcasts as 0).
+fn decision_with_domain_count(domain: u32) -> PolicyDecision {
     PolicyDecision {
         policy_version: "airlock-baseline/1".into(),
         outcome: Outcome::Review,
@@ -49,6 +54,7 @@ fn decision() -> PolicyDecision {
                 source_network_requests_24h: 2,
                 requester_requests_24h: 3,
                 destination_requests_24h: 0,
+                destination_domain_requests_24h: domain,
             },
             signal_friction: 1,
             halted: false,
@@ -125,9 +131,7 @@ fn sample(kind: EventKind) -> EventBody {
             ends_at: AT.plus(259_200_000),
             deadline: AT.plus(864_000_000),
             notify: destinations,
-            authorization: Authorization::Quorum {
-                reviewers: vec![ActorId::new("reviewer-1"), ActorId::new("reviewer-2")],
-            },
+            authorization: Authorization::Policy { decision: decision() },
         },
         EventKind::CaseDenied => EventBody::CaseDenied {
             reason: DenialReason::Reviewer {
@@ -291,4 +295,86 @@ fn a_version_1_proof_rejected_is_upcast() {
     wrong.payload[0] = 4;
     let error = decode(&postcard::to_stdvec(&wrong).unwrap()).unwrap_err();
     assert!(error.to_string().contains("not proof_rejected"), "{error}");
+}
+
+/// A committed version 1 fixture, its envelope checked, decoded through the upcaster; and today's encoding of it.
+fn upcast_v1(name: &str, old: Vec<u8>) -> (Event, u16) {
+    let envelope: airlock::log::envelope::Envelope = postcard::from_bytes(&old).unwrap();
+    assert_eq!((envelope.event_type.as_str(), envelope.version), (name, 1));
+    let Decoded::Case { case_id, stream_version, event } = decode(&old).unwrap() else { panic!("a case event") };
+    let again: airlock::log::envelope::Envelope =
+        postcard::from_bytes(&encode_case_event(&case_id, stream_version, &event)).unwrap();
+    (event, again.version)
+}
+
+fn v1_fixture(name: &str) -> Vec<u8> {
+    hex::decode(std::fs::read_to_string(golden_dir(1).join(format!("{name}.hex"))).unwrap().trim()).unwrap()
+}
+
+// Proves the events that record a policy decision, stored as version 1 before the registrable domain of a named
+// address was counted (issue 15, item 10), decode to today's event with a domain count of 0 and are stored again as
+// version 2: the committed v1 bytes of `recovery_requested` and `review_required`, the committed v1 `cooling_off_started`
+// authorized by a quorum, and a v1 `cooling_off_started` authorized by the policy, written here field by field in
+// the old order. A payload of another variant, or with bytes left over, is refused.
+#[test]
+fn version_1_decisions_are_upcast_with_no_domain_count() {
+    let old_decision = decision_with_domain_count(0);
+    let (event, version) = upcast_v1("recovery_requested", v1_fixture("recovery_requested"));
+    let EventBody::RecoveryRequested { intake_decision, .. } = &event.body else { panic!("{event:?}") };
+    assert_eq!((intake_decision, version), (&old_decision, 2));
+    let (event, version) = upcast_v1("review_required", v1_fixture("review_required"));
+    let EventBody::ReviewRequired { decision, .. } = &event.body else { panic!("{event:?}") };
+    assert_eq!((decision, version), (&old_decision, 2));
+    let (event, version) = upcast_v1("cooling_off_started", v1_fixture("cooling_off_started"));
+    let EventBody::CoolingOffStarted { authorization, .. } = &event.body else { panic!("{event:?}") };
+    let quorum = Authorization::Quorum { reviewers: vec![ActorId::new("reviewer-1"), ActorId::new("reviewer-2")] };
+    assert_eq!((authorization, version), (&quorum, 2));
+
+    // Version 1 of a cooling-off authorized by the policy: variant 7, ends_at, deadline, notify, then the
+    // authorization (variant 0, Policy) and its decision with four velocity counts.
+    let facts = &old_decision.facts;
+    let velocity = &facts.velocity;
+    let old_facts = (
+        (facts.phase, facts.action.clone(), facts.adds_destination, facts.account_known, facts.high_value),
+        (facts.eligible_destinations, facts.has_totp, facts.credential_changed_within_7d, facts.risk_flags.clone()),
+        (
+            velocity.account_requests_24h,
+            velocity.source_network_requests_24h,
+            velocity.requester_requests_24h,
+            velocity.destination_requests_24h,
+        ),
+        (facts.signal_friction, facts.halted),
+    );
+    let old_policy = (
+        old_decision.policy_version.clone(),
+        old_decision.outcome,
+        old_decision.cooling_off_ms,
+        old_decision.reviewers_required,
+        old_decision.rules.clone(),
+        old_facts,
+    );
+    let payload = |variant: u32, extra: &[u8]| {
+        let mut bytes = postcard::to_stdvec(&(
+            variant,
+            AT.plus(259_200_000),
+            AT.plus(864_000_000),
+            vec![DestinationId::new("d-1")],
+            0_u32,
+            old_policy.clone(),
+        ))
+        .unwrap();
+        bytes.extend_from_slice(extra);
+        bytes
+    };
+    let mut envelope: airlock::log::envelope::Envelope =
+        postcard::from_bytes(&v1_fixture("cooling_off_started")).unwrap();
+    envelope.payload = payload(7, &[]);
+    let (event, version) = upcast_v1("cooling_off_started", postcard::to_stdvec(&envelope).unwrap());
+    let EventBody::CoolingOffStarted { authorization, .. } = &event.body else { panic!("{event:?}") };
+    assert_eq!((authorization, version), (&Authorization::Policy { decision: old_decision.clone() }, 2));
+    for (variant, extra, refusal) in [(8, &[][..], "not cooling_off_started"), (7, &[0][..], "left over")] {
+        envelope.payload = payload(variant, extra);
+        let error = decode(&postcard::to_stdvec(&envelope).unwrap()).unwrap_err();
+        assert!(error.to_string().contains(refusal), "{error}");
+    }
 }

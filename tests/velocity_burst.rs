@@ -22,11 +22,13 @@ const REQUESTS: usize = 50;
 const ACCOUNT_REVIEW_FROM: u64 = 4;
 const NETWORK_REVIEW_FROM: u64 = 20;
 const DESTINATION_DENY_FROM: u64 = 3;
+/// `velocity.destination-domain.review` at 20 earlier new addresses at one registrable domain.
+const DOMAIN_REVIEW_FROM: u64 = 20;
 
 /// Imports `accounts` (one email each) into both data directories, starts two `airlock serve` processes on one NATS
-/// server, publishes `bodies` at once as `actor`, and returns every recorded intake decision once both projections
+/// server, publishes `bodies` at once, each as the next of `actors` in turn, and returns every recorded intake decision once both projections
 /// hold them all (after checking the two agree and each equals a rebuild from the log).
-fn burst(accounts: &[String], actor: &str, bodies: Vec<Value>) -> Vec<Value> {
+fn burst(accounts: &[String], actors: &[&str], bodies: Vec<Value>) -> Vec<Value> {
     let scratch = scratch();
     let nats = airlock::nats::server::NatsServer::start(
         &scratch.path().join("nats"),
@@ -60,9 +62,9 @@ fn burst(accounts: &[String], actor: &str, bodies: Vec<Value>) -> Vec<Value> {
     runtime.block_on(async {
         let client = airlock::nats::connect(&nats.url(), "test").await.unwrap();
         let context = jetstream::new(client);
-        let subject = format!("airlock.intake.intake.{actor}.request_recovery");
-        let sends = bodies.iter().map(|body| {
-            let (context, subject) = (context.clone(), subject.clone());
+        let sends = bodies.iter().enumerate().map(|(index, body)| {
+            let context = context.clone();
+            let subject = format!("airlock.intake.intake.{}.request_recovery", actors[index % actors.len()]);
             async move {
                 let command_id = body["command_id"].as_str().unwrap();
                 publish(&context, &subject, command_id, body.to_string().into_bytes()).await;
@@ -126,7 +128,7 @@ fn fifty_parallel_requests_for_one_account_cannot_exceed_the_limit() {
     let bodies = (0..REQUESTS)
         .map(|index| request(format!("burst-{index}"), "vera", json!({ "type": "reset_password" }), json!({})))
         .collect();
-    let recorded = counts(&burst(&["vera".into()], "desk", bodies), "account_requests_24h");
+    let recorded = counts(&burst(&["vera".into()], &["desk"], bodies), "account_requests_24h");
     let numbers: Vec<u64> = recorded.iter().map(|(count, _)| *count).collect();
     assert_eq!(numbers, (0..REQUESTS as u64).collect::<Vec<_>>(), "every request decided on its own count");
     for (count, outcome) in &recorded {
@@ -156,7 +158,7 @@ fn fifty_parallel_requests_from_one_network_and_desk_cannot_exceed_the_limit() {
             request(format!("net-{index}"), account, json!({ "type": "reset_password" }), signals)
         })
         .collect();
-    let decided = burst(&accounts, "desk-net", bodies);
+    let decided = burst(&accounts, &["desk-net"], bodies);
     let everyone: Vec<u64> = (0..REQUESTS as u64).collect();
     let requester = counts(&decided, "requester_requests_24h");
     assert_eq!(requester.iter().map(|(count, _)| *count).collect::<Vec<_>>(), everyone, "requester counts");
@@ -186,10 +188,37 @@ fn fifty_parallel_requests_naming_one_destination_cannot_exceed_the_limit() {
             request(format!("dst-{index}"), account, action, json!({}))
         })
         .collect();
-    let destination = counts(&burst(&accounts, "desk-dst", bodies), "destination_requests_24h");
+    let destination = counts(&burst(&accounts, &["desk-dst"], bodies), "destination_requests_24h");
     let numbers: Vec<u64> = destination.iter().map(|(count, _)| *count).collect();
     assert_eq!(numbers, (0..REQUESTS as u64).collect::<Vec<_>>(), "every request decided on its own count");
     for (count, outcome) in &destination {
         assert_eq!(outcome == "Deny", *count >= DESTINATION_DENY_FROM, "{outcome} on {count} earlier requests");
+    }
+}
+
+// Proves new addresses are counted by registrable domain, exactly, across desks and accounts (issue 15, item 10): 50
+// requests for 50 accounts from three desks, each naming a different address at one domain written as a subdomain,
+// in capitals, with a trailing dot, in Unicode and in punycode, are decided on distinct counts 0..49 of that domain,
+// and from the twentieth on they go to people. No single address repeats, so only the domain count can trip.
+#[test]
+fn fifty_parallel_requests_naming_addresses_at_one_domain_go_to_people() {
+    let accounts: Vec<String> = (0..REQUESTS).map(|index| format!("dom-{index}")).collect();
+    let domains = ["bücher.example", "mail.xn--bcher-kva.example", "BÜCHER.EXAMPLE.", "eu.mx.bücher.example"];
+    let bodies = accounts
+        .iter()
+        .enumerate()
+        .map(|(index, account)| {
+            let address = format!("drop{index}@{}", domains[index % domains.len()]);
+            let action = json!({ "type": "add_destination", "kind": "email", "address": address });
+            request(format!("dom-{index}"), account, action, json!({}))
+        })
+        .collect();
+    let decided = burst(&accounts, &["desk-a", "desk-b", "desk-c"], bodies);
+    let domain = counts(&decided, "destination_domain_requests_24h");
+    let numbers: Vec<u64> = domain.iter().map(|(count, _)| *count).collect();
+    assert_eq!(numbers, (0..REQUESTS as u64).collect::<Vec<_>>(), "every request decided on its own domain count");
+    for (count, outcome) in &domain {
+        assert_eq!(outcome == "Review", *count >= DOMAIN_REVIEW_FROM, "{outcome} on {count} earlier requests");
+        assert_ne!(outcome, "Deny", "a domain count never denies");
     }
 }

@@ -120,6 +120,18 @@ pub fn counted_as(kind: DestinationKind, address: &str) -> String {
     }
 }
 
+/// The registrable domain an email address is counted under (`evil.example` for `x@mail.evil.example`, a look-alike
+/// of it, or its punycode), for velocity per domain. None for a phone number or an address that is not canonical.
+pub fn registrable_domain(kind: DestinationKind, address: &str) -> Option<String> {
+    match kind {
+        DestinationKind::Email => canonical_email(address).ok().map(|canonical| {
+            let (unicode, _) = idna::domain_to_unicode(&canonical.registrable);
+            looks_like(&unicode)
+        }),
+        DestinationKind::Phone => None,
+    }
+}
+
 /// Whether `address` is at `domain` or below it, however either is spelled: `domain` named by an operator
 /// (`evil.example`) matches `x@EVIL.example.`, `x@mail.evil.example`, `x@xn--...` and a look-alike of it.
 pub fn within_domain(address: &str, domain: &str) -> bool {
@@ -150,6 +162,13 @@ mod tests {
         assert_eq!(one("x@bücher.example").domain, "xn--bcher-kva.example");
         assert_eq!(one("x@evil.co.uk").registrable, "evil.co.uk");
         assert_eq!(counted_as(DestinationKind::Phone, "+1 (555) 010-0199"), "+15550100199");
+        let domain = |address: &str| registrable_domain(DestinationKind::Email, address).unwrap();
+        for spelling in ["a@mail.ape.example", "b@APE.example.", "c@х.аре.example", "d@xn--80ak6a.example"] {
+            assert_eq!(domain(spelling), domain("z@ape.example"), "{spelling}");
+        }
+        assert_eq!(domain("e@evil.co.uk"), domain("f@mx.EVIL.co.uk"));
+        assert_ne!(domain("e@evil.co.uk"), domain("e@other.co.uk"), "a public suffix is not one domain");
+        assert_eq!(registrable_domain(DestinationKind::Phone, "+15550100199"), None);
     }
 
     // Proves a domain label that mixes scripts is refused, whatever else the address is.

@@ -31,6 +31,9 @@ pub struct Velocity {
     pub source_network_requests_24h: u32,
     pub requester_requests_24h: u32,
     pub destination_requests_24h: u32,
+    /// Requests naming a new email address at the same registrable domain, whichever account or desk sent them
+    /// (issue 15, item 10). Decisions recorded before it was counted saw none: their events upcast with 0.
+    pub destination_domain_requests_24h: u32,
 }
 
 /// Everything a policy may look at. Recorded in every decision event so a replay can re-run the decision.

@@ -15,13 +15,12 @@ pub fn case_event_version(kind: EventKind) -> u16 {
     match kind {
         // v2 (ADR 11): `failed` says which part of the proof was wrong.
         EventKind::ProofRejected => 2,
-        EventKind::RecoveryRequested
-        | EventKind::ChallengeIssued
+        // v2 (issue 15, item 10): the recorded velocity counts the named address's registrable domain.
+        EventKind::RecoveryRequested | EventKind::ReviewRequired | EventKind::CoolingOffStarted => 2,
+        EventKind::ChallengeIssued
         | EventKind::ChallengeWithheld
         | EventKind::ProofAccepted
-        | EventKind::ReviewRequired
         | EventKind::ReviewApproved
-        | EventKind::CoolingOffStarted
         | EventKind::CaseDenied
         | EventKind::CaseCancelled
         | EventKind::ExecutionStarted
@@ -155,44 +154,12 @@ fn decode_case_body(envelope: &Envelope) -> Result<EventBody, DecodeError> {
     let body = if envelope.version == case_event_version(kind) {
         decode_payload::<EventBody>(envelope, envelope.version)?
     } else {
-        upcast(kind, envelope)?
+        super::upcast::upcast(kind, envelope)?
     };
     if body.kind().name() != envelope.event_type {
         return Err(DecodeError::TypeMismatch { declared: envelope.event_type.clone(), found: body.kind().name() });
     }
     Ok(body)
-}
-
-/// `ProofRejected` as version 1 stored it: before `failed`.
-#[derive(Deserialize)]
-struct ProofRejectedV1 {
-    challenge_id: crate::core::ids::ChallengeId,
-    attempts_left: u32,
-}
-
-/// The position of `ProofRejected` among `EventBody`'s variants, which postcard writes before the fields. Variants
-/// are only ever added at the end (the golden fixtures check it), so this never changes.
-const PROOF_REJECTED_VARIANT: u32 = 3;
-
-/// Old versions, converted to today's `EventBody`. Each old shape is kept here as a private struct, exactly as it
-/// was stored.
-fn upcast(kind: EventKind, envelope: &Envelope) -> Result<EventBody, DecodeError> {
-    if kind == EventKind::ProofRejected && envelope.version == 1 {
-        let (variant, old) = decode_payload::<(u32, ProofRejectedV1)>(envelope, 1)?;
-        if variant != PROOF_REJECTED_VARIANT {
-            return Err(DecodeError::Payload {
-                event_type: envelope.event_type.clone(),
-                version: 1,
-                reason: format!("variant {variant} is not proof_rejected"),
-            });
-        }
-        return Ok(EventBody::ProofRejected {
-            challenge_id: old.challenge_id,
-            attempts_left: old.attempts_left,
-            failed: crate::core::event::ProofFailure::NotRecorded,
-        });
-    }
-    Err(DecodeError::UnknownType { event_type: envelope.event_type.clone(), version: envelope.version })
 }
 
 fn decode_payload<T: for<'de> Deserialize<'de>>(envelope: &Envelope, current: u16) -> Result<T, DecodeError> {

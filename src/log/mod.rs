@@ -8,6 +8,7 @@
 pub mod envelope;
 pub mod jetstream;
 pub mod sqlite;
+mod upcast;
 
 use envelope::Stream;
 use futures::{Stream as AsyncStream, StreamExt};
@@ -82,6 +83,8 @@ pub enum LedgerKey {
     SourceNetwork(String),
     Requester(String),
     Destination(String),
+    /// The registrable domain of a named email address (`evil.example` for `x@mail.evil.example`).
+    DestinationDomain(String),
     /// The wrong codes submitted for an account's cases: one entry per refused proof (THREATS 7).
     ProofFailures(String),
 }
@@ -96,6 +99,7 @@ impl LedgerKey {
             LedgerKey::SourceNetwork(value) => format!("network.{}", hex::encode(value.as_bytes())),
             LedgerKey::Requester(value) => format!("requester.{}", hex::encode(value.as_bytes())),
             LedgerKey::Destination(value) => format!("destination.{}", hex::encode(value.as_bytes())),
+            LedgerKey::DestinationDomain(value) => format!("domain.{}", hex::encode(value.as_bytes())),
             LedgerKey::ProofFailures(value) => format!("failures.{}", hex::encode(value.as_bytes())),
         }
     }
@@ -108,6 +112,7 @@ impl std::fmt::Display for LedgerKey {
             LedgerKey::SourceNetwork(value) => write!(formatter, "source network {value}"),
             LedgerKey::Requester(value) => write!(formatter, "requester {value}"),
             LedgerKey::Destination(value) => write!(formatter, "destination {value}"),
+            LedgerKey::DestinationDomain(value) => write!(formatter, "destination domain {value}"),
             LedgerKey::ProofFailures(value) => write!(formatter, "proof failures of account {value}"),
         }
     }

@@ -64,6 +64,7 @@ struct VelocityFacts {
     source_network: u32,
     requester: u32,
     destination: u32,
+    destination_domain: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,6 +109,7 @@ fn facts(case: &Case) -> Result<PolicyFacts, PolicyError> {
             source_network_requests_24h: facts.velocity.source_network,
             requester_requests_24h: facts.velocity.requester,
             destination_requests_24h: facts.velocity.destination,
+            destination_domain_requests_24h: facts.velocity.destination_domain,
         },
         signal_friction: facts.signal_friction,
         halted: facts.halted,

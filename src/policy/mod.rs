@@ -241,6 +241,7 @@ fn facts_context(facts: &PolicyFacts) -> Context {
                 ("source_network", long(velocity.source_network_requests_24h)),
                 ("requester", long(velocity.requester_requests_24h)),
                 ("destination", long(velocity.destination_requests_24h)),
+                ("destination_domain", long(velocity.destination_domain_requests_24h)),
             ]),
         ),
         ("signal_friction", long(facts.signal_friction)),

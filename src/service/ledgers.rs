@@ -27,6 +27,10 @@ pub fn dimension_keys(signals: &Signals, requester: &str, action: &RecoveryActio
     if let RecoveryAction::AddDestination { kind, address } = action {
         // Every spelling of one address is one address (issue 15, item 10).
         keys.push(LedgerKey::Destination(crate::core::address::counted_as(*kind, address)));
+        // And every address at one registrable domain is one campaign's, whichever account it is named for.
+        if let Some(domain) = crate::core::address::registrable_domain(*kind, address) {
+            keys.push(LedgerKey::DestinationDomain(domain));
+        }
     }
     keys
 }
@@ -38,6 +42,7 @@ pub fn set_count(velocity: &mut Velocity, key: &LedgerKey, count: u32) {
         LedgerKey::SourceNetwork(_) => velocity.source_network_requests_24h = count,
         LedgerKey::Requester(_) => velocity.requester_requests_24h = count,
         LedgerKey::Destination(_) => velocity.destination_requests_24h = count,
+        LedgerKey::DestinationDomain(_) => velocity.destination_domain_requests_24h = count,
         // Not a velocity: counted into the account's verification facts instead.
         LedgerKey::ProofFailures(_) => {}
     }

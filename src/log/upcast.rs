@@ -1,0 +1,193 @@
+//! Old versions of case events, converted to today's `EventBody`. Each old shape is kept here exactly as it was
+//! stored, as private structs: postcard writes fields in order with no names, so an old payload decodes only as its
+//! own shape. Postcard writes an enum variant's position before its fields; variants are only ever added at the end
+//! (the golden fixtures check it), so a kind's position never changes.
+
+use super::envelope::{DecodeError, Envelope};
+use crate::core::account::AccountSnapshot;
+use crate::core::action::{ActionHash, RecoveryAction};
+use crate::core::event::{Authorization, EventBody, EventKind, ProofFailure, ReviewReason};
+use crate::core::ids::{AccountId, ActorId, ChallengeId, DestinationId, UnixMs};
+use crate::core::policy::{Outcome, Phase, PolicyDecision, PolicyFacts, Velocity};
+use crate::core::signals::Signals;
+use crate::core::text::UntrustedText;
+use serde::Deserialize;
+
+/// `ProofRejected` v1: before `failed` (ADR 11).
+#[derive(Deserialize)]
+struct ProofRejectedV1 {
+    challenge_id: ChallengeId,
+    attempts_left: u32,
+}
+
+/// The velocity every decision recorded before the registrable domain of a named address was counted (issue 15, item
+/// 10): those decisions saw no domain count, so they upcast with 0.
+#[derive(Deserialize)]
+struct VelocityV1 {
+    account_requests_24h: u32,
+    source_network_requests_24h: u32,
+    requester_requests_24h: u32,
+    destination_requests_24h: u32,
+}
+
+#[derive(Deserialize)]
+struct PolicyFactsV1 {
+    phase: Phase,
+    action: String,
+    adds_destination: bool,
+    account_known: bool,
+    high_value: bool,
+    eligible_destinations: u32,
+    has_totp: bool,
+    credential_changed_within_7d: bool,
+    risk_flags: Vec<String>,
+    velocity: VelocityV1,
+    signal_friction: u32,
+    halted: bool,
+}
+
+#[derive(Deserialize)]
+struct PolicyDecisionV1 {
+    policy_version: String,
+    outcome: Outcome,
+    cooling_off_ms: u64,
+    reviewers_required: u8,
+    rules: Vec<String>,
+    facts: PolicyFactsV1,
+}
+
+impl From<PolicyDecisionV1> for PolicyDecision {
+    fn from(old: PolicyDecisionV1) -> PolicyDecision {
+        let facts = old.facts;
+        let velocity = Velocity {
+            account_requests_24h: facts.velocity.account_requests_24h,
+            source_network_requests_24h: facts.velocity.source_network_requests_24h,
+            requester_requests_24h: facts.velocity.requester_requests_24h,
+            destination_requests_24h: facts.velocity.destination_requests_24h,
+            destination_domain_requests_24h: 0,
+        };
+        PolicyDecision {
+            policy_version: old.policy_version,
+            outcome: old.outcome,
+            cooling_off_ms: old.cooling_off_ms,
+            reviewers_required: old.reviewers_required,
+            rules: old.rules,
+            facts: PolicyFacts {
+                phase: facts.phase,
+                action: facts.action,
+                adds_destination: facts.adds_destination,
+                account_known: facts.account_known,
+                high_value: facts.high_value,
+                eligible_destinations: facts.eligible_destinations,
+                has_totp: facts.has_totp,
+                credential_changed_within_7d: facts.credential_changed_within_7d,
+                risk_flags: facts.risk_flags,
+                velocity,
+                signal_friction: facts.signal_friction,
+                halted: facts.halted,
+            },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RecoveryRequestedV1 {
+    account_id: AccountId,
+    action: RecoveryAction,
+    action_hash: ActionHash,
+    summary: UntrustedText,
+    signals: Signals,
+    snapshot: AccountSnapshot,
+    intake_decision: PolicyDecisionV1,
+    deadline: UnixMs,
+}
+
+#[derive(Deserialize)]
+struct ReviewRequiredV1 {
+    decision: PolicyDecisionV1,
+    reason: ReviewReason,
+    deadline: UnixMs,
+}
+
+#[derive(Deserialize)]
+enum AuthorizationV1 {
+    Policy { decision: PolicyDecisionV1 },
+    Quorum { reviewers: Vec<ActorId> },
+}
+
+#[derive(Deserialize)]
+struct CoolingOffStartedV1 {
+    ends_at: UnixMs,
+    deadline: UnixMs,
+    notify: Vec<DestinationId>,
+    authorization: AuthorizationV1,
+}
+
+/// The positions of the upcast kinds among `EventBody`'s variants.
+const RECOVERY_REQUESTED_VARIANT: u32 = 0;
+const PROOF_REJECTED_VARIANT: u32 = 3;
+const REVIEW_REQUIRED_VARIANT: u32 = 5;
+const COOLING_OFF_STARTED_VARIANT: u32 = 7;
+
+/// An old version of `kind`, as today's `EventBody`; a version this airlock never wrote is refused.
+pub(super) fn upcast(kind: EventKind, envelope: &Envelope) -> Result<EventBody, DecodeError> {
+    match (kind, envelope.version) {
+        (EventKind::ProofRejected, 1) => {
+            let old: ProofRejectedV1 = old_payload(envelope, PROOF_REJECTED_VARIANT)?;
+            Ok(EventBody::ProofRejected {
+                challenge_id: old.challenge_id,
+                attempts_left: old.attempts_left,
+                failed: ProofFailure::NotRecorded,
+            })
+        }
+        (EventKind::RecoveryRequested, 1) => {
+            let old: RecoveryRequestedV1 = old_payload(envelope, RECOVERY_REQUESTED_VARIANT)?;
+            Ok(EventBody::RecoveryRequested {
+                account_id: old.account_id,
+                action: old.action,
+                action_hash: old.action_hash,
+                summary: old.summary,
+                signals: old.signals,
+                snapshot: old.snapshot,
+                intake_decision: old.intake_decision.into(),
+                deadline: old.deadline,
+            })
+        }
+        (EventKind::ReviewRequired, 1) => {
+            let old: ReviewRequiredV1 = old_payload(envelope, REVIEW_REQUIRED_VARIANT)?;
+            Ok(EventBody::ReviewRequired { decision: old.decision.into(), reason: old.reason, deadline: old.deadline })
+        }
+        (EventKind::CoolingOffStarted, 1) => {
+            let old: CoolingOffStartedV1 = old_payload(envelope, COOLING_OFF_STARTED_VARIANT)?;
+            let authorization = match old.authorization {
+                AuthorizationV1::Policy { decision } => Authorization::Policy { decision: decision.into() },
+                AuthorizationV1::Quorum { reviewers } => Authorization::Quorum { reviewers },
+            };
+            Ok(EventBody::CoolingOffStarted {
+                ends_at: old.ends_at,
+                deadline: old.deadline,
+                notify: old.notify,
+                authorization,
+            })
+        }
+        _ => Err(DecodeError::UnknownType { event_type: envelope.event_type.clone(), version: envelope.version }),
+    }
+}
+
+/// An old payload: its variant position, which must be `variant`, then its fields, all of them.
+fn old_payload<T: for<'de> Deserialize<'de>>(envelope: &Envelope, variant: u32) -> Result<T, DecodeError> {
+    let payload = |reason: String| DecodeError::Payload {
+        event_type: envelope.event_type.clone(),
+        version: envelope.version,
+        reason,
+    };
+    let ((found, old), rest): ((u32, T), &[u8]) =
+        postcard::take_from_bytes(&envelope.payload).map_err(|error| payload(error.to_string()))?;
+    if found != variant {
+        return Err(payload(format!("variant {found} is not {}", envelope.event_type)));
+    }
+    if !rest.is_empty() {
+        return Err(payload(format!("{} bytes left over", rest.len())));
+    }
+    Ok(old)
+}
