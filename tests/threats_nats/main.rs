@@ -1,4 +1,4 @@
-//! THREATS.md scenarios 1, 2, 3, 4, 5, 6, 7, 9, 10 and 11, end to end, in NATS mode: a real nats-server on loopback
+//! THREATS.md scenarios 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 17 and 18, end to end, in NATS mode: a real nats-server on loopback
 //! and `airlock serve --nats`, driven the way a support system, the owner's verification page, a review console and an
 //! operator's console would drive it. Each command is JSON published on its intake subject
 //! `airlock.intake.<role>.<actor>.<command>`; each answer is read from `airlock.result.<role>.<actor>` (matched to its
@@ -19,8 +19,12 @@
 //! serve's log, `airlock outbox`, the projection file) for every code an owner received, and THREATS 9's test for the
 //! authenticator code too: a code reaches the owner's outbox and nothing else. Scenarios 8, 12 and 15 are elsewhere
 //! (tests/nats_serve.rs covers 8's answers and timing and 12's role check over NATS, tests/case_history.rs covers 15
-//! in both modes); 13 and 14 follow from THREATS 2's test here, through `roll_back` and `audit verify --nats`. The
-//! harness is in `harness.rs`.
+//! in both modes); 13 and 14 follow from THREATS 2's test here, through `roll_back` and `audit verify --nats`. Of the
+//! classes the outside campaign added: 16 (floods, payload limits, dead letters, ids of other desks) is in
+//! tests/nats_serve.rs; 18's proof page and timing are in tests/http_intake.rs; 19's counting by address and by
+//! registrable domain across desks is in tests/velocity_burst.rs (on NATS) and tests/untrusted_text.rs, and its bulk
+//! rollback in tests/rollback_cli.rs; 20's links in tests/http_verify.rs and its masked addresses in
+//! tests/untrusted_text.rs. The harness is in `harness.rs`.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -607,6 +611,102 @@ async fn wrong_codes_are_counted_exactly_while_the_projection_lags() {
     airlock.settle().await;
     assert_eq!(airlock.status(&case_id).await, "denied");
     airlock.finish(&[]).await;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// THREATS 17
+// ---------------------------------------------------------------------------------------------------------------
+
+// Proves THREATS 17 over NATS (issue 15, item 7; ADR 14): an attacker who knows the owner's account id types wrong
+// codes on its own cases and floods requests for the account from another desk. Guessing stays capped (three wrong
+// codes end a case; no more than five are compared for the account), the flood is never denied, and the owner's own
+// request, from the owner's desk, reaches a person whose approval lets the change go ahead.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attacker_cannot_lock_the_owner_out() {
+    let airlock = Airlock::start(vec![email_account("ora")]).await;
+    let attacker = "intake:chat-bot";
+    let first = airlock.open(attacker, request_body("a-1", "ora", reset_password(), "it is me", json!({}))).await;
+    let guess = wrong_code(&airlock.code_for(&first).await);
+    let mut outcomes = Vec::new();
+    for index in 0..3 {
+        let reply = airlock.prove(&first, &format!("a1-{index}"), guess).await;
+        outcomes.push(reply["status"].as_str().unwrap_or_default().to_string());
+    }
+    assert_eq!(outcomes, ["requested", "requested", "denied"], "three wrong codes end the attacker's case");
+    airlock.settle().await;
+    let second = airlock.open(attacker, request_body("a-2", "ora", reset_password(), "again", json!({}))).await;
+    let guess = wrong_code(&airlock.code_for(&second).await);
+    for index in 0..4 {
+        airlock.prove(&second, &format!("a2-{index}"), guess).await;
+    }
+    let mut flood = Vec::new();
+    for index in 0..10 {
+        let body = request_body(&format!("f-{index}"), "ora", reset_password(), &rephrased(index), json!({}));
+        flood.push(airlock.open(attacker, body).await);
+    }
+    airlock.settle().await;
+    let compared: usize = [&first, &second]
+        .iter()
+        .map(|case_id| airlock.timeline(case_id).iter().filter(|entry| entry.event_type == "proof_rejected").count())
+        .sum();
+    assert_eq!(compared, 5, "guessing is capped at five wrong codes for the account");
+    for case_id in &flood {
+        assert_eq!(airlock.status(case_id).await, "in_review", "a flood of requests denied or stranded {case_id}");
+    }
+
+    let body = request_body("owner-1", "ora", reset_password(), "I am locked out, please help", json!({}));
+    let own = airlock.open(DESK, body).await;
+    airlock.wait_for_status(&own, "in_review").await;
+    let hash = airlock.case(&own).action_hash;
+    let reply = airlock.review("ana", approve(&own, "ok-1", &hash)).await;
+    assert_eq!(reply["status"], "cooling_off", "a person let the owner's change go ahead: {reply}");
+    airlock.finish(&[]).await;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// THREATS 18
+// ---------------------------------------------------------------------------------------------------------------
+
+// Proves THREATS 18 over NATS (issue 15, item 8): a desk cannot tell existing from nonexistent accounts by any answer
+// it gets. Requests for an account whose owner is sent a code, an account whose only destination is too young for
+// one, and an account that does not exist get the same answer once ids are removed, and the desk's status query reads
+// the same for all three cases; a day later (serve restarted with its clock run past the cases' time limit, the
+// code's case expired) it still reads the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_desk_cannot_tell_existing_from_nonexistent_accounts() {
+    let young = time_ago(DAY_MS);
+    let mut airlock = Airlock::start(vec![
+        email_account("vera"),
+        account("walt", &[("walt-mail", "email", "walt@example.com", &young)]),
+    ])
+    .await;
+    let (mut cases, mut answers) = (Vec::new(), Vec::new());
+    for (index, account_id) in ["vera", "walt", "nobody-at-all"].into_iter().enumerate() {
+        let body = request_body(&format!("t18-{index}"), account_id, reset_password(), "locked out", json!({}));
+        let reply = airlock.send(DESK, "request_recovery", &body).await;
+        cases.push(reply["case_id"].as_str().expect("a case id").to_string());
+        answers.push(without_ids(reply));
+    }
+    assert!(answers.iter().all(|answer| *answer == answers[0]), "answers differ: {answers:#?}");
+    airlock.settle().await;
+    assert_eq!(airlock.messages().len(), 1, "the code went to vera only: the difference is in her mailbox");
+    let now = desk_statuses(&airlock, &cases).await;
+    assert!(now.iter().all(|status| *status == now[0]), "statuses differ: {now:?}");
+
+    airlock.restart(&[("AIRLOCK_CLOCK_AHEAD", "25h")]);
+    airlock.wait_for_status(&cases[0], "expired").await;
+    let later = desk_statuses(&airlock, &cases).await;
+    assert!(later.iter().all(|status| *status == later[0]), "statuses a day later differ: {later:?}");
+    airlock.finish(&[]).await;
+}
+
+/// The status each case reads for the desk that opened it.
+async fn desk_statuses(airlock: &Airlock, cases: &[String]) -> Vec<Value> {
+    let mut statuses = Vec::new();
+    for case_id in cases {
+        statuses.push(without_ids(airlock.query(DESK, case_id).await));
+    }
+    statuses
 }
 
 // ---------------------------------------------------------------------------------------------------------------
