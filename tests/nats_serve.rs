@@ -695,3 +695,37 @@ async fn one_desk_cannot_fill_the_dead_letters_or_evict_another_desks() {
     assert_eq!(calm.len(), 1, "another desk's dead letter was evicted by the flood");
     assert_eq!(harness.stop_serve().code(), Some(0));
 }
+
+// Proves (THREATS 16, issue 15 item 1) a command airlock cannot take is never redelivered forever: a request for an
+// account whose request ledger does not decode (a value airlock did not write) is left for redelivery with backoff
+// (shortened here by the debug-only AIRLOCK_INTAKE_RETRY_MS), and after INTAKE_DELIVERIES_MAX deliveries it is
+// answered `gave_up`, kept in the dead letters with that code, and delivered no more; the same desk's next request for
+// another account is answered meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_airlock_cannot_take_is_given_up_not_redelivered_forever() {
+    let mut harness = Harness::new();
+    harness.start_serve(&[], &[("AIRLOCK_INTAKE_RETRY_MS", "20")]);
+    let client = harness.client().await;
+    let context = jetstream::new(client.clone());
+    let ledgers = context.get_key_value(airlock::log::jetstream::LEDGER_BUCKET).await.unwrap();
+    ledgers.put(hex::encode("nobody"), b"not a ledger".to_vec().into()).await.unwrap();
+
+    publish(&context, "airlock.intake.intake.desk-9.request_recovery", "stuck", request("stuck")).await;
+    publish(&context, "airlock.intake.intake.desk-9.request_recovery", "other", request_for("other", "someone")).await;
+    let results = results_by_command(&client, "desk-9", 2).await;
+    assert_eq!(results["other"]["status"], "received", "{results:?}");
+    let stuck = &results["stuck"];
+    assert_eq!(stuck["error"]["code"], "gave_up", "{stuck}");
+    let reason = stuck["error"]["reason"].as_str().unwrap();
+    assert!(reason.contains(&format!("{} attempts", airlock::intake::nats::INTAKE_DELIVERIES_MAX)), "{reason}");
+    let dead = read_all(&client, "AIRLOCK_DEADLETTER", "airlock.deadletter.>", 1).await;
+    assert_eq!(header(&dead[0], "Airlock-Reason-Code"), "gave_up");
+    assert_eq!(dead[0].payload[..], request("stuck")[..], "the command is kept verbatim");
+
+    // Nothing is left to deliver: the consumer has no message pending or waiting for an acknowledgement.
+    let intake = context.get_stream("AIRLOCK_INTAKE").await.unwrap();
+    let mut consumer: jetstream::consumer::PullConsumer = intake.get_consumer("airlock-intake-intake").await.unwrap();
+    let info = consumer.info().await.unwrap();
+    assert_eq!((info.num_pending, info.num_ack_pending), (0, 0), "{info:?}");
+    assert_eq!(harness.stop_serve().code(), Some(0));
+}

@@ -437,7 +437,20 @@ async fn settle(message: &jetstream::Message, settle: Settle) {
 /// The wait before delivery number `delivered + 1`: doubling from `RETRY_DELAY_MS`, at most `RETRY_DELAY_MS_MAX`.
 fn retry_delay(delivered: i64) -> Duration {
     let doublings = delivered.clamp(1, 16) as u32 - 1;
-    Duration::from_millis(RETRY_DELAY_MS.saturating_mul(1 << doublings).min(RETRY_DELAY_MS_MAX))
+    let (first, most) = retry_delays_ms();
+    Duration::from_millis(first.saturating_mul(1 << doublings).min(most))
+}
+
+/// The first and the longest wait before a redelivery: `RETRY_DELAY_MS` and `RETRY_DELAY_MS_MAX`, except that a debug
+/// build started with `AIRLOCK_INTAKE_RETRY_MS=<ms>` starts from that many milliseconds (and waits at most thirty
+/// times as long), so an end-to-end test can see a command given up without waiting out minutes of backoff. Release
+/// builds never read the variable.
+fn retry_delays_ms() -> (u64, u64) {
+    #[cfg(debug_assertions)]
+    if let Some(first) = std::env::var("AIRLOCK_INTAKE_RETRY_MS").ok().and_then(|text| text.parse::<u64>().ok()) {
+        return (first, first.saturating_mul(RETRY_DELAY_MS_MAX / RETRY_DELAY_MS));
+    }
+    (RETRY_DELAY_MS, RETRY_DELAY_MS_MAX)
 }
 
 fn bad_subject(reason: String) -> Reply {
