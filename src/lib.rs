@@ -17,5 +17,6 @@ pub mod notify;
 pub mod policy;
 pub mod projection;
 pub mod service;
+pub mod simulate;
 pub mod sqlite;
 pub mod wire;

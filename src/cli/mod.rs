@@ -21,6 +21,7 @@ pub mod replay;
 pub mod review;
 pub mod rollback;
 pub mod serve;
+pub mod simulate;
 pub mod store;
 pub mod submit;
 
@@ -83,6 +84,12 @@ airlock completions zsh > \"${fpath[1]}/_airlock\"\n  airlock completions fish >
     Fsm(fsm::FsmArgs),
     /// Work with the recovery policies (Cedar): validate them and run their test cases.
     Policy(policy::PolicyArgs),
+    /// Run a seeded population of owners, attackers and reviewers through airlock with a simulated clock, under one
+    /// or more policy folders, and report the trade-off side by side. Exits 1 if any attack succeeded.
+    #[command(after_help = "Examples:\n  airlock simulate\n  airlock simulate --seed 7 --json\n  \
+airlock simulate --policies policies --policies ./candidate --scenario \"busy desk\"\n  \
+airlock simulate --population simulations/default.toml")]
+    Simulate(simulate::SimulateArgs),
     /// Rebuild the projection from the log and swap it in; or verify every decision and row; or show a past moment.
     #[command(after_help = "Examples:\n  airlock replay --data-dir /var/lib/airlock\n  \
 airlock replay --verify --policies ./policies-2026-06\n  \
@@ -154,6 +161,7 @@ pub fn main() -> ExitCode {
         Commands::NatsConfig(args) => nats_config::run(args),
         Commands::Outbox(args) => outbox::run(args),
         Commands::Policy(args) => policy::run(args),
+        Commands::Simulate(args) => simulate::run(args),
         Commands::Replay(args) => replay::run(args),
         Commands::Review(args) => review::run(args),
         Commands::Rollback(args) => rollback::run(args),

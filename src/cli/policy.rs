@@ -22,6 +22,36 @@ pub enum PolicyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Take every decision recorded in the log again under a candidate policy, on its recorded facts, and count the
+    /// decisions that would change (auto → review, review → deny, a longer hold), with their cases.
+    #[command(after_help = "Examples:\n  airlock policy backtest --policies ./candidate\n  \
+airlock policy backtest --policies ./candidate --since 30d --json\n  \
+airlock policy backtest --policies ./candidate --nats nats://127.0.0.1:4222 --nats-nkey seeds/airlock.nk")]
+    Backtest(BacktestArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BacktestArgs {
+    /// The candidate policy folder (airlock.cedarschema and default.cedar).
+    #[arg(long = "policies")]
+    pub policies: PathBuf,
+    /// Only decisions recorded at or after this moment: a UTC time ("2026-06-01 12:00:00", or RFC 3339) or a span
+    /// before now (30d, "12h 30m"). Every decision when absent.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// The data directory holding the embedded log.db.
+    #[arg(long, env = "AIRLOCK_DATA_DIR", default_value = "airlock-data")]
+    pub data_dir: PathBuf,
+    /// Read the log from NATS JetStream instead of the embedded log.db.
+    #[arg(long, env = "AIRLOCK_NATS_URL")]
+    pub nats: Option<String>,
+    /// The nkey seed file to connect to NATS with (one allowed to read the event log).
+    #[arg(long, env = "AIRLOCK_NATS_NKEY", value_name = "FILE")]
+    pub nats_nkey: Option<PathBuf>,
+    /// Print one JSON object (fields: candidate, decisions, unchanged, changes{change: count, decisions[case_id,
+    /// case_sequence, at, phase, recorded_rules, candidate_rules]}, recorded_versions).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Loads the policies of a folder (airlock.cedarschema and default.cedar), refusing any that does not parse or
@@ -44,7 +74,126 @@ fn read(dir: &std::path::Path, name: &str) -> Result<String, String> {
 }
 
 pub fn run(args: PolicyArgs) -> u8 {
-    let PolicyCommand::Test { dir, json } = args.command;
+    match args.command {
+        PolicyCommand::Test { dir, json } => test(dir, json),
+        PolicyCommand::Backtest(args) => backtest(args),
+    }
+}
+
+fn backtest(args: BacktestArgs) -> u8 {
+    use crate::log::jetstream::{JetStreamConfig, JetStreamLog};
+    use crate::log::sqlite::SqliteLog;
+    let candidate = match load_dir(&args.policies) {
+        Ok(engine) => engine,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return exit::USAGE;
+        }
+    };
+    let since = match args.since.as_deref().map(|text| crate::cli::store::parse_moment(text, crate::cli::store::now()))
+    {
+        None => crate::core::ids::UnixMs(0),
+        Some(Ok(moment)) => moment,
+        Some(Err(error)) => {
+            eprintln!("error: --since: {error}");
+            return exit::USAGE;
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
+    let report = runtime.block_on(async {
+        match &args.nats {
+            Some(url) => {
+                let client = crate::nats::connect_seeded(url, "airlock-backtest", args.nats_nkey.as_deref())
+                    .await
+                    .map_err(|error| error.to_string())?;
+                let log = JetStreamLog::open_existing(client, &JetStreamConfig::default().stream_name)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                read_log(&log, &candidate, since).await
+            }
+            None => {
+                let path = args.data_dir.join("log.db");
+                if !path.exists() {
+                    return Err(format!(
+                        "no event log at {}: point --data-dir at airlock's data directory, or use --nats",
+                        path.display()
+                    ));
+                }
+                let log = SqliteLog::open(&path).map_err(|error| error.to_string())?;
+                read_log(&log, &candidate, since).await
+            }
+        }
+    });
+    let report = match report {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return exit::UNAVAILABLE;
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("plain data serializes"));
+        return exit::OK;
+    }
+    println!(
+        "{} recorded decisions taken again under {} ({}): {} unchanged, {} would change",
+        report.decisions,
+        args.policies.display(),
+        report.candidate,
+        report.unchanged,
+        report.decisions - report.unchanged
+    );
+    for (change, listed) in &report.changes {
+        println!("\n  {change}: {}", listed.count);
+        for decision in &listed.decisions {
+            println!(
+                "    {} #{} ({}, {}): {} → {}",
+                decision.case_id,
+                decision.case_sequence,
+                decision.phase,
+                crate::cli::store::rfc3339(decision.at),
+                rules(&decision.recorded_rules),
+                rules(&decision.candidate_rules)
+            );
+        }
+        if listed.count > listed.decisions.len() as u64 {
+            println!("    ... and {} more", listed.count - listed.decisions.len() as u64);
+        }
+    }
+    exit::OK
+}
+
+/// Reads the whole log, a page at a time, and takes each recorded decision again.
+async fn read_log<L: crate::log::EventLog>(
+    log: &L,
+    candidate: &Engine,
+    since: crate::core::ids::UnixMs,
+) -> Result<crate::policy::backtest::Backtest, String> {
+    const PAGE: usize = 512;
+    let mut backtester = crate::policy::backtest::Backtester::new(candidate, since);
+    let mut after = 0;
+    loop {
+        let entries = log.read_after(after, PAGE).await.map_err(|error| error.to_string())?;
+        let Some(last) = entries.last() else { break };
+        after = last.sequence;
+        for entry in &entries {
+            for bytes in &entry.envelopes {
+                let decoded = crate::log::envelope::decode(bytes)
+                    .map_err(|error| format!("log sequence {}: an event does not decode: {error}", entry.sequence))?;
+                if let crate::log::envelope::Decoded::Case { case_id, stream_version, event } = decoded {
+                    backtester.visit(&case_id, stream_version, &event);
+                }
+            }
+        }
+    }
+    Ok(backtester.finish())
+}
+
+fn rules(rules: &[String]) -> String {
+    if rules.is_empty() { "no rule".to_string() } else { rules.join(", ") }
+}
+
+fn test(dir: Option<PathBuf>, json: bool) -> u8 {
     let refused = |what: &str, error: String| {
         if json {
             let answer = serde_json::json!({ "valid": false, "error": format!("{what} refused: {error}") });

@@ -3,6 +3,7 @@
 //! schema when loaded, and versioned by a hash of their content, so a replay can tell which text decided. Pure: the
 //! text is handed in (the defaults are embedded in the binary); nothing here reads files or clocks.
 
+pub mod backtest;
 pub mod cases;
 pub mod retake;
 
