@@ -98,6 +98,8 @@ struct Account {
     record: AccountRecord,
     /// Whoever reads the account's notices never reads one about a change they did not ask for.
     ignores_notices: bool,
+    /// The draws of whoever reads the account's notices.
+    rng: StdRng,
 }
 
 /// An owner who asks for their account back.
@@ -109,6 +111,9 @@ struct Owner {
     /// A new request of theirs is scheduled.
     asking: bool,
     mistypes: bool,
+    /// This owner's own draws: what one owner does never shifts what another does, so that two policies compared on
+    /// one seed face the same people.
+    rng: StdRng,
     recovered: Option<(UnixMs, bool)>,
     reached_person: bool,
 }
@@ -119,7 +124,10 @@ struct Attack {
     playbook: Playbook,
     /// The campaign this attack belongs to (domain campaigns only), for its address.
     campaign: usize,
+    /// Whether the carrier reports this attack's SIM swap.
+    carrier_reports: bool,
     cases: Vec<CaseId>,
+    rng: StdRng,
 }
 
 /// What the world does next.
@@ -261,7 +269,8 @@ impl<'a> World<'a> {
             }
             let ignores_notices = self.rng.random_bool(population.owners.ignore_notices_rate.0);
             records.push(record.clone());
-            self.accounts.push(Account { id: AccountId::new(id), profile, record, ignores_notices });
+            let rng = self.stream(Stream::Reader, index);
+            self.accounts.push(Account { id: AccountId::new(id), profile, record, ignores_notices, rng });
         }
         self.embedded.directory.put_accounts(&records)?;
 
@@ -273,6 +282,7 @@ impl<'a> World<'a> {
             let at = self.start.plus(self.rng.random_range(0..spread));
             let mistypes = self.rng.random_bool(owners.mistype_rate.0);
             let owner = self.owners.len();
+            let rng = self.stream(Stream::Owner, owner);
             self.owners.push(Owner {
                 account,
                 first_asked: at,
@@ -280,6 +290,7 @@ impl<'a> World<'a> {
                 cases: Vec::new(),
                 asking: true,
                 mistypes,
+                rng,
                 recovered: None,
                 reached_person: false,
             });
@@ -317,8 +328,10 @@ impl<'a> World<'a> {
                 0
             };
             let at = self.start.plus(self.rng.random_range(0..spread));
+            let carrier_reports = self.rng.random_bool(population.attackers.carrier_flags_rate.0);
             let attack = self.attacks.len();
-            self.attacks.push(Attack { account, playbook, campaign, cases: Vec::new() });
+            let rng = self.stream(Stream::Attack, attack);
+            self.attacks.push(Attack { account, playbook, campaign, carrier_reports, cases: Vec::new(), rng });
             self.schedule(at, Action::Attack(attack));
         }
         Ok(())
@@ -384,7 +397,7 @@ impl<'a> World<'a> {
                 self.watch(&case).await
             }
             Action::AttackerGuesses { attack, case, left } => {
-                let guess = format!("{:08}", self.rng.random_range(0..100_000_000u32));
+                let guess = format!("{:08}", self.attacks[attack].rng.random_range(0..100_000_000u32));
                 let command_id = CommandId::new(self.next_id("guess"));
                 let actor = Actor::new(Role::Owner, PAGE);
                 let result = self.embedded.service.submit_code(&case, command_id, actor, &guess, None).await;
@@ -523,7 +536,7 @@ impl<'a> World<'a> {
         for phone in phones {
             self.holders.insert(phone, Holder::Attacker(attack));
         }
-        if self.rng.random_bool(self.population.attackers.carrier_flags_rate.0) {
+        if self.attacks[attack].carrier_reports {
             self.carrier_flags(account)?;
         }
         Ok(())
@@ -603,7 +616,8 @@ impl<'a> World<'a> {
                     let owners = &population.owners;
                     if self.owners[owner].recovered.is_none() && self.owners[owner].asked <= owners.retries {
                         self.owners[owner].asking = true;
-                        let hours = self.rng.random_range(owners.retry_hours.low..=owners.retry_hours.high);
+                        let hours =
+                            self.owners[owner].rng.random_range(owners.retry_hours.low..=owners.retry_hours.high);
                         self.schedule(self.now().plus((hours * HOUR_MS as f64) as u64), Action::OwnerAsks(owner));
                     }
                 }
@@ -627,11 +641,12 @@ impl<'a> World<'a> {
         for row in queue.into_iter().take(reviewers.per_pass as usize) {
             let case = CaseId::new(&row.case_id);
             let who = self.cases.get(&case).copied();
+            // One draw per case, from the case's own stream: whether a reviewer is fooled by this case does not depend
+            // on which cases came before it.
+            let mut draws = StdRng::seed_from_u64(mix(self.seed, Stream::Review as u64, digest(&row.case_id)));
             let fooled = match who {
-                Some(Who::Attacker(_, Playbook::ReviewerPressure)) => {
-                    self.rng.random_bool(reviewers.pressure_fooled_rate.0)
-                }
-                Some(Who::Attacker(..)) => self.rng.random_bool(reviewers.fooled_rate.0),
+                Some(Who::Attacker(_, Playbook::ReviewerPressure)) => draws.random_bool(reviewers.pressure_fooled_rate.0),
+                Some(Who::Attacker(..)) => draws.random_bool(reviewers.fooled_rate.0),
                 Some(Who::Owner(_)) | None => true,
             };
             let approve = fooled && who.is_some();
@@ -676,7 +691,7 @@ impl<'a> World<'a> {
                     };
                     if is_code && let Some(owner) = own_case {
                         let Some(code) = code_in(&message.body) else { continue };
-                        let delay = self.reaction();
+                        let delay = self.reaction(owner);
                         let mistype = self.owners[owner].mistypes;
                         // Several destinations get the same code; the owner acts on the first to arrive.
                         let already = self.queue.iter().any(|Reverse((_, _, action))| {
@@ -688,7 +703,7 @@ impl<'a> World<'a> {
                         }
                     } else if is_cancel_link && own_case.is_none() && !self.accounts[account].ignores_notices {
                         let Some((destination, token)) = cancel_link_in(&message.body) else { continue };
-                        let delay = self.rng.random_range(
+                        let delay = self.accounts[account].rng.random_range(
                             self.population.owners.react_minutes.low..=self.population.owners.react_minutes.high,
                         );
                         let action = Action::Cancels { case: message.case_id.clone(), destination, token };
@@ -709,14 +724,20 @@ impl<'a> World<'a> {
     }
 
     /// How long an owner takes to act on a message: minutes, or at the late rate hours (a code has expired by then).
-    fn reaction(&mut self) -> u64 {
+    fn reaction(&mut self, owner: usize) -> u64 {
         let population = self.population;
         let owners = &population.owners;
-        if self.rng.random_bool(owners.late_rate.0) {
-            (self.rng.random_range(owners.late_hours.low..=owners.late_hours.high) * HOUR_MS as f64) as u64
+        let rng = &mut self.owners[owner].rng;
+        if rng.random_bool(owners.late_rate.0) {
+            (rng.random_range(owners.late_hours.low..=owners.late_hours.high) * HOUR_MS as f64) as u64
         } else {
-            (self.rng.random_range(owners.react_minutes.low..=owners.react_minutes.high) * MINUTE_MS as f64) as u64
+            (rng.random_range(owners.react_minutes.low..=owners.react_minutes.high) * MINUTE_MS as f64) as u64
         }
+    }
+
+    /// The draws of one participant, from the run's seed.
+    fn stream(&self, stream: Stream, index: usize) -> StdRng {
+        StdRng::seed_from_u64(mix(self.seed, stream as u64, index as u64))
     }
 
     /// The figures of the run, from every case's final state.
@@ -893,6 +914,28 @@ fn review_reason(events: &[crate::core::event::Event]) -> Option<String> {
         EventBody::ReviewRequired { reason, .. } => Some(format!("{reason:?}")),
         _ => None,
     })
+}
+
+/// The separate streams of draws after the population is drawn.
+#[derive(Clone, Copy)]
+enum Stream {
+    Owner = 1,
+    Reader = 2,
+    Attack = 3,
+    Review = 4,
+}
+
+/// One seed for one participant of one stream (splitmix64's finaliser over the three).
+fn mix(seed: u64, stream: u64, index: u64) -> u64 {
+    let mut value = seed ^ stream.rotate_left(40) ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    value = (value ^ (value >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    value = (value ^ (value >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    value ^ (value >> 31)
+}
+
+/// A stable number for a case id (FNV-1a), for its stream of draws.
+fn digest(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// The status a command left its case in, or `None` if airlock refused it (a refusal is an answer, not a failure).
