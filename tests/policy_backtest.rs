@@ -30,30 +30,48 @@ fn backtest(data: &Path, args: &[&str]) -> (i32, Value, String) {
     (output.status.code().unwrap(), report, String::from_utf8_lossy(&output.stderr).to_string())
 }
 
-/// Six requests for vera from one desk (decided on account counts 0 to 5) and one naming a new email for kim.
+/// Six requests for six accounts from one source network (decided on network counts 0 to 5), one naming a new email
+/// for kim, and two for vera (the second gets no code while the first's is out, so the core sends it to people
+/// although the policy said auto).
 fn requests() -> Vec<Value> {
+    let network = json!({ "source_network": "AS64500" });
     let mut bodies: Vec<Value> = (0..6)
-        .map(|index| request_body(&format!("v-{index}"), "vera", reset_password(), "locked out", json!({})))
+        .map(|index| {
+            request_body(
+                &format!("n-{index}"),
+                &format!("net-{index}"),
+                reset_password(),
+                "locked out",
+                network.clone(),
+            )
+        })
         .collect();
     bodies.push(request_body("k-0", "kim", add_email("kim.new@example.net"), "new email please", json!({})));
+    bodies.push(request_body("v-0", "vera", reset_password(), "locked out", json!({})));
+    bodies.push(request_body("v-1", "vera", reset_password(), "still locked out", json!({})));
     bodies
 }
 
 fn accounts() -> Value {
-    json!([
-        account("vera", &[("vera-mail", "email", "vera@example.com", LONG_AGO)]),
-        account("kim", &[("kim-mail", "email", "kim@example.com", LONG_AGO)]),
-    ])
+    let mut accounts: Vec<Value> = (0..6)
+        .map(|index| {
+            let id = format!("net-{index}");
+            account(&id, &[(&format!("{id}-mail"), "email", &format!("{id}@example.com"), LONG_AGO)])
+        })
+        .collect();
+    accounts.push(account("vera", &[("vera-mail", "email", "vera@example.com", LONG_AGO)]));
+    accounts.push(account("kim", &[("kim-mail", "email", "kim@example.com", LONG_AGO)]));
+    Value::Array(accounts)
 }
 
 /// Checks a backtest of `requests()` against the two candidates, and `--since` after them all.
 fn check(data: &Path, scratch: &Path, mode: &[&str]) {
-    // Stricter on one account: the third and fourth requests of a day go to people too (the fifth and sixth already
-    // did), so two intake decisions change auto → review and nothing else.
+    // Stricter on a source network: from the third request of a day on, people look; four intake decisions change
+    // auto → review and nothing else.
     let stricter = candidate(
         &scratch.join("stricter"),
-        "when { context.velocity.account >= 4 };",
-        "when { context.velocity.account >= 2 };",
+        "when { context.velocity.source_network >= 20 };",
+        "when { context.velocity.source_network >= 2 };",
         "",
     );
     let stricter = stricter.display().to_string();
@@ -61,16 +79,31 @@ fn check(data: &Path, scratch: &Path, mode: &[&str]) {
     args.extend_from_slice(mode);
     let (code, report, stderr) = backtest(data, &args);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(report["decisions"], 7, "{report}");
+    assert_eq!(report["decisions"], 9, "{report}");
     assert_eq!(report["unchanged"], 5, "{report}");
     let changes = report["changes"].as_object().unwrap();
     assert_eq!(changes.keys().collect::<Vec<_>>(), ["auto → review"], "{report}");
     let changed = &changes["auto → review"];
-    assert_eq!(changed["count"], 2);
+    assert_eq!(changed["count"], 4);
     for decision in changed["decisions"].as_array().unwrap() {
         assert_eq!(decision["phase"], "intake");
-        assert_eq!(decision["candidate_rules"][0], "velocity.account.review", "{decision}");
+        assert_eq!(decision["candidate_rules"][0], "velocity.network.review", "{decision}");
     }
+
+    // Stricter on the account from its second request: vera's second request already went to people (the core's
+    // one-outstanding-code floor), so nothing would change, and nothing is reported.
+    let floor = candidate(
+        &scratch.join("floor"),
+        "when { context.velocity.account >= 4 };",
+        "when { context.velocity.account >= 1 };",
+        "",
+    );
+    let floor = floor.display().to_string();
+    let mut args = vec!["--policies", floor.as_str()];
+    args.extend_from_slice(mode);
+    let (code, report, stderr) = backtest(data, &args);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!((&report["decisions"], &report["unchanged"]), (&json!(9), &json!(9)), "{report}");
 
     // A candidate that denies every new destination: kim's request changes auto → deny.
     let deny = candidate(
@@ -93,9 +126,10 @@ fn check(data: &Path, scratch: &Path, mode: &[&str]) {
     assert_eq!((code, &report["decisions"]), (0, &json!(0)), "{stderr}");
 }
 
-// Proves the backtest on the embedded store: seven recorded intake decisions taken again under a stricter candidate
-// change exactly where the candidate differs (two auto → review), under a denying one (one auto → deny), none after
-// `--since`; and a candidate folder that does not load is refused with exit 2 before anything is read.
+// Proves the backtest on the embedded store: nine recorded intake decisions taken again under a stricter candidate
+// change exactly where the candidate differs (four auto → review), under a denying one (one auto → deny), under one
+// whose difference the core's floors already made (none), none after `--since`; and a candidate folder that does not
+// load is refused with exit 2 before anything is read.
 #[test]
 fn a_backtest_counts_the_decisions_a_candidate_would_change() {
     let scratch = common::scratch();
@@ -116,7 +150,7 @@ fn a_backtest_counts_the_decisions_a_candidate_would_change() {
     assert!(stderr.contains("schema"), "{stderr}");
 }
 
-// Proves the backtest reads the NATS log the same way: the same seven requests sent to `airlock serve --nats`, the
+// Proves the backtest reads the NATS log the same way: the same nine requests sent to `airlock serve --nats`, the
 // same changes counted.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backtest_reads_the_nats_log() {
@@ -129,7 +163,7 @@ async fn a_backtest_reads_the_nats_log() {
         let id = body["command_id"].as_str().unwrap().to_string();
         publish(&context, "airlock.intake.intake.desk.request_recovery", &id, body.to_string().into_bytes()).await;
     }
-    read_all(&client, "AIRLOCK_RESULTS", "airlock.result.intake.desk", 7).await;
+    read_all(&client, "AIRLOCK_RESULTS", "airlock.result.intake.desk", requests().len()).await;
     let url = harness.nats.url();
     check(&harness.data(), harness.data().parent().unwrap(), &["--nats", &url]);
     assert_eq!(harness.stop_serve().code(), Some(0));

@@ -118,6 +118,26 @@ impl EmbeddedDirectory {
             .map_err(unavailable)
     }
 
+    /// Adds a risk flag to an account, as the company's other systems report one (a carrier's SIM-swap report), and
+    /// changes nothing else of it. Not held by a pending recovery: the report is a fact about the world.
+    pub fn add_risk_flag(&self, account_id: &AccountId, flag: &str) -> Result<(), DirectoryError> {
+        let connection = self.lock();
+        let text: String = connection
+            .prepare_cached("SELECT risk_flags FROM accounts WHERE account_id = ?1")
+            .and_then(|mut statement| statement.query_row([account_id.as_str()], |row| row.get(0)))
+            .map_err(unavailable)?;
+        let mut flags: Vec<String> =
+            serde_json::from_str(&text).map_err(|error| DirectoryError::Corrupt(format!("risk flags: {error}")))?;
+        if !flags.iter().any(|known| known == flag) {
+            flags.push(flag.to_string());
+        }
+        connection
+            .prepare_cached("UPDATE accounts SET risk_flags = ?2 WHERE account_id = ?1")
+            .and_then(|mut statement| statement.execute(params![account_id.as_str(), json(&flags)]))
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
     /// How many times effects were applied (each effect id once), for tests of idempotency.
     pub fn applied_effects(&self) -> Result<u32, DirectoryError> {
         self.lock()

@@ -11,7 +11,7 @@ use crate::core::actor::{Actor, Role};
 use crate::core::command::{Command, CommandEnvelope};
 use crate::core::event::{DenialReason, EventBody, ReviewReason};
 use crate::core::ids::{AccountId, CaseId, CommandId, DestinationId, UnixMs};
-use crate::core::limits::{DAY_MS, HOUR_MS, MINUTE_MS};
+use crate::core::limits::{DAY_MS, HOUR_MS, MINUTE_MS, REQUESTED_TTL_MS};
 use crate::core::signals::Signals;
 use crate::core::state::Status;
 use crate::core::text::UntrustedText;
@@ -100,6 +100,8 @@ struct Account {
     ignores_notices: bool,
     /// The draws of whoever reads the account's notices.
     rng: StdRng,
+    /// A risk flag was added during the run (a reported SIM swap): its owner needs a person from then on.
+    flagged: bool,
 }
 
 /// An owner who asks for their account back.
@@ -110,6 +112,7 @@ struct Owner {
     cases: Vec<CaseId>,
     /// A new request of theirs is scheduled.
     asking: bool,
+    last_asked: Option<UnixMs>,
     mistypes: bool,
     /// This owner's own draws: what one owner does never shifts what another does, so that two policies compared on
     /// one seed face the same people.
@@ -157,8 +160,6 @@ enum Action {
     },
     /// Looks at a case once its deadline has passed: ended, recovered, or still waiting.
     Watch(CaseId),
-    /// The carrier reports a SIM swap on the account: the directory flags it.
-    CarrierFlags(usize),
 }
 
 pub struct World<'a> {
@@ -173,6 +174,10 @@ pub struct World<'a> {
     end: UnixMs,
     accounts: Vec<Account>,
     holders: BTreeMap<String, Holder>,
+    /// The owner of each account who asks for it back, if one does.
+    owner_of: Vec<Option<usize>>,
+    /// How airlock's messages describe a password reset, which is what owners ask for.
+    reset_described: String,
     owners: Vec<Owner>,
     attacks: Vec<Attack>,
     cases: BTreeMap<CaseId, Who>,
@@ -210,6 +215,8 @@ impl<'a> World<'a> {
             end,
             accounts: Vec::new(),
             holders: BTreeMap::new(),
+            owner_of: Vec::new(),
+            reset_described: RecoveryAction::ResetPassword.describe(),
             owners: Vec::new(),
             attacks: Vec::new(),
             cases: BTreeMap::new(),
@@ -270,15 +277,18 @@ impl<'a> World<'a> {
             let ignores_notices = self.rng.random_bool(population.owners.ignore_notices_rate.0);
             records.push(record.clone());
             let rng = self.stream(Stream::Reader, index);
-            self.accounts.push(Account { id: AccountId::new(id), profile, record, ignores_notices, rng });
+            let account = Account { id: AccountId::new(id), profile, record, ignores_notices, rng, flagged: false };
+            self.accounts.push(account);
         }
         self.embedded.directory.put_accounts(&records)?;
 
         let owners = &population.owners;
+        self.owner_of = vec![None; self.accounts.len()];
         for account in 0..self.accounts.len() {
             if !self.rng.random_bool(owners.share.0) {
                 continue;
             }
+            self.owner_of[account] = Some(self.owners.len());
             let at = self.start.plus(self.rng.random_range(0..spread));
             let mistypes = self.rng.random_bool(owners.mistype_rate.0);
             let owner = self.owners.len();
@@ -289,6 +299,7 @@ impl<'a> World<'a> {
                 asked: 0,
                 cases: Vec::new(),
                 asking: true,
+                last_asked: None,
                 mistypes,
                 rng,
                 recovered: None,
@@ -408,13 +419,13 @@ impl<'a> World<'a> {
                 Ok(())
             }
             Action::Watch(case) => self.watch(&case).await,
-            Action::CarrierFlags(account) => self.carrier_flags(account),
         }
     }
 
     async fn owner_asks(&mut self, owner: usize) -> anyhow::Result<()> {
         let account = self.owners[owner].account;
         self.owners[owner].asked += 1;
+        self.owners[owner].last_asked = Some(self.now());
         self.owners[owner].asking = false;
         let signals = Signals::default();
         let summary = "Customer says they cannot log in and asks for a password reset.";
@@ -515,7 +526,9 @@ impl<'a> World<'a> {
         for (action, summary, signals, desk) in requests {
             let case = self.open(Who::Attacker(attack, playbook), account, &desk, action, summary, signals).await?;
             self.attacks[attack].cases.push(case.clone());
-            if attackers.guesses > 0 && playbook != Playbook::SimSwap {
+            // Only the guessing playbook types codes it never received; the others wait for a code at a destination
+            // they hold, or for a person (guessing would only end their own case, THREATS 7).
+            if attackers.guesses > 0 && playbook == Playbook::CodeGuessing {
                 let guess = Action::AttackerGuesses { attack, case: case.clone(), left: attackers.guesses };
                 self.schedule(self.now().plus(MINUTE_MS), guess);
             }
@@ -542,21 +555,16 @@ impl<'a> World<'a> {
         Ok(())
     }
 
-    /// The carrier reports the swap: the directory flags the account `sim_swap_reported`.
+    /// The carrier reports the swap: the directory flags the account `sim_swap_reported`, and nothing else of it
+    /// changes.
     fn carrier_flags(&mut self, account: usize) -> anyhow::Result<()> {
         let record = &mut self.accounts[account].record;
         if !record.risk_flags.iter().any(|flag| flag == "sim_swap_reported") {
             record.risk_flags.push("sim_swap_reported".into());
         }
-        match self.embedded.directory.put_account(record) {
-            Ok(()) => Ok(()),
-            // The account is frozen while a change of it is applied: the report lands a moment later.
-            Err(crate::directory::DirectoryError::Held { .. }) => {
-                self.schedule(self.now().plus(TICK_MS), Action::CarrierFlags(account));
-                Ok(())
-            }
-            Err(error) => Err(error.into()),
-        }
+        self.accounts[account].flagged = true;
+        self.embedded.directory.add_risk_flag(&self.accounts[account].id, "sim_swap_reported")?;
+        Ok(())
     }
 
     async fn open(
@@ -645,7 +653,9 @@ impl<'a> World<'a> {
             // on which cases came before it.
             let mut draws = StdRng::seed_from_u64(mix(self.seed, Stream::Review as u64, digest(&row.case_id)));
             let fooled = match who {
-                Some(Who::Attacker(_, Playbook::ReviewerPressure)) => draws.random_bool(reviewers.pressure_fooled_rate.0),
+                Some(Who::Attacker(_, Playbook::ReviewerPressure)) => {
+                    draws.random_bool(reviewers.pressure_fooled_rate.0)
+                }
                 Some(Who::Attacker(..)) => draws.random_bool(reviewers.fooled_rate.0),
                 Some(Who::Owner(_)) | None => true,
             };
@@ -663,8 +673,9 @@ impl<'a> World<'a> {
                 };
                 let envelope =
                     CommandEnvelope { command_id: CommandId::new(self.next_id("review")), actor: reviewer, command };
-                allow_refusal(self.embedded.service.handle(&case, envelope).await)?;
-                *self.reviewed.entry(case.clone()).or_default() += 1;
+                if allow_refusal(self.embedded.service.handle(&case, envelope).await)?.is_some() {
+                    *self.reviewed.entry(case.clone()).or_default() += 1;
+                }
             }
             self.watch(&case).await?;
         }
@@ -685,29 +696,35 @@ impl<'a> World<'a> {
             let is_cancel_link = message.subject == "A change to your account is scheduled";
             match holder {
                 Holder::Owner(account) => {
-                    let own_case = match who {
-                        Some(Who::Owner(owner)) if self.owners[owner].account == account => Some(owner),
-                        _ => None,
-                    };
-                    if is_code && let Some(owner) = own_case {
+                    // The owner sees only the message: whether it is about what they asked for (a password reset)
+                    // while they wait for one. Then it is theirs as far as they can tell, even if an attacker's
+                    // request sent it: they type its code at its link and let its change go ahead.
+                    let waiting = self.owner_of[account].filter(|owner| self.is_waiting(*owner));
+                    let looks_like_mine = waiting.filter(|_| message.body.contains(&self.reset_described));
+                    if is_code && let Some(owner) = looks_like_mine {
                         let Some(code) = code_in(&message.body) else { continue };
-                        let delay = self.reaction(owner);
-                        let mistype = self.owners[owner].mistypes;
                         // Several destinations get the same code; the owner acts on the first to arrive.
                         let already = self.queue.iter().any(|Reverse((_, _, action))| {
                             matches!(action, Action::OwnerProves { case, .. } if *case == message.case_id)
                         });
                         if !already {
+                            let delay = self.reaction(owner);
+                            let mistype = self.owners[owner].mistypes;
                             let action = Action::OwnerProves { owner, case: message.case_id.clone(), code, mistype };
                             self.schedule(self.now().plus(delay), action);
                         }
-                    } else if is_cancel_link && own_case.is_none() && !self.accounts[account].ignores_notices {
+                    } else if is_cancel_link && looks_like_mine.is_none() && !self.accounts[account].ignores_notices {
                         let Some((destination, token)) = cancel_link_in(&message.body) else { continue };
-                        let delay = self.accounts[account].rng.random_range(
-                            self.population.owners.react_minutes.low..=self.population.owners.react_minutes.high,
-                        );
+                        let population = self.population;
+                        let owners = &population.owners;
+                        let rng = &mut self.accounts[account].rng;
+                        let delay = if rng.random_bool(owners.late_rate.0) {
+                            rng.random_range(owners.late_hours.low..=owners.late_hours.high) * HOUR_MS as f64
+                        } else {
+                            rng.random_range(owners.react_minutes.low..=owners.react_minutes.high) * MINUTE_MS as f64
+                        };
                         let action = Action::Cancels { case: message.case_id.clone(), destination, token };
-                        self.schedule(self.now().plus((delay * MINUTE_MS as f64) as u64), action);
+                        self.schedule(self.now().plus(delay as u64), action);
                     }
                 }
                 Holder::Attacker(_) => {
@@ -721,6 +738,13 @@ impl<'a> World<'a> {
                 }
             }
         }
+    }
+
+    /// Whether an owner has asked for their account back and is still waiting: asked within the last day (the
+    /// time a request stays open) and not yet recovered.
+    fn is_waiting(&self, owner: usize) -> bool {
+        let owner = &self.owners[owner];
+        owner.recovered.is_none() && owner.last_asked.is_some_and(|at| self.now().0 < at.0 + REQUESTED_TTL_MS)
     }
 
     /// How long an owner takes to act on a message: minutes, or at the late rate hours (a code has expired by then).
@@ -755,7 +779,16 @@ impl<'a> World<'a> {
             let profile = &population.profiles[account.profile];
             let figures = owners.by_profile.entry(profile.name.clone()).or_default();
             figures.owners += 1;
-            match owner.recovered {
+            // Recovered by the first of the owner's own cases whose change was applied, read from the cases' final
+            // states (a change applied after the owner's last look still counts); by a person if a review decision
+            // was taken on that case.
+            let recovered = owner
+                .cases
+                .iter()
+                .filter_map(|case| outcomes.get(case))
+                .filter_map(|outcome| outcome.executed_at.map(|at| (at, outcome.reviewed > 0)))
+                .min_by_key(|(at, _)| *at);
+            match recovered {
                 Some((at, reviewed)) => {
                     hours
                         .entry(profile.name.clone())
@@ -774,17 +807,20 @@ impl<'a> World<'a> {
                     owners.never += 1;
                 }
             }
-            let eligible = account.record.totp_enrolled_since.is_some()
-                || account.record.destinations.iter().any(|destination| {
-                    !destination.revoked && destination.trusted_since.0 + destination_age_min <= owner.first_asked.0
-                });
+            // Codes go only to destinations (an authenticator is proven with a code, never instead of one): an owner
+            // holds an eligible factor if a destination they still hold was old enough when they first asked.
+            let eligible = account.record.destinations.iter().any(|destination| {
+                !destination.revoked && destination.trusted_since.0 + destination_age_min <= owner.first_asked.0
+            });
+            let reached_person =
+                owner.cases.iter().filter_map(|case| outcomes.get(case)).any(|outcome| outcome.reviewed > 0);
             if !eligible {
                 owners.factorless += 1;
-                factorless_reached +=
-                    u32::from(owner.reached_person || owner.recovered.is_some_and(|(_, reviewed)| reviewed));
-            } else if !profile.needs_person {
+                factorless_reached += u32::from(reached_person);
+            } else if !profile.needs_person && !account.flagged {
+                // An account flagged during the run (a reported SIM swap) needs a person from then on, by policy.
                 owners.holding_a_factor += 1;
-                holding_recovered += u32::from(matches!(owner.recovered, Some((_, false))));
+                holding_recovered += u32::from(matches!(recovered, Some((_, false))));
             }
         }
         owners.holding_a_factor_self_service_share = share(holding_recovered, owners.holding_a_factor);
@@ -818,7 +854,10 @@ impl<'a> World<'a> {
 
         let mut reviewers = ReviewerFigures { requests: outcomes.len() as u32, ..ReviewerFigures::default() };
         for outcome in outcomes.values() {
-            if let Some(reason) = &outcome.review_reason {
+            if outcome.review_reason.is_some() {
+                reviewers.entered_review += 1;
+            }
+            if let (Some(reason), true) = (&outcome.review_reason, outcome.reviewed > 0) {
                 reviewers.cases_reviewed += 1;
                 match outcome.who {
                     Who::Owner(_) => {
@@ -883,6 +922,9 @@ impl<'a> World<'a> {
                     }
                 }
                 (Status::Denied, _) => "denied".to_string(),
+                (Status::Expired, _) if !self.reviewed.contains_key(case) && review_reason(&events).is_some() => {
+                    "expired in review".to_string()
+                }
                 (Status::Expired, _) if state.proven_by.is_empty() => "no code reached the requester".to_string(),
                 (Status::Expired, _) => "expired".to_string(),
                 (status, _) => format!("still {status}"),
@@ -896,6 +938,9 @@ impl<'a> World<'a> {
                     stopped_by,
                     reviewed: self.reviewed.get(case).copied().unwrap_or(0),
                     review_reason: review_reason(&events),
+                    executed_at: state
+                        .executed_at
+                        .filter(|_| matches!(state.status, Status::Executed | Status::RolledBack)),
                 },
             );
         }

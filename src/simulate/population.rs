@@ -305,18 +305,30 @@ impl Population {
         if self.attackers.desks.is_empty() {
             return Err(at("desks", "attackers need at least one desk".into()));
         }
-        for desk in self.attackers.desks.iter().chain([&self.owners.desk]) {
-            crate::core::text::check_identifier("desk", desk)
-                .map_err(|error| at("desk", format!("{desk:?}: {error}")))?;
+        let desks = self.attackers.desks.iter().map(|desk| ("desks", desk));
+        for (key, desk) in desks.chain([("desk", &self.owners.desk)]) {
+            crate::core::text::check_identifier("desk", desk).map_err(|error| at(key, format!("{desk:?}: {error}")))?;
         }
         if crate::core::address::canonical_domain(&self.attackers.domain).is_err() {
             return Err(at("domain", format!("{:?} is not a domain name", self.attackers.domain)));
         }
-        if self.attackers.campaign_size == 0 || self.attackers.parallel_cases == 0 {
-            return Err(at("campaign_size", "campaign_size and parallel_cases must be at least 1".into()));
+        let counts = [
+            ("campaign_size", self.attackers.campaign_size, 1, 100_000),
+            ("parallel_cases", self.attackers.parallel_cases, 1, 100),
+            ("guesses", self.attackers.guesses, 0, 100),
+            ("retries", self.owners.retries, 0, 100),
+            ("every_minutes", self.reviewers.every_minutes, 1, 7 * 24 * 60),
+            ("per_pass", self.reviewers.per_pass, 1, 1_000_000),
+        ];
+        for (key, value, least, most) in counts {
+            if !(least..=most).contains(&value) {
+                return Err(at(key, format!("{value}: it must be from {least} to {most}")));
+            }
         }
-        if self.reviewers.every_minutes == 0 || self.reviewers.per_pass == 0 {
-            return Err(at("[reviewers]", "every_minutes and per_pass must be at least 1".into()));
+        let mut scenarios: Vec<&str> = self.scenarios.iter().map(|scenario| scenario.name.as_str()).collect();
+        scenarios.sort_unstable();
+        if let Some(pair) = scenarios.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(at(pair[0], "two scenarios have this name".into()));
         }
         Ok(())
     }
@@ -373,6 +385,15 @@ mod tests {
 
         let error = refused("react_minutes = [", "react_minutes = [90, 1] #");
         assert!(error.contains("not a range") && error.contains("react_minutes"), "{error}");
+
+        let error = refused("parallel_cases = 3", "parallel_cases = 0");
+        assert!(
+            error.contains("parallel_cases: 0") && error.contains(&format!("line {}", line("parallel_cases"))),
+            "{error}"
+        );
+
+        let error = refused("name = \"over three weeks\"", "name = \"busy desk\"");
+        assert!(error.contains("two scenarios have this name"), "{error}");
 
         let error = refused("version = 1", "version = 7");
         assert!(error.contains("line 1") || error.contains("version 7"), "{error}");

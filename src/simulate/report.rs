@@ -33,6 +33,8 @@ pub struct CaseOutcome {
     pub reviewed: u32,
     /// Why it first went to people, if it did (the review reason; for a policy review, its rules).
     pub review_reason: Option<String>,
+    /// When its change was applied, if it was (and not cancelled before).
+    pub executed_at: Option<crate::core::ids::UnixMs>,
 }
 
 /// One run's figures.
@@ -121,11 +123,14 @@ pub struct PlaybookFigures {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ReviewerFigures {
     pub requests: u32,
+    /// Cases that entered the review queue, and those a person decided (the others expired there or were still
+    /// waiting at the end).
+    pub entered_review: u32,
     pub cases_reviewed: u32,
     pub per_1000_requests: f64,
     pub owner_cases_reviewed: u32,
     pub attacker_cases_reviewed: u32,
-    /// Why owners' and attackers' cases went to people.
+    /// Why the cases a person decided went to people, owners' and attackers'.
     pub owner_review_reasons: BTreeMap<String, u32>,
     pub attacker_review_reasons: BTreeMap<String, u32>,
     pub decisions: u32,
@@ -178,6 +183,10 @@ pub fn table(runs: &[Run]) -> String {
         (
             "cases reaching a person per 1,000 requests".into(),
             runs.iter().map(|run| format!("{:.0}", run.reviewers.per_1000_requests)).collect(),
+        ),
+        (
+            "cases entering the review queue".into(),
+            runs.iter().map(|run| run.reviewers.entered_review.to_string()).collect(),
         ),
         ("review decisions".into(), runs.iter().map(|run| run.reviewers.decisions.to_string()).collect()),
         ("longest review queue".into(), runs.iter().map(|run| run.reviewers.queue_max.to_string()).collect()),
