@@ -184,6 +184,8 @@ pub struct World<'a> {
     queue: BinaryHeap<Reverse<(UnixMs, u64, Action)>>,
     sequence: u64,
     reviewed: BTreeMap<CaseId, u32>,
+    /// Attackers' cases the attacker itself proved (with a code read at a destination it holds, or guessed).
+    attacker_proved: std::collections::BTreeSet<CaseId>,
     queue_lengths: Vec<(UnixMs, usize)>,
 }
 
@@ -223,6 +225,7 @@ impl<'a> World<'a> {
             queue: BinaryHeap::new(),
             sequence: 0,
             reviewed: BTreeMap::new(),
+            attacker_proved: Default::default(),
             queue_lengths: Vec::new(),
         };
         world.populate(spread)?;
@@ -404,7 +407,11 @@ impl<'a> World<'a> {
                 let command_id = CommandId::new(self.next_id("proof"));
                 let actor = Actor::new(Role::Owner, PAGE);
                 let result = self.embedded.service.submit_code(&case, command_id, actor, &code, None).await;
-                allow_refusal(result)?;
+                let accepted = allow_refusal(result)?.is_some_and(|status| status != Status::Requested);
+                let (state, _) = self.embedded.service.load(&case).await?;
+                if accepted && !state.proven_by.is_empty() {
+                    self.attacker_proved.insert(case.clone());
+                }
                 self.watch(&case).await
             }
             Action::AttackerGuesses { attack, case, left } => {
@@ -412,7 +419,14 @@ impl<'a> World<'a> {
                 let command_id = CommandId::new(self.next_id("guess"));
                 let actor = Actor::new(Role::Owner, PAGE);
                 let result = self.embedded.service.submit_code(&case, command_id, actor, &guess, None).await;
-                let open = matches!(allow_refusal(result)?, Some(Status::Requested));
+                let status = allow_refusal(result)?;
+                let open = matches!(status, Some(Status::Requested));
+                if status.is_some() && !open {
+                    let (state, _) = self.embedded.service.load(&case).await?;
+                    if !state.proven_by.is_empty() {
+                        self.attacker_proved.insert(case.clone());
+                    }
+                }
                 if open && left > 1 {
                     self.schedule(self.now().plus(MINUTE_MS), Action::AttackerGuesses { attack, case, left: left - 1 });
                 }
@@ -843,7 +857,8 @@ impl<'a> World<'a> {
                 let Some(outcome) = outcomes.get(case) else { continue };
                 figures.cases += 1;
                 attackers.cases += 1;
-                took_over |= outcome.status == Status::Executed.name();
+                took_over |= outcome.stopped_by == "executed";
+                attackers.proven_by_owners += u32::from(outcome.stopped_by == "executed, proven by the owner");
                 *figures.stopped_by.entry(outcome.stopped_by.clone()).or_default() += 1;
             }
             if took_over {
@@ -909,6 +924,12 @@ impl<'a> World<'a> {
                 _ => None,
             });
             let stopped_by = match (state.status, denial) {
+                // An attacker's change applied because the owner proved it (taking its code for their own) gives the
+                // attacker nothing: the change reaches the owner's destinations. It is a takeover when the attacker
+                // proved it, a person approved it, or it adds an address the attacker holds.
+                (Status::Executed, _) if matches!(who, Who::Attacker(..)) && !self.takes_over(case, &state) => {
+                    "executed, proven by the owner".to_string()
+                }
                 (Status::Executed, _) => "executed".to_string(),
                 (Status::RolledBack, _) => "rolled back".to_string(),
                 (Status::Cancelled, _) => "owner cancelled".to_string(),
@@ -945,6 +966,20 @@ impl<'a> World<'a> {
             );
         }
         Ok(outcomes)
+    }
+}
+
+impl World<'_> {
+    /// Whether an attacker's applied change hands the account to the attacker.
+    fn takes_over(&self, case: &CaseId, state: &crate::core::state::CaseState) -> bool {
+        let adds_theirs = state.facts.as_ref().is_some_and(|facts| match &facts.action {
+            RecoveryAction::AddDestination { kind, address } => {
+                let held = |key: &str| matches!(self.holders.get(key), Some(Holder::Attacker(_)));
+                held(address) || held(&crate::core::address::counted_as(*kind, address))
+            }
+            _ => false,
+        });
+        adds_theirs || self.attacker_proved.contains(case) || self.reviewed.contains_key(case)
     }
 }
 

@@ -106,8 +106,12 @@ impl Percentiles {
 pub struct AttackerFigures {
     pub attacks: u32,
     pub cases: u32,
-    /// Attacks with a change of theirs applied to the account and not cancelled.
+    /// Attacks with a change of theirs applied to the account and not cancelled, which the attacker proved, a person
+    /// approved, or which adds an address the attacker holds.
     pub takeovers: u32,
+    /// Attackers' requests applied because the owner, waiting for a code of their own, proved them: no access for
+    /// the attacker, but the owner was misled.
+    pub proven_by_owners: u32,
     pub by_playbook: BTreeMap<String, PlaybookFigures>,
 }
 
@@ -180,6 +184,10 @@ pub fn table(runs: &[Run]) -> String {
         ("owners never recovered".into(), runs.iter().map(|run| run.owners.never.to_string()).collect()),
         ("attacks".into(), runs.iter().map(|run| run.attackers.attacks.to_string()).collect()),
         ("TAKEOVERS".into(), runs.iter().map(|run| run.attackers.takeovers.to_string()).collect()),
+        (
+            "attackers' requests the owner proved".into(),
+            runs.iter().map(|run| run.attackers.proven_by_owners.to_string()).collect(),
+        ),
         (
             "cases reaching a person per 1,000 requests".into(),
             runs.iter().map(|run| format!("{:.0}", run.reviewers.per_1000_requests)).collect(),
