@@ -107,3 +107,32 @@ fn signals_only_add_friction() {
         }
     }
 }
+
+// Proves a policy folder written before the registrable-domain count (issue 15, item 10) still loads and decides:
+// its schema has no `velocity.destination_domain`, so its requests leave that fact out (Cedar's records are closed,
+// and a context with an undeclared attribute used to panic at the first decision, in `serve --policies` and in
+// `replay --verify --policies` of old decisions alike); and that a schema fitting neither shape is refused at load.
+#[test]
+fn a_policy_folder_from_before_the_domain_count_still_decides() {
+    let old_schema = DEFAULT_SCHEMA.replace("    destination_domain: Long,\n", "");
+    assert_ne!(old_schema, DEFAULT_SCHEMA, "the shipped schema declares the domain count");
+    let old_policies: String = DEFAULT_POLICIES
+        .split("\n\n")
+        .filter(|block| !block.contains("velocity.destination_domain"))
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    let engine = Engine::load(&old_schema, &old_policies).expect("an older folder loads");
+    let mut busy = facts();
+    busy.velocity.account_requests_24h = 4;
+    busy.velocity.destination_domain_requests_24h = 25;
+    let decision = engine.evaluate(&busy);
+    assert_eq!(decision.outcome, Outcome::Review);
+    assert_eq!(decision.rules[0], "velocity.account.review");
+
+    let broken = DEFAULT_SCHEMA.replace("    destination: Long,\n", "");
+    let error = match Engine::load(&broken, &old_policies.replace("context.velocity.destination >= 3", "true")) {
+        Ok(_) => panic!("a schema without the facts airlock sends was accepted"),
+        Err(error) => error.to_string(),
+    };
+    assert!(error.contains("does not declare the facts"), "{error}");
+}

@@ -32,7 +32,9 @@ pub struct Velocity {
     pub requester_requests_24h: u32,
     pub destination_requests_24h: u32,
     /// Requests naming a new email address at the same registrable domain, whichever account or desk sent them
-    /// (issue 15, item 10). Decisions recorded before it was counted saw none: their events upcast with 0.
+    /// (issue 15, item 10). Decisions recorded before it was counted saw none: their events upcast with 0, and the
+    /// projection's JSON of them, which has no such field, reads as 0.
+    #[serde(default)]
     pub destination_domain_requests_24h: u32,
 }
 

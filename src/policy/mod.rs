@@ -41,6 +41,10 @@ pub struct Engine {
     actions: [EntityUid; 3],
     principal: EntityUid,
     resource: EntityUid,
+    /// Whether the schema declares `velocity.destination_domain` (issue 15, item 10). A policy folder written before
+    /// that fact existed is still loaded (to take its old decisions again, or to keep running it): its requests
+    /// leave the fact out, as Cedar's records are closed.
+    domain_fact: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -125,7 +129,7 @@ impl Engine {
         digest.update(policies_text.as_bytes());
         let version = format!("cedar-{}", &hex::encode(digest.finalize())[..16]);
         let uid = |text: &str| EntityUid::from_str(text).expect("a valid entity uid");
-        Ok(Engine {
+        let mut engine = Engine {
             schema,
             policies,
             version,
@@ -137,6 +141,50 @@ impl Engine {
             ],
             principal: uid(r#"Airlock::Requester::"requester""#),
             resource: uid(r#"Airlock::Case::"case""#),
+            domain_fact: true,
+        };
+        // Every request must match the schema: checked here once, for the facts airlock sends today and, failing
+        // that, for those it sent before the domain count, so that a schema that fits neither is refused at load
+        // rather than at the first decision.
+        if !engine.fits_schema() {
+            engine.domain_fact = false;
+            if !engine.fits_schema() {
+                return Err(PolicyError(
+                    "the policy schema does not declare the facts airlock decides on: start from the shipped \
+                     policies/airlock.cedarschema"
+                        .into(),
+                ));
+            }
+        }
+        Ok(engine)
+    }
+
+    /// Whether a request with this engine's facts matches its schema.
+    fn fits_schema(&self) -> bool {
+        let facts = PolicyFacts {
+            phase: crate::core::policy::Phase::Intake,
+            action: "reset_password".into(),
+            adds_destination: false,
+            account_known: true,
+            high_value: false,
+            eligible_destinations: 1,
+            has_totp: false,
+            credential_changed_within_7d: false,
+            risk_flags: vec!["flag".into()],
+            velocity: crate::core::policy::Velocity::default(),
+            signal_friction: 0,
+            halted: false,
+        };
+        let context = facts_context(&facts, self.domain_fact);
+        self.actions.iter().all(|action| {
+            Request::new(
+                self.principal.clone(),
+                action.clone(),
+                self.resource.clone(),
+                context.clone(),
+                Some(&self.schema),
+            )
+            .is_ok()
         })
     }
 
@@ -171,7 +219,7 @@ impl Engine {
             context.clone(),
             Some(&self.schema),
         )
-        .expect("the request always matches the schema (tested)");
+        .expect("the request matches the schema (checked at load)");
         let response = Authorizer::new().is_authorized(&request, &self.policies, &Entities::empty());
         if response.decision() != Decision::Allow {
             return Vec::new();
@@ -184,7 +232,7 @@ impl Engine {
     /// Decides: `deny` wins over `review`, which wins over automation; the cooling-off is the longest matching hold
     /// plus the per-signal extra; the quorum is the largest matching @reviewers (at least one).
     pub fn evaluate(&self, facts: &PolicyFacts) -> PolicyDecision {
-        let context = facts_context(facts);
+        let context = facts_context(facts, self.domain_fact);
         let [deny, review, hold] = &self.actions;
         let (deny, review, hold) =
             (self.matching(deny, &context), self.matching(review, &context), self.matching(hold, &context));
@@ -213,7 +261,7 @@ impl Engine {
 
 /// The facts as the Cedar context record the schema declares, built directly rather than parsed from JSON: deciding
 /// runs for every request, and the JSON route cost more than the evaluation itself.
-fn facts_context(facts: &PolicyFacts) -> Context {
+fn facts_context(facts: &PolicyFacts, domain_fact: bool) -> Context {
     let long = |value: u32| RestrictedExpression::new_long(i64::from(value));
     let text = |value: &str| RestrictedExpression::new_string(value.to_string());
     let record = |fields: Vec<(&str, RestrictedExpression)>| {
@@ -237,13 +285,17 @@ fn facts_context(facts: &PolicyFacts) -> Context {
         ("risk_flags", RestrictedExpression::new_set(facts.risk_flags.iter().map(|flag| text(flag)))),
         (
             "velocity",
-            record(vec![
-                ("account", long(velocity.account_requests_24h)),
-                ("source_network", long(velocity.source_network_requests_24h)),
-                ("requester", long(velocity.requester_requests_24h)),
-                ("destination", long(velocity.destination_requests_24h)),
-                ("destination_domain", long(velocity.destination_domain_requests_24h)),
-            ]),
+            record(
+                [
+                    ("account", long(velocity.account_requests_24h)),
+                    ("source_network", long(velocity.source_network_requests_24h)),
+                    ("requester", long(velocity.requester_requests_24h)),
+                    ("destination", long(velocity.destination_requests_24h)),
+                ]
+                .into_iter()
+                .chain(domain_fact.then(|| ("destination_domain", long(velocity.destination_domain_requests_24h))))
+                .collect(),
+            ),
         ),
         ("signal_friction", long(facts.signal_friction)),
         ("halted", RestrictedExpression::new_bool(facts.halted)),

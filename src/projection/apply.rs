@@ -32,6 +32,15 @@ fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("plain data serializes to JSON")
 }
 
+/// A decision as the projection stores it. The registrable-domain count (issue 15, item 10) is left out while it is
+/// 0, so that a decision recorded before it existed is stored exactly as it was then, and a rebuild of an older
+/// projection agrees with it row for row (reading it back, `serde(default)` gives the 0 again).
+fn decision_json(decision: &crate::core::policy::PolicyDecision) -> String {
+    // The count is the velocity record's last field; a quote inside a JSON string is escaped, so this text can only be
+    // the field itself.
+    json(decision).replacen(r#","destination_domain_requests_24h":0}"#, "}", 1)
+}
+
 /// The case rows a batch has touched, held in memory until the batch ends and then written once each: a case's events
 /// usually arrive together (an opening request and its challenge share a commit), and reading and rewriting its row
 /// for every event was most of a rebuild's work. Bounded by the batch, never by the log.
@@ -140,7 +149,7 @@ impl CaseRow {
             cooling_off_ends_at: None,
             challenge_expires_at: None,
             verified_by: "[]".to_string(),
-            decision: Some(json(intake_decision)),
+            decision: Some(decision_json(intake_decision)),
             approvers: Vec::new(),
             notified: "[]".to_string(),
             authorization: None,
@@ -466,7 +475,7 @@ fn update_case(
         }
         EventBody::ReviewRequired { decision, reason, deadline } => {
             let required = row.reviewers_required(Some(decision));
-            row.decision = Some(json(decision));
+            row.decision = Some(decision_json(decision));
             row.deadline = Some(deadline.0 as i64);
             row.approvers.clear();
             row.challenge_expires_at = None;
@@ -485,7 +494,7 @@ fn update_case(
         EventBody::CoolingOffStarted { ends_at, deadline, notify, authorization } => {
             let kind = match authorization {
                 Authorization::Policy { decision } => {
-                    row.decision = Some(json(decision));
+                    row.decision = Some(decision_json(decision));
                     "policy"
                 }
                 Authorization::Quorum { reviewers } => {
@@ -685,4 +694,52 @@ fn insert_receipt(
         params![case_id.as_str(), kind, text, previous_hash, hash],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::policy::{Outcome, Phase, PolicyDecision, PolicyFacts, Velocity};
+
+    fn decision(domain: u32) -> PolicyDecision {
+        PolicyDecision {
+            policy_version: "cedar-test".into(),
+            outcome: Outcome::Auto,
+            cooling_off_ms: 86_400_000,
+            reviewers_required: 1,
+            rules: vec!["cooling-off.base".into()],
+            facts: PolicyFacts {
+                phase: Phase::Intake,
+                action: "reset_password".into(),
+                adds_destination: false,
+                account_known: true,
+                high_value: false,
+                eligible_destinations: 1,
+                has_totp: false,
+                credential_changed_within_7d: false,
+                risk_flags: vec![r#","destination_domain_requests_24h":0}"#.into()],
+                velocity: Velocity {
+                    account_requests_24h: 2,
+                    destination_domain_requests_24h: domain,
+                    ..Velocity::default()
+                },
+                signal_friction: 0,
+                halted: false,
+            },
+        }
+    }
+
+    // Proves a decision without a domain count is stored exactly as before the count existed (no such field, so a
+    // rebuild of an older projection agrees with it row for row) and reads back the same, and that a count is kept;
+    // a risk flag spelling the field is left alone (its quotes are escaped in JSON).
+    #[test]
+    fn a_decision_without_a_domain_count_is_stored_as_before() {
+        let stored = decision_json(&decision(0));
+        assert!(stored.contains(r#""destination_requests_24h":0},"#), "{stored}");
+        assert!(stored.contains(r#"\"destination_domain_requests_24h\":0}"#), "the flag was altered: {stored}");
+        assert_eq!(serde_json::from_str::<PolicyDecision>(&stored).unwrap(), decision(0));
+        let counted = decision_json(&decision(7));
+        assert!(counted.contains(r#""destination_domain_requests_24h":7}"#), "{counted}");
+        assert_eq!(serde_json::from_str::<PolicyDecision>(&counted).unwrap(), decision(7));
+    }
 }
