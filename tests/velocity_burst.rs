@@ -105,7 +105,12 @@ fn counts(decisions: &[Value], dimension: &str) -> Vec<(u64, String)> {
     let mut counts: Vec<(u64, String)> = decisions
         .iter()
         .map(|decision| {
-            let count = decision["facts"]["velocity"][dimension].as_u64().expect("a recorded count");
+            // The projection leaves a domain count of 0 out, so that decisions from before it existed are stored as
+            // they were (ADR 13); every other count is always there.
+            let recorded = decision["facts"]["velocity"][dimension].as_u64();
+            let count = recorded
+                .or_else(|| (dimension == "destination_domain_requests_24h").then_some(0))
+                .expect("a recorded count");
             (count, decision["outcome"].as_str().unwrap().to_string())
         })
         .collect();
