@@ -42,12 +42,8 @@ pub struct BacktestArgs {
     /// The data directory holding the embedded log.db.
     #[arg(long, env = "AIRLOCK_DATA_DIR", default_value = "airlock-data")]
     pub data_dir: PathBuf,
-    /// Read the log from NATS JetStream instead of the embedded log.db.
-    #[arg(long, env = "AIRLOCK_NATS_URL")]
-    pub nats: Option<String>,
-    /// The nkey seed file to connect to NATS with (one allowed to read the event log).
-    #[arg(long, env = "AIRLOCK_NATS_NKEY", value_name = "FILE")]
-    pub nats_nkey: Option<PathBuf>,
+    #[command(flatten)]
+    pub log: crate::cli::store::LogSource,
     /// Print one JSON object (fields: candidate, decisions, unchanged, changes{change: count, decisions[case_id,
     /// case_sequence, at, phase, recorded_rules, candidate_rules]}, recorded_versions).
     #[arg(long)]
@@ -81,8 +77,6 @@ pub fn run(args: PolicyArgs) -> u8 {
 }
 
 fn backtest(args: BacktestArgs) -> u8 {
-    use crate::log::jetstream::{JetStreamConfig, JetStreamLog};
-    use crate::log::sqlite::SqliteLog;
     let candidate = match load_dir(&args.policies) {
         Ok(engine) => engine,
         Err(error) => {
@@ -101,27 +95,9 @@ fn backtest(args: BacktestArgs) -> u8 {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
     let report = runtime.block_on(async {
-        match &args.nats {
-            Some(url) => {
-                let client = crate::nats::connect_seeded(url, "airlock-backtest", args.nats_nkey.as_deref())
-                    .await
-                    .map_err(|error| error.to_string())?;
-                let log = JetStreamLog::open_existing(client, &JetStreamConfig::default().stream_name)
-                    .await
-                    .map_err(|error| error.to_string())?;
-                read_log(&log, &candidate, since).await
-            }
-            None => {
-                let path = args.data_dir.join("log.db");
-                if !path.exists() {
-                    return Err(format!(
-                        "no event log at {}: point --data-dir at airlock's data directory, or use --nats",
-                        path.display()
-                    ));
-                }
-                let log = SqliteLog::open(&path).map_err(|error| error.to_string())?;
-                read_log(&log, &candidate, since).await
-            }
+        match args.log.open(&args.data_dir, "airlock-backtest").await? {
+            crate::cli::store::OpenLog::Nats(log) => read_log(log.as_ref(), &candidate, since).await,
+            crate::cli::store::OpenLog::Embedded(log) => read_log(&log, &candidate, since).await,
         }
     });
     let report = match report {

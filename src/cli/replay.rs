@@ -11,13 +11,11 @@
 //! Events of older versions are read through the upcasters of `crate::log::envelope`, like everywhere else.
 
 use crate::cli::exit;
-use crate::cli::store::{now, parse_moment, rfc3339};
+use crate::cli::store::{LogSource, OpenLog, now, parse_moment, rfc3339};
 use crate::core::ids::UnixMs;
 use crate::core::policy::PolicyDecision;
 use crate::log::EventLog;
 use crate::log::envelope::Decoded;
-use crate::log::jetstream::{JetStreamConfig, JetStreamLog};
-use crate::log::sqlite::SqliteLog;
 use crate::policy::retake::{Engines, Retaken};
 use crate::projection::audit::{AuditReport, compare};
 use crate::projection::query::CaseFilter;
@@ -37,12 +35,8 @@ pub struct ReplayArgs {
     /// The data directory holding projection.db (and log.db in embedded mode).
     #[arg(long, env = "AIRLOCK_DATA_DIR", default_value = "airlock-data")]
     pub data_dir: PathBuf,
-    /// Read the log from NATS JetStream instead of the embedded log.db.
-    #[arg(long, env = "AIRLOCK_NATS_URL")]
-    pub nats: Option<String>,
-    /// The nkey seed file to connect to NATS with, as `airlock nats-config` wrote it (airlock's own, seeds/airlock.nk).
-    #[arg(long, env = "AIRLOCK_NATS_NKEY", value_name = "FILE")]
-    pub nats_nkey: Option<PathBuf>,
+    #[command(flatten)]
+    pub log: LogSource,
     /// Check, swap nothing: take every recorded decision again and compare a rebuild with the live projection.
     /// Exit 1 on any difference, or on a decision whose policy version is not loaded (see --policies).
     #[arg(long)]
@@ -335,27 +329,9 @@ pub fn run(args: ReplayArgs) -> u8 {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
     let report = runtime.block_on(async {
-        match &args.nats {
-            Some(url) => {
-                let client = crate::nats::connect_seeded(url, "airlock-replay", args.nats_nkey.as_deref())
-                    .await
-                    .map_err(Failure::unavailable)?;
-                let log = JetStreamLog::open_existing(client, &JetStreamConfig::default().stream_name)
-                    .await
-                    .map_err(Failure::unavailable)?;
-                run_on(&log, &args, &engines, moment).await
-            }
-            None => {
-                let path = args.data_dir.join("log.db");
-                if !path.exists() {
-                    return Err(Failure::Unavailable(format!(
-                        "no event log at {}: point --data-dir at airlock's data directory, or use --nats",
-                        path.display()
-                    )));
-                }
-                let log = SqliteLog::open(&path).map_err(Failure::unavailable)?;
-                run_on(&log, &args, &engines, moment).await
-            }
+        match args.log.open(&args.data_dir, "airlock-replay").await.map_err(Failure::Unavailable)? {
+            OpenLog::Nats(log) => run_on(log.as_ref(), &args, &engines, moment).await,
+            OpenLog::Embedded(log) => run_on(&log, &args, &engines, moment).await,
         }
     });
     let report = match report {

@@ -15,6 +15,54 @@ pub struct Store {
     pub data_dir: PathBuf,
 }
 
+/// Where a command reads the event log: NATS JetStream, or the embedded log.db of its data directory.
+#[derive(Debug, clap::Args)]
+pub struct LogSource {
+    /// Read the log from NATS JetStream instead of the embedded log.db.
+    #[arg(long, env = "AIRLOCK_NATS_URL")]
+    pub nats: Option<String>,
+    /// The nkey seed file to connect to NATS with: one allowed to read the event log (airlock's own, as
+    /// `airlock nats-config` wrote it: seeds/airlock.nk).
+    #[arg(long, env = "AIRLOCK_NATS_NKEY", value_name = "FILE")]
+    pub nats_nkey: Option<PathBuf>,
+}
+
+/// An event log opened for reading, of either mode.
+pub enum OpenLog {
+    Embedded(crate::log::sqlite::SqliteLog),
+    Nats(Box<crate::log::jetstream::JetStreamLog>),
+}
+
+impl LogSource {
+    /// Opens the log as it exists (never creating one): the NATS stream, or `data_dir`'s log.db. `client` names the
+    /// connection to the server.
+    pub async fn open(&self, data_dir: &Path, client: &str) -> Result<OpenLog, String> {
+        use crate::log::jetstream::{JetStreamConfig, JetStreamLog};
+        match &self.nats {
+            Some(url) => {
+                let client = crate::nats::connect_seeded(url, client, self.nats_nkey.as_deref())
+                    .await
+                    .map_err(|error| error.to_string())?;
+                let log = JetStreamLog::open_existing(client, &JetStreamConfig::default().stream_name)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                Ok(OpenLog::Nats(Box::new(log)))
+            }
+            None => {
+                let path = data_dir.join("log.db");
+                if !path.exists() {
+                    return Err(format!(
+                        "no event log at {}: point --data-dir at airlock's data directory, or use --nats",
+                        path.display()
+                    ));
+                }
+                let log = crate::log::sqlite::SqliteLog::open(&path).map_err(|error| error.to_string())?;
+                Ok(OpenLog::Embedded(log))
+            }
+        }
+    }
+}
+
 /// The projection of a data directory, which must exist: reading one must not create an empty store. On failure the
 /// error is printed and the exit code returned.
 pub fn projection(data_dir: &Path) -> Result<Projection, u8> {

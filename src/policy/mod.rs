@@ -161,20 +161,7 @@ impl Engine {
 
     /// Whether a request with this engine's facts matches its schema.
     fn fits_schema(&self) -> bool {
-        let facts = PolicyFacts {
-            phase: crate::core::policy::Phase::Intake,
-            action: "reset_password".into(),
-            adds_destination: false,
-            account_known: true,
-            high_value: false,
-            eligible_destinations: 1,
-            has_totp: false,
-            credential_changed_within_7d: false,
-            risk_flags: vec!["flag".into()],
-            velocity: crate::core::policy::Velocity::default(),
-            signal_friction: 0,
-            halted: false,
-        };
+        let facts = PolicyFacts { risk_flags: vec!["flag".into()], ..cases::plain_facts() };
         let context = facts_context(&facts, self.domain_fact);
         self.actions.iter().all(|action| {
             Request::new(

@@ -699,7 +699,7 @@ fn insert_receipt(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::policy::{Outcome, Phase, PolicyDecision, PolicyFacts, Velocity};
+    use crate::core::policy::{Outcome, PolicyDecision, PolicyFacts, Velocity};
 
     fn decision(domain: u32) -> PolicyDecision {
         PolicyDecision {
@@ -709,22 +709,13 @@ mod tests {
             reviewers_required: 1,
             rules: vec!["cooling-off.base".into()],
             facts: PolicyFacts {
-                phase: Phase::Intake,
-                action: "reset_password".into(),
-                adds_destination: false,
-                account_known: true,
-                high_value: false,
-                eligible_destinations: 1,
-                has_totp: false,
-                credential_changed_within_7d: false,
                 risk_flags: vec![r#","destination_domain_requests_24h":0}"#.into()],
                 velocity: Velocity {
                     account_requests_24h: 2,
                     destination_domain_requests_24h: domain,
                     ..Velocity::default()
                 },
-                signal_friction: 0,
-                halted: false,
+                ..crate::policy::cases::plain_facts()
             },
         }
     }

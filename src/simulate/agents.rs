@@ -118,7 +118,6 @@ struct Owner {
     /// one seed face the same people.
     rng: StdRng,
     recovered: Option<(UnixMs, bool)>,
-    reached_person: bool,
 }
 
 /// One attack on one account.
@@ -306,7 +305,6 @@ impl<'a> World<'a> {
                 mistypes,
                 rng,
                 recovered: None,
-                reached_person: false,
             });
             self.schedule(at, Action::OwnerAsks(owner));
         }
@@ -614,11 +612,6 @@ impl<'a> World<'a> {
     async fn watch(&mut self, case: &CaseId) -> anyhow::Result<()> {
         let (state, _) = self.embedded.service.load(case).await?;
         let who = self.cases.get(case).copied();
-        if state.status == Status::InReview
-            && let Some(Who::Owner(owner)) = who
-        {
-            self.owners[owner].reached_person = true;
-        }
         match state.status {
             Status::Executed | Status::RolledBack => {
                 if let (Some(Who::Owner(owner)), Some(at)) = (who, state.executed_at)

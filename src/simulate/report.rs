@@ -155,124 +155,69 @@ pub fn share(part: u32, whole: u32) -> f64 {
 
 /// The headline figures of several runs side by side, one column per run.
 pub fn table(runs: &[Run]) -> String {
+    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    let mut row = |label: String, cell: &dyn Fn(&Run) -> String| rows.push((label, runs.iter().map(cell).collect()));
     let percent = |value: f64| format!("{:.1}%", value * 100.0);
-    let mut rows: Vec<(String, Vec<String>)> = vec![
-        ("policies".into(), runs.iter().map(|run| run.policies.clone()).collect()),
-        ("policy version".into(), runs.iter().map(|run| run.policy_version.clone()).collect()),
-        ("owners asking".into(), runs.iter().map(|run| run.owners.owners.to_string()).collect()),
-        (
-            "self-service, owners holding a factor".into(),
-            runs.iter().map(|run| percent(run.owners.holding_a_factor_self_service_share)).collect(),
-        ),
-        (
-            "factor-less owners who reached a person".into(),
-            runs.iter()
-                .map(|run| {
-                    if run.owners.factorless == 0 {
-                        "no such owner".to_string()
-                    } else {
-                        percent(run.owners.factorless_reached_a_person_share)
-                    }
-                })
-                .collect(),
-        ),
-        (
-            "owners recovered without a person".into(),
-            runs.iter().map(|run| run.owners.self_service.to_string()).collect(),
-        ),
-        ("owners recovered after review".into(), runs.iter().map(|run| run.owners.after_review.to_string()).collect()),
-        ("owners never recovered".into(), runs.iter().map(|run| run.owners.never.to_string()).collect()),
-        ("attacks".into(), runs.iter().map(|run| run.attackers.attacks.to_string()).collect()),
-        ("TAKEOVERS".into(), runs.iter().map(|run| run.attackers.takeovers.to_string()).collect()),
-        (
-            "attackers' requests the owner proved".into(),
-            runs.iter().map(|run| run.attackers.proven_by_owners.to_string()).collect(),
-        ),
-        (
-            "cases reaching a person per 1,000 requests".into(),
-            runs.iter().map(|run| format!("{:.0}", run.reviewers.per_1000_requests)).collect(),
-        ),
-        (
-            "cases entering the review queue".into(),
-            runs.iter().map(|run| run.reviewers.entered_review.to_string()).collect(),
-        ),
-        ("review decisions".into(), runs.iter().map(|run| run.reviewers.decisions.to_string()).collect()),
-        ("longest review queue".into(), runs.iter().map(|run| run.reviewers.queue_max.to_string()).collect()),
-    ];
-    let profiles: Vec<String> =
-        runs.first().map(|run| run.owners.by_profile.keys().cloned().collect()).unwrap_or_default();
-    for profile in &profiles {
-        rows.push((
-            format!("  {profile}: self-service / review / never"),
-            runs.iter()
-                .map(|run| {
-                    run.owners.by_profile.get(profile).map_or("-".into(), |figures| {
-                        format!("{} / {} / {}", figures.self_service, figures.after_review, figures.never)
-                    })
-                })
-                .collect(),
-        ));
-        rows.push((
-            format!("  {profile}: hours to recovery p50 / p90 / p99"),
-            runs.iter()
-                .map(|run| {
-                    run.owners.by_profile.get(profile).map_or("-".into(), |figures| {
-                        let hours = &figures.hours_to_recovery;
-                        format!("{} / {} / {}", hours.p50, hours.p90, hours.p99)
-                    })
-                })
-                .collect(),
-        ));
+    row("policies".into(), &|run| run.policies.clone());
+    row("policy version".into(), &|run| run.policy_version.clone());
+    row("owners asking".into(), &|run| run.owners.owners.to_string());
+    row("self-service, owners holding a factor".into(), &|run| percent(run.owners.holding_a_factor_self_service_share));
+    row("factor-less owners who reached a person".into(), &|run| {
+        if run.owners.factorless == 0 {
+            "no such owner".to_string()
+        } else {
+            percent(run.owners.factorless_reached_a_person_share)
+        }
+    });
+    row("owners recovered without a person".into(), &|run| run.owners.self_service.to_string());
+    row("owners recovered after review".into(), &|run| run.owners.after_review.to_string());
+    row("owners never recovered".into(), &|run| run.owners.never.to_string());
+    row("attacks".into(), &|run| run.attackers.attacks.to_string());
+    row("TAKEOVERS".into(), &|run| run.attackers.takeovers.to_string());
+    row("attackers' requests the owner proved".into(), &|run| run.attackers.proven_by_owners.to_string());
+    row("cases reaching a person per 1,000 requests".into(), &|run| format!("{:.0}", run.reviewers.per_1000_requests));
+    row("cases entering the review queue".into(), &|run| run.reviewers.entered_review.to_string());
+    row("review decisions".into(), &|run| run.reviewers.decisions.to_string());
+    row("longest review queue".into(), &|run| run.reviewers.queue_max.to_string());
+
+    let keys = |names: &dyn Fn(&Run) -> Vec<String>| {
+        let mut all: Vec<String> = runs.iter().flat_map(names).collect();
+        all.sort();
+        all.dedup();
+        all
+    };
+    for profile in keys(&|run| run.owners.by_profile.keys().cloned().collect()) {
+        let figures = |run: &Run| run.owners.by_profile.get(&profile).cloned();
+        row(format!("  {profile}: self-service / review / never"), &|run| {
+            figures(run).map_or("-".into(), |it| format!("{} / {} / {}", it.self_service, it.after_review, it.never))
+        });
+        row(format!("  {profile}: hours to recovery p50 / p90 / p99"), &|run| {
+            figures(run).map_or("-".into(), |it| {
+                let hours = it.hours_to_recovery;
+                format!("{} / {} / {}", hours.p50, hours.p90, hours.p99)
+            })
+        });
     }
-    let playbooks: Vec<String> =
-        runs.first().map(|run| run.attackers.by_playbook.keys().cloned().collect()).unwrap_or_default();
-    for playbook in &playbooks {
-        rows.push((
-            format!("  {playbook}: attacks / takeovers"),
-            runs.iter()
-                .map(|run| {
-                    run.attackers
-                        .by_playbook
-                        .get(playbook)
-                        .map_or("-".into(), |figures| format!("{} / {}", figures.attacks, figures.takeovers))
-                })
-                .collect(),
-        ));
-        let mut endings: Vec<&String> = runs
-            .iter()
-            .filter_map(|run| run.attackers.by_playbook.get(playbook))
-            .flat_map(|figures| figures.stopped_by.keys())
-            .collect();
-        endings.sort();
-        endings.dedup();
-        for ending in endings {
-            rows.push((
-                format!("    cases ended: {ending}"),
-                runs.iter()
-                    .map(|run| {
-                        let figures = run.attackers.by_playbook.get(playbook);
-                        figures.and_then(|figures| figures.stopped_by.get(ending)).copied().unwrap_or(0).to_string()
-                    })
-                    .collect(),
-            ));
+    for playbook in keys(&|run| run.attackers.by_playbook.keys().cloned().collect()) {
+        let figures = |run: &Run| run.attackers.by_playbook.get(&playbook).cloned();
+        row(format!("  {playbook}: attacks / takeovers"), &|run| {
+            figures(run).map_or("-".into(), |it| format!("{} / {}", it.attacks, it.takeovers))
+        });
+        for ending in keys(&|run| figures(run).map(|it| it.stopped_by.into_keys().collect()).unwrap_or_default()) {
+            row(format!("    cases ended: {ending}"), &|run| {
+                figures(run).and_then(|it| it.stopped_by.get(&ending).copied()).unwrap_or(0).to_string()
+            });
         }
     }
-    for (heading, pick) in [
-        (
-            "owners' cases went to people for",
-            (|run: &Run| &run.reviewers.owner_review_reasons) as fn(&Run) -> &BTreeMap<String, u32>,
-        ),
-        ("attackers' cases went to people for", |run: &Run| &run.reviewers.attacker_review_reasons),
-    ] {
-        rows.push((heading.to_string(), runs.iter().map(|_| String::new()).collect()));
-        let mut reasons: Vec<&String> = runs.iter().flat_map(|run| pick(run).keys()).collect();
-        reasons.sort();
-        reasons.dedup();
-        for reason in reasons {
-            rows.push((
-                format!("  {reason}"),
-                runs.iter().map(|run| pick(run).get(reason).copied().unwrap_or(0).to_string()).collect(),
-            ));
+    type Reasons = fn(&Run) -> &BTreeMap<String, u32>;
+    let owners: Reasons = |run| &run.reviewers.owner_review_reasons;
+    let attackers: Reasons = |run| &run.reviewers.attacker_review_reasons;
+    for (heading, reasons) in
+        [("owners' cases went to people for", owners), ("attackers' cases went to people for", attackers)]
+    {
+        row(heading.to_string(), &|_| String::new());
+        for reason in keys(&|run| reasons(run).keys().cloned().collect()) {
+            row(format!("  {reason}"), &|run| reasons(run).get(&reason).copied().unwrap_or(0).to_string());
         }
     }
     let label_width = rows.iter().map(|(label, _)| label.chars().count()).max().unwrap_or(0);
