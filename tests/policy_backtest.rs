@@ -66,6 +66,16 @@ fn accounts() -> Value {
 
 /// Checks a backtest of `requests()` against the two candidates, and `--since` after them all.
 fn check(data: &Path, scratch: &Path, mode: &[&str]) {
+    // A backtest of `candidate` with `extra` arguments in this mode, which must succeed: its report.
+    let run = |candidate: &Path, extra: &[&str]| {
+        let candidate = candidate.display().to_string();
+        let mut args = vec!["--policies", candidate.as_str()];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(mode);
+        let (code, report, stderr) = backtest(data, &args);
+        assert_eq!(code, 0, "{stderr}");
+        report
+    };
     // Stricter on a source network: from the third request of a day on, people look; four intake decisions change
     // auto → review and nothing else.
     let stricter = candidate(
@@ -74,11 +84,7 @@ fn check(data: &Path, scratch: &Path, mode: &[&str]) {
         "when { context.velocity.source_network >= 2 };",
         "",
     );
-    let stricter = stricter.display().to_string();
-    let mut args = vec!["--policies", stricter.as_str()];
-    args.extend_from_slice(mode);
-    let (code, report, stderr) = backtest(data, &args);
-    assert_eq!(code, 0, "{stderr}");
+    let report = run(&stricter, &[]);
     assert_eq!(report["decisions"], 9, "{report}");
     assert_eq!(report["unchanged"], 5, "{report}");
     let changes = report["changes"].as_object().unwrap();
@@ -98,11 +104,7 @@ fn check(data: &Path, scratch: &Path, mode: &[&str]) {
         "when { context.velocity.account >= 1 };",
         "",
     );
-    let floor = floor.display().to_string();
-    let mut args = vec!["--policies", floor.as_str()];
-    args.extend_from_slice(mode);
-    let (code, report, stderr) = backtest(data, &args);
-    assert_eq!(code, 0, "{stderr}");
+    let report = run(&floor, &[]);
     assert_eq!((&report["decisions"], &report["unchanged"]), (&json!(9), &json!(9)), "{report}");
 
     // A candidate that denies every new destination: kim's request changes auto → deny.
@@ -112,18 +114,12 @@ fn check(data: &Path, scratch: &Path, mode: &[&str]) {
         "@id(\"velocity.account.review\")",
         "@id(\"no-new-destinations\")\npermit (principal, action == Airlock::Action::\"deny\", resource)\nwhen { context.adds_destination };\n",
     );
-    let deny = deny.display().to_string();
-    let mut args = vec!["--policies", deny.as_str()];
-    args.extend_from_slice(mode);
-    let (code, report, stderr) = backtest(data, &args);
-    assert_eq!(code, 0, "{stderr}");
+    let report = run(&deny, &[]);
     assert_eq!(report["changes"]["auto → deny"]["count"], 1, "{report}");
     assert_eq!(report["changes"].as_object().unwrap().len(), 1, "{report}");
 
-    let mut args = vec!["--policies", deny.as_str(), "--since", "2099-01-01 00:00:00"];
-    args.extend_from_slice(mode);
-    let (code, report, stderr) = backtest(data, &args);
-    assert_eq!((code, &report["decisions"]), (0, &json!(0)), "{stderr}");
+    let report = run(&deny, &["--since", "2099-01-01 00:00:00"]);
+    assert_eq!(report["decisions"], json!(0), "{report}");
 }
 
 // Proves the backtest on the embedded store: nine recorded intake decisions taken again under a stricter candidate
