@@ -37,6 +37,8 @@ const CASE: &str = "case-1";
 const CHALLENGE: &str = "challenge-1";
 const CODE: &str = "31415926";
 const WRONG_CODE: &str = "27182818";
+/// The code sent to the phone: every destination gets its own (issue 16); `CODE` is the old email's.
+const PHONE_CODE: &str = "16180339";
 
 /// When every case in this file is opened.
 const REQUESTED_AT: UnixMs = UnixMs(1_800_000_000_000);
@@ -52,6 +54,25 @@ fn before(moment: UnixMs, duration_ms: u64) -> UnixMs {
 fn code_hash(code: &str) -> CodeHash {
     let code = VerificationCode::parse(code).expect("test codes are well formed");
     CodeKey::from_bytes([7; 32]).hash(&ChallengeId::new(CHALLENGE), &code)
+}
+
+/// A code of its own for every destination of `account`, as the shell draws them: `CODE` for the old email,
+/// `PHONE_CODE` for the phone, others for the rest.
+fn fresh_codes(account: &AccountSnapshot) -> FreshChallenge {
+    let code_hashes = account
+        .destinations
+        .iter()
+        .enumerate()
+        .map(|(index, destination)| {
+            let code = match destination.id.as_str() {
+                "email-old" => CODE.to_string(),
+                "phone-old" => PHONE_CODE.to_string(),
+                _ => format!("{:08}", 50_000_000 + index),
+            };
+            (destination.id.clone(), code_hash(&code))
+        })
+        .collect();
+    FreshChallenge { challenge_id: ChallengeId::new(CHALLENGE), code_hashes }
 }
 
 fn intake() -> Actor {
@@ -156,7 +177,7 @@ impl Env {
             signals: Signals::default(),
             account_facts: AccountVerificationFacts::default(),
             policy: None,
-            fresh: FreshChallenge { challenge_id: ChallengeId::new(CHALLENGE), code_hash: code_hash(CODE) },
+            fresh: fresh_codes(&standard_account()),
         }
     }
 
@@ -415,7 +436,7 @@ fn every_command(history: &[Event]) -> Vec<CommandEnvelope> {
 // ---------------------------------------------------------------------------------------------------------------
 
 // Proves SPEC principle 2 at intake: a request opens the case and a code is issued only to destinations trusted for
-// at least the minimum age before the request (not the young, revoked or later ones), with the shell's fresh hash,
+// at least the minimum age before the request (not the young, revoked or later ones), each with its own fresh hash,
 // the code lifetime and the request deadline; every event carries the time, the actor and the command id.
 #[test]
 fn request_issues_a_challenge_to_old_enough_destinations_only() {
@@ -442,7 +463,7 @@ fn request_issues_a_challenge_to_old_enough_destinations_only() {
         &EventBody::ChallengeIssued {
             challenge_id: ChallengeId::new(CHALLENGE),
             destinations: ids(&CHALLENGED),
-            code_hash: code_hash(CODE),
+            code_hashes: vec![code_hash(CODE), code_hash(PHONE_CODE)],
             expires_at: REQUESTED_AT.plus(CODE_TTL_MS_DEFAULT),
         }
     );
@@ -553,7 +574,7 @@ fn third_wrong_code_on_one_case_denies_it() {
 }
 
 // Proves "requested | proof accepted | verified" then "verified | policy auto | cooling_off": the proof names the
-// challenged destinations, the case passes through verified, and the cooling-off notifies every pre-existing
+// destination whose code it was, the case passes through verified, and the cooling-off notifies every pre-existing
 // destination (the young one too, never the revoked one nor the one dated after the request).
 #[test]
 fn correct_code_with_policy_auto_starts_cooling_off() {
@@ -569,7 +590,7 @@ fn correct_code_with_policy_auto_starts_cooling_off() {
     assert_eq!(
         bodies,
         vec![
-            EventBody::ProofAccepted { challenge_id: ChallengeId::new(CHALLENGE), destinations: ids(&CHALLENGED) },
+            EventBody::ProofAccepted { challenge_id: ChallengeId::new(CHALLENGE), destinations: ids(&["email-old"]) },
             EventBody::CoolingOffStarted {
                 ends_at,
                 deadline: ends_at.plus(COOLING_OFF_GRACE_MS),
@@ -582,7 +603,7 @@ fn correct_code_with_policy_auto_starts_cooling_off() {
     assert_eq!(given(&verified).status, Status::Verified);
     let state = given(&[history, events].concat());
     assert_eq!(state.status, Status::CoolingOff);
-    assert_eq!(state.proven_by, ids(&CHALLENGED));
+    assert_eq!(state.proven_by, ids(&["email-old"]));
     assert_eq!(state.challenge, None, "a used code is single-use");
 }
 
@@ -669,6 +690,59 @@ fn wrong_authenticator_code_rejects_the_proof() {
     assert!(matches!(events[0].body, EventBody::ProofRejected { failed: ProofFailure::WrongCode, .. }));
 }
 
+// Proves the SIM-swap floor (issue 16): every destination gets its own code, and the phone's code alone, while the
+// account's email was sent one too, goes to people (`PhoneOnlyProof`) even under an auto policy: that is what a phone
+// number taken over without the carrier telling anyone looks like. The acceptance names the phone.
+#[test]
+fn the_phones_code_alone_goes_to_people_when_an_email_got_one_too() {
+    let env = Env::standard();
+    let history = requested(&env);
+    let proof_env = env.at(PROVED_AT).policy(Phase::Authorization, Outcome::Auto);
+
+    let events = when(&history, &proof_env, &envelope("proof", owner(), proof(PHONE_CODE))).expect("accepted");
+
+    assert_eq!(
+        events[0].body,
+        EventBody::ProofAccepted { challenge_id: ChallengeId::new(CHALLENGE), destinations: ids(&["phone-old"]) }
+    );
+    assert!(
+        matches!(&events[1].body, EventBody::ReviewRequired { reason: ReviewReason::PhoneOnlyProof, .. }),
+        "{:?}",
+        events[1].body
+    );
+    assert_eq!(given(&[history, events].concat()).status, Status::InReview);
+}
+
+// Proves the floor's limits: on an account whose only eligible destination is a phone, its code follows the policy
+// (there is nothing stronger to ask for); with the authenticator proven alongside, the phone's code follows the
+// policy too; and a policy that denies still denies.
+#[test]
+fn the_phones_code_follows_the_policy_without_an_email_or_with_the_authenticator() {
+    let mut phone_only = Env::standard();
+    phone_only.account.destinations.retain(|destination| destination.kind == DestinationKind::Phone);
+    phone_only.fresh = fresh_codes(&phone_only.account);
+    let history = requested(&phone_only);
+    let proof_env = phone_only.at(PROVED_AT).policy(Phase::Authorization, Outcome::Auto);
+    let events = when(&history, &proof_env, &envelope("proof", owner(), proof(PHONE_CODE))).expect("accepted");
+    assert_eq!(kinds(&events), vec![EventKind::ProofAccepted, EventKind::CoolingOffStarted]);
+
+    let mut with_totp = Env::standard();
+    with_totp.account.totp_enrolled_since = Some(before(REQUESTED_AT, 200 * DAY_MS));
+    with_totp.fresh = fresh_codes(&with_totp.account);
+    let history = requested(&with_totp);
+    let proof_env = with_totp.clone().at(PROVED_AT).policy(Phase::Authorization, Outcome::Auto);
+    let command = envelope("proof", owner(), proof_with_totp(PHONE_CODE, SecondFactorCheck::Valid));
+    let events = when(&history, &proof_env, &command).expect("accepted");
+    assert_eq!(
+        kinds(&events),
+        vec![EventKind::SecondFactorProven, EventKind::ProofAccepted, EventKind::CoolingOffStarted]
+    );
+
+    let proof_env = with_totp.at(PROVED_AT).policy(Phase::Authorization, Outcome::Deny);
+    let events = when(&history, &proof_env, &envelope("proof", owner(), proof(PHONE_CODE))).expect("accepted");
+    assert_eq!(kinds(&events), vec![EventKind::ProofAccepted, EventKind::CaseDenied]);
+}
+
 // Proves "verified | policy review | in_review": the authorization policy can send a proven case to people.
 #[test]
 fn correct_code_with_policy_review_goes_to_review() {
@@ -682,7 +756,7 @@ fn correct_code_with_policy_review_goes_to_review() {
     assert_eq!(
         events.iter().map(|event| event.body.clone()).collect::<Vec<_>>(),
         vec![
-            EventBody::ProofAccepted { challenge_id: ChallengeId::new(CHALLENGE), destinations: ids(&CHALLENGED) },
+            EventBody::ProofAccepted { challenge_id: ChallengeId::new(CHALLENGE), destinations: ids(&["email-old"]) },
             EventBody::ReviewRequired {
                 decision,
                 reason: ReviewReason::PolicyReview,

@@ -105,6 +105,79 @@ impl NowMs for ManualClock {
     }
 }
 
+// Proves the SIM-swap defence of issue 16 through the service: an account with an email and a phone gets a different
+// code at each; every code message names the request's reference and desk, and the text message says to prefer the
+// email's; the phone's code alone sends the case to people (`PhoneOnlyProof`, as a phone number taken over without
+// the carrier reporting it would), while on the next case the email's code starts the cooling-off. No code is in any
+// event or timeline row.
+#[tokio::test]
+async fn each_destination_gets_its_own_code_and_the_phones_alone_goes_to_people() {
+    let world = world();
+    let mut record = common::email_account("fay", UnixMs(START.0 - 100 * DAY_MS));
+    record.destinations.push(airlock::core::account::Destination {
+        id: DestinationId::new("fay-phone"),
+        kind: DestinationKind::Phone,
+        address: "+15550007777".into(),
+        trusted_since: UnixMs(START.0 - 100 * DAY_MS),
+        revoked: false,
+    });
+    world.embedded.directory.put_account(&record).unwrap();
+    let service = &world.embedded.service;
+    let owner = Actor::new(Role::Owner, "page");
+    let mut codes = Vec::new();
+    for (case, typed_at) in [("case-fay-1", "+15550007777"), ("case-fay-2", "fay@example.com")] {
+        let case_id = CaseId::new(case);
+        service
+            .handle(
+                &case_id,
+                command(
+                    &format!("open-{case}"),
+                    Actor::new(Role::Intake, "desk-9"),
+                    request("fay", RecoveryAction::ResetPassword),
+                ),
+            )
+            .await
+            .unwrap();
+        let (email, phone) = (latest_code(&world, "fay@example.com"), latest_code(&world, "+15550007777"));
+        assert_ne!(email, phone, "each destination gets its own code");
+        let messages = world.embedded.outbox.messages(None).unwrap();
+        let sent: Vec<_> = messages.iter().filter(|message| message.case_id == case_id).collect();
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        for message in &sent {
+            assert!(message.body.contains(&format!("Reference {case}, asked through desk-9")), "{}", message.body);
+            let prefers_email = message.body.contains("use its code instead");
+            assert_eq!(prefers_email, message.kind == DestinationKind::Phone, "{}", message.body);
+        }
+        let typed = if typed_at == "fay@example.com" { email.clone() } else { phone.clone() };
+        codes.extend([email, phone]);
+        service
+            .submit_code(&case_id, CommandId::new(format!("proof-{case}")), owner.clone(), &typed, None)
+            .await
+            .unwrap();
+        if case == "case-fay-1" {
+            let (state, _) = service.load(&case_id).await.unwrap();
+            assert_eq!(state.status, Status::InReview);
+            assert_eq!(state.proven_by, vec![DestinationId::new("fay-phone")]);
+            let timeline = service.projection.timeline(&case_id).unwrap();
+            assert!(timeline.iter().any(|row| row.detail.contains("PhoneOnlyProof")), "{timeline:?}");
+        } else {
+            let (state, _) = service.load(&case_id).await.unwrap();
+            assert_eq!(state.status, Status::CoolingOff);
+            assert_eq!(state.proven_by, vec![DestinationId::new("fay-email")]);
+        }
+    }
+    let mut recorded = String::new();
+    for case in ["case-fay-1", "case-fay-2"] {
+        let case_id = CaseId::new(case);
+        let (_, events) = service.load(&case_id).await.unwrap();
+        recorded.push_str(&format!("{events:?}"));
+        recorded.push_str(&format!("{:?}", service.projection.timeline(&case_id).unwrap()));
+    }
+    for code in &codes {
+        assert!(!recorded.contains(code.as_str()), "a code is recorded");
+    }
+}
+
 // Proves the kill switch: while halted a due change waits in cooling-off, and only an explicit resume lets it run.
 #[tokio::test]
 async fn kill_switch_holds_execution_until_resumed() {

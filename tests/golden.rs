@@ -102,8 +102,8 @@ fn sample(kind: EventKind) -> EventBody {
         },
         EventKind::ChallengeIssued => EventBody::ChallengeIssued {
             challenge_id: ChallengeId::new("challenge-1"),
-            destinations,
-            code_hash: CodeHash([7; 32]),
+            destinations: vec![DestinationId::new("d-1"), DestinationId::new("d-2")],
+            code_hashes: vec![CodeHash([7; 32]), CodeHash([8; 32])],
             expires_at: AT.plus(600_000),
         },
         EventKind::ChallengeWithheld => EventBody::ChallengeWithheld { reason: WithheldReason::AnotherCodeOutstanding },
@@ -377,4 +377,28 @@ fn version_1_decisions_are_upcast_with_no_domain_count() {
         let error = decode(&postcard::to_stdvec(&envelope).unwrap()).unwrap_err();
         assert!(error.to_string().contains(refusal), "{error}");
     }
+}
+
+// Proves the upcaster of ChallengeIssued v1 (one code for every destination, before issue 16 gave each its own): the
+// committed v1 bytes decode to today's event with that one code's hash for each destination, and are stored again as
+// version 2; a v1 envelope around another variant is refused.
+#[test]
+fn a_version_1_challenge_gives_every_destination_the_one_code() {
+    let (event, version) = upcast_v1("challenge_issued", v1_fixture("challenge_issued"));
+    assert_eq!(
+        (event.body, version),
+        (
+            EventBody::ChallengeIssued {
+                challenge_id: ChallengeId::new("challenge-1"),
+                destinations: vec![DestinationId::new("d-1")],
+                code_hashes: vec![CodeHash([7; 32])],
+                expires_at: AT.plus(600_000),
+            },
+            2
+        )
+    );
+    let mut envelope: airlock::log::envelope::Envelope = postcard::from_bytes(&v1_fixture("challenge_issued")).unwrap();
+    envelope.payload[0] = 2;
+    let error = decode(&postcard::to_stdvec(&envelope).unwrap()).unwrap_err();
+    assert!(error.to_string().contains("not challenge_issued"), "{error}");
 }

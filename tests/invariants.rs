@@ -529,8 +529,12 @@ impl Case {
     fn send(&mut self, envelope: CommandEnvelope, edges: &mut BTreeSet<Edge>) -> Result<(), String> {
         let settings = Settings::default();
         let decision = self.policy_for(&envelope.command);
-        let fresh =
-            FreshChallenge { challenge_id: self.root.challenge_id.clone(), code_hash: self.root.right_code.clone() };
+        // One right code for every destination, as a version 1 challenge had: which destination a proof came from is
+        // the core's floor (tests/core_decide.rs), not a path this exploration needs to branch on.
+        let code_hashes = (self.root.snapshot.destinations.iter())
+            .map(|destination| (destination.id.clone(), self.root.right_code.clone()))
+            .collect();
+        let fresh = FreshChallenge { challenge_id: self.root.challenge_id.clone(), code_hashes };
         let opening = matches!(envelope.command, Command::RequestRecovery { .. });
         let context = Context {
             case_id: &self.root.case_id,

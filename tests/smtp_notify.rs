@@ -498,8 +498,9 @@ fn serve_with_smtp_sends_the_code_by_email_and_keeps_none_in_the_outbox() {
 
 // Proves ADR 10 end to end: a cancel link that `airlock serve --smtp` could not email while the mail server was down
 // is not lost. Once a server listens on that address, airlock sends it again by itself, once, with the Message-ID of
-// the first attempt; the one-time code that failed with it is not sent again (only its hash is kept), and the case's
-// history records both cancel links delivered (the phone's through the outbox at once, the email's later).
+// the first attempt, and the case's history records both cancel links delivered (the phone's through the outbox at
+// once, the email's later). The email is a day old: it gets a cancel link but no code, so the owner proves the phone's
+// code alone and the policy, not the SIM-swap floor, decides (issue 16).
 #[test]
 fn serve_emails_a_cancel_link_again_once_the_mail_server_is_back() {
     let port = free_port();
@@ -515,7 +516,9 @@ fn serve_emails_a_cancel_link_again_once_the_mail_server_is_back() {
         serde_json::json!([{
             "account_id": "vic",
             "destinations": [
-                { "id": "vic-mail", "kind": "email", "address": "vic@example.com", "trusted_since": "2024-01-01T00:00:00Z" },
+                // The email was added yesterday: too young for a code, old enough for a cancel link; so the phone's
+                // code is the account's only one and follows the policy (issue 16).
+                { "id": "vic-mail", "kind": "email", "address": "vic@example.com", "trusted_since": common::threats::time_ago(86_400_000) },
                 { "id": "vic-phone", "kind": "phone", "address": "+15550001111", "trusted_since": "2024-01-01T00:00:00Z" }
             ]
         }]),

@@ -165,7 +165,7 @@ fn debug_never_shows_digits_or_key_bytes() {
     let event = EventBody::ChallengeIssued {
         challenge_id: ChallengeId::new("challenge-1"),
         destinations: vec![DestinationId::new("email-old")],
-        code_hash: hash.clone(),
+        code_hashes: vec![hash.clone()],
         expires_at: REQUESTED_AT,
     };
     let printed = format!("{event:?}");
@@ -316,9 +316,10 @@ fn decision(snapshot: &AccountSnapshot, action: &RecoveryAction, settings: &Sett
 fn request(snapshot: &AccountSnapshot, action: &RecoveryAction, settings: &Settings) -> Vec<Event> {
     let case_id = CaseId::new(CASE);
     let intake = decision(snapshot, action, settings, Phase::Intake);
+    let hash = key().hash(&ChallengeId::new("challenge-1"), &code("31415926"));
     let fresh = FreshChallenge {
         challenge_id: ChallengeId::new("challenge-1"),
-        code_hash: key().hash(&ChallengeId::new("challenge-1"), &code("31415926")),
+        code_hashes: snapshot.destinations.iter().map(|destination| (destination.id.clone(), hash.clone())).collect(),
     };
     let context = Context {
         case_id: &case_id,

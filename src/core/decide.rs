@@ -2,8 +2,10 @@
 //! rejection. Pure: no clock (the time is `Context::now`), no randomness (a fresh challenge is prepared by the
 //! shell), no I/O. Control flow lives here; each command's rules are a short function below.
 
+use crate::core::account::{AccountSnapshot, DestinationKind};
 use crate::core::action::ActionHash;
 use crate::core::actor::Actor;
+use crate::core::command::CommandKind;
 use crate::core::command::{Change, Command, CommandEnvelope, EffectOutcome, SecondFactorCheck};
 use crate::core::event::{
     Authorization, DenialReason, Event, EventBody, EventKind, ProofFailure, ReviewReason, SecondFactor, WithheldReason,
@@ -15,14 +17,25 @@ use crate::core::rejection::Rejection;
 use crate::core::state::{CaseState, Status};
 use crate::core::text::UntrustedText;
 use crate::core::verification::{AccountVerificationFacts, CodeHash, Settings, challengeable_destinations};
-use crate::core::{account::AccountSnapshot, command::CommandKind};
 
 /// A code the shell drew and hashed before calling `decide`, used only if the decision issues a challenge. The
 /// plain code stays with the shell, which sends it only to the destinations the resulting event names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FreshChallenge {
     pub challenge_id: ChallengeId,
-    pub code_hash: CodeHash,
+    /// A code's hash for every destination of the account: the core picks those of the destinations it challenges,
+    /// each of which gets its own code.
+    pub code_hashes: Vec<(DestinationId, CodeHash)>,
+}
+
+impl FreshChallenge {
+    fn hash_for(&self, destination: &DestinationId) -> CodeHash {
+        self.code_hashes
+            .iter()
+            .find(|(id, _)| id == destination)
+            .map(|(_, hash)| hash.clone())
+            .expect("the shell draws a code for every destination of the snapshot")
+    }
 }
 
 /// Everything outside the case that a decision may depend on, gathered by the shell.
@@ -182,7 +195,7 @@ fn request_recovery(
             EventBody::ChallengeIssued {
                 challenge_id: fresh.challenge_id.clone(),
                 destinations: eligible.iter().map(|destination| destination.id.clone()).collect(),
-                code_hash: fresh.code_hash.clone(),
+                code_hashes: eligible.iter().map(|destination| fresh.hash_for(&destination.id)).collect(),
                 expires_at: context.now.plus(context.settings.code_ttl_ms),
             }
         }
@@ -256,10 +269,11 @@ fn submit_proof(
         SecondFactorCheck::Valid => has_totp,
         SecondFactorCheck::NotGiven | SecondFactorCheck::Invalid | SecondFactorCheck::AlreadyUsed => false,
     };
-    if second_factor == SecondFactorCheck::AlreadyUsed && proof.matches(&challenge.code_hash) {
+    let proven = challenge.proven_destinations(proof);
+    if second_factor == SecondFactorCheck::AlreadyUsed && !proven.is_empty() {
         return Err(Rejection::SecondFactorAlreadyUsed);
     }
-    let wrong = if !proof.matches(&challenge.code_hash) {
+    let wrong = if proven.is_empty() {
         Some(ProofFailure::WrongCode)
     } else if second_factor == SecondFactorCheck::Invalid {
         Some(ProofFailure::WrongSecondFactor)
@@ -279,11 +293,14 @@ fn submit_proof(
     }
     let decision = context.policy.expect("the shell passes the authorization decision with SubmitProof");
     assert_eq!(decision.facts.phase, Phase::Authorization, "a proof is followed by the authorization phase");
-    let accepted = EventBody::ProofAccepted {
-        challenge_id: challenge.challenge_id.clone(),
-        destinations: challenge.destinations.clone(),
-    };
     let facts = state.facts.as_ref().expect("a requested case has facts");
+    // A phone's code alone, while an email of the account got one too, is what a SIM swap the carrier did not report
+    // looks like: people decide, unless the authenticator was proven with it (issue 16).
+    let kind_of = |id: &DestinationId| facts.snapshot.destination(id).map(|destination| destination.kind);
+    let phone_only = !second_factor_proven
+        && proven.iter().all(|id| kind_of(id) == Some(DestinationKind::Phone))
+        && challenge.destinations.iter().any(|id| kind_of(id) == Some(DestinationKind::Email));
+    let accepted = EventBody::ProofAccepted { challenge_id: challenge.challenge_id.clone(), destinations: proven };
     // Proof is capped at what was shown: a change to the account's factors needs its strongest factor, the
     // authenticator where it has one; without it, people decide (THREATS 9).
     let weaker_proof =
@@ -291,6 +308,7 @@ fn submit_proof(
     // High-value accounts are never automated, whatever the policy returned (SPEC principle 6).
     let (outcome, reason) = match decision.outcome {
         Outcome::Auto if weaker_proof => (Outcome::Review, ReviewReason::WeakerProof),
+        Outcome::Auto if phone_only => (Outcome::Review, ReviewReason::PhoneOnlyProof),
         Outcome::Auto if facts.snapshot.is_high_value() => (Outcome::Review, ReviewReason::PolicyReview),
         Outcome::Auto | Outcome::Review | Outcome::Deny => (decision.outcome, ReviewReason::PolicyReview),
     };

@@ -44,11 +44,13 @@ pub enum EventBody {
         /// When the case expires if nobody proves possession.
         deadline: UnixMs,
     },
-    /// A code was sent to these destinations; each was trusted long enough before the request.
+    /// Codes were sent to these destinations; each was trusted long enough before the request. Version 2 (issue
+    /// 16): each destination gets its own code, `code_hashes[i]` for `destinations[i]`, so a proof says which
+    /// destination it came from (a version 1 challenge sent one code to all of them).
     ChallengeIssued {
         challenge_id: ChallengeId,
         destinations: Vec<DestinationId>,
-        code_hash: CodeHash,
+        code_hashes: Vec<CodeHash>,
         expires_at: UnixMs,
     },
     /// No code was sent, and why; the case waits (and expires) without revealing this to the requester.
@@ -177,6 +179,9 @@ pub enum ReviewReason {
     /// Another case of the account holds an unused code (one outstanding code per account): people decide instead of
     /// the owner waiting for nothing (ADR 14).
     AnotherCodeOutstanding,
+    /// Only a phone's code was typed while the account's email also got one: a phone number can be taken over
+    /// without its owner knowing (a SIM swap the carrier does not report), so people decide (issue 16, ADR 16).
+    PhoneOnlyProof,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -148,13 +148,23 @@ impl CaseState {
     }
 }
 
-/// The one code outstanding on a case.
+/// The one challenge outstanding on a case: a code per destination.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct OpenChallenge {
     pub challenge_id: ChallengeId,
     pub destinations: Vec<DestinationId>,
-    pub code_hash: CodeHash,
+    /// `code_hashes[i]` is the code sent to `destinations[i]`.
+    pub code_hashes: Vec<CodeHash>,
     pub expires_at: UnixMs,
+}
+
+impl OpenChallenge {
+    /// The destinations whose code `proof` is, in their order; empty for a wrong code. Every hash is compared, each
+    /// in constant time, so the time taken does not say which destination's code was close.
+    pub fn proven_destinations(&self, proof: &CodeHash) -> Vec<DestinationId> {
+        let matches: Vec<bool> = self.code_hashes.iter().map(|hash| proof.matches(hash)).collect();
+        self.destinations.iter().zip(matches).filter(|(_, matched)| *matched).map(|(id, _)| id.clone()).collect()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -300,11 +310,11 @@ fn apply_body(state: &mut CaseState, event: &Event) {
             state.decision = Some(intake_decision.clone());
             state.deadline = Some(*deadline);
         }
-        EventBody::ChallengeIssued { challenge_id, destinations, code_hash, expires_at } => {
+        EventBody::ChallengeIssued { challenge_id, destinations, code_hashes, expires_at } => {
             state.challenge = Some(OpenChallenge {
                 challenge_id: challenge_id.clone(),
                 destinations: destinations.clone(),
-                code_hash: code_hash.clone(),
+                code_hashes: code_hashes.clone(),
                 expires_at: *expires_at,
             });
         }

@@ -17,8 +17,9 @@ pub fn case_event_version(kind: EventKind) -> u16 {
         EventKind::ProofRejected => 2,
         // v2 (issue 15, item 10): the recorded velocity counts the named address's registrable domain.
         EventKind::RecoveryRequested | EventKind::ReviewRequired | EventKind::CoolingOffStarted => 2,
-        EventKind::ChallengeIssued
-        | EventKind::ChallengeWithheld
+        // v2 (issue 16): a code per destination, so a proof says which destination it came from.
+        EventKind::ChallengeIssued => 2,
+        EventKind::ChallengeWithheld
         | EventKind::ProofAccepted
         | EventKind::ReviewApproved
         | EventKind::CaseDenied

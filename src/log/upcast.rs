@@ -11,6 +11,7 @@ use crate::core::ids::{AccountId, ActorId, ChallengeId, DestinationId, UnixMs};
 use crate::core::policy::{Outcome, Phase, PolicyDecision, PolicyFacts, Velocity};
 use crate::core::signals::Signals;
 use crate::core::text::UntrustedText;
+use crate::core::verification::CodeHash;
 use serde::Deserialize;
 
 /// `ProofRejected` v1: before `failed` (ADR 11).
@@ -123,8 +124,18 @@ struct CoolingOffStartedV1 {
     authorization: AuthorizationV1,
 }
 
+/// `ChallengeIssued` v1: one code for every destination (issue 16 gave each its own).
+#[derive(Deserialize)]
+struct ChallengeIssuedV1 {
+    challenge_id: ChallengeId,
+    destinations: Vec<DestinationId>,
+    code_hash: CodeHash,
+    expires_at: UnixMs,
+}
+
 /// The positions of the upcast kinds among `EventBody`'s variants.
 const RECOVERY_REQUESTED_VARIANT: u32 = 0;
+const CHALLENGE_ISSUED_VARIANT: u32 = 1;
 const PROOF_REJECTED_VARIANT: u32 = 3;
 const REVIEW_REQUIRED_VARIANT: u32 = 5;
 const COOLING_OFF_STARTED_VARIANT: u32 = 7;
@@ -138,6 +149,17 @@ pub(super) fn upcast(kind: EventKind, envelope: &Envelope) -> Result<EventBody, 
                 challenge_id: old.challenge_id,
                 attempts_left: old.attempts_left,
                 failed: ProofFailure::NotRecorded,
+            })
+        }
+        (EventKind::ChallengeIssued, 1) => {
+            // The one code went to every destination: each destination's code is that code, so a proof with it is
+            // from all of them, as version 1 recorded it.
+            let old: ChallengeIssuedV1 = old_payload(envelope, CHALLENGE_ISSUED_VARIANT)?;
+            Ok(EventBody::ChallengeIssued {
+                code_hashes: vec![old.code_hash; old.destinations.len()],
+                challenge_id: old.challenge_id,
+                destinations: old.destinations,
+                expires_at: old.expires_at,
             })
         }
         (EventKind::RecoveryRequested, 1) => {

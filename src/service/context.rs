@@ -5,7 +5,7 @@ use crate::core::account::AccountSnapshot;
 use crate::core::action::RecoveryAction;
 use crate::core::command::{Command, CommandEnvelope};
 use crate::core::decide::{Context, FreshChallenge};
-use crate::core::ids::{CaseId, ChallengeId, UnixMs};
+use crate::core::ids::{CaseId, ChallengeId, DestinationId, UnixMs};
 use crate::core::limits::PROOF_ATTEMPT_WINDOW_MS;
 use crate::core::policy::{Phase, PolicyDecision, PolicyFacts, Velocity};
 use crate::core::signals::Signals;
@@ -25,7 +25,8 @@ pub struct Prepared {
     pub account_facts: AccountVerificationFacts,
     pub policy: Option<PolicyDecision>,
     pub fresh: Option<FreshChallenge>,
-    pub code: Option<VerificationCode>,
+    /// The plain code of each destination of a fresh challenge; only the ones its event names are sent.
+    pub codes: Vec<(DestinationId, VerificationCode)>,
     /// For a new request: its account's ledger as read and with the request in it, to be written (compare-and-swap)
     /// before the case is appended where the two differ. `None` when the command opens nothing.
     pub account_ledger: Option<LedgerWrite>,
@@ -122,7 +123,7 @@ impl<L: EventLog> Service<L> {
             account_facts: AccountVerificationFacts::default(),
             policy: None,
             fresh: None,
-            code: None,
+            codes: Vec::new(),
             account_ledger: None,
             failure_ledger: None,
         };
@@ -197,11 +198,23 @@ impl<L: EventLog> Service<L> {
                     Ok((snapshot, policy, account_facts))
                 })
                 .await?;
-                let code = generate_code(&mut rand::rng());
+                // A code of its own for every destination, all different, so that a proof names the destination it
+                // came from (issue 16). The core sends those of the destinations it challenges.
                 let challenge_id = ChallengeId::new(new_id("challenge"));
-                let code_hash = self.keys.code.hash(&challenge_id, &code);
-                prepared.fresh = Some(FreshChallenge { challenge_id, code_hash });
-                prepared.code = Some(code);
+                let mut codes: Vec<(DestinationId, VerificationCode)> = Vec::new();
+                for destination in &snapshot.destinations {
+                    let code = loop {
+                        let code = generate_code(&mut rand::rng());
+                        if codes.iter().all(|(_, drawn)| drawn.reveal_for_delivery() != code.reveal_for_delivery()) {
+                            break code;
+                        }
+                    };
+                    codes.push((destination.id.clone(), code));
+                }
+                let code_hashes =
+                    codes.iter().map(|(id, code)| (id.clone(), self.keys.code.hash(&challenge_id, code))).collect();
+                prepared.fresh = Some(FreshChallenge { challenge_id, code_hashes });
+                prepared.codes = codes;
                 prepared.policy = Some(policy);
                 prepared.snapshot = Some(snapshot);
                 prepared.account_facts = AccountVerificationFacts {

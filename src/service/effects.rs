@@ -9,6 +9,7 @@ use crate::core::ids::{CaseId, CommandId, DestinationId};
 use crate::core::rejection::Rejection;
 use crate::core::state::{CaseState, Status};
 use crate::core::text::UntrustedText;
+use crate::core::verification::VerificationCode;
 use crate::directory::DirectoryError;
 use crate::log::EventLog;
 use crate::service::context::Prepared;
@@ -62,13 +63,15 @@ impl<L: EventLog> Service<L> {
             // A commit holds several events under one log sequence, so an event is named by the commit's sequence and
             // its place in the commit: `first_sequence + offset` would collide with the next commit's events.
             let position = EventPosition { commit: first_sequence, offset };
-            let code = if let EventBody::ChallengeIssued { challenge_id, .. } = &event.body {
-                let ours = prepared.fresh.as_ref().is_some_and(|fresh| &fresh.challenge_id == challenge_id);
-                Some(prepared.code.as_ref().filter(|_| ours).expect("a challenge is issued with its code"))
-            } else {
-                None
-            };
-            outgoing.extend(self.notices_of(case_id, facts, event, (first_version + offset as u64, position), code));
+            let codes: &[(DestinationId, VerificationCode)] =
+                if let EventBody::ChallengeIssued { challenge_id, .. } = &event.body {
+                    let ours = prepared.fresh.as_ref().is_some_and(|fresh| &fresh.challenge_id == challenge_id);
+                    assert!(ours, "a challenge is issued with its codes");
+                    &prepared.codes
+                } else {
+                    &[]
+                };
+            outgoing.extend(self.notices_of(case_id, facts, event, (first_version + offset as u64, position), codes));
         }
         self.deliver(case_id, outgoing).await
     }

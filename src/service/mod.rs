@@ -366,10 +366,9 @@ impl<L: EventLog> Service<L> {
         // The message's code is compared first (in constant time, as `decide` compares it again): a mistyped code
         // must not use up the authenticator code typed with it, or the owner who retypes both within the same
         // 30-second step is refused for a code they typed right (issue 15, item 17).
-        let code_right = state
-            .challenge
-            .as_ref()
-            .is_some_and(|challenge| challenge.code_hash.matches(&proof) && self.clock.now() < challenge.expires_at);
+        let code_right = state.challenge.as_ref().is_some_and(|challenge| {
+            !challenge.proven_destinations(&proof).is_empty() && self.clock.now() < challenge.expires_at
+        });
         let second_factor = match (typed_totp, &state.facts) {
             // Only a proof `decide` will look at spends an authenticator code: from a role allowed to prove, for a case
             // waiting for proof, with the right code. Anything else is refused by `decide` without the authenticator

@@ -4,6 +4,7 @@
 //! is sent again by the timers, with the same message id, until it is delivered or a week old. A code is sent once:
 //! only its hash is kept, and its owner asks again.
 
+use crate::core::account::DestinationKind;
 use crate::core::actor::Actor;
 use crate::core::command::{Command, CommandEnvelope};
 use crate::core::decide::{Context, decide};
@@ -151,14 +152,14 @@ pub(crate) fn link(public_url: &str, page: &str, query: &[(&str, &str)]) -> Stri
 impl<L: EventLog> Service<L> {
     /// The notices `event` calls for, once appended at `version` of the case and `position` of the log. A code goes
     /// only to the destinations its `ChallengeIssued` event names, which the core chose among the pre-existing,
-    /// old-enough ones; `code` is the plain code, known only to the process that drew it.
+    /// old-enough ones, each its own; `codes` are the plain codes, known only to the process that drew them.
     pub(super) fn notices_of(
         &self,
         case_id: &CaseId,
         facts: &CaseFacts,
         event: &Event,
         (version, position): (u64, EventPosition),
-        code: Option<&VerificationCode>,
+        codes: &[(DestinationId, VerificationCode)],
     ) -> Vec<Outgoing> {
         let message = |destination: &DestinationId, subject: &str, body: String, owed: bool| {
             let target = facts.snapshot.destination(destination).expect("events name destinations of the snapshot");
@@ -176,17 +177,28 @@ impl<L: EventLog> Service<L> {
             }
         };
         if let EventBody::ChallengeIssued { destinations, expires_at, .. } = &event.body {
-            let Some(code) = code else { return Vec::new() };
-            let body = format!(
-                "Someone asked to {} on your account {}.\n\nIf it was you, enter this code at {} : {}\nIt expires at {expires_at}.\n\nNobody from support, and no assistant, will ever ask you for this code. If it was not you, ignore this message: nothing changes without the code.",
-                facts.action.describe(),
-                facts.account_id,
-                link(&self.public_url, "verify", &[("case", case_id.as_str())]),
-                code.reveal_for_delivery()
-            );
+            let kind_of = |id: &DestinationId| facts.snapshot.destination(id).map(|destination| destination.kind);
+            let email_too = destinations.iter().any(|id| kind_of(id) == Some(DestinationKind::Email));
             return destinations
                 .iter()
-                .map(|destination| message(destination, "Your account recovery code", body.clone(), false))
+                .filter_map(|destination| {
+                    let code = codes.iter().find(|(id, _)| id == destination).map(|(_, code)| code)?;
+                    let prefer_email = if email_too && kind_of(destination) == Some(DestinationKind::Phone) {
+                        "\n\nWe sent a code to your email too. If you can still read that email, use its code instead: a code from this text message alone sends the request to a person to check, because a phone number can be taken over without its owner knowing."
+                    } else {
+                        ""
+                    };
+                    let body = format!(
+                        "Someone asked to {} on your account {}.\nReference {case_id}, asked through {} at {}.\n\nIf it was you, enter this code at {} : {}\nIt expires at {expires_at}.{prefer_email}\n\nNobody from support, and no assistant, will ever ask you for this code. If it was not you, or the reference is not the one you were given, ignore this message: nothing changes without the code.",
+                        facts.action.describe(),
+                        facts.account_id,
+                        facts.requester.id,
+                        facts.requested_at,
+                        link(&self.public_url, "verify", &[("case", case_id.as_str())]),
+                        code.reveal_for_delivery()
+                    );
+                    Some(message(destination, "Your account recovery code", body, false))
+                })
                 .collect();
         }
         let Some((kind, destinations)) = owed_by(facts, &event.body) else { return Vec::new() };
@@ -202,9 +214,11 @@ impl<L: EventLog> Service<L> {
                             &[("case", case_id.as_str()), ("destination", destination.as_str()), ("token", &token)],
                         );
                         let body = format!(
-                            "A request to {} on your account {} was authorized. It takes effect at {ends_at} unless it is cancelled.\n\nIf this was not you, cancel it now: {link}",
+                            "A request to {} on your account {} was authorized. It takes effect at {ends_at} unless it is cancelled.\nReference {case_id}, asked through {} at {}.\n\nIf this was not you, or the reference is not the one you were given, cancel it now: {link}",
                             facts.action.describe(),
-                            facts.account_id
+                            facts.account_id,
+                            facts.requester.id,
+                            facts.requested_at
                         );
                         message(destination, "A change to your account is scheduled", body, true)
                     })
@@ -411,7 +425,7 @@ impl<L: EventLog> Service<L> {
                 let Some((event, position)) = events.get(notice.event as usize - 1) else {
                     return Err(ServiceError::Corrupt(format!("case {case_id} owes a notice for a missing event")));
                 };
-                let due = self.notices_of(&case_id, facts, event, (notice.event, *position), None);
+                let due = self.notices_of(&case_id, facts, event, (notice.event, *position), &[]);
                 for item in due {
                     if item.owed.as_ref().is_some_and(|(_, destination)| destination == &notice.destination) {
                         let at = self.redelivery.due_at(&case_id, &item.message.message_id, notice.owed_at);

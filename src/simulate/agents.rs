@@ -114,6 +114,9 @@ struct Owner {
     asking: bool,
     last_asked: Option<UnixMs>,
     mistypes: bool,
+    /// Compares a message's reference with the one the desk gave them; otherwise any message about a password reset
+    /// is theirs while they wait for one.
+    checks_reference: bool,
     /// This owner's own draws: what one owner does never shifts what another does, so that two policies compared on
     /// one seed face the same people.
     rng: StdRng,
@@ -294,7 +297,8 @@ impl<'a> World<'a> {
             let at = self.start.plus(self.rng.random_range(0..spread));
             let mistypes = self.rng.random_bool(owners.mistype_rate.0);
             let owner = self.owners.len();
-            let rng = self.stream(Stream::Owner, owner);
+            let mut rng = self.stream(Stream::Owner, owner);
+            let checks_reference = !rng.random_bool(owners.ignores_reference_rate.0);
             self.owners.push(Owner {
                 account,
                 first_asked: at,
@@ -303,6 +307,7 @@ impl<'a> World<'a> {
                 asking: true,
                 last_asked: None,
                 mistypes,
+                checks_reference,
                 rng,
                 recovered: None,
             });
@@ -691,7 +696,11 @@ impl<'a> World<'a> {
 
     /// Hands each message airlock sent to whoever holds its address, who acts on it as they would.
     fn deliver_mail(&mut self) {
-        for message in self.mail.take() {
+        let mut messages = self.mail.take();
+        // An owner reads email before text messages: a text message that comes with an email's code says to use the
+        // email's (the sort is stable, so the order is otherwise the order of sending).
+        messages.sort_by_key(|message| message.kind != DestinationKind::Email);
+        for message in messages {
             let holder = self
                 .holders
                 .get(&message.address)
@@ -703,14 +712,24 @@ impl<'a> World<'a> {
             let is_cancel_link = message.subject == "A change to your account is scheduled";
             match holder {
                 Holder::Owner(account) => {
-                    // The owner sees only the message: whether it is about what they asked for (a password reset)
-                    // while they wait for one. Then it is theirs as far as they can tell, even if an attacker's
-                    // request sent it: they type its code at its link and let its change go ahead.
+                    // The owner sees only the message. While they wait for their reset, one whose reference is the
+                    // one the desk gave them is theirs; an owner who does not compare references takes any message
+                    // about a password reset for theirs, even if an attacker's request sent it, types its code and
+                    // lets its change go ahead.
                     let waiting = self.owner_of[account].filter(|owner| self.is_waiting(*owner));
-                    let looks_like_mine = waiting.filter(|_| message.body.contains(&self.reset_described));
+                    let looks_like_mine = waiting.filter(|owner| {
+                        let owner = &self.owners[*owner];
+                        if owner.checks_reference {
+                            reference_in(&message.body)
+                                .is_some_and(|reference| owner.cases.iter().any(|case| case.as_str() == reference))
+                        } else {
+                            message.body.contains(&self.reset_described)
+                        }
+                    });
                     if is_code && let Some(owner) = looks_like_mine {
                         let Some(code) = code_in(&message.body) else { continue };
-                        // Several destinations get the same code; the owner acts on the first to arrive.
+                        // Each destination gets its own code. The owner acts on the first message to arrive: the
+                        // email's, as the account's emails come first and a text message says to prefer it.
                         let already = self.queue.iter().any(|Reverse((_, _, action))| {
                             matches!(action, Action::OwnerProves { case, .. } if *case == message.case_id)
                         });
@@ -1042,6 +1061,12 @@ fn code_in(body: &str) -> Option<String> {
     body.split_whitespace()
         .find(|word| word.len() == crate::core::limits::CODE_DIGITS && word.bytes().all(|byte| byte.is_ascii_digit()))
         .map(str::to_string)
+}
+
+/// The reference a message names: the case id the desk gave the owner.
+fn reference_in(body: &str) -> Option<&str> {
+    let start = body.find("Reference ")? + "Reference ".len();
+    body[start..].split(',').next()
 }
 
 /// The destination and token of the cancel link in a notice.

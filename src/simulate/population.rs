@@ -12,7 +12,7 @@ pub const DEFAULT_POPULATION: &str = include_str!("../../simulations/default.tom
 const VERSION: u32 = 1;
 
 /// The most accounts a population may hold: a simulation keeps every account's state in memory.
-const ACCOUNTS_MAX: u32 = 1_000_000;
+pub const ACCOUNTS_MAX: u32 = 1_000_000;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,6 +96,10 @@ pub struct Owners {
     pub mistype_rate: Rate,
     /// The share of owners who never read a notice about a change they did not ask for.
     pub ignore_notices_rate: Rate,
+    /// The share of owners who do not compare a message's reference with the one the desk gave them: while they wait
+    /// for a reset, any reset code or scheduled reset is theirs as far as they can tell. 0 if not given.
+    #[serde(default)]
+    pub ignores_reference_rate: Rate,
     /// How often an owner whose request ended without their account back asks again, and after how long.
     pub retries: u32,
     pub retry_hours: Range,
@@ -192,7 +196,7 @@ impl From<HighValue> for crate::core::account::HighValueReason {
 }
 
 /// A share or a probability: a number from 0 to 1.
-#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, PartialOrd)]
 pub struct Rate(pub f64);
 
 impl<'de> Deserialize<'de> for Rate {

@@ -189,12 +189,12 @@ pub async fn real_owner(embedded: &Embedded, clock: &ManualClock) -> anyhow::Res
     };
     embedded.service.handle(&case_id, envelope(&desk, request)).await?;
     let code_message = embedded.outbox.messages(Some("bob@example.org"))?.into_iter().last();
-    print::step("bob's pre-existing email and phone receive the code:");
+    print::step("bob's pre-existing email and phone each receive a code of their own:");
     for message in embedded.outbox.messages(None)?.iter().filter(|message| message.case_id == case_id) {
         print::message(message);
     }
     let typed = code_message.as_ref().and_then(|message| extract_code(&message.body)).unwrap_or_default();
-    print::step("bob types the code at airlock's verification page (no chat involved).");
+    print::step("bob types his email's code at airlock's verification page (no chat involved).");
     let owner = Actor::new(Role::Owner, "verification-page");
     let proved = embedded.service.submit_code(&case_id, CommandId::new(new_id("command")), owner, &typed, None).await?;
     print::step(&format!(
@@ -245,7 +245,7 @@ pub async fn real_owner(embedded: &Embedded, clock: &ManualClock) -> anyhow::Res
     }
     let chain_breaks = embedded.service.projection.verify_receipts()?;
     Ok(vec![
-        check(STORY, "the code reached bob's pre-existing destinations", code_message.is_some() && !typed.is_empty()),
+        check(STORY, "a code reached bob's pre-existing email", code_message.is_some() && !typed.is_empty()),
         check(STORY, "proof started cooling-off rather than changing anything", proved.status == Status::CoolingOff),
         check(STORY, "both pre-existing destinations got a cancel link", notices.len() == 2),
         check(STORY, "nothing executed before the cooling-off elapsed", halfway == Status::CoolingOff),
