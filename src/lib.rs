@@ -16,6 +16,7 @@ pub mod nats;
 pub mod notify;
 pub mod policy;
 pub mod projection;
+pub mod server;
 pub mod service;
 pub mod simulate;
 pub mod sqlite;

@@ -4,7 +4,6 @@
 //! sent. Runs the embedded service (real SQLite files) on a manual clock, with the outbox behind a switch that
 //! makes the notifier fail as a mail server that is down would.
 
-use airlock::cli::embedded::{self, Embedded};
 use airlock::clock::{Clock, ManualClock};
 use airlock::core::action::RecoveryAction;
 use airlock::core::actor::{Actor, Role};
@@ -20,6 +19,7 @@ use airlock::core::text::UntrustedText;
 use airlock::keys::Keys;
 use airlock::notify::outbox::Outbox;
 use airlock::notify::{Message, Notifier, NotifyError};
+use airlock::server::embedded::{self, Embedded};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 

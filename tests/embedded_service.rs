@@ -2,7 +2,6 @@
 //! projection, the directory and the outbox, including the kill switch, cancel links, rollback, retries, two
 //! writers racing, a projection rebuilt from the log, and tampering with receipts.
 
-use airlock::cli::embedded::{self, Embedded};
 use airlock::clock::ManualClock;
 use airlock::core::account::{DestinationKind, HighValueReason};
 use airlock::core::action::RecoveryAction;
@@ -20,6 +19,7 @@ use airlock::directory::embedded::AccountRecord;
 use airlock::keys::Keys;
 use airlock::log::EventLog;
 use airlock::projection::Projection;
+use airlock::server::embedded::{self, Embedded};
 use airlock::service::ServiceError;
 use std::sync::Arc;
 

@@ -4,7 +4,6 @@
 
 mod common;
 
-use airlock::cli::embedded;
 use airlock::clock::{Clock, ManualClock, SystemClock};
 use airlock::core::account::DestinationKind;
 use airlock::core::action::RecoveryAction;
@@ -16,6 +15,7 @@ use airlock::core::signals::Signals;
 use airlock::core::text::UntrustedText;
 use airlock::directory::AccountDirectory;
 use airlock::keys::Keys;
+use airlock::server::embedded;
 use std::process::Command as Process;
 use std::sync::Arc;
 

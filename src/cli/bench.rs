@@ -4,12 +4,12 @@
 //! rebuild rate are reported as ratios to the raw append and raw read rates. The last line is one JSON object.
 
 use crate::cli::exit;
-use crate::cli::nats_mode::{self, NatsMode};
 use crate::intake::nats::run_intake;
 use crate::keys::Keys;
 use crate::log::jetstream::{JetStreamConfig, JetStreamLog};
 use crate::nats::server::{NatsServer, Options};
 use crate::projection::projector::run_projector;
+use crate::server::nats::{self as nats_mode, NatsMode};
 use async_nats::jetstream;
 use futures::StreamExt;
 use std::collections::HashMap;

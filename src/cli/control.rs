@@ -2,12 +2,13 @@
 //! Halting stops every automated execution at once (cases wait in cooling-off); resuming is explicit, and both are
 //! recorded with the operator and the reason.
 
-use crate::cli::{embedded, exit};
+use crate::cli::exit;
 use crate::core::actor::{Actor, Role};
 use crate::core::control::ControlCommand;
 use crate::core::ids::CommandId;
 use crate::core::limits::REASON_BYTES_MAX;
 use crate::core::text::{UntrustedText, check_identifier};
+use crate::server::embedded;
 use crate::service::{ServiceError, new_id};
 use std::path::PathBuf;
 

@@ -53,7 +53,7 @@ pub fn run(args: McpArgs) -> u8 {
                 serve::<crate::log::sqlite::SqliteLog>(Backend::Nats(client), &args).await
             }
             None => {
-                let embedded = crate::cli::embedded::open_data_dir(&args.data_dir)?;
+                let embedded = crate::server::embedded::open_data_dir(&args.data_dir)?;
                 serve(Backend::embedded(embedded.service), &args).await
             }
         }

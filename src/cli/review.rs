@@ -6,13 +6,14 @@
 //! decision carries no such field. On the embedded store the decision goes to the service directly; with `--nats` it
 //! is published on the reviewer's own intake subject, as a review tool would, and the answer is awaited.
 
+use crate::cli::exit;
 use crate::cli::store::{Store, now, print_table, projection, rfc3339, span};
-use crate::cli::{embedded, exit};
 use crate::core::actor::{Actor, Role};
 use crate::core::ids::CaseId;
 use crate::core::text::{UntrustedText, check_identifier, for_terminal};
 use crate::intake::{CommandType, handle_json};
 use crate::projection::evidence::EvidencePacket;
+use crate::server::embedded;
 use crate::service::new_id;
 use serde::Serialize;
 use serde_json::{Value, json};

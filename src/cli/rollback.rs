@@ -3,13 +3,14 @@
 //! within `--since`, with `--dry-run` listing what would change first. Each rollback restores the previous records,
 //! removes added destinations, revokes sessions opened since, notifies the owner, and is recorded with a receipt.
 
-use crate::cli::{embedded, exit};
+use crate::cli::exit;
 use crate::core::actor::{Actor, Role};
 use crate::core::command::{Command, CommandEnvelope};
 use crate::core::ids::{CaseId, CommandId, UnixMs};
 use crate::core::limits::REASON_BYTES_MAX;
 use crate::core::text::{UntrustedText, check_identifier};
 use crate::projection::query::Indicator;
+use crate::server::embedded;
 use crate::service::{ServiceError, new_id};
 use std::path::PathBuf;
 use std::time::Duration;

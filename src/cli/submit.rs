@@ -3,11 +3,12 @@
 //! command: on the embedded store that is the local operator, who can read and write its files anyway. Network
 //! front doors (NATS, HTTP, MCP) take the actor from the authenticated channel instead.
 
-use crate::cli::{embedded, exit};
+use crate::cli::exit;
 use crate::core::actor::{Actor, Role};
 use crate::core::limits;
 use crate::core::text::check_identifier;
 use crate::intake::{CommandType, handle_json};
+use crate::server::embedded;
 use std::io::Read;
 use std::path::PathBuf;
 

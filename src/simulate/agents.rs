@@ -3,7 +3,6 @@
 
 use super::population::{Population, Profile};
 use super::report::{AttackerFigures, CaseOutcome, OwnerFigures, Percentiles, ReviewerFigures, Run, Who, round, share};
-use crate::cli::embedded::{self, Embedded};
 use crate::clock::{Clock, ManualClock};
 use crate::core::account::{Destination, DestinationKind};
 use crate::core::action::RecoveryAction;
@@ -20,6 +19,7 @@ use crate::directory::totp::TotpSecret;
 use crate::keys::Keys;
 use crate::notify::{Message, Notifier, NotifyError};
 use crate::policy::Engine;
+use crate::server::embedded::{self, Embedded};
 use crate::service::ServiceError;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -5,10 +5,11 @@
 mod print;
 mod stories;
 
-use crate::cli::{embedded, exit};
+use crate::cli::exit;
 use crate::clock::ManualClock;
 use crate::core::ids::UnixMs;
 use crate::keys::Keys;
+use crate::server::embedded;
 use std::path::PathBuf;
 use std::sync::Arc;
 

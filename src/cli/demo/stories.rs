@@ -2,7 +2,6 @@
 
 use crate::cli::demo::print;
 use crate::cli::demo::{Check, DEMO_START};
-use crate::cli::embedded::Embedded;
 use crate::clock::ManualClock;
 use crate::core::account::{Destination, DestinationKind};
 use crate::core::action::RecoveryAction;
@@ -15,6 +14,7 @@ use crate::core::state::Status;
 use crate::core::text::UntrustedText;
 use crate::directory::AccountDirectory;
 use crate::directory::embedded::AccountRecord;
+use crate::server::embedded::Embedded;
 use crate::service::{ServiceError, new_id};
 
 const ATTACKER_EMAIL: &str = "alice.travels@mailbox.example";

@@ -1,0 +1,207 @@
+//! The production process as a library: [`run`] builds the service a typed [`Config`] describes (NATS mode or the
+//! embedded store) and runs every front door, the projector and the timers until told to stop. `airlock serve`
+//! only turns its command line into a `Config` and calls it; [`nats`] and [`embedded`] assemble the service of each
+//! mode for it and for the other commands.
+
+pub mod embedded;
+pub mod nats;
+
+use crate::intake::nats::{run_intake, run_queries};
+use crate::keys::Keys;
+use crate::projection::projector::run_projector;
+use crate::service::Service;
+use nats::NatsMode;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Everything `run` needs, already checked: policies loaded, the mail server's address parsed.
+pub struct Config {
+    /// NATS mode; the embedded store of `data_dir` without it.
+    pub nats: Option<NatsConfig>,
+    /// Where the projection, the embedded account directory, the outbox and the key file live.
+    pub data_dir: PathBuf,
+    /// Replicas of the streams airlock creates: 1 for one server, 3 for a cluster.
+    pub replicas: usize,
+    /// Commands decided at once.
+    pub in_flight: usize,
+    pub policy: Arc<crate::policy::Engine>,
+    /// How often the timers look for due cases.
+    pub tick: Duration,
+    /// Where to serve the owners' page, the HTTP intake and `/healthz`.
+    pub http: Option<SocketAddr>,
+    /// The address owners reach the page at (default: http://<http address>).
+    pub public_url: Option<String>,
+    /// Email through this mail server instead of the outbox.
+    pub smtp: Option<crate::notify::smtp::SmtpConfig>,
+}
+
+/// The NATS server and the nkey seed airlock connects with.
+pub struct NatsConfig {
+    pub url: String,
+    pub nkey: Option<PathBuf>,
+}
+
+/// Builds the service `config` describes and runs it until `stop_when` resolves (or a task fails): every front door,
+/// the projector and the timers. When `stop_when` resolves, no new command is pulled, commands in flight finish and
+/// are acknowledged, and nothing unfinished is acknowledged.
+pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let policy = config.policy.clone();
+    // Bound before anything else starts, so a taken port is a clear startup error and port 0 is known at once.
+    let http = match config.http {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|error| anyhow::anyhow!("cannot listen on {address}: {error}"))?,
+        ),
+        None => None,
+    };
+    let public_url = match (&config.public_url, &http) {
+        (Some(url), _) => url.trim_end_matches('/').to_string(),
+        (None, Some(listener)) => format!("http://{}", listener.local_addr()?),
+        (None, None) => crate::service::PUBLIC_URL_DEFAULT.to_string(),
+    };
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|error| anyhow::anyhow!("cannot create the data directory {}: {error}", config.data_dir.display()))?;
+    // The HTTP intake's API keys (`airlock api-key`), beside the other files of the data directory.
+    let http = match http {
+        Some(listener) => {
+            let path = config.data_dir.join(crate::http::api_keys::FILE);
+            let keys = crate::http::api_keys::ApiKeys::open(&path)
+                .map_err(|error| anyhow::anyhow!("cannot open the API keys in {}: {error}", path.display()))?;
+            Some((listener, Arc::new(keys)))
+        }
+        None => None,
+    };
+    let keys = Keys::load_or_create(&config.data_dir.join("airlock.key"))
+        .map_err(|error| anyhow::anyhow!("cannot use the key file in {}: {error}", config.data_dir.display()))?;
+    let smtp = match &config.smtp {
+        Some(smtp) => Some(Arc::new(
+            crate::notify::smtp::SmtpNotifier::new(smtp.clone())
+                .map_err(|error| anyhow::anyhow!("--smtp refused: {error}"))?,
+        )),
+        None => None,
+    };
+    let with_smtp = |outbox: Arc<dyn crate::notify::Notifier>| -> Arc<dyn crate::notify::Notifier> {
+        match &smtp {
+            Some(smtp) => Arc::new(crate::notify::ByKind { email: smtp.clone(), other: outbox }),
+            None => outbox,
+        }
+    };
+    let (stop, shutdown) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    let client = match &config.nats {
+        Some(NatsConfig { url, nkey }) => {
+            let client = crate::nats::connect_seeded(url, "airlock", nkey.as_deref()).await?;
+            let NatsMode { mut service, projection, events, context, intake: intake_config } =
+                nats::open(&client, &config.data_dir, config.replicas, config.in_flight, keys, policy.clone()).await?;
+            service.public_url = public_url.clone();
+            service.notifier = with_smtp(service.notifier.clone());
+            let service = Arc::new(service);
+            tasks.spawn(named("intake", run_intake(service.clone(), context, intake_config.clone(), shutdown.clone())));
+            tasks
+                .spawn(named("queries", run_queries(service.clone(), client.clone(), intake_config, shutdown.clone())));
+            tasks.spawn(named(
+                "projector",
+                run_projector(projection, events, projector_name(&config.data_dir)?, shutdown.clone()),
+            ));
+            spawn_shared(&mut tasks, service, http, config.tick, &shutdown);
+            Some(client)
+        }
+        None => {
+            let mut embedded = crate::server::embedded::open(&config.data_dir, crate::clock::process_clock(), keys)
+                .map_err(|error| {
+                    anyhow::anyhow!("cannot open the embedded store in {}: {error:#}", config.data_dir.display())
+                })?;
+            embedded.service.public_url = public_url.clone();
+            embedded.service.notifier = with_smtp(embedded.service.notifier.clone());
+            embedded.service.policy = policy.clone();
+            spawn_shared(&mut tasks, Arc::new(embedded.service), http, config.tick, &shutdown);
+            None
+        }
+    };
+    tracing::info!(version = policy.version(), "policies loaded");
+    let mode = config.nats.as_ref().map_or("the embedded store", |nats| nats.url.as_str());
+    tracing::info!(%mode, data_dir = %config.data_dir.display(), %public_url, "airlock serving");
+    eprintln!("airlock serving on {mode} (data in {}); owners' page at {public_url}", config.data_dir.display());
+    let mut failure = None;
+    tokio::select! {
+        _ = stop_when => tracing::info!("stopping: finishing work in flight"),
+        Some(ended) = tasks.join_next() => failure = Some(ended),
+    }
+    let _ = stop.send(true);
+    while let Some(ended) = tasks.join_next().await {
+        if let Ok(Err(error)) = ended {
+            tracing::warn!("{error:#}");
+        }
+    }
+    if let Some(client) = client {
+        client.flush().await.ok();
+    }
+    match failure {
+        Some(Ok(Err(error))) => Err(error),
+        Some(Err(panic)) => Err(anyhow::anyhow!("a task panicked: {panic}")),
+        Some(Ok(Ok(()))) | None => Ok(()),
+    }
+}
+
+/// The projector's durable consumer is named after the data directory it projects into: each airlock process keeps
+/// its own projection and must see every event, while a restart of the same process resumes where it stopped. (One
+/// shared name would split the events between processes like a work queue.)
+fn projector_name(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    let path = std::fs::canonicalize(data_dir)
+        .map_err(|error| anyhow::anyhow!("cannot resolve the data directory {}: {error}", data_dir.display()))?;
+    let digest = Sha256::digest(path.to_string_lossy().as_bytes());
+    Ok(format!("airlock-projector-{}", &hex::encode(digest)[..16]))
+}
+
+/// What both modes run: the timers and, when asked for, the owners' web endpoint.
+fn spawn_shared<L: crate::log::EventLog + 'static>(
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    service: Arc<Service<L>>,
+    http: Option<(tokio::net::TcpListener, Arc<crate::http::api_keys::ApiKeys>)>,
+    tick: Duration,
+    shutdown: &watch::Receiver<bool>,
+) {
+    if let Some((listener, keys)) = http {
+        if let Ok(address) = listener.local_addr() {
+            eprintln!("airlock verification page on http://{address}");
+        }
+        let mut stopped = shutdown.clone();
+        let signal = async move {
+            let _ = stopped.changed().await;
+        };
+        tasks.spawn(named("http", crate::http::serve(listener, service.clone(), keys, signal)));
+    }
+    tasks.spawn(named("timers", timers(service, tick, shutdown.clone())));
+}
+
+async fn named<E: std::fmt::Display>(
+    name: &'static str,
+    task: impl std::future::Future<Output = Result<(), E>>,
+) -> anyhow::Result<()> {
+    task.await.map_err(|error| anyhow::anyhow!("{name} stopped: {error}"))
+}
+
+/// The timers: cooling-off ends, time limits, and pending executions, every `tick`.
+async fn timers<L: crate::log::EventLog>(
+    service: Arc<Service<L>>,
+    tick: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut interval = tokio::time::interval(tick);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {
+                if let Err(error) = service.run_due().await {
+                    tracing::warn!(%error, "timers: will retry on the next tick");
+                }
+            }
+            _ = shutdown.changed() => return Ok(()),
+        }
+    }
+}
