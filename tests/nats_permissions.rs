@@ -384,3 +384,231 @@ async fn the_broker_refuses_every_subject_but_the_actors_own() {
     drop(serve);
     assert!(broker.config.exists());
 }
+
+fn airlock(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_airlock")).args(args).output().unwrap()
+}
+
+fn projection_halted(data: &Path) -> Option<bool> {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let connection = rusqlite::Connection::open_with_flags(data.join("projection.db"), flags).ok()?;
+    connection.query_row("SELECT halted FROM control WHERE id = 1", [], |row| row.get(0)).ok()
+}
+
+// Proves issue 17's kill switch, cancel and rollback for an operator of a live NATS deployment, through the binary:
+// with the operator's own key from `airlock nats-config`, `airlock cancel --nats` stops a change in cooling-off;
+// `airlock halt --nats` is recorded by the running service as that
+// operator and read back before it says "halted", and the running service's projection shows it; `resume` releases
+// it. A `--operator` that disagrees with the key, and a reviewer's key, are refused at once naming both, with nothing
+// sent. `rollback` of a case that never executed reaches the service and is refused by it; `rollback --match --dry-run`
+// lists through the service. And `halt` pointed at the service's data directory (a NATS deployment's projection)
+// refuses without printing "halted", and writes no local log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_works_the_live_deployment_with_their_own_key() {
+    let directory = scratch();
+    let broker = start_broker(directory.path());
+    let data = directory.path().join("data");
+    import_accounts(&data, json!([email_account("acct-1")]));
+    let airlock_seed = broker.seeds.join("airlock.nk");
+    let _serve = ServeProcess::start(
+        &broker.url,
+        &data,
+        &directory.path().join("serve.log"),
+        &["--nats-nkey", airlock_seed.to_str().unwrap()],
+        &[],
+    );
+    let ops = broker.seeds.join("operator.ops.nk");
+    let ops = ops.to_str().unwrap();
+    let url = broker.url.as_str();
+
+    // A change waiting out its cooling-off, cancelled by the operator over NATS.
+    let desk = connect(url, Some(&broker.seeds.join("intake.desk.nk"))).await.unwrap();
+    let request = request_body("cmd-1", "acct-1", reset_password(), "customer locked out", json!({}));
+    let answer =
+        desk.command("airlock.intake.intake.desk.request_recovery", "airlock.result.intake.desk", request).await;
+    let case_id = answer["case_id"].as_str().unwrap().to_string();
+    let page = connect(url, Some(&broker.seeds.join("owner.verification-page.nk"))).await.unwrap();
+    common::wait_for(|| code_sent(&data, &case_id), "the code to reach the outbox");
+    let proof =
+        json!({ "version": 1, "command_id": "proof-1", "case_id": case_id, "code": common::code_for(&data, &case_id) });
+    let answer = page
+        .command("airlock.intake.owner.verification-page.submit_proof", "airlock.result.owner.verification-page", proof)
+        .await;
+    assert_eq!(answer["status"], "cooling_off", "{answer}");
+    let cancelled = airlock(&["cancel", &case_id, "--reason", "owner called", "--nats", url, "--nats-nkey", ops]);
+    let stdout = String::from_utf8_lossy(&cancelled.stdout);
+    assert_eq!(cancelled.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&cancelled.stderr));
+    assert!(stdout.contains(&format!("case {case_id} is cancelled")), "{stdout}");
+
+    let halted = airlock(&["halt", "--reason", "incident 42", "--nats", url, "--nats-nkey", ops]);
+    let stdout = String::from_utf8_lossy(&halted.stdout);
+    assert_eq!(halted.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&halted.stderr));
+    assert!(stdout.contains("automation halted by operator:ops"), "{stdout}");
+    common::wait_for(|| projection_halted(&data) == Some(true), "the running service's projection to show halted");
+
+    let resumed = airlock(&["resume", "--reason", "incident 42 closed", "--nats", url, "--nats-nkey", ops]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert!(String::from_utf8_lossy(&resumed.stdout).contains("automation resumed by operator:ops"));
+    common::wait_for(|| projection_halted(&data) == Some(false), "the running service's projection to show running");
+
+    // Keys act only as their own actor: refused before anything is sent.
+    let ana = broker.seeds.join("reviewer.ana.nk");
+    let refusals = [
+        (vec!["halt", "--reason", "x", "--operator", "root", "--nats", url, "--nats-nkey", ops], "--operator root"),
+        (vec!["halt", "--reason", "x", "--nats", url, "--nats-nkey", ana.to_str().unwrap()], "reviewer ana"),
+        (vec!["halt", "--reason", "x", "--nats", url], "--nats-nkey"),
+    ];
+    for (args, named) in refusals {
+        let output = airlock(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+        assert!(!String::from_utf8_lossy(&output.stdout).contains("halted"), "{args:?}");
+    }
+    assert_eq!(projection_halted(&data), Some(false), "a refused halt changed the switch");
+
+    let rollback =
+        airlock(&["rollback", "case-never-executed", "--reason", "drill", "--nats", url, "--nats-nkey", ops]);
+    let stdout = String::from_utf8_lossy(&rollback.stdout);
+    assert_eq!(rollback.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&rollback.stderr));
+    assert!(stdout.contains("case-never-executed: refused") && stdout.contains("0 rolled back, 1 refused"), "{stdout}");
+    let listed = airlock(&[
+        "rollback",
+        "--match",
+        "destination-domain=mailbox.example",
+        "--dry-run",
+        "--json",
+        "--nats",
+        url,
+        "--nats-nkey",
+        ops,
+    ]);
+    assert_eq!(listed.status.code(), Some(0), "{}", String::from_utf8_lossy(&listed.stderr));
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed, json!({ "dry_run": true, "cases": [] }));
+
+    // The reads are a NATS micro service: an operator's key may ask it to describe itself and count its requests
+    // (as `nats micro info/stats airlock` do); a desk's and a reviewer's may not.
+    let operator = connect(url, Some(Path::new(ops))).await.unwrap();
+    let info = operator.client.request("$SRV.INFO.airlock", "".into()).await.unwrap();
+    let info: Value = serde_json::from_slice(&info.payload).unwrap();
+    assert_eq!(
+        (info["type"].as_str(), info["name"].as_str()),
+        (Some("io.nats.micro.v1.info_response"), Some("airlock"))
+    );
+    let endpoints = info["endpoints"].as_array().unwrap();
+    assert!(endpoints.iter().any(|endpoint| endpoint["subject"] == "airlock.query.*.*"), "{info}");
+    let stats = operator.client.request("$SRV.STATS.airlock", "".into()).await.unwrap();
+    let stats: Value = serde_json::from_slice(&stats.payload).unwrap();
+    let served = stats["endpoints"][0]["num_requests"].as_u64().unwrap();
+    assert!(served >= 3, "the halt and resume read-backs and the rollback listing were queries: {stats}");
+    desk.publish_refused("intake desk", "$SRV.INFO.airlock").await;
+    // The queries answer by the role the subject names: a desk learns nothing about the kill switch or rollbacks.
+    for query in
+        [json!({ "query": "kill_switch" }), json!({ "query": "executed_matching", "match": "source-network=AS1" })]
+    {
+        let answer = desk.client.request("airlock.query.intake.desk", query.to_string().into()).await.unwrap();
+        let answer: Value = serde_json::from_slice(&answer.payload).unwrap();
+        assert_eq!(answer["error"]["code"], "role_not_allowed", "{query}: {answer}");
+    }
+    let reviewer = connect(url, Some(&ana)).await.unwrap();
+    reviewer.publish_refused("reviewer ana", "$SRV.PING").await;
+
+    // The service's own data directory is not an embedded store: nothing is written there.
+    let misdirected = airlock(&["halt", "--reason", "x", "--data-dir", data.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&misdirected.stderr);
+    assert_eq!(misdirected.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("belongs to a NATS deployment") && stderr.contains("--nats"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&misdirected.stdout).contains("halted"));
+    assert!(!data.join("log.db").exists(), "a local log was created beside the NATS deployment's projection");
+}
+
+// Proves issue 17's reads for reviewers and operators of a live NATS deployment, through the binary and with no
+// access to the service's data directory: a reviewer's key lists the review queue, shows a case's evidence packet and
+// approves with the hash taken from it; an operator's key shows the case and lists cases; the same commands with a
+// desk's key are refused by the service (exit 1), and a read over NATS without a key is a usage error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reviewer_works_the_queue_over_nats_without_the_data_directory() {
+    let directory = scratch();
+    let broker = start_broker(directory.path());
+    let data = directory.path().join("data");
+    let young = common::threats::time_ago(86_400_000);
+    let account = common::threats::account("acct-2", &[("acct-2-mail", "email", "acct-2@example.com", &young)]);
+    import_accounts(&data, json!([account]));
+    let airlock_seed = broker.seeds.join("airlock.nk");
+    let _serve = ServeProcess::start(
+        &broker.url,
+        &data,
+        &directory.path().join("serve.log"),
+        &["--nats-nkey", airlock_seed.to_str().unwrap()],
+        &[],
+    );
+    let url = broker.url.as_str();
+    let desk = connect(url, Some(&broker.seeds.join("intake.desk.nk"))).await.unwrap();
+    let request = request_body("cmd-2", "acct-2", reset_password(), "customer lost everything", json!({}));
+    let answer =
+        desk.command("airlock.intake.intake.desk.request_recovery", "airlock.result.intake.desk", request).await;
+    let case_id = answer["case_id"].as_str().unwrap().to_string();
+
+    // Elsewhere than the server: an empty working directory, only the keys.
+    let elsewhere = directory.path().join("reviewer-laptop");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let run = |key: &str, args: &[&str]| {
+        let key = broker.seeds.join(key);
+        Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(args)
+            .args(["--nats", url, "--nats-nkey", key.to_str().unwrap()])
+            .current_dir(&elsewhere)
+            .env_remove("AIRLOCK_DATA_DIR")
+            .output()
+            .unwrap()
+    };
+    let queue = {
+        let mut queue = Value::Null;
+        common::wait_for(
+            || {
+                let output = run("reviewer.ana.nk", &["review", "list", "--json"]);
+                queue = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+                queue.as_array().is_some_and(|items| !items.is_empty())
+            },
+            "the case in the review queue, read over NATS",
+        );
+        queue
+    };
+    assert_eq!(queue[0]["case_id"], case_id.as_str(), "{queue}");
+    let shown = run("reviewer.ana.nk", &["review", "show", &case_id, "--json"]);
+    assert_eq!(shown.status.code(), Some(0), "{}", String::from_utf8_lossy(&shown.stderr));
+    let packet: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert!(packet["blocking_rules"].to_string().contains("NoEligibleFactor"), "{packet}");
+    let hash = packet["action_hash"].as_str().unwrap();
+    let approved =
+        run("reviewer.ana.nk", &["review", "approve", &case_id, "--action-hash", hash, "--reason", "called back"]);
+    assert_eq!(approved.status.code(), Some(0), "{}", String::from_utf8_lossy(&approved.stderr));
+    assert!(String::from_utf8_lossy(&approved.stdout).contains("is cooling_off"));
+
+    let mut case = Value::Null;
+    common::wait_for(
+        || {
+            let output = run("operator.ops.nk", &["case", "show", &case_id, "--json"]);
+            case = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+            case["status"] == "cooling_off"
+        },
+        "the operator's case view to show the approval",
+    );
+    assert_eq!(case["approvers"], json!(["ana"]), "{case}");
+    let listed = run("operator.ops.nk", &["case", "list", "--json"]);
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed["cases"][0]["case_id"], case_id.as_str(), "{listed}");
+
+    // The desk's key reads nothing but its own cases' status.
+    for args in [&["review", "list"][..], &["case", "show", &case_id], &["case", "list"], &["review", "show", &case_id]]
+    {
+        let refused = run("intake.desk.nk", args);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("role_not_allowed"), "{args:?}: {stderr}");
+    }
+    let keyless = Command::new(env!("CARGO_BIN_EXE_airlock")).args(["review", "list", "--nats", url]).output().unwrap();
+    assert_eq!(keyless.status.code(), Some(2), "{}", String::from_utf8_lossy(&keyless.stderr));
+    assert!(!elsewhere.join("airlock-data").exists(), "a read created a store");
+}

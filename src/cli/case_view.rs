@@ -3,166 +3,31 @@
 //! `decide` enforces) and its receipts; `list` finds cases by state, account, age and action.
 
 use crate::cli::exit;
-use crate::cli::store::{Store, now, parse_moment, print_table, projection, rfc3339, span};
-use crate::core::action::RecoveryAction;
-use crate::core::actor::Role;
-use crate::core::command::CommandKind;
-use crate::core::ids::{CaseId, UnixMs};
+use crate::cli::store::{Reader, Store, exit_code_of, now, parse_moment, print_table, span};
+use crate::core::ids::CaseId;
 use crate::core::state::Status;
-use crate::projection::query::{CaseFilter, CaseRow};
-use crate::projection::receipts::Receipt;
-use serde::Serialize;
-
-/// The people's commands, in the order `case show` lists them. The timers and the executor's reports are shown as
-/// timers, not steps; the kill switch acts on no case.
-const STEPS: [CommandKind; 6] = [
-    CommandKind::SubmitProof,
-    CommandKind::ApproveReview,
-    CommandKind::DenyReview,
-    CommandKind::Cancel,
-    CommandKind::RollBack,
-    CommandKind::ConfirmExecution,
-];
-
-/// A step someone may take next.
-#[derive(Debug, Serialize)]
-pub struct Step {
-    pub role: &'static str,
-    pub command: &'static str,
-    /// How, in words or as the command line to use.
-    pub how: String,
-}
-
-/// A timer that will move the case if nobody does.
-#[derive(Debug, Serialize)]
-pub struct Timer {
-    /// `expires` (the case ends, nothing changes) or `executes` (the change is applied).
-    pub kind: &'static str,
-    pub at: String,
-    /// Milliseconds from now (0 when already due: the next timer pass acts).
-    pub in_ms: u64,
-    /// The kill switch is on: nothing executes until an operator resumes.
-    pub held_by_kill_switch: bool,
-}
-
-#[derive(Debug, Serialize)]
-pub struct CaseView {
-    pub case_id: String,
-    pub account_id: String,
-    pub status: String,
-    pub terminal: bool,
-    pub action: String,
-    pub action_hash: String,
-    pub requester: String,
-    pub high_value: bool,
-    pub requested_at: String,
-    pub updated_at: String,
-    pub events: u64,
-    pub approvers: Vec<String>,
-    pub timers: Vec<Timer>,
-    pub next_steps: Vec<Step>,
-    /// Since when the case has owed its owner a notice not yet delivered (ADR 10), if it does.
-    pub notices_owed_since: Option<String>,
-    pub receipts: Vec<Receipt>,
-}
-
-fn how(kind: CommandKind, role: Role, case_id: &str, action_hash: &str) -> String {
-    match (kind, role) {
-        (CommandKind::SubmitProof, _) => {
-            "enters the code sent to a pre-existing destination at the verification page".to_string()
-        }
-        (CommandKind::ApproveReview, _) => {
-            format!("airlock review approve {case_id} --action-hash {action_hash} --reviewer ID --reason TEXT")
-        }
-        (CommandKind::DenyReview, _) => format!("airlock review deny {case_id} --reviewer ID --reason TEXT"),
-        (CommandKind::Cancel, Role::Owner) => "follows the cancel link sent to a pre-existing destination".to_string(),
-        (CommandKind::Cancel, _) => format!(
-            "echo '{{\"version\":1,\"command_id\":\"...\",\"case_id\":\"{case_id}\",\"reason\":\"...\"}}' | \
-             airlock submit --actor operator:ID --command cancel"
-        ),
-        (CommandKind::RollBack, _) => format!("airlock rollback {case_id} --reason TEXT"),
-        (CommandKind::ConfirmExecution, _) => "airlock's executor reports the change it applied".to_string(),
-        (
-            CommandKind::RequestRecovery
-            | CommandKind::Tick
-            | CommandKind::Halt
-            | CommandKind::Resume
-            | CommandKind::ConfirmNotices,
-            _,
-        ) => String::new(),
-    }
-}
-
-fn timers(row: &CaseRow, status: Status, halted: bool, now: UnixMs) -> Vec<Timer> {
-    let timer = |kind, at: UnixMs, held| Timer {
-        kind,
-        at: rfc3339(at),
-        in_ms: at.0.saturating_sub(now.0),
-        held_by_kill_switch: held,
-    };
-    let mut timers = Vec::new();
-    if status == Status::CoolingOff
-        && let Some(ends_at) = row.cooling_off_ends_at
-    {
-        timers.push(timer("executes", ends_at, halted));
-    }
-    if CommandKind::Tick.accepted_in().contains(&status)
-        && let Some(deadline) = row.deadline
-    {
-        timers.push(timer("expires", deadline, false));
-    }
-    timers
-}
-
-pub fn view(store: &Store, case_id: &CaseId) -> Result<Option<CaseView>, String> {
-    let projection = projection(&store.data_dir).map_err(|_| String::new())?;
-    let failed = |error: crate::projection::ProjectionError| error.to_string();
-    let Some(row) = projection.case(case_id).map_err(failed)? else { return Ok(None) };
-    let status =
-        Status::from_name(&row.status).ok_or_else(|| format!("unknown status {} in the projection", row.status))?;
-    let halted = projection.halted().map_err(failed)?;
-    let next_steps = STEPS
-        .into_iter()
-        .filter(|kind| kind.accepted_in().contains(&status))
-        .flat_map(|kind| kind.allowed_roles().iter().map(move |role| (kind, *role)))
-        .map(|(kind, role)| Step {
-            role: role.name(),
-            command: kind.name(),
-            how: how(kind, role, &row.case_id, &row.action_hash),
-        })
-        .collect();
-    Ok(Some(CaseView {
-        timers: timers(&row, status, halted, now()),
-        next_steps,
-        notices_owed_since: projection.notices_owed_since(case_id).map_err(failed)?.map(rfc3339),
-        receipts: projection.receipts(Some(case_id)).map_err(failed)?,
-        approvers: serde_json::from_str(&row.approvers).unwrap_or_default(),
-        terminal: status.is_terminal(),
-        case_id: row.case_id,
-        account_id: row.account_id,
-        status: row.status,
-        action: row.action,
-        action_hash: row.action_hash,
-        requester: row.requester,
-        high_value: row.high_value,
-        requested_at: rfc3339(row.requested_at),
-        updated_at: rfc3339(row.updated_at),
-        events: row.events,
-    }))
-}
+use crate::projection::query::CaseFilter;
+use crate::projection::views::{self, CaseView, ListedCase};
+use serde_json::json;
 
 pub fn show(store: &Store, case_id: &str, json: bool) -> u8 {
-    let view = match view(store, &CaseId::new(case_id)) {
+    let reader = match store.reader() {
+        Ok(reader) => reader,
+        Err(code) => return code,
+    };
+    let found: Result<Option<CaseView>, String> = match &reader {
+        Reader::Local(projection) => views::case_view(projection, &CaseId::new(case_id), now()),
+        Reader::Nats { .. } => reader.ask_for(json!({ "query": "case_view", "case_id": case_id }), "case"),
+    };
+    let view = match found {
         Ok(Some(view)) => view,
         Ok(None) => {
             eprintln!("error: no case {case_id} in the projection");
             return exit::FAILED;
         }
         Err(error) => {
-            if !error.is_empty() {
-                eprintln!("error: {error}");
-            }
-            return exit::UNAVAILABLE;
+            eprintln!("error: {error}");
+            return exit_code_of(&error);
         }
     };
     if json {
@@ -239,18 +104,6 @@ pub struct ListFilter {
     pub limit: usize,
 }
 
-/// One case as `case list` shows it.
-#[derive(Debug, Serialize)]
-pub struct ListedCase {
-    pub case_id: String,
-    pub account_id: String,
-    pub status: String,
-    pub action: String,
-    pub requester: String,
-    pub requested_at: String,
-    pub updated_at: String,
-}
-
 const ACTIONS: [&str; 3] = ["reset_password", "add_destination", "remove_totp"];
 
 pub fn list(store: &Store, filter: &ListFilter, json: bool) -> u8 {
@@ -274,10 +127,6 @@ pub fn list(store: &Store, filter: &ListFilter, json: bool) -> u8 {
             return exit::USAGE;
         }
     };
-    let projection = match projection(&store.data_dir) {
-        Ok(projection) => projection,
-        Err(code) => return code,
-    };
     let wanted = CaseFilter {
         status: filter.state.clone(),
         account_id: filter.account.clone(),
@@ -285,26 +134,24 @@ pub fn list(store: &Store, filter: &ListFilter, json: bool) -> u8 {
         action: filter.action.clone(),
         limit: filter.limit,
     };
-    let (rows, more) = match projection.cases(&wanted) {
+    let reader = match store.reader() {
+        Ok(reader) => reader,
+        Err(code) => return code,
+    };
+    let found: Result<(Vec<ListedCase>, bool), String> = match &reader {
+        Reader::Local(projection) => views::case_list(projection, &wanted).map_err(|error| error.to_string()),
+        Reader::Nats { .. } => reader.ask(json!({ "query": "case_list", "filter": wanted })).and_then(|answer| {
+            let items = serde_json::from_value(answer["items"].clone()).map_err(|error| error.to_string())?;
+            Ok((items, answer["more"].as_bool().unwrap_or(false)))
+        }),
+    };
+    let (listed, more) = match found {
         Ok(found) => found,
         Err(error) => {
             eprintln!("error: {error}");
-            return exit::UNAVAILABLE;
+            return exit_code_of(&error);
         }
     };
-    let listed: Vec<ListedCase> = rows
-        .into_iter()
-        .map(|row| ListedCase {
-            action: serde_json::from_str::<RecoveryAction>(&row.action_json)
-                .map_or_else(|_| "unknown".to_string(), |action| action.name().to_string()),
-            case_id: row.case_id,
-            account_id: row.account_id,
-            status: row.status,
-            requester: row.requester,
-            requested_at: rfc3339(row.requested_at),
-            updated_at: rfc3339(row.updated_at),
-        })
-        .collect();
     if json {
         let answer = serde_json::json!({ "cases": listed, "more": more });
         println!("{}", serde_json::to_string_pretty(&answer).expect("plain data serializes"));

@@ -1,75 +1,109 @@
-//! `airlock halt` and `airlock resume`: the kill switch (SPEC principle 11), as an operator on the embedded store.
-//! Halting stops every automated execution at once (cases wait in cooling-off); resuming is explicit, and both are
-//! recorded with the operator and the reason.
+//! `airlock halt` and `airlock resume`: the kill switch (SPEC principle 11), as an operator, on the live NATS
+//! deployment with the operator's own key or on the embedded store. Halting stops every automated execution at once
+//! (cases wait in cooling-off); resuming is explicit, and both are recorded with the operator and the reason. The
+//! command says "halted" only when the service that holds the switch answered that it is on.
 
 use crate::cli::exit;
-use crate::core::actor::{Actor, Role};
-use crate::core::control::ControlCommand;
-use crate::core::ids::CommandId;
-use crate::core::limits::REASON_BYTES_MAX;
-use crate::core::text::{UntrustedText, check_identifier};
-use crate::server::embedded;
-use crate::service::{ServiceError, new_id};
-use std::path::PathBuf;
+use crate::cli::target::{Target, TargetArgs};
+use crate::core::actor::Role;
+use crate::intake::CommandType;
+use crate::service::new_id;
+use serde_json::json;
 
 #[derive(Debug, clap::Args)]
-#[command(
-    after_help = "Examples:\n  airlock halt --reason \"incident 42: proxy wave\"\n  airlock resume --reason \"incident 42 closed\""
-)]
+#[command(after_help = "Examples:\n  airlock halt --reason \"incident 42: proxy wave\"\n  \
+airlock halt --reason \"incident 42\" --nats nats://127.0.0.1:4222 --nats-nkey nats/seeds/operator.ops-1.nk\n  \
+airlock resume --reason \"incident 42 closed\"")]
 pub struct ControlArgs {
     /// Why; recorded with the event and shown in the audit trail.
     #[arg(long)]
     pub reason: String,
-    /// The operator acting (recorded as operator:ID).
-    #[arg(long, env = "AIRLOCK_OPERATOR", default_value = "operator")]
-    pub operator: String,
-    /// The embedded data directory.
-    #[arg(long, env = "AIRLOCK_DATA_DIR", default_value = "airlock-data")]
-    pub data_dir: PathBuf,
+    /// The operator acting (recorded as operator:ID) on the embedded store; over NATS the key says who you are, and
+    /// this, if given, must agree with it.
+    #[arg(long, env = "AIRLOCK_OPERATOR")]
+    pub operator: Option<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print airlock's answer as JSON (fields: accepted, command_id, status, message, error{code, reason}).
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(args: ControlArgs, halt: bool) -> u8 {
-    if let Err(rejection) = check_identifier("operator", &args.operator) {
-        eprintln!("error: {rejection}");
-        return exit::USAGE;
+    if crate::wire::looks_like_code(&args.reason) {
+        eprintln!("error: the reason looks like it contains a verification code; it was not recorded");
+        return exit::FAILED;
     }
-    let reason = match UntrustedText::new("reason", &args.reason, REASON_BYTES_MAX) {
-        Ok(reason) if !crate::wire::looks_like_code(&args.reason) => reason,
-        Ok(_) => {
-            eprintln!("error: the reason looks like it contains a verification code; it was not recorded");
-            return exit::FAILED;
-        }
-        Err(rejection) => {
-            eprintln!("error: {rejection}");
-            return exit::FAILED;
-        }
-    };
-    let embedded = match embedded::open_data_dir(&args.data_dir) {
-        Ok(embedded) => embedded,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            return exit::UNAVAILABLE;
-        }
-    };
-    let command = if halt { ControlCommand::Halt { reason } } else { ControlCommand::Resume { reason } };
-    let actor = Actor::new(Role::Operator, args.operator);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
-    match runtime.block_on(embedded.service.control(CommandId::new(new_id("control")), actor, command)) {
-        Ok(true) => {
-            println!("automation halted: changes wait in cooling-off until `airlock resume`");
-            exit::OK
+    runtime.block_on(async {
+        let target = match Target::open(&args.target, Role::Operator, args.operator.as_deref(), "airlock-control").await
+        {
+            Ok(target) => target,
+            Err(refusal) => {
+                eprintln!("error: {}", refusal.message);
+                return refusal.code;
+            }
+        };
+        let body = json!({ "version": 1, "command_id": new_id("control"), "reason": args.reason });
+        let command = if halt { CommandType::Halt } else { CommandType::Resume };
+        let answer = match target.send(command, &body).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return exit::UNAVAILABLE;
+            }
+        };
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&answer).expect("a value serializes"));
         }
-        Ok(false) => {
-            println!("automation resumed");
-            exit::OK
+        let wanted = if halt { "halted" } else { "running" };
+        match (answer["accepted"].as_bool(), answer["status"].as_str(), answer["error"]["code"].as_str()) {
+            (Some(true), Some(status), _) if status == wanted => {
+                // Read back from the live service's log before saying so: an answer is not the switch.
+                match target.halted().await {
+                    Ok(halted) if halted == halt => {}
+                    Ok(halted) => {
+                        eprintln!(
+                            "error: the service accepted the command, but its kill switch reads {}; check with the \
+                             other operators (another command may have changed it since)",
+                            if halted { "halted" } else { "running" }
+                        );
+                        return exit::FAILED;
+                    }
+                    Err(error) => {
+                        eprintln!(
+                            "error: the command was accepted, but the kill switch could not be read back: {error}"
+                        );
+                        return exit::UNAVAILABLE;
+                    }
+                }
+                if !args.json {
+                    let actor = target.actor();
+                    match halt {
+                        true => {
+                            println!("automation halted by {actor}: changes wait in cooling-off until `airlock resume`")
+                        }
+                        false => println!("automation resumed by {actor}"),
+                    }
+                }
+                exit::OK
+            }
+            (_, _, Some("unavailable")) => {
+                if !args.json {
+                    eprintln!("unavailable: {}", answer["error"]["reason"].as_str().unwrap_or_default());
+                }
+                exit::UNAVAILABLE
+            }
+            _ => {
+                if !args.json {
+                    let reason = answer["error"]["reason"].as_str().or(answer["message"].as_str()).unwrap_or_default();
+                    eprintln!(
+                        "refused: {reason} (the kill switch is {})",
+                        answer["status"].as_str().unwrap_or("unchanged")
+                    );
+                }
+                exit::FAILED
+            }
         }
-        Err(ServiceError::Rejected(rejection)) => {
-            eprintln!("refused: {rejection}");
-            exit::FAILED
-        }
-        Err(error) => {
-            eprintln!("error: {error}");
-            exit::UNAVAILABLE
-        }
-    }
+    })
 }

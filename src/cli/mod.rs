@@ -4,6 +4,7 @@
 pub mod api_key;
 pub mod audit;
 pub mod bench;
+pub mod cancel;
 pub mod case;
 pub mod case_view;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod serve;
 pub mod simulate;
 pub mod store;
 pub mod submit;
+pub mod target;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
@@ -73,6 +75,8 @@ airlock completions zsh > \"${fpath[1]}/_airlock\"\n  airlock completions fish >
     Halt(control::ControlArgs),
     /// Release the kill switch, explicitly and on the record.
     Resume(control::ControlArgs),
+    /// Cancel a change waiting out its cooling-off, as an operator.
+    Cancel(cancel::CancelArgs),
     /// List what the embedded notifier sent (one-time codes masked).
     Outbox(outbox::OutboxArgs),
     /// Print the recovery state machine from state-machines/recovery.toml.
@@ -155,6 +159,7 @@ pub fn main() -> ExitCode {
         Commands::Fsm(args) => fsm::run(args),
         Commands::Halt(args) => control::run(args, true),
         Commands::Resume(args) => control::run(args, false),
+        Commands::Cancel(args) => cancel::run(args),
         Commands::Mcp(args) => mcp::run(args),
         Commands::NatsConfig(args) => nats_config::run(args),
         Commands::Outbox(args) => outbox::run(args),

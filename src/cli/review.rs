@@ -7,20 +7,16 @@
 //! is published on the reviewer's own intake subject, as a review tool would, and the answer is awaited.
 
 use crate::cli::exit;
-use crate::cli::store::{Store, now, print_table, projection, rfc3339, span};
-use crate::core::actor::{Actor, Role};
+use crate::cli::store::{Reader, Store, exit_code_of, now, print_table, span};
+use crate::cli::target::{Target, TargetArgs};
+use crate::core::actor::Role;
 use crate::core::ids::CaseId;
-use crate::core::text::{UntrustedText, check_identifier, for_terminal};
-use crate::intake::{CommandType, handle_json};
+use crate::core::text::{UntrustedText, for_terminal};
+use crate::intake::CommandType;
 use crate::projection::evidence::EvidencePacket;
-use crate::server::embedded;
+use crate::projection::views::{self, QueueEntry};
 use crate::service::new_id;
-use serde::Serialize;
 use serde_json::{Value, json};
-use std::time::Duration;
-
-/// How long `--nats` waits for airlock's answer to a decision before reporting it unavailable.
-const ANSWER_WAIT_MS: u64 = 30_000;
 
 #[derive(Debug, clap::Args)]
 pub struct ReviewArgs {
@@ -30,21 +26,15 @@ pub struct ReviewArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct Decider {
-    /// The reviewer deciding (recorded as reviewer:ID; 1 to 64 of A-Z a-z 0-9 - _).
+    /// The reviewer deciding (recorded as reviewer:ID; 1 to 64 of A-Z a-z 0-9 - _). Required on the embedded store;
+    /// over NATS your key says who you are, and this, if given, must agree with it.
     #[arg(long, env = "AIRLOCK_REVIEWER")]
-    pub reviewer: String,
+    pub reviewer: Option<String>,
     /// Why, in the reviewer's words (at most 1024 bytes; recorded on the case and in the receipt).
     #[arg(long)]
     pub reason: String,
-    /// Send the decision to `airlock serve` over NATS instead of the embedded store.
-    #[arg(long, env = "AIRLOCK_NATS_URL")]
-    pub nats: Option<String>,
-    /// The nkey seed file to connect to NATS with, as `airlock nats-config` wrote it (the reviewer's own,
-    /// seeds/reviewer.ID.nk).
-    #[arg(long, env = "AIRLOCK_NATS_NKEY", value_name = "FILE")]
-    pub nats_nkey: Option<std::path::PathBuf>,
     #[command(flatten)]
-    pub store: Store,
+    pub target: TargetArgs,
     /// Print airlock's answer as JSON (fields: accepted, command_id, case_id, status, message, error{code, reason}).
     #[arg(long)]
     pub json: bool,
@@ -99,23 +89,6 @@ AIRLOCK_REVIEWER=ana airlock review approve case-3f9a0c1d2e4b5a69 --action-hash 
     },
 }
 
-/// One case of the queue as `review list` shows it.
-#[derive(Debug, Serialize)]
-struct QueueEntry {
-    case_id: String,
-    account_id: String,
-    /// The account is high-value (admin, creator, finance, government, VIP): two reviewers.
-    high_value: bool,
-    /// Why the case needs people (`NoEligibleFactor`, `PolicyReview`, `ExecutionFailed`, `WeakerProof`).
-    reason: String,
-    /// When it entered review, RFC 3339 in UTC.
-    entered_at: String,
-    waiting_ms: u64,
-    approvals: u32,
-    reviewers_required: u32,
-    action: String,
-}
-
 pub fn run(args: ReviewArgs) -> u8 {
     match args.command {
         ReviewCommand::List { store, json } => list(&store, json),
@@ -128,34 +101,19 @@ pub fn run(args: ReviewArgs) -> u8 {
 }
 
 fn list(store: &Store, json: bool) -> u8 {
-    let projection = match projection(&store.data_dir) {
-        Ok(projection) => projection,
+    let reader = match store.reader() {
+        Ok(reader) => reader,
         Err(code) => return code,
     };
-    let now = now();
-    let entries: Result<Vec<QueueEntry>, _> = projection.review_queue().and_then(|rows| {
-        rows.into_iter()
-            .map(|row| {
-                let case = projection.case(&CaseId::new(&row.case_id))?;
-                Ok(QueueEntry {
-                    high_value: case.as_ref().is_some_and(|case| case.high_value),
-                    action: case.map(|case| case.action).unwrap_or_default(),
-                    case_id: row.case_id,
-                    account_id: row.account_id,
-                    reason: row.reason,
-                    entered_at: rfc3339(row.entered_at),
-                    waiting_ms: now.0.saturating_sub(row.entered_at.0),
-                    approvals: row.approvals,
-                    reviewers_required: row.reviewers_required,
-                })
-            })
-            .collect()
-    });
+    let entries: Result<Vec<QueueEntry>, String> = match &reader {
+        Reader::Local(projection) => views::review_queue(projection, now()).map_err(|error| error.to_string()),
+        Reader::Nats { .. } => reader.ask_for(json!({ "query": "review_queue" }), "items"),
+    };
     let entries = match entries {
         Ok(entries) => entries,
         Err(error) => {
             eprintln!("error: {error}");
-            return exit::UNAVAILABLE;
+            return exit_code_of(&error);
         }
     };
     if json {
@@ -183,11 +141,15 @@ fn list(store: &Store, json: bool) -> u8 {
 }
 
 fn show(store: &Store, case_id: &str, json: bool) -> u8 {
-    let projection = match projection(&store.data_dir) {
-        Ok(projection) => projection,
+    let reader = match store.reader() {
+        Ok(reader) => reader,
         Err(code) => return code,
     };
-    let packet = match projection.evidence(&CaseId::new(case_id)) {
+    let found: Result<Option<EvidencePacket>, String> = match &reader {
+        Reader::Local(projection) => projection.evidence(&CaseId::new(case_id)).map_err(|error| error.to_string()),
+        Reader::Nats { .. } => reader.ask_for(json!({ "query": "evidence", "case_id": case_id }), "evidence"),
+    };
+    let packet = match found {
         Ok(Some(packet)) => packet,
         Ok(None) => {
             eprintln!("no case {case_id} in the projection");
@@ -195,7 +157,7 @@ fn show(store: &Store, case_id: &str, json: bool) -> u8 {
         }
         Err(error) => {
             eprintln!("error: {error}");
-            return exit::UNAVAILABLE;
+            return exit_code_of(&error);
         }
     };
     if json {
@@ -244,8 +206,8 @@ fn print_packet(packet: &EvidencePacket) {
 }
 
 fn decide(decider: &Decider, case_id: &str, decision: Value) -> u8 {
-    if let Err(rejection) = check_identifier("reviewer", &decider.reviewer) {
-        eprintln!("error: {rejection}");
+    if decider.target.nats.is_none() && decider.reviewer.is_none() {
+        eprintln!("error: --reviewer is required on the embedded store (over NATS, your key names you)");
         return exit::USAGE;
     }
     if let Err(rejection) = UntrustedText::new("reason", &decider.reason, crate::core::limits::REASON_BYTES_MAX) {
@@ -261,25 +223,18 @@ fn decide(decider: &Decider, case_id: &str, decision: Value) -> u8 {
     for (key, value) in decision.as_object().expect("a decision is an object") {
         body[key] = value.clone();
     }
-    let bytes = body.to_string().into_bytes();
-    let actor = Actor::new(Role::Reviewer, decider.reviewer.as_str());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
-    let answer = match &decider.nats {
-        None => match embedded::open_data_dir(&decider.store.data_dir) {
-            Ok(embedded) => {
-                let reply =
-                    runtime.block_on(handle_json(&embedded.service, &actor, CommandType::ReviewDecision, &bytes));
-                Ok(serde_json::to_value(reply).expect("a reply serializes"))
-            }
-            Err(error) => Err(format!("{error:#}")),
-        },
-        Some(url) => runtime.block_on(over_nats(url, decider.nats_nkey.as_deref(), &actor, bytes)),
-    };
+    let answer = runtime.block_on(async {
+        let target = Target::open(&decider.target, Role::Reviewer, decider.reviewer.as_deref(), "airlock-review")
+            .await
+            .map_err(|refusal| (refusal.message, refusal.code))?;
+        target.send(CommandType::ReviewDecision, &body).await.map_err(|error| (error, exit::UNAVAILABLE))
+    });
     let answer = match answer {
         Ok(answer) => answer,
-        Err(error) => {
+        Err((error, code)) => {
             eprintln!("error: {error}");
-            return exit::UNAVAILABLE;
+            return code;
         }
     };
     if decider.json {
@@ -308,23 +263,4 @@ fn decide(decider: &Decider, case_id: &str, decision: Value) -> u8 {
             exit::FAILED
         }
     }
-}
-
-/// Publishes the decision on the reviewer's intake subject and waits for airlock's answer to it.
-async fn over_nats(
-    url: &str,
-    seed_file: Option<&std::path::Path>,
-    actor: &Actor,
-    bytes: Vec<u8>,
-) -> Result<Value, String> {
-    let client =
-        crate::nats::connect_seeded(url, "airlock-review", seed_file).await.map_err(|error| error.to_string())?;
-    crate::intake::nats::send_command(
-        &client,
-        actor,
-        CommandType::ReviewDecision,
-        bytes,
-        Duration::from_millis(ANSWER_WAIT_MS),
-    )
-    .await
 }

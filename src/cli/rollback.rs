@@ -1,18 +1,19 @@
-//! `airlock rollback`: undo executed changes (SPEC principle 9), as an operator on the embedded store: one case, or
+//! `airlock rollback`: undo executed changes (SPEC principle 9), as an operator, on the live NATS deployment with the
+//! operator's own key or on the embedded store: one case, or
 //! every case matching an incident's indicator (`--match destination-domain=DOMAIN` or `source-network=NET`) executed
 //! within `--since`, with `--dry-run` listing what would change first. Each rollback restores the previous records,
 //! removes added destinations, revokes sessions opened since, notifies the owner, and is recorded with a receipt.
 
 use crate::cli::exit;
-use crate::core::actor::{Actor, Role};
-use crate::core::command::{Command, CommandEnvelope};
-use crate::core::ids::{CaseId, CommandId, UnixMs};
+use crate::cli::target::{Target, TargetArgs};
+use crate::core::actor::Role;
+use crate::core::ids::{CaseId, UnixMs};
 use crate::core::limits::REASON_BYTES_MAX;
-use crate::core::text::{UntrustedText, check_identifier};
+use crate::core::text::UntrustedText;
+use crate::intake::CommandType;
 use crate::projection::query::Indicator;
-use crate::server::embedded;
-use crate::service::{ServiceError, new_id};
-use std::path::PathBuf;
+use crate::service::new_id;
+use serde_json::{Value, json};
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
@@ -34,50 +35,49 @@ pub struct RollbackArgs {
     /// Why; recorded with each rollback and its receipt.
     #[arg(long, required_unless_present = "dry_run")]
     pub reason: Option<String>,
-    /// The operator acting (recorded as operator:ID).
-    #[arg(long, env = "AIRLOCK_OPERATOR", default_value = "operator")]
-    pub operator: String,
-    /// The embedded data directory.
-    #[arg(long, env = "AIRLOCK_DATA_DIR", default_value = "airlock-data")]
-    pub data_dir: PathBuf,
+    /// The operator acting (recorded as operator:ID) on the embedded store; over NATS the key says who you are, and
+    /// this, if given, must agree with it.
+    #[arg(long, env = "AIRLOCK_OPERATOR")]
+    pub operator: Option<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Print one JSON object (fields: dry_run, cases[case_id, changes, status, refused]).
     #[arg(long)]
     pub json: bool,
 }
 
-fn parse_indicator(text: &str) -> Result<Indicator, String> {
-    match text.split_once('=') {
-        Some(("destination-domain", domain)) if !domain.is_empty() => Ok(Indicator::DestinationDomain(domain.into())),
-        Some(("source-network", network)) if !network.is_empty() => Ok(Indicator::SourceNetwork(network.into())),
-        _ => Err(format!("--match {text:?}: use destination-domain=DOMAIN or source-network=NETWORK")),
-    }
+pub fn run(args: RollbackArgs) -> u8 {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
+    runtime.block_on(rollback(args))
 }
 
-pub fn run(args: RollbackArgs) -> u8 {
-    if let Err(rejection) = check_identifier("operator", &args.operator) {
-        eprintln!("error: {rejection}");
+async fn rollback(args: RollbackArgs) -> u8 {
+    if let Some(indicator) = &args.indicator
+        && let Err(reason) = Indicator::parse(indicator)
+    {
+        eprintln!("error: {reason}");
         return exit::USAGE;
     }
-    let embedded = match embedded::open_data_dir(&args.data_dir) {
-        Ok(embedded) => embedded,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            return exit::UNAVAILABLE;
+    let reason = args.reason.clone().unwrap_or_default();
+    if !args.dry_run
+        && (UntrustedText::new("reason", &reason, REASON_BYTES_MAX).is_err() || crate::wire::looks_like_code(&reason))
+    {
+        eprintln!("error: the reason must be at most {REASON_BYTES_MAX} bytes and hold no verification code");
+        return exit::FAILED;
+    }
+    let target = match Target::open(&args.target, Role::Operator, args.operator.as_deref(), "airlock-rollback").await {
+        Ok(target) => target,
+        Err(refusal) => {
+            eprintln!("error: {}", refusal.message);
+            return refusal.code;
         }
     };
     let targets: Vec<(CaseId, String)> = match (&args.case, &args.indicator) {
         (Some(case), None) => vec![(CaseId::new(case), String::new())],
         (None, Some(indicator)) => {
-            let indicator = match parse_indicator(indicator) {
-                Ok(indicator) => indicator,
-                Err(reason) => {
-                    eprintln!("error: {reason}");
-                    return exit::USAGE;
-                }
-            };
             let now = crate::clock::Clock::now(&crate::clock::SystemClock);
             let since = UnixMs(now.0.saturating_sub(args.since.as_millis() as u64));
-            match embedded.service.projection.executed_matching(&indicator, since) {
+            match target.executed_matching(indicator, since).await {
                 Ok(targets) => targets,
                 Err(error) => {
                     eprintln!("error: {error}");
@@ -91,11 +91,11 @@ pub fn run(args: RollbackArgs) -> u8 {
         }
     };
     if args.dry_run && args.json {
-        let cases: Vec<serde_json::Value> = targets
+        let cases: Vec<Value> = targets
             .iter()
-            .map(|(case_id, changes)| serde_json::json!({ "case_id": case_id.as_str(), "changes": changes }))
+            .map(|(case_id, changes)| json!({ "case_id": case_id.as_str(), "changes": changes }))
             .collect();
-        println!("{}", serde_json::json!({ "dry_run": true, "cases": cases }));
+        println!("{}", json!({ "dry_run": true, "cases": cases }));
         return exit::OK;
     }
     if args.dry_run {
@@ -105,47 +105,43 @@ pub fn run(args: RollbackArgs) -> u8 {
         println!("{} cases would be rolled back (dry run: nothing changed)", targets.len());
         return exit::OK;
     }
-    let reason_text = args.reason.clone().unwrap_or_default();
-    let reason = match UntrustedText::new("reason", &reason_text, REASON_BYTES_MAX) {
-        Ok(reason) if !crate::wire::looks_like_code(&reason_text) => reason,
-        Ok(_) | Err(_) => {
-            eprintln!("error: the reason must be at most {REASON_BYTES_MAX} bytes and hold no verification code");
-            return exit::FAILED;
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
-    let actor = Actor::new(Role::Operator, args.operator);
     let mut failed = 0;
     let mut results = Vec::new();
     for (case_id, changes) in &targets {
-        let command = CommandEnvelope {
-            command_id: CommandId::new(new_id("rollback")),
-            actor: actor.clone(),
-            command: Command::RollBack { reason: reason.clone() },
-        };
-        let result = |status: String, refused: Option<String>| serde_json::json!({ "case_id": case_id.as_str(), "changes": changes, "status": status, "refused": refused });
-        match runtime.block_on(embedded.service.handle(case_id, command)) {
-            Ok(handled) => {
-                if !args.json {
-                    println!("{case_id}: {}", handled.status);
-                }
-                results.push(result(handled.status.to_string(), None));
-            }
-            Err(ServiceError::Rejected(rejection)) => {
-                failed += 1;
-                if !args.json {
-                    println!("{case_id}: refused: {rejection}");
-                }
-                results.push(result(String::new(), Some(rejection.to_string())));
-            }
+        let body =
+            json!({ "version": 1, "command_id": new_id("rollback"), "case_id": case_id.as_str(), "reason": reason });
+        let result = |status: &str, refused: Option<&str>| json!({ "case_id": case_id.as_str(), "changes": changes, "status": status, "refused": refused });
+        let answer = match target.send(CommandType::RollBack, &body).await {
+            Ok(answer) => answer,
             Err(error) => {
                 eprintln!("error: {case_id}: {error}");
                 return exit::UNAVAILABLE;
             }
+        };
+        match (answer["accepted"].as_bool(), answer["error"]["code"].as_str()) {
+            (Some(true), _) => {
+                let status = answer["status"].as_str().unwrap_or("unknown");
+                if !args.json {
+                    println!("{case_id}: {status}");
+                }
+                results.push(result(status, None));
+            }
+            (_, Some("unavailable")) => {
+                eprintln!("error: {case_id}: {}", answer["error"]["reason"].as_str().unwrap_or("unavailable"));
+                return exit::UNAVAILABLE;
+            }
+            _ => {
+                failed += 1;
+                let refused = answer["error"]["reason"].as_str().or(answer["message"].as_str()).unwrap_or("refused");
+                if !args.json {
+                    println!("{case_id}: refused: {refused}");
+                }
+                results.push(result("", Some(refused)));
+            }
         }
     }
     if args.json {
-        println!("{}", serde_json::json!({ "dry_run": false, "cases": results }));
+        println!("{}", json!({ "dry_run": false, "cases": results }));
     } else {
         println!("{} rolled back, {failed} refused", targets.len() - failed);
     }

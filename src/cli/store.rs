@@ -7,12 +7,92 @@ use crate::projection::Projection;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Where the projection is read (and, for commands that record something without `--nats`, the embedded store).
+/// Where a read command reads: the projection of a data directory, or, with `--nats`, the live service, asked as the
+/// actor of the caller's own key (reviewers and operators; issue 17).
 #[derive(Debug, clap::Args)]
 pub struct Store {
     /// The data directory: the embedded store, or the one `airlock serve` keeps its projection in.
     #[arg(long, env = "AIRLOCK_DATA_DIR", default_value = "airlock-data")]
     pub data_dir: PathBuf,
+    /// Ask the live service `airlock serve --nats` runs instead, for example nats://127.0.0.1:4222, as the actor of
+    /// --nats-nkey (a reviewer or an operator).
+    #[arg(long, env = "AIRLOCK_NATS_URL")]
+    pub nats: Option<String>,
+    /// Your own nkey seed file, as `airlock nats-config` wrote it (seeds/<role>.<id>.nk).
+    #[arg(long, env = "AIRLOCK_NATS_NKEY", value_name = "FILE")]
+    pub nats_nkey: Option<PathBuf>,
+}
+
+/// Where a read command's answers come from.
+pub enum Reader {
+    Local(Projection),
+    Nats { runtime: tokio::runtime::Runtime, client: async_nats::Client, actor: crate::core::actor::Actor },
+}
+
+/// How long a read over NATS waits for its answer.
+const READ_WAIT_MS: u64 = 30_000;
+
+impl Store {
+    /// Opens what `self` names; on failure the reason is printed and the exit code returned.
+    pub fn reader(&self) -> Result<Reader, u8> {
+        let Some(url) = &self.nats else { return projection(&self.data_dir).map(Reader::Local) };
+        let Some(key) = &self.nats_nkey else {
+            eprintln!(
+                "error: --nats needs --nats-nkey: your own reviewer or operator key, as `airlock nats-config` wrote it"
+            );
+            return Err(exit::USAGE);
+        };
+        let actor = crate::cli::target::actor_of_key(key).map_err(|reason| {
+            eprintln!("error: {reason}");
+            exit::USAGE
+        })?;
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
+        let client =
+            runtime.block_on(crate::nats::connect_seeded(url, "airlock-read", Some(key))).map_err(|error| {
+                eprintln!("error: {error}");
+                exit::UNAVAILABLE
+            })?;
+        Ok(Reader::Nats { runtime, client, actor })
+    }
+}
+
+/// The exit code of a failed read: refused (exit 1) when airlock answered that this actor may not ask it or the
+/// question was wrong; unavailable (exit 3) otherwise.
+pub fn exit_code_of(error: &str) -> u8 {
+    if error.starts_with("role_not_allowed:") || error.starts_with("malformed_command:") {
+        exit::FAILED
+    } else {
+        exit::UNAVAILABLE
+    }
+}
+
+impl Reader {
+    /// Asks the live service one query on the actor's own query subject; an answer that is an error comes back as
+    /// `Err` with its code and reason. Only for `Reader::Nats`.
+    pub fn ask(&self, query: serde_json::Value) -> Result<serde_json::Value, String> {
+        let Reader::Nats { runtime, client, actor } = self else { unreachable!("only the live service is asked") };
+        let subject = crate::intake::subjects::query(&crate::intake::nats::IntakeConfig::default().prefix, actor);
+        let answer = runtime.block_on(async {
+            let request = client.request(subject, query.to_string().into());
+            tokio::time::timeout(Duration::from_millis(READ_WAIT_MS), request)
+                .await
+                .map_err(|_| "no answer from airlock (is `airlock serve --nats` running?)".to_string())?
+                .map_err(|error| format!("cannot ask airlock: {error}"))
+        })?;
+        let answer: serde_json::Value =
+            serde_json::from_slice(&answer.payload).map_err(|error| format!("unreadable answer: {error}"))?;
+        match answer["error"]["code"].as_str() {
+            Some(code) => Err(format!("{code}: {}", answer["error"]["reason"].as_str().unwrap_or_default())),
+            None => Ok(answer),
+        }
+    }
+
+    /// `field` of the answer to `query`, read as `T` (`null` as `None` for an `Option`).
+    pub fn ask_for<T: serde::de::DeserializeOwned>(&self, query: serde_json::Value, field: &str) -> Result<T, String> {
+        let answer = self.ask(query)?;
+        serde_json::from_value(answer[field].clone()).map_err(|error| format!("unreadable answer: {error}"))
+    }
 }
 
 /// Where a command reads the event log: NATS JetStream, or the embedded log.db of its data directory.
@@ -84,10 +164,7 @@ pub fn now() -> UnixMs {
     crate::clock::Clock::now(&crate::clock::SystemClock)
 }
 
-/// A moment as RFC 3339 in UTC, to the second.
-pub fn rfc3339(at: UnixMs) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(at.0)).to_string()
-}
+pub use crate::projection::views::rfc3339;
 
 /// A span as people say it: `3d 4h`, `2h 10m`, `45s`.
 pub fn span(ms: u64) -> String {

@@ -559,24 +559,53 @@ pub async fn run_queries<L: EventLog + 'static>(
     config: IntakeConfig,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), IntakeError> {
-    let mut requests =
-        client.queue_subscribe(format!("{}.query.*.*", config.prefix), "airlock".into()).await.map_err(failed)?;
+    use async_nats::service::ServiceExt;
+    // A NATS micro service (ADR-32): `$SRV.PING/INFO/STATS` (and `nats micro ls/info/stats airlock`) describe it and
+    // count its requests; each actor asks on its own query subject, which names who is asking.
+    let micro = client
+        .add_service(async_nats::service::Config {
+            name: QUERY_SERVICE.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            description: Some(
+                "airlock's reads: a case's status for whoever asks; the kill switch for reviewers and operators; \
+                 rollback candidates for operators. Ask on <prefix>.query.<role>.<your id>."
+                    .to_string(),
+            ),
+            stats_handler: None,
+            metadata: None,
+            queue_group: Some("airlock".to_string()),
+        })
+        .await
+        .map_err(|error| failed(format!("cannot start the query service: {error}")))?;
+    let mut requests = micro
+        .endpoint_builder()
+        .name("query")
+        .add(format!("{}.query.*.*", config.prefix))
+        .await
+        .map_err(|error| failed(format!("cannot serve queries: {error}")))?;
     loop {
         let request = tokio::select! {
             request = requests.next() => match request { Some(request) => request, None => return Ok(()) },
-            _ = shutdown.changed() => return Ok(()),
+            _ = shutdown.changed() => break,
         };
-        let Some(reply_to) = request.reply.clone() else { continue };
-        let answer = match subjects::parse_query(&config.prefix, &request.subject) {
-            Some(actor) => crate::intake::query::answer(&service, &actor, &request.payload).await,
+        if request.message.reply.is_none() {
+            continue;
+        }
+        let answer = match subjects::parse_query(&config.prefix, &request.message.subject) {
+            Some(actor) => crate::intake::query::answer(&service, &actor, &request.message.payload).await,
             None => serde_json::json!({ "error": { "code": "bad_subject", "reason": "not a query subject" } }),
         };
         let bytes = serde_json::to_vec(&answer).expect("an answer serializes");
-        if let Err(error) = client.publish(reply_to, bytes.into()).await {
+        if let Err(error) = request.respond(Ok(bytes.into())).await {
             tracing::warn!(%error, "could not answer a query");
         }
     }
+    micro.stop().await.ok();
+    Ok(())
 }
+
+/// The name airlock's reads are served under as a NATS micro service.
+pub const QUERY_SERVICE: &str = "airlock";
 
 /// What a sender does (`airlock review --nats`, `airlock mcp --nats`): publishes one command on `actor`'s intake
 /// subject through JetStream, and waits up to `wait` for airlock's answer to it on `actor`'s result subject (the

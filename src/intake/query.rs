@@ -10,6 +10,8 @@ use crate::core::limits;
 use crate::core::state::Status;
 use crate::core::text::check_identifier;
 use crate::log::EventLog;
+use crate::projection::query::CaseFilter;
+use crate::projection::views;
 use crate::service::Service;
 use serde_json::{Value, json};
 
@@ -67,10 +69,24 @@ pub fn next_step(public: &str) -> &'static str {
     }
 }
 
-/// Answers `{"case_id": "..."}` from `actor`.
+/// Answers a query from `actor`: `{"case_id": "..."}` (a case's status, scoped by role as above), or
+/// `{"query": "kill_switch"}` (reviewers and operators: whether automation is halted, read from the log itself, so
+/// that `airlock halt` can say "halted" only once the live service holds it).
 pub async fn answer<L: EventLog>(service: &Service<L>, actor: &Actor, payload: &[u8]) -> Value {
-    let case_id = serde_json::from_slice::<Value>(payload)
-        .ok()
+    let request = serde_json::from_slice::<Value>(payload).ok();
+    match request.as_ref().and_then(|value| value.get("query")).and_then(Value::as_str) {
+        None | Some("case") => {}
+        Some("kill_switch") => return kill_switch(service, actor).await,
+        Some("executed_matching") => return executed_matching(service, actor, request.as_ref()).await,
+        Some(kind @ ("case_view" | "case_list" | "review_queue" | "evidence")) => {
+            return staff_read(service, actor, kind, request.as_ref()).await;
+        }
+        Some(other) => {
+            let other = crate::core::text::for_terminal(&other.chars().take(64).collect::<String>());
+            return json!({ "error": { "code": "malformed_command", "reason": format!("no query {other:?}: ask for \"case\" (with case_id), \"case_view\", \"case_list\", \"review_queue\", \"evidence\", \"kill_switch\" or \"executed_matching\"") } });
+        }
+    }
+    let case_id = request
         .and_then(|value| value.get("case_id").and_then(Value::as_str).map(str::to_string))
         .filter(|case_id| check_identifier("case_id", case_id).is_ok());
     let Some(case_id) = case_id else {
@@ -96,3 +112,85 @@ pub async fn answer<L: EventLog>(service: &Service<L>, actor: &Actor, payload: &
         }
     }
 }
+
+/// Whether automation is halted, for reviewers and operators; everyone else is told the query is not theirs.
+async fn kill_switch<L: EventLog>(service: &Service<L>, actor: &Actor) -> Value {
+    match actor.role {
+        Role::Reviewer | Role::Operator | Role::System => match service.control_state().await {
+            Ok((state, events, _)) => json!({ "halted": state.halted, "changes": events }),
+            Err(_) => json!({ "error": { "code": "unavailable", "reason": "try again later" } }),
+        },
+        Role::Intake | Role::Owner => {
+            json!({ "error": { "code": "role_not_allowed", "reason": format!("the kill switch is not for the {} role", actor.role) } })
+        }
+    }
+}
+
+/// Operators only: the executed cases a bulk rollback would undo, `{"match": "destination-domain=DOMAIN", "since_ms":
+/// N}`, as `[{"case_id", "changes"}]`, so that `airlock rollback --match --nats` lists them before changing anything.
+async fn executed_matching<L: EventLog>(service: &Service<L>, actor: &Actor, request: Option<&Value>) -> Value {
+    if actor.role != Role::Operator {
+        return json!({ "error": { "code": "role_not_allowed", "reason": format!("rollback candidates are for operators, not the {} role", actor.role) } });
+    }
+    let indicator = request.and_then(|value| value.get("match")).and_then(Value::as_str).unwrap_or_default();
+    let since = request.and_then(|value| value.get("since_ms")).and_then(Value::as_u64).unwrap_or_default();
+    let indicator = match crate::projection::query::Indicator::parse(indicator) {
+        Ok(indicator) => indicator,
+        Err(reason) => return json!({ "error": { "code": "malformed_command", "reason": reason } }),
+    };
+    let projection = service.projection.clone();
+    let found = tokio::task::spawn_blocking(move || projection.executed_matching(&indicator, UnixMs(since))).await;
+    match found {
+        Ok(Ok(cases)) => {
+            let cases: Vec<Value> = cases
+                .iter()
+                .map(|(case_id, changes)| json!({ "case_id": case_id.as_str(), "changes": changes }))
+                .collect();
+            json!({ "cases": cases })
+        }
+        Ok(Err(_)) | Err(_) => json!({ "error": { "code": "unavailable", "reason": "try again later" } }),
+    }
+}
+
+/// Reviewers' and operators' reads of the projection, the same the command line shows from a data directory:
+/// `case_view` and `evidence` (with `case_id`; `null` for a case the projection lacks), `case_list` (with a
+/// `filter`: status, account_id, since, action, limit), `review_queue`. Intake actors and owners are refused.
+async fn staff_read<L: EventLog>(service: &Service<L>, actor: &Actor, kind: &str, request: Option<&Value>) -> Value {
+    if !matches!(actor.role, Role::Reviewer | Role::Operator | Role::System) {
+        return json!({ "error": { "code": "role_not_allowed", "reason": format!("{kind} is for reviewers and operators, not the {} role", actor.role) } });
+    }
+    let case_id = request
+        .and_then(|value| value.get("case_id"))
+        .and_then(Value::as_str)
+        .filter(|case_id| check_identifier("case_id", case_id).is_ok())
+        .map(CaseId::new);
+    let filter = request.and_then(|value| value.get("filter")).cloned().map(serde_json::from_value::<CaseFilter>);
+    let (kind, projection, now) = (kind.to_string(), service.projection.clone(), service.clock.now());
+    let read = tokio::task::spawn_blocking(move || -> Result<Value, String> {
+        let failed = |error: crate::projection::ProjectionError| error.to_string();
+        let need_case = || case_id.clone().ok_or_else(|| "send a case_id".to_string());
+        Ok(match kind.as_str() {
+            "case_view" => json!({ "case": views::case_view(&projection, &need_case()?, now)? }),
+            "evidence" => json!({ "evidence": projection.evidence(&need_case()?).map_err(failed)? }),
+            "case_list" => {
+                let filter = filter.unwrap_or(Ok(CaseFilter { limit: 50, ..CaseFilter::default() }));
+                let filter = filter.map_err(|error| format!("filter: {error}"))?;
+                let filter = CaseFilter { limit: filter.limit.min(CASE_LIST_MAX), ..filter };
+                let (items, more) = views::case_list(&projection, &filter).map_err(failed)?;
+                json!({ "items": items, "more": more })
+            }
+            _ => json!({ "items": views::review_queue(&projection, now).map_err(failed)? }),
+        })
+    })
+    .await;
+    match read {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(reason)) if reason.starts_with("send") || reason.starts_with("filter") => {
+            json!({ "error": { "code": "malformed_command", "reason": reason } })
+        }
+        Ok(Err(_)) | Err(_) => json!({ "error": { "code": "unavailable", "reason": "try again later" } }),
+    }
+}
+
+/// The most cases one `case_list` answer holds: a reply stays well under NATS's message size.
+pub const CASE_LIST_MAX: usize = 500;

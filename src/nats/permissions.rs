@@ -114,9 +114,23 @@ pub fn airlock_permissions(public_key: &str) -> Permissions {
     Permissions {
         publish_allow,
         publish_deny,
-        subscribe_allow: vec![format!("{}.>", inbox_prefix(public_key)), format!("{prefix}.query.*.*")],
+        subscribe_allow: [
+            vec![format!("{}.>", inbox_prefix(public_key)), format!("{prefix}.query.*.*")],
+            micro_service_subjects(),
+        ]
+        .concat(),
         allow_responses: true,
     }
+}
+
+/// The discovery subjects of airlock's query service (the NATS micro service protocol, ADR-32): `$SRV.<verb>` for
+/// every service, `$SRV.<verb>.airlock` for airlock's, and `$SRV.<verb>.airlock.<instance>` for one process.
+fn micro_service_subjects() -> Vec<String> {
+    let name = crate::intake::nats::QUERY_SERVICE;
+    ["PING", "INFO", "STATS"]
+        .into_iter()
+        .flat_map(|verb| [format!("$SRV.{verb}"), format!("$SRV.{verb}.{name}"), format!("$SRV.{verb}.{name}.*")])
+        .collect()
 }
 
 /// An actor's user: publish its role's commands under its own id and ask about cases under its own id; read its
@@ -128,6 +142,10 @@ pub fn actor_permissions(role: Role, id: &str, public_key: &str) -> Permissions 
     let mut publish_allow: Vec<String> =
         commands_of(role).into_iter().map(|command| subjects::intake(&prefix, &actor, command)).collect();
     publish_allow.push(subjects::query(&prefix, &actor));
+    // Operators run the deployment: they may ask airlock's query service to describe itself (`nats micro info`).
+    if role == Role::Operator {
+        publish_allow.extend(micro_service_subjects());
+    }
     let events = JetStreamConfig::default().subject_prefix;
     Permissions {
         publish_allow,

@@ -6,9 +6,9 @@ use crate::core::ids::CaseId;
 use crate::core::policy::PolicyDecision;
 use crate::core::text::UntrustedText;
 use crate::projection::{Projection, ProjectionError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EvidencePacket {
     pub case_id: String,
     pub account_id: String,

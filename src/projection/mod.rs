@@ -10,6 +10,7 @@ pub mod projector;
 pub mod query;
 pub mod receipts;
 pub mod replay;
+pub mod views;
 
 use crate::log::Entry;
 use crate::sqlite::{self, Migration, OpenError};

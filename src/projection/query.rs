@@ -53,7 +53,7 @@ pub struct ReviewRow {
 }
 
 /// What `airlock case list` looks for; `None` matches anything.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CaseFilter {
     pub status: Option<String>,
     pub account_id: Option<String>,
@@ -84,6 +84,22 @@ pub enum Indicator {
     DestinationDomain(String),
     /// The source network the front door saw.
     SourceNetwork(String),
+}
+
+impl Indicator {
+    /// Reads `destination-domain=DOMAIN` or `source-network=NETWORK`, as `airlock rollback --match` takes it.
+    pub fn parse(text: &str) -> Result<Indicator, String> {
+        match text.split_once('=') {
+            Some(("destination-domain", domain)) if !domain.is_empty() => {
+                Ok(Indicator::DestinationDomain(domain.into()))
+            }
+            Some(("source-network", network)) if !network.is_empty() => Ok(Indicator::SourceNetwork(network.into())),
+            _ => Err(format!(
+                "--match {:?}: use destination-domain=DOMAIN or source-network=NETWORK",
+                crate::core::text::for_terminal(text)
+            )),
+        }
+    }
 }
 
 fn ms(value: i64) -> UnixMs {

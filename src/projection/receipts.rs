@@ -32,7 +32,7 @@ pub struct ReceiptBody {
 }
 
 /// A stored receipt.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
     pub receipt_sequence: u64,
     pub body: ReceiptBody,
