@@ -580,6 +580,16 @@ async fn a_reviewer_works_the_queue_over_nats_without_the_data_directory() {
     assert_eq!(shown.status.code(), Some(0), "{}", String::from_utf8_lossy(&shown.stderr));
     let packet: Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert!(packet["blocking_rules"].to_string().contains("NoEligibleFactor"), "{packet}");
+    // What airlock knows, not what the requester wrote: the one email is a day old, so no code could go anywhere,
+    // nothing was proven, nobody approved yet, and the email can still be told of a change.
+    let account = &packet["account"];
+    assert_eq!(account["destinations"][0]["age_days"], 1, "{packet}");
+    assert_eq!(account["destinations"][0]["eligible"], false, "{packet}");
+    assert_eq!(account["destinations"][0]["kind"], "email", "{packet}");
+    assert!(!account["destinations"][0]["masked"].as_str().unwrap().contains("acct-2@"), "{packet}");
+    assert_eq!((account["proven"].clone(), account["approved_by"].clone()), (json!([]), json!([])), "{packet}");
+    assert_eq!((account["approvals_required"].clone(), account["deliverable"].clone()), (json!(1), json!(true)));
+    assert_eq!(account["velocity"]["account_requests_24h"], 0, "the first request of the day: {packet}");
     let hash = packet["action_hash"].as_str().unwrap();
     let approved =
         run("reviewer.ana.nk", &["review", "approve", &case_id, "--action-hash", hash, "--reason", "called back"]);

@@ -146,7 +146,10 @@ fn show(store: &Store, case_id: &str, json: bool) -> u8 {
         Err(code) => return code,
     };
     let found: Result<Option<EvidencePacket>, String> = match &reader {
-        Reader::Local(projection) => projection.evidence(&CaseId::new(case_id)).map_err(|error| error.to_string()),
+        Reader::Local(projection) => projection
+            .evidence(&CaseId::new(case_id))
+            .map(|packet| packet.map(|packet| with_account_facts(packet, &store.data_dir)))
+            .map_err(|error| error.to_string()),
         Reader::Nats { .. } => reader.ask_for(json!({ "query": "evidence", "case_id": case_id }), "evidence"),
     };
     let packet = match found {
@@ -168,6 +171,80 @@ fn show(store: &Store, case_id: &str, json: bool) -> u8 {
     exit::OK
 }
 
+/// The packet with the account's facts from the case's events, where the data directory holds the log (an embedded
+/// store); a NATS deployment's directory holds only the projection, and the packet says so by leaving them out.
+fn with_account_facts(mut packet: EvidencePacket, data_dir: &std::path::Path) -> EvidencePacket {
+    let path = data_dir.join("log.db");
+    if !path.is_file() {
+        return packet;
+    }
+    let Ok(log) = crate::log::sqlite::SqliteLog::open(&path) else { return packet };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
+    let state = runtime.block_on(crate::log::case_state(&log, &CaseId::new(&packet.case_id)));
+    packet.account = state.ok().as_ref().and_then(crate::projection::evidence::account_evidence);
+    packet
+}
+
+/// The account's facts and other cases, as recorded by airlock (nothing here was written by the requester).
+fn print_account(packet: &EvidencePacket) {
+    let Some(account) = &packet.account else {
+        println!("\nthe account: not in this data directory (a NATS deployment's: ask with --nats and your key)");
+        return;
+    };
+    println!("\nthe account when the request came in (recorded by airlock):");
+    for destination in &account.destinations {
+        let state = match (destination.revoked, destination.eligible) {
+            (true, _) => "revoked",
+            (false, true) => "eligible for a code",
+            (false, false) => "not eligible for a code (too new, or the address named)",
+        };
+        println!(
+            "  - {} {}, {} days old, {state}",
+            destination.kind,
+            for_terminal(&destination.masked),
+            destination.age_days
+        );
+    }
+    let or_none = |value: &Option<String>| value.clone().unwrap_or_else(|| "none".to_string());
+    println!("  authenticator app: {}", or_none(&account.totp_enrolled_at));
+    println!("  last credential change: {}", or_none(&account.credential_changed_at));
+    let flags = if account.risk_flags.is_empty() { "none".to_string() } else { account.risk_flags.join(", ") };
+    println!("  risk flags: {}", for_terminal(&flags));
+    let velocity = &account.velocity;
+    println!(
+        "  requests in the day before: account {}, source network {}, requester {}, named address {}, its domain {}",
+        velocity.account_requests_24h,
+        velocity.source_network_requests_24h,
+        velocity.requester_requests_24h,
+        velocity.destination_requests_24h,
+        velocity.destination_domain_requests_24h
+    );
+    let proven = if account.proven.is_empty() { "nothing".to_string() } else { account.proven.join(", ") };
+    println!("  proven by the owner so far: {}", for_terminal(&proven));
+    println!(
+        "  approvals: {} of {}{}",
+        account.approved_by.len(),
+        account.approvals_required,
+        if account.may_not_approve.is_empty() {
+            String::new()
+        } else {
+            format!(" (may not approve: {})", account.may_not_approve.join(", "))
+        }
+    );
+    if !account.deliverable {
+        println!(
+            "  WARNING: no destination that existed before the request is left: nobody could be told of the change"
+        );
+    }
+    println!("\nthe account's other cases (30 days):");
+    if packet.other_cases.is_empty() {
+        println!("  (none)");
+    }
+    for case in &packet.other_cases {
+        println!("  - {} {} {} by {} at {}", case.case_id, case.status, case.action, case.requester, case.requested_at);
+    }
+}
+
 fn print_packet(packet: &EvidencePacket) {
     let list = |items: &[String]| -> String {
         match items {
@@ -182,6 +259,7 @@ fn print_packet(packet: &EvidencePacket) {
     println!("\nwhat would change (old -> new):\n{}", list(&shown));
     println!("\nverification:\n{}", list(&packet.verification));
     println!("\nwhat kept it from automation (policy {}):\n{}", packet.policy_version, list(&packet.blocking_rules));
+    print_account(packet);
     println!(
         "\nthe requester's summary (UNTRUSTED: data, not instructions):\n  {}",
         packet.requester_summary_untrusted

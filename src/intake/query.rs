@@ -165,13 +165,24 @@ async fn staff_read<L: EventLog>(service: &Service<L>, actor: &Actor, kind: &str
         .filter(|case_id| check_identifier("case_id", case_id).is_ok())
         .map(CaseId::new);
     let filter = request.and_then(|value| value.get("filter")).cloned().map(serde_json::from_value::<CaseFilter>);
+    // The evidence packet's account facts come from the case's own events, which the service reads from the log.
+    let state = match (kind, &case_id) {
+        ("evidence", Some(case_id)) => service.load(case_id).await.ok().map(|(state, _)| state),
+        _ => None,
+    };
     let (kind, projection, now) = (kind.to_string(), service.projection.clone(), service.clock.now());
     let read = tokio::task::spawn_blocking(move || -> Result<Value, String> {
         let failed = |error: crate::projection::ProjectionError| error.to_string();
         let need_case = || case_id.clone().ok_or_else(|| "send a case_id".to_string());
         Ok(match kind.as_str() {
             "case_view" => json!({ "case": views::case_view(&projection, &need_case()?, now)? }),
-            "evidence" => json!({ "evidence": projection.evidence(&need_case()?).map_err(failed)? }),
+            "evidence" => {
+                let packet = projection.evidence(&need_case()?).map_err(failed)?.map(|mut packet| {
+                    packet.account = state.as_ref().and_then(crate::projection::evidence::account_evidence);
+                    packet
+                });
+                json!({ "evidence": packet })
+            }
             "case_list" => {
                 let filter = filter.unwrap_or(Ok(CaseFilter { limit: 50, ..CaseFilter::default() }));
                 let filter = filter.map_err(|error| format!("filter: {error}"))?;

@@ -242,3 +242,20 @@ pub trait EventLog: Send + Sync {
         ledger: &Ledger,
     ) -> impl Future<Output = Result<(), LogError>> + Send;
 }
+
+/// A case's state folded from its events in `log`, for readers outside the service (the evidence packet of a
+/// command reading an embedded store).
+pub async fn case_state<L: EventLog>(
+    log: &L,
+    case_id: &crate::core::ids::CaseId,
+) -> Result<crate::core::state::CaseState, String> {
+    let entries = log.read_stream(&Stream::Case(case_id.clone())).await.map_err(|error| error.to_string())?;
+    let mut events = Vec::new();
+    for bytes in entries.iter().flat_map(|entry| &entry.envelopes) {
+        match envelope::decode(bytes).map_err(|error| error.to_string())? {
+            envelope::Decoded::Case { event, .. } => events.push(event),
+            envelope::Decoded::Control { .. } => return Err("a control event in a case stream".to_string()),
+        }
+    }
+    crate::core::state::fold(&events).map_err(|error| error.to_string())
+}

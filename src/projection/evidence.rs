@@ -2,7 +2,7 @@
 //! change, which verification signals passed or failed, which rules blocked automation, the requester's summary as
 //! untrusted text, the exact action and its hash, and the rollback path.
 
-use crate::core::ids::CaseId;
+use crate::core::ids::{CaseId, UnixMs};
 use crate::core::policy::PolicyDecision;
 use crate::core::text::UntrustedText;
 use crate::projection::{Projection, ProjectionError};
@@ -25,7 +25,110 @@ pub struct EvidencePacket {
     pub action_hash: String,
     pub reviewers_required: u8,
     pub rollback_path: String,
+    /// What airlock knows about the account and the case beyond the request (issue 17, item 3), from the case's own
+    /// events; absent where only a projection could be read (a NATS deployment's data directory: ask over NATS).
+    #[serde(default)]
+    pub account: Option<AccountEvidence>,
+    /// The account's other cases of the last 30 days, newest first.
+    #[serde(default)]
+    pub other_cases: Vec<crate::projection::views::ListedCase>,
 }
+
+/// What airlock recorded about the account when the request came in, and what has been shown since: the facts a
+/// reviewer tells an owner from an attacker by, none of them written by the requester.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountEvidence {
+    /// The account's destinations at the time of the request (addresses masked).
+    pub destinations: Vec<DestinationEvidence>,
+    /// When an authenticator app was enrolled, if one was.
+    pub totp_enrolled_at: Option<String>,
+    /// The last password or factor change before the request, if any.
+    pub credential_changed_at: Option<String>,
+    pub risk_flags: Vec<String>,
+    /// The requests the decision counted in the day before it: per account, source network, requester, named
+    /// address and its registrable domain.
+    pub velocity: crate::core::policy::Velocity,
+    /// What the owner proved so far: the destinations whose code was typed, and the authenticator; empty when
+    /// nothing was proven (or no code could be sent).
+    pub proven: Vec<String>,
+    /// Reviewers who approved, and how many approvals the case needs.
+    pub approved_by: Vec<String>,
+    pub approvals_required: u8,
+    /// Who may still approve: any reviewer but these (the ones who approved, and the requester).
+    pub may_not_approve: Vec<String>,
+    /// Whether any destination that existed before the request is left to receive the owner's notices and what the
+    /// change sends; false means an approval would change an account nobody can be told about.
+    pub deliverable: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestinationEvidence {
+    pub id: String,
+    pub kind: String,
+    pub masked: String,
+    /// Whole days between the destination being trusted and the request.
+    pub age_days: u64,
+    /// Whether a code could go to it for this request (old enough, not revoked, not the address named).
+    pub eligible: bool,
+    pub revoked: bool,
+}
+
+/// The account's evidence from a case's folded events: its recorded snapshot, the decision's facts, the proofs and
+/// the approvals.
+pub fn account_evidence(state: &crate::core::state::CaseState) -> Option<AccountEvidence> {
+    use crate::core::verification::{Settings, challengeable_destinations};
+    let facts = state.facts.as_ref()?;
+    let snapshot = &facts.snapshot;
+    let at = |moment: crate::core::ids::UnixMs| crate::projection::views::rfc3339(moment);
+    let eligible: Vec<&crate::core::ids::DestinationId> =
+        challengeable_destinations(snapshot, &facts.action, facts.requested_at, &Settings::default())
+            .into_iter()
+            .map(|destination| &destination.id)
+            .collect();
+    let destinations = snapshot
+        .destinations
+        .iter()
+        .map(|destination| DestinationEvidence {
+            id: destination.id.to_string(),
+            kind: destination.kind.name().to_string(),
+            masked: destination.masked(),
+            age_days: facts.requested_at.0.saturating_sub(destination.trusted_since.0) / crate::core::limits::DAY_MS,
+            eligible: eligible.contains(&&destination.id),
+            revoked: destination.revoked,
+        })
+        .collect();
+    let mut proven: Vec<String> = state
+        .proven_by
+        .iter()
+        .map(|id| match snapshot.destination(id) {
+            Some(destination) => format!("{} {} ({})", destination.kind.name(), destination.masked(), id),
+            None => id.to_string(),
+        })
+        .collect();
+    if state.second_factor.is_some() {
+        proven.push("authenticator app".to_string());
+    }
+    let approved_by: Vec<String> = state.approvals.iter().map(|approval| approval.reviewer.to_string()).collect();
+    let mut may_not_approve = approved_by.clone();
+    if facts.requester.role == crate::core::actor::Role::Reviewer {
+        may_not_approve.push(facts.requester.id.to_string());
+    }
+    Some(AccountEvidence {
+        destinations,
+        totp_enrolled_at: snapshot.totp_enrolled_since.map(at),
+        credential_changed_at: snapshot.last_credential_change.map(at),
+        risk_flags: snapshot.risk_flags.clone(),
+        velocity: facts.velocity,
+        proven,
+        approved_by,
+        approvals_required: state.reviewers_required,
+        may_not_approve,
+        deliverable: !snapshot.pre_existing(facts.requested_at).is_empty(),
+    })
+}
+
+/// The window of the account's other cases an evidence packet shows.
+pub const OTHER_CASES_MS: u64 = 30 * crate::core::limits::DAY_MS;
 
 /// The rules that kept the case from automation: the core's own reason for review (for example "no eligible
 /// factor"), then the policy rules that matched.
@@ -46,6 +149,25 @@ fn blocking_rules(
 }
 
 impl Projection {
+    /// The account's cases requested since `since`, newest first, but `except`.
+    fn other_cases(
+        &self,
+        account_id: &str,
+        except: &CaseId,
+        since: UnixMs,
+    ) -> Result<Vec<crate::projection::views::ListedCase>, ProjectionError> {
+        let filter = crate::projection::query::CaseFilter {
+            account_id: Some(account_id.to_string()),
+            since: Some(since),
+            limit: 20,
+            ..Default::default()
+        };
+        let (cases, _) = crate::projection::views::case_list(self, &filter)?;
+        Ok(cases.into_iter().filter(|case| case.case_id != except.as_str()).collect())
+    }
+
+    /// The evidence packet of a case from the projection; `account` is filled by whoever can read the case's events
+    /// (`account_evidence`).
     pub fn evidence(&self, case_id: &CaseId) -> Result<Option<EvidencePacket>, ProjectionError> {
         let Some(case) = self.case(case_id)? else { return Ok(None) };
         let timeline = self.timeline(case_id)?;
@@ -89,6 +211,12 @@ impl Projection {
                 .map_or(1, |decision| decision.effective_reviewers_required(case.high_value)),
             rollback_path: "airlock rollback CASE restores the previous records and revokes sessions opened since"
                 .into(),
+            account: None,
+            other_cases: self.other_cases(
+                &case.account_id,
+                case_id,
+                UnixMs(case.requested_at.0.saturating_sub(OTHER_CASES_MS)),
+            )?,
         }))
     }
 }

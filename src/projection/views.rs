@@ -155,7 +155,7 @@ pub fn case_view(projection: &Projection, case_id: &CaseId, now: UnixMs) -> Resu
 }
 
 /// One case as `case list` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListedCase {
     pub case_id: String,
     pub account_id: String,
