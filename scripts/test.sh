@@ -37,7 +37,8 @@ fi
 echo "== $(nats-server --version)"
 
 # The real clients the tests and examples use: aiosmtpd (a mail server for tests/smtp_notify.rs), nats-py and nkeys
-# (examples/nats, a support desk that is not written in Rust), and the official MCP SDK (examples/mcp, an agent).
+# (examples/nats, a support desk that is not written in Rust), the official MCP SDK (examples/mcp, an agent), and the
+# Prometheus client's text parser (tests/nats_serve.rs reads /metrics with it).
 need_python() {
     local module=$1 package=$2
     if ! python3 -c "import $module" >/dev/null 2>&1; then
@@ -50,7 +51,8 @@ need_python aiosmtpd aiosmtpd
 need_python nats nats-py
 need_python nkeys nkeys
 need_python mcp mcp
-echo "== python clients: $(python3 -m pip list 2>/dev/null | grep -iE '^(aiosmtpd|nats-py|nkeys|mcp) ' | tr -s ' ' | paste -sd ',')"
+need_python prometheus_client prometheus-client
+echo "== python clients: $(python3 -m pip list 2>/dev/null | grep -iE '^(aiosmtpd|nats-py|nkeys|mcp|prometheus.client) ' | tr -s ' ' | paste -sd ',')"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -14,6 +14,7 @@ pub mod log;
 pub mod mcp;
 pub mod nats;
 pub mod notify;
+pub mod observe;
 pub mod policy;
 pub mod projection;
 pub mod server;

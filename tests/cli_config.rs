@@ -220,3 +220,64 @@ fn configuration_comes_from_a_file_the_environment_and_flags() {
     let none = run(&["config", "check", "--json"], &[]);
     assert_eq!(none.status.code(), Some(0), "{}", stderr(&none));
 }
+
+// Proves issue 17's contexts: `context save` refuses a seed file others can read (and says to chmod it), saves one
+// that is private, `context ls` lists it; a context fills in the data directory for `--context NAME`, for the one
+// `context use` chose, and loses to a flag; and once its seed file becomes readable by others, every command that
+// would use the context refuses to start (exit 2).
+#[test]
+fn contexts_name_a_deployment_and_a_private_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = common::scratch();
+    let contexts = scratch.path().join("contexts");
+    let contexts = contexts.to_str().unwrap();
+    let environment = [("AIRLOCK_CONTEXTS_DIR", contexts)];
+    let data = scratch.path().join("lab-data");
+    common::import_accounts(&data, serde_json::json!([common::threats::email_account("acct-1")]));
+    let body = common::threats::request_body(
+        "c-1",
+        "acct-1",
+        common::threats::reset_password(),
+        "locked out",
+        serde_json::json!({}),
+    );
+    let (code, reply) = common::submit(&data, "intake:desk", "request-recovery", body.to_string().as_bytes());
+    assert_eq!(code, 0, "{reply}");
+
+    let seed = scratch.path().join("operator.ops.nk");
+    std::fs::write(&seed, format!("{}\n", nkeys::KeyPair::new_user().seed().unwrap())).unwrap();
+    std::fs::set_permissions(&seed, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let save = ["context", "save", "prod", "--nats", "nats://127.0.0.1:4222", "--nats-nkey", seed.to_str().unwrap()];
+    let refused = run(&save, &environment);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("chmod 600"), "{}", stderr(&refused));
+    std::fs::set_permissions(&seed, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let saved = run(&save, &environment);
+    assert_eq!(saved.status.code(), Some(0), "{}", stderr(&saved));
+    let lab = run(&["context", "save", "lab", "--data-dir", data.to_str().unwrap()], &environment);
+    assert_eq!(lab.status.code(), Some(0), "{}", stderr(&lab));
+    let listed: Value = serde_json::from_str(&stdout(&run(&["context", "ls", "--json"], &environment))).unwrap();
+    let names: Vec<&str> =
+        listed["items"].as_array().unwrap().iter().map(|item| item["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["lab", "prod"], "{listed}");
+
+    // The lab context names the data directory: the case is there; a flag still wins.
+    let cases = |args: &[&str]| -> Value {
+        let output = run(&[&["case", "list", "--json"][..], args].concat(), &environment);
+        serde_json::from_str(&stdout(&output)).unwrap_or(Value::Null)
+    };
+    assert_eq!(cases(&["--context", "lab"])["cases"].as_array().map(Vec::len), Some(1));
+    assert_eq!(run(&["context", "use", "lab"], &environment).status.code(), Some(0));
+    assert_eq!(cases(&[])["cases"].as_array().map(Vec::len), Some(1), "the context in use");
+    let elsewhere = scratch.path().join("elsewhere");
+    assert_eq!(cases(&["--data-dir", elsewhere.to_str().unwrap()]), Value::Null, "a flag wins over the context");
+
+    // A key that became readable by others is refused wherever the context would be used.
+    std::fs::set_permissions(&seed, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let stale = run(&["--context", "prod", "review", "list"], &environment);
+    assert_eq!(stale.status.code(), Some(2), "{}", stderr(&stale));
+    assert!(stderr(&stale).contains("can be read by others"), "{}", stderr(&stale));
+    let unknown = run(&["--context", "nope", "case", "list"], &environment);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("no context \"nope\""), "{}", stderr(&unknown));
+}

@@ -729,3 +729,112 @@ async fn a_command_airlock_cannot_take_is_given_up_not_redelivered_forever() {
     assert_eq!((info.num_pending, info.num_ack_pending), (0, 0), "{info:?}");
     assert_eq!(harness.stop_serve().code(), Some(0));
 }
+
+/// `GET http://address/path` with curl: the status and the body.
+fn get(address: &str, path: &str) -> (u16, String) {
+    let output = Command::new("curl")
+        .args(["-s", "--max-time", "5", "-w", "\n%{http_code}", &format!("http://{address}{path}")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// The samples of a Prometheus text page, read by the Prometheus project's own Python parser: (name, labels, value).
+fn parse_metrics(text: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
+    let script = "import sys, json\nfrom prometheus_client.parser import text_string_to_metric_families as parse\n\
+                  print(json.dumps([[s.name, s.labels, s.value] for f in parse(sys.stdin.read()) for s in f.samples]))";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "the Prometheus parser refused the page: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn sample(samples: &[(String, BTreeMap<String, String>, f64)], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|(found, found_labels, _)| {
+            found == name
+                && labels.iter().all(|(key, value)| found_labels.get(*key).map(String::as_str) == Some(*value))
+        })
+        .map(|(_, _, value)| *value)
+}
+
+// Proves issue 17's probes and logs on a real server: `serve --metrics 127.0.0.1:0 --log-format json` answers /readyz
+// 200 and /metrics in the Prometheus text format that the Prometheus project's own parser reads, with the command
+// counter and the cases gauge moving when a request is handled; killing nats-server turns /readyz 503 naming NATS
+// within seconds, and it is ready again once the server is back. Every log line is one JSON object; losing NATS is a
+// WARN, each case step an INFO with ids, and no line holds the code that was sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn probes_metrics_and_json_logs() {
+    let mut harness = Harness::new();
+    common::import_accounts(&harness.data(), json!([common::threats::email_account("acct-1")]));
+    harness.start_serve(&["--metrics", "127.0.0.1:0", "--log-format", "json"], &[]);
+    let announced = "airlock probes and metrics on http://";
+    wait_for(|| harness.serve_log().contains(announced), "the probes' address in the log");
+    let log = harness.serve_log();
+    let address = log.split(announced).nth(1).unwrap().split(['"', ' ', '\n']).next().unwrap().to_string();
+    wait_for(|| get(&address, "/readyz").0 == 200, "/readyz to say ready");
+    assert_eq!(get(&address, "/healthz"), (200, "ok\n".to_string()));
+
+    let client = harness.client().await;
+    let context = jetstream::new(client.clone());
+    let body = serde_json::to_vec(&json!({
+        "version": 1, "command_id": "m-1", "account_id": "acct-1",
+        "action": { "type": "reset_password" }, "summary": "customer asked", "signals": {}
+    }))
+    .unwrap();
+    publish(&context, "airlock.intake.intake.desk.request_recovery", "m-1", body).await;
+    let mut samples = Vec::new();
+    wait_for(
+        || {
+            samples = parse_metrics(&get(&address, "/metrics").1);
+            sample(&samples, "airlock_cases", &[("state", "requested")]) == Some(1.0)
+        },
+        "the request in the metrics",
+    );
+    let commands = [("command", "request_recovery"), ("outcome", "accepted")];
+    assert_eq!(sample(&samples, "airlock_commands_total", &commands), Some(1.0), "{samples:?}");
+    assert_eq!(sample(&samples, "airlock_decisions_total", &[("phase", "intake"), ("outcome", "auto")]), Some(1.0));
+    assert!(sample(&samples, "airlock_command_seconds_count", &[("command", "request_recovery")]).is_some());
+    assert_eq!(sample(&samples, "airlock_kill_switch_on", &[]), Some(0.0));
+    assert_eq!(sample(&samples, "airlock_nats_connected", &[]), Some(1.0));
+
+    harness.nats.kill();
+    wait_for(
+        || {
+            let (status, body) = get(&address, "/readyz");
+            status == 503 && body.contains("nats")
+        },
+        "/readyz to say not ready, naming NATS",
+    );
+    harness.nats.restart().expect("nats-server restarts");
+    wait_for(|| get(&address, "/readyz").0 == 200, "/readyz to say ready again");
+
+    let code = common::code_for(&harness.data(), &{
+        let log = harness.serve_log();
+        let line = log.lines().find(|line| line.contains("\"case step\"")).expect("a case step line").to_string();
+        let step: Value = serde_json::from_str(&line).unwrap();
+        step["case"].as_str().unwrap().to_string()
+    });
+    let log = harness.serve_log();
+    for line in log.lines() {
+        let event: Value = serde_json::from_str(line).unwrap_or_else(|error| panic!("not JSON ({error}): {line}"));
+        assert!(event["level"].is_string() && event["message"].is_string(), "{line}");
+        assert!(!line.contains(&code), "the code is in the log: {line}");
+    }
+    assert!(log.lines().any(|line| line.contains("\"WARN\"") && line.contains("NATS connection lost")), "{log}");
+    assert!(log.lines().any(|line| line.contains("\"case step\"") && line.contains("challenge_issued")), "{log}");
+}

@@ -8,6 +8,7 @@ pub mod cancel;
 pub mod case;
 pub mod case_view;
 pub mod config;
+pub mod context;
 pub mod control;
 pub mod demo;
 pub mod directory;
@@ -36,6 +37,10 @@ pub struct Cli {
     /// override both.
     #[arg(long, global = true, env = "AIRLOCK_CONFIG", value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
+    /// A saved context (`airlock context save`): its settings fill in what the flags, the environment and --config
+    /// leave unset. Without it, the context chosen by `airlock context use`, if any.
+    #[arg(long, global = true, env = "AIRLOCK_CONTEXT", value_name = "NAME")]
+    pub context: Option<String>,
     #[command(subcommand)]
     pub command: Commands,
 }
@@ -71,6 +76,8 @@ airlock completions zsh > \"${fpath[1]}/_airlock\"\n  airlock completions fish >
     Mcp(mcp::McpArgs),
     /// Write a nats-server configuration with one least-privilege nkey user per actor, and their seed files.
     NatsConfig(nats_config::NatsConfigArgs),
+    /// Named connection settings (where the deployment is, which key is yours): save, use, ls.
+    Context(context::ContextArgs),
     /// Pull the kill switch: halt all automated execution (cases wait in cooling-off).
     Halt(control::ControlArgs),
     /// Release the kill switch, explicitly and on the record.
@@ -131,7 +138,7 @@ pub fn main() -> ExitCode {
     let file = config::named(&args);
     // `config check` reports every problem of the file itself; every other command refuses to start on a bad one.
     let checking = args.get(1).is_some_and(|arg| arg == "config");
-    let values = match (&file, checking) {
+    let file_values = match (&file, checking) {
         (Some(path), false) => match config::load(path) {
             Ok(loaded) => loaded.values(),
             Err(error) => {
@@ -141,11 +148,26 @@ pub fn main() -> ExitCode {
         },
         (Some(_), true) | (None, _) => Default::default(),
     };
+    // A context fills in what the file leaves unset; `airlock context` itself works on contexts, not in one.
+    let in_context = args.get(1).is_some_and(|arg| arg != "context");
+    let mut values = match context::named(&args).filter(|_| in_context) {
+        Some(name) => match context::values(&name) {
+            Ok(values) => values,
+            Err(error) => {
+                eprintln!("error: context {name}: {error}");
+                return ExitCode::from(exit::USAGE);
+            }
+        },
+        None => Default::default(),
+    };
+    values.extend(file_values);
     let matches = config::with_file_defaults(Cli::command(), &values).get_matches_from(args);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
-    init_tracing();
+    let json_logs = matches!(&cli.command, Commands::Serve(args) if args.log_format == serve::LogFormat::Json);
+    init_tracing(json_logs);
     let code = match cli.command {
         Commands::ApiKey(args) => api_key::run(args),
+        Commands::Context(args) => context::run(args),
         Commands::Audit(args) => audit::run(args),
         Commands::Bench(args) => bench::run(args),
         Commands::Case(args) => case::run(args),
@@ -176,11 +198,17 @@ pub fn main() -> ExitCode {
 
 /// Structured logs on stderr, filtered by `RUST_LOG` (default: warnings only, so command output stays readable;
 /// `airlock serve` logs `info` by default). Colours only on a terminal: a log file or a collector gets plain text.
-fn init_tracing() {
+/// Logs go to stderr: text, or one JSON object per line (`serve --log-format json`) for a log collector.
+fn init_tracing(json: bool) {
+    crate::observe::set_json_logs(json);
     let serving = std::env::args().nth(1).as_deref() == Some("serve");
     let default = if serving { "info,async_nats=warn" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init()
+    };
 }

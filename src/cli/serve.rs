@@ -48,6 +48,22 @@ pub struct ServeArgs {
     /// in the outbox. Prefer the environment variable: a password in a URL shows in process listings.
     #[arg(long, env = "AIRLOCK_SMTP_URL", hide_env_values = true)]
     pub smtp: Option<String>,
+    /// Serve /healthz, /readyz and /metrics on this address (for example 127.0.0.1:9090) instead of on --http: keep
+    /// them off the address the owners' page is published on.
+    #[arg(long, env = "AIRLOCK_METRICS")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// /readyz says not ready while the projection is more than this many events behind the log.
+    #[arg(long, env = "AIRLOCK_READY_LAG", default_value_t = crate::server::health::READY_LAG_DEFAULT)]
+    pub ready_lag: u64,
+    /// How to write the log on stderr: text for people, or json (one object per line) for a log collector.
+    #[arg(long, env = "AIRLOCK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 pub fn run(args: ServeArgs) -> u8 {
@@ -60,7 +76,13 @@ pub fn run(args: ServeArgs) -> u8 {
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
-    match runtime.block_on(crate::server::run(config, termination())) {
+    // The handlers are installed before anything starts: a SIGTERM that arrives while the server is still starting
+    // (after it printed where it listens) stops it gracefully instead of killing it.
+    let stop = {
+        let _inside = runtime.enter();
+        termination()
+    };
+    match runtime.block_on(crate::server::run(config, stop)) {
         Ok(()) => exit::OK,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -95,15 +117,21 @@ fn config(args: ServeArgs) -> anyhow::Result<Config> {
         http: args.http,
         public_url: args.public_url,
         smtp,
+        metrics: args.metrics,
+        ready_lag: args.ready_lag,
     })
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn termination() {
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM can be handled");
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// A future that resolves on SIGTERM or SIGINT; the signal handlers are installed when it is made, not when it is
+/// first polled.
+fn termination() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM can be handled");
+    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT can be handled");
+    async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
     }
 }

@@ -222,6 +222,7 @@ async fn handle<L: EventLog>(
     bytes: &[u8],
     public_proof: bool,
 ) -> Reply {
+    let started = std::time::Instant::now();
     let (case_hint, command_hint) = hints(bytes);
     let mut reply = match dispatch(service, actor, command_type, bytes).await {
         Ok(Outcome::Case(handled)) if public_proof && !handled.proven => {
@@ -248,6 +249,11 @@ async fn handle<L: EventLog>(
         Err(Refusal::Service(error)) => refused(case_hint.as_ref(), &error),
     };
     reply.command_id = Some(command_hint.to_string());
+    let outcome = match &reply.error {
+        None => "accepted".to_string(),
+        Some(error) => error.code.clone(),
+    };
+    crate::observe::command_handled(subjects::command_token(command_type), outcome, started.elapsed().as_secs_f64());
     reply
 }
 

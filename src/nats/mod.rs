@@ -80,10 +80,15 @@ pub async fn connect_as(
     identity: Option<&Identity>,
 ) -> Result<async_nats::Client, ConnectError> {
     let servers: Vec<&str> = url.split(',').map(str::trim).filter(|server| !server.is_empty()).collect();
+    let who = name.to_string();
     let mut options = async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
-        .max_reconnects(None);
+        .max_reconnects(None)
+        .event_callback(move |event| {
+            let who = who.clone();
+            async move { log_event(&who, event) }
+        });
     if let Some(identity) = identity {
         options = options.nkey(identity.seed.clone()).custom_inbox_prefix(identity.inbox_prefix());
     }
@@ -95,5 +100,26 @@ pub async fn connect_as(
             url: url.to_string(),
             reason: format!("no connection within {CONNECT_TIMEOUT_MS} ms (is nats-server running there?)"),
         }),
+    }
+}
+
+/// What the connection tells about itself, in the log: losing the server is a warning (commands wait, `/readyz` says
+/// not ready), getting it back is news, and a permission the broker refused names the subject (never a payload).
+fn log_event(connection: &str, event: async_nats::Event) {
+    match event {
+        async_nats::Event::Disconnected => {
+            tracing::warn!(connection, "NATS connection lost; reconnecting (commands wait until it is back)")
+        }
+        async_nats::Event::Connected => tracing::info!(connection, "NATS connection (re)established"),
+        async_nats::Event::ServerError(error) => {
+            tracing::warn!(connection, %error, "the NATS server refused something")
+        }
+        async_nats::Event::ClientError(error) => tracing::warn!(connection, %error, "NATS client error"),
+        async_nats::Event::SlowConsumer(subscription) => {
+            tracing::warn!(connection, subscription, "a NATS subscription is too slow; messages were dropped")
+        }
+        async_nats::Event::LameDuckMode | async_nats::Event::Draining | async_nats::Event::Closed => {
+            tracing::info!(connection, ?event, "NATS connection state")
+        }
     }
 }

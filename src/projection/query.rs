@@ -298,6 +298,14 @@ impl Projection {
         Ok(matching)
     }
 
+    /// How many cases are in each state, by the state's name.
+    pub fn count_by_status(&self) -> Result<Vec<(String, u64)>, ProjectionError> {
+        let connection = self.read();
+        let mut statement = connection.prepare_cached("SELECT status, count(*) FROM cases GROUP BY status")?;
+        let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Whether the kill switch was on, as of the last applied log entry.
     pub fn halted(&self) -> Result<bool, ProjectionError> {
         Ok(self

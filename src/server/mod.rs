@@ -4,12 +4,14 @@
 //! mode for it and for the other commands.
 
 pub mod embedded;
+pub mod health;
 pub mod nats;
 
 use crate::intake::nats::{run_intake, run_queries};
 use crate::keys::Keys;
 use crate::projection::projector::run_projector;
 use crate::service::Service;
+use health::Health;
 use nats::NatsMode;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -37,6 +39,11 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Email through this mail server instead of the outbox.
     pub smtp: Option<crate::notify::smtp::SmtpConfig>,
+    /// Serve `/healthz`, `/readyz` and `/metrics` here instead of on `http` (a private address for the monitoring,
+    /// while the owners' page faces the internet).
+    pub metrics: Option<SocketAddr>,
+    /// How many events the projector may be behind the log before `/readyz` says not ready.
+    pub ready_lag: u64,
 }
 
 /// The NATS server and the nkey seed airlock connects with.
@@ -51,12 +58,17 @@ pub struct NatsConfig {
 pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow::Result<()> {
     let policy = config.policy.clone();
     // Bound before anything else starts, so a taken port is a clear startup error and port 0 is known at once.
+    let bind = |address: SocketAddr| async move {
+        tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot listen on {address}: {error}"))
+    };
     let http = match config.http {
-        Some(address) => Some(
-            tokio::net::TcpListener::bind(address)
-                .await
-                .map_err(|error| anyhow::anyhow!("cannot listen on {address}: {error}"))?,
-        ),
+        Some(address) => Some(bind(address).await?),
+        None => None,
+    };
+    let probes = match config.metrics {
+        Some(address) => Some(bind(address).await?),
         None => None,
     };
     let public_url = match (&config.public_url, &http) {
@@ -72,7 +84,7 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
             let path = config.data_dir.join(crate::http::api_keys::FILE);
             let keys = crate::http::api_keys::ApiKeys::open(&path)
                 .map_err(|error| anyhow::anyhow!("cannot open the API keys in {}: {error}", path.display()))?;
-            Some((listener, Arc::new(keys)))
+            Some((listener, Arc::new(keys), None))
         }
         None => None,
     };
@@ -101,6 +113,13 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
             service.public_url = public_url.clone();
             service.notifier = with_smtp(service.notifier.clone());
             let service = Arc::new(service);
+            let health = Health {
+                nats: Some(client.clone()),
+                events: Some(events.clone()),
+                projection: service.projection.clone(),
+                max_lag: config.ready_lag,
+            };
+            let http = spawn_probes(&mut tasks, Arc::new(health), http, probes, &shutdown);
             tasks.spawn(named("intake", run_intake(service.clone(), context, intake_config.clone(), shutdown.clone())));
             tasks
                 .spawn(named("queries", run_queries(service.clone(), client.clone(), intake_config, shutdown.clone())));
@@ -119,6 +138,13 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
             embedded.service.public_url = public_url.clone();
             embedded.service.notifier = with_smtp(embedded.service.notifier.clone());
             embedded.service.policy = policy.clone();
+            let health = Health {
+                nats: None,
+                events: None,
+                projection: embedded.service.projection.clone(),
+                max_lag: config.ready_lag,
+            };
+            let http = spawn_probes(&mut tasks, Arc::new(health), http, probes, &shutdown);
             spawn_shared(&mut tasks, Arc::new(embedded.service), http, config.tick, &shutdown);
             None
         }
@@ -126,7 +152,10 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
     tracing::info!(version = policy.version(), "policies loaded");
     let mode = config.nats.as_ref().map_or("the embedded store", |nats| nats.url.as_str());
     tracing::info!(%mode, data_dir = %config.data_dir.display(), %public_url, "airlock serving");
-    eprintln!("airlock serving on {mode} (data in {}); owners' page at {public_url}", config.data_dir.display());
+    crate::observe::announce(&format!(
+        "airlock serving on {mode} (data in {}); owners' page at {public_url}",
+        config.data_dir.display()
+    ));
     let mut failure = None;
     tokio::select! {
         _ = stop_when => tracing::info!("stopping: finishing work in flight"),
@@ -159,23 +188,55 @@ fn projector_name(data_dir: &std::path::Path) -> anyhow::Result<String> {
     Ok(format!("airlock-projector-{}", &hex::encode(digest)[..16]))
 }
 
+/// The probes (`/healthz`, `/readyz`, `/metrics`): on their own listener when one was given, else beside the owners'
+/// page on the HTTP listener, which is returned with them attached.
+fn spawn_probes(
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    health: Arc<Health>,
+    http: Option<HttpListener>,
+    probes: Option<tokio::net::TcpListener>,
+    shutdown: &watch::Receiver<bool>,
+) -> Option<HttpListener> {
+    match probes {
+        Some(listener) => {
+            if let Ok(address) = listener.local_addr() {
+                crate::observe::announce(&format!("airlock probes and metrics on http://{address}"));
+            }
+            let mut stopped = shutdown.clone();
+            let app = health::router(health, true);
+            tasks.spawn(named("probes", async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.changed().await;
+                    })
+                    .await
+            }));
+            http
+        }
+        None => http.map(|(listener, keys, _)| (listener, keys, Some(health))),
+    }
+}
+
+/// The owners' page listener, its API keys, and the probes to serve beside it.
+type HttpListener = (tokio::net::TcpListener, Arc<crate::http::api_keys::ApiKeys>, Option<Arc<Health>>);
+
 /// What both modes run: the timers and, when asked for, the owners' web endpoint.
 fn spawn_shared<L: crate::log::EventLog + 'static>(
     tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
     service: Arc<Service<L>>,
-    http: Option<(tokio::net::TcpListener, Arc<crate::http::api_keys::ApiKeys>)>,
+    http: Option<HttpListener>,
     tick: Duration,
     shutdown: &watch::Receiver<bool>,
 ) {
-    if let Some((listener, keys)) = http {
+    if let Some((listener, keys, health)) = http {
         if let Ok(address) = listener.local_addr() {
-            eprintln!("airlock verification page on http://{address}");
+            crate::observe::announce(&format!("airlock verification page on http://{address}"));
         }
         let mut stopped = shutdown.clone();
         let signal = async move {
             let _ = stopped.changed().await;
         };
-        tasks.spawn(named("http", crate::http::serve(listener, service.clone(), keys, signal)));
+        tasks.spawn(named("http", crate::http::serve(listener, service.clone(), keys, health, signal)));
     }
     tasks.spawn(named("timers", timers(service, tick, shutdown.clone())));
 }

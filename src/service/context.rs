@@ -88,7 +88,9 @@ fn decide_policy(engine: &crate::policy::Engine, settings: &Settings, input: &Po
         input.at,
         settings,
     );
-    engine.evaluate(&facts)
+    let decision = engine.evaluate(&facts);
+    crate::observe::decided(input.phase, decision.outcome);
+    decision
 }
 
 impl<L: EventLog> Service<L> {

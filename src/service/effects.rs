@@ -31,6 +31,7 @@ impl<L: EventLog> Service<L> {
                 let executed_at = state.executed_at.expect("an executed case has an execution time");
                 self.directory.revert(effect_id, &facts.account_id, reversal, executed_at, event.at)?;
                 tracing::info!(case = %case_id, effect = %effect_id, "rollback applied to the directory");
+                crate::observe::effect("rollback", "applied");
             }
             // A change is scheduled: the account's other security settings are frozen until the case ends. Held before
             // the append, so a crash can leave a hold for a case that did not move (released when it ends), never a
@@ -54,6 +55,15 @@ impl<L: EventLog> Service<L> {
         prepared: &Prepared,
     ) -> Result<(), ServiceError> {
         let facts = state.facts.as_ref().expect("a case with events has facts");
+        // One line per step, ids and names only: never a code, token, address or summary.
+        let steps: Vec<&str> = events.iter().map(|event| event.body.kind().name()).collect();
+        tracing::info!(
+            case = %case_id,
+            actor = %events.last().map_or_else(String::new, |event| event.actor.to_string()),
+            steps = %steps.join(","),
+            status = state.status.name(),
+            "case step"
+        );
         if state.status.is_terminal() || state.status == Status::Executed {
             self.directory.release(&facts.account_id, case_id.as_str())?;
         }
@@ -129,8 +139,13 @@ impl<L: EventLog> Service<L> {
             Err(DirectoryError::NoSuchAccount(account)) => {
                 EffectOutcome::Failed { reason: format!("account {account} no longer exists") }
             }
-            Err(error) => return Err(error.into()),
+            Err(error) => {
+                crate::observe::effect("execute", "unavailable");
+                return Err(error.into());
+            }
         };
+        let held = if matches!(outcome, EffectOutcome::Applied { .. }) { "applied" } else { "failed" };
+        crate::observe::effect("execute", held);
         let command = Command::ConfirmExecution { effect_id: effect_id.clone(), outcome };
         let command_id = CommandId::new(format!("confirm:{effect_id}"));
         self.handle(case_id, CommandEnvelope { command_id, actor: Actor::system(), command }).await
