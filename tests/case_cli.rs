@@ -51,7 +51,7 @@ fn listed(data: &Path, filter: &[&str]) -> (Vec<String>, bool) {
     let mut args = vec!["case", "list"];
     args.extend_from_slice(filter);
     let answer = json_of(data, &args);
-    let cases = answer["cases"].as_array().unwrap();
+    let cases = answer["items"].as_array().unwrap();
     (
         cases.iter().map(|case| case["case_id"].as_str().unwrap().to_string()).collect(),
         answer["more"].as_bool().unwrap(),

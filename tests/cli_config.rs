@@ -84,11 +84,11 @@ fn every_read_command_answers_json() {
     let demo = run(&["demo", "--keep", "--data-dir", data.to_str().unwrap()], &[]);
     assert_eq!(demo.status.code(), Some(0), "{}", stderr(&demo));
     let cases = json(Some(&data), &["case", "list"]);
-    let case_id = cases["cases"][0]["case_id"].as_str().unwrap().to_string();
+    let case_id = cases["items"][0]["case_id"].as_str().unwrap().to_string();
     assert!(json(Some(&data), &["case", "show", &case_id])["next_steps"].is_array());
     assert!(json(Some(&data), &["case", "history", &case_id])["events"].is_array());
-    assert!(json(Some(&data), &["review", "list"]).is_array());
-    let queued = json(Some(&data), &["review", "list"])[0]["case_id"].as_str().unwrap().to_string();
+    assert_eq!(json(Some(&data), &["review", "list"])["more"], false);
+    let queued = json(Some(&data), &["review", "list"])["items"][0]["case_id"].as_str().unwrap().to_string();
     assert!(json(Some(&data), &["review", "show", &queued])["action_hash"].is_string());
     assert!(json(Some(&data), &["outbox"]).is_array());
     assert_eq!(json(Some(&data), &["audit", "verify"])["differences"], serde_json::json!([]));
@@ -164,7 +164,7 @@ fn configuration_comes_from_a_file_the_environment_and_flags() {
     let account_listed = |output: &Output| -> String {
         assert_eq!(output.status.code(), Some(0), "{}", stderr(output));
         let listed: Value = serde_json::from_str(&stdout(output)).unwrap();
-        listed["cases"][0]["account_id"].as_str().unwrap().to_string()
+        listed["items"][0]["account_id"].as_str().unwrap().to_string()
     };
     let env_dir = [("AIRLOCK_DATA_DIR", from_env.to_str().unwrap())];
     assert_eq!(account_listed(&run(&["--config", file_arg, "case", "list", "--json"], &[])), "ana");
@@ -266,9 +266,9 @@ fn contexts_name_a_deployment_and_a_private_key() {
         let output = run(&[&["case", "list", "--json"][..], args].concat(), &environment);
         serde_json::from_str(&stdout(&output)).unwrap_or(Value::Null)
     };
-    assert_eq!(cases(&["--context", "lab"])["cases"].as_array().map(Vec::len), Some(1));
+    assert_eq!(cases(&["--context", "lab"])["items"].as_array().map(Vec::len), Some(1));
     assert_eq!(run(&["context", "use", "lab"], &environment).status.code(), Some(0));
-    assert_eq!(cases(&[])["cases"].as_array().map(Vec::len), Some(1), "the context in use");
+    assert_eq!(cases(&[])["items"].as_array().map(Vec::len), Some(1), "the context in use");
     let elsewhere = scratch.path().join("elsewhere");
     assert_eq!(cases(&["--data-dir", elsewhere.to_str().unwrap()]), Value::Null, "a flag wins over the context");
 

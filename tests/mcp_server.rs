@@ -119,7 +119,7 @@ fn check_session(data: &std::path::Path, report: &Value) {
     // Exactly two cases: the request and the injection, which is only data.
     let listed = common::serve::airlock(data, &["case", "list", "--json"]);
     let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
-    assert_eq!(listed["cases"].as_array().unwrap().len(), 2, "{listed}");
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2, "{listed}");
     let injected = answer(report, "injection");
     let injected_id = injected["case_id"].as_str().unwrap();
     let history = common::serve::airlock(data, &["case", "history", injected_id, "--json"]);

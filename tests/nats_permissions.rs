@@ -568,7 +568,7 @@ async fn a_reviewer_works_the_queue_over_nats_without_the_data_directory() {
         common::wait_for(
             || {
                 let output = run("reviewer.ana.nk", &["review", "list", "--json"]);
-                queue = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+                queue = serde_json::from_slice::<Value>(&output.stdout).unwrap_or(Value::Null)["items"].clone();
                 queue.as_array().is_some_and(|items| !items.is_empty())
             },
             "the case in the review queue, read over NATS",
@@ -608,7 +608,7 @@ async fn a_reviewer_works_the_queue_over_nats_without_the_data_directory() {
     assert_eq!(case["approvers"], json!(["ana"]), "{case}");
     let listed = run("operator.ops.nk", &["case", "list", "--json"]);
     let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
-    assert_eq!(listed["cases"][0]["case_id"], case_id.as_str(), "{listed}");
+    assert_eq!(listed["items"][0]["case_id"], case_id.as_str(), "{listed}");
 
     // The desk's key reads nothing but its own cases' status.
     for args in [&["review", "list"][..], &["case", "show", &case_id], &["case", "list"], &["review", "show", &case_id]]
@@ -616,8 +616,11 @@ async fn a_reviewer_works_the_queue_over_nats_without_the_data_directory() {
         let refused = run("intake.desk.nk", args);
         let stderr = String::from_utf8_lossy(&refused.stderr);
         assert_eq!(refused.status.code(), Some(1), "{args:?}: {stderr}");
-        assert!(stderr.contains("role_not_allowed"), "{args:?}: {stderr}");
+        assert!(stderr.contains("not the intake role"), "{args:?}: {stderr}");
     }
+    let refused = run("intake.desk.nk", &["review", "list", "--json"]);
+    let answer: Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert_eq!(answer["error"]["code"], "role_not_allowed", "{answer}");
     let keyless = Command::new(env!("CARGO_BIN_EXE_airlock")).args(["review", "list", "--nats", url]).output().unwrap();
     assert_eq!(keyless.status.code(), Some(2), "{}", String::from_utf8_lossy(&keyless.stderr));
     assert!(!elsewhere.join("airlock-data").exists(), "a read created a store");

@@ -258,7 +258,7 @@ async fn a_projection_deleted_under_serve_is_rebuilt_at_once() {
         || {
             let listed = harness.airlock(&["case", "list", "--json"]);
             let cases: Value = serde_json::from_slice(&listed.stdout).unwrap_or(Value::Null);
-            cases["cases"].as_array().is_some_and(|cases| cases.len() == 2)
+            cases["items"].as_array().is_some_and(|cases| cases.len() == 2)
         },
         "both cases to be listed again",
     );

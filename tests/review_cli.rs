@@ -37,7 +37,7 @@ fn stderr(output: &std::process::Output) -> String {
 fn queue(data: &Path) -> Vec<Value> {
     let output = airlock(data, &["review", "list", "--json"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    serde_json::from_str::<Value>(&stdout(&output)).unwrap().as_array().unwrap().clone()
+    serde_json::from_str::<Value>(&stdout(&output)).unwrap()["items"].as_array().unwrap().clone()
 }
 
 fn packet(data: &Path, case_id: &str) -> Value {
@@ -130,6 +130,15 @@ fn reviewers_work_the_queue_from_the_command_line() {
     assert_eq!(stdout(&airlock(&data, &["review", "list"])).trim(), "no case is waiting for review");
 
     assert_eq!(airlock(&data, &["review", "show", "case-unknown"]).status.code(), Some(1));
+    // Under --json an error is JSON too, with the stable code NATS and HTTP answers use.
+    for args in [&["review", "show", "case-unknown", "--json"][..], &["case", "show", "case-unknown", "--json"]] {
+        let output = airlock(&data, args);
+        let answer: Value = serde_json::from_str(&stdout(&output)).unwrap_or_else(|_| panic!("{args:?}: not JSON"));
+        assert_eq!((output.status.code(), &answer["error"]["code"]), (Some(1), &json!("not_found")), "{args:?}");
+    }
+    let bad_state = airlock(&data, &["case", "list", "--state", "sleeping", "--json"]);
+    let answer: Value = serde_json::from_str(&stdout(&bad_state)).unwrap();
+    assert_eq!((bad_state.status.code(), &answer["error"]["code"]), (Some(2), &json!("invalid_value")));
     let missing = airlock(&scratch.path().join("nowhere"), &["review", "list"]);
     assert_eq!(missing.status.code(), Some(3), "{}", stderr(&missing));
     assert!(!scratch.path().join("nowhere").exists(), "reading the queue created a store");

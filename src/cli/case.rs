@@ -50,7 +50,7 @@ airlock case list --action add_destination --since \"2026-06-01 12:00:00\" --jso
         filter: ListFilter,
         #[command(flatten)]
         store: Store,
-        /// Print one JSON object (fields: cases[case_id, account_id, status, action, requester, requested_at,
+        /// Print one JSON object (fields: items[case_id, account_id, status, action, requester, requested_at,
         /// updated_at], more).
         #[arg(long)]
         json: bool,

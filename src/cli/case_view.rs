@@ -3,7 +3,7 @@
 //! `decide` enforces) and its receipts; `list` finds cases by state, account, age and action.
 
 use crate::cli::exit;
-use crate::cli::store::{Reader, Store, exit_code_of, now, parse_moment, print_table, span};
+use crate::cli::store::{Reader, Store, exit_code_of, failed, now, parse_moment, print_table, span};
 use crate::core::ids::CaseId;
 use crate::core::state::Status;
 use crate::projection::query::CaseFilter;
@@ -21,14 +21,8 @@ pub fn show(store: &Store, case_id: &str, json: bool) -> u8 {
     };
     let view = match found {
         Ok(Some(view)) => view,
-        Ok(None) => {
-            eprintln!("error: no case {case_id} in the projection");
-            return exit::FAILED;
-        }
-        Err(error) => {
-            eprintln!("error: {error}");
-            return exit_code_of(&error);
-        }
+        Ok(None) => return failed(json, "not_found", &format!("no case {case_id} in the projection"), exit::FAILED),
+        Err(error) => return failed(json, "unavailable", &error, exit_code_of(&error)),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&view).expect("plain data serializes"));
@@ -111,20 +105,19 @@ pub fn list(store: &Store, filter: &ListFilter, json: bool) -> u8 {
         && Status::from_name(state).is_none_or(|status| status == Status::New)
     {
         let known: Vec<&str> = Status::ALL.iter().skip(1).map(|status| status.name()).collect();
-        eprintln!("error: --state {state:?} is not a state; one of: {}", known.join(", "));
-        return exit::USAGE;
+        let reason = format!("--state {state:?} is not a state; one of: {}", known.join(", "));
+        return failed(json, "invalid_value", &reason, exit::USAGE);
     }
     if let Some(action) = &filter.action
         && !ACTIONS.contains(&action.as_str())
     {
-        eprintln!("error: --action {action:?} is not an action; one of: {}", ACTIONS.join(", "));
-        return exit::USAGE;
+        let reason = format!("--action {action:?} is not an action; one of: {}", ACTIONS.join(", "));
+        return failed(json, "invalid_value", &reason, exit::USAGE);
     }
     let since = match filter.since.as_deref().map(|text| parse_moment(text, now())).transpose() {
         Ok(since) => since,
         Err(error) => {
-            eprintln!("error: --since: {error}");
-            return exit::USAGE;
+            return failed(json, "invalid_value", &format!("--since: {error}"), exit::USAGE);
         }
     };
     let wanted = CaseFilter {
@@ -147,13 +140,10 @@ pub fn list(store: &Store, filter: &ListFilter, json: bool) -> u8 {
     };
     let (listed, more) = match found {
         Ok(found) => found,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return exit_code_of(&error);
-        }
+        Err(error) => return failed(json, "unavailable", &error, exit_code_of(&error)),
     };
     if json {
-        let answer = serde_json::json!({ "cases": listed, "more": more });
+        let answer = serde_json::json!({ "items": listed, "more": more });
         println!("{}", serde_json::to_string_pretty(&answer).expect("plain data serializes"));
         return exit::OK;
     }

@@ -7,7 +7,7 @@
 //! is published on the reviewer's own intake subject, as a review tool would, and the answer is awaited.
 
 use crate::cli::exit;
-use crate::cli::store::{Reader, Store, exit_code_of, now, print_table, span};
+use crate::cli::store::{Reader, Store, exit_code_of, failed, now, print_table, span};
 use crate::cli::target::{Target, TargetArgs};
 use crate::core::actor::Role;
 use crate::core::ids::CaseId;
@@ -49,8 +49,8 @@ pub enum ReviewCommand {
     List {
         #[command(flatten)]
         store: Store,
-        /// Print a JSON array (fields: case_id, account_id, high_value, reason, entered_at, waiting_ms,
-        /// approvals, reviewers_required, action).
+        /// Print one JSON object (fields: items[case_id, account_id, high_value, reason, entered_at, waiting_ms,
+        /// approvals, reviewers_required, action], more).
         #[arg(long)]
         json: bool,
     },
@@ -111,13 +111,11 @@ fn list(store: &Store, json: bool) -> u8 {
     };
     let entries = match entries {
         Ok(entries) => entries,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return exit_code_of(&error);
-        }
+        Err(error) => return failed(json, "unavailable", &error, exit_code_of(&error)),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&entries).expect("plain data serializes"));
+        let answer = json!({ "items": entries, "more": false });
+        println!("{}", serde_json::to_string_pretty(&answer).expect("plain data serializes"));
         return exit::OK;
     }
     if entries.is_empty() {
@@ -154,14 +152,8 @@ fn show(store: &Store, case_id: &str, json: bool) -> u8 {
     };
     let packet = match found {
         Ok(Some(packet)) => packet,
-        Ok(None) => {
-            eprintln!("no case {case_id} in the projection");
-            return exit::FAILED;
-        }
-        Err(error) => {
-            eprintln!("error: {error}");
-            return exit_code_of(&error);
-        }
+        Ok(None) => return failed(json, "not_found", &format!("no case {case_id} in the projection"), exit::FAILED),
+        Err(error) => return failed(json, "unavailable", &error, exit_code_of(&error)),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&packet).expect("plain data serializes"));

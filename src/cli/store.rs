@@ -57,6 +57,25 @@ impl Store {
     }
 }
 
+/// Reports a read command's failure: `error: REASON` on stderr and, under `--json`, `{"error": {"code", "reason"}}` on
+/// stdout with the stable codes NATS and HTTP answers use (`not_found`, `invalid_value`, `role_not_allowed`,
+/// `unavailable`). A reason that came from the service (`code: reason`) keeps the service's code. Returns `exit_code`.
+pub fn failed(json: bool, code: &str, reason: &str, exit_code: u8) -> u8 {
+    let (code, reason) = match reason.split_once(": ") {
+        Some((from_service, rest))
+            if ["role_not_allowed", "malformed_command", "unavailable"].contains(&from_service) =>
+        {
+            (from_service, rest)
+        }
+        _ => (code, reason),
+    };
+    eprintln!("error: {reason}");
+    if json {
+        println!("{}", serde_json::json!({ "error": { "code": code, "reason": reason } }));
+    }
+    exit_code
+}
+
 /// The exit code of a failed read: refused (exit 1) when airlock answered that this actor may not ask it or the
 /// question was wrong; unavailable (exit 3) otherwise.
 pub fn exit_code_of(error: &str) -> u8 {
