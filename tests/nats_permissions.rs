@@ -143,6 +143,23 @@ fn start_broker(directory: &Path) -> Broker {
     Broker { url: server.url(), _server: server, seeds: out.join("seeds"), config }
 }
 
+/// A deployment as `airlock nats-config` describes it: the broker with every actor's key, and `airlock serve`
+/// connected as its own restricted user on a data directory holding `accounts`.
+fn deployment(directory: &Path, accounts: Value) -> (Broker, ServeProcess, PathBuf) {
+    let broker = start_broker(directory);
+    let data = directory.join("data");
+    import_accounts(&data, accounts);
+    let airlock_seed = broker.seeds.join("airlock.nk");
+    let serve = ServeProcess::start(
+        &broker.url,
+        &data,
+        &directory.join("serve.log"),
+        &["--nats-nkey", airlock_seed.to_str().unwrap()],
+        &[],
+    );
+    (broker, serve, data)
+}
+
 // Proves the command writes a configuration nats-server accepts, durable and without a secret in it; that every seed
 // is readable by its owner only and kept when the command runs again (adding an actor changes nobody else's key);
 // and that bad actor ids and duplicates are usage errors that write nothing.
@@ -209,17 +226,7 @@ fn nats_config_writes_a_valid_durable_configuration_and_private_seeds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_broker_refuses_every_subject_but_the_actors_own() {
     let directory = scratch();
-    let broker = start_broker(directory.path());
-    let data = directory.path().join("data");
-    import_accounts(&data, json!([email_account("acct-1")]));
-    let airlock_seed = broker.seeds.join("airlock.nk");
-    let serve = ServeProcess::start(
-        &broker.url,
-        &data,
-        &directory.path().join("serve.log"),
-        &["--nats-nkey", airlock_seed.to_str().unwrap()],
-        &[],
-    );
+    let (broker, serve, data) = deployment(directory.path(), json!([email_account("acct-1")]));
 
     // The desk opens a case on its own subject and reads the answer on its own result subject.
     let desk = connect(&broker.url, Some(&broker.seeds.join("intake.desk.nk"))).await.unwrap();
@@ -348,7 +355,7 @@ async fn the_broker_refuses_every_subject_but_the_actors_own() {
     assert!(connect(&broker.url, Some(&stranger_seed)).await.is_err(), "an unknown key was accepted");
 
     // airlock itself cannot destroy the log.
-    let airlock = connect(&broker.url, Some(&airlock_seed)).await.unwrap();
+    let airlock = connect(&broker.url, Some(&broker.seeds.join("airlock.nk"))).await.unwrap();
     for subject in [
         "$JS.API.STREAM.DELETE.AIRLOCK_EVENTS",
         "$JS.API.STREAM.PURGE.AIRLOCK_EVENTS",
@@ -406,17 +413,7 @@ fn projection_halted(data: &Path) -> Option<bool> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_works_the_live_deployment_with_their_own_key() {
     let directory = scratch();
-    let broker = start_broker(directory.path());
-    let data = directory.path().join("data");
-    import_accounts(&data, json!([email_account("acct-1")]));
-    let airlock_seed = broker.seeds.join("airlock.nk");
-    let _serve = ServeProcess::start(
-        &broker.url,
-        &data,
-        &directory.path().join("serve.log"),
-        &["--nats-nkey", airlock_seed.to_str().unwrap()],
-        &[],
-    );
+    let (broker, _serve, data) = deployment(directory.path(), json!([email_account("acct-1")]));
     let ops = broker.seeds.join("operator.ops.nk");
     let ops = ops.to_str().unwrap();
     let url = broker.url.as_str();
@@ -530,19 +527,9 @@ async fn an_operator_works_the_live_deployment_with_their_own_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reviewer_works_the_queue_over_nats_without_the_data_directory() {
     let directory = scratch();
-    let broker = start_broker(directory.path());
-    let data = directory.path().join("data");
     let young = common::threats::time_ago(86_400_000);
     let account = common::threats::account("acct-2", &[("acct-2-mail", "email", "acct-2@example.com", &young)]);
-    import_accounts(&data, json!([account]));
-    let airlock_seed = broker.seeds.join("airlock.nk");
-    let _serve = ServeProcess::start(
-        &broker.url,
-        &data,
-        &directory.path().join("serve.log"),
-        &["--nats-nkey", airlock_seed.to_str().unwrap()],
-        &[],
-    );
+    let (broker, _serve, _data) = deployment(directory.path(), json!([account]));
     let url = broker.url.as_str();
     let desk = connect(url, Some(&broker.seeds.join("intake.desk.nk"))).await.unwrap();
     let request = request_body("cmd-2", "acct-2", reset_password(), "customer lost everything", json!({}));

@@ -3,8 +3,7 @@
 //! destinations; this is the operators' way, recorded with who and why.
 
 use crate::cli::exit;
-use crate::cli::target::{Target, TargetArgs};
-use crate::core::actor::Role;
+use crate::cli::target::{OperatorArgs, not_accepted};
 use crate::intake::CommandType;
 use crate::service::new_id;
 use serde_json::json;
@@ -18,12 +17,8 @@ pub struct CancelArgs {
     /// Why; recorded with the cancellation and in the receipt.
     #[arg(long)]
     pub reason: String,
-    /// The operator acting (recorded as operator:ID) on the embedded store; over NATS the key says who you are, and
-    /// this, if given, must agree with it.
-    #[arg(long, env = "AIRLOCK_OPERATOR")]
-    pub operator: Option<String>,
     #[command(flatten)]
-    pub target: TargetArgs,
+    pub who: OperatorArgs,
     /// Print airlock's answer as JSON (fields: accepted, command_id, case_id, status, message, error{code, reason}).
     #[arg(long)]
     pub json: bool,
@@ -32,13 +27,9 @@ pub struct CancelArgs {
 pub fn run(args: CancelArgs) -> u8 {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
     runtime.block_on(async {
-        let target = match Target::open(&args.target, Role::Operator, args.operator.as_deref(), "airlock-cancel").await
-        {
+        let target = match args.who.open("airlock-cancel").await {
             Ok(target) => target,
-            Err(refusal) => {
-                eprintln!("error: {}", refusal.message);
-                return refusal.code;
-            }
+            Err(code) => return code,
         };
         let body = json!({ "version": 1, "command_id": new_id("cancel"), "case_id": args.case, "reason": args.reason });
         let answer = match target.send(CommandType::Cancel, &body).await {
@@ -51,26 +42,12 @@ pub fn run(args: CancelArgs) -> u8 {
         if args.json {
             println!("{}", serde_json::to_string_pretty(&answer).expect("a value serializes"));
         }
-        match (answer["accepted"].as_bool(), answer["error"]["code"].as_str()) {
-            (Some(true), _) => {
-                if !args.json {
-                    println!("case {} is {}", args.case, answer["status"].as_str().unwrap_or("unknown"));
-                }
-                exit::OK
-            }
-            (_, Some("unavailable")) => {
-                if !args.json {
-                    eprintln!("unavailable: {}", answer["error"]["reason"].as_str().unwrap_or_default());
-                }
-                exit::UNAVAILABLE
-            }
-            _ => {
-                if !args.json {
-                    let reason = answer["error"]["reason"].as_str().or(answer["message"].as_str()).unwrap_or_default();
-                    eprintln!("refused: {reason}");
-                }
-                exit::FAILED
-            }
+        if answer["accepted"].as_bool() != Some(true) {
+            return not_accepted(&answer, args.json);
         }
+        if !args.json {
+            println!("case {} is {}", args.case, answer["status"].as_str().unwrap_or("unknown"));
+        }
+        exit::OK
     })
 }

@@ -4,8 +4,7 @@
 //! command says "halted" only when the service that holds the switch answered that it is on.
 
 use crate::cli::exit;
-use crate::cli::target::{Target, TargetArgs};
-use crate::core::actor::Role;
+use crate::cli::target::{OperatorArgs, not_accepted};
 use crate::intake::CommandType;
 use crate::service::new_id;
 use serde_json::json;
@@ -18,12 +17,8 @@ pub struct ControlArgs {
     /// Why; recorded with the event and shown in the audit trail.
     #[arg(long)]
     pub reason: String,
-    /// The operator acting (recorded as operator:ID) on the embedded store; over NATS the key says who you are, and
-    /// this, if given, must agree with it.
-    #[arg(long, env = "AIRLOCK_OPERATOR")]
-    pub operator: Option<String>,
     #[command(flatten)]
-    pub target: TargetArgs,
+    pub who: OperatorArgs,
     /// Print airlock's answer as JSON (fields: accepted, command_id, status, message, error{code, reason}).
     #[arg(long)]
     pub json: bool,
@@ -36,13 +31,9 @@ pub fn run(args: ControlArgs, halt: bool) -> u8 {
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
     runtime.block_on(async {
-        let target = match Target::open(&args.target, Role::Operator, args.operator.as_deref(), "airlock-control").await
-        {
+        let target = match args.who.open("airlock-control").await {
             Ok(target) => target,
-            Err(refusal) => {
-                eprintln!("error: {}", refusal.message);
-                return refusal.code;
-            }
+            Err(code) => return code,
         };
         let body = json!({ "version": 1, "command_id": new_id("control"), "reason": args.reason });
         let command = if halt { CommandType::Halt } else { CommandType::Resume };
@@ -88,22 +79,7 @@ pub fn run(args: ControlArgs, halt: bool) -> u8 {
                 }
                 exit::OK
             }
-            (_, _, Some("unavailable")) => {
-                if !args.json {
-                    eprintln!("unavailable: {}", answer["error"]["reason"].as_str().unwrap_or_default());
-                }
-                exit::UNAVAILABLE
-            }
-            _ => {
-                if !args.json {
-                    let reason = answer["error"]["reason"].as_str().or(answer["message"].as_str()).unwrap_or_default();
-                    eprintln!(
-                        "refused: {reason} (the kill switch is {})",
-                        answer["status"].as_str().unwrap_or("unchanged")
-                    );
-                }
-                exit::FAILED
-            }
+            _ => not_accepted(&answer, args.json),
         }
     })
 }

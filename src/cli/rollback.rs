@@ -5,8 +5,7 @@
 //! removes added destinations, revokes sessions opened since, notifies the owner, and is recorded with a receipt.
 
 use crate::cli::exit;
-use crate::cli::target::{Target, TargetArgs};
-use crate::core::actor::Role;
+use crate::cli::target::OperatorArgs;
 use crate::core::ids::{CaseId, UnixMs};
 use crate::core::limits::REASON_BYTES_MAX;
 use crate::core::text::UntrustedText;
@@ -35,12 +34,8 @@ pub struct RollbackArgs {
     /// Why; recorded with each rollback and its receipt.
     #[arg(long, required_unless_present = "dry_run")]
     pub reason: Option<String>,
-    /// The operator acting (recorded as operator:ID) on the embedded store; over NATS the key says who you are, and
-    /// this, if given, must agree with it.
-    #[arg(long, env = "AIRLOCK_OPERATOR")]
-    pub operator: Option<String>,
     #[command(flatten)]
-    pub target: TargetArgs,
+    pub who: OperatorArgs,
     /// Print one JSON object (fields: dry_run, cases[case_id, changes, status, refused]).
     #[arg(long)]
     pub json: bool,
@@ -65,12 +60,9 @@ async fn rollback(args: RollbackArgs) -> u8 {
         eprintln!("error: the reason must be at most {REASON_BYTES_MAX} bytes and hold no verification code");
         return exit::FAILED;
     }
-    let target = match Target::open(&args.target, Role::Operator, args.operator.as_deref(), "airlock-rollback").await {
+    let target = match args.who.open("airlock-rollback").await {
         Ok(target) => target,
-        Err(refusal) => {
-            eprintln!("error: {}", refusal.message);
-            return refusal.code;
-        }
+        Err(code) => return code,
     };
     let targets: Vec<(CaseId, String)> = match (&args.case, &args.indicator) {
         (Some(case), None) => vec![(CaseId::new(case), String::new())],

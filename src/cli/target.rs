@@ -30,6 +30,44 @@ pub struct TargetArgs {
     pub data_dir: PathBuf,
 }
 
+/// Who an operator's command acts as, and on which store: the flags `halt`, `resume`, `cancel` and `rollback` share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OperatorArgs {
+    /// The operator acting (recorded as operator:ID) on the embedded store; over NATS the key says who you are, and
+    /// this, if given, must agree with it.
+    #[arg(long, env = "AIRLOCK_OPERATOR")]
+    pub operator: Option<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+impl OperatorArgs {
+    /// Opens the target as the operator; a refusal is printed and its exit code returned.
+    pub async fn open(&self, client_name: &str) -> Result<Target, u8> {
+        Target::open(&self.target, Role::Operator, self.operator.as_deref(), client_name).await.map_err(|refusal| {
+            eprintln!("error: {}", refusal.message);
+            refusal.code
+        })
+    }
+}
+
+/// The exit code of an answer that was not accepted, its reason printed unless the answer was printed as JSON:
+/// unavailable (exit 3) when airlock could not take it now, refused (exit 1) otherwise.
+pub fn not_accepted(answer: &Value, json: bool) -> u8 {
+    let reason = answer["error"]["reason"].as_str().or(answer["message"].as_str()).unwrap_or_default();
+    if answer["error"]["code"].as_str() == Some("unavailable") {
+        if !json {
+            eprintln!("unavailable: {reason}");
+        }
+        crate::cli::exit::UNAVAILABLE
+    } else {
+        if !json {
+            eprintln!("refused: {reason}");
+        }
+        crate::cli::exit::FAILED
+    }
+}
+
 /// Why a command could not reach its store, with the exit code it ends with.
 #[derive(Debug)]
 pub struct Refusal {
