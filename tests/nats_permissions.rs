@@ -517,6 +517,15 @@ async fn an_operator_works_the_live_deployment_with_their_own_key() {
     assert_eq!(misdirected.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("belongs to a NATS deployment") && stderr.contains("--nats"), "{stderr}");
     assert!(!String::from_utf8_lossy(&misdirected.stdout).contains("halted"));
+    // Nor does a local front door write there (it would write into the running service's projection).
+    let submit = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["submit", "--actor", "intake:desk", "--command", "request-recovery", "--data-dir"])
+        .arg(&data)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(submit.status.code(), Some(3), "{}", String::from_utf8_lossy(&submit.stderr));
+    assert!(String::from_utf8_lossy(&submit.stderr).contains("belongs to a NATS deployment"));
     assert!(!data.join("log.db").exists(), "a local log was created beside the NATS deployment's projection");
 }
 

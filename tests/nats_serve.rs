@@ -781,13 +781,19 @@ fn sample(samples: &[(String, BTreeMap<String, String>, f64)], name: &str, label
 async fn probes_metrics_and_json_logs() {
     let mut harness = Harness::new();
     common::import_accounts(&harness.data(), json!([common::threats::email_account("acct-1")]));
-    harness.start_serve(&["--metrics", "127.0.0.1:0", "--log-format", "json"], &[]);
-    let announced = "airlock probes and metrics on http://";
-    wait_for(|| harness.serve_log().contains(announced), "the probes' address in the log");
-    let log = harness.serve_log();
-    let address = log.split(announced).nth(1).unwrap().split(['"', ' ', '\n']).next().unwrap().to_string();
+    harness.start_serve(&["--metrics", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log-format", "json"], &[]);
+    let address_after = |announced: &str| {
+        wait_for(|| harness.serve_log().contains(announced), announced);
+        let log = harness.serve_log();
+        log.split(announced).nth(1).unwrap().split(['"', ' ', '\n']).next().unwrap().to_string()
+    };
+    let address = address_after("airlock probes and metrics on http://");
+    let page = address_after("airlock verification page on http://");
     wait_for(|| get(&address, "/readyz").0 == 200, "/readyz to say ready");
     assert_eq!(get(&address, "/healthz"), (200, "ok\n".to_string()));
+    // The owners' page faces the internet: it says it is alive and nothing more (ADR 19).
+    assert_eq!(get(&page, "/healthz").0, 200);
+    assert_eq!((get(&page, "/metrics").0, get(&page, "/readyz").0), (404, 404));
 
     let client = harness.client().await;
     let context = jetstream::new(client.clone());

@@ -173,7 +173,7 @@ fn with_account_facts(mut packet: EvidencePacket, data_dir: &std::path::Path) ->
     let Ok(log) = crate::log::sqlite::SqliteLog::open(&path) else { return packet };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
     let state = runtime.block_on(crate::log::case_state(&log, &CaseId::new(&packet.case_id)));
-    packet.account = state.ok().as_ref().and_then(crate::projection::evidence::account_evidence);
+    packet.account = state.ok().as_ref().and_then(|state| crate::projection::evidence::account_evidence(state, now()));
     packet
 }
 

@@ -48,8 +48,8 @@ pub struct ServeArgs {
     /// in the outbox. Prefer the environment variable: a password in a URL shows in process listings.
     #[arg(long, env = "AIRLOCK_SMTP_URL", hide_env_values = true)]
     pub smtp: Option<String>,
-    /// Serve /healthz, /readyz and /metrics on this address (for example 127.0.0.1:9090) instead of on --http: keep
-    /// them off the address the owners' page is published on.
+    /// Serve /healthz, /readyz and /metrics on this address (for example 127.0.0.1:9090), a private one: the owners'
+    /// page (--http) faces the internet and serves only /healthz.
     #[arg(long, env = "AIRLOCK_METRICS")]
     pub metrics: Option<std::net::SocketAddr>,
     /// /readyz says not ready while the projection is more than this many events behind the log.

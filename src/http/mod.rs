@@ -60,16 +60,10 @@ pub async fn serve<L: EventLog + 'static>(
     listener: tokio::net::TcpListener,
     service: Arc<Service<L>>,
     keys: Arc<ApiKeys>,
-    probes: Option<Arc<crate::server::health::Health>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let sending = Arc::new(crate::service::Sending::default());
-    let mut app = router(service, keys, sending.clone());
-    if let Some(health) = probes {
-        // `/healthz` is the owners' router's own; readiness and metrics come with the probes.
-        app = app.merge(crate::server::health::router(health, false));
-    }
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let served = axum::serve(listener, router(service, keys, sending.clone())).with_graceful_shutdown(shutdown).await;
     sending.finish().await;
     served
 }

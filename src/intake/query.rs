@@ -178,7 +178,8 @@ async fn staff_read<L: EventLog>(service: &Service<L>, actor: &Actor, kind: &str
             "case_view" => json!({ "case": views::case_view(&projection, &need_case()?, now)? }),
             "evidence" => {
                 let packet = projection.evidence(&need_case()?).map_err(failed)?.map(|mut packet| {
-                    packet.account = state.as_ref().and_then(crate::projection::evidence::account_evidence);
+                    packet.account =
+                        state.as_ref().and_then(|state| crate::projection::evidence::account_evidence(state, now));
                     packet
                 });
                 json!({ "evidence": packet })

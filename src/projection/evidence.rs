@@ -51,10 +51,10 @@ pub struct AccountEvidence {
     /// What the owner proved so far: the destinations whose code was typed, and the authenticator; empty when
     /// nothing was proven (or no code could be sent).
     pub proven: Vec<String>,
-    /// Reviewers who approved, and how many approvals the case needs.
+    /// Reviewers whose approval still counts, and how many approvals the case needs.
     pub approved_by: Vec<String>,
     pub approvals_required: u8,
-    /// Who may still approve: any reviewer but these (the ones who approved, and the requester).
+    /// Who may still approve: any reviewer but these (the ones whose approval counts, and the requester).
     pub may_not_approve: Vec<String>,
     /// Whether any destination that existed before the request is left to receive the owner's notices and what the
     /// change sends; false means an approval would change an account nobody can be told about.
@@ -75,7 +75,7 @@ pub struct DestinationEvidence {
 
 /// The account's evidence from a case's folded events: its recorded snapshot, the decision's facts, the proofs and
 /// the approvals.
-pub fn account_evidence(state: &crate::core::state::CaseState) -> Option<AccountEvidence> {
+pub fn account_evidence(state: &crate::core::state::CaseState, now: UnixMs) -> Option<AccountEvidence> {
     use crate::core::verification::{Settings, challengeable_destinations};
     let facts = state.facts.as_ref()?;
     let snapshot = &facts.snapshot;
@@ -108,9 +108,11 @@ pub fn account_evidence(state: &crate::core::state::CaseState) -> Option<Account
     if state.second_factor.is_some() {
         proven.push("authenticator app".to_string());
     }
-    let approved_by: Vec<String> = state.approvals.iter().map(|approval| approval.reviewer.to_string()).collect();
+    // The approvals that still count (an approval lapses after a day), and who the core would refuse: whoever gave
+    // one of them, and the requester, by id, whatever role they asked in.
+    let approved_by: Vec<String> = state.live_approvals(now).map(|approval| approval.reviewer.to_string()).collect();
     let mut may_not_approve = approved_by.clone();
-    if facts.requester.role == crate::core::actor::Role::Reviewer {
+    if !may_not_approve.contains(&facts.requester.id.to_string()) {
         may_not_approve.push(facts.requester.id.to_string());
     }
     Some(AccountEvidence {

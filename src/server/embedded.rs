@@ -19,8 +19,17 @@ pub struct Embedded {
 }
 
 /// Opens the embedded store of a data directory as the command line uses it: the system clock, and the key file of
-/// the directory (created on first use).
+/// the directory (created on first use). A NATS deployment's data directory is refused.
 pub fn open_data_dir(data_dir: &Path) -> anyhow::Result<Embedded> {
+    // A NATS deployment's data directory holds the projection `serve --nats` writes and no log: an embedded store
+    // opened there would write into that projection, and its events would be read by nothing (issue 17).
+    if data_dir.join("projection.db").is_file() && !data_dir.join("log.db").is_file() {
+        anyhow::bail!(
+            "{} belongs to a NATS deployment (it holds a projection, and the events are on the NATS servers): \
+             nothing was changed; use --nats URL --nats-nkey YOUR-KEY",
+            data_dir.display()
+        );
+    }
     std::fs::create_dir_all(data_dir)
         .map_err(|error| anyhow::anyhow!("cannot create the data directory {}: {error}", data_dir.display()))?;
     let keys = Keys::load_or_create(&data_dir.join("airlock.key"))

@@ -102,12 +102,13 @@ impl Health {
     }
 }
 
-/// `/readyz` and `/metrics`, and `/healthz` too when `healthz` (the owners' router has its own): for
-/// `serve --metrics ADDR`, or beside the owners' page on `serve --http`.
-pub fn router(health: Arc<Health>, healthz: bool) -> Router {
-    let router = Router::new().route("/readyz", get(ready)).route("/metrics", get(render));
-    let router = if healthz { router.route("/healthz", get(|| async { "ok\n" })) } else { router };
-    router.with_state(health)
+/// `/healthz`, `/readyz` and `/metrics`, for `serve --metrics ADDR`.
+pub fn router(health: Arc<Health>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(render))
+        .with_state(health)
 }
 
 async fn ready(State(health): State<Arc<Health>>) -> impl IntoResponse {

@@ -39,8 +39,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Email through this mail server instead of the outbox.
     pub smtp: Option<crate::notify::smtp::SmtpConfig>,
-    /// Serve `/healthz`, `/readyz` and `/metrics` here instead of on `http` (a private address for the monitoring,
-    /// while the owners' page faces the internet).
+    /// Serve `/healthz`, `/readyz` and `/metrics` here (a private address for the monitoring); the owners' page,
+    /// which faces the internet, serves only `/healthz`.
     pub metrics: Option<SocketAddr>,
     /// How many events the projector may be behind the log before `/readyz` says not ready.
     pub ready_lag: u64,
@@ -84,7 +84,7 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
             let path = config.data_dir.join(crate::http::api_keys::FILE);
             let keys = crate::http::api_keys::ApiKeys::open(&path)
                 .map_err(|error| anyhow::anyhow!("cannot open the API keys in {}: {error}", path.display()))?;
-            Some((listener, Arc::new(keys), None))
+            Some((listener, Arc::new(keys)))
         }
         None => None,
     };
@@ -119,7 +119,7 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
                 projection: service.projection.clone(),
                 max_lag: config.ready_lag,
             };
-            let http = spawn_probes(&mut tasks, Arc::new(health), http, probes, &shutdown);
+            spawn_probes(&mut tasks, health, probes, &shutdown);
             tasks.spawn(named("intake", run_intake(service.clone(), context, intake_config.clone(), shutdown.clone())));
             tasks
                 .spawn(named("queries", run_queries(service.clone(), client.clone(), intake_config, shutdown.clone())));
@@ -144,7 +144,7 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
                 projection: embedded.service.projection.clone(),
                 max_lag: config.ready_lag,
             };
-            let http = spawn_probes(&mut tasks, Arc::new(health), http, probes, &shutdown);
+            spawn_probes(&mut tasks, health, probes, &shutdown);
             spawn_shared(&mut tasks, Arc::new(embedded.service), http, config.tick, &shutdown);
             None
         }
@@ -188,37 +188,32 @@ fn projector_name(data_dir: &std::path::Path) -> anyhow::Result<String> {
     Ok(format!("airlock-projector-{}", &hex::encode(digest)[..16]))
 }
 
-/// The probes (`/healthz`, `/readyz`, `/metrics`): on their own listener when one was given, else beside the owners'
-/// page on the HTTP listener, which is returned with them attached.
+/// The probes (`/healthz`, `/readyz`, `/metrics`), on their own listener when `--metrics` gave one; never on the
+/// owners' page, which faces the internet and keeps only `/healthz`: counts of cases and decisions, scraped before
+/// and after a request, would tell an outsider what the answers hide (THREATS 8, 18).
 fn spawn_probes(
     tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
-    health: Arc<Health>,
-    http: Option<HttpListener>,
+    health: Health,
     probes: Option<tokio::net::TcpListener>,
     shutdown: &watch::Receiver<bool>,
-) -> Option<HttpListener> {
-    match probes {
-        Some(listener) => {
-            if let Ok(address) = listener.local_addr() {
-                crate::observe::announce(&format!("airlock probes and metrics on http://{address}"));
-            }
-            let mut stopped = shutdown.clone();
-            let app = health::router(health, true);
-            tasks.spawn(named("probes", async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stopped.changed().await;
-                    })
-                    .await
-            }));
-            http
-        }
-        None => http.map(|(listener, keys, _)| (listener, keys, Some(health))),
+) {
+    let Some(listener) = probes else { return };
+    if let Ok(address) = listener.local_addr() {
+        crate::observe::announce(&format!("airlock probes and metrics on http://{address}"));
     }
+    let mut stopped = shutdown.clone();
+    let app = health::router(Arc::new(health));
+    tasks.spawn(named("probes", async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.changed().await;
+            })
+            .await
+    }));
 }
 
-/// The owners' page listener, its API keys, and the probes to serve beside it.
-type HttpListener = (tokio::net::TcpListener, Arc<crate::http::api_keys::ApiKeys>, Option<Arc<Health>>);
+/// The owners' page listener and its API keys.
+type HttpListener = (tokio::net::TcpListener, Arc<crate::http::api_keys::ApiKeys>);
 
 /// What both modes run: the timers and, when asked for, the owners' web endpoint.
 fn spawn_shared<L: crate::log::EventLog + 'static>(
@@ -228,7 +223,7 @@ fn spawn_shared<L: crate::log::EventLog + 'static>(
     tick: Duration,
     shutdown: &watch::Receiver<bool>,
 ) {
-    if let Some((listener, keys, health)) = http {
+    if let Some((listener, keys)) = http {
         if let Ok(address) = listener.local_addr() {
             crate::observe::announce(&format!("airlock verification page on http://{address}"));
         }
@@ -236,7 +231,7 @@ fn spawn_shared<L: crate::log::EventLog + 'static>(
         let signal = async move {
             let _ = stopped.changed().await;
         };
-        tasks.spawn(named("http", crate::http::serve(listener, service.clone(), keys, health, signal)));
+        tasks.spawn(named("http", crate::http::serve(listener, service.clone(), keys, signal)));
     }
     tasks.spawn(named("timers", timers(service, tick, shutdown.clone())));
 }
