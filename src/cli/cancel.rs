@@ -3,7 +3,7 @@
 //! destinations; this is the operators' way, recorded with who and why.
 
 use crate::cli::exit;
-use crate::cli::target::{OperatorArgs, not_accepted};
+use crate::cli::target::OperatorArgs;
 use crate::intake::CommandType;
 use crate::service::new_id;
 use serde_json::json;
@@ -32,19 +32,10 @@ pub fn run(args: CancelArgs) -> u8 {
             Err(code) => return code,
         };
         let body = json!({ "version": 1, "command_id": new_id("cancel"), "case_id": args.case, "reason": args.reason });
-        let answer = match target.send(CommandType::Cancel, &body).await {
+        let answer = match target.command(CommandType::Cancel, &body, args.json).await {
             Ok(answer) => answer,
-            Err(error) => {
-                eprintln!("error: {error}");
-                return exit::UNAVAILABLE;
-            }
+            Err(code) => return code,
         };
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&answer).expect("a value serializes"));
-        }
-        if answer["accepted"].as_bool() != Some(true) {
-            return not_accepted(&answer, args.json);
-        }
         if !args.json {
             println!("case {} is {}", args.case, answer["status"].as_str().unwrap_or("unknown"));
         }

@@ -4,7 +4,7 @@
 //! command says "halted" only when the service that holds the switch answered that it is on.
 
 use crate::cli::exit;
-use crate::cli::target::{OperatorArgs, not_accepted};
+use crate::cli::target::OperatorArgs;
 use crate::intake::CommandType;
 use crate::service::new_id;
 use serde_json::json;
@@ -37,49 +37,32 @@ pub fn run(args: ControlArgs, halt: bool) -> u8 {
         };
         let body = json!({ "version": 1, "command_id": new_id("control"), "reason": args.reason });
         let command = if halt { CommandType::Halt } else { CommandType::Resume };
-        let answer = match target.send(command, &body).await {
-            Ok(answer) => answer,
+        if let Err(code) = target.command(command, &body, args.json).await {
+            return code;
+        }
+        // Read back from the live service's log before saying so: an answer is not the switch.
+        match target.halted().await {
+            Ok(halted) if halted == halt => {}
+            Ok(halted) => {
+                eprintln!(
+                    "error: the service accepted the command, but its kill switch reads {}; check with the other \
+                     operators (another command may have changed it since)",
+                    if halted { "halted" } else { "running" }
+                );
+                return exit::FAILED;
+            }
             Err(error) => {
-                eprintln!("error: {error}");
+                eprintln!("error: the command was accepted, but the kill switch could not be read back: {error}");
                 return exit::UNAVAILABLE;
             }
-        };
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&answer).expect("a value serializes"));
         }
-        let wanted = if halt { "halted" } else { "running" };
-        match (answer["accepted"].as_bool(), answer["status"].as_str(), answer["error"]["code"].as_str()) {
-            (Some(true), Some(status), _) if status == wanted => {
-                // Read back from the live service's log before saying so: an answer is not the switch.
-                match target.halted().await {
-                    Ok(halted) if halted == halt => {}
-                    Ok(halted) => {
-                        eprintln!(
-                            "error: the service accepted the command, but its kill switch reads {}; check with the \
-                             other operators (another command may have changed it since)",
-                            if halted { "halted" } else { "running" }
-                        );
-                        return exit::FAILED;
-                    }
-                    Err(error) => {
-                        eprintln!(
-                            "error: the command was accepted, but the kill switch could not be read back: {error}"
-                        );
-                        return exit::UNAVAILABLE;
-                    }
-                }
-                if !args.json {
-                    let actor = target.actor();
-                    match halt {
-                        true => {
-                            println!("automation halted by {actor}: changes wait in cooling-off until `airlock resume`")
-                        }
-                        false => println!("automation resumed by {actor}"),
-                    }
-                }
-                exit::OK
+        if !args.json {
+            let actor = target.actor();
+            match halt {
+                true => println!("automation halted by {actor}: changes wait in cooling-off until `airlock resume`"),
+                false => println!("automation resumed by {actor}"),
             }
-            _ => not_accepted(&answer, args.json),
         }
+        exit::OK
     })
 }

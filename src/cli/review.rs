@@ -294,43 +294,22 @@ fn decide(decider: &Decider, case_id: &str, decision: Value) -> u8 {
         body[key] = value.clone();
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
-    let answer = runtime.block_on(async {
-        let target = Target::open(&decider.target, Role::Reviewer, decider.reviewer.as_deref(), "airlock-review")
-            .await
-            .map_err(|refusal| (refusal.message, refusal.code))?;
-        target.send(CommandType::ReviewDecision, &body).await.map_err(|error| (error, exit::UNAVAILABLE))
-    });
-    let answer = match answer {
-        Ok(answer) => answer,
-        Err((error, code)) => {
-            eprintln!("error: {error}");
-            return code;
+    runtime.block_on(async {
+        let target =
+            match Target::open(&decider.target, Role::Reviewer, decider.reviewer.as_deref(), "airlock-review").await {
+                Ok(target) => target,
+                Err(refusal) => {
+                    eprintln!("error: {}", refusal.message);
+                    return refusal.code;
+                }
+            };
+        let answer = match target.command(CommandType::ReviewDecision, &body, decider.json).await {
+            Ok(answer) => answer,
+            Err(code) => return code,
+        };
+        if !decider.json {
+            println!("recorded: case {case_id} is {}", answer["status"].as_str().unwrap_or("unknown"));
         }
-    };
-    if decider.json {
-        println!("{}", serde_json::to_string_pretty(&answer).expect("a value serializes"));
-    }
-    let code = answer["error"]["code"].as_str();
-    match (answer["accepted"].as_bool(), code) {
-        (Some(true), _) => {
-            if !decider.json {
-                let status = answer["status"].as_str().unwrap_or("unknown");
-                println!("recorded: case {case_id} is {status}");
-            }
-            exit::OK
-        }
-        (_, Some("unavailable")) => {
-            if !decider.json {
-                eprintln!("unavailable: {}", answer["error"]["reason"].as_str().unwrap_or_default());
-            }
-            exit::UNAVAILABLE
-        }
-        (_, _) => {
-            if !decider.json {
-                let reason = answer["error"]["reason"].as_str().or(answer["message"].as_str()).unwrap_or_default();
-                eprintln!("refused: {reason}");
-            }
-            exit::FAILED
-        }
-    }
+        exit::OK
+    })
 }

@@ -5,7 +5,6 @@ use crate::cli::exit;
 use crate::core::ids::UnixMs;
 use crate::projection::Projection;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Where a read command reads: the projection of a data directory, or, with `--nats`, the live service, asked as the
 /// actor of the caller's own key (reviewers and operators; issue 17).
@@ -28,9 +27,6 @@ pub enum Reader {
     Local(Projection),
     Nats { runtime: tokio::runtime::Runtime, client: async_nats::Client, actor: crate::core::actor::Actor },
 }
-
-/// How long a read over NATS waits for its answer.
-const READ_WAIT_MS: u64 = 30_000;
 
 impl Store {
     /// Opens what `self` names; on failure the reason is printed and the exit code returned.
@@ -91,16 +87,7 @@ impl Reader {
     /// `Err` with its code and reason. Only for `Reader::Nats`.
     pub fn ask(&self, query: serde_json::Value) -> Result<serde_json::Value, String> {
         let Reader::Nats { runtime, client, actor } = self else { unreachable!("only the live service is asked") };
-        let subject = crate::intake::subjects::query(&crate::intake::nats::IntakeConfig::default().prefix, actor);
-        let answer = runtime.block_on(async {
-            let request = client.request(subject, query.to_string().into());
-            tokio::time::timeout(Duration::from_millis(READ_WAIT_MS), request)
-                .await
-                .map_err(|_| "no answer from airlock (is `airlock serve --nats` running?)".to_string())?
-                .map_err(|error| format!("cannot ask airlock: {error}"))
-        })?;
-        let answer: serde_json::Value =
-            serde_json::from_slice(&answer.payload).map_err(|error| format!("unreadable answer: {error}"))?;
+        let answer = runtime.block_on(crate::cli::target::ask_live(client, actor, query))?;
         match answer["error"]["code"].as_str() {
             Some(code) => Err(format!("{code}: {}", answer["error"]["reason"].as_str().unwrap_or_default())),
             None => Ok(answer),

@@ -30,6 +30,17 @@ pub struct TargetArgs {
     pub data_dir: PathBuf,
 }
 
+/// Asks the live service `query` on `actor`'s own query subject and returns its answer, which may be an error answer.
+pub async fn ask_live(client: &async_nats::Client, actor: &Actor, query: Value) -> Result<Value, String> {
+    let subject = crate::intake::subjects::query(&crate::intake::nats::IntakeConfig::default().prefix, actor);
+    let request = client.request(subject, query.to_string().into());
+    let reply = tokio::time::timeout(Duration::from_millis(ANSWER_WAIT_MS), request)
+        .await
+        .map_err(|_| "no answer from airlock (is `airlock serve --nats` running?)".to_string())?
+        .map_err(|error| format!("cannot ask airlock: {error}"))?;
+    serde_json::from_slice::<Value>(&reply.payload).map_err(|error| format!("unreadable answer: {error}"))
+}
+
 /// Who an operator's command acts as, and on which store: the flags `halt`, `resume`, `cancel` and `rollback` share.
 #[derive(Debug, Clone, clap::Args)]
 pub struct OperatorArgs {
@@ -225,13 +236,23 @@ impl Target {
     /// Asks the live service one query on the actor's own query subject (NATS mode only).
     async fn ask(&self, query: Value) -> Result<Value, String> {
         let Target::Nats { client, actor } = self else { unreachable!("only NATS targets are asked over NATS") };
-        let subject = crate::intake::subjects::query(&crate::intake::nats::IntakeConfig::default().prefix, actor);
-        let request = client.request(subject, query.to_string().into());
-        let reply = tokio::time::timeout(Duration::from_millis(ANSWER_WAIT_MS), request)
-            .await
-            .map_err(|_| "no answer from airlock (is `airlock serve` running?)".to_string())?
-            .map_err(|error| format!("cannot ask airlock: {error}"))?;
-        serde_json::from_slice::<Value>(&reply.payload).map_err(|error| format!("unreadable answer: {error}"))
+        ask_live(client, actor, query).await
+    }
+
+    /// Sends one command and, under `--json`, prints airlock's answer: the answer when it was accepted, else the exit
+    /// code (its reason printed, unless the answer was printed as JSON).
+    pub async fn command(&self, command: CommandType, body: &Value, json: bool) -> Result<Value, u8> {
+        let answer = self.send(command, body).await.map_err(|error| {
+            eprintln!("error: {error}");
+            crate::cli::exit::UNAVAILABLE
+        })?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&answer).expect("a value serializes"));
+        }
+        if answer["accepted"].as_bool() != Some(true) {
+            return Err(not_accepted(&answer, json));
+        }
+        Ok(answer)
     }
 
     /// Sends one JSON command and returns airlock's answer (the intake `Reply` as JSON): over NATS on the actor's own
