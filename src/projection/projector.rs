@@ -46,16 +46,24 @@ async fn consumer_at_checkpoint(
         );
         stream.delete_consumer(name).await.map_err(failed)?;
     }
-    stream
-        .create_consumer(consumer::pull::Config {
-            durable_name: Some(name.to_string()),
-            ack_policy: consumer::AckPolicy::All,
-            deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: checkpoint + 1 },
-            max_ack_pending: (BATCH_MAX * 4) as i64,
-            ..Default::default()
-        })
-        .await
-        .map_err(failed)
+    let config = consumer::pull::Config {
+        durable_name: Some(name.to_string()),
+        ack_policy: consumer::AckPolicy::All,
+        deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: checkpoint + 1 },
+        max_ack_pending: (BATCH_MAX * 4) as i64,
+        ..Default::default()
+    };
+    match stream.create_consumer(config.clone()).await {
+        Ok(consumer) => Ok(consumer),
+        // Around a server restart the lookup above can fail while the consumer still exists at another position,
+        // and the server refuses to move its start ("start sequence can not be updated", 10012): delete it and
+        // create it again, once.
+        Err(error) => {
+            tracing::warn!(%error, "projector consumer could not be created; deleting it and creating it again");
+            let _ = stream.delete_consumer(name).await;
+            stream.create_consumer(config).await.map_err(failed)
+        }
+    }
 }
 
 /// What the projector does about a batch it could not apply.
