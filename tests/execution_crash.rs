@@ -53,7 +53,8 @@ fn mailbox(data: &Path) -> Vec<(String, String)> {
 /// The case's status as an operator sees it over NATS.
 async fn status(client: &async_nats::Client, case_id: &str) -> String {
     let payload = serde_json::to_vec(&json!({ "case_id": case_id })).unwrap();
-    let reply = client.request("airlock.query.operator.ops", payload.into()).await.unwrap();
+    // Right after serve (re)starts its query service may not be listening yet: no answer reads as no status yet.
+    let Ok(reply) = client.request("airlock.query.operator.ops", payload.into()).await else { return String::new() };
     let answer: Value = serde_json::from_slice(&reply.payload).unwrap();
     answer["status"].as_str().unwrap_or_default().to_string()
 }
