@@ -531,8 +531,11 @@ async fn an_operator_works_the_live_deployment_with_their_own_key() {
 
 // Proves issue 17's reads for reviewers and operators of a live NATS deployment, through the binary and with no
 // access to the service's data directory: a reviewer's key lists the review queue, shows a case's evidence packet and
-// approves with the hash taken from it; an operator's key shows the case and lists cases; the same commands with a
-// desk's key are refused by the service (exit 1), and a read over NATS without a key is a usage error.
+// approves with the hash taken from it, and reads the case's history with each decision taken again; an operator's
+// key shows the case, lists cases, and has the live service audit its projection and verify every decision
+// (`audit verify`, `replay --verify`), while a rebuild is refused as the server's; the reviewer may not audit; the
+// same commands with a desk's key are refused by the service (exit 1), and a read over NATS without a key is a usage
+// error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reviewer_works_the_queue_over_nats_without_the_data_directory() {
     let directory = scratch();
@@ -606,9 +609,53 @@ async fn a_reviewer_works_the_queue_over_nats_without_the_data_directory() {
     let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(listed["items"][0]["case_id"], case_id.as_str(), "{listed}");
 
+    // The case's history from the log, for the reviewer: every event with the state after it, the decision with its
+    // facts and policy version, taken again here on those facts.
+    let history = run("reviewer.ana.nk", &["case", "history", &case_id, "--json"]);
+    assert_eq!(history.status.code(), Some(0), "{}", String::from_utf8_lossy(&history.stderr));
+    let history: Value = serde_json::from_slice(&history.stdout).unwrap();
+    let events = history["events"].as_array().unwrap();
+    assert_eq!(events[0]["event"], "recovery_requested", "{history}");
+    assert!(events.iter().any(|event| event["actor"] == "reviewer:ana" && event["status_after"] == "cooling_off"));
+    let decided = events.iter().find(|event| !event["decision"].is_null()).expect("a decision in the history");
+    assert_eq!(decided["decision"]["retaken"], "same", "{history}");
+    assert!(decided["decision"]["facts"].is_object() && decided["decision"]["policy_version"].is_string());
+    assert_eq!(history["decisions_differing"], 0, "{history}");
+    // The operator's audit and replay verification, run by the live service on its own projection and log.
+    for verify in [&["audit", "verify", "--json"][..], &["replay", "--verify", "--json"]] {
+        let verified = run("operator.ops.nk", verify);
+        let stdout = String::from_utf8_lossy(&verified.stdout);
+        assert_eq!(
+            verified.status.code(),
+            Some(0),
+            "{verify:?}: {stdout} {}",
+            String::from_utf8_lossy(&verified.stderr)
+        );
+        let report: Value = serde_json::from_str(&stdout).unwrap();
+        let clean = report.get("clean").cloned().unwrap_or(json!(report["differences"] == json!([])));
+        assert_eq!(clean, true, "{verify:?}: {report}");
+    }
+    let replayed = run("operator.ops.nk", &["replay", "--verify", "--json"]);
+    let report: Value = serde_json::from_slice(&replayed.stdout).unwrap();
+    assert!(report["decisions"]["same"].as_u64().unwrap() >= 1, "{report}");
+    // Rebuilding reads the log itself, on the server: an operator's key is told so, and nothing is rebuilt.
+    let rebuild = run("operator.ops.nk", &["replay"]);
+    assert_eq!(rebuild.status.code(), Some(2), "{}", String::from_utf8_lossy(&rebuild.stderr));
+    assert!(String::from_utf8_lossy(&rebuild.stderr).contains("airlock's own key"));
+    // The audit is the operators': a reviewer's key is refused by the service.
+    let refused = run("reviewer.ana.nk", &["audit", "verify"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not the reviewer role"));
+
     // The desk's key reads nothing but its own cases' status.
-    for args in [&["review", "list"][..], &["case", "show", &case_id], &["case", "list"], &["review", "show", &case_id]]
-    {
+    for args in [
+        &["review", "list"][..],
+        &["case", "show", &case_id],
+        &["case", "list"],
+        &["review", "show", &case_id],
+        &["case", "history", &case_id],
+        &["audit", "verify"],
+    ] {
         let refused = run("intake.desk.nk", args);
         let stderr = String::from_utf8_lossy(&refused.stderr);
         assert_eq!(refused.status.code(), Some(1), "{args:?}: {stderr}");

@@ -3,11 +3,9 @@
 //! any finding, so it can run from cron or CI.
 
 use crate::cli::exit;
-use crate::log::EventLog;
-use crate::log::jetstream::{JetStreamConfig, JetStreamLog};
-use crate::log::sqlite::SqliteLog;
-use crate::projection::audit::{AuditReport, compare};
-use crate::projection::replay::rebuild_until;
+use crate::cli::store::{LogSource, OpenLog, Reader, exit_code_of, failed};
+use crate::policy::retake::Engines;
+use crate::projection::verify::{VerifyReport, verify_live};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Args)]
@@ -19,60 +17,57 @@ pub struct AuditArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCommand {
     /// Rebuild from the log and compare with the live projection; verify the receipt chain.
-    #[command(
-        after_help = "Examples:\n  airlock audit verify --data-dir ./airlock-data\n  airlock audit verify --nats nats://127.0.0.1:4222 --json"
-    )]
+    #[command(after_help = "Examples:\n  airlock audit verify --data-dir ./airlock-data\n  \
+airlock audit verify --nats nats://127.0.0.1:4222 --nats-nkey seeds/operator.ops-1.nk --json")]
     Verify {
         /// The data directory holding projection.db (and log.db in embedded mode).
         #[arg(long, env = "AIRLOCK_DATA_DIR", default_value = "airlock-data")]
         data_dir: PathBuf,
-        /// Read the log from NATS JetStream instead of the embedded log.db.
-        #[arg(long, env = "AIRLOCK_NATS_URL")]
-        nats: Option<String>,
-        /// The nkey seed file to connect to NATS with, as `airlock nats-config` wrote it (airlock's own,
-        /// seeds/airlock.nk).
-        #[arg(long, env = "AIRLOCK_NATS_NKEY", value_name = "FILE")]
-        nats_nkey: Option<PathBuf>,
+        /// Audit a NATS deployment: with your own operator key (seeds/operator.<id>.nk) the live service audits
+        /// itself and answers; with airlock's own key (seeds/airlock.nk), on the server, this command reads the log
+        /// and the data directory's projection itself.
+        #[command(flatten)]
+        log: LogSource,
         /// Print the report as one JSON object.
         #[arg(long)]
         json: bool,
     },
 }
 
-async fn verify<L: EventLog>(log: &L, live: &Path) -> anyhow::Result<AuditReport> {
-    let connection = rusqlite::Connection::open_with_flags(live, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let checkpoint: i64 = connection.query_row("SELECT last_sequence FROM checkpoint", [], |row| row.get(0))?;
-    drop(connection);
-    let scratch = tempfile::Builder::new().prefix("airlock-audit-").tempdir()?;
-    let rebuilt = scratch.path().join("rebuilt.db");
-    rebuild_until(log, &rebuilt, Some(checkpoint as u64), |_, _| {}).await?;
-    Ok(compare(live, &rebuilt)?)
+/// The audit of `data_dir`'s projection against the log `source` names, decisions taken again with `engines`; or,
+/// with an operator's key, the live service's answer to its `verify` query (taken with the policies it has loaded).
+/// On failure the reason is reported and the exit code returned.
+pub fn verify(data_dir: &Path, source: &LogSource, engines: &Engines, json: bool) -> Result<VerifyReport, u8> {
+    let asking = crate::cli::store::asking_actor(source.nats.as_deref(), source.nats_nkey.as_deref())
+        .map_err(|reason| failed(json, "invalid_value", &reason, exit::USAGE))?;
+    if let (Some(actor), Some(url), Some(key)) = (asking, &source.nats, &source.nats_nkey) {
+        let reader = Reader::connect(url, key, actor)
+            .map_err(|reason| failed(json, "unavailable", &reason, exit::UNAVAILABLE))?;
+        return reader
+            .ask_for(serde_json::json!({ "query": "verify" }), "report")
+            .map_err(|error| failed(json, "unavailable", &error, exit_code_of(&error)));
+    }
+    let live = data_dir.join("projection.db");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
+    let report = runtime.block_on(async {
+        let bar = crate::cli::replay::progress_bar(json);
+        let started = std::time::Instant::now();
+        let progress = |seen| crate::cli::replay::advance(&bar, started, seen);
+        let report = match source.open(data_dir, "airlock-audit").await? {
+            OpenLog::Nats(log) => verify_live(log.as_ref(), &live, engines, progress).await,
+            OpenLog::Embedded(log) => verify_live(&log, &live, engines, progress).await,
+        };
+        bar.finish_and_clear();
+        report.map_err(|error| error.to_string())
+    });
+    report.map_err(|error| failed(json, "unavailable", &error, exit::UNAVAILABLE))
 }
 
 pub fn run(args: AuditArgs) -> u8 {
-    let AuditCommand::Verify { data_dir, nats, nats_nkey, json } = args.command;
-    let live = data_dir.join("projection.db");
-    if !live.exists() {
-        eprintln!("error: {} does not exist", live.display());
-        return exit::UNAVAILABLE;
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
-    let report = runtime.block_on(async {
-        match nats {
-            Some(url) => {
-                let client = crate::nats::connect_seeded(&url, "airlock-audit", nats_nkey.as_deref()).await?;
-                let log = JetStreamLog::open_existing(client, &JetStreamConfig::default().stream_name).await?;
-                verify(&log, &live).await
-            }
-            None => verify(&SqliteLog::open(&data_dir.join("log.db"))?, &live).await,
-        }
-    });
-    let report = match report {
-        Ok(report) => report,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            return exit::UNAVAILABLE;
-        }
+    let AuditCommand::Verify { data_dir, log, json } = args.command;
+    let report = match verify(&data_dir, &log, &Engines::with(Vec::new()), json) {
+        Ok(report) => report.projection,
+        Err(code) => return code,
     };
     if json {
         println!("{}", serde_json::to_string(&report).expect("a report serializes"));

@@ -7,15 +7,11 @@
 
 use crate::cli::case_view::{self, ListFilter};
 use crate::cli::exit;
-use crate::cli::store::Store;
-use crate::core::ids::{CaseId, UnixMs};
+use crate::cli::store::{LogSource, OpenLog, Store, exit_code_of, failed};
+use crate::core::ids::CaseId;
 use crate::core::policy::PolicyDecision;
-use crate::core::state::{evolve, initial_state};
-use crate::log::EventLog;
-use crate::log::envelope::{Decoded, Stream, decode};
-use crate::log::jetstream::{JetStreamConfig, JetStreamLog};
-use crate::log::sqlite::SqliteLog;
 use crate::policy::retake::{self, Engines};
+use crate::projection::history::{HistoryEvent as RecordedEvent, case_history};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -62,16 +58,10 @@ airlock case history case-3f9a0c1d2e4b5a69 --policies ./policies-2026-06")]
     History {
         /// The case id, as the requester's reply gave it.
         case_id: String,
-        /// The data directory (log.db lives here in embedded mode).
-        #[arg(long, env = "AIRLOCK_DATA_DIR", default_value = "airlock-data")]
-        data_dir: PathBuf,
-        /// Read the log from NATS JetStream instead of the embedded log.db.
-        #[arg(long, env = "AIRLOCK_NATS_URL")]
-        nats: Option<String>,
-        /// The nkey seed file to connect to NATS with, as `airlock nats-config` wrote it (airlock's own,
-        /// seeds/airlock.nk).
-        #[arg(long, env = "AIRLOCK_NATS_NKEY", value_name = "FILE")]
-        nats_nkey: Option<PathBuf>,
+        /// Where the log is read: the data directory's log.db; with --nats and airlock's own key (seeds/airlock.nk)
+        /// JetStream itself; with --nats and your own reviewer or operator key, the live service, as you.
+        #[command(flatten)]
+        store: Store,
         /// Also load the policies in this folder, to take again decisions recorded under their version (the shipped
         /// policies are always loaded). Repeatable.
         #[arg(long)]
@@ -83,16 +73,15 @@ airlock case history case-3f9a0c1d2e4b5a69 --policies ./policies-2026-06")]
     },
 }
 
-/// One event as the history shows it.
+/// One event as the history shows it, its decision taken again here.
 #[derive(Debug, Serialize)]
 struct HistoryEvent {
-    /// The event's place in the case (1, 2, ...).
     sequence: u64,
     /// When it happened, RFC 3339 in UTC.
     at: String,
     actor: String,
-    event: &'static str,
-    status_after: &'static str,
+    event: String,
+    status_after: String,
     /// The policy decision the event records, if it records one.
     decision: Option<DecisionShown>,
 }
@@ -126,41 +115,34 @@ struct History {
     decisions_differing: usize,
 }
 
-fn rfc3339(at: UnixMs) -> String {
-    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(at.0)).to_string()
-}
-
-async fn history<L: EventLog>(log: &L, case_id: &CaseId, engines: &Engines) -> anyhow::Result<History> {
-    let entries = log.read_stream(&Stream::Case(case_id.clone())).await?;
-    let mut state = initial_state();
-    let mut events = Vec::new();
-    for envelope in entries.iter().flat_map(|entry| entry.envelopes.iter()) {
-        let Decoded::Case { event, stream_version, .. } = decode(envelope)? else {
-            anyhow::bail!("the stream of case {case_id} holds an event of another stream");
-        };
-        state = evolve(state, &event);
-        let decision = event.body.recorded_decision().map(|recorded| {
-            let (retaken, retaken_decision) = match engines.retake(recorded) {
-                retake::Retaken::Same => (Retaken::Same, None),
-                retake::Retaken::Differs(again) => (Retaken::Differs, Some(again)),
-                retake::Retaken::NotLoaded => (Retaken::PolicyNotLoaded, None),
-            };
-            DecisionShown { recorded: recorded.clone(), retaken, retaken_decision }
-        });
-        events.push(HistoryEvent {
-            sequence: stream_version,
-            at: rfc3339(event.at),
-            actor: event.actor.to_string(),
-            event: event.body.kind().name(),
-            status_after: state.status.name(),
-            decision,
-        });
-    }
+/// The recorded events, each decision taken again by `engines` (here, never by the service that answered).
+fn retaken(case_id: &CaseId, recorded: Vec<RecordedEvent>, engines: &Engines) -> History {
+    let events: Vec<HistoryEvent> = recorded
+        .into_iter()
+        .map(|event| {
+            let decision = event.decision.map(|recorded| {
+                let (retaken, retaken_decision) = match engines.retake(&recorded) {
+                    retake::Retaken::Same => (Retaken::Same, None),
+                    retake::Retaken::Differs(again) => (Retaken::Differs, Some(again)),
+                    retake::Retaken::NotLoaded => (Retaken::PolicyNotLoaded, None),
+                };
+                DecisionShown { recorded, retaken, retaken_decision }
+            });
+            HistoryEvent {
+                sequence: event.sequence,
+                at: event.at,
+                actor: event.actor,
+                event: event.event,
+                status_after: event.status_after,
+                decision,
+            }
+        })
+        .collect();
     let decisions_differing = events
         .iter()
         .filter(|event| event.decision.as_ref().is_some_and(|shown| shown.retaken == Retaken::Differs))
         .count();
-    Ok(History { case_id: case_id.to_string(), events, decisions_differing })
+    History { case_id: case_id.to_string(), events, decisions_differing }
 }
 
 fn print_table(history: &History, engines: &Engines) {
@@ -202,56 +184,24 @@ pub fn run(args: CaseArgs) -> u8 {
     match args.command {
         CaseCommand::Show { case_id, store, json } => case_view::show(&store, &case_id, json),
         CaseCommand::List { filter, store, json } => case_view::list(&store, &filter, json),
-        CaseCommand::History { case_id, data_dir, nats, nats_nkey, policies, json } => {
-            run_history(case_id, data_dir, nats, nats_nkey, policies, json)
-        }
+        CaseCommand::History { case_id, store, policies, json } => run_history(case_id, &store, policies, json),
     }
 }
 
-fn run_history(
-    case_id: String,
-    data_dir: PathBuf,
-    nats: Option<String>,
-    nats_nkey: Option<PathBuf>,
-    policies: Vec<PathBuf>,
-    json: bool,
-) -> u8 {
+fn run_history(case_id: String, store: &Store, policies: Vec<PathBuf>, json: bool) -> u8 {
     let engines = match crate::cli::policy::load_engines(&policies) {
         Ok(engines) => engines,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return exit::FAILED;
-        }
+        Err(error) => return failed(json, "invalid_value", &error, exit::USAGE),
     };
     let case_id = CaseId::new(case_id);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
-    let history = runtime.block_on(async {
-        match nats {
-            Some(url) => {
-                let client = crate::nats::connect_seeded(&url, "airlock-case", nats_nkey.as_deref()).await?;
-                let log = JetStreamLog::open_existing(client, &JetStreamConfig::default().stream_name).await?;
-                history(&log, &case_id, &engines).await
-            }
-            None => {
-                let path = data_dir.join("log.db");
-                if !path.exists() {
-                    anyhow::bail!("{} does not exist", path.display());
-                }
-                history(&SqliteLog::open(&path)?, &case_id, &engines).await
-            }
-        }
-    });
-    let history = match history {
-        Ok(history) => history,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            return exit::UNAVAILABLE;
-        }
+    let recorded = match read_history(store, &case_id, json) {
+        Ok(recorded) => recorded,
+        Err(code) => return code,
     };
-    if history.events.is_empty() {
-        eprintln!("error: no case {case_id} in the event log");
-        return exit::FAILED;
+    if recorded.is_empty() {
+        return failed(json, "not_found", &format!("no case {case_id} in the event log"), exit::FAILED);
     }
+    let history = retaken(&case_id, recorded, &engines);
     if json {
         println!("{}", serde_json::to_string(&history).expect("a history serializes"));
     } else {
@@ -262,4 +212,25 @@ fn run_history(
         return exit::FAILED;
     }
     exit::OK
+}
+
+/// The case's recorded events: asked of the live service with an actor's key, else read from the log itself.
+fn read_history(store: &Store, case_id: &CaseId, json: bool) -> Result<Vec<RecordedEvent>, u8> {
+    let asking = store.asking_actor().map_err(|reason| failed(json, "invalid_value", &reason, exit::USAGE))?;
+    if asking.is_some() {
+        let reader = store.reader(json)?;
+        return reader
+            .ask_for(serde_json::json!({ "query": "history", "case_id": case_id.as_str() }), "events")
+            .map_err(|error| failed(json, "unavailable", &error, exit_code_of(&error)));
+    }
+    let source = LogSource { nats: store.nats.clone(), nats_nkey: store.nats_nkey.clone() };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
+    let read = runtime.block_on(async {
+        let history = match source.open(&store.data_dir, "airlock-case").await? {
+            OpenLog::Nats(log) => case_history(log.as_ref(), case_id).await,
+            OpenLog::Embedded(log) => case_history(&log, case_id).await,
+        };
+        history.map_err(|error| error.to_string())
+    });
+    read.map_err(|error| failed(json, "unavailable", &error, exit::UNAVAILABLE))
 }

@@ -11,7 +11,7 @@ use crate::projection::views::{self, CaseView, ListedCase};
 use serde_json::json;
 
 pub fn show(store: &Store, case_id: &str, json: bool) -> u8 {
-    let reader = match store.reader() {
+    let reader = match store.reader(json) {
         Ok(reader) => reader,
         Err(code) => return code,
     };
@@ -127,7 +127,7 @@ pub fn list(store: &Store, filter: &ListFilter, json: bool) -> u8 {
         action: filter.action.clone(),
         limit: filter.limit,
     };
-    let reader = match store.reader() {
+    let reader = match store.reader(json) {
         Ok(reader) => reader,
         Err(code) => return code,
     };

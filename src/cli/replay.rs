@@ -4,7 +4,8 @@
 //!   has the projection open (`airlock serve`, say): swapping a file a process writes to would lose its writes.
 //! - `--verify`: rebuild up to the point the live projection has applied, take every recorded decision again on its
 //!   recorded facts under its recorded policy version, and compare the rebuild with the live projection row by row
-//!   (and the receipt chain). Nothing is swapped; any difference exits 1.
+//!   (and the receipt chain; `crate::projection::verify`). Nothing is swapped; any difference exits 1. Over NATS with
+//!   an operator's own key, the live service runs it with the policies it has loaded and answers.
 //! - `--as-of TIME`: rebuild what airlock knew at that moment (the log up to the first commit recorded after it) and
 //!   summarise it; `--into DIR` keeps it as `DIR/projection.db` for `airlock case list/show --data-dir DIR`.
 //!
@@ -13,13 +14,10 @@
 use crate::cli::exit;
 use crate::cli::store::{LogSource, OpenLog, now, parse_moment, rfc3339};
 use crate::core::ids::UnixMs;
-use crate::core::policy::PolicyDecision;
 use crate::log::EventLog;
-use crate::log::envelope::Decoded;
-use crate::policy::retake::{Engines, Retaken};
-use crate::projection::audit::{AuditReport, compare};
 use crate::projection::query::CaseFilter;
-use crate::projection::replay::{Progress, RebuildStats, Until, rebuild_with, swap_in};
+use crate::projection::replay::{Progress, Until, rebuild_with, swap_in};
+use crate::projection::verify::{Rebuilt, VerifyReport};
 use crate::projection::{Projection, lock_path};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -57,57 +55,6 @@ pub struct ReplayArgs {
     pub json: bool,
 }
 
-/// What a rebuild read, as every mode reports it.
-#[derive(Debug, Serialize)]
-struct Rebuilt {
-    commits: u64,
-    events: u64,
-    last_sequence: u64,
-    elapsed_ms: u64,
-    events_per_second: u64,
-}
-
-impl From<RebuildStats> for Rebuilt {
-    fn from(stats: RebuildStats) -> Rebuilt {
-        let seconds = stats.elapsed.as_secs_f64().max(1e-6);
-        Rebuilt {
-            commits: stats.commits,
-            events: stats.events,
-            last_sequence: stats.last_sequence,
-            elapsed_ms: stats.elapsed.as_millis() as u64,
-            events_per_second: (stats.events as f64 / seconds) as u64,
-        }
-    }
-}
-
-/// A recorded decision that the loaded policies of its version decide otherwise on its recorded facts.
-#[derive(Debug, Serialize)]
-struct DifferingDecision {
-    case_id: String,
-    /// The event's place in its case.
-    case_sequence: u64,
-    log_sequence: u64,
-    recorded: PolicyDecision,
-    retaken: PolicyDecision,
-}
-
-#[derive(Debug, Default, Serialize)]
-struct DecisionCheck {
-    retaken: u64,
-    same: u64,
-    differing: Vec<DifferingDecision>,
-    /// Decisions not taken again, by the policy version they were recorded under (not loaded).
-    not_retaken: BTreeMap<String, u64>,
-}
-
-#[derive(Debug, Serialize)]
-struct VerifyReport {
-    rebuilt: Rebuilt,
-    decisions: DecisionCheck,
-    projection: AuditReport,
-    clean: bool,
-}
-
 #[derive(Debug, Serialize)]
 struct AsOfCase {
     case_id: String,
@@ -131,7 +78,7 @@ struct AsOfReport {
 }
 
 /// A progress bar on stderr, drawn only on a terminal.
-fn progress_bar(json: bool) -> ProgressBar {
+pub(crate) fn progress_bar(json: bool) -> ProgressBar {
     let target = if json { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() };
     let bar = ProgressBar::with_draw_target(None, target);
     bar.set_style(
@@ -144,7 +91,7 @@ fn progress_bar(json: bool) -> ProgressBar {
     bar
 }
 
-fn advance(bar: &ProgressBar, started: std::time::Instant, seen: Progress) {
+pub(crate) fn advance(bar: &ProgressBar, started: std::time::Instant, seen: Progress) {
     bar.set_length(seen.last);
     bar.set_position(seen.sequence);
     let rate = seen.events as f64 / started.elapsed().as_secs_f64().max(1e-3);
@@ -188,55 +135,6 @@ fn remove_leftover(path: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-async fn verify<L: EventLog>(log: &L, data_dir: &Path, engines: &Engines, json: bool) -> Result<VerifyReport, Failure> {
-    let live = data_dir.join("projection.db");
-    if !live.exists() {
-        return Err(Failure::Unavailable(format!("{} does not exist", live.display())));
-    }
-    let checkpoint = {
-        let connection = rusqlite::Connection::open_with_flags(&live, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(Failure::unavailable)?;
-        let last: i64 = connection
-            .query_row("SELECT last_sequence FROM checkpoint", [], |row| row.get(0))
-            .map_err(Failure::unavailable)?;
-        last as u64
-    };
-    let scratch = tempfile::Builder::new().prefix("airlock-replay-").tempdir().map_err(Failure::unavailable)?;
-    let rebuilt = scratch.path().join("projection.db");
-    let mut decisions = DecisionCheck::default();
-    let visit = |log_sequence: u64, decoded: &Decoded| {
-        let Decoded::Case { case_id, stream_version, event } = decoded else { return };
-        let Some(recorded) = event.body.recorded_decision() else { return };
-        match engines.retake(recorded) {
-            Retaken::Same => {
-                decisions.retaken += 1;
-                decisions.same += 1;
-            }
-            Retaken::Differs(again) => {
-                decisions.retaken += 1;
-                decisions.differing.push(DifferingDecision {
-                    case_id: case_id.to_string(),
-                    case_sequence: *stream_version,
-                    log_sequence,
-                    recorded: recorded.clone(),
-                    retaken: again,
-                });
-            }
-            Retaken::NotLoaded => *decisions.not_retaken.entry(recorded.policy_version.clone()).or_default() += 1,
-        }
-    };
-    let bar = progress_bar(json);
-    let started = std::time::Instant::now();
-    let stats = rebuild_with(log, &rebuilt, Until::Sequence(checkpoint), |seen| advance(&bar, started, seen), visit)
-        .await
-        .map_err(Failure::unavailable);
-    bar.finish_and_clear();
-    let stats = stats?;
-    let projection = compare(&live, &rebuilt).map_err(Failure::unavailable)?;
-    let clean = projection.clean() && decisions.differing.is_empty() && decisions.not_retaken.is_empty();
-    Ok(VerifyReport { rebuilt: stats.into(), decisions, projection, clean })
 }
 
 async fn as_of<L: EventLog>(log: &L, moment: UnixMs, into: Option<&Path>, json: bool) -> Result<AsOfReport, Failure> {
@@ -295,19 +193,12 @@ impl Failure {
 /// The report of the mode that ran.
 enum Report {
     Replaced(Rebuilt),
-    Verified(Box<VerifyReport>),
     AsOf(AsOfReport),
 }
 
-async fn run_on<L: EventLog>(
-    log: &L,
-    args: &ReplayArgs,
-    engines: &Engines,
-    moment: Option<UnixMs>,
-) -> Result<Report, Failure> {
+async fn run_on<L: EventLog>(log: &L, args: &ReplayArgs, moment: Option<UnixMs>) -> Result<Report, Failure> {
     match moment {
         Some(moment) => Ok(Report::AsOf(as_of(log, moment, args.into.as_deref(), args.json).await?)),
-        None if args.verify => Ok(Report::Verified(Box::new(verify(log, &args.data_dir, engines, args.json).await?))),
         None => Ok(Report::Replaced(replace(log, &args.data_dir, args.json).await?)),
     }
 }
@@ -327,11 +218,39 @@ pub fn run(args: ReplayArgs) -> u8 {
             return exit::USAGE;
         }
     };
+    let asking = match crate::cli::store::asking_actor(args.log.nats.as_deref(), args.log.nats_nkey.as_deref()) {
+        Ok(asking) => asking,
+        Err(reason) => return crate::cli::store::failed(args.json, "invalid_value", &reason, exit::USAGE),
+    };
+    if args.verify {
+        if asking.is_some() && !args.policies.is_empty() {
+            let reason = "--policies: the live service takes decisions again with the policies it has loaded; to \
+                          take them with others, run replay --verify on the server with airlock's own key";
+            return crate::cli::store::failed(args.json, "invalid_value", reason, exit::USAGE);
+        }
+        let report = match crate::cli::audit::verify(&args.data_dir, &args.log, &engines, args.json) {
+            Ok(report) => report,
+            Err(code) => return code,
+        };
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report).expect("plain data serializes"));
+        } else {
+            print_verify(&report);
+        }
+        return if report.clean { exit::OK } else { exit::FAILED };
+    }
+    if let Some(actor) = asking {
+        let reason = format!(
+            "{actor}'s key can only `replay --verify` over NATS: rebuilding the projection (and --as-of) reads the \
+             log itself, on the server, with airlock's own key (seeds/airlock.nk)"
+        );
+        return crate::cli::store::failed(args.json, "role_not_allowed", &reason, exit::USAGE);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
     let report = runtime.block_on(async {
         match args.log.open(&args.data_dir, "airlock-replay").await.map_err(Failure::Unavailable)? {
-            OpenLog::Nats(log) => run_on(log.as_ref(), &args, &engines, moment).await,
-            OpenLog::Embedded(log) => run_on(&log, &args, &engines, moment).await,
+            OpenLog::Nats(log) => run_on(log.as_ref(), &args, moment).await,
+            OpenLog::Embedded(log) => run_on(&log, &args, moment).await,
         }
     });
     let report = match report {
@@ -362,14 +281,6 @@ pub fn run(args: ReplayArgs) -> u8 {
             }
             exit::OK
         }
-        Report::Verified(report) => {
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report).expect("plain data serializes"));
-            } else {
-                print_verify(&report, &engines);
-            }
-            if report.clean { exit::OK } else { exit::FAILED }
-        }
         Report::AsOf(report) => {
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report).expect("plain data serializes"));
@@ -381,7 +292,7 @@ pub fn run(args: ReplayArgs) -> u8 {
     }
 }
 
-fn print_verify(report: &VerifyReport, engines: &Engines) {
+fn print_verify(report: &VerifyReport) {
     let decisions = &report.decisions;
     println!(
         "replayed {} commits ({} events, up to the live projection's log sequence {})",
@@ -402,7 +313,7 @@ fn print_verify(report: &VerifyReport, engines: &Engines) {
         println!(
             "NOT VERIFIED: {count} decision(s) recorded under policy version {version}, which is not loaded (loaded: \
              {}); add --policies with the folder of that version",
-            engines.versions().join(", ")
+            report.policy_versions.join(", ")
         );
     }
     for difference in &report.projection.differences {

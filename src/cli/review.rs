@@ -101,7 +101,7 @@ pub fn run(args: ReviewArgs) -> u8 {
 }
 
 fn list(store: &Store, json: bool) -> u8 {
-    let reader = match store.reader() {
+    let reader = match store.reader(json) {
         Ok(reader) => reader,
         Err(code) => return code,
     };
@@ -139,7 +139,7 @@ fn list(store: &Store, json: bool) -> u8 {
 }
 
 fn show(store: &Store, case_id: &str, json: bool) -> u8 {
-    let reader = match store.reader() {
+    let reader = match store.reader(json) {
         Ok(reader) => reader,
         Err(code) => return code,
     };

@@ -29,29 +29,43 @@ pub enum Reader {
 }
 
 impl Store {
-    /// Opens what `self` names; on failure the reason is printed and the exit code returned.
-    pub fn reader(&self) -> Result<Reader, u8> {
-        let Some(url) = &self.nats else { return projection(&self.data_dir).map(Reader::Local) };
-        let Some(key) = &self.nats_nkey else {
-            eprintln!(
-                "error: --nats needs --nats-nkey: your own reviewer or operator key, as `airlock nats-config` wrote it"
-            );
-            return Err(exit::USAGE);
+    /// Opens what `self` names; on failure the reason is reported (as JSON too under `json`, see `failed`) and the
+    /// exit code returned.
+    pub fn reader(&self, json: bool) -> Result<Reader, u8> {
+        let Some(url) = &self.nats else {
+            return projection(&self.data_dir)
+                .map(Reader::Local)
+                .map_err(|(reason, code)| failed(json, "unavailable", &reason, code));
         };
-        let actor = crate::cli::target::actor_of_key(key).map_err(|reason| {
-            eprintln!("error: {reason}");
-            exit::USAGE
-        })?;
-        let runtime =
-            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
-        let client =
-            runtime.block_on(crate::nats::connect_seeded(url, "airlock-read", Some(key))).map_err(|error| {
-                eprintln!("error: {error}");
-                exit::UNAVAILABLE
-            })?;
-        Ok(Reader::Nats { runtime, client, actor })
+        let Some(key) = &self.nats_nkey else {
+            let reason =
+                "--nats needs --nats-nkey: your own reviewer or operator key, as `airlock nats-config` wrote it";
+            return Err(failed(json, "invalid_value", reason, exit::USAGE));
+        };
+        let actor = crate::cli::target::actor_of_key(key)
+            .map_err(|reason| failed(json, "invalid_value", &reason, exit::USAGE))?;
+        Reader::connect(url, key, actor).map_err(|reason| failed(json, "unavailable", &reason, exit::UNAVAILABLE))
+    }
+
+    /// The actor the key of a command that reads the event log belongs to, over NATS: `None` for airlock's own key
+    /// (`seeds/airlock.nk`; or no key, on a development server without users), which reads the log itself;
+    /// `Some(actor)` for an actor's key (`<role>.<id>.nk`), which asks the live service as that actor.
+    pub fn asking_actor(&self) -> Result<Option<crate::core::actor::Actor>, String> {
+        asking_actor(self.nats.as_deref(), self.nats_nkey.as_deref())
     }
 }
+
+/// See `Store::asking_actor`.
+pub fn asking_actor(nats: Option<&str>, key: Option<&Path>) -> Result<Option<crate::core::actor::Actor>, String> {
+    match (nats, key) {
+        (None, _) | (Some(_), None) => Ok(None),
+        (Some(_), Some(key)) if key.file_name().is_some_and(|name| name == AIRLOCKS_OWN_KEY) => Ok(None),
+        (Some(_), Some(key)) => crate::cli::target::actor_of_key(key).map(Some),
+    }
+}
+
+/// The name `airlock nats-config` gives airlock's own seed file.
+pub const AIRLOCKS_OWN_KEY: &str = "airlock.nk";
 
 /// Reports a read command's failure: `error: REASON` on stderr and, under `--json`, `{"error": {"code", "reason"}}` on
 /// stdout with the stable codes NATS and HTTP answers use (`not_found`, `invalid_value`, `role_not_allowed`,
@@ -59,7 +73,7 @@ impl Store {
 pub fn failed(json: bool, code: &str, reason: &str, exit_code: u8) -> u8 {
     let (code, reason) = match reason.split_once(": ") {
         Some((from_service, rest))
-            if ["role_not_allowed", "malformed_command", "unavailable"].contains(&from_service) =>
+            if ["role_not_allowed", "malformed_command", "unavailable", "too_large"].contains(&from_service) =>
         {
             (from_service, rest)
         }
@@ -83,6 +97,16 @@ pub fn exit_code_of(error: &str) -> u8 {
 }
 
 impl Reader {
+    /// Connects to the live service at `url` with `key`, to ask as `actor`.
+    pub fn connect(url: &str, key: &Path, actor: crate::core::actor::Actor) -> Result<Reader, String> {
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
+        let client = runtime
+            .block_on(crate::nats::connect_seeded(url, "airlock-read", Some(key)))
+            .map_err(|error| error.to_string())?;
+        Ok(Reader::Nats { runtime, client, actor })
+    }
+
     /// Asks the live service one query on the actor's own query subject; an answer that is an error comes back as
     /// `Err` with its code and reason. Only for `Reader::Nats`.
     pub fn ask(&self, query: serde_json::Value) -> Result<serde_json::Value, String> {
@@ -150,20 +174,17 @@ impl LogSource {
 }
 
 /// The projection of a data directory, which must exist: reading one must not create an empty store. On failure the
-/// error is printed and the exit code returned.
-pub fn projection(data_dir: &Path) -> Result<Projection, u8> {
+/// reason and the exit code.
+pub fn projection(data_dir: &Path) -> Result<Projection, (String, u8)> {
     let path = data_dir.join("projection.db");
     if !path.exists() {
-        eprintln!(
-            "error: no projection at {}: point --data-dir at airlock's data directory (AIRLOCK_DATA_DIR)",
+        let reason = format!(
+            "no projection at {}: point --data-dir at airlock's data directory (AIRLOCK_DATA_DIR)",
             path.display()
         );
-        return Err(exit::UNAVAILABLE);
+        return Err((reason, exit::UNAVAILABLE));
     }
-    Projection::open(&path).map_err(|error| {
-        eprintln!("error: cannot open {}: {error}", path.display());
-        exit::UNAVAILABLE
-    })
+    Projection::open(&path).map_err(|error| (format!("cannot open {}: {error}", path.display()), exit::UNAVAILABLE))
 }
 
 pub fn now() -> UnixMs {

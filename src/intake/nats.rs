@@ -583,6 +583,10 @@ pub async fn run_queries<L: EventLog + 'static>(
         .add(format!("{}.query.*.*", config.prefix))
         .await
         .map_err(|error| failed(format!("cannot serve queries: {error}")))?;
+    // Queries are answered side by side, so that a slow one (an operator's audit) never holds up a desk's status
+    // query; at most QUERIES_AT_ONCE at a time, the rest wait in the subscription.
+    let at_once = Arc::new(tokio::sync::Semaphore::new(QUERIES_AT_ONCE));
+    let max_payload = client.server_info().max_payload;
     loop {
         let request = tokio::select! {
             request = requests.next() => match request { Some(request) => request, None => return Ok(()) },
@@ -591,17 +595,40 @@ pub async fn run_queries<L: EventLog + 'static>(
         if request.message.reply.is_none() {
             continue;
         }
-        let answer = match subjects::parse_query(&config.prefix, &request.message.subject) {
-            Some(actor) => crate::intake::query::answer(&service, &actor, &request.message.payload).await,
-            None => serde_json::json!({ "error": { "code": "bad_subject", "reason": "not a query subject" } }),
-        };
-        let bytes = serde_json::to_vec(&answer).expect("an answer serializes");
-        if let Err(error) = request.respond(Ok(bytes.into())).await {
-            tracing::warn!(%error, "could not answer a query");
-        }
+        let Ok(permit) = at_once.clone().acquire_owned().await else { break };
+        let (service, prefix) = (service.clone(), config.prefix.clone());
+        tokio::spawn(async move {
+            let answer = match subjects::parse_query(&prefix, &request.message.subject) {
+                Some(actor) => crate::intake::query::answer(&service, &actor, &request.message.payload).await,
+                None => serde_json::json!({ "error": { "code": "bad_subject", "reason": "not a query subject" } }),
+            };
+            let bytes = within(serde_json::to_vec(&answer).expect("an answer serializes"), max_payload);
+            if let Err(error) = request.respond(Ok(bytes.into())).await {
+                tracing::warn!(%error, "could not answer a query");
+            }
+            drop(permit);
+        });
     }
     micro.stop().await.ok();
     Ok(())
+}
+
+/// The most queries answered at once.
+const QUERIES_AT_ONCE: usize = 16;
+
+/// An answer the broker would refuse to carry becomes an error that says how to ask for less: a reply too large
+/// would otherwise be dropped, and the asker would wait for nothing.
+fn within(answer: Vec<u8>, max_payload: usize) -> Vec<u8> {
+    if answer.len() <= max_payload.saturating_sub(1024) {
+        return answer;
+    }
+    let reason = format!(
+        "the answer is {} bytes, more than the broker carries ({max_payload}); ask for less (a smaller limit), or run \
+         the command on the server with --data-dir",
+        answer.len()
+    );
+    serde_json::to_vec(&serde_json::json!({ "error": { "code": "too_large", "reason": reason } }))
+        .expect("an error serializes")
 }
 
 /// The name airlock's reads are served under as a NATS micro service.

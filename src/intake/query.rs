@@ -81,9 +81,11 @@ pub async fn answer<L: EventLog>(service: &Service<L>, actor: &Actor, payload: &
         Some(kind @ ("case_view" | "case_list" | "review_queue" | "evidence")) => {
             return staff_read(service, actor, kind, request.as_ref()).await;
         }
+        Some("history") => return history(service, actor, request.as_ref()).await,
+        Some("verify") => return verify(service, actor).await,
         Some(other) => {
             let other = crate::core::text::for_terminal(&other.chars().take(64).collect::<String>());
-            return json!({ "error": { "code": "malformed_command", "reason": format!("no query {other:?}: ask for \"case\" (with case_id), \"case_view\", \"case_list\", \"review_queue\", \"evidence\", \"kill_switch\" or \"executed_matching\"") } });
+            return json!({ "error": { "code": "malformed_command", "reason": format!("no query {other:?}: ask for \"case\" (with case_id), \"case_view\", \"case_list\", \"review_queue\", \"evidence\", \"history\", \"kill_switch\", \"executed_matching\" or \"verify\"") } });
         }
     }
     let case_id = request
@@ -206,3 +208,43 @@ async fn staff_read<L: EventLog>(service: &Service<L>, actor: &Actor, kind: &str
 
 /// The most cases one `case_list` answer holds: a reply stays well under NATS's message size.
 pub const CASE_LIST_MAX: usize = 500;
+
+/// Reviewers and operators: a case's history from the log, `{"case_id"}` → `{"case_id", "events": [...]}` (events
+/// empty for a case the log lacks), each decision as recorded; the caller takes them again with its own policies.
+async fn history<L: EventLog>(service: &Service<L>, actor: &Actor, request: Option<&Value>) -> Value {
+    if !matches!(actor.role, Role::Reviewer | Role::Operator | Role::System) {
+        return json!({ "error": { "code": "role_not_allowed", "reason": format!("a case's history is for reviewers and operators, not the {} role", actor.role) } });
+    }
+    let case_id = request
+        .and_then(|value| value.get("case_id"))
+        .and_then(Value::as_str)
+        .filter(|case_id| check_identifier("case_id", case_id).is_ok());
+    let Some(case_id) = case_id else {
+        return json!({ "error": { "code": "malformed_command", "reason": "send {\"query\": \"history\", \"case_id\": \"...\"}" } });
+    };
+    match crate::projection::history::case_history(&service.log, &CaseId::new(case_id)).await {
+        Ok(events) => json!({ "case_id": case_id, "events": events }),
+        Err(error) => {
+            tracing::warn!(%error, "could not read a case's history");
+            json!({ "error": { "code": "unavailable", "reason": "try again later" } })
+        }
+    }
+}
+
+/// Operators only: the audit of the live projection and of every recorded decision (`airlock audit verify` and
+/// `airlock replay --verify` over NATS), taken with the policies this service has loaded.
+async fn verify<L: EventLog>(service: &Service<L>, actor: &Actor) -> Value {
+    if actor.role != Role::Operator {
+        return json!({ "error": { "code": "role_not_allowed", "reason": format!("the audit is for operators, not the {} role", actor.role) } });
+    }
+    let engines = crate::policy::retake::Engines::with(vec![service.policy.clone()]);
+    let report =
+        crate::projection::verify::verify_live(&service.log, service.projection.path(), &engines, |_| {}).await;
+    match report {
+        Ok(report) => json!({ "report": report }),
+        Err(error) => {
+            tracing::warn!(%error, "could not verify the projection");
+            json!({ "error": { "code": "unavailable", "reason": "the audit could not run; try again later" } })
+        }
+    }
+}

@@ -4,7 +4,7 @@
 use crate::projection::ProjectionError;
 use crate::projection::receipts::{ChainBreak, verify_chain};
 use rusqlite::Connection;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -12,7 +12,7 @@ use std::path::Path;
 const TABLES: [&str; 8] =
     ["cases", "timeline", "review_queue", "receipts", "proof_failures", "notices_owed", "control", "checkpoint"];
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RowDifference {
     pub table: String,
     /// The row's key: its primary key, else its unique index (or the whole row for a table with neither).
@@ -21,7 +21,7 @@ pub struct RowDifference {
     pub kind: String,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditReport {
     pub differences: Vec<RowDifference>,
     pub chain_breaks: Vec<ChainBreak>,

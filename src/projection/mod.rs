@@ -6,10 +6,12 @@
 mod apply;
 pub mod audit;
 pub mod evidence;
+pub mod history;
 pub mod projector;
 pub mod query;
 pub mod receipts;
 pub mod replay;
+pub mod verify;
 pub mod views;
 
 use crate::log::Entry;
@@ -137,6 +139,11 @@ impl Projection {
 
     fn open_error(&self, source: rusqlite::Error) -> OpenError {
         OpenError::Open { path: self.path.display().to_string(), source }
+    }
+
+    /// The file this projection is kept in.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Takes the projection file's lock exclusively, for swapping a rebuilt file in: `None` while any process has

@@ -53,7 +53,7 @@ pub fn chain_hash(previous_hash: &str, canonical_body: &str) -> String {
 }
 
 /// A place where the stored chain does not hold.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainBreak {
     pub receipt_sequence: u64,
     pub problem: String,
