@@ -1118,6 +1118,26 @@ fn self_approval_is_refused() {
     assert_eq!(result, Err(Rejection::SelfApproval));
 }
 
+// Proves a change that would reach nobody cannot be approved (issue 17): a password reset on an account whose every
+// destination is revoked or was dated after the request is refused as nothing_deliverable, and nothing is recorded;
+// adding a destination to the same account, which reaches the destination it adds, can still be approved.
+#[test]
+fn a_reset_nobody_could_receive_cannot_be_approved() {
+    let mut env = Env::standard();
+    env.account.destinations.retain(|destination| ["email-lost", "email-later"].contains(&destination.id.as_str()));
+    env.fresh = fresh_codes(&env.account);
+    let history = in_review(&env);
+    let result = when(&history, &env, &envelope("approve-nobody", reviewer(1), approve(&history)));
+    assert_eq!(result, Err(Rejection::NothingDeliverable));
+
+    let mut adding = Env::add_destination();
+    adding.account = env.account.clone();
+    adding.fresh = fresh_codes(&adding.account);
+    let history = in_review(&adding);
+    let result = when(&history, &adding, &envelope("approve-add", reviewer(1), approve(&history)));
+    assert!(result.is_ok(), "{result:?}");
+}
+
 // Proves that a quorum needs distinct people: the same reviewer approving twice (with a new command id) is refused.
 #[test]
 fn duplicate_approval_is_refused() {

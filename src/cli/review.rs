@@ -225,7 +225,8 @@ fn print_account(packet: &EvidencePacket) {
     );
     if !account.deliverable {
         println!(
-            "  WARNING: no destination that existed before the request is left: nobody could be told of the change"
+            "  WARNING: no destination that existed before the request is left: nobody could be told of the change, \
+             and a password reset cannot be approved (it would reach nobody)"
         );
     }
     println!("\nthe account's other cases (30 days):");

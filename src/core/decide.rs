@@ -3,7 +3,7 @@
 //! shell), no I/O. Control flow lives here; each command's rules are a short function below.
 
 use crate::core::account::{AccountSnapshot, DestinationKind};
-use crate::core::action::ActionHash;
+use crate::core::action::{ActionHash, RecoveryAction};
 use crate::core::actor::Actor;
 use crate::core::command::CommandKind;
 use crate::core::command::{Change, Command, CommandEnvelope, EffectOutcome, SecondFactorCheck};
@@ -362,6 +362,11 @@ fn approve_review(
     }
     if reviewer == &facts.requester.id {
         return Err(Rejection::SelfApproval);
+    }
+    // A reset sends the owner where to set the new password, and the notices of the change go to the destinations
+    // that existed before the request: with none, the change reaches nobody but whoever asked (issue 17).
+    if facts.action == RecoveryAction::ResetPassword && facts.snapshot.pre_existing(facts.requested_at).is_empty() {
+        return Err(Rejection::NothingDeliverable);
     }
     let live: Vec<ActorId> = state.live_approvals(context.now).map(|approval| approval.reviewer.clone()).collect();
     if live.contains(reviewer) {

@@ -44,6 +44,10 @@ pub enum Rejection {
     /// The authenticator code was right but already used (another tab sent the same proof first). Not a wrong code:
     /// it is not counted against the account. Wait for the next code of the app.
     SecondFactorAlreadyUsed,
+    /// The change would reach nobody: a password reset on an account with no destination that existed before the
+    /// request, where the owner could set the new password and be told of it. It cannot be approved; the owner needs
+    /// a destination established another way first.
+    NothingDeliverable,
     /// The sender already used this command id for a different command (another account, another action, a halt
     /// where this is a resume). A command id means one command; send this one under a new id. Kept, never merged.
     CommandIdReused,
@@ -70,6 +74,7 @@ impl Rejection {
             Rejection::SecretInUntrustedField { .. } => "secret_in_untrusted_field",
             Rejection::SecondFactorAlreadyUsed => "second_factor_already_used",
             Rejection::CommandIdReused => "command_id_reused",
+            Rejection::NothingDeliverable => "nothing_deliverable",
         }
     }
 }
@@ -107,6 +112,10 @@ impl fmt::Display for Rejection {
             Rejection::SecondFactorAlreadyUsed => {
                 formatter.write_str("that authenticator code was already used; wait for the next one")
             }
+            Rejection::NothingDeliverable => formatter.write_str(
+                "the account has no destination that existed before the request: a password reset would reach \
+                 nobody and nobody could be told of it; deny the case",
+            ),
             Rejection::CommandIdReused => formatter.write_str(
                 "this command id was already used for a different command; send a new command under a new command id",
             ),

@@ -57,7 +57,8 @@ pub struct AccountEvidence {
     /// Who may still approve: any reviewer but these (the ones whose approval counts, and the requester).
     pub may_not_approve: Vec<String>,
     /// Whether any destination that existed before the request is left to receive the owner's notices and what the
-    /// change sends; false means an approval would change an account nobody can be told about.
+    /// change sends; false means an approval would change an account nobody can be told about, and the core refuses
+    /// to approve a password reset then (`nothing_deliverable`).
     pub deliverable: bool,
 }
 

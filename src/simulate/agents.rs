@@ -445,10 +445,23 @@ impl<'a> World<'a> {
         self.owners[owner].last_asked = Some(self.now());
         self.owners[owner].asking = false;
         let signals = Signals::default();
-        let summary = "Customer says they cannot log in and asks for a password reset.";
         let desk = self.population.owners.desk.clone();
-        let case =
-            self.open(Who::Owner(owner), account, &desk, RecoveryAction::ResetPassword, summary, signals).await?;
+        // An owner who lost every destination cannot be sent a reset (the core refuses to approve one that reaches
+        // nobody): the desk asks to link the owner's new email, for a person to check.
+        let now = self.now();
+        let holds_one = self.accounts[account]
+            .record
+            .destinations
+            .iter()
+            .any(|destination| !destination.revoked && destination.trusted_since <= now);
+        let (action, summary) = if holds_one {
+            (RecoveryAction::ResetPassword, "Customer says they cannot log in and asks for a password reset.")
+        } else {
+            let address = format!("owner-{owner}-new@example.net");
+            let action = RecoveryAction::AddDestination { kind: DestinationKind::Email, address };
+            (action, "Customer lost access to every contact method on file and asks to link their new email.")
+        };
+        let case = self.open(Who::Owner(owner), account, &desk, action, summary, signals).await?;
         self.owners[owner].cases.push(case.clone());
         self.watch(&case).await
     }
