@@ -90,7 +90,7 @@ fn every_read_command_answers_json() {
     assert_eq!(json(Some(&data), &["review", "list"])["more"], false);
     let queued = json(Some(&data), &["review", "list"])["items"][0]["case_id"].as_str().unwrap().to_string();
     assert!(json(Some(&data), &["review", "show", &queued])["action_hash"].is_string());
-    assert!(json(Some(&data), &["outbox"]).is_array());
+    assert!(json(Some(&data), &["outbox"])["items"].is_array());
     assert_eq!(json(Some(&data), &["audit", "verify"])["differences"], serde_json::json!([]));
     assert_eq!(json(Some(&data), &["replay", "--verify"])["clean"], true);
     assert!(json(Some(&data), &["replay", "--as-of", "0s"])["states"].is_object());
@@ -270,7 +270,9 @@ fn contexts_name_a_deployment_and_a_private_key() {
     assert_eq!(run(&["context", "use", "lab"], &environment).status.code(), Some(0));
     assert_eq!(cases(&[])["items"].as_array().map(Vec::len), Some(1), "the context in use");
     let elsewhere = scratch.path().join("elsewhere");
-    assert_eq!(cases(&["--data-dir", elsewhere.to_str().unwrap()]), Value::Null, "a flag wins over the context");
+    let flagged = cases(&["--data-dir", elsewhere.to_str().unwrap()]);
+    assert_eq!(flagged["error"]["code"], "unavailable", "{flagged}");
+    assert!(flagged["error"]["reason"].as_str().unwrap().contains("elsewhere"), "a flag wins over the context");
 
     // A key that became readable by others is refused wherever the context would be used.
     std::fs::set_permissions(&seed, std::fs::Permissions::from_mode(0o640)).unwrap();

@@ -53,10 +53,10 @@ fn outbox_lists_messages_with_codes_masked() {
     assert!(!table.contains(&code));
     let (_, listing, _) = airlock(data.path(), &["outbox", "--json", "--to", "lena@example.com"]);
     let rows: serde_json::Value = serde_json::from_str(&listing).unwrap();
-    assert_eq!(rows.as_array().unwrap().len(), 1);
+    assert_eq!((rows["items"].as_array().unwrap().len(), rows["more"].clone()), (1, serde_json::json!(false)));
     assert!(!listing.contains(&code));
     let (_, nobody, _) = airlock(data.path(), &["outbox", "--json", "--to", "nobody@example.com"]);
-    assert_eq!(nobody.trim(), "[]");
+    assert_eq!(nobody.trim(), r#"{"items":[],"more":false}"#);
 }
 
 // Proves the kill switch from the command line: halt, a refused second halt, resume, a refused second resume, and a

@@ -152,7 +152,7 @@ impl Store {
         }
         let output = self.airlock(&args);
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        serde_json::from_slice::<Value>(&output.stdout).unwrap().as_array().unwrap().clone()
+        serde_json::from_slice::<Value>(&output.stdout).unwrap()["items"].as_array().unwrap().clone()
     }
 
     fn read_only(&self, file: &str) -> rusqlite::Connection {

@@ -596,7 +596,8 @@ fn the_summary_never_changes_a_decision() {
         seen.push(without_ids(accepted(data, "owner:page", "submit-proof", &proof)));
         seen.push(history_without_times(data, &case_id));
         let outbox: Value = serde_json::from_str(&stdout_of(data, &["outbox", "--json"])).unwrap();
-        let recipients: Vec<&Value> = outbox.as_array().unwrap().iter().map(|message| &message["to"]).collect();
+        let recipients: Vec<&Value> =
+            outbox["items"].as_array().unwrap().iter().map(|message| &message["to"]).collect();
         assert!(!recipients.is_empty() && recipients.iter().all(|to| *to == "vera@example.com"), "{outbox}");
         assert!(!outbox.to_string().contains("attacker"), "{outbox}");
         outcomes.push(seen);

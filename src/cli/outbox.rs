@@ -2,6 +2,7 @@
 //! are masked: this is an operator's view, and codes belong only to the owner's destination.
 
 use crate::cli::exit;
+use crate::cli::store::failed;
 use crate::directory::embedded::EmbeddedDirectory;
 use crate::notify::mask_codes;
 use crate::notify::outbox::Outbox;
@@ -19,26 +20,34 @@ pub struct OutboxArgs {
     /// The embedded data directory.
     #[arg(long, env = "AIRLOCK_DATA_DIR", default_value = "airlock-data")]
     pub data_dir: PathBuf,
-    /// Print one JSON array (fields: message_id, case_id, to, subject, body, sent_at).
+    /// The most messages shown, oldest first; `more` (in JSON) says whether there were others.
+    #[arg(long, default_value_t = 500)]
+    pub limit: usize,
+    /// Print one JSON object (fields: items[message_id, case_id, to, subject, body, sent_at], more).
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(args: OutboxArgs) -> u8 {
-    let directory = match EmbeddedDirectory::open(&args.data_dir.join("directory.db")) {
+    let path = args.data_dir.join("directory.db");
+    if !path.exists() {
+        let reason = format!(
+            "no embedded directory at {}: the outbox is the embedded notifier's (point --data-dir at airlock's data \
+             directory)",
+            path.display()
+        );
+        return failed(args.json, "unavailable", &reason, exit::UNAVAILABLE);
+    }
+    let directory = match EmbeddedDirectory::open(&path) {
         Ok(directory) => directory,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return exit::UNAVAILABLE;
-        }
+        Err(error) => return failed(args.json, "unavailable", &error.to_string(), exit::UNAVAILABLE),
     };
-    let messages = match Outbox::new(Arc::new(directory)).messages(args.to.as_deref()) {
+    let mut messages = match Outbox::new(Arc::new(directory)).messages(args.to.as_deref()) {
         Ok(messages) => messages,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return exit::UNAVAILABLE;
-        }
+        Err(error) => return failed(args.json, "unavailable", &error.to_string(), exit::UNAVAILABLE),
     };
+    let more = messages.len() > args.limit;
+    messages.truncate(args.limit);
     if args.json {
         let rows: Vec<serde_json::Value> = messages
             .iter()
@@ -53,7 +62,7 @@ pub fn run(args: OutboxArgs) -> u8 {
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(rows));
+        println!("{}", serde_json::json!({ "items": rows, "more": more }));
         return exit::OK;
     }
     for message in &messages {
@@ -62,6 +71,6 @@ pub fn run(args: OutboxArgs) -> u8 {
             println!("    {line}");
         }
     }
-    println!("{} messages", messages.len());
+    println!("{} messages{}", messages.len(), if more { " (more: raise --limit)" } else { "" });
     exit::OK
 }

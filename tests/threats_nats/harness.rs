@@ -292,7 +292,7 @@ impl Airlock {
         }
         let output = self.harness.airlock(&args);
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        serde_json::from_slice::<Value>(&output.stdout).unwrap().as_array().unwrap().clone()
+        serde_json::from_slice::<Value>(&output.stdout).unwrap()["items"].as_array().unwrap().clone()
     }
 
     pub fn read_only(&self, file: &str) -> rusqlite::Connection {
