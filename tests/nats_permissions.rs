@@ -7,7 +7,7 @@ mod common;
 
 use airlock::nats::server::{NatsServer, free_port};
 use common::serve::ServeProcess;
-use common::threats::{email_account, request_body, reset_password};
+use common::threats::{add_email, email_account, request_body, reset_password};
 use common::{import_accounts, scratch};
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -462,6 +462,15 @@ async fn an_operator_works_the_live_deployment_with_their_own_key() {
         assert!(stderr.contains(named), "{args:?}: {stderr}");
         assert!(!String::from_utf8_lossy(&output.stdout).contains("halted"), "{args:?}");
     }
+    // A key under another actor's name passes the name check but not the broker: the refusal is reported at once,
+    // as the broker worded it, instead of after the answer's timeout.
+    let renamed = directory.path().join("operator.root.nk");
+    std::fs::copy(ops, &renamed).unwrap();
+    let output = airlock(&["halt", "--reason", "x", "--nats", url, "--nats-nkey", renamed.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_ne!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("refused this key") && stderr.contains("airlock.intake.operator.root.halt"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("halted"));
     assert_eq!(projection_halted(&data), Some(false), "a refused halt changed the switch");
 
     let rollback =
@@ -667,4 +676,103 @@ async fn a_reviewer_works_the_queue_over_nats_without_the_data_directory() {
     let keyless = Command::new(env!("CARGO_BIN_EXE_airlock")).args(["review", "list", "--nats", url]).output().unwrap();
     assert_eq!(keyless.status.code(), Some(2), "{}", String::from_utf8_lossy(&keyless.stderr));
     assert!(!elsewhere.join("airlock-data").exists(), "a read created a store");
+}
+
+/// The live case view an operator's key reads, or `Null` while the service does not answer.
+fn live_case(url: &str, key: &str, case_id: &str) -> Value {
+    let output = airlock(&["case", "show", case_id, "--json", "--nats", url, "--nats-nkey", key]);
+    serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
+}
+
+// Proves issue 17's operator story end to end on a live NATS deployment, through the binary and the nats-py example:
+// the example halts and resumes with the operator's key and reads the switch back each time; with the switch pulled,
+// two changes whose cooling-off has ended (a restarted `serve` whose clock runs 80 h ahead) stay held and say so;
+// resumed, both execute; the operator rolls one back by its id, lists the other with `rollback --match --dry-run`
+// (the first no longer listed), and rolls it back with `--match`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_holds_due_changes_releases_them_and_rolls_them_back() {
+    let directory = scratch();
+    let accounts = json!([email_account("acct-5"), email_account("acct-6")]);
+    let (broker, serve, data) = deployment(directory.path(), accounts);
+    let ops = broker.seeds.join("operator.ops.nk");
+    let (ops, url) = (ops.to_str().unwrap(), broker.url.as_str());
+
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/nats/operator_kill_switch.py");
+    let output = Command::new("python3").args([example, url, ops, "ops", "drill"]).output().unwrap();
+    assert!(output.status.success(), "the operator example failed: {}", String::from_utf8_lossy(&output.stderr));
+    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!((seen["halt"]["status"].clone(), seen["halted_after_halt"].clone()), (json!("halted"), json!(true)));
+    assert_eq!(
+        (seen["resume"]["status"].clone(), seen["halted_after_resume"].clone()),
+        (json!("running"), json!(false))
+    );
+    assert_eq!(seen["service"]["endpoints"], json!(["airlock.query.*.*"]), "{seen}");
+
+    // Two new destinations at the same domain, each proven by the account's old email: cooling off for 72 h.
+    let desk = connect(url, Some(&broker.seeds.join("intake.desk.nk"))).await.unwrap();
+    let page = connect(url, Some(&broker.seeds.join("owner.verification-page.nk"))).await.unwrap();
+    let mut cases = Vec::new();
+    for account in ["acct-5", "acct-6"] {
+        let address = format!("{account}-new@mailbox.example");
+        let request = request_body(&format!("add-{account}"), account, add_email(&address), "new email", json!({}));
+        let answer =
+            desk.command("airlock.intake.intake.desk.request_recovery", "airlock.result.intake.desk", request).await;
+        let case_id = answer["case_id"].as_str().unwrap().to_string();
+        common::wait_for(|| code_sent(&data, &case_id), "the code to reach the outbox");
+        let code = common::code_for(&data, &case_id);
+        let proof = json!({ "version": 1, "command_id": format!("proof-{account}"), "case_id": case_id, "code": code });
+        let answer = page
+            .command(
+                "airlock.intake.owner.verification-page.submit_proof",
+                "airlock.result.owner.verification-page",
+                proof,
+            )
+            .await;
+        assert_eq!(answer["status"], "cooling_off", "{answer}");
+        cases.push(case_id);
+    }
+
+    let halted = airlock(&["halt", "--reason", "incident 43", "--nats", url, "--nats-nkey", ops]);
+    assert_eq!(halted.status.code(), Some(0), "{}", String::from_utf8_lossy(&halted.stderr));
+    // The same deployment, its clock 80 h on: both cooling-offs are over, and the kill switch holds both changes.
+    serve.stop();
+    let airlock_seed = broker.seeds.join("airlock.nk");
+    let _serve = ServeProcess::start(
+        url,
+        &data,
+        &directory.path().join("serve-later.log"),
+        &["--nats-nkey", airlock_seed.to_str().unwrap()],
+        &[("AIRLOCK_CLOCK_AHEAD", "80h")],
+    );
+    for case_id in &cases {
+        let mut case = Value::Null;
+        common::wait_for(
+            || {
+                case = live_case(url, ops, case_id);
+                case["timers"].as_array().is_some_and(|timers| timers.iter().any(|timer| timer["in_ms"] == 0))
+            },
+            "the restarted service to show the change due",
+        );
+        assert_eq!(case["status"], "cooling_off", "{case}");
+        assert_eq!(case["timers"][0]["held_by_kill_switch"], true, "{case}");
+    }
+    let resumed = airlock(&["resume", "--reason", "incident 43 closed", "--nats", url, "--nats-nkey", ops]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", String::from_utf8_lossy(&resumed.stderr));
+    for case_id in &cases {
+        common::wait_for(|| live_case(url, ops, case_id)["status"] == "executed", "the released change to execute");
+    }
+
+    let one = airlock(&["rollback", &cases[0], "--reason", "attacker's domain", "--nats", url, "--nats-nkey", ops]);
+    assert_eq!(one.status.code(), Some(0), "{}", String::from_utf8_lossy(&one.stderr));
+    common::wait_for(|| live_case(url, ops, &cases[0])["status"] == "rolled_back", "the case to be rolled back");
+    let matching = ["--match", "destination-domain=mailbox.example", "--reason", "campaign", "--json"];
+    let keyed = ["--nats", url, "--nats-nkey", ops];
+    let listed = airlock(&[&["rollback", "--dry-run"][..], &matching, &keyed].concat());
+    assert_eq!(listed.status.code(), Some(0), "{}", String::from_utf8_lossy(&listed.stderr));
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed["cases"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["cases"][0]["case_id"], cases[1].as_str(), "{listed}");
+    let rolled = airlock(&[&["rollback"][..], &matching, &keyed].concat());
+    assert_eq!(rolled.status.code(), Some(0), "{}", String::from_utf8_lossy(&rolled.stderr));
+    common::wait_for(|| live_case(url, ops, &cases[1])["status"] == "rolled_back", "the match to be rolled back");
 }

@@ -33,9 +33,14 @@ pub struct TargetArgs {
 /// Asks the live service `query` on `actor`'s own query subject and returns its answer, which may be an error answer.
 pub async fn ask_live(client: &async_nats::Client, actor: &Actor, query: Value) -> Result<Value, String> {
     let subject = crate::intake::subjects::query(&crate::intake::nats::IntakeConfig::default().prefix, actor);
-    let request = client.request(subject, query.to_string().into());
-    let reply = tokio::time::timeout(Duration::from_millis(ANSWER_WAIT_MS), request)
-        .await
+    let refused = crate::nats::next_refusal();
+    let request =
+        tokio::time::timeout(Duration::from_millis(ANSWER_WAIT_MS), client.request(subject, query.to_string().into()));
+    let reply = tokio::select! {
+        reply = request => reply,
+        text = refused => return Err(crate::nats::refused_by_broker(&text)),
+    };
+    let reply = reply
         .map_err(|_| "no answer from airlock (is `airlock serve --nats` running?)".to_string())?
         .map_err(|error| format!("cannot ask airlock: {error}"))?;
     serde_json::from_slice::<Value>(&reply.payload).map_err(|error| format!("unreadable answer: {error}"))
@@ -261,8 +266,12 @@ impl Target {
         let bytes = body.to_string().into_bytes();
         match self {
             Target::Nats { client, actor } => {
-                crate::intake::nats::send_command(client, actor, command, bytes, Duration::from_millis(ANSWER_WAIT_MS))
-                    .await
+                let refused = crate::nats::next_refusal();
+                let wait = Duration::from_millis(ANSWER_WAIT_MS);
+                tokio::select! {
+                    answer = crate::intake::nats::send_command(client, actor, command, bytes, wait) => answer,
+                    text = refused => Err(crate::nats::refused_by_broker(&text)),
+                }
             }
             Target::Embedded { embedded, actor } => {
                 let reply = handle_json(&embedded.service, actor, command, &bytes).await;

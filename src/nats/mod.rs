@@ -112,7 +112,11 @@ fn log_event(connection: &str, event: async_nats::Event) {
         }
         async_nats::Event::Connected => tracing::info!(connection, "NATS connection (re)established"),
         async_nats::Event::ServerError(error) => {
-            tracing::warn!(connection, %error, "the NATS server refused something")
+            tracing::warn!(connection, %error, "the NATS server refused something");
+            let text = error.to_string();
+            if text.to_ascii_lowercase().contains("permissions violation") {
+                refusals().send_replace(Some(text));
+            }
         }
         async_nats::Event::ClientError(error) => tracing::warn!(connection, %error, "NATS client error"),
         async_nats::Event::SlowConsumer(subscription) => {
@@ -122,4 +126,36 @@ fn log_event(connection: &str, event: async_nats::Event) {
             tracing::info!(connection, ?event, "NATS connection state")
         }
     }
+}
+
+/// The last permission violation the NATS server reported to a connection of this process.
+fn refusals() -> &'static tokio::sync::watch::Sender<Option<String>> {
+    static REFUSALS: std::sync::OnceLock<tokio::sync::watch::Sender<Option<String>>> = std::sync::OnceLock::new();
+    REFUSALS.get_or_init(|| tokio::sync::watch::channel(None).0)
+}
+
+/// The next permission violation the NATS server reports to any connection of this process after this call, as the
+/// server worded it (it names the subject, never a payload). A one-shot command (`airlock halt --nats`, a read) races
+/// its request against it, so that a subject its key may not use fails at once, named, instead of after a timeout.
+/// Call it before sending, so the refusal cannot come first.
+pub fn next_refusal() -> impl std::future::Future<Output = String> + Send + 'static {
+    let mut receiver = refusals().subscribe();
+    async move {
+        loop {
+            if receiver.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            if let Some(text) = receiver.borrow_and_update().clone() {
+                return text;
+            }
+        }
+    }
+}
+
+/// What a command says when the broker refused its key a subject.
+pub fn refused_by_broker(text: &str) -> String {
+    format!(
+        "the NATS server refused this key: {text}. The key's permissions are another actor's or another role's: use \
+         your own key, under the name `airlock nats-config` gave it (seeds/<role>.<id>.nk)"
+    )
 }
