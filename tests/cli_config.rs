@@ -283,3 +283,53 @@ fn contexts_name_a_deployment_and_a_private_key() {
     assert_eq!(unknown.status.code(), Some(2));
     assert!(stderr(&unknown).contains("no context \"nope\""), "{}", stderr(&unknown));
 }
+
+/// Every `AIRLOCK_*` variable an argument of `command` or its subcommands reads.
+fn environment_variables(command: &clap::Command, found: &mut std::collections::BTreeSet<String>) {
+    for argument in command.get_arguments() {
+        if let Some(variable) = argument.get_env() {
+            found.insert(variable.to_string_lossy().into_owned());
+        }
+    }
+    for subcommand in command.get_subcommands() {
+        environment_variables(subcommand, found);
+    }
+}
+
+// Proves the file can hold every setting of `airlock serve` (and every other command): each `AIRLOCK_*` variable a
+// flag reads has its key in the file, except the ones that are per-invocation by nature (the context to use, the file
+// itself); and the keys added for issue 17 are checked like the others (a bad log format or metrics address is a
+// problem `config check` names, a good one comes from the file).
+#[test]
+fn every_setting_has_a_key_in_the_configuration_file() {
+    let mut variables = std::collections::BTreeSet::new();
+    environment_variables(&airlock::cli::Cli::command(), &mut variables);
+    let keyed: std::collections::BTreeSet<String> =
+        airlock::cli::config::KEYS.iter().map(|(_, variable, _)| variable.to_string()).collect();
+    let per_invocation = ["AIRLOCK_CONFIG", "AIRLOCK_CONTEXT"];
+    let missing: Vec<&String> = variables
+        .iter()
+        .filter(|variable| !keyed.contains(*variable) && !per_invocation.contains(&variable.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "settings the configuration file cannot hold: {missing:?}");
+
+    let scratch = common::scratch();
+    let file = scratch.path().join("airlock.toml");
+    std::fs::write(&file, "metrics = \"127.0.0.1:9090\"\nready_lag = 500\nlog_format = \"json\"\n").unwrap();
+    let output = run(&["config", "check", "--config", file.to_str().unwrap(), "--json"], &[]);
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{report}");
+    let value = |key: &str| {
+        report["settings"].as_array().unwrap().iter().find(|setting| setting["key"] == key).unwrap()["value"].clone()
+    };
+    assert_eq!(
+        (value("metrics"), value("ready_lag"), value("log_format")),
+        ("127.0.0.1:9090".into(), "500".into(), "json".into())
+    );
+    std::fs::write(&file, "metrics = \"everywhere\"\nlog_format = \"xml\"\n").unwrap();
+    let output = run(&["config", "check", "--config", file.to_str().unwrap(), "--json"], &[]);
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    let problems = report["problems"].to_string();
+    assert!(problems.contains("everywhere") && problems.contains("xml"), "{report}");
+}

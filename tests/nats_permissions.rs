@@ -617,6 +617,12 @@ async fn a_reviewer_works_the_queue_over_nats_without_the_data_directory() {
     let listed = run("operator.ops.nk", &["case", "list", "--json"]);
     let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(listed["items"][0]["case_id"], case_id.as_str(), "{listed}");
+    // A query's filter may leave the limit out, as a hand-written client would: the default applies, not zero.
+    let reviewer = connect(url, Some(&broker.seeds.join("reviewer.ana.nk"))).await.unwrap();
+    let query = json!({ "query": "case_list", "filter": { "status": "cooling_off" } });
+    let answer = reviewer.client.request("airlock.query.reviewer.ana", query.to_string().into()).await.unwrap();
+    let answer: Value = serde_json::from_slice(&answer.payload).unwrap();
+    assert_eq!(answer["items"].as_array().map(Vec::len), Some(1), "{answer}");
 
     // The case's history from the log, for the reviewer: every event with the state after it, the decision with its
     // facts and policy version, taken again here on those facts.

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 pub const CONFIG_ENV: &str = "AIRLOCK_CONFIG";
 
 /// Every key of the file: the variable it stands for, and what it sets.
-pub const KEYS: [(&str, &str, &str); 12] = [
+pub const KEYS: [(&str, &str, &str); 16] = [
     ("data_dir", "AIRLOCK_DATA_DIR", "the data directory (projection, embedded store, key file)"),
     ("nats_url", "AIRLOCK_NATS_URL", "NATS server(s), comma-separated: nats://host:4222"),
     ("nats_nkey", "AIRLOCK_NATS_NKEY", "the nkey seed file to connect to NATS with (`airlock nats-config`)"),
@@ -28,6 +28,10 @@ pub const KEYS: [(&str, &str, &str); 12] = [
     ("replicas", "AIRLOCK_REPLICAS", "replicas of the streams airlock creates (1 to 5)"),
     ("tick", "AIRLOCK_TICK", "how often the timers run, for example 1s"),
     ("in_flight", "AIRLOCK_IN_FLIGHT", "commands decided at once"),
+    ("metrics", "AIRLOCK_METRICS", "the private address of /healthz, /readyz and /metrics, for example 127.0.0.1:9090"),
+    ("ready_lag", "AIRLOCK_READY_LAG", "how many log entries the projector may trail before /readyz says not ready"),
+    ("log_format", "AIRLOCK_LOG_FORMAT", "text or json"),
+    ("mcp_requester", "AIRLOCK_MCP_REQUESTER", "the intake actor `airlock mcp` requests as"),
 ];
 
 /// The file as written. Unknown keys are an error: a misspelt key must not silently fall back to a default.
@@ -46,6 +50,10 @@ pub struct ConfigFile {
     pub replicas: Option<u64>,
     pub tick: Option<String>,
     pub in_flight: Option<u64>,
+    pub metrics: Option<String>,
+    pub ready_lag: Option<u64>,
+    pub log_format: Option<String>,
+    pub mcp_requester: Option<String>,
 }
 
 impl ConfigFile {
@@ -66,6 +74,10 @@ impl ConfigFile {
             number(&self.replicas),
             self.tick.clone(),
             number(&self.in_flight),
+            self.metrics.clone(),
+            number(&self.ready_lag),
+            self.log_format.clone(),
+            self.mcp_requester.clone(),
         ];
         KEYS.iter().zip(values).filter_map(|((_, env, _), value)| value.map(|value| (*env, value))).collect()
     }
@@ -184,7 +196,7 @@ fn check_value(env: &'static str, value: &str) -> Option<String> {
                 .then(|| format!("{url:?} is not a NATS URL (nats://host:port, tls://host:port)"))
         }),
         "AIRLOCK_SMTP_URL" => crate::notify::smtp::SmtpConfig::parse(value).err().map(|error| error.to_string()),
-        "AIRLOCK_HTTP" => value
+        "AIRLOCK_HTTP" | "AIRLOCK_METRICS" => value
             .parse::<std::net::SocketAddr>()
             .err()
             .map(|_| format!("{value:?} is not an address and port (127.0.0.1:8080)")),
@@ -192,7 +204,7 @@ fn check_value(env: &'static str, value: &str) -> Option<String> {
             .then(|| format!("{value:?} is not an http(s) URL")),
         "AIRLOCK_POLICIES" => crate::cli::policy::load_dir(Path::new(value)).err(),
         "AIRLOCK_NATS_NKEY" => crate::nats::Identity::load(Path::new(value)).err().map(|error| error.to_string()),
-        "AIRLOCK_REVIEWER" | "AIRLOCK_OPERATOR" => {
+        "AIRLOCK_REVIEWER" | "AIRLOCK_OPERATOR" | "AIRLOCK_MCP_REQUESTER" => {
             crate::core::text::check_identifier(env, value).err().map(|rejection| rejection.to_string())
         }
         "AIRLOCK_REPLICAS" => match value.parse::<u64>() {
@@ -203,6 +215,10 @@ fn check_value(env: &'static str, value: &str) -> Option<String> {
             Ok(1..=4096) => None,
             Ok(_) | Err(_) => Some(format!("{value:?} is not a number from 1 to 4096")),
         },
+        "AIRLOCK_READY_LAG" => value.parse::<u64>().err().map(|_| format!("{value:?} is not a number of log entries")),
+        "AIRLOCK_LOG_FORMAT" => {
+            (!["text", "json"].contains(&value)).then(|| format!("{value:?} is not a log format: text or json"))
+        }
         "AIRLOCK_TICK" => match humantime::parse_duration(value) {
             Ok(tick) if !tick.is_zero() => None,
             Ok(_) | Err(_) => Some(format!("{value:?} is not a duration such as 1s or 500ms")),

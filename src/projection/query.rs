@@ -61,7 +61,13 @@ pub struct CaseFilter {
     pub since: Option<UnixMs>,
     /// The action's name (`RecoveryAction::name`).
     pub action: Option<String>,
+    /// The most cases listed (50 when a query leaves it out).
+    #[serde(default = "default_limit")]
     pub limit: usize,
+}
+
+fn default_limit() -> usize {
+    50
 }
 
 /// A case as a listing shows it.
