@@ -101,6 +101,28 @@ fn every_read_command_answers_json() {
     assert_eq!(tests["failed"], 0, "{tests}");
     assert!(tests["passed"].as_u64().unwrap() > 0, "{tests}");
     assert!(json(None, &["config", "check"])["settings"].is_array());
+
+    // A read that fails says so in JSON too, with a stable code, whatever the command.
+    let nowhere = scratch.path().join("nowhere");
+    let nowhere = nowhere.to_str().unwrap();
+    let failures: [(&[&str], &str); 8] = [
+        (&["case", "show", "case-nope", "--data-dir", nowhere], "unavailable"),
+        (&["case", "show", "case-nope", "--data-dir", data.to_str().unwrap()], "not_found"),
+        (&["case", "history", "case-nope", "--data-dir", data.to_str().unwrap()], "not_found"),
+        (&["review", "list", "--data-dir", nowhere], "unavailable"),
+        (&["outbox", "--data-dir", nowhere], "unavailable"),
+        (&["audit", "verify", "--data-dir", nowhere], "unavailable"),
+        (&["replay", "--verify", "--data-dir", nowhere], "unavailable"),
+        (&["replay", "--as-of", "someday", "--data-dir", nowhere], "invalid_value"),
+    ];
+    for (args, code) in failures {
+        let output = run(&[args, &["--json"]].concat(), &[]);
+        assert_ne!(output.status.code(), Some(0), "{args:?}");
+        let answer: Value = serde_json::from_str(&stdout(&output))
+            .unwrap_or_else(|_| panic!("{args:?} printed no JSON error: {}", stdout(&output)));
+        assert_eq!(answer["error"]["code"], code, "{args:?}: {answer}");
+        assert!(answer["error"]["reason"].as_str().is_some_and(|reason| !reason.is_empty()), "{answer}");
+    }
 }
 
 // Proves the completion scripts: bash's loads in a real bash and registers a completion for airlock that offers the

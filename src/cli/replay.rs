@@ -12,7 +12,7 @@
 //! Events of older versions are read through the upcasters of `crate::log::envelope`, like everywhere else.
 
 use crate::cli::exit;
-use crate::cli::store::{LogSource, OpenLog, now, parse_moment, rfc3339};
+use crate::cli::store::{LogSource, OpenLog, failed, now, parse_moment, rfc3339};
 use crate::core::ids::UnixMs;
 use crate::log::EventLog;
 use crate::projection::query::CaseFilter;
@@ -206,27 +206,21 @@ async fn run_on<L: EventLog>(log: &L, args: &ReplayArgs, moment: Option<UnixMs>)
 pub fn run(args: ReplayArgs) -> u8 {
     let moment = match args.as_of.as_deref().map(|text| parse_moment(text, now())).transpose() {
         Ok(moment) => moment,
-        Err(error) => {
-            eprintln!("error: --as-of: {error}");
-            return exit::USAGE;
-        }
+        Err(error) => return failed(args.json, "invalid_value", &format!("--as-of: {error}"), exit::USAGE),
     };
     let engines = match crate::cli::policy::load_engines(&args.policies) {
         Ok(engines) => engines,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return exit::USAGE;
-        }
+        Err(error) => return failed(args.json, "invalid_value", &error, exit::USAGE),
     };
     let asking = match crate::cli::store::asking_actor(args.log.nats.as_deref(), args.log.nats_nkey.as_deref()) {
         Ok(asking) => asking,
-        Err(reason) => return crate::cli::store::failed(args.json, "invalid_value", &reason, exit::USAGE),
+        Err(reason) => return failed(args.json, "invalid_value", &reason, exit::USAGE),
     };
     if args.verify {
         if asking.is_some() && !args.policies.is_empty() {
             let reason = "--policies: the live service takes decisions again with the policies it has loaded; to \
                           take them with others, run replay --verify on the server with airlock's own key";
-            return crate::cli::store::failed(args.json, "invalid_value", reason, exit::USAGE);
+            return failed(args.json, "invalid_value", reason, exit::USAGE);
         }
         let report = match crate::cli::audit::verify(&args.data_dir, &args.log, &engines, args.json) {
             Ok(report) => report,
@@ -244,7 +238,7 @@ pub fn run(args: ReplayArgs) -> u8 {
             "{actor}'s key can only `replay --verify` over NATS: rebuilding the projection (and --as-of) reads the \
              log itself, on the server, with airlock's own key (seeds/airlock.nk)"
         );
-        return crate::cli::store::failed(args.json, "role_not_allowed", &reason, exit::USAGE);
+        return failed(args.json, "role_not_allowed", &reason, exit::USAGE);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
     let report = runtime.block_on(async {
@@ -255,14 +249,8 @@ pub fn run(args: ReplayArgs) -> u8 {
     });
     let report = match report {
         Ok(report) => report,
-        Err(Failure::Usage(error)) => {
-            eprintln!("error: {error}");
-            return exit::USAGE;
-        }
-        Err(Failure::Unavailable(error)) => {
-            eprintln!("error: {error}");
-            return exit::UNAVAILABLE;
-        }
+        Err(Failure::Usage(error)) => return failed(args.json, "invalid_value", &error, exit::USAGE),
+        Err(Failure::Unavailable(error)) => return failed(args.json, "unavailable", &error, exit::UNAVAILABLE),
     };
     match report {
         Report::Replaced(rebuilt) => {
