@@ -52,9 +52,7 @@ fn a_valid_file_imports_every_account() {
     assert!(stdout.contains("imported 2 accounts"));
     assert_eq!(accounts(data.path()), ["hana", "ivan"]);
     let directory = airlock::directory::embedded::EmbeddedDirectory::open(&data.path().join("directory.db")).unwrap();
-    let snapshot =
-        airlock::directory::AccountDirectory::snapshot(&directory, &airlock::core::ids::AccountId::new("hana"))
-            .unwrap();
+    let snapshot = directory.snapshot(&airlock::core::ids::AccountId::new("hana")).unwrap();
     assert!(snapshot.is_high_value());
     assert_eq!(snapshot.destinations.len(), 2);
     assert!(snapshot.destinations.iter().any(|destination| destination.revoked));

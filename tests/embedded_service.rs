@@ -387,3 +387,128 @@ fn an_effect_id_is_applied_once() {
     directory.execute(&other, &dana, &RecoveryAction::ResetPassword, START).unwrap();
     assert_eq!(directory.credential_version(&dana).unwrap(), 3);
 }
+
+/// The embedded directory, saying it can do less than it can, and counting what it was asked.
+struct Limited {
+    inner: Arc<airlock::directory::embedded::EmbeddedDirectory>,
+    capabilities: airlock::directory::Capabilities,
+    totp_checks: std::sync::atomic::AtomicU32,
+    holds: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl AccountDirectory for Limited {
+    fn capabilities(&self) -> airlock::directory::Capabilities {
+        self.capabilities
+    }
+    async fn snapshot(
+        &self,
+        account_id: &AccountId,
+    ) -> Result<airlock::core::account::AccountSnapshot, airlock::directory::DirectoryError> {
+        AccountDirectory::snapshot(&*self.inner, account_id).await
+    }
+    async fn verify_totp(
+        &self,
+        account_id: &AccountId,
+        typed: &str,
+        now: UnixMs,
+    ) -> Result<airlock::core::command::SecondFactorCheck, airlock::directory::DirectoryError> {
+        self.totp_checks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        AccountDirectory::verify_totp(&*self.inner, account_id, typed, now).await
+    }
+    async fn hold(
+        &self,
+        account_id: &AccountId,
+        case_id: &str,
+        now: UnixMs,
+    ) -> Result<(), airlock::directory::DirectoryError> {
+        self.holds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        AccountDirectory::hold(&*self.inner, account_id, case_id, now).await
+    }
+    async fn release(&self, account_id: &AccountId, case_id: &str) -> Result<(), airlock::directory::DirectoryError> {
+        AccountDirectory::release(&*self.inner, account_id, case_id).await
+    }
+    async fn execute(
+        &self,
+        effect_id: &airlock::core::ids::EffectId,
+        account_id: &AccountId,
+        action: &RecoveryAction,
+        now: UnixMs,
+    ) -> Result<Vec<airlock::core::command::Change>, airlock::directory::DirectoryError> {
+        AccountDirectory::execute(&*self.inner, effect_id, account_id, action, now).await
+    }
+    async fn revert(
+        &self,
+        effect_id: &airlock::core::ids::EffectId,
+        account_id: &AccountId,
+        reversal: &[airlock::core::command::Change],
+        executed_at: UnixMs,
+        now: UnixMs,
+    ) -> Result<Vec<airlock::core::command::Change>, airlock::directory::DirectoryError> {
+        AccountDirectory::revert(&*self.inner, effect_id, account_id, reversal, executed_at, now).await
+    }
+}
+
+// Proves the service adapts to what a directory says it can do (issue 18): removing an authenticator proven with the
+// email's code and the authenticator's own goes to cooling-off on a directory that checks authenticator codes (asked
+// once) and holds the account (asked once); on one that can do neither, the authenticator code is never sent to it,
+// so the change has only the email's proof and goes to a reviewer, and the approved change starts its cooling-off
+// without asking for a hold the directory cannot give.
+#[tokio::test]
+async fn the_service_asks_a_directory_only_what_it_says_it_can_do() {
+    use airlock::directory::Capabilities;
+    use std::sync::atomic::Ordering;
+    const SECRET: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    let world = world();
+    let secret = airlock::directory::totp::TotpSecret::from_base32(SECRET).unwrap();
+    for account in ["tara", "uma"] {
+        world
+            .embedded
+            .directory
+            .put_account(&AccountRecord {
+                totp_enrolled_since: Some(UnixMs(START.0 - 200 * DAY_MS)),
+                totp_secret: Some(secret.clone()),
+                ..common::email_account(account, UnixMs(START.0 - 100 * DAY_MS))
+            })
+            .unwrap();
+    }
+    let mut outcomes = Vec::new();
+    for (account, capabilities) in [
+        ("tara", Capabilities::ALL),
+        ("uma", Capabilities { verify_second_factor: false, hold: false, ..Capabilities::ALL }),
+    ] {
+        let limited = Arc::new(Limited {
+            inner: world.embedded.directory.clone(),
+            capabilities,
+            totp_checks: 0.into(),
+            holds: 0.into(),
+        });
+        let base = embedded::open(&world.path, world.clock.clone(), world.keys.clone()).unwrap().service;
+        let service = airlock::service::Service { directory: limited.clone(), ..base };
+        let case_id = CaseId::new(format!("case-{account}"));
+        let desk = Actor::new(Role::Intake, "desk");
+        service.handle(&case_id, command("open", desk, request(account, RecoveryAction::RemoveTotp))).await.unwrap();
+        let code = latest_code(&world, &format!("{account}@example.com"));
+        let totp =
+            airlock::directory::totp::hotp(&secret, airlock::directory::totp::step_at(UnixMs(world.clock.now_ms())), 6);
+        let owner = Actor::new(Role::Owner, "page");
+        let proven = service.submit_code(&case_id, CommandId::new("proof"), owner, &code, Some(&totp)).await.unwrap();
+        outcomes.push((
+            proven.status,
+            limited.totp_checks.load(Ordering::SeqCst),
+            limited.holds.load(Ordering::SeqCst),
+        ));
+        if proven.status == Status::InReview {
+            let (state, _) = service.load(&case_id).await.unwrap();
+            let action_hash = state.facts.unwrap().action_hash;
+            let approve = Command::ApproveReview { action_hash, reason: text("called the owner back") };
+            let approved = service
+                .handle(&case_id, command("approve", Actor::new(Role::Reviewer, "rita"), approve))
+                .await
+                .unwrap();
+            assert_eq!(approved.status, Status::CoolingOff);
+            assert_eq!(limited.holds.load(Ordering::SeqCst), 0, "a hold was asked of a directory that cannot hold");
+        }
+    }
+    assert_eq!(outcomes, [(Status::CoolingOff, 1, 1), (Status::InReview, 0, 0)]);
+}

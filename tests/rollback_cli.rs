@@ -13,7 +13,6 @@ use airlock::core::ids::{AccountId, CaseId, CommandId, UnixMs};
 use airlock::core::limits::DAY_MS;
 use airlock::core::signals::Signals;
 use airlock::core::text::UntrustedText;
-use airlock::directory::AccountDirectory;
 use airlock::keys::Keys;
 use airlock::server::embedded;
 use std::process::Command as Process;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 pub const CONFIG_ENV: &str = "AIRLOCK_CONFIG";
 
 /// Every key of the file: the variable it stands for, and what it sets.
-pub const KEYS: [(&str, &str, &str); 16] = [
+pub const KEYS: [(&str, &str, &str); 19] = [
     ("data_dir", "AIRLOCK_DATA_DIR", "the data directory (projection, embedded store, key file)"),
     ("nats_url", "AIRLOCK_NATS_URL", "NATS server(s), comma-separated: nats://host:4222"),
     ("nats_nkey", "AIRLOCK_NATS_NKEY", "the nkey seed file to connect to NATS with (`airlock nats-config`)"),
@@ -32,6 +32,9 @@ pub const KEYS: [(&str, &str, &str); 16] = [
     ("ready_lag", "AIRLOCK_READY_LAG", "how many log entries the projector may trail before /readyz says not ready"),
     ("log_format", "AIRLOCK_LOG_FORMAT", "text or json"),
     ("mcp_requester", "AIRLOCK_MCP_REQUESTER", "the intake actor `airlock mcp` requests as"),
+    ("directory", "AIRLOCK_DIRECTORY", "where accounts live: embedded or http (docs/directory-adapter.md)"),
+    ("directory_url", "AIRLOCK_DIRECTORY_URL", "the HTTP directory adapter's address"),
+    ("directory_secrets", "AIRLOCK_DIRECTORY_SECRETS", "the file of secrets the adapter's requests are signed with"),
 ];
 
 /// The file as written. Unknown keys are an error: a misspelt key must not silently fall back to a default.
@@ -54,6 +57,9 @@ pub struct ConfigFile {
     pub ready_lag: Option<u64>,
     pub log_format: Option<String>,
     pub mcp_requester: Option<String>,
+    pub directory: Option<String>,
+    pub directory_url: Option<String>,
+    pub directory_secrets: Option<PathBuf>,
 }
 
 impl ConfigFile {
@@ -78,6 +84,9 @@ impl ConfigFile {
             number(&self.ready_lag),
             self.log_format.clone(),
             self.mcp_requester.clone(),
+            self.directory.clone(),
+            self.directory_url.clone(),
+            path(&self.directory_secrets),
         ];
         KEYS.iter().zip(values).filter_map(|((_, env, _), value)| value.map(|value| (*env, value))).collect()
     }
@@ -216,6 +225,10 @@ fn check_value(env: &'static str, value: &str) -> Option<String> {
             Ok(_) | Err(_) => Some(format!("{value:?} is not a number from 1 to 4096")),
         },
         "AIRLOCK_READY_LAG" => value.parse::<u64>().err().map(|_| format!("{value:?} is not a number of log entries")),
+        "AIRLOCK_DIRECTORY" => {
+            (!["embedded", "http"].contains(&value)).then(|| format!("{value:?} is not a directory: embedded or http"))
+        }
+        "AIRLOCK_DIRECTORY_SECRETS" => crate::directory::http::Secret::load_file(Path::new(value)).err(),
         "AIRLOCK_LOG_FORMAT" => {
             (!["text", "json"].contains(&value)).then(|| format!("{value:?} is not a log format: text or json"))
         }

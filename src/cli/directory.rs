@@ -61,6 +61,7 @@ pub fn run(args: DirectoryArgs) -> u8 {
                 crate::directory::DirectoryError::Held { .. } => {
                     (format!("{error} (its settings change only when that case ends)"), exit::FAILED)
                 }
+                crate::directory::DirectoryError::Refused(_) => (error.to_string(), exit::FAILED),
                 crate::directory::DirectoryError::Unavailable(_)
                 | crate::directory::DirectoryError::NoSuchAccount(_)
                 | crate::directory::DirectoryError::Corrupt(_) => (error.to_string(), exit::UNAVAILABLE),

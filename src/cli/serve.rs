@@ -58,6 +58,23 @@ pub struct ServeArgs {
     /// How to write the log on stderr: text for people, or json (one object per line) for a log collector.
     #[arg(long, env = "AIRLOCK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Where accounts are read and changed: the embedded directory in the data directory, or the company's HTTP
+    /// directory adapter at --directory-url (docs/directory-adapter.md).
+    #[arg(long, env = "AIRLOCK_DIRECTORY", value_enum, default_value_t = DirectoryKind::Embedded)]
+    pub directory: DirectoryKind,
+    /// The HTTP directory adapter's address: https://, or http:// to a loopback address only.
+    #[arg(long, env = "AIRLOCK_DIRECTORY_URL")]
+    pub directory_url: Option<String>,
+    /// The file of secrets airlock signs its requests to the adapter with, one `whsec_...` per line (several while a
+    /// key is being rotated), readable by its owner only.
+    #[arg(long, env = "AIRLOCK_DIRECTORY_SECRETS", value_name = "FILE")]
+    pub directory_secrets: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DirectoryKind {
+    Embedded,
+    Http,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -107,7 +124,26 @@ fn config(args: ServeArgs) -> anyhow::Result<Config> {
         ),
         None => None,
     };
+    let directory = match (args.directory, &args.directory_url, &args.directory_secrets) {
+        (DirectoryKind::Embedded, None, None) => None,
+        (DirectoryKind::Embedded, _, _) => {
+            anyhow::bail!("--directory-url and --directory-secrets are for --directory http")
+        }
+        (DirectoryKind::Http, Some(_), Some(_)) if args.nats.is_none() => anyhow::bail!(
+            "--directory http needs --nats: on the embedded store the command-line tools (submit, rollback, review) \
+             act on the data directory's own directory, so every change must go through one serving process"
+        ),
+        (DirectoryKind::Http, Some(url), Some(secrets)) => Some(crate::server::DirectoryConfig {
+            url: url.clone(),
+            secrets: crate::directory::http::Secret::load_file(secrets)
+                .map_err(|error| anyhow::anyhow!("--directory-secrets refused: {error}"))?,
+        }),
+        (DirectoryKind::Http, _, _) => {
+            anyhow::bail!("--directory http needs --directory-url URL and --directory-secrets FILE")
+        }
+    };
     Ok(Config {
+        directory,
         nats: args.nats.map(|url| NatsConfig { url, nkey: args.nats_nkey }),
         data_dir: args.data_dir,
         replicas: args.replicas,

@@ -38,8 +38,10 @@ pub struct AccountRecord {
     pub sessions_opened_at: Vec<UnixMs>,
 }
 
+#[derive(Clone)]
 pub struct EmbeddedDirectory {
-    connection: Mutex<Connection>,
+    /// Shared by the clones: the async adapter runs each call on the blocking pool with its own handle.
+    connection: std::sync::Arc<Mutex<Connection>>,
 }
 
 fn unavailable(error: rusqlite::Error) -> DirectoryError {
@@ -68,7 +70,7 @@ fn kind_from(name: &str) -> Result<DestinationKind, DirectoryError> {
 
 impl EmbeddedDirectory {
     pub fn open(path: &Path) -> Result<EmbeddedDirectory, OpenError> {
-        Ok(EmbeddedDirectory { connection: Mutex::new(sqlite::open(path, MIGRATIONS)?) })
+        Ok(EmbeddedDirectory { connection: std::sync::Arc::new(Mutex::new(sqlite::open(path, MIGRATIONS)?)) })
     }
 
     /// The connection, shared with the embedded outbox (same file).
@@ -444,12 +446,13 @@ fn apply_reversal(
     Ok(None)
 }
 
-impl AccountDirectory for EmbeddedDirectory {
-    fn snapshot(&self, account_id: &AccountId) -> Result<AccountSnapshot, DirectoryError> {
+/// The directory's own calls, blocking (SQLite): `AccountDirectory` runs them on the blocking pool.
+impl EmbeddedDirectory {
+    pub fn snapshot(&self, account_id: &AccountId) -> Result<AccountSnapshot, DirectoryError> {
         read_snapshot(&self.lock(), account_id)
     }
 
-    fn hold(&self, account_id: &AccountId, case_id: &str, now: UnixMs) -> Result<(), DirectoryError> {
+    pub fn hold(&self, account_id: &AccountId, case_id: &str, now: UnixMs) -> Result<(), DirectoryError> {
         self.lock()
             .prepare_cached("INSERT OR IGNORE INTO holds (account_id, case_id, held_at) VALUES (?1, ?2, ?3)")
             .and_then(|mut statement| statement.execute(params![account_id.as_str(), case_id, now.0 as i64]))
@@ -457,7 +460,7 @@ impl AccountDirectory for EmbeddedDirectory {
             .map_err(unavailable)
     }
 
-    fn release(&self, account_id: &AccountId, case_id: &str) -> Result<(), DirectoryError> {
+    pub fn release(&self, account_id: &AccountId, case_id: &str) -> Result<(), DirectoryError> {
         self.lock()
             .prepare_cached("DELETE FROM holds WHERE account_id = ?1 AND case_id = ?2")
             .and_then(|mut statement| statement.execute(params![account_id.as_str(), case_id]))
@@ -465,7 +468,7 @@ impl AccountDirectory for EmbeddedDirectory {
             .map_err(unavailable)
     }
 
-    fn verify_totp(
+    pub fn verify_totp(
         &self,
         account_id: &AccountId,
         typed: &str,
@@ -495,7 +498,7 @@ impl AccountDirectory for EmbeddedDirectory {
         Ok(SecondFactorCheck::Valid)
     }
 
-    fn execute(
+    pub fn execute(
         &self,
         effect_id: &EffectId,
         account_id: &AccountId,
@@ -505,7 +508,7 @@ impl AccountDirectory for EmbeddedDirectory {
         self.apply_once(effect_id, account_id, now, |transaction| apply_action(transaction, account_id, action, now))
     }
 
-    fn revert(
+    pub fn revert(
         &self,
         effect_id: &EffectId,
         account_id: &AccountId,
@@ -564,4 +567,71 @@ fn holding_case(
         .map_err(unavailable)?;
     let own = |case: &String| effect_id.is_some_and(|effect| effect.as_str().starts_with(&format!("{case}/")));
     Ok(cases.into_iter().find(|case| !own(case)))
+}
+
+/// Runs `work` on a clone of the directory on tokio's blocking pool, so the SQLite file never stalls the runtime.
+async fn off_the_runtime<T: Send + 'static>(
+    directory: &EmbeddedDirectory,
+    work: impl FnOnce(EmbeddedDirectory) -> Result<T, DirectoryError> + Send + 'static,
+) -> Result<T, DirectoryError> {
+    let directory = directory.clone();
+    tokio::task::spawn_blocking(move || work(directory))
+        .await
+        .map_err(|error| DirectoryError::Unavailable(format!("the directory call stopped: {error}")))?
+}
+
+#[async_trait::async_trait]
+impl AccountDirectory for EmbeddedDirectory {
+    fn capabilities(&self) -> crate::directory::Capabilities {
+        crate::directory::Capabilities::ALL
+    }
+
+    async fn snapshot(&self, account_id: &AccountId) -> Result<AccountSnapshot, DirectoryError> {
+        let account_id = account_id.clone();
+        off_the_runtime(self, move |directory| directory.snapshot(&account_id)).await
+    }
+
+    async fn verify_totp(
+        &self,
+        account_id: &AccountId,
+        typed: &str,
+        now: UnixMs,
+    ) -> Result<SecondFactorCheck, DirectoryError> {
+        let (account_id, typed) = (account_id.clone(), typed.to_string());
+        off_the_runtime(self, move |directory| directory.verify_totp(&account_id, &typed, now)).await
+    }
+
+    async fn hold(&self, account_id: &AccountId, case_id: &str, now: UnixMs) -> Result<(), DirectoryError> {
+        let (account_id, case_id) = (account_id.clone(), case_id.to_string());
+        off_the_runtime(self, move |directory| directory.hold(&account_id, &case_id, now)).await
+    }
+
+    async fn release(&self, account_id: &AccountId, case_id: &str) -> Result<(), DirectoryError> {
+        let (account_id, case_id) = (account_id.clone(), case_id.to_string());
+        off_the_runtime(self, move |directory| directory.release(&account_id, &case_id)).await
+    }
+
+    async fn execute(
+        &self,
+        effect_id: &EffectId,
+        account_id: &AccountId,
+        action: &RecoveryAction,
+        now: UnixMs,
+    ) -> Result<Vec<Change>, DirectoryError> {
+        let (effect_id, account_id, action) = (effect_id.clone(), account_id.clone(), action.clone());
+        off_the_runtime(self, move |directory| directory.execute(&effect_id, &account_id, &action, now)).await
+    }
+
+    async fn revert(
+        &self,
+        effect_id: &EffectId,
+        account_id: &AccountId,
+        reversal: &[Change],
+        executed_at: UnixMs,
+        now: UnixMs,
+    ) -> Result<Vec<Change>, DirectoryError> {
+        let (effect_id, account_id, reversal) = (effect_id.clone(), account_id.clone(), reversal.to_vec());
+        off_the_runtime(self, move |directory| directory.revert(&effect_id, &account_id, &reversal, executed_at, now))
+            .await
+    }
 }

@@ -1,8 +1,9 @@
 //! The account directory: where airlock reads an account's factors and, through the executor only, applies a
 //! change. `embedded` is the SQLite implementation used by default and in the demo; a deployment implements
-//! `AccountDirectory` against its identity store.
+//! `AccountDirectory` against its identity store, and says through `Capabilities` what it can do.
 
 pub mod embedded;
+pub mod http;
 pub mod import;
 pub mod totp;
 
@@ -22,19 +23,51 @@ pub enum DirectoryError {
     /// The account's settings are frozen by another pending recovery; nothing else may change them until it ends.
     #[error("account {account} is frozen while recovery {case} is pending")]
     Held { account: AccountId, case: String },
-    /// The directory holds data airlock cannot read.
+    /// The directory holds data airlock cannot read, or answered what the protocol does not allow.
     #[error("account directory corrupt: {0}")]
     Corrupt(String),
+    /// The directory refused the change for a reason of its own (its answer, bounded); the case goes to people.
+    #[error("the account directory refused the change: {0}")]
+    Refused(String),
 }
 
+/// What a directory can do. The service adapts to each explicitly (issue 18): what a directory cannot do is done
+/// another way or sent to people, never assumed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Capabilities {
+    /// It can freeze an account's security settings while a recovery is pending (`hold`, `release`). Without, the
+    /// account is read again just before a change is applied, and any factor change since sends it to people.
+    pub hold: bool,
+    /// It checks an authenticator code itself (`verify_totp`), holding the secret. Without, an authenticator code is
+    /// not taken as proof, so a change that needs it goes to people (THREATS 9).
+    pub verify_second_factor: bool,
+    /// It can end an account's sessions.
+    pub revoke_sessions: bool,
+    /// It gives each destination its own age (when it was added or verified), not the account's.
+    pub per_factor_ages: bool,
+}
+
+impl Capabilities {
+    /// Everything: the embedded directory.
+    pub const ALL: Capabilities =
+        Capabilities { hold: true, verify_second_factor: true, revoke_sessions: true, per_factor_ages: true };
+}
+
+/// Where airlock reads accounts and applies changes. Every call may do I/O (a file, a network adapter): each is async,
+/// and an implementation keeps blocking work off the runtime's threads.
+#[async_trait::async_trait]
 pub trait AccountDirectory: Send + Sync {
+    /// What this directory can do.
+    fn capabilities(&self) -> Capabilities;
+
     /// The account as it is now; an unknown account yields `AccountSnapshot::unknown`.
-    fn snapshot(&self, account_id: &AccountId) -> Result<AccountSnapshot, DirectoryError>;
+    async fn snapshot(&self, account_id: &AccountId) -> Result<AccountSnapshot, DirectoryError>;
 
     /// Checks an authenticator (TOTP) code the owner typed, at `now`, and uses it up: the same code, or one from an
     /// earlier time step, is refused afterwards (`AlreadyUsed` when it was a right code of a step used already).
     /// `Invalid` for a wrong code and for an account without an authenticator; the secret stays in the directory.
-    fn verify_totp(
+    /// Called only when `capabilities().verify_second_factor`.
+    async fn verify_totp(
         &self,
         account_id: &AccountId,
         typed: &str,
@@ -43,15 +76,15 @@ pub trait AccountDirectory: Send + Sync {
 
     /// Freezes the account's security settings for `case_id`, a recovery that is now pending: until `release`, the
     /// directory refuses every change but that case's own effect (its effect ids start with `<case_id>/`), from
-    /// airlock or from anywhere else. Holding twice is one hold.
-    fn hold(&self, account_id: &AccountId, case_id: &str, now: UnixMs) -> Result<(), DirectoryError>;
+    /// airlock or from anywhere else. Holding twice is one hold. Called only when `capabilities().hold`.
+    async fn hold(&self, account_id: &AccountId, case_id: &str, now: UnixMs) -> Result<(), DirectoryError>;
 
-    /// Ends `case_id`'s hold, if it has one.
-    fn release(&self, account_id: &AccountId, case_id: &str) -> Result<(), DirectoryError>;
+    /// Ends `case_id`'s hold, if it has one. Called only when `capabilities().hold`.
+    async fn release(&self, account_id: &AccountId, case_id: &str) -> Result<(), DirectoryError>;
 
     /// Applies `action` once per `effect_id` and returns what changed. Applying an effect id again changes nothing
     /// and returns the changes recorded the first time, so a retry after a crash is safe.
-    fn execute(
+    async fn execute(
         &self,
         effect_id: &EffectId,
         account_id: &AccountId,
@@ -60,7 +93,7 @@ pub trait AccountDirectory: Send + Sync {
     ) -> Result<Vec<Change>, DirectoryError>;
 
     /// Applies a rollback's `reversal` once per `effect_id`, and revokes sessions opened since `executed_at`.
-    fn revert(
+    async fn revert(
         &self,
         effect_id: &EffectId,
         account_id: &AccountId,

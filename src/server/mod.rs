@@ -44,6 +44,14 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     /// How many events the projector may be behind the log before `/readyz` says not ready.
     pub ready_lag: u64,
+    /// The company's directory adapter (`docs/directory-adapter.md`); the embedded directory without it.
+    pub directory: Option<DirectoryConfig>,
+}
+
+/// Where the HTTP directory adapter is, and the secrets airlock signs its requests with.
+pub struct DirectoryConfig {
+    pub url: String,
+    pub secrets: Vec<crate::directory::http::Secret>,
 }
 
 /// The NATS server and the nkey seed airlock connects with.
@@ -103,6 +111,19 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
             None => outbox,
         }
     };
+    // The company's directory, reached (and its capabilities read) before anything is served.
+    let adapter: Option<Arc<dyn crate::directory::AccountDirectory>> = match &config.directory {
+        Some(directory) => {
+            let clock = crate::clock::process_clock();
+            let adapter =
+                crate::directory::http::HttpDirectory::connect(&directory.url, directory.secrets.clone(), clock)
+                    .await
+                    .map_err(|error| anyhow::anyhow!("the directory adapter at {}: {error}", directory.url))?;
+            tracing::info!(capabilities = ?crate::directory::AccountDirectory::capabilities(&adapter), "directory adapter connected");
+            Some(Arc::new(adapter))
+        }
+        None => None,
+    };
     let (stop, shutdown) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let client = match &config.nats {
@@ -112,6 +133,9 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
                 nats::open(&client, &config.data_dir, config.replicas, config.in_flight, keys, policy.clone()).await?;
             service.public_url = public_url.clone();
             service.notifier = with_smtp(service.notifier.clone());
+            if let Some(adapter) = &adapter {
+                service.directory = adapter.clone();
+            }
             let service = Arc::new(service);
             let health = Health {
                 nats: Some(client.clone()),
@@ -138,6 +162,9 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
             embedded.service.public_url = public_url.clone();
             embedded.service.notifier = with_smtp(embedded.service.notifier.clone());
             embedded.service.policy = policy.clone();
+            if let Some(adapter) = &adapter {
+                embedded.service.directory = adapter.clone();
+            }
             let health = Health {
                 nats: None,
                 events: None,

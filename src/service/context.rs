@@ -5,7 +5,7 @@ use crate::core::account::AccountSnapshot;
 use crate::core::action::RecoveryAction;
 use crate::core::command::{Command, CommandEnvelope};
 use crate::core::decide::{Context, FreshChallenge};
-use crate::core::ids::{CaseId, ChallengeId, DestinationId, UnixMs};
+use crate::core::ids::{AccountId, CaseId, ChallengeId, DestinationId, UnixMs};
 use crate::core::limits::PROOF_ATTEMPT_WINDOW_MS;
 use crate::core::policy::{Phase, PolicyDecision, PolicyFacts, Velocity};
 use crate::core::signals::Signals;
@@ -93,32 +93,9 @@ fn decide_policy(engine: &crate::policy::Engine, settings: &Settings, input: &Po
     decision
 }
 
-impl<L: EventLog> Service<L> {
-    pub(super) async fn prepare(
-        &self,
-        case_id: &CaseId,
-        envelope: &CommandEnvelope,
-        state: &CaseState,
-    ) -> Result<Prepared, ServiceError> {
-        let now = self.clock.now();
-        // Only the timer's decision to execute depends on the kill switch, so only it reads the switch from the log
-        // itself. Elsewhere `halted` is a policy fact, taken from the projection (which follows the log closely).
-        let halted = match &envelope.command {
-            Command::Tick => self.control_state().await?.0.halted,
-            // Recording a delivered notice decides nothing the switch could affect.
-            Command::ConfirmNotices { .. } => false,
-            Command::RequestRecovery { .. }
-            | Command::SubmitProof { .. }
-            | Command::ApproveReview { .. }
-            | Command::DenyReview { .. }
-            | Command::Cancel { .. }
-            | Command::ConfirmExecution { .. }
-            | Command::RollBack { .. } => {
-                let projection = self.projection.clone();
-                blocking(move || Ok(projection.halted()?)).await?
-            }
-        };
-        let mut prepared = Prepared {
+impl Prepared {
+    fn new(now: UnixMs, halted: bool) -> Prepared {
+        Prepared {
             now,
             halted,
             snapshot: None,
@@ -128,134 +105,36 @@ impl<L: EventLog> Service<L> {
             codes: Vec::new(),
             account_ledger: None,
             failure_ledger: None,
-        };
-        let (projection, directory, settings) =
-            (self.projection.clone(), self.directory.clone(), self.settings.clone());
-        let engine = self.policy.clone();
-        let case = case_id.clone();
+        }
+    }
+}
+
+/// A new request's counts, from the request ledgers, and its account's ledger to write.
+struct RequestCounts {
+    velocity: Velocity,
+    /// Wrong codes in the window, from the account's proof-failure ledger.
+    failed: u32,
+    /// Other requests of the account that were sent a code still valid now.
+    coded: Vec<CaseId>,
+    ledger: LedgerWrite,
+}
+
+impl<L: EventLog> Service<L> {
+    /// Gathers the facts `decide` needs for `envelope` on a case in `state`: one gather per command kind that needs
+    /// any (a new request, a proof); the others need only the clock and the kill switch.
+    pub(super) async fn prepare(
+        &self,
+        case_id: &CaseId,
+        envelope: &CommandEnvelope,
+        state: &CaseState,
+    ) -> Result<Prepared, ServiceError> {
+        let mut prepared = Prepared::new(self.clock.now(), self.halted_for(&envelope.command).await?);
         match &envelope.command {
             Command::RequestRecovery { account_id, action, signals, .. } if state.status == Status::New => {
-                // Every count comes from a request ledger, exact however many requests race, in however many
-                // processes (ADR 7, ADR 8). The account's ledger is written after the decision, conditional on the
-                // revision read here, because it also makes "one outstanding code per account" exact; the other
-                // dimensions admit the request now, and it keeps the count it was admitted with.
-                let requester = envelope.actor.to_string();
-                let account_key = LedgerKey::Account(account_id.to_string());
-                let failures_key = LedgerKey::ProofFailures(account_id.to_string());
-                let (read_account, read_failures, admitted) = futures::future::join3(
-                    self.log.ledger(&account_key),
-                    self.log.ledger(&failures_key),
-                    futures::future::try_join_all(
-                        dimension_keys(signals, &requester, action)
-                            .into_iter()
-                            .map(|key| ledgers::admit(&self.admissions, &self.log, key, case_id, now)),
-                    ),
-                )
-                .await;
-                let (revision, read) = read_account?;
-                let (_, failures) = read_failures?;
-                let failed = failures_in_window(&failures, now);
-                let mut velocity = Velocity::default();
-                for (key, count) in admitted? {
-                    set_count(&mut velocity, &key, count);
-                }
-                // Other requests of the account that were sent a code still valid now: open unless the projection
-                // already shows their case past waiting for proof (it may not show the case at all yet).
-                let coded: Vec<CaseId> = read
-                    .requests
-                    .iter()
-                    .filter(|entry| {
-                        entry.case_id != case_id.as_str() && entry.code_until_ms.is_some_and(|until| until > now.0)
-                    })
-                    .map(|entry| CaseId::new(&entry.case_id))
-                    .collect();
-                let ledger_exists = revision > 0;
-                let (count, ledger) = count_and_admit(&read, case_id, now);
-                set_count(&mut velocity, &account_key, count);
-                prepared.account_ledger = Some(LedgerWrite { key: account_key, revision, read, ledger });
-                let (account_id, action, signals) = (account_id.clone(), action.clone(), signals.clone());
-                let (snapshot, policy, account_facts) = blocking(move || {
-                    let snapshot = directory.snapshot(&account_id)?;
-                    let input = PolicyInput {
-                        phase: Phase::Intake,
-                        snapshot: snapshot.clone(),
-                        action,
-                        signals,
-                        velocity,
-                        halted,
-                        at: now,
-                    };
-                    let policy = decide_policy(&engine, &settings, &input);
-                    let mut account_facts = projection.account_facts(&account_id, &case, now)?;
-                    // Once the account's ledger exists it alone says which codes are out: it is exact across
-                    // processes, and it knows a code that reached nobody is not out (issue 15, item 6). The
-                    // projection's view stands only for an account whose ledger was never written.
-                    if ledger_exists {
-                        account_facts.outstanding_challenge_elsewhere = false;
-                    }
-                    for other in &coded {
-                        let waiting = projection.case(other)?.is_none_or(|row| row.status == Status::Requested.name());
-                        account_facts.outstanding_challenge_elsewhere |= waiting;
-                    }
-                    Ok((snapshot, policy, account_facts))
-                })
-                .await?;
-                // A code of its own for every destination, all different, so that a proof names the destination it
-                // came from (issue 16). The core sends those of the destinations it challenges.
-                let challenge_id = ChallengeId::new(new_id("challenge"));
-                let mut codes: Vec<(DestinationId, VerificationCode)> = Vec::new();
-                for destination in &snapshot.destinations {
-                    let code = loop {
-                        let code = generate_code(&mut rand::rng());
-                        if codes.iter().all(|(_, drawn)| drawn.reveal_for_delivery() != code.reveal_for_delivery()) {
-                            break code;
-                        }
-                    };
-                    codes.push((destination.id.clone(), code));
-                }
-                let code_hashes =
-                    codes.iter().map(|(id, code)| (id.clone(), self.keys.code.hash(&challenge_id, code))).collect();
-                prepared.fresh = Some(FreshChallenge { challenge_id, code_hashes });
-                prepared.codes = codes;
-                prepared.policy = Some(policy);
-                prepared.snapshot = Some(snapshot);
-                prepared.account_facts = AccountVerificationFacts {
-                    failed_attempts_in_window: account_facts.failed_attempts_in_window.max(failed),
-                    ..account_facts
-                };
+                self.gather_request(case_id, envelope, account_id, action, signals, &mut prepared).await?
             }
             Command::SubmitProof { .. } if state.status == Status::Requested => {
-                let facts = state.facts.clone().expect("a requested case has facts");
-                // Wrong codes are counted per account: this case's from its own events (its appends order them), the
-                // other cases' from a ledger each refusal is written to (compare-and-swap) before it is appended.
-                // Exact across cases and processes, whether or not the projection has caught up.
-                let failures_key = LedgerKey::ProofFailures(facts.account_id.to_string());
-                let (revision, read) = self.log.ledger(&failures_key).await?;
-                let window_start = now.0.saturating_sub(PROOF_ATTEMPT_WINDOW_MS);
-                let own = state.proof_failures.iter().filter(|at| at.0 > window_start).count() as u32;
-                let (failed, ledger) = failures_and_record(&read, case_id, envelope.command_id.as_str(), own, now);
-                // A ledger never written (an account whose failures predate it) takes the projection's count as a
-                // floor below; once written, the ledger alone counts, so that no two refusals share a count.
-                let ledger_is_new = revision == 0;
-                prepared.failure_ledger = Some(LedgerWrite { key: failures_key, revision, read, ledger });
-                let (policy, account_facts) = blocking(move || {
-                    let account_facts = projection.account_facts(&facts.account_id, &case, now)?;
-                    let input = PolicyInput {
-                        phase: Phase::Authorization,
-                        snapshot: facts.snapshot,
-                        action: facts.action,
-                        signals: facts.signals,
-                        velocity: facts.velocity,
-                        halted,
-                        at: facts.requested_at,
-                    };
-                    Ok((decide_policy(&engine, &settings, &input), account_facts))
-                })
-                .await?;
-                prepared.policy = Some(policy);
-                let floor = if ledger_is_new { account_facts.failed_attempts_in_window } else { 0 };
-                prepared.account_facts =
-                    AccountVerificationFacts { failed_attempts_in_window: failed.max(floor), ..account_facts };
+                self.gather_proof(case_id, envelope, state, &mut prepared).await?
             }
             // These need no gathered facts (or will be refused by the core before using any).
             Command::RequestRecovery { .. }
@@ -269,5 +148,188 @@ impl<L: EventLog> Service<L> {
             | Command::ConfirmNotices { .. } => {}
         }
         Ok(prepared)
+    }
+
+    /// Whether the kill switch is on, as the command needs to know it. Only the timer's decision to execute depends
+    /// on it, so only it reads the switch from the log itself. Elsewhere `halted` is a policy fact, taken from the
+    /// projection (which follows the log closely).
+    async fn halted_for(&self, command: &Command) -> Result<bool, ServiceError> {
+        match command {
+            Command::Tick => Ok(self.control_state().await?.0.halted),
+            // Recording a delivered notice decides nothing the switch could affect.
+            Command::ConfirmNotices { .. } => Ok(false),
+            Command::RequestRecovery { .. }
+            | Command::SubmitProof { .. }
+            | Command::ApproveReview { .. }
+            | Command::DenyReview { .. }
+            | Command::Cancel { .. }
+            | Command::ConfirmExecution { .. }
+            | Command::RollBack { .. } => {
+                let projection = self.projection.clone();
+                blocking(move || Ok(projection.halted()?)).await
+            }
+        }
+    }
+
+    /// A new request: its counts, the account's snapshot, the intake policy's decision, the account-wide facts and a
+    /// code for every destination.
+    async fn gather_request(
+        &self,
+        case_id: &CaseId,
+        envelope: &CommandEnvelope,
+        account_id: &AccountId,
+        action: &RecoveryAction,
+        signals: &Signals,
+        prepared: &mut Prepared,
+    ) -> Result<(), ServiceError> {
+        let now = prepared.now;
+        let counts = self.request_counts(case_id, envelope, account_id, action, signals, now).await?;
+        let ledger_exists = counts.ledger.revision > 0;
+        let (projection, settings) = (self.projection.clone(), self.settings.clone());
+        let (engine, case, halted) = (self.policy.clone(), case_id.clone(), prepared.halted);
+        let (account_id, action, signals) = (account_id.clone(), action.clone(), signals.clone());
+        let (velocity, coded) = (counts.velocity, counts.coded);
+        let snapshot = self.directory.snapshot(&account_id).await?;
+        let read = snapshot.clone();
+        let (policy, account_facts) = blocking(move || {
+            let snapshot = read;
+            let phase = Phase::Intake;
+            let input = PolicyInput { phase, snapshot: snapshot.clone(), action, signals, velocity, halted, at: now };
+            let policy = decide_policy(&engine, &settings, &input);
+            let mut account_facts = projection.account_facts(&account_id, &case, now)?;
+            // Once the account's ledger exists it alone says which codes are out: it is exact across processes, and
+            // it knows a code that reached nobody is not out (issue 15, item 6). The projection's view stands only
+            // for an account whose ledger was never written.
+            if ledger_exists {
+                account_facts.outstanding_challenge_elsewhere = false;
+            }
+            for other in &coded {
+                let waiting = projection.case(other)?.is_none_or(|row| row.status == Status::Requested.name());
+                account_facts.outstanding_challenge_elsewhere |= waiting;
+            }
+            Ok((policy, account_facts))
+        })
+        .await?;
+        let (fresh, codes) = self.fresh_codes(&snapshot);
+        prepared.fresh = Some(fresh);
+        prepared.codes = codes;
+        prepared.policy = Some(policy);
+        prepared.snapshot = Some(snapshot);
+        prepared.account_ledger = Some(counts.ledger);
+        prepared.account_facts = AccountVerificationFacts {
+            failed_attempts_in_window: account_facts.failed_attempts_in_window.max(counts.failed),
+            ..account_facts
+        };
+        Ok(())
+    }
+
+    /// Every count of a new request comes from a request ledger, exact however many requests race, in however many
+    /// processes (ADR 7, ADR 8). The account's ledger is written after the decision, conditional on the revision read
+    /// here, because it also makes "one outstanding code per account" exact; the other dimensions admit the request
+    /// now, and it keeps the count it was admitted with.
+    async fn request_counts(
+        &self,
+        case_id: &CaseId,
+        envelope: &CommandEnvelope,
+        account_id: &AccountId,
+        action: &RecoveryAction,
+        signals: &Signals,
+        now: UnixMs,
+    ) -> Result<RequestCounts, ServiceError> {
+        let requester = envelope.actor.to_string();
+        let account_key = LedgerKey::Account(account_id.to_string());
+        let failures_key = LedgerKey::ProofFailures(account_id.to_string());
+        let (read_account, read_failures, admitted) = futures::future::join3(
+            self.log.ledger(&account_key),
+            self.log.ledger(&failures_key),
+            futures::future::try_join_all(
+                dimension_keys(signals, &requester, action)
+                    .into_iter()
+                    .map(|key| ledgers::admit(&self.admissions, &self.log, key, case_id, now)),
+            ),
+        )
+        .await;
+        let (revision, read) = read_account?;
+        let (_, failures) = read_failures?;
+        let mut velocity = Velocity::default();
+        for (key, count) in admitted? {
+            set_count(&mut velocity, &key, count);
+        }
+        // Other requests of the account that were sent a code still valid now: open unless the projection already
+        // shows their case past waiting for proof (it may not show the case at all yet).
+        let coded = read
+            .requests
+            .iter()
+            .filter(|entry| entry.case_id != case_id.as_str() && entry.code_until_ms.is_some_and(|until| until > now.0))
+            .map(|entry| CaseId::new(&entry.case_id))
+            .collect();
+        let (count, ledger) = count_and_admit(&read, case_id, now);
+        set_count(&mut velocity, &account_key, count);
+        let ledger = LedgerWrite { key: account_key, revision, read, ledger };
+        Ok(RequestCounts { velocity, failed: failures_in_window(&failures, now), coded, ledger })
+    }
+
+    /// A code of its own for every destination, all different, so that a proof names the destination it came from
+    /// (issue 16). The core sends those of the destinations it challenges.
+    fn fresh_codes(&self, snapshot: &AccountSnapshot) -> (FreshChallenge, Vec<(DestinationId, VerificationCode)>) {
+        let challenge_id = ChallengeId::new(new_id("challenge"));
+        let mut codes: Vec<(DestinationId, VerificationCode)> = Vec::new();
+        for destination in &snapshot.destinations {
+            let code = loop {
+                let code = generate_code(&mut rand::rng());
+                if codes.iter().all(|(_, drawn)| drawn.reveal_for_delivery() != code.reveal_for_delivery()) {
+                    break code;
+                }
+            };
+            codes.push((destination.id.clone(), code));
+        }
+        let code_hashes =
+            codes.iter().map(|(id, code)| (id.clone(), self.keys.code.hash(&challenge_id, code))).collect();
+        (FreshChallenge { challenge_id, code_hashes }, codes)
+    }
+
+    /// A proof: the account's wrong codes in the window and the authorization policy's decision on the recorded
+    /// facts. Wrong codes are counted per account: this case's from its own events (its appends order them), the
+    /// other cases' from a ledger each refusal is written to (compare-and-swap) before it is appended. Exact across
+    /// cases and processes, whether or not the projection has caught up.
+    async fn gather_proof(
+        &self,
+        case_id: &CaseId,
+        envelope: &CommandEnvelope,
+        state: &CaseState,
+        prepared: &mut Prepared,
+    ) -> Result<(), ServiceError> {
+        let now = prepared.now;
+        let facts = state.facts.clone().expect("a requested case has facts");
+        let failures_key = LedgerKey::ProofFailures(facts.account_id.to_string());
+        let (revision, read) = self.log.ledger(&failures_key).await?;
+        let window_start = now.0.saturating_sub(PROOF_ATTEMPT_WINDOW_MS);
+        let own = state.proof_failures.iter().filter(|at| at.0 > window_start).count() as u32;
+        let (failed, ledger) = failures_and_record(&read, case_id, envelope.command_id.as_str(), own, now);
+        // A ledger never written (an account whose failures predate it) takes the projection's count as a floor
+        // below; once written, the ledger alone counts, so that no two refusals share a count.
+        let ledger_is_new = revision == 0;
+        prepared.failure_ledger = Some(LedgerWrite { key: failures_key, revision, read, ledger });
+        let (projection, settings, engine) = (self.projection.clone(), self.settings.clone(), self.policy.clone());
+        let (case, halted) = (case_id.clone(), prepared.halted);
+        let (policy, account_facts) = blocking(move || {
+            let account_facts = projection.account_facts(&facts.account_id, &case, now)?;
+            let input = PolicyInput {
+                phase: Phase::Authorization,
+                snapshot: facts.snapshot,
+                action: facts.action,
+                signals: facts.signals,
+                velocity: facts.velocity,
+                halted,
+                at: facts.requested_at,
+            };
+            Ok((decide_policy(&engine, &settings, &input), account_facts))
+        })
+        .await?;
+        prepared.policy = Some(policy);
+        let floor = if ledger_is_new { account_facts.failed_attempts_in_window } else { 0 };
+        prepared.account_facts =
+            AccountVerificationFacts { failed_attempts_in_window: failed.max(floor), ..account_facts };
+        Ok(())
     }
 }

@@ -19,7 +19,7 @@ use crate::service::{Handled, Service, ServiceError};
 impl<L: EventLog> Service<L> {
     /// Effects that must happen before their event is recorded. Rollback applies its reversal first (idempotent by
     /// effect id), so that `rolled_back` in the log always means the directory was restored.
-    pub(super) fn effects_before_append(
+    pub(super) async fn effects_before_append(
         &self,
         case_id: &CaseId,
         state: &CaseState,
@@ -29,16 +29,16 @@ impl<L: EventLog> Service<L> {
             if let EventBody::RolledBack { effect_id, reversal, .. } = &event.body {
                 let facts = state.facts.as_ref().expect("an executed case has facts");
                 let executed_at = state.executed_at.expect("an executed case has an execution time");
-                self.directory.revert(effect_id, &facts.account_id, reversal, executed_at, event.at)?;
+                self.directory.revert(effect_id, &facts.account_id, reversal, executed_at, event.at).await?;
                 tracing::info!(case = %case_id, effect = %effect_id, "rollback applied to the directory");
                 crate::observe::effect("rollback", "applied");
             }
             // A change is scheduled: the account's other security settings are frozen until the case ends. Held before
             // the append, so a crash can leave a hold for a case that did not move (released when it ends), never a
             // scheduled change without one.
-            if let EventBody::CoolingOffStarted { .. } = &event.body {
+            if let (EventBody::CoolingOffStarted { .. }, true) = (&event.body, self.directory.capabilities().hold) {
                 let facts = state.facts.as_ref().expect("a case in cooling-off has facts");
-                self.directory.hold(&facts.account_id, case_id.as_str(), event.at)?;
+                self.directory.hold(&facts.account_id, case_id.as_str(), event.at).await?;
             }
         }
         Ok(())
@@ -64,8 +64,9 @@ impl<L: EventLog> Service<L> {
             status = state.status.name(),
             "case step"
         );
-        if state.status.is_terminal() || state.status == Status::Executed {
-            self.directory.release(&facts.account_id, case_id.as_str())?;
+        let ended = state.status.is_terminal() || state.status == Status::Executed;
+        if ended && self.directory.capabilities().hold {
+            self.directory.release(&facts.account_id, case_id.as_str()).await?;
         }
         let first_version = (state.events - events.len()) as u64 + 1;
         let mut outgoing = Vec::new();
@@ -128,7 +129,8 @@ impl<L: EventLog> Service<L> {
         let (Status::Executing, Some(effect_id), Some(facts)) = (state.status, &state.effect, &state.facts) else {
             return Ok(Handled::of(case_id, &state, 0));
         };
-        let outcome = match self.directory.execute(effect_id, &facts.account_id, &facts.action, self.clock.now()) {
+        let outcome = match self.directory.execute(effect_id, &facts.account_id, &facts.action, self.clock.now()).await
+        {
             Ok(changes) => {
                 crash_after_effect_if_asked(effect_id);
                 EffectOutcome::Applied { changes }
@@ -138,6 +140,9 @@ impl<L: EventLog> Service<L> {
             }
             Err(DirectoryError::NoSuchAccount(account)) => {
                 EffectOutcome::Failed { reason: format!("account {account} no longer exists") }
+            }
+            Err(DirectoryError::Refused(answer)) => {
+                EffectOutcome::Failed { reason: format!("the directory refused the change: {answer}") }
             }
             Err(error) => {
                 crate::observe::effect("execute", "unavailable");

@@ -7,47 +7,34 @@ mod context;
 mod effects;
 mod ledgers;
 mod notices;
+mod repository;
 
 pub use ledgers::Admissions;
+pub(crate) use repository::ledger_backoff;
+use repository::{Attempt, Retries, Round, Written};
+pub use repository::{CONFLICT_RETRIES_MAX, LEDGER_RETRIES_MAX};
 
 pub use notices::{DeferredNotices, Redelivery, Sending, with_deferred_notices};
 
 use crate::clock::Clock;
 use crate::core::actor::Actor;
 use crate::core::command::{Command, CommandEnvelope, SecondFactorCheck};
-use crate::core::control::{ControlCommand, ControlState, decide_control, evolve_control};
+use crate::core::control::{ControlCommand, decide_control, evolve_control};
 use crate::core::decide::{decide, refusal_event};
 use crate::core::event::Event;
 use crate::core::ids::{CaseId, CommandId};
 use crate::core::rejection::Rejection;
-use crate::core::state::{CaseState, Status, fold};
+use crate::core::state::{CaseState, Status};
 use crate::core::verification::{Settings, VerificationCode};
 use crate::directory::{AccountDirectory, DirectoryError};
 use crate::keys::Keys;
-use crate::log::envelope::{Decoded, Stream, decode, encode_case_event, encode_control_event};
-use crate::log::{Appended, Entry, EventLog, LogError};
+use crate::log::{Entry, EventLog, LogError};
 use crate::notify::{Notifier, NotifyError};
 use crate::projection::{Projection, ProjectionError};
 use std::sync::Arc;
 
 /// Where links in notices point unless configured otherwise.
 pub const PUBLIC_URL_DEFAULT: &str = "https://recovery.example.com";
-
-/// How often one command is re-decided after losing a race before the caller is told to retry later.
-const CONFLICT_RETRIES_MAX: u32 = 8;
-
-/// How often a new request is re-decided after another request of the same account updated the ledger first. Each
-/// round one racing request wins, so this bounds the burst one account can absorb without a caller being told to
-/// retry; the pause between rounds is random, up to `LEDGER_BACKOFF_MS_MAX`.
-pub(crate) const LEDGER_RETRIES_MAX: u32 = 256;
-const LEDGER_BACKOFF_MS_MAX: u64 = 32;
-
-/// The random pause before the `round`th retry of a ledger write that lost a race: it doubles up to
-/// `LEDGER_BACKOFF_MS_MAX`, so that racing processes stop meeting at the same instant.
-pub(crate) async fn ledger_backoff(round: u32) {
-    let pause_ms = rand::random_range(1..=LEDGER_BACKOFF_MS_MAX.min(1 << round.min(5)));
-    tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
-}
 
 /// How many log entries the projection reads per batch while catching up.
 const PROJECTION_BATCH_MAX: usize = 512;
@@ -125,48 +112,6 @@ pub fn new_id(prefix: &str) -> String {
 }
 
 impl<L: EventLog> Service<L> {
-    /// Loads a case's history and folds it, refusing a history that breaks the transition table.
-    pub async fn load(&self, case_id: &CaseId) -> Result<(CaseState, Vec<Event>), ServiceError> {
-        let (state, events, _) = self.load_for_append(case_id, true).await?;
-        Ok((state, events))
-    }
-
-    /// `load`, plus the global sequence of the case's last commit: the expected position of the next append. The
-    /// first attempt may read a fast copy; after a conflict (`fresh`) the authority is read.
-    async fn load_for_append(
-        &self,
-        case_id: &CaseId,
-        fresh: bool,
-    ) -> Result<(CaseState, Vec<Event>, u64), ServiceError> {
-        let stream = Stream::Case(case_id.clone());
-        let entries =
-            if fresh { self.log.read_stream(&stream).await? } else { self.log.read_stream_fast(&stream).await? };
-        let mut events = Vec::with_capacity(entries.len());
-        for bytes in entries.iter().flat_map(|entry| &entry.envelopes) {
-            match decode(bytes).map_err(|error| ServiceError::Corrupt(error.to_string()))? {
-                Decoded::Case { event, .. } => events.push(event),
-                Decoded::Control { .. } => return Err(ServiceError::Corrupt("control event in a case stream".into())),
-            }
-        }
-        let state = fold(&events).map_err(|error| ServiceError::Corrupt(error.to_string()))?;
-        Ok((state, events, entries.last().map_or(0, |entry| entry.sequence)))
-    }
-
-    /// The kill switch's state, its number of events, and the sequence of its last commit.
-    pub async fn control_state(&self) -> Result<(ControlState, u64, u64), ServiceError> {
-        let entries = self.log.read_stream(&Stream::Control).await?;
-        let mut state = ControlState::default();
-        let mut events = 0;
-        for bytes in entries.iter().flat_map(|entry| &entry.envelopes) {
-            match decode(bytes).map_err(|error| ServiceError::Corrupt(error.to_string()))? {
-                Decoded::Control { event, .. } => state = evolve_control(state, &event),
-                Decoded::Case { .. } => return Err(ServiceError::Corrupt("case event in the control stream".into())),
-            }
-            events += 1;
-        }
-        Ok((state, events, entries.last().map_or(0, |entry| entry.sequence)))
-    }
-
     /// Handles one command for one case, end to end.
     pub async fn handle(&self, case_id: &CaseId, envelope: CommandEnvelope) -> Result<Handled, ServiceError> {
         let mut failure = RecordedFailure::default();
@@ -189,111 +134,115 @@ impl<L: EventLog> Service<L> {
         envelope: CommandEnvelope,
         failure: &mut RecordedFailure,
     ) -> Result<Handled, ServiceError> {
-        let (mut conflicts, mut ledger_conflicts) = (0, 0);
-        while conflicts < CONFLICT_RETRIES_MAX {
-            let (state, _, last_sequence) = self.load_for_append(case_id, conflicts + ledger_conflicts > 0).await?;
-            let prepared = self.prepare(case_id, &envelope, &state).await?;
-            failure.last_round = false;
-            let decided = decide(&envelope, &state, &prepared.context(case_id, &self.settings));
-            let (events, rejection) = match decided {
-                Ok(events) => (events, None),
-                Err(rejection) => {
-                    let now = prepared.now;
-                    (refusal_event(&envelope, &state, &rejection, now).into_iter().collect(), Some(rejection))
-                }
-            };
-            if events.is_empty() {
-                return match rejection {
-                    Some(rejection) => Err(ServiceError::Rejected(rejection)),
-                    None => Ok(Handled::of(case_id, &state, 0)),
-                };
-            }
-            // Counted first, each on the revision its decision read; if another command got to a ledger first, this
-            // one is decided again on the new count. A new request goes into its account's ledger (ADR 7). A refused
-            // proof goes into the account's proof-failure ledger (ADR 9), even when the ledger already holds it
-            // (decided again), so that the other cases' count it was decided on is still the current one.
-            let mut ledger_writes = Vec::with_capacity(1);
-            if let (Some(write), None) = (&prepared.account_ledger, &rejection) {
-                let mut ledger = write.ledger.clone();
-                let code_until = events.iter().find_map(|event| {
-                    if let crate::core::event::EventBody::ChallengeIssued { expires_at, .. } = &event.body {
-                        Some(expires_at.0)
-                    } else {
-                        None
-                    }
-                });
-                if let Some(own) = ledger.requests.iter_mut().find(|entry| entry.case_id == case_id.as_str()) {
-                    own.code_until_ms = code_until;
-                }
-                if ledger != write.read {
-                    ledger_writes.push((&write.key, write.revision, ledger));
-                }
-            }
-            let refused_proof =
-                events.iter().any(|event| matches!(event.body, crate::core::event::EventBody::ProofRejected { .. }));
-            if let (Some(write), true) = (&prepared.failure_ledger, refused_proof) {
-                ledger_writes.push((&write.key, write.revision, write.ledger.clone()));
-                failure.key = Some(write.key.clone());
-            }
-            failure.last_round |= refused_proof;
-            let mut lost_race = false;
-            for (key, revision, ledger) in &ledger_writes {
-                match self.log.put_ledger(key, *revision, ledger).await {
-                    Ok(()) => {}
-                    Err(LogError::Conflict { .. }) if ledger_conflicts < LEDGER_RETRIES_MAX => {
-                        lost_race = true;
-                        break;
-                    }
-                    Err(error) => return Err(error.into()),
-                }
-            }
-            if lost_race {
-                ledger_conflicts += 1;
-                ledger_backoff(ledger_conflicts).await;
-                continue;
-            }
-            self.effects_before_append(case_id, &state, &events)?;
-            let encoded = events
-                .iter()
-                .enumerate()
-                .map(|(offset, event)| encode_case_event(case_id, state.events as u64 + offset as u64 + 1, event))
-                .collect();
-            let stream = Stream::Case(case_id.clone());
-            // A refusal is keyed by the case version too: the same command may be refused now and, retried once the
-            // case has moved on, be accepted (or refused again, and recorded again) later.
-            let sent = sender_key(&envelope.actor, &envelope.command_id);
-            let command_key = match rejection {
-                Some(_) => format!("refused:{case_id}:{sent}:{}", state.events),
-                None => format!("{case_id}:{sent}"),
-            };
-            match self.log.append(&stream, last_sequence, &command_key, encoded).await {
-                Err(LogError::Conflict { .. }) => {
-                    conflicts += 1;
-                    // Another writer got there first: bring the projection up to the log before deciding again, so
-                    // the account-wide facts the next decision reads include what that writer appended.
-                    self.project_if_inline().await?;
-                    continue;
-                }
-                Err(error) => return Err(error.into()),
-                Ok(Appended::Duplicate) => {
-                    if let Some(rejection) = rejection {
-                        return Err(ServiceError::Rejected(rejection));
-                    }
-                    let (state, _) = self.load(case_id).await?;
-                    return Ok(Handled::of(case_id, &state, 0));
-                }
-                Ok(Appended::New { first_sequence }) => {
-                    self.project_if_inline().await?;
-                    let new_state = events.iter().fold(state, crate::core::state::evolve);
-                    self.effects_after_append(case_id, &new_state, &events, first_sequence, &prepared).await?;
-                    return match rejection {
-                        Some(rejection) => Err(ServiceError::Rejected(rejection)),
-                        None => Ok(Handled::of(case_id, &new_state, events.len())),
-                    };
-                }
+        let what = format!("case {case_id}");
+        let mut retries = Retries::new(&what);
+        loop {
+            let round = self.command_round(case_id, &envelope, failure, retries.attempt()).await?;
+            if let Some(handled) = retries.settle(round).await? {
+                return Ok(handled);
             }
         }
-        Err(LogError::Unavailable(format!("case {case_id} kept changing under {CONFLICT_RETRIES_MAX} attempts")).into())
+    }
+
+    /// One round of a command: load the case, gather the facts, decide, count the decision in its ledgers, append.
+    async fn command_round(
+        &self,
+        case_id: &CaseId,
+        envelope: &CommandEnvelope,
+        failure: &mut RecordedFailure,
+        attempt: Attempt,
+    ) -> Result<Round<Handled>, ServiceError> {
+        let (state, _, last_sequence) = self.load_for_append(case_id, attempt.fresh()).await?;
+        let prepared = self.prepare(case_id, envelope, &state).await?;
+        failure.last_round = false;
+        let (events, rejection) = match decide(envelope, &state, &prepared.context(case_id, &self.settings)) {
+            Ok(events) => (events, None),
+            Err(rejection) => {
+                (refusal_event(envelope, &state, &rejection, prepared.now).into_iter().collect(), Some(rejection))
+            }
+        };
+        // A refusal is answered as one once its record is appended (or when there is nothing to record).
+        let answer = |handled: Handled, rejection: Option<Rejection>| match rejection {
+            Some(rejection) => Err(ServiceError::Rejected(rejection)),
+            None => Ok(Round::Done(handled)),
+        };
+        if events.is_empty() {
+            return answer(Handled::of(case_id, &state, 0), rejection);
+        }
+        if !self.count_in_ledgers(case_id, &prepared, &events, rejection.is_some(), failure).await? {
+            return Ok(Round::LedgerConflict);
+        }
+        self.effects_before_append(case_id, &state, &events).await?;
+        // A refusal is keyed by the case version too: the same command may be refused now and, retried once the case
+        // has moved on, be accepted (or refused again, and recorded again) later.
+        let sent = sender_key(&envelope.actor, &envelope.command_id);
+        let key = match rejection {
+            Some(_) => format!("refused:{case_id}:{sent}:{}", state.events),
+            None => format!("{case_id}:{sent}"),
+        };
+        match self.append_case(case_id, &state, last_sequence, &key, &events).await? {
+            Written::Conflict => {
+                // Another writer got there first: bring the projection up to the log before deciding again, so the
+                // account-wide facts the next decision reads include what that writer appended.
+                self.project_if_inline().await?;
+                Ok(Round::Conflict)
+            }
+            Written::Duplicate if rejection.is_some() => answer(Handled::of(case_id, &state, 0), rejection),
+            Written::Duplicate => {
+                let (state, _) = self.load(case_id).await?;
+                Ok(Round::Done(Handled::of(case_id, &state, 0)))
+            }
+            Written::New { first_sequence } => {
+                self.project_if_inline().await?;
+                let new_state = events.iter().fold(state, crate::core::state::evolve);
+                self.effects_after_append(case_id, &new_state, &events, first_sequence, &prepared).await?;
+                answer(Handled::of(case_id, &new_state, events.len()), rejection)
+            }
+        }
+    }
+
+    /// Counts a decision in its ledgers, each on the revision its decision read, before its events are appended;
+    /// false if another command wrote one first (the command is then decided again on the new count). A new request
+    /// goes into its account's ledger (ADR 7). A refused proof goes into the account's proof-failure ledger (ADR 9),
+    /// even when the ledger already holds it (decided again), so that the other cases' count it was decided on is
+    /// still the current one.
+    async fn count_in_ledgers(
+        &self,
+        case_id: &CaseId,
+        prepared: &context::Prepared,
+        events: &[Event],
+        refused: bool,
+        failure: &mut RecordedFailure,
+    ) -> Result<bool, ServiceError> {
+        let mut writes = Vec::with_capacity(1);
+        if let (Some(write), false) = (&prepared.account_ledger, refused) {
+            let mut ledger = write.ledger.clone();
+            let code_until = events.iter().find_map(|event| match &event.body {
+                crate::core::event::EventBody::ChallengeIssued { expires_at, .. } => Some(expires_at.0),
+                _ => None,
+            });
+            if let Some(own) = ledger.requests.iter_mut().find(|entry| entry.case_id == case_id.as_str()) {
+                own.code_until_ms = code_until;
+            }
+            if ledger != write.read {
+                writes.push((&write.key, write.revision, ledger));
+            }
+        }
+        let refused_proof =
+            events.iter().any(|event| matches!(event.body, crate::core::event::EventBody::ProofRejected { .. }));
+        if let (Some(write), true) = (&prepared.failure_ledger, refused_proof) {
+            writes.push((&write.key, write.revision, write.ledger.clone()));
+            failure.key = Some(write.key.clone());
+        }
+        failure.last_round |= refused_proof;
+        for (key, revision, ledger) in &writes {
+            match self.log.put_ledger(key, *revision, ledger).await {
+                Ok(()) => {}
+                Err(LogError::Conflict { .. }) => return Ok(false),
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(true)
     }
 
     /// Records a command refused at the edge (malformed, or invalid before it became a core command) on the case it
@@ -320,22 +269,25 @@ impl<L: EventLog> Service<L> {
         command: crate::core::command::CommandKind,
         rejection: &Rejection,
     ) -> Result<(), ServiceError> {
-        for attempt in 0..CONFLICT_RETRIES_MAX {
-            let (state, _, last_sequence) = self.load_for_append(case_id, attempt > 0).await?;
+        let what = format!("case {case_id}");
+        let mut retries = Retries::new(&what);
+        loop {
+            let (state, _, last_sequence) = self.load_for_append(case_id, retries.attempt().fresh()).await?;
             let now = self.clock.now();
             let Some(event) = crate::core::decide::refusal_record(actor, command_id, command, &state, rejection, now)
             else {
                 return Ok(());
             };
             let key = format!("refused:{case_id}:{}:{}", sender_key(actor, command_id), state.events);
-            let bytes = vec![encode_case_event(case_id, state.events as u64 + 1, &event)];
-            match self.log.append(&Stream::Case(case_id.clone()), last_sequence, &key, bytes).await {
-                Err(LogError::Conflict { .. }) => continue,
-                Err(error) => return Err(error.into()),
-                Ok(_) => return self.project_if_inline().await,
+            let round =
+                match self.append_case(case_id, &state, last_sequence, &key, std::slice::from_ref(&event)).await? {
+                    Written::Conflict => Round::Conflict,
+                    Written::New { .. } | Written::Duplicate => Round::Done(()),
+                };
+            if retries.settle(round).await?.is_some() {
+                return self.project_if_inline().await;
             }
         }
-        Err(LogError::Unavailable(format!("case {case_id} kept changing")).into())
     }
 
     /// The owner's code, as typed at the verification page. It is hashed here, under the challenge's id, and the
@@ -373,18 +325,17 @@ impl<L: EventLog> Service<L> {
             // Only a proof `decide` will look at spends an authenticator code: from a role allowed to prove, for a case
             // waiting for proof, with the right code. Anything else is refused by `decide` without the authenticator
             // code being used up.
+            // A directory that cannot check an authenticator code is not asked: the code is no proof, and a change
+            // that needs one goes to people (issue 18).
             (Some(typed), Some(facts))
-                if crate::core::command::CommandKind::SubmitProof.allowed_roles().contains(&actor.role)
+                if self.directory.capabilities().verify_second_factor
+                    && crate::core::command::CommandKind::SubmitProof.allowed_roles().contains(&actor.role)
                     && state.status == crate::core::state::Status::Requested
                     && facts.snapshot.totp_enrolled_since.is_some()
                     && code_right
                     && !state.has_seen(&actor, &command_id) =>
             {
-                let (directory, account, typed, now) =
-                    (self.directory.clone(), facts.account_id.clone(), typed.to_string(), self.clock.now());
-                tokio::task::spawn_blocking(move || directory.verify_totp(&account, &typed, now))
-                    .await
-                    .map_err(|error| ServiceError::Corrupt(format!("the directory check stopped: {error}")))??
+                self.directory.verify_totp(&facts.account_id, typed, self.clock.now()).await?
             }
             (Some(_), _) | (None, _) => SecondFactorCheck::NotGiven,
         };
@@ -399,37 +350,24 @@ impl<L: EventLog> Service<L> {
         actor: Actor,
         command: ControlCommand,
     ) -> Result<bool, ServiceError> {
-        for _ in 0..CONFLICT_RETRIES_MAX {
+        let mut retries = Retries::new("the control stream");
+        loop {
             let (state, version, last_sequence) = self.control_state().await?;
             let events = decide_control(&command_id, &actor, &command, &state, self.clock.now())
                 .map_err(ServiceError::Rejected)?;
             if events.is_empty() {
                 return Ok(state.halted);
             }
-            let encoded = events
-                .iter()
-                .enumerate()
-                .map(|(offset, event)| encode_control_event(version + offset as u64 + 1, event))
-                .collect();
-            match self
-                .log
-                .append(
-                    &Stream::Control,
-                    last_sequence,
-                    &format!("control:{}", sender_key(&actor, &command_id)),
-                    encoded,
-                )
-                .await
-            {
-                Err(LogError::Conflict { .. }) => continue,
-                Err(error) => return Err(error.into()),
-                Ok(_) => {
-                    self.project_if_inline().await?;
-                    return Ok(events.iter().fold(state, evolve_control).halted);
-                }
+            let key = format!("control:{}", sender_key(&actor, &command_id));
+            let round = match self.append_control(version, last_sequence, &key, &events).await? {
+                Written::Conflict => Round::Conflict,
+                Written::New { .. } | Written::Duplicate => Round::Done(events.iter().fold(state, evolve_control)),
+            };
+            if let Some(state) = retries.settle(round).await? {
+                self.project_if_inline().await?;
+                return Ok(state.halted);
             }
         }
-        Err(LogError::Unavailable("the control stream kept changing".into()).into())
     }
 
     async fn project_if_inline(&self) -> Result<(), ServiceError> {

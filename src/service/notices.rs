@@ -18,10 +18,10 @@ use crate::core::notices::{NoticeKind, owed_by};
 use crate::core::state::{CaseFacts, CaseState, fold};
 use crate::core::verification::VerificationCode;
 use crate::log::EventLog;
-use crate::log::envelope::{Decoded, Stream, decode, encode_case_event};
-use crate::log::{Appended, LogError};
+use crate::log::envelope::{Decoded, Stream, decode};
 use crate::notify::{Message, NotifyError};
-use crate::service::{CONFLICT_RETRIES_MAX, Service, ServiceError};
+use crate::service::repository::{Retries, Round, Written};
+use crate::service::{Service, ServiceError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
@@ -161,68 +161,14 @@ impl<L: EventLog> Service<L> {
         (version, position): (u64, EventPosition),
         codes: &[(DestinationId, VerificationCode)],
     ) -> Vec<Outgoing> {
-        let message = |destination: &DestinationId, subject: &str, body: String, owed: bool| {
-            let target = facts.snapshot.destination(destination).expect("events name destinations of the snapshot");
-            Outgoing {
-                message: Message {
-                    message_id: format!("{}.{}/{destination}", position.commit, position.offset),
-                    case_id: case_id.clone(),
-                    kind: target.kind,
-                    address: target.address.clone(),
-                    subject: subject.to_string(),
-                    body,
-                    sent_at: event.at,
-                },
-                owed: owed.then(|| (version, destination.clone())),
-            }
-        };
+        let to = Addressing { case_id, facts, event, version, position };
         if let EventBody::ChallengeIssued { destinations, expires_at, .. } = &event.body {
-            let kind_of = |id: &DestinationId| facts.snapshot.destination(id).map(|destination| destination.kind);
-            let email_too = destinations.iter().any(|id| kind_of(id) == Some(DestinationKind::Email));
-            return destinations
-                .iter()
-                .filter_map(|destination| {
-                    let code = codes.iter().find(|(id, _)| id == destination).map(|(_, code)| code)?;
-                    let prefer_email = if email_too && kind_of(destination) == Some(DestinationKind::Phone) {
-                        "\n\nWe sent a code to your email too. If you can still read that email, use its code instead: a code from this text message alone sends the request to a person to check, because a phone number can be taken over without its owner knowing."
-                    } else {
-                        ""
-                    };
-                    let body = format!(
-                        "Someone asked to {} on your account {}.\nReference {case_id}, asked through {} at {}.\n\nIf it was you, enter this code at {} : {}\nIt expires at {expires_at}.{prefer_email}\n\nNobody from support, and no assistant, will ever ask you for this code. If it was not you, or the reference is not the one you were given, ignore this message: nothing changes without the code.",
-                        facts.action.describe(),
-                        facts.account_id,
-                        facts.requester.id,
-                        facts.requested_at,
-                        link(&self.public_url, "verify", &[("case", case_id.as_str())]),
-                        code.reveal_for_delivery()
-                    );
-                    Some(message(destination, "Your account recovery code", body, false))
-                })
-                .collect();
+            return self.code_messages(&to, destinations, *expires_at, codes);
         }
         let Some((kind, destinations)) = owed_by(facts, &event.body) else { return Vec::new() };
         let done = match (kind, &event.body) {
             (NoticeKind::CancelLink, EventBody::CoolingOffStarted { ends_at, .. }) => {
-                return destinations
-                    .iter()
-                    .map(|destination| {
-                        let token = self.keys.cancel_token(case_id.as_str(), destination.as_str());
-                        let link = link(
-                            &self.public_url,
-                            "cancel",
-                            &[("case", case_id.as_str()), ("destination", destination.as_str()), ("token", &token)],
-                        );
-                        let body = format!(
-                            "A request to {} on your account {} was authorized. It takes effect at {ends_at} unless it is cancelled.\nReference {case_id}, asked through {} at {}.\n\nIf this was not you, or the reference is not the one you were given, cancel it now: {link}",
-                            facts.action.describe(),
-                            facts.account_id,
-                            facts.requester.id,
-                            facts.requested_at
-                        );
-                        message(destination, "A change to your account is scheduled", body, true)
-                    })
-                    .collect();
+                return self.cancel_link_messages(&to, &destinations, *ends_at);
             }
             (NoticeKind::Applied, _) => "was applied",
             (NoticeKind::RolledBack, _) => "was rolled back",
@@ -236,7 +182,70 @@ impl<L: EventLog> Service<L> {
         );
         destinations
             .iter()
-            .map(|destination| message(destination, "Your account was changed", body.clone(), true))
+            .map(|destination| to.message(destination, "Your account was changed", body.clone(), true))
+            .collect()
+    }
+
+    /// The code of each challenged destination, in a message that names the request.
+    fn code_messages(
+        &self,
+        to: &Addressing<'_>,
+        destinations: &[DestinationId],
+        expires_at: UnixMs,
+        codes: &[(DestinationId, VerificationCode)],
+    ) -> Vec<Outgoing> {
+        let (case_id, facts) = (to.case_id, to.facts);
+        let kind_of = |id: &DestinationId| facts.snapshot.destination(id).map(|destination| destination.kind);
+        let email_too = destinations.iter().any(|id| kind_of(id) == Some(DestinationKind::Email));
+        destinations
+            .iter()
+            .filter_map(|destination| {
+                let code = codes.iter().find(|(id, _)| id == destination).map(|(_, code)| code)?;
+                let prefer_email = if email_too && kind_of(destination) == Some(DestinationKind::Phone) {
+                    "\n\nWe sent a code to your email too. If you can still read that email, use its code instead: a code from this text message alone sends the request to a person to check, because a phone number can be taken over without its owner knowing."
+                } else {
+                    ""
+                };
+                let body = format!(
+                    "Someone asked to {} on your account {}.\nReference {case_id}, asked through {} at {}.\n\nIf it was you, enter this code at {} : {}\nIt expires at {expires_at}.{prefer_email}\n\nNobody from support, and no assistant, will ever ask you for this code. If it was not you, or the reference is not the one you were given, ignore this message: nothing changes without the code.",
+                    facts.action.describe(),
+                    facts.account_id,
+                    facts.requester.id,
+                    facts.requested_at,
+                    link(&self.public_url, "verify", &[("case", case_id.as_str())]),
+                    code.reveal_for_delivery()
+                );
+                Some(to.message(destination, "Your account recovery code", body, false))
+            })
+            .collect()
+    }
+
+    /// A scheduled change's cancel link for each destination, each with its own token.
+    fn cancel_link_messages(
+        &self,
+        to: &Addressing<'_>,
+        destinations: &[DestinationId],
+        ends_at: UnixMs,
+    ) -> Vec<Outgoing> {
+        let (case_id, facts) = (to.case_id, to.facts);
+        destinations
+            .iter()
+            .map(|destination| {
+                let token = self.keys.cancel_token(case_id.as_str(), destination.as_str());
+                let link = link(
+                    &self.public_url,
+                    "cancel",
+                    &[("case", case_id.as_str()), ("destination", destination.as_str()), ("token", &token)],
+                );
+                let body = format!(
+                    "A request to {} on your account {} was authorized. It takes effect at {ends_at} unless it is cancelled.\nReference {case_id}, asked through {} at {}.\n\nIf this was not you, or the reference is not the one you were given, cancel it now: {link}",
+                    facts.action.describe(),
+                    facts.account_id,
+                    facts.requester.id,
+                    facts.requested_at
+                );
+                to.message(destination, "A change to your account is scheduled", body, true)
+            })
             .collect()
     }
 
@@ -371,8 +380,10 @@ impl<L: EventLog> Service<L> {
             actor: Actor::system(),
             command: Command::ConfirmNotices { for_event, destinations },
         };
-        for attempt in 0..CONFLICT_RETRIES_MAX {
-            let (state, _, last_sequence) = self.load_for_append(case_id, attempt > 0).await?;
+        let what = format!("case {case_id}");
+        let mut retries = Retries::new(&what);
+        loop {
+            let (state, _, last_sequence) = self.load_for_append(case_id, retries.attempt().fresh()).await?;
             let context = Context {
                 case_id,
                 now: self.clock.now(),
@@ -387,19 +398,15 @@ impl<L: EventLog> Service<L> {
             if events.is_empty() {
                 return Ok(());
             }
-            let encoded = events
-                .iter()
-                .enumerate()
-                .map(|(offset, event)| encode_case_event(case_id, state.events as u64 + offset as u64 + 1, event))
-                .collect();
             let key = format!("{case_id}:{}", super::sender_key(&envelope.actor, &envelope.command_id));
-            match self.log.append(&Stream::Case(case_id.clone()), last_sequence, &key, encoded).await {
-                Err(LogError::Conflict { .. }) => continue,
-                Err(error) => return Err(error.into()),
-                Ok(Appended::New { .. } | Appended::Duplicate) => return self.project_if_inline().await,
+            let round = match self.append_case(case_id, &state, last_sequence, &key, &events).await? {
+                Written::Conflict => Round::Conflict,
+                Written::New { .. } | Written::Duplicate => Round::Done(()),
+            };
+            if retries.settle(round).await?.is_some() {
+                return self.project_if_inline().await;
             }
         }
-        Err(LogError::Unavailable(format!("case {case_id} kept changing")).into())
     }
 
     /// The timers' share of notices: sends again every owed notice that is due (its process had its chance, or this
@@ -480,5 +487,33 @@ impl<L: EventLog> Service<L> {
         let state =
             fold(events.iter().map(|(event, _)| event)).map_err(|error| ServiceError::Corrupt(error.to_string()))?;
         Ok((state, events))
+    }
+}
+
+/// Where one event's notices go and how they are identified.
+struct Addressing<'a> {
+    case_id: &'a CaseId,
+    facts: &'a CaseFacts,
+    event: &'a Event,
+    version: u64,
+    position: EventPosition,
+}
+
+impl Addressing<'_> {
+    /// A message to `destination`; an `owed` one is recorded as owed until delivered.
+    fn message(&self, destination: &DestinationId, subject: &str, body: String, owed: bool) -> Outgoing {
+        let target = self.facts.snapshot.destination(destination).expect("events name destinations of the snapshot");
+        Outgoing {
+            message: Message {
+                message_id: format!("{}.{}/{destination}", self.position.commit, self.position.offset),
+                case_id: self.case_id.clone(),
+                kind: target.kind,
+                address: target.address.clone(),
+                subject: subject.to_string(),
+                body,
+                sent_at: self.event.at,
+            },
+            owed: owed.then(|| (self.version, destination.clone())),
+        }
     }
 }

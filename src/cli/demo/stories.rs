@@ -12,7 +12,6 @@ use crate::core::limits::{DAY_MS, HOUR_MS};
 use crate::core::signals::Signals;
 use crate::core::state::Status;
 use crate::core::text::UntrustedText;
-use crate::directory::AccountDirectory;
 use crate::directory::embedded::AccountRecord;
 use crate::server::embedded::Embedded;
 use crate::service::{ServiceError, new_id};

@@ -1,0 +1,529 @@
+//! The HTTP directory adapter (issue 18): airlock's side of the protocol in `docs/directory-adapter.md`, so that a
+//! company connects its own user database or identity provider by running a small signed HTTP service instead of
+//! forking airlock. Every request is signed per Standard Webhooks (HMAC-SHA256, one signature per configured secret,
+//! for key rotation); effects carry `Idempotency-Key` = the effect id; 429, 5xx, timeouts and connection failures are
+//! retried with capped, jittered backoff honouring `Retry-After`; redirects are refused; answers are bounded in size
+//! and checked (an account other than the one asked for is an error, never a change).
+
+use crate::clock::Clock;
+use crate::core::account::{AccountSnapshot, Destination, DestinationKind, HighValueReason, RiskClass};
+use crate::core::action::RecoveryAction;
+use crate::core::command::{Change, SecondFactorCheck};
+use crate::core::ids::{AccountId, DestinationId, EffectId, UnixMs};
+use crate::directory::{AccountDirectory, Capabilities, DirectoryError};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long one request may take, connecting included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many times a call is sent in all before it fails (the case then waits for the next timer tick).
+const ATTEMPTS_MAX: usize = 4;
+/// The longest pause between two attempts, `Retry-After` included.
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// The largest answer read; anything longer is an error.
+const ANSWER_BYTES_MAX: usize = 256 * 1024;
+/// How much of an adapter's unexpected answer an error quotes.
+const QUOTED_CHARS_MAX: usize = 200;
+
+/// A signing secret, `whsec_` and base64 as Standard Webhooks writes it. The bytes never leave this module.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Secret(***)")
+    }
+}
+
+impl Secret {
+    pub fn parse(text: &str) -> Result<Secret, String> {
+        let encoded = text.trim().strip_prefix("whsec_").ok_or("a secret starts with whsec_")?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|_| "a secret is whsec_ followed by base64".to_string())?;
+        if bytes.len() < 24 {
+            return Err("a secret holds at least 24 bytes".to_string());
+        }
+        Ok(Secret(bytes))
+    }
+
+    /// The secrets of a file, one per line (blank lines and `#` comments skipped). The file must be readable by its
+    /// owner only, and hold at least one; errors name the line, never a secret.
+    pub fn load_file(path: &std::path::Path) -> Result<Vec<Secret>, String> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)
+                .map_err(|error| format!("cannot read {}: {error}", path.display()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(format!("{} can be read by others: chmod 600 it", path.display()));
+            }
+        }
+        let text = std::fs::read_to_string(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+        let mut secrets = Vec::new();
+        for (number, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            secrets
+                .push(Secret::parse(line).map_err(|error| format!("{} line {}: {error}", path.display(), number + 1))?);
+        }
+        if secrets.is_empty() {
+            return Err(format!("{} holds no secret", path.display()));
+        }
+        Ok(secrets)
+    }
+}
+
+/// The `webhook-signature` header for one request: `v1,<base64 HMAC-SHA256>` per secret, space-separated.
+pub fn signature(secrets: &[Secret], id: &str, timestamp: u64, body: &[u8]) -> String {
+    secrets
+        .iter()
+        .map(|secret| {
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&secret.0).expect("HMAC takes any key length");
+            mac.update(format!("{id}.{timestamp}.").as_bytes());
+            mac.update(body);
+            format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub struct HttpDirectory {
+    base: url::Url,
+    client: reqwest::Client,
+    secrets: Vec<Secret>,
+    capabilities: Capabilities,
+    clock: Arc<dyn Clock>,
+}
+
+/// An account as the adapter answers it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountAnswer {
+    account_id: String,
+    #[serde(default)]
+    high_value_reason: Option<String>,
+    #[serde(default)]
+    risk_flags: Vec<String>,
+    destinations: Vec<DestinationAnswer>,
+    #[serde(default)]
+    totp_enrolled_at: Option<String>,
+    #[serde(default)]
+    last_credential_change: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DestinationAnswer {
+    id: String,
+    kind: String,
+    address: String,
+    #[serde(default)]
+    verified_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CapabilitiesAnswer {
+    version: u32,
+    hold: bool,
+    verify_second_factor: bool,
+    revoke_sessions: bool,
+    per_factor_ages: bool,
+}
+
+#[derive(Deserialize)]
+struct ChangesAnswer {
+    changes: Vec<Change>,
+}
+
+/// What one call came to, after its retries.
+struct Answer {
+    status: reqwest::StatusCode,
+    body: Vec<u8>,
+}
+
+impl HttpDirectory {
+    /// Connects to the adapter at `url` (`https://`, or `http://` to a loopback address only) and reads what it can
+    /// do. Fails with the reason when the URL, the secrets or the adapter's answer are not usable.
+    pub async fn connect(url: &str, secrets: Vec<Secret>, clock: Arc<dyn Clock>) -> Result<HttpDirectory, String> {
+        let base = url::Url::parse(url).map_err(|error| format!("directory_url {url:?}: {error}"))?;
+        let loopback = match base.host() {
+            Some(url::Host::Ipv4(address)) => address.is_loopback(),
+            Some(url::Host::Ipv6(address)) => address.is_loopback(),
+            Some(url::Host::Domain(name)) => name == "localhost",
+            None => false,
+        };
+        match base.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            _ => return Err(format!("directory_url {url:?}: use https:// (plain http:// only to a loopback address)")),
+        }
+        if secrets.is_empty() {
+            return Err("the directory adapter needs at least one signing secret".to_string());
+        }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|error| format!("cannot build the HTTP client: {error}"))?;
+        let capabilities = Capabilities::ALL;
+        let mut directory = HttpDirectory { base, client, secrets, capabilities, clock };
+        let answer = directory
+            .call(reqwest::Method::GET, "v1/capabilities", &crate::service::new_id("capabilities"), None, None)
+            .await
+            .map_err(|error| error.to_string())?;
+        let read: CapabilitiesAnswer =
+            directory.expect_json(&answer, "capabilities").map_err(|error| error.to_string())?;
+        if read.version != 1 {
+            return Err(format!("the directory adapter speaks protocol version {}; airlock speaks 1", read.version));
+        }
+        directory.capabilities = Capabilities {
+            hold: read.hold,
+            verify_second_factor: read.verify_second_factor,
+            revoke_sessions: read.revoke_sessions,
+            per_factor_ages: read.per_factor_ages,
+        };
+        Ok(directory)
+    }
+
+    fn url(&self, path: &str) -> Result<url::Url, DirectoryError> {
+        self.base.join(path).map_err(|error| DirectoryError::Corrupt(format!("cannot build a URL for {path}: {error}")))
+    }
+
+    /// Sends one signed request, again after a 429, a 5xx, a timeout or a failed connection, and returns the final
+    /// answer (any status), read up to `ANSWER_BYTES_MAX`.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        id: &str,
+        body: Option<&Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Answer, DirectoryError> {
+        let url = self.url(path)?;
+        let bytes = body.map(|body| serde_json::to_vec(body).expect("a body serializes")).unwrap_or_default();
+        let mut last_failure = String::new();
+        for attempt in 0..ATTEMPTS_MAX {
+            // The wall clock, not the service's: the adapter compares the timestamp with its own clock.
+            let timestamp = crate::clock::Clock::now(&crate::clock::SystemClock).0 / 1_000;
+            let mut request = self
+                .client
+                .request(method.clone(), url.clone())
+                .header("webhook-id", id)
+                .header("webhook-timestamp", timestamp.to_string())
+                .header("webhook-signature", signature(&self.secrets, id, timestamp, &bytes));
+            if body.is_some() {
+                request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes.clone());
+            }
+            if let Some(key) = idempotency_key {
+                request = request.header("Idempotency-Key", key);
+            }
+            let retry_after = match request.send().await {
+                Ok(response) if retried(response.status()) => {
+                    last_failure = format!("it answered {}", response.status());
+                    retry_after(&response)
+                }
+                Ok(response) => return read_answer(response).await,
+                Err(error) => {
+                    last_failure = without_url(&error);
+                    None
+                }
+            };
+            if attempt + 1 < ATTEMPTS_MAX {
+                tokio::time::sleep(retry_after.unwrap_or_else(|| backoff(attempt)).min(BACKOFF_MAX)).await;
+            }
+        }
+        Err(DirectoryError::Unavailable(format!(
+            "the directory adapter did not answer {method} {path} after {ATTEMPTS_MAX} attempts: {last_failure}"
+        )))
+    }
+
+    /// The answer's JSON as `T`, if it is a 2xx carrying it; otherwise an error that quotes the answer (bounded).
+    fn expect_json<T: serde::de::DeserializeOwned>(&self, answer: &Answer, what: &str) -> Result<T, DirectoryError> {
+        if !answer.status.is_success() {
+            return Err(unexpected(answer, what));
+        }
+        serde_json::from_slice(&answer.body).map_err(|error| {
+            DirectoryError::Corrupt(format!("the directory adapter's {what} is not the documented JSON: {error}"))
+        })
+    }
+
+    fn account_path(account_id: &AccountId, rest: &str) -> String {
+        let encoded: String = url::form_urlencoded::byte_serialize(account_id.as_str().as_bytes()).collect();
+        format!("v1/accounts/{encoded}{rest}")
+    }
+
+    /// An effect or a reversal: applied once per effect id, `409 held` while another case holds the account.
+    async fn effect(
+        &self,
+        account_id: &AccountId,
+        kind: &str,
+        effect_id: &EffectId,
+        body: Value,
+    ) -> Result<Vec<Change>, DirectoryError> {
+        let path = Self::account_path(account_id, &format!("/{kind}/{}", encode(effect_id.as_str())));
+        let answer =
+            self.call(reqwest::Method::POST, &path, effect_id.as_str(), Some(&body), Some(effect_id.as_str())).await?;
+        match answer.status.as_u16() {
+            404 => Err(DirectoryError::NoSuchAccount(account_id.clone())),
+            409 => {
+                let case = serde_json::from_slice::<Value>(&answer.body).ok().and_then(|value| {
+                    (value["error"]["code"] == "held")
+                        .then(|| value["error"]["case"].as_str().unwrap_or("").to_string())
+                });
+                match case {
+                    Some(case) => Err(DirectoryError::Held { account: account_id.clone(), case }),
+                    None => Err(DirectoryError::Refused(quote(&answer))),
+                }
+            }
+            400..=499 => Err(DirectoryError::Refused(quote(&answer))),
+            _ => Ok(self.expect_json::<ChangesAnswer>(&answer, kind)?.changes),
+        }
+    }
+}
+
+fn encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+fn retried(status: reqwest::StatusCode) -> bool {
+    status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+/// The pause a `Retry-After` of seconds asks for.
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let seconds = response.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok()?;
+    Some(Duration::from_secs(seconds))
+}
+
+/// Exponential from 100 ms, with full jitter, so that airlock processes retrying together spread out.
+fn backoff(attempt: usize) -> Duration {
+    let ceiling_ms = 100u64 << attempt.min(5);
+    Duration::from_millis(rand::random_range(ceiling_ms / 2..=ceiling_ms))
+}
+
+/// A request error without the URL (it may carry an account id in its path: the log needs the kind, not the data).
+fn without_url(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    // The error's text without its URL: the path may carry an account id.
+    let text = error.to_string();
+    let text = match error.url() {
+        Some(url) => text.replace(url.as_str(), "the adapter"),
+        None => text,
+    };
+    format!("{kind}: {text}")
+}
+
+async fn read_answer(mut response: reqwest::Response) -> Result<Answer, DirectoryError> {
+    let status = response.status();
+    if status.is_redirection() {
+        return Err(DirectoryError::Corrupt(format!(
+            "the directory adapter redirected ({status}); airlock does not follow"
+        )));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| DirectoryError::Unavailable(format!("the answer broke off: {}", without_url(&error))))?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > ANSWER_BYTES_MAX {
+            return Err(DirectoryError::Corrupt(format!(
+                "the directory adapter's answer is longer than {ANSWER_BYTES_MAX} bytes"
+            )));
+        }
+    }
+    Ok(Answer { status, body })
+}
+
+/// The start of an answer, printable, for an error.
+fn quote(answer: &Answer) -> String {
+    let text = String::from_utf8_lossy(&answer.body);
+    let start: String = text.chars().take(QUOTED_CHARS_MAX).collect();
+    format!("{}: {}", answer.status, crate::core::text::for_terminal(&start))
+}
+
+fn unexpected(answer: &Answer, what: &str) -> DirectoryError {
+    DirectoryError::Corrupt(format!("the directory adapter answered its {what} with {}", quote(answer)))
+}
+
+fn parse_time(text: &str, field: &str) -> Result<UnixMs, DirectoryError> {
+    let at = humantime::parse_rfc3339_weak(text)
+        .map_err(|_| DirectoryError::Corrupt(format!("{field} {text:?} is not an RFC 3339 time")))?;
+    let ms = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| DirectoryError::Corrupt(format!("{field} is before 1970")))?;
+    Ok(UnixMs(ms.as_millis() as u64))
+}
+
+fn high_value(reason: &str) -> Result<HighValueReason, DirectoryError> {
+    Ok(match reason {
+        "admin" => HighValueReason::Admin,
+        "creator" => HighValueReason::Creator,
+        "finance" => HighValueReason::Finance,
+        "government" => HighValueReason::Government,
+        "vip" => HighValueReason::Vip,
+        other => {
+            return Err(DirectoryError::Corrupt(format!(
+                "high_value_reason {:?} is not admin, creator, finance, government or vip",
+                crate::core::text::for_terminal(other)
+            )));
+        }
+    })
+}
+
+impl HttpDirectory {
+    /// The adapter's account as airlock's snapshot. A destination's age is the adapter's only where it says it
+    /// keeps one per destination; otherwise the destination counts as added now, so it gets no code.
+    fn snapshot_of(&self, asked: &AccountId, read: AccountAnswer) -> Result<AccountSnapshot, DirectoryError> {
+        if read.account_id != asked.as_str() {
+            return Err(DirectoryError::Corrupt(format!(
+                "asked for account {asked}, the directory adapter answered another account"
+            )));
+        }
+        let now = self.clock.now();
+        let mut destinations = Vec::with_capacity(read.destinations.len());
+        for destination in read.destinations {
+            let kind = match destination.kind.as_str() {
+                "email" => DestinationKind::Email,
+                "phone" => DestinationKind::Phone,
+                _ => return Err(DirectoryError::Corrupt("a destination's kind is neither email nor phone".into())),
+            };
+            crate::core::text::check_identifier("destination id", &destination.id)
+                .map_err(|rejection| DirectoryError::Corrupt(rejection.to_string()))?;
+            let trusted_since = match (&destination.verified_at, self.capabilities.per_factor_ages) {
+                (Some(at), true) => parse_time(at, "verified_at")?.min(now),
+                (None, _) | (Some(_), false) => now,
+            };
+            destinations.push(Destination {
+                id: DestinationId::new(destination.id),
+                kind,
+                address: destination.address,
+                trusted_since,
+                revoked: false,
+            });
+        }
+        let risk_class = match read.high_value_reason.as_deref() {
+            Some(reason) => RiskClass::HighValue(high_value(reason)?),
+            None => RiskClass::Standard,
+        };
+        Ok(AccountSnapshot {
+            account_id: asked.clone(),
+            known: true,
+            risk_class,
+            destinations,
+            totp_enrolled_since: read
+                .totp_enrolled_at
+                .as_deref()
+                .map(|at| parse_time(at, "totp_enrolled_at"))
+                .transpose()?,
+            last_credential_change: read
+                .last_credential_change
+                .as_deref()
+                .map(|at| parse_time(at, "last_credential_change"))
+                .transpose()?,
+            risk_flags: read.risk_flags,
+        })
+    }
+}
+
+fn rfc3339(at: UnixMs) -> String {
+    crate::projection::views::rfc3339(at)
+}
+
+#[async_trait::async_trait]
+impl AccountDirectory for HttpDirectory {
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
+    async fn snapshot(&self, account_id: &AccountId) -> Result<AccountSnapshot, DirectoryError> {
+        let path = Self::account_path(account_id, "");
+        let answer = self.call(reqwest::Method::GET, &path, &crate::service::new_id("read"), None, None).await?;
+        if answer.status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(AccountSnapshot::unknown(account_id.clone()));
+        }
+        let read: AccountAnswer = self.expect_json(&answer, "account")?;
+        self.snapshot_of(account_id, read)
+    }
+
+    async fn verify_totp(
+        &self,
+        account_id: &AccountId,
+        typed: &str,
+        now: UnixMs,
+    ) -> Result<SecondFactorCheck, DirectoryError> {
+        let path = Self::account_path(account_id, "/second-factor/verify");
+        let body = json!({ "code": typed, "at": rfc3339(now) });
+        let answer =
+            self.call(reqwest::Method::POST, &path, &crate::service::new_id("verify"), Some(&body), None).await?;
+        if answer.status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(SecondFactorCheck::Invalid);
+        }
+        let read: Value = self.expect_json(&answer, "second-factor check")?;
+        match read["result"].as_str() {
+            Some("valid") => Ok(SecondFactorCheck::Valid),
+            Some("invalid") => Ok(SecondFactorCheck::Invalid),
+            Some("already_used") => Ok(SecondFactorCheck::AlreadyUsed),
+            _ => Err(DirectoryError::Corrupt("a second-factor result is valid, invalid or already_used".into())),
+        }
+    }
+
+    async fn hold(&self, account_id: &AccountId, case_id: &str, _now: UnixMs) -> Result<(), DirectoryError> {
+        let path = Self::account_path(account_id, &format!("/holds/{}", encode(case_id)));
+        let answer = self.call(reqwest::Method::PUT, &path, &format!("hold:{case_id}"), None, None).await?;
+        if answer.status.is_success() { Ok(()) } else { Err(unexpected(&answer, "hold")) }
+    }
+
+    async fn release(&self, account_id: &AccountId, case_id: &str) -> Result<(), DirectoryError> {
+        let path = Self::account_path(account_id, &format!("/holds/{}", encode(case_id)));
+        let answer = self.call(reqwest::Method::DELETE, &path, &format!("release:{case_id}"), None, None).await?;
+        if answer.status.is_success() { Ok(()) } else { Err(unexpected(&answer, "release")) }
+    }
+
+    async fn execute(
+        &self,
+        effect_id: &EffectId,
+        account_id: &AccountId,
+        action: &RecoveryAction,
+        now: UnixMs,
+    ) -> Result<Vec<Change>, DirectoryError> {
+        let action = match action {
+            RecoveryAction::ResetPassword => json!({ "type": "reset_password" }),
+            RecoveryAction::AddDestination { kind, address } => {
+                json!({ "type": "add_destination", "kind": kind.name(), "address": address })
+            }
+            RecoveryAction::RemoveTotp => json!({ "type": "remove_totp" }),
+        };
+        self.effect(account_id, "effects", effect_id, json!({ "action": action, "at": rfc3339(now) })).await
+    }
+
+    async fn revert(
+        &self,
+        effect_id: &EffectId,
+        account_id: &AccountId,
+        reversal: &[Change],
+        executed_at: UnixMs,
+        now: UnixMs,
+    ) -> Result<Vec<Change>, DirectoryError> {
+        let body = json!({ "reversal": reversal, "sessions_since": rfc3339(executed_at), "at": rfc3339(now) });
+        self.effect(account_id, "reversals", effect_id, body).await
+    }
+}

@@ -1,0 +1,287 @@
+//! The case repository: where every command path loads a stream, folds it, appends a decision's events with the
+//! stream's expected version and, when another writer got there first, decides again. The commands (`handle`), the
+//! refusals recorded at the edge (`refuse`), the kill switch (`control`) and the delivered notices each say what one
+//! round does; `Retries` counts the rounds and holds the one bound on how often a command may lose a race.
+
+use crate::core::control::{ControlState, evolve_control};
+use crate::core::event::Event;
+use crate::core::ids::CaseId;
+use crate::core::state::{CaseState, fold};
+use crate::log::envelope::{Decoded, Stream, decode, encode_case_event, encode_control_event};
+use crate::log::{Appended, EventLog, LogError};
+use crate::service::{Service, ServiceError};
+
+/// How often one command is decided again after another writer appended to its stream first, before the caller is
+/// told to retry later.
+pub const CONFLICT_RETRIES_MAX: u32 = 8;
+
+/// How often a new request is decided again after another request of the same account updated the ledger first. Each
+/// round one racing request wins, so this bounds the burst one account can absorb without a caller being told to
+/// retry; the pause between rounds is random, up to `LEDGER_BACKOFF_MS_MAX`.
+pub const LEDGER_RETRIES_MAX: u32 = 256;
+const LEDGER_BACKOFF_MS_MAX: u64 = 32;
+
+/// The random pause before the `round`th retry of a ledger write that lost a race: it doubles up to
+/// `LEDGER_BACKOFF_MS_MAX`, so that racing processes stop meeting at the same instant.
+pub(crate) async fn ledger_backoff(round: u32) {
+    let pause_ms = rand::random_range(1..=LEDGER_BACKOFF_MS_MAX.min(1 << round.min(5)));
+    tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+}
+
+/// What one round of a command path came to.
+pub(crate) enum Round<T> {
+    Done(T),
+    /// Another writer appended to the stream first: decide again on a fresh read.
+    Conflict,
+    /// Another command wrote a ledger this decision counted in first: pause, and decide again on its count.
+    LedgerConflict,
+}
+
+/// Which round this is.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Attempt {
+    pub conflicts: u32,
+    pub ledger_conflicts: u32,
+}
+
+impl Attempt {
+    /// Whether to read the authority rather than a fast copy: after any lost race.
+    pub fn fresh(&self) -> bool {
+        self.conflicts + self.ledger_conflicts > 0
+    }
+}
+
+/// What appending a decision's events came to.
+pub(crate) enum Written {
+    /// Appended; the first event got this global sequence.
+    New { first_sequence: u64 },
+    /// This command was appended before; nothing was appended now.
+    Duplicate,
+    /// Another writer appended to the stream first; nothing was appended.
+    Conflict,
+}
+
+/// The rounds of one command path: which round this is, and the bounds. A path loops
+/// `loop { let round = ...(retries.attempt()).await?; if let Some(done) = retries.settle(round).await? { return Ok(done) } }`.
+/// (A loop rather than a function taking an async closure: the futures of async closures cannot yet be proven `Send`
+/// for every lifetime, which the NATS intake's spawned tasks need.)
+pub(crate) struct Retries<'a> {
+    what: &'a str,
+    attempt: Attempt,
+}
+
+impl<'a> Retries<'a> {
+    /// The rounds of a command on `what` (a case, the control stream), named in the error past a bound.
+    pub fn new(what: &'a str) -> Retries<'a> {
+        Retries { what, attempt: Attempt::default() }
+    }
+
+    pub fn attempt(&self) -> Attempt {
+        self.attempt
+    }
+
+    /// What a round came to: `Some` when it is done; `None` to run another (after a random pause when a ledger was
+    /// written first); past `CONFLICT_RETRIES_MAX` lost appends or `LEDGER_RETRIES_MAX` lost ledger writes, an error
+    /// that tells the caller to retry later, naming the stream and the bound.
+    pub async fn settle<T>(&mut self, round: Round<T>) -> Result<Option<T>, ServiceError> {
+        let what = self.what;
+        match round {
+            Round::Done(value) => Ok(Some(value)),
+            Round::Conflict => {
+                self.attempt.conflicts += 1;
+                if self.attempt.conflicts >= CONFLICT_RETRIES_MAX {
+                    return Err(LogError::Unavailable(format!(
+                        "{what} kept changing: {CONFLICT_RETRIES_MAX} attempts in a row lost the race to another \
+                         writer; try again later"
+                    ))
+                    .into());
+                }
+                Ok(None)
+            }
+            Round::LedgerConflict => {
+                self.attempt.ledger_conflicts += 1;
+                if self.attempt.ledger_conflicts >= LEDGER_RETRIES_MAX {
+                    return Err(LogError::Unavailable(format!(
+                        "{what}: its account's ledger kept changing under {LEDGER_RETRIES_MAX} attempts; try again \
+                         later"
+                    ))
+                    .into());
+                }
+                ledger_backoff(self.attempt.ledger_conflicts).await;
+                Ok(None)
+            }
+        }
+    }
+}
+
+impl<L: EventLog> Service<L> {
+    /// Loads a case's history and folds it, refusing a history that breaks the transition table.
+    pub async fn load(&self, case_id: &CaseId) -> Result<(CaseState, Vec<Event>), ServiceError> {
+        let (state, events, _) = self.load_for_append(case_id, true).await?;
+        Ok((state, events))
+    }
+
+    /// `load`, plus the global sequence of the case's last commit: the expected position of the next append. The
+    /// first attempt may read a fast copy; after a conflict (`fresh`) the authority is read.
+    pub(super) async fn load_for_append(
+        &self,
+        case_id: &CaseId,
+        fresh: bool,
+    ) -> Result<(CaseState, Vec<Event>, u64), ServiceError> {
+        let stream = Stream::Case(case_id.clone());
+        let entries =
+            if fresh { self.log.read_stream(&stream).await? } else { self.log.read_stream_fast(&stream).await? };
+        let mut events = Vec::with_capacity(entries.len());
+        for bytes in entries.iter().flat_map(|entry| &entry.envelopes) {
+            match decode(bytes).map_err(|error| ServiceError::Corrupt(error.to_string()))? {
+                Decoded::Case { event, .. } => events.push(event),
+                Decoded::Control { .. } => return Err(ServiceError::Corrupt("control event in a case stream".into())),
+            }
+        }
+        let state = fold(&events).map_err(|error| ServiceError::Corrupt(error.to_string()))?;
+        Ok((state, events, entries.last().map_or(0, |entry| entry.sequence)))
+    }
+
+    /// The kill switch's state, its number of events, and the sequence of its last commit.
+    pub async fn control_state(&self) -> Result<(ControlState, u64, u64), ServiceError> {
+        let entries = self.log.read_stream(&Stream::Control).await?;
+        let mut state = ControlState::default();
+        let mut events = 0;
+        for bytes in entries.iter().flat_map(|entry| &entry.envelopes) {
+            match decode(bytes).map_err(|error| ServiceError::Corrupt(error.to_string()))? {
+                Decoded::Control { event, .. } => state = evolve_control(state, &event),
+                Decoded::Case { .. } => return Err(ServiceError::Corrupt("case event in the control stream".into())),
+            }
+            events += 1;
+        }
+        Ok((state, events, entries.last().map_or(0, |entry| entry.sequence)))
+    }
+
+    /// Appends `events` to the case after `state`, if the case's last commit is still `last_sequence`, as the command
+    /// `key` (a key appended before appends nothing).
+    pub(super) async fn append_case(
+        &self,
+        case_id: &CaseId,
+        state: &CaseState,
+        last_sequence: u64,
+        key: &str,
+        events: &[Event],
+    ) -> Result<Written, ServiceError> {
+        let encoded = events
+            .iter()
+            .enumerate()
+            .map(|(offset, event)| encode_case_event(case_id, state.events as u64 + offset as u64 + 1, event))
+            .collect();
+        written(self.log.append(&Stream::Case(case_id.clone()), last_sequence, key, encoded).await)
+    }
+
+    /// `append_case` for the kill switch's stream, after its `version` events.
+    pub(super) async fn append_control(
+        &self,
+        version: u64,
+        last_sequence: u64,
+        key: &str,
+        events: &[crate::core::control::ControlEvent],
+    ) -> Result<Written, ServiceError> {
+        let encoded = events
+            .iter()
+            .enumerate()
+            .map(|(offset, event)| encode_control_event(version + offset as u64 + 1, event))
+            .collect();
+        written(self.log.append(&Stream::Control, last_sequence, key, encoded).await)
+    }
+}
+
+fn written(appended: Result<Appended, LogError>) -> Result<Written, ServiceError> {
+    match appended {
+        Ok(Appended::New { first_sequence }) => Ok(Written::New { first_sequence }),
+        Ok(Appended::Duplicate) => Ok(Written::Duplicate),
+        Err(LogError::Conflict { .. }) => Ok(Written::Conflict),
+        Err(error) => Err(error.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::actor::{Actor, Role};
+    use crate::core::command::{Command, CommandEnvelope};
+    use crate::core::ids::CommandId;
+    use crate::log::sqlite::SqliteLog;
+    use crate::log::{Entry, Ledger, LedgerKey};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A log on which another writer always got there first: every append conflicts.
+    struct AlwaysBehind {
+        log: SqliteLog,
+        appends: AtomicU32,
+    }
+
+    impl EventLog for AlwaysBehind {
+        async fn append(&self, stream: &Stream, expected: u64, _: &str, _: Vec<Vec<u8>>) -> Result<Appended, LogError> {
+            self.appends.fetch_add(1, Ordering::SeqCst);
+            Err(LogError::Conflict { stream: format!("{stream:?}"), expected, actual: expected + 1 })
+        }
+        async fn read_stream(&self, stream: &Stream) -> Result<Vec<Entry>, LogError> {
+            self.log.read_stream(stream).await
+        }
+        async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<Entry>, LogError> {
+            self.log.read_after(after, limit).await
+        }
+        async fn last_sequence(&self) -> Result<u64, LogError> {
+            self.log.last_sequence().await
+        }
+        async fn ledger(&self, key: &LedgerKey) -> Result<(u64, Ledger), LogError> {
+            self.log.ledger(key).await
+        }
+        async fn put_ledger(&self, key: &LedgerKey, revision: u64, ledger: &Ledger) -> Result<(), LogError> {
+            self.log.put_ledger(key, revision, ledger).await
+        }
+    }
+
+    // Proves the repository's bound (issue 21): on a log where every append loses the race, a command, the kill
+    // switch and a refusal recorded at the edge each try exactly CONFLICT_RETRIES_MAX times, then fail with an error
+    // that names the stream and the bound and says to try again later, instead of looping for ever.
+    #[tokio::test]
+    async fn every_append_losing_the_race_ends_in_a_clear_error_after_the_bound() {
+        let data = tempfile::tempdir().unwrap();
+        let keys = crate::keys::Keys::load_or_create(&data.path().join("airlock.key")).unwrap();
+        let embedded =
+            crate::server::embedded::open(data.path(), std::sync::Arc::new(crate::clock::SystemClock), keys).unwrap();
+        let embedded = embedded.service;
+        let behind = AlwaysBehind { log: SqliteLog::open(&data.path().join("log.db")).unwrap(), appends: 0.into() };
+        let service = Service {
+            log: behind,
+            projection: embedded.projection,
+            directory: embedded.directory,
+            notifier: embedded.notifier,
+            clock: embedded.clock,
+            keys: embedded.keys,
+            settings: embedded.settings,
+            public_url: embedded.public_url,
+            policy: embedded.policy,
+            project_inline: true,
+            admissions: Default::default(),
+            redelivery: Default::default(),
+        };
+        let operator = Actor::new(Role::Operator, "ops");
+        let reason = crate::core::text::UntrustedText::new("reason", "drill", 100).unwrap();
+        let halt = crate::core::control::ControlCommand::Halt { reason: reason.clone() };
+        let error = service.control(CommandId::new("halt-1"), operator, halt).await.unwrap_err().to_string();
+        assert!(error.contains("the control stream kept changing") && error.contains("8 attempts"), "{error}");
+        assert_eq!(service.log.appends.swap(0, Ordering::SeqCst), CONFLICT_RETRIES_MAX);
+
+        let case_id = CaseId::new("case-1");
+        let request = Command::RequestRecovery {
+            account_id: crate::core::ids::AccountId::new("nobody"),
+            action: crate::core::action::RecoveryAction::ResetPassword,
+            summary: reason,
+            signals: Default::default(),
+        };
+        let desk = Actor::new(Role::Intake, "desk");
+        let request = CommandEnvelope { command_id: CommandId::new("request-1"), actor: desk, command: request };
+        let error = service.handle(&case_id, request).await.unwrap_err().to_string();
+        assert!(error.contains("case case-1 kept changing") && error.contains("try again later"), "{error}");
+        assert_eq!(service.log.appends.swap(0, Ordering::SeqCst), CONFLICT_RETRIES_MAX);
+    }
+}
