@@ -472,7 +472,8 @@ async fn the_service_asks_a_directory_only_what_it_says_it_can_do() {
             })
             .unwrap();
     }
-    let mut outcomes = Vec::new();
+    let (mut outcomes, mut cases) = (Vec::new(), Vec::new());
+    let mut limited_service = None;
     for (account, capabilities) in [
         ("tara", Capabilities::ALL),
         ("uma", Capabilities { verify_second_factor: false, hold: false, ..Capabilities::ALL }),
@@ -508,7 +509,39 @@ async fn the_service_asks_a_directory_only_what_it_says_it_can_do() {
                 .unwrap();
             assert_eq!(approved.status, Status::CoolingOff);
             assert_eq!(limited.holds.load(Ordering::SeqCst), 0, "a hold was asked of a directory that cannot hold");
+            limited_service = Some(service);
         }
+        cases.push(case_id);
     }
     assert_eq!(outcomes, [(Status::CoolingOff, 1, 1), (Status::InReview, 0, 0)]);
+
+    // Freeze without trust (item 7): nothing held uma's account, and a destination was added to it meanwhile. The
+    // executor of the directory that cannot hold reads each account again before the change: tara's is as the
+    // decision saw it and is changed; uma's is not, and goes back to people with what changed named.
+    let directory = &world.embedded.directory;
+    let mut uma = common::email_account("uma", UnixMs(START.0 - 100 * DAY_MS));
+    uma.totp_enrolled_since = Some(UnixMs(START.0 - 200 * DAY_MS));
+    uma.totp_secret = Some(secret.clone());
+    uma.destinations.push(airlock::core::account::Destination {
+        id: DestinationId::new("uma-new"),
+        kind: DestinationKind::Email,
+        address: "uma-new@example.net".to_string(),
+        trusted_since: UnixMs(START.0 + HOUR_MS),
+        revoked: false,
+    });
+    directory.put_account(&uma).unwrap();
+    world.clock.advance(3 * DAY_MS);
+    let service = limited_service.expect("uma's case went to a reviewer");
+    service.run_due().await.unwrap();
+    let (tara, _) = service.load(&cases[0]).await.unwrap();
+    assert_eq!(tara.status, Status::Executed, "an unchanged account was refused");
+    assert_eq!(directory.snapshot(&AccountId::new("tara")).unwrap().totp_enrolled_since, None);
+    let (uma_case, events) = service.load(&cases[1]).await.unwrap();
+    assert_eq!(uma_case.status, Status::InReview, "a changed account was changed anyway");
+    let failed = events.iter().find_map(|event| match &event.body {
+        airlock::core::event::EventBody::ExecutionFailed { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    assert!(failed.as_deref().is_some_and(|reason| reason.contains("destination uma-new added")), "{failed:?}");
+    assert!(directory.snapshot(&AccountId::new("uma")).unwrap().totp_enrolled_since.is_some(), "uma's was removed");
 }

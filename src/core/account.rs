@@ -132,6 +132,39 @@ impl AccountSnapshot {
         }
     }
 
+    /// What changed in the account's factors between `self` (what a decision saw) and `now` (the account read again),
+    /// by destination id and factor name, never an address: destinations added, removed, revoked or changed, the
+    /// authenticator, the risk class and flags, the last credential change. Ages are not compared (a directory that
+    /// keeps none dates every read anew). Empty when nothing changed.
+    pub fn factor_changes(&self, now: &AccountSnapshot) -> Vec<String> {
+        let mut changes = Vec::new();
+        for before in &self.destinations {
+            match now.destination(&before.id) {
+                None => changes.push(format!("destination {} removed", before.id)),
+                Some(after) if after.revoked && !before.revoked => {
+                    changes.push(format!("destination {} revoked", before.id))
+                }
+                Some(after) if after.kind != before.kind || after.address != before.address => {
+                    changes.push(format!("destination {} changed", before.id))
+                }
+                Some(_) => {}
+            }
+        }
+        for after in now.destinations.iter().filter(|after| self.destination(&after.id).is_none()) {
+            changes.push(format!("destination {} added", after.id));
+        }
+        if self.totp_enrolled_since != now.totp_enrolled_since {
+            changes.push("authenticator changed".to_string());
+        }
+        if self.last_credential_change != now.last_credential_change {
+            changes.push("credential changed".to_string());
+        }
+        if self.risk_class != now.risk_class || self.risk_flags != now.risk_flags || self.known != now.known {
+            changes.push("risk class or flags changed".to_string());
+        }
+        changes
+    }
+
     pub fn is_high_value(&self) -> bool {
         match self.risk_class {
             RiskClass::Standard => false,
@@ -173,5 +206,64 @@ mod mask_tests {
         assert_eq!(mask("x@exаmple.com"), "x***@xn--exmple-4nf.com", "Cyrillic a shows as punycode");
         assert_eq!(mask("x@https://example.com"), "x***@***");
         assert_eq!(mask_address(DestinationKind::Phone, "+1 (555) 010-0199\u{202e}"), "*******99");
+    }
+}
+
+#[cfg(test)]
+mod factor_change_tests {
+    use super::*;
+
+    fn account() -> AccountSnapshot {
+        let destination = |id: &str, kind, address: &str| Destination {
+            id: DestinationId::new(id),
+            kind,
+            address: address.to_string(),
+            trusted_since: UnixMs(1_000),
+            revoked: false,
+        };
+        AccountSnapshot {
+            account_id: AccountId::new("a"),
+            known: true,
+            risk_class: RiskClass::Standard,
+            destinations: vec![
+                destination("mail", DestinationKind::Email, "a@example.com"),
+                destination("phone", DestinationKind::Phone, "+15550001234"),
+            ],
+            totp_enrolled_since: Some(UnixMs(500)),
+            last_credential_change: None,
+            risk_flags: Vec::new(),
+        }
+    }
+
+    // Proves each kind of factor change is named (by id, never by address), and that a new age alone (a directory
+    // that dates every read anew) is no change.
+    #[test]
+    fn every_kind_of_factor_change_is_named_and_ages_alone_are_not() {
+        let before = account();
+        let mut later = before.clone();
+        later.destinations.iter_mut().for_each(|destination| destination.trusted_since = UnixMs(9_000));
+        assert!(before.factor_changes(&later).is_empty(), "a new age alone counted as a change");
+        type Change = fn(&mut AccountSnapshot);
+        let variants: [(&str, Change); 8] = [
+            ("destination mail removed", |account| drop(account.destinations.remove(0))),
+            ("destination phone revoked", |account| account.destinations[1].revoked = true),
+            ("destination mail changed", |account| account.destinations[0].address = "x@evil.example".into()),
+            ("destination new added", |account| {
+                let mut added = account.destinations[0].clone();
+                added.id = DestinationId::new("new");
+                account.destinations.push(added);
+            }),
+            ("authenticator changed", |account| account.totp_enrolled_since = None),
+            ("credential changed", |account| account.last_credential_change = Some(UnixMs(2_000))),
+            ("risk class or flags changed", |account| account.risk_flags.push("sim_swap_reported".into())),
+            ("risk class or flags changed", |account| account.risk_class = RiskClass::HighValue(HighValueReason::Vip)),
+        ];
+        for (expected, change) in variants {
+            let mut after = before.clone();
+            change(&mut after);
+            let named = before.factor_changes(&after);
+            assert_eq!(named, [expected.to_string()], "{expected}");
+            assert!(!named.join(" ").contains("@"), "an address was named: {named:?}");
+        }
     }
 }

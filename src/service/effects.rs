@@ -129,6 +129,21 @@ impl<L: EventLog> Service<L> {
         let (Status::Executing, Some(effect_id), Some(facts)) = (state.status, &state.effect, &state.facts) else {
             return Ok(Handled::of(case_id, &state, 0));
         };
+        // A directory that cannot hold the account is trusted no further than a read: the account is read again just
+        // before the change, and any factor change since the decision sends the case to people (issue 18, item 7).
+        if !self.directory.capabilities().hold {
+            let now = self.directory.snapshot(&facts.account_id).await?;
+            let changed = facts.snapshot.factor_changes(&now);
+            if !changed.is_empty() {
+                crate::observe::effect("execute", "failed");
+                let reason = format!(
+                    "the account changed since the decision ({}) and the directory cannot hold it: a person must look \
+                     again",
+                    changed.join(", ")
+                );
+                return self.confirm(case_id, effect_id, EffectOutcome::Failed { reason }).await;
+            }
+        }
         let outcome = match self.directory.execute(effect_id, &facts.account_id, &facts.action, self.clock.now()).await
         {
             Ok(changes) => {
@@ -151,6 +166,16 @@ impl<L: EventLog> Service<L> {
         };
         let held = if matches!(outcome, EffectOutcome::Applied { .. }) { "applied" } else { "failed" };
         crate::observe::effect("execute", held);
+        self.confirm(case_id, effect_id, outcome).await
+    }
+
+    /// Records what became of the case's effect.
+    async fn confirm(
+        &self,
+        case_id: &CaseId,
+        effect_id: &crate::core::ids::EffectId,
+        outcome: EffectOutcome,
+    ) -> Result<Handled, ServiceError> {
         let command = Command::ConfirmExecution { effect_id: effect_id.clone(), outcome };
         let command_id = CommandId::new(format!("confirm:{effect_id}"));
         self.handle(case_id, CommandEnvelope { command_id, actor: Actor::system(), command }).await
