@@ -189,3 +189,100 @@ async fn serve_recovers_an_account_held_by_the_company_directory() {
     assert_eq!(raw_status(&adapter.url, "/v1/accounts/ada", &forged), 401, "a forged signature");
     assert_eq!(raw_status(&adapter.url, "/v1/accounts/ada", &[]), 401, "no signature");
 }
+
+/// A stand-in for a broken or hostile adapter: answers `/v1/capabilities` properly and every other request with
+/// `answer` (a whole HTTP response), counting the requests and keeping their headers.
+struct Broken {
+    url: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+fn broken_adapter(answer: &'static str) -> Broken {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = requests.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).to_string();
+            let capabilities = head.starts_with("GET /v1/capabilities ");
+            let body = r#"{"version":1,"hold":true,"verify_second_factor":true,"revoke_sessions":true,"per_factor_ages":true}"#;
+            let reply = if capabilities {
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                seen.lock().unwrap().push(head);
+                answer.to_string()
+            };
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    Broken { url, requests }
+}
+
+fn secret() -> Vec<airlock::directory::http::Secret> {
+    vec![airlock::directory::http::Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap()]
+}
+
+// Proves a broken or hostile adapter can change nothing and crash nothing (issue 18, bad input): an answer that is not
+// the documented JSON, a redirect, an account other than the one asked for and an endless answer are each an error
+// that quotes at most a bounded part of the answer; a 503 with Retry-After is sent again, four times in all, and then
+// reported unavailable; every request is signed with the configured secret (the signature verifies here); a plain
+// http:// URL to another host and a world-readable secrets file are refused before anything is sent.
+#[tokio::test]
+async fn a_broken_adapter_is_an_error_never_a_change() {
+    use airlock::directory::AccountDirectory;
+    use airlock::directory::http::HttpDirectory;
+    let clock: std::sync::Arc<dyn airlock::clock::Clock> = std::sync::Arc::new(airlock::clock::SystemClock);
+    let ada = airlock::core::ids::AccountId::new("ada");
+    let garbage = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 32\r\nConnection: close\r\n\r\n<html>not json at all</html>    ";
+    let redirect =
+        "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    let other = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 45\r\nConnection: close\r\n\r\n{\"account_id\": \"mallory\", \"destinations\": []}";
+    let busy = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    for (answer, expected) in [
+        (garbage, "not the documented JSON"),
+        (redirect, "redirected"),
+        (other, "answered another account"),
+        (busy, "after 4 attempts"),
+    ] {
+        let adapter = broken_adapter(answer);
+        let directory = HttpDirectory::connect(&adapter.url, secret(), clock.clone()).await.unwrap();
+        let error = directory.snapshot(&ada).await.unwrap_err().to_string();
+        assert!(error.contains(expected), "{expected}: {error}");
+        assert!(error.len() < 600, "an unbounded error: {error}");
+        let requests = adapter.requests.lock().unwrap().clone();
+        assert_eq!(requests.len(), if answer == busy { 4 } else { 1 }, "{expected}: {requests:?}");
+        // Each request is signed: the signature verifies with the secret, over id.timestamp.body (an empty body).
+        let header = |name: &str| {
+            requests[0].lines().find_map(|line| line.strip_prefix(&format!("{name}: "))).unwrap().trim().to_string()
+        };
+        let (id, timestamp) = (header("webhook-id"), header("webhook-timestamp").parse::<u64>().unwrap());
+        let expected_signature = airlock::directory::http::signature(&secret(), &id, timestamp, b"");
+        assert_eq!(header("webhook-signature"), expected_signature);
+    }
+    let endless = broken_adapter(Box::leak(
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}", 400_000, "x".repeat(400_000))
+            .into_boxed_str(),
+    ));
+    let directory = HttpDirectory::connect(&endless.url, secret(), clock.clone()).await.unwrap();
+    let error = directory.snapshot(&ada).await.unwrap_err().to_string();
+    assert!(error.contains("longer than"), "{error}");
+
+    let refused = HttpDirectory::connect("http://adapter.example.com", secret(), clock.clone()).await.err().unwrap();
+    assert!(refused.contains("https://"), "{refused}");
+    let scratch = common::scratch();
+    let file = scratch.path().join("secrets");
+    std::fs::write(&file, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let refused = airlock::directory::http::Secret::load_file(&file).unwrap_err();
+    assert!(refused.contains("chmod 600") && !refused.contains("MfKQ"), "{refused}");
+}
