@@ -49,13 +49,14 @@ fn secrets_file(directory: &Path) -> PathBuf {
     path
 }
 
-fn start_adapter(directory: &Path, secrets: &Path, accounts: Value) -> Adapter {
+fn start_adapter(directory: &Path, secrets: &Path, accounts: Value, options: &[&str]) -> Adapter {
     let seed = directory.join("seed.json");
     std::fs::write(&seed, accounts.to_string()).unwrap();
     let db = directory.join("users.db");
     let mut child = Command::new("python3")
         .args([ADAPTER, "--db", db.to_str().unwrap(), "--secrets", secrets.to_str().unwrap()])
         .args(["--seed", seed.to_str().unwrap()])
+        .args(options)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -128,7 +129,7 @@ async fn serve_recovers_an_account_held_by_the_company_directory() {
         { "account_id": "bo",
           "destinations": [{ "id": "bo-mail", "kind": "email", "address": "bo@example.com", "verified_at": rfc3339_ago(1) }] },
     ]);
-    let adapter = start_adapter(harness.scratch.path(), &secrets, accounts);
+    let adapter = start_adapter(harness.scratch.path(), &secrets, accounts, &[]);
     let directory = ["--directory", "http", "--directory-url", &adapter.url, "--directory-secrets"];
     let directory = [&directory[..], &[secrets.to_str().unwrap()]].concat();
     harness.start_serve(&directory, &[]);
@@ -285,4 +286,52 @@ async fn a_broken_adapter_is_an_error_never_a_change() {
     std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let refused = airlock::directory::http::Secret::load_file(&file).unwrap_err();
     assert!(refused.contains("chmod 600") && !refused.contains("MfKQ"), "{refused}");
+}
+
+// Proves issue 18, item 4, through `serve`: an adapter that keeps no age per destination (`per_factor_ages: false`)
+// cannot make an email old by saying so. The first request for cy, whose adapter claims its email was verified 400
+// days ago, sends no code and goes to people: airlock has only just seen that email. Eight days on (a restarted serve
+// whose clock runs ahead), cy's email has been known to airlock for long enough and gets a code; dee's, whose address
+// changed at the adapter in between, is new again and gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destinations_a_directory_cannot_date_are_dated_by_airlock() {
+    let mut harness = Harness::new();
+    let secrets = secrets_file(harness.scratch.path());
+    let old = rfc3339_ago(400 * 24);
+    let accounts = json!([
+        { "account_id": "cy", "destinations": [{ "id": "cy-mail", "kind": "email", "address": "cy@example.com", "verified_at": old }] },
+        { "account_id": "dee", "destinations": [{ "id": "dee-mail", "kind": "email", "address": "dee@example.com", "verified_at": old }] },
+    ]);
+    let adapter = start_adapter(harness.scratch.path(), &secrets, accounts, &["--no-ages"]);
+    let directory = ["--directory", "http", "--directory-url", &adapter.url, "--directory-secrets"];
+    let directory = [&directory[..], &[secrets.to_str().unwrap()]].concat();
+    let desk = Actor::new(Role::Intake, "desk");
+    let request = |command_id: &str, account: &str| {
+        json!({ "version": 1, "command_id": command_id, "account_id": account,
+                "action": { "type": "reset_password" }, "summary": "locked out", "signals": {} })
+    };
+    let open = async |harness: &Harness, command_id: &str, account: &str| {
+        let client = harness.client().await;
+        let opened = send(&client, &desk, CommandType::RequestRecovery, request(command_id, account)).await;
+        let case_id = opened["case_id"].as_str().unwrap_or_else(|| panic!("{opened}")).to_string();
+        common::wait_for(|| !case_status(harness, &case_id).is_empty(), "the case in the projection");
+        case_id
+    };
+
+    harness.start_serve(&directory, &[]);
+    for account in ["cy", "dee"] {
+        let case_id = open(&harness, &format!("first-{account}"), account).await;
+        common::wait_for(|| case_status(&harness, &case_id) == "\"in_review\"", "the first case to go to people");
+        assert!(!code_sent(&harness.data(), &case_id), "{account}: a destination airlock just saw got a code");
+    }
+    let writer = rusqlite::Connection::open(&adapter.db).unwrap();
+    writer.execute("UPDATE destinations SET address = 'dee-new@example.com' WHERE account_id = 'dee'", []).unwrap();
+    harness.stop_serve();
+
+    harness.start_serve(&directory, &[("AIRLOCK_CLOCK_AHEAD", "8days")]);
+    let cy_case = open(&harness, "later-cy", "cy").await;
+    common::wait_for(|| code_sent(&harness.data(), &cy_case), "a code to the email airlock has known for 8 days");
+    let dee_case = open(&harness, "later-dee", "dee").await;
+    common::wait_for(|| case_status(&harness, &dee_case) == "\"in_review\"", "dee's case to go to people");
+    assert!(!code_sent(&harness.data(), &dee_case), "a changed address kept its first sight");
 }

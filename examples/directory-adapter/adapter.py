@@ -1,7 +1,7 @@
 """A reference directory adapter for airlock (docs/directory-adapter.md), in Python with the standard library only.
 
     python3 examples/directory-adapter/adapter.py --db users.db --secrets secrets.txt [--port 0] [--seed accounts.json]
-                                                  [--no-hold] [--no-second-factor]
+                                                  [--no-hold] [--no-second-factor] [--no-ages]
 
 It keeps a company's users in a SQLite file (`users`, `destinations`, `sessions`, `holds`, `effects`) and speaks
 version 1 of the protocol on 127.0.0.1: every request must carry a valid Standard Webhooks signature made with one of
@@ -305,9 +305,10 @@ def main():
     parser.add_argument("--seed")
     parser.add_argument("--no-hold", action="store_true")
     parser.add_argument("--no-second-factor", action="store_true")
+    parser.add_argument("--no-ages", action="store_true", help="say the directory keeps no age per destination")
     arguments = parser.parse_args()
     capabilities = {"hold": not arguments.no_hold, "verify_second_factor": not arguments.no_second_factor,
-                    "revoke_sessions": True, "per_factor_ages": True}
+                    "revoke_sessions": True, "per_factor_ages": not arguments.no_ages}
     Handler.directory = Directory(arguments.db, capabilities)
     Handler.secrets = load_secrets(arguments.secrets)
     if arguments.seed:

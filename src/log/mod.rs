@@ -87,6 +87,9 @@ pub enum LedgerKey {
     DestinationDomain(String),
     /// The wrong codes submitted for an account's cases: one entry per refused proof (THREATS 7).
     ProofFailures(String),
+    /// When airlock first saw each destination of an account whose directory keeps no age per destination (issue 18,
+    /// item 4): one entry per destination, its `case_id` the destination's fingerprint, its `at_ms` the first sight.
+    FirstSeen(String),
 }
 
 impl LedgerKey {
@@ -101,6 +104,7 @@ impl LedgerKey {
             LedgerKey::Destination(value) => format!("destination.{}", hex::encode(value.as_bytes())),
             LedgerKey::DestinationDomain(value) => format!("domain.{}", hex::encode(value.as_bytes())),
             LedgerKey::ProofFailures(value) => format!("failures.{}", hex::encode(value.as_bytes())),
+            LedgerKey::FirstSeen(value) => format!("firstseen.{}", hex::encode(value.as_bytes())),
         }
     }
 }
@@ -114,6 +118,7 @@ impl std::fmt::Display for LedgerKey {
             LedgerKey::Destination(value) => write!(formatter, "destination {value}"),
             LedgerKey::DestinationDomain(value) => write!(formatter, "destination domain {value}"),
             LedgerKey::ProofFailures(value) => write!(formatter, "proof failures of account {value}"),
+            LedgerKey::FirstSeen(value) => write!(formatter, "destinations first seen of account {value}"),
         }
     }
 }

@@ -189,7 +189,7 @@ impl<L: EventLog> Service<L> {
         let (engine, case, halted) = (self.policy.clone(), case_id.clone(), prepared.halted);
         let (account_id, action, signals) = (account_id.clone(), action.clone(), signals.clone());
         let (velocity, coded) = (counts.velocity, counts.coded);
-        let snapshot = self.directory.snapshot(&account_id).await?;
+        let snapshot = self.date_by_first_seen(self.directory.snapshot(&account_id).await?, now).await?;
         let read = snapshot.clone();
         let (policy, account_facts) = blocking(move || {
             let snapshot = read;

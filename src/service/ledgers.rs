@@ -43,8 +43,8 @@ pub fn set_count(velocity: &mut Velocity, key: &LedgerKey, count: u32) {
         LedgerKey::Requester(_) => velocity.requester_requests_24h = count,
         LedgerKey::Destination(_) => velocity.destination_requests_24h = count,
         LedgerKey::DestinationDomain(_) => velocity.destination_domain_requests_24h = count,
-        // Not a velocity: counted into the account's verification facts instead.
-        LedgerKey::ProofFailures(_) => {}
+        // Not velocities: counted into the account's verification facts, or dating its destinations.
+        LedgerKey::ProofFailures(_) | LedgerKey::FirstSeen(_) => {}
     }
 }
 

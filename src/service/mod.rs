@@ -5,6 +5,7 @@
 
 mod context;
 mod effects;
+mod first_seen;
 mod ledgers;
 mod notices;
 mod repository;

@@ -1,0 +1,59 @@
+//! Factor ages airlock can vouch for (issue 18, item 4). A directory that keeps no age per destination (SCIM,
+//! Keycloak, an adapter that says `per_factor_ages: false`) cannot say whether an email was added a year ago or an
+//! hour ago, and codes go only to destinations old enough (SPEC principle 2). So airlock dates each destination itself:
+//! the first time it sees it, in a ledger beside the log (JetStream's key-value bucket, or SQLite), exact across
+//! processes by compare-and-swap. A destination that disappears and comes back, or whose address changes, is new
+//! again. Until a destination has been seen for the minimum age it gets no code, so adopting airlock on such a
+//! directory sends recoveries to people for that long.
+
+use crate::core::account::{AccountSnapshot, Destination};
+use crate::core::ids::UnixMs;
+use crate::log::{EventLog, Ledger, LedgerEntry, LedgerKey, LogError};
+use crate::service::repository::{LEDGER_RETRIES_MAX, ledger_backoff};
+use crate::service::{Service, ServiceError};
+use sha2::{Digest, Sha256};
+
+/// A destination's identity in the ledger: its id, kind and address, hashed (the ledger holds no address).
+fn fingerprint(destination: &Destination) -> String {
+    let digest = Sha256::digest(format!(
+        "{}\n{}\n{}",
+        destination.id,
+        destination.kind.name(),
+        destination.address.trim().to_lowercase()
+    ));
+    hex::encode(&digest[..16])
+}
+
+impl<L: EventLog> Service<L> {
+    /// `snapshot` with each destination dated by when airlock first saw it, when the directory gives no age per
+    /// destination; unchanged otherwise. Records destinations seen for the first time, and forgets those gone.
+    pub(super) async fn date_by_first_seen(
+        &self,
+        mut snapshot: AccountSnapshot,
+        now: UnixMs,
+    ) -> Result<AccountSnapshot, ServiceError> {
+        if self.directory.capabilities().per_factor_ages || !snapshot.known {
+            return Ok(snapshot);
+        }
+        let key = LedgerKey::FirstSeen(snapshot.account_id.to_string());
+        for round in 1..=LEDGER_RETRIES_MAX {
+            let (revision, read) = self.log.ledger(&key).await?;
+            let mut seen = Ledger::default();
+            for destination in &mut snapshot.destinations {
+                let print = fingerprint(destination);
+                let at = read.requests.iter().find(|entry| entry.case_id == print).map_or(now.0, |entry| entry.at_ms);
+                destination.trusted_since = UnixMs(at);
+                seen.requests.push(LedgerEntry { case_id: print, at_ms: at, code_until_ms: None, count: 0 });
+            }
+            if seen == read {
+                return Ok(snapshot);
+            }
+            match self.log.put_ledger(&key, revision, &seen).await {
+                Ok(()) => return Ok(snapshot),
+                Err(LogError::Conflict { .. }) => ledger_backoff(round).await,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(LogError::Unavailable(format!("the {key} kept changing under {LEDGER_RETRIES_MAX} attempts")).into())
+    }
+}
