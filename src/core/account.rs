@@ -118,6 +118,32 @@ pub struct AccountSnapshot {
     pub risk_flags: Vec<String>,
 }
 
+/// One change to an account's factors, named by destination id, never by address (it goes into events and logs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FactorChange {
+    DestinationAdded(DestinationId),
+    DestinationRemoved(DestinationId),
+    DestinationRevoked(DestinationId),
+    DestinationChanged(DestinationId),
+    Authenticator,
+    Credential,
+    Risk,
+}
+
+impl std::fmt::Display for FactorChange {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FactorChange::DestinationAdded(id) => write!(formatter, "destination {id} added"),
+            FactorChange::DestinationRemoved(id) => write!(formatter, "destination {id} removed"),
+            FactorChange::DestinationRevoked(id) => write!(formatter, "destination {id} revoked"),
+            FactorChange::DestinationChanged(id) => write!(formatter, "destination {id} changed"),
+            FactorChange::Authenticator => formatter.write_str("authenticator changed"),
+            FactorChange::Credential => formatter.write_str("credential changed"),
+            FactorChange::Risk => formatter.write_str("risk class or flags changed"),
+        }
+    }
+}
+
 impl AccountSnapshot {
     /// The snapshot recorded for an account the directory does not know.
     pub fn unknown(account_id: AccountId) -> Self {
@@ -132,35 +158,40 @@ impl AccountSnapshot {
         }
     }
 
-    /// What changed in the account's factors between `self` (what a decision saw) and `now` (the account read again),
-    /// by destination id and factor name, never an address: destinations added, removed, revoked or changed, the
-    /// authenticator, the risk class and flags, the last credential change. Ages are not compared (a directory that
-    /// keeps none dates every read anew). Empty when nothing changed.
-    pub fn factor_changes(&self, now: &AccountSnapshot) -> Vec<String> {
+    /// What changed in the account's factors between `self` (what a decision saw) and `now` (the account read again):
+    /// destinations added, removed, revoked or changed, the authenticator, the last credential change, the risk class
+    /// and flags. Ages are not compared (a directory that keeps none dates every read anew), nor the order of flags.
+    /// Empty when nothing changed.
+    pub fn factor_changes(&self, now: &AccountSnapshot) -> Vec<FactorChange> {
         let mut changes = Vec::new();
         for before in &self.destinations {
             match now.destination(&before.id) {
-                None => changes.push(format!("destination {} removed", before.id)),
+                None => changes.push(FactorChange::DestinationRemoved(before.id.clone())),
                 Some(after) if after.revoked && !before.revoked => {
-                    changes.push(format!("destination {} revoked", before.id))
+                    changes.push(FactorChange::DestinationRevoked(before.id.clone()))
                 }
                 Some(after) if after.kind != before.kind || after.address != before.address => {
-                    changes.push(format!("destination {} changed", before.id))
+                    changes.push(FactorChange::DestinationChanged(before.id.clone()))
                 }
                 Some(_) => {}
             }
         }
         for after in now.destinations.iter().filter(|after| self.destination(&after.id).is_none()) {
-            changes.push(format!("destination {} added", after.id));
+            changes.push(FactorChange::DestinationAdded(after.id.clone()));
         }
         if self.totp_enrolled_since != now.totp_enrolled_since {
-            changes.push("authenticator changed".to_string());
+            changes.push(FactorChange::Authenticator);
         }
         if self.last_credential_change != now.last_credential_change {
-            changes.push("credential changed".to_string());
+            changes.push(FactorChange::Credential);
         }
-        if self.risk_class != now.risk_class || self.risk_flags != now.risk_flags || self.known != now.known {
-            changes.push("risk class or flags changed".to_string());
+        let flags = |account: &AccountSnapshot| {
+            let mut flags = account.risk_flags.clone();
+            flags.sort();
+            flags
+        };
+        if self.risk_class != now.risk_class || flags(self) != flags(now) || self.known != now.known {
+            changes.push(FactorChange::Risk);
         }
         changes
     }
@@ -243,6 +274,10 @@ mod factor_change_tests {
         let mut later = before.clone();
         later.destinations.iter_mut().for_each(|destination| destination.trusted_since = UnixMs(9_000));
         assert!(before.factor_changes(&later).is_empty(), "a new age alone counted as a change");
+        later.risk_flags = vec!["b".into(), "a".into()];
+        let mut reordered = later.clone();
+        reordered.risk_flags.reverse();
+        assert!(later.factor_changes(&reordered).is_empty(), "the order of flags counted as a change");
         type Change = fn(&mut AccountSnapshot);
         let variants: [(&str, Change); 8] = [
             ("destination mail removed", |account| drop(account.destinations.remove(0))),
@@ -261,9 +296,38 @@ mod factor_change_tests {
         for (expected, change) in variants {
             let mut after = before.clone();
             change(&mut after);
-            let named = before.factor_changes(&after);
+            let named: Vec<String> = before.factor_changes(&after).iter().map(ToString::to_string).collect();
             assert_eq!(named, [expected.to_string()], "{expected}");
             assert!(!named.join(" ").contains("@"), "an address was named: {named:?}");
         }
+    }
+
+    // Proves a case's own change explains what it does to the account (a retried execution after an unrecorded
+    // first attempt), and nothing else: another action's change, or a different address, is not explained.
+    #[test]
+    fn an_action_explains_its_own_change_only() {
+        use crate::core::action::RecoveryAction;
+        let before = account();
+        let mut reset = before.clone();
+        reset.last_credential_change = Some(UnixMs(2_000));
+        let mut removed = before.clone();
+        removed.totp_enrolled_since = None;
+        let mut added = before.clone();
+        let mut new = added.destinations[0].clone();
+        new.id = DestinationId::new("new");
+        new.address = "New@Example.com".into();
+        added.destinations.push(new);
+        let add =
+            |address: &str| RecoveryAction::AddDestination { kind: DestinationKind::Email, address: address.into() };
+        let explained = |action: &RecoveryAction, now: &AccountSnapshot| {
+            before.factor_changes(now).iter().all(|change| action.explains(change, now))
+        };
+        assert!(explained(&RecoveryAction::ResetPassword, &reset));
+        assert!(explained(&RecoveryAction::RemoveTotp, &removed));
+        assert!(explained(&add("new@example.com"), &added));
+        assert!(!explained(&RecoveryAction::ResetPassword, &removed));
+        assert!(!explained(&RecoveryAction::RemoveTotp, &reset));
+        assert!(!explained(&add("other@example.com"), &added));
+        assert!(!explained(&RecoveryAction::ResetPassword, &added));
     }
 }

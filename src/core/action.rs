@@ -44,6 +44,25 @@ impl RecoveryAction {
         }
     }
 
+    /// Whether `change`, read from the account `now`, is what this action itself does: a retried execution re-reads an
+    /// account its own first attempt may already have changed (the directory answered, airlock crashed before it
+    /// recorded), and that must not count as the account changing under the decision.
+    pub fn explains(
+        &self,
+        change: &crate::core::account::FactorChange,
+        now: &crate::core::account::AccountSnapshot,
+    ) -> bool {
+        use crate::core::account::FactorChange;
+        match (self, change) {
+            (RecoveryAction::ResetPassword, FactorChange::Credential) => true,
+            (RecoveryAction::RemoveTotp, FactorChange::Authenticator) => now.totp_enrolled_since.is_none(),
+            (RecoveryAction::AddDestination { kind, address }, FactorChange::DestinationAdded(id)) => now
+                .destination(id)
+                .is_some_and(|added| added.kind == *kind && added.address.trim().eq_ignore_ascii_case(address.trim())),
+            _ => false,
+        }
+    }
+
     /// A description with any new address masked, for people and for public replies.
     pub fn describe(&self) -> String {
         match self {

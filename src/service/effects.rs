@@ -130,10 +130,17 @@ impl<L: EventLog> Service<L> {
             return Ok(Handled::of(case_id, &state, 0));
         };
         // A directory that cannot hold the account is trusted no further than a read: the account is read again just
-        // before the change, and any factor change since the decision sends the case to people (issue 18, item 7).
+        // before the change, and any factor change since the request sends the case to people (issue 18, item 7),
+        // except what this case's own change does (an earlier attempt may have been applied and not recorded).
         if !self.directory.capabilities().hold {
             let now = self.directory.snapshot(&facts.account_id).await?;
-            let changed = facts.snapshot.factor_changes(&now);
+            let changed: Vec<String> = facts
+                .snapshot
+                .factor_changes(&now)
+                .iter()
+                .filter(|change| !facts.action.explains(change, &now))
+                .map(ToString::to_string)
+                .collect();
             if !changed.is_empty() {
                 crate::observe::effect("execute", "failed");
                 let reason = format!(
