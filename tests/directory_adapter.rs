@@ -97,15 +97,15 @@ async fn send(client: &async_nats::Client, actor: &Actor, command: CommandType, 
     send_command(client, actor, command, body.to_string().into_bytes(), Duration::from_secs(30)).await.unwrap()
 }
 
-/// One raw HTTP/1.1 request to the adapter, with these headers; its status code.
-fn raw_status(url: &str, path: &str, headers: &[(&str, String)]) -> u16 {
+/// One raw HTTP/1.1 POST of `body` to the adapter, with these headers; its status code.
+fn raw_status(url: &str, path: &str, headers: &[(&str, String)], body: &str) -> u16 {
     let address = url.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(address).unwrap();
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    let mut request = format!("POST {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
-    request.push_str("\r\n");
+    request.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
     stream.write_all(request.as_bytes()).unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
@@ -172,23 +172,23 @@ async fn serve_recovers_an_account_held_by_the_company_directory() {
     );
     assert_eq!(count(&adapter, "SELECT count(*) FROM effects WHERE idempotency_key LIKE ?1", "effects:%"), 1);
 
-    // The adapter's side of the signature: a wrong one and a stale one are refused.
+    // The adapter's side of the signature: a wrong one, a stale one, none, and a signed request replayed at another
+    // path (its body names where it was sent) are refused.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let secret = airlock::directory::http::Secret::load_file(&secrets).unwrap();
+    let body = r#"{"target":"/v1/accounts/ada/read"}"#;
     let signed = |timestamp: u64| {
-        let signature = airlock::directory::http::signature(&secret, "probe-1", timestamp, b"");
-        vec![
-            ("webhook-id", "probe-1".to_string()),
-            ("webhook-timestamp", timestamp.to_string()),
-            ("webhook-signature", signature),
-        ]
+        let signature = airlock::directory::http::signature(&secret, "probe-1", timestamp, body.as_bytes());
+        let headers = [("webhook-id", "probe-1".to_string()), ("webhook-timestamp", timestamp.to_string())];
+        [&headers[..], &[("webhook-signature", signature)]].concat()
     };
-    assert_eq!(raw_status(&adapter.url, "/v1/accounts/ada", &signed(now)), 200);
-    assert_eq!(raw_status(&adapter.url, "/v1/accounts/ada", &signed(now - 600)), 401, "a stale timestamp");
+    assert_eq!(raw_status(&adapter.url, "/v1/accounts/ada/read", &signed(now), body), 200);
+    assert_eq!(raw_status(&adapter.url, "/v1/accounts/bo/read", &signed(now), body), 401, "replayed at another path");
+    assert_eq!(raw_status(&adapter.url, "/v1/accounts/ada/read", &signed(now - 600), body), 401, "a stale timestamp");
     let mut forged = signed(now);
     forged[2].1 = "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_string();
-    assert_eq!(raw_status(&adapter.url, "/v1/accounts/ada", &forged), 401, "a forged signature");
-    assert_eq!(raw_status(&adapter.url, "/v1/accounts/ada", &[]), 401, "no signature");
+    assert_eq!(raw_status(&adapter.url, "/v1/accounts/ada/read", &forged, body), 401, "a forged signature");
+    assert_eq!(raw_status(&adapter.url, "/v1/accounts/ada/read", &[], body), 401, "no signature");
 }
 
 /// A stand-in for a broken or hostile adapter: answers `/v1/capabilities` properly and every other request with
@@ -212,7 +212,15 @@ fn broken_adapter(answer: &'static str) -> Broken {
                 head.push(byte[0]);
             }
             let head = String::from_utf8_lossy(&head).to_string();
-            let capabilities = head.starts_with("GET /v1/capabilities ");
+            let length = head
+                .lines()
+                .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_string))
+                .and_then(|value| value.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            let mut body = vec![0u8; length];
+            let _ = stream.read_exact(&mut body);
+            let head = format!("{head}{}", String::from_utf8_lossy(&body));
+            let capabilities = head.starts_with("POST /v1/capabilities ");
             let body = r#"{"version":1,"hold":true,"verify_second_factor":true,"revoke_sessions":true,"per_factor_ages":true}"#;
             let reply = if capabilities {
                 format!(
@@ -262,12 +270,15 @@ async fn a_broken_adapter_is_an_error_never_a_change() {
         assert!(error.len() < 600, "an unbounded error: {error}");
         let requests = adapter.requests.lock().unwrap().clone();
         assert_eq!(requests.len(), if answer == busy { 4 } else { 1 }, "{expected}: {requests:?}");
-        // Each request is signed: the signature verifies with the secret, over id.timestamp.body (an empty body).
+        // Each request is signed: the signature verifies with the secret, over id.timestamp.body, and the body names
+        // the path it was sent to.
         let header = |name: &str| {
             requests[0].lines().find_map(|line| line.strip_prefix(&format!("{name}: "))).unwrap().trim().to_string()
         };
         let (id, timestamp) = (header("webhook-id"), header("webhook-timestamp").parse::<u64>().unwrap());
-        let expected_signature = airlock::directory::http::signature(&secret(), &id, timestamp, b"");
+        let body = requests[0].split("\r\n\r\n").nth(1).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(body).unwrap()["target"], "/v1/accounts/ada/read", "{body}");
+        let expected_signature = airlock::directory::http::signature(&secret(), &id, timestamp, body.as_bytes());
         assert_eq!(header("webhook-signature"), expected_signature);
     }
     let endless = broken_adapter(Box::leak(

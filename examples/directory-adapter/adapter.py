@@ -4,9 +4,11 @@
                                                   [--no-hold] [--no-second-factor] [--no-ages]
 
 It keeps a company's users in a SQLite file (`users`, `destinations`, `sessions`, `holds`, `effects`) and speaks
-version 1 of the protocol on 127.0.0.1: every request must carry a valid Standard Webhooks signature made with one of
-the secrets in --secrets (one `whsec_...` per line) and a timestamp within five minutes; an effect is applied once per
-Idempotency-Key and answered the same way when sent again; a held account refuses every other case's effect with 409.
+version 1 of the protocol on 127.0.0.1: every request is a POST whose JSON body names its own path (`target`) and
+carries a valid Standard Webhooks signature made with one of the secrets in --secrets (one `whsec_...` per line) and a
+timestamp within five minutes; an effect is applied once per Idempotency-Key and answered the same way when sent
+again (the same key with another account or action is refused); a held account refuses every other case's effect
+with 409 (an effect id names its case: `<case_id>/...`).
 --seed loads accounts (the shape of `GET /v1/accounts/{id}`, plus `totp_secret` in base32 and `sessions`, a number of
 open sessions) before it starts. It prints `listening on http://127.0.0.1:PORT` once it accepts requests.
 
@@ -16,6 +18,7 @@ refuse what is not signed. tests/directory_adapter.rs runs this one.
 
 import argparse
 import base64
+import os
 import hashlib
 import hmac
 import json
@@ -43,7 +46,9 @@ CREATE TABLE IF NOT EXISTS sessions (
     account_id TEXT NOT NULL, session_id TEXT NOT NULL, opened_at TEXT NOT NULL, revoked_at TEXT,
     PRIMARY KEY (account_id, session_id));
 CREATE TABLE IF NOT EXISTS holds (account_id TEXT NOT NULL, case_id TEXT NOT NULL, PRIMARY KEY (account_id, case_id));
-CREATE TABLE IF NOT EXISTS effects (idempotency_key TEXT PRIMARY KEY, status INTEGER NOT NULL, answer TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS effects (
+    idempotency_key TEXT PRIMARY KEY, request TEXT NOT NULL, status INTEGER NOT NULL, answer TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS verifications (idempotency_key TEXT PRIMARY KEY, result TEXT NOT NULL);
 """
 
 
@@ -52,12 +57,19 @@ def now_text():
 
 
 def load_secrets(path):
+    if os.stat(path).st_mode & 0o077:
+        raise SystemExit(f"{path} can be read by others: chmod 600 it")
     secrets = []
     with open(path) as file:
-        for line in file:
+        for number, line in enumerate(file, 1):
             line = line.strip()
             if line and not line.startswith("#"):
-                secrets.append(base64.b64decode(line.removeprefix("whsec_")))
+                if not line.startswith("whsec_"):
+                    raise SystemExit(f"{path} line {number}: a secret starts with whsec_")
+                secret = base64.b64decode(line.removeprefix("whsec_"), validate=True)
+                if len(secret) < 24:
+                    raise SystemExit(f"{path} line {number}: a secret holds at least 24 bytes")
+                secrets.append(secret)
     if not secrets:
         raise SystemExit(f"{path} holds no secret")
     return secrets
@@ -74,10 +86,10 @@ def signature_valid(secrets, headers, body):
         return False, "the timestamp is outside the tolerance"
     signed = f"{message_id}.{timestamp}.".encode() + body
     for secret in secrets:
-        expected = base64.b64encode(hmac.new(secret, signed, hashlib.sha256).digest()).decode()
+        expected = base64.b64encode(hmac.new(secret, signed, hashlib.sha256).digest())
         for given in signatures:
             version, _, value = given.partition(",")
-            if version == "v1" and hmac.compare_digest(value, expected):
+            if version == "v1" and hmac.compare_digest(value.encode(), expected):
                 return True, ""
     return False, "no signature matches"
 
@@ -116,6 +128,10 @@ class Directory:
                                             (account["account_id"], f"s{number + 1}", now_text()))
 
     def account(self, account_id):
+        with self.lock:
+            return self._account(account_id)
+
+    def _account(self, account_id):
         row = self.connection.execute(
             "SELECT high_value_reason, risk_flags, totp_enrolled_at, last_credential_change FROM users "
             "WHERE account_id = ?", (account_id,)).fetchone()
@@ -129,21 +145,33 @@ class Directory:
         return {"account_id": account_id, "high_value_reason": row[0], "risk_flags": json.loads(row[1]),
                 "destinations": destinations, "totp_enrolled_at": row[2], "last_credential_change": row[3]}
 
-    def verify(self, account_id, code):
+    def verify(self, key, account_id, code):
+        """Checks a code once: the same request (its Idempotency-Key) sent again gets the first answer."""
         with self.lock:
-            row = self.connection.execute("SELECT totp_secret, totp_last_step FROM users WHERE account_id = ?",
-                                          (account_id,)).fetchone()
-            if row is None or row[0] is None:
-                return "invalid"
-            step = int(time.time()) // 30
-            for candidate in (step - 1, step, step + 1):
-                if hmac.compare_digest(totp(row[0], candidate), code):
-                    if row[1] is not None and candidate <= row[1]:
-                        return "already_used"
-                    self.connection.execute("UPDATE users SET totp_last_step = ? WHERE account_id = ?",
-                                            (candidate, account_id))
-                    return "valid"
+            answered = self.connection.execute("SELECT result FROM verifications WHERE idempotency_key = ?",
+                                               (key,)).fetchone()
+            if answered is not None:
+                return answered[0]
+            result = self._verify(account_id, str(code))
+            self.connection.execute("INSERT INTO verifications VALUES (?, ?)", (key, result))
+            return result
+
+    def _verify(self, account_id, code):
+        row = self.connection.execute(
+            "SELECT totp_secret, totp_last_step, totp_enrolled_at FROM users WHERE account_id = ?",
+            (account_id,)).fetchone()
+        # A removed authenticator proves nothing, even if its secret is still on file.
+        if row is None or row[0] is None or row[2] is None:
             return "invalid"
+        step = int(time.time()) // 30
+        for candidate in (step - 1, step, step + 1):
+            if hmac.compare_digest(totp(row[0], candidate).encode(), code.encode()):
+                if row[1] is not None and candidate <= row[1]:
+                    return "already_used"
+                self.connection.execute("UPDATE users SET totp_last_step = ? WHERE account_id = ?",
+                                        (candidate, account_id))
+                return "valid"
+        return "invalid"
 
     def hold(self, account_id, case_id, held):
         with self.lock:
@@ -152,13 +180,16 @@ class Directory:
             else:
                 self.connection.execute("DELETE FROM holds WHERE account_id = ? AND case_id = ?", (account_id, case_id))
 
-    def once(self, key, account_id, effect_id, apply):
-        """Applies `apply` once per idempotency key, refusing while another case holds the account."""
+    def once(self, key, account_id, effect_id, request, apply):
+        """Applies `apply` once per idempotency key, refusing while another case holds the account. The same key with
+        another account or change (`request`) is refused: a key names one change."""
         with self.lock:
-            recorded = self.connection.execute("SELECT status, answer FROM effects WHERE idempotency_key = ?",
+            recorded = self.connection.execute("SELECT request, status, answer FROM effects WHERE idempotency_key = ?",
                                                (key,)).fetchone()
             if recorded is not None:
-                return recorded[0], json.loads(recorded[1])
+                if recorded[0] != request:
+                    return 422, {"error": {"code": "idempotency_key_reused"}}
+                return recorded[1], json.loads(recorded[2])
             if self.connection.execute("SELECT 1 FROM users WHERE account_id = ?", (account_id,)).fetchone() is None:
                 return 404, {"error": {"code": "no_such_account"}}
             case_id = effect_id.split("/")[0]
@@ -169,7 +200,7 @@ class Directory:
             self.connection.execute("BEGIN IMMEDIATE")
             try:
                 answer = {"changes": apply()}
-                self.connection.execute("INSERT INTO effects VALUES (?, ?, ?)", (key, 200, json.dumps(answer)))
+                self.connection.execute("INSERT INTO effects VALUES (?, ?, ?, ?)", (key, request, 200, json.dumps(answer)))
                 self.connection.execute("COMMIT")
             except Exception:
                 self.connection.execute("ROLLBACK")
@@ -247,54 +278,61 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def handle_any(self, method):
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > BODY_BYTES_MAX:
-            return self.answer(413, {"error": {"code": "too_large"}})
+    def do_POST(self):
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > BODY_BYTES_MAX:
+            return self.answer(413, {"error": {"code": "bad_length"}})
         body = self.rfile.read(length)
         valid, reason = signature_valid(self.secrets, {k.lower(): v for k, v in self.headers.items()}, body)
         if not valid:
             return self.answer(401, {"error": {"code": "unsigned", "reason": reason}})
+        try:
+            request = json.loads(body)
+        except ValueError:
+            return self.answer(400, {"error": {"code": "not_json"}})
+        # The signature covers the body, and the body names the path: a signed request replayed at another path (another
+        # account, case or effect) is refused.
+        if not isinstance(request, dict) or request.get("target") != self.path:
+            return self.answer(401, {"error": {"code": "wrong_target"}})
+        try:
+            return self.route(request)
+        except (KeyError, TypeError, ValueError) as error:
+            return self.answer(400, {"error": {"code": "bad_request", "reason": type(error).__name__}})
+
+    def route(self, request):
         parts = [unquote(part) for part in self.path.split("?")[0].strip("/").split("/")]
-        request = json.loads(body) if body else {}
         directory = self.directory
-        if parts == ["v1", "capabilities"] and method == "GET":
+        if parts == ["v1", "capabilities"]:
             return self.answer(200, {"version": 1, **directory.capabilities})
-        if len(parts) < 3 or parts[:2] != ["v1", "accounts"]:
+        if len(parts) < 4 or parts[:2] != ["v1", "accounts"]:
             return self.answer(404, {"error": {"code": "no_such_call"}})
         account_id, rest = parts[2], parts[3:]
-        if not rest and method == "GET":
+        if rest == ["read"]:
             account = directory.account(account_id)
             return self.answer(404, {"error": {"code": "no_such_account"}}) if account is None else self.answer(200, account)
-        if rest == ["second-factor", "verify"] and method == "POST":
-            return self.answer(200, {"result": directory.verify(account_id, request["code"])})
-        if len(rest) == 2 and rest[0] == "holds" and method in ("PUT", "DELETE"):
-            directory.hold(account_id, rest[1], method == "PUT")
+        if rest == ["second-factor", "verify"]:
+            key = self.headers.get("Idempotency-Key", "")
+            return self.answer(200, {"result": directory.verify(key, account_id, request["code"])})
+        if len(rest) == 3 and rest[0] == "holds" and rest[2] in ("hold", "release"):
+            directory.hold(account_id, rest[1], rest[2] == "hold")
             return self.answer(204)
-        if len(rest) == 2 and rest[0] in ("effects", "reversals") and method == "POST":
+        if len(rest) == 2 and rest[0] in ("effects", "reversals"):
             key = self.headers.get("Idempotency-Key", "")
             if key != rest[1]:
                 return self.answer(400, {"error": {"code": "idempotency_key", "reason": "must be the effect id"}})
             if rest[0] == "effects":
+                change = json.dumps(request["action"], sort_keys=True)
                 work = lambda: directory.apply(account_id, request["action"], request["at"])
             else:
+                change = json.dumps(request["reversal"], sort_keys=True)
                 work = lambda: directory.revert(account_id, request["reversal"], request["sessions_since"],
                                                 request["at"])
-            status, answer = directory.once(f"{rest[0]}:{key}", account_id, rest[1], work)
+            status, answer = directory.once(f"{rest[0]}:{key}", account_id, rest[1], f"{account_id}\n{change}", work)
             return self.answer(status, answer)
         return self.answer(404, {"error": {"code": "no_such_call"}})
-
-    def do_GET(self):
-        self.handle_any("GET")
-
-    def do_POST(self):
-        self.handle_any("POST")
-
-    def do_PUT(self):
-        self.handle_any("PUT")
-
-    def do_DELETE(self):
-        self.handle_any("DELETE")
 
 
 def main():

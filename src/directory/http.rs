@@ -155,7 +155,16 @@ impl HttpDirectory {
     /// Connects to the adapter at `url` (`https://`, or `http://` to a loopback address only) and reads what it can
     /// do. Fails with the reason when the URL, the secrets or the adapter's answer are not usable.
     pub async fn connect(url: &str, secrets: Vec<Secret>, clock: Arc<dyn Clock>) -> Result<HttpDirectory, String> {
-        let base = url::Url::parse(url).map_err(|error| format!("directory_url {url:?}: {error}"))?;
+        let mut base = url::Url::parse(url).map_err(|error| format!("directory_url: {error}"))?;
+        if !base.username().is_empty() || base.password().is_some() {
+            return Err(
+                "directory_url holds a user or password: airlock signs its requests instead; remove them".into()
+            );
+        }
+        if !base.path().ends_with('/') {
+            // `join` would otherwise replace the last segment of a base path (https://host/airlock -> /v1/...).
+            base.set_path(&format!("{}/", base.path()));
+        }
         let loopback = match base.host() {
             Some(url::Host::Ipv4(address)) => address.is_loopback(),
             Some(url::Host::Ipv6(address)) => address.is_loopback(),
@@ -165,7 +174,7 @@ impl HttpDirectory {
         match base.scheme() {
             "https" => {}
             "http" if loopback => {}
-            _ => return Err(format!("directory_url {url:?}: use https:// (plain http:// only to a loopback address)")),
+            _ => return Err("directory_url: use https:// (plain http:// only to a loopback address)".to_string()),
         }
         if secrets.is_empty() {
             return Err("the directory adapter needs at least one signing secret".to_string());
@@ -179,7 +188,7 @@ impl HttpDirectory {
         let capabilities = Capabilities::ALL;
         let mut directory = HttpDirectory { base, client, secrets, capabilities, clock };
         let answer = directory
-            .call(reqwest::Method::GET, "v1/capabilities", &crate::service::new_id("capabilities"), None, None)
+            .call("v1/capabilities", &crate::service::new_id("capabilities"), json!({}), None)
             .await
             .map_err(|error| error.to_string())?;
         let read: CapabilitiesAnswer =
@@ -200,31 +209,32 @@ impl HttpDirectory {
         self.base.join(path).map_err(|error| DirectoryError::Corrupt(format!("cannot build a URL for {path}: {error}")))
     }
 
-    /// Sends one signed request, again after a 429, a 5xx, a timeout or a failed connection, and returns the final
-    /// answer (any status), read up to `ANSWER_BYTES_MAX`.
+    /// Sends one signed `POST` of `body` with `"target"` (the path it is sent to) added, so that the signature binds
+    /// the request to its account, case and effect: a captured request cannot be replayed at another path. Sent again
+    /// after a 429, a 5xx, a timeout or a failed connection, with the same id; returns the final answer (any status),
+    /// read up to `ANSWER_BYTES_MAX`.
     async fn call(
         &self,
-        method: reqwest::Method,
         path: &str,
         id: &str,
-        body: Option<&Value>,
+        mut body: Value,
         idempotency_key: Option<&str>,
     ) -> Result<Answer, DirectoryError> {
         let url = self.url(path)?;
-        let bytes = body.map(|body| serde_json::to_vec(body).expect("a body serializes")).unwrap_or_default();
+        body["target"] = Value::String(url.path().to_string());
+        let bytes = serde_json::to_vec(&body).expect("a body serializes");
         let mut last_failure = String::new();
         for attempt in 0..ATTEMPTS_MAX {
             // The wall clock, not the service's: the adapter compares the timestamp with its own clock.
             let timestamp = crate::clock::Clock::now(&crate::clock::SystemClock).0 / 1_000;
             let mut request = self
                 .client
-                .request(method.clone(), url.clone())
+                .post(url.clone())
                 .header("webhook-id", id)
                 .header("webhook-timestamp", timestamp.to_string())
-                .header("webhook-signature", signature(&self.secrets, id, timestamp, &bytes));
-            if body.is_some() {
-                request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes.clone());
-            }
+                .header("webhook-signature", signature(&self.secrets, id, timestamp, &bytes))
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes.clone());
             if let Some(key) = idempotency_key {
                 request = request.header("Idempotency-Key", key);
             }
@@ -233,7 +243,7 @@ impl HttpDirectory {
                     last_failure = format!("it answered {}", response.status());
                     retry_after(&response)
                 }
-                Ok(response) => return read_answer(response).await,
+                Ok(response) => return checked(read_answer(response).await?),
                 Err(error) => {
                     last_failure = without_url(&error);
                     None
@@ -244,7 +254,7 @@ impl HttpDirectory {
             }
         }
         Err(DirectoryError::Unavailable(format!(
-            "the directory adapter did not answer {method} {path} after {ATTEMPTS_MAX} attempts: {last_failure}"
+            "the directory adapter did not answer after {ATTEMPTS_MAX} attempts: {last_failure}"
         )))
     }
 
@@ -253,14 +263,19 @@ impl HttpDirectory {
         if !answer.status.is_success() {
             return Err(unexpected(answer, what));
         }
+        // The error's place and kind, never the value it quotes (an answer may hold an address or a code).
         serde_json::from_slice(&answer.body).map_err(|error| {
-            DirectoryError::Corrupt(format!("the directory adapter's {what} is not the documented JSON: {error}"))
+            DirectoryError::Corrupt(format!(
+                "the directory adapter's {what} is not the documented JSON ({:?} error at line {} column {})",
+                error.classify(),
+                error.line(),
+                error.column()
+            ))
         })
     }
 
     fn account_path(account_id: &AccountId, rest: &str) -> String {
-        let encoded: String = url::form_urlencoded::byte_serialize(account_id.as_str().as_bytes()).collect();
-        format!("v1/accounts/{encoded}{rest}")
+        format!("v1/accounts/{}{rest}", encode(account_id.as_str()))
     }
 
     /// An effect or a reversal: applied once per effect id, `409 held` while another case holds the account.
@@ -272,14 +287,15 @@ impl HttpDirectory {
         body: Value,
     ) -> Result<Vec<Change>, DirectoryError> {
         let path = Self::account_path(account_id, &format!("/{kind}/{}", encode(effect_id.as_str())));
-        let answer =
-            self.call(reqwest::Method::POST, &path, effect_id.as_str(), Some(&body), Some(effect_id.as_str())).await?;
+        let answer = self.call(&path, effect_id.as_str(), body, Some(effect_id.as_str())).await?;
         match answer.status.as_u16() {
             404 => Err(DirectoryError::NoSuchAccount(account_id.clone())),
             409 => {
                 let case = serde_json::from_slice::<Value>(&answer.body).ok().and_then(|value| {
-                    (value["error"]["code"] == "held")
-                        .then(|| value["error"]["case"].as_str().unwrap_or("").to_string())
+                    let case = value["error"]["case"].as_str().unwrap_or_default();
+                    let case =
+                        if crate::core::text::check_identifier("case", case).is_ok() { case } else { "another case" };
+                    (value["error"]["code"] == "held").then(|| case.to_string())
                 });
                 match case {
                     Some(case) => Err(DirectoryError::Held { account: account_id.clone(), case }),
@@ -292,8 +308,36 @@ impl HttpDirectory {
     }
 }
 
+/// One path segment: every byte but letters, digits, `-`, `_` and `~` percent-encoded (dots too, so that an id of
+/// `.` or `..` cannot name another route).
 fn encode(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'~') {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+/// An answer that says the call itself went wrong, whatever was asked: a 404 that is not the documented "no such
+/// account" (a wrong directory_url, a proxy), and 401/403 (a secret the adapter does not hold, a clock off by more
+/// than five minutes). Each is a misconfiguration to fix, never an answer about the account.
+fn checked(answer: Answer) -> Result<Answer, DirectoryError> {
+    let code = serde_json::from_slice::<Value>(&answer.body).ok().map(|value| value["error"]["code"].clone());
+    match answer.status.as_u16() {
+        404 if code != Some(Value::String("no_such_account".into())) => Err(DirectoryError::Unavailable(
+            "the directory adapter has no such call (404): check directory_url".to_string(),
+        )),
+        401 | 403 => Err(DirectoryError::Unavailable(format!(
+            "the directory adapter refused airlock's signature ({}): check that it holds a secret of \
+             directory_secrets and that both clocks are right",
+            answer.status
+        ))),
+        _ => Ok(answer),
+    }
 }
 
 fn retried(status: reqwest::StatusCode) -> bool {
@@ -364,13 +408,13 @@ fn unexpected(answer: &Answer, what: &str) -> DirectoryError {
     DirectoryError::Corrupt(format!("the directory adapter answered its {what} with {}", quote(answer)))
 }
 
-fn parse_time(text: &str, field: &str) -> Result<UnixMs, DirectoryError> {
-    let at = humantime::parse_rfc3339_weak(text)
-        .map_err(|_| DirectoryError::Corrupt(format!("{field} {text:?} is not an RFC 3339 time")))?;
-    let ms = at
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|_| DirectoryError::Corrupt(format!("{field} is before 1970")))?;
-    Ok(UnixMs(ms.as_millis() as u64))
+/// An RFC 3339 time (any offset), never later than `now`: a directory cannot date a factor in the future.
+fn parse_time(text: &str, field: &str, now: UnixMs) -> Result<UnixMs, DirectoryError> {
+    let at = chrono::DateTime::parse_from_rfc3339(text)
+        .map_err(|_| DirectoryError::Corrupt(format!("{field} is not an RFC 3339 time")))?;
+    let ms =
+        u64::try_from(at.timestamp_millis()).map_err(|_| DirectoryError::Corrupt(format!("{field} is before 1970")))?;
+    Ok(UnixMs(ms.min(now.0)))
 }
 
 fn high_value(reason: &str) -> Result<HighValueReason, DirectoryError> {
@@ -408,8 +452,11 @@ impl HttpDirectory {
             };
             crate::core::text::check_identifier("destination id", &destination.id)
                 .map_err(|rejection| DirectoryError::Corrupt(rejection.to_string()))?;
+            if destinations.iter().any(|seen: &Destination| seen.id.as_str() == destination.id) {
+                return Err(DirectoryError::Corrupt("two destinations have the same id".into()));
+            }
             let trusted_since = match (&destination.verified_at, self.capabilities.per_factor_ages) {
-                (Some(at), true) => parse_time(at, "verified_at")?.min(now),
+                (Some(at), true) => parse_time(at, "verified_at", now)?,
                 (None, _) | (Some(_), false) => now,
             };
             destinations.push(Destination {
@@ -432,12 +479,12 @@ impl HttpDirectory {
             totp_enrolled_since: read
                 .totp_enrolled_at
                 .as_deref()
-                .map(|at| parse_time(at, "totp_enrolled_at"))
+                .map(|at| parse_time(at, "totp_enrolled_at", now))
                 .transpose()?,
             last_credential_change: read
                 .last_credential_change
                 .as_deref()
-                .map(|at| parse_time(at, "last_credential_change"))
+                .map(|at| parse_time(at, "last_credential_change", now))
                 .transpose()?,
             risk_flags: read.risk_flags,
         })
@@ -455,8 +502,8 @@ impl AccountDirectory for HttpDirectory {
     }
 
     async fn snapshot(&self, account_id: &AccountId) -> Result<AccountSnapshot, DirectoryError> {
-        let path = Self::account_path(account_id, "");
-        let answer = self.call(reqwest::Method::GET, &path, &crate::service::new_id("read"), None, None).await?;
+        let path = Self::account_path(account_id, "/read");
+        let answer = self.call(&path, &crate::service::new_id("read"), json!({}), None).await?;
         if answer.status == reqwest::StatusCode::NOT_FOUND {
             return Ok(AccountSnapshot::unknown(account_id.clone()));
         }
@@ -472,8 +519,10 @@ impl AccountDirectory for HttpDirectory {
     ) -> Result<SecondFactorCheck, DirectoryError> {
         let path = Self::account_path(account_id, "/second-factor/verify");
         let body = json!({ "code": typed, "at": rfc3339(now) });
-        let answer =
-            self.call(reqwest::Method::POST, &path, &crate::service::new_id("verify"), Some(&body), None).await?;
+        // A retry carries the same id and key: an adapter that used the code up on the first attempt answers the same
+        // result again, instead of `already_used` for the right code.
+        let id = crate::service::new_id("verify");
+        let answer = self.call(&path, &id, body, Some(&id)).await?;
         if answer.status == reqwest::StatusCode::NOT_FOUND {
             return Ok(SecondFactorCheck::Invalid);
         }
@@ -487,14 +536,14 @@ impl AccountDirectory for HttpDirectory {
     }
 
     async fn hold(&self, account_id: &AccountId, case_id: &str, _now: UnixMs) -> Result<(), DirectoryError> {
-        let path = Self::account_path(account_id, &format!("/holds/{}", encode(case_id)));
-        let answer = self.call(reqwest::Method::PUT, &path, &format!("hold:{case_id}"), None, None).await?;
+        let path = Self::account_path(account_id, &format!("/holds/{}/hold", encode(case_id)));
+        let answer = self.call(&path, &crate::service::new_id("hold"), json!({}), None).await?;
         if answer.status.is_success() { Ok(()) } else { Err(unexpected(&answer, "hold")) }
     }
 
     async fn release(&self, account_id: &AccountId, case_id: &str) -> Result<(), DirectoryError> {
-        let path = Self::account_path(account_id, &format!("/holds/{}", encode(case_id)));
-        let answer = self.call(reqwest::Method::DELETE, &path, &format!("release:{case_id}"), None, None).await?;
+        let path = Self::account_path(account_id, &format!("/holds/{}/release", encode(case_id)));
+        let answer = self.call(&path, &crate::service::new_id("release"), json!({}), None).await?;
         if answer.status.is_success() { Ok(()) } else { Err(unexpected(&answer, "release")) }
     }
 
