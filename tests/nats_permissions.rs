@@ -555,7 +555,7 @@ async fn a_reviewer_works_the_queue_over_nats_without_the_data_directory() {
     let directory = scratch();
     let young = common::threats::time_ago(86_400_000);
     let account = common::threats::account("acct-2", &[("acct-2-mail", "email", "acct-2@example.com", &young)]);
-    let (broker, _serve, _data) = deployment(directory.path(), json!([account]));
+    let (broker, _serve, data) = deployment(directory.path(), json!([account]));
     let url = broker.url.as_str();
     let desk = connect(url, Some(&broker.seeds.join("intake.desk.nk"))).await.unwrap();
     let request = request_body("cmd-2", "acct-2", reset_password(), "customer lost everything", json!({}));
@@ -655,6 +655,13 @@ async fn a_reviewer_works_the_queue_over_nats_without_the_data_directory() {
         let clean = report.get("clean").cloned().unwrap_or(json!(report["differences"] == json!([])));
         assert_eq!(clean, true, "{verify:?}: {report}");
     }
+    // The audit's copies of the projection were made beside it, and are gone.
+    let left: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with(".airlock-verify-"))
+        .collect();
+    assert!(left.is_empty(), "the audit left its copies: {left:?}");
     let replayed = run("operator.ops.nk", &["replay", "--verify", "--json"]);
     let report: Value = serde_json::from_slice(&replayed.stdout).unwrap();
     assert!(report["decisions"]["same"].as_u64().unwrap() >= 1, "{report}");
@@ -664,7 +671,7 @@ async fn a_reviewer_works_the_queue_over_nats_without_the_data_directory() {
     assert!(String::from_utf8_lossy(&rebuild.stderr).contains("airlock's own key"));
     // The audit is the operators': a reviewer's key is refused by the service.
     let refused = run("reviewer.ana.nk", &["audit", "verify"]);
-    assert_eq!(refused.status.code(), Some(1), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert_eq!(refused.status.code(), Some(2), "{}", String::from_utf8_lossy(&refused.stderr));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not the reviewer role"));
 
     // The desk's key reads nothing but its own cases' status.
@@ -674,13 +681,15 @@ async fn a_reviewer_works_the_queue_over_nats_without_the_data_directory() {
         &["case", "list"],
         &["review", "show", &case_id],
         &["case", "history", &case_id],
-        &["audit", "verify"],
     ] {
         let refused = run("intake.desk.nk", args);
         let stderr = String::from_utf8_lossy(&refused.stderr);
         assert_eq!(refused.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(stderr.contains("not the intake role"), "{args:?}: {stderr}");
     }
+    let refused = run("intake.desk.nk", &["audit", "verify"]);
+    assert_eq!(refused.status.code(), Some(2), "a refused audit is not a failed one");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not the intake role"));
     let refused = run("intake.desk.nk", &["review", "list", "--json"]);
     let answer: Value = serde_json::from_slice(&refused.stdout).unwrap();
     assert_eq!(answer["error"]["code"], "role_not_allowed", "{answer}");

@@ -43,9 +43,11 @@ pub fn verify(data_dir: &Path, source: &LogSource, engines: &Engines, json: bool
     if let (Some(actor), Some(url), Some(key)) = (asking, &source.nats, &source.nats_nkey) {
         let reader = Reader::connect(url, key, actor)
             .map_err(|reason| failed(json, "unavailable", &reason, exit::UNAVAILABLE))?;
-        return reader
-            .ask_for(serde_json::json!({ "query": "verify" }), "report")
-            .map_err(|error| failed(json, "unavailable", &error, exit_code_of(&error)));
+        // A role that may not audit is a usage error (exit 2), never exit 1, which says the audit found something.
+        return reader.ask_for(serde_json::json!({ "query": "verify" }), "report").map_err(|error| {
+            let code = if error.starts_with("role_not_allowed:") { exit::USAGE } else { exit_code_of(&error) };
+            failed(json, "unavailable", &error, code)
+        });
     }
     let live = data_dir.join("projection.db");
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");

@@ -20,7 +20,8 @@ pub struct OutboxArgs {
     /// The embedded data directory.
     #[arg(long, env = "AIRLOCK_DATA_DIR", default_value = "airlock-data")]
     pub data_dir: PathBuf,
-    /// The most messages shown, oldest first; `more` (in JSON) says whether there were others.
+    /// The most messages shown: the newest, printed oldest first; `more` (in JSON) says whether older ones were left
+    /// out.
     #[arg(long, default_value_t = 500)]
     pub limit: usize,
     /// Print one JSON object (fields: items[message_id, case_id, to, subject, body, sent_at], more).
@@ -46,8 +47,9 @@ pub fn run(args: OutboxArgs) -> u8 {
         Ok(messages) => messages,
         Err(error) => return failed(args.json, "unavailable", &error.to_string(), exit::UNAVAILABLE),
     };
+    // The newest `limit`, still printed oldest first: the latest messages are the ones an operator looks for.
     let more = messages.len() > args.limit;
-    messages.truncate(args.limit);
+    messages.drain(..messages.len().saturating_sub(args.limit));
     if args.json {
         let rows: Vec<serde_json::Value> = messages
             .iter()

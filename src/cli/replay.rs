@@ -300,7 +300,9 @@ fn print_verify(report: &VerifyReport) {
     for (version, count) in &decisions.not_retaken {
         println!(
             "NOT VERIFIED: {count} decision(s) recorded under policy version {version}, which is not loaded (loaded: \
-             {}); add --policies with the folder of that version",
+             {}); add --policies with the folder of that version (over NATS with an operator's key, the service \
+             takes them with what it has loaded: run replay --verify on the server with airlock's own key and \
+             --policies)",
             report.policy_versions.join(", ")
         );
     }

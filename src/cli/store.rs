@@ -64,6 +64,9 @@ pub fn asking_actor(nats: Option<&str>, key: Option<&Path>) -> Result<Option<cra
     }
 }
 
+/// How long `audit verify` and `replay --verify` wait for the live service's audit.
+const VERIFY_WAIT_SECONDS: u64 = 600;
+
 /// The name `airlock nats-config` gives airlock's own seed file.
 pub const AIRLOCKS_OWN_KEY: &str = "airlock.nk";
 
@@ -73,7 +76,8 @@ pub const AIRLOCKS_OWN_KEY: &str = "airlock.nk";
 pub fn failed(json: bool, code: &str, reason: &str, exit_code: u8) -> u8 {
     let (code, reason) = match reason.split_once(": ") {
         Some((from_service, rest))
-            if ["role_not_allowed", "malformed_command", "unavailable", "too_large"].contains(&from_service) =>
+            if ["role_not_allowed", "malformed_command", "unavailable", "too_large", "busy"]
+                .contains(&from_service) =>
         {
             (from_service, rest)
         }
@@ -111,7 +115,12 @@ impl Reader {
     /// `Err` with its code and reason. Only for `Reader::Nats`.
     pub fn ask(&self, query: serde_json::Value) -> Result<serde_json::Value, String> {
         let Reader::Nats { runtime, client, actor } = self else { unreachable!("only the live service is asked") };
-        let answer = runtime.block_on(crate::cli::target::ask_live(client, actor, query))?;
+        // An audit rebuilds the whole log on the service: it may take minutes.
+        let wait = match query["query"].as_str() {
+            Some("verify") => std::time::Duration::from_secs(VERIFY_WAIT_SECONDS),
+            _ => std::time::Duration::from_secs(30),
+        };
+        let answer = runtime.block_on(crate::cli::target::ask_live_within(client, actor, query, wait))?;
         match answer["error"]["code"].as_str() {
             Some(code) => Err(format!("{code}: {}", answer["error"]["reason"].as_str().unwrap_or_default())),
             None => Ok(answer),

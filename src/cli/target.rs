@@ -32,17 +32,36 @@ pub struct TargetArgs {
 
 /// Asks the live service `query` on `actor`'s own query subject and returns its answer, which may be an error answer.
 pub async fn ask_live(client: &async_nats::Client, actor: &Actor, query: Value) -> Result<Value, String> {
+    ask_live_within(client, actor, query, Duration::from_millis(ANSWER_WAIT_MS)).await
+}
+
+/// `ask_live`, waiting up to `wait` (an audit rebuilds the whole log on the service).
+pub async fn ask_live_within(
+    client: &async_nats::Client,
+    actor: &Actor,
+    query: Value,
+    wait: Duration,
+) -> Result<Value, String> {
     let subject = crate::intake::subjects::query(&crate::intake::nats::IntakeConfig::default().prefix, actor);
     let refused = crate::nats::next_refusal();
-    let request =
-        tokio::time::timeout(Duration::from_millis(ANSWER_WAIT_MS), client.request(subject, query.to_string().into()));
+    let request = async_nats::Request::new().payload(query.to_string().into()).timeout(Some(wait));
     let reply = tokio::select! {
-        reply = request => reply,
+        reply = client.send_request(subject, request) => reply,
         text = refused => return Err(crate::nats::refused_by_broker(&text)),
     };
-    let reply = reply
-        .map_err(|_| "no answer from airlock (is `airlock serve --nats` running?)".to_string())?
-        .map_err(|error| format!("cannot ask airlock: {error}"))?;
+    let reply = reply.map_err(|error| match error.kind() {
+        async_nats::RequestErrorKind::TimedOut => format!(
+            "no answer from airlock within {}s (is `airlock serve --nats` running? a long audit may still be running \
+             there)",
+            wait.as_secs()
+        ),
+        async_nats::RequestErrorKind::NoResponders => {
+            "nothing answers airlock's queries (is `airlock serve --nats` running?)".to_string()
+        }
+        async_nats::RequestErrorKind::InvalidSubject
+        | async_nats::RequestErrorKind::MaxPayloadExceeded
+        | async_nats::RequestErrorKind::Other => format!("cannot ask airlock: {error}"),
+    })?;
     serde_json::from_slice::<Value>(&reply.payload).map_err(|error| format!("unreadable answer: {error}"))
 }
 
@@ -118,7 +137,7 @@ pub fn actor_of_key(path: &Path) -> Result<Actor, String> {
     parsed.ok_or_else(|| {
         format!(
             "cannot tell whose key {} is: airlock names each actor's seed file <role>.<id>.nk (for example \
-             seeds/operator.ops-1.nk) when `airlock nats-config` writes it; keep that name",
+             seeds/operator.ops-1.nk) and its own airlock.nk when `airlock nats-config` writes them; keep those names",
             path.display()
         )
     })

@@ -567,8 +567,9 @@ pub async fn run_queries<L: EventLog + 'static>(
             name: QUERY_SERVICE.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             description: Some(
-                "airlock's reads: a case's status for whoever asks; the kill switch for reviewers and operators; \
-                 rollback candidates for operators. Ask on <prefix>.query.<role>.<your id>."
+                "airlock's reads: a case's status for whoever asks; cases, the review queue, evidence and a case's \
+                 history for reviewers and operators; the kill switch too; rollback candidates and the audit for \
+                 operators. Ask on <prefix>.query.<role>.<your id>."
                     .to_string(),
             ),
             stats_handler: None,
@@ -586,6 +587,7 @@ pub async fn run_queries<L: EventLog + 'static>(
     // Queries are answered side by side, so that a slow one (an operator's audit) never holds up a desk's status
     // query; at most QUERIES_AT_ONCE at a time, the rest wait in the subscription.
     let at_once = Arc::new(tokio::sync::Semaphore::new(QUERIES_AT_ONCE));
+    let mut answering = tokio::task::JoinSet::new();
     let max_payload = client.server_info().max_payload;
     loop {
         let request = tokio::select! {
@@ -595,9 +597,13 @@ pub async fn run_queries<L: EventLog + 'static>(
         if request.message.reply.is_none() {
             continue;
         }
-        let Ok(permit) = at_once.clone().acquire_owned().await else { break };
+        while answering.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            permit = at_once.clone().acquire_owned() => match permit { Ok(permit) => permit, Err(_) => break },
+            _ = shutdown.changed() => break,
+        };
         let (service, prefix) = (service.clone(), config.prefix.clone());
-        tokio::spawn(async move {
+        answering.spawn(async move {
             let answer = match subjects::parse_query(&prefix, &request.message.subject) {
                 Some(actor) => crate::intake::query::answer(&service, &actor, &request.message.payload).await,
                 None => serde_json::json!({ "error": { "code": "bad_subject", "reason": "not a query subject" } }),
@@ -609,9 +615,18 @@ pub async fn run_queries<L: EventLog + 'static>(
             drop(permit);
         });
     }
+    // Queries being answered finish (an audit is cut off after a while), then the service stops being listed.
+    let _ = tokio::time::timeout(Duration::from_secs(QUERIES_DRAIN_SECONDS), async {
+        while answering.join_next().await.is_some() {}
+    })
+    .await;
+    answering.abort_all();
     micro.stop().await.ok();
     Ok(())
 }
+
+/// How long stopping waits for the queries being answered.
+const QUERIES_DRAIN_SECONDS: u64 = 5;
 
 /// The most queries answered at once.
 const QUERIES_AT_ONCE: usize = 16;
@@ -623,8 +638,8 @@ fn within(answer: Vec<u8>, max_payload: usize) -> Vec<u8> {
         return answer;
     }
     let reason = format!(
-        "the answer is {} bytes, more than the broker carries ({max_payload}); ask for less (a smaller limit), or run \
-         the command on the server with --data-dir",
+        "the answer is {} bytes, too large for the broker ({max_payload} bytes per message); ask for less (a smaller \
+         limit), or read it on the server with airlock's own key",
         answer.len()
     );
     serde_json::to_vec(&serde_json::json!({ "error": { "code": "too_large", "reason": reason } }))

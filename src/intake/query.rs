@@ -237,6 +237,12 @@ async fn verify<L: EventLog>(service: &Service<L>, actor: &Actor) -> Value {
     if actor.role != Role::Operator {
         return json!({ "error": { "code": "role_not_allowed", "reason": format!("the audit is for operators, not the {} role", actor.role) } });
     }
+    // One audit at a time: each copies the projection and rebuilds the whole log, and a second one asked while the
+    // first runs (a retry after a timeout) would only double the work and the disk it takes.
+    static RUNNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+    let Ok(_running) = RUNNING.try_acquire() else {
+        return json!({ "error": { "code": "busy", "reason": "an audit is already running on the service; ask again when it has ended" } });
+    };
     let engines = crate::policy::retake::Engines::with(vec![service.policy.clone()]);
     let report =
         crate::projection::verify::verify_live(&service.log, service.projection.path(), &engines, |_| {}).await;

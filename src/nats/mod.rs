@@ -156,6 +156,7 @@ pub fn next_refusal() -> impl std::future::Future<Output = String> + Send + 'sta
 pub fn refused_by_broker(text: &str) -> String {
     format!(
         "the NATS server refused this key: {text}. The key's permissions are another actor's or another role's: use \
-         your own key, under the name `airlock nats-config` gave it (seeds/<role>.<id>.nk)"
+         your own key, under the name `airlock nats-config` gave it (seeds/<role>.<id>.nk). Nothing was confirmed; \
+         if the broker let the command itself through, it may still be carried out: look before sending it again"
     )
 }

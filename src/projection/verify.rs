@@ -95,9 +95,12 @@ pub async fn verify_live<L: EventLog>(
     if !live.exists() {
         return Err(VerifyError::Missing(live.display().to_string()));
     }
+    // The copies hold what the projection holds (personal data): beside it, on its filesystem, readable by airlock
+    // only, never in a shared /tmp. Removed when the audit ends.
     let scratch = tempfile::Builder::new()
-        .prefix("airlock-verify-")
-        .tempdir()
+        .prefix(".airlock-verify-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .tempdir_in(live.parent().unwrap_or(std::path::Path::new(".")))
         .map_err(|error| VerifyError::Snapshot(error.to_string()))?;
     let snapshot = scratch.path().join("live.db");
     let checkpoint = take_snapshot(live.to_path_buf(), snapshot.clone()).await?;
