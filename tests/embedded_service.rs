@@ -394,6 +394,8 @@ struct Limited {
     capabilities: airlock::directory::Capabilities,
     totp_checks: std::sync::atomic::AtomicU32,
     holds: std::sync::atomic::AtomicU32,
+    /// Every change fails as if the directory could not be reached.
+    unreachable: bool,
 }
 
 #[async_trait::async_trait]
@@ -435,6 +437,9 @@ impl AccountDirectory for Limited {
         action: &RecoveryAction,
         now: UnixMs,
     ) -> Result<Vec<airlock::core::command::Change>, airlock::directory::DirectoryError> {
+        if self.unreachable {
+            return Err(airlock::directory::DirectoryError::Unavailable("connection refused".into()));
+        }
         AccountDirectory::execute(&*self.inner, effect_id, account_id, action, now).await
     }
     async fn revert(
@@ -483,6 +488,7 @@ async fn the_service_asks_a_directory_only_what_it_says_it_can_do() {
             capabilities,
             totp_checks: 0.into(),
             holds: 0.into(),
+            unreachable: false,
         });
         let base = embedded::open(&world.path, world.clock.clone(), world.keys.clone()).unwrap().service;
         let service = airlock::service::Service { directory: limited.clone(), ..base };
@@ -550,4 +556,44 @@ async fn the_service_asks_a_directory_only_what_it_says_it_can_do() {
     });
     assert!(failed.as_deref().is_some_and(|reason| reason.contains("destination uma-new added")), "{failed:?}");
     assert!(directory.snapshot(&AccountId::new("uma")).unwrap().totp_enrolled_since.is_some(), "uma's was removed");
+}
+
+// Proves an execution a directory never answers does not wait in `executing` for ever: while the directory is
+// unreachable the timers try again on each tick and the case stays executing; once the execution started more than
+// EXECUTION_UNCONFIRMED_MS ago, the attempt ends as failed, saying the change may or may not have been applied, and
+// the case goes back to people.
+#[tokio::test]
+async fn an_execution_the_directory_never_answers_goes_back_to_people() {
+    let world = world();
+    let limited = Arc::new(Limited {
+        inner: world.embedded.directory.clone(),
+        capabilities: airlock::directory::Capabilities::ALL,
+        totp_checks: 0.into(),
+        holds: 0.into(),
+        unreachable: true,
+    });
+    let base = embedded::open(&world.path, world.clock.clone(), world.keys.clone()).unwrap().service;
+    let service = airlock::service::Service { directory: limited, ..base };
+    let case_id = CaseId::new("case-unanswered");
+    let desk = Actor::new(Role::Intake, "desk");
+    service.handle(&case_id, command("open", desk, request("dana", RecoveryAction::ResetPassword))).await.unwrap();
+    let code = latest_code(&world, "dana@example.com");
+    let owner = Actor::new(Role::Owner, "page");
+    let proven = service.submit_code(&case_id, CommandId::new("proof"), owner, &code, None).await.unwrap();
+    assert_eq!(proven.status, Status::CoolingOff);
+    world.clock.advance(2 * DAY_MS);
+    assert!(service.run_due().await.is_err(), "an unreachable directory is an error for the timers to retry");
+    assert_eq!(service.load(&case_id).await.unwrap().0.status, Status::Executing);
+    world.clock.advance(airlock::core::limits::EXECUTION_UNCONFIRMED_MS / 2);
+    assert!(service.run_due().await.is_err());
+    assert_eq!(service.load(&case_id).await.unwrap().0.status, Status::Executing, "given up too early");
+    world.clock.advance(airlock::core::limits::EXECUTION_UNCONFIRMED_MS / 2);
+    service.run_due().await.unwrap();
+    let (state, events) = service.load(&case_id).await.unwrap();
+    assert_eq!(state.status, Status::InReview);
+    let reason = events.iter().find_map(|event| match &event.body {
+        airlock::core::event::EventBody::ExecutionFailed { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    assert!(reason.as_deref().is_some_and(|reason| reason.contains("may or may not have been applied")), "{reason:?}");
 }

@@ -97,6 +97,11 @@ pub const VELOCITY_COUNT_MAX: u32 = 256;
 /// How many times a change may fail to apply before the case is denied. Each failure goes back to review.
 pub const EXECUTION_ATTEMPTS_MAX: u32 = 3;
 
+/// How long the executor keeps trying a directory that gives no usable answer (unreachable, or answers it cannot
+/// read) before it ends the attempt as failed and sends the case to people, saying the change may or may not have
+/// been applied. The timers try again on every tick until then.
+pub const EXECUTION_UNCONFIRMED_MS: u64 = HOUR_MS;
+
 /// Events in one case: every source of events is bounded (attempts, approvals, refusals), so a case longer than
 /// this is corrupt.
 pub const EVENTS_PER_CASE_MAX: usize = 256;

@@ -124,11 +124,54 @@ impl<L: EventLog> Service<L> {
     }
 
     /// The executor: applies the case's pending effect to the directory (once per effect id) and records the result.
+    /// A directory that gives no usable answer for `EXECUTION_UNCONFIRMED_MS` after the execution started ends the
+    /// attempt as failed, so the case goes back to people instead of waiting in `executing` for ever.
     pub async fn execute(&self, case_id: &CaseId) -> Result<Handled, ServiceError> {
-        let (state, _) = self.load(case_id).await?;
+        let (state, events) = self.load(case_id).await?;
         let (Status::Executing, Some(effect_id), Some(facts)) = (state.status, &state.effect, &state.facts) else {
             return Ok(Handled::of(case_id, &state, 0));
         };
+        let outcome = match self.attempt(effect_id, facts).await {
+            Ok(outcome) => outcome,
+            Err(ServiceError::Directory(error)) if self.unconfirmed_too_long(&events) => {
+                let what = match error {
+                    DirectoryError::Corrupt(_) => "answers airlock cannot read",
+                    _ => "no answer",
+                };
+                EffectOutcome::Failed {
+                    reason: format!(
+                        "the directory gave {what} for this change for over {} minutes; it may or may not have been \
+                         applied: check the account in the directory before approving it again",
+                        crate::core::limits::EXECUTION_UNCONFIRMED_MS / 60_000
+                    ),
+                }
+            }
+            Err(error) => {
+                crate::observe::effect("execute", "unavailable");
+                return Err(error);
+            }
+        };
+        let held = if matches!(outcome, EffectOutcome::Applied { .. }) { "applied" } else { "failed" };
+        crate::observe::effect("execute", held);
+        self.confirm(case_id, effect_id, outcome).await
+    }
+
+    /// Whether the case's latest execution started more than `EXECUTION_UNCONFIRMED_MS` ago.
+    fn unconfirmed_too_long(&self, events: &[Event]) -> bool {
+        let started = events.iter().rev().find_map(|event| match event.body {
+            EventBody::ExecutionStarted { .. } => Some(event.at),
+            _ => None,
+        });
+        started
+            .is_some_and(|at| self.clock.now().0 >= at.0.saturating_add(crate::core::limits::EXECUTION_UNCONFIRMED_MS))
+    }
+
+    /// One attempt at the case's effect: what the directory did, or the error that says it could not be asked.
+    async fn attempt(
+        &self,
+        effect_id: &crate::core::ids::EffectId,
+        facts: &crate::core::state::CaseFacts,
+    ) -> Result<EffectOutcome, ServiceError> {
         // A directory that cannot hold the account is trusted no further than a read: the account is read again just
         // before the change, and any factor change since the request sends the case to people (issue 18, item 7),
         // except what this case's own change does (an earlier attempt may have been applied and not recorded).
@@ -142,17 +185,15 @@ impl<L: EventLog> Service<L> {
                 .map(ToString::to_string)
                 .collect();
             if !changed.is_empty() {
-                crate::observe::effect("execute", "failed");
                 let reason = format!(
                     "the account changed since the decision ({}) and the directory cannot hold it: a person must look \
                      again",
                     changed.join(", ")
                 );
-                return self.confirm(case_id, effect_id, EffectOutcome::Failed { reason }).await;
+                return Ok(EffectOutcome::Failed { reason });
             }
         }
-        let outcome = match self.directory.execute(effect_id, &facts.account_id, &facts.action, self.clock.now()).await
-        {
+        Ok(match self.directory.execute(effect_id, &facts.account_id, &facts.action, self.clock.now()).await {
             Ok(changes) => {
                 crash_after_effect_if_asked(effect_id);
                 EffectOutcome::Applied { changes }
@@ -166,14 +207,8 @@ impl<L: EventLog> Service<L> {
             Err(DirectoryError::Refused(answer)) => {
                 EffectOutcome::Failed { reason: format!("the directory refused the change: {answer}") }
             }
-            Err(error) => {
-                crate::observe::effect("execute", "unavailable");
-                return Err(error.into());
-            }
-        };
-        let held = if matches!(outcome, EffectOutcome::Applied { .. }) { "applied" } else { "failed" };
-        crate::observe::effect("execute", held);
-        self.confirm(case_id, effect_id, outcome).await
+            Err(error) => return Err(error.into()),
+        })
     }
 
     /// Records what became of the case's effect.
