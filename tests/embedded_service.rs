@@ -396,6 +396,8 @@ struct Limited {
     holds: std::sync::atomic::AtomicU32,
     /// Every change fails as if the directory could not be reached.
     unreachable: bool,
+    /// Each change waits here until as many changes are under way as the barrier counts (bounded).
+    together: Option<tokio::sync::Barrier>,
 }
 
 #[async_trait::async_trait]
@@ -439,6 +441,11 @@ impl AccountDirectory for Limited {
     ) -> Result<Vec<airlock::core::command::Change>, airlock::directory::DirectoryError> {
         if self.unreachable {
             return Err(airlock::directory::DirectoryError::Unavailable("connection refused".into()));
+        }
+        if let Some(together) = &self.together {
+            let waited = tokio::time::timeout(std::time::Duration::from_secs(10), together.wait()).await;
+            waited
+                .map_err(|_| airlock::directory::DirectoryError::Unavailable("alone: nothing ran beside it".into()))?;
         }
         AccountDirectory::execute(&*self.inner, effect_id, account_id, action, now).await
     }
@@ -489,6 +496,7 @@ async fn the_service_asks_a_directory_only_what_it_says_it_can_do() {
             totp_checks: 0.into(),
             holds: 0.into(),
             unreachable: false,
+            together: None,
         });
         let base = embedded::open(&world.path, world.clock.clone(), world.keys.clone()).unwrap().service;
         let service = airlock::service::Service { directory: limited.clone(), ..base };
@@ -571,6 +579,7 @@ async fn an_execution_the_directory_never_answers_goes_back_to_people() {
         totp_checks: 0.into(),
         holds: 0.into(),
         unreachable: true,
+        together: None,
     });
     let base = embedded::open(&world.path, world.clock.clone(), world.keys.clone()).unwrap().service;
     let service = airlock::service::Service { directory: limited, ..base };
@@ -596,4 +605,39 @@ async fn an_execution_the_directory_never_answers_goes_back_to_people() {
         _ => None,
     });
     assert!(reason.as_deref().is_some_and(|reason| reason.contains("may or may not have been applied")), "{reason:?}");
+}
+
+// Proves the timers move cases side by side: a directory whose every change waits (up to a bound) until another
+// change is under way completes both of two due changes in one run of the timers, which one case after the other
+// could not (the first would wait alone, give up, and leave its case executing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timers_move_due_cases_side_by_side() {
+    let world = world();
+    world.embedded.directory.put_account(&common::email_account("fay", UnixMs(START.0 - 100 * DAY_MS))).unwrap();
+    let together = Arc::new(Limited {
+        inner: world.embedded.directory.clone(),
+        capabilities: airlock::directory::Capabilities::ALL,
+        totp_checks: 0.into(),
+        holds: 0.into(),
+        unreachable: false,
+        together: Some(tokio::sync::Barrier::new(2)),
+    });
+    let base = embedded::open(&world.path, world.clock.clone(), world.keys.clone()).unwrap().service;
+    let service = airlock::service::Service { directory: together, ..base };
+    let mut cases = Vec::new();
+    for account in ["dana", "fay"] {
+        let case_id = CaseId::new(format!("case-side-{account}"));
+        let desk = Actor::new(Role::Intake, "desk");
+        service.handle(&case_id, command("open", desk, request(account, RecoveryAction::ResetPassword))).await.unwrap();
+        let code = latest_code(&world, &format!("{account}@example.com"));
+        let owner = Actor::new(Role::Owner, "page");
+        let proven = service.submit_code(&case_id, CommandId::new("proof"), owner, &code, None).await.unwrap();
+        assert_eq!(proven.status, Status::CoolingOff);
+        cases.push(case_id);
+    }
+    world.clock.advance(2 * DAY_MS);
+    service.run_due().await.unwrap();
+    for case_id in &cases {
+        assert_eq!(service.load(case_id).await.unwrap().0.status, Status::Executed, "{case_id}");
+    }
 }

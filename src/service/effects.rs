@@ -99,11 +99,31 @@ impl<L: EventLog> Service<L> {
                 first_error.get_or_insert(error);
             }
         };
-        for case_id in self.projection.due_cases(self.clock.now())? {
-            outcome(&case_id, self.tick(&case_id).await);
+        // Cases side by side, a few at a time: one case waiting on a slow directory must not hold up the others'.
+        use futures::StreamExt;
+        let due = self.projection.due_cases(self.clock.now())?;
+        let ticked: Vec<_> = futures::stream::iter(due)
+            .map(|case_id| async move {
+                let result = self.tick(&case_id).await;
+                (case_id, result)
+            })
+            .buffer_unordered(TIMERS_AT_ONCE)
+            .collect()
+            .await;
+        for (case_id, result) in ticked {
+            outcome(&case_id, result);
         }
-        for case_id in self.projection.case_ids(Some(Status::Executing.name()))? {
-            outcome(&case_id, self.execute(&case_id).await);
+        let executing = self.projection.case_ids(Some(Status::Executing.name()))?;
+        let executed: Vec<_> = futures::stream::iter(executing)
+            .map(|case_id| async move {
+                let result = self.execute(&case_id).await;
+                (case_id, result)
+            })
+            .buffer_unordered(TIMERS_AT_ONCE)
+            .collect()
+            .await;
+        for (case_id, result) in executed {
+            outcome(&case_id, result);
         }
         if let Err(error) = self.resend_owed_notices().await {
             tracing::warn!(%error, "notices: owed notices will be looked at again on the next tick");
@@ -242,6 +262,9 @@ impl<L: EventLog> Service<L> {
         self.handle(case_id, CommandEnvelope { command_id, actor, command: Command::Cancel { reason } }).await
     }
 }
+
+/// How many cases the timers move at once.
+const TIMERS_AT_ONCE: usize = 8;
 
 /// The environment variable of the test-only crash point below.
 #[cfg(debug_assertions)]
