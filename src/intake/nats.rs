@@ -553,11 +553,14 @@ async fn dead_letter(
 }
 
 /// Answers `<prefix>.query.<role>.<actor>` requests with a case's status, until `shutdown`.
+/// `listening` is told once the query subject's subscription has reached the server, so that `serve` says it is
+/// serving only when a query sent then is answered.
 pub async fn run_queries<L: EventLog + 'static>(
     service: Arc<Service<L>>,
     client: async_nats::Client,
     config: IntakeConfig,
     mut shutdown: watch::Receiver<bool>,
+    listening: tokio::sync::oneshot::Sender<()>,
 ) -> Result<(), IntakeError> {
     use async_nats::service::ServiceExt;
     // A NATS micro service (ADR-32): `$SRV.PING/INFO/STATS` (and `nats micro ls/info/stats airlock`) describe it and
@@ -584,6 +587,8 @@ pub async fn run_queries<L: EventLog + 'static>(
         .add(format!("{}.query.*.*", config.prefix))
         .await
         .map_err(|error| failed(format!("cannot serve queries: {error}")))?;
+    client.flush().await.map_err(|error| failed(format!("cannot serve queries: {error}")))?;
+    let _ = listening.send(());
     // Queries are answered side by side, so that a slow one (an operator's audit) never holds up a desk's status
     // query; at most QUERIES_AT_ONCE at a time, the rest wait in the subscription.
     let at_once = Arc::new(tokio::sync::Semaphore::new(QUERIES_AT_ONCE));

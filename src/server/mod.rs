@@ -145,13 +145,17 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
             };
             spawn_probes(&mut tasks, health, probes, &shutdown);
             tasks.spawn(named("intake", run_intake(service.clone(), context, intake_config.clone(), shutdown.clone())));
-            tasks
-                .spawn(named("queries", run_queries(service.clone(), client.clone(), intake_config, shutdown.clone())));
+            let (listening, queries_listen) = tokio::sync::oneshot::channel();
+            let queries = run_queries(service.clone(), client.clone(), intake_config, shutdown.clone(), listening);
+            tasks.spawn(named("queries", queries));
             tasks.spawn(named(
                 "projector",
                 run_projector(projection, events, projector_name(&config.data_dir)?, shutdown.clone()),
             ));
             spawn_shared(&mut tasks, service, http, config.tick, &shutdown);
+            // Serving is announced once a query is answered: before, a desk's status query finds no responder. A
+            // query service that fails to start ends its task, and the failure is reported below.
+            let _ = queries_listen.await;
             Some(client)
         }
         None => {

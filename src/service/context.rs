@@ -109,6 +109,16 @@ impl Prepared {
     }
 }
 
+/// A new request, as its gathering reads it.
+#[derive(Clone, Copy)]
+struct NewRequest<'a> {
+    case_id: &'a CaseId,
+    envelope: &'a CommandEnvelope,
+    account_id: &'a AccountId,
+    action: &'a RecoveryAction,
+    signals: &'a Signals,
+}
+
 /// A new request's counts, from the request ledgers, and its account's ledger to write.
 struct RequestCounts {
     velocity: Velocity,
@@ -131,7 +141,8 @@ impl<L: EventLog> Service<L> {
         let mut prepared = Prepared::new(self.clock.now(), self.halted_for(&envelope.command).await?);
         match &envelope.command {
             Command::RequestRecovery { account_id, action, signals, .. } if state.status == Status::New => {
-                self.gather_request(case_id, envelope, account_id, action, signals, &mut prepared).await?
+                let request = NewRequest { case_id, envelope, account_id, action, signals };
+                self.gather_request(&request, &mut prepared).await?
             }
             Command::SubmitProof { .. } if state.status == Status::Requested => {
                 self.gather_proof(case_id, envelope, state, &mut prepared).await?
@@ -173,17 +184,10 @@ impl<L: EventLog> Service<L> {
 
     /// A new request: its counts, the account's snapshot, the intake policy's decision, the account-wide facts and a
     /// code for every destination.
-    async fn gather_request(
-        &self,
-        case_id: &CaseId,
-        envelope: &CommandEnvelope,
-        account_id: &AccountId,
-        action: &RecoveryAction,
-        signals: &Signals,
-        prepared: &mut Prepared,
-    ) -> Result<(), ServiceError> {
+    async fn gather_request(&self, request: &NewRequest<'_>, prepared: &mut Prepared) -> Result<(), ServiceError> {
+        let NewRequest { case_id, account_id, action, signals, .. } = *request;
         let now = prepared.now;
-        let counts = self.request_counts(case_id, envelope, account_id, action, signals, now).await?;
+        let counts = self.request_counts(request, now).await?;
         let ledger_exists = counts.ledger.revision > 0;
         let (projection, settings) = (self.projection.clone(), self.settings.clone());
         let (engine, case, halted) = (self.policy.clone(), case_id.clone(), prepared.halted);
@@ -227,15 +231,8 @@ impl<L: EventLog> Service<L> {
     /// processes (ADR 7, ADR 8). The account's ledger is written after the decision, conditional on the revision read
     /// here, because it also makes "one outstanding code per account" exact; the other dimensions admit the request
     /// now, and it keeps the count it was admitted with.
-    async fn request_counts(
-        &self,
-        case_id: &CaseId,
-        envelope: &CommandEnvelope,
-        account_id: &AccountId,
-        action: &RecoveryAction,
-        signals: &Signals,
-        now: UnixMs,
-    ) -> Result<RequestCounts, ServiceError> {
+    async fn request_counts(&self, request: &NewRequest<'_>, now: UnixMs) -> Result<RequestCounts, ServiceError> {
+        let NewRequest { case_id, envelope, account_id, action, signals } = *request;
         let requester = envelope.actor.to_string();
         let account_key = LedgerKey::Account(account_id.to_string());
         let failures_key = LedgerKey::ProofFailures(account_id.to_string());

@@ -99,31 +99,28 @@ impl<L: EventLog> Service<L> {
                 first_error.get_or_insert(error);
             }
         };
-        // Cases side by side, a few at a time: one case waiting on a slow directory must not hold up the others'.
+        // Cases side by side, a few at a time: one case waiting on a slow directory must not hold up the others'. The
+        // ticks first, then the executions (a tick may have just started one).
         use futures::StreamExt;
-        let due = self.projection.due_cases(self.clock.now())?;
-        let ticked: Vec<_> = futures::stream::iter(due)
-            .map(|case_id| async move {
-                let result = self.tick(&case_id).await;
-                (case_id, result)
-            })
-            .buffer_unordered(TIMERS_AT_ONCE)
-            .collect()
-            .await;
-        for (case_id, result) in ticked {
-            outcome(&case_id, result);
-        }
-        let executing = self.projection.case_ids(Some(Status::Executing.name()))?;
-        let executed: Vec<_> = futures::stream::iter(executing)
-            .map(|case_id| async move {
-                let result = self.execute(&case_id).await;
-                (case_id, result)
-            })
-            .buffer_unordered(TIMERS_AT_ONCE)
-            .collect()
-            .await;
-        for (case_id, result) in executed {
-            outcome(&case_id, result);
+        for timer in [Timer::Tick, Timer::Execute] {
+            let cases = match timer {
+                Timer::Tick => self.projection.due_cases(self.clock.now())?,
+                Timer::Execute => self.projection.case_ids(Some(Status::Executing.name()))?,
+            };
+            let results: Vec<_> = futures::stream::iter(cases)
+                .map(|case_id| async move {
+                    let result = match timer {
+                        Timer::Tick => self.tick(&case_id).await,
+                        Timer::Execute => self.execute(&case_id).await,
+                    };
+                    (case_id, result)
+                })
+                .buffer_unordered(TIMERS_AT_ONCE)
+                .collect()
+                .await;
+            for (case_id, result) in results {
+                outcome(&case_id, result);
+            }
         }
         if let Err(error) = self.resend_owed_notices().await {
             tracing::warn!(%error, "notices: owed notices will be looked at again on the next tick");
@@ -265,6 +262,13 @@ impl<L: EventLog> Service<L> {
 
 /// How many cases the timers move at once.
 const TIMERS_AT_ONCE: usize = 8;
+
+/// What the timers do to a case.
+#[derive(Clone, Copy)]
+enum Timer {
+    Tick,
+    Execute,
+}
 
 /// The environment variable of the test-only crash point below.
 #[cfg(debug_assertions)]
