@@ -348,10 +348,17 @@ fn every_setting_has_a_key_in_the_configuration_file() {
         (value("metrics"), value("ready_lag"), value("log_format")),
         ("127.0.0.1:9090".into(), "500".into(), "json".into())
     );
-    std::fs::write(&file, "metrics = \"everywhere\"\nlog_format = \"xml\"\n").unwrap();
+    std::fs::write(
+        &file,
+        "metrics = \"everywhere\"\nlog_format = \"xml\"\ndirectory = \"ldap\"\n\
+         directory_url = \"http://bot:hunter2@adapter.example.com\"\n",
+    )
+    .unwrap();
     let output = run(&["config", "check", "--config", file.to_str().unwrap(), "--json"], &[]);
     let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(output.status.code(), Some(1), "{report}");
     let problems = report["problems"].to_string();
-    assert!(problems.contains("everywhere") && problems.contains("xml"), "{report}");
+    assert!(problems.contains("everywhere") && problems.contains("xml") && problems.contains("ldap"), "{report}");
+    assert!(problems.contains("holds a user or password"), "{report}");
+    assert!(!stdout(&output).contains("hunter2"), "the password was shown: {report}");
 }

@@ -229,6 +229,7 @@ fn check_value(env: &'static str, value: &str) -> Option<String> {
             (!["embedded", "http"].contains(&value)).then(|| format!("{value:?} is not a directory: embedded or http"))
         }
         "AIRLOCK_DIRECTORY_SECRETS" => crate::directory::http::Secret::load_file(Path::new(value)).err(),
+        "AIRLOCK_DIRECTORY_URL" => crate::directory::http::adapter_url(value).err(),
         "AIRLOCK_LOG_FORMAT" => {
             (!["text", "json"].contains(&value)).then(|| format!("{value:?} is not a log format: text or json"))
         }

@@ -151,31 +151,36 @@ struct Answer {
     body: Vec<u8>,
 }
 
+/// The adapter's base URL, checked: `https://`, or `http://` to a loopback address only; no user or password in it
+/// (airlock signs its requests instead); its path ending in `/`, so that `join` keeps it (https://host/airlock ->
+/// https://host/airlock/v1/..., not https://host/v1/...). The error names the rule, never the URL (it may hold a
+/// password).
+pub fn adapter_url(url: &str) -> Result<url::Url, String> {
+    let mut base = url::Url::parse(url).map_err(|error| format!("directory_url: {error}"))?;
+    if !base.username().is_empty() || base.password().is_some() {
+        return Err("directory_url holds a user or password: airlock signs its requests instead; remove them".into());
+    }
+    if !base.path().ends_with('/') {
+        base.set_path(&format!("{}/", base.path()));
+    }
+    let loopback = match base.host() {
+        Some(url::Host::Ipv4(address)) => address.is_loopback(),
+        Some(url::Host::Ipv6(address)) => address.is_loopback(),
+        Some(url::Host::Domain(name)) => name == "localhost",
+        None => false,
+    };
+    match base.scheme() {
+        "https" => Ok(base),
+        "http" if loopback => Ok(base),
+        _ => Err("directory_url: use https:// (plain http:// only to a loopback address)".to_string()),
+    }
+}
+
 impl HttpDirectory {
     /// Connects to the adapter at `url` (`https://`, or `http://` to a loopback address only) and reads what it can
     /// do. Fails with the reason when the URL, the secrets or the adapter's answer are not usable.
     pub async fn connect(url: &str, secrets: Vec<Secret>, clock: Arc<dyn Clock>) -> Result<HttpDirectory, String> {
-        let mut base = url::Url::parse(url).map_err(|error| format!("directory_url: {error}"))?;
-        if !base.username().is_empty() || base.password().is_some() {
-            return Err(
-                "directory_url holds a user or password: airlock signs its requests instead; remove them".into()
-            );
-        }
-        if !base.path().ends_with('/') {
-            // `join` would otherwise replace the last segment of a base path (https://host/airlock -> /v1/...).
-            base.set_path(&format!("{}/", base.path()));
-        }
-        let loopback = match base.host() {
-            Some(url::Host::Ipv4(address)) => address.is_loopback(),
-            Some(url::Host::Ipv6(address)) => address.is_loopback(),
-            Some(url::Host::Domain(name)) => name == "localhost",
-            None => false,
-        };
-        match base.scheme() {
-            "https" => {}
-            "http" if loopback => {}
-            _ => return Err("directory_url: use https:// (plain http:// only to a loopback address)".to_string()),
-        }
+        let base = adapter_url(url)?;
         if secrets.is_empty() {
             return Err("the directory adapter needs at least one signing secret".to_string());
         }
