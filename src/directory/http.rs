@@ -11,6 +11,7 @@ use crate::core::action::RecoveryAction;
 use crate::core::command::{Change, SecondFactorCheck};
 use crate::core::ids::{AccountId, DestinationId, EffectId, UnixMs};
 use crate::directory::{AccountDirectory, Capabilities, DirectoryError};
+use crate::projection::views::rfc3339;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
@@ -494,10 +495,6 @@ impl HttpDirectory {
             risk_flags: read.risk_flags,
         })
     }
-}
-
-fn rfc3339(at: UnixMs) -> String {
-    crate::projection::views::rfc3339(at)
 }
 
 #[async_trait::async_trait]
