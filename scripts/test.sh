@@ -54,6 +54,11 @@ need_python mcp mcp
 need_python prometheus_client prometheus-client
 echo "== python clients: $(python3 -m pip list 2>/dev/null | grep -iE '^(aiosmtpd|nats-py|nkeys|mcp|prometheus.client) ' | tr -s ' ' | paste -sd ',')"
 
+# The identity providers tests/directory_scim.rs runs airlock against (canaille, scim2-server), in virtual
+# environments of their own.
+export AIRLOCK_IDP_VENVS=${AIRLOCK_IDP_VENVS:-${XDG_CACHE_HOME:-$HOME/.cache}/airlock/idp}
+./scripts/idp-venvs.sh
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -302,7 +302,8 @@ async fn a_broken_adapter_is_an_error_never_a_change() {
 // Proves issue 18, item 4, through `serve`: an adapter that keeps no age per destination (`per_factor_ages: false`)
 // cannot make an email old by saying so. The first request for cy, whose adapter claims its email was verified 400
 // days ago, sends no code and goes to people: airlock has only just seen that email. Eight days on (a restarted serve
-// whose clock runs ahead), cy's email has been known to airlock for long enough and gets a code; dee's, whose address
+// whose clock runs ahead), cy's email has been known to airlock for long enough and gets a code, and so has fin's,
+// which airlock saw only by reading the whole directory when serve started (directory sync); dee's, whose address
 // changed at the adapter in between, is new again and gets none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn destinations_a_directory_cannot_date_are_dated_by_airlock() {
@@ -312,6 +313,7 @@ async fn destinations_a_directory_cannot_date_are_dated_by_airlock() {
     let accounts = json!([
         { "account_id": "cy", "destinations": [{ "id": "cy-mail", "kind": "email", "address": "cy@example.com", "verified_at": old }] },
         { "account_id": "dee", "destinations": [{ "id": "dee-mail", "kind": "email", "address": "dee@example.com", "verified_at": old }] },
+        { "account_id": "fin", "destinations": [{ "id": "fin-mail", "kind": "email", "address": "fin@example.com", "verified_at": old }] },
     ]);
     let adapter = start_adapter(harness.scratch.path(), &secrets, accounts, &["--no-ages"]);
     let directory = ["--directory", "http", "--directory-url", &adapter.url, "--directory-secrets"];
@@ -330,6 +332,9 @@ async fn destinations_a_directory_cannot_date_are_dated_by_airlock() {
     };
 
     harness.start_serve(&directory, &[]);
+    // serve reads the whole directory when it starts (/v1/accounts/list): fin, never asked about, is dated too.
+    common::wait_for(|| harness.serve_log().contains("directory synced"), "serve's first directory sync");
+    assert!(harness.serve_log().contains("accounts=3"), "{}", harness.serve_log());
     for account in ["cy", "dee"] {
         let case_id = open(&harness, &format!("first-{account}"), account).await;
         common::wait_for(|| case_status(&harness, &case_id) == "\"in_review\"", "the first case to go to people");
@@ -342,6 +347,8 @@ async fn destinations_a_directory_cannot_date_are_dated_by_airlock() {
     harness.start_serve(&directory, &[("AIRLOCK_CLOCK_AHEAD", "8days")]);
     let cy_case = open(&harness, "later-cy", "cy").await;
     common::wait_for(|| code_sent(&harness.data(), &cy_case), "a code to the email airlock has known for 8 days");
+    let fin_case = open(&harness, "later-fin", "fin").await;
+    common::wait_for(|| code_sent(&harness.data(), &fin_case), "a code to the email airlock synced 8 days ago");
     let dee_case = open(&harness, "later-dee", "dee").await;
     common::wait_for(|| case_status(&harness, &dee_case) == "\"in_review\"", "dee's case to go to people");
     assert!(!code_sent(&harness.data(), &dee_case), "a changed address kept its first sight");

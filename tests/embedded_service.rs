@@ -437,6 +437,7 @@ impl AccountDirectory for Limited {
         effect_id: &airlock::core::ids::EffectId,
         account_id: &AccountId,
         action: &RecoveryAction,
+        seen: &airlock::core::account::AccountSnapshot,
         now: UnixMs,
     ) -> Result<Vec<airlock::core::command::Change>, airlock::directory::DirectoryError> {
         if self.unreachable {
@@ -447,7 +448,7 @@ impl AccountDirectory for Limited {
             waited
                 .map_err(|_| airlock::directory::DirectoryError::Unavailable("alone: nothing ran beside it".into()))?;
         }
-        AccountDirectory::execute(&*self.inner, effect_id, account_id, action, now).await
+        AccountDirectory::execute(&*self.inner, effect_id, account_id, action, seen, now).await
     }
     async fn revert(
         &self,

@@ -52,6 +52,10 @@ CREATE TABLE IF NOT EXISTS verifications (idempotency_key TEXT PRIMARY KEY, resu
 """
 
 
+# How many accounts one page of `/v1/accounts/list` holds.
+PAGE_SIZE = 100
+
+
 def now_text():
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -144,6 +148,15 @@ class Directory:
                 (account_id,))]
         return {"account_id": account_id, "high_value_reason": row[0], "risk_flags": json.loads(row[1]),
                 "destinations": destinations, "totp_enrolled_at": row[2], "last_credential_change": row[3]}
+
+    def page(self, cursor, size):
+        """The accounts after `cursor` (an account id; from the first when None), in id order, and the next cursor."""
+        with self.lock:
+            ids = [row[0] for row in self.connection.execute(
+                "SELECT account_id FROM users WHERE ? IS NULL OR account_id > ? ORDER BY account_id LIMIT ?",
+                (cursor, cursor, size + 1))]
+            accounts = [self._account(account_id) for account_id in ids[:size]]
+        return accounts, (ids[size - 1] if len(ids) > size else None)
 
     def verify(self, key, account_id, code):
         """Checks a code once: the same request (its Idempotency-Key) sent again gets the first answer."""
@@ -307,6 +320,12 @@ class Handler(BaseHTTPRequestHandler):
         directory = self.directory
         if parts == ["v1", "capabilities"]:
             return self.answer(200, {"version": 1, **directory.capabilities})
+        if parts == ["v1", "accounts", "list"]:
+            cursor = request.get("cursor")
+            if cursor is not None and not isinstance(cursor, str):
+                return self.answer(400, {"error": {"code": "bad_cursor"}})
+            accounts, following = directory.page(cursor, PAGE_SIZE)
+            return self.answer(200, {"accounts": accounts, "next": following})
         if len(parts) < 4 or parts[:2] != ["v1", "accounts"]:
             return self.answer(404, {"error": {"code": "no_such_call"}})
         account_id, rest = parts[2], parts[3:]

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 pub const CONFIG_ENV: &str = "AIRLOCK_CONFIG";
 
 /// Every key of the file: the variable it stands for, and what it sets.
-pub const KEYS: [(&str, &str, &str); 19] = [
+pub const KEYS: [(&str, &str, &str); 21] = [
     ("data_dir", "AIRLOCK_DATA_DIR", "the data directory (projection, embedded store, key file)"),
     ("nats_url", "AIRLOCK_NATS_URL", "NATS server(s), comma-separated: nats://host:4222"),
     ("nats_nkey", "AIRLOCK_NATS_NKEY", "the nkey seed file to connect to NATS with (`airlock nats-config`)"),
@@ -32,9 +32,11 @@ pub const KEYS: [(&str, &str, &str); 19] = [
     ("ready_lag", "AIRLOCK_READY_LAG", "how many log entries the projector may trail before /readyz says not ready"),
     ("log_format", "AIRLOCK_LOG_FORMAT", "text or json"),
     ("mcp_requester", "AIRLOCK_MCP_REQUESTER", "the intake actor `airlock mcp` requests as"),
-    ("directory", "AIRLOCK_DIRECTORY", "where accounts live: embedded or http (docs/directory-adapter.md)"),
-    ("directory_url", "AIRLOCK_DIRECTORY_URL", "the HTTP directory adapter's address"),
+    ("directory", "AIRLOCK_DIRECTORY", "where accounts live: embedded, http (docs/directory-adapter.md) or scim"),
+    ("directory_url", "AIRLOCK_DIRECTORY_URL", "the HTTP directory adapter's address, or the SCIM service's base"),
     ("directory_secrets", "AIRLOCK_DIRECTORY_SECRETS", "the file of secrets the adapter's requests are signed with"),
+    ("directory_token", "AIRLOCK_DIRECTORY_TOKEN", "the file of the bearer token the SCIM service is called with"),
+    ("directory_sync", "AIRLOCK_DIRECTORY_SYNC", "how often a directory without per-address ages is read whole"),
 ];
 
 /// The file as written. Unknown keys are an error: a misspelt key must not silently fall back to a default.
@@ -60,6 +62,8 @@ pub struct ConfigFile {
     pub directory: Option<String>,
     pub directory_url: Option<String>,
     pub directory_secrets: Option<PathBuf>,
+    pub directory_token: Option<PathBuf>,
+    pub directory_sync: Option<String>,
 }
 
 impl ConfigFile {
@@ -87,6 +91,8 @@ impl ConfigFile {
             self.directory.clone(),
             self.directory_url.clone(),
             path(&self.directory_secrets),
+            path(&self.directory_token),
+            self.directory_sync.clone(),
         ];
         KEYS.iter().zip(values).filter_map(|((_, env, _), value)| value.map(|value| (*env, value))).collect()
     }
@@ -225,15 +231,15 @@ fn check_value(env: &'static str, value: &str) -> Option<String> {
             Ok(_) | Err(_) => Some(format!("{value:?} is not a number from 1 to 4096")),
         },
         "AIRLOCK_READY_LAG" => value.parse::<u64>().err().map(|_| format!("{value:?} is not a number of log entries")),
-        "AIRLOCK_DIRECTORY" => {
-            (!["embedded", "http"].contains(&value)).then(|| format!("{value:?} is not a directory: embedded or http"))
-        }
+        "AIRLOCK_DIRECTORY" => (!["embedded", "http", "scim"].contains(&value))
+            .then(|| format!("{value:?} is not a directory: embedded, http or scim")),
         "AIRLOCK_DIRECTORY_SECRETS" => crate::directory::http::Secret::load_file(Path::new(value)).err(),
+        "AIRLOCK_DIRECTORY_TOKEN" => crate::directory::scim::Token::load_file(Path::new(value)).err(),
         "AIRLOCK_DIRECTORY_URL" => crate::directory::http::adapter_url(value).err(),
         "AIRLOCK_LOG_FORMAT" => {
             (!["text", "json"].contains(&value)).then(|| format!("{value:?} is not a log format: text or json"))
         }
-        "AIRLOCK_TICK" => match humantime::parse_duration(value) {
+        "AIRLOCK_TICK" | "AIRLOCK_DIRECTORY_SYNC" => match humantime::parse_duration(value) {
             Ok(tick) if !tick.is_zero() => None,
             Ok(_) | Err(_) => Some(format!("{value:?} is not a duration such as 1s or 500ms")),
         },

@@ -61,7 +61,9 @@ pub fn run(args: DirectoryArgs) -> u8 {
                 crate::directory::DirectoryError::Held { .. } => {
                     (format!("{error} (its settings change only when that case ends)"), exit::FAILED)
                 }
-                crate::directory::DirectoryError::Refused(_) => (error.to_string(), exit::FAILED),
+                crate::directory::DirectoryError::Refused(_) | crate::directory::DirectoryError::Changed(_) => {
+                    (error.to_string(), exit::FAILED)
+                }
                 crate::directory::DirectoryError::Unavailable(_)
                 | crate::directory::DirectoryError::NoSuchAccount(_)
                 | crate::directory::DirectoryError::Corrupt(_) => (error.to_string(), exit::UNAVAILABLE),

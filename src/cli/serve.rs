@@ -58,23 +58,75 @@ pub struct ServeArgs {
     /// How to write the log on stderr: text for people, or json (one object per line) for a log collector.
     #[arg(long, env = "AIRLOCK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Where accounts are read and changed: the embedded directory in the data directory, or the company's HTTP
-    /// directory adapter at --directory-url (docs/directory-adapter.md).
+    /// Where accounts are read and changed: the embedded directory in the data directory, the company's HTTP
+    /// directory adapter at --directory-url (docs/directory-adapter.md), or its identity provider's SCIM 2.0 service
+    /// at --directory-url (docs/directory-scim.md).
     #[arg(long, env = "AIRLOCK_DIRECTORY", value_enum, default_value_t = DirectoryKind::Embedded)]
     pub directory: DirectoryKind,
-    /// The HTTP directory adapter's address: https://, or http:// to a loopback address only.
+    /// The HTTP directory adapter's address, or the SCIM service's base (such as https://idp.example/scim/v2):
+    /// https://, or http:// to a loopback address only.
     #[arg(long, env = "AIRLOCK_DIRECTORY_URL")]
     pub directory_url: Option<String>,
     /// The file of secrets airlock signs its requests to the adapter with, one `whsec_...` per line (several while a
     /// key is being rotated), readable by its owner only.
     #[arg(long, env = "AIRLOCK_DIRECTORY_SECRETS", value_name = "FILE")]
     pub directory_secrets: Option<std::path::PathBuf>,
+    /// How often every account of a directory that keeps no age per destination (SCIM, an adapter saying
+    /// per_factor_ages false) is read, so that an address added there ages from when it appeared (also at start).
+    #[arg(long, env = "AIRLOCK_DIRECTORY_SYNC", value_parser = humantime::parse_duration, default_value = "1h")]
+    pub directory_sync: Duration,
+    /// The file holding the bearer token airlock presents to the SCIM service, readable by its owner only.
+    #[arg(long, env = "AIRLOCK_DIRECTORY_TOKEN", value_name = "FILE")]
+    pub directory_token: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DirectoryKind {
     Embedded,
     Http,
+    Scim,
+}
+
+/// The directory the flags name, its files read; each misuse refused with the flag to fix.
+fn directory(args: &ServeArgs) -> anyhow::Result<Option<crate::server::DirectoryConfig>> {
+    use crate::server::DirectoryConfig;
+    let url = args.directory_url.clone();
+    let (secrets, token) = (&args.directory_secrets, &args.directory_token);
+    if args.directory != DirectoryKind::Embedded && args.nats.is_none() {
+        anyhow::bail!(
+            "--directory {} needs --nats: on the embedded store the command-line tools (submit, rollback, review) \
+             act on the data directory's own directory, so every change must go through one serving process",
+            if args.directory == DirectoryKind::Http { "http" } else { "scim" }
+        );
+    }
+    Ok(match (args.directory, url) {
+        (DirectoryKind::Embedded, None) if secrets.is_none() && token.is_none() => None,
+        (DirectoryKind::Embedded, _) => {
+            anyhow::bail!("--directory-url, --directory-secrets and --directory-token are for --directory http or scim")
+        }
+        (DirectoryKind::Http, Some(url)) if token.is_none() => {
+            let Some(secrets) = secrets else {
+                anyhow::bail!("--directory http needs --directory-url URL and --directory-secrets FILE")
+            };
+            let secrets = crate::directory::http::Secret::load_file(secrets)
+                .map_err(|error| anyhow::anyhow!("--directory-secrets refused: {error}"))?;
+            Some(DirectoryConfig::Http { url, secrets })
+        }
+        (DirectoryKind::Http, _) => {
+            anyhow::bail!("--directory http needs --directory-url URL and --directory-secrets FILE (no token)")
+        }
+        (DirectoryKind::Scim, Some(url)) if secrets.is_none() => {
+            let Some(token) = token else {
+                anyhow::bail!("--directory scim needs --directory-url URL and --directory-token FILE")
+            };
+            let token = crate::directory::scim::Token::load_file(token)
+                .map_err(|error| anyhow::anyhow!("--directory-token refused: {error}"))?;
+            Some(DirectoryConfig::Scim { url, token })
+        }
+        (DirectoryKind::Scim, _) => {
+            anyhow::bail!("--directory scim needs --directory-url URL and --directory-token FILE (no secrets)")
+        }
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -124,25 +176,12 @@ fn config(args: ServeArgs) -> anyhow::Result<Config> {
         ),
         None => None,
     };
-    let directory = match (args.directory, &args.directory_url, &args.directory_secrets) {
-        (DirectoryKind::Embedded, None, None) => None,
-        (DirectoryKind::Embedded, _, _) => {
-            anyhow::bail!("--directory-url and --directory-secrets are for --directory http")
-        }
-        (DirectoryKind::Http, Some(_), Some(_)) if args.nats.is_none() => anyhow::bail!(
-            "--directory http needs --nats: on the embedded store the command-line tools (submit, rollback, review) \
-             act on the data directory's own directory, so every change must go through one serving process"
-        ),
-        (DirectoryKind::Http, Some(url), Some(secrets)) => Some(crate::server::DirectoryConfig {
-            url: url.clone(),
-            secrets: crate::directory::http::Secret::load_file(secrets)
-                .map_err(|error| anyhow::anyhow!("--directory-secrets refused: {error}"))?,
-        }),
-        (DirectoryKind::Http, _, _) => {
-            anyhow::bail!("--directory http needs --directory-url URL and --directory-secrets FILE")
-        }
-    };
+    let directory = directory(&args)?;
+    if args.directory_sync.is_zero() {
+        anyhow::bail!("--directory-sync must be longer than zero");
+    }
     Ok(Config {
+        directory_sync: args.directory_sync,
         directory,
         nats: args.nats.map(|url| NatsConfig { url, nkey: args.nats_nkey }),
         data_dir: args.data_dir,

@@ -616,6 +616,7 @@ impl AccountDirectory for EmbeddedDirectory {
         effect_id: &EffectId,
         account_id: &AccountId,
         action: &RecoveryAction,
+        _seen: &AccountSnapshot,
         now: UnixMs,
     ) -> Result<Vec<Change>, DirectoryError> {
         let (effect_id, account_id, action) = (effect_id.clone(), account_id.clone(), action.clone());

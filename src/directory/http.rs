@@ -10,7 +10,7 @@ use crate::core::account::{AccountSnapshot, Destination, DestinationKind, HighVa
 use crate::core::action::RecoveryAction;
 use crate::core::command::{Change, SecondFactorCheck};
 use crate::core::ids::{AccountId, DestinationId, EffectId, UnixMs};
-use crate::directory::{AccountDirectory, Capabilities, DirectoryError};
+use crate::directory::{AccountDirectory, AccountPage, Capabilities, DirectoryError};
 use crate::projection::views::rfc3339;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -55,18 +55,7 @@ impl Secret {
     /// The secrets of a file, one per line (blank lines and `#` comments skipped). The file must be readable by its
     /// owner only, and hold at least one; errors name the line, never a secret.
     pub fn load_file(path: &std::path::Path) -> Result<Vec<Secret>, String> {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(path)
-                .map_err(|error| format!("cannot read {}: {error}", path.display()))?
-                .permissions()
-                .mode();
-            if mode & 0o077 != 0 {
-                return Err(format!("{} can be read by others: chmod 600 it", path.display()));
-            }
-        }
-        let text = std::fs::read_to_string(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+        let text = super::read_private_file(path)?;
         let mut secrets = Vec::new();
         for (number, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -141,15 +130,25 @@ struct CapabilitiesAnswer {
     per_factor_ages: bool,
 }
 
+/// A page of accounts as the adapter answers it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageAnswer {
+    accounts: Vec<AccountAnswer>,
+    next: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct ChangesAnswer {
     changes: Vec<Change>,
 }
 
 /// What one call came to, after its retries.
-struct Answer {
-    status: reqwest::StatusCode,
-    body: Vec<u8>,
+pub(crate) struct Answer {
+    pub(crate) status: reqwest::StatusCode,
+    /// The `ETag` header, if any.
+    pub(crate) etag: Option<String>,
+    pub(crate) body: Vec<u8>,
 }
 
 /// The adapter's base URL, checked: `https://`, or `http://` to a loopback address only; no user or password in it
@@ -159,7 +158,7 @@ struct Answer {
 pub fn adapter_url(url: &str) -> Result<url::Url, String> {
     let mut base = url::Url::parse(url).map_err(|error| format!("directory_url: {error}"))?;
     if !base.username().is_empty() || base.password().is_some() {
-        return Err("directory_url holds a user or password: airlock signs its requests instead; remove them".into());
+        return Err("directory_url holds a user or password: credentials go in their own file; remove them".into());
     }
     if !base.path().ends_with('/') {
         base.set_path(&format!("{}/", base.path()));
@@ -185,12 +184,7 @@ impl HttpDirectory {
         if secrets.is_empty() {
             return Err("the directory adapter needs at least one signing secret".to_string());
         }
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(REQUEST_TIMEOUT)
-            .build()
-            .map_err(|error| format!("cannot build the HTTP client: {error}"))?;
+        let client = client()?;
         let capabilities = Capabilities::ALL;
         let mut directory = HttpDirectory { base, client, secrets, capabilities, clock };
         let answer = directory
@@ -229,11 +223,10 @@ impl HttpDirectory {
         let url = self.url(path)?;
         body["target"] = Value::String(url.path().to_string());
         let bytes = serde_json::to_vec(&body).expect("a body serializes");
-        let mut last_failure = String::new();
-        for attempt in 0..ATTEMPTS_MAX {
+        send(ADAPTER, || {
             // The wall clock, not the service's: the adapter compares the timestamp with its own clock.
             let timestamp = crate::clock::Clock::now(&crate::clock::SystemClock).0 / 1_000;
-            let mut request = self
+            let request = self
                 .client
                 .post(url.clone())
                 .header("webhook-id", id)
@@ -241,27 +234,13 @@ impl HttpDirectory {
                 .header("webhook-signature", signature(&self.secrets, id, timestamp, &bytes))
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(bytes.clone());
-            if let Some(key) = idempotency_key {
-                request = request.header("Idempotency-Key", key);
+            match idempotency_key {
+                Some(key) => request.header("Idempotency-Key", key),
+                None => request,
             }
-            let retry_after = match request.send().await {
-                Ok(response) if retried(response.status()) => {
-                    last_failure = format!("it answered {}", response.status());
-                    retry_after(&response)
-                }
-                Ok(response) => return checked(read_answer(response).await?),
-                Err(error) => {
-                    last_failure = without_url(&error);
-                    None
-                }
-            };
-            if attempt + 1 < ATTEMPTS_MAX {
-                tokio::time::sleep(retry_after.unwrap_or_else(|| backoff(attempt)).min(BACKOFF_MAX)).await;
-            }
-        }
-        Err(DirectoryError::Unavailable(format!(
-            "the directory adapter did not answer after {ATTEMPTS_MAX} attempts: {last_failure}"
-        )))
+        })
+        .await
+        .and_then(checked)
     }
 
     /// The answer's JSON as `T`, if it is a 2xx carrying it; otherwise an error that quotes the answer (bounded).
@@ -316,7 +295,7 @@ impl HttpDirectory {
 
 /// One path segment: every byte but letters, digits, `-`, `_` and `~` percent-encoded (dots too, so that an id of
 /// `.` or `..` cannot name another route).
-fn encode(text: &str) -> String {
+pub(crate) fn encode(text: &str) -> String {
     let mut encoded = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'~') {
@@ -344,6 +323,43 @@ fn checked(answer: Answer) -> Result<Answer, DirectoryError> {
         ))),
         _ => Ok(answer),
     }
+}
+
+/// Who `send` names in its errors.
+const ADAPTER: &str = "the directory adapter";
+
+/// Sends the request `make` builds, again after a 429, a 5xx, a timeout or a failed connection (`ATTEMPTS_MAX` in
+/// all, capped jittered backoff honouring `Retry-After`); returns the final answer (any other status), read up to
+/// `ANSWER_BYTES_MAX`. A redirect is an error: airlock never follows one. `who` names the server in errors.
+pub(crate) async fn send(who: &str, make: impl Fn() -> reqwest::RequestBuilder) -> Result<Answer, DirectoryError> {
+    let mut last_failure = String::new();
+    for attempt in 0..ATTEMPTS_MAX {
+        let retry_after = match make().send().await {
+            Ok(response) if retried(response.status()) => {
+                last_failure = format!("it answered {}", response.status());
+                retry_after(&response)
+            }
+            Ok(response) => return read_answer(who, response).await,
+            Err(error) => {
+                last_failure = without_url(&error);
+                None
+            }
+        };
+        if attempt + 1 < ATTEMPTS_MAX {
+            tokio::time::sleep(retry_after.unwrap_or_else(|| backoff(attempt)).min(BACKOFF_MAX)).await;
+        }
+    }
+    Err(DirectoryError::Unavailable(format!("{who} did not answer after {ATTEMPTS_MAX} attempts: {last_failure}")))
+}
+
+/// An HTTP client for a directory: no redirects, every request bounded in time.
+pub(crate) fn client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(REQUEST_TIMEOUT)
+        .build()
+        .map_err(|error| format!("cannot build the HTTP client: {error}"))
 }
 
 fn retried(status: reqwest::StatusCode) -> bool {
@@ -380,13 +396,12 @@ fn without_url(error: &reqwest::Error) -> String {
     format!("{kind}: {text}")
 }
 
-async fn read_answer(mut response: reqwest::Response) -> Result<Answer, DirectoryError> {
+async fn read_answer(who: &str, mut response: reqwest::Response) -> Result<Answer, DirectoryError> {
     let status = response.status();
     if status.is_redirection() {
-        return Err(DirectoryError::Corrupt(format!(
-            "the directory adapter redirected ({status}); airlock does not follow"
-        )));
+        return Err(DirectoryError::Corrupt(format!("{who} redirected ({status}); airlock does not follow")));
     }
+    let etag = response.headers().get(reqwest::header::ETAG).and_then(|value| value.to_str().ok()).map(str::to_string);
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk()
@@ -395,16 +410,14 @@ async fn read_answer(mut response: reqwest::Response) -> Result<Answer, Director
     {
         body.extend_from_slice(&chunk);
         if body.len() > ANSWER_BYTES_MAX {
-            return Err(DirectoryError::Corrupt(format!(
-                "the directory adapter's answer is longer than {ANSWER_BYTES_MAX} bytes"
-            )));
+            return Err(DirectoryError::Corrupt(format!("{who}'s answer is longer than {ANSWER_BYTES_MAX} bytes")));
         }
     }
-    Ok(Answer { status, body })
+    Ok(Answer { status, etag, body })
 }
 
 /// The start of an answer, printable, for an error.
-fn quote(answer: &Answer) -> String {
+pub(crate) fn quote(answer: &Answer) -> String {
     let text = String::from_utf8_lossy(&answer.body);
     let start: String = text.chars().take(QUOTED_CHARS_MAX).collect();
     format!("{}: {}", answer.status, crate::core::text::for_terminal(&start))
@@ -415,7 +428,7 @@ fn unexpected(answer: &Answer, what: &str) -> DirectoryError {
 }
 
 /// An RFC 3339 time (any offset), never later than `now`: a directory cannot date a factor in the future.
-fn parse_time(text: &str, field: &str, now: UnixMs) -> Result<UnixMs, DirectoryError> {
+pub(crate) fn parse_time(text: &str, field: &str, now: UnixMs) -> Result<UnixMs, DirectoryError> {
     let at = chrono::DateTime::parse_from_rfc3339(text)
         .map_err(|_| DirectoryError::Corrupt(format!("{field} is not an RFC 3339 time")))?;
     let ms =
@@ -513,6 +526,23 @@ impl AccountDirectory for HttpDirectory {
         self.snapshot_of(account_id, read)
     }
 
+    async fn list(&self, cursor: Option<&str>) -> Result<AccountPage, DirectoryError> {
+        let id = crate::service::new_id("list");
+        let answer = self.call("v1/accounts/list", &id, json!({ "cursor": cursor }), None).await?;
+        let page: PageAnswer = self.expect_json(&answer, "account list")?;
+        let mut accounts = Vec::with_capacity(page.accounts.len());
+        for read in page.accounts {
+            crate::core::text::check_identifier("account id", &read.account_id)
+                .map_err(|rejection| DirectoryError::Corrupt(rejection.to_string()))?;
+            let id = AccountId::new(read.account_id.clone());
+            accounts.push(self.snapshot_of(&id, read)?);
+        }
+        if page.next.as_deref() == cursor && cursor.is_some() {
+            return Err(DirectoryError::Corrupt("the directory adapter's account list did not move on".into()));
+        }
+        Ok(AccountPage { accounts, next: page.next })
+    }
+
     async fn verify_totp(
         &self,
         account_id: &AccountId,
@@ -554,6 +584,7 @@ impl AccountDirectory for HttpDirectory {
         effect_id: &EffectId,
         account_id: &AccountId,
         action: &RecoveryAction,
+        _seen: &AccountSnapshot,
         now: UnixMs,
     ) -> Result<Vec<Change>, DirectoryError> {
         let action = match action {

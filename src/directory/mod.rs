@@ -5,6 +5,7 @@
 pub mod embedded;
 pub mod http;
 pub mod import;
+pub mod scim;
 pub mod totp;
 
 use crate::core::account::AccountSnapshot;
@@ -26,6 +27,10 @@ pub enum DirectoryError {
     /// The directory holds data airlock cannot read, or answered what the protocol does not allow.
     #[error("account directory corrupt: {0}")]
     Corrupt(String),
+    /// The account's factors changed since the decision (named by id, never by address), or while the change was
+    /// being applied; the case goes to people.
+    #[error("the account changed since the decision: {0}")]
+    Changed(String),
     /// The directory refused the change for a reason of its own (its answer, bounded); the case goes to people.
     #[error("the account directory refused the change: {0}")]
     Refused(String),
@@ -53,6 +58,13 @@ impl Capabilities {
         Capabilities { hold: true, verify_second_factor: true, revoke_sessions: true, per_factor_ages: true };
 }
 
+/// One page of a directory's accounts (`AccountDirectory::list`).
+pub struct AccountPage {
+    pub accounts: Vec<AccountSnapshot>,
+    /// Where the next page starts; `None` after the last.
+    pub next: Option<String>,
+}
+
 /// Where airlock reads accounts and applies changes. Every call may do I/O (a file, a network adapter): each is async,
 /// and an implementation keeps blocking work off the runtime's threads.
 #[async_trait::async_trait]
@@ -62,6 +74,13 @@ pub trait AccountDirectory: Send + Sync {
 
     /// The account as it is now; an unknown account yields `AccountSnapshot::unknown`.
     async fn snapshot(&self, account_id: &AccountId) -> Result<AccountSnapshot, DirectoryError>;
+
+    /// The accounts from `cursor` on (from the first when `None`), a page at a time, so that airlock dates every
+    /// destination it has not seen yet (`directory sync`). Needed only of a directory without `per_factor_ages`.
+    async fn list(&self, cursor: Option<&str>) -> Result<AccountPage, DirectoryError> {
+        let _ = cursor;
+        Err(DirectoryError::Refused("this directory cannot list its accounts".into()))
+    }
 
     /// Checks an authenticator (TOTP) code the owner typed, at `now`, and uses it up: the same code, or one from an
     /// earlier time step, is refused afterwards (`AlreadyUsed` when it was a right code of a step used already).
@@ -83,12 +102,15 @@ pub trait AccountDirectory: Send + Sync {
     async fn release(&self, account_id: &AccountId, case_id: &str) -> Result<(), DirectoryError>;
 
     /// Applies `action` once per `effect_id` and returns what changed. Applying an effect id again changes nothing
-    /// and returns the changes recorded the first time, so a retry after a crash is safe.
+    /// and returns the changes recorded the first time, so a retry after a crash is safe. `seen` is the account as
+    /// the decision saw it: a directory that cannot hold the account checks, in the same conditional write, that its
+    /// factors are still those (`DirectoryError::Changed` otherwise).
     async fn execute(
         &self,
         effect_id: &EffectId,
         account_id: &AccountId,
         action: &RecoveryAction,
+        seen: &AccountSnapshot,
         now: UnixMs,
     ) -> Result<Vec<Change>, DirectoryError>;
 
@@ -101,4 +123,21 @@ pub trait AccountDirectory: Send + Sync {
         executed_at: UnixMs,
         now: UnixMs,
     ) -> Result<Vec<Change>, DirectoryError>;
+}
+
+/// The text of a file that holds a secret (a signing secret, a bearer token), refused when others can read it; errors
+/// name the file, never its content.
+pub fn read_private_file(path: &std::path::Path) -> Result<String, String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|error| format!("cannot read {}: {error}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!("{} can be read by others: chmod 600 it", path.display()));
+        }
+    }
+    std::fs::read_to_string(path).map_err(|error| format!("cannot read {}: {error}", path.display()))
 }

@@ -46,12 +46,15 @@ pub struct Config {
     pub ready_lag: u64,
     /// The company's directory adapter (`docs/directory-adapter.md`); the embedded directory without it.
     pub directory: Option<DirectoryConfig>,
+    /// How often a directory without per-destination ages is read whole (`Service::sync_directory`).
+    pub directory_sync: Duration,
 }
 
-/// Where the HTTP directory adapter is, and the secrets airlock signs its requests with.
-pub struct DirectoryConfig {
-    pub url: String,
-    pub secrets: Vec<crate::directory::http::Secret>,
+/// The company's directory: an HTTP adapter and the secrets airlock signs its requests with, or a SCIM 2.0 service
+/// and the bearer token airlock presents.
+pub enum DirectoryConfig {
+    Http { url: String, secrets: Vec<crate::directory::http::Secret> },
+    Scim { url: String, token: crate::directory::scim::Token },
 }
 
 /// The NATS server and the nkey seed airlock connects with.
@@ -114,13 +117,9 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
     // The company's directory, reached (and its capabilities read) before anything is served.
     let adapter: Option<Arc<dyn crate::directory::AccountDirectory>> = match &config.directory {
         Some(directory) => {
-            let clock = crate::clock::process_clock();
-            let adapter =
-                crate::directory::http::HttpDirectory::connect(&directory.url, directory.secrets.clone(), clock)
-                    .await
-                    .map_err(|error| anyhow::anyhow!("the directory adapter at {}: {error}", directory.url))?;
-            tracing::info!(capabilities = ?crate::directory::AccountDirectory::capabilities(&adapter), "directory adapter connected");
-            Some(Arc::new(adapter))
+            let adapter = connect_directory(directory).await?;
+            tracing::info!(capabilities = ?adapter.capabilities(), "directory connected");
+            Some(adapter)
         }
         None => None,
     };
@@ -152,7 +151,7 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
                 "projector",
                 run_projector(projection, events, projector_name(&config.data_dir)?, shutdown.clone()),
             ));
-            spawn_shared(&mut tasks, service, http, config.tick, &shutdown);
+            spawn_shared(&mut tasks, service, http, (config.tick, config.directory_sync), &shutdown);
             // Serving is announced once a query is answered: before, a desk's status query finds no responder. A
             // query service that fails to start ends its task, and the failure is reported below.
             let _ = queries_listen.await;
@@ -176,7 +175,7 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
                 max_lag: config.ready_lag,
             };
             spawn_probes(&mut tasks, health, probes, &shutdown);
-            spawn_shared(&mut tasks, Arc::new(embedded.service), http, config.tick, &shutdown);
+            spawn_shared(&mut tasks, Arc::new(embedded.service), http, (config.tick, config.directory_sync), &shutdown);
             None
         }
     };
@@ -206,6 +205,24 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
         Some(Err(panic)) => Err(anyhow::anyhow!("a task panicked: {panic}")),
         Some(Ok(Ok(()))) | None => Ok(()),
     }
+}
+
+/// Reaches the company's directory and reads what it can do. Errors name the URL only without credentials (the
+/// URL rules refuse any).
+async fn connect_directory(directory: &DirectoryConfig) -> anyhow::Result<Arc<dyn crate::directory::AccountDirectory>> {
+    let clock = crate::clock::process_clock();
+    Ok(match directory {
+        DirectoryConfig::Http { url, secrets } => Arc::new(
+            crate::directory::http::HttpDirectory::connect(url, secrets.clone(), clock)
+                .await
+                .map_err(|error| anyhow::anyhow!("the directory adapter at {url}: {error}"))?,
+        ),
+        DirectoryConfig::Scim { url, token } => Arc::new(
+            crate::directory::scim::ScimDirectory::connect(url, token.clone(), clock)
+                .await
+                .map_err(|error| anyhow::anyhow!("the SCIM service at {url}: {error}"))?,
+        ),
+    })
 }
 
 /// The projector's durable consumer is named after the data directory it projects into: each airlock process keeps
@@ -251,7 +268,7 @@ fn spawn_shared<L: crate::log::EventLog + 'static>(
     tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
     service: Arc<Service<L>>,
     http: Option<HttpListener>,
-    tick: Duration,
+    (tick, sync): (Duration, Duration),
     shutdown: &watch::Receiver<bool>,
 ) {
     if let Some((listener, keys)) = http {
@@ -264,7 +281,37 @@ fn spawn_shared<L: crate::log::EventLog + 'static>(
         };
         tasks.spawn(named("http", crate::http::serve(listener, service.clone(), keys, signal)));
     }
+    // Every task runs until shutdown (one that ends stops the server): only a directory without ages is synced.
+    if !service.directory.capabilities().per_factor_ages {
+        tasks.spawn(named("directory sync", directory_sync(service.clone(), sync, shutdown.clone())));
+    }
     tasks.spawn(named("timers", timers(service, tick, shutdown.clone())));
+}
+
+/// Reads the whole directory at start and every `every`, when it keeps no age per destination. A failed sync is
+/// logged and tried again at the next interval: requests are still served, each account dated when it is read.
+async fn directory_sync<L: crate::log::EventLog>(
+    service: Arc<Service<L>>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => match service.sync_directory().await {
+                Ok(Some(synced)) => tracing::info!(
+                    accounts = synced.accounts,
+                    destinations = synced.destinations,
+                    first_seen = synced.first_seen,
+                    "directory synced"
+                ),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "directory sync failed: will retry at the next interval"),
+            },
+            _ = shutdown.changed() => return Ok(()),
+        }
+    }
 }
 
 async fn named<E: std::fmt::Display>(

@@ -210,7 +210,9 @@ impl<L: EventLog> Service<L> {
                 return Ok(EffectOutcome::Failed { reason });
             }
         }
-        Ok(match self.directory.execute(effect_id, &facts.account_id, &facts.action, self.clock.now()).await {
+        let executed =
+            self.directory.execute(effect_id, &facts.account_id, &facts.action, &facts.snapshot, self.clock.now());
+        Ok(match executed.await {
             Ok(changes) => {
                 crash_after_effect_if_asked(effect_id);
                 EffectOutcome::Applied { changes }
@@ -224,6 +226,9 @@ impl<L: EventLog> Service<L> {
             Err(DirectoryError::Refused(answer)) => {
                 EffectOutcome::Failed { reason: format!("the directory refused the change: {answer}") }
             }
+            Err(DirectoryError::Changed(changes)) => EffectOutcome::Failed {
+                reason: format!("the account changed since the decision ({changes}): a person must look again"),
+            },
             Err(error) => return Err(error.into()),
         })
     }

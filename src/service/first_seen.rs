@@ -24,7 +24,48 @@ fn fingerprint(destination: &Destination) -> String {
     hex::encode(&digest[..16])
 }
 
+/// The most pages one sync reads (a directory whose listing never ends is an error, not a loop).
+const SYNC_PAGES_MAX: usize = 1_000_000;
+
+/// What one sync read.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Synced {
+    pub accounts: usize,
+    pub destinations: usize,
+    /// Destinations airlock saw for the first time (or again after they had gone).
+    pub first_seen: usize,
+}
+
 impl<L: EventLog> Service<L> {
+    /// Reads every account of the directory and dates each destination airlock has not seen yet (`directory sync`,
+    /// and `serve` on its interval), so that an address added at the identity provider ages from when it appeared
+    /// rather than from its first recovery. `None` for a directory that dates its destinations itself.
+    pub async fn sync_directory(&self) -> Result<Option<Synced>, ServiceError> {
+        if self.directory.capabilities().per_factor_ages {
+            return Ok(None);
+        }
+        let mut synced = Synced::default();
+        let mut cursor: Option<String> = None;
+        for _ in 0..SYNC_PAGES_MAX {
+            let page = self.directory.list(cursor.as_deref()).await?;
+            for snapshot in page.accounts {
+                let now = self.clock.now();
+                let dated = self.date_by_first_seen(snapshot, now).await?;
+                synced.accounts += 1;
+                synced.destinations += dated.destinations.len();
+                synced.first_seen +=
+                    dated.destinations.iter().filter(|destination| destination.trusted_since == now).count();
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(Some(synced)),
+            }
+        }
+        Err(ServiceError::Directory(crate::directory::DirectoryError::Corrupt(format!(
+            "the directory's listing did not end after {SYNC_PAGES_MAX} pages"
+        ))))
+    }
+
     /// `snapshot` with each destination dated by when airlock first saw it, when the directory gives no age per
     /// destination; unchanged otherwise. Records destinations seen for the first time, and forgets those gone.
     pub(super) async fn date_by_first_seen(

@@ -6,6 +6,7 @@
 mod context;
 mod effects;
 mod first_seen;
+pub use first_seen::Synced;
 mod ledgers;
 mod notices;
 mod repository;

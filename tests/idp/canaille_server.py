@@ -1,0 +1,116 @@
+"""Runs canaille (a real identity provider from PyPI, with SCIM 2.0 and OpenID Connect) on a loopback port of its
+own choosing, in memory, for airlock's tests. Configured as the pytest-iam package configures it for tests.
+
+    canaille_server.py --users users.json
+
+Prints one line, `listening on http://127.0.0.1:PORT token TOKEN`, once it serves: TOKEN is an OAuth bearer token
+for the SCIM API (a client-credentials token of a client made for airlock). `users.json` is a list of
+{"user_name", "emails", "phone_numbers", "password"}; each user's SCIM id is printed as `user USER_NAME ID`.
+Stops on SIGTERM or when its parent closes its stdin.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import secrets
+import sys
+import threading
+import uuid
+import wsgiref.simple_server
+
+os.environ["AUTHLIB_INSECURE_TRANSPORT"] = "1"
+
+from canaille import create_app  # noqa: E402
+from canaille.app import models  # noqa: E402
+from canaille.backends import Backend  # noqa: E402
+from joserfc.jwk import JWKRegistry  # noqa: E402
+
+
+class Quiet(wsgiref.simple_server.WSGIRequestHandler):
+    def log_request(self, code="-", size="-"):
+        pass
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--users", required=True)
+    args = parser.parse_args()
+
+    httpd = wsgiref.simple_server.make_server("127.0.0.1", 0, None, handler_class=Quiet)
+    port = httpd.server_address[1]
+    jwk = JWKRegistry.generate_key("RSA", 2048)
+    jwk.ensure_kid()
+    config = {
+        "TESTING": True,
+        "ENV_FILE": None,
+        "SECRET_KEY": secrets.token_hex(32),
+        "WTF_CSRF_ENABLED": False,
+        "PREFERRED_URL_SCHEME": "http",
+        "SERVER_NAME": f"127.0.0.1:{port}",
+        "CANAILLE": {
+            "DATABASE": "memory",
+            "JAVASCRIPT": False,
+            "ACL": {"DEFAULT": {"PERMISSIONS": ["use_oidc", "manage_oidc"]}},
+            "LOGGING": {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "handlers": {"null": {"class": "logging.NullHandler"}},
+                "loggers": {"canaille": {"level": "WARNING", "handlers": ["null"]}},
+            },
+        },
+        "CANAILLE_OIDC": {"ACTIVE_JWKS": [jwk.as_dict(private=True)]},
+        "CANAILLE_SCIM": {"ENABLE_SERVER": True},
+    }
+    app = create_app(config=config, env_file=None, env_prefix="AIRLOCK_TEST_CANAILLE_")
+    httpd.set_app(app)
+    backend = Backend.instance
+    token_text = secrets.token_urlsafe(32)
+    lines = []
+    with app.app_context():
+        now = datetime.datetime.now(datetime.timezone.utc)
+        client = models.Client(
+            client_id="airlock",
+            client_secret=secrets.token_urlsafe(32),
+            client_name="airlock",
+            client_id_issued_at=now,
+            grant_types=["client_credentials"],
+            response_types=["token"],
+            redirect_uris=[f"http://127.0.0.1:{port}/unused"],
+            scope=["openid"],
+            token_endpoint_auth_method="client_secret_basic",
+        )
+        backend.save(client)
+        token = models.Token(
+            token_id=str(uuid.uuid4()),
+            access_token=token_text,
+            client=client,
+            type="access_token",
+            scope=["openid"],
+            issue_date=now,
+            lifetime=24 * 3600,
+            audience=[client],
+        )
+        backend.save(token)
+        with open(args.users) as file:
+            for record in json.load(file):
+                user = models.User(
+                    user_name=record["user_name"],
+                    emails=record.get("emails") or None,
+                    phone_numbers=record.get("phone_numbers") or None,
+                )
+                if record.get("password"):
+                    user.password = record["password"]
+                backend.save(user)
+                lines.append(f"user {user.user_name} {user.id}")
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    print(f"listening on http://127.0.0.1:{port} token {token_text}", flush=True)
+    for line in lines:
+        print(line, flush=True)
+    sys.stdin.read()
+    httpd.shutdown()
+
+
+if __name__ == "__main__":
+    main()
