@@ -68,21 +68,41 @@ impl Keys {
         Ok(Keys::from_bytes(&bytes))
     }
 
+    /// The token of a link for one purpose (`cancel`, `set-password`) and its parts, each ended by a NUL so that no two
+    /// lists of parts sign the same bytes.
+    fn link_token(&self, purpose: &str, parts: &[&str]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.link).expect("HMAC accepts a key of any length");
+        mac.update(purpose.as_bytes());
+        for part in parts {
+            mac.update(b"\0");
+            mac.update(part.as_bytes());
+        }
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    fn link_token_valid(&self, purpose: &str, parts: &[&str], token: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.link_token(purpose, parts).as_bytes().ct_eq(token.as_bytes()).into()
+    }
+
     /// The token in a cancel link for one case and one destination.
     pub fn cancel_token(&self, case_id: &str, destination_id: &str) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.link).expect("HMAC accepts a key of any length");
-        mac.update(b"cancel\0");
-        mac.update(case_id.as_bytes());
-        mac.update(b"\0");
-        mac.update(destination_id.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        self.link_token("cancel", &[case_id, destination_id])
     }
 
     /// Checks a cancel token in constant time.
     pub fn cancel_token_valid(&self, case_id: &str, destination_id: &str, token: &str) -> bool {
-        use subtle::ConstantTimeEq;
-        let expected = self.cancel_token(case_id, destination_id);
-        expected.as_bytes().ct_eq(token.as_bytes()).into()
+        self.link_token_valid("cancel", &[case_id, destination_id], token)
+    }
+
+    /// The token in a set-password link for one case and one destination, usable until `until_ms`.
+    pub fn set_password_token(&self, case_id: &str, destination_id: &str, until_ms: u64) -> String {
+        self.link_token("set-password", &[case_id, destination_id, &until_ms.to_string()])
+    }
+
+    /// Checks a set-password token in constant time.
+    pub fn set_password_token_valid(&self, case_id: &str, destination_id: &str, until_ms: u64, token: &str) -> bool {
+        self.link_token_valid("set-password", &[case_id, destination_id, &until_ms.to_string()], token)
     }
 }
 

@@ -428,6 +428,11 @@ fn every_command(history: &[Event]) -> Vec<CommandEnvelope> {
             Actor::system(),
             Command::ConfirmNotices { for_event: 1, destinations: ids(&["email-old"]) },
         ),
+        envelope(
+            "any-set-password",
+            owner(),
+            Command::SetPassword { destination: DestinationId::new("email-old"), changes: Vec::new() },
+        ),
     ]
 }
 
@@ -1473,6 +1478,7 @@ fn terminal_states_refuse_every_command() {
                 | CommandKind::Cancel
                 | CommandKind::ConfirmExecution
                 | CommandKind::RollBack
+                | CommandKind::SetPassword
                 | CommandKind::Halt
                 | CommandKind::Resume => Err(Rejection::WrongState { status, command: kind }),
             };

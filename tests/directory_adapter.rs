@@ -161,7 +161,8 @@ async fn serve_recovers_an_account_held_by_the_company_directory() {
     let crashed = harness.wait_for_exit();
     assert!(!crashed.success(), "serve was to abort after the effect:\n{}", harness.serve_log());
     assert_eq!(password_version(&adapter, "ada"), 2, "the adapter applied the reset before the crash");
-    harness.start_serve(&directory, &[("AIRLOCK_CLOCK_AHEAD", "25h")]);
+    let with_page = [&directory[..], &["--http", "127.0.0.1:0"]].concat();
+    harness.start_serve(&with_page, &[("AIRLOCK_CLOCK_AHEAD", "25h")]);
     common::wait_for(|| case_status(&harness, &ada_case) == "\"executed\"", "the restarted executor to confirm");
     assert_eq!(password_version(&adapter, "ada"), 2, "the reset was applied twice");
     let open_sessions = "SELECT count(*) FROM sessions WHERE account_id = ?1 AND revoked_at IS NULL";
@@ -171,6 +172,39 @@ async fn serve_recovers_an_account_held_by_the_company_directory() {
         "the hold to be released",
     );
     assert_eq!(count(&adapter, "SELECT count(*) FROM effects WHERE idempotency_key LIKE ?1", "effects:%"), 1);
+
+    // Issue 18, item 5: the reset sent a single-use set-password link to the email the reset was proven from. A
+    // forged token sets nothing; the link sets the owner's password at the adapter (a salted hash there, never the
+    // text), and cannot be used again.
+    common::wait_for(|| !common::set_password_links(&harness.data(), &ada_case).is_empty(), "the set-password link");
+    let links = common::set_password_links(&harness.data(), &ada_case);
+    assert_eq!(links.iter().map(|(to, _)| to.as_str()).collect::<Vec<_>>(), ["ada@example.com"], "{links:?}");
+    let page = {
+        let log = harness.serve_log();
+        let announced = "airlock verification page on http://";
+        log.split(announced).nth(1).unwrap().split(['"', ' ', '\n']).next().unwrap().to_string()
+    };
+    let chosen = "correct horse battery staple";
+    let short = common::use_set_password_link(&page, &links[0].1, "too short", None);
+    assert!(short.0 == 422 && short.1.contains("at least 12"), "{short:?}");
+    let forged = common::use_set_password_link(&page, &links[0].1, chosen, Some(&"0".repeat(64)));
+    assert_eq!(forged.0, 422, "{}", forged.1);
+    assert_eq!(password_version(&adapter, "ada"), 2, "a forged link set a password");
+    let (status, answer) = common::use_set_password_link(&page, &links[0].1, chosen, None);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(password_version(&adapter, "ada"), 3);
+    let stored: String = users(&adapter)
+        .query_row("SELECT password_hash FROM users WHERE account_id = 'ada'", [], |row| row.get(0))
+        .unwrap();
+    assert!(!stored.contains(chosen), "the adapter keeps the password as text");
+    let check = "import hashlib,sys; _, n, salt, digest = sys.argv[1].split('$'); \
+         sys.exit(0 if hashlib.pbkdf2_hmac('sha256', sys.argv[2].encode(), bytes.fromhex(salt), int(n)).hex() == digest else 1)";
+    let verified = Command::new("python3").args(["-c", check, &stored, chosen]).status().unwrap();
+    assert!(verified.success(), "the adapter does not hold the password the owner chose");
+    let again = common::use_set_password_link(&page, &links[0].1, "another password entirely", None);
+    assert_eq!(again.0, 409, "{}", again.1);
+    assert_eq!(password_version(&adapter, "ada"), 3, "a used link set a password again");
+    assert!(!harness.serve_log().contains(chosen), "the password is in serve's log");
 
     // The adapter's side of the signature: a wrong one, a stale one, none, and a signed request replayed at another
     // path (its body names where it was sent) are refused.

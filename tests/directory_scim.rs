@@ -143,6 +143,16 @@ impl Idp {
         self.ids[name].clone()
     }
 
+    /// Whether the identity provider holds `password` for the user: canaille's own password check (its launcher's test
+    /// route); `None` for a server that offers no way to tell (SCIM never returns a password).
+    async fn holds_password(&self, name: &str, password: &str) -> Option<bool> {
+        let root = self.base.strip_suffix("/scim/v2")?;
+        let body = json!({ "user_name": name, "password": password }).to_string();
+        let answer = self.http.post(format!("{root}/airlock-test/check-password")).body(body).send().await.unwrap();
+        let checked: Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
+        checked["valid"].as_bool()
+    }
+
     /// The user as the identity provider holds it, read through its own SCIM API.
     async fn user(&self, name: &str) -> Value {
         let url = format!("{}/Users/{}", self.base, self.id(name));
@@ -324,12 +334,17 @@ async fn recoveries_through_scim(idp: Idp, mut harness: Harness) {
     harness.start_serve(&options, &[("AIRLOCK_CLOCK_AHEAD", "12days"), ("AIRLOCK_CRASH_AFTER_EFFECT", "1")]);
     let crashed = harness.wait_for_exit();
     assert!(!crashed.success(), "serve was to abort after the effect:\n{}", harness.serve_log());
-    harness.start_serve(&options, &[("AIRLOCK_CLOCK_AHEAD", "12days")]);
+    let with_page = [&options[..], &["--http", "127.0.0.1:0"]].concat();
+    harness.start_serve(&with_page, &[("AIRLOCK_CLOCK_AHEAD", "12days")]);
     common::wait_for(|| status(&harness, &bo_case) == "executed", "bo's new email to be added");
     common::wait_for(|| status(&harness, &dee_case) == "executed", "dee's reset to be applied");
     common::wait_for(|| status(&harness, &ada_case) == "in_review", "ada's changed account to go back to people");
     assert_eq!(idp.emails("bo").await, ["bo@example.com", "bo-new@attacker.example"], "added once, at the IdP");
-    assert_ne!(idp.user("dee").await["meta"]["version"], dee_before, "dee's password was not replaced at the IdP");
+    // canaille's version changes only once a second, so its own password check says it there.
+    match idp.holds_password("dee", "Correct-horse-1").await {
+        Some(held) => assert!(!held, "dee's old password still works at the IdP"),
+        None => assert_ne!(idp.user("dee").await["meta"]["version"], dee_before, "dee's password was not replaced"),
+    }
     assert_eq!(idp.emails("dee").await, ["dee@example.com", "dee-new@example.net"], "a reset changed an address");
     assert_eq!(idp.user("ada").await["meta"]["version"], ada_after_change, "ada's account changed after all");
     assert_eq!(idp.user("cy").await["meta"]["version"], cy_before, "guessing changed cy's account");
@@ -341,6 +356,26 @@ async fn recoveries_through_scim(idp: Idp, mut harness: Harness) {
     assert!(!ada_reason.contains("+15550123"), "a reason names an address: {ada_reason}");
     let dee_receipt = case(&harness, &dee_case).to_string();
     assert!(dee_receipt.contains("not revoked"), "the receipt does not say sessions were not revoked: {dee_receipt}");
+
+    // Issue 18, item 5: dee chooses a new password through the single-use link the reset sent to the email it was
+    // proven from (never to the address added at the IdP since); the IdP's user changes, and the link is then spent.
+    common::wait_for(|| !common::set_password_links(&harness.data(), &dee_case).is_empty(), "dee's set-password link");
+    let links = common::set_password_links(&harness.data(), &dee_case);
+    assert_eq!(links.iter().map(|(to, _)| to.as_str()).collect::<Vec<_>>(), ["dee@example.com"], "{links:?}");
+    let page = {
+        let log = harness.serve_log();
+        let announced = "airlock verification page on http://";
+        log.split(announced).nth(1).unwrap().split(['"', ' ', '\n']).next().unwrap().to_string()
+    };
+    let chosen = "a long passphrase of dee's own";
+    assert_ne!(idp.holds_password("dee", chosen).await, Some(true));
+    assert_ne!(idp.holds_password("dee", "Correct-horse-1").await, Some(true), "the reset kept the old password");
+    let (code, answer) = common::use_set_password_link(&page, &links[0].1, chosen, None);
+    assert_eq!(code, 200, "{answer}");
+    assert_ne!(idp.holds_password("dee", chosen).await, Some(false), "the IdP's password was not set");
+    assert_eq!(common::use_set_password_link(&page, &links[0].1, chosen, None).0, 409, "a link used twice");
+    assert!(!harness.serve_log().contains(chosen), "the password is in serve's log");
+    assert!(case(&harness, &dee_case).to_string().contains("password_set"), "{}", case(&harness, &dee_case));
 
     // THREATS 13: the owner objects and an operator rolls the change back: the added email is gone at the IdP.
     let url = harness.nats.url();

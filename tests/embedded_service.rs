@@ -224,6 +224,64 @@ async fn cancel_link_cancels_and_a_forged_token_does_not() {
     assert_eq!(world.embedded.directory.credential_version(&AccountId::new("dana")).unwrap(), 1);
 }
 
+// Proves issue 18, item 5 on the embedded directory: an applied reset sends a set-password link to the destination
+// it was proven from; the link sets the password once (recorded as its own event and receipt), a forged token or a
+// destination the link was not sent to sets nothing, and a link past its two hours is refused.
+#[tokio::test]
+async fn an_applied_reset_sends_a_single_use_set_password_link() {
+    use airlock::directory::Password;
+    let world = world();
+    let service = &world.embedded.service;
+    let dana = AccountId::new("dana");
+    let case_id = proven_case(&world, "dana", RecoveryAction::ResetPassword).await;
+    world.clock.advance(2 * DAY_MS);
+    service.run_due().await.unwrap();
+    assert_eq!(service.load(&case_id).await.unwrap().0.status, Status::Executed);
+    let notice = world.embedded.outbox.messages(Some("dana@example.com")).unwrap().into_iter().last().unwrap();
+    assert_eq!(notice.subject, "Your password was reset");
+    let link = notice.body.split_whitespace().find(|word| word.contains("/set-password?")).unwrap().to_string();
+    let query: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(link.split_once('?').unwrap().1.as_bytes()).into_owned().collect();
+    let (destination, until) = (DestinationId::new(&query["destination"]), query["until"].parse::<u64>().unwrap());
+    assert_eq!(destination.as_str(), "dana-email");
+    assert_eq!(until, service.load(&case_id).await.unwrap().0.executed_at.unwrap().0 + 2 * 3_600_000);
+    let password = Password::new("correct horse battery", "correct horse battery").unwrap();
+    assert!(!format!("{password:?}").contains("horse"));
+    let version = world.embedded.directory.credential_version(&dana).unwrap();
+
+    let forged = service.set_password_with_link(&case_id, &destination, (until, &"0".repeat(64)), &password).await;
+    assert!(matches!(forged, Err(ServiceError::Rejected(Rejection::InvalidValue { .. }))), "{forged:?}");
+    let elsewhere = DestinationId::new("dana-phone");
+    let token = world.keys.set_password_token(case_id.as_str(), elsewhere.as_str(), until);
+    let not_sent = service.set_password_with_link(&case_id, &elsewhere, (until, &token), &password).await;
+    assert!(matches!(not_sent, Err(ServiceError::Rejected(Rejection::InvalidValue { .. }))), "{not_sent:?}");
+    assert_eq!(world.embedded.directory.credential_version(&dana).unwrap(), version, "a refused link set a password");
+
+    let set =
+        service.set_password_with_link(&case_id, &destination, (until, &query["token"]), &password).await.unwrap();
+    assert_eq!(set.status, Status::Executed);
+    assert_eq!(world.embedded.directory.credential_version(&dana).unwrap(), version + 1);
+    let again = service.set_password_with_link(&case_id, &destination, (until, &query["token"]), &password).await;
+    assert!(matches!(again, Err(ServiceError::Rejected(Rejection::PasswordAlreadySet))), "{again:?}");
+    assert_eq!(world.embedded.directory.credential_version(&dana).unwrap(), version + 1);
+    let receipts = service.projection.receipts(Some(&case_id)).unwrap();
+    assert!(receipts.iter().any(|receipt| receipt.body.kind == "password_set"), "{receipts:?}");
+    let (_, events) = service.load(&case_id).await.unwrap();
+    assert!(!format!("{events:?}").contains("horse"), "the password is in an event");
+
+    // Another world's reset, whose link is used too late.
+    let late = self::world();
+    let service = &late.embedded.service;
+    let case_id = proven_case(&late, "dana", RecoveryAction::ResetPassword).await;
+    late.clock.advance(2 * DAY_MS);
+    service.run_due().await.unwrap();
+    let until = service.load(&case_id).await.unwrap().0.executed_at.unwrap().0 + 2 * 3_600_000;
+    let token = late.keys.set_password_token(case_id.as_str(), "dana-email", until);
+    late.clock.advance(2 * 3_600_000);
+    let expired = service.set_password_with_link(&case_id, &destination, (until, &token), &password).await;
+    assert!(matches!(expired, Err(ServiceError::Rejected(Rejection::DeadlinePassed))), "{expired:?}");
+}
+
 // Proves rollback of an executed "add destination": the added destination is removed, sessions opened since the
 // execution are revoked, the owner is told, and a second receipt is chained after the first.
 #[tokio::test]

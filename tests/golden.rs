@@ -172,6 +172,14 @@ fn sample(kind: EventKind) -> EventBody {
             destinations: vec![DestinationId::new("d-1"), DestinationId::new("d-2")],
             outstanding: 1,
         },
+        EventKind::PasswordSet => EventBody::PasswordSet {
+            destination: DestinationId::new("d-1"),
+            changes: vec![Change {
+                record: "password".into(),
+                old: Some("v2".into()),
+                new: Some("v3 (set by the owner)".into()),
+            }],
+        },
     }
 }
 

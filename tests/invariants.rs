@@ -157,6 +157,12 @@ enum Step {
     ConfirmNotices {
         by: Who,
     },
+    /// The owner sets a password through an applied reset's link, sent to a destination that proved the case
+    /// (`sent_there`) or another one.
+    SetPassword {
+        by: Who,
+        sent_there: bool,
+    },
     KillSwitch {
         by: Who,
         halt: bool,
@@ -295,6 +301,9 @@ fn exploration_steps() -> Vec<Step> {
         Step::RollBack { by: Who::Intake },
         Step::RequestAgain { by: Who::Intake },
         Step::ConfirmNotices { by: Who::System },
+        Step::SetPassword { by: Who::Owner, sent_there: true },
+        Step::SetPassword { by: Who::Owner, sent_there: false },
+        Step::SetPassword { by: Who::Intake, sent_there: true },
         Step::KillSwitch { by: Who::Operator, halt: true },
         Step::KillSwitch { by: Who::Operator, halt: false },
         Step::KillSwitch { by: Who::Intake, halt: true },
@@ -460,7 +469,8 @@ impl Case {
             | Step::Confirm { .. }
             | Step::RollBack { .. }
             | Step::RequestAgain { .. }
-            | Step::ConfirmNotices { .. } => {
+            | Step::ConfirmNotices { .. }
+            | Step::SetPassword { .. } => {
                 let (who, command) = next.command_of(step);
                 next.send_command(who, command, command_id, edges)
             }
@@ -498,6 +508,16 @@ impl Case {
                 (by, Command::ConfirmExecution { effect_id, outcome })
             }
             Step::RollBack { by } => (by, Command::RollBack { reason: reason("incident 42") }),
+            Step::SetPassword { by, sent_there } => {
+                let proven = self.state.proven_by.first().cloned();
+                let destination = match (sent_there, proven) {
+                    (true, Some(destination)) => destination,
+                    (true, None) => (root.snapshot.destinations.first())
+                        .map_or_else(|| DestinationId::new("none"), |destination| destination.id.clone()),
+                    (false, _) => DestinationId::new("a-destination-the-link-never-went-to"),
+                };
+                (by, Command::SetPassword { destination, changes: Vec::new() })
+            }
             Step::RequestAgain { by } => (by, self.request_command()),
             Step::ConfirmNotices { by } => {
                 let for_event = self.state.notices.first().map_or(1, |notice| notice.event);
@@ -612,7 +632,8 @@ impl Case {
             | Command::Tick
             | Command::ConfirmExecution { .. }
             | Command::RollBack { .. }
-            | Command::ConfirmNotices { .. } => return None,
+            | Command::ConfirmNotices { .. }
+            | Command::SetPassword { .. } => return None,
         };
         let root = &self.root;
         let velocity = Velocity {
@@ -658,7 +679,7 @@ impl Case {
 fn spec_allows(role: Role, kind: CommandKind) -> bool {
     match kind {
         CommandKind::RequestRecovery => matches!(role, Role::Intake | Role::Owner),
-        CommandKind::SubmitProof => role == Role::Owner,
+        CommandKind::SubmitProof | CommandKind::SetPassword => role == Role::Owner,
         CommandKind::ApproveReview | CommandKind::DenyReview => role == Role::Reviewer,
         CommandKind::Cancel => matches!(role, Role::Owner | Role::Operator),
         CommandKind::Tick | CommandKind::ConfirmExecution | CommandKind::ConfirmNotices => role == Role::System,
@@ -744,6 +765,9 @@ struct Audit {
     /// How many times execution started: a change that keeps failing is given up, not retried forever.
     attempts: u32,
     confirmed: Option<Vec<Change>>,
+    /// When the change was confirmed, and whether a reset's link set a password since.
+    confirmed_at: Option<UnixMs>,
+    password_set: bool,
 }
 
 impl Default for Audit {
@@ -757,6 +781,8 @@ impl Default for Audit {
             started: None,
             attempts: 0,
             confirmed: None,
+            confirmed_at: None,
+            password_set: false,
         }
     }
 }
@@ -817,6 +843,27 @@ impl Audit {
             EventBody::ExecutionConfirmed { effect_id, changes } => {
                 self.check_effect(effect_id)?;
                 self.confirmed = Some(changes.clone());
+                self.confirmed_at = Some(event.at);
+                Ok(())
+            }
+            // Issue 18, item 5: a reset's link sets a password once, in time, from a destination the account had
+            // before the request.
+            EventBody::PasswordSet { destination, .. } => {
+                let before = root.snapshot.pre_existing(root.requested_at);
+                if root.action != RecoveryAction::ResetPassword {
+                    return Err(format!("a password was set through a {} case", root.action.name()));
+                }
+                if self.password_set {
+                    return Err("a set-password link was used twice".to_string());
+                }
+                if !before.iter().any(|known| &known.id == destination) {
+                    return Err(format!("a password was set from {destination}, which did not exist before"));
+                }
+                let until = self.confirmed_at.map(|at| at.plus(limits::SET_PASSWORD_LINK_TTL_MS));
+                if until.is_none_or(|until| event.at >= until) {
+                    return Err("a set-password link was used after its time".to_string());
+                }
+                self.password_set = true;
                 Ok(())
             }
             EventBody::ExecutionFailed { effect_id, .. } => {
@@ -1172,6 +1219,8 @@ fn worth_trying(case: &Case, step: Step) -> bool {
         Step::KillSwitch { by: Who::Operator, .. } => case.state.status == Status::CoolingOff,
         // Only a case that owes notices has any to confirm.
         Step::ConfirmNotices { .. } => !case.state.notices.is_empty(),
+        // Only an executed case has a link to use.
+        Step::SetPassword { .. } => case.state.status == Status::Executed,
         Step::KillSwitch { .. }
         | Step::Wait { .. }
         | Step::Tick { .. }
@@ -1426,6 +1475,7 @@ fn random_step(rng: &mut StdRng, applied: f64) -> Step {
         84..92 => Step::KillSwitch { by: Who::Operator, halt: rng.random_bool(0.5) },
         92..95 => Step::Retry { by: rng.random_bool(0.5).then(|| pick(rng, &Who::ALL)) },
         95..97 => Step::ConfirmNotices { by: Who::System },
+        97 => Step::SetPassword { by: Who::Owner, sent_there: rng.random_bool(0.8) },
         _ => Step::RequestAgain { by: pick(rng, &[Who::Intake, Who::Owner]) },
     };
     if rng.random_bool(0.1) {
@@ -1447,6 +1497,7 @@ fn with_sender(step: Step, who: Who) -> Step {
         Step::RollBack { .. } => Step::RollBack { by: who },
         Step::RequestAgain { .. } => Step::RequestAgain { by: who },
         Step::ConfirmNotices { .. } => Step::ConfirmNotices { by: who },
+        Step::SetPassword { sent_there, .. } => Step::SetPassword { by: who, sent_there },
         Step::KillSwitch { halt, .. } => Step::KillSwitch { by: who, halt },
         Step::Retry { .. } => Step::Retry { by: Some(who) },
     }

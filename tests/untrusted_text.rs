@@ -208,7 +208,8 @@ fn free_text(body: &EventBody) -> Option<&str> {
         | EventBody::CaseExpired
         | EventBody::CommandRefused { .. }
         | EventBody::SecondFactorProven { .. }
-        | EventBody::NoticesDelivered { .. } => None,
+        | EventBody::NoticesDelivered { .. }
+        | EventBody::PasswordSet { .. } => None,
     }
 }
 

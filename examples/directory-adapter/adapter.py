@@ -38,7 +38,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     account_id TEXT PRIMARY KEY, high_value_reason TEXT, risk_flags TEXT NOT NULL DEFAULT '[]',
     totp_secret TEXT, totp_enrolled_at TEXT, totp_last_step INTEGER, last_credential_change TEXT,
-    password_version INTEGER NOT NULL DEFAULT 1);
+    password_version INTEGER NOT NULL DEFAULT 1, password_hash TEXT);
 CREATE TABLE IF NOT EXISTS destinations (
     account_id TEXT NOT NULL, id TEXT NOT NULL, kind TEXT NOT NULL, address TEXT NOT NULL, verified_at TEXT,
     PRIMARY KEY (account_id, id));
@@ -255,6 +255,20 @@ class Directory:
             raise ValueError(f"unknown action {kind!r}")
         return changes + self.end_sessions(account_id, "", at)
 
+    def set_password(self, account_id, password, at):
+        """The owner's new password, from airlock's set-password page: kept as a salted PBKDF2 hash, never as text."""
+        if not isinstance(password, str) or not 12 <= len(password) <= 128:
+            raise ValueError("password length")
+        salt = os.urandom(16)
+        digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, 200_000)
+        stored = f"pbkdf2_sha256$200000${salt.hex()}${digest.hex()}"
+        (version,) = self.connection.execute("SELECT password_version FROM users WHERE account_id = ?",
+                                             (account_id,)).fetchone()
+        self.connection.execute(
+            "UPDATE users SET password_version = ?, password_hash = ?, last_credential_change = ? WHERE account_id = ?",
+            (version + 1, stored, at, account_id))
+        return [{"record": "password", "old": f"v{version}", "new": f"v{version + 1} (set by the owner)"}]
+
     def revert(self, account_id, reversal, since, at):
         changes = []
         for change in reversal:
@@ -338,11 +352,15 @@ class Handler(BaseHTTPRequestHandler):
         if len(rest) == 3 and rest[0] == "holds" and rest[2] in ("hold", "release"):
             directory.hold(account_id, rest[1], rest[2] == "hold")
             return self.answer(204)
-        if len(rest) == 2 and rest[0] in ("effects", "reversals"):
+        if len(rest) == 2 and rest[0] in ("effects", "reversals", "passwords"):
             key = self.headers.get("Idempotency-Key", "")
             if key != rest[1]:
                 return self.answer(400, {"error": {"code": "idempotency_key", "reason": "must be the effect id"}})
-            if rest[0] == "effects":
+            if rest[0] == "passwords":
+                # The request kept for the key names the account only: the password is never stored as text.
+                change = "password"
+                work = lambda: directory.set_password(account_id, request["password"], request["at"])
+            elif rest[0] == "effects":
                 change = json.dumps(request["action"], sort_keys=True)
                 work = lambda: directory.apply(account_id, request["action"], request["at"])
             else:

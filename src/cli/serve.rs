@@ -177,8 +177,8 @@ fn config(args: ServeArgs) -> anyhow::Result<Config> {
         None => None,
     };
     let directory = directory(&args)?;
-    if args.directory_sync.is_zero() {
-        anyhow::bail!("--directory-sync must be longer than zero");
+    if args.directory_sync.is_zero() || args.directory_sync > Duration::from_secs(7 * 24 * 3600) {
+        anyhow::bail!("--directory-sync must be longer than zero and at most 7 days");
     }
     Ok(Config {
         directory_sync: args.directory_sync,

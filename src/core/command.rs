@@ -42,6 +42,10 @@ pub enum Command {
     /// airlock's notifier reports notices it delivered: those owed by the event at case version `for_event`, to these
     /// destinations.
     ConfirmNotices { for_event: u64, destinations: Vec<DestinationId> },
+    /// The owner, from the set-password link an applied reset sent to `destination`, set a new password, and the
+    /// directory did `changes`. The shell checked the link's signature, asked `decide::set_password_allowed` before
+    /// writing, and keeps the password out of the command; the core records the link as spent.
+    SetPassword { destination: DestinationId, changes: Vec<Change> },
 }
 
 /// An authenticator (TOTP, RFC 6238) code typed next to the one-time code, as checked by the directory.
@@ -73,6 +77,7 @@ pub enum CommandKind {
     Halt,
     Resume,
     ConfirmNotices,
+    SetPassword,
 }
 
 impl CommandKind {
@@ -89,6 +94,7 @@ impl CommandKind {
             CommandKind::Halt => "halt",
             CommandKind::Resume => "resume",
             CommandKind::ConfirmNotices => "confirm_notices",
+            CommandKind::SetPassword => "set_password",
         }
     }
 
@@ -96,7 +102,7 @@ impl CommandKind {
     pub fn allowed_roles(self) -> &'static [Role] {
         match self {
             CommandKind::RequestRecovery => &[Role::Intake, Role::Owner],
-            CommandKind::SubmitProof => &[Role::Owner],
+            CommandKind::SubmitProof | CommandKind::SetPassword => &[Role::Owner],
             CommandKind::ApproveReview | CommandKind::DenyReview => &[Role::Reviewer],
             CommandKind::Cancel => &[Role::Owner, Role::Operator],
             CommandKind::Tick | CommandKind::ConfirmExecution | CommandKind::ConfirmNotices => &[Role::System],
@@ -115,7 +121,7 @@ impl CommandKind {
             CommandKind::Cancel => &[Status::CoolingOff],
             CommandKind::Tick => &[Status::Requested, Status::InReview, Status::CoolingOff],
             CommandKind::ConfirmExecution => &[Status::Executing],
-            CommandKind::RollBack => &[Status::Executed],
+            CommandKind::RollBack | CommandKind::SetPassword => &[Status::Executed],
             CommandKind::ConfirmNotices => &[Status::CoolingOff, Status::Executed, Status::RolledBack],
             CommandKind::Halt | CommandKind::Resume => &[],
         }
@@ -134,6 +140,7 @@ impl Command {
             Command::ConfirmExecution { .. } => CommandKind::ConfirmExecution,
             Command::RollBack { .. } => CommandKind::RollBack,
             Command::ConfirmNotices { .. } => CommandKind::ConfirmNotices,
+            Command::SetPassword { .. } => CommandKind::SetPassword,
         }
     }
 }

@@ -99,6 +99,10 @@ pub fn decide(envelope: &CommandEnvelope, state: &CaseState, context: &Context) 
         Command::ConfirmExecution { effect_id, outcome } => confirm_execution(effect_id, outcome, state, context)?,
         Command::RollBack { reason } => roll_back(reason, state, context)?,
         Command::ConfirmNotices { for_event, destinations } => confirm_notices(*for_event, destinations, state),
+        Command::SetPassword { destination, changes } => {
+            set_password_allowed(state, destination, context.now)?;
+            vec![EventBody::PasswordSet { destination: destination.clone(), changes: changes.clone() }]
+        }
     };
     assert!(state.events + bodies.len() <= limits::EVENTS_PER_CASE_MAX, "a case outgrew EVENTS_PER_CASE_MAX");
     Ok(bodies
@@ -220,6 +224,7 @@ fn first_event_kinds(kind: CommandKind) -> Option<&'static [EventKind]> {
         CommandKind::DenyReview => Some(&[EventKind::CaseDenied]),
         CommandKind::Cancel => Some(&[EventKind::CaseCancelled]),
         CommandKind::RollBack => Some(&[EventKind::RolledBack]),
+        CommandKind::SetPassword => Some(&[EventKind::PasswordSet]),
         // Not case commands: the control stream tells its own (`control::decide_control`).
         CommandKind::Tick
         | CommandKind::ConfirmExecution
@@ -445,6 +450,48 @@ pub fn effect_id(case_id: &CaseId, attempt: u32) -> EffectId {
 }
 
 /// The idempotency id of a case's rollback.
+/// Where an applied reset sends its set-password link: the destinations that proved the request, or, for a case
+/// people approved without a proof, every destination that existed before it. Never a destination the request
+/// itself named or one added since.
+pub fn set_password_destinations(state: &CaseState) -> Vec<DestinationId> {
+    let Some(facts) = &state.facts else { return Vec::new() };
+    if facts.action != RecoveryAction::ResetPassword {
+        return Vec::new();
+    }
+    let pre_existing = facts.snapshot.pre_existing(facts.requested_at);
+    let proven: Vec<DestinationId> = pre_existing
+        .iter()
+        .filter(|destination| state.proven_by.contains(&destination.id))
+        .map(|destination| destination.id.clone())
+        .collect();
+    if proven.is_empty() { pre_existing.iter().map(|destination| destination.id.clone()).collect() } else { proven }
+}
+
+/// When an applied reset's set-password link stops working.
+pub fn set_password_link_until(state: &CaseState) -> Option<UnixMs> {
+    state.executed_at.map(|at| at.plus(limits::SET_PASSWORD_LINK_TTL_MS))
+}
+
+/// Whether the set-password link sent to `destination` may set a password at `now`: the case's reset was applied, the
+/// link was sent there, it is in time, and it was not used. The shell asks before writing to the directory, and
+/// `decide` asks again when the use is recorded (a concurrent use loses there).
+pub fn set_password_allowed(state: &CaseState, destination: &DestinationId, now: UnixMs) -> Result<(), Rejection> {
+    expect_status(state, CommandKind::SetPassword)?;
+    if !set_password_destinations(state).contains(destination) {
+        return Err(Rejection::InvalidValue {
+            field: "destination".into(),
+            expected: "a destination this reset sent its set-password link to".into(),
+        });
+    }
+    if state.password_set {
+        return Err(Rejection::PasswordAlreadySet);
+    }
+    match set_password_link_until(state) {
+        Some(until) if now < until => Ok(()),
+        _ => Err(Rejection::DeadlinePassed),
+    }
+}
+
 pub fn rollback_effect_id(case_id: &CaseId) -> EffectId {
     EffectId::new(format!("{case_id}/rollback"))
 }

@@ -128,6 +128,12 @@ pub enum EventBody {
         destinations: Vec<DestinationId>,
         outstanding: u32,
     },
+    /// The owner set a new password through the single-use link an applied reset sent to `destination`; the link is
+    /// spent (issue 18, item 5). `changes` are what the directory did, in its words (never the password).
+    PasswordSet {
+        destination: DestinationId,
+        changes: Vec<Change>,
+    },
 }
 
 /// Which part of a proof was wrong. Kept for reviewers and investigators, never told to whoever typed it: that the
@@ -219,10 +225,11 @@ pub enum EventKind {
     CommandRefused,
     SecondFactorProven,
     NoticesDelivered,
+    PasswordSet,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 18] = [
+    pub const ALL: [EventKind; 19] = [
         EventKind::RecoveryRequested,
         EventKind::ChallengeIssued,
         EventKind::ChallengeWithheld,
@@ -241,6 +248,7 @@ impl EventKind {
         EventKind::CommandRefused,
         EventKind::SecondFactorProven,
         EventKind::NoticesDelivered,
+        EventKind::PasswordSet,
     ];
 
     pub fn name(self) -> &'static str {
@@ -263,6 +271,7 @@ impl EventKind {
             EventKind::CommandRefused => "command_refused",
             EventKind::SecondFactorProven => "second_factor_proven",
             EventKind::NoticesDelivered => "notices_delivered",
+            EventKind::PasswordSet => "password_set",
         }
     }
 
@@ -293,7 +302,8 @@ impl EventBody {
             | EventBody::ExecutionFailed { .. }
             | EventBody::RolledBack { .. }
             | EventBody::CommandRefused { .. }
-            | EventBody::NoticesDelivered { .. } => None,
+            | EventBody::NoticesDelivered { .. }
+            | EventBody::PasswordSet { .. } => None,
         }
     }
 
@@ -317,6 +327,7 @@ impl EventBody {
             EventBody::CommandRefused { .. } => EventKind::CommandRefused,
             EventBody::SecondFactorProven { .. } => EventKind::SecondFactorProven,
             EventBody::NoticesDelivered { .. } => EventKind::NoticesDelivered,
+            EventBody::PasswordSet { .. } => EventKind::PasswordSet,
         }
     }
 }

@@ -45,6 +45,10 @@ pub const COOLING_OFF_MS_MAX: u64 = 30 * DAY_MS;
 /// How long a case may stay `requested` (waiting for proof) before it expires.
 pub const REQUESTED_TTL_MS: u64 = DAY_MS;
 
+/// How long the set-password link of an applied reset can be used, from the reset (issue 18, item 5): long enough to
+/// read a message, short enough that an old mailbox's archive is no standing key to the account.
+pub const SET_PASSWORD_LINK_TTL_MS: u64 = 2 * 60 * MINUTE_MS;
+
 /// How long a case may wait for reviewers before it expires.
 pub const IN_REVIEW_TTL_MS: u64 = 7 * DAY_MS;
 

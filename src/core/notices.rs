@@ -53,6 +53,7 @@ pub fn owed_by(facts: &CaseFacts, body: &EventBody) -> Option<(NoticeKind, Vec<D
         | EventBody::CaseExpired
         | EventBody::CommandRefused { .. }
         | EventBody::SecondFactorProven { .. }
-        | EventBody::NoticesDelivered { .. } => None,
+        | EventBody::NoticesDelivered { .. }
+        | EventBody::PasswordSet { .. } => None,
     }
 }

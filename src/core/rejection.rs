@@ -51,6 +51,8 @@ pub enum Rejection {
     /// The sender already used this command id for a different command (another account, another action, a halt
     /// where this is a resume). A command id means one command; send this one under a new id. Kept, never merged.
     CommandIdReused,
+    /// The set-password link was used already: a link sets a password once.
+    PasswordAlreadySet,
 }
 
 impl Rejection {
@@ -75,6 +77,7 @@ impl Rejection {
             Rejection::SecondFactorAlreadyUsed => "second_factor_already_used",
             Rejection::CommandIdReused => "command_id_reused",
             Rejection::NothingDeliverable => "nothing_deliverable",
+            Rejection::PasswordAlreadySet => "password_already_set",
         }
     }
 }
@@ -119,6 +122,9 @@ impl fmt::Display for Rejection {
             Rejection::CommandIdReused => formatter.write_str(
                 "this command id was already used for a different command; send a new command under a new command id",
             ),
+            Rejection::PasswordAlreadySet => {
+                formatter.write_str("this set-password link was used already: a link sets a password once")
+            }
         }
     }
 }

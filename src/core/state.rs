@@ -202,6 +202,8 @@ pub struct CaseState {
     /// With the kind of the first event each produced, so that the same id sent for another kind of command is told
     /// from a retry (issue 15, item 13).
     pub seen_commands: BTreeMap<(Actor, CommandId), EventKind>,
+    /// The reset's set-password link was used (a link sets a password once).
+    pub password_set: bool,
 }
 
 pub fn initial_state() -> CaseState {
@@ -226,6 +228,7 @@ pub fn initial_state() -> CaseState {
         notices: Vec::new(),
         events: 0,
         seen_commands: BTreeMap::new(),
+        password_set: false,
     }
 }
 
@@ -371,5 +374,6 @@ fn apply_body(state: &mut CaseState, event: &Event) {
         EventBody::NoticesDelivered { for_event, destinations, .. } => {
             state.notices.retain(|notice| notice.event != *for_event || !destinations.contains(&notice.destination))
         }
+        EventBody::PasswordSet { .. } => state.password_set = true,
     }
 }

@@ -29,6 +29,8 @@ pub fn target(from: Status, kind: EventKind) -> Option<Status> {
         EventKind::CommandRefused => return (from != New && from != Verified).then_some(from),
         // Delivering a notice changes nothing either; notices are owed only in these states (`crate::core::notices`).
         EventKind::NoticesDelivered => return matches!(from, CoolingOff | Executed | RolledBack).then_some(from),
+        // The owner setting a password through a reset's link changes no state: the case stays executed.
+        EventKind::PasswordSet => return (from == Executed).then_some(from),
     };
     sources.contains(&from).then_some(to)
 }

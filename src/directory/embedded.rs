@@ -468,6 +468,32 @@ impl EmbeddedDirectory {
             .map_err(unavailable)
     }
 
+    /// The owner set a new password (issue 18, item 5), once per `key`. The embedded directory authenticates nobody
+    /// (it stands in for a company's identity provider), so it keeps no password, not even a hash: it records that
+    /// one was set, as the next credential version.
+    pub fn set_password(&self, key: &str, account_id: &AccountId, now: UnixMs) -> Result<Vec<Change>, DirectoryError> {
+        let effect_id = EffectId::new(key);
+        self.apply_once(&effect_id, account_id, now, |transaction| {
+            let version: i64 = transaction
+                .prepare_cached("SELECT credential_version FROM accounts WHERE account_id = ?1")
+                .and_then(|mut statement| statement.query_row([account_id.as_str()], |row| row.get(0)))
+                .optional()
+                .map_err(unavailable)?
+                .ok_or_else(|| DirectoryError::NoSuchAccount(account_id.clone()))?;
+            transaction
+                .prepare_cached(
+                    "UPDATE accounts SET credential_version = ?2, last_credential_change = ?3 WHERE account_id = ?1",
+                )
+                .and_then(|mut statement| statement.execute(params![account_id.as_str(), version + 1, now.0 as i64]))
+                .map_err(unavailable)?;
+            Ok(vec![Change {
+                record: "password".into(),
+                old: Some(format!("v{version}")),
+                new: Some(format!("v{} (set by the owner)", version + 1)),
+            }])
+        })
+    }
+
     pub fn verify_totp(
         &self,
         account_id: &AccountId,
@@ -609,6 +635,17 @@ impl AccountDirectory for EmbeddedDirectory {
     async fn release(&self, account_id: &AccountId, case_id: &str) -> Result<(), DirectoryError> {
         let (account_id, case_id) = (account_id.clone(), case_id.to_string());
         off_the_runtime(self, move |directory| directory.release(&account_id, &case_id)).await
+    }
+
+    async fn set_password(
+        &self,
+        key: &str,
+        account_id: &AccountId,
+        _password: &crate::directory::Password,
+        now: UnixMs,
+    ) -> Result<Vec<Change>, DirectoryError> {
+        let (key, account_id) = (key.to_string(), account_id.clone());
+        off_the_runtime(self, move |directory| directory.set_password(&key, &account_id, now)).await
     }
 
     async fn execute(

@@ -567,6 +567,24 @@ impl AccountDirectory for HttpDirectory {
         }
     }
 
+    async fn set_password(
+        &self,
+        key: &str,
+        account_id: &AccountId,
+        password: &crate::directory::Password,
+        now: UnixMs,
+    ) -> Result<Vec<Change>, DirectoryError> {
+        let body = json!({ "password": password.reveal_to_directory(), "at": rfc3339(now) });
+        let changes = self.effect(account_id, "passwords", &EffectId::new(key), body).await;
+        // An adapter that quotes the request in its refusal must not carry the password further.
+        changes.map_err(|error| match error {
+            DirectoryError::Refused(text) => {
+                DirectoryError::Refused(text.replace(password.reveal_to_directory(), "***"))
+            }
+            other => other,
+        })
+    }
+
     async fn hold(&self, account_id: &AccountId, case_id: &str, _now: UnixMs) -> Result<(), DirectoryError> {
         let path = Self::account_path(account_id, &format!("/holds/{}/hold", encode(case_id)));
         let answer = self.call(&path, &crate::service::new_id("hold"), json!({}), None).await?;

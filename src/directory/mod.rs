@@ -58,6 +58,47 @@ impl Capabilities {
         Capabilities { hold: true, verify_second_factor: true, revoke_sessions: true, per_factor_ages: true };
 }
 
+/// A new password the owner chose at the set-password page. It goes to the directory and nowhere else: no event, log,
+/// reply or `Debug` output holds it.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Password(***)")
+    }
+}
+
+impl Password {
+    /// The fewest characters a new password has (NIST SP 800-63B asks at least 8; 12 resists guessing for longer).
+    pub const CHARS_MIN: usize = 12;
+    /// The most characters a new password has (NIST asks to allow at least 64).
+    pub const CHARS_MAX: usize = 128;
+
+    /// A password as typed twice; the reason it is refused, which never quotes it.
+    pub fn new(typed: &str, again: &str) -> Result<Password, &'static str> {
+        let chars = typed.chars().count();
+        if typed != again {
+            return Err("the two passwords are not the same");
+        }
+        if chars < Password::CHARS_MIN {
+            return Err("a password has at least 12 characters");
+        }
+        if chars > Password::CHARS_MAX {
+            return Err("a password has at most 128 characters");
+        }
+        if typed.chars().any(char::is_control) {
+            return Err("a password holds no control characters");
+        }
+        Ok(Password(typed.to_string()))
+    }
+
+    /// The password itself, for the directory's request only.
+    pub fn reveal_to_directory(&self) -> &str {
+        &self.0
+    }
+}
+
 /// One page of a directory's accounts (`AccountDirectory::list`).
 pub struct AccountPage {
     pub accounts: Vec<AccountSnapshot>,
@@ -80,6 +121,19 @@ pub trait AccountDirectory: Send + Sync {
     async fn list(&self, cursor: Option<&str>) -> Result<AccountPage, DirectoryError> {
         let _ = cursor;
         Err(DirectoryError::Refused("this directory cannot list its accounts".into()))
+    }
+
+    /// Sets the account's password to `password`, the owner's choice at the set-password page of an applied reset
+    /// (issue 18, item 5). `key` names the link's use, the same on a retry. Returns what changed, never the password.
+    async fn set_password(
+        &self,
+        key: &str,
+        account_id: &AccountId,
+        password: &Password,
+        now: UnixMs,
+    ) -> Result<Vec<Change>, DirectoryError> {
+        let _ = (key, account_id, password, now);
+        Err(DirectoryError::Refused("this directory cannot set a password".into()))
     }
 
     /// Checks an authenticator (TOTP) code the owner typed, at `now`, and uses it up: the same code, or one from an

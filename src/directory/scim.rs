@@ -60,13 +60,16 @@ pub struct ScimDirectory {
     clock: Arc<dyn Clock>,
 }
 
-/// A page of users as the server answers it.
+/// A page of users as the server answers it; each user is read on its own, so that one airlock cannot use is left out
+/// instead of failing the page.
 #[derive(Deserialize)]
 struct ListResponse {
     #[serde(default, rename = "totalResults")]
-    total_results: usize,
+    total_results: Option<usize>,
+    #[serde(default, rename = "startIndex")]
+    start_index: Option<usize>,
     #[serde(default, rename = "Resources")]
-    resources: Vec<User>,
+    resources: Vec<Value>,
 }
 
 /// A User as the server answers it: only what airlock reads (SCIM resources carry much more).
@@ -261,7 +264,9 @@ impl ScimDirectory {
         Ok((read, now))
     }
 
-    /// Sends one PATCH of `operations` against the version read; `Ok(false)` when the user changed since (412).
+    /// Sends one PATCH of `operations` against the version read; `Ok(false)` when the user changed since (412). A
+    /// server that gives no version (neither an `ETag` nor `meta.version`) is refused: airlock writes conditionally
+    /// or not at all.
     async fn patch(
         &self,
         account_id: &AccountId,
@@ -269,17 +274,15 @@ impl ScimDirectory {
         operations: Value,
         secret: Option<&str>,
     ) -> Result<bool, DirectoryError> {
+        if read.etag.is_none() {
+            return Err(DirectoryError::Refused(format!(
+                "{SCIM} gives the user no version (ETag), so airlock cannot write only if it is unchanged"
+            )));
+        }
         let body = json!({ "schemas": [PATCH_OP], "Operations": operations });
         let path = Self::user_path(account_id);
         let answer = self.send(reqwest::Method::PATCH, &path, Some(&body), read.etag.as_deref()).await?;
-        // A server may quote the request in its error: the secret it carried never goes further.
-        let quoted = || {
-            let text = quote(&answer);
-            match secret {
-                Some(secret) => text.replace(secret, "***"),
-                None => text,
-            }
-        };
+        let quoted = || masked_quote(&answer, secret);
         match answer.status.as_u16() {
             200..=299 => Ok(true),
             412 => Ok(false),
@@ -311,17 +314,37 @@ impl ScimDirectory {
         kind: DestinationKind,
         address: &str,
     ) -> Result<Option<Vec<Change>>, DirectoryError> {
-        let (read, _) = self.read_unchanged(account_id, seen, Some(action)).await?;
-        let id = destination_id(kind, address);
-        let change =
-            Change { record: format!("destination:{id}"), old: None, new: Some(format!("{}:{address}", kind.name())) };
         let wanted = normalized(kind, address);
-        if read.user.values(kind).iter().any(|(value, _)| normalized(kind, value) == wanted) {
-            return Ok(Some(vec![change, sessions_not_revoked()]));
+        // An address the account already had when the decision was taken is not airlock's to add, nor (on a
+        // rollback) to remove.
+        let had = seen.destinations.iter().any(|destination| {
+            destination.kind == kind && normalized(kind, &destination.address) == wanted && !destination.revoked
+        });
+        if had {
+            return Err(DirectoryError::Refused(format!("the account already has this {}", kind.name())));
         }
-        let attribute = attribute(kind);
-        let operations = json!([{ "op": "add", "path": attribute, "value": [{ "value": address }] }]);
-        Ok(self.patch(account_id, &read, operations, None).await?.then(|| vec![change, sessions_not_revoked()]))
+        let (read, _) = self.read_unchanged(account_id, seen, Some(action)).await?;
+        let before: Vec<String> = read.user.values(kind).iter().map(|(value, _)| normalized(kind, value)).collect();
+        if before.contains(&wanted) {
+            // An earlier attempt wrote it and its answer was lost: the change is made.
+            return Ok(Some(added(kind, address)));
+        }
+        let operations = json!([{ "op": "add", "path": attribute(kind), "value": [{ "value": address }] }]);
+        if !self.patch(account_id, &read, operations, None).await? {
+            return Ok(None);
+        }
+        // The server may store the address in its own spelling (a phone number's punctuation, a domain's case): the
+        // change records what it stored, so that a rollback finds it.
+        let after = self.read(account_id).await?.ok_or_else(|| DirectoryError::NoSuchAccount(account_id.clone()))?;
+        let new: Vec<String> = after
+            .user
+            .values(kind)
+            .into_iter()
+            .map(|(value, _)| value)
+            .filter(|value| !before.contains(&normalized(kind, value)))
+            .collect();
+        let stored = if new.len() == 1 { new[0].as_str() } else { address };
+        Ok(Some(added(kind, stored)))
     }
 
     async fn reset_password(
@@ -370,6 +393,28 @@ impl ScimDirectory {
         };
         Ok(self.patch(account_id, &read, json!([operation]), None).await?.then_some(true))
     }
+}
+
+/// The start of an answer, for an error, with `secret` masked first: a server may quote the request in its error, and
+/// the secret it carried goes no further (masked before the quote is cut, so no part of it survives the cut).
+fn masked_quote(answer: &Answer, secret: Option<&str>) -> String {
+    match secret {
+        Some(secret) => {
+            let body = String::from_utf8_lossy(&answer.body).replace(secret, "***");
+            quote(&Answer { status: answer.status, etag: None, body: body.into_bytes() })
+        }
+        None => quote(answer),
+    }
+}
+
+/// What adding `address` changed.
+fn added(kind: DestinationKind, address: &str) -> Vec<Change> {
+    let change = Change {
+        record: format!("destination:{}", destination_id(kind, address)),
+        old: None,
+        new: Some(format!("{}:{address}", kind.name())),
+    };
+    vec![change, sessions_not_revoked()]
 }
 
 fn attribute(kind: DestinationKind) -> &'static str {
@@ -423,17 +468,53 @@ impl AccountDirectory for ScimDirectory {
                 error.column()
             ))
         })?;
+        // A server that ignores startIndex would answer its first page for ever.
+        if page.start_index.is_some_and(|answered| answered != start) {
+            return Err(DirectoryError::Corrupt(format!("{SCIM} answered another page than the one asked for")));
+        }
         let read = page.resources.len();
         let mut accounts = Vec::with_capacity(read);
-        for user in &page.resources {
-            // An id airlock cannot take as an account id is left out (and said), never a reason to stop the sync.
-            match crate::core::text::check_identifier("account id", &user.id) {
-                Ok(()) => accounts.push(self.snapshot_of(&AccountId::new(user.id.clone()), user)?),
-                Err(_) => tracing::warn!("directory sync: a SCIM user whose id airlock cannot use is left out"),
+        for resource in page.resources {
+            // A user airlock cannot read (its id, an address) is left out and said, never a reason to stop the sync:
+            // it is dated when it is read for a request, if it can be then.
+            let usable = serde_json::from_value::<User>(resource)
+                .ok()
+                .filter(|user| crate::core::text::check_identifier("account id", &user.id).is_ok())
+                .and_then(|user| self.snapshot_of(&AccountId::new(user.id.clone()), &user).ok());
+            match usable {
+                Some(snapshot) => accounts.push(snapshot),
+                None => tracing::warn!("directory sync: a SCIM user airlock cannot read is left out"),
             }
         }
-        let next = (read > 0 && start - 1 + read < page.total_results).then(|| (start + read).to_string());
+        let more = page.total_results.is_none_or(|total| start - 1 + read < total);
+        let next = (read > 0 && more).then(|| (start + read).to_string());
         Ok(AccountPage { accounts, next })
+    }
+
+    async fn set_password(
+        &self,
+        _key: &str,
+        account_id: &AccountId,
+        password: &crate::directory::Password,
+        _now: UnixMs,
+    ) -> Result<Vec<Change>, DirectoryError> {
+        let secret = password.reveal_to_directory();
+        let operations = json!([{ "op": "replace", "path": "password", "value": secret }]);
+        let body = json!({ "schemas": [PATCH_OP], "Operations": operations });
+        let answer = self.send(reqwest::Method::PATCH, &Self::user_path(account_id), Some(&body), None).await?;
+        match answer.status.as_u16() {
+            200..=299 => Ok(vec![Change {
+                record: "password".into(),
+                old: Some("replaced".into()),
+                new: Some("set by the owner".into()),
+            }]),
+            404 => Err(DirectoryError::NoSuchAccount(account_id.clone())),
+            400..=499 => Err(DirectoryError::Refused(masked_quote(&answer, Some(secret)))),
+            _ => Err(DirectoryError::Corrupt(format!(
+                "{SCIM} answered a password change with {}",
+                masked_quote(&answer, Some(secret))
+            ))),
+        }
     }
 
     async fn verify_totp(&self, _: &AccountId, _: &str, _: UnixMs) -> Result<SecondFactorCheck, DirectoryError> {
@@ -495,13 +576,13 @@ impl AccountDirectory for ScimDirectory {
                     }
                 }
             } else if change.record == "password" {
-                // The password a reset replaced was never airlock's to keep: it stays replaced, and the owner sets a
-                // new one through the reset's link.
-                changes.push(Change {
-                    record: "password".into(),
-                    old: change.old.clone(),
-                    new: Some("not restored: SCIM keeps no earlier password".into()),
-                });
+                // The password a reset replaced was never airlock's to keep, so it cannot be put back: the rollback is
+                // refused rather than recorded as done (the owner sets a new password at the identity provider).
+                return Err(DirectoryError::Refused(
+                    "SCIM keeps no earlier password, so a reset cannot be rolled back: the owner sets a new password \
+                     at the identity provider"
+                        .into(),
+                ));
             }
         }
         changes.push(sessions_not_revoked());

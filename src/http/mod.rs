@@ -18,6 +18,7 @@ pub mod requests;
 use crate::core::actor::{Actor, Role};
 use crate::core::ids::{CaseId, DestinationId};
 use crate::core::limits;
+use crate::core::rejection::Rejection;
 use crate::core::text::check_identifier;
 use crate::http::api_keys::ApiKeys;
 use crate::intake::{self, Reply};
@@ -47,6 +48,7 @@ pub fn router<L: EventLog + 'static>(
         .route("/verify", get(verify_page).post(verify_form::<L>))
         .route("/v1/proofs", axum::routing::post(verify_json::<L>))
         .route("/cancel", get(cancel_page).post(cancel_form::<L>))
+        .route("/set-password", get(set_password_page).post(set_password_form::<L>))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(service)
         .merge(requests)
@@ -241,6 +243,100 @@ fn link_parts(link: &CancelLink) -> Option<(String, String, String)> {
     let destination = link.destination.clone().filter(|id| check_identifier("destination", id).is_ok())?;
     let token = link.token.clone().filter(|token| token.len() <= limits::ID_BYTES_MAX && !token.is_empty())?;
     Some((case, destination, token))
+}
+
+#[derive(Deserialize)]
+struct SetPasswordLink {
+    case: Option<String>,
+    destination: Option<String>,
+    until: Option<String>,
+    token: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    again: Option<String>,
+}
+
+/// The parts of a set-password link, checked for shape (the signature is checked by the service).
+fn set_password_parts(link: &SetPasswordLink) -> Option<(String, String, u64, String)> {
+    let parts =
+        CancelLink { case: link.case.clone(), destination: link.destination.clone(), token: link.token.clone() };
+    let (case, destination, token) = link_parts(&parts)?;
+    let until = link.until.as_deref()?.parse::<u64>().ok()?;
+    Some((case, destination, until, token))
+}
+
+/// The form a set-password link opens: the new password, twice. Opening it changes nothing (a mail scanner may).
+async fn set_password_page(Query(link): Query<SetPasswordLink>) -> Response {
+    let Some((case, destination, until, token)) = set_password_parts(&link) else { return invalid_link() };
+    set_password_form_page(StatusCode::OK, "", (&case, &destination, until, &token))
+}
+
+fn set_password_form_page(
+    status: StatusCode,
+    problem: &str,
+    (case, destination, until, token): (&str, &str, u64, &str),
+) -> Response {
+    let problem =
+        if problem.is_empty() { String::new() } else { format!("<p><strong>{}</strong></p>", escape(problem)) };
+    let body = format!(
+        "{problem}<p>Choose the new password of your account: at least {min} characters. This link works once.</p>\
+         <form method=\"post\" action=\"/set-password\">\
+         <input type=\"hidden\" name=\"case\" value=\"{}\"><input type=\"hidden\" name=\"destination\" value=\"{}\">\
+         <input type=\"hidden\" name=\"until\" value=\"{until}\"><input type=\"hidden\" name=\"token\" value=\"{}\">\
+         <label>New password <input type=\"password\" name=\"password\" autocomplete=\"new-password\" required \
+         minlength=\"{min}\" maxlength=\"{max}\"></label>\
+         <label>Again <input type=\"password\" name=\"again\" autocomplete=\"new-password\" required \
+         minlength=\"{min}\" maxlength=\"{max}\"></label>\
+         <button type=\"submit\">Set the password</button></form>\
+         <p class=\"note\">Nobody from support, and no assistant, will ever ask you for this link or this password.</p>",
+        escape(case),
+        escape(destination),
+        escape(token),
+        min = crate::directory::Password::CHARS_MIN,
+        max = crate::directory::Password::CHARS_MAX,
+    );
+    page(status, "Choose a new password", &body)
+}
+
+async fn set_password_form<L: EventLog + 'static>(
+    State(service): State<Arc<Service<L>>>,
+    axum::Form(link): axum::Form<SetPasswordLink>,
+) -> Response {
+    let Some((case, destination, until, token)) = set_password_parts(&link) else { return invalid_link() };
+    let typed = link.password.as_deref().unwrap_or_default();
+    let password = match crate::directory::Password::new(typed, link.again.as_deref().unwrap_or_default()) {
+        Ok(password) => password,
+        Err(problem) => {
+            return set_password_form_page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                problem,
+                (&case, &destination, until, &token),
+            );
+        }
+    };
+    let (case_id, destination_id) = (CaseId::new(case), DestinationId::new(destination));
+    match service.set_password_with_link(&case_id, &destination_id, (until, &token), &password).await {
+        Ok(_) => page(
+            StatusCode::OK,
+            "Password set",
+            "<p>Your new password is set. Sign in with it. This link cannot be used again.</p>",
+        ),
+        Err(crate::service::ServiceError::Rejected(Rejection::PasswordAlreadySet)) => page(
+            StatusCode::CONFLICT,
+            "Link already used",
+            "<p>This link set a password already, and works only once. If that was not you, contact support.</p>",
+        ),
+        Err(crate::service::ServiceError::Rejected(_)) => page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "This link cannot set a password",
+            "<p>The link is not valid, or its time has passed. Ask for a new recovery if you still cannot sign in.</p>",
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "set-password link: the directory or the log is unavailable");
+            page(StatusCode::SERVICE_UNAVAILABLE, "Please try again", "<p>Try the link again in a minute.</p>")
+        }
+    }
 }
 
 /// The page a cancel link opens: a confirmation button, so that a scanner fetching the link cancels nothing.

@@ -31,7 +31,8 @@ pub fn case_event_version(kind: EventKind) -> u16 {
         | EventKind::CaseExpired
         | EventKind::CommandRefused
         | EventKind::SecondFactorProven
-        | EventKind::NoticesDelivered => 1,
+        | EventKind::NoticesDelivered
+        | EventKind::PasswordSet => 1,
     }
 }
 /// The payload version of the kill-switch events.

@@ -579,6 +579,12 @@ fn update_case(
             let noun = if destinations.len() == 1 { "notice" } else { "notices" };
             format!("{noun} of event {for_event} delivered to {}; {outstanding} still owed", row.masked(destinations))
         }
+        EventBody::PasswordSet { destination, changes } => {
+            let lines = change_lines(changes);
+            insert_receipt(transaction, row, case_id, "password_set", event, &lines, "none: the owner chose it")?;
+            let through = row.masked(std::slice::from_ref(destination));
+            format!("password set by the owner through the link sent to {through}: {}", lines.join("; "))
+        }
     };
     Ok(detail)
 }

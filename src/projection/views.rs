@@ -90,7 +90,8 @@ fn how(kind: CommandKind, role: Role, case_id: &str, action_hash: &str) -> Strin
             | CommandKind::Tick
             | CommandKind::Halt
             | CommandKind::Resume
-            | CommandKind::ConfirmNotices,
+            | CommandKind::ConfirmNotices
+            | CommandKind::SetPassword,
             _,
         ) => String::new(),
     }

@@ -299,16 +299,23 @@ async fn directory_sync<L: crate::log::EventLog>(
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = interval.tick() => match service.sync_directory().await {
-                Ok(Some(synced)) => tracing::info!(
-                    accounts = synced.accounts,
-                    destinations = synced.destinations,
-                    first_seen = synced.first_seen,
-                    "directory synced"
-                ),
-                Ok(None) => {}
-                Err(error) => tracing::warn!(%error, "directory sync failed: will retry at the next interval"),
-            },
+            _ = interval.tick() => {
+                // A sync of a large or slow directory gives way to shutdown; what it dated so far stays dated.
+                let synced = tokio::select! {
+                    synced = service.sync_directory() => synced,
+                    _ = shutdown.changed() => return Ok(()),
+                };
+                match synced {
+                    Ok(Some(synced)) => tracing::info!(
+                        accounts = synced.accounts,
+                        destinations = synced.destinations,
+                        first_seen = synced.first_seen,
+                        "directory synced"
+                    ),
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(%error, "directory sync failed: will retry at the next interval"),
+                }
+            }
             _ = shutdown.changed() => return Ok(()),
         }
     }

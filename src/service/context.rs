@@ -156,7 +156,8 @@ impl<L: EventLog> Service<L> {
             | Command::Tick
             | Command::ConfirmExecution { .. }
             | Command::RollBack { .. }
-            | Command::ConfirmNotices { .. } => {}
+            | Command::ConfirmNotices { .. }
+            | Command::SetPassword { .. } => {}
         }
         Ok(prepared)
     }
@@ -175,7 +176,8 @@ impl<L: EventLog> Service<L> {
             | Command::DenyReview { .. }
             | Command::Cancel { .. }
             | Command::ConfirmExecution { .. }
-            | Command::RollBack { .. } => {
+            | Command::RollBack { .. }
+            | Command::SetPassword { .. } => {
                 let projection = self.projection.clone();
                 blocking(move || Ok(projection.halted()?)).await
             }

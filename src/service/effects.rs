@@ -82,7 +82,7 @@ impl<L: EventLog> Service<L> {
                 } else {
                     &[]
                 };
-            outgoing.extend(self.notices_of(case_id, facts, event, (first_version + offset as u64, position), codes));
+            outgoing.extend(self.notices_of(case_id, state, event, (first_version + offset as u64, position), codes));
         }
         self.deliver(case_id, outgoing).await
     }
@@ -262,6 +262,38 @@ impl<L: EventLog> Service<L> {
         let reason = UntrustedText::new("reason", "cancelled from a cancel link", 64).expect("a short constant fits");
         let command_id = CommandId::new(format!("cancel-link:{destination_id}"));
         self.handle(case_id, CommandEnvelope { command_id, actor, command: Command::Cancel { reason } }).await
+    }
+}
+
+impl<L: EventLog> Service<L> {
+    /// The owner's new password from the set-password link an applied reset sent to `destination` (issue 18, item 5).
+    /// The link's token must be the one signed for this case, destination and `until_ms`, the case must still let the
+    /// link be used (`set_password_allowed`: once, in time, sent there), and then the directory sets the password and
+    /// the use is recorded, which spends the link. Two uses at once may both reach the directory (the later one's
+    /// password stands); only one is recorded, and every use after that is refused before the directory is asked.
+    pub async fn set_password_with_link(
+        &self,
+        case_id: &CaseId,
+        destination: &DestinationId,
+        (until_ms, token): (u64, &str),
+        password: &crate::directory::Password,
+    ) -> Result<Handled, ServiceError> {
+        if !self.keys.set_password_token_valid(case_id.as_str(), destination.as_str(), until_ms, token) {
+            return Err(ServiceError::Rejected(Rejection::InvalidValue {
+                field: "token".into(),
+                expected: "the token from the set-password link".into(),
+            }));
+        }
+        let now = self.clock.now();
+        let (state, _) = self.load(case_id).await?;
+        crate::core::decide::set_password_allowed(&state, destination, now).map_err(ServiceError::Rejected)?;
+        let facts = state.facts.as_ref().expect("an executed case has facts");
+        let key = format!("{case_id}/set-password/{destination}");
+        let changes = self.directory.set_password(&key, &facts.account_id, password, now).await?;
+        let actor = Actor::new(crate::core::actor::Role::Owner, format!("destination:{destination}"));
+        let command = Command::SetPassword { destination: destination.clone(), changes };
+        let command_id = CommandId::new(format!("set-password:{destination}"));
+        self.handle(case_id, CommandEnvelope { command_id, actor, command }).await
     }
 }
 

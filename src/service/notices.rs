@@ -156,11 +156,12 @@ impl<L: EventLog> Service<L> {
     pub(super) fn notices_of(
         &self,
         case_id: &CaseId,
-        facts: &CaseFacts,
+        state: &CaseState,
         event: &Event,
         (version, position): (u64, EventPosition),
         codes: &[(DestinationId, VerificationCode)],
     ) -> Vec<Outgoing> {
+        let Some(facts) = &state.facts else { return Vec::new() };
         let to = Addressing { case_id, facts, event, version, position };
         if let EventBody::ChallengeIssued { destinations, expires_at, .. } = &event.body {
             return self.code_messages(&to, destinations, *expires_at, codes);
@@ -169,6 +170,11 @@ impl<L: EventLog> Service<L> {
         let done = match (kind, &event.body) {
             (NoticeKind::CancelLink, EventBody::CoolingOffStarted { ends_at, .. }) => {
                 return self.cancel_link_messages(&to, &destinations, *ends_at);
+            }
+            (NoticeKind::Applied, EventBody::ExecutionConfirmed { .. })
+                if facts.action == crate::core::action::RecoveryAction::ResetPassword =>
+            {
+                return self.applied_reset_messages(&to, &destinations, state);
             }
             (NoticeKind::Applied, _) => "was applied",
             (NoticeKind::RolledBack, _) => "was rolled back",
@@ -216,6 +222,48 @@ impl<L: EventLog> Service<L> {
                     code.reveal_for_delivery()
                 );
                 Some(to.message(destination, "Your account recovery code", body, false))
+            })
+            .collect()
+    }
+
+    /// An applied reset's notice: to the destinations the reset may be finished from (those that proved it, or every
+    /// pre-existing one when people approved it without a proof), a single-use, short-lived link to set the new
+    /// password; to the others, that the password was reset.
+    fn applied_reset_messages(
+        &self,
+        to: &Addressing<'_>,
+        destinations: &[DestinationId],
+        state: &CaseState,
+    ) -> Vec<Outgoing> {
+        let (case_id, facts) = (to.case_id, to.facts);
+        let linked = crate::core::decide::set_password_destinations(state);
+        let until = to.event.at.plus(crate::core::limits::SET_PASSWORD_LINK_TTL_MS);
+        destinations
+            .iter()
+            .map(|destination| {
+                let next = if linked.contains(destination) {
+                    let token = self.keys.set_password_token(case_id.as_str(), destination.as_str(), until.0);
+                    let until_text = until.0.to_string();
+                    let query = [
+                        ("case", case_id.as_str()),
+                        ("destination", destination.as_str()),
+                        ("until", until_text.as_str()),
+                        ("token", token.as_str()),
+                    ];
+                    format!(
+                        "Choose your new password here (the link works once, until {until}): {}",
+                        link(&self.public_url, "set-password", &query)
+                    )
+                } else {
+                    "The link to choose a new password went to the address the request was proven from.".to_string()
+                };
+                let body = format!(
+                    "The password of your account {} was reset at {}, as you asked (reference {case_id}). The old \
+                     password no longer works.\n\n{next}\n\nIf you did not ask for this, contact support from this \
+                     address.",
+                    facts.account_id, to.event.at
+                );
+                to.message(destination, "Your password was reset", body, true)
             })
             .collect()
     }
@@ -425,14 +473,16 @@ impl<L: EventLog> Service<L> {
                 continue;
             }
             let (state, events) = self.load_with_positions(&case_id).await?;
-            let Some(facts) = &state.facts else { continue };
+            if state.facts.is_none() {
+                continue;
+            }
             let mut outgoing = Vec::new();
             let mut next_look = now.plus(NOTICE_RESEND_AFTER_MS);
             for notice in state.notices.iter().filter(|notice| notice.owed_at >= window_start) {
                 let Some((event, position)) = events.get(notice.event as usize - 1) else {
                     return Err(ServiceError::Corrupt(format!("case {case_id} owes a notice for a missing event")));
                 };
-                let due = self.notices_of(&case_id, facts, event, (notice.event, *position), &[]);
+                let due = self.notices_of(&case_id, &state, event, (notice.event, *position), &[]);
                 for item in due {
                     if item.owed.as_ref().is_some_and(|(_, destination)| destination == &notice.destination) {
                         let at = self.redelivery.due_at(&case_id, &item.message.message_id, notice.owed_at);

@@ -172,3 +172,39 @@ pub fn code_for(data: &Path, case_id: &str) -> String {
         connection.query_row("SELECT body FROM outbox WHERE case_id = ?1", [case_id], |row| row.get(0)).unwrap();
     threats::code_in(&body).expect("an 8-digit code in the message")
 }
+
+/// The set-password links an applied reset sent for a case, read from the embedded outbox, with the address each went
+/// to.
+pub fn set_password_links(data: &Path, case_id: &str) -> Vec<(String, String)> {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let connection = rusqlite::Connection::open_with_flags(data.join("directory.db"), flags).unwrap();
+    let mut statement = connection.prepare("SELECT address, body FROM outbox WHERE case_id = ?1").unwrap();
+    let rows = statement.query_map([case_id], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))).unwrap();
+    rows.map(Result::unwrap)
+        .filter_map(|(address, body)| {
+            let link = body.split_whitespace().find(|word| word.contains("/set-password?"))?;
+            Some((address, link.to_string()))
+        })
+        .collect()
+}
+
+/// Opens a set-password `link` at the owners' page on `page` (host:port) and sends `password` twice through its form,
+/// optionally with the link's token replaced: the answer's status and body.
+pub fn use_set_password_link(page: &str, link: &str, password: &str, token: Option<&str>) -> (u16, String) {
+    let query = link.split_once('?').expect("a link has a query").1;
+    let (status, _, form) = http::http(page, "GET", &format!("/set-password?{query}"), "text/plain", b"");
+    assert_eq!(status, 200, "{form}");
+    assert!(form.contains("type=\"password\"") && !form.contains(password), "{form}");
+    let mut fields: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    if let Some(token) = token {
+        fields.iter_mut().filter(|(name, _)| name == "token").for_each(|(_, value)| *value = token.to_string());
+    }
+    let mut body = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in &fields {
+        body.append_pair(name, value);
+    }
+    body.append_pair("password", password).append_pair("again", password);
+    let (status, _, answer) =
+        http::http(page, "POST", "/set-password", "application/x-www-form-urlencoded", body.finish().as_bytes());
+    (status, answer)
+}

@@ -7,6 +7,10 @@ Prints one line, `listening on http://127.0.0.1:PORT token TOKEN`, once it serve
 for the SCIM API (a client-credentials token of a client made for airlock). `users.json` is a list of
 {"user_name", "emails", "phone_numbers", "password"}; each user's SCIM id is printed as `user USER_NAME ID`.
 Stops on SIGTERM or when its parent closes its stdin.
+
+`POST /airlock-test/check-password` with `{"user_name", "password"}` answers `{"valid": true|false}`: canaille's own
+password check (`Backend.check_user_password`), so that a test can tell which password canaille holds (SCIM never
+returns one).
 """
 
 import argparse
@@ -63,7 +67,20 @@ def main():
         "CANAILLE_SCIM": {"ENABLE_SERVER": True},
     }
     app = create_app(config=config, env_file=None, env_prefix="AIRLOCK_TEST_CANAILLE_")
-    httpd.set_app(app)
+
+    def with_check(environ, start_response):
+        if environ.get("PATH_INFO") != "/airlock-test/check-password" or environ.get("REQUEST_METHOD") != "POST":
+            return app(environ, start_response)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        asked = json.loads(environ["wsgi.input"].read(length))
+        with app.app_context():
+            user = Backend.instance.get(models.User, user_name=asked["user_name"])
+            valid = user is not None and Backend.instance.check_user_password(user, asked["password"])[0]
+        body = json.dumps({"valid": bool(valid)}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    httpd.set_app(with_check)
     backend = Backend.instance
     token_text = secrets.token_urlsafe(32)
     lines = []
