@@ -68,8 +68,8 @@ impl Keys {
         Ok(Keys::from_bytes(&bytes))
     }
 
-    /// The token of a link for one purpose (`cancel`, `set-password`) and its parts, each ended by a NUL so that no two
-    /// lists of parts sign the same bytes.
+    /// The token of a link for one purpose (`cancel`, `set-password`) and its parts, each after a NUL (no part holds
+    /// one), so that no two lists of parts sign the same bytes.
     fn link_token(&self, purpose: &str, parts: &[&str]) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.link).expect("HMAC accepts a key of any length");
         mac.update(purpose.as_bytes());

@@ -1480,7 +1480,8 @@ fn terminal_states_refuse_every_command() {
                 | CommandKind::RollBack
                 | CommandKind::SetPassword
                 | CommandKind::Halt
-                | CommandKind::Resume => Err(Rejection::WrongState { status, command: kind }),
+                | CommandKind::Resume
+                | CommandKind::AttestBaseline => Err(Rejection::WrongState { status, command: kind }),
             };
 
             let result = when(&history, &late, &command);
@@ -1701,6 +1702,30 @@ fn operator_halts_and_resumes() {
 
     assert_eq!(resumed[0].body, ControlEventBody::AutomationResumed { reason: text("incident 42 closed") });
     assert!(!control_state(&[halted, resumed].concat()).halted);
+}
+
+// Proves an attested baseline (issue 18, item 4): only an operator may record one; it is recorded with who and why,
+// leaves the kill switch as it was, dates no later than now, and the state lists it for the decisions that rely on it.
+#[test]
+fn only_operators_attest_a_baseline_and_it_is_recorded() {
+    let attest = |dated_to| ControlCommand::AttestBaseline { reason: text("adopting airlock"), dated_to };
+    for role in [Role::Intake, Role::Owner, Role::Reviewer, Role::System] {
+        assert_eq!(
+            control("baseline-x", &Actor::new(role, "someone"), &attest(REQUESTED_AT), &ControlState::default()),
+            Err(Rejection::RoleNotAllowed { role, command: CommandKind::AttestBaseline })
+        );
+    }
+    let future = REQUESTED_AT.plus(DAY_MS);
+    let events = control("baseline-1", &operator(), &attest(future), &ControlState::default()).expect("baseline");
+    assert_eq!(
+        events[0].body,
+        ControlEventBody::BaselineAttested { reason: text("adopting airlock"), dated_to: REQUESTED_AT }
+    );
+    let state = control_state(&events);
+    assert!(!state.halted);
+    assert_eq!(state.baselines.len(), 1);
+    assert_eq!((state.baselines[0].by.clone(), state.baselines[0].dated_to), (operator(), REQUESTED_AT));
+    assert_eq!(control("baseline-1", &operator(), &attest(future), &state), Ok(Vec::new()), "a retry records nothing");
 }
 
 // Proves that only operators hold the kill switch: every other role is refused both halt and resume.

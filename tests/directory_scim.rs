@@ -476,3 +476,51 @@ async fn scim_changes_are_conditional_and_ensure_state() {
     let missing = directory.execute(&EffectId::new("case-3/effect-1"), &nobody, &add, &seen, now).await.unwrap_err();
     assert!(matches!(missing, DirectoryError::NoSuchAccount(_)), "{missing}");
 }
+
+// Proves issue 18, item 4's adoption path: on a SCIM directory airlock has just met, every address is new, so a reset
+// gets no code. An operator then attests a baseline (`airlock directory sync --baseline --attest REASON`): it is
+// recorded with the operator's identity, every address the directory holds is dated as old enough, a reset gets its
+// code at once, and the case's history shows the decision relied on that baseline. A plain sync finds nothing new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attested_baseline_is_recorded_and_shown_in_the_decisions_that_rely_on_it() {
+    let mut harness = Harness::new();
+    let idp = scim2_server(&[("gil", &["gil@example.com"]), ("hal", &["hal@example.com"])]).await;
+    let options = idp.serve_options(harness.scratch.path());
+    let options: Vec<&str> = options.iter().map(String::as_str).collect();
+    harness.start_serve(&options, &[]);
+    wait_for_sync(&harness);
+    let reset = json!({ "type": "reset_password" });
+    let before = request(&harness, "r-gil", &idp.id("gil"), reset.clone(), json!({})).await;
+    common::wait_for(|| status(&harness, &before) == "in_review", "a reset to a just-seen address to go to people");
+
+    let url = harness.nats.url();
+    let sync = |extra: &[&str]| {
+        let base = ["directory", "sync", "--json", "--nats", &url, "--operator", "ops-1"];
+        harness.airlock(&[&base[..], extra].concat())
+    };
+    let missing_reason = sync(&["--baseline"]);
+    assert_eq!(missing_reason.status.code(), Some(2), "{}", String::from_utf8_lossy(&missing_reason.stderr));
+    let attested = sync(&["--baseline", "--attest", "adopting airlock; IdP audited (TICKET-1234)"]);
+    assert_eq!(attested.status.code(), Some(0), "{}", String::from_utf8_lossy(&attested.stderr));
+    let answer: Value = serde_json::from_slice(&attested.stdout).unwrap();
+    assert_eq!(answer["baseline"]["by"], "operator:ops-1", "{answer}");
+    assert_eq!(answer["synced"]["accounts"], 2, "{answer}");
+
+    let after = request(&harness, "r-hal", &idp.id("hal"), reset, json!({})).await;
+    common::wait_for(|| !outbox_addresses(&harness.data(), &after).is_empty(), "hal's code after the baseline");
+    assert_eq!(outbox_addresses(&harness.data(), &after), ["hal@example.com"]);
+    let history = harness.airlock(&["case", "history", &after, "--json", "--nats", &url]);
+    let history: Value = serde_json::from_slice(&history.stdout).unwrap();
+    let relied: Vec<&Value> =
+        history["events"].as_array().unwrap().iter().filter_map(|event| event.get("relied_on_baselines")).collect();
+    assert!(!relied.is_empty(), "no decision says it relied on the baseline: {history}");
+    assert!(relied[0].to_string().contains("operator:ops-1") && relied[0].to_string().contains("TICKET-1234"));
+    let earlier = harness.airlock(&["case", "history", &before, "--json", "--nats", &url]);
+    assert!(!String::from_utf8_lossy(&earlier.stdout).contains("relied_on_baselines"), "a decision taken before it");
+
+    let plain = sync(&[]);
+    assert_eq!(plain.status.code(), Some(0), "{}", String::from_utf8_lossy(&plain.stderr));
+    let answer: Value = serde_json::from_slice(&plain.stdout).unwrap();
+    assert_eq!(answer["synced"]["first_seen"], 0, "{answer}");
+    assert!(answer.get("baseline").is_none(), "{answer}");
+}

@@ -257,6 +257,15 @@ async fn an_applied_reset_sends_a_single_use_set_password_link() {
     assert!(matches!(not_sent, Err(ServiceError::Rejected(Rejection::InvalidValue { .. }))), "{not_sent:?}");
     assert_eq!(world.embedded.directory.credential_version(&dana).unwrap(), version, "a refused link set a password");
 
+    // The kill switch stops the owners' links too, until it is released.
+    let operator = Actor::new(Role::Operator, "ops-1");
+    let halt = ControlCommand::Halt { reason: text("incident") };
+    service.control(CommandId::new("halt"), operator.clone(), halt).await.unwrap();
+    let halted = service.set_password_with_link(&case_id, &destination, (until, &query["token"]), &password).await;
+    assert!(matches!(halted, Err(ServiceError::Rejected(Rejection::Halted))), "{halted:?}");
+    assert_eq!(world.embedded.directory.credential_version(&dana).unwrap(), version, "a halted link set a password");
+    let resume = ControlCommand::Resume { reason: text("over") };
+    service.control(CommandId::new("resume"), operator, resume).await.unwrap();
     let set =
         service.set_password_with_link(&case_id, &destination, (until, &query["token"]), &password).await.unwrap();
     assert_eq!(set.status, Status::Executed);

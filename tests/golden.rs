@@ -226,6 +226,13 @@ fn control_events_match_their_golden_fixtures() {
     let bodies = [
         ("automation_halted", ControlEventBody::AutomationHalted { reason: text("incident 42") }),
         ("automation_resumed", ControlEventBody::AutomationResumed { reason: text("incident 42 closed") }),
+        (
+            "baseline_attested",
+            ControlEventBody::BaselineAttested {
+                reason: text("adopting airlock; IdP audited (TICKET-1234)"),
+                dated_to: UnixMs(1_709_000_000_000),
+            },
+        ),
     ];
     for (index, (name, body)) in bodies.into_iter().enumerate() {
         let event = ControlEvent {

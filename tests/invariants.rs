@@ -683,7 +683,9 @@ fn spec_allows(role: Role, kind: CommandKind) -> bool {
         CommandKind::ApproveReview | CommandKind::DenyReview => role == Role::Reviewer,
         CommandKind::Cancel => matches!(role, Role::Owner | Role::Operator),
         CommandKind::Tick | CommandKind::ConfirmExecution | CommandKind::ConfirmNotices => role == Role::System,
-        CommandKind::RollBack | CommandKind::Halt | CommandKind::Resume => role == Role::Operator,
+        CommandKind::RollBack | CommandKind::Halt | CommandKind::Resume | CommandKind::AttestBaseline => {
+            role == Role::Operator
+        }
     }
 }
 
@@ -856,8 +858,11 @@ impl Audit {
                 if self.password_set {
                     return Err("a set-password link was used twice".to_string());
                 }
-                if !before.iter().any(|known| &known.id == destination) {
-                    return Err(format!("a password was set from {destination}, which did not exist before"));
+                let old_enough = |known: &airlock::core::account::Destination| {
+                    known.trusted_since.plus(limits::DESTINATION_AGE_MS_MIN_DEFAULT) <= root.requested_at
+                };
+                if !before.iter().any(|known| old_enough(known) && &known.id == destination) {
+                    return Err(format!("a password was set from {destination}, which was not old enough before"));
                 }
                 let until = self.confirmed_at.map(|at| at.plus(limits::SET_PASSWORD_LINK_TTL_MS));
                 if until.is_none_or(|until| event.at >= until) {

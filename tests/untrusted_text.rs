@@ -439,9 +439,9 @@ fn reasons_are_taken_at_their_limit_and_refused_one_byte_over() {
     let reasons: Vec<String> = control_events(&data)
         .iter()
         .map(|body| match body {
-            ControlEventBody::AutomationHalted { reason } | ControlEventBody::AutomationResumed { reason } => {
-                reason.as_untrusted_str().to_string()
-            }
+            ControlEventBody::AutomationHalted { reason }
+            | ControlEventBody::AutomationResumed { reason }
+            | ControlEventBody::BaselineAttested { reason, .. } => reason.as_untrusted_str().to_string(),
         })
         .collect();
     assert_eq!(reasons, [at_limit[1].clone(), at_limit[1].clone()]);

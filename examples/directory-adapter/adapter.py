@@ -260,8 +260,8 @@ class Directory:
         if not isinstance(password, str) or not 12 <= len(password) <= 128:
             raise ValueError("password length")
         salt = os.urandom(16)
-        digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, 200_000)
-        stored = f"pbkdf2_sha256$200000${salt.hex()}${digest.hex()}"
+        digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, 600_000)
+        stored = f"pbkdf2_sha256$600000${salt.hex()}${digest.hex()}"
         (version,) = self.connection.execute("SELECT password_version FROM users WHERE account_id = ?",
                                              (account_id,)).fetchone()
         self.connection.execute(
@@ -274,9 +274,11 @@ class Directory:
         for change in reversal:
             record = change["record"]
             if record == "password":
+                # Undoing a reset also ends any password set through its link since: the hash goes with it.
                 version = int(change["new"].removeprefix("v"))
-                self.connection.execute("UPDATE users SET password_version = ? WHERE account_id = ?",
-                                        (version, account_id))
+                self.connection.execute(
+                    "UPDATE users SET password_version = ?, password_hash = NULL WHERE account_id = ?",
+                    (version, account_id))
             elif record == "totp":
                 self.connection.execute("UPDATE users SET totp_enrolled_at = ? WHERE account_id = ?",
                                         (change["new"], account_id))

@@ -84,6 +84,9 @@ struct HistoryEvent {
     status_after: String,
     /// The policy decision the event records, if it records one.
     decision: Option<DecisionShown>,
+    /// The operator-attested baselines the decision's destinations were dated by, if any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    relied_on_baselines: Vec<String>,
 }
 
 /// What taking a recorded decision again on its facts gave.
@@ -135,6 +138,7 @@ fn retaken(case_id: &CaseId, recorded: Vec<RecordedEvent>, engines: &Engines) ->
                 event: event.event,
                 status_after: event.status_after,
                 decision,
+                relied_on_baselines: event.relied_on_baselines,
             }
         })
         .collect();
@@ -164,6 +168,9 @@ fn print_table(history: &History, engines: &Engines) {
             recorded.rules
         );
         println!("     facts: {}", serde_json::to_string(&recorded.facts).expect("facts serialize"));
+        for baseline in &event.relied_on_baselines {
+            println!("     destinations dated by the baseline {baseline}");
+        }
         match shown.retaken {
             Retaken::Same => println!("     taken again on these facts: the same decision"),
             Retaken::Differs => println!(

@@ -78,6 +78,8 @@ pub enum CommandKind {
     Resume,
     ConfirmNotices,
     SetPassword,
+    /// An operator's attested baseline of the directory's destinations (`control` aggregate, not a case).
+    AttestBaseline,
 }
 
 impl CommandKind {
@@ -95,6 +97,7 @@ impl CommandKind {
             CommandKind::Resume => "resume",
             CommandKind::ConfirmNotices => "confirm_notices",
             CommandKind::SetPassword => "set_password",
+            CommandKind::AttestBaseline => "attest_baseline",
         }
     }
 
@@ -106,7 +109,9 @@ impl CommandKind {
             CommandKind::ApproveReview | CommandKind::DenyReview => &[Role::Reviewer],
             CommandKind::Cancel => &[Role::Owner, Role::Operator],
             CommandKind::Tick | CommandKind::ConfirmExecution | CommandKind::ConfirmNotices => &[Role::System],
-            CommandKind::RollBack | CommandKind::Halt | CommandKind::Resume => &[Role::Operator],
+            CommandKind::RollBack | CommandKind::Halt | CommandKind::Resume | CommandKind::AttestBaseline => {
+                &[Role::Operator]
+            }
         }
     }
 
@@ -123,7 +128,7 @@ impl CommandKind {
             CommandKind::ConfirmExecution => &[Status::Executing],
             CommandKind::RollBack | CommandKind::SetPassword => &[Status::Executed],
             CommandKind::ConfirmNotices => &[Status::CoolingOff, Status::Executed, Status::RolledBack],
-            CommandKind::Halt | CommandKind::Resume => &[],
+            CommandKind::Halt | CommandKind::Resume | CommandKind::AttestBaseline => &[],
         }
     }
 }

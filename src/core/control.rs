@@ -1,5 +1,6 @@
 //! The kill switch as its own tiny decider (SPEC principle 11). It is not a case: one control history holds every
 //! halt and resume, and the case decider is told `halted` in its context. Resuming is an explicit, recorded act.
+//! The same history records an operator's attested baseline of a directory's destinations (issue 18, item 4).
 
 use crate::core::actor::Actor;
 use crate::core::command::CommandKind;
@@ -11,8 +12,19 @@ use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ControlCommand {
-    Halt { reason: UntrustedText },
-    Resume { reason: UntrustedText },
+    Halt {
+        reason: UntrustedText,
+    },
+    Resume {
+        reason: UntrustedText,
+    },
+    /// An operator vouches that every destination the directory holds now is the owners' own, so that airlock dates
+    /// them as old enough from now on instead of from when it first saw them (adopting airlock on a directory that
+    /// keeps no age per destination). `dated_to` is the time they are dated to.
+    AttestBaseline {
+        reason: UntrustedText,
+        dated_to: UnixMs,
+    },
 }
 
 impl ControlCommand {
@@ -20,6 +32,7 @@ impl ControlCommand {
         match self {
             ControlCommand::Halt { .. } => CommandKind::Halt,
             ControlCommand::Resume { .. } => CommandKind::Resume,
+            ControlCommand::AttestBaseline { .. } => CommandKind::AttestBaseline,
         }
     }
 }
@@ -34,8 +47,17 @@ pub struct ControlEvent {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlEventBody {
-    AutomationHalted { reason: UntrustedText },
-    AutomationResumed { reason: UntrustedText },
+    AutomationHalted {
+        reason: UntrustedText,
+    },
+    AutomationResumed {
+        reason: UntrustedText,
+    },
+    /// An operator attested the directory's destinations as they are at `at`; they are dated to `dated_to`.
+    BaselineAttested {
+        reason: UntrustedText,
+        dated_to: UnixMs,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -44,6 +66,18 @@ pub struct ControlState {
     /// Control commands that changed the switch, by who sent them (a command id means something only with its
     /// sender).
     pub seen_commands: BTreeMap<(Actor, CommandId), CommandKind>,
+    /// Every attested baseline, oldest first: when, by whom, why, and the time its destinations are dated to.
+    pub baselines: Vec<Baseline>,
+}
+
+/// One attested baseline, as decisions that relied on it show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Baseline {
+    pub at: UnixMs,
+    pub by: Actor,
+    pub command_id: CommandId,
+    pub reason: UntrustedText,
+    pub dated_to: UnixMs,
 }
 
 pub fn decide_control(
@@ -71,18 +105,35 @@ pub fn decide_control(
         }
         ControlCommand::Halt { reason } => ControlEventBody::AutomationHalted { reason: reason.clone() },
         ControlCommand::Resume { reason } => ControlEventBody::AutomationResumed { reason: reason.clone() },
+        // A baseline dates destinations no later than now: never into the future.
+        ControlCommand::AttestBaseline { reason, dated_to } => {
+            ControlEventBody::BaselineAttested { reason: reason.clone(), dated_to: UnixMs(dated_to.0.min(now.0)) }
+        }
     };
     Ok(vec![ControlEvent { at: now, actor: actor.clone(), command_id: command_id.clone(), body }])
 }
 
 pub fn evolve_control(mut state: ControlState, event: &ControlEvent) -> ControlState {
-    state.halted = match event.body {
-        ControlEventBody::AutomationHalted { .. } => true,
-        ControlEventBody::AutomationResumed { .. } => false,
-    };
-    let kind = match event.body {
-        ControlEventBody::AutomationHalted { .. } => CommandKind::Halt,
-        ControlEventBody::AutomationResumed { .. } => CommandKind::Resume,
+    let kind = match &event.body {
+        ControlEventBody::AutomationHalted { .. } => {
+            state.halted = true;
+            CommandKind::Halt
+        }
+        ControlEventBody::AutomationResumed { .. } => {
+            state.halted = false;
+            CommandKind::Resume
+        }
+        ControlEventBody::BaselineAttested { reason, dated_to } => {
+            let baseline = Baseline {
+                at: event.at,
+                by: event.actor.clone(),
+                command_id: event.command_id.clone(),
+                reason: reason.clone(),
+                dated_to: *dated_to,
+            };
+            state.baselines.push(baseline);
+            CommandKind::AttestBaseline
+        }
     };
     state.seen_commands.insert((event.actor.clone(), event.command_id.clone()), kind);
     state

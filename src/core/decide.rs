@@ -100,7 +100,7 @@ pub fn decide(envelope: &CommandEnvelope, state: &CaseState, context: &Context) 
         Command::RollBack { reason } => roll_back(reason, state, context)?,
         Command::ConfirmNotices { for_event, destinations } => confirm_notices(*for_event, destinations, state),
         Command::SetPassword { destination, changes } => {
-            set_password_allowed(state, destination, context.now)?;
+            set_password_allowed(state, destination, (context.now, context.settings, context.halted))?;
             vec![EventBody::PasswordSet { destination: destination.clone(), changes: changes.clone() }]
         }
     };
@@ -230,7 +230,8 @@ fn first_event_kinds(kind: CommandKind) -> Option<&'static [EventKind]> {
         | CommandKind::ConfirmExecution
         | CommandKind::ConfirmNotices
         | CommandKind::Halt
-        | CommandKind::Resume => None,
+        | CommandKind::Resume
+        | CommandKind::AttestBaseline => None,
     }
 }
 
@@ -449,22 +450,22 @@ pub fn effect_id(case_id: &CaseId, attempt: u32) -> EffectId {
     EffectId::new(format!("{case_id}/execute/{attempt}"))
 }
 
-/// The idempotency id of a case's rollback.
 /// Where an applied reset sends its set-password link: the destinations that proved the request, or, for a case
-/// people approved without a proof, every destination that existed before it. Never a destination the request
-/// itself named or one added since.
-pub fn set_password_destinations(state: &CaseState) -> Vec<DestinationId> {
+/// people approved without a proof, the destinations a code could have gone to (old enough before the request, not
+/// the one it named). Never a destination added shortly before the request, one it named, or one added since: the
+/// link finishes the recovery, so it goes only where a code may.
+pub fn set_password_destinations(state: &CaseState, settings: &Settings) -> Vec<DestinationId> {
     let Some(facts) = &state.facts else { return Vec::new() };
     if facts.action != RecoveryAction::ResetPassword {
         return Vec::new();
     }
-    let pre_existing = facts.snapshot.pre_existing(facts.requested_at);
-    let proven: Vec<DestinationId> = pre_existing
+    let eligible = challengeable_destinations(&facts.snapshot, &facts.action, facts.requested_at, settings);
+    let proven: Vec<DestinationId> = eligible
         .iter()
         .filter(|destination| state.proven_by.contains(&destination.id))
         .map(|destination| destination.id.clone())
         .collect();
-    if proven.is_empty() { pre_existing.iter().map(|destination| destination.id.clone()).collect() } else { proven }
+    if proven.is_empty() { eligible.iter().map(|destination| destination.id.clone()).collect() } else { proven }
 }
 
 /// When an applied reset's set-password link stops working.
@@ -475,9 +476,18 @@ pub fn set_password_link_until(state: &CaseState) -> Option<UnixMs> {
 /// Whether the set-password link sent to `destination` may set a password at `now`: the case's reset was applied, the
 /// link was sent there, it is in time, and it was not used. The shell asks before writing to the directory, and
 /// `decide` asks again when the use is recorded (a concurrent use loses there).
-pub fn set_password_allowed(state: &CaseState, destination: &DestinationId, now: UnixMs) -> Result<(), Rejection> {
+pub fn set_password_allowed(
+    state: &CaseState,
+    destination: &DestinationId,
+    (now, settings, halted): (UnixMs, &Settings, bool),
+) -> Result<(), Rejection> {
     expect_status(state, CommandKind::SetPassword)?;
-    if !set_password_destinations(state).contains(destination) {
+    // The kill switch stops the owners' links too: in an incident (a mail provider taken over, say) nothing changes
+    // an account until an operator resumes.
+    if halted {
+        return Err(Rejection::Halted);
+    }
+    if !set_password_destinations(state, settings).contains(destination) {
         return Err(Rejection::InvalidValue {
             field: "destination".into(),
             expected: "a destination this reset sent its set-password link to".into(),
@@ -492,6 +502,7 @@ pub fn set_password_allowed(state: &CaseState, destination: &DestinationId, now:
     }
 }
 
+/// The idempotency id of a case's rollback.
 pub fn rollback_effect_id(case_id: &CaseId) -> EffectId {
     EffectId::new(format!("{case_id}/rollback"))
 }

@@ -53,6 +53,8 @@ pub enum Rejection {
     CommandIdReused,
     /// The set-password link was used already: a link sets a password once.
     PasswordAlreadySet,
+    /// An operator pulled the kill switch: no account changes until it is released (an owner's link included).
+    Halted,
 }
 
 impl Rejection {
@@ -78,6 +80,7 @@ impl Rejection {
             Rejection::CommandIdReused => "command_id_reused",
             Rejection::NothingDeliverable => "nothing_deliverable",
             Rejection::PasswordAlreadySet => "password_already_set",
+            Rejection::Halted => "halted",
         }
     }
 }
@@ -125,6 +128,7 @@ impl fmt::Display for Rejection {
             Rejection::PasswordAlreadySet => {
                 formatter.write_str("this set-password link was used already: a link sets a password once")
             }
+            Rejection::Halted => formatter.write_str("an operator halted all account changes; try again later"),
         }
     }
 }

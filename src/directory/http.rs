@@ -576,11 +576,15 @@ impl AccountDirectory for HttpDirectory {
     ) -> Result<Vec<Change>, DirectoryError> {
         let body = json!({ "password": password.reveal_to_directory(), "at": rfc3339(now) });
         let changes = self.effect(account_id, "passwords", &EffectId::new(key), body).await;
-        // An adapter that quotes the request in its refusal must not carry the password further.
+        // An adapter may quote the request in its answer, escaped in ways no masking catches: the answer to a password
+        // is never quoted, only said.
         changes.map_err(|error| match error {
-            DirectoryError::Refused(text) => {
-                DirectoryError::Refused(text.replace(password.reveal_to_directory(), "***"))
+            DirectoryError::Refused(_) => {
+                DirectoryError::Refused("the directory adapter did not accept the new password".into())
             }
+            DirectoryError::Corrupt(_) => DirectoryError::Corrupt(
+                "the directory adapter answered the new password with an unexpected answer".into(),
+            ),
             other => other,
         })
     }

@@ -509,11 +509,11 @@ impl AccountDirectory for ScimDirectory {
                 new: Some("set by the owner".into()),
             }]),
             404 => Err(DirectoryError::NoSuchAccount(account_id.clone())),
-            400..=499 => Err(DirectoryError::Refused(masked_quote(&answer, Some(secret)))),
-            _ => Err(DirectoryError::Corrupt(format!(
-                "{SCIM} answered a password change with {}",
-                masked_quote(&answer, Some(secret))
-            ))),
+            // The answer to a password is never quoted (a server may echo it escaped): only its status is said.
+            400..=499 => {
+                Err(DirectoryError::Refused(format!("{SCIM} did not accept the new password ({})", answer.status)))
+            }
+            _ => Err(DirectoryError::Corrupt(format!("{SCIM} answered a password change with {}", answer.status))),
         }
     }
 
@@ -576,13 +576,23 @@ impl AccountDirectory for ScimDirectory {
                     }
                 }
             } else if change.record == "password" {
-                // The password a reset replaced was never airlock's to keep, so it cannot be put back: the rollback is
-                // refused rather than recorded as done (the owner sets a new password at the identity provider).
-                return Err(DirectoryError::Refused(
-                    "SCIM keeps no earlier password, so a reset cannot be rolled back: the owner sets a new password \
-                     at the identity provider"
-                        .into(),
-                ));
+                // The password a reset replaced was never airlock's to keep, so it cannot be put back. The rollback
+                // ends whatever password was set since (through the reset's link, or by anyone): a new random one, and
+                // the case rolled back spends the link. The owner sets a new password at the identity provider.
+                let password = random_password();
+                let body = json!({ "schemas": [PATCH_OP], "Operations": [{ "op": "replace", "path": "password", "value": password }] });
+                let answer = self.send(reqwest::Method::PATCH, &Self::user_path(account_id), Some(&body), None).await?;
+                if !answer.status.is_success() {
+                    return Err(DirectoryError::Refused(format!(
+                        "{SCIM} did not replace the password ({})",
+                        answer.status
+                    )));
+                }
+                changes.push(Change {
+                    record: "password".into(),
+                    old: change.old.clone(),
+                    new: Some("replaced again: SCIM keeps no earlier password to restore".into()),
+                });
             }
         }
         changes.push(sessions_not_revoked());

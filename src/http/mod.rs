@@ -327,10 +327,29 @@ async fn set_password_form<L: EventLog + 'static>(
             "Link already used",
             "<p>This link set a password already, and works only once. If that was not you, contact support.</p>",
         ),
+        Err(crate::service::ServiceError::Rejected(Rejection::Halted)) => page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Paused",
+            "<p>Account changes are paused for now. Try the link again later, while it is still valid.</p>",
+        ),
         Err(crate::service::ServiceError::Rejected(_)) => page(
             StatusCode::UNPROCESSABLE_ENTITY,
             "This link cannot set a password",
             "<p>The link is not valid, or its time has passed. Ask for a new recovery if you still cannot sign in.</p>",
+        ),
+        Err(crate::service::ServiceError::Directory(crate::directory::DirectoryError::Refused(_))) => {
+            set_password_form_page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Your account's rules did not accept this password: choose another one.",
+                (case_id.as_str(), destination_id.as_str(), until, &token),
+            )
+        }
+        Err(crate::service::ServiceError::Directory(
+            crate::directory::DirectoryError::NoSuchAccount(_) | crate::directory::DirectoryError::Held { .. },
+        )) => page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "This link cannot set a password now",
+            "<p>The account cannot take a new password now. Contact support.</p>",
         ),
         Err(error) => {
             tracing::warn!(%error, "set-password link: the directory or the log is unavailable");

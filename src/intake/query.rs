@@ -5,7 +5,7 @@
 //! Owners, reviewers and operators see the state.
 
 use crate::core::actor::{Actor, Role};
-use crate::core::ids::{CaseId, UnixMs};
+use crate::core::ids::{CaseId, CommandId, UnixMs};
 use crate::core::limits;
 use crate::core::state::Status;
 use crate::core::text::check_identifier;
@@ -83,9 +83,10 @@ pub async fn answer<L: EventLog>(service: &Service<L>, actor: &Actor, payload: &
         }
         Some("history") => return history(service, actor, request.as_ref()).await,
         Some("verify") => return verify(service, actor).await,
+        Some("directory_sync") => return directory_sync(service, actor, request.as_ref()).await,
         Some(other) => {
             let other = crate::core::text::for_terminal(&other.chars().take(64).collect::<String>());
-            return json!({ "error": { "code": "malformed_command", "reason": format!("no query {other:?}: ask for \"case\" (with case_id), \"case_view\", \"case_list\", \"review_queue\", \"evidence\", \"history\", \"kill_switch\", \"executed_matching\" or \"verify\"") } });
+            return json!({ "error": { "code": "malformed_command", "reason": format!("no query {other:?}: ask for \"case\" (with case_id), \"case_view\", \"case_list\", \"review_queue\", \"evidence\", \"history\", \"kill_switch\", \"executed_matching\", \"verify\" or \"directory_sync\"") } });
         }
     }
     let case_id = request
@@ -229,6 +230,61 @@ async fn history<L: EventLog>(service: &Service<L>, actor: &Actor, request: Opti
             json!({ "error": { "code": "unavailable", "reason": "try again later" } })
         }
     }
+}
+
+/// Operators only: read the whole directory now and date the destinations airlock has not seen (`airlock directory
+/// sync`); with `"baseline": {"reason"}` and a `command_id`, first record the operator's attested baseline and date
+/// every destination the directory holds no later than it (issue 18, item 4). One at a time.
+async fn directory_sync<L: EventLog>(service: &Service<L>, actor: &Actor, request: Option<&Value>) -> Value {
+    if actor.role != Role::Operator {
+        return json!({ "error": { "code": "role_not_allowed", "reason": format!("a directory sync is for operators, not the {} role", actor.role) } });
+    }
+    static RUNNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+    let Ok(_running) = RUNNING.try_acquire() else {
+        return json!({ "error": { "code": "busy", "reason": "a directory sync is already running on the service; ask again when it has ended" } });
+    };
+    let unavailable = |error: crate::service::ServiceError| match error {
+        crate::service::ServiceError::Rejected(rejection) => {
+            json!({ "error": { "code": rejection.code(), "reason": rejection.to_string() } })
+        }
+        error => {
+            tracing::warn!(%error, "directory sync failed");
+            json!({ "error": { "code": "unavailable", "reason": format!("the directory sync failed: {error}") } })
+        }
+    };
+    let Some(baseline) = request.and_then(|request| request.get("baseline")).filter(|value| !value.is_null()) else {
+        return match service.sync_directory().await {
+            Ok(synced) => json!({ "synced": synced.map(synced_json) }),
+            Err(error) => unavailable(error),
+        };
+    };
+    let reason = baseline.get("reason").and_then(Value::as_str).unwrap_or_default();
+    let command_id = request.and_then(|request| request.get("command_id")).and_then(Value::as_str).unwrap_or_default();
+    let checked = check_identifier("command_id", command_id)
+        .and_then(|()| crate::core::text::UntrustedText::new("reason", reason, crate::core::limits::REASON_BYTES_MAX));
+    let reason = match checked {
+        Ok(reason) if !reason.as_untrusted_str().trim().is_empty() => reason,
+        Ok(_) => {
+            return json!({ "error": { "code": "invalid_value", "reason": "a baseline needs a reason: say why these destinations are the owners' own" } });
+        }
+        Err(rejection) => return json!({ "error": { "code": rejection.code(), "reason": rejection.to_string() } }),
+    };
+    match service.attest_baseline(CommandId::new(command_id), actor.clone(), reason).await {
+        Ok((baseline, synced)) => json!({
+            "synced": synced_json(synced),
+            "baseline": {
+                "at": crate::projection::views::rfc3339(baseline.at),
+                "by": baseline.by.to_string(),
+                "reason": baseline.reason.as_untrusted_str(),
+                "dated_to": crate::projection::views::rfc3339(baseline.dated_to),
+            },
+        }),
+        Err(error) => unavailable(error),
+    }
+}
+
+fn synced_json(synced: crate::service::Synced) -> Value {
+    json!({ "accounts": synced.accounts, "destinations": synced.destinations, "first_seen": synced.first_seen })
 }
 
 /// Operators only: the audit of the live projection and of every recorded decision (`airlock audit verify` and

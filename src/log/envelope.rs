@@ -107,6 +107,7 @@ pub fn encode_control_event(stream_version: u64, event: &ControlEvent) -> Vec<u8
     let event_type = match event.body {
         ControlEventBody::AutomationHalted { .. } => "automation_halted",
         ControlEventBody::AutomationResumed { .. } => "automation_resumed",
+        ControlEventBody::BaselineAttested { .. } => "baseline_attested",
     };
     to_bytes(&Envelope {
         event_type: event_type.to_string(),

@@ -365,6 +365,11 @@ fn control_event(transaction: &Transaction, stream_version: u64, event: &Control
     let (halted, reason) = match &event.body {
         ControlEventBody::AutomationHalted { reason } => (true, reason),
         ControlEventBody::AutomationResumed { reason } => (false, reason),
+        // A baseline changes no switch; the control stream's version still moves with it.
+        ControlEventBody::BaselineAttested { .. } => {
+            exec(transaction, "UPDATE control SET version = ?1", params![stream_version as i64])?;
+            return Ok(());
+        }
     };
     exec(
         transaction,

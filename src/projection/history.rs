@@ -22,6 +22,10 @@ pub struct HistoryEvent {
     pub status_after: String,
     /// The policy decision the event records, if it records one.
     pub decision: Option<PolicyDecision>,
+    /// For a decision: the operator-attested baselines (issue 18, item 4) its account's destinations were dated by,
+    /// each as "attested at <time> by <operator>: <reason>". Empty when none was relied on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relied_on_baselines: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +38,7 @@ pub enum HistoryError {
 
 /// Every event of `case_id` in `log`, oldest first; empty when the log has no such case.
 pub async fn case_history<L: EventLog>(log: &L, case_id: &CaseId) -> Result<Vec<HistoryEvent>, HistoryError> {
+    let baselines = baselines(log).await?;
     let entries = log.read_stream(&Stream::Case(case_id.clone())).await?;
     let mut state = initial_state();
     let mut events = Vec::new();
@@ -45,14 +50,56 @@ pub async fn case_history<L: EventLog>(log: &L, case_id: &CaseId) -> Result<Vec<
             return Err(unreadable("an event of another stream".to_string()));
         };
         state = evolve(state, &event);
+        let decision = event.body.recorded_decision().cloned();
+        let relied_on_baselines = match (&decision, &state.facts) {
+            (Some(_), Some(facts)) => relied_on(&baselines, &facts.snapshot, facts.requested_at),
+            _ => Vec::new(),
+        };
         events.push(HistoryEvent {
             sequence: stream_version,
             at: crate::projection::views::rfc3339(event.at),
             actor: event.actor.to_string(),
             event: event.body.kind().name().to_string(),
             status_after: state.status.name().to_string(),
-            decision: event.body.recorded_decision().cloned(),
+            decision,
+            relied_on_baselines,
         });
     }
     Ok(events)
+}
+
+/// Every attested baseline in the control stream, oldest first.
+async fn baselines<L: EventLog>(log: &L) -> Result<Vec<crate::core::control::Baseline>, HistoryError> {
+    let entries = log.read_stream(&Stream::Control).await?;
+    let mut state = crate::core::control::ControlState::default();
+    for envelope in entries.iter().flat_map(|entry| entry.envelopes.iter()) {
+        let unreadable = |reason: String| HistoryError::Unreadable("control".to_string(), reason);
+        if let Decoded::Control { event, .. } = decode(envelope).map_err(|error| unreadable(error.to_string()))? {
+            state = crate::core::control::evolve_control(state, &event);
+        }
+    }
+    Ok(state.baselines)
+}
+
+/// The baselines that dated a destination the account had before the request: its age is exactly a baseline's
+/// `dated_to` (a destination airlock saw earlier keeps its own, older date).
+fn relied_on(
+    baselines: &[crate::core::control::Baseline],
+    snapshot: &crate::core::account::AccountSnapshot,
+    requested_at: crate::core::ids::UnixMs,
+) -> Vec<String> {
+    let dated: Vec<_> =
+        snapshot.pre_existing(requested_at).iter().map(|destination| destination.trusted_since).collect();
+    baselines
+        .iter()
+        .filter(|baseline| dated.contains(&baseline.dated_to))
+        .map(|baseline| {
+            format!(
+                "attested at {} by {}: {}",
+                crate::projection::views::rfc3339(baseline.at),
+                baseline.by,
+                crate::core::text::for_terminal(baseline.reason.as_untrusted_str())
+            )
+        })
+        .collect()
 }

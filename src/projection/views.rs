@@ -91,7 +91,8 @@ fn how(kind: CommandKind, role: Role, case_id: &str, action_hash: &str) -> Strin
             | CommandKind::Halt
             | CommandKind::Resume
             | CommandKind::ConfirmNotices
-            | CommandKind::SetPassword,
+            | CommandKind::SetPassword
+            | CommandKind::AttestBaseline,
             _,
         ) => String::new(),
     }

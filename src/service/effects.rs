@@ -286,10 +286,26 @@ impl<L: EventLog> Service<L> {
         }
         let now = self.clock.now();
         let (state, _) = self.load(case_id).await?;
-        crate::core::decide::set_password_allowed(&state, destination, now).map_err(ServiceError::Rejected)?;
+        let halted = self.control_state().await?.0.halted;
+        crate::core::decide::set_password_allowed(&state, destination, (now, &self.settings, halted))
+            .map_err(ServiceError::Rejected)?;
+        // The signed time must be the case's own: a token is good only for the link this reset sent.
+        if crate::core::decide::set_password_link_until(&state).map(|until| until.0) != Some(until_ms) {
+            return Err(ServiceError::Rejected(Rejection::DeadlinePassed));
+        }
         let facts = state.facts.as_ref().expect("an executed case has facts");
-        let key = format!("{case_id}/set-password/{destination}");
-        let changes = self.directory.set_password(&key, &facts.account_id, password, now).await?;
+        // Each use has its own key: a directory that answers a repeated key with its first answer must not report a
+        // second password as set while the first stands.
+        let key = format!("{case_id}/set-password/{destination}/{}", crate::service::new_id("use"));
+        let mut changes = self.directory.set_password(&key, &facts.account_id, password, now).await?;
+        // What the directory says it did goes into the log: never the password, whatever it answered.
+        for change in &mut changes {
+            for value in [&mut change.old, &mut change.new].into_iter().flatten() {
+                if value.contains(password.reveal_to_directory()) {
+                    *value = "***".to_string();
+                }
+            }
+        }
         let actor = Actor::new(crate::core::actor::Role::Owner, format!("destination:{destination}"));
         let command = Command::SetPassword { destination: destination.clone(), changes };
         let command_id = CommandId::new(format!("set-password:{destination}"));

@@ -41,6 +41,45 @@ impl<L: EventLog> Service<L> {
     /// and `serve` on its interval), so that an address added at the identity provider ages from when it appeared
     /// rather than from its first recovery. `None` for a directory that dates its destinations itself.
     pub async fn sync_directory(&self) -> Result<Option<Synced>, ServiceError> {
+        self.read_whole_directory(None).await
+    }
+
+    /// An operator's attested baseline (`airlock directory sync --baseline --attest REASON`, issue 18, item 4):
+    /// recorded in the control stream first, then every destination the directory holds now is dated no later than
+    /// the baseline's `dated_to` (the minimum age before it), so that recoveries need not wait that long after adopting
+    /// airlock. Refused for a directory that dates its own destinations (a baseline would change nothing). Asked again
+    /// under the same command id, it dates to the baseline first recorded.
+    pub async fn attest_baseline(
+        &self,
+        command_id: crate::core::ids::CommandId,
+        actor: crate::core::actor::Actor,
+        reason: crate::core::text::UntrustedText,
+    ) -> Result<(crate::core::control::Baseline, Synced), ServiceError> {
+        if self.directory.capabilities().per_factor_ages {
+            return Err(ServiceError::Rejected(crate::core::rejection::Rejection::InvalidValue {
+                field: "baseline".into(),
+                expected: "a directory that keeps no age per destination: this one dates its own".into(),
+            }));
+        }
+        let dated_to = UnixMs(self.clock.now().0.saturating_sub(self.settings.destination_age_ms_min));
+        let command = crate::core::control::ControlCommand::AttestBaseline { reason, dated_to };
+        self.control(command_id.clone(), actor.clone(), command).await?;
+        let (state, _, _) = self.control_state().await?;
+        let baseline = (state.baselines.into_iter().rev())
+            .find(|baseline| baseline.by == actor && baseline.command_id == command_id)
+            .ok_or_else(|| ServiceError::Corrupt("the attested baseline is not in the control stream".into()))?;
+        let synced = self.read_whole_directory(Some(baseline.dated_to)).await?.unwrap_or_default();
+        tracing::info!(
+            by = %baseline.by,
+            accounts = synced.accounts,
+            destinations = synced.destinations,
+            "directory baseline attested"
+        );
+        Ok((baseline, synced))
+    }
+
+    /// Reads every account and dates its destinations: from when airlock first saw them, or no later than `baseline`.
+    async fn read_whole_directory(&self, baseline: Option<UnixMs>) -> Result<Option<Synced>, ServiceError> {
         if self.directory.capabilities().per_factor_ages {
             return Ok(None);
         }
@@ -50,7 +89,7 @@ impl<L: EventLog> Service<L> {
             let page = self.directory.list(cursor.as_deref()).await?;
             for snapshot in page.accounts {
                 let now = self.clock.now();
-                let dated = self.date_by_first_seen(snapshot, now).await?;
+                let dated = self.date_destinations(snapshot, now, baseline).await?;
                 synced.accounts += 1;
                 synced.destinations += dated.destinations.len();
                 synced.first_seen +=
@@ -70,8 +109,18 @@ impl<L: EventLog> Service<L> {
     /// destination; unchanged otherwise. Records destinations seen for the first time, and forgets those gone.
     pub(super) async fn date_by_first_seen(
         &self,
+        snapshot: AccountSnapshot,
+        now: UnixMs,
+    ) -> Result<AccountSnapshot, ServiceError> {
+        self.date_destinations(snapshot, now, None).await
+    }
+
+    /// `date_by_first_seen`, with every destination dated no later than `baseline` when one is given.
+    async fn date_destinations(
+        &self,
         mut snapshot: AccountSnapshot,
         now: UnixMs,
+        baseline: Option<UnixMs>,
     ) -> Result<AccountSnapshot, ServiceError> {
         if self.directory.capabilities().per_factor_ages || !snapshot.known {
             return Ok(snapshot);
@@ -82,7 +131,9 @@ impl<L: EventLog> Service<L> {
             let mut seen = Ledger::default();
             for destination in &mut snapshot.destinations {
                 let print = fingerprint(destination);
-                let at = read.requests.iter().find(|entry| entry.case_id == print).map_or(now.0, |entry| entry.at_ms);
+                let first =
+                    read.requests.iter().find(|entry| entry.case_id == print).map_or(now.0, |entry| entry.at_ms);
+                let at = baseline.map_or(first, |baseline| first.min(baseline.0));
                 destination.trusted_since = UnixMs(at);
                 seen.requests.push(LedgerEntry { case_id: print, at_ms: at, code_until_ms: None, count: 0 });
             }

@@ -236,7 +236,7 @@ impl<L: EventLog> Service<L> {
         state: &CaseState,
     ) -> Vec<Outgoing> {
         let (case_id, facts) = (to.case_id, to.facts);
-        let linked = crate::core::decide::set_password_destinations(state);
+        let linked = crate::core::decide::set_password_destinations(state, &self.settings);
         let until = to.event.at.plus(crate::core::limits::SET_PASSWORD_LINK_TTL_MS);
         destinations
             .iter()
