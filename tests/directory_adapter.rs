@@ -179,11 +179,7 @@ async fn serve_recovers_an_account_held_by_the_company_directory() {
     common::wait_for(|| !common::set_password_links(&harness.data(), &ada_case).is_empty(), "the set-password link");
     let links = common::set_password_links(&harness.data(), &ada_case);
     assert_eq!(links.iter().map(|(to, _)| to.as_str()).collect::<Vec<_>>(), ["ada@example.com"], "{links:?}");
-    let page = {
-        let log = harness.serve_log();
-        let announced = "airlock verification page on http://";
-        log.split(announced).nth(1).unwrap().split(['"', ' ', '\n']).next().unwrap().to_string()
-    };
+    let page = harness.page_address();
     let chosen = "correct horse battery staple";
     let short = common::use_set_password_link(&page, &links[0].1, "too short", None);
     assert!(short.0 == 422 && short.1.contains("at least 12"), "{short:?}");

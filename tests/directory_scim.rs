@@ -362,11 +362,7 @@ async fn recoveries_through_scim(idp: Idp, mut harness: Harness) {
     common::wait_for(|| !common::set_password_links(&harness.data(), &dee_case).is_empty(), "dee's set-password link");
     let links = common::set_password_links(&harness.data(), &dee_case);
     assert_eq!(links.iter().map(|(to, _)| to.as_str()).collect::<Vec<_>>(), ["dee@example.com"], "{links:?}");
-    let page = {
-        let log = harness.serve_log();
-        let announced = "airlock verification page on http://";
-        log.split(announced).nth(1).unwrap().split(['"', ' ', '\n']).next().unwrap().to_string()
-    };
+    let page = harness.page_address();
     let chosen = "a long passphrase of dee's own";
     assert_ne!(idp.holds_password("dee", chosen).await, Some(true));
     assert_ne!(idp.holds_password("dee", "Correct-horse-1").await, Some(true), "the reset kept the old password");
@@ -430,6 +426,12 @@ async fn scim_changes_are_conditional_and_ensure_state() {
     std::fs::write(&file, &idp.token).unwrap();
     std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let clock: std::sync::Arc<dyn airlock::clock::Clock> = std::sync::Arc::new(airlock::clock::SystemClock);
+    let wrong = scratch.path().join("wrong-token");
+    std::fs::write(&wrong, "not-the-token\n").unwrap();
+    std::fs::set_permissions(&wrong, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let refused = ScimDirectory::connect(&idp.base, Token::load_file(&wrong).unwrap(), clock.clone()).await.err();
+    let refused = refused.expect("a wrong token is refused at connect");
+    assert!(refused.contains("token") && !refused.contains("not-the-token"), "{refused}");
     let directory = ScimDirectory::connect(&idp.base, Token::load_file(&file).unwrap(), clock).await.unwrap();
     let fay = AccountId::new(idp.id("fay"));
     let now = UnixMs(common::threats::now_ms() as u64);

@@ -238,7 +238,7 @@ async fn an_applied_reset_sends_a_single_use_set_password_link() {
     service.run_due().await.unwrap();
     assert_eq!(service.load(&case_id).await.unwrap().0.status, Status::Executed);
     let notice = world.embedded.outbox.messages(Some("dana@example.com")).unwrap().into_iter().last().unwrap();
-    assert_eq!(notice.subject, "Your password was reset");
+    assert_eq!(notice.subject, "Your account was changed");
     let link = notice.body.split_whitespace().find(|word| word.contains("/set-password?")).unwrap().to_string();
     let query: std::collections::HashMap<String, String> =
         url::form_urlencoded::parse(link.split_once('?').unwrap().1.as_bytes()).into_owned().collect();
@@ -636,8 +636,8 @@ async fn the_service_asks_a_directory_only_what_it_says_it_can_do() {
 
 // Proves an execution a directory never answers does not wait in `executing` for ever: while the directory is
 // unreachable the timers try again on each tick and the case stays executing; once the execution started more than
-// EXECUTION_UNCONFIRMED_MS ago, the attempt ends as failed, saying the change may or may not have been applied, and
-// the case goes back to people.
+// EXECUTION_UNCONFIRMED_MS ago, the attempt ends as failed, saying the change may or may not have been applied and
+// quoting the directory's last answer (bounded), and the case goes back to people.
 #[tokio::test]
 async fn an_execution_the_directory_never_answers_goes_back_to_people() {
     let world = world();
@@ -673,6 +673,8 @@ async fn an_execution_the_directory_never_answers_goes_back_to_people() {
         _ => None,
     });
     assert!(reason.as_deref().is_some_and(|reason| reason.contains("may or may not have been applied")), "{reason:?}");
+    // The directory's last answer is on the case for the people who look next.
+    assert!(reason.as_deref().is_some_and(|reason| reason.contains("connection refused")), "{reason:?}");
 }
 
 // Proves the timers move cases side by side: a directory whose every change waits (up to a bound) until another

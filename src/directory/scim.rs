@@ -143,6 +143,14 @@ impl ScimDirectory {
         if !answer.status.is_success() {
             return Err(format!("{SCIM} answered its ServiceProviderConfig with {}", quote(&answer)));
         }
+        // Some servers serve their configuration to anyone: the token is checked on a user that does not exist,
+        // which a server that takes the token answers 404 and one that refuses it 401 or 403 (`send` says which).
+        let probe = format!("Users/airlock-token-check-{}", hex::encode(rand::random::<[u8; 8]>()));
+        let answer =
+            directory.send(reqwest::Method::GET, &probe, None, None).await.map_err(|error| error.to_string())?;
+        if answer.status != reqwest::StatusCode::NOT_FOUND && !answer.status.is_success() {
+            return Err(format!("{SCIM} answered a user's read with {}", quote(&answer)));
+        }
         Ok(directory)
     }
 
@@ -192,17 +200,7 @@ impl ScimDirectory {
         if answer.status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        if !answer.status.is_success() {
-            return Err(DirectoryError::Corrupt(format!("{SCIM} answered a user's read with {}", quote(&answer))));
-        }
-        let user: User = serde_json::from_slice(&answer.body).map_err(|error| {
-            DirectoryError::Corrupt(format!(
-                "{SCIM}'s user is not SCIM JSON ({:?} error at line {} column {})",
-                error.classify(),
-                error.line(),
-                error.column()
-            ))
-        })?;
+        let user: User = scim_json(&answer, "user")?;
         if user.id != account_id.as_str() {
             return Err(DirectoryError::Corrupt(format!(
                 "asked for account {account_id}, {SCIM} answered another user"
@@ -224,7 +222,12 @@ impl ScimDirectory {
                     return Err(DirectoryError::Corrupt(format!("{SCIM} holds a {} airlock cannot use", kind.name())));
                 }
                 let id = destination_id(kind, &address);
-                if destinations.iter().any(|seen| seen.id == id) {
+                // The same address in two spellings is one destination, shown in the smallest spelling, so that a
+                // server listing them in another order changes nothing airlock compares.
+                if let Some(seen) = destinations.iter_mut().find(|seen| seen.id == id) {
+                    if address < seen.address {
+                        seen.address = address;
+                    }
                     continue;
                 }
                 destinations.push(Destination { id, kind, address, trusted_since: now, revoked: false });
@@ -407,6 +410,22 @@ fn masked_quote(answer: &Answer, secret: Option<&str>) -> String {
     }
 }
 
+/// The answer's JSON as `T`, if it is a 2xx carrying it; otherwise an error that says where the JSON broke (never a
+/// value it holds) or quotes the start of an answer that is not a success.
+fn scim_json<T: serde::de::DeserializeOwned>(answer: &Answer, what: &str) -> Result<T, DirectoryError> {
+    if !answer.status.is_success() {
+        return Err(DirectoryError::Corrupt(format!("{SCIM} answered a {what} with {}", quote(answer))));
+    }
+    serde_json::from_slice(&answer.body).map_err(|error| {
+        DirectoryError::Corrupt(format!(
+            "{SCIM}'s {what} is not SCIM JSON ({:?} error at line {} column {})",
+            error.classify(),
+            error.line(),
+            error.column()
+        ))
+    })
+}
+
 /// What adding `address` changed.
 fn added(kind: DestinationKind, address: &str) -> Vec<Change> {
     let change = Change {
@@ -457,17 +476,7 @@ impl AccountDirectory for ScimDirectory {
         // compares the parameter's text with a number).
         let path = format!("Users?startIndex={start}");
         let answer = self.send(reqwest::Method::GET, &path, None, None).await?;
-        if !answer.status.is_success() {
-            return Err(DirectoryError::Corrupt(format!("{SCIM} answered a listing with {}", quote(&answer))));
-        }
-        let page: ListResponse = serde_json::from_slice(&answer.body).map_err(|error| {
-            DirectoryError::Corrupt(format!(
-                "{SCIM}'s listing is not SCIM JSON ({:?} error at line {} column {})",
-                error.classify(),
-                error.line(),
-                error.column()
-            ))
-        })?;
+        let page: ListResponse = scim_json(&answer, "listing")?;
         // A server that ignores startIndex would answer its first page for ever.
         if page.start_index.is_some_and(|answered| answered != start) {
             return Err(DirectoryError::Corrupt(format!("{SCIM} answered another page than the one asked for")));

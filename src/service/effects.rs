@@ -155,11 +155,14 @@ impl<L: EventLog> Service<L> {
                     DirectoryError::Corrupt(_) => "answers airlock cannot read",
                     _ => "no answer",
                 };
+                // The last answer goes on the case for the people who look next: bounded (a directory error quotes at
+                // most a short, printable start of an answer) and never a password (never quoted at all).
                 EffectOutcome::Failed {
                     reason: format!(
                         "the directory gave {what} for this change for over {} minutes; it may or may not have been \
-                         applied: check the account in the directory before approving it again",
-                        crate::core::limits::EXECUTION_UNCONFIRMED_MS / 60_000
+                         applied: check the account in the directory before approving it again (last: {})",
+                        crate::core::limits::EXECUTION_UNCONFIRMED_MS / 60_000,
+                        bounded(&error.to_string())
                     ),
                 }
             }
@@ -311,6 +314,13 @@ impl<L: EventLog> Service<L> {
         let command_id = CommandId::new(format!("set-password:{destination}"));
         self.handle(case_id, CommandEnvelope { command_id, actor, command }).await
     }
+}
+
+/// At most `REASON_QUOTED_CHARS_MAX` characters of `text`, printable.
+fn bounded(text: &str) -> String {
+    const REASON_QUOTED_CHARS_MAX: usize = 300;
+    let start: String = text.chars().take(REASON_QUOTED_CHARS_MAX).collect();
+    crate::core::text::for_terminal(&start)
 }
 
 /// How many cases the timers move at once.

@@ -263,7 +263,7 @@ impl<L: EventLog> Service<L> {
                      address.",
                     facts.account_id, to.event.at
                 );
-                to.message(destination, "Your password was reset", body, true)
+                to.message(destination, "Your account was changed", body, true)
             })
             .collect()
     }

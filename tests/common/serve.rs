@@ -143,6 +143,14 @@ impl Harness {
         self.serve.take().expect("serve is running").wait_for_exit()
     }
 
+    /// The owners' page of the running serve (started with `--http 127.0.0.1:0`), as host:port.
+    pub fn page_address(&self) -> String {
+        let announced = "airlock verification page on http://";
+        super::wait_for(|| self.serve_log().contains(announced), "serve to announce its page");
+        let log = self.serve_log();
+        log.split(announced).nth(1).unwrap().split(['"', ' ', '\n']).next().unwrap().to_string()
+    }
+
     pub async fn client(&self) -> async_nats::Client {
         airlock::nats::connect(&self.nats.url(), "test").await.unwrap()
     }
