@@ -251,6 +251,12 @@ async fn an_applied_reset_sends_a_single_use_set_password_link() {
 
     let forged = service.set_password_with_link(&case_id, &destination, (until, &"0".repeat(64)), &password).await;
     assert!(matches!(forged, Err(ServiceError::Rejected(Rejection::InvalidValue { .. }))), "{forged:?}");
+    let (_, events) = service.load(&case_id).await.unwrap();
+    let recorded = events.iter().any(|event| {
+        matches!(&event.body, airlock::core::event::EventBody::CommandRefused { command, .. }
+            if *command == airlock::core::command::CommandKind::SetPassword)
+    });
+    assert!(recorded, "a forged set-password link left no trace on the case");
     let elsewhere = DestinationId::new("dana-phone");
     let token = world.keys.set_password_token(case_id.as_str(), elsewhere.as_str(), until);
     let not_sent = service.set_password_with_link(&case_id, &elsewhere, (until, &token), &password).await;
@@ -286,6 +292,12 @@ async fn an_applied_reset_sends_a_single_use_set_password_link() {
     service.run_due().await.unwrap();
     let until = service.load(&case_id).await.unwrap().0.executed_at.unwrap().0 + 2 * 3_600_000;
     let token = late.keys.set_password_token(case_id.as_str(), "dana-email", until);
+    // The email the link went to is changed at the directory since the reset: the link has lost its say.
+    let mut moved = common::email_account("dana", UnixMs(START.0 - 100 * DAY_MS));
+    moved.destinations[0].address = "dana.elsewhere@example.com".into();
+    late.embedded.directory.put_account(&moved).unwrap();
+    let gone = service.set_password_with_link(&case_id, &destination, (until, &token), &password).await;
+    assert!(matches!(gone, Err(ServiceError::Rejected(Rejection::InvalidValue { .. }))), "{gone:?}");
     late.clock.advance(2 * 3_600_000);
     let expired = service.set_password_with_link(&case_id, &destination, (until, &token), &password).await;
     assert!(matches!(expired, Err(ServiceError::Rejected(Rejection::DeadlinePassed))), "{expired:?}");

@@ -3,7 +3,7 @@
 //! idempotency id (message id, effect id), so running one twice does nothing the second time.
 
 use crate::core::actor::Actor;
-use crate::core::command::{Command, CommandEnvelope, EffectOutcome};
+use crate::core::command::{Command, CommandEnvelope, CommandKind, EffectOutcome};
 use crate::core::event::{Event, EventBody};
 use crate::core::ids::{CaseId, CommandId, DestinationId};
 use crate::core::rejection::Rejection;
@@ -281,22 +281,38 @@ impl<L: EventLog> Service<L> {
         (until_ms, token): (u64, &str),
         password: &crate::directory::Password,
     ) -> Result<Handled, ServiceError> {
+        let actor = Actor::new(crate::core::actor::Role::Owner, format!("destination:{destination}"));
+        let command_id = CommandId::new(format!("set-password:{destination}"));
+        // A link refused (forged, spent, late, halted, or for a destination gone since) is recorded on the case, as
+        // every refused command is: someone else holding the link, or guessing at it, leaves a trace.
+        let refused = |rejection| self.refuse(case_id, &actor, &command_id, CommandKind::SetPassword, rejection);
         if !self.keys.set_password_token_valid(case_id.as_str(), destination.as_str(), until_ms, token) {
-            return Err(ServiceError::Rejected(Rejection::InvalidValue {
-                field: "token".into(),
-                expected: "the token from the set-password link".into(),
-            }));
+            let expected = "the token from the set-password link".into();
+            return Err(refused(Rejection::InvalidValue { field: "token".into(), expected }).await);
         }
         let now = self.clock.now();
         let (state, _) = self.load(case_id).await?;
         let halted = self.control_state().await?.0.halted;
-        crate::core::decide::set_password_allowed(&state, destination, (now, &self.settings, halted))
-            .map_err(ServiceError::Rejected)?;
+        if let Err(rejection) =
+            crate::core::decide::set_password_allowed(&state, destination, (now, &self.settings, halted))
+        {
+            return Err(refused(rejection).await);
+        }
         // The signed time must be the case's own: a token is good only for the link this reset sent.
         if crate::core::decide::set_password_link_until(&state).map(|until| until.0) != Some(until_ms) {
-            return Err(ServiceError::Rejected(Rejection::DeadlinePassed));
+            return Err(refused(Rejection::DeadlinePassed).await);
         }
         let facts = state.facts.as_ref().expect("an executed case has facts");
+        // The account is read again: a destination removed (or changed) at the directory since the reset has lost its
+        // say, and its link with it.
+        let sent_to = facts.snapshot.destination(destination).map(|known| known.address.clone());
+        let now_there = self.directory.snapshot(&facts.account_id).await?;
+        let still =
+            now_there.destination(destination).filter(|current| !current.revoked).map(|current| &current.address);
+        if sent_to.is_none() || still != sent_to.as_ref() {
+            let expected = "a destination still on the account".into();
+            return Err(refused(Rejection::InvalidValue { field: "destination".into(), expected }).await);
+        }
         // Each use has its own key: a directory that answers a repeated key with its first answer must not report a
         // second password as set while the first stands.
         let key = format!("{case_id}/set-password/{destination}/{}", crate::service::new_id("use"));
@@ -309,9 +325,7 @@ impl<L: EventLog> Service<L> {
                 }
             }
         }
-        let actor = Actor::new(crate::core::actor::Role::Owner, format!("destination:{destination}"));
         let command = Command::SetPassword { destination: destination.clone(), changes };
-        let command_id = CommandId::new(format!("set-password:{destination}"));
         self.handle(case_id, CommandEnvelope { command_id, actor, command }).await
     }
 }
