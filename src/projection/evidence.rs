@@ -187,8 +187,10 @@ impl Projection {
         let summary = UntrustedText::new("summary", &case.summary, usize::MAX).expect("no limit to exceed");
         let would_change = match case.action.split_whitespace().next().unwrap_or_default() {
             "reset" => vec![
-                "password: current credential -> a new one set by the owner at a pre-existing destination".to_string(),
-                "sessions: all active -> none".to_string(),
+                "password: current credential -> one nobody knows, until the owner sets a new one through the \
+                 single-use link sent to the destination the reset was proven from"
+                    .to_string(),
+                "sessions: all active -> none, where the directory can end them (the receipt says which)".to_string(),
             ],
             "add" => vec![format!(
                 "destinations: (none) -> {} (usable for recovery only after its own cooling-off and minimum age)",
@@ -212,7 +214,9 @@ impl Projection {
             reviewers_required: decision
                 .as_ref()
                 .map_or(1, |decision| decision.effective_reviewers_required(case.high_value)),
-            rollback_path: "airlock rollback CASE restores the previous records and revokes sessions opened since"
+            rollback_path: "airlock rollback CASE restores what the directory can (added destinations removed, a \
+                            password it keeps no earlier one of replaced again) and revokes sessions opened since where \
+                            it can; the receipt says exactly what"
                 .into(),
             account: None,
             other_cases: self.other_cases(
