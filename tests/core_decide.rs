@@ -1726,6 +1726,8 @@ fn only_operators_attest_a_baseline_and_it_is_recorded() {
     assert_eq!(state.baselines.len(), 1);
     assert_eq!((state.baselines[0].by.clone(), state.baselines[0].dated_to), (operator(), REQUESTED_AT));
     assert_eq!(control("baseline-1", &operator(), &attest(future), &state), Ok(Vec::new()), "a retry records nothing");
+    let halted = control_state(&[events, control("halt-1", &operator(), &halt(), &state).expect("halt")].concat());
+    assert_eq!(control("baseline-2", &operator(), &attest(REQUESTED_AT), &halted), Err(Rejection::Halted));
 }
 
 // Proves that only operators hold the kill switch: every other role is refused both halt and resume.

@@ -494,6 +494,11 @@ async fn an_attested_baseline_is_recorded_and_shown_in_the_decisions_that_rely_o
     let reset = json!({ "type": "reset_password" });
     let before = request(&harness, "r-gil", &idp.id("gil"), reset.clone(), json!({})).await;
     common::wait_for(|| status(&harness, &before) == "in_review", "a reset to a just-seen address to go to people");
+    // An address added at the IdP after airlock's first read: airlock saw it appear, and no baseline vouches for it.
+    idp.add("hal", "emails", "hal-new@example.net").await;
+    let synced =
+        harness.airlock(&["directory", "sync", "--json", "--nats", &harness.nats.url(), "--operator", "ops-1"]);
+    assert_eq!(synced.status.code(), Some(0), "{}", String::from_utf8_lossy(&synced.stderr));
 
     let url = harness.nats.url();
     let sync = |extra: &[&str]| {
@@ -507,6 +512,7 @@ async fn an_attested_baseline_is_recorded_and_shown_in_the_decisions_that_rely_o
     let answer: Value = serde_json::from_slice(&attested.stdout).unwrap();
     assert_eq!(answer["baseline"]["by"], "operator:ops-1", "{answer}");
     assert_eq!(answer["synced"]["accounts"], 2, "{answer}");
+    assert_eq!(answer["synced"]["dated_by_baseline"], 2, "only the addresses found on the first read: {answer}");
 
     let after = request(&harness, "r-hal", &idp.id("hal"), reset, json!({})).await;
     common::wait_for(|| !outbox_addresses(&harness.data(), &after).is_empty(), "hal's code after the baseline");

@@ -251,12 +251,17 @@ async fn an_applied_reset_sends_a_single_use_set_password_link() {
 
     let forged = service.set_password_with_link(&case_id, &destination, (until, &"0".repeat(64)), &password).await;
     assert!(matches!(forged, Err(ServiceError::Rejected(Rejection::InvalidValue { .. }))), "{forged:?}");
-    let (_, events) = service.load(&case_id).await.unwrap();
-    let recorded = events.iter().any(|event| {
-        matches!(&event.body, airlock::core::event::EventBody::CommandRefused { command, .. }
-            if *command == airlock::core::command::CommandKind::SetPassword)
-    });
-    assert!(recorded, "a forged set-password link left no trace on the case");
+    let refusals_recorded = || async {
+        let (_, events) = service.load(&case_id).await.unwrap();
+        events
+            .iter()
+            .filter(|event| {
+                matches!(&event.body, airlock::core::event::EventBody::CommandRefused { command, .. }
+                    if *command == airlock::core::command::CommandKind::SetPassword)
+            })
+            .count()
+    };
+    assert_eq!(refusals_recorded().await, 0, "a forged token (anyone can send one) was recorded as the owner's act");
     let elsewhere = DestinationId::new("dana-phone");
     let token = world.keys.set_password_token(case_id.as_str(), elsewhere.as_str(), until);
     let not_sent = service.set_password_with_link(&case_id, &elsewhere, (until, &token), &password).await;
@@ -278,6 +283,7 @@ async fn an_applied_reset_sends_a_single_use_set_password_link() {
     assert_eq!(world.embedded.directory.credential_version(&dana).unwrap(), version + 1);
     let again = service.set_password_with_link(&case_id, &destination, (until, &query["token"]), &password).await;
     assert!(matches!(again, Err(ServiceError::Rejected(Rejection::PasswordAlreadySet))), "{again:?}");
+    assert!(refusals_recorded().await >= 1, "a real link used again left no trace on the case");
     assert_eq!(world.embedded.directory.credential_version(&dana).unwrap(), version + 1);
     let receipts = service.projection.receipts(Some(&case_id)).unwrap();
     assert!(receipts.iter().any(|receipt| receipt.body.kind == "password_set"), "{receipts:?}");

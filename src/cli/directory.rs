@@ -41,6 +41,10 @@ pub enum DirectoryCommand {
         /// Why the directory's destinations as they are now can be trusted: recorded with your identity.
         #[arg(long, value_name = "REASON", requires = "baseline")]
         attest: Option<String>,
+        /// Finish a baseline whose dating stopped (the error names its id): within an hour of it, the same id dates
+        /// again; later it dates nothing.
+        #[arg(long, value_name = "ID", requires = "baseline")]
+        command_id: Option<String>,
         /// Print the answer as one JSON object.
         #[arg(long)]
         json: bool,
@@ -55,8 +59,8 @@ const IMPORT_FILE_BYTES_MAX: u64 = 256 * 1024 * 1024;
 pub fn run(args: DirectoryArgs) -> u8 {
     match args.command {
         DirectoryCommand::Import { file, data_dir } => import(file, data_dir),
-        DirectoryCommand::Sync { baseline, attest, json, operator } => {
-            sync(baseline.then_some(attest).flatten(), json, &operator)
+        DirectoryCommand::Sync { baseline, attest, command_id, json, operator } => {
+            sync(baseline.then_some(attest).flatten(), command_id, json, &operator)
         }
     }
 }
@@ -64,7 +68,12 @@ pub fn run(args: DirectoryArgs) -> u8 {
 /// How long `directory sync` waits for the service: it reads the whole directory.
 const SYNC_WAIT_SECONDS: u64 = 600;
 
-fn sync(attest: Option<String>, json: bool, operator: &crate::cli::target::OperatorArgs) -> u8 {
+fn sync(
+    attest: Option<String>,
+    command_id: Option<String>,
+    json: bool,
+    operator: &crate::cli::target::OperatorArgs,
+) -> u8 {
     use crate::cli::target::Target;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
     let answer = runtime.block_on(async {
@@ -76,7 +85,8 @@ fn sync(attest: Option<String>, json: bool, operator: &crate::cli::target::Opera
         let mut query = serde_json::json!({ "query": "directory_sync" });
         if let Some(reason) = &attest {
             query["baseline"] = serde_json::json!({ "reason": reason });
-            query["command_id"] = serde_json::Value::String(crate::service::new_id("baseline"));
+            let id = command_id.clone().unwrap_or_else(|| crate::service::new_id("baseline"));
+            query["command_id"] = serde_json::Value::String(id);
         }
         let wait = std::time::Duration::from_secs(SYNC_WAIT_SECONDS);
         crate::cli::target::ask_live_within(&client, &actor, query, wait).await.map_err(|reason| {
@@ -101,15 +111,17 @@ fn sync(attest: Option<String>, json: bool, operator: &crate::cli::target::Opera
         match synced.is_null() {
             true => println!("the directory dates its own destinations: nothing to sync"),
             false => println!(
-                "read {} accounts: {} destinations, {} seen for the first time",
-                synced["accounts"], synced["destinations"], synced["first_seen"]
+                "read {} accounts: {} destinations, {} seen for the first time, {} dated by the baseline",
+                synced["accounts"], synced["destinations"], synced["first_seen"], synced["dated_by_baseline"]
             ),
         }
         if let Some(baseline) = answer["baseline"].as_object() {
             println!(
-                "baseline attested at {} by {}: destinations dated to {}",
+                "baseline attested at {} by {} (\"{}\"): destinations airlock found on its first read of each \
+                 account dated to {}; those it saw appear later keep their own date",
                 baseline["at"].as_str().unwrap_or_default(),
                 baseline["by"].as_str().unwrap_or_default(),
+                crate::core::text::for_terminal(baseline["reason"].as_str().unwrap_or_default()),
                 baseline["dated_to"].as_str().unwrap_or_default()
             );
         }

@@ -103,6 +103,8 @@ pub fn decide_control(
         ControlCommand::Resume { .. } if !state.halted => {
             return Err(Rejection::KillSwitchUnchanged { halted: false });
         }
+        // No vouching during an incident: the switch is pulled because something may be wrong.
+        ControlCommand::AttestBaseline { .. } if state.halted => return Err(Rejection::Halted),
         ControlCommand::Halt { reason } => ControlEventBody::AutomationHalted { reason: reason.clone() },
         ControlCommand::Resume { reason } => ControlEventBody::AutomationResumed { reason: reason.clone() },
         // A baseline dates destinations no later than now: never into the future.

@@ -120,7 +120,11 @@ pub async fn answer<L: EventLog>(service: &Service<L>, actor: &Actor, payload: &
 async fn kill_switch<L: EventLog>(service: &Service<L>, actor: &Actor) -> Value {
     match actor.role {
         Role::Reviewer | Role::Operator | Role::System => match service.control_state().await {
-            Ok((state, events, _)) => json!({ "halted": state.halted, "changes": events }),
+            Ok((state, events, _)) => {
+                // The switch's changes: the control stream also records baselines, which flip nothing.
+                let changes = events - state.baselines.len() as u64;
+                json!({ "halted": state.halted, "changes": changes })
+            }
             Err(_) => json!({ "error": { "code": "unavailable", "reason": "try again later" } }),
         },
         Role::Intake | Role::Owner => {
@@ -263,7 +267,11 @@ async fn directory_sync<L: EventLog>(service: &Service<L>, actor: &Actor, reques
     let checked = check_identifier("command_id", command_id)
         .and_then(|()| crate::core::text::UntrustedText::new("reason", reason, crate::core::limits::REASON_BYTES_MAX));
     let reason = match checked {
-        Ok(reason) if !reason.as_untrusted_str().trim().is_empty() => reason,
+        Ok(reason)
+            if !reason.as_untrusted_str().chars().all(|c| c.is_whitespace() || crate::core::text::invisible(c)) =>
+        {
+            reason
+        }
         Ok(_) => {
             return json!({ "error": { "code": "invalid_value", "reason": "a baseline needs a reason: say why these destinations are the owners' own" } });
         }
@@ -284,7 +292,8 @@ async fn directory_sync<L: EventLog>(service: &Service<L>, actor: &Actor, reques
 }
 
 fn synced_json(synced: crate::service::Synced) -> Value {
-    json!({ "accounts": synced.accounts, "destinations": synced.destinations, "first_seen": synced.first_seen })
+    json!({ "accounts": synced.accounts, "destinations": synced.destinations, "first_seen": synced.first_seen,
+            "dated_by_baseline": synced.dated_by_baseline })
 }
 
 /// Operators only: the audit of the live projection and of every recorded decision (`airlock audit verify` and

@@ -188,7 +188,8 @@ impl Projection {
         let would_change = match case.action.split_whitespace().next().unwrap_or_default() {
             "reset" => vec![
                 "password: current credential -> one nobody knows, until the owner sets a new one through the \
-                 single-use link sent to the destination the reset was proven from"
+                 single-use link sent to the destination the reset was proven from (approved without a proof: to \
+                 those a code could go to)"
                     .to_string(),
                 "sessions: all active -> none, where the directory can end them (the receipt says which)".to_string(),
             ],

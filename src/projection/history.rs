@@ -52,7 +52,7 @@ pub async fn case_history<L: EventLog>(log: &L, case_id: &CaseId) -> Result<Vec<
         state = evolve(state, &event);
         let decision = event.body.recorded_decision().cloned();
         let relied_on_baselines = match (&decision, &state.facts) {
-            (Some(_), Some(facts)) => relied_on(&baselines, &facts.snapshot, facts.requested_at),
+            (Some(_), Some(facts)) => relied_on(&baselines, facts, event.at),
             _ => Vec::new(),
         };
         events.push(HistoryEvent {
@@ -81,18 +81,24 @@ async fn baselines<L: EventLog>(log: &L) -> Result<Vec<crate::core::control::Bas
     Ok(state.baselines)
 }
 
-/// The baselines that dated a destination the account had before the request: its age is exactly a baseline's
-/// `dated_to` (a destination airlock saw earlier keeps its own, older date).
+/// The baselines, recorded before the decision at `decided_at`, that dated a destination a code could go to: its age
+/// is exactly a baseline's `dated_to` (a destination airlock saw earlier keeps its own, older date).
 fn relied_on(
     baselines: &[crate::core::control::Baseline],
-    snapshot: &crate::core::account::AccountSnapshot,
-    requested_at: crate::core::ids::UnixMs,
+    facts: &crate::core::state::CaseFacts,
+    decided_at: crate::core::ids::UnixMs,
 ) -> Vec<String> {
-    let dated: Vec<_> =
-        snapshot.pre_existing(requested_at).iter().map(|destination| destination.trusted_since).collect();
+    let settings = crate::core::verification::Settings::default();
+    let eligible = crate::core::verification::challengeable_destinations(
+        &facts.snapshot,
+        &facts.action,
+        facts.requested_at,
+        &settings,
+    );
+    let dated: Vec<_> = eligible.iter().map(|destination| destination.trusted_since).collect();
     baselines
         .iter()
-        .filter(|baseline| dated.contains(&baseline.dated_to))
+        .filter(|baseline| baseline.at <= decided_at && dated.contains(&baseline.dated_to))
         .map(|baseline| {
             format!(
                 "attested at {} by {}: {}",

@@ -283,12 +283,14 @@ impl<L: EventLog> Service<L> {
     ) -> Result<Handled, ServiceError> {
         let actor = Actor::new(crate::core::actor::Role::Owner, format!("destination:{destination}"));
         let command_id = CommandId::new(format!("set-password:{destination}"));
-        // A link refused (forged, spent, late, halted, or for a destination gone since) is recorded on the case, as
-        // every refused command is: someone else holding the link, or guessing at it, leaves a trace.
+        // A real link refused (spent, late, halted, or for a destination gone since) is recorded on the case, as every
+        // refused command is: someone else holding the link leaves a trace. A forged one is only logged: anyone can
+        // send one, and it must not read as the owner's act nor use up the case's record of refusals.
         let refused = |rejection| self.refuse(case_id, &actor, &command_id, CommandKind::SetPassword, rejection);
         if !self.keys.set_password_token_valid(case_id.as_str(), destination.as_str(), until_ms, token) {
+            tracing::warn!(case = %case_id, "set-password link: a token that is not airlock's");
             let expected = "the token from the set-password link".into();
-            return Err(refused(Rejection::InvalidValue { field: "token".into(), expected }).await);
+            return Err(ServiceError::Rejected(Rejection::InvalidValue { field: "token".into(), expected }));
         }
         let now = self.clock.now();
         let (state, _) = self.load(case_id).await?;

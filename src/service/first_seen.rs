@@ -34,7 +34,20 @@ pub struct Synced {
     pub destinations: usize,
     /// Destinations airlock saw for the first time (or again after they had gone).
     pub first_seen: usize,
+    /// Destinations a baseline dated back (to its `dated_to`); none without one.
+    pub dated_by_baseline: usize,
 }
+
+/// What dating one account's destinations did.
+#[derive(Default)]
+struct Dated {
+    first_seen: usize,
+    dated_by_baseline: usize,
+}
+
+/// How long after it was recorded a baseline asked again under its command id still dates (a retry after a failed
+/// or cut-off listing); later, the same id dates nothing more (a replay must not vouch for what appeared since).
+const BASELINE_RETRY_MS_MAX: u64 = 60 * 60 * 1_000;
 
 impl<L: EventLog> Service<L> {
     /// Reads every account of the directory and dates each destination airlock has not seen yet (`directory sync`,
@@ -68,7 +81,19 @@ impl<L: EventLog> Service<L> {
         let baseline = (state.baselines.into_iter().rev())
             .find(|baseline| baseline.by == actor && baseline.command_id == command_id)
             .ok_or_else(|| ServiceError::Corrupt("the attested baseline is not in the control stream".into()))?;
-        let synced = self.read_whole_directory(Some(baseline.dated_to)).await?.unwrap_or_default();
+        // Asked again under its id: within the hour it finishes dating (a listing that failed or was cut off);
+        // later it dates nothing, so that replaying an old id cannot vouch for what appeared since.
+        if self.clock.now().0 > baseline.at.0.saturating_add(BASELINE_RETRY_MS_MAX) {
+            return Ok((baseline, Synced::default()));
+        }
+        let synced = self.read_whole_directory(Some(baseline.dated_to)).await.map_err(|error| {
+            ServiceError::Directory(crate::directory::DirectoryError::Unavailable(format!(
+                "the baseline is recorded (by {}), but dating stopped: {error}; ask again with --command-id {} within \
+                 the hour to finish",
+                baseline.by, baseline.command_id
+            )))
+        })?;
+        let synced = synced.unwrap_or_default();
         tracing::info!(
             by = %baseline.by,
             accounts = synced.accounts,
@@ -89,11 +114,11 @@ impl<L: EventLog> Service<L> {
             let page = self.directory.list(cursor.as_deref()).await?;
             for snapshot in page.accounts {
                 let now = self.clock.now();
-                let dated = self.date_destinations(snapshot, now, baseline).await?;
+                let (dated, counts) = self.date_destinations(snapshot, now, baseline).await?;
                 synced.accounts += 1;
                 synced.destinations += dated.destinations.len();
-                synced.first_seen +=
-                    dated.destinations.iter().filter(|destination| destination.trusted_since == now).count();
+                synced.first_seen += counts.first_seen;
+                synced.dated_by_baseline += counts.dated_by_baseline;
             }
             match page.next {
                 Some(next) => cursor = Some(next),
@@ -112,36 +137,49 @@ impl<L: EventLog> Service<L> {
         snapshot: AccountSnapshot,
         now: UnixMs,
     ) -> Result<AccountSnapshot, ServiceError> {
-        self.date_destinations(snapshot, now, None).await
+        Ok(self.date_destinations(snapshot, now, None).await?.0)
     }
 
-    /// `date_by_first_seen`, with every destination dated no later than `baseline` when one is given.
+    /// `date_by_first_seen`, and with a `baseline`, the destinations airlock found when it first read the account
+    /// (those sharing the account's earliest first sight, or all when it had never read it) dated no later than the
+    /// baseline. A destination airlock saw appear after its first read keeps its own date: that is airlock's own
+    /// evidence that it is young, which no attestation overrides.
     async fn date_destinations(
         &self,
         mut snapshot: AccountSnapshot,
         now: UnixMs,
         baseline: Option<UnixMs>,
-    ) -> Result<AccountSnapshot, ServiceError> {
+    ) -> Result<(AccountSnapshot, Dated), ServiceError> {
         if self.directory.capabilities().per_factor_ages || !snapshot.known {
-            return Ok(snapshot);
+            return Ok((snapshot, Dated::default()));
         }
         let key = LedgerKey::FirstSeen(snapshot.account_id.to_string());
         for round in 1..=LEDGER_RETRIES_MAX {
             let (revision, read) = self.log.ledger(&key).await?;
+            let earliest = read.requests.iter().map(|entry| entry.at_ms).min();
             let mut seen = Ledger::default();
+            let mut counts = Dated::default();
             for destination in &mut snapshot.destinations {
                 let print = fingerprint(destination);
-                let first =
-                    read.requests.iter().find(|entry| entry.case_id == print).map_or(now.0, |entry| entry.at_ms);
-                let at = baseline.map_or(first, |baseline| first.min(baseline.0));
+                let known = read.requests.iter().find(|entry| entry.case_id == print).map(|entry| entry.at_ms);
+                let first = known.unwrap_or(now.0);
+                let found_at_first_read = earliest.is_none_or(|earliest| first <= earliest);
+                let at = match baseline {
+                    Some(baseline) if found_at_first_read && baseline.0 < first => {
+                        counts.dated_by_baseline += 1;
+                        baseline.0
+                    }
+                    Some(_) | None => first,
+                };
+                counts.first_seen += usize::from(known.is_none());
                 destination.trusted_since = UnixMs(at);
                 seen.requests.push(LedgerEntry { case_id: print, at_ms: at, code_until_ms: None, count: 0 });
             }
             if seen == read {
-                return Ok(snapshot);
+                return Ok((snapshot, counts));
             }
             match self.log.put_ledger(&key, revision, &seen).await {
-                Ok(()) => return Ok(snapshot),
+                Ok(()) => return Ok((snapshot, counts)),
                 Err(LogError::Conflict { .. }) => ledger_backoff(round).await,
                 Err(error) => return Err(error.into()),
             }
