@@ -383,3 +383,40 @@ async fn destinations_a_directory_cannot_date_are_dated_by_airlock() {
     common::wait_for(|| case_status(&harness, &dee_case) == "\"in_review\"", "dee's case to go to people");
     assert!(!code_sent(&harness.data(), &dee_case), "a changed address kept its first sight");
 }
+
+// Proves the protocol's precondition (issue 18, item 2): an effect carries the factors the decision saw, and the
+// reference adapter applies it only while the account still has them. A phone added at the company's directory after
+// the decision makes it answer 409 `changed`, naming the destination by id (never its number), which airlock reports
+// as a changed account for people to look at; nothing is applied and nothing recorded under the effect id, so the
+// same effect with what the account holds now applies, once.
+#[tokio::test]
+async fn an_effect_on_an_account_that_changed_since_the_decision_is_refused_by_the_adapter() {
+    use airlock::core::action::RecoveryAction;
+    use airlock::core::ids::{AccountId, EffectId, UnixMs};
+    use airlock::directory::http::{HttpDirectory, Secret};
+    use airlock::directory::{AccountDirectory, DirectoryError};
+    let scratch = common::scratch();
+    let secrets = secrets_file(scratch.path());
+    let accounts = json!([{ "account_id": "kai",
+        "destinations": [{ "id": "kai-mail", "kind": "email", "address": "kai@example.com", "verified_at": rfc3339_ago(400 * 24) }] }]);
+    let adapter = start_adapter(scratch.path(), &secrets, accounts, &[]);
+    let clock: std::sync::Arc<dyn airlock::clock::Clock> = std::sync::Arc::new(airlock::clock::SystemClock);
+    let directory = HttpDirectory::connect(&adapter.url, Secret::load_file(&secrets).unwrap(), clock).await.unwrap();
+    let kai = AccountId::new("kai");
+    let now = UnixMs(common::threats::now_ms() as u64);
+    let seen = directory.snapshot(&kai).await.unwrap();
+    let writer = rusqlite::Connection::open(&adapter.db).unwrap();
+    writer.execute("INSERT INTO destinations VALUES ('kai', 'kai-phone', 'phone', '+15550100', NULL)", []).unwrap();
+
+    let effect = EffectId::new("case-kai/execute/1");
+    let refused = directory.execute(&effect, &kai, &RecoveryAction::ResetPassword, &seen, now).await.unwrap_err();
+    assert!(matches!(refused, DirectoryError::Changed(_)), "{refused}");
+    assert!(refused.to_string().contains("kai-phone") && !refused.to_string().contains("5550100"), "{refused}");
+    assert_eq!(password_version(&adapter, "kai"), 1, "a change was applied to an account that changed");
+    assert_eq!(count(&adapter, "SELECT count(*) FROM effects WHERE idempotency_key LIKE ?1", "effects:%"), 0);
+
+    let fresh = directory.snapshot(&kai).await.unwrap();
+    directory.execute(&effect, &kai, &RecoveryAction::ResetPassword, &fresh, now).await.unwrap();
+    directory.execute(&effect, &kai, &RecoveryAction::ResetPassword, &fresh, now).await.unwrap();
+    assert_eq!(password_version(&adapter, "kai"), 2);
+}

@@ -193,9 +193,22 @@ class Directory:
             else:
                 self.connection.execute("DELETE FROM holds WHERE account_id = ? AND case_id = ?", (account_id, case_id))
 
-    def once(self, key, account_id, effect_id, request, apply):
+    def changed_since(self, account_id, seen):
+        """The destinations (and "authenticator") that differ from `seen`, the factors airlock's decision saw."""
+        if seen is None:
+            return []
+        current = self._account(account_id) or {"destinations": [], "totp_enrolled_at": None}
+        now = {(d["id"], d["kind"], d["address"].strip().lower()) for d in current["destinations"]}
+        then = {(d["id"], d["kind"], d["address"].strip().lower()) for d in seen.get("destinations", [])}
+        changed = sorted({entry[0] for entry in now ^ then})
+        if bool(seen.get("totp_enrolled")) != (current["totp_enrolled_at"] is not None):
+            changed.append("authenticator")
+        return changed
+
+    def once(self, key, account_id, effect_id, request, apply, precondition=None):
         """Applies `apply` once per idempotency key, refusing while another case holds the account. The same key with
-        another account or change (`request`) is refused: a key names one change."""
+        another account or change (`request`) is refused: a key names one change. `precondition` lists what changed
+        since airlock's decision (409 `changed`, nothing recorded, so that airlock may ask again)."""
         with self.lock:
             recorded = self.connection.execute("SELECT request, status, answer FROM effects WHERE idempotency_key = ?",
                                                (key,)).fetchone()
@@ -210,6 +223,9 @@ class Directory:
                                              (account_id, case_id)).fetchone()
             if holder is not None:
                 return 409, {"error": {"code": "held", "case": holder[0]}}
+            changed = precondition() if precondition else []
+            if changed:
+                return 409, {"error": {"code": "changed", "changes": changed}}
             self.connection.execute("BEGIN IMMEDIATE")
             try:
                 answer = {"changes": apply()}
@@ -369,7 +385,10 @@ class Handler(BaseHTTPRequestHandler):
                 change = json.dumps(request["reversal"], sort_keys=True)
                 work = lambda: directory.revert(account_id, request["reversal"], request["sessions_since"],
                                                 request["at"])
-            status, answer = directory.once(f"{rest[0]}:{key}", account_id, rest[1], f"{account_id}\n{change}", work)
+            precondition = (lambda: directory.changed_since(account_id, request.get("seen"))) \
+                if rest[0] == "effects" else None
+            status, answer = directory.once(f"{rest[0]}:{key}", account_id, rest[1], f"{account_id}\n{change}", work,
+                                            precondition)
             return self.answer(status, answer)
         return self.answer(404, {"error": {"code": "no_such_call"}})
 

@@ -282,6 +282,20 @@ impl HttpDirectory {
                         if crate::core::text::check_identifier("case", case).is_ok() { case } else { "another case" };
                     (value["error"]["code"] == "held").then(|| case.to_string())
                 });
+                let answered = serde_json::from_slice::<Value>(&answer.body).unwrap_or_default();
+                if answered["error"]["code"] == "changed" {
+                    // Named by id only, each checked: an answer never puts an address on the case.
+                    let changes: Vec<String> = (answered["error"]["changes"].as_array().into_iter().flatten())
+                        .filter_map(Value::as_str)
+                        .filter(|id| crate::core::text::check_identifier("destination id", id).is_ok())
+                        .take(20)
+                        .map(str::to_string)
+                        .collect();
+                    return Err(DirectoryError::Changed(format!(
+                        "the directory adapter says the account changed: {}",
+                        changes.join(", ")
+                    )));
+                }
                 match case {
                     Some(case) => Err(DirectoryError::Held { account: account_id.clone(), case }),
                     None => Err(DirectoryError::Refused(quote(&answer))),
@@ -606,7 +620,7 @@ impl AccountDirectory for HttpDirectory {
         effect_id: &EffectId,
         account_id: &AccountId,
         action: &RecoveryAction,
-        _seen: &AccountSnapshot,
+        seen: &AccountSnapshot,
         now: UnixMs,
     ) -> Result<Vec<Change>, DirectoryError> {
         let action = match action {
@@ -616,7 +630,17 @@ impl AccountDirectory for HttpDirectory {
             }
             RecoveryAction::RemoveTotp => json!({ "type": "remove_totp" }),
         };
-        self.effect(account_id, "effects", effect_id, json!({ "action": action, "at": rfc3339(now) })).await
+        // The precondition: the factors the decision saw. The adapter applies the change only if the account still has
+        // them (409 `changed` otherwise, and the case goes to people).
+        let destinations: Vec<Value> = (seen.destinations.iter())
+            .filter(|destination| !destination.revoked)
+            .map(|destination| {
+                json!({ "id": destination.id.as_str(), "kind": destination.kind.name(), "address": destination.address })
+            })
+            .collect();
+        let seen = json!({ "destinations": destinations, "totp_enrolled": seen.totp_enrolled_since.is_some() });
+        self.effect(account_id, "effects", effect_id, json!({ "action": action, "seen": seen, "at": rfc3339(now) }))
+            .await
     }
 
     async fn revert(
