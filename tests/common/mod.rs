@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod adapter;
 pub mod http;
 pub mod log_tamper;
 pub mod mcp;
