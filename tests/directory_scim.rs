@@ -244,15 +244,7 @@ impl Under {
     async fn holds_password(&self, name: &str, password: &str) -> Option<bool> {
         match self {
             Under::Scim(idp) => idp.holds_password(name, password).await,
-            Under::Adapter { adapter, .. } => {
-                let stored: Option<String> = common::adapter::users(adapter)
-                    .query_row("SELECT password_hash FROM users WHERE account_id = ?1", [name], |row| row.get(0))
-                    .unwrap();
-                let Some(stored) = stored else { return Some(false) };
-                let check = "import hashlib,sys; _, n, salt, digest = sys.argv[1].split('$'); \
-                     sys.exit(0 if hashlib.pbkdf2_hmac('sha256', sys.argv[2].encode(), bytes.fromhex(salt), int(n)).hex() == digest else 1)";
-                Some(Command::new("python3").args(["-c", check, &stored, password]).status().unwrap().success())
-            }
+            Under::Adapter { adapter, .. } => Some(common::adapter::holds_password(adapter, name, password)),
         }
     }
 

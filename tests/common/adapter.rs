@@ -23,6 +23,19 @@ impl Drop for Adapter {
     }
 }
 
+/// Whether the adapter holds `password` for `account`: its stored PBKDF2 hash checked by Python's hashlib (the
+/// adapter's own), never by airlock's code. `false` when it holds none.
+pub fn holds_password(adapter: &Adapter, account: &str, password: &str) -> bool {
+    let stored: Option<String> = users(adapter)
+        .query_row("SELECT password_hash FROM users WHERE account_id = ?1", [account], |row| row.get(0))
+        .unwrap();
+    let Some(stored) = stored else { return false };
+    assert!(!stored.contains(password), "the adapter keeps the password as text");
+    let check = "import hashlib,sys; _, n, salt, digest = sys.argv[1].split('$'); \
+         sys.exit(0 if hashlib.pbkdf2_hmac('sha256', sys.argv[2].encode(), bytes.fromhex(salt), int(n)).hex() == digest else 1)";
+    Command::new("python3").args(["-c", check, &stored, password]).status().unwrap().success()
+}
+
 pub fn rfc3339_ago(hours: u64) -> String {
     let at = std::time::SystemTime::now() - Duration::from_secs(hours * 3_600);
     humantime::format_rfc3339_seconds(at).to_string()
