@@ -330,11 +330,7 @@ async fn prove(harness: &Harness, command_id: &str, case_id: &str, code: &str) -
 }
 
 fn wait_for_sync(harness: &Harness) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !harness.serve_log().contains("directory synced") {
-        assert!(std::time::Instant::now() < deadline, "serve did not sync the directory:\n{}", harness.serve_log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for(|| harness.serve_log().contains("directory synced"), "serve's first directory sync");
 }
 
 /// THREATS 1, 2, 3, 7, 9 and 13, the cooling-off freeze and factor ages airlock vouches for, through `serve` against

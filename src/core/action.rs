@@ -63,6 +63,16 @@ impl RecoveryAction {
         }
     }
 
+    /// How the account changed between `seen` (what the decision saw) and `now` (read just before applying this
+    /// action), leaving out what this action itself does; empty when nothing else changed.
+    pub fn unexplained_changes(
+        &self,
+        seen: &crate::core::account::AccountSnapshot,
+        now: &crate::core::account::AccountSnapshot,
+    ) -> Vec<crate::core::account::FactorChange> {
+        seen.factor_changes(now).into_iter().filter(|change| !self.explains(change, now)).collect()
+    }
+
     /// A description with any new address masked, for people and for public replies.
     pub fn describe(&self) -> String {
         match self {

@@ -251,16 +251,11 @@ impl ScimDirectory {
         &self,
         account_id: &AccountId,
         seen: &AccountSnapshot,
-        action: Option<&RecoveryAction>,
+        action: &RecoveryAction,
     ) -> Result<(Read, AccountSnapshot), DirectoryError> {
         let read = self.read(account_id).await?.ok_or_else(|| DirectoryError::NoSuchAccount(account_id.clone()))?;
         let now = self.snapshot_of(account_id, &read.user)?;
-        let changed: Vec<String> = seen
-            .factor_changes(&now)
-            .iter()
-            .filter(|change| action.is_none_or(|action| !action.explains(change, &now)))
-            .map(ToString::to_string)
-            .collect();
+        let changed: Vec<String> = action.unexplained_changes(seen, &now).iter().map(ToString::to_string).collect();
         if !changed.is_empty() {
             return Err(DirectoryError::Changed(changed.join(", ")));
         }
@@ -326,7 +321,7 @@ impl ScimDirectory {
         if had {
             return Err(DirectoryError::Refused(format!("the account already has this {}", kind.name())));
         }
-        let (read, _) = self.read_unchanged(account_id, seen, Some(action)).await?;
+        let (read, _) = self.read_unchanged(account_id, seen, action).await?;
         let before: Vec<String> = read.user.values(kind).iter().map(|(value, _)| normalized(kind, value)).collect();
         if before.contains(&wanted) {
             // An earlier attempt wrote it and its answer was lost: the change is made.
@@ -356,12 +351,28 @@ impl ScimDirectory {
         seen: &AccountSnapshot,
         action: &RecoveryAction,
     ) -> Result<Option<Vec<Change>>, DirectoryError> {
-        let (read, _) = self.read_unchanged(account_id, seen, Some(action)).await?;
+        let (read, _) = self.read_unchanged(account_id, seen, action).await?;
         let password = random_password();
         let operations = json!([{ "op": "replace", "path": "password", "value": password }]);
         let written = self.patch(account_id, &read, operations, Some(&password)).await?;
         let change = Change { record: "password".into(), old: Some("set".into()), new: Some("replaced".into()) };
         Ok(written.then(|| vec![change, sessions_not_revoked()]))
+    }
+
+    /// Sets the user's password, unconditionally (the owner's choice, or ending every password known, depends on no
+    /// factor). The answer is never quoted, since a server may echo the password escaped: only its status is said.
+    async fn put_password(&self, account_id: &AccountId, password: &str) -> Result<(), DirectoryError> {
+        let operations = json!([{ "op": "replace", "path": "password", "value": password }]);
+        let body = json!({ "schemas": [PATCH_OP], "Operations": operations });
+        let answer = self.send(reqwest::Method::PATCH, &Self::user_path(account_id), Some(&body), None).await?;
+        match answer.status.as_u16() {
+            200..=299 => Ok(()),
+            404 => Err(DirectoryError::NoSuchAccount(account_id.clone())),
+            400..=499 => {
+                Err(DirectoryError::Refused(format!("{SCIM} did not accept the password ({})", answer.status)))
+            }
+            _ => Err(DirectoryError::Corrupt(format!("{SCIM} answered a password change with {}", answer.status))),
+        }
     }
 
     /// Removes an address the reversal names, rewriting its list whole (no filter path); nothing when it is gone.
@@ -507,23 +518,12 @@ impl AccountDirectory for ScimDirectory {
         password: &crate::directory::Password,
         _now: UnixMs,
     ) -> Result<Vec<Change>, DirectoryError> {
-        let secret = password.reveal_to_directory();
-        let operations = json!([{ "op": "replace", "path": "password", "value": secret }]);
-        let body = json!({ "schemas": [PATCH_OP], "Operations": operations });
-        let answer = self.send(reqwest::Method::PATCH, &Self::user_path(account_id), Some(&body), None).await?;
-        match answer.status.as_u16() {
-            200..=299 => Ok(vec![Change {
-                record: "password".into(),
-                old: Some("replaced".into()),
-                new: Some("set by the owner".into()),
-            }]),
-            404 => Err(DirectoryError::NoSuchAccount(account_id.clone())),
-            // The answer to a password is never quoted (a server may echo it escaped): only its status is said.
-            400..=499 => {
-                Err(DirectoryError::Refused(format!("{SCIM} did not accept the new password ({})", answer.status)))
-            }
-            _ => Err(DirectoryError::Corrupt(format!("{SCIM} answered a password change with {}", answer.status))),
-        }
+        self.put_password(account_id, password.reveal_to_directory()).await?;
+        Ok(vec![Change {
+            record: "password".into(),
+            old: Some("replaced".into()),
+            new: Some("set by the owner".into()),
+        }])
     }
 
     async fn verify_totp(&self, _: &AccountId, _: &str, _: UnixMs) -> Result<SecondFactorCheck, DirectoryError> {
@@ -588,15 +588,7 @@ impl AccountDirectory for ScimDirectory {
                 // The password a reset replaced was never airlock's to keep, so it cannot be put back. The rollback
                 // ends whatever password was set since (through the reset's link, or by anyone): a new random one, and
                 // the case rolled back spends the link. The owner sets a new password at the identity provider.
-                let password = random_password();
-                let body = json!({ "schemas": [PATCH_OP], "Operations": [{ "op": "replace", "path": "password", "value": password }] });
-                let answer = self.send(reqwest::Method::PATCH, &Self::user_path(account_id), Some(&body), None).await?;
-                if !answer.status.is_success() {
-                    return Err(DirectoryError::Refused(format!(
-                        "{SCIM} did not replace the password ({})",
-                        answer.status
-                    )));
-                }
+                self.put_password(account_id, &random_password()).await?;
                 changes.push(Change {
                     record: "password".into(),
                     old: change.old.clone(),

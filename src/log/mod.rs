@@ -264,3 +264,19 @@ pub async fn case_state<L: EventLog>(
     }
     crate::core::state::fold(&events).map_err(|error| error.to_string())
 }
+
+/// The control stream folded (the kill switch and the attested baselines), its number of events, and the sequence of
+/// its last commit: for the service and for readers outside it (a case's history).
+pub async fn control_state<L: EventLog>(log: &L) -> Result<(crate::core::control::ControlState, u64, u64), LogError> {
+    let entries = log.read_stream(&Stream::Control).await?;
+    let mut state = crate::core::control::ControlState::default();
+    let mut events = 0;
+    for bytes in entries.iter().flat_map(|entry| &entry.envelopes) {
+        match envelope::decode(bytes).map_err(|error| LogError::Corrupt(error.to_string()))? {
+            envelope::Decoded::Control { event, .. } => state = crate::core::control::evolve_control(state, &event),
+            envelope::Decoded::Case { .. } => return Err(LogError::Corrupt("case event in the control stream".into())),
+        }
+        events += 1;
+    }
+    Ok((state, events, entries.last().map_or(0, |entry| entry.sequence)))
+}

@@ -70,15 +70,7 @@ pub async fn case_history<L: EventLog>(log: &L, case_id: &CaseId) -> Result<Vec<
 
 /// Every attested baseline in the control stream, oldest first.
 async fn baselines<L: EventLog>(log: &L) -> Result<Vec<crate::core::control::Baseline>, HistoryError> {
-    let entries = log.read_stream(&Stream::Control).await?;
-    let mut state = crate::core::control::ControlState::default();
-    for envelope in entries.iter().flat_map(|entry| entry.envelopes.iter()) {
-        let unreadable = |reason: String| HistoryError::Unreadable("control".to_string(), reason);
-        if let Decoded::Control { event, .. } = decode(envelope).map_err(|error| unreadable(error.to_string()))? {
-            state = crate::core::control::evolve_control(state, &event);
-        }
-    }
-    Ok(state.baselines)
+    Ok(crate::log::control_state(log).await?.0.baselines)
 }
 
 /// The baselines, recorded before the decision at `decided_at`, that dated a destination a code could go to: its age

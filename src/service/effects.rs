@@ -197,13 +197,8 @@ impl<L: EventLog> Service<L> {
         // except what this case's own change does (an earlier attempt may have been applied and not recorded).
         if !self.directory.capabilities().hold {
             let now = self.directory.snapshot(&facts.account_id).await?;
-            let changed: Vec<String> = facts
-                .snapshot
-                .factor_changes(&now)
-                .iter()
-                .filter(|change| !facts.action.explains(change, &now))
-                .map(ToString::to_string)
-                .collect();
+            let changed: Vec<String> =
+                facts.action.unexplained_changes(&facts.snapshot, &now).iter().map(ToString::to_string).collect();
             if !changed.is_empty() {
                 let reason = format!(
                     "the account changed since the decision ({}) and the directory cannot hold it: a person must look \

@@ -3,7 +3,7 @@
 //! refusals recorded at the edge (`refuse`), the kill switch (`control`) and the delivered notices each say what one
 //! round does; `Retries` counts the rounds and holds the one bound on how often a command may lose a race.
 
-use crate::core::control::{ControlState, evolve_control};
+use crate::core::control::ControlState;
 use crate::core::event::Event;
 use crate::core::ids::CaseId;
 use crate::core::state::{CaseState, fold};
@@ -144,17 +144,7 @@ impl<L: EventLog> Service<L> {
 
     /// The kill switch's state, its number of events, and the sequence of its last commit.
     pub async fn control_state(&self) -> Result<(ControlState, u64, u64), ServiceError> {
-        let entries = self.log.read_stream(&Stream::Control).await?;
-        let mut state = ControlState::default();
-        let mut events = 0;
-        for bytes in entries.iter().flat_map(|entry| &entry.envelopes) {
-            match decode(bytes).map_err(|error| ServiceError::Corrupt(error.to_string()))? {
-                Decoded::Control { event, .. } => state = evolve_control(state, &event),
-                Decoded::Case { .. } => return Err(ServiceError::Corrupt("case event in the control stream".into())),
-            }
-            events += 1;
-        }
-        Ok((state, events, entries.last().map_or(0, |entry| entry.sequence)))
+        Ok(crate::log::control_state(&self.log).await?)
     }
 
     /// Appends `events` to the case after `state`, if the case's last commit is still `last_sequence`, as the command
