@@ -22,7 +22,8 @@ need_venv() {
     fi
 }
 need_venv scim2-server "import scim2_server" "scim2-server==0.8.3"
-# canaille 0.3.6 calls model_dump(attributes=...), which scim2-models dropped after 0.8.
-need_venv canaille "import canaille, scim2_models, joserfc" \
-    "canaille[oidc,scim]==0.3.6" "scim2-models==0.8.2" "scim2-client<0.8"
+# canaille 0.3.6 calls model_dump(attributes=...), which scim2-models dropped after 0.8. Its otp extra lets a
+# test user sign in with an authenticator code (the OpenID Connect step-up, issue 18 item 6).
+need_venv canaille "import canaille, scim2_models, joserfc, otpauth" \
+    "canaille[oidc,scim,otp]==0.3.6" "scim2-models==0.8.2" "scim2-client<0.8"
 echo "== identity providers in $root: scim2-server $(cat "$root/scim2-server/airlock-requirements"), canaille $(cat "$root/canaille/airlock-requirements")"

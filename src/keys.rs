@@ -85,6 +85,25 @@ impl Keys {
         self.link_token(purpose, parts).as_bytes().ct_eq(token.as_bytes()).into()
     }
 
+    /// `payload` sealed for `purpose`: readable by anyone who holds it (base64url), changed by nobody without the link
+    /// key. For state a browser carries between two requests (an OpenID Connect flow, what a sign-in proved).
+    pub fn seal(&self, purpose: &str, payload: &[u8]) -> String {
+        use base64::Engine;
+        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload);
+        let tag = self.link_token(purpose, &[&encoded]);
+        format!("{encoded}.{tag}")
+    }
+
+    /// The payload of `sealed`, if it was sealed with this key for `purpose` (checked in constant time).
+    pub fn open(&self, purpose: &str, sealed: &str) -> Option<Vec<u8>> {
+        use base64::Engine;
+        let (encoded, tag) = sealed.split_once('.')?;
+        if !self.link_token_valid(purpose, &[encoded], tag) {
+            return None;
+        }
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded).ok()
+    }
+
     /// The token in a cancel link for one case and one destination.
     pub fn cancel_token(&self, case_id: &str, destination_id: &str) -> String {
         self.link_token("cancel", &[case_id, destination_id])

@@ -15,6 +15,7 @@ pub mod mcp;
 pub mod nats;
 pub mod notify;
 pub mod observe;
+pub mod oidc;
 pub mod policy;
 pub mod projection;
 pub mod server;

@@ -142,6 +142,7 @@ fn standard_account() -> AccountSnapshot {
             ),
         ],
         totp_enrolled_since: None,
+        authenticator_unknown: false,
         last_credential_change: None,
         risk_flags: Vec::new(),
     }
@@ -673,6 +674,78 @@ fn factor_change_with_the_authenticator_follows_the_policy() {
     assert_eq!(kinds(&events), vec![EventKind::ProofAccepted, EventKind::CoolingOffStarted]);
 }
 
+// Proves THREATS 9 where the directory cannot show an authenticator (SCIM, issue 18 item 6): it cannot rule one out
+// either, so a factor change proven by the one-time code alone goes to people; a sign-in at the company's identity
+// provider with a second factor, as the account, is the stronger proof that lets it follow the policy, and is recorded
+// with its time. A reset needs neither.
+#[test]
+fn a_factor_change_where_the_directory_cannot_show_an_authenticator_needs_a_sign_in() {
+    let signed_in = SecondFactorCheck::SignedIn { auth_time: before(PROVED_AT, 30_000) };
+    for action in [
+        RecoveryAction::RemoveTotp,
+        RecoveryAction::AddDestination { kind: DestinationKind::Email, address: "new@example.net".into() },
+    ] {
+        let mut env = Env::standard();
+        env.account.authenticator_unknown = true;
+        env.action = action.clone();
+        let history = requested(&env);
+        let proof_env = env.at(PROVED_AT).policy(Phase::Authorization, Outcome::Auto);
+
+        let events = when(&history, &proof_env, &envelope("proof", owner(), proof(CODE))).expect("accepted");
+        assert_eq!(kinds(&events), vec![EventKind::ProofAccepted, EventKind::ReviewRequired], "{action:?}");
+        assert!(matches!(&events[1].body, EventBody::ReviewRequired { reason: ReviewReason::WeakerProof, .. }));
+
+        // An authenticator code the shell passed on as valid is not taken: no directory showed one to check.
+        let events =
+            when(&history, &proof_env, &envelope("totp", owner(), proof_with_totp(CODE, SecondFactorCheck::Valid)))
+                .expect("accepted");
+        assert_eq!(kinds(&events), vec![EventKind::ProofAccepted, EventKind::ReviewRequired], "{action:?}");
+
+        let events = when(&history, &proof_env, &envelope("signed-in", owner(), proof_with_totp(CODE, signed_in)))
+            .expect("accepted");
+        assert_eq!(
+            kinds(&events),
+            vec![EventKind::SecondFactorProven, EventKind::ProofAccepted, EventKind::CoolingOffStarted],
+            "{action:?}"
+        );
+        let factor = SecondFactor::SignIn { auth_time: before(PROVED_AT, 30_000) };
+        assert_eq!(given(&[history, events].concat()).second_factor, Some(factor));
+    }
+    let mut reset = Env::standard();
+    reset.account.authenticator_unknown = true;
+    let history = requested(&reset);
+    let proof_env = reset.at(PROVED_AT).policy(Phase::Authorization, Outcome::Auto);
+    let events = when(&history, &proof_env, &envelope("proof", owner(), proof(CODE))).expect("accepted");
+    assert_eq!(kinds(&events), vec![EventKind::ProofAccepted, EventKind::CoolingOffStarted]);
+}
+
+// Proves a sign-in counts for an account whose authenticator the directory shows, and is no second factor on an
+// account the directory says has none: nothing is recorded as proven that did not exist before the request.
+#[test]
+fn a_sign_in_proves_only_a_factor_the_account_may_have() {
+    let signed_in = SecondFactorCheck::SignedIn { auth_time: before(PROVED_AT, 1_000) };
+    let mut env = Env::standard();
+    env.account.totp_enrolled_since = Some(before(REQUESTED_AT, 200 * DAY_MS));
+    env.action = RecoveryAction::RemoveTotp;
+    let history = requested(&env);
+    let proof_env = env.at(PROVED_AT).policy(Phase::Authorization, Outcome::Auto);
+    let events =
+        when(&history, &proof_env, &envelope("proof", owner(), proof_with_totp(CODE, signed_in))).expect("accepted");
+    assert_eq!(
+        kinds(&events),
+        vec![EventKind::SecondFactorProven, EventKind::ProofAccepted, EventKind::CoolingOffStarted]
+    );
+
+    let mut none = Env::standard();
+    none.action = RecoveryAction::AddDestination { kind: DestinationKind::Email, address: "new@example.net".into() };
+    let history = requested(&none);
+    let proof_env = none.at(PROVED_AT).policy(Phase::Authorization, Outcome::Auto);
+    let events =
+        when(&history, &proof_env, &envelope("proof", owner(), proof_with_totp(CODE, signed_in))).expect("accepted");
+    assert_eq!(kinds(&events), vec![EventKind::ProofAccepted, EventKind::CoolingOffStarted]);
+    assert_eq!(given(&[history, events].concat()).second_factor, None);
+}
+
 // Proves a wrong authenticator code fails the whole proof, even with the right one-time code, and counts against the
 // account's allowance like a wrong code; the event records that the code was right and the authenticator's was not
 // (ADR 11), and a wrong code with it is recorded as a wrong code.
@@ -716,6 +789,48 @@ fn the_phones_code_alone_goes_to_people_when_an_email_got_one_too() {
         events[1].body
     );
     assert_eq!(given(&[history, events].concat()).status, Status::InReview);
+}
+
+// Proves (issue 18, item 6) a sign-in at the identity provider does not lift the SIM-swap floor: the provider may have
+// let it through with a code sent to that same phone, so the phone's code with a sign-in still goes to people
+// (`PhoneOnlyProof`), though the sign-in is recorded.
+#[test]
+fn a_sign_in_does_not_lift_the_phone_floor() {
+    let mut env = Env::standard();
+    env.account.authenticator_unknown = true;
+    env.fresh = fresh_codes(&env.account);
+    let history = requested(&env);
+    let proof_env = env.at(PROVED_AT).policy(Phase::Authorization, Outcome::Auto);
+    let signed_in = SecondFactorCheck::SignedIn { auth_time: before(PROVED_AT, 1_000) };
+    let events = when(&history, &proof_env, &envelope("proof", owner(), proof_with_totp(PHONE_CODE, signed_in)))
+        .expect("accepted");
+    assert_eq!(
+        kinds(&events),
+        vec![EventKind::SecondFactorProven, EventKind::ProofAccepted, EventKind::ReviewRequired]
+    );
+    assert!(matches!(&events[2].body, EventBody::ReviewRequired { reason: ReviewReason::PhoneOnlyProof, .. }));
+}
+
+// Proves a sign-in as another account than the case's, with the right code, fails the proof as its own kind of wrong
+// second factor: counted against the account like a wrong authenticator code, and recorded as a sign-in as another
+// account for reviewers; with a wrong code it is recorded as a wrong code.
+#[test]
+fn a_sign_in_as_another_account_is_a_counted_wrong_second_factor() {
+    let mut env = Env::standard();
+    env.account.authenticator_unknown = true;
+    env.action = RecoveryAction::RemoveTotp;
+    let history = requested(&env);
+    let proof_env = env.at(PROVED_AT).policy(Phase::Authorization, Outcome::Auto);
+    let other = SecondFactorCheck::SignedInAsAnother;
+    let events =
+        when(&history, &proof_env, &envelope("proof", owner(), proof_with_totp(CODE, other))).expect("recorded");
+    assert_eq!(kinds(&events), vec![EventKind::ProofRejected]);
+    let EventBody::ProofRejected { failed, attempts_left, .. } = &events[0].body else { unreachable!() };
+    assert_eq!(*failed, ProofFailure::SignedInAsAnother);
+    assert_eq!(*attempts_left, PROOF_ATTEMPTS_PER_CASE_MAX - 1, "it counts");
+    let events =
+        when(&history, &proof_env, &envelope("p-2", owner(), proof_with_totp(WRONG_CODE, other))).expect("recorded");
+    assert!(matches!(events[0].body, EventBody::ProofRejected { failed: ProofFailure::WrongCode, .. }));
 }
 
 // Proves the floor's limits: on an account whose only eligible destination is a phone, its code follows the policy

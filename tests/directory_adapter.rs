@@ -257,6 +257,37 @@ async fn a_broken_adapter_is_an_error_never_a_change() {
     assert!(refused.contains("chmod 600") && !refused.contains("MfKQ"), "{refused}");
 }
 
+// Proves an adapter can say its identity provider cannot tell whether an account has an authenticator (issue 18,
+// item 6): the snapshot says so, so the core cannot take the account for one without; an enrolment time with it
+// is kept as the stricter reading (there is one); an adapter that says nothing is read as knowing.
+#[tokio::test]
+async fn an_adapter_can_say_it_cannot_tell_whether_there_is_an_authenticator() {
+    use airlock::directory::AccountDirectory;
+    use airlock::directory::http::HttpDirectory;
+    let clock: std::sync::Arc<dyn airlock::clock::Clock> = std::sync::Arc::new(airlock::clock::SystemClock);
+    let ada = airlock::core::ids::AccountId::new("ada");
+    let answer = |fields: &str| -> &'static str {
+        let body = format!(r#"{{"account_id": "ada", "destinations": []{fields}}}"#);
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        Box::leak(reply.into_boxed_str())
+    };
+    for (fields, unknown, enrolled) in [
+        (r#", "authenticator_unknown": true"#, true, false),
+        (r#", "authenticator_unknown": true, "totp_enrolled_at": "2024-01-01T00:00:00Z""#, false, true),
+        ("", false, false),
+    ] {
+        let adapter = broken_adapter(answer(fields));
+        let directory = HttpDirectory::connect(&adapter.url, secret(), clock.clone()).await.unwrap();
+        let snapshot = directory.snapshot(&ada).await.unwrap();
+        assert_eq!(snapshot.authenticator_unknown, unknown, "{fields}");
+        assert_eq!(snapshot.totp_enrolled_since.is_some(), enrolled, "{fields}");
+        assert_eq!(snapshot.may_have_authenticator(), unknown || enrolled, "{fields}");
+    }
+}
+
 // Proves issue 18, item 4, through `serve`: an adapter that keeps no age per destination (`per_factor_ages: false`)
 // cannot make an email old by saying so. The first request for cy, whose adapter claims its email was verified 400
 // days ago, sends no code and goes to people: airlock has only just seen that email. Eight days on (a restarted serve

@@ -19,6 +19,7 @@ mod common;
 use common::serve::Harness;
 
 const CANAILLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp/canaille_server.py");
+const SIGN_IN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp/oidc_sign_in.py");
 
 fn venvs() -> PathBuf {
     let root = std::env::var_os("AIRLOCK_IDP_VENVS").map(PathBuf::from).unwrap_or_else(|| {
@@ -44,6 +45,9 @@ struct Idp {
     /// Each user's SCIM id, by user name.
     ids: HashMap<String, String>,
     http: reqwest::Client,
+    /// canaille's OpenID Connect client for airlock's page (id, secret), where users sign in with a password and an
+    /// authenticator code; none for a SCIM server that is no identity provider.
+    oidc: Option<(String, String)>,
 }
 
 impl Drop for Idp {
@@ -61,7 +65,9 @@ fn canaille(scratch: &Path, users: Users<'_>) -> Idp {
     let file = scratch.join("canaille-users.json");
     let records: Vec<Value> = users
         .iter()
-        .map(|(name, emails)| json!({ "user_name": name, "emails": emails, "password": "Correct-horse-1" }))
+        .map(|(name, emails)| {
+            json!({ "user_name": name, "emails": emails, "password": "Correct-horse-1", "totp_secret": totp_secret(name) })
+        })
         .collect();
     std::fs::write(&file, Value::from(records).to_string()).unwrap();
     let mut child = Command::new(venvs().join("canaille/bin/python"))
@@ -82,7 +88,13 @@ fn canaille(scratch: &Path, users: Users<'_>) -> Idp {
         let words: Vec<&str> = line.split_whitespace().collect();
         ids.insert(words[1].to_string(), words[2].to_string());
     }
-    Idp { child, base: format!("{url}/scim/v2"), token, ids, http: reqwest::Client::new() }
+    let oidc = Some((words[6].to_string(), words[7].to_string()));
+    Idp { child, base: format!("{url}/scim/v2"), token, ids, http: reqwest::Client::new(), oidc }
+}
+
+/// The secret of a canaille user's authenticator app (canaille keys its TOTP with the text itself).
+fn totp_secret(name: &str) -> String {
+    format!("{name}-authenticator-secret")
 }
 
 /// scim2-server, in memory, with a tenant of its own and `users` created through its SCIM API.
@@ -116,6 +128,7 @@ async fn scim2_server(users: Users<'_>) -> Idp {
         token,
         ids: HashMap::new(),
         http: reqwest::Client::new(),
+        oidc: None,
     };
     for (name, emails) in users {
         let emails: Vec<Value> = emails.iter().map(|email| json!({ "value": email })).collect();
@@ -183,15 +196,52 @@ impl Idp {
         assert!(answer.status().is_success(), "{}", answer.text().await.unwrap());
     }
 
-    /// The `serve` options that point airlock at this server, with the token in an owner-only file.
+    /// The `serve` options that point airlock at this server, with the token in an owner-only file; for canaille,
+    /// also at its OpenID Connect provider, with the owners' page the sign-in starts from.
     fn serve_options(&self, scratch: &Path) -> Vec<String> {
         let file = scratch.join("scim-token");
         std::fs::write(&file, format!("# airlock's SCIM token\n{}\n", self.token)).unwrap();
         std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-        ["--directory", "scim", "--directory-url", &self.base, "--directory-token", file.to_str().unwrap()]
-            .map(str::to_string)
-            .to_vec()
+        let mut options: Vec<String> =
+            ["--directory", "scim", "--directory-url", &self.base, "--directory-token", file.to_str().unwrap()]
+                .map(str::to_string)
+                .to_vec();
+        if let (Some((client, secret)), Some(issuer)) = (&self.oidc, self.base.strip_suffix("/scim/v2")) {
+            let file = scratch.join("oidc-client-secret");
+            std::fs::write(&file, format!("{secret}\n")).unwrap();
+            std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+            let flags = ["--http", "127.0.0.1:0", "--oidc-issuer", issuer, "--oidc-client-id", client];
+            options.extend(flags.map(str::to_string));
+            options.extend(["--oidc-client-secret".to_string(), file.to_str().unwrap().to_string()]);
+        }
+        options
     }
+
+    /// Registers the page of the `serve` just started as where canaille sends a signed-in user back to.
+    async fn allow_redirect(&self, harness: &Harness) {
+        let Some(root) = self.base.strip_suffix("/scim/v2").filter(|_| self.oidc.is_some()) else { return };
+        let uri = format!("http://{}/oidc/callback", harness.page_address());
+        let body = json!({ "uri": uri }).to_string();
+        let answer = self.http.post(format!("{root}/airlock-test/redirect-uri")).body(body).send().await.unwrap();
+        assert!(answer.status().is_success(), "{}", answer.text().await.unwrap());
+    }
+}
+
+/// `name` signs in at canaille from airlock's page (`/oidc/start` for `case_id`, with the password and the
+/// authenticator code of `as_user`) and types `code` on the form airlock shows after it, as a browser would
+/// (tests/idp/oidc_sign_in.py); `step_up` replaces the sealed sign-in on the form. What the script saw.
+fn sign_in(harness: &Harness, case_id: &str, as_user: &str, code: &str, step_up: Option<&str>) -> Value {
+    let start = format!("http://{}/oidc/start?case={case_id}", harness.page_address());
+    let secret = totp_secret(as_user);
+    let mut args =
+        vec![SIGN_IN, "--start", &start, "--user", as_user, "--password", "Correct-horse-1", "--totp-secret", &secret];
+    args.extend(["--code", code]);
+    if let Some(step_up) = step_up {
+        args.extend(["--step-up", step_up]);
+    }
+    let output = Command::new(venvs().join("canaille/bin/python")).args(&args).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&output.stdout)))
 }
 
 /// The company directory a scenario runs against: a SCIM server, or the reference HTTP adapter (its own SQLite user
@@ -268,6 +318,19 @@ impl Under {
     fn ends_sessions(&self) -> bool {
         matches!(self, Under::Adapter { .. })
     }
+
+    /// Whether owners can sign in at the company's identity provider from airlock's page (canaille).
+    fn signs_in(&self) -> bool {
+        matches!(self, Under::Scim(Idp { oidc: Some(_), .. }))
+    }
+
+    /// Starts `serve` with `options` and `environment` and, where owners sign in, registers its page at the provider.
+    async fn start_serve(&self, harness: &mut Harness, options: &[&str], environment: &[(&str, &str)]) {
+        harness.start_serve(options, environment);
+        if let Under::Scim(idp) = self {
+            idp.allow_redirect(harness).await;
+        }
+    }
 }
 
 /// A user's addresses at the adapter, of one kind or all, oldest first.
@@ -343,7 +406,7 @@ async fn recoveries_through(idp: Under, mut harness: Harness) {
 
     // Airlock sees the directory for the first time: every address is new, so a reset gets no code (it goes to
     // people), however old the identity provider's account is.
-    harness.start_serve(&options, &[]);
+    idp.start_serve(&mut harness, &options, &[]).await;
     wait_for_sync(&harness);
     assert!(harness.serve_log().contains("accounts=5"), "{}", harness.serve_log());
     let first = request(&harness, "first-eve", &eve, json!({ "type": "reset_password" }), json!({})).await;
@@ -352,7 +415,7 @@ async fn recoveries_through(idp: Under, mut harness: Harness) {
     harness.stop_serve();
 
     // Eight days on. An email added at the identity provider now (with no age SCIM could tell) gets no code.
-    harness.start_serve(&options, &[("AIRLOCK_CLOCK_AHEAD", "8days")]);
+    idp.start_serve(&mut harness, &options, &[("AIRLOCK_CLOCK_AHEAD", "8days")]).await;
     wait_for_sync(&harness);
     idp.add("dee", "emails", "dee-new@example.net").await;
     // Signals that claim the requester is where the owner usually is: none of it is proof (THREATS 3).
@@ -378,7 +441,26 @@ async fn recoveries_through(idp: Under, mut harness: Harness) {
     common::wait_for(|| !outbox_addresses(&harness.data(), &bo_case).is_empty(), "bo's code");
     assert_eq!(outbox_addresses(&harness.data(), &bo_case), ["bo@example.com"]);
     let code = common::code_for(&harness.data(), &bo_case);
-    assert_eq!(prove(&harness, "p-bo", &bo_case, &code).await["status"], "cooling_off");
+    match &idp {
+        // THREATS 9 where the directory cannot show an authenticator: bo proves hers by signing in at the identity
+        // provider (issue 18, item 6).
+        _ if idp.signs_in() => bo_signs_in(&harness, &bo_case, &code),
+        // A SCIM server that is no identity provider: SCIM cannot show whether bo has an authenticator, so her email's
+        // code alone is not enough to change her factors. People decide; a reviewer approves.
+        Under::Scim(_) => {
+            assert_eq!(prove(&harness, "p-bo", &bo_case, &code).await["status"], "in_review");
+            let packet = harness.airlock(&["review", "show", &bo_case, "--json"]);
+            let packet: Value = serde_json::from_slice(&packet.stdout).unwrap();
+            let hash = packet["action_hash"].as_str().unwrap_or_else(|| panic!("{packet}"));
+            let url = harness.nats.url();
+            let approve = ["review", "approve", &bo_case, "--action-hash", hash, "--reason", "called bo back"];
+            let approved = harness.airlock(&[&approve[..], &["--nats", &url, "--reviewer", "rev-1"]].concat());
+            assert_eq!(approved.status.code(), Some(0), "{}", String::from_utf8_lossy(&approved.stderr));
+            common::wait_for(|| status(&harness, &bo_case) == "cooling_off", "bo's approved case to cool off");
+        }
+        // The adapter shows bo has no authenticator: her email is her strongest factor.
+        Under::Adapter { .. } => assert_eq!(prove(&harness, "p-bo", &bo_case, &code).await["status"], "cooling_off"),
+    }
 
     // THREATS 7: guessing cy's code gets nowhere, and changes nothing at the identity provider.
     let cy_case = request(&harness, "r-cy", &cy, json!({ "type": "reset_password" }), json!({})).await;
@@ -395,13 +477,13 @@ async fn recoveries_through(idp: Under, mut harness: Harness) {
     let late = prove(&harness, "late-right", &cy_case, &right).await;
     assert_ne!(late["status"], "cooling_off", "the right code after the limit: {late}");
 
-    // THREATS 9: SCIM shows no authenticator, so eve's email is the strongest factor airlock can see; but nothing a
-    // SCIM directory holds can remove one: the change is refused when it is due and goes to people.
+    // THREATS 9: eve's email code alone never removes an authenticator: the adapter shows she has one, and SCIM
+    // cannot show she has none. People decide.
     let totp = request(&harness, "r-eve-totp", &eve, json!({ "type": "remove_totp" }), json!({})).await;
     common::wait_for(|| !outbox_addresses(&harness.data(), &totp).is_empty(), "eve's code");
     assert_eq!(outbox_addresses(&harness.data(), &totp), ["eve@example.com"]);
     let code = common::code_for(&harness.data(), &totp);
-    prove(&harness, "p-eve-totp", &totp, &code).await;
+    assert_eq!(prove(&harness, "p-eve-totp", &totp, &code).await["status"], "in_review");
     let eve_before = idp.version("eve").await;
 
     // The freeze without trust: during ada's cooling-off someone adds a phone to her account at the identity provider.
@@ -416,12 +498,18 @@ async fn recoveries_through(idp: Under, mut harness: Harness) {
     harness.start_serve(&options, &[("AIRLOCK_CLOCK_AHEAD", "12days"), ("AIRLOCK_CRASH_AFTER_EFFECT", "1")]);
     let crashed = harness.wait_for_exit();
     assert!(!crashed.success(), "serve was to abort after the effect:\n{}", harness.serve_log());
-    let with_page = [&options[..], &["--http", "127.0.0.1:0"]].concat();
-    harness.start_serve(&with_page, &[("AIRLOCK_CLOCK_AHEAD", "12days")]);
+    let page: &[&str] = if options.contains(&"--http") { &[] } else { &["--http", "127.0.0.1:0"] };
+    let with_page = [&options[..], page].concat();
+    idp.start_serve(&mut harness, &with_page, &[("AIRLOCK_CLOCK_AHEAD", "12days")]).await;
     common::wait_for(|| status(&harness, &bo_case) == "executed", "bo's new email to be added");
     common::wait_for(|| status(&harness, &dee_case) == "executed", "dee's reset to be applied");
     common::wait_for(|| status(&harness, &ada_case) == "in_review", "ada's changed account to go back to people");
     assert_eq!(idp.emails("bo").await, ["bo@example.com", "bo-new@attacker.example"], "added once, at the IdP");
+    if idp.signs_in() {
+        // The receipt says how the change was proven: the email's code and the sign-in (SPEC principle 8).
+        let receipt = case(&harness, &bo_case)["receipts"].to_string();
+        assert!(receipt.contains("and a sign-in at the identity provider with a second factor"), "{receipt}");
+    }
     // canaille's version changes only once a second, so its own password check says it there.
     match idp.holds_password("dee", "Correct-horse-1").await {
         Some(held) => assert!(!held, "dee's old password still works at the IdP"),
@@ -469,6 +557,53 @@ async fn recoveries_through(idp: Under, mut harness: Harness) {
     // No message of any kind went to an address the attacker named.
     let sent = all_outbox_addresses(&harness.data());
     assert!(sent.iter().all(|address| !address.contains("attacker")), "{sent:?}");
+}
+
+/// bo proves her second factor by signing in at canaille from airlock's page, with the code of her email (issue 18,
+/// item 6). A sign-in as another user (eve, with eve's own authenticator) is a wrong second factor: refused and counted.
+/// A sealed sign-in airlock did not make is refused and counts for nothing. bo's own sign-in lets the change follow the
+/// policy, and the case's history says how her second factor was proven; no token or code is in serve's log.
+fn bo_signs_in(harness: &Harness, bo_case: &str, code: &str) {
+    let as_eve = sign_in(harness, bo_case, "eve", code, None);
+    assert_eq!(as_eve["callback"]["status"], 200, "{as_eve}");
+    assert_eq!(as_eve["verify"]["status"], 422, "{as_eve}");
+    assert!(as_eve["verify"]["text"].as_str().unwrap().contains("as another account"), "{as_eve}");
+    assert_eq!(status(harness, bo_case), "requested", "{as_eve}");
+    // Neither a forged sign-in nor bo's genuine one made for another case proves anything here, nor is counted.
+    let forged = sign_in(harness, bo_case, "bo", code, Some("eyJjYXNlIjoiZm9yZ2VkIn0.00ff"));
+    assert_eq!(forged["verify"]["status"], 422, "{forged}");
+    assert!(forged["verify"]["text"].as_str().unwrap().contains("sign in again"), "{forged}");
+    let elsewhere = sign_in(harness, "case-elsewhere", "bo", code, None);
+    let replayed = sign_in(harness, bo_case, "bo", code, elsewhere["step_up"].as_str());
+    assert_eq!(replayed["verify"]["status"], 422, "{replayed}");
+    assert!(replayed["verify"]["text"].as_str().unwrap().contains("sign in again"), "{replayed}");
+    let as_bo = sign_in(harness, bo_case, "bo", code, None);
+    assert_eq!(as_bo["verify"]["status"], 200, "{as_bo}");
+    assert!(as_bo["verify"]["text"].as_str().unwrap().contains("The change is scheduled"), "{as_bo}");
+    assert_eq!(status(harness, bo_case), "cooling_off");
+    // The reviewers' evidence says how: eve's sign-in as a wrong second factor, bo's as proven.
+    let packet = harness.airlock(&["review", "show", bo_case, "--json"]);
+    let packet: Value = serde_json::from_slice(&packet.stdout).unwrap_or_default();
+    let verification = packet["verification"].to_string();
+    assert!(verification.contains("with a sign-in at the identity provider as another account"), "{packet}");
+    assert!(verification.contains("sign-in at the identity provider with a second factor"), "{packet}");
+    let url = harness.nats.url();
+    let history = harness.airlock(&["case", "history", bo_case, "--nats", &url, "--json"]);
+    let history: Value = serde_json::from_slice(&history.stdout).unwrap_or_default();
+    let events: Vec<&str> =
+        history["events"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    // eve's sign-in was refused and counted; the forged one left no trace; bo's own proved her second factor.
+    assert_eq!(
+        events[2..6],
+        ["proof_rejected", "second_factor_proven", "proof_accepted", "cooling_off_started"],
+        "{history}"
+    );
+    let log = harness.serve_log();
+    assert!(!log.contains(code) && !log.contains("Correct-horse-1"), "a code or password in serve's log");
+    for signed in [&as_eve, &elsewhere, &as_bo] {
+        let step_up = signed["step_up"].as_str().unwrap();
+        assert!(!log.contains(step_up) && !log.contains(&step_up[..20]), "a signed sign-in in serve's log");
+    }
 }
 
 const USERS: Users<'static> = &[
@@ -641,4 +776,166 @@ async fn an_attested_baseline_is_recorded_and_shown_in_the_decisions_that_rely_o
     let answer: Value = serde_json::from_slice(&plain.stdout).unwrap();
     assert_eq!(answer["synced"]["first_seen"], 0, "{answer}");
     assert!(answer.get("baseline").is_none(), "{answer}");
+}
+
+/// A GET of airlock's page without following redirects: status, headers (lower-case names) and body.
+async fn get_raw(url: &str, cookie: Option<&str>) -> (u16, HashMap<String, Vec<String>>, String) {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let mut request = client.get(url);
+    if let Some(cookie) = cookie {
+        request = request.header("Cookie", cookie);
+    }
+    let answer = request.send().await.unwrap();
+    let mut headers: HashMap<String, Vec<String>> = HashMap::new();
+    for (name, value) in answer.headers() {
+        headers.entry(name.as_str().to_string()).or_default().push(value.to_str().unwrap().to_string());
+    }
+    (answer.status().as_u16(), headers, answer.text().await.unwrap())
+}
+
+// Proves the sign-in is refused, saying why, whenever airlock cannot use it (issue 18, item 6), against canaille:
+// `/oidc/start` sends the browser to the provider with PKCE (S256), state, nonce, `prompt=login` and `max_age`, in an
+// HttpOnly, SameSite=Lax cookie scoped to /oidc/ (not Secure behind an http:// loopback page); the callback refuses no
+// cookie, another state, the provider's error (its code only, never its free text), and a code the provider does not
+// know, and removes the cookie each time; a sign-in the provider made with a password and an authenticator code is
+// refused when the deployment asks for a hardware key (`--oidc-step-up amr:hwk`). Misconfigured flags stop `serve`
+// with the flag to fix; no secret reaches serve's log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_airlock_cannot_use_is_refused_with_the_reason() {
+    let mut harness = Harness::new();
+    let idp = canaille(harness.scratch.path(), &[("bo", &["bo@example.com"])]);
+    let mut options = idp.serve_options(harness.scratch.path());
+    let issuer = idp.base.strip_suffix("/scim/v2").unwrap().to_string();
+    let secret_file = options[options.iter().position(|flag| flag == "--oidc-client-secret").unwrap() + 1].clone();
+
+    // Misconfigurations are refused before anything is served.
+    let refused = |extra: &[&str], expected: &str| {
+        let output = harness.airlock(&[&["serve"][..], extra].concat());
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert!(!output.status.success(), "{extra:?}: {stderr}");
+        assert!(stderr.contains(expected), "{extra:?}: {stderr}");
+    };
+    let client = ["--oidc-client-id", "airlock-owners", "--oidc-client-secret", &secret_file];
+    refused(&[&["--oidc-issuer", &issuer][..], &client].concat(), "needs --http");
+    refused(&["--http", "127.0.0.1:0", "--oidc-issuer", &issuer], "go together");
+    let remote = [&["--http", "127.0.0.1:0", "--oidc-issuer", "http://idp.example"][..], &client].concat();
+    refused(&remote, "https://");
+    let bad_rule = [&["--http", "127.0.0.1:0", "--oidc-issuer", &issuer, "--oidc-step-up", "mfa"][..], &client];
+    refused(&bad_rule.concat(), "amr:VALUE or acr:VALUE");
+    let nobody = [&["--http", "127.0.0.1:0", "--oidc-issuer", "http://127.0.0.1:9/none"][..], &client].concat();
+    refused(&nobody, "--oidc-issuer refused");
+
+    options.extend(["--oidc-step-up".to_string(), "amr:hwk".to_string()]);
+    let options: Vec<&str> = options.iter().map(String::as_str).collect();
+    let under = Under::Scim(idp);
+    under.start_serve(&mut harness, &options, &[]).await;
+    let page = format!("http://{}", harness.page_address());
+
+    let (status, headers, _) = get_raw(&format!("{page}/oidc/start?case=case-1"), None).await;
+    assert_eq!(status, 303);
+    let location = url::Url::parse(&headers["location"][0]).unwrap();
+    assert!(location.as_str().starts_with(&issuer), "{location}");
+    let query: HashMap<String, String> = location.query_pairs().into_owned().collect();
+    for (name, value) in [("response_type", "code"), ("prompt", "login"), ("max_age", "60")] {
+        assert_eq!(query.get(name).map(String::as_str), Some(value), "{location}");
+    }
+    assert_eq!(query["code_challenge_method"], "S256", "{location}");
+    assert_eq!(query["redirect_uri"], format!("{page}/oidc/callback"), "{location}");
+    assert!(query["state"].len() >= 16 && query["nonce"].len() >= 16 && query.contains_key("code_challenge"));
+    let set_cookie = &headers["set-cookie"][0];
+    for part in ["HttpOnly", "SameSite=Lax", "Path=/;", "Max-Age=600"] {
+        assert!(set_cookie.contains(part), "{set_cookie}");
+    }
+    assert!(!set_cookie.contains("Secure"), "an http:// loopback page: {set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    let state = &query["state"];
+
+    let callback = |query: String, cookie: Option<String>| {
+        let url = format!("{page}/oidc/callback?{query}");
+        async move { get_raw(&url, cookie.as_deref()).await }
+    };
+    let cases = [
+        (format!("state={state}&code=abc"), None, "start again"),
+        // Two flow cookies: one was planted (a sibling subdomain can set one for a narrower path); neither is trusted.
+        (format!("state={state}&code=abc"), Some(format!("{cookie}; {cookie}")), "start again"),
+        ("state=another&code=abc".to_string(), Some(cookie.clone()), "does not belong to this sign-in"),
+        (format!("state={state}&error=access_denied"), Some(cookie.clone()), "refused the sign-in (access_denied)"),
+        (format!("state={state}&error=%3Cscript%3E"), Some(cookie.clone()), "refused the sign-in (an error)"),
+        (format!("state={state}&code=not-a-code-it-issued"), Some(cookie.clone()), "refused the sign-in"),
+    ];
+    for (query, cookie, expected) in cases {
+        let (status, headers, body) = callback(query.clone(), cookie).await;
+        assert!(status == 400 || status == 502, "{query}: {status} {body}");
+        assert!(body.contains(expected), "{query}: {body}");
+        assert!(!body.contains("<script>"), "{query}: {body}");
+        assert!(headers["set-cookie"][0].contains("Max-Age=0"), "{query}: the flow cookie stays");
+    }
+    let (status, _, _) = get_raw(&format!("{page}/oidc/start?case=%3Cscript%3E"), None).await;
+    assert_eq!(status, 400);
+    // The flow's cookie is no sign-in: sent as one with a proof, it is refused as invalid.
+    let flow = cookie.split_once('=').unwrap().1;
+    let proof =
+        json!({ "version": 1, "command_id": "p-flow", "case_id": "case-1", "code": "12345678", "step_up": flow });
+    let answer = reqwest::Client::new()
+        .post(format!("{page}/v1/proofs"))
+        .header("Content-Type", "application/json")
+        .body(proof.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 422);
+    let reply: Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
+    assert!(reply["message"].as_str().unwrap().contains("sign in again"), "{reply}");
+
+    // A real sign-in, with a password and an authenticator code: not the hardware key this deployment asks for.
+    let signed = sign_in(&harness, "case-1", "bo", "12345678", None);
+    assert_eq!(signed["callback"]["status"], 400, "{signed}");
+    let text = signed["callback"]["text"].as_str().unwrap();
+    assert!(
+        text.contains("did not use a second factor this airlock accepts (it asks for one of: amr:hwk)"),
+        "{signed}"
+    );
+
+    let log = harness.serve_log();
+    let secret = std::fs::read_to_string(&secret_file).unwrap();
+    assert!(!log.contains(secret.trim()) && !log.contains("Correct-horse-1"), "a secret in serve's log:\n{log}");
+}
+
+// Proves (issue 18, item 6) a sign-in at the identity provider never stands in for an authenticator airlock's own
+// directory shows and checks by its code (here the embedded directory, which holds the secret): the owner who signs in
+// instead is told to type the app's code, nothing is counted, and the code with the app's code then proves the case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_does_not_stand_in_for_an_authenticator_the_directory_checks() {
+    let mut harness = Harness::new();
+    let idp = canaille(harness.scratch.path(), &[("tess", &["tess@example.com"])]);
+    let tess = idp.id("tess");
+    let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    let mut account = common::threats::email_account(&tess);
+    account["totp_enrolled_since"] = json!("2024-01-01T00:00:00Z");
+    account["totp_secret"] = json!(secret);
+    common::import_accounts(&harness.data(), json!([account]));
+    // The embedded directory, and canaille only as the OpenID Connect provider.
+    let options = idp.serve_options(harness.scratch.path());
+    let oidc = &options[options.iter().position(|flag| flag == "--http").unwrap()..];
+    let oidc: Vec<&str> = oidc.iter().map(String::as_str).collect();
+    let under = Under::Scim(idp);
+    under.start_serve(&mut harness, &oidc, &[]).await;
+
+    let case_id = request(&harness, "r-tess", &tess, json!({ "type": "remove_totp" }), json!({})).await;
+    common::wait_for(|| !outbox_addresses(&harness.data(), &case_id).is_empty(), "tess's code");
+    let code = common::code_for(&harness.data(), &case_id);
+    let signed = sign_in(&harness, &case_id, "tess", &code, None);
+    assert_eq!(signed["callback"]["status"], 200, "{signed}");
+    assert_eq!(signed["verify"]["status"], 422, "{signed}");
+    assert!(signed["verify"]["text"].as_str().unwrap().contains("authenticator app's code instead"), "{signed}");
+    assert_eq!(status(&harness, &case_id), "requested");
+
+    use airlock::directory::totp::{TotpSecret, hotp, step_at};
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let typed = hotp(&TotpSecret::from_base32(secret).unwrap(), step_at(airlock::core::ids::UnixMs(now)), 6);
+    let client = harness.client().await;
+    let page = Actor::new(Role::Owner, "verification-page");
+    let proof = json!({ "version": 1, "command_id": "p-tess", "case_id": case_id, "code": code, "totp": typed });
+    let proven = send(&client, &page, CommandType::SubmitProof, proof).await;
+    assert_eq!(proven["status"], "cooling_off", "{proven}");
 }

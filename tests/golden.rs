@@ -75,6 +75,7 @@ fn snapshot() -> AccountSnapshot {
             revoked: false,
         }],
         totp_enrolled_since: Some(UnixMs(1_710_000_000_000)),
+        authenticator_unknown: true,
         last_credential_change: None,
         risk_flags: vec!["sim_swap_reported".into()],
     }
@@ -335,8 +336,9 @@ fn v1_fixture(name: &str) -> Vec<u8> {
 fn version_1_decisions_are_upcast_with_no_domain_count() {
     let old_decision = decision_with_domain_count(0);
     let (event, version) = upcast_v1("recovery_requested", v1_fixture("recovery_requested"));
-    let EventBody::RecoveryRequested { intake_decision, .. } = &event.body else { panic!("{event:?}") };
-    assert_eq!((intake_decision, version), (&old_decision, 2));
+    let EventBody::RecoveryRequested { intake_decision, snapshot, .. } = &event.body else { panic!("{event:?}") };
+    assert_eq!((intake_decision, version), (&old_decision, 3));
+    assert!(!snapshot.authenticator_unknown, "a version 1 snapshot came from a directory that could tell");
     let (event, version) = upcast_v1("review_required", v1_fixture("review_required"));
     let EventBody::ReviewRequired { decision, .. } = &event.body else { panic!("{event:?}") };
     assert_eq!((decision, version), (&old_decision, 2));
@@ -416,4 +418,68 @@ fn a_version_1_challenge_gives_every_destination_the_one_code() {
     envelope.payload[0] = 2;
     let error = decode(&postcard::to_stdvec(&envelope).unwrap()).unwrap_err();
     assert!(error.to_string().contains("not challenge_issued"), "{error}");
+}
+
+// Proves the upcaster of RecoveryRequested v2 (before issue 18, item 6, when every directory could say whether an
+// account had an authenticator): the committed v2 bytes decode to today's event with `authenticator_unknown: false`
+// and everything else as the sample, and are stored again as version 3. Another variant under a v2 envelope is
+// refused.
+#[test]
+fn a_version_2_recovery_request_is_upcast_with_a_known_authenticator() {
+    let old =
+        hex::decode(std::fs::read_to_string(golden_dir(2).join("recovery_requested.hex")).unwrap().trim()).unwrap();
+    let envelope: airlock::log::envelope::Envelope = postcard::from_bytes(&old).unwrap();
+    assert_eq!((envelope.event_type.as_str(), envelope.version), ("recovery_requested", 2));
+    let Decoded::Case { case_id, stream_version, event } = decode(&old).unwrap() else { panic!("a case event") };
+    let EventBody::RecoveryRequested { snapshot, .. } = &event.body else { panic!("{event:?}") };
+    assert_eq!(snapshot, &AccountSnapshot { authenticator_unknown: false, ..self::snapshot() });
+    let mut today = sample(EventKind::RecoveryRequested);
+    if let EventBody::RecoveryRequested { snapshot, .. } = &mut today {
+        snapshot.authenticator_unknown = false;
+    }
+    assert_eq!(event.body, today);
+    let again: airlock::log::envelope::Envelope =
+        postcard::from_bytes(&encode_case_event(&case_id, stream_version, &event)).unwrap();
+    assert_eq!(again.version, 3);
+    let mut wrong = envelope.clone();
+    wrong.payload[0] = 2;
+    let error = decode(&postcard::to_stdvec(&wrong).unwrap()).unwrap_err();
+    assert!(error.to_string().contains("not recovery_requested"), "{error}");
+}
+
+// Proves the second factor proven by a sign-in at the identity provider (issue 18, item 6), a variant added to
+// `SecondFactor` after `Totp`, has its own committed bytes, and that adding it left `Totp`'s unchanged (the per-kind
+// fixture above).
+#[test]
+fn a_second_factor_proven_by_sign_in_matches_its_golden_fixture() {
+    let event = Event {
+        at: AT,
+        actor: Actor::new(Role::Owner, "verification-page"),
+        command_id: CommandId::new("command-sign-in"),
+        body: EventBody::SecondFactorProven {
+            factor: airlock::core::event::SecondFactor::SignIn { auth_time: UnixMs(AT.0 - 90_000) },
+        },
+    };
+    let encoded = encode_case_event(&CaseId::new("case-golden"), 7, &event);
+    let decoded = check_fixture("second_factor_proven_sign_in", 1, &encoded);
+    assert_eq!(decoded, Decoded::Case { case_id: CaseId::new("case-golden"), stream_version: 7, event });
+}
+
+// Proves the failure of a proof whose sign-in was as another account (issue 18, item 6), a variant added to
+// `ProofFailure` after `NotRecorded`, has its own committed bytes; the per-kind fixture keeps the older ones.
+#[test]
+fn a_proof_rejected_for_a_sign_in_as_another_account_matches_its_golden_fixture() {
+    let event = Event {
+        at: AT,
+        actor: Actor::new(Role::Owner, "verification-page"),
+        command_id: CommandId::new("command-other-account"),
+        body: EventBody::ProofRejected {
+            challenge_id: ChallengeId::new("challenge-1"),
+            attempts_left: 2,
+            failed: ProofFailure::SignedInAsAnother,
+        },
+    };
+    let encoded = encode_case_event(&CaseId::new("case-golden"), 4, &event);
+    let decoded = check_fixture("proof_rejected_signed_in_as_another", 2, &encoded);
+    assert_eq!(decoded, Decoded::Case { case_id: CaseId::new("case-golden"), stream_version: 4, event });
 }

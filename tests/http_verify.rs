@@ -175,6 +175,40 @@ fn the_verification_page_takes_a_code_and_never_echoes_it() {
     assert!(!printed.contains(&code) && !printed.contains(wrong), "a code reached serve's output:\n{printed}");
 }
 
+// Proves (issue 18, item 6) a serve with no identity provider configured offers no sign-in and takes none: the page
+// links to no /oidc/start, which is not served; a proof carrying a sealed sign-in is refused as invalid, saying why,
+// and so is one carrying both an authenticator code and a sign-in; neither is counted as a wrong code, and the case
+// still takes the right code afterwards.
+#[test]
+fn without_an_identity_provider_no_sign_in_is_offered_or_taken() {
+    let data = common::scratch();
+    import(data.path());
+    let server = serve(data.path());
+    let case_id = request(data.path(), "r-1", "uma", json!({ "type": "reset_password" }));
+    let code = code_in(&messages(data.path(), &case_id)[0]);
+    let (_, _, page) = http(&server.address, "GET", &format!("/verify?case={case_id}"), "text/plain", b"");
+    assert!(!page.contains("/oidc/start"), "{page}");
+    let (status, _, _) = http(&server.address, "GET", &format!("/oidc/start?case={case_id}"), "text/plain", b"");
+    assert_eq!(status, 404);
+
+    let proof = |command_id: &str, extra: Value| {
+        let mut body = json!({ "version": 1, "command_id": command_id, "case_id": case_id, "code": code });
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let (status, _, reply) =
+            http(&server.address, "POST", "/v1/proofs", "application/json", body.to_string().as_bytes());
+        (status, serde_json::from_str::<Value>(&reply).unwrap())
+    };
+    let (status, reply) = proof("p-1", json!({ "step_up": "eyJjYXNlIjoieCJ9.00ff" }));
+    assert_eq!((status, &reply["error"]["code"]), (422, &json!("invalid_value")), "{reply}");
+    assert!(reply["message"].as_str().unwrap().contains("no sign-in"), "{reply}");
+    let (status, reply) = proof("p-2", json!({ "step_up": "eyJjYXNlIjoieCJ9.00ff", "totp": "123456" }));
+    assert_eq!((status, &reply["error"]["code"]), (422, &json!("invalid_value")), "{reply}");
+    assert!(reply["message"].as_str().unwrap().contains("not both"), "{reply}");
+    assert_eq!(status_of(data.path(), &case_id), "requested");
+    let (status, reply) = proof("p-3", json!({}));
+    assert_eq!((status, &reply["status"]), (200, &json!("cooling_off")), "{reply}");
+}
+
 // Proves THREATS 9 through the page: on an account with an authenticator, removing it with the one-time code alone
 // goes to people; with the authenticator's current code as well it goes ahead by policy; the same authenticator code
 // cannot be used twice, and a wrong one fails the proof.

@@ -15,7 +15,7 @@ use airlock::core::actor::{Actor, Role};
 use airlock::core::command::{Change, Command, CommandEnvelope, CommandKind, EffectOutcome, SecondFactorCheck};
 use airlock::core::control::{ControlCommand, ControlState, decide_control, evolve_control};
 use airlock::core::decide::{Context, FreshChallenge, decide, refusal_event};
-use airlock::core::event::{Authorization, Event, EventBody, EventKind};
+use airlock::core::event::{Authorization, Event, EventBody, EventKind, SecondFactor};
 use airlock::core::ids::{AccountId, ActorId, CaseId, ChallengeId, CommandId, DestinationId, EffectId, UnixMs};
 use airlock::core::limits::{self, DAY_MS, HOUR_MS, MINUTE_MS};
 use airlock::core::policy::{Phase, PolicyDecision, PolicyFacts, Velocity};
@@ -189,6 +189,7 @@ fn known_account(risk_class: RiskClass, destinations: Vec<Destination>) -> Accou
         risk_class,
         destinations,
         totp_enrolled_since: None,
+        authenticator_unknown: false,
         last_credential_change: None,
         risk_flags: Vec::new(),
     }
@@ -878,8 +879,16 @@ impl Audit {
                 Ok(())
             }
             EventBody::RolledBack { reversal, .. } => self.check_rollback(reversal),
-            EventBody::SecondFactorProven { .. } if root.snapshot.totp_enrolled_since.is_none() => {
-                Err("THREATS 9: an authenticator was counted for an account without one".to_string())
+            EventBody::SecondFactorProven { factor: SecondFactor::Totp }
+                if root.snapshot.totp_enrolled_since.is_none() =>
+            {
+                Err("THREATS 9: an authenticator was counted for an account the directory shows without one"
+                    .to_string())
+            }
+            EventBody::SecondFactorProven { factor: SecondFactor::SignIn { .. } }
+                if !root.snapshot.may_have_authenticator() =>
+            {
+                Err("THREATS 9: a sign-in was counted for an account without a second factor".to_string())
             }
             EventBody::SecondFactorProven { .. } => {
                 self.totp_proven = true;
@@ -967,9 +976,7 @@ impl Audit {
                 Err("invariant 1: cooling_off by policy without an accepted proof".to_string())
             }
             Authorization::Policy { .. }
-                if root.action.changes_factors()
-                    && root.snapshot.totp_enrolled_since.is_some()
-                    && !self.totp_proven =>
+                if root.action.changes_factors() && root.snapshot.may_have_authenticator() && !self.totp_proven =>
             {
                 Err("THREATS 9: a factor change went ahead by policy without the account's authenticator".to_string())
             }
@@ -1375,6 +1382,8 @@ fn random_snapshot(rng: &mut StdRng) -> AccountSnapshot {
         .collect();
     let mut snapshot = known_account(risk_class, destinations);
     snapshot.totp_enrolled_since = rng.random_bool(0.3).then_some(UnixMs(REQUESTED_AT.0 - 90 * DAY_MS));
+    // A directory that cannot show an authenticator (SCIM, issue 18 item 6).
+    snapshot.authenticator_unknown = snapshot.totp_enrolled_since.is_none() && rng.random_bool(0.3);
     snapshot.last_credential_change = rng.random_bool(0.2).then_some(UnixMs(REQUESTED_AT.0 - 3 * DAY_MS));
     if rng.random_bool(0.1) {
         snapshot.risk_flags.push("sim_swap_reported".to_string());
@@ -1467,6 +1476,7 @@ fn random_step(rng: &mut StdRng, applied: f64) -> Step {
                     SecondFactorCheck::NotGiven,
                     SecondFactorCheck::Valid,
                     SecondFactorCheck::Invalid,
+                    SecondFactorCheck::SignedIn { auth_time: UnixMs(REQUESTED_AT.0 + 60_000) },
                 ],
             ),
         },

@@ -57,6 +57,7 @@ async fn recovery_workflow_on_jetstream() {
         project_inline: true,
         admissions: Default::default(),
         redelivery: Default::default(),
+        sign_in_step_up: false,
         policy: airlock::policy::Engine::shared(),
     };
     let case_id = CaseId::new("case-gina");

@@ -49,6 +49,7 @@ fn account(destinations: Vec<Destination>) -> AccountSnapshot {
         risk_class: RiskClass::Standard,
         destinations,
         totp_enrolled_since: None,
+        authenticator_unknown: false,
         last_credential_change: None,
         risk_flags: Vec::new(),
     }

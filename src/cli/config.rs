@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 pub const CONFIG_ENV: &str = "AIRLOCK_CONFIG";
 
 /// Every key of the file: the variable it stands for, and what it sets.
-pub const KEYS: [(&str, &str, &str); 21] = [
+pub const KEYS: [(&str, &str, &str); 25] = [
     ("data_dir", "AIRLOCK_DATA_DIR", "the data directory (projection, embedded store, key file)"),
     ("nats_url", "AIRLOCK_NATS_URL", "NATS server(s), comma-separated: nats://host:4222"),
     ("nats_nkey", "AIRLOCK_NATS_NKEY", "the nkey seed file to connect to NATS with (`airlock nats-config`)"),
@@ -37,6 +37,10 @@ pub const KEYS: [(&str, &str, &str); 21] = [
     ("directory_secrets", "AIRLOCK_DIRECTORY_SECRETS", "the file of secrets the adapter's requests are signed with"),
     ("directory_token", "AIRLOCK_DIRECTORY_TOKEN", "the file of the bearer token the SCIM service is called with"),
     ("directory_sync", "AIRLOCK_DIRECTORY_SYNC", "how often a directory without per-address ages is read whole"),
+    ("oidc_issuer", "AIRLOCK_OIDC_ISSUER", "the OpenID Connect provider owners prove a second factor at by signing in"),
+    ("oidc_client_id", "AIRLOCK_OIDC_CLIENT_ID", "airlock's client id at that provider"),
+    ("oidc_client_secret", "AIRLOCK_OIDC_CLIENT_SECRET", "the file of airlock's client secret at that provider"),
+    ("oidc_step_up", "AIRLOCK_OIDC_STEP_UP", "what a sign-in must show to count: amr:VALUE or acr:VALUE, any of them"),
 ];
 
 /// The file as written. Unknown keys are an error: a misspelt key must not silently fall back to a default.
@@ -64,6 +68,10 @@ pub struct ConfigFile {
     pub directory_secrets: Option<PathBuf>,
     pub directory_token: Option<PathBuf>,
     pub directory_sync: Option<String>,
+    pub oidc_issuer: Option<String>,
+    pub oidc_client_id: Option<String>,
+    pub oidc_client_secret: Option<PathBuf>,
+    pub oidc_step_up: Option<String>,
 }
 
 impl ConfigFile {
@@ -93,6 +101,10 @@ impl ConfigFile {
             path(&self.directory_secrets),
             path(&self.directory_token),
             self.directory_sync.clone(),
+            self.oidc_issuer.clone(),
+            self.oidc_client_id.clone(),
+            path(&self.oidc_client_secret),
+            self.oidc_step_up.clone(),
         ];
         KEYS.iter().zip(values).filter_map(|((_, env, _), value)| value.map(|value| (*env, value))).collect()
     }

@@ -113,7 +113,8 @@ airlock replay --nats nats://127.0.0.1:4222 --verify --json")]
     /// Run airlock against NATS JetStream: intake, the event log, the projector, timers and case queries.
     #[command(after_help = "Examples:\n  airlock serve --nats nats://127.0.0.1:4222 --data-dir /var/lib/airlock\n  \
 AIRLOCK_NATS_URL=nats://n1:4222 airlock serve --replicas 3")]
-    Serve(serve::ServeArgs),
+    // Boxed: the serve flags make it far larger than every other command.
+    Serve(Box<serve::ServeArgs>),
     /// Send one JSON command (see schemas/) to the embedded store as the given actor, and print the reply.
     #[command(
         after_help = "Examples:\n  airlock submit --actor intake:helpdesk-7 --command request-recovery request.json\n  \
@@ -190,7 +191,7 @@ pub fn main() -> ExitCode {
         Commands::Replay(args) => replay::run(args),
         Commands::Review(args) => review::run(args),
         Commands::Rollback(args) => rollback::run(args),
-        Commands::Serve(args) => serve::run(args),
+        Commands::Serve(args) => serve::run(*args),
         Commands::Submit(args) => submit::run(args),
     };
     ExitCode::from(code)

@@ -198,7 +198,10 @@ fn print_account(packet: &EvidencePacket) {
         );
     }
     let or_none = |value: &Option<String>| value.clone().unwrap_or_else(|| "none".to_string());
-    println!("  authenticator app: {}", or_none(&account.totp_enrolled_at));
+    match account.authenticator_unknown {
+        true => println!("  authenticator app: the directory cannot tell (a factor change needs a sign-in or people)"),
+        false => println!("  authenticator app: {}", or_none(&account.totp_enrolled_at)),
+    }
     println!("  last credential change: {}", or_none(&account.credential_changed_at));
     let flags = if account.risk_flags.is_empty() { "none".to_string() } else { account.risk_flags.join(", ") };
     println!("  risk flags: {}", for_terminal(&flags));

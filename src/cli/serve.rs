@@ -78,6 +78,46 @@ pub struct ServeArgs {
     /// The file holding the bearer token airlock presents to the SCIM service, readable by its owner only.
     #[arg(long, env = "AIRLOCK_DIRECTORY_TOKEN", value_name = "FILE")]
     pub directory_token: Option<std::path::PathBuf>,
+    /// The company's OpenID Connect provider (its issuer, such as https://idp.example): owners may prove the
+    /// account's second factor by signing in there instead of typing an authenticator code (docs/oidc-step-up.md).
+    /// Needs --http, --oidc-client-id and --oidc-client-secret; register {public URL}/oidc/callback there.
+    #[arg(long, env = "AIRLOCK_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// airlock's client id at the provider.
+    #[arg(long, env = "AIRLOCK_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// The file holding airlock's client secret at the provider, readable by its owner only.
+    #[arg(long, env = "AIRLOCK_OIDC_CLIENT_SECRET", value_name = "FILE")]
+    pub oidc_client_secret: Option<std::path::PathBuf>,
+    /// What a sign-in must show to count as a second factor, any one of them: amr:VALUE (RFC 8176: mfa, otp, hwk,
+    /// ...) or acr:VALUE, comma-separated.
+    #[arg(long, env = "AIRLOCK_OIDC_STEP_UP", default_value = crate::oidc::StepUpRule::DEFAULT)]
+    pub oidc_step_up: String,
+}
+
+/// The identity provider the flags name, its secret read; each misuse refused with the flag to fix.
+fn oidc(args: &ServeArgs) -> anyhow::Result<Option<crate::oidc::OidcConfig>> {
+    let step_up = crate::oidc::StepUpRule::parse(&args.oidc_step_up).map_err(|error| anyhow::anyhow!("--{error}"))?;
+    match (&args.oidc_issuer, &args.oidc_client_id, &args.oidc_client_secret) {
+        (None, None, None) => Ok(None),
+        (Some(issuer), Some(client_id), Some(secret)) => {
+            if args.http.is_none() {
+                anyhow::bail!("--oidc-issuer needs --http: owners sign in from airlock's page");
+            }
+            crate::oidc::checked_url("--oidc-issuer", issuer).map_err(|error| anyhow::anyhow!("{error}"))?;
+            let text = crate::directory::read_private_file(secret)
+                .map_err(|error| anyhow::anyhow!("--oidc-client-secret refused: {error}"))?;
+            let client_secret = crate::oidc::ClientSecretText::new(&text)
+                .map_err(|error| anyhow::anyhow!("--oidc-client-secret refused: {}: {error}", secret.display()))?;
+            Ok(Some(crate::oidc::OidcConfig {
+                issuer: issuer.clone(),
+                client_id: client_id.clone(),
+                client_secret,
+                step_up,
+            }))
+        }
+        _ => anyhow::bail!("--oidc-issuer, --oidc-client-id and --oidc-client-secret go together"),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -177,6 +217,7 @@ fn config(args: ServeArgs) -> anyhow::Result<Config> {
         None => None,
     };
     let directory = directory(&args)?;
+    let oidc = oidc(&args)?;
     if args.directory_sync.is_zero() || args.directory_sync > Duration::from_secs(7 * 24 * 3600) {
         anyhow::bail!("--directory-sync must be longer than zero and at most 7 days");
     }
@@ -194,6 +235,7 @@ fn config(args: ServeArgs) -> anyhow::Result<Config> {
         smtp,
         metrics: args.metrics,
         ready_lag: args.ready_lag,
+        oidc,
     })
 }
 

@@ -112,6 +112,10 @@ pub struct AccountSnapshot {
     pub destinations: Vec<Destination>,
     /// When a TOTP authenticator was enrolled, if one is.
     pub totp_enrolled_since: Option<UnixMs>,
+    /// The directory cannot tell whether the account has an authenticator (SCIM 2.0 carries none): a factor change
+    /// then needs a second factor proven another way (a sign-in at the company's identity provider) or people
+    /// (THREATS 9, issue 18 item 6). New in `recovery_requested` v3; older events are upcast with `false`.
+    pub authenticator_unknown: bool,
     /// The last password or factor change, which makes a new recovery suspicious (policy input).
     pub last_credential_change: Option<UnixMs>,
     /// Free-form flags the directory raises (for example `sim_swap_reported`); policy input, never proof.
@@ -153,9 +157,16 @@ impl AccountSnapshot {
             risk_class: RiskClass::Standard,
             destinations: Vec::new(),
             totp_enrolled_since: None,
+            authenticator_unknown: false,
             last_credential_change: None,
             risk_flags: Vec::new(),
         }
+    }
+
+    /// Whether the account may have a second factor stronger than its destinations: an authenticator the directory
+    /// reports, or one it cannot rule out. A factor change then needs it proven, or people (THREATS 9).
+    pub fn may_have_authenticator(&self) -> bool {
+        self.totp_enrolled_since.is_some() || self.authenticator_unknown
     }
 
     /// What changed in the account's factors between `self` (what a decision saw) and `now` (the account read again):
@@ -261,6 +272,7 @@ mod factor_change_tests {
                 destination("phone", DestinationKind::Phone, "+15550001234"),
             ],
             totp_enrolled_since: Some(UnixMs(500)),
+            authenticator_unknown: false,
             last_credential_change: None,
             risk_flags: Vec::new(),
         }

@@ -3,7 +3,7 @@
 
 use crate::core::action::{ActionHash, RecoveryAction};
 use crate::core::actor::{Actor, Role};
-use crate::core::ids::{AccountId, CommandId, DestinationId, EffectId};
+use crate::core::ids::{AccountId, CommandId, DestinationId, EffectId, UnixMs};
 use crate::core::signals::Signals;
 use crate::core::state::Status;
 use crate::core::text::UntrustedText;
@@ -60,6 +60,13 @@ pub enum SecondFactorCheck {
     /// It is a right code of the app, but already used (the same proof sent twice at once, from two tabs): refused,
     /// and not counted as a wrong code (issue 15, item 14).
     AlreadyUsed,
+    /// No code was typed: the owner signed in at the company's OpenID Connect provider, as this account and with a
+    /// second factor, at `auth_time` (the verified ID token's claim), just before (issue 18, item 6).
+    SignedIn { auth_time: UnixMs },
+    /// A verified sign-in at the provider, with a second factor, but as another account than the case's: a wrong
+    /// second factor, counted like a wrong authenticator code, and recorded as such (someone holding the message's
+    /// code signed in as somebody else).
+    SignedInAsAnother,
 }
 
 /// The command kinds, for the transition table, rejections and refusal records.

@@ -270,11 +270,25 @@ fn submit_proof(
     // A wrong authenticator code fails the whole proof and counts against the account like a wrong code, so the
     // authenticator cannot be guessed at more cheaply than the code. A "valid" one counts only for an account whose
     // recorded snapshot has an authenticator: the core does not take the shell's word for a factor that did not exist.
-    let has_totp = state.facts.as_ref().is_some_and(|facts| facts.snapshot.totp_enrolled_since.is_some());
-    let second_factor_proven = match second_factor {
-        SecondFactorCheck::Valid => has_totp,
-        SecondFactorCheck::NotGiven | SecondFactorCheck::Invalid | SecondFactorCheck::AlreadyUsed => false,
+    // A sign-in at the company's identity provider counts for an account that has an authenticator or may have one
+    // the directory cannot show (SCIM): the provider asked for whatever second factor the account has.
+    let snapshot = state.facts.as_ref().map(|facts| &facts.snapshot);
+    let has_totp = snapshot.is_some_and(|snapshot| snapshot.totp_enrolled_since.is_some());
+    let proven_factor = match second_factor {
+        SecondFactorCheck::Valid if has_totp => Some(SecondFactor::Totp),
+        SecondFactorCheck::SignedIn { auth_time }
+            if snapshot.is_some_and(crate::core::account::AccountSnapshot::may_have_authenticator) =>
+        {
+            Some(SecondFactor::SignIn { auth_time })
+        }
+        SecondFactorCheck::Valid
+        | SecondFactorCheck::SignedIn { .. }
+        | SecondFactorCheck::SignedInAsAnother
+        | SecondFactorCheck::NotGiven
+        | SecondFactorCheck::Invalid
+        | SecondFactorCheck::AlreadyUsed => None,
     };
+    let second_factor_proven = proven_factor.is_some();
     let proven = challenge.proven_destinations(proof);
     if second_factor == SecondFactorCheck::AlreadyUsed && !proven.is_empty() {
         return Err(Rejection::SecondFactorAlreadyUsed);
@@ -283,6 +297,8 @@ fn submit_proof(
         Some(ProofFailure::WrongCode)
     } else if second_factor == SecondFactorCheck::Invalid {
         Some(ProofFailure::WrongSecondFactor)
+    } else if second_factor == SecondFactorCheck::SignedInAsAnother {
+        Some(ProofFailure::SignedInAsAnother)
     } else {
         None
     };
@@ -303,14 +319,17 @@ fn submit_proof(
     // A phone's code alone, while an email of the account got one too, is what a SIM swap the carrier did not report
     // looks like: people decide, unless the authenticator was proven with it (issue 16).
     let kind_of = |id: &DestinationId| facts.snapshot.destination(id).map(|destination| destination.kind);
-    let phone_only = !second_factor_proven
+    // A sign-in at the identity provider does not lift it: the provider may have let the sign-in through with a code
+    // sent to that same phone.
+    let phone_only = proven_factor != Some(SecondFactor::Totp)
         && proven.iter().all(|id| kind_of(id) == Some(DestinationKind::Phone))
         && challenge.destinations.iter().any(|id| kind_of(id) == Some(DestinationKind::Email));
     let accepted = EventBody::ProofAccepted { challenge_id: challenge.challenge_id.clone(), destinations: proven };
     // Proof is capped at what was shown: a change to the account's factors needs its strongest factor, the
     // authenticator where it has one; without it, people decide (THREATS 9).
+    // A directory that cannot show an authenticator (SCIM) cannot rule one out either: the same holds there.
     let weaker_proof =
-        facts.action.changes_factors() && facts.snapshot.totp_enrolled_since.is_some() && !second_factor_proven;
+        facts.action.changes_factors() && facts.snapshot.may_have_authenticator() && !second_factor_proven;
     // High-value accounts are never automated, whatever the policy returned (SPEC principle 6).
     let (outcome, reason) = match decision.outcome {
         Outcome::Auto if weaker_proof => (Outcome::Review, ReviewReason::WeakerProof),
@@ -329,8 +348,8 @@ fn submit_proof(
         Outcome::Deny => EventBody::CaseDenied { reason: DenialReason::Policy { rules: decision.rules.clone() } },
     };
     let mut bodies = Vec::with_capacity(3);
-    if second_factor_proven {
-        bodies.push(EventBody::SecondFactorProven { factor: SecondFactor::Totp });
+    if let Some(factor) = proven_factor {
+        bodies.push(EventBody::SecondFactorProven { factor });
     }
     bodies.extend([accepted, next]);
     Ok(bodies)

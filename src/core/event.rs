@@ -146,12 +146,20 @@ pub enum ProofFailure {
     WrongSecondFactor,
     /// Recorded by an airlock that did not keep which (a version 1 event, upcast).
     NotRecorded,
+    /// The one-time code matched, but the sign-in at the identity provider sent with it was as another account
+    /// (issue 18, item 6).
+    SignedInAsAnother,
 }
 
 /// A second factor an owner can prove besides a one-time code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SecondFactor {
     Totp,
+    /// A sign-in at the company's OpenID Connect provider, as the account and with a second factor, at `auth_time`
+    /// (issue 18, item 6).
+    SignIn {
+        auth_time: UnixMs,
+    },
 }
 
 /// What authorized a change: the policy after proof, or a reviewer quorum.

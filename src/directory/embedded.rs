@@ -272,6 +272,7 @@ fn read_snapshot(connection: &Connection, account_id: &AccountId) -> Result<Acco
         risk_class,
         destinations,
         totp_enrolled_since: totp.map(|at| UnixMs(at as u64)),
+        authenticator_unknown: false,
         last_credential_change: changed.map(|at| UnixMs(at as u64)),
         risk_flags: serde_json::from_str(&flags).map_err(corrupt)?,
     })

@@ -106,6 +106,9 @@ struct AccountAnswer {
     destinations: Vec<DestinationAnswer>,
     #[serde(default)]
     totp_enrolled_at: Option<String>,
+    /// The identity provider cannot tell whether the account has an authenticator (issue 18, item 6).
+    #[serde(default)]
+    authenticator_unknown: bool,
     #[serde(default)]
     last_credential_change: Option<String>,
 }
@@ -163,16 +166,20 @@ pub fn adapter_url(url: &str) -> Result<url::Url, String> {
     if !base.path().ends_with('/') {
         base.set_path(&format!("{}/", base.path()));
     }
-    let loopback = match base.host() {
+    match base.scheme() {
+        "https" => Ok(base),
+        "http" if loopback(&base) => Ok(base),
+        _ => Err("directory_url: use https:// (plain http:// only to a loopback address)".to_string()),
+    }
+}
+
+/// Whether `url` names a loopback address (or `localhost`), where plain `http://` is allowed.
+pub(crate) fn loopback(url: &url::Url) -> bool {
+    match url.host() {
         Some(url::Host::Ipv4(address)) => address.is_loopback(),
         Some(url::Host::Ipv6(address)) => address.is_loopback(),
         Some(url::Host::Domain(name)) => name == "localhost",
         None => false,
-    };
-    match base.scheme() {
-        "https" => Ok(base),
-        "http" if loopback => Ok(base),
-        _ => Err("directory_url: use https:// (plain http:// only to a loopback address)".to_string()),
     }
 }
 
@@ -514,6 +521,9 @@ impl HttpDirectory {
                 .as_deref()
                 .map(|at| parse_time(at, "totp_enrolled_at", now))
                 .transpose()?,
+            // An enrolment time says there is one: "unknown" with it is the adapter contradicting itself, and the
+            // stricter reading (there is one) is kept.
+            authenticator_unknown: read.authenticator_unknown && read.totp_enrolled_at.is_none(),
             last_credential_change: read
                 .last_credential_change
                 .as_deref()

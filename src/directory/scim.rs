@@ -240,6 +240,8 @@ impl ScimDirectory {
             risk_class: RiskClass::Standard,
             destinations,
             totp_enrolled_since: None,
+            // SCIM 2.0 carries no second factor: airlock cannot tell whether the user has one (issue 18, item 6).
+            authenticator_unknown: true,
             last_credential_change: None,
             risk_flags,
         })

@@ -14,6 +14,7 @@
 
 pub mod api_keys;
 pub mod requests;
+pub mod step_up;
 
 use crate::core::actor::{Actor, Role};
 use crate::core::ids::{CaseId, DestinationId};
@@ -42,16 +43,22 @@ pub fn router<L: EventLog + 'static>(
     service: Arc<Service<L>>,
     keys: Arc<ApiKeys>,
     sending: Arc<crate::service::Sending>,
+    provider: Option<Arc<crate::oidc::Provider>>,
 ) -> Router {
     let requests = requests::router(requests::IntakeState { service: service.clone(), keys, sending });
+    let step_up = match provider {
+        Some(provider) => step_up::router(step_up::StepUpState::new(service.clone(), provider)),
+        None => Router::new(),
+    };
     Router::new()
-        .route("/verify", get(verify_page).post(verify_form::<L>))
+        .route("/verify", get(verify_page::<L>).post(verify_form::<L>))
         .route("/v1/proofs", axum::routing::post(verify_json::<L>))
         .route("/cancel", get(cancel_page).post(cancel_form::<L>))
         .route("/set-password", get(set_password_page).post(set_password_form::<L>))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(service)
         .merge(requests)
+        .merge(step_up)
         .layer(DefaultBodyLimit::max(limits::COMMAND_BYTES_MAX))
         .layer(axum::middleware::map_response(hardened))
 }
@@ -61,11 +68,12 @@ pub fn router<L: EventLog + 'static>(
 pub async fn serve<L: EventLog + 'static>(
     listener: tokio::net::TcpListener,
     service: Arc<Service<L>>,
-    keys: Arc<ApiKeys>,
+    (keys, provider): (Arc<ApiKeys>, Option<Arc<crate::oidc::Provider>>),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let sending = Arc::new(crate::service::Sending::default());
-    let served = axum::serve(listener, router(service, keys, sending.clone())).with_graceful_shutdown(shutdown).await;
+    let routes = router(service, keys, sending.clone(), provider);
+    let served = axum::serve(listener, routes).with_graceful_shutdown(shutdown).await;
     sending.finish().await;
     served
 }
@@ -130,25 +138,64 @@ struct VerifyQuery {
 }
 
 /// The form. Opening it changes nothing and reveals nothing about the case.
-async fn verify_page(Query(query): Query<VerifyQuery>) -> Response {
+async fn verify_page<L: EventLog + 'static>(
+    State(service): State<Arc<Service<L>>>,
+    Query(query): Query<VerifyQuery>,
+) -> Response {
     let Some(case_id) = query.case.filter(|case| check_identifier("case_id", case).is_ok()) else {
         return invalid_link();
     };
-    let body = format!(
-        "<p>Enter the code from the message we sent to a contact method already on your account.</p>\
+    let second = match service.sign_in_step_up {
+        true => SecondOnForm::SignInOffered,
+        false => SecondOnForm::Authenticator,
+    };
+    page(StatusCode::OK, "Confirm it is you", &verify_form_body(&case_id, second))
+}
+
+/// What the verification form offers besides the code.
+pub(crate) enum SecondOnForm<'a> {
+    /// A field for the authenticator app's code (a directory that checks one, or the embedded directory).
+    Authenticator,
+    /// That field, and a sign-in at the company's identity provider to use instead.
+    SignInOffered,
+    /// The owner signed in already: what the sign-in proved, sealed, goes with the code.
+    SignedIn { step_up: &'a str },
+}
+
+/// The verification form of `case_id`.
+pub(crate) fn verify_form_body(case_id: &str, second: SecondOnForm<'_>) -> String {
+    let case = escape(case_id);
+    let (before, field) = match second {
+        SecondOnForm::Authenticator | SecondOnForm::SignInOffered => (
+            String::new(),
+            "<label>Authenticator app code (only if your account has one)<br>\
+             <input name=\"totp\" inputmode=\"numeric\" autocomplete=\"off\"></label>"
+                .to_string(),
+        ),
+        SecondOnForm::SignedIn { step_up } => (
+            "<p><strong>You signed in with your second factor.</strong> Now enter the code.</p>".to_string(),
+            format!("<input type=\"hidden\" name=\"step_up\" value=\"{}\">", escape(step_up)),
+        ),
+    };
+    let after = match second {
+        SecondOnForm::SignInOffered => format!(
+            "<p>If you were asked to change how you sign in (an email, a phone or an authenticator), first \
+             <a href=\"/oidc/start?case={case}\">sign in with your second factor</a>, then come back here with the \
+             code.</p>"
+        ),
+        SecondOnForm::Authenticator | SecondOnForm::SignedIn { .. } => String::new(),
+    };
+    format!(
+        "{before}<p>Enter the code from the message we sent to a contact method already on your account.</p>\
          <form method=\"post\" action=\"/verify\">\
          <input type=\"hidden\" name=\"case_id\" value=\"{case}\">\
          <input type=\"hidden\" name=\"command_id\" value=\"{command}\">\
          <label>Code<br><input name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required></label>\
-         <label>Authenticator app code (only if your account has one)<br>\
-         <input name=\"totp\" inputmode=\"numeric\" autocomplete=\"off\"></label>\
-         <button type=\"submit\">Verify</button></form>\
+         {field}<button type=\"submit\">Verify</button></form>{after}\
          <p class=\"note\">Nobody from support, and no assistant, will ever ask you for this code. Enter it only on \
          this page.</p>",
-        case = escape(&case_id),
         command = escape(&new_id("page")),
-    );
-    page(StatusCode::OK, "Confirm it is you", &body)
+    )
 }
 
 /// What the page and the JSON endpoint accept. Unknown fields are refused by the wire parser behind it.
@@ -159,6 +206,8 @@ struct ProofForm {
     code: String,
     #[serde(default)]
     totp: String,
+    #[serde(default)]
+    step_up: String,
 }
 
 impl std::fmt::Debug for ProofForm {
@@ -181,6 +230,9 @@ fn proof_json(form: &ProofForm) -> Vec<u8> {
     });
     if !form.totp.trim().is_empty() {
         command["totp"] = serde_json::Value::String(form.totp.clone());
+    }
+    if !form.step_up.trim().is_empty() {
+        command["step_up"] = serde_json::Value::String(form.step_up.clone());
     }
     serde_json::to_vec(&command).expect("a JSON value serializes")
 }

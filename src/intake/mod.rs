@@ -279,6 +279,10 @@ pub const CODE_NOT_ACCEPTED: &str = "That code was not accepted. Check the lates
 pub const SECOND_FACTOR_NOT_ACCEPTED: &str = "The code from the message was right, but the authenticator app's code \
      was not. Type the app's current code (and the message's code again) and try once more.";
 
+/// The answer when the message's code was right and the sign-in sent with it was as another account.
+pub const SIGNED_IN_AS_ANOTHER: &str = "The code from the message was right, but you signed in at the identity \
+     provider as another account. Sign in as the account this request is for, and try once more.";
+
 /// The answer when the message's code was right and the authenticator code was one already used.
 pub const SECOND_FACTOR_ALREADY_USED: &str = "The code from the message was right, but that authenticator code was \
      already used. Wait for the app's next code and try again.";
@@ -299,24 +303,24 @@ async fn not_proven<L: EventLog>(
     case_id: &CaseId,
     command_id: &CommandId,
 ) -> Reply {
-    let second_factor_wrong = match service.load(case_id).await {
-        Ok((_, events)) => events.last().is_some_and(|event| {
-            event.command_id == *command_id
-                && event.actor == *owner
-                && matches!(
-                    event.body,
-                    crate::core::event::EventBody::ProofRejected {
-                        failed: crate::core::event::ProofFailure::WrongSecondFactor,
-                        ..
-                    }
-                )
+    use crate::core::event::{EventBody, ProofFailure};
+    let failed = match service.load(case_id).await {
+        Ok((_, events)) => events.last().and_then(|event| match &event.body {
+            EventBody::ProofRejected { failed, .. } if event.command_id == *command_id && event.actor == *owner => {
+                Some(*failed)
+            }
+            _ => None,
         }),
-        Err(_) => false,
+        Err(_) => None,
     };
-    if second_factor_wrong {
-        owner_refusal(Some(case_id), "second_factor_not_accepted", SECOND_FACTOR_NOT_ACCEPTED)
-    } else {
-        code_not_accepted(Some(case_id))
+    match failed {
+        Some(ProofFailure::WrongSecondFactor) => {
+            owner_refusal(Some(case_id), "second_factor_not_accepted", SECOND_FACTOR_NOT_ACCEPTED)
+        }
+        Some(ProofFailure::SignedInAsAnother) => {
+            owner_refusal(Some(case_id), "second_factor_not_accepted", SIGNED_IN_AS_ANOTHER)
+        }
+        Some(ProofFailure::WrongCode | ProofFailure::NotRecorded) | None => code_not_accepted(Some(case_id)),
     }
 }
 
@@ -366,9 +370,9 @@ async fn dispatch<L: EventLog>(
             let proof =
                 wire::parse::<wire::SubmitProofV1>(bytes).map_err(malformed)?.to_core().map_err(Refusal::AtTheEdge)?;
             let typed = proof.reveal_typed_code();
-            let totp = proof.reveal_typed_totp();
+            let second = crate::service::Second { totp: proof.reveal_typed_totp(), step_up: proof.reveal_step_up() };
             let handled =
-                service.submit_code(&proof.case_id, proof.command_id.clone(), actor.clone(), typed, totp).await;
+                service.submit_proof(&proof.case_id, proof.command_id.clone(), actor.clone(), typed, second).await;
             return handled.map(Outcome::Case).map_err(Refusal::Service);
         }
         CommandType::ReviewDecision => {

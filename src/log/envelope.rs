@@ -15,8 +15,10 @@ pub fn case_event_version(kind: EventKind) -> u16 {
     match kind {
         // v2 (ADR 11): `failed` says which part of the proof was wrong.
         EventKind::ProofRejected => 2,
+        // v3 (issue 18, item 6): the snapshot says whether the directory could tell if an authenticator exists.
+        EventKind::RecoveryRequested => 3,
         // v2 (issue 15, item 10): the recorded velocity counts the named address's registrable domain.
-        EventKind::RecoveryRequested | EventKind::ReviewRequired | EventKind::CoolingOffStarted => 2,
+        EventKind::ReviewRequired | EventKind::CoolingOffStarted => 2,
         // v2 (issue 16): a code per destination, so a proof says which destination it came from.
         EventKind::ChallengeIssued => 2,
         EventKind::ChallengeWithheld

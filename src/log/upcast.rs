@@ -4,7 +4,7 @@
 //! (the golden fixtures check it), so a kind's position never changes.
 
 use super::envelope::{DecodeError, Envelope};
-use crate::core::account::AccountSnapshot;
+use crate::core::account::{AccountSnapshot, Destination, RiskClass};
 use crate::core::action::{ActionHash, RecoveryAction};
 use crate::core::event::{Authorization, EventBody, EventKind, ProofFailure, ReviewReason};
 use crate::core::ids::{AccountId, ActorId, ChallengeId, DestinationId, UnixMs};
@@ -91,6 +91,34 @@ impl From<PolicyDecisionV1> for PolicyDecision {
     }
 }
 
+/// The account snapshot of `RecoveryRequested` v1 and v2: before `authenticator_unknown` (issue 18, item 6). Every
+/// directory then could say whether an account had an authenticator.
+#[derive(Deserialize)]
+struct AccountSnapshotV2 {
+    account_id: AccountId,
+    known: bool,
+    risk_class: RiskClass,
+    destinations: Vec<Destination>,
+    totp_enrolled_since: Option<UnixMs>,
+    last_credential_change: Option<UnixMs>,
+    risk_flags: Vec<String>,
+}
+
+impl From<AccountSnapshotV2> for AccountSnapshot {
+    fn from(old: AccountSnapshotV2) -> AccountSnapshot {
+        AccountSnapshot {
+            account_id: old.account_id,
+            known: old.known,
+            risk_class: old.risk_class,
+            destinations: old.destinations,
+            totp_enrolled_since: old.totp_enrolled_since,
+            authenticator_unknown: false,
+            last_credential_change: old.last_credential_change,
+            risk_flags: old.risk_flags,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct RecoveryRequestedV1 {
     account_id: AccountId,
@@ -98,8 +126,37 @@ struct RecoveryRequestedV1 {
     action_hash: ActionHash,
     summary: UntrustedText,
     signals: Signals,
-    snapshot: AccountSnapshot,
+    snapshot: AccountSnapshotV2,
     intake_decision: PolicyDecisionV1,
+    deadline: UnixMs,
+}
+
+/// Version 1 is version 2 before the decision counted the registrable domain.
+impl From<RecoveryRequestedV1> for RecoveryRequestedV2 {
+    fn from(old: RecoveryRequestedV1) -> RecoveryRequestedV2 {
+        RecoveryRequestedV2 {
+            account_id: old.account_id,
+            action: old.action,
+            action_hash: old.action_hash,
+            summary: old.summary,
+            signals: old.signals,
+            snapshot: old.snapshot,
+            intake_decision: old.intake_decision.into(),
+            deadline: old.deadline,
+        }
+    }
+}
+
+/// `RecoveryRequested` v2: the decision counts the registrable domain, the snapshot has no `authenticator_unknown`.
+#[derive(Deserialize)]
+struct RecoveryRequestedV2 {
+    account_id: AccountId,
+    action: RecoveryAction,
+    action_hash: ActionHash,
+    summary: UntrustedText,
+    signals: Signals,
+    snapshot: AccountSnapshotV2,
+    intake_decision: PolicyDecision,
     deadline: UnixMs,
 }
 
@@ -162,16 +219,19 @@ pub(super) fn upcast(kind: EventKind, envelope: &Envelope) -> Result<EventBody, 
                 expires_at: old.expires_at,
             })
         }
-        (EventKind::RecoveryRequested, 1) => {
-            let old: RecoveryRequestedV1 = old_payload(envelope, RECOVERY_REQUESTED_VARIANT)?;
+        (EventKind::RecoveryRequested, 1 | 2) => {
+            let old: RecoveryRequestedV2 = match envelope.version {
+                1 => old_payload::<RecoveryRequestedV1>(envelope, RECOVERY_REQUESTED_VARIANT)?.into(),
+                _ => old_payload(envelope, RECOVERY_REQUESTED_VARIANT)?,
+            };
             Ok(EventBody::RecoveryRequested {
                 account_id: old.account_id,
                 action: old.action,
                 action_hash: old.action_hash,
                 summary: old.summary,
                 signals: old.signals,
-                snapshot: old.snapshot,
-                intake_decision: old.intake_decision.into(),
+                snapshot: old.snapshot.into(),
+                intake_decision: old.intake_decision,
                 deadline: old.deadline,
             })
         }

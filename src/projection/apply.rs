@@ -468,6 +468,9 @@ fn update_case(
             let what = match failed {
                 ProofFailure::WrongCode => "wrong code",
                 ProofFailure::WrongSecondFactor => "right code, wrong authenticator code",
+                ProofFailure::SignedInAsAnother => {
+                    "right code, with a sign-in at the identity provider as another account"
+                }
                 // What version 1 said of either, so that a projection built before version 2 still audits clean.
                 ProofFailure::NotRecorded => "wrong code",
             };
@@ -571,11 +574,18 @@ fn update_case(
             format!("refused {} from {}: {rejection}", command.name(), event.actor)
         }
         EventBody::SecondFactorProven { factor } => {
-            let name = match factor {
-                crate::core::event::SecondFactor::Totp => "totp",
+            let (name, text) = match factor {
+                crate::core::event::SecondFactor::Totp => ("totp", "authenticator app code proven as well".to_string()),
+                crate::core::event::SecondFactor::SignIn { auth_time } => (
+                    "sign_in",
+                    format!(
+                        "sign-in at the identity provider with a second factor, at {}, proven as well",
+                        crate::projection::views::rfc3339(*auth_time)
+                    ),
+                ),
             };
             row.second_factor = Some(name.to_string());
-            "authenticator app code proven as well".to_string()
+            text
         }
         EventBody::NoticesDelivered { for_event, destinations, outstanding } => {
             if *outstanding == 0 {
@@ -667,7 +677,11 @@ fn insert_receipt(
         .and_then(|text| serde_json::from_str::<crate::core::policy::PolicyDecision>(text).ok())
         .map(|decision| format!("{} {:?}: {}", decision.policy_version, decision.outcome, decision.rules.join(", ")))
         .unwrap_or_default();
-    let with_totp = if row.second_factor.as_deref() == Some("totp") { " and the authenticator app" } else { "" };
+    let with_totp = match row.second_factor.as_deref() {
+        Some("totp") => " and the authenticator app",
+        Some("sign_in") => " and a sign-in at the identity provider with a second factor",
+        _ => "",
+    };
     let verification = match (verified.is_empty(), row.authorization.as_deref()) {
         (false, _) => format!("one-time code proven from {}{with_totp}", show(verified).join(", ")),
         (true, Some("quorum")) => "reviewer quorum (no factor proven)".to_string(),

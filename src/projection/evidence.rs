@@ -42,6 +42,9 @@ pub struct AccountEvidence {
     pub destinations: Vec<DestinationEvidence>,
     /// When an authenticator app was enrolled, if one was.
     pub totp_enrolled_at: Option<String>,
+    /// The directory cannot show whether the account has an authenticator (SCIM): a factor change needed a sign-in
+    /// at the identity provider, or people (issue 18, item 6).
+    pub authenticator_unknown: bool,
     /// The last password or factor change before the request, if any.
     pub credential_changed_at: Option<String>,
     pub risk_flags: Vec<String>,
@@ -106,8 +109,12 @@ pub fn account_evidence(state: &crate::core::state::CaseState, now: UnixMs) -> O
             None => id.to_string(),
         })
         .collect();
-    if state.second_factor.is_some() {
-        proven.push("authenticator app".to_string());
+    match state.second_factor {
+        Some(crate::core::event::SecondFactor::Totp) => proven.push("authenticator app".to_string()),
+        Some(crate::core::event::SecondFactor::SignIn { auth_time }) => {
+            proven.push(format!("sign-in at the identity provider with a second factor, at {}", at(auth_time)))
+        }
+        None => {}
     }
     // The approvals that still count (an approval lapses after a day), and who the core would refuse: whoever gave
     // one of them, and the requester, by id, whatever role they asked in.
@@ -119,6 +126,7 @@ pub fn account_evidence(state: &crate::core::state::CaseState, now: UnixMs) -> O
     Some(AccountEvidence {
         destinations,
         totp_enrolled_at: snapshot.totp_enrolled_since.map(at),
+        authenticator_unknown: snapshot.authenticator_unknown,
         credential_changed_at: snapshot.last_credential_change.map(at),
         risk_flags: snapshot.risk_flags.clone(),
         velocity: facts.velocity,
@@ -179,8 +187,15 @@ impl Projection {
         let verification: Vec<String> = timeline
             .iter()
             .filter(|row| {
-                ["challenge_issued", "challenge_withheld", "proof_rejected", "proof_accepted", "review_required"]
-                    .contains(&row.event_type.as_str())
+                [
+                    "challenge_issued",
+                    "challenge_withheld",
+                    "proof_rejected",
+                    "second_factor_proven",
+                    "proof_accepted",
+                    "review_required",
+                ]
+                .contains(&row.event_type.as_str())
             })
             .map(|row| format!("{}: {}", row.event_type, row.detail))
             .collect();

@@ -54,6 +54,7 @@ pub fn open(data_dir: &Path, clock: Arc<dyn Clock>, keys: Keys) -> anyhow::Resul
         project_inline: true,
         admissions: Default::default(),
         redelivery: Default::default(),
+        sign_in_step_up: false,
         policy: crate::policy::Engine::shared(),
     };
     Ok(Embedded { service, directory, outbox })

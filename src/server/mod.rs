@@ -48,6 +48,8 @@ pub struct Config {
     pub directory: Option<DirectoryConfig>,
     /// How often a directory without per-destination ages is read whole (`Service::sync_directory`).
     pub directory_sync: Duration,
+    /// The company's OpenID Connect provider, where owners prove a second factor by signing in (needs `http`).
+    pub oidc: Option<crate::oidc::OidcConfig>,
 }
 
 /// The company's directory: an HTTP adapter and the secrets airlock signs its requests with, or a SCIM 2.0 service
@@ -95,10 +97,25 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
             let path = config.data_dir.join(crate::http::api_keys::FILE);
             let keys = crate::http::api_keys::ApiKeys::open(&path)
                 .map_err(|error| anyhow::anyhow!("cannot open the API keys in {}: {error}", path.display()))?;
-            Some((listener, Arc::new(keys)))
+            // The provider is reached before anything is served: a wrong issuer is a clear startup error.
+            let provider = match &config.oidc {
+                Some(oidc) => {
+                    let provider = crate::oidc::Provider::connect(oidc.clone(), &public_url)
+                        .await
+                        .map_err(|error| anyhow::anyhow!("--oidc-issuer refused: {error}"))?;
+                    tracing::info!(issuer = provider.issuer(), "identity provider connected for step-up sign-in");
+                    Some(Arc::new(provider))
+                }
+                None => None,
+            };
+            Some((listener, Arc::new(keys), provider))
+        }
+        None if config.oidc.is_some() => {
+            anyhow::bail!("--oidc-issuer needs --http: owners sign in from airlock's page")
         }
         None => None,
     };
+    let sign_in_step_up = config.oidc.is_some();
     let keys = Keys::load_or_create(&config.data_dir.join("airlock.key"))
         .map_err(|error| anyhow::anyhow!("cannot use the key file in {}: {error}", config.data_dir.display()))?;
     let smtp = match &config.smtp {
@@ -131,6 +148,7 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
             let NatsMode { mut service, projection, events, context, intake: intake_config } =
                 nats::open(&client, &config.data_dir, config.replicas, config.in_flight, keys, policy.clone()).await?;
             service.public_url = public_url.clone();
+            service.sign_in_step_up = sign_in_step_up;
             service.notifier = with_smtp(service.notifier.clone());
             if let Some(adapter) = &adapter {
                 service.directory = adapter.clone();
@@ -163,6 +181,7 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
                     anyhow::anyhow!("cannot open the embedded store in {}: {error:#}", config.data_dir.display())
                 })?;
             embedded.service.public_url = public_url.clone();
+            embedded.service.sign_in_step_up = sign_in_step_up;
             embedded.service.notifier = with_smtp(embedded.service.notifier.clone());
             embedded.service.policy = policy.clone();
             if let Some(adapter) = &adapter {
@@ -261,7 +280,7 @@ fn spawn_probes(
 }
 
 /// The owners' page listener and its API keys.
-type HttpListener = (tokio::net::TcpListener, Arc<crate::http::api_keys::ApiKeys>);
+type HttpListener = (tokio::net::TcpListener, Arc<crate::http::api_keys::ApiKeys>, Option<Arc<crate::oidc::Provider>>);
 
 /// What both modes run: the timers and, when asked for, the owners' web endpoint.
 fn spawn_shared<L: crate::log::EventLog + 'static>(
@@ -271,7 +290,7 @@ fn spawn_shared<L: crate::log::EventLog + 'static>(
     (tick, sync): (Duration, Duration),
     shutdown: &watch::Receiver<bool>,
 ) {
-    if let Some((listener, keys)) = http {
+    if let Some((listener, keys, provider)) = http {
         if let Ok(address) = listener.local_addr() {
             crate::observe::announce(&format!("airlock verification page on http://{address}"));
         }
@@ -279,7 +298,7 @@ fn spawn_shared<L: crate::log::EventLog + 'static>(
         let signal = async move {
             let _ = stopped.changed().await;
         };
-        tasks.spawn(named("http", crate::http::serve(listener, service.clone(), keys, signal)));
+        tasks.spawn(named("http", crate::http::serve(listener, service.clone(), (keys, provider), signal)));
     }
     // Every task runs until shutdown (one that ends stops the server): only a directory without ages is synced.
     if !service.directory.capabilities().per_factor_ages {

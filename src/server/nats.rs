@@ -62,6 +62,7 @@ pub async fn open(
         project_inline: false,
         admissions: Default::default(),
         redelivery: Default::default(),
+        sign_in_step_up: false,
         policy,
     };
     Ok(NatsMode { service, projection, events, context, intake })

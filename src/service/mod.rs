@@ -95,6 +95,9 @@ pub struct Service<L: EventLog> {
     pub admissions: Admissions,
     /// Owed notices this process failed to send, and when to try again.
     pub redelivery: Redelivery,
+    /// Whether owners may prove the account's second factor by signing in at the company's OpenID Connect provider
+    /// (`serve --oidc-issuer`, issue 18 item 6). Without, a step-up token is refused.
+    pub sign_in_step_up: bool,
 }
 
 /// Whether a command's proof was written into its account's failure ledger in some round, and whether the last
@@ -292,9 +295,7 @@ impl<L: EventLog> Service<L> {
         }
     }
 
-    /// The owner's code, as typed at the verification page. It is hashed here, under the challenge's id, and the
-    /// plain digits go no further. An authenticator code typed with it is checked by the directory, which holds the
-    /// secret; the core learns only whether it was valid.
+    /// The owner's code with, at most, an authenticator app's code: `submit_proof` without a sign-in.
     pub async fn submit_code(
         &self,
         case_id: &CaseId,
@@ -303,7 +304,46 @@ impl<L: EventLog> Service<L> {
         typed: &str,
         typed_totp: Option<&str>,
     ) -> Result<Handled, ServiceError> {
+        self.submit_proof(case_id, command_id, actor, typed, Second { totp: typed_totp, step_up: None }).await
+    }
+
+    /// The owner's code, as typed at the verification page. It is hashed here, under the challenge's id, and the
+    /// plain digits go no further. An authenticator code typed with it is checked by the directory, which holds the
+    /// secret; the core learns only whether it was valid. A sign-in at the company's identity provider (`step_up`,
+    /// sealed by the page that received the provider's answer) counts instead of an authenticator code, when its
+    /// subject is the case's account.
+    pub async fn submit_proof(
+        &self,
+        case_id: &CaseId,
+        command_id: CommandId,
+        actor: Actor,
+        typed: &str,
+        second: Second<'_>,
+    ) -> Result<Handled, ServiceError> {
         let (state, _) = self.load(case_id).await?;
+        // A step-up that airlock did not seal for this case, or that is too old, is refused before anything is
+        // compared: it proves nothing, and it is not a guess at a factor (nobody can make one without the key).
+        let step_up = match second.step_up {
+            Some(_) if !self.sign_in_step_up => {
+                return Err(ServiceError::Rejected(Rejection::InvalidValue {
+                    field: "step_up".into(),
+                    expected: "nothing: this airlock takes no sign-in at an identity provider".into(),
+                }));
+            }
+            Some(sealed) => Some(
+                crate::oidc::StepUp::open(&self.keys, sealed, case_id.as_str(), crate::oidc::wall_clock_ms())
+                    .ok_or_else(|| {
+                        ServiceError::Rejected(Rejection::InvalidValue {
+                            field: "step_up".into(),
+                            expected: format!(
+                                "a sign-in for this case from the last {} minutes: sign in again",
+                                crate::oidc::STEP_UP_TTL_MS / 60_000
+                            ),
+                        })
+                    })?,
+            ),
+            None => None,
+        };
         let code = VerificationCode::parse(typed).ok_or_else(|| {
             ServiceError::Rejected(Rejection::InvalidValue {
                 field: "code".into(),
@@ -323,23 +363,41 @@ impl<L: EventLog> Service<L> {
         let code_right = state.challenge.as_ref().is_some_and(|challenge| {
             !challenge.proven_destinations(&proof).is_empty() && self.clock.now() < challenge.expires_at
         });
-        let second_factor = match (typed_totp, &state.facts) {
-            // Only a proof `decide` will look at spends an authenticator code: from a role allowed to prove, for a case
-            // waiting for proof, with the right code. Anything else is refused by `decide` without the authenticator
-            // code being used up.
+        // Only a proof `decide` will look at spends an authenticator code: from a role allowed to prove, for a case
+        // waiting for proof, with the right code. Anything else is refused by `decide` without the authenticator code
+        // being used up.
+        let looked_at = crate::core::command::CommandKind::SubmitProof.allowed_roles().contains(&actor.role)
+            && state.status == crate::core::state::Status::Requested
+            && code_right
+            && !state.has_seen(&actor, &command_id);
+        let second_factor = match (second.totp, step_up, &state.facts) {
+            // An authenticator the directory shows and checks itself is proven by its code: a sign-in at the provider
+            // (of a factor airlock cannot date) does not stand in for it. Refused, not counted.
+            (_, Some(_), Some(facts))
+                if looked_at
+                    && self.directory.capabilities().verify_second_factor
+                    && facts.snapshot.totp_enrolled_since.is_some() =>
+            {
+                return Err(ServiceError::Rejected(Rejection::InvalidValue {
+                    field: "step_up".into(),
+                    expected: "the authenticator app's code instead: this account's is checked by its code".into(),
+                }));
+            }
+            // A sign-in as another account is a wrong second factor, counted like a wrong authenticator code.
+            (_, Some(step_up), Some(facts)) if looked_at => match step_up.subject == facts.account_id.as_str() {
+                true => SecondFactorCheck::SignedIn { auth_time: crate::core::ids::UnixMs(step_up.auth_time) },
+                false => SecondFactorCheck::SignedInAsAnother,
+            },
             // A directory that cannot check an authenticator code is not asked: the code is no proof, and a change
             // that needs one goes to people (issue 18).
-            (Some(typed), Some(facts))
-                if self.directory.capabilities().verify_second_factor
-                    && crate::core::command::CommandKind::SubmitProof.allowed_roles().contains(&actor.role)
-                    && state.status == crate::core::state::Status::Requested
-                    && facts.snapshot.totp_enrolled_since.is_some()
-                    && code_right
-                    && !state.has_seen(&actor, &command_id) =>
+            (Some(typed), None, Some(facts))
+                if looked_at
+                    && self.directory.capabilities().verify_second_factor
+                    && facts.snapshot.totp_enrolled_since.is_some() =>
             {
                 self.directory.verify_totp(&facts.account_id, typed, self.clock.now()).await?
             }
-            (Some(_), _) | (None, _) => SecondFactorCheck::NotGiven,
+            (_, _, _) => SecondFactorCheck::NotGiven,
         };
         let command = Command::SubmitProof { proof, second_factor };
         self.handle(case_id, CommandEnvelope { command_id, actor, command }).await
@@ -389,6 +447,24 @@ impl<L: EventLog> Service<L> {
             }
             last = self.projection.apply(&entries)?;
         }
+    }
+}
+
+/// What an owner gave besides the code: an authenticator app's code, or a sign-in at the company's identity
+/// provider sealed by airlock's page (`crate::oidc::StepUp`). Kept out of `Debug`.
+#[derive(Clone, Copy, Default)]
+pub struct Second<'a> {
+    pub totp: Option<&'a str>,
+    pub step_up: Option<&'a str>,
+}
+
+impl std::fmt::Debug for Second<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Second")
+            .field("totp", &self.totp.map(|_| "<redacted>"))
+            .field("step_up", &self.step_up.map(|_| "<redacted>"))
+            .finish()
     }
 }
 

@@ -253,6 +253,7 @@ mod tests {
             project_inline: true,
             admissions: Default::default(),
             redelivery: Default::default(),
+            sign_in_step_up: false,
         };
         let operator = Actor::new(Role::Operator, "ops");
         let reason = crate::core::text::UntrustedText::new("reason", "drill", 100).unwrap();

@@ -118,6 +118,12 @@ pub struct SubmitProofV1 {
     #[serde(default)]
     #[schemars(length(max = 16))]
     pub totp: Option<String>,
+    /// What a sign-in at the company's identity provider proved, as airlock's page sealed it after the sign-in
+    /// (`/oidc/start`), instead of `totp`: it counts as the account's second factor when the provider named the
+    /// account. Never both.
+    #[serde(default)]
+    #[schemars(length(max = 1024))]
+    pub step_up: Option<String>,
 }
 
 impl fmt::Debug for SubmitProofV1 {
@@ -130,6 +136,7 @@ impl fmt::Debug for SubmitProofV1 {
             .field("case_id", &self.case_id)
             .field("code", &"<redacted>")
             .field("totp", &self.totp.as_ref().map(|_| "<redacted>"))
+            .field("step_up", &self.step_up.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }

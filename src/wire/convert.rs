@@ -39,7 +39,11 @@ pub struct SubmittedProof {
     pub command_id: CommandId,
     typed_code: String,
     typed_totp: Option<String>,
+    step_up: Option<String>,
 }
+
+/// The longest sealed sign-in accepted (`crate::oidc::StepUp`, a few hundred bytes).
+pub const STEP_UP_BYTES_MAX: usize = 1024;
 
 impl SubmittedProof {
     /// The code as the owner typed it, for the one place that must see it: `Service::submit_code`.
@@ -51,6 +55,11 @@ impl SubmittedProof {
     pub fn reveal_typed_totp(&self) -> Option<&str> {
         self.typed_totp.as_deref()
     }
+
+    /// The sealed sign-in, if the owner signed in at the identity provider, for the service to open.
+    pub fn reveal_step_up(&self) -> Option<&str> {
+        self.step_up.as_deref()
+    }
 }
 
 impl fmt::Debug for SubmittedProof {
@@ -61,6 +70,7 @@ impl fmt::Debug for SubmittedProof {
             .field("command_id", &self.command_id)
             .field("typed_code", &"<redacted>")
             .field("typed_totp", &self.typed_totp.as_ref().map(|_| "<redacted>"))
+            .field("step_up", &self.step_up.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -140,7 +150,25 @@ impl SubmitProofV1 {
                 });
             }
         };
-        Ok(SubmittedProof { case_id, command_id, typed_code: self.code.clone(), typed_totp })
+        let step_up = match self.step_up.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(_) if typed_totp.is_some() => {
+                return Err(Rejection::InvalidValue {
+                    field: "step_up".to_string(),
+                    expected: "either an authenticator code (totp) or a sign-in (step_up), not both".to_string(),
+                });
+            }
+            Some(sealed) if sealed.len() <= STEP_UP_BYTES_MAX && sealed.bytes().all(|byte| byte.is_ascii_graphic()) => {
+                Some(sealed.to_string())
+            }
+            Some(_) => {
+                return Err(Rejection::InvalidValue {
+                    field: "step_up".to_string(),
+                    expected: "the sign-in exactly as the page gave it".to_string(),
+                });
+            }
+        };
+        Ok(SubmittedProof { case_id, command_id, typed_code: self.code.clone(), typed_totp, step_up })
     }
 }
 

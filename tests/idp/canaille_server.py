@@ -3,10 +3,16 @@ own choosing, in memory, for airlock's tests. Configured as the pytest-iam packa
 
     canaille_server.py --users users.json
 
-Prints one line, `listening on http://127.0.0.1:PORT token TOKEN`, once it serves: TOKEN is an OAuth bearer token
-for the SCIM API (a client-credentials token of a client made for airlock). `users.json` is a list of
-{"user_name", "emails", "phone_numbers", "password"}; each user's SCIM id is printed as `user USER_NAME ID`.
+Prints one line, `listening on http://127.0.0.1:PORT token TOKEN oidc-client ID SECRET`, once it serves: TOKEN is an
+OAuth bearer token for the SCIM API (a client-credentials token of a client made for airlock); ID and SECRET are those
+of an OpenID Connect client for airlock's owners' page (authorization code, trusted: no consent page). `users.json` is
+a list of {"user_name", "emails", "phone_numbers", "password", "totp_secret"}; each user's SCIM id is printed as
+`user USER_NAME ID`. Signing in takes the password and then an authenticator code (canaille's TOTP over the
+`totp_secret` text), and the ID token's `sub` is the user's SCIM id, as a company would map it for airlock.
 Stops on SIGTERM or when its parent closes its stdin.
+
+`POST /airlock-test/redirect-uri` with `{"uri"}` sets the OpenID Connect client's one redirect URI (airlock's page
+listens on a port it picks, known only once it serves).
 
 `POST /airlock-test/check-password` with `{"user_name", "password"}` answers `{"valid": true|false}`: canaille's own
 password check (`Backend.check_user_password`), so that a test can tell which password canaille holds (SCIM never
@@ -56,6 +62,8 @@ def main():
             "DATABASE": "memory",
             "JAVASCRIPT": False,
             "ACL": {"DEFAULT": {"PERMISSIONS": ["use_oidc", "manage_oidc"]}},
+            "AUTHENTICATION_FACTORS": ["password", "otp"],
+            "OTP_METHOD": "TOTP",
             "LOGGING": {
                 "version": 1,
                 "disable_existing_loggers": False,
@@ -63,20 +71,31 @@ def main():
                 "loggers": {"canaille": {"level": "WARNING", "handlers": ["null"]}},
             },
         },
-        "CANAILLE_OIDC": {"ACTIVE_JWKS": [jwk.as_dict(private=True)]},
+        "CANAILLE_OIDC": {
+            "ACTIVE_JWKS": [jwk.as_dict(private=True)],
+            "USERINFO_MAPPING": {"SUB": "{{ user.id }}"},
+        },
         "CANAILLE_SCIM": {"ENABLE_SERVER": True},
     }
     app = create_app(config=config, env_file=None, env_prefix="AIRLOCK_TEST_CANAILLE_")
 
     def with_check(environ, start_response):
-        if environ.get("PATH_INFO") != "/airlock-test/check-password" or environ.get("REQUEST_METHOD") != "POST":
+        path = environ.get("PATH_INFO")
+        if not path.startswith("/airlock-test/") or environ.get("REQUEST_METHOD") != "POST":
             return app(environ, start_response)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         asked = json.loads(environ["wsgi.input"].read(length))
         with app.app_context():
-            user = Backend.instance.get(models.User, user_name=asked["user_name"])
-            valid = user is not None and Backend.instance.check_user_password(user, asked["password"])[0]
-        body = json.dumps({"valid": bool(valid)}).encode()
+            if path == "/airlock-test/redirect-uri":
+                owners = Backend.instance.get(models.Client, client_id="airlock-owners")
+                owners.redirect_uris = [asked["uri"]]
+                Backend.instance.save(owners)
+                answer = {"redirect_uris": owners.redirect_uris}
+            else:
+                user = Backend.instance.get(models.User, user_name=asked["user_name"])
+                valid = user is not None and Backend.instance.check_user_password(user, asked["password"])[0]
+                answer = {"valid": bool(valid)}
+        body = json.dumps(answer).encode()
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
 
@@ -109,6 +128,23 @@ def main():
             audience=[client],
         )
         backend.save(token)
+        oidc_secret = secrets.token_urlsafe(32)
+        owners = models.Client(
+            client_id="airlock-owners",
+            client_secret=oidc_secret,
+            client_name="airlock owners' page",
+            client_uri=f"http://127.0.0.1:{port}",
+            client_id_issued_at=now,
+            grant_types=["authorization_code"],
+            response_types=["code"],
+            redirect_uris=["http://127.0.0.1/not-yet"],
+            scope=["openid"],
+            token_endpoint_auth_method="client_secret_basic",
+        )
+        backend.save(owners)
+        # As canaille's own client registration does: the client is the audience of its ID tokens.
+        owners.audience = [owners]
+        backend.save(owners)
         with open(args.users) as file:
             for record in json.load(file):
                 user = models.User(
@@ -118,11 +154,14 @@ def main():
                 )
                 if record.get("password"):
                     user.password = record["password"]
+                if record.get("totp_secret"):
+                    user.secret_token = record["totp_secret"]
+                    user.last_otp_login = now
                 backend.save(user)
                 lines.append(f"user {user.user_name} {user.id}")
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    print(f"listening on http://127.0.0.1:{port} token {token_text}", flush=True)
+    print(f"listening on http://127.0.0.1:{port} token {token_text} oidc-client airlock-owners {oidc_secret}", flush=True)
     for line in lines:
         print(line, flush=True)
     sys.stdin.read()

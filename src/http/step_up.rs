@@ -1,0 +1,192 @@
+//! The owner's sign-in at the company's OpenID Connect provider, as the second factor of a proof (issue 18, item 6;
+//! `crate::oidc` says what is checked). Served only when `serve` has a provider (`--oidc-issuer`):
+//! - `GET /oidc/start?case=C` starts a flow: the flow's secrets go into an HttpOnly cookie signed with airlock's key
+//!   (`SameSite=Lax`, so that the provider's redirect back brings it; behind an `https://` public address `Secure`
+//!   and named `__Host-…`, so that no sibling subdomain can plant one), and the browser is sent to the provider with
+//!   `prompt=login`. Opening it changes nothing in airlock.
+//! - `GET /oidc/callback` finishes it: the cookie's state must match, the ID token must verify, the sign-in must be
+//!   fresh and show a second factor; then the verification form is shown with what the sign-in proved, sealed, for
+//!   the code typed with it. Whether the provider's subject is the case's account is decided with the code, where a
+//!   wrong one counts like a wrong authenticator code.
+
+use crate::http::{SecondOnForm, escape, page, verify_form_body};
+use crate::log::EventLog;
+use crate::oidc::{Flow, OidcError, Provider, STEP_UP_TTL_MS, StepUp, second_factor_time, wall_clock_ms};
+use crate::service::Service;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// The cookie a flow travels in between `/oidc/start` and `/oidc/callback`: `__Host-` behind `https://` (the browser
+/// then takes it only if Secure, for the whole host, with no Domain: a sibling subdomain cannot set one).
+const FLOW_COOKIE: &str = "airlock_oidc_flow";
+const FLOW_COOKIE_SECURE: &str = "__Host-airlock_oidc_flow";
+/// Callbacks finished at once: each asks the provider to redeem a code, and anyone can start a flow, so a flood of
+/// made-up codes must not turn airlock into a flood at the provider. Past it, "try again".
+const CALLBACKS_IN_FLIGHT_MAX: usize = 8;
+/// What a step-up flow is marked with, so that a flow of another purpose (the console's) is never taken for one.
+const PURPOSE: &str = "step-up";
+
+pub struct StepUpState<L: EventLog> {
+    pub service: Arc<Service<L>>,
+    pub provider: Arc<Provider>,
+    pub callbacks: Arc<tokio::sync::Semaphore>,
+}
+
+impl<L: EventLog> StepUpState<L> {
+    pub fn new(service: Arc<Service<L>>, provider: Arc<Provider>) -> Self {
+        StepUpState { service, provider, callbacks: Arc::new(tokio::sync::Semaphore::new(CALLBACKS_IN_FLIGHT_MAX)) }
+    }
+}
+
+impl<L: EventLog> Clone for StepUpState<L> {
+    fn clone(&self) -> Self {
+        StepUpState {
+            service: self.service.clone(),
+            provider: self.provider.clone(),
+            callbacks: self.callbacks.clone(),
+        }
+    }
+}
+
+pub fn router<L: EventLog + 'static>(state: StepUpState<L>) -> Router {
+    Router::new().route("/oidc/start", get(start::<L>)).route("/oidc/callback", get(callback::<L>)).with_state(state)
+}
+
+#[derive(Deserialize)]
+struct StartQuery {
+    case: Option<String>,
+}
+
+async fn start<L: EventLog + 'static>(
+    State(state): State<StepUpState<L>>,
+    Query(query): Query<StartQuery>,
+) -> Response {
+    let Some(case) = query.case.filter(|case| crate::core::text::check_identifier("case_id", case).is_ok()) else {
+        return super::invalid_link();
+    };
+    match state.provider.start(PURPOSE, Some(case)).await {
+        Ok((url, flow)) => {
+            let cookie = flow_cookie(&flow.seal(&state.service.keys), state.provider.secure_cookies(), true);
+            let mut response = Redirect::to(&url).into_response();
+            response.headers_mut().insert(header::SET_COOKIE, cookie);
+            response
+        }
+        Err(error) => {
+            tracing::warn!(%error, "step-up sign-in could not start");
+            unavailable()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CallbackQuery {
+    state: Option<String>,
+    code: Option<String>,
+    error: Option<String>,
+}
+
+async fn callback<L: EventLog + 'static>(
+    State(state): State<StepUpState<L>>,
+    headers: HeaderMap,
+    Query(query): Query<CallbackQuery>,
+) -> Response {
+    let secure = state.provider.secure_cookies();
+    let Ok(_permit) = state.callbacks.try_acquire() else {
+        tracing::warn!(in_flight = CALLBACKS_IN_FLIGHT_MAX, "step-up sign-in: too many callbacks at once");
+        return unavailable();
+    };
+    let finished = finish(&state, &headers, &query).await;
+    // The flow is spent whatever happened: its cookie goes.
+    let mut response = match finished {
+        Ok((case, step_up)) => page(
+            StatusCode::OK,
+            "Confirm it is you",
+            &verify_form_body(&case, SecondOnForm::SignedIn { step_up: &step_up }),
+        ),
+        Err((error, case)) => {
+            tracing::info!(%error, "step-up sign-in refused");
+            let again = match &case {
+                Some(case) => format!(
+                    "<p><a href=\"/oidc/start?case={0}\">Sign in again</a>, or <a href=\"/verify?case={0}\">go back \
+                     to the code</a>.</p>",
+                    escape(case)
+                ),
+                None => "<p>Open the link from the message again.</p>".to_string(),
+            };
+            let status = match error {
+                OidcError::Provider(_) => StatusCode::BAD_GATEWAY,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            page(status, "The sign-in could not be used", &format!("<p>{}</p>{again}", escape(&error.to_string())))
+        }
+    };
+    response.headers_mut().insert(header::SET_COOKIE, flow_cookie("", secure, false));
+    response
+}
+
+/// The case and what its sign-in proved, sealed; or why not (and the case, when the flow said it).
+async fn finish<L: EventLog>(
+    state: &StepUpState<L>,
+    headers: &HeaderMap,
+    query: &CallbackQuery,
+) -> Result<(String, String), (OidcError, Option<String>)> {
+    let now = wall_clock_ms();
+    let name = if state.provider.secure_cookies() { FLOW_COOKIE_SECURE } else { FLOW_COOKIE };
+    let sealed = cookie(headers, name).ok_or((OidcError::FlowExpired, None))?;
+    let flow = Flow::open(&state.service.keys, sealed, now).map_err(|error| (error, None))?;
+    let case = flow.case.clone().filter(|_| flow.purpose == PURPOSE).ok_or((OidcError::WrongState, None))?;
+    let fail = |error: OidcError| (error, Some(case.clone()));
+    if !query.state.as_deref().is_some_and(|answered| flow.state_matches(answered)) {
+        return Err(fail(OidcError::WrongState));
+    }
+    if let Some(error) = &query.error {
+        // The provider's error code, if it looks like one (RFC 6749 codes are lowercase words): never its free text.
+        let code = match error.len() <= 40 && error.bytes().all(|byte| byte.is_ascii_lowercase() || byte == b'_') {
+            true => error.clone(),
+            false => "an error".to_string(),
+        };
+        return Err(fail(OidcError::Refused(code)));
+    }
+    let code = query.code.as_deref().filter(|code| !code.is_empty() && code.len() <= 2048);
+    let code = code.ok_or_else(|| fail(OidcError::Refused("no code".to_string())))?;
+    let sign_in = state.provider.finish(&flow, code).await.map_err(fail)?;
+    let auth_time = second_factor_time(&sign_in, flow.started_ms, state.provider.step_up_rule()).map_err(fail)?;
+    let step_up =
+        StepUp { case: case.clone(), subject: sign_in.subject, auth_time, until: now.saturating_add(STEP_UP_TTL_MS) };
+    Ok((case.clone(), step_up.seal(&state.service.keys)))
+}
+
+/// The flow cookie with `value`; an empty, expired one to remove it.
+fn flow_cookie(value: &str, secure: bool, set: bool) -> HeaderValue {
+    let age = if set { crate::oidc::FLOW_TTL_MS / 1000 } else { 0 };
+    let (name, secure) = if secure { (FLOW_COOKIE_SECURE, "; Secure") } else { (FLOW_COOKIE, "") };
+    let cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={age}{secure}");
+    HeaderValue::from_str(&cookie).expect("a sealed flow is base64url and hex")
+}
+
+/// The value of cookie `name` in the request, if it has exactly one: two of one name mean one was planted (by a
+/// sibling subdomain, for another path), and neither is trusted.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let mut values = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|line| line.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter_map(|(key, value)| (key == name).then_some(value));
+    let first = values.next()?;
+    values.next().is_none().then_some(first)
+}
+
+fn unavailable() -> Response {
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Please try again",
+        "<p>The sign-in cannot start just now. Try again in a minute, or go back and enter the code alone.</p>",
+    )
+}
