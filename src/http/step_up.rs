@@ -11,7 +11,7 @@
 
 use crate::http::{SecondOnForm, escape, page, verify_form_body};
 use crate::log::EventLog;
-use crate::oidc::{Flow, OidcError, Provider, STEP_UP_TTL_MS, StepUp, second_factor_time, wall_clock_ms};
+use crate::oidc::{Flow, OidcError, Provider, STEP_UP_TTL_MS, SignIn, StepUp, second_factor_time, wall_clock_ms};
 use crate::service::Service;
 use axum::Router;
 use axum::extract::{Query, State};
@@ -35,11 +35,18 @@ pub struct StepUpState<L: EventLog> {
     pub service: Arc<Service<L>>,
     pub provider: Arc<Provider>,
     pub callbacks: Arc<tokio::sync::Semaphore>,
+    /// The console, whose sign-ins end at the same callback (one redirect URI to register at the provider).
+    pub console: Option<Arc<crate::http::console::Console>>,
 }
 
 impl<L: EventLog> StepUpState<L> {
-    pub fn new(service: Arc<Service<L>>, provider: Arc<Provider>) -> Self {
-        StepUpState { service, provider, callbacks: Arc::new(tokio::sync::Semaphore::new(CALLBACKS_IN_FLIGHT_MAX)) }
+    pub fn new(
+        service: Arc<Service<L>>,
+        provider: Arc<Provider>,
+        console: Option<Arc<crate::http::console::Console>>,
+    ) -> Self {
+        let callbacks = Arc::new(tokio::sync::Semaphore::new(CALLBACKS_IN_FLIGHT_MAX));
+        StepUpState { service, provider, callbacks, console }
     }
 }
 
@@ -49,6 +56,7 @@ impl<L: EventLog> Clone for StepUpState<L> {
             service: self.service.clone(),
             provider: self.provider.clone(),
             callbacks: self.callbacks.clone(),
+            console: self.console.clone(),
         }
     }
 }
@@ -69,7 +77,7 @@ async fn start<L: EventLog + 'static>(
     let Some(case) = query.case.filter(|case| crate::core::text::check_identifier("case_id", case).is_ok()) else {
         return super::invalid_link();
     };
-    match state.provider.start(PURPOSE, Some(case)).await {
+    match state.provider.start(PURPOSE, Some(case), &[]).await {
         Ok((url, flow)) => {
             let cookie = flow_cookie(&flow.seal(&state.service.keys), state.provider.secure_cookies(), true);
             let mut response = Redirect::to(&url).into_response();
@@ -100,9 +108,28 @@ async fn callback<L: EventLog + 'static>(
         tracing::warn!(in_flight = CALLBACKS_IN_FLIGHT_MAX, "step-up sign-in: too many callbacks at once");
         return unavailable();
     };
-    let finished = finish(&state, &headers, &query).await;
+    let flow = open_flow(&state, &headers);
     // The flow is spent whatever happened: its cookie goes.
-    let mut response = match finished {
+    let mut response = match (&flow, &state.console) {
+        // A console sign-in ends in a session (`console::signed_in`).
+        (Ok(flow), Some(console)) if flow.purpose == crate::http::console::PURPOSE => {
+            let answer = answered(&state, flow, &query).await;
+            let console = crate::http::console::ConsoleState {
+                service: state.service.clone(),
+                provider: state.provider.clone(),
+                console: console.clone(),
+            };
+            crate::http::console::signed_in(&console, answer).await
+        }
+        _ => step_up_answer(finish(&state, flow, &query).await),
+    };
+    response.headers_mut().append(header::SET_COOKIE, flow_cookie("", secure, false));
+    response
+}
+
+/// The page a step-up flow ends on: the code form carrying the sign-in, or why not.
+fn step_up_answer(finished: Result<(String, String), (OidcError, Option<String>)>) -> Response {
+    match finished {
         Ok((case, step_up)) => page(
             StatusCode::OK,
             "Confirm it is you",
@@ -116,7 +143,7 @@ async fn callback<L: EventLog + 'static>(
                      to the code</a>.</p>",
                     escape(case)
                 ),
-                None => "<p>Open the link from the message again.</p>".to_string(),
+                None => "<p>Start again from the page you came from.</p>".to_string(),
             };
             let status = match error {
                 OidcError::Provider(_) => StatusCode::BAD_GATEWAY,
@@ -124,25 +151,25 @@ async fn callback<L: EventLog + 'static>(
             };
             page(status, "The sign-in could not be used", &format!("<p>{}</p>{again}", escape(&error.to_string())))
         }
-    };
-    response.headers_mut().insert(header::SET_COOKIE, flow_cookie("", secure, false));
-    response
+    }
 }
 
-/// The case and what its sign-in proved, sealed; or why not (and the case, when the flow said it).
-async fn finish<L: EventLog>(
-    state: &StepUpState<L>,
-    headers: &HeaderMap,
-    query: &CallbackQuery,
-) -> Result<(String, String), (OidcError, Option<String>)> {
-    let now = wall_clock_ms();
+/// The flow the callback's cookie carries, if airlock signed it and it is still young.
+fn open_flow<L: EventLog>(state: &StepUpState<L>, headers: &HeaderMap) -> Result<Flow, OidcError> {
     let name = if state.provider.secure_cookies() { FLOW_COOKIE_SECURE } else { FLOW_COOKIE };
-    let sealed = cookie(headers, name).ok_or((OidcError::FlowExpired, None))?;
-    let flow = Flow::open(&state.service.keys, sealed, now).map_err(|error| (error, None))?;
-    let case = flow.case.clone().filter(|_| flow.purpose == PURPOSE).ok_or((OidcError::WrongState, None))?;
-    let fail = |error: OidcError| (error, Some(case.clone()));
+    let sealed = cookie(headers, name).ok_or(OidcError::FlowExpired)?;
+    Flow::open(&state.service.keys, sealed, wall_clock_ms())
+}
+
+/// What the provider's answer to `flow` says of the sign-in, verified (the state first, then the provider's error or
+/// its code redeemed and the ID token checked), and fresh and with a second factor the deployment accepts.
+async fn answered<L: EventLog>(
+    state: &StepUpState<L>,
+    flow: &Flow,
+    query: &CallbackQuery,
+) -> Result<SignIn, OidcError> {
     if !query.state.as_deref().is_some_and(|answered| flow.state_matches(answered)) {
-        return Err(fail(OidcError::WrongState));
+        return Err(OidcError::WrongState);
     }
     if let Some(error) = &query.error {
         // The provider's error code, if it looks like one (RFC 6749 codes are lowercase words): never its free text.
@@ -150,19 +177,32 @@ async fn finish<L: EventLog>(
             true => error.clone(),
             false => "an error".to_string(),
         };
-        return Err(fail(OidcError::Refused(code)));
+        return Err(OidcError::Refused(code));
     }
     let code = query.code.as_deref().filter(|code| !code.is_empty() && code.len() <= 2048);
-    let code = code.ok_or_else(|| fail(OidcError::Refused("no code".to_string())))?;
-    let sign_in = state.provider.finish(&flow, code).await.map_err(fail)?;
-    let auth_time = second_factor_time(&sign_in, flow.started_ms, state.provider.step_up_rule()).map_err(fail)?;
-    let step_up =
-        StepUp { case: case.clone(), subject: sign_in.subject, auth_time, until: now.saturating_add(STEP_UP_TTL_MS) };
-    Ok((case.clone(), step_up.seal(&state.service.keys)))
+    let code = code.ok_or_else(|| OidcError::Refused("no code".to_string()))?;
+    let sign_in = state.provider.finish(flow, code).await?;
+    second_factor_time(&sign_in, flow.started_ms, state.provider.step_up_rule())?;
+    Ok(sign_in)
+}
+
+/// A step-up flow's case and what its sign-in proved, signed; or why not (and the case, when the flow said it).
+async fn finish<L: EventLog>(
+    state: &StepUpState<L>,
+    flow: Result<Flow, OidcError>,
+    query: &CallbackQuery,
+) -> Result<(String, String), (OidcError, Option<String>)> {
+    let flow = flow.map_err(|error| (error, None))?;
+    let case = flow.case.clone().filter(|_| flow.purpose == PURPOSE).ok_or((OidcError::WrongState, None))?;
+    let sign_in = answered(state, &flow, query).await.map_err(|error| (error, Some(case.clone())))?;
+    let auth_time = sign_in.auth_time.unwrap_or_default();
+    let until = wall_clock_ms().saturating_add(STEP_UP_TTL_MS);
+    let step_up = StepUp { case: case.clone(), subject: sign_in.subject, auth_time, until };
+    Ok((case, step_up.seal(&state.service.keys)))
 }
 
 /// The flow cookie with `value`; an empty, expired one to remove it.
-fn flow_cookie(value: &str, secure: bool, set: bool) -> HeaderValue {
+pub(crate) fn flow_cookie(value: &str, secure: bool, set: bool) -> HeaderValue {
     let age = if set { crate::oidc::FLOW_TTL_MS / 1000 } else { 0 };
     let (name, secure) = if secure { (FLOW_COOKIE_SECURE, "; Secure") } else { (FLOW_COOKIE, "") };
     let cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={age}{secure}");
@@ -171,7 +211,7 @@ fn flow_cookie(value: &str, secure: bool, set: bool) -> HeaderValue {
 
 /// The value of cookie `name` in the request, if it has exactly one: two of one name mean one was planted (by a
 /// sibling subdomain, for another path), and neither is trusted.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     let mut values = headers
         .get_all(header::COOKIE)
         .iter()

@@ -268,15 +268,25 @@ pub async fn case_state<L: EventLog>(
 /// The control stream folded (the kill switch and the attested baselines), its number of events, and the sequence of
 /// its last commit: for the service and for readers outside it (a case's history).
 pub async fn control_state<L: EventLog>(log: &L) -> Result<(crate::core::control::ControlState, u64, u64), LogError> {
+    let (events, last_sequence) = read_control(log).await?;
+    let count = events.len() as u64;
+    let state = events.iter().fold(crate::core::control::ControlState::default(), crate::core::control::evolve_control);
+    Ok((state, count, last_sequence))
+}
+
+/// The control stream's events, oldest first (who pulled the kill switch, when and why; the baselines).
+pub async fn control_events<L: EventLog>(log: &L) -> Result<Vec<crate::core::control::ControlEvent>, LogError> {
+    Ok(read_control(log).await?.0)
+}
+
+async fn read_control<L: EventLog>(log: &L) -> Result<(Vec<crate::core::control::ControlEvent>, u64), LogError> {
     let entries = log.read_stream(&Stream::Control).await?;
-    let mut state = crate::core::control::ControlState::default();
-    let mut events = 0;
+    let mut events = Vec::new();
     for bytes in entries.iter().flat_map(|entry| &entry.envelopes) {
         match envelope::decode(bytes).map_err(|error| LogError::Corrupt(error.to_string()))? {
-            envelope::Decoded::Control { event, .. } => state = crate::core::control::evolve_control(state, &event),
+            envelope::Decoded::Control { event, .. } => events.push(event),
             envelope::Decoded::Case { .. } => return Err(LogError::Corrupt("case event in the control stream".into())),
         }
-        events += 1;
     }
-    Ok((state, events, entries.last().map_or(0, |entry| entry.sequence)))
+    Ok((events, entries.last().map_or(0, |entry| entry.sequence)))
 }

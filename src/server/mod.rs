@@ -50,6 +50,8 @@ pub struct Config {
     pub directory_sync: Duration,
     /// The company's OpenID Connect provider, where owners prove a second factor by signing in (needs `http`).
     pub oidc: Option<crate::oidc::OidcConfig>,
+    /// The reviewers' and operators' console on `http` (needs `oidc`).
+    pub console: Option<crate::http::console::ConsoleConfig>,
 }
 
 /// The company's directory: an HTTP adapter and the secrets airlock signs its requests with, or a SCIM 2.0 service
@@ -104,7 +106,15 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
                         .await
                         .map_err(|error| anyhow::anyhow!("--oidc-issuer refused: {error}"))?;
                     tracing::info!(issuer = provider.issuer(), "identity provider connected for step-up sign-in");
-                    Some(Arc::new(provider))
+                    let console = match &config.console {
+                        Some(console) => Some(Arc::new(
+                            crate::http::console::Console::open(console.clone(), &path).map_err(|error| {
+                                anyhow::anyhow!("cannot open the console's sessions in {}: {error}", path.display())
+                            })?,
+                        )),
+                        None => None,
+                    };
+                    Some(crate::http::SignIns { provider: Arc::new(provider), console })
                 }
                 None => None,
             };
@@ -280,7 +290,7 @@ fn spawn_probes(
 }
 
 /// The owners' page listener and its API keys.
-type HttpListener = (tokio::net::TcpListener, Arc<crate::http::api_keys::ApiKeys>, Option<Arc<crate::oidc::Provider>>);
+type HttpListener = (tokio::net::TcpListener, Arc<crate::http::api_keys::ApiKeys>, Option<crate::http::SignIns>);
 
 /// What both modes run: the timers and, when asked for, the owners' web endpoint.
 fn spawn_shared<L: crate::log::EventLog + 'static>(
@@ -290,7 +300,7 @@ fn spawn_shared<L: crate::log::EventLog + 'static>(
     (tick, sync): (Duration, Duration),
     shutdown: &watch::Receiver<bool>,
 ) {
-    if let Some((listener, keys, provider)) = http {
+    if let Some((listener, keys, sign_ins)) = http {
         if let Ok(address) = listener.local_addr() {
             crate::observe::announce(&format!("airlock verification page on http://{address}"));
         }
@@ -298,7 +308,7 @@ fn spawn_shared<L: crate::log::EventLog + 'static>(
         let signal = async move {
             let _ = stopped.changed().await;
         };
-        tasks.spawn(named("http", crate::http::serve(listener, service.clone(), (keys, provider), signal)));
+        tasks.spawn(named("http", crate::http::serve(listener, service.clone(), (keys, sign_ins), signal)));
     }
     // Every task runs until shutdown (one that ends stops the server): only a directory without ages is synced.
     if !service.directory.capabilities().per_factor_ages {

@@ -6,9 +6,10 @@ own choosing, in memory, for airlock's tests. Configured as the pytest-iam packa
 Prints one line, `listening on http://127.0.0.1:PORT token TOKEN oidc-client ID SECRET`, once it serves: TOKEN is an
 OAuth bearer token for the SCIM API (a client-credentials token of a client made for airlock); ID and SECRET are those
 of an OpenID Connect client for airlock's owners' page (authorization code, trusted: no consent page). `users.json` is
-a list of {"user_name", "emails", "phone_numbers", "password", "totp_secret"}; each user's SCIM id is printed as
+a list of {"user_name", "emails", "phone_numbers", "password", "totp_secret", "groups"}; each user's SCIM id is printed as
 `user USER_NAME ID`. Signing in takes the password and then an authenticator code (canaille's TOTP over the
-`totp_secret` text), and the ID token's `sub` is the user's SCIM id, as a company would map it for airlock.
+`totp_secret` text), and the ID token's `sub` is the user's SCIM id, as a company would map it for airlock; with the
+scope `groups`, its `groups` claim lists the user's groups (made as named, for the console's roles).
 Stops on SIGTERM or when its parent closes its stdin.
 
 `POST /airlock-test/redirect-uri` with `{"uri"}` sets the OpenID Connect client's one redirect URI (airlock's page
@@ -24,6 +25,7 @@ import datetime
 import json
 import os
 import secrets
+import socketserver
 import sys
 import threading
 import uuid
@@ -37,6 +39,13 @@ from canaille.backends import Backend  # noqa: E402
 from joserfc.jwk import JWKRegistry  # noqa: E402
 
 
+class Threaded(socketserver.ThreadingMixIn, wsgiref.simple_server.WSGIServer):
+    """One thread per connection: a browser opens connections it sends nothing on (preconnects), which would hold a
+    one-at-a-time server, and airlock's own calls behind it, until they time out."""
+
+    daemon_threads = True
+
+
 class Quiet(wsgiref.simple_server.WSGIRequestHandler):
     def log_request(self, code="-", size="-"):
         pass
@@ -47,7 +56,7 @@ def main():
     parser.add_argument("--users", required=True)
     args = parser.parse_args()
 
-    httpd = wsgiref.simple_server.make_server("127.0.0.1", 0, None, handler_class=Quiet)
+    httpd = wsgiref.simple_server.make_server("127.0.0.1", 0, None, server_class=Threaded, handler_class=Quiet)
     port = httpd.server_address[1]
     jwk = JWKRegistry.generate_key("RSA", 2048)
     jwk.ensure_kid()
@@ -138,7 +147,7 @@ def main():
             grant_types=["authorization_code"],
             response_types=["code"],
             redirect_uris=["http://127.0.0.1/not-yet"],
-            scope=["openid"],
+            scope=["openid", "groups"],
             token_endpoint_auth_method="client_secret_basic",
         )
         backend.save(owners)
@@ -159,6 +168,13 @@ def main():
                     user.last_otp_login = now
                 backend.save(user)
                 lines.append(f"user {user.user_name} {user.id}")
+                for name in record.get("groups") or []:
+                    group = backend.get(models.Group, display_name=name)
+                    if group is None:
+                        group = models.Group(display_name=name, members=[user])
+                    else:
+                        group.members = [*group.members, user]
+                    backend.save(group)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     print(f"listening on http://127.0.0.1:{port} token {token_text} oidc-client airlock-owners {oidc_secret}", flush=True)
