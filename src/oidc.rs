@@ -211,6 +211,11 @@ pub struct SignIn {
     pub acr: Option<String>,
     /// The claims beyond the standard ones, as the provider sent them.
     pub other: serde_json::Map<String, serde_json::Value>,
+    /// Standard claims a deployment may name people by (`--console-person-claim`): the crate keeps them out of
+    /// `other`.
+    pub preferred_username: Option<String>,
+    /// The email, only when the provider says it verified it (`email_verified`).
+    pub verified_email: Option<String>,
 }
 
 /// Whether `sign_in` proves a second factor for a flow started at `started_ms`: it happened after the flow started
@@ -263,6 +268,11 @@ impl Flow {
             return Err(OidcError::FlowExpired);
         }
         Ok(flow)
+    }
+
+    /// The flow's `state`, which the provider answers with.
+    pub fn state(&self) -> &str {
+        &self.state
     }
 
     /// Whether `state` is this flow's, compared in constant time.
@@ -412,6 +422,11 @@ impl Provider {
             amr: claims.auth_method_refs().map_or_else(Vec::new, |refs| refs.iter().map(|r| r.to_string()).collect()),
             acr: claims.auth_context_ref().map(|acr| acr.to_string()),
             other: claims.additional_claims().claims.clone(),
+            preferred_username: claims.preferred_username().map(|name| name.as_str().to_string()),
+            verified_email: claims
+                .email()
+                .filter(|_| claims.email_verified() == Some(true))
+                .map(|email| email.as_str().to_string()),
         })
     }
 
@@ -506,6 +521,8 @@ mod tests {
             amr: amr.iter().map(|value| value.to_string()).collect(),
             acr: acr.map(str::to_string),
             other: serde_json::Map::new(),
+            preferred_username: None,
+            verified_email: None,
         }
     }
 

@@ -1226,6 +1226,21 @@ fn an_approval_expires_before_a_late_second_one() {
     assert_eq!(repeat, Err(Rejection::DuplicateApproval), "a live approval is not given twice");
 }
 
+// Proves (issue 19) that nobody approves a change to their own account: a reviewer whose id is the case's account id
+// (the console names people by the identity provider's subject, the account id there) is refused, and another
+// reviewer is not.
+#[test]
+fn approving_a_change_to_ones_own_account_is_refused() {
+    let env = Env::standard();
+    let history = in_review(&env);
+    let account_holder = Actor::new(Role::Reviewer, env.account.account_id.as_str());
+
+    let result = when(&history, &env, &envelope("approve-own", account_holder, approve(&history)));
+
+    assert_eq!(result, Err(Rejection::OwnAccountApproval));
+    assert!(when(&history, &env, &envelope("approve-other", reviewer(1), approve(&history))).is_ok());
+}
+
 // Proves that nobody approves their own request: a reviewer whose id is the requester's is refused.
 #[test]
 fn self_approval_is_refused() {

@@ -10,6 +10,7 @@ use airlock::intake::nats::send_command;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -856,32 +857,53 @@ async fn a_sign_in_airlock_cannot_use_is_refused_with_the_reason() {
     }
     assert!(!set_cookie.contains("Secure"), "an http:// loopback page: {set_cookie}");
     let cookie = set_cookie.split(';').next().unwrap().to_string();
-    let state = &query["state"];
 
     let callback = |query: String, cookie: Option<String>| {
         let url = format!("{page}/oidc/callback?{query}");
         async move { get_raw(&url, cookie.as_deref()).await }
     };
-    let cases = [
-        (format!("state={state}&code=abc"), None, "start again"),
-        // Two flow cookies: one was planted (a sibling subdomain can set one for a narrower path); neither is trusted.
-        (format!("state={state}&code=abc"), Some(format!("{cookie}; {cookie}")), "start again"),
-        ("state=another&code=abc".to_string(), Some(cookie.clone()), "does not belong to this sign-in"),
-        (format!("state={state}&error=access_denied"), Some(cookie.clone()), "refused the sign-in (access_denied)"),
-        (format!("state={state}&error=%3Cscript%3E"), Some(cookie.clone()), "refused the sign-in (an error)"),
-        (format!("state={state}&code=not-a-code-it-issued"), Some(cookie.clone()), "refused the sign-in"),
+    // A fresh flow for each answer, since a flow is finished once: its cookie, and its state.
+    let fresh = || async {
+        let (_, headers, _) = get_raw(&format!("{page}/oidc/start?case=case-1"), None).await;
+        let location = url::Url::parse(&headers["location"][0]).unwrap();
+        let state = location.query_pairs().find(|(name, _)| name == "state").unwrap().1.to_string();
+        (headers["set-cookie"][0].split(';').next().unwrap().to_string(), state)
+    };
+    let cases: [(&str, bool, &str); 6] = [
+        ("code=abc", false, "start again"),
+        // Two flow cookies of one name: one was planted (a sibling subdomain can set one); neither is trusted.
+        ("code=abc", true, "start again"),
+        ("another", true, "does not belong to this sign-in"),
+        ("error=access_denied", true, "refused the sign-in (access_denied)"),
+        ("error=%3Cscript%3E", true, "refused the sign-in (an error)"),
+        ("code=not-a-code-it-issued", true, "refused the sign-in"),
     ];
-    for (query, cookie, expected) in cases {
-        let (status, headers, body) = callback(query.clone(), cookie).await;
+    for (index, (answer, with_cookie, expected)) in cases.into_iter().enumerate() {
+        let (flow_cookie, flow_state) = fresh().await;
+        let query = match answer {
+            "another" => "state=another&code=abc".to_string(),
+            answer => format!("state={flow_state}&{answer}"),
+        };
+        let sent = match (with_cookie, index) {
+            (false, _) => None,
+            (true, 1) => Some(format!("{flow_cookie}; {flow_cookie}")),
+            (true, _) => Some(flow_cookie.clone()),
+        };
+        let (status, headers, body) = callback(query.clone(), sent.clone()).await;
         assert!(status == 400 || status == 502, "{query}: {status} {body}");
         assert!(body.contains(expected), "{query}: {body}");
         assert!(!body.contains("<script>"), "{query}: {body}");
         assert!(headers["set-cookie"][0].contains("Max-Age=0"), "{query}: the flow cookie stays");
+        // The same answer again, with the same cookie, asks the provider nothing: the flow was finished.
+        if index == 5 {
+            let (_, _, again) = callback(query.clone(), sent).await;
+            assert!(again.contains("start again"), "a finished flow was used again: {again}");
+        }
     }
     let (status, _, _) = get_raw(&format!("{page}/oidc/start?case=%3Cscript%3E"), None).await;
     assert_eq!(status, 400);
     // The flow's cookie is no sign-in: sent as one with a proof, it is refused as invalid.
-    let flow = cookie.split_once('=').unwrap().1;
+    let flow = cookie.split_once('=').unwrap().1.to_string();
     let proof =
         json!({ "version": 1, "command_id": "p-flow", "case_id": "case-1", "code": "12345678", "step_up": flow });
     let answer = reqwest::Client::new()
@@ -959,8 +981,10 @@ struct Browser {
 
 impl Browser {
     fn open(console: &str, screenshots: &Path) -> Browser {
+        // A process group of its own, so that Chromium and its driver can be stopped with the script if it hangs.
         let mut child = Command::new("python3")
             .args([BROWSER, "--console", console, "--screenshots", screenshots.to_str().unwrap()])
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -1004,7 +1028,8 @@ impl Drop for Browser {
             done
         });
         if !ended {
-            let _ = self.child.kill();
+            let group = format!("-{}", self.child.id());
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
             let _ = self.child.wait();
         }
     }
@@ -1117,7 +1142,7 @@ async fn the_console_in_a_real_browser() {
     let cookies = rita.step(json!({ "cookies": true }))["cookies"].clone();
     let session = cookies.as_array().unwrap().iter().find(|cookie| cookie["name"] == "airlock_console").unwrap();
     let cookie = format!("airlock_console={}", session["value"].as_str().unwrap());
-    let forged = |origin: Option<&'static str>, csrf: &'static str| {
+    let forged_with = |headers: &'static [(&'static str, &'static str)], csrf: &'static str| {
         let (url, cookie) = (format!("{console}/console/cases/{vip}/decision"), cookie.clone());
         async move {
             let mut request = reqwest::Client::new()
@@ -1125,18 +1150,33 @@ async fn the_console_in_a_real_browser() {
                 .header("Cookie", cookie)
                 .header("Content-Type", "application/x-www-form-urlencoded")
                 .body(format!("csrf={csrf}&command_id=forged-1&decision=deny&reason=forged"));
-            if let Some(origin) = origin {
-                request = request.header("Origin", origin);
+            for (name, value) in headers {
+                request = request.header(*name, *value);
             }
             let answer = request.send().await.unwrap();
             (answer.status().as_u16(), answer.text().await.unwrap())
         }
     };
+    let forged = |_: Option<&'static str>, csrf: &'static str| forged_with(&[], csrf);
     let (code, body) = forged(None, "").await;
     assert_eq!(code, 403, "{body}");
     assert!(body.contains("did not come from a console page"), "{body}");
-    assert_eq!(forged(Some("https://evil.example"), "").await.0, 403);
+    // With the session's own token, a browser that says the POST comes from elsewhere is refused too.
+    let token = rita.step(json!({ "value": "csrf" }))["value"].as_str().unwrap().to_string();
+    let token: &'static str = Box::leak(token.into_boxed_str());
+    for headers in [
+        &[("Origin", "https://evil.example")][..],
+        &[("Sec-Fetch-Site", "cross-site")],
+        &[("Origin", "null"), ("Sec-Fetch-Site", "same-site")],
+    ] {
+        let (code, body) = forged_with(headers, token).await;
+        assert_eq!(code, 403, "{headers:?}: {body}");
+    }
     assert_eq!(status(&harness, &vip), "in_review", "a forged POST changed the case");
+    // The token is right and the request is the console's own, but a reviewer is no operator.
+    let (code, body) = post_as(&cookie, &format!("{console}/console/operators/halt"), token).await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("This is for operators"), "{body}");
 
     // The second reviewer completes the high-value case.
     let mut rob = Browser::open(&console, &screenshots);
@@ -1156,9 +1196,38 @@ async fn the_console_in_a_real_browser() {
     assert!(halted.contains("Automation is halted.") && halted.contains("incident 42"), "{halted}");
     let olga_id = under.id("olga");
     assert!(halted.contains(&format!("operator:{olga_id}")), "the page does not name who: {halted}");
+    // While halted, the high-value case's change is due to wait: its page says it is held.
+    let held = olga.open_page(&format!("/console/cases/{vip}"));
+    assert!(held.contains("held: the kill switch is pulled"), "{held}");
+    olga.open_page("/console/operators");
+    let olga_cookies = olga.step(json!({ "cookies": true }))["cookies"].clone();
+    let olga_session =
+        olga_cookies.as_array().unwrap().iter().find(|cookie| cookie["name"] == "airlock_console").unwrap();
+    let olga_cookie = format!("airlock_console={}", olga_session["value"].as_str().unwrap());
+    let olga_token = olga.step(json!({ "value": "csrf" }))["value"].as_str().unwrap().to_string();
+    let (code, body) = post_as(&olga_cookie, &format!("{console}/console/cases/{vip}/decision"), &olga_token).await;
+    assert_eq!(code, 403, "an operator decided a case: {body}");
+    assert!(body.contains("This is for reviewers"), "{body}");
     olga.step(json!({ "fill": { "name": "reason", "value": "incident 42 closed" } }));
     let resumed = olga.step(json!({ "click": "Resume automation" }))["text"].as_str().unwrap().to_string();
     assert!(resumed.contains("Automation runs again."), "{resumed}");
+    // The audit, and a rollback by indicator shown before anything changes (nothing was applied yet).
+    let audited = olga.step(json!({ "click": "Run the audit now" }))["text"].as_str().unwrap().to_string();
+    assert!(audited.contains("Clean:"), "{audited}");
+    olga.step(json!({ "fill": { "name": "indicator", "value": "destination-domain=attacker.example" } }));
+    let preview = olga.step(json!({ "click": "Show what would be rolled back" }))["text"].as_str().unwrap().to_string();
+    assert!(
+        preview.contains("Would be rolled back (0)") && preview.contains("No applied change matches."),
+        "{preview}"
+    );
+    olga.step(json!({ "fill": { "name": "indicator", "value": "everything" } }));
+    let refused = olga.step(json!({ "click": "Show what would be rolled back" }))["text"].as_str().unwrap().to_string();
+    assert!(refused.contains("Nothing to show"), "{refused}");
+    // An operator cancels the high-value change during its cooling-off, with a reason.
+    olga.open_page(&format!("/console/cases/{vip}"));
+    olga.step(json!({ "fill": { "name": "reason", "value": "owner called: not them" } }));
+    let cancelled = olga.step(json!({ "click": "Cancel this change" }))["text"].as_str().unwrap().to_string();
+    assert!(cancelled.contains("Cancelled. The case is now cancelled"), "{cancelled}");
 
     // The receipts and the log name the people; signing out ends the session.
     let url = harness.nats.url();
@@ -1175,6 +1244,19 @@ async fn the_console_in_a_real_browser() {
     assert_eq!(code, 401, "the ended session still acts: {body}");
     assert!(body.contains("Your session has ended") && body.contains("Nothing was changed"), "{body}");
     assert!(screenshots.join("queue.png").is_file() && screenshots.join("case.png").is_file());
+}
+
+/// A console POST with a session cookie and a CSRF token, as a script (no browser headers) would send it.
+async fn post_as(cookie: &str, url: &str, csrf: &str) -> (u16, String) {
+    let answer = reqwest::Client::new()
+        .post(url)
+        .header("Cookie", cookie)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}&command_id=role-probe&reason=probing&decision=approve"))
+        .send()
+        .await
+        .unwrap();
+    (answer.status().as_u16(), answer.text().await.unwrap())
 }
 
 /// An RFC 3339 time `days` ago.

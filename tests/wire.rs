@@ -387,3 +387,47 @@ fn lists_in_place_of_objects_are_refused() {
     nested["signals"] = json!([null, null, true, false, false]);
     assert!(matches!(request(&nested), Err(WireError::WrongType { .. })));
 }
+
+// Proves a person's reason is required on every command that records one (review decisions, cancel, rollback, halt,
+// resume): empty or only spaces is refused as invalid, naming the field, whichever front door sends it (the console's
+// form says "required", but a hand-made POST or NATS message must not get past it).
+#[test]
+fn a_blank_reason_is_refused_everywhere() {
+    let case = json!({ "version": 1, "command_id": "c-1", "case_id": "case-1" });
+    let with = |base: &Value, extra: Value| {
+        let mut body = base.clone();
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        bytes(&body)
+    };
+    let hash = "ab".repeat(32);
+    for reason in ["", "   ", "\t\n"] {
+        let refusals = [
+            parse::<ReviewDecisionV1>(&with(
+                &case,
+                json!({ "decision": "approve", "action_hash": hash, "reason": reason }),
+            ))
+            .unwrap()
+            .to_core()
+            .err(),
+            parse::<ReviewDecisionV1>(&with(&case, json!({ "decision": "deny", "reason": reason })))
+                .unwrap()
+                .to_core()
+                .err(),
+            parse::<CancelV1>(&with(&case, json!({ "reason": reason }))).unwrap().to_core().err(),
+            parse::<RollBackV1>(&with(&case, json!({ "reason": reason }))).unwrap().to_core().err(),
+        ];
+        let control = json!({ "version": 1, "command_id": "c-2", "reason": reason });
+        let controls = [
+            parse::<HaltV1>(&bytes(&control)).unwrap().to_core().err(),
+            parse::<ResumeV1>(&bytes(&control)).unwrap().to_core().err(),
+        ];
+        for refusal in refusals.into_iter().chain(controls) {
+            match refusal {
+                Some(Rejection::InvalidValue { field, .. }) => assert_eq!(field, "reason", "{reason:?}"),
+                other => panic!("a blank reason {reason:?} was not refused as invalid: {other:?}"),
+            }
+        }
+    }
+    let kept = parse::<CancelV1>(&with(&case, json!({ "reason": " owner called " }))).unwrap().to_core();
+    assert!(kept.is_ok(), "{kept:?}");
+}

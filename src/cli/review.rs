@@ -105,16 +105,20 @@ fn list(store: &Store, json: bool) -> u8 {
         Ok(reader) => reader,
         Err(code) => return code,
     };
-    let entries: Result<Vec<QueueEntry>, String> = match &reader {
+    let entries: Result<(Vec<QueueEntry>, bool), String> = match &reader {
         Reader::Local(projection) => views::review_queue(projection, now()).map_err(|error| error.to_string()),
-        Reader::Nats { .. } => reader.ask_for(json!({ "query": "review_queue" }), "items"),
+        Reader::Nats { .. } => reader.ask(json!({ "query": "review_queue" })).and_then(|answer| {
+            let more = answer["more"].as_bool().unwrap_or(false);
+            let items = serde_json::from_value(answer["items"].clone()).map_err(|error| error.to_string())?;
+            Ok((items, more))
+        }),
     };
-    let entries = match entries {
-        Ok(entries) => entries,
+    let (entries, more) = match entries {
+        Ok(found) => found,
         Err(error) => return failed(json, "unavailable", &error, exit_code_of(&error)),
     };
     if json {
-        let answer = json!({ "items": entries, "more": false });
+        let answer = json!({ "items": entries, "more": more });
         println!("{}", serde_json::to_string_pretty(&answer).expect("plain data serializes"));
         return exit::OK;
     }
@@ -135,6 +139,9 @@ fn list(store: &Store, json: bool) -> u8 {
         ]);
     }
     print_table(&table);
+    if more {
+        println!("more cases wait: these are the oldest {}", views::REVIEW_QUEUE_PAGE_MAX);
+    }
     exit::OK
 }
 

@@ -120,6 +120,13 @@ fn console(args: &ServeArgs) -> anyhow::Result<Option<crate::http::console::Cons
     if args.oidc_issuer.is_none() {
         anyhow::bail!("--console-reviewer-group and --console-operator-group need --oidc-issuer: people sign in there");
     }
+    let named = |group: &Option<String>| group.as_ref().is_none_or(|group| !group.trim().is_empty());
+    if !named(&args.console_reviewer_group) || !named(&args.console_operator_group) {
+        anyhow::bail!("--console-reviewer-group and --console-operator-group name a group: not an empty one");
+    }
+    if args.console_person_claim.trim().is_empty() || args.console_groups_claim.trim().is_empty() {
+        anyhow::bail!("--console-person-claim and --console-groups-claim name a claim");
+    }
     let scopes: Vec<String> = args
         .console_scopes
         .split([',', ' '])

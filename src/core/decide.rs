@@ -388,6 +388,9 @@ fn approve_review(
     if reviewer == &facts.requester.id {
         return Err(Rejection::SelfApproval);
     }
+    if reviewer.as_str() == facts.account_id.as_str() {
+        return Err(Rejection::OwnAccountApproval);
+    }
     // A reset sends the owner where to set the new password, and the notices of the change go to the destinations
     // that existed before the request: with none, the change reaches nobody but whoever asked (issue 17).
     if facts.action == RecoveryAction::ResetPassword && facts.snapshot.pre_existing(facts.requested_at).is_empty() {

@@ -55,6 +55,9 @@ pub enum Rejection {
     PasswordAlreadySet,
     /// An operator pulled the kill switch: no account changes until it is released (an owner's link included).
     Halted,
+    /// A reviewer approving a change to their own account: a reviewer whose id is the case's account id (the console
+    /// names people by the identity provider's subject, which is the account id there).
+    OwnAccountApproval,
 }
 
 impl Rejection {
@@ -81,6 +84,7 @@ impl Rejection {
             Rejection::NothingDeliverable => "nothing_deliverable",
             Rejection::PasswordAlreadySet => "password_already_set",
             Rejection::Halted => "halted",
+            Rejection::OwnAccountApproval => "own_account_approval",
         }
     }
 }
@@ -129,6 +133,9 @@ impl fmt::Display for Rejection {
                 formatter.write_str("this set-password link was used already: a link sets a password once")
             }
             Rejection::Halted => formatter.write_str("an operator halted all account changes; try again later"),
+            Rejection::OwnAccountApproval => {
+                formatter.write_str("nobody may approve a change to their own account; another reviewer must")
+            }
         }
     }
 }

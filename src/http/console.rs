@@ -75,6 +75,9 @@ impl Console {
         let config = &self.config;
         let person = match config.person_claim.as_str() {
             "sub" => Some(sign_in.subject.clone()),
+            "preferred_username" => sign_in.preferred_username.clone(),
+            // An email the provider did not verify names nobody.
+            "email" => sign_in.verified_email.clone(),
             claim => sign_in.other.get(claim).and_then(Value::as_str).map(str::to_string),
         };
         let person = person.filter(|person| check_identifier("person", person).is_ok()).ok_or_else(|| {
@@ -229,6 +232,10 @@ pub fn router<L: EventLog + 'static>(state: ConsoleState<L>) -> Router {
         .route("/console/cases/{case_id}/decision", post(decide::<L>))
         .route("/console/operators", get(operators::<L>))
         .route("/console/operators/{switch}", post(switch::<L>))
+        .route("/console/operators/rollback-preview", post(rollback_preview::<L>))
+        .route("/console/operators/rollback", post(rollback_matching::<L>))
+        .route("/console/operators/audit", post(audit::<L>))
+        .route("/console/cases/{case_id}/{command}", post(case_command::<L>))
         .with_state(state)
 }
 
@@ -328,6 +335,7 @@ async fn sign_in<L: EventLog + 'static>(State(state): State<ConsoleState<L>>) ->
     match state.provider.start(PURPOSE, None, &state.console.config.scopes).await {
         Ok((url, flow)) => {
             let cookie = crate::http::step_up::flow_cookie(
+                PURPOSE,
                 &flow.seal(&state.service.keys),
                 state.provider.secure_cookies(),
                 true,
@@ -350,12 +358,15 @@ pub async fn signed_in<L: EventLog>(state: &ConsoleState<L>, sign_in: Result<Sig
     let refused = |problem: &str| signed_out(state, Some(problem));
     let sign_in = match sign_in {
         Ok(sign_in) => sign_in,
-        Err(error) => return refused(&format!("The sign-in could not be used: {error}.")),
+        Err(error) => {
+            tracing::warn!(%error, "console sign-in refused");
+            return refused(&format!("The sign-in could not be used: {error}."));
+        }
     };
     let (person, roles) = match state.console.person_of(&sign_in) {
         Ok(found) => found,
         Err(problem) => {
-            tracing::info!("console sign-in refused: no console role");
+            tracing::warn!(subject = %sign_in.subject, "console sign-in refused: no console role, or no usable id");
             return refused(&problem);
         }
     };
@@ -523,6 +534,7 @@ async fn show_case<L: EventLog>(
             "history": events,
             "outcome": outcome,
             "may_decide": session.has(Role::Reviewer),
+            "operator": session.has(Role::Operator),
             "command_id": new_id("console"),
         }),
     )
@@ -541,6 +553,13 @@ struct Posted {
     decision: String,
     #[serde(default)]
     action_hash: String,
+    /// A rollback indicator (`destination-domain=...`, `source-network=...`), how far back, and the cases previewed.
+    #[serde(default)]
+    indicator: String,
+    #[serde(default)]
+    since: String,
+    #[serde(default)]
+    cases: String,
 }
 
 /// Whether a POST is the console's own: the session's CSRF token, and, where the browser says where it comes from,
@@ -576,8 +595,9 @@ async fn posting<L: EventLog>(
     }
     match role {
         Some(role) if !session.has(role) => {
+            tracing::warn!(person = %session.person, roles = ?session.roles, needed = %role, "console: an action refused for its role");
             let message = format!("This is for {role}s, and you are not one.");
-            Err(refused(&session, StatusCode::FORBIDDEN, &format!("Not a {role}"), &message))
+            Err(refused(&session, StatusCode::FORBIDDEN, "Not allowed", &message))
         }
         Some(_) | None => Ok((token, session)),
     }
@@ -591,6 +611,17 @@ fn not_ours(session: &Session) -> Response {
         "This request did not come from a console page of this session (it may be forged, or the page was older than \
          your session). Nothing was changed. Open the page again and retry.",
     )
+}
+
+/// `command` (the JSON every front door takes) sent through the intake path as the signed-in person in `role`.
+async fn send<L: EventLog>(
+    state: &ConsoleState<L>,
+    session: &Session,
+    role: Role,
+    command_type: CommandType,
+    command: Value,
+) -> crate::intake::Reply {
+    crate::intake::handle_json(&state.service, &session.actor(role), command_type, command.to_string().as_bytes()).await
 }
 
 /// The outcome of a command, for the page that follows it: `done` (and the case's state, for a case), or the refusal.
@@ -622,9 +653,7 @@ async fn decide<L: EventLog + 'static>(
     if decision == "approve" {
         command["action_hash"] = json!(posted.action_hash);
     }
-    let actor = session.actor(Role::Reviewer);
-    let bytes = command.to_string().into_bytes();
-    let reply = crate::intake::handle_json(&state.service, &actor, CommandType::ReviewDecision, &bytes).await;
+    let reply = send(&state, &session, Role::Reviewer, CommandType::ReviewDecision, command).await;
     show_case(&state, &session, &case_id, Some(outcome(&reply, done))).await
 }
 
@@ -633,7 +662,26 @@ async fn operators<L: EventLog + 'static>(State(state): State<ConsoleState<L>>, 
     operators_page(&state, &session, None).await
 }
 
+/// What an operators' page shows besides the kill switch: a rollback preview or its results, an audit report.
+#[derive(Default)]
+struct OperatorsExtra {
+    indicator: String,
+    since: String,
+    preview: Option<Value>,
+    rolled: Vec<String>,
+    audit: Option<Value>,
+}
+
 async fn operators_page<L: EventLog>(state: &ConsoleState<L>, session: &Session, outcome: Option<Value>) -> Response {
+    operators_page_with(state, session, outcome, OperatorsExtra::default()).await
+}
+
+async fn operators_page_with<L: EventLog>(
+    state: &ConsoleState<L>,
+    session: &Session,
+    outcome: Option<Value>,
+    extra: OperatorsExtra,
+) -> Response {
     let events = match crate::log::control_events(&state.service.log).await {
         Ok(events) => events,
         Err(_) => {
@@ -670,6 +718,12 @@ async fn operators_page<L: EventLog>(state: &ConsoleState<L>, session: &Session,
             "outcome": outcome,
             "operator": session.has(Role::Operator),
             "command_id": new_id("console"),
+            "ages": AGES.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
+            "indicator": extra.indicator,
+            "since": extra.since,
+            "preview": extra.preview,
+            "rolled": extra.rolled,
+            "audit": extra.audit,
         }),
     )
 }
@@ -690,8 +744,7 @@ async fn switch<L: EventLog + 'static>(
         _ => return refused(&session, StatusCode::NOT_FOUND, "No such switch", "Halt or resume."),
     };
     let command = json!({ "version": 1, "command_id": posted.command_id, "reason": posted.reason });
-    let bytes = command.to_string().into_bytes();
-    let reply = crate::intake::handle_json(&state.service, &session.actor(Role::Operator), command_type, &bytes).await;
+    let reply = send(&state, &session, Role::Operator, command_type, command).await;
     operators_page(&state, &session, Some(outcome(&reply, done))).await
 }
 
@@ -719,4 +772,125 @@ async fn sign_out<L: EventLog + 'static>(
     );
     response.headers_mut().insert(header::SET_COOKIE, session_cookie(&state.provider, "", 0));
     response
+}
+
+/// The executed cases `posted`'s indicator matches since its age (operators; a dry run changes nothing).
+async fn matching<L: EventLog>(
+    state: &ConsoleState<L>,
+    session: &Session,
+    posted: &Posted,
+) -> Result<Vec<Value>, String> {
+    let since = AGES.iter().find(|(name, _)| *name == posted.since).map_or(AGES[1].1, |(_, ms)| *ms);
+    let since_ms = state.service.clock.now().0.saturating_sub(since);
+    let query = json!({ "query": "executed_matching", "match": posted.indicator.trim(), "since_ms": since_ms });
+    let answer =
+        crate::intake::query::answer(&state.service, &session.actor(Role::Operator), query.to_string().as_bytes())
+            .await;
+    match answer.get("error") {
+        Some(error) => Err(error["reason"].as_str().unwrap_or("unavailable").to_string()),
+        None => Ok(answer["cases"].as_array().cloned().unwrap_or_default()),
+    }
+}
+
+async fn rollback_preview<L: EventLog + 'static>(
+    State(state): State<ConsoleState<L>>,
+    headers: HeaderMap,
+    axum::Form(posted): axum::Form<Posted>,
+) -> Response {
+    let (_, session) = match posting(&state, &headers, &posted, Some(Role::Operator)).await {
+        Ok(found) => found,
+        Err(refusal) => return refusal,
+    };
+    let extra =
+        OperatorsExtra { indicator: posted.indicator.clone(), since: posted.since.clone(), ..Default::default() };
+    match matching(&state, &session, &posted).await {
+        Ok(cases) => {
+            let extra = OperatorsExtra { preview: Some(Value::Array(cases)), ..extra };
+            operators_page_with(&state, &session, None, extra).await
+        }
+        Err(reason) => {
+            let refusal = json!({ "kind": "refused", "message": format!("Nothing to show: {reason}") });
+            operators_page_with(&state, &session, Some(refusal), extra).await
+        }
+    }
+}
+
+/// Rolls back the previewed cases that the indicator still matches, each as its own command (so a retried form
+/// rolls back nothing twice), and says what became of each.
+async fn rollback_matching<L: EventLog + 'static>(
+    State(state): State<ConsoleState<L>>,
+    headers: HeaderMap,
+    axum::Form(posted): axum::Form<Posted>,
+) -> Response {
+    let (_, session) = match posting(&state, &headers, &posted, Some(Role::Operator)).await {
+        Ok(found) => found,
+        Err(refusal) => return refusal,
+    };
+    let previewed: Vec<&str> = posted.cases.split(',').filter(|case| !case.is_empty()).collect();
+    let still = match matching(&state, &session, &posted).await {
+        Ok(cases) => cases,
+        Err(reason) => {
+            let refusal = json!({ "kind": "refused", "message": format!("Nothing rolled back: {reason}") });
+            return operators_page(&state, &session, Some(refusal)).await;
+        }
+    };
+    let mut rolled = Vec::new();
+    for case in still.iter().filter_map(|case| case["case_id"].as_str()).filter(|case| previewed.contains(case)) {
+        let command = json!({ "version": 1, "command_id": format!("{}-{case}", posted.command_id), "case_id": case,
+                              "reason": posted.reason });
+        let reply = send(&state, &session, Role::Operator, CommandType::RollBack, command).await;
+        rolled.push(match reply.accepted {
+            true => format!("{case}: rolled back ({})", reply.status.unwrap_or_default()),
+            false => format!("{case}: refused: {}", reply.message),
+        });
+    }
+    let skipped = previewed.len().saturating_sub(rolled.len());
+    let message = format!("{} case(s) rolled back or refused as listed; {skipped} no longer matched.", rolled.len());
+    let extra = OperatorsExtra { rolled, ..Default::default() };
+    operators_page_with(&state, &session, Some(json!({ "kind": "done", "message": message })), extra).await
+}
+
+async fn audit<L: EventLog + 'static>(
+    State(state): State<ConsoleState<L>>,
+    headers: HeaderMap,
+    axum::Form(posted): axum::Form<Posted>,
+) -> Response {
+    let (_, session) = match posting(&state, &headers, &posted, Some(Role::Operator)).await {
+        Ok(found) => found,
+        Err(refusal) => return refusal,
+    };
+    let query = json!({ "query": "verify" }).to_string();
+    let answer = crate::intake::query::answer(&state.service, &session.actor(Role::Operator), query.as_bytes()).await;
+    match answer.get("error") {
+        Some(error) => {
+            let reason = error["reason"].as_str().unwrap_or("unavailable");
+            let refusal = json!({ "kind": "refused", "message": format!("The audit did not run: {reason}") });
+            operators_page(&state, &session, Some(refusal)).await
+        }
+        None => {
+            let extra = OperatorsExtra { audit: Some(answer["report"].clone()), ..Default::default() };
+            operators_page_with(&state, &session, None, extra).await
+        }
+    }
+}
+
+/// An operator's rollback or cancel of one case, from its page.
+async fn case_command<L: EventLog + 'static>(
+    State(state): State<ConsoleState<L>>,
+    headers: HeaderMap,
+    Path((case_id, command)): Path<(String, String)>,
+    axum::Form(posted): axum::Form<Posted>,
+) -> Response {
+    let (_, session) = match posting(&state, &headers, &posted, Some(Role::Operator)).await {
+        Ok(found) => found,
+        Err(refusal) => return refusal,
+    };
+    let (command_type, done) = match command.as_str() {
+        "rollback" => (CommandType::RollBack, "Rolled back."),
+        "cancel" => (CommandType::Cancel, "Cancelled."),
+        _ => return refused(&session, StatusCode::NOT_FOUND, "No such command", "Roll back or cancel."),
+    };
+    let command = json!({ "version": 1, "command_id": posted.command_id, "case_id": case_id, "reason": posted.reason });
+    let reply = send(&state, &session, Role::Operator, command_type, command).await;
+    show_case(&state, &session, &case_id, Some(outcome(&reply, done))).await
 }

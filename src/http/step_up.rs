@@ -21,20 +21,33 @@ use axum::routing::get;
 use serde::Deserialize;
 use std::sync::Arc;
 
-/// The cookie a flow travels in between `/oidc/start` and `/oidc/callback`: `__Host-` behind `https://` (the browser
-/// then takes it only if Secure, for the whole host, with no Domain: a sibling subdomain cannot set one).
-const FLOW_COOKIE: &str = "airlock_oidc_flow";
-const FLOW_COOKIE_SECURE: &str = "__Host-airlock_oidc_flow";
-/// Callbacks finished at once: each asks the provider to redeem a code, and anyone can start a flow, so a flood of
-/// made-up codes must not turn airlock into a flood at the provider. Past it, "try again".
+/// The cookie a flow travels in between its start and `/oidc/callback`, one per purpose (a console sign-in started
+/// from a link does not spoil an owner's step-up in progress): `__Host-` behind `https://` (the browser then takes it
+/// only if Secure, for the whole host, with no Domain: a sibling subdomain cannot set one).
+fn flow_cookie_name(purpose: &str, secure: bool) -> &'static str {
+    match (purpose == crate::http::console::PURPOSE, secure) {
+        (false, false) => "airlock_oidc_flow",
+        (false, true) => "__Host-airlock_oidc_flow",
+        (true, false) => "airlock_console_flow",
+        (true, true) => "__Host-airlock_console_flow",
+    }
+}
+/// Callbacks finished at once, per purpose: each asks the provider to redeem a code, and anyone can start a flow, so
+/// a flood of made-up codes must not turn airlock into a flood at the provider, nor shut reviewers out while owners
+/// sign in. Past it, "try again".
 const CALLBACKS_IN_FLIGHT_MAX: usize = 8;
+/// The most finished flows remembered (each until its flow would have expired), so that one is used once.
+const SPENT_FLOWS_MAX: usize = 10_000;
 /// What a step-up flow is marked with, so that a flow of another purpose (the console's) is never taken for one.
 const PURPOSE: &str = "step-up";
 
 pub struct StepUpState<L: EventLog> {
     pub service: Arc<Service<L>>,
     pub provider: Arc<Provider>,
-    pub callbacks: Arc<tokio::sync::Semaphore>,
+    /// Slots for step-up callbacks and for console callbacks.
+    pub callbacks: Arc<(tokio::sync::Semaphore, tokio::sync::Semaphore)>,
+    /// The flows finished (their `state`), and until when each is remembered.
+    spent: Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
     /// The console, whose sign-ins end at the same callback (one redirect URI to register at the provider).
     pub console: Option<Arc<crate::http::console::Console>>,
 }
@@ -45,8 +58,9 @@ impl<L: EventLog> StepUpState<L> {
         provider: Arc<Provider>,
         console: Option<Arc<crate::http::console::Console>>,
     ) -> Self {
-        let callbacks = Arc::new(tokio::sync::Semaphore::new(CALLBACKS_IN_FLIGHT_MAX));
-        StepUpState { service, provider, callbacks, console }
+        let slots = || tokio::sync::Semaphore::new(CALLBACKS_IN_FLIGHT_MAX);
+        let callbacks = Arc::new((slots(), slots()));
+        StepUpState { service, provider, callbacks, spent: Arc::default(), console }
     }
 }
 
@@ -56,6 +70,7 @@ impl<L: EventLog> Clone for StepUpState<L> {
             service: self.service.clone(),
             provider: self.provider.clone(),
             callbacks: self.callbacks.clone(),
+            spent: self.spent.clone(),
             console: self.console.clone(),
         }
     }
@@ -79,7 +94,7 @@ async fn start<L: EventLog + 'static>(
     };
     match state.provider.start(PURPOSE, Some(case), &[]).await {
         Ok((url, flow)) => {
-            let cookie = flow_cookie(&flow.seal(&state.service.keys), state.provider.secure_cookies(), true);
+            let cookie = flow_cookie(PURPOSE, &flow.seal(&state.service.keys), state.provider.secure_cookies(), true);
             let mut response = Redirect::to(&url).into_response();
             response.headers_mut().insert(header::SET_COOKIE, cookie);
             response
@@ -104,11 +119,14 @@ async fn callback<L: EventLog + 'static>(
     Query(query): Query<CallbackQuery>,
 ) -> Response {
     let secure = state.provider.secure_cookies();
-    let Ok(_permit) = state.callbacks.try_acquire() else {
-        tracing::warn!(in_flight = CALLBACKS_IN_FLIGHT_MAX, "step-up sign-in: too many callbacks at once");
+    // The flow and its state are checked before anything is asked of the provider, and a flow is finished once.
+    let flow = open_flow(&state, &headers, query.state.as_deref()).and_then(|flow| spend(&state, flow));
+    let purpose = flow.as_ref().map_or(PURPOSE, |flow| flow.purpose.as_str()).to_string();
+    let slots = if purpose == crate::http::console::PURPOSE { &state.callbacks.1 } else { &state.callbacks.0 };
+    let Ok(_permit) = slots.try_acquire() else {
+        tracing::warn!(in_flight = CALLBACKS_IN_FLIGHT_MAX, purpose, "sign-in: too many callbacks at once");
         return unavailable();
     };
-    let flow = open_flow(&state, &headers);
     // The flow is spent whatever happened: its cookie goes.
     let mut response = match (&flow, &state.console) {
         // A console sign-in ends in a session (`console::signed_in`).
@@ -123,8 +141,22 @@ async fn callback<L: EventLog + 'static>(
         }
         _ => step_up_answer(finish(&state, flow, &query).await),
     };
-    response.headers_mut().append(header::SET_COOKIE, flow_cookie("", secure, false));
+    response.headers_mut().append(header::SET_COOKIE, flow_cookie(&purpose, "", secure, false));
     response
+}
+
+/// Marks `flow` finished, or says it was already: an answer replayed with its cookie asks the provider nothing.
+fn spend<L: EventLog>(state: &StepUpState<L>, flow: Flow) -> Result<Flow, OidcError> {
+    let now = wall_clock_ms();
+    let mut spent = state.spent.lock().expect("the spent flows lock is never poisoned");
+    spent.retain(|_, until| *until > now);
+    if spent.len() >= SPENT_FLOWS_MAX {
+        return Err(OidcError::Provider("too many sign-ins at once; try again in a few minutes".to_string()));
+    }
+    match spent.insert(flow.state().to_string(), flow.started_ms.saturating_add(crate::oidc::FLOW_TTL_MS)) {
+        Some(_) => Err(OidcError::FlowExpired),
+        None => Ok(flow),
+    }
 }
 
 /// The page a step-up flow ends on: the code form carrying the sign-in, or why not.
@@ -154,11 +186,24 @@ fn step_up_answer(finished: Result<(String, String), (OidcError, Option<String>)
     }
 }
 
-/// The flow the callback's cookie carries, if airlock signed it and it is still young.
-fn open_flow<L: EventLog>(state: &StepUpState<L>, headers: &HeaderMap) -> Result<Flow, OidcError> {
-    let name = if state.provider.secure_cookies() { FLOW_COOKIE_SECURE } else { FLOW_COOKIE };
-    let sealed = cookie(headers, name).ok_or(OidcError::FlowExpired)?;
-    Flow::open(&state.service.keys, sealed, wall_clock_ms())
+/// The flow a callback answers: of the flow cookies the browser sent (one per purpose), the one airlock signed, still
+/// young, whose `state` the provider answered with.
+fn open_flow<L: EventLog>(
+    state: &StepUpState<L>,
+    headers: &HeaderMap,
+    answered: Option<&str>,
+) -> Result<Flow, OidcError> {
+    let secure = state.provider.secure_cookies();
+    let mut found = Err(OidcError::FlowExpired);
+    for purpose in [PURPOSE, crate::http::console::PURPOSE] {
+        let Some(sealed) = cookie(headers, flow_cookie_name(purpose, secure)) else { continue };
+        match Flow::open(&state.service.keys, sealed, wall_clock_ms()) {
+            Ok(flow) if answered.is_some_and(|answered| flow.state_matches(answered)) => return Ok(flow),
+            Ok(_) => found = Err(OidcError::WrongState),
+            Err(error) => found = found.or(Err(error)),
+        }
+    }
+    found
 }
 
 /// What the provider's answer to `flow` says of the sign-in, verified (the state first, then the provider's error or
@@ -201,10 +246,11 @@ async fn finish<L: EventLog>(
     Ok((case, step_up.seal(&state.service.keys)))
 }
 
-/// The flow cookie with `value`; an empty, expired one to remove it.
-pub(crate) fn flow_cookie(value: &str, secure: bool, set: bool) -> HeaderValue {
+/// The flow cookie of `purpose` with `value`; an empty, expired one to remove it.
+pub(crate) fn flow_cookie(purpose: &str, value: &str, secure: bool, set: bool) -> HeaderValue {
     let age = if set { crate::oidc::FLOW_TTL_MS / 1000 } else { 0 };
-    let (name, secure) = if secure { (FLOW_COOKIE_SECURE, "; Secure") } else { (FLOW_COOKIE, "") };
+    let name = flow_cookie_name(purpose, secure);
+    let secure = if secure { "; Secure" } else { "" };
     let cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={age}{secure}");
     HeaderValue::from_str(&cookie).expect("a sealed flow is base64url and hex")
 }

@@ -198,7 +198,10 @@ async fn staff_read<L: EventLog>(service: &Service<L>, actor: &Actor, kind: &str
                 let (items, more) = views::case_list(&projection, &filter).map_err(failed)?;
                 json!({ "items": items, "more": more })
             }
-            _ => json!({ "items": views::review_queue(&projection, now).map_err(failed)? }),
+            _ => {
+                let (items, more) = views::review_queue(&projection, now).map_err(failed)?;
+                json!({ "items": items, "more": more })
+            }
         })
     })
     .await;

@@ -172,12 +172,17 @@ impl Projection {
 
     /// The review queue, oldest first.
     pub fn review_queue(&self) -> Result<Vec<ReviewRow>, ProjectionError> {
+        self.review_queue_first(i64::MAX as usize)
+    }
+
+    /// The oldest `limit` cases of the review queue: a flood of requests must not make every reader read them all.
+    pub fn review_queue_first(&self, limit: usize) -> Result<Vec<ReviewRow>, ProjectionError> {
         let connection = self.read();
         let mut statement = connection.prepare_cached(
             "SELECT case_id, account_id, reason, entered_at, reviewers_required, approvals FROM review_queue
-             ORDER BY entered_at, case_id",
+             ORDER BY entered_at, case_id LIMIT ?1",
         )?;
-        let rows = statement.query_map([], |row| {
+        let rows = statement.query_map([limit.min(i64::MAX as usize) as i64], |row| {
             Ok(ReviewRow {
                 case_id: row.get(0)?,
                 account_id: row.get(1)?,

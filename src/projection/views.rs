@@ -204,9 +204,20 @@ pub struct QueueEntry {
     pub action: String,
 }
 
-/// The cases waiting for reviewers, oldest first.
-pub fn review_queue(projection: &Projection, now: UnixMs) -> Result<Vec<QueueEntry>, ProjectionError> {
-    projection.review_queue().and_then(|rows| {
+/// The most cases one read of the review queue gives (the oldest): a flood of requests (THREATS 17) must not make
+/// every reviewer's page read and show them all. `review_queue` says when there are more.
+pub const REVIEW_QUEUE_PAGE_MAX: usize = 200;
+
+/// The cases waiting for reviewers, oldest first: at most `REVIEW_QUEUE_PAGE_MAX`, and whether more wait.
+pub fn review_queue(projection: &Projection, now: UnixMs) -> Result<(Vec<QueueEntry>, bool), ProjectionError> {
+    let mut entries = review_queue_rows(projection, now)?;
+    let more = entries.len() > REVIEW_QUEUE_PAGE_MAX;
+    entries.truncate(REVIEW_QUEUE_PAGE_MAX);
+    Ok((entries, more))
+}
+
+fn review_queue_rows(projection: &Projection, now: UnixMs) -> Result<Vec<QueueEntry>, ProjectionError> {
+    projection.review_queue_first(REVIEW_QUEUE_PAGE_MAX + 1).and_then(|rows| {
         rows.into_iter()
             .map(|row| {
                 let case = projection.case(&CaseId::new(&row.case_id))?;

@@ -167,9 +167,9 @@ pub struct ReviewDecisionV1 {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(r"^[0-9a-f]{64}$"))]
     pub action_hash: Option<String>,
-    /// Why, in the reviewer's words, for the receipt and for the next reviewer. At most 1024 bytes; a run of six or
-    /// more digits is refused.
-    #[schemars(length(max = limits::REASON_BYTES_MAX))]
+    /// Why, in the reviewer's words, for the receipt and for the next reviewer. Required (not only spaces); at most
+    /// 1024 bytes; a run of six or more digits is refused.
+    #[schemars(length(min = 1, max = limits::REASON_BYTES_MAX))]
     pub reason: String,
 }
 
@@ -197,8 +197,8 @@ pub struct CancelV1 {
     /// The case to cancel.
     #[schemars(length(min = 1, max = limits::ID_BYTES_MAX), pattern(r"^[A-Za-z0-9_.@+-]+$"))]
     pub case_id: String,
-    /// Why, for the receipt. At most 1024 bytes; a run of six or more digits is refused.
-    #[schemars(length(max = limits::REASON_BYTES_MAX))]
+    /// Why, for the receipt. Required (not only spaces); at most 1024 bytes; a run of six or more digits is refused.
+    #[schemars(length(min = 1, max = limits::REASON_BYTES_MAX))]
     pub reason: String,
 }
 
@@ -216,8 +216,9 @@ pub struct RollBackV1 {
     /// The executed case to roll back.
     #[schemars(length(min = 1, max = limits::ID_BYTES_MAX), pattern(r"^[A-Za-z0-9_.@+-]+$"))]
     pub case_id: String,
-    /// Why, for the receipt and the incident record. At most 1024 bytes; a run of six or more digits is refused.
-    #[schemars(length(max = limits::REASON_BYTES_MAX))]
+    /// Why, for the receipt and the incident record. Required; at most 1024 bytes; a run of six or more digits is
+    /// refused.
+    #[schemars(length(min = 1, max = limits::REASON_BYTES_MAX))]
     pub reason: String,
 }
 
@@ -232,8 +233,8 @@ pub struct HaltV1 {
     /// The operator's idempotency key: a retried halt is recorded once.
     #[schemars(length(min = 1, max = limits::ID_BYTES_MAX), pattern(r"^[A-Za-z0-9_.@+-]+$"))]
     pub command_id: String,
-    /// Why automation was halted, for the record. At most 1024 bytes; a run of six or more digits is refused.
-    #[schemars(length(max = limits::REASON_BYTES_MAX))]
+    /// Why automation was halted, for the record. Required; at most 1024 bytes; a run of six or more digits is refused.
+    #[schemars(length(min = 1, max = limits::REASON_BYTES_MAX))]
     pub reason: String,
 }
 
@@ -248,7 +249,8 @@ pub struct ResumeV1 {
     /// The operator's idempotency key: a retried resume is recorded once.
     #[schemars(length(min = 1, max = limits::ID_BYTES_MAX), pattern(r"^[A-Za-z0-9_.@+-]+$"))]
     pub command_id: String,
-    /// Why automation may run again, for the record. At most 1024 bytes; a run of six or more digits is refused.
-    #[schemars(length(max = limits::REASON_BYTES_MAX))]
+    /// Why automation may run again, for the record. Required; at most 1024 bytes; a run of six or more digits is
+    /// refused.
+    #[schemars(length(min = 1, max = limits::REASON_BYTES_MAX))]
     pub reason: String,
 }

@@ -180,7 +180,7 @@ impl ReviewDecisionV1 {
         let command_id = CommandId::new(identifier("command_id", &self.command_id)?);
         let case_id = CaseId::new(identifier("case_id", &self.case_id)?);
         let action_hash = self.action_hash.as_deref().map(action_hash).transpose()?;
-        let reason = untrusted_text("reason", &self.reason, limits::REASON_BYTES_MAX)?;
+        let reason = reason(&self.reason)?;
         let command = match (self.decision, action_hash) {
             (DecisionV1::Approve, Some(action_hash)) => Command::ApproveReview { action_hash, reason },
             (DecisionV1::Approve, None) => {
@@ -250,6 +250,18 @@ fn untrusted_text(field: &'static str, value: &str, bytes_max: usize) -> Result<
     UntrustedText::new(field, value, bytes_max)
 }
 
+/// A person's reason for a decision, a cancel, a rollback or the kill switch: it goes on the receipt, so it must say
+/// something (not only spaces), within the limit, and hold no code.
+fn reason(value: &str) -> Result<UntrustedText, Rejection> {
+    if value.trim().is_empty() {
+        return Err(Rejection::InvalidValue {
+            field: "reason".to_string(),
+            expected: "why, in your own words: it goes on the receipt".to_string(),
+        });
+    }
+    untrusted_text("reason", value, limits::REASON_BYTES_MAX)
+}
+
 fn signal(field: &'static str, value: Option<&str>) -> Result<Option<String>, Rejection> {
     let Some(value) = value else { return Ok(None) };
     if looks_like_code(value) {
@@ -268,14 +280,14 @@ fn case_reason(
     check_version(version)?;
     let command_id = CommandId::new(identifier("command_id", command_id)?);
     let case_id = CaseId::new(identifier("case_id", case_id)?);
-    let reason = untrusted_text("reason", reason, limits::REASON_BYTES_MAX)?;
+    let reason = self::reason(reason)?;
     Ok((case_id, command_id, reason))
 }
 
 fn control_reason(version: u16, command_id: &str, reason: &str) -> Result<(CommandId, UntrustedText), Rejection> {
     check_version(version)?;
     let command_id = CommandId::new(identifier("command_id", command_id)?);
-    let reason = untrusted_text("reason", reason, limits::REASON_BYTES_MAX)?;
+    let reason = self::reason(reason)?;
     Ok((command_id, reason))
 }
 

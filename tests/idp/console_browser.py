@@ -5,9 +5,8 @@ given as JSON on stdin, one object per line, and answers each with one JSON line
     console_browser.py --console URL --screenshots DIR
 
 Steps: {"sign_in": {"user", "password", "totp_secret"}}, {"open": "/console/..."}, {"fill": {"name", "value"}},
-{"click": "button text"}, {"screenshot": "name"}, {"cookies": true}, {"quit": true}. Every answer carries the page's
-`url`, `title`, visible `text`, and the `status` of the last navigation as the page's own title shows it. Nothing
-here runs script in the page: the console runs none.
+{"click": "button text"}, {"screenshot": "name"}, {"cookies": true}, {"value": "field name"}, {"quit": true}. Every
+answer carries the page's `url`, `title` and visible `text` (and what the step asked for), or an `error`.
 """
 
 import argparse
@@ -126,6 +125,8 @@ def main():
                     answer["screenshot"] = path
                 elif "cookies" in step:
                     answer["cookies"] = driver.get_cookies()
+                elif "value" in step:
+                    answer["value"] = driver.find_element(By.NAME, step["value"]).get_attribute("value")
                 elif "quit" in step:
                     break
                 answer.update(page(driver))
