@@ -974,7 +974,7 @@ const BROWSER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp/console_br
 
 /// One headless Chromium (tests/idp/console_browser.py), driven step by step; stopped when dropped.
 struct Browser {
-    child: Child,
+    child: Option<Child>,
     input: Option<std::process::ChildStdin>,
     output: std::io::Lines<BufReader<std::process::ChildStdout>>,
 }
@@ -992,7 +992,7 @@ impl Browser {
             .unwrap();
         let input = child.stdin.take();
         let output = BufReader::new(child.stdout.take().unwrap()).lines();
-        Browser { child, input, output }
+        Browser { child: Some(child), input, output }
     }
 
     /// One step (see the script), and what the browser then shows.
@@ -1017,20 +1017,18 @@ impl Browser {
 
 impl Drop for Browser {
     /// Closes the script's input, so that it quits Chromium itself (a killed script would leave Chromium running),
-    /// and waits for it; kills it only if it has not ended by then.
+    /// and waits for it to end, at most 30 seconds; then kills its whole process group.
     fn drop(&mut self) {
         drop(self.input.take());
-        let ended = (0..300).any(|_| {
-            let done = matches!(self.child.try_wait(), Ok(Some(_)));
-            if !done {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            done
+        let Some(mut child) = self.child.take() else { return };
+        let group = format!("-{}", child.id());
+        let (ended, waited) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = child.wait();
+            let _ = ended.send(());
         });
-        if !ended {
-            let group = format!("-{}", self.child.id());
+        if waited.recv_timeout(Duration::from_secs(30)).is_err() {
             let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-            let _ = self.child.wait();
         }
     }
 }

@@ -119,44 +119,17 @@ impl From<AccountSnapshotV2> for AccountSnapshot {
     }
 }
 
+/// `RecoveryRequested` before version 3, with the decision as it was stored: `PolicyDecisionV1` in version 1 (before
+/// the registrable domain was counted), `PolicyDecision` in version 2. Neither snapshot has `authenticator_unknown`.
 #[derive(Deserialize)]
-struct RecoveryRequestedV1 {
+struct RecoveryRequestedOld<Decision> {
     account_id: AccountId,
     action: RecoveryAction,
     action_hash: ActionHash,
     summary: UntrustedText,
     signals: Signals,
     snapshot: AccountSnapshotV2,
-    intake_decision: PolicyDecisionV1,
-    deadline: UnixMs,
-}
-
-/// Version 1 is version 2 before the decision counted the registrable domain.
-impl From<RecoveryRequestedV1> for RecoveryRequestedV2 {
-    fn from(old: RecoveryRequestedV1) -> RecoveryRequestedV2 {
-        RecoveryRequestedV2 {
-            account_id: old.account_id,
-            action: old.action,
-            action_hash: old.action_hash,
-            summary: old.summary,
-            signals: old.signals,
-            snapshot: old.snapshot,
-            intake_decision: old.intake_decision.into(),
-            deadline: old.deadline,
-        }
-    }
-}
-
-/// `RecoveryRequested` v2: the decision counts the registrable domain, the snapshot has no `authenticator_unknown`.
-#[derive(Deserialize)]
-struct RecoveryRequestedV2 {
-    account_id: AccountId,
-    action: RecoveryAction,
-    action_hash: ActionHash,
-    summary: UntrustedText,
-    signals: Signals,
-    snapshot: AccountSnapshotV2,
-    intake_decision: PolicyDecision,
+    intake_decision: Decision,
     deadline: UnixMs,
 }
 
@@ -219,21 +192,13 @@ pub(super) fn upcast(kind: EventKind, envelope: &Envelope) -> Result<EventBody, 
                 expires_at: old.expires_at,
             })
         }
-        (EventKind::RecoveryRequested, 1 | 2) => {
-            let old: RecoveryRequestedV2 = match envelope.version {
-                1 => old_payload::<RecoveryRequestedV1>(envelope, RECOVERY_REQUESTED_VARIANT)?.into(),
-                _ => old_payload(envelope, RECOVERY_REQUESTED_VARIANT)?,
-            };
-            Ok(EventBody::RecoveryRequested {
-                account_id: old.account_id,
-                action: old.action,
-                action_hash: old.action_hash,
-                summary: old.summary,
-                signals: old.signals,
-                snapshot: old.snapshot.into(),
-                intake_decision: old.intake_decision,
-                deadline: old.deadline,
-            })
+        (EventKind::RecoveryRequested, 1) => {
+            let old: RecoveryRequestedOld<PolicyDecisionV1> = old_payload(envelope, RECOVERY_REQUESTED_VARIANT)?;
+            Ok(recovery_requested(old, PolicyDecision::from))
+        }
+        (EventKind::RecoveryRequested, 2) => {
+            let old: RecoveryRequestedOld<PolicyDecision> = old_payload(envelope, RECOVERY_REQUESTED_VARIANT)?;
+            Ok(recovery_requested(old, |decision| decision))
         }
         (EventKind::ReviewRequired, 1) => {
             let old: ReviewRequiredV1 = old_payload(envelope, REVIEW_REQUIRED_VARIANT)?;
@@ -253,6 +218,23 @@ pub(super) fn upcast(kind: EventKind, envelope: &Envelope) -> Result<EventBody, 
             })
         }
         _ => Err(DecodeError::UnknownType { event_type: envelope.event_type.clone(), version: envelope.version }),
+    }
+}
+
+/// Today's `RecoveryRequested` of an old one, its decision converted by `decision`.
+fn recovery_requested<Decision>(
+    old: RecoveryRequestedOld<Decision>,
+    decision: impl FnOnce(Decision) -> PolicyDecision,
+) -> EventBody {
+    EventBody::RecoveryRequested {
+        account_id: old.account_id,
+        action: old.action,
+        action_hash: old.action_hash,
+        summary: old.summary,
+        signals: old.signals,
+        snapshot: old.snapshot.into(),
+        intake_decision: decision(old.intake_decision),
+        deadline: old.deadline,
     }
 }
 
