@@ -117,31 +117,16 @@ async fn hardened(mut response: Response) -> Response {
 }
 
 /// Escapes text for HTML element content and double-quoted attributes.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for character in text.chars() {
-        match character {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-/// An owners' page: `body` is HTML made here (every outside value in it escaped), in the layout every page shares.
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    templates::render(status, "layout.html", serde_json::json!({ "title": title, "body": body }))
+/// An owners' page that says one thing: `message` is text (the template escapes it), in the layout every page shares.
+pub(crate) fn message(status: StatusCode, title: &str, message: &str) -> Response {
+    templates::render(status, "owner/message.html", serde_json::json!({ "title": title, "message": message }))
 }
 
 fn invalid_link() -> Response {
-    page(
+    message(
         StatusCode::BAD_REQUEST,
         "This link is not valid",
-        "<p>Open the link from the message exactly as it arrived, or ask for a new recovery.</p>",
+        "Open the link from the message exactly as it arrived, or ask for a new recovery.",
     )
 }
 
@@ -162,7 +147,7 @@ async fn verify_page<L: EventLog + 'static>(
         true => SecondOnForm::SignInOffered,
         false => SecondOnForm::Authenticator,
     };
-    page(StatusCode::OK, "Confirm it is you", &verify_form_body(&case_id, second))
+    verify_form_page(StatusCode::OK, &case_id, second)
 }
 
 /// What the verification form offers besides the code.
@@ -175,40 +160,21 @@ pub(crate) enum SecondOnForm<'a> {
     SignedIn { step_up: &'a str },
 }
 
-/// The verification form of `case_id`.
-pub(crate) fn verify_form_body(case_id: &str, second: SecondOnForm<'_>) -> String {
-    let case = escape(case_id);
-    let (before, field) = match second {
-        SecondOnForm::Authenticator | SecondOnForm::SignInOffered => (
-            String::new(),
-            "<label>Authenticator app code (only if your account has one)<br>\
-             <input name=\"totp\" inputmode=\"numeric\" autocomplete=\"off\"></label>"
-                .to_string(),
-        ),
-        SecondOnForm::SignedIn { step_up } => (
-            "<p><strong>You signed in with your second factor.</strong> Now enter the code.</p>".to_string(),
-            format!("<input type=\"hidden\" name=\"step_up\" value=\"{}\">", escape(step_up)),
-        ),
+/// The verification form of `case_id`, as a page.
+pub(crate) fn verify_form_page(status: StatusCode, case_id: &str, second: SecondOnForm<'_>) -> Response {
+    let (offered, step_up) = match second {
+        SecondOnForm::Authenticator => (false, None),
+        SecondOnForm::SignInOffered => (true, None),
+        SecondOnForm::SignedIn { step_up } => (false, Some(step_up)),
     };
-    let after = match second {
-        SecondOnForm::SignInOffered => format!(
-            "<p>If you were asked to change how you sign in (an email, a phone or an authenticator), first \
-             <a href=\"/oidc/start?case={case}\">sign in with your second factor</a>, then come back here with the \
-             code.</p>"
-        ),
-        SecondOnForm::Authenticator | SecondOnForm::SignedIn { .. } => String::new(),
-    };
-    format!(
-        "{before}<p>Enter the code from the message we sent to a contact method already on your account.</p>\
-         <form method=\"post\" action=\"/verify\">\
-         <input type=\"hidden\" name=\"case_id\" value=\"{case}\">\
-         <input type=\"hidden\" name=\"command_id\" value=\"{command}\">\
-         <label>Code<br><input name=\"code\" inputmode=\"numeric\" autocomplete=\"one-time-code\" required></label>\
-         {field}<button type=\"submit\">Verify</button></form>{after}\
-         <p class=\"note\">Nobody from support, and no assistant, will ever ask you for this code. Enter it only on \
-         this page.</p>",
-        command = escape(&new_id("page")),
-    )
+    let context = serde_json::json!({
+        "title": "Confirm it is you",
+        "case_id": case_id,
+        "command_id": new_id("page"),
+        "sign_in_offered": offered,
+        "step_up": step_up,
+    });
+    templates::render(status, "owner/verify.html", context)
 }
 
 /// What the page and the JSON endpoint accept. Unknown fields are refused by the wire parser behind it.
@@ -256,7 +222,7 @@ async fn verify_form<L: EventLog + 'static>(
 ) -> Response {
     let reply = intake::handle_public_proof(&service, &owner(), &proof_json(&form)).await;
     let (status, title, text) = proof_outcome(&reply);
-    page(status, title, &format!("<p>{}</p>", escape(&text)))
+    message(status, title, &text)
 }
 
 /// `POST /v1/proofs` with the `submit_proof.v1` JSON command; the answer is the same reply NATS senders get.
@@ -342,26 +308,17 @@ fn set_password_form_page(
     problem: &str,
     (case, destination, until, token): (&str, &str, u64, &str),
 ) -> Response {
-    let problem =
-        if problem.is_empty() { String::new() } else { format!("<p><strong>{}</strong></p>", escape(problem)) };
-    let body = format!(
-        "{problem}<p>Choose the new password of your account: at least {min} characters. This link works once.</p>\
-         <form method=\"post\" action=\"/set-password\">\
-         <input type=\"hidden\" name=\"case\" value=\"{}\"><input type=\"hidden\" name=\"destination\" value=\"{}\">\
-         <input type=\"hidden\" name=\"until\" value=\"{until}\"><input type=\"hidden\" name=\"token\" value=\"{}\">\
-         <label>New password <input type=\"password\" name=\"password\" autocomplete=\"new-password\" required \
-         minlength=\"{min}\" maxlength=\"{max}\"></label>\
-         <label>Again <input type=\"password\" name=\"again\" autocomplete=\"new-password\" required \
-         minlength=\"{min}\" maxlength=\"{max}\"></label>\
-         <button type=\"submit\">Set the password</button></form>\
-         <p class=\"note\">Nobody from support, and no assistant, will ever ask you for this link or this password.</p>",
-        escape(case),
-        escape(destination),
-        escape(token),
-        min = crate::directory::Password::CHARS_MIN,
-        max = crate::directory::Password::CHARS_MAX,
-    );
-    page(status, "Choose a new password", &body)
+    let context = serde_json::json!({
+        "title": "Choose a new password",
+        "problem": problem,
+        "case": case,
+        "destination": destination,
+        "until": until,
+        "token": token,
+        "min": crate::directory::Password::CHARS_MIN,
+        "max": crate::directory::Password::CHARS_MAX,
+    });
+    templates::render(status, "owner/set_password.html", context)
 }
 
 async fn set_password_form<L: EventLog + 'static>(
@@ -382,25 +339,25 @@ async fn set_password_form<L: EventLog + 'static>(
     };
     let (case_id, destination_id) = (CaseId::new(case), DestinationId::new(destination));
     match service.set_password_with_link(&case_id, &destination_id, (until, &token), &password).await {
-        Ok(_) => page(
+        Ok(_) => message(
             StatusCode::OK,
             "Password set",
-            "<p>Your new password is set. Sign in with it. This link cannot be used again.</p>",
+            "Your new password is set. Sign in with it. This link cannot be used again.",
         ),
-        Err(crate::service::ServiceError::Rejected(Rejection::PasswordAlreadySet)) => page(
+        Err(crate::service::ServiceError::Rejected(Rejection::PasswordAlreadySet)) => message(
             StatusCode::CONFLICT,
             "Link already used",
-            "<p>This link set a password already, and works only once. If that was not you, contact support.</p>",
+            "This link set a password already, and works only once. If that was not you, contact support.",
         ),
-        Err(crate::service::ServiceError::Rejected(Rejection::Halted)) => page(
+        Err(crate::service::ServiceError::Rejected(Rejection::Halted)) => message(
             StatusCode::SERVICE_UNAVAILABLE,
             "Paused",
-            "<p>Account changes are paused for now. Try the link again later, while it is still valid.</p>",
+            "Account changes are paused for now. Try the link again later, while it is still valid.",
         ),
-        Err(crate::service::ServiceError::Rejected(_)) => page(
+        Err(crate::service::ServiceError::Rejected(_)) => message(
             StatusCode::UNPROCESSABLE_ENTITY,
             "This link cannot set a password",
-            "<p>The link is not valid, or its time has passed. Ask for a new recovery if you still cannot sign in.</p>",
+            "The link is not valid, or its time has passed. Ask for a new recovery if you still cannot sign in.",
         ),
         Err(crate::service::ServiceError::Directory(crate::directory::DirectoryError::Refused(_))) => {
             set_password_form_page(
@@ -411,14 +368,14 @@ async fn set_password_form<L: EventLog + 'static>(
         }
         Err(crate::service::ServiceError::Directory(
             crate::directory::DirectoryError::NoSuchAccount(_) | crate::directory::DirectoryError::Held { .. },
-        )) => page(
+        )) => message(
             StatusCode::UNPROCESSABLE_ENTITY,
             "This link cannot set a password now",
-            "<p>The account cannot take a new password now. Contact support.</p>",
+            "The account cannot take a new password now. Contact support.",
         ),
         Err(error) => {
             tracing::warn!(%error, "set-password link: the directory or the log is unavailable");
-            page(StatusCode::SERVICE_UNAVAILABLE, "Please try again", "<p>Try the link again in a minute.</p>")
+            message(StatusCode::SERVICE_UNAVAILABLE, "Please try again", "Try the link again in a minute.")
         }
     }
 }
@@ -426,16 +383,10 @@ async fn set_password_form<L: EventLog + 'static>(
 /// The page a cancel link opens: a confirmation button, so that a scanner fetching the link cancels nothing.
 async fn cancel_page(Query(link): Query<CancelLink>) -> Response {
     let Some((case, destination, token)) = link_parts(&link) else { return invalid_link() };
-    let body = format!(
-        "<p>A change to your account is scheduled. If you did not ask for it, cancel it now.</p>\
-         <form method=\"post\" action=\"/cancel\">\
-         <input type=\"hidden\" name=\"case\" value=\"{}\"><input type=\"hidden\" name=\"destination\" value=\"{}\">\
-         <input type=\"hidden\" name=\"token\" value=\"{}\"><button type=\"submit\">Cancel the change</button></form>",
-        escape(&case),
-        escape(&destination),
-        escape(&token)
-    );
-    page(StatusCode::OK, "Cancel a scheduled change?", &body)
+    let context = serde_json::json!({
+        "title": "Cancel a scheduled change?", "case": case, "destination": destination, "token": token,
+    });
+    templates::render(StatusCode::OK, "owner/cancel.html", context)
 }
 
 async fn cancel_form<L: EventLog + 'static>(
@@ -445,26 +396,26 @@ async fn cancel_form<L: EventLog + 'static>(
     let Some((case, destination, token)) = link_parts(&link) else { return invalid_link() };
     let outcome = service.cancel_with_link(&CaseId::new(case), &DestinationId::new(destination), &token).await;
     match outcome {
-        Ok(handled) if handled.status == crate::core::state::Status::Cancelled && handled.appended == 0 => page(
+        Ok(handled) if handled.status == crate::core::state::Status::Cancelled && handled.appended == 0 => message(
             StatusCode::OK,
             "Already cancelled",
-            "<p>This change was already cancelled. Nothing on your account changed.</p>",
+            "This change was already cancelled. Nothing on your account changed.",
         ),
-        Ok(handled) if handled.status == crate::core::state::Status::Cancelled => page(
+        Ok(handled) if handled.status == crate::core::state::Status::Cancelled => message(
             StatusCode::OK,
             "Cancelled",
-            "<p>The change was cancelled and nothing on your account changed. If you did not ask for it, consider \
-             changing your password.</p>",
+            "The change was cancelled and nothing on your account changed. If you did not ask for it, consider \
+             changing your password.",
         ),
-        Ok(_) | Err(crate::service::ServiceError::Rejected(_)) => page(
+        Ok(_) | Err(crate::service::ServiceError::Rejected(_)) => message(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Nothing to cancel",
-            "<p>This link cannot cancel anything now: the change was already cancelled, already applied, or the link \
-             is not valid. If a change you did not ask for was applied, contact support: it can be rolled back.</p>",
+            "This link cannot cancel anything now: the change was already cancelled, already applied, or the link \
+             is not valid. If a change you did not ask for was applied, contact support: it can be rolled back.",
         ),
         Err(error) => {
             tracing::warn!(%error, "cancel link: service unavailable");
-            page(StatusCode::SERVICE_UNAVAILABLE, "Please try again", "<p>Try the link again in a minute.</p>")
+            message(StatusCode::SERVICE_UNAVAILABLE, "Please try again", "Try the link again in a minute.")
         }
     }
 }

@@ -9,7 +9,7 @@
 //!   the code typed with it. Whether the provider's subject is the case's account is decided with the code, where a
 //!   wrong one counts like a wrong authenticator code.
 
-use crate::http::{SecondOnForm, escape, page, verify_form_body};
+use crate::http::{SecondOnForm, message, templates, verify_form_page};
 use crate::log::EventLog;
 use crate::oidc::{Flow, OidcError, Provider, STEP_UP_TTL_MS, SignIn, StepUp, second_factor_time, wall_clock_ms};
 use crate::service::Service;
@@ -162,26 +162,20 @@ fn spend<L: EventLog>(state: &StepUpState<L>, flow: Flow) -> Result<Flow, OidcEr
 /// The page a step-up flow ends on: the code form carrying the sign-in, or why not.
 fn step_up_answer(finished: Result<(String, String), (OidcError, Option<String>)>) -> Response {
     match finished {
-        Ok((case, step_up)) => page(
-            StatusCode::OK,
-            "Confirm it is you",
-            &verify_form_body(&case, SecondOnForm::SignedIn { step_up: &step_up }),
-        ),
+        Ok((case, step_up)) => verify_form_page(StatusCode::OK, &case, SecondOnForm::SignedIn { step_up: &step_up }),
         Err((error, case)) => {
             tracing::info!(%error, "step-up sign-in refused");
-            let again = match &case {
-                Some(case) => format!(
-                    "<p><a href=\"/oidc/start?case={0}\">Sign in again</a>, or <a href=\"/verify?case={0}\">go back \
-                     to the code</a>.</p>",
-                    escape(case)
-                ),
-                None => "<p>Start again from the page you came from.</p>".to_string(),
-            };
             let status = match error {
                 OidcError::Provider(_) => StatusCode::BAD_GATEWAY,
                 _ => StatusCode::BAD_REQUEST,
             };
-            page(status, "The sign-in could not be used", &format!("<p>{}</p>{again}", escape(&error.to_string())))
+            let context = serde_json::json!({
+                "title": "The sign-in could not be used",
+                "message": error.to_string(),
+                "retry_case": case,
+                "start_again": case.is_none(),
+            });
+            templates::render(status, "owner/message.html", context)
         }
     }
 }
@@ -270,9 +264,9 @@ pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 }
 
 fn unavailable() -> Response {
-    page(
+    message(
         StatusCode::SERVICE_UNAVAILABLE,
         "Please try again",
-        "<p>The sign-in cannot start just now. Try again in a minute, or go back and enter the code alone.</p>",
+        "The sign-in cannot start just now. Try again in a minute, or go back and enter the code alone.",
     )
 }

@@ -9,8 +9,12 @@ use minijinja::Environment;
 use serde::Serialize;
 use std::sync::OnceLock;
 
-const TEMPLATES: [(&str, &str); 7] = [
+const TEMPLATES: [(&str, &str); 11] = [
     ("layout.html", include_str!("../../templates/layout.html")),
+    ("owner/message.html", include_str!("../../templates/owner/message.html")),
+    ("owner/verify.html", include_str!("../../templates/owner/verify.html")),
+    ("owner/set_password.html", include_str!("../../templates/owner/set_password.html")),
+    ("owner/cancel.html", include_str!("../../templates/owner/cancel.html")),
     ("console/base.html", include_str!("../../templates/console/base.html")),
     ("console/message.html", include_str!("../../templates/console/message.html")),
     ("console/signin.html", include_str!("../../templates/console/signin.html")),
@@ -55,16 +59,17 @@ pub fn render(status: StatusCode, template: &str, context: impl Serialize) -> Re
 mod tests {
     use super::*;
 
-    // Proves every shipped template parses, and that the layout escapes what it prints: the title is text, the body
-    // given as already-made HTML is kept, and `inert` shows a bidirectional override as an escape.
+    // Proves every shipped template parses, and that what the pages print is text: a title or a message with markup
+    // in it is escaped (no page takes ready-made HTML), and `inert` shows a bidirectional override as an escape.
     #[test]
     fn the_templates_parse_and_escape() {
         let page = environment()
-            .get_template("layout.html")
+            .get_template("owner/message.html")
             .unwrap()
-            .render(minijinja::value::Serde(serde_json::json!({ "title": "<b>x</b>", "body": "<p>made</p>" })))
+            .render(minijinja::value::Serde(serde_json::json!({ "title": "<b>x</b>", "message": "<p>made</p>" })))
             .unwrap();
-        assert!(page.contains("<title>&lt;b&gt;x&lt;&#x2f;b&gt;</title>") && page.contains("<p>made</p>"), "{page}");
+        assert!(page.contains("<title>&lt;b&gt;x&lt;&#x2f;b&gt;</title>"), "{page}");
+        assert!(page.contains("&lt;p&gt;made&lt;&#x2f;p&gt;") && !page.contains("<p>made"), "{page}");
         let inert = environment().template_from_named_str("inert.html", "{{ text | inert }}").unwrap();
         assert_eq!(
             inert.render(minijinja::value::Serde(serde_json::json!({ "text": "a\u{202e}b<" }))).unwrap(),
