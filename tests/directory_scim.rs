@@ -1263,3 +1263,215 @@ fn chrono_like_days_ago(days: u64) -> String {
     let at = chrono::DateTime::from_timestamp((now - days * 86_400) as i64, 0).unwrap();
     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
+
+const HOSTILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp/hostile_oidc.py");
+
+/// tests/idp/hostile_oidc.py on a loopback port: an OpenID Connect provider that makes its ID tokens wrong on request
+/// and honours a code any number of times. Stopped by its PID when dropped.
+struct Hostile {
+    child: Child,
+    issuer: String,
+    secret_file: PathBuf,
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn hostile_provider(scratch: &Path) -> Hostile {
+    let secret_file = scratch.join("hostile-client-secret");
+    std::fs::write(&secret_file, "a-console-client-secret\n").unwrap();
+    std::fs::set_permissions(&secret_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut child = Command::new(venvs().join("canaille/bin/python"))
+        .args([HOSTILE, "--client-id", "airlock-console", "--client-secret-file", secret_file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let first = BufReader::new(child.stdout.take().unwrap()).lines().next().expect("the provider says where").unwrap();
+    let issuer = first.strip_prefix("listening on ").unwrap_or_else(|| panic!("the provider said {first:?}"));
+    Hostile { issuer: issuer.to_string(), child, secret_file }
+}
+
+/// The first cookie a response sets by `name`, as `name=value`.
+fn set_cookie(headers: &HashMap<String, Vec<String>>, name: &str) -> Option<String> {
+    let all = headers.get("set-cookie")?;
+    let line = all.iter().find(|line| line.starts_with(&format!("{name}=")))?;
+    Some(line.split(';').next().unwrap().to_string())
+}
+
+/// A console sign-in at the hostile provider as `user` in `groups`, its ID token made wrong as `mode` says: the
+/// provider's redirect back to airlock (the callback URL), the flow cookie, and airlock's answer to that callback.
+async fn console_sign_in(
+    page: &str,
+    user: &str,
+    groups: &str,
+    mode: &str,
+) -> (String, String, (u16, HashMap<String, Vec<String>>, String)) {
+    let (status, headers, body) = get_raw(&format!("{page}/console/sign-in"), None).await;
+    assert_eq!(status, 303, "{body}");
+    let flow = set_cookie(&headers, "airlock_console_flow").expect("a flow cookie");
+    let authorize = format!(
+        "{}&airlock_test_user={user}&airlock_test_groups={groups}&airlock_test_mode={mode}",
+        headers["location"][0]
+    );
+    let (status, headers, body) = get_raw(&authorize, None).await;
+    assert_eq!(status, 302, "{body}");
+    let callback = headers["location"][0].clone();
+    let answer = get_raw(&callback, Some(&flow)).await;
+    (callback, flow, answer)
+}
+
+/// A console POST as a browser on the console's own page sends it (same origin, the session's CSRF token in `form`).
+async fn console_post(page: &str, path: &str, cookie: &str, form: &[(&str, &str)]) -> (u16, String) {
+    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+    let answer = reqwest::Client::new()
+        .post(format!("{page}{path}"))
+        .header("Cookie", cookie)
+        .header("Origin", page)
+        .header("Sec-Fetch-Site", "same-origin")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (answer.status().as_u16(), answer.text().await.unwrap())
+}
+
+/// The value of the hidden field `name` on a page.
+fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.find(&marker).unwrap_or_else(|| panic!("no {name} on the page: {page}")) + marker.len();
+    page[start..].split('"').next().unwrap().to_string()
+}
+
+// Proves (issue 19) the console takes only a sign-in it can verify, against a provider that tries every wrong ID
+// token: a tampered one (claims changed under the signature, to make a reviewer an operator), one for another client,
+// from another issuer, expired, for another sign-in (nonce), unsigned, signed with a key the provider does not
+// publish; and a replayed authorization code, in the same sign-in or carried into a new one. Each is refused with the
+// reason and leaves no session. A forged session cookie reads nothing and acts on nothing. And the console works in
+// embedded mode (no NATS): a reviewer signed in there decides a case, recorded as that person.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_refuses_every_sign_in_it_cannot_verify_in_embedded_mode_too() {
+    let mut harness = Harness::new();
+    let provider = hostile_provider(harness.scratch.path());
+    common::import_accounts(
+        &harness.data(),
+        json!([{ "account_id": "new-1", "destinations": [
+            { "id": "new-1-mail", "kind": "email", "address": "new@example.com", "trusted_since": chrono_like_days_ago(2) } ] }]),
+    );
+    let secret = provider.secret_file.to_str().unwrap();
+    harness.start_embedded_serve(
+        &[
+            "--http",
+            "127.0.0.1:0",
+            "--oidc-issuer",
+            &provider.issuer,
+            "--oidc-client-id",
+            "airlock-console",
+            "--oidc-client-secret",
+            secret,
+            "--console-reviewer-group",
+            "airlock-reviewers",
+            "--console-operator-group",
+            "airlock-operators",
+        ],
+        &[],
+    );
+    let page = format!("http://{}", harness.page_address());
+    // A case for people, requested through the embedded store while serve runs.
+    let request =
+        common::threats::request_body("r-new", "new-1", json!({ "type": "reset_password" }), "locked out", json!({}));
+    let requested = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["submit", "--actor", "intake:desk", "--command", "request-recovery", "-", "--data-dir"])
+        .arg(harness.data())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(request.to_string().as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let reply: Value = serde_json::from_slice(&requested.stdout).unwrap();
+    let case_id = reply["case_id"].as_str().unwrap_or_else(|| panic!("{reply}")).to_string();
+    common::wait_for(
+        || harness.airlock(&["case", "show", &case_id]).stdout.windows(9).any(|w| w == b"in_review"),
+        "the case to wait for people",
+    );
+
+    // Every wrong ID token is refused, saying so, and leaves no session.
+    let wrong: [(&str, &str); 7] = [
+        ("tampered", "signature"),
+        ("other_audience", "audience"),
+        ("other_issuer", "issuer"),
+        ("expired", "expired"),
+        ("wrong_nonce", "nonce"),
+        ("unsigned", "does not verify"),
+        ("foreign_key", "signature"),
+    ];
+    for (mode, reason) in wrong {
+        let (_, _, (status, headers, body)) = console_sign_in(&page, "rita", "airlock-reviewers", mode).await;
+        assert_eq!(status, 403, "{mode}: {body}");
+        assert!(body.contains("does not verify") && body.to_lowercase().contains(reason), "{mode}: {body}");
+        assert!(set_cookie(&headers, "airlock_console").is_none(), "{mode}: a session was made");
+    }
+
+    // An honest sign-in makes a session; the same answer again, or its code in a new sign-in, is refused.
+    let (callback, flow, (status, headers, body)) = console_sign_in(&page, "rita", "airlock-reviewers", "good").await;
+    assert_eq!(status, 200, "{body}");
+    let session = set_cookie(&headers, "airlock_console").expect("a session for an honest sign-in");
+    let (status, headers, body) = get_raw(&callback, Some(&flow)).await;
+    assert_eq!(status, 400, "the same callback twice: {body}");
+    assert!(body.contains("start again") && set_cookie(&headers, "airlock_console").is_none(), "{body}");
+    let (status, headers, _) = get_raw(&format!("{page}/console/sign-in"), None).await;
+    assert_eq!(status, 303);
+    let new_flow = set_cookie(&headers, "airlock_console_flow").unwrap();
+    let new_state = url::Url::parse(&headers["location"][0])
+        .unwrap()
+        .query_pairs()
+        .find(|(name, _)| name == "state")
+        .unwrap()
+        .1
+        .to_string();
+    let old_code =
+        url::Url::parse(&callback).unwrap().query_pairs().find(|(name, _)| name == "code").unwrap().1.to_string();
+    let carried = format!("{page}/oidc/callback?code={old_code}&state={new_state}");
+    let (status, headers, body) = get_raw(&carried, Some(&new_flow)).await;
+    assert_eq!(status, 403, "an old code in a new sign-in: {body}");
+    assert!(body.contains("does not verify") && body.contains("nonce"), "{body}");
+    assert!(set_cookie(&headers, "airlock_console").is_none());
+
+    // A forged session cookie (the right shape, no session behind it) reads nothing and acts on nothing.
+    let forged = format!("airlock_console={}", "ab".repeat(32));
+    let (status, _, body) = get_raw(&format!("{page}/console/cases/{case_id}"), Some(&forged)).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("Sign in at") && !body.contains("locked out"), "{body}");
+    let form = [("csrf", "x"), ("command_id", "c-forged"), ("decision", "deny"), ("reason", "forged")];
+    let (status, body) = console_post(&page, &format!("/console/cases/{case_id}/decision"), &forged, &form).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("Nothing was changed"), "{body}");
+
+    // In embedded mode, the reviewer reads the case and decides it; the log names her.
+    let (_, _, case_page) = get_raw(&format!("{page}/console/cases/{case_id}"), Some(&session)).await;
+    assert!(case_page.contains("locked out"), "{case_page}");
+    let csrf = hidden(&case_page, "csrf");
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("command_id", "c-deny"),
+        ("decision", "deny"),
+        ("reason", "no contact method old enough"),
+    ];
+    let (status, body) = console_post(&page, &format!("/console/cases/{case_id}/decision"), &session, &form).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Denied. The case is now denied"), "{body}");
+    let history = harness.airlock(&["case", "history", &case_id, "--json"]);
+    let history = String::from_utf8_lossy(&history.stdout).to_string();
+    assert!(history.contains("reviewer:rita"), "{history}");
+    let log = harness.serve_log();
+    assert!(!log.contains("a-console-client-secret"), "the client secret in serve's log:\n{log}");
+}

@@ -176,7 +176,8 @@ impl Sessions {
         Ok(token)
     }
 
-    /// The live session of `token`, its idle time restarted; `None` for an unknown, ended or expired one.
+    /// The live session of `token`, its idle time restarted; `None` for an unknown, ended or expired one (an expired
+    /// one is ended then).
     fn find(&self, token: &str, now: u64) -> rusqlite::Result<Option<Session>> {
         let connection = self.connection.lock().expect("the sessions lock is never poisoned");
         let hash = token_hash(token);
@@ -190,7 +191,15 @@ impl Sessions {
             .optional()?;
         let Some((person, roles, csrf, created, last_seen, ended)) = row else { return Ok(None) };
         let (created, last_seen) = (created as u64, last_seen as u64);
-        if ended.is_some() || now >= created + ABSOLUTE_MS || now >= last_seen + IDLE_MS {
+        if ended.is_some() {
+            return Ok(None);
+        }
+        if now >= created + ABSOLUTE_MS || now >= last_seen + IDLE_MS {
+            // Ended for good: a wall clock stepped back later does not bring it back.
+            connection.execute(
+                "UPDATE console_sessions SET ended_at_ms = ?2 WHERE token_sha256 = ?1",
+                rusqlite::params![hash, now as i64],
+            )?;
             return Ok(None);
         }
         connection.execute(
@@ -893,4 +902,49 @@ async fn case_command<L: EventLog + 'static>(
     let command = json!({ "version": 1, "command_id": posted.command_id, "case_id": case_id, "reason": posted.reason });
     let reply = send(&state, &session, Role::Operator, command_type, command).await;
     show_case(&state, &session, &case_id, Some(outcome(&reply, done))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Proves a console session ends after `IDLE_MS` without a request (each request restarts that time), at
+    // `ABSOLUTE_MS` after sign-in however busy it is, and when signed out; and that `access.db` holds no token.
+    #[test]
+    fn a_session_ends_when_idle_at_its_absolute_limit_and_when_signed_out() {
+        let scratch = tempfile::tempdir().unwrap();
+        let sessions = Sessions::open(&scratch.path().join("access.db")).unwrap();
+        let start = 1_800_000_000_000;
+        let idle = sessions.create("rita", &[Role::Reviewer], start).unwrap();
+        assert!(sessions.find(&idle, start + IDLE_MS - 1).unwrap().is_some());
+        let later = start + 2 * IDLE_MS - 2;
+        assert!(sessions.find(&idle, later).unwrap().is_some(), "a request did not restart the idle time");
+        assert!(sessions.find(&idle, later + IDLE_MS).unwrap().is_none(), "an idle session still works");
+        // The wall clock stepped back: an ended session stays ended.
+        assert!(sessions.find(&idle, later + 1).unwrap().is_none(), "an expired session came back");
+
+        let busy = sessions.create("rob", &[Role::Reviewer], start).unwrap();
+        let mut now = start;
+        while now + IDLE_MS / 2 < start + ABSOLUTE_MS {
+            now += IDLE_MS / 2;
+            assert!(sessions.find(&busy, now).unwrap().is_some());
+        }
+        assert!(sessions.find(&busy, start + ABSOLUTE_MS).unwrap().is_none(), "a session outlived its limit");
+
+        let ended = sessions.create("olga", &[Role::Operator], start).unwrap();
+        sessions.end(&ended, start + 1).unwrap();
+        assert!(sessions.find(&ended, start + 2).unwrap().is_none(), "a signed-out session still works");
+
+        let connection = sessions.connection.lock().unwrap();
+        let dump: Vec<String> = connection
+            .prepare("SELECT hex(token_sha256) || person || roles FROM console_sessions")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for token in [&idle, &busy, &ended] {
+            assert!(dump.iter().all(|row| !row.to_lowercase().contains(token.as_str())), "a token is stored");
+        }
+    }
 }

@@ -1,5 +1,6 @@
-//! `airlock serve` in NATS mode as a test drives it: a real nats-server on loopback with its store in a scratch
-//! directory, and `airlock serve` processes started, killed (SIGKILL), stopped (SIGTERM) and restarted against it.
+//! `airlock serve` as a test drives it: a real nats-server on loopback with its store in a scratch directory, and
+//! `airlock serve` processes (NATS mode, or embedded with the log in the data directory) started, killed (SIGKILL),
+//! stopped (SIGTERM) and restarted.
 
 use super::{WAIT_MS, scratch, wait_for};
 use airlock::nats::server::{NatsServer, Options};
@@ -22,8 +23,17 @@ impl ServeProcess {
     /// Starts `airlock serve --nats URL --tick 200ms` on `data` with `options` and `environment` added, and waits
     /// until it says it is serving.
     pub fn start(nats_url: &str, data: &Path, log: &Path, options: &[&str], environment: &[(&str, &str)]) -> Self {
+        Self::spawn(&["serve", "--nats", nats_url, "--tick", "200ms"], data, log, options, environment)
+    }
+
+    /// Starts `airlock serve --tick 200ms` in embedded mode (no NATS: the event log in `data`), like `start`.
+    pub fn start_embedded(data: &Path, log: &Path, options: &[&str], environment: &[(&str, &str)]) -> Self {
+        Self::spawn(&["serve", "--tick", "200ms"], data, log, options, environment)
+    }
+
+    fn spawn(serve: &[&str], data: &Path, log: &Path, options: &[&str], environment: &[(&str, &str)]) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_airlock"))
-            .args(["serve", "--nats", nats_url, "--tick", "200ms"])
+            .args(serve)
             .args(options)
             .arg("--data-dir")
             .arg(data)
@@ -119,6 +129,14 @@ impl Harness {
         self.starts += 1;
         let log = self.scratch.path().join(format!("serve-{}.log", self.starts));
         self.serve = Some(ServeProcess::start(&self.nats.url(), &self.data(), &log, options, environment));
+    }
+
+    /// Starts `airlock serve` in embedded mode (the harness's NATS unused) with `options` and `environment` added.
+    pub fn start_embedded_serve(&mut self, options: &[&str], environment: &[(&str, &str)]) {
+        assert!(self.serve.is_none(), "serve is already running");
+        self.starts += 1;
+        let log = self.scratch.path().join(format!("serve-{}.log", self.starts));
+        self.serve = Some(ServeProcess::start_embedded(&self.data(), &log, options, environment));
     }
 
     /// What the running (or last) `airlock serve` wrote to stderr.
