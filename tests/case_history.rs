@@ -104,10 +104,21 @@ fn a_case_history_shows_each_state_and_retakes_each_decision() {
     let text = history.to_string();
     assert!(!text.contains("staff") && !text.contains(&code), "no summary or code in the history");
 
+    // An operator's words go on the history as typed (JSON), and the table shows them escaped: a terminal escape in a
+    // reason does not reach the terminal.
+    let words = "owner called: not them \u{1b}[2J\u{202e}";
+    let cancel = json!({ "version": 1, "command_id": "h-3", "case_id": case_id, "reason": words });
+    assert_eq!(submit(&data, "operator:olga", "cancel", &cancel)["status"], "cancelled");
+    let (_, history, _) = case_history(&data, &case_id, &[]);
+    let last = history["events"].as_array().unwrap().iter().find(|event| event["event"] == "case_cancelled").cloned();
+    assert_eq!(last.unwrap()["reason"], words, "{history}");
+
     // The readable form says the same.
     let output = airlock(&data, &["case", "history", &case_id]);
     let table = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success());
+    assert!(table.contains("reason (as typed, untrusted): owner called: not them \\u{1b}[2J\\u{202e}"), "{table}");
+    assert!(!table.contains('\u{1b}') && !table.contains('\u{202e}'), "{table}");
     assert_eq!(table.matches("taken again on these facts: the same decision").count(), 2, "{table}");
     assert!(table.contains("cooling_off_started") && table.contains("cooling_off"), "{table}");
 

@@ -1071,12 +1071,13 @@ async fn the_console_in_a_real_browser() {
         .map(PathBuf::from)
         .unwrap_or_else(|| harness.scratch.path().join("screenshots"));
 
-    let summary = "Owner locked out <script>document.title='owned'</script> \u{202e}gnirts desrever";
+    let summary = format!("Owner locked out {TRAP} desrever");
     let client = harness.client().await;
     let desk = Actor::new(Role::Intake, "support-agent");
     let open = |command_id: &'static str, account: &'static str| {
+        let signals = json!({ "region": TRAP, "source_network": TRAP });
         let body =
-            common::threats::request_body(command_id, account, json!({ "type": "reset_password" }), summary, json!({}));
+            common::threats::request_body(command_id, account, json!({ "type": "reset_password" }), &summary, signals);
         let (client, desk) = (client.clone(), desk.clone());
         async move {
             send(&client, &desk, CommandType::RequestRecovery, body).await["case_id"].as_str().unwrap().to_string()
@@ -1112,6 +1113,7 @@ async fn the_console_in_a_real_browser() {
     assert!(queue.contains("high-value (two reviewers)") && queue.contains("0 of 2"), "{queue}");
     assert!(queue.find(&vip) < queue.find(&new), "not oldest first: {queue}");
     rita.step(json!({ "screenshot": "queue" }));
+    accessible_and_inert(&mut rita, "the queue");
     let page = rita.open_page(&format!("/console/cases/{vip}"));
     assert!(
         page.contains("The requester's words") && page.contains("<script>document.title='owned'</script>"),
@@ -1122,17 +1124,25 @@ async fn the_console_in_a_real_browser() {
     let shown = rita.step(json!({ "screenshot": "case" }));
     assert_ne!(shown["title"], "owned", "the requester's script ran");
     assert!(page.contains("v***@example.com") && !page.contains("vip@example.com"), "{page}");
-    rita.step(json!({ "fill": { "name": "reason", "value": "called the owner back on the number on file" } }));
+    accessible_and_inert(&mut rita, "a case page");
+    // A reviewer's words are outside text too: pasted, they show inert on the timeline.
+    let words = format!("called the owner back on the number on file {TRAP}");
+    rita.step(json!({ "fill": { "name": "reason", "value": words, "set": true } }));
     let approved = rita.step(json!({ "click": "Approve this action" }))["text"].as_str().unwrap().to_string();
     assert!(approved.contains("Approved. The case is now in_review"), "{approved}\n{}", harness.serve_log());
+    assert!(
+        approved.contains("review_approved: called the owner back"),
+        "the reason is not on the timeline: {approved}"
+    );
+    accessible_and_inert(&mut rita, "a case page with a reviewer's words");
     rita.step(json!({ "fill": { "name": "reason", "value": "again" } }));
     let again = rita.step(json!({ "click": "Approve this action" }))["text"].as_str().unwrap().to_string();
     assert!(again.contains("Refused:"), "a second approval by the same reviewer: {again}");
+    // The keyboard alone decides a case.
     rita.open_page(&format!("/console/cases/{new}"));
-    rita.step(
-        json!({ "fill": { "name": "reason", "value": "no contact method old enough; owner to visit a branch" } }),
-    );
-    let denied = rita.step(json!({ "click": "Deny" }))["text"].as_str().unwrap().to_string();
+    let by_keys = json!({ "fill": { "name": "reason", "value": "no contact method old enough; owner to visit a branch" },
+                          "press": "Deny" });
+    let denied = rita.step(json!({ "keyboard": by_keys }))["text"].as_str().unwrap().to_string();
     assert!(denied.contains("Denied. The case is now denied"), "{denied}");
     assert_eq!(status(&harness, &new), "denied");
 
@@ -1189,11 +1199,14 @@ async fn the_console_in_a_real_browser() {
     let mut olga = Browser::open(&console, &screenshots);
     olga.sign_in("olga");
     assert!(olga.open_page("/console/operators").contains("Automation runs."));
-    olga.step(json!({ "fill": { "name": "reason", "value": "incident 42: suspicious burst" } }));
+    accessible_and_inert(&mut olga, "the operators' page");
+    let words = format!("incident 42: suspicious burst {TRAP}");
+    olga.step(json!({ "fill": { "name": "reason", "value": words, "set": true } }));
     let halted = olga.step(json!({ "click": "Halt automation" }))["text"].as_str().unwrap().to_string();
     assert!(halted.contains("Automation is halted.") && halted.contains("incident 42"), "{halted}");
     let olga_id = under.id("olga");
     assert!(halted.contains(&format!("operator:{olga_id}")), "the page does not name who: {halted}");
+    accessible_and_inert(&mut olga, "the operators' page with an operator's words");
     // While halted, the high-value case's change is due to wait: its page says it is held.
     let held = olga.open_page(&format!("/console/cases/{vip}"));
     assert!(held.contains("held: the kill switch is pulled"), "{held}");
@@ -1244,6 +1257,27 @@ async fn the_console_in_a_real_browser() {
     assert!(screenshots.join("queue.png").is_file() && screenshots.join("case.png").is_file());
 }
 
+/// Outside text that would run, hide or reorder what a person reads if a page printed it as it is: markup and script,
+/// a bidirectional override, a terminal escape and a bell.
+const TRAP: &str = "<script>document.title='owned'</script><img src=x onerror=\"document.title='owned'\"> \u{202e}gnirts \u{1b}[31mred\u{7}";
+
+/// Proves the page the browser shows runs nothing it was sent (no script, handler, image or javascript: URL; the
+/// console has none of its own), shows every trap character as an escape, names every control, reaches every control
+/// by Tab, and needs no sideways scrolling at 200% zoom.
+fn accessible_and_inert(browser: &mut Browser, what: &str) {
+    let answer = browser.step(json!({ "check": true }));
+    let (check, text) = (&answer["check"], answer["text"].as_str().unwrap());
+    assert_ne!(answer["title"], "owned", "{what}: a script ran");
+    assert_eq!(check["scripts"], 0, "{what}: {check}");
+    for list in ["handlers", "unlabelled", "unreachable", "overflow_at_200"] {
+        assert_eq!(check[list], json!([]), "{what}: {list}: {check}");
+    }
+    assert_eq!(check["javascript_urls"], 0, "{what}: {check}");
+    for raw in ['\u{202e}', '\u{1b}', '\u{7}'] {
+        assert!(!text.contains(raw), "{what}: {raw:?} reached the page as it is: {text}");
+    }
+}
+
 /// A console POST with a session cookie and a CSRF token, as a script (no browser headers) would send it.
 async fn post_as(cookie: &str, url: &str, csrf: &str) -> (u16, String) {
     let answer = reqwest::Client::new()
@@ -1264,7 +1298,7 @@ fn chrono_like_days_ago(days: u64) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-const HOSTILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp/hostile_oidc.py");
+const HOSTILE_OIDC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/idp/hostile_oidc.py");
 
 /// tests/idp/hostile_oidc.py on a loopback port: an OpenID Connect provider that makes its ID tokens wrong on request
 /// and honours a code any number of times. Stopped by its PID when dropped.
@@ -1286,7 +1320,7 @@ fn hostile_provider(scratch: &Path) -> Hostile {
     std::fs::write(&secret_file, "a-console-client-secret\n").unwrap();
     std::fs::set_permissions(&secret_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let mut child = Command::new(venvs().join("canaille/bin/python"))
-        .args([HOSTILE, "--client-id", "airlock-console", "--client-secret-file", secret_file.to_str().unwrap()])
+        .args([HOSTILE_OIDC, "--client-id", "airlock-console", "--client-secret-file", secret_file.to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -1314,9 +1348,12 @@ async fn console_sign_in(
     let (status, headers, body) = get_raw(&format!("{page}/console/sign-in"), None).await;
     assert_eq!(status, 303, "{body}");
     let flow = set_cookie(&headers, "airlock_console_flow").expect("a flow cookie");
+    let encoded = |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
     let authorize = format!(
-        "{}&airlock_test_user={user}&airlock_test_groups={groups}&airlock_test_mode={mode}",
-        headers["location"][0]
+        "{}&airlock_test_user={}&airlock_test_groups={}&airlock_test_mode={mode}",
+        headers["location"][0],
+        encoded(user),
+        encoded(groups)
     );
     let (status, headers, body) = get_raw(&authorize, None).await;
     assert_eq!(status, 302, "{body}");
@@ -1420,6 +1457,14 @@ async fn the_console_refuses_every_sign_in_it_cannot_verify_in_embedded_mode_too
         assert!(body.contains("does not verify") && body.to_lowercase().contains(reason), "{mode}: {body}");
         assert!(set_cookie(&headers, "airlock_console").is_none(), "{mode}: a session was made");
     }
+
+    // A verified sign-in whose person id airlock could not record as it is (markup, a bidirectional override) is
+    // refused, and the id is not shown back as markup.
+    let (_, _, (status, headers, body)) =
+        console_sign_in(&page, "<b>rita</b>\u{202e}", "airlock-reviewers", "good").await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("does not name you in a way airlock can record") && !body.contains("<b>"), "{body}");
+    assert!(set_cookie(&headers, "airlock_console").is_none());
 
     // An honest sign-in makes a session; the same answer again, or its code in a new sign-in, is refused.
     let (callback, flow, (status, headers, body)) = console_sign_in(&page, "rita", "airlock-reviewers", "good").await;

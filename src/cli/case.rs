@@ -87,6 +87,9 @@ struct HistoryEvent {
     /// The operator-attested baselines the decision's destinations were dated by, if any.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     relied_on_baselines: Vec<String>,
+    /// The words a person recorded with the event, as typed (untrusted; the table shows them escaped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
 }
 
 /// What taking a recorded decision again on its facts gave.
@@ -139,6 +142,7 @@ fn retaken(case_id: &CaseId, recorded: Vec<RecordedEvent>, engines: &Engines) ->
                 status_after: event.status_after,
                 decision,
                 relied_on_baselines: event.relied_on_baselines,
+                reason: event.reason,
             }
         })
         .collect();
@@ -157,6 +161,9 @@ fn print_table(history: &History, engines: &Engines) {
             "{:>3}  {:<24}  {:<28}  {:<20}  {}",
             event.sequence, event.at, event.actor, event.event, event.status_after
         );
+        if let Some(reason) = &event.reason {
+            println!("     reason (as typed, untrusted): {}", crate::core::text::for_terminal(reason));
+        }
         let Some(shown) = &event.decision else { continue };
         let recorded = &shown.recorded;
         println!(

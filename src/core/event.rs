@@ -289,6 +289,18 @@ impl EventKind {
 }
 
 impl EventBody {
+    /// The words a person recorded with this event (a reviewer's, an operator's), as they typed them: untrusted text,
+    /// shown inert. `None` for an event that records none.
+    pub fn people_words(&self) -> Option<&UntrustedText> {
+        match self {
+            EventBody::ReviewApproved { reason, .. }
+            | EventBody::CaseDenied { reason: DenialReason::Reviewer { reason, .. } }
+            | EventBody::CaseCancelled { reason }
+            | EventBody::RolledBack { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
     /// The policy decision this event records, with the facts it was taken on, if it records one.
     pub fn recorded_decision(&self) -> Option<&PolicyDecision> {
         match self {

@@ -26,6 +26,9 @@ pub struct HistoryEvent {
     /// each as "attested at <time> by <operator>: <reason>". Empty when none was relied on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub relied_on_baselines: Vec<String>,
+    /// The words a person recorded with the event (a reviewer's or an operator's reason), as typed: untrusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +66,7 @@ pub async fn case_history<L: EventLog>(log: &L, case_id: &CaseId) -> Result<Vec<
             status_after: state.status.name().to_string(),
             decision,
             relied_on_baselines,
+            reason: event.body.people_words().map(|words| words.as_untrusted_str().to_string()),
         });
     }
     Ok(events)

@@ -4,9 +4,13 @@ given as JSON on stdin, one object per line, and answers each with one JSON line
 
     console_browser.py --console URL --screenshots DIR
 
-Steps: {"sign_in": {"user", "password", "totp_secret"}}, {"open": "/console/..."}, {"fill": {"name", "value"}},
-{"click": "button text"}, {"screenshot": "name"}, {"cookies": true}, {"value": "field name"}, {"quit": true}. Every
-answer carries the page's `url`, `title` and visible `text` (and what the step asked for), or an `error`.
+Steps: {"sign_in": {"user", "password", "totp_secret"}}, {"open": "/console/..."}, {"fill": {"name", "value"}}
+(typed; with "set": true the value is set as a paste would, for characters a keyboard cannot type), {"click": "button
+text"}, {"keyboard": {"fill": {"name", "value"}, "press": "button text"}} (the keyboard alone: Tab to the field, type,
+Tab to the button, Enter), {"check": true} (what the page runs and shows: scripts, handlers, unlabelled controls,
+controls Tab cannot reach, and whether it needs sideways scrolling at 200% zoom), {"screenshot": "name"},
+{"cookies": true}, {"value": "field name"}, {"quit": true}. Every answer carries the page's `url`, `title` and visible
+`text` (and what the step asked for), or an `error`.
 """
 
 import argparse
@@ -21,7 +25,9 @@ import struct
 import time
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 
@@ -87,6 +93,90 @@ def sign_in(driver, console, user, password, totp_secret):
         WebDriverWait(driver, 30).until(lambda d: d.current_url == console + "/console" and loaded(d))
 
 
+CONTROLS = "input:not([type=hidden]), select, textarea, button, a[href]"
+
+# Every control without a name a screen reader can say: a form control needs a <label> (or aria-label), a button or
+# link its text.
+UNLABELLED = """
+return [...document.querySelectorAll(arguments[0])].filter(c => {
+  if (c.tagName === 'BUTTON' || c.tagName === 'A') return !c.textContent.trim() && !c.getAttribute('aria-label');
+  return !(c.labels && c.labels.length) && !c.getAttribute('aria-label') && !c.getAttribute('aria-labelledby');
+}).map(c => c.outerHTML.slice(0, 160));
+"""
+
+# What of the page could run: script elements, inline event handlers, javascript: URLs, embedded objects.
+ACTIVE = """
+const all = [...document.querySelectorAll('*')];
+return {
+  scripts: document.querySelectorAll('script, iframe, object, embed, img').length,
+  handlers: all.filter(e => [...e.attributes].some(a => a.name.startsWith('on'))).map(e => e.tagName),
+  javascript_urls: all.filter(e => /^\\s*javascript:/i.test(e.getAttribute('href') || e.getAttribute('src') || '')).length,
+};
+"""
+
+
+def focus_key(element):
+    return element.get_attribute("outerHTML")[:300] + "|" + str(element.location)
+
+
+def tab_cycle(driver, limit=300):
+    """The controls Tab visits from the top of the page, in order, until focus comes round again."""
+    driver.execute_script("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0);")
+    seen, order = set(), []
+    for _ in range(limit):
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        element = driver.switch_to.active_element
+        if element.tag_name == "body":
+            continue
+        key = focus_key(element)
+        if key in seen:
+            break
+        seen.add(key)
+        order.append(element)
+    return order
+
+
+def check(driver):
+    answer = {"unlabelled": driver.execute_script(UNLABELLED, CONTROLS)}
+    answer.update(driver.execute_script(ACTIVE))
+    reached = {focus_key(element) for element in tab_cycle(driver)}
+    controls = [c for c in driver.find_elements(By.CSS_SELECTOR, CONTROLS) if c.is_displayed()]
+    answer["unreachable"] = [c.get_attribute("outerHTML")[:160] for c in controls if focus_key(c) not in reached]
+    # 200% zoom: the same window, half as many CSS pixels across, each drawn twice as large.
+    size = driver.execute_script("return [window.innerWidth, window.innerHeight]")
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": size[0] // 2, "height": size[1] // 2, "deviceScaleFactor": 2, "mobile": False})
+    try:
+        answer["overflow_at_200"] = driver.execute_script(
+            "const d = document.documentElement; return d.scrollWidth > d.clientWidth"
+            " ? [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > d.clientWidth)"
+            ".slice(-3).map(e => e.outerHTML.slice(0, 160)) : [];")
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    return answer
+
+
+def keyboard(driver, fill, press):
+    """Fills a field and presses a button with the keyboard alone, as someone who cannot use a mouse would."""
+    driver.execute_script("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0);")
+    for _ in range(300):
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        if driver.switch_to.active_element.get_attribute("name") == fill["name"]:
+            break
+    else:
+        raise Exception(f"Tab never reaches the field {fill['name']}")
+    ActionChains(driver).send_keys(fill["value"]).perform()
+    for _ in range(50):
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        element = driver.switch_to.active_element
+        if element.tag_name == "button" and element.text.strip() == press:
+            leaving = driver.find_element(By.TAG_NAME, "html")
+            ActionChains(driver).send_keys(Keys.ENTER).perform()
+            left(driver, leaving)
+            return
+    raise Exception(f"Tab never reaches the button {press}")
+
+
 def main():
     # A SIGTERM ends the script through its `finally`, which quits Chromium.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
@@ -109,7 +199,10 @@ def main():
                 elif "fill" in step:
                     field = driver.find_element(By.NAME, step["fill"]["name"])
                     field.clear()
-                    field.send_keys(step["fill"]["value"])
+                    if step["fill"].get("set"):
+                        driver.execute_script("arguments[0].value = arguments[1]", field, step["fill"]["value"])
+                    else:
+                        field.send_keys(step["fill"]["value"])
                 elif "click" in step:
                     wanted = step["click"]
                     buttons = [b for b in driver.find_elements(By.TAG_NAME, "button") if b.text.strip() == wanted]
@@ -119,6 +212,10 @@ def main():
                     leaving = driver.find_element(By.TAG_NAME, "html")
                     (buttons or links)[0].click()
                     left(driver, leaving)
+                elif "keyboard" in step:
+                    keyboard(driver, step["keyboard"]["fill"], step["keyboard"]["press"])
+                elif "check" in step:
+                    answer["check"] = check(driver)
                 elif "screenshot" in step:
                     path = os.path.join(args.screenshots, step["screenshot"] + ".png")
                     driver.save_screenshot(path)
