@@ -1501,10 +1501,42 @@ async fn the_console_refuses_every_sign_in_it_cannot_verify_in_embedded_mode_too
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("Nothing was changed"), "{body}");
 
-    // In embedded mode, the reviewer reads the case and decides it; the log names her.
+    // In embedded mode, the reviewer reads the case and decides it; the log names her. First the page refuses what
+    // the core refuses, saying why: an approval of another action than the page showed, the requester approving, and
+    // an approval of one's own account.
     let (_, _, case_page) = get_raw(&format!("{page}/console/cases/{case_id}"), Some(&session)).await;
     assert!(case_page.contains("locked out"), "{case_page}");
     let csrf = hidden(&case_page, "csrf");
+    let other_action = "0".repeat(64);
+    let approve = |csrf: String, hash: String| {
+        vec![
+            ("csrf", csrf),
+            ("command_id", format!("c-{}", &hash[..8])),
+            ("decision", "approve".to_string()),
+            ("reason", "looks fine".to_string()),
+            ("action_hash", hash),
+        ]
+    };
+    let pairs = approve(csrf.clone(), other_action);
+    let form: Vec<(&str, &str)> = pairs.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let (status, body) = console_post(&page, &format!("/console/cases/{case_id}/decision"), &session, &form).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Refused: the approval names a different action than this case"), "{body}");
+    let action_hash = hidden(&case_page, "action_hash");
+    for (person, expected) in [
+        ("desk", "nobody may approve a case they requested"),
+        ("new-1", "nobody may approve a change to their own account"),
+    ] {
+        let (_, _, (status, headers, body)) = console_sign_in(&page, person, "airlock-reviewers", "good").await;
+        assert_eq!(status, 200, "{body}");
+        let theirs = set_cookie(&headers, "airlock_console").unwrap();
+        let (_, _, their_page) = get_raw(&format!("{page}/console/cases/{case_id}"), Some(&theirs)).await;
+        let pairs = approve(hidden(&their_page, "csrf"), action_hash.clone());
+        let form: Vec<(&str, &str)> = pairs.iter().map(|(name, value)| (*name, value.as_str())).collect();
+        let (_, body) = console_post(&page, &format!("/console/cases/{case_id}/decision"), &theirs, &form).await;
+        assert!(body.contains(&format!("Refused: {expected}")), "{person}: {body}");
+        assert!(body.contains("State: <strong>in_review</strong>"), "{person}: {body}");
+    }
     let form = [
         ("csrf", csrf.as_str()),
         ("command_id", "c-deny"),
