@@ -1611,7 +1611,8 @@ fn terminal_states_refuse_every_command() {
                 | CommandKind::SetPassword
                 | CommandKind::Halt
                 | CommandKind::Resume
-                | CommandKind::AttestBaseline => Err(Rejection::WrongState { status, command: kind }),
+                | CommandKind::AttestBaseline
+                | CommandKind::AcknowledgeAlert => Err(Rejection::WrongState { status, command: kind }),
             };
 
             let result = when(&history, &late, &command);

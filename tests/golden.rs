@@ -27,8 +27,11 @@ fn text(value: &str) -> UntrustedText {
     UntrustedText::new("golden", value, 1_000).unwrap()
 }
 
+/// The sample decision today: a domain count, and an open campaign alert (issue 20).
 fn decision() -> PolicyDecision {
-    decision_with_domain_count(4)
+    let mut decision = decision_with_domain_count(4);
+    decision.facts.open_alerts = vec!["destination_domain".into()];
+    decision
 }
 
 /// The sample decision; version 1 of the events that record one had no domain count (it upcasts as 0).
@@ -58,6 +61,7 @@ fn decision_with_domain_count(domain: u32) -> PolicyDecision {
             },
             signal_friction: 1,
             halted: false,
+            open_alerts: Vec::new(),
         },
     }
 }
@@ -337,15 +341,15 @@ fn version_1_decisions_are_upcast_with_no_domain_count() {
     let old_decision = decision_with_domain_count(0);
     let (event, version) = upcast_v1("recovery_requested", v1_fixture("recovery_requested"));
     let EventBody::RecoveryRequested { intake_decision, snapshot, .. } = &event.body else { panic!("{event:?}") };
-    assert_eq!((intake_decision, version), (&old_decision, 3));
+    assert_eq!((intake_decision, version), (&old_decision, 4));
     assert!(!snapshot.authenticator_unknown, "a version 1 snapshot came from a directory that could tell");
     let (event, version) = upcast_v1("review_required", v1_fixture("review_required"));
     let EventBody::ReviewRequired { decision, .. } = &event.body else { panic!("{event:?}") };
-    assert_eq!((decision, version), (&old_decision, 2));
+    assert_eq!((decision, version), (&old_decision, 3));
     let (event, version) = upcast_v1("cooling_off_started", v1_fixture("cooling_off_started"));
     let EventBody::CoolingOffStarted { authorization, .. } = &event.body else { panic!("{event:?}") };
     let quorum = Authorization::Quorum { reviewers: vec![ActorId::new("reviewer-1"), ActorId::new("reviewer-2")] };
-    assert_eq!((authorization, version), (&quorum, 2));
+    assert_eq!((authorization, version), (&quorum, 3));
 
     // Version 1 of a cooling-off authorized by the policy: variant 7, ends_at, deadline, notify, then the
     // authorization (variant 0, Policy) and its decision with four velocity counts.
@@ -388,7 +392,7 @@ fn version_1_decisions_are_upcast_with_no_domain_count() {
     envelope.payload = payload(7, &[]);
     let (event, version) = upcast_v1("cooling_off_started", postcard::to_stdvec(&envelope).unwrap());
     let EventBody::CoolingOffStarted { authorization, .. } = &event.body else { panic!("{event:?}") };
-    assert_eq!((authorization, version), (&Authorization::Policy { decision: old_decision.clone() }, 2));
+    assert_eq!((authorization, version), (&Authorization::Policy { decision: old_decision.clone() }, 3));
     for (variant, extra, refusal) in [(8, &[][..], "not cooling_off_started"), (7, &[0][..], "left over")] {
         envelope.payload = payload(variant, extra);
         let error = decode(&postcard::to_stdvec(&envelope).unwrap()).unwrap_err();
@@ -434,17 +438,54 @@ fn a_version_2_recovery_request_is_upcast_with_a_known_authenticator() {
     let EventBody::RecoveryRequested { snapshot, .. } = &event.body else { panic!("{event:?}") };
     assert_eq!(snapshot, &AccountSnapshot { authenticator_unknown: false, ..self::snapshot() });
     let mut today = sample(EventKind::RecoveryRequested);
-    if let EventBody::RecoveryRequested { snapshot, .. } = &mut today {
+    if let EventBody::RecoveryRequested { snapshot, intake_decision, .. } = &mut today {
         snapshot.authenticator_unknown = false;
+        intake_decision.facts.open_alerts = Vec::new();
     }
     assert_eq!(event.body, today);
     let again: airlock::log::envelope::Envelope =
         postcard::from_bytes(&encode_case_event(&case_id, stream_version, &event)).unwrap();
-    assert_eq!(again.version, 3);
+    assert_eq!(again.version, 4);
     let mut wrong = envelope.clone();
     wrong.payload[0] = 2;
     let error = decode(&postcard::to_stdvec(&wrong).unwrap()).unwrap_err();
     assert!(error.to_string().contains("not recovery_requested"), "{error}");
+}
+
+// Proves the upcasters of the decisions recorded before campaign alerts (issue 20): the committed bytes of
+// RecoveryRequested v3 and of ReviewRequired and CoolingOffStarted v2 decode to today's events with no open alert and
+// everything else as the sample, and are stored again as the current versions (4, 3, 3).
+#[test]
+fn decisions_recorded_before_campaign_alerts_are_upcast_with_none_open() {
+    for (name, old_version, new_version) in
+        [("recovery_requested", 3, 4), ("review_required", 2, 3), ("cooling_off_started", 2, 3)]
+    {
+        let old =
+            hex::decode(std::fs::read_to_string(golden_dir(old_version).join(format!("{name}.hex"))).unwrap().trim())
+                .unwrap();
+        let envelope: airlock::log::envelope::Envelope = postcard::from_bytes(&old).unwrap();
+        assert_eq!((envelope.event_type.as_str(), envelope.version), (name, old_version));
+        let Decoded::Case { case_id, stream_version, event } = decode(&old).unwrap() else { panic!("a case event") };
+        let kind = EventKind::from_name(name).unwrap();
+        let mut today = sample(kind);
+        match &mut today {
+            EventBody::RecoveryRequested { intake_decision: decision, .. }
+            | EventBody::ReviewRequired { decision, .. }
+            | EventBody::CoolingOffStarted { authorization: Authorization::Policy { decision }, .. } => {
+                decision.facts.open_alerts = Vec::new();
+            }
+            other => panic!("{other:?}"),
+        }
+        if let (EventBody::RecoveryRequested { snapshot: old, .. }, EventBody::RecoveryRequested { snapshot, .. }) =
+            (&event.body, &mut today)
+        {
+            snapshot.authenticator_unknown = old.authenticator_unknown;
+        }
+        assert_eq!(event.body, today, "{name}");
+        let again: airlock::log::envelope::Envelope =
+            postcard::from_bytes(&encode_case_event(&case_id, stream_version, &event)).unwrap();
+        assert_eq!(again.version, new_version, "{name}");
+    }
 }
 
 // Proves the second factor proven by a sign-in at the identity provider (issue 18, item 6), a variant added to

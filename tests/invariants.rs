@@ -684,9 +684,11 @@ fn spec_allows(role: Role, kind: CommandKind) -> bool {
         CommandKind::ApproveReview | CommandKind::DenyReview => role == Role::Reviewer,
         CommandKind::Cancel => matches!(role, Role::Owner | Role::Operator),
         CommandKind::Tick | CommandKind::ConfirmExecution | CommandKind::ConfirmNotices => role == Role::System,
-        CommandKind::RollBack | CommandKind::Halt | CommandKind::Resume | CommandKind::AttestBaseline => {
-            role == Role::Operator
-        }
+        CommandKind::RollBack
+        | CommandKind::Halt
+        | CommandKind::Resume
+        | CommandKind::AttestBaseline
+        | CommandKind::AcknowledgeAlert => role == Role::Operator,
     }
 }
 

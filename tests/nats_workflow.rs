@@ -58,6 +58,7 @@ async fn recovery_workflow_on_jetstream() {
         admissions: Default::default(),
         redelivery: Default::default(),
         sign_in_step_up: false,
+        campaigns: Default::default(),
         policy: airlock::policy::Engine::shared(),
     };
     let case_id = CaseId::new("case-gina");

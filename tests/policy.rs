@@ -18,6 +18,7 @@ fn facts() -> PolicyFacts {
         velocity: Velocity::default(),
         signal_friction: 0,
         halted: false,
+        open_alerts: Vec::new(),
     }
 }
 
@@ -135,4 +136,26 @@ fn a_policy_folder_from_before_the_domain_count_still_decides() {
         Err(error) => error.to_string(),
     };
     assert!(error.contains("does not declare the facts"), "{error}");
+}
+
+// Proves a policy folder written before campaign alerts (issue 20) still loads and decides, its requests without the
+// `open_alerts` fact; and that the shipped folder sends a request matching an open alert to people.
+#[test]
+fn a_policy_folder_from_before_campaign_alerts_still_decides() {
+    let start = DEFAULT_SCHEMA
+        .find("    // The checks of the campaign alerts")
+        .expect("the shipped schema declares open_alerts");
+    let end = DEFAULT_SCHEMA[start..].find("open_alerts: Set<String>,\n").unwrap()
+        + start
+        + "open_alerts: Set<String>,\n".len();
+    let old_schema = format!("{}{}", &DEFAULT_SCHEMA[..start], &DEFAULT_SCHEMA[end..]);
+    let old_policies: String =
+        DEFAULT_POLICIES.split("\n\n").filter(|block| !block.contains("open_alerts")).collect::<Vec<_>>().join("\n\n");
+    let engine = Engine::load(&old_schema, &old_policies).expect("an older folder loads");
+    let mut campaign = facts();
+    campaign.open_alerts = vec!["destination_domain".into()];
+    assert_eq!(engine.evaluate(&campaign).outcome, Outcome::Auto, "the old folder knows no alerts");
+    let shipped = Engine::load(DEFAULT_SCHEMA, DEFAULT_POLICIES).unwrap().evaluate(&campaign);
+    assert_eq!(shipped.outcome, Outcome::Review);
+    assert_eq!(shipped.rules[0], "campaign.open-alert.review");
 }

@@ -63,7 +63,7 @@ fn the_timeline_survives_and_stays_unique() {
     drop(projection);
     let connection = Connection::open(&path).unwrap();
     let version: u32 = connection.query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap();
-    assert_eq!(version, 6, "every migration ran");
+    assert_eq!(version, 7, "every migration ran");
     let duplicate = connection.execute(
         "INSERT INTO timeline (case_id, case_sequence, log_sequence, at, actor, event_type, status_after, detail)
          VALUES ('case-old', 2, 9, 0, 'intake:desk', 'challenge_issued', 'requested', 'again')",
@@ -97,5 +97,5 @@ fn the_request_facts_stay_on_the_case() {
     let velocity_indexes = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN
         ('cases_account_requested', 'cases_requester', 'cases_source_network', 'cases_new_destination')";
     assert_eq!(count(velocity_indexes), 0);
-    assert_eq!(count("PRAGMA user_version"), 6);
+    assert_eq!(count("PRAGMA user_version"), 7);
 }

@@ -168,7 +168,7 @@ fn case_events(data: &Path, case_id: &str) -> Vec<EventBody> {
         .into_iter()
         .filter_map(|decoded| match decoded {
             Decoded::Case { case_id: id, event, .. } if id.as_str() == case_id => Some(event.body),
-            Decoded::Case { .. } | Decoded::Control { .. } => None,
+            Decoded::Case { .. } | Decoded::Control { .. } | Decoded::Alert { .. } => None,
         })
         .collect()
 }
@@ -178,7 +178,7 @@ fn control_events(data: &Path) -> Vec<ControlEventBody> {
         .into_iter()
         .filter_map(|decoded| match decoded {
             Decoded::Control { event, .. } => Some(event.body),
-            Decoded::Case { .. } => None,
+            Decoded::Case { .. } | Decoded::Alert { .. } => None,
         })
         .collect()
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 pub const CONFIG_ENV: &str = "AIRLOCK_CONFIG";
 
 /// Every key of the file: the variable it stands for, and what it sets.
-pub const KEYS: [(&str, &str, &str); 30] = [
+pub const KEYS: [(&str, &str, &str); 31] = [
     ("data_dir", "AIRLOCK_DATA_DIR", "the data directory (projection, embedded store, key file)"),
     ("nats_url", "AIRLOCK_NATS_URL", "NATS server(s), comma-separated: nats://host:4222"),
     ("nats_nkey", "AIRLOCK_NATS_NKEY", "the nkey seed file to connect to NATS with (`airlock nats-config`)"),
@@ -46,6 +46,7 @@ pub const KEYS: [(&str, &str, &str); 30] = [
     ("console_groups_claim", "AIRLOCK_CONSOLE_GROUPS_CLAIM", "the ID token claim listing a person's groups"),
     ("console_person_claim", "AIRLOCK_CONSOLE_PERSON_CLAIM", "the ID token claim naming the person"),
     ("console_scopes", "AIRLOCK_CONSOLE_SCOPES", "scopes the console asks for besides openid"),
+    ("campaign", "AIRLOCK_CAMPAIGN", "campaign checks' thresholds: CHECK=ACCOUNTS/WINDOW, comma-separated"),
 ];
 
 /// The file as written. Unknown keys are an error: a misspelt key must not silently fall back to a default.
@@ -82,6 +83,7 @@ pub struct ConfigFile {
     pub console_groups_claim: Option<String>,
     pub console_person_claim: Option<String>,
     pub console_scopes: Option<String>,
+    pub campaign: Option<String>,
 }
 
 impl ConfigFile {
@@ -120,6 +122,7 @@ impl ConfigFile {
             self.console_groups_claim.clone(),
             self.console_person_claim.clone(),
             self.console_scopes.clone(),
+            self.campaign.clone(),
         ];
         KEYS.iter().zip(values).filter_map(|((_, env, _), value)| value.map(|value| (*env, value))).collect()
     }

@@ -1,6 +1,7 @@
 //! The command line. One module per command family; each exposes a `run` that returns an exit code. Exit codes are
 //! documented in the README: 0 ok, 1 refused or a failed check, 2 usage, 3 unavailable.
 
+pub mod alerts;
 pub mod api_key;
 pub mod audit;
 pub mod bench;
@@ -78,6 +79,8 @@ airlock completions zsh > \"${fpath[1]}/_airlock\"\n  airlock completions fish >
     NatsConfig(nats_config::NatsConfigArgs),
     /// Named connection settings (where the deployment is, which key is yours): save, use, ls.
     Context(context::ContextArgs),
+    /// Campaign alerts: list the active ones, show one with its cases and the rollback that undoes it, acknowledge.
+    Alerts(alerts::AlertsArgs),
     /// Pull the kill switch: halt all automated execution (cases wait in cooling-off).
     Halt(control::ControlArgs),
     /// Release the kill switch, explicitly and on the record.
@@ -167,6 +170,7 @@ pub fn main() -> ExitCode {
     let json_logs = matches!(&cli.command, Commands::Serve(args) if args.log_format == serve::LogFormat::Json);
     init_tracing(json_logs);
     let code = match cli.command {
+        Commands::Alerts(args) => alerts::run(args),
         Commands::ApiKey(args) => api_key::run(args),
         Commands::Context(args) => context::run(args),
         Commands::Audit(args) => audit::run(args),

@@ -33,6 +33,11 @@ pub struct ServeArgs {
     /// refuses to start if any policy fails to parse or validate.
     #[arg(long, env = "AIRLOCK_POLICIES")]
     pub policies: Option<PathBuf>,
+    /// Campaign checks' thresholds (ADR 25), each CHECK=ACCOUNTS/WINDOW, comma-separated: an alert when ACCOUNTS
+    /// distinct accounts show one indicator within WINDOW. Checks: destination (3/1h), destination_domain (20/1h),
+    /// high_value (10/1h), phrasing (10/1h), source_network (20/1h), proof_failures (20/1h); unnamed ones keep these.
+    #[arg(long, env = "AIRLOCK_CAMPAIGN", default_value = "")]
+    pub campaign: String,
     /// How often the timers look for cases whose cooling-off or time limit has passed.
     #[arg(long, env = "AIRLOCK_TICK", default_value = "1s", value_parser = humantime::parse_duration)]
     pub tick: Duration,
@@ -274,7 +279,9 @@ fn config(args: ServeArgs) -> anyhow::Result<Config> {
     if args.directory_sync.is_zero() || args.directory_sync > Duration::from_secs(7 * 24 * 3600) {
         anyhow::bail!("--directory-sync must be longer than zero and at most 7 days");
     }
+    let campaigns = campaigns(&args.campaign).map_err(|error| anyhow::anyhow!("--campaign refused: {error}"))?;
     Ok(Config {
+        campaigns,
         directory_sync: args.directory_sync,
         directory,
         nats: args.nats.map(|url| NatsConfig { url, nkey: args.nats_nkey }),
@@ -291,6 +298,23 @@ fn config(args: ServeArgs) -> anyhow::Result<Config> {
         oidc,
         console,
     })
+}
+
+/// The campaign checks' thresholds: the shipped ones, with those `text` names replaced.
+pub fn campaigns(text: &str) -> Result<crate::core::campaign::CampaignSettings, String> {
+    use crate::core::campaign::{CampaignSettings, Check, Threshold};
+    let mut settings = CampaignSettings::default();
+    for item in text.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+        let names = Check::ALL.map(Check::name).join(", ");
+        let (name, value) = item.split_once('=').ok_or_else(|| format!("{item:?} is not CHECK=ACCOUNTS/WINDOW"))?;
+        let check = Check::parse(name.trim()).ok_or_else(|| format!("no check {name:?}: the checks are {names}"))?;
+        let (accounts, window) =
+            value.split_once('/').ok_or_else(|| format!("{item:?} is not CHECK=ACCOUNTS/WINDOW (such as 20/1h)"))?;
+        let accounts_min = accounts.trim().parse::<u32>().map_err(|_| format!("{item:?}: {accounts:?} is no count"))?;
+        let window = humantime::parse_duration(window.trim()).map_err(|error| format!("{item:?}: {error}"))?;
+        settings.set(check, Threshold { accounts_min, window_ms: window.as_millis() as u64 })?;
+    }
+    Ok(settings)
 }
 
 /// A future that resolves on SIGTERM or SIGINT; the signal handlers are installed when it is made, not when it is

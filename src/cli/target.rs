@@ -257,6 +257,17 @@ impl Target {
         }
     }
 
+    /// Asks one query (`intake::query::answer`) as the actor: over NATS on its own query subject, on the embedded
+    /// store directly. The answer may be an error answer.
+    pub async fn query(&self, query: Value) -> Result<Value, String> {
+        match self {
+            Target::Nats { .. } => self.ask(query).await,
+            Target::Embedded { embedded, actor } => {
+                Ok(crate::intake::query::answer(&embedded.service, actor, query.to_string().as_bytes()).await)
+            }
+        }
+    }
+
     /// Asks the live service one query on the actor's own query subject (NATS mode only).
     async fn ask(&self, query: Value) -> Result<Value, String> {
         let Target::Nats { client, actor } = self else { unreachable!("only NATS targets are asked over NATS") };

@@ -87,6 +87,8 @@ pub enum CommandKind {
     SetPassword,
     /// An operator's attested baseline of the directory's destinations (`control` aggregate, not a case).
     AttestBaseline,
+    /// An operator acknowledges a campaign alert (`alerts` stream, not a case; issue 20).
+    AcknowledgeAlert,
 }
 
 impl CommandKind {
@@ -105,6 +107,7 @@ impl CommandKind {
             CommandKind::ConfirmNotices => "confirm_notices",
             CommandKind::SetPassword => "set_password",
             CommandKind::AttestBaseline => "attest_baseline",
+            CommandKind::AcknowledgeAlert => "acknowledge_alert",
         }
     }
 
@@ -116,9 +119,11 @@ impl CommandKind {
             CommandKind::ApproveReview | CommandKind::DenyReview => &[Role::Reviewer],
             CommandKind::Cancel => &[Role::Owner, Role::Operator],
             CommandKind::Tick | CommandKind::ConfirmExecution | CommandKind::ConfirmNotices => &[Role::System],
-            CommandKind::RollBack | CommandKind::Halt | CommandKind::Resume | CommandKind::AttestBaseline => {
-                &[Role::Operator]
-            }
+            CommandKind::RollBack
+            | CommandKind::Halt
+            | CommandKind::Resume
+            | CommandKind::AttestBaseline
+            | CommandKind::AcknowledgeAlert => &[Role::Operator],
         }
     }
 
@@ -135,7 +140,9 @@ impl CommandKind {
             CommandKind::ConfirmExecution => &[Status::Executing],
             CommandKind::RollBack | CommandKind::SetPassword => &[Status::Executed],
             CommandKind::ConfirmNotices => &[Status::CoolingOff, Status::Executed, Status::RolledBack],
-            CommandKind::Halt | CommandKind::Resume | CommandKind::AttestBaseline => &[],
+            CommandKind::Halt | CommandKind::Resume | CommandKind::AttestBaseline | CommandKind::AcknowledgeAlert => {
+                &[]
+            }
         }
     }
 }

@@ -231,7 +231,8 @@ fn first_event_kinds(kind: CommandKind) -> Option<&'static [EventKind]> {
         | CommandKind::ConfirmNotices
         | CommandKind::Halt
         | CommandKind::Resume
-        | CommandKind::AttestBaseline => None,
+        | CommandKind::AttestBaseline
+        | CommandKind::AcknowledgeAlert => None,
     }
 }
 

@@ -6,6 +6,7 @@ pub mod account;
 pub mod action;
 pub mod actor;
 pub mod address;
+pub mod campaign;
 pub mod command;
 pub mod control;
 pub mod decide;

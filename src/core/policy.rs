@@ -53,6 +53,12 @@ pub struct PolicyFacts {
     pub velocity: Velocity,
     pub signal_friction: u32,
     pub halted: bool,
+    /// The checks of the campaign alerts open when the request came that it matches (issue 20, ADR 25), by name
+    /// (`destination_domain`, `phrasing`, ...): a campaign in progress sends its new requests to people. Decisions
+    /// recorded before alerts existed saw none: their events upcast with none, and the projection's JSON of them,
+    /// which has no such field, reads as none.
+    #[serde(default)]
+    pub open_alerts: Vec<String>,
 }
 
 impl PolicyFacts {
@@ -84,6 +90,7 @@ impl PolicyFacts {
             velocity,
             signal_friction: signals.friction(),
             halted,
+            open_alerts: Vec::new(),
         }
     }
 }

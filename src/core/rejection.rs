@@ -58,6 +58,10 @@ pub enum Rejection {
     /// A reviewer approving a change to their own account: a reviewer whose id is the case's account id (the console
     /// names people by the identity provider's subject, which is the account id there).
     OwnAccountApproval,
+    /// No alert has this id.
+    NoSuchAlert,
+    /// The alert was acknowledged already, by someone else or by an earlier command.
+    AlertAlreadyAcknowledged,
 }
 
 impl Rejection {
@@ -85,6 +89,8 @@ impl Rejection {
             Rejection::PasswordAlreadySet => "password_already_set",
             Rejection::Halted => "halted",
             Rejection::OwnAccountApproval => "own_account_approval",
+            Rejection::NoSuchAlert => "no_such_alert",
+            Rejection::AlertAlreadyAcknowledged => "alert_already_acknowledged",
         }
     }
 }
@@ -136,6 +142,10 @@ impl fmt::Display for Rejection {
             Rejection::OwnAccountApproval => {
                 formatter.write_str("nobody may approve a change to their own account; another reviewer must")
             }
+            Rejection::NoSuchAlert => {
+                formatter.write_str("there is no alert with this id; list them with `airlock alerts list`")
+            }
+            Rejection::AlertAlreadyAcknowledged => formatter.write_str("this alert was acknowledged already"),
         }
     }
 }

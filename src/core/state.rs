@@ -104,6 +104,8 @@ pub struct CaseFacts {
     /// The request counts the intake decision was taken on, exact at the time of the request (ADR 8); the
     /// authorization phase decides on the same counts.
     pub velocity: Velocity,
+    /// The campaign alerts open at the request that it matched (issue 20): the authorization phase sees them too.
+    pub open_alerts: Vec<String>,
 }
 
 impl CaseFacts {
@@ -309,6 +311,7 @@ fn apply_body(state: &mut CaseState, event: &Event) {
                 snapshot: snapshot.clone(),
                 signals: signals.clone(),
                 velocity: intake_decision.facts.velocity,
+                open_alerts: intake_decision.facts.open_alerts.clone(),
             });
             state.decision = Some(intake_decision.clone());
             state.deadline = Some(*deadline);

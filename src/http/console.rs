@@ -245,6 +245,8 @@ pub fn router<L: EventLog + 'static>(state: ConsoleState<L>) -> Router {
         .route("/console/operators/rollback", post(rollback_matching::<L>))
         .route("/console/operators/audit", post(audit::<L>))
         .route("/console/cases/{case_id}/{command}", post(case_command::<L>))
+        .route("/console/alerts/{alert_id}", get(alert_page::<L>))
+        .route("/console/alerts/{alert_id}/acknowledge", post(acknowledge::<L>))
         .with_state(state)
 }
 
@@ -569,6 +571,9 @@ struct Posted {
     since: String,
     #[serde(default)]
     cases: String,
+    /// An alert acknowledged as no campaign (a checkbox: present when ticked).
+    #[serde(default)]
+    benign: String,
 }
 
 /// Whether a POST is the console's own: the session's CSRF token, and, where the browser says where it comes from,
@@ -704,6 +709,8 @@ async fn operators_page_with<L: EventLog>(
     };
     let state_now =
         events.iter().fold(crate::core::control::ControlState::default(), crate::core::control::evolve_control);
+    // The active campaign alerts (issue 20); the page says so when they cannot be read, and shows the rest.
+    let alerts = ask(state, session, json!({ "query": "alerts" })).await;
     let last = events.iter().rev().find_map(|event| match &event.body {
         crate::core::control::ControlEventBody::AutomationHalted { reason }
         | crate::core::control::ControlEventBody::AutomationResumed { reason } => Some(json!({
@@ -733,8 +740,100 @@ async fn operators_page_with<L: EventLog>(
             "preview": extra.preview,
             "rolled": extra.rolled,
             "audit": extra.audit,
+            "alerts": alerts.as_ref().ok().map(|answer| alerts_shown(&answer["alerts"])),
+            "more_alerts": alerts.as_ref().ok().map(|answer| answer["more"].clone()),
         }),
     )
+}
+
+/// Alerts as the pages show them: times in RFC 3339, the window in words.
+fn alerts_shown(alerts: &Value) -> Vec<Value> {
+    let time = |value: &Value| crate::projection::views::rfc3339(crate::core::ids::UnixMs(value.as_u64().unwrap_or(0)));
+    alerts
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|alert| {
+            let mut shown = alert.clone();
+            shown["first"] = json!(time(&alert["first_at"]));
+            shown["last"] = json!(time(&alert["last_at"]));
+            shown["window"] = json!(
+                humantime::format_duration(std::time::Duration::from_millis(alert["window_ms"].as_u64().unwrap_or(0)))
+                    .to_string()
+            );
+            shown
+        })
+        .collect()
+}
+
+async fn alert_page<L: EventLog + 'static>(
+    State(state): State<ConsoleState<L>>,
+    headers: HeaderMap,
+    Path(alert_id): Path<String>,
+) -> Response {
+    let Some((_, session)) = session(&state, &headers).await else { return signed_out(&state, None) };
+    show_alert(&state, &session, &alert_id, None).await
+}
+
+async fn show_alert<L: EventLog>(
+    state: &ConsoleState<L>,
+    session: &Session,
+    alert_id: &str,
+    outcome: Option<Value>,
+) -> Response {
+    if check_identifier("alert_id", alert_id).is_err() {
+        return refused(session, StatusCode::BAD_REQUEST, "No such alert", "That is not an alert id.");
+    }
+    let answer = match ask(state, session, json!({ "query": "alert", "alert_id": alert_id })).await {
+        Ok(answer) => answer,
+        Err(_) => {
+            return refused(
+                session,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Please try again",
+                "The alert could not be read now.",
+            );
+        }
+    };
+    if answer["alert"].is_null() {
+        return refused(session, StatusCode::NOT_FOUND, "No such alert", &format!("There is no alert {alert_id}."));
+    }
+    let alert = alerts_shown(&json!([answer["alert"]])).remove(0);
+    render(
+        StatusCode::OK,
+        "console/alert.html",
+        json!({
+            "title": format!("Alert {alert_id}"),
+            "wide": true,
+            "person": session.person,
+            "roles": session.role_names(),
+            "csrf": session.csrf,
+            "alert": alert,
+            "cases": answer["case_ids"],
+            "outcome": outcome,
+            "operator": session.has(Role::Operator),
+            "command_id": new_id("console"),
+        }),
+    )
+}
+
+/// An operator acknowledges an alert from its page.
+async fn acknowledge<L: EventLog + 'static>(
+    State(state): State<ConsoleState<L>>,
+    headers: HeaderMap,
+    Path(alert_id): Path<String>,
+    axum::Form(posted): axum::Form<Posted>,
+) -> Response {
+    let (_, session) = match posting(&state, &headers, &posted, Some(Role::Operator)).await {
+        Ok(found) => found,
+        Err(refusal) => return refusal,
+    };
+    let benign = !posted.benign.is_empty();
+    let command = json!({ "version": 1, "command_id": posted.command_id, "alert_id": alert_id,
+                          "reason": posted.reason, "benign": benign });
+    let reply = send(&state, &session, Role::Operator, CommandType::AcknowledgeAlert, command).await;
+    let done = if benign { "Acknowledged as no campaign." } else { "Acknowledged." };
+    show_alert(&state, &session, &alert_id, Some(outcome(&reply, done))).await
 }
 
 async fn switch<L: EventLog + 'static>(

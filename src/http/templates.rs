@@ -9,7 +9,7 @@ use minijinja::Environment;
 use serde::Serialize;
 use std::sync::OnceLock;
 
-const TEMPLATES: [(&str, &str); 11] = [
+const TEMPLATES: [(&str, &str); 12] = [
     ("layout.html", include_str!("../../templates/layout.html")),
     ("owner/message.html", include_str!("../../templates/owner/message.html")),
     ("owner/verify.html", include_str!("../../templates/owner/verify.html")),
@@ -21,6 +21,7 @@ const TEMPLATES: [(&str, &str); 11] = [
     ("console/queue.html", include_str!("../../templates/console/queue.html")),
     ("console/case.html", include_str!("../../templates/console/case.html")),
     ("console/operators.html", include_str!("../../templates/console/operators.html")),
+    ("console/alert.html", include_str!("../../templates/console/alert.html")),
 ];
 
 fn environment() -> &'static Environment<'static> {

@@ -29,10 +29,11 @@ pub enum CommandType {
     RollBack,
     Halt,
     Resume,
+    AcknowledgeAlert,
 }
 
 impl CommandType {
-    pub const ALL: [CommandType; 7] = [
+    pub const ALL: [CommandType; 8] = [
         CommandType::RequestRecovery,
         CommandType::SubmitProof,
         CommandType::ReviewDecision,
@@ -40,6 +41,7 @@ impl CommandType {
         CommandType::RollBack,
         CommandType::Halt,
         CommandType::Resume,
+        CommandType::AcknowledgeAlert,
     ];
 
     /// Whether an actor of `role` may send this command (a review decision: approve and deny allow the same roles).
@@ -57,6 +59,7 @@ impl CommandType {
             CommandType::RollBack => CommandKind::RollBack,
             CommandType::Halt => CommandKind::Halt,
             CommandType::Resume => CommandKind::Resume,
+            CommandType::AcknowledgeAlert => CommandKind::AcknowledgeAlert,
         }
     }
 }
@@ -140,7 +143,8 @@ fn kind_of(command_type: CommandType, bytes: &[u8]) -> CommandKind {
         | CommandType::Cancel
         | CommandType::RollBack
         | CommandType::Halt
-        | CommandType::Resume => command_type.kind(),
+        | CommandType::Resume
+        | CommandType::AcknowledgeAlert => command_type.kind(),
     }
 }
 
@@ -151,11 +155,25 @@ enum Outcome {
     Control {
         halted: bool,
     },
+    /// An alert acknowledged.
+    Acknowledged {
+        alert_id: String,
+    },
 }
 
 fn accepted(actor: &Actor, outcome: &Outcome) -> Reply {
     let handled = match outcome {
         Outcome::Case(handled) => handled,
+        Outcome::Acknowledged { alert_id } => {
+            return Reply {
+                accepted: true,
+                command_id: None,
+                case_id: None,
+                status: Some("acknowledged".into()),
+                message: format!("alert {alert_id} acknowledged"),
+                error: None,
+            };
+        }
         Outcome::Control { halted } => {
             let status = if *halted { "halted" } else { "running" };
             let message = format!("automation is {status}");
@@ -388,11 +406,21 @@ async fn dispatch<L: EventLog>(
                 | CommandType::SubmitProof
                 | CommandType::ReviewDecision
                 | CommandType::Cancel
-                | CommandType::RollBack => wire::parse::<wire::ResumeV1>(bytes).map_err(malformed)?.to_core(),
+                | CommandType::RollBack
+                | CommandType::AcknowledgeAlert => wire::parse::<wire::ResumeV1>(bytes).map_err(malformed)?.to_core(),
             }
             .map_err(Refusal::AtTheEdge)?;
             let halted = service.control(command_id, actor.clone(), command).await.map_err(Refusal::Service)?;
             return Ok(Outcome::Control { halted });
+        }
+        CommandType::AcknowledgeAlert => {
+            let parsed = wire::parse::<wire::AcknowledgeAlertV1>(bytes).map_err(malformed)?;
+            let (command_id, alert_id, reason, benign) = parsed.to_core().map_err(Refusal::AtTheEdge)?;
+            service
+                .acknowledge_alert(command_id, actor.clone(), &alert_id, reason, benign)
+                .await
+                .map_err(Refusal::Service)?;
+            return Ok(Outcome::Acknowledged { alert_id });
         }
     };
     let case_id = case_id.expect("every case command names its case, or airlock made one");

@@ -84,9 +84,10 @@ pub async fn answer<L: EventLog>(service: &Service<L>, actor: &Actor, payload: &
         Some("history") => return history(service, actor, request.as_ref()).await,
         Some("verify") => return verify(service, actor).await,
         Some("directory_sync") => return directory_sync(service, actor, request.as_ref()).await,
+        Some(kind @ ("alerts" | "alert")) => return alerts(service, actor, kind, request.as_ref()).await,
         Some(other) => {
             let other = crate::core::text::for_terminal(&other.chars().take(64).collect::<String>());
-            return json!({ "error": { "code": "malformed_command", "reason": format!("no query {other:?}: ask for \"case\" (with case_id), \"case_view\", \"case_list\", \"review_queue\", \"evidence\", \"history\", \"kill_switch\", \"executed_matching\", \"verify\" or \"directory_sync\"") } });
+            return json!({ "error": { "code": "malformed_command", "reason": format!("no query {other:?}: ask for \"case\" (with case_id), \"case_view\", \"case_list\", \"review_queue\", \"evidence\", \"history\", \"kill_switch\", \"executed_matching\", \"verify\", \"directory_sync\", \"alerts\" or \"alert\" (with alert_id)") } });
         }
     }
     let case_id = request
@@ -113,6 +114,55 @@ pub async fn answer<L: EventLog>(service: &Service<L>, actor: &Actor, payload: &
         Role::Owner | Role::Reviewer | Role::Operator | Role::System => {
             json!({ "case_id": case_id, "status": status.name(), "next_step": next_step(public_status(status)) })
         }
+    }
+}
+
+/// The most alerts one answer lists.
+pub const ALERTS_PAGE_MAX: usize = 200;
+
+/// Campaign alerts (issue 20), for reviewers and operators: `{"query": "alerts", "all": bool}` lists the active ones
+/// (every one with `all`), newest first; `{"query": "alert", "alert_id": "..."}` one alert with its case ids.
+async fn alerts<L: EventLog>(service: &Service<L>, actor: &Actor, kind: &str, request: Option<&Value>) -> Value {
+    if !matches!(actor.role, Role::Reviewer | Role::Operator | Role::System) {
+        return json!({ "error": { "code": "role_not_allowed", "reason": format!("campaign alerts are for reviewers and operators, not the {} role", actor.role) } });
+    }
+    let (projection, now) = (service.projection.clone(), service.clock.now());
+    let field = |name: &str| request.and_then(|value| value.get(name));
+    let answer = match kind {
+        "alerts" => {
+            let all = field("all").and_then(Value::as_bool).unwrap_or(false);
+            tokio::task::spawn_blocking(move || {
+                projection.alerts(all, now, ALERTS_PAGE_MAX + 1).map(|mut alerts| {
+                    let more = alerts.len() > ALERTS_PAGE_MAX;
+                    alerts.truncate(ALERTS_PAGE_MAX);
+                    json!({ "alerts": alerts, "more": more })
+                })
+            })
+            .await
+        }
+        _ => {
+            let Some(alert_id) =
+                field("alert_id").and_then(Value::as_str).filter(|id| check_identifier("alert_id", id).is_ok())
+            else {
+                return json!({ "error": { "code": "malformed_command", "reason": "send {\"query\": \"alert\", \"alert_id\": \"...\"}" } });
+            };
+            let alert_id = alert_id.to_string();
+            tokio::task::spawn_blocking(move || {
+                projection.alert(&alert_id, now).map(|found| match found {
+                    Some((alert, cases)) => json!({ "alert": alert, "case_ids": cases }),
+                    None => json!({ "alert": null, "case_ids": [] }),
+                })
+            })
+            .await
+        }
+    };
+    match answer {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "could not read the alerts");
+            json!({ "error": { "code": "unavailable", "reason": "try again later" } })
+        }
+        Err(_) => json!({ "error": { "code": "unavailable", "reason": "try again later" } }),
     }
 }
 

@@ -22,6 +22,7 @@ pub fn command_token(command: CommandType) -> &'static str {
         CommandType::RollBack => "roll_back",
         CommandType::Halt => "halt",
         CommandType::Resume => "resume",
+        CommandType::AcknowledgeAlert => "acknowledge_alert",
     }
 }
 

@@ -3,6 +3,7 @@
 //! upcasters from older versions live; golden fixtures of every type at its current version sit in `tests/golden/`.
 
 use crate::core::actor::Actor;
+use crate::core::campaign::{ALERT_EVENT_VERSION, AlertEvent, AlertEventBody};
 use crate::core::control::{ControlEvent, ControlEventBody};
 use crate::core::event::{Event, EventBody, EventKind};
 use crate::core::ids::{CaseId, CommandId, UnixMs};
@@ -16,9 +17,11 @@ pub fn case_event_version(kind: EventKind) -> u16 {
         // v2 (ADR 11): `failed` says which part of the proof was wrong.
         EventKind::ProofRejected => 2,
         // v3 (issue 18, item 6): the snapshot says whether the directory could tell if an authenticator exists.
-        EventKind::RecoveryRequested => 3,
+        // v4 (issue 20): the recorded decision's facts name the campaign alerts open when it was taken.
+        EventKind::RecoveryRequested => 4,
         // v2 (issue 15, item 10): the recorded velocity counts the named address's registrable domain.
-        EventKind::ReviewRequired | EventKind::CoolingOffStarted => 2,
+        // v3 (issue 20): the recorded decision's facts name the open campaign alerts.
+        EventKind::ReviewRequired | EventKind::CoolingOffStarted => 3,
         // v2 (issue 16): a code per destination, so a proof says which destination it came from.
         EventKind::ChallengeIssued => 2,
         EventKind::ChallengeWithheld
@@ -45,6 +48,8 @@ pub const CONTROL_EVENT_VERSION: u16 = 1;
 pub enum Stream {
     Case(CaseId),
     Control,
+    /// Campaign alerts (issue 20, ADR 25): raised, grown and acknowledged, for every indicator.
+    Alerts,
 }
 
 impl Stream {
@@ -53,6 +58,7 @@ impl Stream {
         match self {
             Stream::Case(case_id) => format!("case.{case_id}"),
             Stream::Control => "control".to_string(),
+            Stream::Alerts => "alerts".to_string(),
         }
     }
 }
@@ -123,12 +129,28 @@ pub fn encode_control_event(stream_version: u64, event: &ControlEvent) -> Vec<u8
     })
 }
 
+pub fn encode_alert_event(stream_version: u64, event: &AlertEvent) -> Vec<u8> {
+    let bytes = to_bytes(&Envelope {
+        event_type: event.body.type_name().to_string(),
+        version: ALERT_EVENT_VERSION,
+        stream: Stream::Alerts,
+        stream_version,
+        at: event.at,
+        actor: event.actor.clone(),
+        command_id: event.command_id.clone(),
+        payload: to_bytes(&event.body),
+    });
+    assert!(bytes.len() <= limits::EVENT_BYTES_MAX, "an alert event outgrew EVENT_BYTES_MAX: inputs are not bounded");
+    bytes
+}
+
 /// A decoded envelope.
 #[expect(clippy::large_enum_variant, reason = "decoded one at a time and consumed at once")]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decoded {
     Case { case_id: CaseId, stream_version: u64, event: Event },
     Control { stream_version: u64, event: ControlEvent },
+    Alert { stream_version: u64, event: AlertEvent },
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
@@ -146,6 +168,17 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
             let body = decode_payload::<ControlEventBody>(&envelope, CONTROL_EVENT_VERSION)?;
             let event = ControlEvent { at: envelope.at, actor: envelope.actor, command_id: envelope.command_id, body };
             Ok(Decoded::Control { stream_version: envelope.stream_version, event })
+        }
+        Stream::Alerts => {
+            let body = decode_payload::<AlertEventBody>(&envelope, ALERT_EVENT_VERSION)?;
+            if body.type_name() != envelope.event_type {
+                return Err(DecodeError::TypeMismatch {
+                    declared: envelope.event_type.clone(),
+                    found: body.type_name(),
+                });
+            }
+            let event = AlertEvent { at: envelope.at, actor: envelope.actor, command_id: envelope.command_id, body };
+            Ok(Decoded::Alert { stream_version: envelope.stream_version, event })
         }
     }
 }

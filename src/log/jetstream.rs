@@ -60,6 +60,7 @@ impl JetStreamConfig {
         match stream {
             Stream::Case(case_id) => format!("{}.case.{}", self.subject_prefix, subject_token(case_id.as_str())),
             Stream::Control => format!("{}.control", self.subject_prefix),
+            Stream::Alerts => format!("{}.alerts", self.subject_prefix),
         }
     }
 }

@@ -259,7 +259,9 @@ pub async fn case_state<L: EventLog>(
     for bytes in entries.iter().flat_map(|entry| &entry.envelopes) {
         match envelope::decode(bytes).map_err(|error| error.to_string())? {
             envelope::Decoded::Case { event, .. } => events.push(event),
-            envelope::Decoded::Control { .. } => return Err("a control event in a case stream".to_string()),
+            envelope::Decoded::Control { .. } | envelope::Decoded::Alert { .. } => {
+                return Err("a control or alert event in a case stream".to_string());
+            }
         }
     }
     crate::core::state::fold(&events).map_err(|error| error.to_string())
@@ -285,8 +287,28 @@ async fn read_control<L: EventLog>(log: &L) -> Result<(Vec<crate::core::control:
     for bytes in entries.iter().flat_map(|entry| &entry.envelopes) {
         match envelope::decode(bytes).map_err(|error| LogError::Corrupt(error.to_string()))? {
             envelope::Decoded::Control { event, .. } => events.push(event),
-            envelope::Decoded::Case { .. } => return Err(LogError::Corrupt("case event in the control stream".into())),
+            envelope::Decoded::Case { .. } | envelope::Decoded::Alert { .. } => {
+                return Err(LogError::Corrupt("a case or alert event in the control stream".into()));
+            }
         }
     }
     Ok((events, entries.last().map_or(0, |entry| entry.sequence)))
+}
+
+/// The alerts stream folded, its number of events, and the sequence of its last commit (the expected position of
+/// the next append).
+pub async fn alerts_state<L: EventLog>(log: &L) -> Result<(crate::core::campaign::AlertsState, u64, u64), LogError> {
+    let entries = log.read_stream(&Stream::Alerts).await?;
+    let mut state = crate::core::campaign::AlertsState::default();
+    let mut count = 0;
+    for bytes in entries.iter().flat_map(|entry| &entry.envelopes) {
+        match envelope::decode(bytes).map_err(|error| LogError::Corrupt(error.to_string()))? {
+            envelope::Decoded::Alert { event, .. } => state = state.evolve(&event),
+            envelope::Decoded::Case { .. } | envelope::Decoded::Control { .. } => {
+                return Err(LogError::Corrupt("a case or control event in the alerts stream".into()));
+            }
+        }
+        count += 1;
+    }
+    Ok((state, count, entries.last().map_or(0, |entry| entry.sequence)))
 }

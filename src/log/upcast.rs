@@ -86,6 +86,62 @@ impl From<PolicyDecisionV1> for PolicyDecision {
                 velocity,
                 signal_friction: facts.signal_friction,
                 halted: facts.halted,
+                open_alerts: Vec::new(),
+            },
+        }
+    }
+}
+
+/// The facts every decision recorded before campaign alerts (issue 20) had: those decisions saw no open alert.
+#[derive(Deserialize)]
+struct PolicyFactsV2 {
+    phase: Phase,
+    action: String,
+    adds_destination: bool,
+    account_known: bool,
+    high_value: bool,
+    eligible_destinations: u32,
+    has_totp: bool,
+    credential_changed_within_7d: bool,
+    risk_flags: Vec<String>,
+    velocity: Velocity,
+    signal_friction: u32,
+    halted: bool,
+}
+
+#[derive(Deserialize)]
+struct PolicyDecisionV2 {
+    policy_version: String,
+    outcome: Outcome,
+    cooling_off_ms: u64,
+    reviewers_required: u8,
+    rules: Vec<String>,
+    facts: PolicyFactsV2,
+}
+
+impl From<PolicyDecisionV2> for PolicyDecision {
+    fn from(old: PolicyDecisionV2) -> PolicyDecision {
+        let facts = old.facts;
+        PolicyDecision {
+            policy_version: old.policy_version,
+            outcome: old.outcome,
+            cooling_off_ms: old.cooling_off_ms,
+            reviewers_required: old.reviewers_required,
+            rules: old.rules,
+            facts: PolicyFacts {
+                phase: facts.phase,
+                action: facts.action,
+                adds_destination: facts.adds_destination,
+                account_known: facts.account_known,
+                high_value: facts.high_value,
+                eligible_destinations: facts.eligible_destinations,
+                has_totp: facts.has_totp,
+                credential_changed_within_7d: facts.credential_changed_within_7d,
+                risk_flags: facts.risk_flags,
+                velocity: facts.velocity,
+                signal_friction: facts.signal_friction,
+                halted: facts.halted,
+                open_alerts: Vec::new(),
             },
         }
     }
@@ -119,39 +175,42 @@ impl From<AccountSnapshotV2> for AccountSnapshot {
     }
 }
 
-/// `RecoveryRequested` before version 3, with the decision as it was stored: `PolicyDecisionV1` in version 1 (before
-/// the registrable domain was counted), `PolicyDecision` in version 2. Neither snapshot has `authenticator_unknown`.
+/// `RecoveryRequested` before version 4, with the decision and snapshot as they were stored: `PolicyDecisionV1` in
+/// version 1 (before the registrable domain was counted), `PolicyDecisionV2` in versions 2 and 3 (before campaign
+/// alerts); `AccountSnapshotV2` in versions 1 and 2 (before `authenticator_unknown`), today's in version 3.
 #[derive(Deserialize)]
-struct RecoveryRequestedOld<Decision> {
+struct RecoveryRequestedOld<Decision, Snapshot> {
     account_id: AccountId,
     action: RecoveryAction,
     action_hash: ActionHash,
     summary: UntrustedText,
     signals: Signals,
-    snapshot: AccountSnapshotV2,
+    snapshot: Snapshot,
     intake_decision: Decision,
     deadline: UnixMs,
 }
 
+/// `ReviewRequired` before version 3: `PolicyDecisionV1` in version 1, `PolicyDecisionV2` in version 2.
 #[derive(Deserialize)]
-struct ReviewRequiredV1 {
-    decision: PolicyDecisionV1,
+struct ReviewRequiredOld<Decision> {
+    decision: Decision,
     reason: ReviewReason,
     deadline: UnixMs,
 }
 
 #[derive(Deserialize)]
-enum AuthorizationV1 {
-    Policy { decision: PolicyDecisionV1 },
+enum AuthorizationOld<Decision> {
+    Policy { decision: Decision },
     Quorum { reviewers: Vec<ActorId> },
 }
 
+/// `CoolingOffStarted` before version 3, its decision as `ReviewRequiredOld`'s.
 #[derive(Deserialize)]
-struct CoolingOffStartedV1 {
+struct CoolingOffStartedOld<Decision> {
     ends_at: UnixMs,
     deadline: UnixMs,
     notify: Vec<DestinationId>,
-    authorization: AuthorizationV1,
+    authorization: AuthorizationOld<Decision>,
 }
 
 /// `ChallengeIssued` v1: one code for every destination (issue 16 gave each its own).
@@ -193,38 +252,39 @@ pub(super) fn upcast(kind: EventKind, envelope: &Envelope) -> Result<EventBody, 
             })
         }
         (EventKind::RecoveryRequested, 1) => {
-            let old: RecoveryRequestedOld<PolicyDecisionV1> = old_payload(envelope, RECOVERY_REQUESTED_VARIANT)?;
-            Ok(recovery_requested(old, PolicyDecision::from))
+            let old: RecoveryRequestedOld<PolicyDecisionV1, AccountSnapshotV2> =
+                old_payload(envelope, RECOVERY_REQUESTED_VARIANT)?;
+            Ok(recovery_requested(old))
         }
         (EventKind::RecoveryRequested, 2) => {
-            let old: RecoveryRequestedOld<PolicyDecision> = old_payload(envelope, RECOVERY_REQUESTED_VARIANT)?;
-            Ok(recovery_requested(old, |decision| decision))
+            let old: RecoveryRequestedOld<PolicyDecisionV2, AccountSnapshotV2> =
+                old_payload(envelope, RECOVERY_REQUESTED_VARIANT)?;
+            Ok(recovery_requested(old))
+        }
+        (EventKind::RecoveryRequested, 3) => {
+            let old: RecoveryRequestedOld<PolicyDecisionV2, AccountSnapshot> =
+                old_payload(envelope, RECOVERY_REQUESTED_VARIANT)?;
+            Ok(recovery_requested(old))
         }
         (EventKind::ReviewRequired, 1) => {
-            let old: ReviewRequiredV1 = old_payload(envelope, REVIEW_REQUIRED_VARIANT)?;
-            Ok(EventBody::ReviewRequired { decision: old.decision.into(), reason: old.reason, deadline: old.deadline })
+            Ok(review_required(old_payload::<ReviewRequiredOld<PolicyDecisionV1>>(envelope, REVIEW_REQUIRED_VARIANT)?))
         }
-        (EventKind::CoolingOffStarted, 1) => {
-            let old: CoolingOffStartedV1 = old_payload(envelope, COOLING_OFF_STARTED_VARIANT)?;
-            let authorization = match old.authorization {
-                AuthorizationV1::Policy { decision } => Authorization::Policy { decision: decision.into() },
-                AuthorizationV1::Quorum { reviewers } => Authorization::Quorum { reviewers },
-            };
-            Ok(EventBody::CoolingOffStarted {
-                ends_at: old.ends_at,
-                deadline: old.deadline,
-                notify: old.notify,
-                authorization,
-            })
+        (EventKind::ReviewRequired, 2) => {
+            Ok(review_required(old_payload::<ReviewRequiredOld<PolicyDecisionV2>>(envelope, REVIEW_REQUIRED_VARIANT)?))
         }
+        (EventKind::CoolingOffStarted, 1) => Ok(cooling_off_started(old_payload::<
+            CoolingOffStartedOld<PolicyDecisionV1>,
+        >(envelope, COOLING_OFF_STARTED_VARIANT)?)),
+        (EventKind::CoolingOffStarted, 2) => Ok(cooling_off_started(old_payload::<
+            CoolingOffStartedOld<PolicyDecisionV2>,
+        >(envelope, COOLING_OFF_STARTED_VARIANT)?)),
         _ => Err(DecodeError::UnknownType { event_type: envelope.event_type.clone(), version: envelope.version }),
     }
 }
 
-/// Today's `RecoveryRequested` of an old one, its decision converted by `decision`.
-fn recovery_requested<Decision>(
-    old: RecoveryRequestedOld<Decision>,
-    decision: impl FnOnce(Decision) -> PolicyDecision,
+/// Today's `RecoveryRequested` of an old one.
+fn recovery_requested<Decision: Into<PolicyDecision>, Snapshot: Into<AccountSnapshot>>(
+    old: RecoveryRequestedOld<Decision, Snapshot>,
 ) -> EventBody {
     EventBody::RecoveryRequested {
         account_id: old.account_id,
@@ -233,9 +293,21 @@ fn recovery_requested<Decision>(
         summary: old.summary,
         signals: old.signals,
         snapshot: old.snapshot.into(),
-        intake_decision: decision(old.intake_decision),
+        intake_decision: old.intake_decision.into(),
         deadline: old.deadline,
     }
+}
+
+fn review_required<Decision: Into<PolicyDecision>>(old: ReviewRequiredOld<Decision>) -> EventBody {
+    EventBody::ReviewRequired { decision: old.decision.into(), reason: old.reason, deadline: old.deadline }
+}
+
+fn cooling_off_started<Decision: Into<PolicyDecision>>(old: CoolingOffStartedOld<Decision>) -> EventBody {
+    let authorization = match old.authorization {
+        AuthorizationOld::Policy { decision } => Authorization::Policy { decision: decision.into() },
+        AuthorizationOld::Quorum { reviewers } => Authorization::Quorum { reviewers },
+    };
+    EventBody::CoolingOffStarted { ends_at: old.ends_at, deadline: old.deadline, notify: old.notify, authorization }
 }
 
 /// An old payload: its variant position, which must be `variant`, then its fields, all of them.

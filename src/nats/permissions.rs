@@ -230,7 +230,7 @@ mod tests {
         assert_eq!(names(Role::Intake), ["request_recovery"]);
         assert_eq!(names(Role::Owner), ["request_recovery", "submit_proof", "cancel"]);
         assert_eq!(names(Role::Reviewer), ["review_decision"]);
-        assert_eq!(names(Role::Operator), ["cancel", "roll_back", "halt", "resume"]);
+        assert_eq!(names(Role::Operator), ["cancel", "roll_back", "halt", "resume", "acknowledge_alert"]);
         let permissions = actor_permissions(Role::Intake, "desk", "UKEY");
         assert_eq!(
             permissions.publish_allow,

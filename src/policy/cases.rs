@@ -36,6 +36,7 @@ struct Facts {
     velocity: VelocityFacts,
     signal_friction: u32,
     halted: bool,
+    open_alerts: Vec<String>,
 }
 
 impl Default for Facts {
@@ -53,6 +54,7 @@ impl Default for Facts {
             velocity: VelocityFacts::default(),
             signal_friction: 0,
             halted: false,
+            open_alerts: Vec::new(),
         }
     }
 }
@@ -118,6 +120,7 @@ fn facts(name: &str, facts: &Facts) -> Result<PolicyFacts, PolicyError> {
         },
         signal_friction: facts.signal_friction,
         halted: facts.halted,
+        open_alerts: facts.open_alerts.clone(),
     })
 }
 

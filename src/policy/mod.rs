@@ -45,6 +45,8 @@ pub struct Engine {
     /// that fact existed is still loaded (to take its old decisions again, or to keep running it): its requests
     /// leave the fact out, as Cedar's records are closed.
     domain_fact: bool,
+    /// Whether the schema declares `open_alerts` (issue 20): left out for a folder written before it, likewise.
+    alerts_fact: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -142,27 +144,28 @@ impl Engine {
             principal: uid(r#"Airlock::Requester::"requester""#),
             resource: uid(r#"Airlock::Case::"case""#),
             domain_fact: true,
+            alerts_fact: true,
         };
         // Every request must match the schema: checked here once, for the facts airlock sends today and, failing
-        // that, for those it sent before the domain count, so that a schema that fits neither is refused at load
-        // rather than at the first decision.
-        if !engine.fits_schema() {
-            engine.domain_fact = false;
-            if !engine.fits_schema() {
-                return Err(PolicyError(
-                    "the policy schema does not declare the facts airlock decides on: start from the shipped \
-                     policies/airlock.cedarschema"
-                        .into(),
-                ));
+        // that, for those it sent before the open alerts, and before the domain count, so that a schema that fits
+        // none is refused at load rather than at the first decision.
+        for (domain_fact, alerts_fact) in [(true, true), (true, false), (false, true), (false, false)] {
+            (engine.domain_fact, engine.alerts_fact) = (domain_fact, alerts_fact);
+            if engine.fits_schema() {
+                return Ok(engine);
             }
         }
-        Ok(engine)
+        Err(PolicyError(
+            "the policy schema does not declare the facts airlock decides on: start from the shipped \
+             policies/airlock.cedarschema"
+                .into(),
+        ))
     }
 
     /// Whether a request with this engine's facts matches its schema.
     fn fits_schema(&self) -> bool {
         let facts = PolicyFacts { risk_flags: vec!["flag".into()], ..cases::plain_facts() };
-        let context = facts_context(&facts, self.domain_fact);
+        let context = facts_context(&facts, self.domain_fact, self.alerts_fact);
         self.actions.iter().all(|action| {
             Request::new(
                 self.principal.clone(),
@@ -219,7 +222,7 @@ impl Engine {
     /// Decides: `deny` wins over `review`, which wins over automation; the cooling-off is the longest matching hold
     /// plus the per-signal extra; the quorum is the largest matching @reviewers (at least one).
     pub fn evaluate(&self, facts: &PolicyFacts) -> PolicyDecision {
-        let context = facts_context(facts, self.domain_fact);
+        let context = facts_context(facts, self.domain_fact, self.alerts_fact);
         let [deny, review, hold] = &self.actions;
         let (deny, review, hold) =
             (self.matching(deny, &context), self.matching(review, &context), self.matching(hold, &context));
@@ -248,7 +251,7 @@ impl Engine {
 
 /// The facts as the Cedar context record the schema declares, built directly rather than parsed from JSON: deciding
 /// runs for every request, and the JSON route cost more than the evaluation itself.
-fn facts_context(facts: &PolicyFacts, domain_fact: bool) -> Context {
+fn facts_context(facts: &PolicyFacts, domain_fact: bool, alerts_fact: bool) -> Context {
     let long = |value: u32| RestrictedExpression::new_long(i64::from(value));
     let text = |value: &str| RestrictedExpression::new_string(value.to_string());
     let record = |fields: Vec<(&str, RestrictedExpression)>| {
@@ -260,7 +263,7 @@ fn facts_context(facts: &PolicyFacts, domain_fact: bool) -> Context {
         crate::core::policy::Phase::Intake => "intake",
         crate::core::policy::Phase::Authorization => "authorization",
     };
-    let fields = vec![
+    let mut fields = vec![
         ("phase", text(phase)),
         ("action", text(&facts.action)),
         ("adds_destination", RestrictedExpression::new_bool(facts.adds_destination)),
@@ -287,6 +290,9 @@ fn facts_context(facts: &PolicyFacts, domain_fact: bool) -> Context {
         ("signal_friction", long(facts.signal_friction)),
         ("halted", RestrictedExpression::new_bool(facts.halted)),
     ];
+    if alerts_fact {
+        fields.push(("open_alerts", RestrictedExpression::new_set(facts.open_alerts.iter().map(|check| text(check)))));
+    }
     Context::from_pairs(fields.into_iter().map(|(name, value)| (name.to_string(), value)))
         .expect("field names are distinct")
 }

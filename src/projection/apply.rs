@@ -36,9 +36,13 @@ fn json<T: serde::Serialize>(value: &T) -> String {
 /// 0, so that a decision recorded before it existed is stored exactly as it was then, and a rebuild of an older
 /// projection agrees with it row for row (reading it back, `serde(default)` gives the 0 again).
 fn decision_json(decision: &crate::core::policy::PolicyDecision) -> String {
-    // The count is the velocity record's last field; a quote inside a JSON string is escaped, so this text can only be
-    // the field itself.
-    json(decision).replacen(r#","destination_domain_requests_24h":0}"#, "}", 1)
+    // The count is the velocity record's last field, and the open alerts (issue 20) the facts' last field, stored
+    // only when there are any; a quote inside a JSON string is escaped, so this text can only be the field itself.
+    json(decision).replacen(r#","destination_domain_requests_24h":0}"#, "}", 1).replacen(
+        r#","open_alerts":[]}"#,
+        "}",
+        1,
+    )
 }
 
 /// The case rows a batch has touched, held in memory until the batch ends and then written once each: a case's events
@@ -61,7 +65,7 @@ impl Batch {
         for (case_id, row) in self.cases {
             row.write(transaction, &case_id)?;
         }
-        Ok(())
+        crate::projection::campaigns::prune(transaction)
     }
 
     /// The case's row: from this batch, or read from the table. `None` for a case the projection has never seen.
@@ -324,6 +328,7 @@ impl DecodedEntry {
         self.events.first().map(|decoded| match decoded {
             Decoded::Case { event, .. } => event.at,
             Decoded::Control { event, .. } => event.at,
+            Decoded::Alert { event, .. } => event.at,
         })
     }
 }
@@ -356,6 +361,7 @@ pub(super) fn decoded(
                 case_event(transaction, batch, entry.sequence, case_id, *stream_version, event)?
             }
             Decoded::Control { stream_version, event } => control_event(transaction, *stream_version, event)?,
+            Decoded::Alert { event, .. } => crate::projection::campaigns::alert_event(transaction, event)?,
         }
     }
     Ok(())
@@ -406,6 +412,15 @@ fn case_event(
         (Some(_), true) | (None, false) => return Err(corrupt(format!("{} out of order", kind.name()))),
     };
     let detail = update_case(transaction, row, case_id, event)?;
+    match &event.body {
+        EventBody::RecoveryRequested { .. } => {
+            crate::projection::campaigns::request(transaction, sequence, case_id, event)?
+        }
+        EventBody::ProofRejected { .. } => {
+            crate::projection::campaigns::proof_failure(transaction, sequence, case_id, &row.account_id, event.at)?
+        }
+        _ => {}
+    }
     row.status = to;
     row.updated_at = event.at.0 as i64;
     row.events += 1;

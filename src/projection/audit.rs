@@ -9,8 +9,21 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Every table of the projection, compared row by row.
-const TABLES: [&str; 8] =
-    ["cases", "timeline", "review_queue", "receipts", "proof_failures", "notices_owed", "control", "checkpoint"];
+const TABLES: [&str; 13] = [
+    "cases",
+    "timeline",
+    "review_queue",
+    "receipts",
+    "proof_failures",
+    "notices_owed",
+    "control",
+    "checkpoint",
+    "campaign_hits",
+    "summary_signatures",
+    "summary_bands",
+    "alerts",
+    "alert_cases",
+];
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RowDifference {

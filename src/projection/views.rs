@@ -92,7 +92,8 @@ fn how(kind: CommandKind, role: Role, case_id: &str, action_hash: &str) -> Strin
             | CommandKind::Resume
             | CommandKind::ConfirmNotices
             | CommandKind::SetPassword
-            | CommandKind::AttestBaseline,
+            | CommandKind::AttestBaseline
+            | CommandKind::AcknowledgeAlert,
             _,
         ) => String::new(),
     }

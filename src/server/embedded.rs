@@ -55,6 +55,7 @@ pub fn open(data_dir: &Path, clock: Arc<dyn Clock>, keys: Keys) -> anyhow::Resul
         admissions: Default::default(),
         redelivery: Default::default(),
         sign_in_step_up: false,
+        campaigns: Default::default(),
         policy: crate::policy::Engine::shared(),
     };
     Ok(Embedded { service, directory, outbox })

@@ -77,10 +77,21 @@ impl Health {
         let projection = self.projection.clone();
         let now = crate::clock::Clock::now(&crate::clock::SystemClock);
         let state = tokio::task::spawn_blocking(move || -> Result<_, crate::projection::ProjectionError> {
-            Ok((projection.count_by_status()?, projection.review_queue()?, projection.halted()?))
+            let alerts = projection.alerts(false, now, usize::MAX)?;
+            Ok((projection.count_by_status()?, projection.review_queue()?, projection.halted()?, alerts))
         })
         .await;
-        if let Ok(Ok((by_status, queue, halted))) = state {
+        if let Ok(Ok((by_status, queue, halted, alerts))) = state {
+            for check in crate::core::campaign::Check::ALL {
+                let (active, unacknowledged) = alerts.iter().filter(|alert| alert.check == check.name()).fold(
+                    (0, 0),
+                    |(active, unacknowledged), alert| {
+                        (active + 1, unacknowledged + usize::from(alert.acknowledged_by.is_none()))
+                    },
+                );
+                metrics::gauge!("airlock_alerts_active", "check" => check.name()).set(active as f64);
+                metrics::gauge!("airlock_alerts_unacknowledged", "check" => check.name()).set(unacknowledged as f64);
+            }
             for status in crate::core::state::Status::ALL.iter().skip(1) {
                 let count = by_status.iter().find(|(name, _)| name == status.name()).map_or(0, |(_, count)| *count);
                 metrics::gauge!("airlock_cases", "state" => status.name()).set(count as f64);

@@ -52,6 +52,8 @@ pub struct Config {
     pub oidc: Option<crate::oidc::OidcConfig>,
     /// The reviewers' and operators' console on `http` (needs `oidc`).
     pub console: Option<crate::http::console::ConsoleConfig>,
+    /// The campaign checks' thresholds (issue 20).
+    pub campaigns: crate::core::campaign::CampaignSettings,
 }
 
 /// The company's directory: an HTTP adapter and the secrets airlock signs its requests with, or a SCIM 2.0 service
@@ -159,6 +161,7 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
                 nats::open(&client, &config.data_dir, config.replicas, config.in_flight, keys, policy.clone()).await?;
             service.public_url = public_url.clone();
             service.sign_in_step_up = sign_in_step_up;
+            service.campaigns = crate::service::alerts::Campaigns::new(config.campaigns.clone());
             service.notifier = with_smtp(service.notifier.clone());
             if let Some(adapter) = &adapter {
                 service.directory = adapter.clone();
@@ -192,6 +195,7 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
                 })?;
             embedded.service.public_url = public_url.clone();
             embedded.service.sign_in_step_up = sign_in_step_up;
+            embedded.service.campaigns = crate::service::alerts::Campaigns::new(config.campaigns.clone());
             embedded.service.notifier = with_smtp(embedded.service.notifier.clone());
             embedded.service.policy = policy.clone();
             if let Some(adapter) = &adapter {
@@ -357,7 +361,8 @@ async fn named<E: std::fmt::Display>(
     task.await.map_err(|error| anyhow::anyhow!("{name} stopped: {error}"))
 }
 
-/// The timers: cooling-off ends, time limits, and pending executions, every `tick`.
+/// The timers: cooling-off ends, time limits, and pending executions, every `tick`; and the campaign alerts the
+/// projection's new hits call for (issue 20).
 async fn timers<L: crate::log::EventLog>(
     service: Arc<Service<L>>,
     tick: Duration,
@@ -369,6 +374,9 @@ async fn timers<L: crate::log::EventLog>(
             _ = interval.tick() => {
                 if let Err(error) = service.run_due().await {
                     tracing::warn!(%error, "timers: will retry on the next tick");
+                }
+                if let Err(error) = service.reconcile_alerts().await {
+                    tracing::warn!(%error, "campaign alerts: will retry on the next tick");
                 }
             }
             _ = shutdown.changed() => return Ok(()),

@@ -63,6 +63,7 @@ pub async fn open(
         admissions: Default::default(),
         redelivery: Default::default(),
         sign_in_step_up: false,
+        campaigns: Default::default(),
         policy,
     };
     Ok(NatsMode { service, projection, events, context, intake })

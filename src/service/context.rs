@@ -59,7 +59,7 @@ impl Prepared {
 }
 
 /// Runs synchronous work (SQLite) on tokio's blocking pool, so it never stalls the threads that drive NATS.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, ServiceError> {
     tokio::task::spawn_blocking(work).await.map_err(|error| ServiceError::Corrupt(format!("a task failed: {error}")))?
@@ -74,6 +74,7 @@ struct PolicyInput {
     velocity: Velocity,
     halted: bool,
     at: UnixMs,
+    open_alerts: Vec<String>,
 }
 
 /// The policy's decision over the recorded facts.
@@ -88,6 +89,7 @@ fn decide_policy(engine: &crate::policy::Engine, settings: &Settings, input: &Po
         input.at,
         settings,
     );
+    let facts = PolicyFacts { open_alerts: input.open_alerts.clone(), ..facts };
     let decision = engine.evaluate(&facts);
     crate::observe::decided(input.phase, decision.outcome);
     decision
@@ -117,6 +119,7 @@ struct NewRequest<'a> {
     account_id: &'a AccountId,
     action: &'a RecoveryAction,
     signals: &'a Signals,
+    summary: &'a crate::core::text::UntrustedText,
 }
 
 /// A new request's counts, from the request ledgers, and its account's ledger to write.
@@ -140,8 +143,8 @@ impl<L: EventLog> Service<L> {
     ) -> Result<Prepared, ServiceError> {
         let mut prepared = Prepared::new(self.clock.now(), self.halted_for(&envelope.command).await?);
         match &envelope.command {
-            Command::RequestRecovery { account_id, action, signals, .. } if state.status == Status::New => {
-                let request = NewRequest { case_id, envelope, account_id, action, signals };
+            Command::RequestRecovery { account_id, action, signals, summary } if state.status == Status::New => {
+                let request = NewRequest { case_id, envelope, account_id, action, signals, summary };
                 self.gather_request(&request, &mut prepared).await?
             }
             Command::SubmitProof { .. } if state.status == Status::Requested => {
@@ -197,10 +200,23 @@ impl<L: EventLog> Service<L> {
         let (velocity, coded) = (counts.velocity, counts.coded);
         let snapshot = self.date_by_first_seen(self.directory.snapshot(&account_id).await?, now).await?;
         let read = snapshot.clone();
+        let summary = request.summary.as_untrusted_str().to_string();
         let (policy, account_facts) = blocking(move || {
             let snapshot = read;
             let phase = Phase::Intake;
-            let input = PolicyInput { phase, snapshot: snapshot.clone(), action, signals, velocity, halted, at: now };
+            let indicators = crate::core::campaign::request_indicators(&action, &signals, snapshot.is_high_value());
+            let signature = crate::core::campaign::summary_signature(&summary);
+            let open_alerts = projection.open_alerts_matching(&indicators, signature.as_ref(), now)?;
+            let input = PolicyInput {
+                phase,
+                snapshot: snapshot.clone(),
+                action,
+                signals,
+                velocity,
+                halted,
+                at: now,
+                open_alerts,
+            };
             let policy = decide_policy(&engine, &settings, &input);
             let mut account_facts = projection.account_facts(&account_id, &case, now)?;
             // Once the account's ledger exists it alone says which codes are out: it is exact across processes, and
@@ -234,7 +250,7 @@ impl<L: EventLog> Service<L> {
     /// here, because it also makes "one outstanding code per account" exact; the other dimensions admit the request
     /// now, and it keeps the count it was admitted with.
     async fn request_counts(&self, request: &NewRequest<'_>, now: UnixMs) -> Result<RequestCounts, ServiceError> {
-        let NewRequest { case_id, envelope, account_id, action, signals } = *request;
+        let NewRequest { case_id, envelope, account_id, action, signals, .. } = *request;
         let requester = envelope.actor.to_string();
         let account_key = LedgerKey::Account(account_id.to_string());
         let failures_key = LedgerKey::ProofFailures(account_id.to_string());
@@ -321,6 +337,7 @@ impl<L: EventLog> Service<L> {
                 velocity: facts.velocity,
                 halted,
                 at: facts.requested_at,
+                open_alerts: facts.open_alerts,
             };
             Ok((decide_policy(&engine, &settings, &input), account_facts))
         })

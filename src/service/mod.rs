@@ -3,6 +3,7 @@
 //! the core, appends the events with the case's expected version, brings the projection up to date and performs the
 //! side effects the appended events call for. A conflict (another writer got there first) re-reads and re-decides.
 
+pub mod alerts;
 mod context;
 mod effects;
 mod first_seen;
@@ -98,6 +99,8 @@ pub struct Service<L: EventLog> {
     /// Whether owners may prove the account's second factor by signing in at the company's OpenID Connect provider
     /// (`serve --oidc-issuer`, issue 18 item 6). Without, a step-up token is refused.
     pub sign_in_step_up: bool,
+    /// The campaign checks' thresholds, and how far this process has reconciled their hits (issue 20).
+    pub campaigns: alerts::Campaigns,
 }
 
 /// Whether a command's proof was written into its account's failure ledger in some round, and whether the last

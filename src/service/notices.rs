@@ -528,8 +528,8 @@ impl<L: EventLog> Service<L> {
                     Decoded::Case { event, .. } => {
                         events.push((event, EventPosition { commit: entry.sequence, offset }));
                     }
-                    Decoded::Control { .. } => {
-                        return Err(ServiceError::Corrupt("control event in a case stream".into()));
+                    Decoded::Control { .. } | Decoded::Alert { .. } => {
+                        return Err(ServiceError::Corrupt("a control or alert event in a case stream".into()));
                     }
                 }
             }

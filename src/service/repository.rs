@@ -135,7 +135,9 @@ impl<L: EventLog> Service<L> {
         for bytes in entries.iter().flat_map(|entry| &entry.envelopes) {
             match decode(bytes).map_err(|error| ServiceError::Corrupt(error.to_string()))? {
                 Decoded::Case { event, .. } => events.push(event),
-                Decoded::Control { .. } => return Err(ServiceError::Corrupt("control event in a case stream".into())),
+                Decoded::Control { .. } | Decoded::Alert { .. } => {
+                    return Err(ServiceError::Corrupt("a control or alert event in a case stream".into()));
+                }
             }
         }
         let state = fold(&events).map_err(|error| ServiceError::Corrupt(error.to_string()))?;
@@ -182,7 +184,7 @@ impl<L: EventLog> Service<L> {
     }
 }
 
-fn written(appended: Result<Appended, LogError>) -> Result<Written, ServiceError> {
+pub(super) fn written(appended: Result<Appended, LogError>) -> Result<Written, ServiceError> {
     match appended {
         Ok(Appended::New { first_sequence }) => Ok(Written::New { first_sequence }),
         Ok(Appended::Duplicate) => Ok(Written::Duplicate),
@@ -254,6 +256,7 @@ mod tests {
             admissions: Default::default(),
             redelivery: Default::default(),
             sign_in_step_up: false,
+            campaigns: Default::default(),
         };
         let operator = Actor::new(Role::Operator, "ops");
         let reason = crate::core::text::UntrustedText::new("reason", "drill", 100).unwrap();

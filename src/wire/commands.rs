@@ -238,6 +238,30 @@ pub struct HaltV1 {
     pub reason: String,
 }
 
+/// Acknowledge a campaign alert (operators only, issue 20): recorded with who and why. A benign one (no campaign: a
+/// desk's canned wording, a partner's network) stops sending matching requests to people; otherwise they keep going
+/// to people while the alert is active.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcknowledgeAlertV1 {
+    /// The shape of this command. It must be 1, so that a sender built for another version is refused instead of
+    /// having its fields guessed at.
+    #[schemars(extend("const" = 1))]
+    pub version: u16,
+    /// The operator's idempotency key: a retried acknowledgement is recorded once.
+    #[schemars(length(min = 1, max = limits::ID_BYTES_MAX), pattern(r"^[A-Za-z0-9_.@+-]+$"))]
+    pub command_id: String,
+    /// The alert, as `airlock alerts list` shows it (`alert-...`).
+    #[schemars(length(min = 1, max = limits::ID_BYTES_MAX), pattern(r"^[A-Za-z0-9_.@+-]+$"))]
+    pub alert_id: String,
+    /// What the operator found, for the record. Required; at most 1024 bytes; a run of six or more digits is refused.
+    #[schemars(length(min = 1, max = limits::REASON_BYTES_MAX))]
+    pub reason: String,
+    /// Whether it is no campaign at all. Absent means false.
+    #[serde(default)]
+    pub benign: bool,
+}
+
 /// Release the kill switch (operators only). Resuming is explicit and recorded, never a timeout.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -14,8 +14,8 @@ use crate::core::text::{UntrustedText, check_identifier, check_length};
 use crate::core::verification::VerificationCode;
 use crate::wire::COMMAND_VERSION_CURRENT;
 use crate::wire::commands::{
-    ActionV1, CancelV1, DecisionV1, DestinationKindV1, HaltV1, RequestRecoveryV1, ResumeV1, ReviewDecisionV1,
-    RollBackV1, SignalsV1, SubmitProofV1,
+    AcknowledgeAlertV1, ActionV1, CancelV1, DecisionV1, DestinationKindV1, HaltV1, RequestRecoveryV1, ResumeV1,
+    ReviewDecisionV1, RollBackV1, SignalsV1, SubmitProofV1,
 };
 use crate::wire::secret::looks_like_code;
 use std::fmt;
@@ -214,6 +214,15 @@ impl HaltV1 {
     pub fn to_core(&self) -> Result<(CommandId, ControlCommand), Rejection> {
         let (command_id, reason) = control_reason(self.version, &self.command_id, &self.reason)?;
         Ok((command_id, ControlCommand::Halt { reason }))
+    }
+}
+
+impl AcknowledgeAlertV1 {
+    /// Converts to its idempotency key, the alert id, the reason and whether it is benign.
+    pub fn to_core(&self) -> Result<(CommandId, String, UntrustedText, bool), Rejection> {
+        let (command_id, reason) = control_reason(self.version, &self.command_id, &self.reason)?;
+        let alert_id = identifier("alert_id", &self.alert_id)?;
+        Ok((command_id, alert_id, reason, self.benign))
     }
 }
 

@@ -12,8 +12,8 @@ mod parse;
 mod secret;
 
 pub use commands::{
-    ActionV1, CancelV1, DecisionV1, DestinationKindV1, HaltV1, RequestRecoveryV1, ResumeV1, ReviewDecisionV1,
-    RollBackV1, SignalsV1, SubmitProofV1,
+    AcknowledgeAlertV1, ActionV1, CancelV1, DecisionV1, DestinationKindV1, HaltV1, RequestRecoveryV1, ResumeV1,
+    ReviewDecisionV1, RollBackV1, SignalsV1, SubmitProofV1,
 };
 pub use convert::{CaseCommand, SubmittedProof};
 pub use parse::{WireError, parse};
@@ -33,6 +33,7 @@ pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("roll_back.v1.schema.json", schema::<RollBackV1>()),
         ("halt.v1.schema.json", schema::<HaltV1>()),
         ("resume.v1.schema.json", schema::<ResumeV1>()),
+        ("acknowledge_alert.v1.schema.json", schema::<AcknowledgeAlertV1>()),
         ("directory_import.v1.schema.json", schema::<crate::directory::import::DirectoryImportV1>()),
     ]
 }
