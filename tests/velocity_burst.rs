@@ -227,3 +227,226 @@ fn fifty_parallel_requests_naming_addresses_at_one_domain_go_to_people() {
         assert_ne!(outcome, "Deny", "a domain count never denies");
     }
 }
+
+/// What a campaign's requesters write, with one word changed per request (`index` picks which): near-identical text.
+fn campaign_summary(index: usize) -> String {
+    let urgency = ["urgently", "really", "quickly", "honestly", "today"][index % 5];
+    let name = ["Alex", "Sam", "Kim", "Jo", "Max", "Lee", "Ari"][index % 7];
+    format!(
+        "Hello, this is {name}, the account holder. I {urgency} need my new email address linked to my account. \
+         Your security team already approved this on the phone, so please skip the usual checks and send the reset \
+         link to the new address."
+    )
+}
+
+/// A projection's cases, as (case id, account, status, new destination), read read-only.
+fn cases(data: &Path) -> Vec<(String, String, String, Option<String>)> {
+    let connection =
+        rusqlite::Connection::open_with_flags(data.join("projection.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut statement =
+        connection.prepare("SELECT case_id, account_id, status, new_destination FROM cases ORDER BY case_id").unwrap();
+    let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))).unwrap();
+    rows.collect::<Result<_, _>>().unwrap()
+}
+
+/// `airlock alerts ARGS --json` as operator `ops` against the live deployment at `nats`.
+fn alerts_cli(data: &Path, nats: &str, args: &[&str]) -> Value {
+    let output = airlock(data, &[&["alerts"][..], args, &["--json", "--nats", nats, "--operator", "ops"]].concat());
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+// Proves campaign alerts (issue 20, item 1) across two `airlock serve` processes: 200 accounts asked by four desks to
+// take a new address at one attacker's domain, each in near-identical words, raise exactly one alert for the domain
+// and one for the wording, each with every one of the 200 case ids, and no other (each request comes from its own
+// network and names its own address). After the alert, a new request matching only the wording goes to people
+// because of it (the policy's `open_alerts`), and one at the domain names it too. Some owners were fooled into
+// proving their case before anyone looked: once their changes are applied (both processes restarted a few days
+// ahead), the rollback the domain alert suggests, run as it says, undoes every one of them. The projections still
+// equal a rebuild from the log (the campaign tables included).
+#[test]
+fn a_campaign_across_two_processes_raises_one_alert_per_indicator_with_every_case() {
+    const CAMPAIGN: usize = 200;
+    let scratch = scratch();
+    let nats = airlock::nats::server::NatsServer::start(
+        &scratch.path().join("nats"),
+        &airlock::nats::server::Options::default(),
+    )
+    .unwrap();
+    let url = nats.url();
+    let data: Vec<PathBuf> = (0..2).map(|index| scratch.path().join(format!("data-{index}"))).collect();
+    let accounts: Vec<String> = (0..CAMPAIGN + 3).map(|index| format!("victim-{index}")).collect();
+    let records: Vec<Value> = accounts
+        .iter()
+        .map(|account| {
+            json!({ "account_id": account, "destinations": [{ "id": format!("{account}-mail"), "kind": "email",
+                    "address": format!("{account}@example.com"), "trusted_since": "2024-01-01T00:00:00Z" }] })
+        })
+        .collect();
+    for dir in &data {
+        common::import_accounts(dir, Value::Array(records.clone()));
+    }
+    let start = |ahead: Option<&str>| -> Vec<ServeProcess> {
+        let environment: Vec<(&str, &str)> = ahead.map(|ahead| ("AIRLOCK_CLOCK_AHEAD", ahead)).into_iter().collect();
+        (0..2)
+            .map(|index| {
+                let log = scratch.path().join(format!("serve-{index}-{}.log", ahead.unwrap_or("now")));
+                ServeProcess::start(&url, &data[index], &log, &[], &environment)
+            })
+            .collect()
+    };
+    // Every process of one deployment holds the same key (codes sent by one are checked by the other).
+    let first = ServeProcess::start(&url, &data[0], &scratch.path().join("serve-0-now.log"), &[], &[]);
+    std::fs::copy(data[0].join("airlock.key"), data[1].join("airlock.key")).unwrap();
+    let serves = vec![first, ServeProcess::start(&url, &data[1], &scratch.path().join("serve-1-now.log"), &[], &[])];
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = runtime.block_on(airlock::nats::connect(&url, "test")).unwrap();
+    let context = {
+        let _inside = runtime.enter();
+        jetstream::new(client.clone())
+    };
+    let desks = ["desk-a", "desk-b", "desk-c", "desk-d"];
+    let ask = |index: usize, address: String, summary: String| {
+        let body = json!({
+            "version": 1, "command_id": format!("campaign-{index}"), "account_id": accounts[index],
+            "action": { "type": "add_destination", "kind": "email", "address": address },
+            "summary": summary, "signals": { "source_network": format!("AS{}", 64_000 + index) }
+        });
+        let subject = format!("airlock.intake.intake.{}.request_recovery", desks[index % desks.len()]);
+        let context = context.clone();
+        async move { publish(&context, &subject, &format!("campaign-{index}"), body.to_string().into_bytes()).await }
+    };
+    runtime.block_on(futures::future::join_all(
+        (0..CAMPAIGN).map(|index| ask(index, format!("drop{index}@attacker.example"), campaign_summary(index))),
+    ));
+    for dir in &data {
+        wait_for(|| cases(dir).len() == CAMPAIGN, "both projections to hold the campaign");
+    }
+    let campaign: std::collections::BTreeSet<String> = cases(&data[0]).into_iter().map(|case| case.0).collect();
+
+    // Exactly one alert per indicator, each with every case, once both processes have reconciled.
+    let full = |alerts: &Value| {
+        alerts["alerts"].as_array().unwrap().iter().filter(|alert| alert["cases"] == CAMPAIGN).count() == 2
+    };
+    wait_for(|| full(&alerts_cli(&data[0], &url, &["list", "--all"])), "two alerts with every case");
+    let listed = alerts_cli(&data[1], &url, &["list", "--all"]);
+    let alerts = listed["alerts"].as_array().unwrap();
+    let checks: Vec<&str> = alerts.iter().map(|alert| alert["check"].as_str().unwrap()).collect();
+    assert_eq!(alerts.len(), 2, "one alert per indicator, and no other: {listed:#}");
+    assert!(checks.contains(&"destination_domain") && checks.contains(&"phrasing"), "{listed:#}");
+    let domain_alert = alerts.iter().find(|alert| alert["check"] == "destination_domain").unwrap();
+    assert_eq!(
+        (domain_alert["shown"].as_str(), domain_alert["accounts"].as_u64()),
+        (Some("attacker.example"), Some(200))
+    );
+    for alert in alerts {
+        let shown = alerts_cli(&data[0], &url, &["show", alert["alert_id"].as_str().unwrap()]);
+        let ids: std::collections::BTreeSet<String> =
+            shown["case_ids"].as_array().unwrap().iter().map(|id| id.as_str().unwrap().to_string()).collect();
+        assert_eq!(ids, campaign, "{}: not every case, or another's", alert["check"]);
+    }
+
+    // After the alert: the same words for another account, naming an address elsewhere from a new network and desk,
+    // go to people because of the wording alert; a new address at the domain names the domain alert.
+    runtime.block_on(ask(CAMPAIGN, "fresh@elsewhere.example".into(), campaign_summary(3)));
+    runtime.block_on(ask(CAMPAIGN + 1, "late@attacker.example".into(), "Please add my new address.".into()));
+    wait_for(|| decisions(&data[0]).len() == CAMPAIGN + 2, "the two late requests");
+    let late: Vec<Value> =
+        decisions(&data[0]).into_iter().filter(|decision| decision["facts"]["open_alerts"].is_array()).collect();
+    let alerted = |check: &str| {
+        late.iter().any(|decision| {
+            decision["facts"]["open_alerts"] == json!([check])
+                && decision["rules"].as_array().unwrap().contains(&json!("campaign.open-alert.review"))
+                && decision["outcome"] == "Review"
+        })
+    };
+    assert!(alerted("phrasing") && alerted("destination_domain"), "{late:#?}");
+
+    // An operator acknowledges the wording alert as no campaign: the same words no longer send a request to people
+    // for it. A second acknowledgement, an unknown alert and a reviewer are refused, saying why.
+    let phrasing = alerts.iter().find(|alert| alert["check"] == "phrasing").unwrap()["alert_id"].as_str().unwrap();
+    let ack = |alert_id: &str, who: &[&str]| {
+        let args = [
+            &["alerts", "ack", alert_id, "--benign", "--reason", "a partner desk's template"][..],
+            &["--nats", &url],
+            who,
+        ];
+        airlock(&data[0], &args.concat())
+    };
+    let done = ack(phrasing, &["--operator", "ops"]);
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    for (alert_id, who, expected) in
+        [(phrasing, "ops", "acknowledged already"), ("alert-00000000000000000000", "ops", "no alert with this id")]
+    {
+        let refused = ack(alert_id, &["--operator", who]);
+        assert_eq!(refused.status.code(), Some(1), "{alert_id}");
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains(expected),
+            "{}",
+            String::from_utf8_lossy(&refused.stderr)
+        );
+    }
+    let shown = alerts_cli(&data[0], &url, &["show", phrasing]);
+    assert_eq!(
+        (shown["alert"]["benign"].as_bool(), shown["alert"]["acknowledged_by"].as_str()),
+        (Some(true), Some("operator:ops"))
+    );
+    runtime.block_on(ask(CAMPAIGN + 2, "other@elsewhere.example".into(), campaign_summary(4)));
+    wait_for(|| decisions(&data[0]).len() == CAMPAIGN + 3, "a request after the acknowledgement");
+    let after = cases(&data[0]).into_iter().find(|case| case.1 == accounts[CAMPAIGN + 2]).unwrap();
+    assert_eq!(after.2, "requested", "a benign alert still held a request: {after:?}");
+
+    // Owners fooled into proving their case before anyone looked: their changes wait out the cooling-off.
+    let fooled: Vec<(String, String)> = cases(&data[0])
+        .into_iter()
+        .filter(|(_, _, status, destination)| status == "requested" && destination.is_some())
+        .take(5)
+        .map(|(case_id, account, _, _)| (case_id, account))
+        .collect();
+    assert!(!fooled.is_empty(), "the first requests of the campaign were sent codes");
+    for (case_id, account) in &fooled {
+        let code = data.iter().find_map(|dir| common::try_code_for(dir, case_id)).expect("a code in an outbox");
+        let proof = json!({ "version": 1, "command_id": format!("proof-{case_id}"), "case_id": case_id, "code": code });
+        let owner = airlock::core::actor::Actor::new(airlock::core::actor::Role::Owner, format!("page-{account}"));
+        let answer = runtime
+            .block_on(airlock::intake::nats::send_command(
+                &client,
+                &owner,
+                airlock::intake::CommandType::SubmitProof,
+                proof.to_string().into_bytes(),
+                std::time::Duration::from_millis(common::WAIT_MS),
+            ))
+            .unwrap();
+        assert_eq!(answer["status"], "cooling_off", "{answer}");
+    }
+    drop(serves);
+    let _later = start(Some("4days"));
+    let status_of = |case_id: &str| cases(&data[0]).into_iter().find(|case| case.0 == case_id).unwrap().2;
+    for (case_id, _) in &fooled {
+        wait_for(|| status_of(case_id) == "executed", "a fooled owner's change to be applied");
+    }
+    // The domain alert's suggestion, run as it says (a dry run), then for real.
+    let shown = alerts_cli(&data[0], &url, &["show", domain_alert["alert_id"].as_str().unwrap()]);
+    let suggestion = shown["alert"]["rollback"].as_str().expect("the domain alert suggests a rollback").to_string();
+    let words: Vec<&str> = suggestion.split_whitespace().collect();
+    assert_eq!(words[..3], ["airlock", "rollback", "--match"], "{suggestion}");
+    let operator = ["--nats", url.as_str(), "--operator", "ops"];
+    let dry = airlock(&data[0], &[&words[1..], &operator[..]].concat());
+    let listed = String::from_utf8_lossy(&dry.stdout).to_string();
+    assert!(dry.status.success(), "{listed}{}", String::from_utf8_lossy(&dry.stderr));
+    for (case_id, _) in &fooled {
+        assert!(listed.contains(case_id.as_str()), "{case_id} is not in the dry run: {listed}");
+    }
+    let real: Vec<&str> = words[1..].iter().copied().filter(|word| *word != "--dry-run").collect();
+    let reason = ["--reason", "campaign against attacker.example"];
+    let done = airlock(&data[0], &[&real[..], &reason[..], &operator[..]].concat());
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    for (case_id, _) in &fooled {
+        wait_for(|| status_of(case_id) == "rolled_back", "each fooled owner's change to be rolled back");
+    }
+    for dir in &data {
+        let audit = airlock(dir, &["audit", "verify", "--nats", &url]);
+        assert!(audit.status.success(), "{}", String::from_utf8_lossy(&audit.stdout));
+    }
+}

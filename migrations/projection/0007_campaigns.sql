@@ -9,6 +9,7 @@ CREATE TABLE campaign_hits (
     account_id   TEXT    NOT NULL,
     at           INTEGER NOT NULL,
     log_sequence INTEGER NOT NULL,
+    shown        TEXT    NOT NULL,  -- the indicator as this request wrote it (the key folds look-alike letters)
     PRIMARY KEY (check_name, indicator, case_id)
 ) WITHOUT ROWID;
 CREATE INDEX campaign_hits_by_sequence ON campaign_hits (log_sequence);
@@ -34,6 +35,7 @@ CREATE TABLE alerts (
     alert_id            TEXT    PRIMARY KEY,
     check_name          TEXT    NOT NULL,
     indicator           TEXT    NOT NULL,
+    shown               TEXT    NOT NULL,
     accounts_min        INTEGER NOT NULL,
     window_ms           INTEGER NOT NULL,
     accounts            INTEGER NOT NULL,

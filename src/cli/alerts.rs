@@ -166,7 +166,10 @@ fn print_summary(alert: &Value) {
         (_, None, _) => "over, never acknowledged".to_string(),
     };
     println!("{}  {}: {}", text("alert_id"), text("check"), text("what"));
-    println!("  indicator: {}", text("indicator"));
+    match (text("shown"), text("indicator")) {
+        (shown, key) if shown == key => println!("  indicator: {shown}"),
+        (shown, key) => println!("  indicator: {shown} (counted as {key}, with every look-alike)"),
+    }
     println!(
         "  {} accounts, {} cases, from {} to {} (trips at {} accounts in {}); {state}",
         alert["accounts"],

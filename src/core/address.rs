@@ -132,6 +132,18 @@ pub fn registrable_domain(kind: DestinationKind, address: &str) -> Option<String
     }
 }
 
+/// The registrable domain of an email address as people read it (Unicode, look-alike letters kept): what an alert
+/// shows for the domain it counts under `registrable_domain`.
+pub fn registrable_domain_shown(kind: DestinationKind, address: &str) -> Option<String> {
+    match kind {
+        DestinationKind::Email => canonical_email(address).ok().map(|canonical| {
+            let (unicode, _) = idna::domain_to_unicode(&canonical.registrable);
+            unicode
+        }),
+        DestinationKind::Phone => None,
+    }
+}
+
 /// Whether `address` is at `domain` or below it, however either is spelled: `domain` named by an operator
 /// (`evil.example`) matches `x@EVIL.example.`, `x@mail.evil.example`, `x@xn--...` and a look-alike of it.
 pub fn within_domain(address: &str, domain: &str) -> bool {

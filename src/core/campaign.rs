@@ -134,21 +134,36 @@ impl CampaignSettings {
     }
 }
 
+/// One indicator of a request: the check, the value it is counted under (normalised as the request ledgers normalise
+/// it: every spelling and look-alike of one domain is one), and the value as the request wrote it, for people.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Indicator {
+    pub check: Check,
+    pub key: String,
+    pub shown: String,
+}
+
 /// The indicators of a new request, one per check it has a value for (the phrasing check's comes from its summary's
-/// signature and the summaries before it). Values are normalised as the request ledgers normalise them.
-pub fn request_indicators(action: &RecoveryAction, signals: &Signals, high_value: bool) -> Vec<(Check, String)> {
+/// signature and the summaries before it).
+pub fn request_indicators(action: &RecoveryAction, signals: &Signals, high_value: bool) -> Vec<Indicator> {
+    let indicator = |check, key: String, shown: String| Indicator { check, key, shown };
     let mut indicators = Vec::new();
     if let RecoveryAction::AddDestination { kind, address } = action {
-        indicators.push((Check::Destination, crate::core::address::counted_as(*kind, address)));
-        if let Some(domain) = crate::core::address::registrable_domain(*kind, address) {
-            indicators.push((Check::DestinationDomain, domain));
+        let counted = crate::core::address::counted_as(*kind, address);
+        indicators.push(indicator(Check::Destination, counted.clone(), counted));
+        if let (Some(key), Some(shown)) = (
+            crate::core::address::registrable_domain(*kind, address),
+            crate::core::address::registrable_domain_shown(*kind, address),
+        ) {
+            indicators.push(indicator(Check::DestinationDomain, key, shown));
         }
     }
     if high_value {
-        indicators.push((Check::HighValue, "high-value accounts".to_string()));
+        let all = "high-value accounts".to_string();
+        indicators.push(indicator(Check::HighValue, all.clone(), all));
     }
     if let Some(network) = signals.source_network.as_deref().map(|network| network.trim().to_lowercase()) {
-        indicators.push((Check::SourceNetwork, network));
+        indicators.push(indicator(Check::SourceNetwork, network.clone(), network));
     }
     indicators
 }
@@ -287,6 +302,8 @@ pub enum AlertEventBody {
         alert_id: String,
         check: Check,
         indicator: String,
+        /// The indicator as the campaign's first request wrote it (the key folds look-alike letters).
+        shown: String,
         threshold: Threshold,
         accounts: u32,
         cases: Vec<String>,
@@ -316,6 +333,7 @@ pub struct Alert {
     pub alert_id: String,
     pub check: Check,
     pub indicator: String,
+    pub shown: String,
     pub threshold: Threshold,
     pub accounts: u32,
     pub cases: Vec<String>,
@@ -328,6 +346,7 @@ pub struct Alert {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Acknowledgement {
     pub by: Actor,
+    pub command_id: CommandId,
     pub at: UnixMs,
     pub reason: UntrustedText,
     pub benign: bool,
@@ -344,17 +363,19 @@ impl Alert {
         self.active_at(at) && !self.acknowledged.as_ref().is_some_and(|ack| ack.benign)
     }
 
-    /// The command an operator runs to undo the changes this campaign got applied, where one indicator selects
-    /// them; `None` where only the listed cases can (`airlock rollback CASE` each).
-    pub fn rollback_suggestion(&self) -> Option<String> {
-        let since = format!("{}m", (self.last_at.0.saturating_sub(self.first_at.0) / MINUTE_MS) + 60);
+    /// The command an operator runs at `now` to undo the changes this campaign got applied, where one indicator
+    /// selects them: every change matching it executed since the campaign's first request (whole hours, rounded up).
+    /// `None` where only the listed cases can (`airlock rollback CASE` each).
+    pub fn rollback_suggestion(&self, now: UnixMs) -> Option<String> {
+        let since = format!("{}h", now.0.saturating_sub(self.first_at.0).div_ceil(HOUR_MS).max(1));
+        // The domain as written: `--match` folds look-alike letters itself, so it matches every look-alike too.
         let matching = match self.check {
-            Check::DestinationDomain => format!("destination-domain={}", self.indicator),
+            Check::DestinationDomain => format!("destination-domain={}", self.shown),
             Check::Destination => {
-                let domain = self.indicator.rsplit_once('@')?.1;
+                let domain = self.shown.rsplit_once('@')?.1;
                 format!("destination-domain={domain}")
             }
-            Check::SourceNetwork => format!("source-network={}", self.indicator),
+            Check::SourceNetwork => format!("source-network={}", self.shown),
             Check::HighValue | Check::Phrasing | Check::ProofFailures => return None,
         };
         Some(format!("airlock rollback --match {matching} --since {since} --dry-run"))
@@ -376,6 +397,7 @@ impl AlertsState {
                 alert_id,
                 check,
                 indicator,
+                shown,
                 threshold,
                 accounts,
                 cases,
@@ -389,6 +411,7 @@ impl AlertsState {
                         alert_id: alert_id.clone(),
                         check: *check,
                         indicator: indicator.clone(),
+                        shown: shown.clone(),
                         threshold: *threshold,
                         accounts: *accounts,
                         cases: cases.clone(),
@@ -410,6 +433,7 @@ impl AlertsState {
                 if let Some(alert) = self.alerts.get_mut(alert_id) {
                     alert.acknowledged = Some(Acknowledgement {
                         by: event.actor.clone(),
+                        command_id: event.command_id.clone(),
                         at: event.at,
                         reason: reason.clone(),
                         benign: *benign,
@@ -441,6 +465,8 @@ pub struct Hit {
     pub account_id: String,
     pub case_id: String,
     pub at: UnixMs,
+    /// The indicator as this request wrote it.
+    pub shown: String,
 }
 
 /// The id of the alert a campaign's first case raises: the same in every process that sees it.
@@ -465,15 +491,18 @@ pub fn reconcile(
     state: &AlertsState,
 ) -> Option<AlertEventBody> {
     let window = threshold.window_ms;
-    // The hits the latest alert covers, or could: from its first case on, each within the window of the one before.
+    // The hits the latest alert covers, or could: from a window before its first case (another process's clock may
+    // have stamped a request of the campaign a little earlier, and its projection shown it later), each within the
+    // window of the one before.
     let mut after = 0;
     if let Some(alert) = state.latest.get(&(check, indicator.to_string())).and_then(|id| state.alerts.get(id)) {
         let known: BTreeSet<&str> = alert.cases.iter().map(String::as_str).collect();
+        let start = alert.first_at.0.saturating_sub(window);
         let mut last = alert.last_at;
         let mut added = Vec::new();
         let mut accounts: BTreeSet<&str> = BTreeSet::new();
         for (index, hit) in hits.iter().enumerate() {
-            if hit.at < alert.first_at {
+            if hit.at.0 < start {
                 after = index + 1;
                 continue;
             }
@@ -523,6 +552,7 @@ pub fn reconcile(
                 alert_id: alert_id(check, indicator, &campaign[0].case_id),
                 check,
                 indicator: indicator.to_string(),
+                shown: campaign[0].shown.clone(),
                 threshold,
                 accounts: distinct_accounts(shown.iter()),
                 cases: shown.iter().map(|hit| hit.case_id.clone()).collect(),
@@ -540,7 +570,12 @@ mod tests {
     use crate::core::actor::Role;
 
     fn hit(account: usize, case: usize, at_ms: u64) -> Hit {
-        Hit { account_id: format!("acct-{account}"), case_id: format!("case-{case}"), at: UnixMs(at_ms) }
+        Hit {
+            account_id: format!("acct-{account}"),
+            case_id: format!("case-{case}"),
+            at: UnixMs(at_ms),
+            shown: "evil.example".into(),
+        }
     }
 
     fn apply(state: AlertsState, body: AlertEventBody, at: u64) -> AlertsState {
@@ -586,6 +621,14 @@ mod tests {
         let (state, events) = settle(check, threshold, &hits, state);
         assert_eq!((events, state.alerts.len()), (1, 2));
         assert!(!state.alerts.values().any(|alert| alert.cases.len() == 9), "the old alert took the new burst");
+        // A request of the campaign stamped before its first case (another process's clock) and projected after the
+        // alert was raised still joins it.
+        let early = hit(9, 10, later - 5 * minute);
+        hits.push(early.clone());
+        hits.sort_by_key(|hit| hit.at);
+        let (state, events) = settle(check, threshold, &hits, state);
+        assert_eq!((events, state.alerts.len()), (1, 2));
+        assert!(state.alerts.values().any(|alert| alert.cases.contains(&early.case_id)), "the early case was left out");
         // Spread thin (three accounts, never within one window): no alert.
         let thin = [hit(1, 1, 0), hit(2, 2, HOUR_MS), hit(3, 3, 2 * HOUR_MS)];
         assert_eq!(settle(check, threshold, &thin, AlertsState::default()).1, 0);

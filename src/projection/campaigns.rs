@@ -22,8 +22,7 @@ fn exec(transaction: &Transaction, sql: &str, params: impl rusqlite::Params) -> 
 
 fn hit(
     transaction: &Transaction,
-    check: Check,
-    indicator: &str,
+    indicator: &campaign::Indicator,
     case_id: &CaseId,
     account_id: &str,
     at: UnixMs,
@@ -31,11 +30,24 @@ fn hit(
 ) -> rusqlite::Result<()> {
     exec(
         transaction,
-        "INSERT OR IGNORE INTO campaign_hits (check_name, indicator, case_id, account_id, at, log_sequence)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![check.name(), indicator, case_id.as_str(), account_id, at.0 as i64, sequence as i64],
+        "INSERT OR IGNORE INTO campaign_hits (check_name, indicator, case_id, account_id, at, log_sequence, shown)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            indicator.check.name(),
+            indicator.key,
+            case_id.as_str(),
+            account_id,
+            at.0 as i64,
+            sequence as i64,
+            indicator.shown
+        ],
     )?;
     Ok(())
+}
+
+/// An indicator whose value is shown as it is counted.
+fn plain(check: Check, value: &str) -> campaign::Indicator {
+    campaign::Indicator { check, key: value.to_string(), shown: value.to_string() }
 }
 
 /// The group of near-identical summaries `signature` belongs to: the group of the earliest summary of the day before
@@ -82,8 +94,8 @@ pub(super) fn request(
         return Ok(());
     };
     let account = account_id.as_str();
-    for (check, indicator) in campaign::request_indicators(action, signals, snapshot.is_high_value()) {
-        hit(transaction, check, &indicator, case_id, account, event.at, sequence)?;
+    for indicator in campaign::request_indicators(action, signals, snapshot.is_high_value()) {
+        hit(transaction, &indicator, case_id, account, event.at, sequence)?;
     }
     if let Some(signature) = campaign::summary_signature(summary.as_untrusted_str()) {
         let cluster =
@@ -100,7 +112,12 @@ pub(super) fn request(
                 params![key as i64, case_id.as_str(), event.at.0 as i64],
             )?;
         }
-        hit(transaction, Check::Phrasing, &cluster, case_id, account, event.at, sequence)?;
+        let shown = campaign::Indicator {
+            check: Check::Phrasing,
+            key: cluster.clone(),
+            shown: format!("summaries like case {cluster}'s"),
+        };
+        hit(transaction, &shown, case_id, account, event.at, sequence)?;
     }
     Ok(())
 }
@@ -113,7 +130,14 @@ pub(super) fn proof_failure(
     account_id: &str,
     at: UnixMs,
 ) -> Result<(), ProjectionError> {
-    hit(transaction, Check::ProofFailures, campaign::PROOF_FAILURES_INDICATOR, case_id, account_id, at, sequence)?;
+    hit(
+        transaction,
+        &plain(Check::ProofFailures, campaign::PROOF_FAILURES_INDICATOR),
+        case_id,
+        account_id,
+        at,
+        sequence,
+    )?;
     Ok(())
 }
 
@@ -133,12 +157,22 @@ pub(super) fn prune(transaction: &Transaction) -> Result<(), ProjectionError> {
 /// An event of the alerts stream.
 pub(super) fn alert_event(transaction: &Transaction, event: &AlertEvent) -> Result<(), ProjectionError> {
     match &event.body {
-        AlertEventBody::AlertRaised { alert_id, check, indicator, threshold, accounts, cases, first_at, last_at } => {
+        AlertEventBody::AlertRaised {
+            alert_id,
+            check,
+            indicator,
+            shown,
+            threshold,
+            accounts,
+            cases,
+            first_at,
+            last_at,
+        } => {
             exec(
                 transaction,
                 "INSERT INTO alerts (alert_id, check_name, indicator, accounts_min, window_ms, accounts, cases,
-                                     first_at, last_at, raised_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                     first_at, last_at, raised_at, shown)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     alert_id,
                     check.name(),
@@ -149,7 +183,8 @@ pub(super) fn alert_event(transaction: &Transaction, event: &AlertEvent) -> Resu
                     cases.len() as i64,
                     first_at.0 as i64,
                     last_at.0 as i64,
-                    event.at.0 as i64
+                    event.at.0 as i64,
+                    shown
                 ],
             )?;
             alert_cases(transaction, alert_id, cases)?;
@@ -192,6 +227,8 @@ pub struct AlertRow {
     pub check: String,
     pub what: String,
     pub indicator: String,
+    /// The indicator as the campaign's first request wrote it.
+    pub shown: String,
     pub accounts_min: u32,
     pub window_ms: u64,
     pub accounts: u32,
@@ -210,18 +247,19 @@ pub struct AlertRow {
 }
 
 const ALERT_COLUMNS: &str = "alert_id, check_name, indicator, accounts_min, window_ms, accounts, cases, first_at, \
-                             last_at, raised_at, acknowledged_by, acknowledged_at, acknowledged_reason, benign";
+                             last_at, raised_at, acknowledged_by, acknowledged_at, acknowledged_reason, benign, shown";
 
 fn alert_row(row: &rusqlite::Row<'_>, now: UnixMs) -> rusqlite::Result<AlertRow> {
     let check: String = row.get(1)?;
     let parsed = Check::parse(&check);
     let (window_ms, last_at): (i64, i64) = (row.get(4)?, row.get(8)?);
-    let (first_at, indicator): (i64, String) = (row.get(7)?, row.get(2)?);
+    let (first_at, indicator, shown): (i64, String, String) = (row.get(7)?, row.get(2)?, row.get(14)?);
     let rollback = parsed.and_then(|check| {
         let alert = campaign::Alert {
             alert_id: String::new(),
             check,
             indicator: indicator.clone(),
+            shown: shown.clone(),
             threshold: campaign::Threshold { accounts_min: 0, window_ms: window_ms as u64 },
             accounts: 0,
             cases: Vec::new(),
@@ -230,13 +268,14 @@ fn alert_row(row: &rusqlite::Row<'_>, now: UnixMs) -> rusqlite::Result<AlertRow>
             raised_at: UnixMs(0),
             acknowledged: None,
         };
-        alert.rollback_suggestion()
+        alert.rollback_suggestion(now)
     });
     Ok(AlertRow {
         alert_id: row.get(0)?,
         what: parsed.map_or("", Check::describe).to_string(),
         check,
         indicator,
+        shown,
         accounts_min: row.get(3)?,
         window_ms: window_ms as u64,
         accounts: row.get(5)?,
@@ -281,11 +320,16 @@ impl Projection {
     pub fn campaign_hits(&self, check: Check, indicator: &str) -> Result<Vec<Hit>, ProjectionError> {
         let connection = self.read();
         let mut statement = connection.prepare_cached(
-            "SELECT account_id, case_id, at FROM campaign_hits WHERE check_name = ?1 AND indicator = ?2
+            "SELECT account_id, case_id, at, shown FROM campaign_hits WHERE check_name = ?1 AND indicator = ?2
              ORDER BY at, log_sequence, case_id",
         )?;
         let rows = statement.query_map(params![check.name(), indicator], |row| {
-            Ok(Hit { account_id: row.get(0)?, case_id: row.get(1)?, at: UnixMs(row.get::<_, i64>(2)? as u64) })
+            Ok(Hit {
+                account_id: row.get(0)?,
+                case_id: row.get(1)?,
+                at: UnixMs(row.get::<_, i64>(2)? as u64),
+                shown: row.get(3)?,
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -294,12 +338,13 @@ impl Projection {
     /// `indicators` (and, for its summary, `signature`) matches: the policy's `open_alerts` fact.
     pub fn open_alerts_matching(
         &self,
-        indicators: &[(Check, String)],
+        indicators: &[campaign::Indicator],
         signature: Option<&Signature>,
         now: UnixMs,
     ) -> Result<Vec<String>, ProjectionError> {
         let connection = self.read();
-        let mut wanted: Vec<(Check, String)> = indicators.to_vec();
+        let mut wanted: Vec<(Check, String)> =
+            indicators.iter().map(|indicator| (indicator.check, indicator.key.clone())).collect();
         if let Some(signature) = signature
             && let Some(cluster) = phrasing_cluster(&connection, signature, now)?
         {

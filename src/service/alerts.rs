@@ -63,10 +63,16 @@ impl<L: EventLog> Service<L> {
         let (projection, wanted) = (self.projection.clone(), indicator.clone());
         let hits = blocking(move || Ok(projection.campaign_hits(check, &wanted)?)).await?;
         let mut appended = 0;
+        // Every hit goes into one event at most, so this many events say everything; more would be a bug looping.
+        let events_max = hits.len() / crate::core::campaign::ALERT_CASES_PER_EVENT_MAX + 2;
         let mut retries = Retries::new("the alerts stream");
         loop {
             let (state, version, last_sequence) = self.alerts_state().await?;
             let Some(body) = reconcile(check, &indicator, threshold, &hits, &state) else { return Ok(appended) };
+            if appended >= events_max {
+                tracing::error!(check = check.name(), %indicator, appended, "campaign alerts: reconciling does not settle");
+                return Err(ServiceError::Corrupt(format!("the alerts of {check} {indicator} do not settle")));
+            }
             let raised = matches!(body, AlertEventBody::AlertRaised { .. });
             let event = AlertEvent {
                 at: self.clock.now(),
@@ -112,7 +118,10 @@ impl<L: EventLog> Service<L> {
                 Ok(body) => body,
                 // The same command again (a retry whose answer was lost) finds its own acknowledgement.
                 Err(crate::core::rejection::Rejection::AlertAlreadyAcknowledged)
-                    if state.alerts[alert_id].acknowledged.as_ref().is_some_and(|ack| ack.by == actor) =>
+                    if state.alerts[alert_id]
+                        .acknowledged
+                        .as_ref()
+                        .is_some_and(|ack| ack.by == actor && ack.command_id == command_id) =>
                 {
                     return Ok(());
                 }

@@ -16,6 +16,7 @@ use airlock::core::ids::{DestinationId, UnixMs};
 use airlock::directory::embedded::AccountRecord;
 use async_nats::jetstream;
 use futures::StreamExt;
+use rusqlite::OptionalExtension;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -166,12 +167,19 @@ pub fn submit(data: &Path, actor: &str, command: &str, input: &[u8]) -> (i32, se
 /// The one-time code the owner received for a case, read-only from the embedded outbox (the mail provider's view:
 /// `airlock outbox` masks it, as it should).
 pub fn code_for(data: &Path, case_id: &str) -> String {
+    try_code_for(data, case_id).expect("an 8-digit code in the outbox")
+}
+
+/// `code_for`, or `None` when this data directory's outbox holds no code for the case (another process sent it).
+pub fn try_code_for(data: &Path, case_id: &str) -> Option<String> {
     let connection =
         rusqlite::Connection::open_with_flags(data.join("directory.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .unwrap();
-    let body: String =
-        connection.query_row("SELECT body FROM outbox WHERE case_id = ?1", [case_id], |row| row.get(0)).unwrap();
-    threats::code_in(&body).expect("an 8-digit code in the message")
+    let body: String = connection
+        .query_row("SELECT body FROM outbox WHERE case_id = ?1", [case_id], |row| row.get(0))
+        .optional()
+        .unwrap()?;
+    threats::code_in(&body)
 }
 
 /// The set-password links an applied reset sent for a case, read from the embedded outbox, with the address each went
