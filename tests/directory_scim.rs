@@ -1398,7 +1398,9 @@ async fn the_console_refuses_every_sign_in_it_cannot_verify_in_embedded_mode_too
     common::import_accounts(
         &harness.data(),
         json!([{ "account_id": "new-1", "destinations": [
-            { "id": "new-1-mail", "kind": "email", "address": "new@example.com", "trusted_since": chrono_like_days_ago(2) } ] }]),
+            { "id": "new-1-mail", "kind": "email", "address": "new@example.com", "trusted_since": chrono_like_days_ago(2) } ] },
+            { "account_id": "camp-1", "destinations": [] }, { "account_id": "camp-2", "destinations": [] },
+            { "account_id": "camp-3", "destinations": [] }]),
     );
     let secret = provider.secret_file.to_str().unwrap();
     harness.start_embedded_serve(
@@ -1420,21 +1422,24 @@ async fn the_console_refuses_every_sign_in_it_cannot_verify_in_embedded_mode_too
     );
     let page = format!("http://{}", harness.page_address());
     // A case for people, requested through the embedded store while serve runs.
+    let submit = |request: Value| {
+        let requested = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(["submit", "--actor", "intake:desk", "--command", "request-recovery", "-", "--data-dir"])
+            .arg(harness.data())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(request.to_string().as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        serde_json::from_slice::<Value>(&requested.stdout).unwrap()
+    };
     let request =
         common::threats::request_body("r-new", "new-1", json!({ "type": "reset_password" }), "locked out", json!({}));
-    let requested = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(["submit", "--actor", "intake:desk", "--command", "request-recovery", "-", "--data-dir"])
-        .arg(harness.data())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(request.to_string().as_bytes())?;
-            child.wait_with_output()
-        })
-        .unwrap();
-    let reply: Value = serde_json::from_slice(&requested.stdout).unwrap();
+    let reply = submit(request);
     let case_id = reply["case_id"].as_str().unwrap_or_else(|| panic!("{reply}")).to_string();
     common::wait_for(
         || harness.airlock(&["case", "show", &case_id]).stdout.windows(9).any(|w| w == b"in_review"),
@@ -1549,6 +1554,43 @@ async fn the_console_refuses_every_sign_in_it_cannot_verify_in_embedded_mode_too
     let history = harness.airlock(&["case", "history", &case_id, "--json"]);
     let history = String::from_utf8_lossy(&history.stdout).to_string();
     assert!(history.contains("reviewer:rita"), "{history}");
+
+    // Three accounts asked to take one new address: the embedded serve raises a campaign alert, which the operators'
+    // page shows (with its indicator inert) and an operator acknowledges there.
+    for index in 1..=3 {
+        let action = json!({ "type": "add_destination", "kind": "email", "address": "<b>drop</b>@evil.example" });
+        let body =
+            common::threats::request_body(&format!("camp-{index}"), &format!("camp-{index}"), action, "hi", json!({}));
+        assert!(submit(body)["accepted"].as_bool().is_some(), "the request was answered");
+    }
+    let (_, _, (_, headers, _)) = console_sign_in(&page, "olga", "airlock-operators", "good").await;
+    let olga = set_cookie(&headers, "airlock_console").expect("an operator's session");
+    let operators = || async { get_raw(&format!("{page}/console/operators"), Some(&olga)).await.2 };
+    let mut shown = operators().await;
+    let deadline = std::time::Instant::now() + Duration::from_millis(common::WAIT_MS);
+    while !shown.contains("one new destination named for many accounts") {
+        assert!(std::time::Instant::now() < deadline, "no alert on the operators' page: {shown}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        shown = operators().await;
+    }
+    assert!(shown.contains("&lt;b&gt;drop&lt;&#x2f;b&gt;@evil.example") && !shown.contains("<b>drop"), "{shown}");
+    assert!(shown.contains("not acknowledged"), "{shown}");
+    let alert_id = shown.split("/console/alerts/").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let (_, _, alert_page) = get_raw(&format!("{page}/console/alerts/{alert_id}"), Some(&olga)).await;
+    assert!(alert_page.contains("3 accounts in 3 cases"), "{alert_page}");
+    let csrf = hidden(&alert_page, "csrf");
+    let form = [("csrf", csrf.as_str()), ("command_id", "ack-1"), ("reason", "incident 43 opened")];
+    let (status, acknowledged) =
+        console_post(&page, &format!("/console/alerts/{alert_id}/acknowledge"), &olga, &form).await;
+    assert_eq!(status, 200, "{acknowledged}");
+    assert!(
+        acknowledged.contains("Acknowledged.") && acknowledged.contains("Acknowledged by operator:olga"),
+        "{acknowledged}"
+    );
+    // A reviewer reads it but cannot acknowledge it.
+    let (status, body) = console_post(&page, &format!("/console/alerts/{alert_id}/acknowledge"), &session, &form).await;
+    assert_eq!(status, 403, "{body}");
+
     let log = harness.serve_log();
     assert!(!log.contains("a-console-client-secret"), "the client secret in serve's log:\n{log}");
 }

@@ -150,7 +150,7 @@ pub fn request_indicators(action: &RecoveryAction, signals: &Signals, high_value
     let mut indicators = Vec::new();
     if let RecoveryAction::AddDestination { kind, address } = action {
         let counted = crate::core::address::counted_as(*kind, address);
-        indicators.push(indicator(Check::Destination, counted.clone(), counted));
+        indicators.push(indicator(Check::Destination, counted, address.trim().to_string()));
         if let (Some(key), Some(shown)) = (
             crate::core::address::registrable_domain(*kind, address),
             crate::core::address::registrable_domain_shown(*kind, address),
