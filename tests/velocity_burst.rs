@@ -376,9 +376,10 @@ fn a_campaign_across_two_processes_raises_one_alert_per_indicator_with_every_cas
     };
     let done = ack(phrasing, &["--operator", "ops"]);
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
-    for (alert_id, who, expected) in
-        [(phrasing, "ops", "acknowledged already"), ("alert-00000000000000000000", "ops", "no alert with this id")]
-    {
+    for (alert_id, who, expected) in [
+        (phrasing, "ops", "acknowledged that way already"),
+        ("alert-00000000000000000000", "ops", "no alert with this id"),
+    ] {
         let refused = ack(alert_id, &["--operator", who]);
         assert_eq!(refused.status.code(), Some(1), "{alert_id}");
         assert!(

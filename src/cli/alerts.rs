@@ -115,6 +115,9 @@ pub fn run(args: AlertsArgs) -> u8 {
                 for case in answer["case_ids"].as_array().into_iter().flatten() {
                     println!("  {}", for_terminal(case.as_str().unwrap_or_default()));
                 }
+                if answer["more_cases"] == json!(true) {
+                    println!("  (more cases than shown: `airlock case list` finds them by account or time)");
+                }
                 exit::OK
             }
             AlertsCommand::Ack { alert_id, reason, benign, who, json } => {
@@ -183,7 +186,9 @@ fn print_summary(alert: &Value) {
         println!("  acknowledged: {}", for_terminal(reason));
     }
     match alert["rollback"].as_str() {
-        Some(command) => println!("  to undo what it got applied: {command}"),
-        None => println!("  to undo what it got applied: `airlock alerts show` lists its cases; roll back each"),
+        Some(command) => println!("  to undo what it got applied: {}", for_terminal(command)),
+        None => {
+            println!("  to undo what it got applied: roll back each of its cases (`airlock alerts show` lists them)")
+        }
     }
 }

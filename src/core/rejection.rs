@@ -60,7 +60,7 @@ pub enum Rejection {
     OwnAccountApproval,
     /// No alert has this id.
     NoSuchAlert,
-    /// The alert was acknowledged already, by someone else or by an earlier command.
+    /// The alert is acknowledged that way already (as a campaign, or as benign), by someone else or an earlier command.
     AlertAlreadyAcknowledged,
 }
 
@@ -145,7 +145,9 @@ impl fmt::Display for Rejection {
             Rejection::NoSuchAlert => {
                 formatter.write_str("there is no alert with this id; list them with `airlock alerts list`")
             }
-            Rejection::AlertAlreadyAcknowledged => formatter.write_str("this alert was acknowledged already"),
+            Rejection::AlertAlreadyAcknowledged => formatter.write_str(
+                "this alert is acknowledged that way already; acknowledge it again only to change whether it is benign",
+            ),
         }
     }
 }

@@ -810,6 +810,7 @@ async fn show_alert<L: EventLog>(
             "csrf": session.csrf,
             "alert": alert,
             "cases": answer["case_ids"],
+            "more_cases": answer["more_cases"],
             "outcome": outcome,
             "operator": session.has(Role::Operator),
             "command_id": new_id("console"),

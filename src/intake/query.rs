@@ -119,6 +119,8 @@ pub async fn answer<L: EventLog>(service: &Service<L>, actor: &Actor, payload: &
 
 /// The most alerts one answer lists.
 pub const ALERTS_PAGE_MAX: usize = 200;
+/// The most case ids one alert's answer lists (`more` says when it has more): an answer fits one NATS message.
+pub const ALERT_CASES_SHOWN_MAX: usize = 1_000;
 
 /// Campaign alerts (issue 20), for reviewers and operators: `{"query": "alerts", "all": bool}` lists the active ones
 /// (every one with `all`), newest first; `{"query": "alert", "alert_id": "..."}` one alert with its case ids.
@@ -148,9 +150,13 @@ async fn alerts<L: EventLog>(service: &Service<L>, actor: &Actor, kind: &str, re
             };
             let alert_id = alert_id.to_string();
             tokio::task::spawn_blocking(move || {
-                projection.alert(&alert_id, now).map(|found| match found {
-                    Some((alert, cases)) => json!({ "alert": alert, "case_ids": cases }),
-                    None => json!({ "alert": null, "case_ids": [] }),
+                projection.alert(&alert_id, now, ALERT_CASES_SHOWN_MAX + 1).map(|found| match found {
+                    Some((alert, mut cases)) => {
+                        let more = cases.len() > ALERT_CASES_SHOWN_MAX;
+                        cases.truncate(ALERT_CASES_SHOWN_MAX);
+                        json!({ "alert": alert, "case_ids": cases, "more_cases": more })
+                    }
+                    None => json!({ "alert": null, "case_ids": [], "more_cases": false }),
                 })
             })
             .await

@@ -162,6 +162,12 @@ impl Engine {
         ))
     }
 
+    /// Whether this engine's policies can see campaign alerts (its schema declares `open_alerts`): a folder written
+    /// before them cannot, and the alerts then hold no request back.
+    pub fn sees_open_alerts(&self) -> bool {
+        self.alerts_fact
+    }
+
     /// Whether a request with this engine's facts matches its schema.
     fn fits_schema(&self) -> bool {
         let facts = PolicyFacts { risk_flags: vec!["flag".into()], ..cases::plain_facts() };

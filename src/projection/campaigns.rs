@@ -50,8 +50,13 @@ fn plain(check: Check, value: &str) -> campaign::Indicator {
     campaign::Indicator { check, key: value.to_string(), shown: value.to_string() }
 }
 
-/// The group of near-identical summaries `signature` belongs to: the group of the earliest summary of the day before
-/// `at` it is near-identical to, or `None` (it begins its own).
+/// Candidates compared with a new summary at most: those sharing the most bands with it, the earliest first among
+/// equals. A flood of summaries that share one band with everything (half-similar decoys) cannot crowd out a copy,
+/// which shares nearly all of them.
+pub const PHRASING_CANDIDATES_MAX: usize = 32;
+
+/// The group of near-identical summaries `signature` belongs to: the group of the summary of the day before `at` most
+/// like it (by shared bands, then the earliest) that is near-identical to it, or `None` (it begins its own).
 pub fn phrasing_cluster(
     connection: &Connection,
     signature: &Signature,
@@ -59,19 +64,18 @@ pub fn phrasing_cluster(
 ) -> rusqlite::Result<Option<String>> {
     let keys = campaign::band_keys(signature);
     let since = at.0.saturating_sub(CAMPAIGN_WINDOW_MS_MAX) as i64;
-    let mut candidates: Vec<(i64, String)> = Vec::new();
-    let mut statement =
-        connection.prepare_cached("SELECT case_id, at FROM summary_bands WHERE band_key = ?1 AND at >= ?2")?;
-    for key in keys {
-        let rows = statement.query_map(params![key as i64, since], |row| Ok((row.get(1)?, row.get(0)?)))?;
-        for row in rows {
-            candidates.push(row?);
-        }
-    }
-    candidates.sort_unstable();
-    candidates.dedup();
+    let marks: Vec<String> = (0..keys.len()).map(|index| format!("?{}", index + 3)).collect();
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT case_id FROM summary_bands WHERE at >= ?1 AND band_key IN ({}) GROUP BY case_id
+         ORDER BY COUNT(*) DESC, MIN(at), case_id LIMIT ?2",
+        marks.join(", ")
+    ))?;
+    let mut values: Vec<rusqlite::types::Value> = vec![since.into(), (PHRASING_CANDIDATES_MAX as i64).into()];
+    values.extend(keys.iter().map(|key| rusqlite::types::Value::from(*key as i64)));
+    let candidates: Vec<String> =
+        statement.query_map(rusqlite::params_from_iter(values), |row| row.get(0))?.collect::<Result<_, _>>()?;
     let mut read = connection.prepare_cached("SELECT signature, cluster FROM summary_signatures WHERE case_id = ?1")?;
-    for (_, case_id) in candidates {
+    for case_id in candidates {
         let found: Option<(Vec<u8>, String)> =
             read.query_row([&case_id], |row| Ok((row.get(0)?, row.get(1)?))).optional()?;
         let Some((bytes, cluster)) = found else { continue };
@@ -376,8 +380,13 @@ impl Projection {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// One alert and its cases (oldest first), if there is one by that id.
-    pub fn alert(&self, alert_id: &str, now: UnixMs) -> Result<Option<(AlertRow, Vec<String>)>, ProjectionError> {
+    /// One alert and its first `limit` cases (oldest first), if there is one by that id.
+    pub fn alert(
+        &self,
+        alert_id: &str,
+        now: UnixMs,
+        limit: usize,
+    ) -> Result<Option<(AlertRow, Vec<String>)>, ProjectionError> {
         let connection = self.read();
         let found = connection
             .prepare_cached(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE alert_id = ?1"))?
@@ -386,9 +395,10 @@ impl Projection {
         let Some(alert) = found else { return Ok(None) };
         let mut statement = connection.prepare_cached(
             "SELECT alert_cases.case_id FROM alert_cases LEFT JOIN cases ON cases.case_id = alert_cases.case_id
-             WHERE alert_id = ?1 ORDER BY cases.requested_at, alert_cases.case_id",
+             WHERE alert_id = ?1 ORDER BY cases.requested_at, alert_cases.case_id LIMIT ?2",
         )?;
-        let cases = statement.query_map([alert_id], |row| row.get(0))?.collect::<Result<_, _>>()?;
+        let cases =
+            statement.query_map(params![alert_id, limit as i64], |row| row.get(0))?.collect::<Result<_, _>>()?;
         Ok(Some((alert, cases)))
     }
 }

@@ -61,6 +61,17 @@ fn file_identity(path: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|metadata| (metadata.dev(), metadata.ino()))
 }
 
+/// Whether the file at `path` is a projection written before campaign alerts (schema version 1 to 6) that applied
+/// log entries already: migrated, its campaign tables would miss those entries' hits.
+fn counted_before_campaigns(path: &Path) -> bool {
+    let Ok(connection) = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+        return false;
+    };
+    let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap_or(0);
+    let applied: i64 = connection.query_row("SELECT last_sequence FROM checkpoint", [], |row| row.get(0)).unwrap_or(0);
+    (1..7).contains(&version) && applied > 0
+}
+
 /// The lock file beside a projection file (`projection.db.lock`).
 pub fn lock_path(path: &Path) -> std::path::PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -86,15 +97,24 @@ impl Projection {
                 return Err(OpenError::Lock { path: lock_path(path).display().to_string(), source });
             }
         }
+        let stale = counted_before_campaigns(path);
         let connection = sqlite::open(path, MIGRATIONS)?;
         let reader = sqlite::open(path, MIGRATIONS)?;
-        Ok(Projection {
+        let projection = Projection {
             path: path.to_path_buf(),
             identity: Mutex::new(file_identity(path)),
             connection: Mutex::new(connection),
             reader: Mutex::new(reader),
             _lock: lock,
-        })
+        };
+        if stale {
+            // Its campaign tables would hold no hit of the events it applied before them, and differ from a rebuild
+            // (ADR 25): it is set aside, and the caller rebuilds it from the log, as after a lost file.
+            let aside =
+                projection.set_aside_as("before-campaigns", crate::clock::Clock::now(&crate::clock::SystemClock).0)?;
+            tracing::warn!(aside = %aside.display(), "the projection predates campaign alerts: rebuilding it from the log");
+        }
+        Ok(projection)
     }
 
     /// When the file this projection was opened on is no longer at its path (deleted, or replaced by something other
@@ -114,9 +134,14 @@ impl Projection {
     /// that cannot place an entry of the log (it missed one, or was edited): the caller rebuilds it from the log.
     /// Returns where the old file went.
     pub fn set_aside(&self, now_ms: u64) -> Result<std::path::PathBuf, OpenError> {
+        self.set_aside_as("corrupt", now_ms)
+    }
+
+    /// `set_aside`, the old file named `<file>.<why>-<unix ms>`.
+    fn set_aside_as(&self, why: &str, now_ms: u64) -> Result<std::path::PathBuf, OpenError> {
         let mut identity = self.identity.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut aside = self.path.as_os_str().to_owned();
-        aside.push(format!(".corrupt-{now_ms}"));
+        aside.push(format!(".{why}-{now_ms}"));
         let aside = std::path::PathBuf::from(aside);
         let mut writer = self.lock();
         let mut reader = self.read();
@@ -226,6 +251,39 @@ mod tests {
         assert!(matches!(refused, Err(ProjectionError::Gap { expected: 2, found: 3 })), "{refused:?}");
         assert_eq!(projection.last_sequence().unwrap(), 1);
         assert_eq!(projection.apply(&[entry(2), entry(3)]).unwrap(), 3);
+    }
+
+    // Proves a projection written before campaign alerts (schema 6) that applied entries is set aside when opened
+    // and started afresh at checkpoint 0, for the caller to rebuild from the log (its campaign tables would miss the
+    // hits of those entries); an empty one, or one already at schema 7, is kept.
+    #[test]
+    fn a_projection_from_before_campaign_alerts_is_rebuilt() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("projection.db");
+        {
+            let old = sqlite::open(&path, &MIGRATIONS[..6]).unwrap();
+            old.execute("UPDATE checkpoint SET last_sequence = 5", []).unwrap();
+        }
+        let projection = Projection::open(&path).unwrap();
+        assert_eq!(projection.last_sequence().unwrap(), 0, "the old file was kept");
+        let aside: Vec<String> = std::fs::read_dir(directory.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|name| name.starts_with("projection.db.before-campaigns-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        projection.apply(&[Entry { sequence: 1, envelopes: Vec::new() }]).unwrap();
+        drop(projection);
+        assert_eq!(Projection::open(&path).unwrap().last_sequence().unwrap(), 1, "a current file was set aside");
+
+        let empty = directory.path().join("empty.db");
+        drop(sqlite::open(&empty, &MIGRATIONS[..6]).unwrap());
+        drop(Projection::open(&empty).unwrap());
+        let names: Vec<String> = std::fs::read_dir(directory.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        assert!(!names.iter().any(|name| name.starts_with("empty.db.before-campaigns")), "{names:?}");
     }
 
     // Proves a projection file deleted under an open projection is noticed and started afresh at checkpoint 0, and

@@ -300,7 +300,10 @@ impl Projection {
                 Indicator::DestinationDomain(domain) => {
                     destination.is_some_and(|address| crate::core::address::within_domain(&address, domain))
                 }
-                Indicator::SourceNetwork(wanted) => network.as_deref() == Some(wanted.as_str()),
+                // However the requests spelled it (case, spaces), as the velocity ledgers and the alerts count it.
+                Indicator::SourceNetwork(wanted) => {
+                    network.is_some_and(|network| network.trim().to_lowercase() == wanted.trim().to_lowercase())
+                }
             };
             if matches {
                 matching.push((case_id, changes));

@@ -128,6 +128,12 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
         None => None,
     };
     let sign_in_step_up = config.oidc.is_some();
+    if !config.policy.sees_open_alerts() {
+        tracing::warn!(
+            "the policies' schema does not declare open_alerts (written before campaign alerts): alerts are raised, \
+             but no request is held back by one; add open_alerts from the shipped policies/airlock.cedarschema"
+        );
+    }
     let keys = Keys::load_or_create(&config.data_dir.join("airlock.key"))
         .map_err(|error| anyhow::anyhow!("cannot use the key file in {}: {error}", config.data_dir.display()))?;
     let smtp = match &config.smtp {
@@ -201,6 +207,10 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
             if let Some(adapter) = &adapter {
                 embedded.service.directory = adapter.clone();
             }
+            // A projection started afresh (set aside at an upgrade, or lost) is rebuilt before anything is served.
+            embedded.service.catch_up_projection().await.map_err(|error| {
+                anyhow::anyhow!("cannot bring the projection in {} up to the log: {error}", config.data_dir.display())
+            })?;
             let health = Health {
                 nats: None,
                 events: None,
@@ -318,7 +328,29 @@ fn spawn_shared<L: crate::log::EventLog + 'static>(
     if !service.directory.capabilities().per_factor_ages {
         tasks.spawn(named("directory sync", directory_sync(service.clone(), sync, shutdown.clone())));
     }
-    tasks.spawn(named("timers", timers(service, tick, shutdown.clone())));
+    tasks.spawn(named("timers", timers(service.clone(), tick, shutdown.clone())));
+    tasks.spawn(named("campaign alerts", campaign_alerts(service, tick, shutdown.clone())));
+}
+
+/// The campaign alerts the projection's new hits call for (issue 20, ADR 25), every `tick`, beside the timers so that
+/// neither waits for the other.
+async fn campaign_alerts<L: crate::log::EventLog>(
+    service: Arc<Service<L>>,
+    tick: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {
+                if let Err(error) = service.reconcile_alerts().await {
+                    tracing::warn!(%error, "campaign alerts: will retry on the next tick");
+                }
+            }
+            _ = shutdown.changed() => return Ok(()),
+        }
+    }
 }
 
 /// Reads the whole directory at start and every `every`, when it keeps no age per destination. A failed sync is
@@ -361,8 +393,7 @@ async fn named<E: std::fmt::Display>(
     task.await.map_err(|error| anyhow::anyhow!("{name} stopped: {error}"))
 }
 
-/// The timers: cooling-off ends, time limits, and pending executions, every `tick`; and the campaign alerts the
-/// projection's new hits call for (issue 20).
+/// The timers: cooling-off ends, time limits, and pending executions, every `tick`.
 async fn timers<L: crate::log::EventLog>(
     service: Arc<Service<L>>,
     tick: Duration,
@@ -374,9 +405,6 @@ async fn timers<L: crate::log::EventLog>(
             _ = interval.tick() => {
                 if let Err(error) = service.run_due().await {
                     tracing::warn!(%error, "timers: will retry on the next tick");
-                }
-                if let Err(error) = service.reconcile_alerts().await {
-                    tracing::warn!(%error, "campaign alerts: will retry on the next tick");
                 }
             }
             _ = shutdown.changed() => return Ok(()),

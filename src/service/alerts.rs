@@ -12,6 +12,7 @@ use crate::log::{EventLog, alerts_state};
 use crate::service::context::blocking;
 use crate::service::repository::{Retries, Round, Written};
 use crate::service::{Service, ServiceError, new_id, sender_key};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The checks' thresholds, and how far this process has reconciled the projection's hits.
@@ -22,11 +23,22 @@ pub struct Campaigns {
     /// 0, so a process reconciles every hit its projection keeps once when it starts (a crash between a hit and its
     /// alert loses nothing).
     reconciled: AtomicU64,
+    /// The alerts stream as this process last read or wrote it (folded, its events, its last commit): appends are
+    /// made on it, and only a lost race reads the stream again.
+    known: Mutex<Option<(AlertsState, u64, u64)>>,
 }
 
 impl Campaigns {
     pub fn new(settings: CampaignSettings) -> Campaigns {
-        Campaigns { settings, reconciled: AtomicU64::new(0) }
+        Campaigns { settings, reconciled: AtomicU64::new(0), known: Mutex::new(None) }
+    }
+
+    fn known(&self) -> Option<(AlertsState, u64, u64)> {
+        self.known.lock().expect("the alerts cache lock is never poisoned").clone()
+    }
+
+    fn remember(&self, known: Option<(AlertsState, u64, u64)>) {
+        *self.known.lock().expect("the alerts cache lock is never poisoned") = known;
     }
 }
 
@@ -48,14 +60,24 @@ impl<L: EventLog> Service<L> {
         let projection = self.projection.clone();
         let (indicators, last) = blocking(move || Ok(projection.campaign_indicators_after(after)?)).await?;
         let mut appended = 0;
+        let mut failed = None;
+        // One indicator that cannot be reconciled now does not hold the others up; the round is tried again.
         for (check, indicator) in indicators {
-            appended += self.reconcile_indicator(check, indicator).await?;
+            match self.reconcile_indicator(check, indicator).await {
+                Ok(count) => appended += count,
+                Err(error) => failed = Some(error),
+            }
         }
-        self.campaigns.reconciled.fetch_max(last, Ordering::SeqCst);
         if appended > 0 {
             self.project_if_inline().await?;
         }
-        Ok(appended)
+        match failed {
+            Some(error) => Err(error),
+            None => {
+                self.campaigns.reconciled.fetch_max(last, Ordering::SeqCst);
+                Ok(appended)
+            }
+        }
     }
 
     async fn reconcile_indicator(&self, check: Check, indicator: String) -> Result<usize, ServiceError> {
@@ -63,17 +85,22 @@ impl<L: EventLog> Service<L> {
         let (projection, wanted) = (self.projection.clone(), indicator.clone());
         let hits = blocking(move || Ok(projection.campaign_hits(check, &wanted)?)).await?;
         let mut appended = 0;
-        // Every hit goes into one event at most, so this many events say everything; more would be a bug looping.
-        let events_max = hits.len() / crate::core::campaign::ALERT_CASES_PER_EVENT_MAX + 2;
+        // Every event takes at least one hit into an alert, so there are never more events than hits.
+        let events_max = hits.len();
         let mut retries = Retries::new("the alerts stream");
         loop {
-            let (state, version, last_sequence) = self.alerts_state().await?;
-            let Some(body) = reconcile(check, &indicator, threshold, &hits, &state) else { return Ok(appended) };
+            let (state, version, last_sequence) = match self.campaigns.known() {
+                Some(known) => known,
+                None => self.alerts_state().await?,
+            };
+            let Some(body) = reconcile(check, &indicator, threshold, &hits, &state) else {
+                self.campaigns.remember(Some((state, version, last_sequence)));
+                return Ok(appended);
+            };
             if appended >= events_max {
-                tracing::error!(check = check.name(), %indicator, appended, "campaign alerts: reconciling does not settle");
-                return Err(ServiceError::Corrupt(format!("the alerts of {check} {indicator} do not settle")));
+                tracing::error!(check = check.name(), appended, "campaign alerts: reconciling does not settle");
+                return Err(ServiceError::Corrupt(format!("the alerts of one {check} indicator do not settle")));
             }
-            let raised = matches!(body, AlertEventBody::AlertRaised { .. });
             let event = AlertEvent {
                 at: self.clock.now(),
                 actor: campaigns_actor(),
@@ -81,15 +108,26 @@ impl<L: EventLog> Service<L> {
                 body,
             };
             let round = match self.append_alert(version, last_sequence, &event).await? {
-                Written::Conflict => Round::Conflict,
-                Written::New { .. } | Written::Duplicate => Round::Done(()),
+                Written::Conflict => {
+                    self.campaigns.remember(None);
+                    Round::Conflict
+                }
+                Written::New { first_sequence } => {
+                    self.campaigns.remember(Some((state.evolve(&event), version + 1, first_sequence)));
+                    Round::Done(())
+                }
+                Written::Duplicate => {
+                    self.campaigns.remember(None);
+                    Round::Done(())
+                }
             };
             if retries.settle(round).await?.is_some() {
                 appended += 1;
                 retries = Retries::new("the alerts stream");
-                if raised {
+                if let AlertEventBody::AlertRaised { alert_id, .. } = &event.body {
                     metrics::counter!("airlock_alerts_raised_total", "check" => check.name()).increment(1);
-                    tracing::warn!(check = check.name(), %indicator, "campaign alert raised");
+                    // The alert's id, not its indicator: an address or a requester's text has no place in the log.
+                    tracing::warn!(check = check.name(), alert = %alert_id, "campaign alert raised");
                 }
             }
         }
@@ -132,6 +170,8 @@ impl<L: EventLog> Service<L> {
                 Written::Conflict => Round::Conflict,
                 Written::New { .. } | Written::Duplicate => Round::Done(()),
             };
+            // This process's copy of the stream is behind now: the next reconcile reads it again.
+            self.campaigns.remember(None);
             if retries.settle(round).await?.is_some() {
                 self.project_if_inline().await?;
                 return Ok(());
