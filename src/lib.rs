@@ -22,4 +22,5 @@ pub mod server;
 pub mod service;
 pub mod simulate;
 pub mod sqlite;
+pub mod templates;
 pub mod wire;

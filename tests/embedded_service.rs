@@ -729,3 +729,39 @@ async fn the_timers_move_due_cases_side_by_side() {
         assert_eq!(service.load(case_id).await.unwrap().0.status, Status::Executed, "{case_id}");
     }
 }
+
+// Proves (issue 20, item 4) every message to an owner comes from its template with what an owner needs and nothing an
+// attacker could use: through a reset's whole life (the code, the scheduled change, the applied reset, its rollback)
+// each names the destination it went to only masked, the case reference, what happens next and how to stop it; no
+// subject carries a code, no body the full address.
+#[tokio::test]
+async fn every_message_names_its_masked_destination_reference_and_next_step() {
+    let world = world();
+    let service = &world.embedded.service;
+    let case_id = proven_case(&world, "dana", RecoveryAction::ResetPassword).await;
+    world.clock.advance(2 * DAY_MS);
+    service.run_due().await.unwrap();
+    let operator = Actor::new(Role::Operator, "ops-1");
+    let undo = Command::RollBack { reason: text("not the owner after all") };
+    service.handle(&case_id, command("undo", operator, undo)).await.unwrap();
+    assert_eq!(service.load(&case_id).await.unwrap().0.status, Status::RolledBack);
+    let messages = world.embedded.outbox.messages(Some("dana@example.com")).unwrap();
+    let expected = [
+        ("Your account recovery code", "ignore this message: nothing changes without the code"),
+        ("A change to your account is scheduled", "cancel it now: "),
+        ("Your account was changed", "the reset can be rolled back"),
+        ("Your account was changed", "The account is as it was before the change."),
+    ];
+    assert_eq!(messages.len(), expected.len(), "{messages:#?}");
+    for (message, (subject, next)) in messages.iter().zip(expected) {
+        assert_eq!(message.subject, subject);
+        let body = &message.body;
+        assert!(
+            body.contains("This message went to d***@example.com, a contact method already on the account."),
+            "{body}"
+        );
+        assert!(body.contains(case_id.as_str()) && body.contains(next), "{subject}: {body}");
+        assert!(!body.contains("dana@example.com"), "the full address in the body: {body}");
+        assert!(!message.subject.chars().any(|c| c.is_ascii_digit()), "a number in a subject: {}", message.subject);
+    }
+}

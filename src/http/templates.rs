@@ -1,42 +1,10 @@
-//! The HTML templates of every page airlock serves (the owners' pages and the console), through MiniJinja: a
-//! maintained engine that escapes everything it prints into a `.html` template unless told a value is already safe,
-//! so a requester's words or an account's address can never become markup. The templates are compiled into the
-//! binary (`templates/`), parsed once.
+//! The pages' side of the templates (`crate::templates`): a template rendered as an HTTP answer.
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use minijinja::Environment;
 use serde::Serialize;
-use std::sync::OnceLock;
 
-const TEMPLATES: [(&str, &str); 12] = [
-    ("layout.html", include_str!("../../templates/layout.html")),
-    ("owner/message.html", include_str!("../../templates/owner/message.html")),
-    ("owner/verify.html", include_str!("../../templates/owner/verify.html")),
-    ("owner/set_password.html", include_str!("../../templates/owner/set_password.html")),
-    ("owner/cancel.html", include_str!("../../templates/owner/cancel.html")),
-    ("console/base.html", include_str!("../../templates/console/base.html")),
-    ("console/message.html", include_str!("../../templates/console/message.html")),
-    ("console/signin.html", include_str!("../../templates/console/signin.html")),
-    ("console/queue.html", include_str!("../../templates/console/queue.html")),
-    ("console/case.html", include_str!("../../templates/console/case.html")),
-    ("console/operators.html", include_str!("../../templates/console/operators.html")),
-    ("console/alert.html", include_str!("../../templates/console/alert.html")),
-];
-
-fn environment() -> &'static Environment<'static> {
-    static ENVIRONMENT: OnceLock<Environment<'static>> = OnceLock::new();
-    ENVIRONMENT.get_or_init(|| {
-        let mut environment = Environment::new();
-        for (name, source) in TEMPLATES {
-            environment.add_template(name, source).unwrap_or_else(|error| panic!("template {name}: {error}"));
-        }
-        // Outside text made inert: control, bidirectional and invisible characters shown as escapes (then HTML-escaped
-        // like everything else), so that nothing a requester wrote can reorder or hide what a reviewer reads.
-        environment.add_filter("inert", |text: String| crate::core::text::for_terminal(&text));
-        environment
-    })
-}
+use crate::templates::environment;
 
 /// `template` rendered with `context` as a page with `status`. A template that fails to render (a bug, never input)
 /// is a plain 500 page that says so, never a half page.

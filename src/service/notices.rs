@@ -22,6 +22,7 @@ use crate::log::envelope::{Decoded, Stream, decode};
 use crate::notify::{Message, NotifyError};
 use crate::service::repository::{Retries, Round, Written};
 use crate::service::{Service, ServiceError};
+use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
@@ -167,7 +168,7 @@ impl<L: EventLog> Service<L> {
             return self.code_messages(&to, destinations, *expires_at, codes);
         }
         let Some((kind, destinations)) = owed_by(facts, &event.body) else { return Vec::new() };
-        let done = match (kind, &event.body) {
+        let rolled_back = match (kind, &event.body) {
             (NoticeKind::CancelLink, EventBody::CoolingOffStarted { ends_at, .. }) => {
                 return self.cancel_link_messages(&to, &destinations, *ends_at);
             }
@@ -176,19 +177,26 @@ impl<L: EventLog> Service<L> {
             {
                 return self.applied_reset_messages(&to, &destinations, state);
             }
-            (NoticeKind::Applied, _) => "was applied",
-            (NoticeKind::RolledBack, _) => "was rolled back",
+            (NoticeKind::Applied, _) => false,
+            (NoticeKind::RolledBack, _) => true,
             (NoticeKind::CancelLink, _) => unreachable!("only a scheduled change owes cancel links"),
         };
-        let body = format!(
-            "The request to {} on your account {} {done} at {}. If you did not expect this, contact support from this address.",
-            facts.action.describe(),
-            facts.account_id,
-            event.at
-        );
         destinations
             .iter()
-            .map(|destination| to.message(destination, "Your account was changed", body.clone(), true))
+            .map(|destination| {
+                let body = crate::templates::message(
+                    "messages/changed.txt",
+                    json!({
+                        "action": facts.action.describe(),
+                        "account": facts.account_id.as_str(),
+                        "case": case_id.as_str(),
+                        "at": event.at.to_string(),
+                        "rolled_back": rolled_back,
+                        "to": to.masked(destination),
+                    }),
+                );
+                to.message(destination, "Your account was changed", body, true)
+            })
             .collect()
     }
 
@@ -207,19 +215,21 @@ impl<L: EventLog> Service<L> {
             .iter()
             .filter_map(|destination| {
                 let code = codes.iter().find(|(id, _)| id == destination).map(|(_, code)| code)?;
-                let prefer_email = if email_too && kind_of(destination) == Some(DestinationKind::Phone) {
-                    "\n\nWe sent a code to your email too. If you can still read that email, use its code instead: a code from this text message alone sends the request to a person to check, because a phone number can be taken over without its owner knowing."
-                } else {
-                    ""
-                };
-                let body = format!(
-                    "Someone asked to {} on your account {}.\nReference {case_id}, asked through {} at {}.\n\nIf it was you, enter this code at {} : {}\nIt expires at {expires_at}.{prefer_email}\n\nNobody from support, and no assistant, will ever ask you for this code. If it was not you, or the reference is not the one you were given, ignore this message: nothing changes without the code.",
-                    facts.action.describe(),
-                    facts.account_id,
-                    facts.requester.id,
-                    facts.requested_at,
-                    link(&self.public_url, "verify", &[("case", case_id.as_str())]),
-                    code.reveal_for_delivery()
+                let prefer_email = email_too && kind_of(destination) == Some(DestinationKind::Phone);
+                let body = crate::templates::message(
+                    "messages/code.txt",
+                    json!({
+                        "action": facts.action.describe(),
+                        "account": facts.account_id.as_str(),
+                        "case": case_id.as_str(),
+                        "requester": facts.requester.id.as_str(),
+                        "requested_at": facts.requested_at.to_string(),
+                        "link": link(&self.public_url, "verify", &[("case", case_id.as_str())]),
+                        "code": code.reveal_for_delivery(),
+                        "expires_at": expires_at.to_string(),
+                        "prefer_email": prefer_email,
+                        "to": to.masked(destination),
+                    }),
                 );
                 Some(to.message(destination, "Your account recovery code", body, false))
             })
@@ -241,7 +251,7 @@ impl<L: EventLog> Service<L> {
         destinations
             .iter()
             .map(|destination| {
-                let next = if linked.contains(destination) {
+                let set_password = linked.contains(destination).then(|| {
                     let token = self.keys.set_password_token(case_id.as_str(), destination.as_str(), until.0);
                     let until_text = until.0.to_string();
                     let query = [
@@ -250,18 +260,18 @@ impl<L: EventLog> Service<L> {
                         ("until", until_text.as_str()),
                         ("token", token.as_str()),
                     ];
-                    format!(
-                        "Choose your new password here (the link works once, until {until}): {}",
-                        link(&self.public_url, "set-password", &query)
-                    )
-                } else {
-                    "The link to choose a new password went to the address the request was proven from.".to_string()
-                };
-                let body = format!(
-                    "The password of your account {} was reset at {}, as you asked (reference {case_id}). The old \
-                     password no longer works.\n\n{next}\n\nIf you did not ask for this, contact support from this \
-                     address.",
-                    facts.account_id, to.event.at
+                    link(&self.public_url, "set-password", &query)
+                });
+                let body = crate::templates::message(
+                    "messages/reset.txt",
+                    json!({
+                        "account": facts.account_id.as_str(),
+                        "case": case_id.as_str(),
+                        "at": to.event.at.to_string(),
+                        "link": set_password,
+                        "until": until.to_string(),
+                        "to": to.masked(destination),
+                    }),
                 );
                 to.message(destination, "Your account was changed", body, true)
             })
@@ -285,12 +295,18 @@ impl<L: EventLog> Service<L> {
                     "cancel",
                     &[("case", case_id.as_str()), ("destination", destination.as_str()), ("token", &token)],
                 );
-                let body = format!(
-                    "A request to {} on your account {} was authorized. It takes effect at {ends_at} unless it is cancelled.\nReference {case_id}, asked through {} at {}.\n\nIf this was not you, or the reference is not the one you were given, cancel it now: {link}",
-                    facts.action.describe(),
-                    facts.account_id,
-                    facts.requester.id,
-                    facts.requested_at
+                let body = crate::templates::message(
+                    "messages/scheduled.txt",
+                    json!({
+                        "action": facts.action.describe(),
+                        "account": facts.account_id.as_str(),
+                        "case": case_id.as_str(),
+                        "requester": facts.requester.id.as_str(),
+                        "requested_at": facts.requested_at.to_string(),
+                        "ends_at": ends_at.to_string(),
+                        "link": link,
+                        "to": to.masked(destination),
+                    }),
                 );
                 to.message(destination, "A change to your account is scheduled", body, true)
             })
@@ -550,6 +566,14 @@ struct Addressing<'a> {
 }
 
 impl Addressing<'_> {
+    /// The destination as a message names it: masked (`v***@example.com`), never in full.
+    fn masked(&self, destination: &DestinationId) -> String {
+        self.facts
+            .snapshot
+            .destination(destination)
+            .map_or_else(|| "one of your contact methods".into(), |found| found.masked())
+    }
+
     /// A message to `destination`; an `owed` one is recorded as owed until delivered.
     fn message(&self, destination: &DestinationId, subject: &str, body: String, owed: bool) -> Outgoing {
         let target = self.facts.snapshot.destination(destination).expect("events name destinations of the snapshot");
