@@ -55,6 +55,8 @@ need_python mcp mcp
 need_python prometheus_client prometheus-client
 # Selenium drives Debian's Chromium through chromium-driver for the console's browser test (tests/directory_scim.rs).
 need_python selenium selenium
+# The Standard Webhooks reference library verifies what airlock signs (tests/smtp_notify.rs's SMS provider).
+need_python standardwebhooks standardwebhooks
 echo "== python clients: $(python3 -m pip list 2>/dev/null | grep -iE '^(aiosmtpd|nats-py|nkeys|mcp|prometheus.client) ' | tr -s ' ' | paste -sd ',')"
 
 # A real browser for the console's test: Debian's chromium and chromium-driver (a browser download of Selenium's or

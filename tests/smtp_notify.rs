@@ -525,7 +525,7 @@ fn serve_emails_a_cancel_link_again_once_the_mail_server_is_back() {
     );
     let log = scratch.path().join("serve.log");
     let mut serve = Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(["serve", "--nats", &nats.url(), "--tick", "200ms", "--data-dir"])
+        .args(["serve", "--nats", &nats.url(), "--tick", "200ms", "--sms-outbox", "--data-dir"])
         .arg(&data)
         .env("AIRLOCK_SMTP_URL", format!("smtp://127.0.0.1:{port}?from={SENDER}&timeout_ms={SEND_TIMEOUT_MS}"))
         .stdin(Stdio::null())
@@ -615,4 +615,148 @@ fn serve_emails_a_cancel_link_again_once_the_mail_server_is_back() {
     assert_eq!(delivered.len(), 2, "{history}");
     let _ = serve.kill();
     let _ = serve.wait();
+}
+
+const SMS_PROVIDER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/receivers/sms_provider.py");
+
+/// tests/receivers/sms_provider.py on a loopback port, verifying with `secret`, down for its first `down` messages;
+/// killed when dropped. Returns the process, its URL and the file it records every attempt in.
+struct SmsProvider {
+    child: Child,
+    url: String,
+    record: PathBuf,
+}
+
+impl Drop for SmsProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl SmsProvider {
+    fn start(scratch: &std::path::Path, secret: &str, down: u32) -> SmsProvider {
+        let record = scratch.join("sms-record.jsonl");
+        let mut child = Command::new("python3")
+            .args([SMS_PROVIDER, "--secret", secret, "--record", record.to_str().unwrap(), "--down", &down.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let first = BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap();
+        let url = first.strip_prefix("listening on ").unwrap_or_else(|| panic!("the provider said {first:?}")).into();
+        SmsProvider { child, url, record }
+    }
+
+    /// Every attempt it saw, oldest first.
+    fn attempts(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.record)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+}
+
+// Proves text messages go through the SMS provider interface (issue 20, item 3): against a stand-in provider that
+// verifies every request with the Standard Webhooks reference library, a recovery of an account with an old phone and
+// a phone added yesterday sends its code to the old phone only; the provider being down for its first two attempts
+// costs nothing (each attempt carries the same webhook-id, so it is sent once); the code is in no log; a forged or
+// replayed signature is refused by the provider. And `config check` says which channel each kind uses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_messages_go_through_the_sms_provider_signed_and_only_to_old_phones() {
+    use base64::Engine as _;
+    let mut harness = common::serve::Harness::new();
+    let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode([7u8; 32]));
+    let secrets = harness.scratch.path().join("sms-secrets");
+    std::fs::write(&secrets, format!("# the SMS provider's secret\n{secret}\n")).unwrap();
+    std::fs::set_permissions(&secrets, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let provider = SmsProvider::start(harness.scratch.path(), &secret, 2);
+    let yesterday = chrono::Utc::now() - chrono::Duration::days(1);
+    common::import_accounts(
+        &harness.data(),
+        serde_json::json!([{ "account_id": "pat", "destinations": [
+            { "id": "pat-old", "kind": "phone", "address": "+15550001111", "trusted_since": "2024-01-01T00:00:00Z" },
+            { "id": "pat-new", "kind": "phone", "address": "+15550002222", "trusted_since": yesterday.to_rfc3339() } ] }]),
+    );
+    harness.start_serve(&["--sms-url", &provider.url, "--sms-secrets", secrets.to_str().unwrap()], &[]);
+    let client = harness.client().await;
+    let desk = airlock::core::actor::Actor::new(airlock::core::actor::Role::Intake, "desk");
+    let body = serde_json::json!({ "version": 1, "command_id": "sms-1", "account_id": "pat",
+                                   "action": { "type": "reset_password" }, "summary": "lost access", "signals": {} });
+    let answer = airlock::intake::nats::send_command(
+        &client,
+        &desk,
+        airlock::intake::CommandType::RequestRecovery,
+        body.to_string().into_bytes(),
+        Duration::from_millis(common::WAIT_MS),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer["accepted"], true, "{answer}");
+    common::wait_for(|| provider.attempts().iter().any(|attempt| attempt["status"] == 200), "the text message");
+    let attempts = provider.attempts();
+    assert_eq!(attempts.len(), 3, "two refused while down, then taken: {attempts:#?}");
+    assert!(attempts.iter().all(|attempt| attempt["verified"] == true), "{attempts:#?}");
+    let ids: std::collections::BTreeSet<&str> =
+        attempts.iter().map(|attempt| attempt["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 1, "every attempt of one message carries its one id: {attempts:#?}");
+    let message = &attempts[2]["message"];
+    assert_eq!(message["to"], "+15550001111", "only the phone that existed well before the request");
+    let text = message["text"].as_str().unwrap();
+    let code = text.split_whitespace().find(|word| word.len() == 8 && word.bytes().all(|b| b.is_ascii_digit()));
+    let code = code.expect("the code in the text message");
+    assert!(text.contains("This message went to") && !text.contains("+15550002222"), "{text}");
+    assert!(!harness.serve_log().contains(code), "the code in serve's log");
+
+    // The provider refuses what airlock did not sign, and a signed request replayed late.
+    let post = |signature: String, timestamp: u64| {
+        let url = provider.url.clone();
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .header("webhook-id", "msg-forged")
+                .header("webhook-timestamp", timestamp.to_string())
+                .header("webhook-signature", signature)
+                .body(r#"{"to":"+15559999999","text":"forged"}"#)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let wrong = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode([9u8; 32]));
+    let sign = |secret: &str, timestamp: u64| {
+        let secret = airlock::directory::http::Secret::parse(secret).unwrap();
+        airlock::directory::http::signature(
+            &[secret],
+            "msg-forged",
+            timestamp,
+            br#"{"to":"+15559999999","text":"forged"}"#,
+        )
+    };
+    assert_eq!(post(sign(&wrong, now), now).await, 401, "a forged signature");
+    assert_eq!(post(sign(&secret, now - 3_600), now - 3_600).await, 401, "a replay an hour late");
+    assert_eq!(post(sign(&secret, now), now).await, 200, "the check can pass");
+
+    // Which channel each kind uses, as `config check` says it.
+    let check = |environment: &[(&str, &str)]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args(["config", "check", "--json"])
+            .env_remove("AIRLOCK_SMS_URL")
+            .env_remove("AIRLOCK_SMS_OUTBOX")
+            .envs(environment.iter().copied())
+            .output()
+            .unwrap();
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+        report["channels"].as_array().unwrap().iter().find(|channel| channel["kind"] == "phone").unwrap()["channel"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(check(&[]).contains("nowhere"), "no SMS channel");
+    assert!(check(&[("AIRLOCK_SMS_OUTBOX", "true")]).contains("outbox"));
+    assert!(check(&[("AIRLOCK_SMS_URL", &provider.url)]).contains("SMS provider at 127.0.0.1"));
 }

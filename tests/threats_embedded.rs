@@ -261,7 +261,7 @@ impl Serve {
     fn start(store: &Store, clock_ahead: &str) -> Serve {
         let mut child = store
             .command()
-            .args(["serve", "--tick", "200ms"])
+            .args(["serve", "--tick", "200ms", "--sms-outbox"])
             .env("AIRLOCK_CLOCK_AHEAD", clock_ahead)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

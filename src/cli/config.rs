@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 pub const CONFIG_ENV: &str = "AIRLOCK_CONFIG";
 
 /// Every key of the file: the variable it stands for, and what it sets.
-pub const KEYS: [(&str, &str, &str); 31] = [
+pub const KEYS: [(&str, &str, &str); 34] = [
     ("data_dir", "AIRLOCK_DATA_DIR", "the data directory (projection, embedded store, key file)"),
     ("nats_url", "AIRLOCK_NATS_URL", "NATS server(s), comma-separated: nats://host:4222"),
     ("nats_nkey", "AIRLOCK_NATS_NKEY", "the nkey seed file to connect to NATS with (`airlock nats-config`)"),
@@ -47,6 +47,9 @@ pub const KEYS: [(&str, &str, &str); 31] = [
     ("console_person_claim", "AIRLOCK_CONSOLE_PERSON_CLAIM", "the ID token claim naming the person"),
     ("console_scopes", "AIRLOCK_CONSOLE_SCOPES", "scopes the console asks for besides openid"),
     ("campaign", "AIRLOCK_CAMPAIGN", "campaign checks' thresholds: CHECK=ACCOUNTS/WINDOW, comma-separated"),
+    ("sms_url", "AIRLOCK_SMS_URL", "the SMS provider endpoint text messages to phones are posted to"),
+    ("sms_secrets", "AIRLOCK_SMS_SECRETS", "the file of secrets the SMS provider's requests are signed with"),
+    ("sms_outbox", "AIRLOCK_SMS_OUTBOX", "true: keep text messages in the embedded outbox (trying airlock out)"),
 ];
 
 /// The file as written. Unknown keys are an error: a misspelt key must not silently fall back to a default.
@@ -84,6 +87,9 @@ pub struct ConfigFile {
     pub console_person_claim: Option<String>,
     pub console_scopes: Option<String>,
     pub campaign: Option<String>,
+    pub sms_url: Option<String>,
+    pub sms_secrets: Option<PathBuf>,
+    pub sms_outbox: Option<bool>,
 }
 
 impl ConfigFile {
@@ -123,6 +129,9 @@ impl ConfigFile {
             self.console_person_claim.clone(),
             self.console_scopes.clone(),
             self.campaign.clone(),
+            self.sms_url.clone(),
+            path(&self.sms_secrets),
+            self.sms_outbox.map(|outbox| outbox.to_string()),
         ];
         KEYS.iter().zip(values).filter_map(|((_, env, _), value)| value.map(|value| (*env, value))).collect()
     }
@@ -217,6 +226,14 @@ struct CheckReport {
     valid: bool,
     problems: Vec<Problem>,
     settings: Vec<Setting>,
+    /// Where `serve` sends each destination kind's notices.
+    channels: Vec<Channel>,
+}
+
+#[derive(Debug, Serialize)]
+struct Channel {
+    kind: &'static str,
+    channel: String,
 }
 
 /// A URL with the password of its user part replaced by `***`.
@@ -263,7 +280,14 @@ fn check_value(env: &'static str, value: &str) -> Option<String> {
         "AIRLOCK_READY_LAG" => value.parse::<u64>().err().map(|_| format!("{value:?} is not a number of log entries")),
         "AIRLOCK_DIRECTORY" => (!["embedded", "http", "scim"].contains(&value))
             .then(|| format!("{value:?} is not a directory: embedded, http or scim")),
-        "AIRLOCK_DIRECTORY_SECRETS" => crate::directory::http::Secret::load_file(Path::new(value)).err(),
+        "AIRLOCK_DIRECTORY_SECRETS" | "AIRLOCK_SMS_SECRETS" => {
+            crate::directory::http::Secret::load_file(Path::new(value)).err()
+        }
+        "AIRLOCK_SMS_URL" => crate::notify::sms::provider_url(value).err(),
+        "AIRLOCK_SMS_OUTBOX" => {
+            (!["true", "false"].contains(&value)).then(|| format!("{value:?} is not true or false"))
+        }
+        "AIRLOCK_CAMPAIGN" => crate::cli::serve::campaigns(value).err(),
         "AIRLOCK_DIRECTORY_TOKEN" => crate::directory::scim::Token::load_file(Path::new(value)).err(),
         "AIRLOCK_DIRECTORY_URL" => crate::directory::http::adapter_url(value).err(),
         "AIRLOCK_LOG_FORMAT" => {
@@ -336,11 +360,34 @@ pub fn run(args: ConfigArgs, file: Option<PathBuf>) -> u8 {
         }
         settings.push(Setting { key, env, value: value.map(|value| masked(&value)), source });
     }
+    let effective =
+        |env: &str| settings.iter().find(|setting| setting.env == env).and_then(|setting| setting.value.clone());
+    let channels = vec![
+        Channel {
+            kind: "email",
+            channel: match effective("AIRLOCK_SMTP_URL") {
+                Some(_) => "the mail server of smtp_url".to_string(),
+                None => "the embedded outbox (no smtp_url)".to_string(),
+            },
+        },
+        Channel {
+            kind: "phone",
+            channel: match (effective("AIRLOCK_SMS_URL"), effective("AIRLOCK_SMS_OUTBOX").as_deref()) {
+                (Some(url), _) => format!(
+                    "the SMS provider at {}",
+                    url::Url::parse(&url).ok().and_then(|url| url.host_str().map(str::to_string)).unwrap_or_default()
+                ),
+                (None, Some("true")) => "the embedded outbox (sms_outbox)".to_string(),
+                (None, _) => "nowhere in serve: no sms_url (and no sms_outbox); text messages fail".to_string(),
+            },
+        },
+    ];
     let report = CheckReport {
         file: file.map(|path| path.display().to_string()),
         valid: problems.is_empty(),
         problems,
         settings,
+        channels,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report).expect("plain data serializes"));
@@ -355,6 +402,9 @@ pub fn run(args: ConfigArgs, file: Option<PathBuf>) -> u8 {
             table.push([setting.key.to_string(), value, setting.source.to_string()]);
         }
         crate::cli::store::print_table(&table);
+        for channel in &report.channels {
+            println!("{} notices go to {}", channel.kind, channel.channel);
+        }
         for problem in &report.problems {
             println!("problem: {}: {}", problem.key, problem.problem);
         }

@@ -53,6 +53,18 @@ pub struct ServeArgs {
     /// in the outbox. Prefer the environment variable: a password in a URL shows in process listings.
     #[arg(long, env = "AIRLOCK_SMTP_URL", hide_env_values = true)]
     pub smtp: Option<String>,
+    /// Send text messages to phones through this SMS provider endpoint (https://, or http:// to loopback only): a
+    /// signed JSON POST per message (docs/sms-provider.md). Needs --sms-secrets.
+    #[arg(long, env = "AIRLOCK_SMS_URL", conflicts_with = "sms_outbox")]
+    pub sms_url: Option<String>,
+    /// The file of secrets airlock signs its requests to the SMS provider with, one `whsec_...` per line (several
+    /// while a key is being rotated), readable by its owner only.
+    #[arg(long, env = "AIRLOCK_SMS_SECRETS", value_name = "FILE")]
+    pub sms_secrets: Option<std::path::PathBuf>,
+    /// Keep text messages to phones in the embedded outbox (`airlock outbox`) instead of sending them: for trying
+    /// airlock out. Without this or --sms-url, nothing is sent to phones.
+    #[arg(long, env = "AIRLOCK_SMS_OUTBOX")]
+    pub sms_outbox: bool,
     /// Serve /healthz, /readyz and /metrics on this address (for example 127.0.0.1:9090), a private one: the owners'
     /// page (--http) faces the internet and serves only /healthz.
     #[arg(long, env = "AIRLOCK_METRICS")]
@@ -280,8 +292,24 @@ fn config(args: ServeArgs) -> anyhow::Result<Config> {
         anyhow::bail!("--directory-sync must be longer than zero and at most 7 days");
     }
     let campaigns = campaigns(&args.campaign).map_err(|error| anyhow::anyhow!("--campaign refused: {error}"))?;
+    let sms = match (&args.sms_url, &args.sms_secrets, args.sms_outbox) {
+        (Some(url), Some(secrets), false) => {
+            crate::notify::sms::provider_url(url).map_err(|error| anyhow::anyhow!("{error}"))?;
+            let secrets = crate::directory::http::Secret::load_file(secrets)
+                .map_err(|error| anyhow::anyhow!("--sms-secrets refused: {error}"))?;
+            crate::server::SmsConfig::Provider { url: url.clone(), secrets }
+        }
+        (Some(_), None, _) => {
+            anyhow::bail!("--sms-url needs --sms-secrets: the file of secrets its requests are signed with")
+        }
+        (None, Some(_), _) => anyhow::bail!("--sms-secrets goes with --sms-url"),
+        (None, None, true) => crate::server::SmsConfig::Outbox,
+        (None, None, false) => crate::server::SmsConfig::None,
+        (Some(_), Some(_), true) => anyhow::bail!("--sms-url and --sms-outbox: choose one"),
+    };
     Ok(Config {
         campaigns,
+        sms,
         directory_sync: args.directory_sync,
         directory,
         nats: args.nats.map(|url| NatsConfig { url, nkey: args.nats_nkey }),

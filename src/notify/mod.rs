@@ -4,6 +4,7 @@
 //! at-least-once and gives every attempt the same `Message-ID` header so receivers can recognise the copy.
 
 pub mod outbox;
+pub mod sms;
 pub mod smtp;
 
 use crate::core::account::DestinationKind;
@@ -73,18 +74,18 @@ pub fn mask_codes(text: &str) -> String {
     out
 }
 
-/// Sends email destinations through one notifier (SMTP) and every other kind through another (the outbox, standing
-/// in for an SMS provider), so an account with a phone does not stop an SMTP deployment.
+/// Sends email destinations through one notifier (SMTP, or the outbox) and phones through another (the SMS provider,
+/// the outbox when the operator asked for it, or none): `serve` always routes by kind.
 pub struct ByKind {
     pub email: std::sync::Arc<dyn Notifier>,
-    pub other: std::sync::Arc<dyn Notifier>,
+    pub phone: std::sync::Arc<dyn Notifier>,
 }
 
 impl Notifier for ByKind {
     fn send(&self, message: &Message) -> Result<(), NotifyError> {
         let notifier = match message.kind {
             DestinationKind::Email => &self.email,
-            DestinationKind::Phone => &self.other,
+            DestinationKind::Phone => &self.phone,
         };
         // A network notifier blocks; on a multi-threaded runtime, tell tokio so its other tasks move to other threads.
         match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {

@@ -54,10 +54,37 @@ pub struct Config {
     pub console: Option<crate::http::console::ConsoleConfig>,
     /// The campaign checks' thresholds (issue 20).
     pub campaigns: crate::core::campaign::CampaignSettings,
+    /// Where text messages to phones go.
+    pub sms: SmsConfig,
 }
 
 /// The company's directory: an HTTP adapter and the secrets airlock signs its requests with, or a SCIM 2.0 service
 /// and the bearer token airlock presents.
+/// Where `serve` sends text messages to phones (issue 20, item 3).
+#[derive(Clone, Debug)]
+pub enum SmsConfig {
+    /// The SMS provider's endpoint, and the secrets its requests are signed with.
+    Provider { url: String, secrets: Vec<crate::directory::http::Secret> },
+    /// The embedded outbox, because the operator asked for it (`--sms-outbox`).
+    Outbox,
+    /// Nowhere: a phone's message fails, saying how to configure a channel.
+    None,
+}
+
+impl SmsConfig {
+    /// The channel, for `config check` and the start-up log.
+    pub fn describe(&self) -> String {
+        match self {
+            SmsConfig::Provider { url, .. } => match crate::notify::sms::provider_url(url) {
+                Ok(url) => format!("the SMS provider at {}", url.host_str().unwrap_or("?")),
+                Err(error) => error,
+            },
+            SmsConfig::Outbox => "the embedded outbox (--sms-outbox)".into(),
+            SmsConfig::None => "nowhere: no SMS channel configured (--sms-url, or --sms-outbox)".into(),
+        }
+    }
+}
+
 pub enum DirectoryConfig {
     Http { url: String, secrets: Vec<crate::directory::http::Secret> },
     Scim { url: String, token: crate::directory::scim::Token },
@@ -143,11 +170,27 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
         )),
         None => None,
     };
+    let phone: Option<Arc<dyn crate::notify::Notifier>> = match &config.sms {
+        SmsConfig::Provider { url, secrets } => Some(Arc::new(
+            crate::notify::sms::SmsWebhook::new(url, secrets.clone())
+                .map_err(|error| anyhow::anyhow!("--sms-url refused: {error}"))?,
+        )),
+        SmsConfig::Outbox => None,
+        SmsConfig::None => Some(Arc::new(crate::notify::sms::NoSmsChannel)),
+    };
+    tracing::info!(
+        email = if smtp.is_some() { "the mail server (--smtp)" } else { "the embedded outbox" },
+        phone = %config.sms.describe(),
+        "where notices go"
+    );
+    // Every kind its own channel: email through the mail server (or the outbox), phones through the SMS provider, the
+    // outbox only when asked for, or nowhere.
     let with_smtp = |outbox: Arc<dyn crate::notify::Notifier>| -> Arc<dyn crate::notify::Notifier> {
-        match &smtp {
-            Some(smtp) => Arc::new(crate::notify::ByKind { email: smtp.clone(), other: outbox }),
-            None => outbox,
-        }
+        let email = match &smtp {
+            Some(smtp) => smtp.clone() as Arc<dyn crate::notify::Notifier>,
+            None => outbox.clone(),
+        };
+        Arc::new(crate::notify::ByKind { email, phone: phone.clone().unwrap_or(outbox) })
     };
     // The company's directory, reached (and its capabilities read) before anything is served.
     let adapter: Option<Arc<dyn crate::directory::AccountDirectory>> = match &config.directory {
