@@ -750,7 +750,10 @@ async fn every_message_names_its_masked_destination_reference_and_next_step() {
         ("Your account recovery code", "ignore this message: nothing changes without the code"),
         ("A change to your account is scheduled", "cancel it now: "),
         ("Your account was changed", "the reset can be rolled back"),
-        ("Your account was changed", "The account is as it was before the change."),
+        (
+            "Your account was changed",
+            "sessions it ended stay ended: contact support from this address to sign in again",
+        ),
     ];
     assert_eq!(messages.len(), expected.len(), "{messages:#?}");
     for (message, (subject, next)) in messages.iter().zip(expected) {

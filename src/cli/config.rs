@@ -362,6 +362,17 @@ pub fn run(args: ConfigArgs, file: Option<PathBuf>) -> u8 {
     }
     let effective =
         |env: &str| settings.iter().find(|setting| setting.env == env).and_then(|setting| setting.value.clone());
+    // What `serve` refuses together, said here first.
+    let sms = (effective("AIRLOCK_SMS_URL"), effective("AIRLOCK_SMS_SECRETS"), effective("AIRLOCK_SMS_OUTBOX"));
+    let sms_problem = match (&sms.0, &sms.1, sms.2.as_deref()) {
+        (Some(_), None, _) => Some("sms_url needs sms_secrets: the file of secrets its requests are signed with"),
+        (None, Some(_), _) => Some("sms_secrets goes with sms_url"),
+        (Some(_), Some(_), Some("true")) => Some("sms_url and sms_outbox: choose one"),
+        _ => None,
+    };
+    if let Some(problem) = sms_problem {
+        problems.push(Problem { key: "sms_url".to_string(), problem: problem.to_string() });
+    }
     let channels = vec![
         Channel {
             kind: "email",

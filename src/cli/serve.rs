@@ -55,7 +55,7 @@ pub struct ServeArgs {
     pub smtp: Option<String>,
     /// Send text messages to phones through this SMS provider endpoint (https://, or http:// to loopback only): a
     /// signed JSON POST per message (docs/sms-provider.md). Needs --sms-secrets.
-    #[arg(long, env = "AIRLOCK_SMS_URL", conflicts_with = "sms_outbox")]
+    #[arg(long, env = "AIRLOCK_SMS_URL", hide_env_values = true)]
     pub sms_url: Option<String>,
     /// The file of secrets airlock signs its requests to the SMS provider with, one `whsec_...` per line (several
     /// while a key is being rotated), readable by its owner only.

@@ -353,8 +353,18 @@ const ADAPTER: &str = "the directory adapter";
 /// all, capped jittered backoff honouring `Retry-After`); returns the final answer (any other status), read up to
 /// `ANSWER_BYTES_MAX`. A redirect is an error: airlock never follows one. `who` names the server in errors.
 pub(crate) async fn send(who: &str, make: impl Fn() -> reqwest::RequestBuilder) -> Result<Answer, DirectoryError> {
+    send_with(who, ATTEMPTS_MAX, make).await
+}
+
+/// `send`, with at most `attempts` attempts.
+pub(crate) async fn send_with(
+    who: &str,
+    attempts: usize,
+    make: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<Answer, DirectoryError> {
+    let attempts = attempts.max(1);
     let mut last_failure = String::new();
-    for attempt in 0..ATTEMPTS_MAX {
+    for attempt in 0..attempts {
         let retry_after = match make().send().await {
             Ok(response) if retried(response.status()) => {
                 last_failure = format!("it answered {}", response.status());
@@ -366,11 +376,11 @@ pub(crate) async fn send(who: &str, make: impl Fn() -> reqwest::RequestBuilder) 
                 None
             }
         };
-        if attempt + 1 < ATTEMPTS_MAX {
+        if attempt + 1 < attempts {
             tokio::time::sleep(retry_after.unwrap_or_else(|| backoff(attempt)).min(BACKOFF_MAX)).await;
         }
     }
-    Err(DirectoryError::Unavailable(format!("{who} did not answer after {ATTEMPTS_MAX} attempts: {last_failure}")))
+    Err(DirectoryError::Unavailable(format!("{who} did not answer after {attempts} attempts: {last_failure}")))
 }
 
 /// An HTTP client for a directory: no redirects, every request bounded in time.

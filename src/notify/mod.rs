@@ -87,7 +87,9 @@ impl Notifier for ByKind {
             DestinationKind::Email => &self.email,
             DestinationKind::Phone => &self.phone,
         };
-        // A network notifier blocks; on a multi-threaded runtime, tell tokio so its other tasks move to other threads.
+        // A network notifier blocks (the SMS provider's waits on the runtime through its handle, which must not be
+        // done on a runtime's own thread: the service sends on its blocking pool); on a multi-threaded runtime, tell
+        // tokio so its other tasks move to other threads.
         match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
             Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| notifier.send(message)),
             Ok(_) | Err(_) => notifier.send(message),

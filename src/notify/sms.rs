@@ -7,12 +7,15 @@
 //! in `docs/sms-provider.md`.
 
 use crate::core::account::DestinationKind;
-use crate::directory::http::{Secret, client, loopback, send, signature};
+use crate::directory::http::{Secret, client, loopback, send_with, signature};
 use crate::notify::{Message, Notifier, NotifyError};
 use serde_json::json;
 
 /// Who `send` names in errors.
 const PROVIDER: &str = "the SMS provider";
+/// Attempts per message: two, not the adapter's four. A message that fails is sent again by the timers (a notice) or
+/// asked for again (a code), and the timers must not wait long behind a provider that is down.
+const ATTEMPTS_MAX: usize = 2;
 
 pub struct SmsWebhook {
     url: url::Url,
@@ -26,10 +29,10 @@ pub struct SmsWebhook {
 /// (airlock signs its requests instead). The error names the rule, never the URL.
 pub fn provider_url(url: &str) -> Result<url::Url, String> {
     let parsed = url::Url::parse(url).map_err(|error| format!("--sms-url: {error}"))?;
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(
-            "--sms-url holds a user or password: airlock signs its requests (--sms-secrets); remove them".into()
-        );
+    if !parsed.username().is_empty() || parsed.password().is_some() || parsed.query().is_some() {
+        return Err("--sms-url holds a user, a password or a query (a token?): airlock signs its requests \
+                    (--sms-secrets); remove them"
+            .into());
     }
     match parsed.scheme() {
         "https" => Ok(parsed),
@@ -50,14 +53,17 @@ impl SmsWebhook {
         let body = json!({
             "version": 1,
             "type": "sms",
-            "message_id": message.message_id,
+            "message_id": format!("{}/{}", message.case_id, message.message_id),
             "case_id": message.case_id.as_str(),
             "to": message.address,
             "text": message.body,
         });
         let bytes = serde_json::to_vec(&body).expect("a body serializes");
-        let id = message.message_id.as_str();
-        let answer = send(PROVIDER, || {
+        // The case and the message: a message id alone starts over with a new store, and two deployments may share
+        // one gateway; with the case id it is never reused.
+        let id = format!("{}/{}", message.case_id, message.message_id);
+        let id = id.as_str();
+        let answer = send_with(PROVIDER, ATTEMPTS_MAX, || {
             // The wall clock: the provider compares the timestamp with its own.
             let timestamp = crate::clock::Clock::now(&crate::clock::SystemClock).0 / 1_000;
             self.client
@@ -70,7 +76,12 @@ impl SmsWebhook {
         })
         .await
         // The error says what went wrong with the call, never the message (it may hold a code).
-        .map_err(|error| NotifyError::Unavailable(error.to_string()))?;
+        .map_err(|error| match error {
+            crate::directory::DirectoryError::Unavailable(text) | crate::directory::DirectoryError::Corrupt(text) => {
+                NotifyError::Unavailable(text)
+            }
+            other => NotifyError::Unavailable(other.to_string()),
+        })?;
         match answer.status.as_u16() {
             200..=299 => Ok(()),
             401 | 403 => Err(NotifyError::Unavailable(format!(

@@ -58,8 +58,6 @@ pub struct Config {
     pub sms: SmsConfig,
 }
 
-/// The company's directory: an HTTP adapter and the secrets airlock signs its requests with, or a SCIM 2.0 service
-/// and the bearer token airlock presents.
 /// Where `serve` sends text messages to phones (issue 20, item 3).
 #[derive(Clone, Debug)]
 pub enum SmsConfig {
@@ -85,6 +83,8 @@ impl SmsConfig {
     }
 }
 
+/// The company's directory: an HTTP adapter and the secrets airlock signs its requests with, or a SCIM 2.0 service
+/// and the bearer token airlock presents.
 pub enum DirectoryConfig {
     Http { url: String, secrets: Vec<crate::directory::http::Secret> },
     Scim { url: String, token: crate::directory::scim::Token },
@@ -178,11 +178,17 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
         SmsConfig::Outbox => None,
         SmsConfig::None => Some(Arc::new(crate::notify::sms::NoSmsChannel)),
     };
-    tracing::info!(
-        email = if smtp.is_some() { "the mail server (--smtp)" } else { "the embedded outbox" },
-        phone = %config.sms.describe(),
-        "where notices go"
-    );
+    let email_channel = if smtp.is_some() { "the mail server (--smtp)" } else { "the embedded outbox" };
+    match &config.sms {
+        SmsConfig::None => tracing::warn!(
+            email = email_channel,
+            phone = %config.sms.describe(),
+            "where notices go: text messages to phones are NOT sent (no --sms-url; --sms-outbox keeps them in the outbox)"
+        ),
+        SmsConfig::Provider { .. } | SmsConfig::Outbox => {
+            tracing::info!(email = email_channel, phone = %config.sms.describe(), "where notices go")
+        }
+    }
     // Every kind its own channel: email through the mail server (or the outbox), phones through the SMS provider, the
     // outbox only when asked for, or nowhere.
     let with_smtp = |outbox: Arc<dyn crate::notify::Notifier>| -> Arc<dyn crate::notify::Notifier> {

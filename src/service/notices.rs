@@ -192,6 +192,7 @@ impl<L: EventLog> Service<L> {
                         "case": case_id.as_str(),
                         "at": event.at.to_string(),
                         "rolled_back": rolled_back,
+                        "reset": facts.action == crate::core::action::RecoveryAction::ResetPassword,
                         "to": to.masked(destination),
                     }),
                 );
