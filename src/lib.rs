@@ -16,6 +16,7 @@ pub mod nats;
 pub mod notify;
 pub mod observe;
 pub mod oidc;
+pub mod outward;
 pub mod policy;
 pub mod projection;
 pub mod server;

@@ -524,3 +524,62 @@ fn a_proof_rejected_for_a_sign_in_as_another_account_matches_its_golden_fixture(
     let decoded = check_fixture("proof_rejected_signed_in_as_another", 2, &encoded);
     assert_eq!(decoded, Decoded::Case { case_id: CaseId::new("case-golden"), stream_version: 4, event });
 }
+
+// Proves (issue 20, item 2) the outward document of every case event kind carries nothing a system outside airlock
+// must not see: no code hash, no full address (of the account or a new destination: masked only), no summary or
+// signals, no person's reason, no change's values; and that its id, type and case are what was sent.
+#[test]
+fn every_outward_case_event_is_redacted() {
+    let case_id = CaseId::new("case-golden");
+    let hidden = [
+        "new@example.net",
+        "owner@example.com",
+        "please link my new email",
+        "AS64500",
+        "matches the account history",
+        "story does not hold",
+        "not me",
+        "directory timeout",
+        "owner objected",
+        "\"v1\"",
+        "\"v2\"",
+        &hex::encode([7u8; 32]),
+        &hex::encode([8u8; 32]),
+    ];
+    for (index, kind) in EventKind::ALL.into_iter().enumerate() {
+        let event = Event {
+            at: AT,
+            actor: Actor::new(Role::Reviewer, "rita"),
+            command_id: CommandId::new(format!("command-{index}")),
+            body: sample(kind),
+        };
+        let outward = airlock::outward::case_event(
+            (40 + index as u64, 1),
+            &case_id,
+            index as u64 + 1,
+            &event,
+            airlock::core::state::Status::InReview,
+        );
+        let text = outward.document.to_string();
+        for secret in hidden {
+            assert!(!text.contains(secret), "{}: {secret} in {text}", kind.name());
+        }
+        assert_eq!(outward.id, format!("{}.1", 40 + index));
+        assert_eq!(outward.document["type"], format!("case.{}", kind.name()));
+        assert_eq!(outward.document["data"]["case_id"], "case-golden");
+        assert_eq!(outward.document["data"]["status"], "in_review");
+    }
+    let requested = airlock::outward::case_event(
+        (1, 0),
+        &case_id,
+        1,
+        &Event {
+            at: AT,
+            actor: Actor::new(Role::Intake, "desk"),
+            command_id: CommandId::new("c"),
+            body: sample(EventKind::RecoveryRequested),
+        },
+        airlock::core::state::Status::Requested,
+    );
+    assert_eq!(requested.document["data"]["new_destination"]["masked"], "n***@example.net", "{}", requested.document);
+}

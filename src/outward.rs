@@ -1,0 +1,190 @@
+//! Case events for the company's other systems (issue 20, item 2): each event of the log as one JSON document, in the
+//! Standard Webhooks payload shape (`type`, `timestamp`, `data`), redacted for systems outside airlock. It carries
+//! ids, kinds, states, times, decision outcomes and rule ids; never a code or its hash, a link or token, a full
+//! address or phone number (a new destination only masked, an account's destinations only counted), a requester's
+//! summary or signals, or a person's reason (free text that may hold anything).
+//!
+//! Who may read it: systems trusted like reviewers (a SIEM, a ticketing back end with its own access rules). It tells
+//! which requests named existing accounts (a code went out, or not), which a support desk must never learn (THREATS
+//! 8): a desk-facing view shows the requester's status (`intake::query::requester_status`), not these events.
+
+use crate::core::account::mask_address;
+use crate::core::campaign::{AlertEvent, AlertEventBody};
+use crate::core::event::{Authorization, DenialReason, Event, EventBody, ProofFailure, ReviewReason, SecondFactor};
+use crate::core::ids::CaseId;
+use crate::core::state::Status;
+use crate::projection::views::rfc3339;
+use serde_json::{Value, json};
+
+/// One outward event: its id (stable: the same on every delivery of the same event), its type, and the document.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outward {
+    /// `<log sequence>.<place in the commit>`: unique in one log, the same however often it is sent.
+    pub id: String,
+    /// `case.<event kind>` or `alert.<event kind>`.
+    pub event_type: String,
+    pub case_id: Option<CaseId>,
+    pub document: Value,
+}
+
+fn outcome(outcome: crate::core::policy::Outcome) -> &'static str {
+    match outcome {
+        crate::core::policy::Outcome::Auto => "auto",
+        crate::core::policy::Outcome::Review => "review",
+        crate::core::policy::Outcome::Deny => "deny",
+    }
+}
+
+fn review_reason(reason: ReviewReason) -> &'static str {
+    match reason {
+        ReviewReason::NoEligibleFactor => "no_eligible_factor",
+        ReviewReason::PolicyReview => "policy",
+        ReviewReason::ExecutionFailed => "execution_failed",
+        ReviewReason::WeakerProof => "weaker_proof",
+        ReviewReason::GuessingCapReached => "guessing_cap_reached",
+        ReviewReason::AnotherCodeOutstanding => "another_code_outstanding",
+        ReviewReason::PhoneOnlyProof => "phone_only_proof",
+    }
+}
+
+fn proof_failure(failed: ProofFailure) -> &'static str {
+    match failed {
+        ProofFailure::WrongCode | ProofFailure::NotRecorded => "wrong_code",
+        ProofFailure::WrongSecondFactor => "wrong_second_factor",
+        ProofFailure::SignedInAsAnother => "signed_in_as_another",
+    }
+}
+
+/// The facts of one case event, redacted.
+fn case_data(event: &Event) -> Value {
+    match &event.body {
+        EventBody::RecoveryRequested { account_id, action, intake_decision, deadline, snapshot, .. } => {
+            let mut data = json!({
+                "account_id": account_id.as_str(),
+                "action": action.name(),
+                "high_value": snapshot.is_high_value(),
+                "intake": { "outcome": outcome(intake_decision.outcome), "rules": intake_decision.rules,
+                            "open_alerts": intake_decision.facts.open_alerts },
+                "deadline": rfc3339(*deadline),
+            });
+            if let crate::core::action::RecoveryAction::AddDestination { kind, address } = action {
+                data["new_destination"] = json!({ "kind": kind.name(), "masked": mask_address(*kind, address) });
+            }
+            data
+        }
+        // A code went out, or not: which is which tells whether the account exists (see the module's note).
+        EventBody::ChallengeIssued { destinations, expires_at, .. } => {
+            json!({ "destinations": destinations.len(), "expires_at": rfc3339(*expires_at) })
+        }
+        EventBody::ChallengeWithheld { .. } => json!({}),
+        EventBody::ProofRejected { attempts_left, failed, .. } => {
+            json!({ "failed": proof_failure(*failed), "attempts_left": attempts_left })
+        }
+        EventBody::ProofAccepted { destinations, .. } => json!({ "destinations": destinations.len() }),
+        EventBody::SecondFactorProven { factor } => json!({ "factor": match factor {
+            SecondFactor::Totp => "authenticator_app",
+            SecondFactor::SignIn { .. } => "identity_provider_sign_in",
+        } }),
+        EventBody::ReviewRequired { decision, reason, deadline } => json!({
+            "reason": review_reason(*reason),
+            "outcome": outcome(decision.outcome),
+            "rules": decision.rules,
+            "reviewers_required": decision.reviewers_required,
+            "deadline": rfc3339(*deadline),
+        }),
+        EventBody::ReviewApproved { reviewer, approvals, required, .. } => {
+            json!({ "reviewer": reviewer.as_str(), "approvals": approvals, "required": required })
+        }
+        EventBody::CoolingOffStarted { ends_at, authorization, notify, .. } => json!({
+            "ends_at": rfc3339(*ends_at),
+            "authorized_by": match authorization {
+                Authorization::Policy { .. } => json!("policy"),
+                Authorization::Quorum { reviewers } => {
+                    json!(reviewers.iter().map(|reviewer| reviewer.as_str()).collect::<Vec<_>>())
+                }
+            },
+            "notified": notify.len(),
+        }),
+        EventBody::CaseDenied { reason } => match reason {
+            DenialReason::AttemptsExhausted => json!({ "reason": "attempts_exhausted" }),
+            DenialReason::Policy { rules } => json!({ "reason": "policy", "rules": rules }),
+            DenialReason::Reviewer { reviewer, .. } => json!({ "reason": "reviewer", "reviewer": reviewer.as_str() }),
+            DenialReason::ExecutionAttemptsExhausted => json!({ "reason": "execution_attempts_exhausted" }),
+        },
+        EventBody::CaseCancelled { .. } | EventBody::CaseExpired | EventBody::PasswordSet { .. } => json!({}),
+        EventBody::ExecutionStarted { effect_id } => json!({ "effect_id": effect_id.as_str() }),
+        EventBody::ExecutionConfirmed { effect_id, changes } => {
+            json!({ "effect_id": effect_id.as_str(), "changes": changes.len() })
+        }
+        EventBody::ExecutionFailed { effect_id, deadline, .. } => {
+            json!({ "effect_id": effect_id.as_str(), "deadline": rfc3339(*deadline) })
+        }
+        EventBody::RolledBack { effect_id, reversal, .. } => {
+            json!({ "effect_id": effect_id.as_str(), "changes": reversal.len() })
+        }
+        EventBody::CommandRefused { command, rejection } => {
+            json!({ "command": command.name(), "rejection": rejection.code() })
+        }
+        EventBody::NoticesDelivered { destinations, outstanding, .. } => {
+            json!({ "destinations": destinations.len(), "outstanding": outstanding })
+        }
+    }
+}
+
+/// A case event as the company's other systems get it; `status_after` is the case's state after it.
+pub fn case_event(
+    (sequence, offset): (u64, usize),
+    case_id: &CaseId,
+    case_version: u64,
+    event: &Event,
+    status_after: Status,
+) -> Outward {
+    let kind = event.body.kind().name();
+    let mut data = case_data(event);
+    data["case_id"] = json!(case_id.as_str());
+    data["case_version"] = json!(case_version);
+    data["status"] = json!(status_after.name());
+    data["actor"] = json!(event.actor.to_string());
+    let event_type = format!("case.{kind}");
+    Outward {
+        id: format!("{sequence}.{offset}"),
+        document: json!({ "type": event_type, "timestamp": rfc3339(event.at), "data": data }),
+        event_type,
+        case_id: Some(case_id.clone()),
+    }
+}
+
+/// An event of the alerts stream as the company's other systems get it: the check, the indicator as written (an
+/// address masked), the counts and the case ids.
+pub fn alert_event((sequence, offset): (u64, usize), event: &AlertEvent) -> Outward {
+    let data = match &event.body {
+        AlertEventBody::AlertRaised {
+            alert_id, check, shown, threshold, accounts, cases, first_at, last_at, ..
+        } => {
+            let shown = match check {
+                crate::core::campaign::Check::Destination => {
+                    mask_address(crate::core::account::DestinationKind::Email, shown)
+                }
+                _ => shown.clone(),
+            };
+            json!({
+                "alert_id": alert_id, "check": check.name(), "indicator": shown, "accounts": accounts,
+                "cases": cases, "first_at": rfc3339(*first_at), "last_at": rfc3339(*last_at),
+                "accounts_min": threshold.accounts_min, "window_ms": threshold.window_ms,
+            })
+        }
+        AlertEventBody::AlertCasesAdded { alert_id, accounts, cases, last_at } => {
+            json!({ "alert_id": alert_id, "accounts": accounts, "cases": cases, "last_at": rfc3339(*last_at) })
+        }
+        AlertEventBody::AlertAcknowledged { alert_id, benign, .. } => {
+            json!({ "alert_id": alert_id, "benign": benign, "by": event.actor.to_string() })
+        }
+    };
+    let event_type = format!("alert.{}", event.body.type_name());
+    Outward {
+        id: format!("{sequence}.{offset}"),
+        document: json!({ "type": event_type, "timestamp": rfc3339(event.at), "data": data }),
+        event_type,
+        case_id: None,
+    }
+}
