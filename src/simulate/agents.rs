@@ -385,6 +385,8 @@ impl<'a> World<'a> {
                 self.perform(action).await?;
             } else if at == next_tick {
                 self.embedded.service.run_due().await?;
+                // Campaign alerts, as `serve` raises them beside its timers: their open alerts are policy facts.
+                self.embedded.service.reconcile_alerts().await?;
                 next_tick = next_tick.plus(TICK_MS);
             } else {
                 self.review_pass().await?;
