@@ -184,18 +184,9 @@ impl<L: EventLog> Service<L> {
         destinations
             .iter()
             .map(|destination| {
-                let body = crate::templates::message(
-                    "messages/changed.txt",
-                    json!({
-                        "action": facts.action.describe(),
-                        "account": facts.account_id.as_str(),
-                        "case": case_id.as_str(),
-                        "at": event.at.to_string(),
-                        "rolled_back": rolled_back,
-                        "reset": facts.action == crate::core::action::RecoveryAction::ResetPassword,
-                        "to": to.masked(destination),
-                    }),
-                );
+                let reset = facts.action == crate::core::action::RecoveryAction::ResetPassword;
+                let context = to.context(destination, json!({ "rolled_back": rolled_back, "reset": reset }));
+                let body = crate::templates::message("messages/changed.txt", context);
                 to.message(destination, "Your account was changed", body, true)
             })
             .collect()
@@ -217,21 +208,16 @@ impl<L: EventLog> Service<L> {
             .filter_map(|destination| {
                 let code = codes.iter().find(|(id, _)| id == destination).map(|(_, code)| code)?;
                 let prefer_email = email_too && kind_of(destination) == Some(DestinationKind::Phone);
-                let body = crate::templates::message(
-                    "messages/code.txt",
+                let context = to.context(
+                    destination,
                     json!({
-                        "action": facts.action.describe(),
-                        "account": facts.account_id.as_str(),
-                        "case": case_id.as_str(),
-                        "requester": facts.requester.id.as_str(),
-                        "requested_at": facts.requested_at.to_string(),
                         "link": link(&self.public_url, "verify", &[("case", case_id.as_str())]),
                         "code": code.reveal_for_delivery(),
                         "expires_at": expires_at.to_string(),
                         "prefer_email": prefer_email,
-                        "to": to.masked(destination),
                     }),
                 );
+                let body = crate::templates::message("messages/code.txt", context);
                 Some(to.message(destination, "Your account recovery code", body, false))
             })
             .collect()
@@ -246,7 +232,7 @@ impl<L: EventLog> Service<L> {
         destinations: &[DestinationId],
         state: &CaseState,
     ) -> Vec<Outgoing> {
-        let (case_id, facts) = (to.case_id, to.facts);
+        let case_id = to.case_id;
         let linked = crate::core::decide::set_password_destinations(state, &self.settings);
         let until = to.event.at.plus(crate::core::limits::SET_PASSWORD_LINK_TTL_MS);
         destinations
@@ -263,17 +249,8 @@ impl<L: EventLog> Service<L> {
                     ];
                     link(&self.public_url, "set-password", &query)
                 });
-                let body = crate::templates::message(
-                    "messages/reset.txt",
-                    json!({
-                        "account": facts.account_id.as_str(),
-                        "case": case_id.as_str(),
-                        "at": to.event.at.to_string(),
-                        "link": set_password,
-                        "until": until.to_string(),
-                        "to": to.masked(destination),
-                    }),
-                );
+                let context = to.context(destination, json!({ "link": set_password, "until": until.to_string() }));
+                let body = crate::templates::message("messages/reset.txt", context);
                 to.message(destination, "Your account was changed", body, true)
             })
             .collect()
@@ -286,7 +263,7 @@ impl<L: EventLog> Service<L> {
         destinations: &[DestinationId],
         ends_at: UnixMs,
     ) -> Vec<Outgoing> {
-        let (case_id, facts) = (to.case_id, to.facts);
+        let case_id = to.case_id;
         destinations
             .iter()
             .map(|destination| {
@@ -296,19 +273,8 @@ impl<L: EventLog> Service<L> {
                     "cancel",
                     &[("case", case_id.as_str()), ("destination", destination.as_str()), ("token", &token)],
                 );
-                let body = crate::templates::message(
-                    "messages/scheduled.txt",
-                    json!({
-                        "action": facts.action.describe(),
-                        "account": facts.account_id.as_str(),
-                        "case": case_id.as_str(),
-                        "requester": facts.requester.id.as_str(),
-                        "requested_at": facts.requested_at.to_string(),
-                        "ends_at": ends_at.to_string(),
-                        "link": link,
-                        "to": to.masked(destination),
-                    }),
-                );
+                let context = to.context(destination, json!({ "ends_at": ends_at.to_string(), "link": link }));
+                let body = crate::templates::message("messages/scheduled.txt", context);
                 to.message(destination, "A change to your account is scheduled", body, true)
             })
             .collect()
@@ -567,6 +533,25 @@ struct Addressing<'a> {
 }
 
 impl Addressing<'_> {
+    /// What every message's template is told (the request, its case, when, and where this message goes, masked),
+    /// with `extra` added.
+    fn context(&self, destination: &DestinationId, extra: serde_json::Value) -> serde_json::Value {
+        let facts = self.facts;
+        let mut context = json!({
+            "action": facts.action.describe(),
+            "account": facts.account_id.as_str(),
+            "case": self.case_id.as_str(),
+            "requester": facts.requester.id.as_str(),
+            "requested_at": facts.requested_at.to_string(),
+            "at": self.event.at.to_string(),
+            "to": self.masked(destination),
+        });
+        if let (Some(context), serde_json::Value::Object(extra)) = (context.as_object_mut(), extra) {
+            context.extend(extra);
+        }
+        context
+    }
+
     /// The destination as a message names it: masked (`v***@example.com`), never in full.
     fn masked(&self, destination: &DestinationId) -> String {
         self.facts
