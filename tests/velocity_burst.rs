@@ -297,7 +297,8 @@ fn a_campaign_across_two_processes_raises_one_alert_per_indicator_with_every_cas
             .collect()
     };
     // Every process of one deployment holds the same key (codes sent by one are checked by the other).
-    let first = ServeProcess::start(&url, &data[0], &scratch.path().join("serve-0-now.log"), &[], &[]);
+    let metrics_log = scratch.path().join("serve-0-now.log");
+    let first = ServeProcess::start(&url, &data[0], &metrics_log, &["--metrics", "127.0.0.1:0"], &[]);
     std::fs::copy(data[0].join("airlock.key"), data[1].join("airlock.key")).unwrap();
     let serves = vec![first, ServeProcess::start(&url, &data[1], &scratch.path().join("serve-1-now.log"), &[], &[])];
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -339,6 +340,26 @@ fn a_campaign_across_two_processes_raises_one_alert_per_indicator_with_every_cas
     assert_eq!(
         (domain_alert["shown"].as_str(), domain_alert["accounts"].as_u64()),
         (Some("attacker.example"), Some(200))
+    );
+    // The metrics say so too, read from the first process's projection at the scrape.
+    let log = std::fs::read_to_string(&metrics_log).unwrap();
+    let announced = "airlock probes and metrics on http://";
+    let address = log.split(announced).nth(1).unwrap().split(['"', ' ', '\n']).next().unwrap().to_string();
+    let scrape = || {
+        let output = std::process::Command::new("curl")
+            .args(["-s", "--max-time", "5", &format!("http://{address}/metrics")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    wait_for(
+        || {
+            let page = scrape();
+            page.contains("airlock_alerts_active{check=\"destination_domain\"} 1")
+                && page.contains("airlock_alerts_active{check=\"phrasing\"} 1")
+                && page.contains("airlock_alerts_unacknowledged{check=\"phrasing\"} 1")
+        },
+        "the alerts on /metrics",
     );
     for alert in alerts {
         let shown = alerts_cli(&data[0], &url, &["show", alert["alert_id"].as_str().unwrap()]);
