@@ -1565,14 +1565,17 @@ async fn the_console_refuses_every_sign_in_it_cannot_verify_in_embedded_mode_too
     }
     let (_, _, (_, headers, _)) = console_sign_in(&page, "olga", "airlock-operators", "good").await;
     let olga = set_cookie(&headers, "airlock_console").expect("an operator's session");
-    let operators = || async { get_raw(&format!("{page}/console/operators"), Some(&olga)).await.2 };
-    let mut shown = operators().await;
-    let deadline = std::time::Instant::now() + Duration::from_millis(common::WAIT_MS);
-    while !shown.contains("one new destination named for many accounts") {
-        assert!(std::time::Instant::now() < deadline, "no alert on the operators' page: {shown}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        shown = operators().await;
-    }
+    // The alert is in the store once `airlock alerts list` on the embedded store shows it (both modes' CLI).
+    common::wait_for(
+        || {
+            let listed = harness.airlock(&["alerts", "list", "--json", "--operator", "ops"]);
+            let listed: Value = serde_json::from_slice(&listed.stdout).unwrap_or_default();
+            listed["alerts"].as_array().is_some_and(|alerts| alerts.iter().any(|alert| alert["check"] == "destination"))
+        },
+        "the campaign alert",
+    );
+    let (_, _, shown) = get_raw(&format!("{page}/console/operators"), Some(&olga)).await;
+    assert!(shown.contains("one new destination named for many accounts"), "no alert on the operators' page: {shown}");
     assert!(shown.contains("&lt;b&gt;drop&lt;&#x2f;b&gt;@evil.example") && !shown.contains("<b>drop"), "{shown}");
     assert!(shown.contains("not acknowledged"), "{shown}");
     let alert_id = shown.split("/console/alerts/").nth(1).unwrap().split('"').next().unwrap().to_string();
