@@ -32,6 +32,10 @@ pub struct NatsConfigArgs {
     /// An operator who cancels, rolls back and pulls the kill switch (repeatable).
     #[arg(long, value_name = "ID")]
     pub operator: Vec<String>,
+    /// A system of the company's (a SIEM, a ticketing back end) that may read the redacted case and alert events of
+    /// the stream AIRLOCK_NOTIFY through its own durable consumer, integrator-ID, and nothing else (repeatable).
+    #[arg(long, value_name = "ID")]
+    pub integrator: Vec<String>,
     /// The address nats-server listens on for clients.
     #[arg(long, default_value = "127.0.0.1:4222")]
     pub listen: String,
@@ -78,6 +82,16 @@ pub fn run(args: NatsConfigArgs) -> u8 {
             actors.push((role, id.clone()));
         }
     }
+    for (index, id) in args.integrator.iter().enumerate() {
+        if !actor_token_valid(id) {
+            eprintln!("error: --integrator {id:?}: an integrator id is 1 to 64 of A-Z a-z 0-9 - _");
+            return exit::USAGE;
+        }
+        if args.integrator[..index].contains(id) {
+            eprintln!("error: --integrator {id} is given twice");
+            return exit::USAGE;
+        }
+    }
     for (name, value) in [("--listen", &args.listen), ("--store-dir", &args.store_dir)] {
         if value.is_empty() || value.chars().any(|character| character.is_control() || character == '"') {
             eprintln!("error: {name} must be non-empty, without quotes or control characters");
@@ -109,6 +123,12 @@ fn write_all(args: &NatsConfigArgs, actors: &[(Role, String)]) -> anyhow::Result
         let key = key_for(&path)?;
         written.push(entry(role.name(), id, &key, &path));
         users.push(User { role: Some(*role), id: id.clone(), public_key: key.0 });
+    }
+    for id in &args.integrator {
+        let path = seeds.join(format!("integrator.{id}.nk"));
+        let key = key_for(&path)?;
+        written.push(entry("integrator", id, &key, &path));
+        users.push(User { role: None, id: id.clone(), public_key: key.0 });
     }
     let settings = ServerSettings {
         listen: args.listen.clone(),

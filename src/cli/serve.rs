@@ -65,6 +65,24 @@ pub struct ServeArgs {
     /// airlock out. Without this or --sms-url, nothing is sent to phones.
     #[arg(long, env = "AIRLOCK_SMS_OUTBOX")]
     pub sms_outbox: bool,
+    /// Send every case and alert event, redacted, as a signed JSON POST to this endpoint (https://, or http:// to
+    /// loopback only; repeatable, or comma-separated in the environment): at least once, in log order, the same
+    /// webhook-id on every attempt (docs/events-out.md). Needs --webhook-secrets.
+    #[arg(long, env = "AIRLOCK_WEBHOOK", value_delimiter = ',', value_name = "URL")]
+    pub webhook: Vec<String>,
+    /// The file of secrets a --webhook's requests are signed with, one `whsec_...` per line (several while a key is
+    /// being rotated), readable by its owner only. One file signs every endpoint, or give one per --webhook, in order.
+    #[arg(long, env = "AIRLOCK_WEBHOOK_SECRETS", value_delimiter = ',', value_name = "FILE")]
+    pub webhook_secrets: Vec<std::path::PathBuf>,
+    /// Attempts per event and endpoint before it is given up as a dead letter (the endpoint's next event follows).
+    #[arg(long, env = "AIRLOCK_WEBHOOK_ATTEMPTS", default_value_t = crate::outward::webhook::ATTEMPTS_DEFAULT)]
+    pub webhook_attempts: usize,
+    /// The longest pause between two attempts (exponential from 500 ms, plus up to as much again of jitter).
+    #[arg(long, env = "AIRLOCK_WEBHOOK_BACKOFF_MAX", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub webhook_backoff_max: Duration,
+    /// How long one attempt may take before it counts as failed.
+    #[arg(long, env = "AIRLOCK_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub webhook_timeout: Duration,
     /// Serve /healthz, /readyz and /metrics on this address (for example 127.0.0.1:9090), a private one: the owners'
     /// page (--http) faces the internet and serves only /healthz.
     #[arg(long, env = "AIRLOCK_METRICS")]
@@ -307,7 +325,10 @@ fn config(args: ServeArgs) -> anyhow::Result<Config> {
         (None, None, false) => crate::server::SmsConfig::None,
         (Some(_), Some(_), true) => anyhow::bail!("--sms-url and --sms-outbox: choose one"),
     };
+    let (webhooks, webhook_retry) = webhooks(&args)?;
     Ok(Config {
+        webhooks,
+        webhook_retry,
         campaigns,
         sms,
         directory_sync: args.directory_sync,
@@ -326,6 +347,46 @@ fn config(args: ServeArgs) -> anyhow::Result<Config> {
         oidc,
         console,
     })
+}
+
+/// The webhook endpoints and how hard each is tried, each misuse refused with the flag to fix.
+fn webhooks(
+    args: &ServeArgs,
+) -> anyhow::Result<(Vec<crate::outward::webhook::Endpoint>, crate::outward::webhook::Retry)> {
+    use crate::outward::webhook::{Endpoint, Retry};
+    let retry =
+        Retry { attempts: args.webhook_attempts, backoff_max: args.webhook_backoff_max, timeout: args.webhook_timeout };
+    if !(1..=100).contains(&retry.attempts) {
+        anyhow::bail!("--webhook-attempts is 1 to 100");
+    }
+    if retry.timeout.is_zero() || retry.timeout > Duration::from_secs(300) {
+        anyhow::bail!("--webhook-timeout is longer than zero and at most 5 minutes");
+    }
+    if retry.backoff_max.is_zero() || retry.backoff_max > Duration::from_secs(24 * 3600) {
+        anyhow::bail!("--webhook-backoff-max is longer than zero and at most a day");
+    }
+    let files = &args.webhook_secrets;
+    match (args.webhook.len(), files.len()) {
+        (0, 0) => return Ok((Vec::new(), retry)),
+        (0, _) => anyhow::bail!("--webhook-secrets goes with --webhook"),
+        (_, 0) => anyhow::bail!("--webhook needs --webhook-secrets: the file of secrets its requests are signed with"),
+        (endpoints, given) if given != 1 && given != endpoints => anyhow::bail!(
+            "{endpoints} --webhook and {given} --webhook-secrets: give one secrets file for all, or one per endpoint"
+        ),
+        _ => {}
+    }
+    let mut endpoints: Vec<Endpoint> = Vec::new();
+    for (index, url) in args.webhook.iter().enumerate() {
+        let file = &files[index.min(files.len() - 1)];
+        let secrets = crate::directory::http::Secret::load_file(file)
+            .map_err(|error| anyhow::anyhow!("--webhook-secrets refused: {error}"))?;
+        let endpoint = Endpoint::new(url.trim(), secrets).map_err(|error| anyhow::anyhow!("{error}"))?;
+        if endpoints.iter().any(|known| known.url == endpoint.url) {
+            anyhow::bail!("--webhook {} is given twice", endpoint.shown());
+        }
+        endpoints.push(endpoint);
+    }
+    Ok((endpoints, retry))
 }
 
 /// The campaign checks' thresholds: the shipped ones, with those `text` names replaced.

@@ -174,6 +174,27 @@ pub fn adapter_url(url: &str) -> Result<url::Url, String> {
 }
 
 /// Whether `url` names a loopback address (or `localhost`), where plain `http://` is allowed.
+/// An endpoint airlock posts signed requests to (the SMS provider, a webhook receiver), checked: `https://`, or
+/// `http://` to a loopback address only, without a user, password, query or fragment (a token there would show in
+/// logs; airlock signs its requests with `secrets_flag` instead). The error names the rule and `flag`, never the URL.
+pub fn signed_endpoint_url(flag: &str, secrets_flag: &str, url: &str) -> Result<url::Url, String> {
+    let parsed = url::Url::parse(url).map_err(|error| format!("{flag}: {error}"))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() || parsed.query().is_some() {
+        return Err(format!(
+            "{flag} holds a user, a password or a query (a token?): airlock signs its requests ({secrets_flag}); \
+             remove them"
+        ));
+    }
+    if parsed.fragment().is_some() {
+        return Err(format!("{flag} holds a fragment (#...): remove it"));
+    }
+    match parsed.scheme() {
+        "https" => Ok(parsed),
+        "http" if loopback(&parsed) => Ok(parsed),
+        _ => Err(format!("{flag}: use https:// (plain http:// only to a loopback address)")),
+    }
+}
+
 pub(crate) fn loopback(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(address)) => address.is_loopback(),
@@ -372,7 +393,7 @@ pub(crate) async fn send_with(
             }
             Ok(response) => return read_answer(who, response).await,
             Err(error) => {
-                last_failure = without_url(&error);
+                last_failure = without_url(&error, "the adapter");
                 None
             }
         };
@@ -410,7 +431,7 @@ fn backoff(attempt: usize) -> Duration {
 }
 
 /// A request error without the URL (it may carry an account id in its path: the log needs the kind, not the data).
-fn without_url(error: &reqwest::Error) -> String {
+pub(crate) fn without_url(error: &reqwest::Error, who: &str) -> String {
     let kind = if error.is_timeout() {
         "timed out"
     } else if error.is_connect() {
@@ -421,7 +442,7 @@ fn without_url(error: &reqwest::Error) -> String {
     // The error's text without its URL: the path may carry an account id.
     let text = error.to_string();
     let text = match error.url() {
-        Some(url) => text.replace(url.as_str(), "the adapter"),
+        Some(url) => text.replace(url.as_str(), who),
         None => text,
     };
     format!("{kind}: {text}")
@@ -434,11 +455,9 @@ async fn read_answer(who: &str, mut response: reqwest::Response) -> Result<Answe
     }
     let etag = response.headers().get(reqwest::header::ETAG).and_then(|value| value.to_str().ok()).map(str::to_string);
     let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|error| DirectoryError::Unavailable(format!("the answer broke off: {}", without_url(&error))))?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(|error| {
+        DirectoryError::Unavailable(format!("the answer broke off: {}", without_url(&error, "the adapter")))
+    })? {
         body.extend_from_slice(&chunk);
         if body.len() > ANSWER_BYTES_MAX {
             return Err(DirectoryError::Corrupt(format!("{who}'s answer is longer than {ANSWER_BYTES_MAX} bytes")));

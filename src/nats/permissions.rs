@@ -15,8 +15,9 @@ use crate::intake::CommandType;
 use crate::intake::nats::IntakeConfig;
 use crate::intake::subjects;
 use crate::log::jetstream::{JetStreamConfig, LEDGER_BUCKET};
+use crate::outward::nats::{NOTIFY_PREFIX, NOTIFY_STREAM, integrator_consumer};
 
-/// One NATS user: an actor of a role, or airlock itself (`role: None`).
+/// One NATS user: an actor of a role, or (`role: None`) airlock itself or an integrator.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct User {
     pub role: Option<Role>,
@@ -65,6 +66,7 @@ fn streams() -> Vec<String> {
         intake.results_stream,
         intake.dead_letter_stream,
         format!("KV_{LEDGER_BUCKET}"),
+        NOTIFY_STREAM.to_string(),
     ]
 }
 
@@ -88,6 +90,7 @@ pub fn airlock_permissions(public_key: &str) -> Permissions {
         format!("{events}.>"),
         format!("{prefix}.result.>"),
         format!("{prefix}.deadletter.>"),
+        format!("{NOTIFY_PREFIX}.>"),
         format!("$KV.{LEDGER_BUCKET}.>"),
         "$JS.API.INFO".to_string(),
     ];
@@ -162,6 +165,44 @@ pub fn actor_permissions(role: Role, id: &str, public_key: &str) -> Permissions 
     }
 }
 
+/// An integrator's user (a SIEM, a ticketing system: issue 20, item 2): reads the redacted case and alert events of
+/// `AIRLOCK_NOTIFY` through its own durable consumer (`integrator-<id>`: created, read, acknowledged and deleted by it
+/// alone), or live on their public subjects; nothing else. It may not publish to any subject airlock reads, nor
+/// reach another stream or another consumer.
+pub fn integrator_permissions(id: &str, public_key: &str) -> Permissions {
+    let consumer = integrator_consumer(id);
+    let stream = NOTIFY_STREAM;
+    let prefix = IntakeConfig::default().prefix;
+    let events = JetStreamConfig::default().subject_prefix;
+    Permissions {
+        publish_allow: vec![
+            "$JS.API.INFO".to_string(),
+            format!("$JS.API.STREAM.INFO.{stream}"),
+            // Creating its consumer: the subject forms of current and older clients, for its own name only.
+            format!("$JS.API.CONSUMER.CREATE.{stream}.{consumer}"),
+            format!("$JS.API.CONSUMER.CREATE.{stream}.{consumer}.>"),
+            format!("$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{consumer}"),
+            format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}"),
+            format!("$JS.API.CONSUMER.DELETE.{stream}.{consumer}"),
+            format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
+            format!("$JS.ACK.{stream}.{consumer}.>"),
+        ],
+        publish_deny: vec![
+            "$KV.>".to_string(),
+            "$SYS.>".to_string(),
+            format!("{events}.>"),
+            format!("{NOTIFY_PREFIX}.>"),
+            format!("{prefix}.>"),
+            "$JS.API.STREAM.DELETE.>".to_string(),
+            "$JS.API.STREAM.PURGE.>".to_string(),
+            "$JS.API.STREAM.MSG.DELETE.>".to_string(),
+            "$JS.API.STREAM.UPDATE.>".to_string(),
+        ],
+        subscribe_allow: vec![format!("{}.>", inbox_prefix(public_key)), format!("{NOTIFY_PREFIX}.>")],
+        allow_responses: false,
+    }
+}
+
 fn quoted_list(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|item| format!("{item:?}")).collect();
     format!("[{}]", quoted.join(", "))
@@ -170,7 +211,12 @@ fn quoted_list(items: &[String]) -> String {
 fn user_block(user: &User, permissions: &Permissions) -> String {
     let who = match user.role {
         Some(role) => format!("{role} {}: publishes as {role}.{}", user.id, user.id),
-        None => "airlock itself".to_string(),
+        None if user.id == "airlock" => "airlock itself".to_string(),
+        None => format!(
+            "integrator {}: reads {NOTIFY_STREAM} through its consumer {}",
+            user.id,
+            integrator_consumer(&user.id)
+        ),
     };
     let mut text = format!(
         "    # {who}\n    {{\n      nkey: {}\n      permissions: {{\n        publish: {{\n          allow: {}\n",
@@ -193,6 +239,7 @@ fn user_block(user: &User, permissions: &Permissions) -> String {
 
 /// The whole configuration: listen address, JetStream with `sync_interval: always`, and the users. Anonymous
 /// connections are refused (there is no `no_auth_user`).
+/// Integrators are users without a role (`role: None`) among `actors`.
 pub fn config(settings: &ServerSettings, airlock_key: &str, actors: &[User]) -> String {
     let mut text = String::from(
         "# Written by `airlock nats-config`. One nkey user per actor: each role may publish only the commands it may\n\
@@ -211,8 +258,11 @@ pub fn config(settings: &ServerSettings, airlock_key: &str, actors: &[User]) -> 
     let airlock = User { role: None, id: "airlock".into(), public_key: airlock_key.to_string() };
     text.push_str(&user_block(&airlock, &airlock_permissions(airlock_key)));
     for user in actors {
-        let Some(role) = user.role else { continue };
-        text.push_str(&user_block(user, &actor_permissions(role, &user.id, &user.public_key)));
+        let permissions = match user.role {
+            Some(role) => actor_permissions(role, &user.id, &user.public_key),
+            None => integrator_permissions(&user.id, &user.public_key),
+        };
+        text.push_str(&user_block(user, &permissions));
     }
     text.push_str("  ]\n}\n");
     text

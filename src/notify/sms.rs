@@ -7,7 +7,7 @@
 //! in `docs/sms-provider.md`.
 
 use crate::core::account::DestinationKind;
-use crate::directory::http::{Secret, client, loopback, send_with, signature};
+use crate::directory::http::{Secret, client, send_with, signature};
 use crate::notify::{Message, Notifier, NotifyError};
 use serde_json::json;
 
@@ -28,17 +28,7 @@ pub struct SmsWebhook {
 /// The provider's endpoint, checked: `https://`, or `http://` to a loopback address only, without a user or password
 /// (airlock signs its requests instead). The error names the rule, never the URL.
 pub fn provider_url(url: &str) -> Result<url::Url, String> {
-    let parsed = url::Url::parse(url).map_err(|error| format!("--sms-url: {error}"))?;
-    if !parsed.username().is_empty() || parsed.password().is_some() || parsed.query().is_some() {
-        return Err("--sms-url holds a user, a password or a query (a token?): airlock signs its requests \
-                    (--sms-secrets); remove them"
-            .into());
-    }
-    match parsed.scheme() {
-        "https" => Ok(parsed),
-        "http" if loopback(&parsed) => Ok(parsed),
-        _ => Err("--sms-url: use https:// (plain http:// only to a loopback address)".to_string()),
-    }
+    crate::directory::http::signed_endpoint_url("--sms-url", "--sms-secrets", url)
 }
 
 impl SmsWebhook {

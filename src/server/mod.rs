@@ -56,6 +56,10 @@ pub struct Config {
     pub campaigns: crate::core::campaign::CampaignSettings,
     /// Where text messages to phones go.
     pub sms: SmsConfig,
+    /// The company's webhook endpoints, each sent every case and alert event (issue 20, item 2), and how hard each
+    /// is tried.
+    pub webhooks: Vec<crate::outward::webhook::Endpoint>,
+    pub webhook_retry: crate::outward::webhook::Retry,
 }
 
 /// Where `serve` sends text messages to phones (issue 20, item 3).
@@ -207,6 +211,12 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
         }
         None => None,
     };
+    let webhooks = config
+        .webhooks
+        .iter()
+        .map(|endpoint| crate::outward::webhook::Webhook::new(endpoint.clone(), config.webhook_retry.clone()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| anyhow::anyhow!("--webhook refused: {error}"))?;
     let (stop, shutdown) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let client = match &config.nats {
@@ -229,6 +239,10 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
                 max_lag: config.ready_lag,
             };
             spawn_probes(&mut tasks, health, probes, &shutdown);
+            // Before intake: a sink configured for the first time starts at the log's end, and this run's events come
+            // after it.
+            spawn_events_out_nats(&mut tasks, &service, (&context, &events), config.replicas, webhooks, &shutdown)
+                .await?;
             tasks.spawn(named("intake", run_intake(service.clone(), context, intake_config.clone(), shutdown.clone())));
             let (listening, queries_listen) = tokio::sync::oneshot::channel();
             let queries = run_queries(service.clone(), client.clone(), intake_config, shutdown.clone(), listening);
@@ -267,7 +281,24 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
                 max_lag: config.ready_lag,
             };
             spawn_probes(&mut tasks, health, probes, &shutdown);
-            spawn_shared(&mut tasks, Arc::new(embedded.service), http, (config.tick, config.directory_sync), &shutdown);
+            let service = Arc::new(embedded.service);
+            if !webhooks.is_empty() {
+                let path = config.data_dir.join("outward.db");
+                let store = Arc::new(crate::outward::feed::OutwardStore::open(&path).map_err(|error| {
+                    anyhow::anyhow!("cannot open the webhooks' positions in {}: {error}", path.display())
+                })?);
+                for webhook in webhooks {
+                    let feed = crate::outward::feed::run_embedded(
+                        service.clone(),
+                        store.clone(),
+                        webhook,
+                        config.tick,
+                        shutdown.clone(),
+                    );
+                    tasks.spawn(named("webhook", feed));
+                }
+            }
+            spawn_shared(&mut tasks, service, http, (config.tick, config.directory_sync), &shutdown);
             None
         }
     };
@@ -315,6 +346,38 @@ async fn connect_directory(directory: &DirectoryConfig) -> anyhow::Result<Arc<dy
                 .map_err(|error| anyhow::anyhow!("the SCIM service at {url}: {error}"))?,
         ),
     })
+}
+
+/// Events out in NATS mode (ADR 27): the stream `AIRLOCK_NOTIFY` and its publisher, and one feed per webhook endpoint,
+/// each a durable consumer of the log shared with the deployment's other processes.
+async fn spawn_events_out_nats(
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    service: &Arc<Service<crate::log::jetstream::JetStreamLog>>,
+    (context, events): (&async_nats::jetstream::Context, &async_nats::jetstream::stream::Stream),
+    replicas: usize,
+    webhooks: Vec<crate::outward::webhook::Webhook>,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    use crate::outward::feed::{DeadLetters, PUBLISH_BATCH, Sink, run_nats};
+    use crate::outward::nats::{PUBLISHER_CONSUMER, Publisher, ensure_stream};
+    ensure_stream(context, replicas).await.map_err(|error| anyhow::anyhow!("{error}"))?;
+    let publisher = Sink::Notify(Publisher::new(context.clone()));
+    let feed = run_nats(
+        service.clone(),
+        events.clone(),
+        PUBLISHER_CONSUMER.to_string(),
+        PUBLISH_BATCH,
+        publisher,
+        shutdown.clone(),
+    );
+    tasks.spawn(named("events out", feed));
+    for webhook in webhooks {
+        let name = format!("airlock-{}", webhook.endpoint().name());
+        let sink = Sink::Webhook(webhook, DeadLetters::Nats(Box::new(context.clone())));
+        // One commit in flight: the endpoint gets the events in log order, whichever process sends them.
+        tasks.spawn(named("webhook", run_nats(service.clone(), events.clone(), name, 1, sink, shutdown.clone())));
+    }
+    Ok(())
 }
 
 /// The projector's durable consumer is named after the data directory it projects into: each airlock process keeps

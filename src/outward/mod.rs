@@ -7,20 +7,34 @@
 //! Who may read it: systems trusted like reviewers (a SIEM, a ticketing back end with its own access rules). It tells
 //! which requests named existing accounts (a code went out, or not), which a support desk must never learn (THREATS
 //! 8): a desk-facing view shows the requester's status (`intake::query::requester_status`), not these events.
+//!
+//! Delivery (ADR 27): `nats` publishes each document on a public subject of its own stream for the `integrator` keys
+//! of `airlock nats-config`; `webhook` posts it, signed, to the company's endpoints; `feed` reads the log for both,
+//! at least once, in log order, never losing an event to a crash.
+
+pub mod feed;
+pub mod nats;
+pub mod webhook;
 
 use crate::core::account::mask_address;
 use crate::core::campaign::{AlertEvent, AlertEventBody};
 use crate::core::event::{Authorization, DenialReason, Event, EventBody, ProofFailure, ReviewReason, SecondFactor};
 use crate::core::ids::CaseId;
 use crate::core::state::Status;
+use crate::log::envelope::{Decoded, Stream, decode};
+use crate::log::{Entry, EventLog, LogError};
 use crate::projection::views::rfc3339;
 use serde_json::{Value, json};
+use std::collections::HashMap;
 
 /// One outward event: its id (stable: the same on every delivery of the same event), its type, and the document.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Outward {
-    /// `<log sequence>.<place in the commit>`: unique in one log, the same however often it is sent.
+    /// `<log sequence>.<place in the commit>`, behind the log's identity once `Statuses::documents` built it
+    /// (`<log>.<sequence>.<place>`): unique, and the same however often it is sent.
     pub id: String,
+    /// The event's place in the log: its commit's global sequence and its place in the commit.
+    pub position: (u64, usize),
     /// `case.<event kind>` or `alert.<event kind>`.
     pub event_type: String,
     pub case_id: Option<CaseId>,
@@ -148,6 +162,7 @@ pub fn case_event(
     let event_type = format!("case.{kind}");
     Outward {
         id: format!("{sequence}.{offset}"),
+        position: (sequence, offset),
         document: json!({ "type": event_type, "timestamp": rfc3339(event.at), "data": data }),
         event_type,
         case_id: Some(case_id.clone()),
@@ -183,8 +198,98 @@ pub fn alert_event((sequence, offset): (u64, usize), event: &AlertEvent) -> Outw
     let event_type = format!("alert.{}", event.body.type_name());
     Outward {
         id: format!("{sequence}.{offset}"),
+        position: (sequence, offset),
         document: json!({ "type": event_type, "timestamp": rfc3339(event.at), "data": data }),
         event_type,
         case_id: None,
+    }
+}
+
+/// How many cases' latest status `Statuses` remembers; past it, it starts afresh (a case it forgot is read again).
+const STATUSES_KEPT_MAX: usize = 10_000;
+
+/// The status of the cases seen lately, so that a document can say a case's state after its event without reading
+/// the case again: the case stream is read only when the event before this one was not seen here (another process
+/// took it, or this one started since).
+#[derive(Default)]
+pub struct Statuses {
+    known: HashMap<CaseId, (u64, Status)>,
+    /// The log's identity (`log_identity`), read once.
+    log_id: Option<String>,
+}
+
+/// A log's identity: the start of the SHA-256 of its first commit. A document's id starts with it, so that a new log
+/// (a data directory started afresh, a stream recreated) never reuses the ids of an old one, which a receiver that
+/// deduplicates would drop.
+async fn log_identity<L: EventLog>(log: &L) -> Result<String, LogError> {
+    use sha2::{Digest, Sha256};
+    let first = log.read_after(0, 1).await?;
+    let first = first.first().ok_or_else(|| LogError::Unavailable("the log has no commit yet".into()))?;
+    Ok(hex::encode(Sha256::digest(crate::log::encode_commit(&first.envelopes)))[..12].to_string())
+}
+
+impl Statuses {
+    /// The documents of one commit of the log, in order: one per case or alert event (the kill switch's events stay
+    /// inside airlock). A commit that does not decode is an error: the log is the authority, and it is corrupt.
+    pub async fn documents<L: EventLog>(&mut self, log: &L, entry: &Entry) -> Result<Vec<Outward>, LogError> {
+        let log_id = match &self.log_id {
+            Some(log_id) => log_id.clone(),
+            None => self.log_id.insert(log_identity(log).await?).clone(),
+        };
+        let mut documents = Vec::with_capacity(entry.envelopes.len());
+        for (offset, bytes) in entry.envelopes.iter().enumerate() {
+            let position = (entry.sequence, offset);
+            match decode(bytes).map_err(|error| LogError::Corrupt(format!("commit {}: {error}", entry.sequence)))? {
+                Decoded::Case { case_id, stream_version, event } => {
+                    let before = match self.known.get(&case_id) {
+                        _ if stream_version <= 1 => Status::New,
+                        Some((version, status)) if version + 1 == stream_version => *status,
+                        _ => status_at(log, &case_id, stream_version - 1).await?,
+                    };
+                    let kind = event.body.kind();
+                    let after = crate::core::transition::target(before, kind).ok_or_else(|| {
+                        LogError::Corrupt(format!("case {case_id}: {} is not allowed from {before}", kind.name()))
+                    })?;
+                    if self.known.len() >= STATUSES_KEPT_MAX && !self.known.contains_key(&case_id) {
+                        self.known.clear();
+                    }
+                    self.known.insert(case_id.clone(), (stream_version, after));
+                    documents.push(case_event(position, &case_id, stream_version, &event, after));
+                }
+                Decoded::Alert { event, .. } => documents.push(alert_event(position, &event)),
+                Decoded::Control { .. } => {}
+            }
+        }
+        for document in &mut documents {
+            document.id = format!("{log_id}.{}", document.id);
+        }
+        Ok(documents)
+    }
+}
+
+/// A case's status after its first `version` events, read from the log.
+async fn status_at<L: EventLog>(log: &L, case_id: &CaseId, version: u64) -> Result<Status, LogError> {
+    let mut status = Status::New;
+    let mut seen = 0;
+    for entry in log.read_stream_fast(&Stream::Case(case_id.clone())).await? {
+        for bytes in &entry.envelopes {
+            let Ok(Decoded::Case { event, .. }) = decode(bytes) else {
+                return Err(LogError::Corrupt(format!("case {case_id}: an event that does not decode")));
+            };
+            if seen == version {
+                return Ok(status);
+            }
+            let kind = event.body.kind();
+            status = crate::core::transition::target(status, kind).ok_or_else(|| {
+                LogError::Corrupt(format!("case {case_id}: {} is not allowed from {status}", kind.name()))
+            })?;
+            seen += 1;
+        }
+    }
+    if seen == version {
+        Ok(status)
+    } else {
+        // A fast read from a replica that lags: the caller tries the commit again.
+        Err(LogError::Unavailable(format!("case {case_id} has {seen} events here, {version} expected")))
     }
 }
