@@ -362,3 +362,46 @@ fn every_setting_has_a_key_in_the_configuration_file() {
     assert!(problems.contains("holds a user or password"), "{report}");
     assert!(!stdout(&output).contains("hunter2"), "the password was shown: {report}");
 }
+
+// Proves `config check` names what `serve` would refuse of the webhooks (issue 20, item 2): a plain-http endpoint that
+// is not loopback, a token in a query (never shown), an endpoint without a secrets file, as many secrets files as
+// neither one nor the endpoints, attempts out of range, a backoff that is not a duration.
+#[test]
+fn config_check_names_every_webhook_setting_serve_would_refuse() {
+    let scratch = common::scratch();
+    let file = scratch.path().join("airlock.toml");
+    std::fs::write(
+        &file,
+        "webhook = \"http://siem.example/hook,https://tickets.example/hook?token=s3cr3t\"\n\
+         webhook_attempts = 0\nwebhook_backoff_max = \"soon\"\n",
+    )
+    .unwrap();
+    let output = run(&["config", "check", "--config", file.to_str().unwrap(), "--json"], &[]);
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    let problems = report["problems"].to_string();
+    for expected in ["use https://", "webhook needs webhook_secrets", "from 1 to 100", "\\\"soon\\\" is not a duration"]
+    {
+        assert!(problems.contains(expected), "{expected}: {report}");
+    }
+    assert!(!stdout(&output).contains("s3cr3t"), "a token was shown: {report}");
+
+    let secrets = scratch.path().join("secrets");
+    std::fs::write(&secrets, format!("whsec_{}\n", "A".repeat(40))).unwrap();
+    std::fs::set_permissions(&secrets, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let secrets = secrets.to_str().unwrap();
+    std::fs::write(
+        &file,
+        format!(
+            "webhook = \"https://a.example/hook,https://b.example/hook,https://c.example/hook\"\n\
+             webhook_secrets = \"{secrets},{secrets}\"\n"
+        ),
+    )
+    .unwrap();
+    let output = run(&["config", "check", "--config", file.to_str().unwrap(), "--json"], &[]);
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert!(report["problems"].to_string().contains("3 webhook endpoints and 2 webhook_secrets files"), "{report}");
+    std::fs::write(&file, format!("webhook = \"https://a.example/hook\"\nwebhook_secrets = \"{secrets}\"\n")).unwrap();
+    let output = run(&["config", "check", "--config", file.to_str().unwrap(), "--json"], &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+}

@@ -20,7 +20,7 @@ fn nats_config(out: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_airlock")).arg("nats-config").arg("--out").arg(out).args(args).output().unwrap()
 }
 
-const ACTORS: [&str; 12] = [
+const ACTORS: [&str; 14] = [
     "--intake",
     "desk",
     "--intake",
@@ -33,6 +33,8 @@ const ACTORS: [&str; 12] = [
     "ops",
     "--reviewer",
     "ben",
+    "--integrator",
+    "siem",
 ];
 
 /// A connection as the holder of one seed file, with every error the server sent it.
@@ -172,7 +174,7 @@ fn nats_config_writes_a_valid_durable_configuration_and_private_seeds() {
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let report: Value = serde_json::from_slice(&first.stdout).unwrap();
     let users = report["users"].as_array().unwrap();
-    assert_eq!(users.len(), 7, "airlock and six actors: {report}");
+    assert_eq!(users.len(), 8, "airlock, six actors and an integrator: {report}");
     assert_eq!(users[0]["role"], "airlock");
     let config = std::fs::read_to_string(out.join("nats.conf")).unwrap();
     assert!(config.contains("sync_interval: always"));
@@ -199,7 +201,7 @@ fn nats_config_writes_a_valid_durable_configuration_and_private_seeds() {
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
     let second: Value = serde_json::from_slice(&again.stdout).unwrap();
     let second = second["users"].as_array().unwrap();
-    assert_eq!(second.len(), 8);
+    assert_eq!(second.len(), 9);
     for after in second {
         match users.iter().find(|before| before["id"] == after["id"] && before["role"] == after["role"]) {
             Some(before) => {
@@ -327,6 +329,8 @@ async fn the_broker_refuses_every_subject_but_the_actors_own() {
             "$JS.API.CONSUMER.MSG.NEXT.AIRLOCK_INTAKE.airlock-intake".to_string(),
             "$JS.API.STREAM.LIST".to_string(),
             "$SYS.REQ.SERVER.PING".to_string(),
+            format!("airlock.notify.case.{case_id}.case_executed"),
+            "$JS.API.CONSUMER.CREATE.AIRLOCK_NOTIFY.integrator-siem".to_string(),
         ] {
             session.publish_refused(who, &subject).await;
         }
@@ -336,6 +340,7 @@ async fn the_broker_refuses_every_subject_but_the_actors_own() {
             "airlock.intake.>",
             "airlock.event.>",
             "airlock.query.*.*",
+            "airlock.notify.>",
             "_INBOX.>",
             ">",
         ] {
@@ -347,6 +352,71 @@ async fn the_broker_refuses_every_subject_but_the_actors_own() {
             }
         }
     }
+
+    // The integrator (issue 20, item 2), with a client nobody here wrote (nats-py), reads the case's redacted events
+    // through its own durable consumer of AIRLOCK_NOTIFY: on their public subjects, with their ids, without a code,
+    // an address or the summary.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/nats/integrator.py");
+    let integrator_seed = broker.seeds.join("integrator.siem.nk");
+    let output = Command::new("python3")
+        .args([example, &broker.url, integrator_seed.to_str().unwrap(), "siem", "4"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "the nats-py integrator failed: {}", String::from_utf8_lossy(&output.stderr));
+    let events: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+    let ours: Vec<&Value> = events.iter().filter(|event| event["document"]["data"]["case_id"] == case_id).collect();
+    let types: Vec<&str> = ours.iter().map(|event| event["type"].as_str().unwrap()).collect();
+    assert_eq!(types[..2], ["case.recovery_requested", "case.challenge_issued"], "{events:#?}");
+    for event in &ours {
+        let kind = event["type"].as_str().unwrap().trim_start_matches("case.");
+        assert_eq!(event["subject"], format!("airlock.notify.case.{case_id}.{kind}"), "{event}");
+        assert!(event["id"].as_str().is_some_and(|id| id.split('.').count() == 3), "{event}");
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(!text.contains(&code) && !text.contains("acct-1@") && !text.contains("customer locked out"), "{text}");
+    let siem = connect(&broker.url, Some(&integrator_seed)).await.unwrap();
+    for subject in [
+        format!("airlock.notify.case.{case_id}.case_executed"),
+        "airlock.notify.alert.alert_raised".to_string(),
+        format!("airlock.event.case.{case_id}"),
+        "airlock.intake.intake.desk.request_recovery".to_string(),
+        "airlock.intake.integrator.siem.request_recovery".to_string(),
+        "airlock.query.intake.desk".to_string(),
+        "airlock.deadletter.unknown".to_string(),
+        "$KV.AIRLOCK_LEDGERS.account.acct-1".to_string(),
+        "$JS.API.CONSUMER.CREATE.AIRLOCK_NOTIFY.integrator-other".to_string(),
+        "$JS.API.CONSUMER.CREATE.AIRLOCK_NOTIFY".to_string(),
+        "$JS.API.CONSUMER.MSG.NEXT.AIRLOCK_NOTIFY.integrator-other".to_string(),
+        "$JS.API.CONSUMER.DELETE.AIRLOCK_NOTIFY.integrator-other".to_string(),
+        "$JS.API.CONSUMER.CREATE.AIRLOCK_EVENTS.integrator-siem".to_string(),
+        "$JS.API.CONSUMER.MSG.NEXT.AIRLOCK_EVENTS.airlock-notify".to_string(),
+        "$JS.API.CONSUMER.DELETE.AIRLOCK_EVENTS.airlock-notify".to_string(),
+        "$JS.API.STREAM.MSG.GET.AIRLOCK_EVENTS".to_string(),
+        "$JS.API.DIRECT.GET.AIRLOCK_EVENTS".to_string(),
+        "$JS.API.STREAM.INFO.AIRLOCK_EVENTS".to_string(),
+        "$JS.API.STREAM.LIST".to_string(),
+        "$JS.API.STREAM.NAMES".to_string(),
+        "$JS.API.STREAM.DELETE.AIRLOCK_NOTIFY".to_string(),
+        "$JS.API.STREAM.PURGE.AIRLOCK_NOTIFY".to_string(),
+        "$JS.API.STREAM.UPDATE.AIRLOCK_NOTIFY".to_string(),
+        "$JS.API.STREAM.MSG.DELETE.AIRLOCK_NOTIFY".to_string(),
+        "$SYS.REQ.SERVER.PING".to_string(),
+    ] {
+        siem.publish_refused("integrator siem", &subject).await;
+    }
+    for subject in [
+        "airlock.event.>",
+        "airlock.result.>",
+        "airlock.intake.>",
+        "airlock.deadletter.>",
+        "airlock.query.*.*",
+        "$KV.>",
+        "_INBOX.>",
+        ">",
+    ] {
+        siem.subscribe_refused("integrator siem", subject).await;
+    }
+    siem.subscribe_refused("integrator siem", &format!("_INBOX.{}.>", desk.public_key)).await;
 
     // Strangers: no credentials, or a key the configuration does not list.
     assert!(connect(&broker.url, None).await.is_err(), "an anonymous connection was accepted");

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 pub const CONFIG_ENV: &str = "AIRLOCK_CONFIG";
 
 /// Every key of the file: the variable it stands for, and what it sets.
-pub const KEYS: [(&str, &str, &str); 34] = [
+pub const KEYS: [(&str, &str, &str); 39] = [
     ("data_dir", "AIRLOCK_DATA_DIR", "the data directory (projection, embedded store, key file)"),
     ("nats_url", "AIRLOCK_NATS_URL", "NATS server(s), comma-separated: nats://host:4222"),
     ("nats_nkey", "AIRLOCK_NATS_NKEY", "the nkey seed file to connect to NATS with (`airlock nats-config`)"),
@@ -50,6 +50,15 @@ pub const KEYS: [(&str, &str, &str); 34] = [
     ("sms_url", "AIRLOCK_SMS_URL", "the SMS provider endpoint text messages to phones are posted to"),
     ("sms_secrets", "AIRLOCK_SMS_SECRETS", "the file of secrets the SMS provider's requests are signed with"),
     ("sms_outbox", "AIRLOCK_SMS_OUTBOX", "true: keep text messages in the embedded outbox (trying airlock out)"),
+    ("webhook", "AIRLOCK_WEBHOOK", "endpoints every case and alert event is posted to, comma-separated"),
+    (
+        "webhook_secrets",
+        "AIRLOCK_WEBHOOK_SECRETS",
+        "the secrets file(s) webhooks are signed with, one or one per endpoint",
+    ),
+    ("webhook_attempts", "AIRLOCK_WEBHOOK_ATTEMPTS", "attempts per event and endpoint before a dead letter (1 to 100)"),
+    ("webhook_backoff_max", "AIRLOCK_WEBHOOK_BACKOFF_MAX", "the longest pause between two webhook attempts"),
+    ("webhook_timeout", "AIRLOCK_WEBHOOK_TIMEOUT", "how long one webhook attempt may take"),
 ];
 
 /// The file as written. Unknown keys are an error: a misspelt key must not silently fall back to a default.
@@ -90,6 +99,11 @@ pub struct ConfigFile {
     pub sms_url: Option<String>,
     pub sms_secrets: Option<PathBuf>,
     pub sms_outbox: Option<bool>,
+    pub webhook: Option<String>,
+    pub webhook_secrets: Option<String>,
+    pub webhook_attempts: Option<u64>,
+    pub webhook_backoff_max: Option<String>,
+    pub webhook_timeout: Option<String>,
 }
 
 impl ConfigFile {
@@ -132,6 +146,11 @@ impl ConfigFile {
             self.sms_url.clone(),
             path(&self.sms_secrets),
             self.sms_outbox.map(|outbox| outbox.to_string()),
+            self.webhook.clone(),
+            self.webhook_secrets.clone(),
+            number(&self.webhook_attempts),
+            self.webhook_backoff_max.clone(),
+            self.webhook_timeout.clone(),
         ];
         KEYS.iter().zip(values).filter_map(|((_, env, _), value)| value.map(|value| (*env, value))).collect()
     }
@@ -237,6 +256,25 @@ struct Channel {
 }
 
 /// A URL with the password of its user part replaced by `***`.
+/// A setting as shown: every URL's password masked and, where a query can only be a mistake that holds a token (the
+/// endpoints airlock signs its requests to, the directory, the identity provider), the query too. The SMTP URL keeps
+/// its query (its options, such as from=).
+fn masked_setting(env: &str, value: &str) -> String {
+    let query_is_secret =
+        ["AIRLOCK_WEBHOOK", "AIRLOCK_SMS_URL", "AIRLOCK_DIRECTORY_URL", "AIRLOCK_OIDC_ISSUER"].contains(&env);
+    value
+        .split(',')
+        .map(|item| {
+            let shown = masked(item);
+            match shown.split_once(['?', '#']) {
+                Some((before, _)) if query_is_secret => format!("{before}?***"),
+                _ => shown,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn masked(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
@@ -284,6 +322,16 @@ fn check_value(env: &'static str, value: &str) -> Option<String> {
             crate::directory::http::Secret::load_file(Path::new(value)).err()
         }
         "AIRLOCK_SMS_URL" => crate::notify::sms::provider_url(value).err(),
+        "AIRLOCK_WEBHOOK" => {
+            value.split(',').find_map(|url| crate::outward::webhook::Endpoint::new(url.trim(), Vec::new()).err())
+        }
+        "AIRLOCK_WEBHOOK_SECRETS" => {
+            value.split(',').find_map(|file| crate::directory::http::Secret::load_file(Path::new(file.trim())).err())
+        }
+        "AIRLOCK_WEBHOOK_ATTEMPTS" => match value.parse::<u64>() {
+            Ok(1..=100) => None,
+            Ok(_) | Err(_) => Some(format!("{value:?} is not a number of attempts from 1 to 100")),
+        },
         "AIRLOCK_SMS_OUTBOX" => {
             (!["true", "false"].contains(&value)).then(|| format!("{value:?} is not true or false"))
         }
@@ -293,10 +341,12 @@ fn check_value(env: &'static str, value: &str) -> Option<String> {
         "AIRLOCK_LOG_FORMAT" => {
             (!["text", "json"].contains(&value)).then(|| format!("{value:?} is not a log format: text or json"))
         }
-        "AIRLOCK_TICK" | "AIRLOCK_DIRECTORY_SYNC" => match humantime::parse_duration(value) {
-            Ok(tick) if !tick.is_zero() => None,
-            Ok(_) | Err(_) => Some(format!("{value:?} is not a duration such as 1s or 500ms")),
-        },
+        "AIRLOCK_TICK" | "AIRLOCK_DIRECTORY_SYNC" | "AIRLOCK_WEBHOOK_BACKOFF_MAX" | "AIRLOCK_WEBHOOK_TIMEOUT" => {
+            match humantime::parse_duration(value) {
+                Ok(tick) if !tick.is_zero() => None,
+                Ok(_) | Err(_) => Some(format!("{value:?} is not a duration such as 1s or 500ms")),
+            }
+        }
         "AIRLOCK_DATA_DIR" => {
             let path = Path::new(value);
             let existing = path.ancestors().find(|ancestor| ancestor.exists() || ancestor.as_os_str().is_empty());
@@ -358,7 +408,7 @@ pub fn run(args: ConfigArgs, file: Option<PathBuf>) -> u8 {
                     .to_string(),
             });
         }
-        settings.push(Setting { key, env, value: value.map(|value| masked(&value)), source });
+        settings.push(Setting { key, env, value: value.map(|value| masked_setting(env, &value)), source });
     }
     let effective =
         |env: &str| settings.iter().find(|setting| setting.env == env).and_then(|setting| setting.value.clone());
@@ -372,6 +422,19 @@ pub fn run(args: ConfigArgs, file: Option<PathBuf>) -> u8 {
     };
     if let Some(problem) = sms_problem {
         problems.push(Problem { key: "sms_url".to_string(), problem: problem.to_string() });
+    }
+    let count = |env: &str| effective(env).map_or(0, |value| value.split(',').count());
+    let webhook_problem = match (count("AIRLOCK_WEBHOOK"), count("AIRLOCK_WEBHOOK_SECRETS")) {
+        (0, 0) => None,
+        (_, 0) => Some("webhook needs webhook_secrets: the file of secrets its requests are signed with".to_string()),
+        (0, _) => Some("webhook_secrets goes with webhook".to_string()),
+        (endpoints, files) if files != 1 && files != endpoints => Some(format!(
+            "{endpoints} webhook endpoints and {files} webhook_secrets files: one for all, or one per endpoint"
+        )),
+        _ => None,
+    };
+    if let Some(problem) = webhook_problem {
+        problems.push(Problem { key: "webhook".to_string(), problem });
     }
     let channels = vec![
         Channel {
