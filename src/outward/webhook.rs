@@ -29,7 +29,8 @@ pub struct Retry {
     pub timeout: Duration,
 }
 
-/// Attempts per document by default: with the default pauses, about 35 minutes of trying before a dead letter.
+/// Attempts per document by default: with the default pauses (17 minutes without jitter, up to twice that with it),
+/// 17 to 35 minutes of trying before a dead letter.
 pub const ATTEMPTS_DEFAULT: usize = 12;
 pub const BACKOFF_MAX_DEFAULT: Duration = Duration::from_secs(600);
 pub const TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
