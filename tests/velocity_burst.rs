@@ -367,6 +367,33 @@ fn a_campaign_across_two_processes_raises_one_alert_per_indicator_with_every_cas
             shown["case_ids"].as_array().unwrap().iter().map(|id| id.as_str().unwrap().to_string()).collect();
         assert_eq!(ids, campaign, "{}: not every case, or another's", alert["check"]);
     }
+    // The alerts and the cases went out on NATS too (issue 20, item 2), each once however many processes publish:
+    // the domain alert's documents name every case, the requests' documents show each new address masked only.
+    let documents = |subject: &str, count: usize| -> Vec<Value> {
+        let messages = runtime.block_on(common::read_all(&client, "AIRLOCK_NOTIFY", subject, count));
+        messages.iter().map(|message| serde_json::from_slice(&message.payload).unwrap()).collect()
+    };
+    let domain_id = domain_alert["alert_id"].clone();
+    let wait_alert_cases = || {
+        let mut cases = std::collections::BTreeSet::new();
+        for document in documents("airlock.notify.alert.>", 1) {
+            if document["data"]["alert_id"] == domain_id {
+                for case in document["data"]["cases"].as_array().into_iter().flatten() {
+                    cases.insert(case.as_str().unwrap().to_string());
+                }
+            }
+        }
+        cases
+    };
+    wait_for(|| wait_alert_cases() == campaign, "the domain alert's documents to name every case");
+    let requested = documents("airlock.notify.case.*.recovery_requested", CAMPAIGN);
+    assert_eq!(requested.len(), CAMPAIGN, "each request published once");
+    assert!(requested.iter().all(|document| {
+        let masked = document["data"]["new_destination"]["masked"].as_str().unwrap_or_default();
+        masked.starts_with("d***@") && masked.ends_with("attacker.example")
+    }));
+    let published = serde_json::to_string(&requested).unwrap();
+    assert!(!published.contains("drop1@") && !published.contains(&campaign_summary(1)), "{published}");
 
     // After the alert: the same words for another account, naming an address elsewhere from a new network and desk,
     // go to people because of the wording alert; a new address at the domain names the domain alert.
