@@ -385,6 +385,8 @@ fn config_check_names_every_webhook_setting_serve_would_refuse() {
         assert!(problems.contains(expected), "{expected}: {report}");
     }
     assert!(!stdout(&output).contains("s3cr3t"), "a token was shown: {report}");
+    let shown = report["settings"].as_array().unwrap().iter().find(|setting| setting["key"] == "webhook").unwrap();
+    assert_eq!(shown["value"], "http://siem.example/***,https://tickets.example/***", "origins only: {shown}");
 
     let secrets = scratch.path().join("secrets");
     std::fs::write(&secrets, format!("whsec_{}\n", "A".repeat(40))).unwrap();
@@ -401,6 +403,18 @@ fn config_check_names_every_webhook_setting_serve_would_refuse() {
     let output = run(&["config", "check", "--config", file.to_str().unwrap(), "--json"], &[]);
     let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert!(report["problems"].to_string().contains("3 webhook endpoints and 2 webhook_secrets files"), "{report}");
+    std::fs::write(
+        &file,
+        format!(
+            "webhook = \"https://a.example/hook,https://a.example/hook\"\nwebhook_secrets = \"{secrets}\"\n\
+             webhook_timeout = \"1h\"\n"
+        ),
+    )
+    .unwrap();
+    let output = run(&["config", "check", "--config", file.to_str().unwrap(), "--json"], &[]);
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let problems = report["problems"].to_string();
+    assert!(problems.contains("https://a.example is given twice") && problems.contains("at most 5m"), "{report}");
     std::fs::write(&file, format!("webhook = \"https://a.example/hook\"\nwebhook_secrets = \"{secrets}\"\n")).unwrap();
     let output = run(&["config", "check", "--config", file.to_str().unwrap(), "--json"], &[]);
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));

@@ -1,6 +1,7 @@
 //! Case events out (issue 20, item 2; ADR 27): signed webhooks to a real HTTP receiver written in Python that verifies
 //! every request with the Standard Webhooks reference library (tests/receivers/webhook_receiver.py), in NATS mode and
-//! in the embedded store; and the public stream `AIRLOCK_NOTIFY`.
+//! in the embedded store. The stream `AIRLOCK_NOTIFY` is read by an integrator in tests/nats_permissions.rs and with
+//! two publishing processes in tests/velocity_burst.rs.
 
 mod common;
 
@@ -167,9 +168,9 @@ async fn every_event_reaches_the_webhook_in_case_order_across_a_crash_and_a_rece
     let mut harness = Harness::new();
     let (secret, secrets) = secrets_file(harness.scratch.path());
     let receiver = Receiver::start(harness.scratch.path(), &secret);
-    let accounts: Vec<Value> = (0..10).map(|index| email_account(&format!("acct-{index}"))).collect();
+    let accounts: Vec<Value> = (0..11).map(|index| email_account(&format!("acct-{index}"))).collect();
     common::import_accounts(&harness.data(), Value::Array(accounts));
-    let options = [
+    let mut options = vec![
         "--webhook",
         &receiver.url,
         "--webhook-secrets",
@@ -208,14 +209,14 @@ async fn every_event_reaches_the_webhook_in_case_order_across_a_crash_and_a_rece
     }
     let answer = prove(&client, &data, &case_ids[5]).await;
     assert_eq!(answer["status"], "cooling_off", "{answer}");
+    common::wait_for(
+        || receiver.attempts().iter().filter(|attempt| attempt["status"] == 503).count() >= 3,
+        "airlock to try the receiver again while it is down",
+    );
     let delivered_while_down = by_case(&receiver.taken()).0;
     assert!(
         case_ids[5..].iter().all(|case_id| !delivered_while_down.contains_key(case_id)),
         "the receiver took nothing while it was down, yet every request was answered"
-    );
-    common::wait_for(
-        || receiver.attempts().iter().filter(|attempt| attempt["status"] == 503).count() >= 3,
-        "airlock to try the receiver again while it is down",
     );
 
     // airlock dies in the middle of it; the receiver comes back; a new process goes on from the log.
@@ -294,6 +295,24 @@ async fn every_event_reaches_the_webhook_in_case_order_across_a_crash_and_a_rece
     assert_eq!(stale.status(), 401, "a request signed ten minutes ago is refused");
     let log = harness.serve_log();
     assert!(!log.contains(&secret), "the signing secret is in the log");
+
+    // An endpoint that keeps redirecting: after the last attempt each event is a dead letter in the dead-letter stream,
+    // with the reason and the attempts, never the document.
+    assert!(harness.stop_serve().success());
+    receiver.set_mode("redirect");
+    options[5] = "2";
+    harness.start_serve(&options, &[]);
+    let answer = request(&client, "redirected-1", "acct-10").await;
+    let redirected = answer["case_id"].as_str().unwrap().to_string();
+    let letters = common::read_all(&client, "AIRLOCK_DEADLETTER", "airlock.deadletter.webhook.>", 2).await;
+    let letters: Vec<Value> = letters.iter().map(|letter| serde_json::from_slice(&letter.payload).unwrap()).collect();
+    assert_eq!(letters.len(), 2, "the case's two events given up: {letters:#?}");
+    for letter in &letters {
+        assert_eq!(letter["case_id"], redirected.as_str(), "{letter}");
+        assert_eq!(letter["attempts"], 2, "{letter}");
+        assert!(letter["reason"].as_str().unwrap().contains("redirected (302 Found)"), "{letter}");
+    }
+    assert!(!serde_json::to_string(&letters).unwrap().contains("acct-10"), "a dead letter holds the document");
     harness.stop_serve();
 }
 

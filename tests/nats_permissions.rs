@@ -156,7 +156,7 @@ fn deployment(directory: &Path, accounts: Value) -> (Broker, ServeProcess, PathB
         &broker.url,
         &data,
         &directory.join("serve.log"),
-        &["--nats-nkey", airlock_seed.to_str().unwrap()],
+        &["--nats-nkey", airlock_seed.to_str().unwrap(), "--integrator", "siem"],
         &[],
     );
     (broker, serve, data)
@@ -354,8 +354,8 @@ async fn the_broker_refuses_every_subject_but_the_actors_own() {
     }
 
     // The integrator (issue 20, item 2), with a client nobody here wrote (nats-py), reads the case's redacted events
-    // through its own durable consumer of AIRLOCK_NOTIFY: on their public subjects, with their ids, without a code,
-    // an address or the summary.
+    // through its own durable consumer of AIRLOCK_NOTIFY, which serve --integrator created: in case order, on their
+    // public subjects, with their ids, without a code, an address or the summary.
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/nats/integrator.py");
     let integrator_seed = broker.seeds.join("integrator.siem.nk");
     let output = Command::new("python3")
@@ -367,6 +367,9 @@ async fn the_broker_refuses_every_subject_but_the_actors_own() {
     let ours: Vec<&Value> = events.iter().filter(|event| event["document"]["data"]["case_id"] == case_id).collect();
     let types: Vec<&str> = ours.iter().map(|event| event["type"].as_str().unwrap()).collect();
     assert_eq!(types[..2], ["case.recovery_requested", "case.challenge_issued"], "{events:#?}");
+    let versions: Vec<u64> =
+        ours.iter().map(|event| event["document"]["data"]["case_version"].as_u64().unwrap()).collect();
+    assert_eq!(versions, (1..=versions.len() as u64).collect::<Vec<_>>(), "in case order, each once: {events:#?}");
     for event in &ours {
         let kind = event["type"].as_str().unwrap().trim_start_matches("case.");
         assert_eq!(event["subject"], format!("airlock.notify.case.{case_id}.{kind}"), "{event}");
@@ -384,6 +387,12 @@ async fn the_broker_refuses_every_subject_but_the_actors_own() {
         "airlock.query.intake.desk".to_string(),
         "airlock.deadletter.unknown".to_string(),
         "$KV.AIRLOCK_LEDGERS.account.acct-1".to_string(),
+        // Not even its own consumer may it create (or replace): a push consumer's deliver subject is not checked
+        // against its permissions, so it could have the server write the stream into the log or the intake.
+        "$JS.API.CONSUMER.CREATE.AIRLOCK_NOTIFY.integrator-siem".to_string(),
+        "$JS.API.CONSUMER.CREATE.AIRLOCK_NOTIFY.integrator-siem.airlock.notify.>".to_string(),
+        "$JS.API.CONSUMER.DURABLE.CREATE.AIRLOCK_NOTIFY.integrator-siem".to_string(),
+        "$JS.API.CONSUMER.DELETE.AIRLOCK_NOTIFY.integrator-siem".to_string(),
         "$JS.API.CONSUMER.CREATE.AIRLOCK_NOTIFY.integrator-other".to_string(),
         "$JS.API.CONSUMER.CREATE.AIRLOCK_NOTIFY".to_string(),
         "$JS.API.CONSUMER.MSG.NEXT.AIRLOCK_NOTIFY.integrator-other".to_string(),
@@ -831,7 +840,7 @@ async fn an_operator_holds_due_changes_releases_them_and_rolls_them_back() {
         url,
         &data,
         &directory.path().join("serve-later.log"),
-        &["--nats-nkey", airlock_seed.to_str().unwrap()],
+        &["--nats-nkey", airlock_seed.to_str().unwrap(), "--integrator", "siem"],
         &[("AIRLOCK_CLOCK_AHEAD", "80h")],
     );
     for case_id in &cases {

@@ -392,6 +392,14 @@ fn a_campaign_across_two_processes_raises_one_alert_per_indicator_with_every_cas
         let masked = document["data"]["new_destination"]["masked"].as_str().unwrap_or_default();
         masked.starts_with("d***@") && masked.ends_with("attacker.example")
     }));
+    // In case order on the stream, although two processes publish.
+    let mut last_version: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for document in documents("airlock.notify.case.>", CAMPAIGN) {
+        let case_id = document["data"]["case_id"].as_str().unwrap().to_string();
+        let version = document["data"]["case_version"].as_u64().unwrap();
+        let before = last_version.insert(case_id.clone(), version).unwrap_or(0);
+        assert_eq!(version, before + 1, "case {case_id}: version {version} after {before} on AIRLOCK_NOTIFY");
+    }
     let published = serde_json::to_string(&requested).unwrap();
     assert!(!published.contains("drop1@") && !published.contains(&campaign_summary(1)), "{published}");
 

@@ -5,8 +5,9 @@ client (`pip install nats-py nkeys`).
 
 SEED_FILE is the integrator's nkey seed from `airlock nats-config --integrator INTEGRATOR_ID`
 (seeds/integrator.INTEGRATOR_ID.nk). The broker lets this key read the stream AIRLOCK_NOTIFY through its own durable
-consumer, `integrator-INTEGRATOR_ID`, and nothing else; the client must name the stream (it may not list streams)
-and use its private inbox, `_INBOX.<its public key>`. It reads until it has COUNT events (or 30 s pass without a new
+consumer, `integrator-INTEGRATOR_ID`, which `airlock serve --integrator INTEGRATOR_ID` creates, and nothing else: it
+binds to that consumer (it may not create one, nor list streams) and uses its private inbox, `_INBOX.<its public
+key>`. It reads until it has COUNT events (or 30 s pass without a new
 one), acknowledges each, and prints them as one JSON array of {subject, id, type, document}: `id` is the Nats-Msg-Id,
 the same as the webhook-id of the event, for deduplication. tests/nats_permissions.rs runs it.
 """
@@ -28,9 +29,8 @@ async def main(url, seed_file, integrator, count):
     events = []
     try:
         jetstream = connection.jetstream()
-        subscription = await jetstream.pull_subscribe(
-            "airlock.notify.>", durable=f"integrator-{integrator}", stream="AIRLOCK_NOTIFY"
-        )
+        # The consumer exists (airlock serve --integrator INTEGRATOR_ID creates it); this key may not create one.
+        subscription = await jetstream.pull_subscribe_bind(durable=f"integrator-{integrator}", stream="AIRLOCK_NOTIFY")
         while len(events) < int(count):
             try:
                 messages = await subscription.fetch(batch=50, timeout=30)

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 pub const CONFIG_ENV: &str = "AIRLOCK_CONFIG";
 
 /// Every key of the file: the variable it stands for, and what it sets.
-pub const KEYS: [(&str, &str, &str); 39] = [
+pub const KEYS: [(&str, &str, &str); 40] = [
     ("data_dir", "AIRLOCK_DATA_DIR", "the data directory (projection, embedded store, key file)"),
     ("nats_url", "AIRLOCK_NATS_URL", "NATS server(s), comma-separated: nats://host:4222"),
     ("nats_nkey", "AIRLOCK_NATS_NKEY", "the nkey seed file to connect to NATS with (`airlock nats-config`)"),
@@ -59,6 +59,11 @@ pub const KEYS: [(&str, &str, &str); 39] = [
     ("webhook_attempts", "AIRLOCK_WEBHOOK_ATTEMPTS", "attempts per event and endpoint before a dead letter (1 to 100)"),
     ("webhook_backoff_max", "AIRLOCK_WEBHOOK_BACKOFF_MAX", "the longest pause between two webhook attempts"),
     ("webhook_timeout", "AIRLOCK_WEBHOOK_TIMEOUT", "how long one webhook attempt may take"),
+    (
+        "integrator",
+        "AIRLOCK_INTEGRATOR",
+        "integrators whose consumers of AIRLOCK_NOTIFY airlock creates, comma-separated",
+    ),
 ];
 
 /// The file as written. Unknown keys are an error: a misspelt key must not silently fall back to a default.
@@ -104,6 +109,7 @@ pub struct ConfigFile {
     pub webhook_attempts: Option<u64>,
     pub webhook_backoff_max: Option<String>,
     pub webhook_timeout: Option<String>,
+    pub integrator: Option<String>,
 }
 
 impl ConfigFile {
@@ -151,6 +157,7 @@ impl ConfigFile {
             number(&self.webhook_attempts),
             self.webhook_backoff_max.clone(),
             self.webhook_timeout.clone(),
+            self.integrator.clone(),
         ];
         KEYS.iter().zip(values).filter_map(|((_, env, _), value)| value.map(|value| (*env, value))).collect()
     }
@@ -255,26 +262,34 @@ struct Channel {
     channel: String,
 }
 
-/// A URL with the password of its user part replaced by `***`.
 /// A setting as shown: every URL's password masked and, where a query can only be a mistake that holds a token (the
-/// endpoints airlock signs its requests to, the directory, the identity provider), the query too. The SMTP URL keeps
-/// its query (its options, such as from=).
+/// endpoints airlock signs its requests to, the directory, the identity provider), the query too; the endpoints
+/// airlock posts to (webhooks, the SMS provider) show their origin only, since a receiver's path often holds a token.
+/// The SMTP URL keeps its query (its options, such as from=).
 fn masked_setting(env: &str, value: &str) -> String {
     let query_is_secret =
         ["AIRLOCK_WEBHOOK", "AIRLOCK_SMS_URL", "AIRLOCK_DIRECTORY_URL", "AIRLOCK_OIDC_ISSUER"].contains(&env);
+    let origin_only = ["AIRLOCK_WEBHOOK", "AIRLOCK_SMS_URL"].contains(&env);
     value
         .split(',')
         .map(|item| {
             let shown = masked(item);
-            match shown.split_once(['?', '#']) {
-                Some((before, _)) if query_is_secret => format!("{before}?***"),
-                _ => shown,
+            match url::Url::parse(item.trim()) {
+                Ok(url) if origin_only && url.has_host() => {
+                    let rest = if url.path() == "/" && url.query().is_none() { "" } else { "/***" };
+                    format!("{}{rest}", url.origin().ascii_serialization())
+                }
+                _ => match shown.split_once(['?', '#']) {
+                    Some((before, _)) if query_is_secret => format!("{before}?***"),
+                    _ => shown,
+                },
             }
         })
         .collect::<Vec<_>>()
         .join(",")
 }
 
+/// A URL with the password of its user part replaced by `***`.
 fn masked(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
@@ -328,8 +343,12 @@ fn check_value(env: &'static str, value: &str) -> Option<String> {
         "AIRLOCK_WEBHOOK_SECRETS" => {
             value.split(',').find_map(|file| crate::directory::http::Secret::load_file(Path::new(file.trim())).err())
         }
-        "AIRLOCK_WEBHOOK_ATTEMPTS" => match value.parse::<u64>() {
-            Ok(1..=100) => None,
+        "AIRLOCK_INTEGRATOR" => value.split(',').map(str::trim).find_map(|id| {
+            (!crate::intake::subjects::actor_token_valid(id))
+                .then(|| format!("{id:?} is not an integrator id (1 to 64 of A-Z a-z 0-9 - _)"))
+        }),
+        "AIRLOCK_WEBHOOK_ATTEMPTS" => match value.parse::<usize>() {
+            Ok(attempts) if (1..=crate::outward::webhook::ATTEMPTS_MAX).contains(&attempts) => None,
             Ok(_) | Err(_) => Some(format!("{value:?} is not a number of attempts from 1 to 100")),
         },
         "AIRLOCK_SMS_OUTBOX" => {
@@ -341,12 +360,25 @@ fn check_value(env: &'static str, value: &str) -> Option<String> {
         "AIRLOCK_LOG_FORMAT" => {
             (!["text", "json"].contains(&value)).then(|| format!("{value:?} is not a log format: text or json"))
         }
-        "AIRLOCK_TICK" | "AIRLOCK_DIRECTORY_SYNC" | "AIRLOCK_WEBHOOK_BACKOFF_MAX" | "AIRLOCK_WEBHOOK_TIMEOUT" => {
+        "AIRLOCK_WEBHOOK_TIMEOUT" | "AIRLOCK_WEBHOOK_BACKOFF_MAX" => {
+            let longest = if env == "AIRLOCK_WEBHOOK_TIMEOUT" {
+                crate::outward::webhook::TIMEOUT_MAX
+            } else {
+                crate::outward::webhook::BACKOFF_MAX_MAX
+            };
             match humantime::parse_duration(value) {
-                Ok(tick) if !tick.is_zero() => None,
-                Ok(_) | Err(_) => Some(format!("{value:?} is not a duration such as 1s or 500ms")),
+                Ok(duration) if !duration.is_zero() && duration <= longest => None,
+                Ok(_) => Some(format!(
+                    "{value:?} is not longer than zero and at most {}",
+                    humantime::format_duration(longest)
+                )),
+                Err(_) => Some(format!("{value:?} is not a duration such as 1s or 500ms")),
             }
         }
+        "AIRLOCK_TICK" | "AIRLOCK_DIRECTORY_SYNC" => match humantime::parse_duration(value) {
+            Ok(tick) if !tick.is_zero() => None,
+            Ok(_) | Err(_) => Some(format!("{value:?} is not a duration such as 1s or 500ms")),
+        },
         "AIRLOCK_DATA_DIR" => {
             let path = Path::new(value);
             let existing = path.ancestors().find(|ancestor| ancestor.exists() || ancestor.as_os_str().is_empty());
@@ -433,6 +465,15 @@ pub fn run(args: ConfigArgs, file: Option<PathBuf>) -> u8 {
         )),
         _ => None,
     };
+    let webhook_problem = webhook_problem.or_else(|| {
+        let urls: Vec<String> = effective("AIRLOCK_WEBHOOK")?
+            .split(',')
+            .filter_map(|url| url::Url::parse(url.trim()).ok().map(|url| url.to_string()))
+            .collect();
+        let twice = urls.iter().enumerate().find(|(index, url)| urls[..*index].contains(url))?;
+        let shown = url::Url::parse(twice.1).map(|url| url.origin().ascii_serialization()).unwrap_or_default();
+        Some(format!("the webhook endpoint {shown} is given twice"))
+    });
     if let Some(problem) = webhook_problem {
         problems.push(Problem { key: "webhook".to_string(), problem });
     }

@@ -33,7 +33,8 @@ pub struct NatsConfigArgs {
     #[arg(long, value_name = "ID")]
     pub operator: Vec<String>,
     /// A system of the company's (a SIEM, a ticketing back end) that may read the redacted case and alert events of
-    /// the stream AIRLOCK_NOTIFY through its own durable consumer, integrator-ID, and nothing else (repeatable).
+    /// the stream AIRLOCK_NOTIFY through its own durable consumer, integrator-ID, and nothing else (repeatable); give
+    /// `airlock serve --integrator ID` too, which creates that consumer.
     #[arg(long, value_name = "ID")]
     pub integrator: Vec<String>,
     /// The address nats-server listens on for clients.
@@ -83,8 +84,8 @@ pub fn run(args: NatsConfigArgs) -> u8 {
         }
     }
     for (index, id) in args.integrator.iter().enumerate() {
-        if !actor_token_valid(id) {
-            eprintln!("error: --integrator {id:?}: an integrator id is 1 to 64 of A-Z a-z 0-9 - _");
+        if !actor_token_valid(id) || id == "airlock" {
+            eprintln!("error: --integrator {id:?}: an integrator id is 1 to 64 of A-Z a-z 0-9 - _, and not airlock");
             return exit::USAGE;
         }
         if args.integrator[..index].contains(id) {

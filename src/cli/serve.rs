@@ -83,6 +83,10 @@ pub struct ServeArgs {
     /// How long one attempt may take before it counts as failed.
     #[arg(long, env = "AIRLOCK_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub webhook_timeout: Duration,
+    /// With --nats: create the consumer of the stream AIRLOCK_NOTIFY that the key of `airlock nats-config
+    /// --integrator ID` reads (its key may read it and nothing else, nor create one). Repeatable, or comma-separated.
+    #[arg(long, env = "AIRLOCK_INTEGRATOR", value_delimiter = ',', value_name = "ID")]
+    pub integrator: Vec<String>,
     /// Serve /healthz, /readyz and /metrics on this address (for example 127.0.0.1:9090), a private one: the owners'
     /// page (--http) faces the internet and serves only /healthz.
     #[arg(long, env = "AIRLOCK_METRICS")]
@@ -326,9 +330,16 @@ fn config(args: ServeArgs) -> anyhow::Result<Config> {
         (Some(_), Some(_), true) => anyhow::bail!("--sms-url and --sms-outbox: choose one"),
     };
     let (webhooks, webhook_retry) = webhooks(&args)?;
+    if !args.integrator.is_empty() && args.nats.is_none() {
+        anyhow::bail!("--integrator needs --nats: integrators read the events from the NATS stream AIRLOCK_NOTIFY");
+    }
+    if let Some(id) = args.integrator.iter().find(|id| !crate::intake::subjects::actor_token_valid(id)) {
+        anyhow::bail!("--integrator {id:?}: an integrator id is 1 to 64 of A-Z a-z 0-9 - _");
+    }
     Ok(Config {
         webhooks,
         webhook_retry,
+        integrators: args.integrator,
         campaigns,
         sms,
         directory_sync: args.directory_sync,
@@ -356,15 +367,7 @@ fn webhooks(
     use crate::outward::webhook::{Endpoint, Retry};
     let retry =
         Retry { attempts: args.webhook_attempts, backoff_max: args.webhook_backoff_max, timeout: args.webhook_timeout };
-    if !(1..=100).contains(&retry.attempts) {
-        anyhow::bail!("--webhook-attempts is 1 to 100");
-    }
-    if retry.timeout.is_zero() || retry.timeout > Duration::from_secs(300) {
-        anyhow::bail!("--webhook-timeout is longer than zero and at most 5 minutes");
-    }
-    if retry.backoff_max.is_zero() || retry.backoff_max > Duration::from_secs(24 * 3600) {
-        anyhow::bail!("--webhook-backoff-max is longer than zero and at most a day");
-    }
+    retry.check().map_err(|error| anyhow::anyhow!("{error}"))?;
     let files = &args.webhook_secrets;
     match (args.webhook.len(), files.len()) {
         (0, 0) => return Ok((Vec::new(), retry)),

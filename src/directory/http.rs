@@ -173,7 +173,6 @@ pub fn adapter_url(url: &str) -> Result<url::Url, String> {
     }
 }
 
-/// Whether `url` names a loopback address (or `localhost`), where plain `http://` is allowed.
 /// An endpoint airlock posts signed requests to (the SMS provider, a webhook receiver), checked: `https://`, or
 /// `http://` to a loopback address only, without a user, password, query or fragment (a token there would show in
 /// logs; airlock signs its requests with `secrets_flag` instead). The error names the rule and `flag`, never the URL.
@@ -195,6 +194,7 @@ pub fn signed_endpoint_url(flag: &str, secrets_flag: &str, url: &str) -> Result<
     }
 }
 
+/// Whether `url` names a loopback address (or `localhost`), where plain `http://` is allowed.
 pub(crate) fn loopback(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(address)) => address.is_loopback(),

@@ -166,8 +166,8 @@ pub fn actor_permissions(role: Role, id: &str, public_key: &str) -> Permissions 
 }
 
 /// An integrator's user (a SIEM, a ticketing system: issue 20, item 2): reads the redacted case and alert events of
-/// `AIRLOCK_NOTIFY` through its own durable consumer (`integrator-<id>`: created, read, acknowledged and deleted by it
-/// alone), or live on their public subjects; nothing else. It may not publish to any subject airlock reads, nor
+/// `AIRLOCK_NOTIFY` through its own durable consumer (`integrator-<id>`, which `serve --integrator` creates: read and
+/// acknowledged by it alone), or live on their public subjects; nothing else. It may not publish to any subject airlock reads, nor
 /// reach another stream or another consumer.
 pub fn integrator_permissions(id: &str, public_key: &str) -> Permissions {
     let consumer = integrator_consumer(id);
@@ -178,12 +178,10 @@ pub fn integrator_permissions(id: &str, public_key: &str) -> Permissions {
         publish_allow: vec![
             "$JS.API.INFO".to_string(),
             format!("$JS.API.STREAM.INFO.{stream}"),
-            // Creating its consumer: the subject forms of current and older clients, for its own name only.
-            format!("$JS.API.CONSUMER.CREATE.{stream}.{consumer}"),
-            format!("$JS.API.CONSUMER.CREATE.{stream}.{consumer}.>"),
-            format!("$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{consumer}"),
+            // Its consumer, which airlock creates (`serve --integrator`): never a consumer of its own making, whose
+            // configuration could deliver to any subject (the broker does not check a deliver subject against the
+            // creator's permissions).
             format!("$JS.API.CONSUMER.INFO.{stream}.{consumer}"),
-            format!("$JS.API.CONSUMER.DELETE.{stream}.{consumer}"),
             format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
             format!("$JS.ACK.{stream}.{consumer}.>"),
         ],
@@ -197,6 +195,9 @@ pub fn integrator_permissions(id: &str, public_key: &str) -> Permissions {
             "$JS.API.STREAM.PURGE.>".to_string(),
             "$JS.API.STREAM.MSG.DELETE.>".to_string(),
             "$JS.API.STREAM.UPDATE.>".to_string(),
+            "$JS.API.CONSUMER.CREATE.>".to_string(),
+            "$JS.API.CONSUMER.DURABLE.CREATE.>".to_string(),
+            "$JS.API.CONSUMER.DELETE.>".to_string(),
         ],
         subscribe_allow: vec![format!("{}.>", inbox_prefix(public_key)), format!("{NOTIFY_PREFIX}.>")],
         allow_responses: false,

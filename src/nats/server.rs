@@ -53,6 +53,9 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
+/// How many ports `NatsServer::start` tries when the one it found free was taken before the server bound it.
+const PORT_ATTEMPTS_MAX: u32 = 5;
+
 /// A port that was free a moment ago (bind to port 0, read it, release it).
 pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -103,6 +106,24 @@ fn spawn(config_path: &Path, log_path: &Path) -> Result<Child, ServerError> {
 impl NatsServer {
     /// Starts a server with its store in `store_dir` and waits until it accepts connections.
     pub fn start(store_dir: &Path, options: &Options) -> Result<NatsServer, ServerError> {
+        if options.port.is_some() {
+            return Self::start_on(store_dir, options);
+        }
+        // A port found free may be taken by another process before the server binds it: then another is tried.
+        let mut attempts = 0;
+        loop {
+            match Self::start_on(store_dir, options) {
+                Err(ServerError::NotListening { log, .. })
+                    if log.contains("address already in use") && attempts < PORT_ATTEMPTS_MAX =>
+                {
+                    attempts += 1;
+                }
+                started => return started,
+            }
+        }
+    }
+
+    fn start_on(store_dir: &Path, options: &Options) -> Result<NatsServer, ServerError> {
         std::fs::create_dir_all(store_dir)?;
         let port = match options.port {
             Some(port) => port,

@@ -18,7 +18,7 @@ use crate::outward::{Outward, Statuses};
 use crate::service::Service;
 use async_nats::jetstream::{self, AckKind, consumer};
 use backon::BackoffBuilder;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,7 +30,7 @@ const ACK_WAIT: Duration = Duration::from_secs(15);
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 /// How long one pull waits for new commits before checking for shutdown.
 const PULL_EXPIRES: Duration = Duration::from_millis(500);
-/// Commits the publisher to `AIRLOCK_NOTIFY` takes at once.
+/// Commits the publisher to `AIRLOCK_NOTIFY` takes at once (a webhook takes one: `max_ack_pending` 1).
 pub const PUBLISH_BATCH: usize = 256;
 /// Commits the embedded feed reads at once.
 const EMBEDDED_BATCH: usize = 64;
@@ -76,22 +76,36 @@ impl Sink {
         }
     }
 
-    /// Delivers one document, or gives it up and records that; tries again for as long as the broker or the store
-    /// is unreachable. Cancel it to stop.
-    async fn send(&self, document: &Outward) {
+    /// The commits this sink's consumer still has after the ones in hand, as a gauge: a feed that falls behind, or
+    /// is stuck on an endpoint, shows here.
+    fn pending(&self, commits: u64) {
+        match self {
+            Sink::Notify(_) => metrics::gauge!("airlock_events_out_pending", "sink" => "notify").set(commits as f64),
+            Sink::Webhook(webhook, _) => metrics::gauge!("airlock_events_out_pending",
+                "sink" => webhook.endpoint().name(), "origin" => webhook.endpoint().shown())
+            .set(commits as f64),
+        }
+    }
+
+    /// Delivers documents in order, each delivered or given up and recorded so; tries again for as long as the
+    /// broker or the store is unreachable. Cancel it to stop.
+    async fn send_all(&self, documents: &[Outward]) {
         let mut pauses = infrastructure_pauses();
         match self {
             Sink::Notify(publisher) => {
-                while let Err(error) = publisher.publish(document).await {
-                    tracing::warn!(%error, event = %document.id, "events out: publishing failed; trying again");
+                while let Err(error) = publisher.publish_all(documents).await {
+                    tracing::warn!(%error, "events out: publishing failed; trying again");
                     tokio::time::sleep(pauses.next().unwrap_or(INFRASTRUCTURE_PAUSE_MAX)).await;
                 }
             }
             Sink::Webhook(webhook, dead_letters) => {
-                let Delivered::GaveUp(dead_letter) = webhook.deliver(document).await else { return };
-                while let Err(error) = dead_letters.record(&dead_letter).await {
-                    tracing::warn!(%error, event = %document.id, "webhook: the dead letter was not recorded; trying again");
-                    tokio::time::sleep(pauses.next().unwrap_or(INFRASTRUCTURE_PAUSE_MAX)).await;
+                for document in documents {
+                    let Delivered::GaveUp(dead_letter) = webhook.deliver(document).await else { continue };
+                    while let Err(error) = dead_letters.record(&dead_letter).await {
+                        tracing::warn!(%error, event = %document.id, "webhook: the dead letter was not recorded; \
+                            trying again");
+                        tokio::time::sleep(pauses.next().unwrap_or(INFRASTRUCTURE_PAUSE_MAX)).await;
+                    }
                 }
             }
         }
@@ -145,112 +159,181 @@ async fn documents_of<L: EventLog>(statuses: &mut Statuses, log: &L, entry: &Ent
     }
 }
 
-/// The feed's durable consumer of the log, created at the log's end the first time (a new sink gets the events from
-/// then on).
-async fn consumer(
+/// The priority group every process pulls a feed's consumer in: the server pins one of them and gives the commits to
+/// it alone, so that one process at a time sends, in log order.
+const PIN_GROUP: &str = "airlock";
+/// How long the pinned process may go without pulling before the server pins another. Longer than `ACK_WAIT`, so that
+/// the commits a dead process held are due again by the time another one takes over, and come first.
+const PIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A feed's durable consumer of the log, created at the log's end the first time (a new sink gets the events from
+/// then on). Called before intake starts, so that none of this run's events comes before it.
+pub async fn nats_consumer(
     events: &jetstream::stream::Stream,
     name: &str,
     in_flight: usize,
 ) -> Result<consumer::PullConsumer, String> {
     let config = consumer::pull::Config {
         durable_name: Some(name.to_string()),
-        ack_policy: consumer::AckPolicy::All,
+        ack_policy: consumer::AckPolicy::Explicit,
         ack_wait: ACK_WAIT,
         deliver_policy: consumer::DeliverPolicy::New,
         max_ack_pending: in_flight as i64,
+        priority_policy: consumer::PriorityPolicy::PinnedClient,
+        priority_groups: vec![PIN_GROUP.to_string()],
+        priority_timeout: PIN_TIMEOUT,
         description: Some("airlock's events out: documents to the company's systems, in log order".into()),
         ..Default::default()
     };
-    events.get_or_create_consumer(name, config).await.map_err(|error| format!("consumer {name}: {error}"))
+    events.get_or_create_consumer(name, config).await.map_err(|error| format!("the log's consumer {name}: {error}"))
 }
 
-/// The NATS-mode feed: takes up to `in_flight` commits at a time from the durable consumer `name` of the log, sends
-/// their documents to `sink`, and acknowledges them once every one was delivered or given up. Until `shutdown`; what
-/// is in hand then is handed back to the server (delivered again, by this process or another).
+/// Whether the connection has been down long enough that the server may have given the commits in hand to another
+/// process: then this one stops working on them (they are that process's now), so that an endpoint never gets an
+/// event after the ones that follow it.
+struct Partition {
+    since: Option<tokio::time::Instant>,
+}
+
+impl Partition {
+    fn lost(&mut self, client: &async_nats::Client) -> bool {
+        if client.connection_state() == async_nats::connection::State::Connected {
+            self.since = None;
+            return false;
+        }
+        let since = *self.since.get_or_insert_with(tokio::time::Instant::now);
+        since.elapsed() + PROGRESS_EVERY >= ACK_WAIT
+    }
+}
+
+/// How a batch in hand ended.
+enum Handled {
+    Done,
+    /// Shutdown: handed back to the server.
+    Stopped,
+    /// The connection was lost for too long: left to whichever process has them now.
+    Abandoned,
+}
+
+/// The NATS-mode feed: pulls `consumer` (`nats_consumer`) in its pinned group, up to `in_flight` commits at a time,
+/// sends their documents to `sink` in order, and acknowledges each commit once all its documents were delivered or
+/// given up. Until `shutdown`; what is in hand then is handed back to the server.
 pub async fn run_nats<L: EventLog>(
     service: Arc<Service<L>>,
-    events: jetstream::stream::Stream,
-    name: String,
+    client: async_nats::Client,
+    consumer: consumer::PullConsumer,
     in_flight: usize,
     sink: Sink,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
+    tracing::info!(sink = %sink.shown(), "events out started");
+    let mut statuses = Statuses::default();
     let mut pauses = infrastructure_pauses();
-    let consumer = loop {
-        match consumer(&events, &name, in_flight).await {
-            Ok(consumer) => break consumer,
+    'pulling: while !*shutdown.borrow() {
+        let pulled =
+            consumer.stream().group(PIN_GROUP).max_messages_per_batch(in_flight).expires(PULL_EXPIRES).messages().await;
+        let mut messages = match pulled {
+            Ok(messages) => messages,
             Err(error) => {
-                tracing::warn!(%error, "events out: cannot reach the log's consumer; trying again");
+                tracing::warn!(%error, sink = %sink.shown(), "events out: cannot pull the log; trying again");
                 tokio::select! {
-                    _ = tokio::time::sleep(pauses.next().unwrap_or(INFRASTRUCTURE_PAUSE_MAX)) => {}
-                    _ = shutdown.changed() => return Ok(()),
+                    _ = tokio::time::sleep(pauses.next().unwrap_or(INFRASTRUCTURE_PAUSE_MAX)) => continue,
+                    _ = shutdown.changed() => break,
                 }
             }
-        }
-    };
-    tracing::info!(sink = %sink.shown(), consumer = %name, "events out started");
-    let mut statuses = Statuses::default();
-    while !*shutdown.borrow() {
-        let pull = consumer.fetch().max_messages(in_flight).expires(PULL_EXPIRES).messages();
-        let mut messages = tokio::select! {
-            pulled = pull => match pulled {
-                Ok(messages) => messages,
-                Err(error) => {
-                    tracing::warn!(%error, "events out: pull failed; trying again");
-                    tokio::time::sleep(PULL_EXPIRES).await;
+        };
+        loop {
+            let first = tokio::select! {
+                next = messages.next() => next,
+                _ = shutdown.changed() => break 'pulling,
+            };
+            let first = match first {
+                Some(Ok(message)) => message,
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "events out: pull interrupted");
                     continue;
                 }
-            },
-            _ = shutdown.changed() => break,
-        };
-        let mut held = Vec::new();
-        while let Some(message) = messages.next().await {
-            let Ok(message) = message else { continue };
-            let Ok(info) = message.info() else { continue };
-            let sequence = info.stream_sequence;
-            match decode_commit(&message.payload) {
-                Ok(envelopes) => held.push((Entry { sequence, envelopes }, message)),
-                Err(error) => {
-                    tracing::error!(sequence, %error, "events out: a commit of the log does not decode; not sent");
-                    held.push((Entry { sequence, envelopes: Vec::new() }, message));
+                None => continue 'pulling,
+            };
+            let mut held = vec![first];
+            while held.len() < in_flight {
+                match messages.next().now_or_never() {
+                    Some(Some(Ok(message))) => held.push(message),
+                    _ => break,
                 }
             }
-        }
-        let Some((_, last)) = held.last() else { continue };
-        let work = async {
-            for (entry, _) in held.iter().filter(|(entry, _)| !entry.envelopes.is_empty()) {
-                for document in documents_of(&mut statuses, &service.log, entry).await.unwrap_or_default() {
-                    sink.send(&document).await;
-                }
+            if let Some(info) = held.last().and_then(|message| message.info().ok()) {
+                sink.pending(info.pending);
             }
-        };
-        tokio::pin!(work);
-        let mut progress = tokio::time::interval(PROGRESS_EVERY);
-        progress.tick().await;
-        let finished = loop {
-            tokio::select! {
-                () = &mut work => break true,
-                _ = progress.tick() => {
-                    for (_, message) in &held {
-                        let _ = message.ack_with(AckKind::Progress).await;
+            match handle(&service, &client, &mut statuses, &sink, &held, &mut shutdown).await {
+                Handled::Done => {
+                    for message in &held {
+                        if let Err(error) = message.ack().await {
+                            tracing::warn!(%error, "events out: acknowledgement not sent; the commit may come again");
+                        }
                     }
                 }
-                _ = shutdown.changed() => break false,
+                Handled::Stopped => {
+                    for message in &held {
+                        let _ = message.ack_with(AckKind::Nak(None)).await;
+                    }
+                    break 'pulling;
+                }
+                Handled::Abandoned => {
+                    tracing::warn!(sink = %sink.shown(), "events out: NATS was unreachable for too long; the commits in \
+                        hand are another process's now");
+                    continue 'pulling;
+                }
             }
-        };
-        if !finished {
-            // Handed back at once rather than after `ACK_WAIT`: another process (or this one, restarted) goes on.
-            for (_, message) in &held {
-                let _ = message.ack_with(AckKind::Nak(None)).await;
-            }
-            break;
-        }
-        // AckPolicy::All: the last acknowledges the batch. Lost, it only means the batch comes again.
-        if let Err(error) = last.double_ack().await {
-            tracing::warn!(%error, "events out: acknowledgement not confirmed; the commits may be sent again");
         }
     }
     Ok(())
+}
+
+/// Sends the documents of the commits in hand, in order, telling the server every `PROGRESS_EVERY` that this process
+/// is still working on them.
+async fn handle<L: EventLog>(
+    service: &Service<L>,
+    client: &async_nats::Client,
+    statuses: &mut Statuses,
+    sink: &Sink,
+    held: &[jetstream::Message],
+    shutdown: &mut watch::Receiver<bool>,
+) -> Handled {
+    let work = async {
+        for message in held {
+            let Ok(info) = message.info() else { continue };
+            let sequence = info.stream_sequence;
+            let envelopes = match decode_commit(&message.payload) {
+                Ok(envelopes) => envelopes,
+                Err(error) => {
+                    tracing::error!(sequence, %error, "events out: a commit of the log does not decode; not sent");
+                    continue;
+                }
+            };
+            let entry = Entry { sequence, envelopes };
+            let documents = documents_of(statuses, &service.log, &entry).await.unwrap_or_default();
+            sink.send_all(&documents).await;
+        }
+    };
+    tokio::pin!(work);
+    let mut progress = tokio::time::interval(PROGRESS_EVERY);
+    progress.tick().await;
+    let mut partition = Partition { since: None };
+    loop {
+        tokio::select! {
+            () = &mut work => return Handled::Done,
+            _ = progress.tick() => {
+                if partition.lost(client) {
+                    return Handled::Abandoned;
+                }
+                for message in held {
+                    let _ = message.ack_with(AckKind::Progress).await;
+                }
+            }
+            _ = shutdown.changed() => return Handled::Stopped,
+        }
+    }
 }
 
 /// The embedded store's positions and dead letters (`outward.db` in the data directory).
@@ -273,7 +356,7 @@ impl OutwardStore {
         self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn position(&self, endpoint: &str) -> Result<Option<Position>, String> {
+    pub fn position(&self, endpoint: &str) -> Result<Option<Position>, String> {
         use rusqlite::OptionalExtension;
         let row: Option<(i64, i64)> = self
             .connection()
@@ -330,13 +413,28 @@ impl OutwardStore {
     }
 }
 
+/// A position past every document of its commit.
+const END_OF_COMMIT: usize = usize::MAX >> 1;
+
 /// Runs `work` on the blocking pool (SQLite never runs on the runtime's threads).
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
     tokio::task::spawn_blocking(work).await.map_err(|error| error.to_string())?
 }
 
-/// The embedded feed of one webhook: reads the log after the endpoint's position every `tick`, delivers each document
-/// in order and moves the position after each. Until `shutdown`.
+impl OutwardStore {
+    /// Where an endpoint's embedded feed starts: its kept position, or, the first time, the log's end (`last`),
+    /// written before anything is served so that none of this run's events comes before it.
+    pub fn start(&self, endpoint: &crate::outward::webhook::Endpoint, last: u64) -> Result<(), String> {
+        if self.position(&endpoint.name())?.is_none() {
+            self.set_position(&endpoint.name(), &endpoint.shown(), (last, END_OF_COMMIT))?;
+        }
+        Ok(())
+    }
+}
+
+/// The embedded feed of one webhook: reads the log after the endpoint's position (`OutwardStore::start`) every
+/// `tick`, delivers each document in order and moves the position after each. Until `shutdown`. A store that cannot
+/// be written is tried again (the document may then be sent again); it never stops the server.
 pub async fn run_embedded<L: EventLog>(
     service: Arc<Service<L>>,
     store: Arc<OutwardStore>,
@@ -346,18 +444,34 @@ pub async fn run_embedded<L: EventLog>(
 ) -> Result<(), String> {
     let (endpoint, origin) = (webhook.endpoint().name(), webhook.endpoint().shown());
     let sink = Sink::Webhook(webhook, DeadLetters::Store(store.clone()));
-    let known = {
-        let (store, endpoint) = (store.clone(), endpoint.clone());
-        blocking(move || store.position(&endpoint)).await?
+    let keep = |position: Position| {
+        let (store, endpoint, origin) = (store.clone(), endpoint.clone(), origin.clone());
+        async move {
+            let mut pauses = infrastructure_pauses();
+            loop {
+                let (store, endpoint, origin) = (store.clone(), endpoint.clone(), origin.clone());
+                match blocking(move || store.set_position(&endpoint, &origin, position)).await {
+                    Ok(()) => return,
+                    Err(error) => {
+                        tracing::warn!(%error, "webhook: its position was not kept; trying again");
+                        tokio::time::sleep(pauses.next().unwrap_or(INFRASTRUCTURE_PAUSE_MAX)).await;
+                    }
+                }
+            }
+        }
     };
-    let mut position = match known {
-        Some(position) => position,
-        // First configured: from the log's end on.
-        None => {
-            let end = (service.log.last_sequence().await.map_err(|error| error.to_string())?, usize::MAX >> 1);
-            let (store, endpoint, origin) = (store.clone(), endpoint.clone(), origin.clone());
-            blocking(move || store.set_position(&endpoint, &origin, end)).await?;
-            end
+    let mut position = loop {
+        let (store, endpoint) = (store.clone(), endpoint.clone());
+        match blocking(move || store.position(&endpoint)).await {
+            Ok(Some(position)) => break position,
+            Ok(None) => return Err(format!("no position kept for the webhook {origin}")),
+            Err(error) => {
+                tracing::warn!(%error, "webhook: its position cannot be read; trying again");
+                tokio::select! {
+                    _ = tokio::time::sleep(tick) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+            }
         }
     };
     tracing::info!(sink = %sink.shown(), "events out started");
@@ -370,14 +484,18 @@ pub async fn run_embedded<L: EventLog>(
             _ = shutdown.changed() => return Ok(()),
         }
         loop {
-            // The commit of the position again: the documents after it in that commit are still to go.
-            let entries = match service.log.read_after(position.0.saturating_sub(1), EMBEDDED_BATCH).await {
+            // A commit delivered in part is read again: the documents after the position are still to go.
+            let after = if position.1 == END_OF_COMMIT { position.0 } else { position.0.saturating_sub(1) };
+            let entries = match service.log.read_after(after, EMBEDDED_BATCH).await {
                 Ok(entries) => entries,
                 Err(error) => {
                     tracing::warn!(%error, "events out: cannot read the log; trying again at the next tick");
                     break;
                 }
             };
+            if let Ok(last) = service.log.last_sequence().await {
+                sink.pending(last.saturating_sub(position.0));
+            }
             let before = position;
             for entry in &entries {
                 let documents = tokio::select! {
@@ -387,22 +505,18 @@ pub async fn run_embedded<L: EventLog>(
                 let after = position;
                 for document in documents.iter().filter(|document| document.position > after) {
                     tokio::select! {
-                        () = sink.send(document) => {}
+                        () = sink.send_all(std::slice::from_ref(document)) => {}
                         _ = shutdown.changed() => return Ok(()),
                     }
                     position = document.position;
-                    let (store, endpoint, origin) = (store.clone(), endpoint.clone(), origin.clone());
-                    blocking(move || store.set_position(&endpoint, &origin, position)).await?;
+                    keep(position).await;
                 }
-                if entry.sequence > position.0 {
-                    position = (entry.sequence, usize::MAX >> 1);
-                }
+                position = position.max((entry.sequence, END_OF_COMMIT));
             }
-            if position == before || entries.len() < EMBEDDED_BATCH {
-                if position != before {
-                    let (store, endpoint, origin) = (store.clone(), endpoint.clone(), origin.clone());
-                    blocking(move || store.set_position(&endpoint, &origin, position)).await?;
-                }
+            if position != before {
+                keep(position).await;
+            }
+            if entries.len() < EMBEDDED_BATCH {
                 break;
             }
         }

@@ -49,11 +49,36 @@ pub async fn ensure_stream(context: &jetstream::Context, replicas: usize) -> Res
     if context.get_stream(NOTIFY_STREAM).await.is_ok() {
         return Ok(());
     }
-    context
-        .create_stream(stream_config(replicas))
+    context.create_stream(stream_config(replicas)).await.map(|_| ()).map_err(|error| {
+        format!(
+            "cannot create the stream {NOTIFY_STREAM}: {error} (a nats.conf written by an older `airlock \
+                 nats-config` does not allow it: run it again, keys are kept)"
+        )
+    })
+}
+
+/// The durable consumer of `AIRLOCK_NOTIFY` an integrator reads (`serve --integrator ID`), created by airlock: the
+/// integrator's key may read it, acknowledge its messages and ask about it, never create a consumer (a consumer's
+/// configuration, which the broker does not check against the creator's permissions, could deliver to any subject).
+/// From the first document the stream holds; one that exists is kept as it is.
+pub async fn ensure_integrator(context: &jetstream::Context, id: &str) -> Result<(), String> {
+    let name = integrator_consumer(id);
+    let stream =
+        context.get_stream(NOTIFY_STREAM).await.map_err(|error| format!("the stream {NOTIFY_STREAM}: {error}"))?;
+    let config = jetstream::consumer::pull::Config {
+        durable_name: Some(name.clone()),
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        deliver_policy: jetstream::consumer::DeliverPolicy::All,
+        ack_wait: Duration::from_secs(30),
+        max_ack_pending: 1_000,
+        description: Some(format!("the integrator {id}'s events (airlock nats-config --integrator {id})")),
+        ..Default::default()
+    };
+    stream
+        .get_or_create_consumer(&name, config)
         .await
         .map(|_| ())
-        .map_err(|error| format!("cannot create the stream {NOTIFY_STREAM}: {error}"))
+        .map_err(|error| format!("the integrator {id}'s consumer {name}: {error}"))
 }
 
 /// The public subject of one document.
@@ -68,25 +93,41 @@ pub fn subject(document: &Outward) -> String {
 /// Publishes documents to `AIRLOCK_NOTIFY`.
 pub struct Publisher {
     context: jetstream::Context,
+    replicas: usize,
 }
 
 impl Publisher {
-    pub fn new(context: jetstream::Context) -> Publisher {
-        Publisher { context }
+    pub fn new(context: jetstream::Context, replicas: usize) -> Publisher {
+        Publisher { context, replicas }
     }
 
-    /// Publishes `document` and waits for the server to have stored it (or to say it had it already).
-    pub async fn publish(&self, document: &Outward) -> Result<(), String> {
-        let body = serde_json::to_vec(&document.document).expect("a document serializes");
-        let message = jetstream::message::PublishMessage::build()
-            .payload(body.into())
-            .message_id(document.id.clone())
-            .header("Airlock-Event-Type", document.event_type.as_str());
-        let pending = self.context.send_publish(subject(document), message).await.map_err(|error| error.to_string())?;
-        match tokio::time::timeout(PUBLISH_ACK_TIMEOUT, pending).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => Err(error.to_string()),
-            Err(_) => Err(format!("no acknowledgement within {} s", PUBLISH_ACK_TIMEOUT.as_secs())),
+    /// Publishes `documents` in order and waits until the server stored each (or said it had it already): one
+    /// round trip for all of them. After a failure it is called again with the same documents; those already stored
+    /// are dropped by their `Nats-Msg-Id`. A stream deleted under airlock is created again.
+    pub async fn publish_all(&self, documents: &[Outward]) -> Result<(), String> {
+        let mut pending = Vec::with_capacity(documents.len());
+        for document in documents {
+            let body = serde_json::to_vec(&document.document).expect("a document serializes");
+            let message = jetstream::message::PublishMessage::build()
+                .payload(body.into())
+                .message_id(document.id.clone())
+                .header("Airlock-Event-Type", document.event_type.as_str());
+            match self.context.send_publish(subject(document), message).await {
+                Ok(acknowledgement) => pending.push(acknowledgement),
+                Err(error) => return Err(error.to_string()),
+            }
         }
+        for acknowledgement in pending {
+            let failure = match tokio::time::timeout(PUBLISH_ACK_TIMEOUT, acknowledgement).await {
+                Ok(Ok(_)) => continue,
+                Ok(Err(error)) => error.to_string(),
+                Err(_) => format!("no acknowledgement within {} s", PUBLISH_ACK_TIMEOUT.as_secs()),
+            };
+            if self.context.get_stream(NOTIFY_STREAM).await.is_err() {
+                ensure_stream(&self.context, self.replicas).await?;
+            }
+            return Err(failure);
+        }
+        Ok(())
     }
 }

@@ -34,6 +34,10 @@ pub struct Retry {
 pub const ATTEMPTS_DEFAULT: usize = 12;
 pub const BACKOFF_MAX_DEFAULT: Duration = Duration::from_secs(600);
 pub const TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+/// The bounds of what may be configured.
+pub const ATTEMPTS_MAX: usize = 100;
+pub const BACKOFF_MAX_MAX: Duration = Duration::from_secs(24 * 3600);
+pub const TIMEOUT_MAX: Duration = Duration::from_secs(300);
 
 impl Default for Retry {
     fn default() -> Self {
@@ -42,6 +46,20 @@ impl Default for Retry {
 }
 
 impl Retry {
+    /// Refuses settings out of bounds, naming the flag.
+    pub fn check(&self) -> Result<(), String> {
+        if !(1..=ATTEMPTS_MAX).contains(&self.attempts) {
+            return Err(format!("--webhook-attempts is 1 to {ATTEMPTS_MAX}"));
+        }
+        if self.timeout.is_zero() || self.timeout > TIMEOUT_MAX {
+            return Err("--webhook-timeout is longer than zero and at most 5 minutes".into());
+        }
+        if self.backoff_max.is_zero() || self.backoff_max > BACKOFF_MAX_MAX {
+            return Err("--webhook-backoff-max is longer than zero and at most a day".into());
+        }
+        Ok(())
+    }
+
     /// The pauses between attempts, `attempts - 1` of them.
     fn pauses(&self) -> impl Iterator<Item = Duration> + use<> {
         backon::ExponentialBuilder::default()
@@ -145,17 +163,16 @@ impl Webhook {
             attempts += 1;
             let failure = match self.attempt(&document.id, &body).await {
                 Ok(()) => {
-                    metrics::counter!("airlock_webhook_deliveries_total", "endpoint" => self.endpoint.shown(), "outcome" => "delivered").increment(1);
+                    self.count("airlock_webhook_deliveries_total", Some("delivered"));
                     return Delivered::Delivered { attempts };
                 }
                 Err(failure) => failure,
             };
-            metrics::counter!("airlock_webhook_deliveries_total", "endpoint" => self.endpoint.shown(), "outcome" => "failed").increment(1);
+            self.count("airlock_webhook_deliveries_total", Some("failed"));
             let Some(pause) = pauses.next() else {
                 tracing::warn!(endpoint = %self.endpoint.shown(), event = %document.id, attempts, reason = %failure.reason,
                     "webhook: giving the event up after its last attempt (dead letter)");
-                metrics::counter!("airlock_webhook_dead_letters_total", "endpoint" => self.endpoint.shown())
-                    .increment(1);
+                self.count("airlock_webhook_dead_letters_total", None);
                 return Delivered::GaveUp(DeadLetter {
                     endpoint: self.endpoint.name(),
                     origin: self.endpoint.shown(),
@@ -171,6 +188,19 @@ impl Webhook {
             tracing::info!(endpoint = %self.endpoint.shown(), event = %document.id, attempts, reason = %failure.reason,
                 pause_ms = pause.as_millis() as u64, "webhook: attempt failed; trying again");
             tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Counts one attempt's outcome (or, without one, a dead letter), by endpoint name and origin (a path may carry
+    /// something private; two endpoints of one origin stay apart by name).
+    fn count(&self, counter: &'static str, outcome: Option<&'static str>) {
+        let (endpoint, origin) = (self.endpoint.name(), self.endpoint.shown());
+        match outcome {
+            Some(outcome) => {
+                metrics::counter!(counter, "endpoint" => endpoint, "origin" => origin, "outcome" => outcome)
+                    .increment(1)
+            }
+            None => metrics::counter!(counter, "endpoint" => endpoint, "origin" => origin).increment(1),
         }
     }
 

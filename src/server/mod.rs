@@ -60,6 +60,8 @@ pub struct Config {
     /// is tried.
     pub webhooks: Vec<crate::outward::webhook::Endpoint>,
     pub webhook_retry: crate::outward::webhook::Retry,
+    /// The integrators whose consumers of `AIRLOCK_NOTIFY` airlock creates (NATS mode): their keys may only read them.
+    pub integrators: Vec<String>,
 }
 
 /// Where `serve` sends text messages to phones (issue 20, item 3).
@@ -241,8 +243,15 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
             spawn_probes(&mut tasks, health, probes, &shutdown);
             // Before intake: a sink configured for the first time starts at the log's end, and this run's events come
             // after it.
-            spawn_events_out_nats(&mut tasks, &service, (&context, &events), config.replicas, webhooks, &shutdown)
-                .await?;
+            spawn_events_out_nats(
+                &mut tasks,
+                (&service, &client),
+                (&context, &events),
+                (config.replicas, &config.integrators),
+                webhooks,
+                &shutdown,
+            )
+            .await?;
             tasks.spawn(named("intake", run_intake(service.clone(), context, intake_config.clone(), shutdown.clone())));
             let (listening, queries_listen) = tokio::sync::oneshot::channel();
             let queries = run_queries(service.clone(), client.clone(), intake_config, shutdown.clone(), listening);
@@ -287,6 +296,14 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
                 let store = Arc::new(crate::outward::feed::OutwardStore::open(&path).map_err(|error| {
                     anyhow::anyhow!("cannot open the webhooks' positions in {}: {error}", path.display())
                 })?);
+                let last = crate::log::EventLog::last_sequence(&service.log)
+                    .await
+                    .map_err(|error| anyhow::anyhow!("{error}"))?;
+                for webhook in &webhooks {
+                    store.start(webhook.endpoint(), last).map_err(|error| {
+                        anyhow::anyhow!("cannot keep the webhooks' positions in {}: {error}", path.display())
+                    })?;
+                }
                 for webhook in webhooks {
                     let feed = crate::outward::feed::run_embedded(
                         service.clone(),
@@ -348,34 +365,34 @@ async fn connect_directory(directory: &DirectoryConfig) -> anyhow::Result<Arc<dy
     })
 }
 
-/// Events out in NATS mode (ADR 27): the stream `AIRLOCK_NOTIFY` and its publisher, and one feed per webhook endpoint,
-/// each a durable consumer of the log shared with the deployment's other processes.
+/// Events out in NATS mode (ADR 27): the stream `AIRLOCK_NOTIFY`, its publisher, the integrators' consumers of it, and
+/// one feed per webhook endpoint, each a durable consumer of the log shared with the deployment's other processes.
+/// Every consumer exists before this returns, so before intake starts.
 async fn spawn_events_out_nats(
     tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
-    service: &Arc<Service<crate::log::jetstream::JetStreamLog>>,
+    (service, client): (&Arc<Service<crate::log::jetstream::JetStreamLog>>, &async_nats::Client),
     (context, events): (&async_nats::jetstream::Context, &async_nats::jetstream::stream::Stream),
-    replicas: usize,
+    (replicas, integrators): (usize, &[String]),
     webhooks: Vec<crate::outward::webhook::Webhook>,
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    use crate::outward::feed::{DeadLetters, PUBLISH_BATCH, Sink, run_nats};
-    use crate::outward::nats::{PUBLISHER_CONSUMER, Publisher, ensure_stream};
+    use crate::outward::feed::{DeadLetters, PUBLISH_BATCH, Sink, nats_consumer, run_nats};
+    use crate::outward::nats::{PUBLISHER_CONSUMER, Publisher, ensure_integrator, ensure_stream};
     ensure_stream(context, replicas).await.map_err(|error| anyhow::anyhow!("{error}"))?;
-    let publisher = Sink::Notify(Publisher::new(context.clone()));
-    let feed = run_nats(
-        service.clone(),
-        events.clone(),
-        PUBLISHER_CONSUMER.to_string(),
-        PUBLISH_BATCH,
-        publisher,
-        shutdown.clone(),
-    );
+    for integrator in integrators {
+        ensure_integrator(context, integrator).await.map_err(|error| anyhow::anyhow!("{error}"))?;
+    }
+    let consumer =
+        nats_consumer(events, PUBLISHER_CONSUMER, PUBLISH_BATCH).await.map_err(|error| anyhow::anyhow!("{error}"))?;
+    let publisher = Sink::Notify(Publisher::new(context.clone(), replicas));
+    let feed = run_nats(service.clone(), client.clone(), consumer, PUBLISH_BATCH, publisher, shutdown.clone());
     tasks.spawn(named("events out", feed));
     for webhook in webhooks {
         let name = format!("airlock-{}", webhook.endpoint().name());
-        let sink = Sink::Webhook(webhook, DeadLetters::Nats(Box::new(context.clone())));
         // One commit in flight: the endpoint gets the events in log order, whichever process sends them.
-        tasks.spawn(named("webhook", run_nats(service.clone(), events.clone(), name, 1, sink, shutdown.clone())));
+        let consumer = nats_consumer(events, &name, 1).await.map_err(|error| anyhow::anyhow!("{error}"))?;
+        let sink = Sink::Webhook(webhook, DeadLetters::Nats(Box::new(context.clone())));
+        tasks.spawn(named("webhook", run_nats(service.clone(), client.clone(), consumer, 1, sink, shutdown.clone())));
     }
     Ok(())
 }
