@@ -9,7 +9,7 @@ use airlock::core::actor::{Actor, Role};
 use airlock::core::command::{Change, CommandKind};
 use airlock::core::control::{ControlEvent, ControlEventBody};
 use airlock::core::event::{
-    Authorization, DenialReason, Event, EventBody, EventKind, ProofFailure, ReviewReason, WithheldReason,
+    Authorization, DenialReason, Event, EventBody, EventKind, ProofFailure, ReviewReason, SecondFactor, WithheldReason,
 };
 use airlock::core::ids::{AccountId, ActorId, CaseId, ChallengeId, CommandId, DestinationId, EffectId, UnixMs};
 use airlock::core::policy::{Outcome, Phase, PolicyDecision, PolicyFacts, Velocity};
@@ -582,4 +582,390 @@ fn every_outward_case_event_is_redacted() {
         airlock::core::state::Status::Requested,
     );
     assert_eq!(requested.document["data"]["new_destination"]["masked"], "n***@example.net", "{}", requested.document);
+}
+
+/// Every variant of every enum stored inside a case event, each inside the event that carries it. The matches are
+/// exhaustive: a variant cannot be added without its fixture (postcard stores a variant by its place, so a variant
+/// inserted or moved would change the bytes of every stored event after it).
+fn nested_variants() -> Vec<(String, EventBody)> {
+    let mut variants: Vec<(String, EventBody)> = Vec::new();
+    let mut add = |name: String, body: EventBody| variants.push((name, body));
+    for reason in
+        [WithheldReason::UnknownAccount, WithheldReason::AnotherCodeOutstanding, WithheldReason::AttemptsExhausted]
+    {
+        match reason {
+            WithheldReason::UnknownAccount
+            | WithheldReason::AnotherCodeOutstanding
+            | WithheldReason::AttemptsExhausted => {}
+        }
+        add(format!("withheld_reason-{reason:?}"), EventBody::ChallengeWithheld { reason });
+    }
+    for reason in [
+        ReviewReason::NoEligibleFactor,
+        ReviewReason::PolicyReview,
+        ReviewReason::ExecutionFailed,
+        ReviewReason::WeakerProof,
+        ReviewReason::GuessingCapReached,
+        ReviewReason::AnotherCodeOutstanding,
+        ReviewReason::PhoneOnlyProof,
+    ] {
+        match reason {
+            ReviewReason::NoEligibleFactor
+            | ReviewReason::PolicyReview
+            | ReviewReason::ExecutionFailed
+            | ReviewReason::WeakerProof
+            | ReviewReason::GuessingCapReached
+            | ReviewReason::AnotherCodeOutstanding
+            | ReviewReason::PhoneOnlyProof => {}
+        }
+        add(
+            format!("review_reason-{reason:?}"),
+            EventBody::ReviewRequired { decision: decision(), reason, deadline: AT.plus(1) },
+        );
+    }
+    for (outcome, phase) in
+        [(Outcome::Auto, Phase::Intake), (Outcome::Review, Phase::Authorization), (Outcome::Deny, Phase::Intake)]
+    {
+        match (outcome, phase) {
+            (Outcome::Auto | Outcome::Review | Outcome::Deny, Phase::Intake | Phase::Authorization) => {}
+        }
+        let mut decision = decision();
+        decision.outcome = outcome;
+        decision.facts.phase = phase;
+        add(
+            format!("outcome-{outcome:?}-phase-{phase:?}"),
+            EventBody::ReviewRequired { decision, reason: ReviewReason::PolicyReview, deadline: AT.plus(1) },
+        );
+    }
+    let denials = [
+        DenialReason::AttemptsExhausted,
+        DenialReason::Policy { rules: vec!["rule.one".into()] },
+        DenialReason::Reviewer { reviewer: ActorId::new("rita"), reason: text("no") },
+        DenialReason::ExecutionAttemptsExhausted,
+    ];
+    for reason in denials {
+        let name = match &reason {
+            DenialReason::AttemptsExhausted => "AttemptsExhausted",
+            DenialReason::Policy { .. } => "Policy",
+            DenialReason::Reviewer { .. } => "Reviewer",
+            DenialReason::ExecutionAttemptsExhausted => "ExecutionAttemptsExhausted",
+        };
+        add(format!("denial_reason-{name}"), EventBody::CaseDenied { reason });
+    }
+    for failed in [
+        ProofFailure::WrongCode,
+        ProofFailure::WrongSecondFactor,
+        ProofFailure::NotRecorded,
+        ProofFailure::SignedInAsAnother,
+    ] {
+        match failed {
+            ProofFailure::WrongCode
+            | ProofFailure::WrongSecondFactor
+            | ProofFailure::NotRecorded
+            | ProofFailure::SignedInAsAnother => {}
+        }
+        add(
+            format!("proof_failure-{failed:?}"),
+            EventBody::ProofRejected { challenge_id: ChallengeId::new("challenge-1"), attempts_left: 2, failed },
+        );
+    }
+    let authorizations = [
+        Authorization::Policy { decision: decision() },
+        Authorization::Quorum { reviewers: vec![ActorId::new("rita"), ActorId::new("ravi")] },
+    ];
+    for authorization in authorizations {
+        let name = match &authorization {
+            Authorization::Policy { .. } => "Policy",
+            Authorization::Quorum { .. } => "Quorum",
+        };
+        add(
+            format!("authorization-{name}"),
+            EventBody::CoolingOffStarted {
+                ends_at: AT.plus(1),
+                deadline: AT.plus(2),
+                notify: vec![DestinationId::new("d-1")],
+                authorization,
+            },
+        );
+    }
+    for factor in [SecondFactor::Totp, SecondFactor::SignIn { auth_time: AT.plus(5) }] {
+        let name = match &factor {
+            SecondFactor::Totp => "Totp",
+            SecondFactor::SignIn { .. } => "SignIn",
+        };
+        add(format!("second_factor-{name}"), EventBody::SecondFactorProven { factor });
+    }
+    let risk_classes = [
+        RiskClass::Standard,
+        RiskClass::HighValue(HighValueReason::Admin),
+        RiskClass::HighValue(HighValueReason::Creator),
+        RiskClass::HighValue(HighValueReason::Finance),
+        RiskClass::HighValue(HighValueReason::Government),
+        RiskClass::HighValue(HighValueReason::Vip),
+    ];
+    let actions = [
+        RecoveryAction::ResetPassword,
+        RecoveryAction::AddDestination { kind: DestinationKind::Email, address: "new@example.net".into() },
+        RecoveryAction::AddDestination { kind: DestinationKind::Phone, address: "+15550001111".into() },
+        RecoveryAction::RemoveTotp,
+    ];
+    for (index, (risk_class, action)) in risk_classes.into_iter().zip(actions.into_iter().cycle()).enumerate() {
+        let risk = match &risk_class {
+            RiskClass::Standard => "Standard".to_string(),
+            RiskClass::HighValue(
+                reason @ (HighValueReason::Admin
+                | HighValueReason::Creator
+                | HighValueReason::Finance
+                | HighValueReason::Government
+                | HighValueReason::Vip),
+            ) => format!("HighValue-{reason:?}"),
+        };
+        let action_name = match &action {
+            RecoveryAction::ResetPassword => "ResetPassword".to_string(),
+            RecoveryAction::AddDestination {
+                kind: kind @ (DestinationKind::Email | DestinationKind::Phone), ..
+            } => {
+                format!("AddDestination-{kind:?}")
+            }
+            RecoveryAction::RemoveTotp => "RemoveTotp".to_string(),
+        };
+        let EventBody::RecoveryRequested {
+            account_id,
+            action_hash,
+            summary,
+            signals,
+            mut snapshot,
+            intake_decision,
+            deadline,
+            ..
+        } = sample(EventKind::RecoveryRequested)
+        else {
+            unreachable!()
+        };
+        snapshot.risk_class = risk_class;
+        if index == 2 {
+            snapshot.destinations[0].kind = DestinationKind::Phone;
+        }
+        add(
+            format!("request-{risk}-{action_name}"),
+            EventBody::RecoveryRequested {
+                account_id,
+                action,
+                action_hash,
+                summary,
+                signals,
+                snapshot,
+                intake_decision,
+                deadline,
+            },
+        );
+    }
+    for rejection in every_rejection() {
+        let code = rejection.code();
+        add(format!("rejection-{code}"), EventBody::CommandRefused { command: CommandKind::Cancel, rejection });
+    }
+    for command in every_command_kind() {
+        add(format!("command_kind-{command:?}"), EventBody::CommandRefused { command, rejection: Rejection::Halted });
+    }
+    for status in Status::ALL {
+        add(
+            format!("status-{}", status.name()),
+            EventBody::CommandRefused {
+                command: CommandKind::ApproveReview,
+                rejection: Rejection::WrongState { status, command: CommandKind::ApproveReview },
+            },
+        );
+    }
+    variants
+}
+
+fn every_rejection() -> Vec<Rejection> {
+    let all = vec![
+        Rejection::RoleNotAllowed { role: Role::Intake, command: CommandKind::Halt },
+        Rejection::WrongState { status: Status::Denied, command: CommandKind::Cancel },
+        Rejection::CaseExists,
+        Rejection::NoOutstandingChallenge,
+        Rejection::ChallengeExpired,
+        Rejection::ActionHashMismatch,
+        Rejection::SelfApproval,
+        Rejection::DuplicateApproval,
+        Rejection::EffectMismatch,
+        Rejection::KillSwitchUnchanged { halted: true },
+        Rejection::DeadlinePassed,
+        Rejection::TooLong { field: "summary".into(), bytes_max: 4_096 },
+        Rejection::InvalidValue { field: "account_id".into(), expected: "an id".into() },
+        Rejection::MalformedCommand { reason: "not JSON".into() },
+        Rejection::SecretInUntrustedField { field: "summary".into() },
+        Rejection::SecondFactorAlreadyUsed,
+        Rejection::NothingDeliverable,
+        Rejection::CommandIdReused,
+        Rejection::PasswordAlreadySet,
+        Rejection::Halted,
+        Rejection::OwnAccountApproval,
+        Rejection::NoSuchAlert,
+        Rejection::AlertAlreadyAcknowledged,
+    ];
+    for rejection in &all {
+        match rejection {
+            Rejection::RoleNotAllowed { .. }
+            | Rejection::WrongState { .. }
+            | Rejection::CaseExists
+            | Rejection::NoOutstandingChallenge
+            | Rejection::ChallengeExpired
+            | Rejection::ActionHashMismatch
+            | Rejection::SelfApproval
+            | Rejection::DuplicateApproval
+            | Rejection::EffectMismatch
+            | Rejection::KillSwitchUnchanged { .. }
+            | Rejection::DeadlinePassed
+            | Rejection::TooLong { .. }
+            | Rejection::InvalidValue { .. }
+            | Rejection::MalformedCommand { .. }
+            | Rejection::SecretInUntrustedField { .. }
+            | Rejection::SecondFactorAlreadyUsed
+            | Rejection::NothingDeliverable
+            | Rejection::CommandIdReused
+            | Rejection::PasswordAlreadySet
+            | Rejection::Halted
+            | Rejection::OwnAccountApproval
+            | Rejection::NoSuchAlert
+            | Rejection::AlertAlreadyAcknowledged => {}
+        }
+    }
+    all
+}
+
+fn every_command_kind() -> Vec<CommandKind> {
+    use CommandKind::*;
+    let all = vec![
+        RequestRecovery,
+        SubmitProof,
+        ApproveReview,
+        DenyReview,
+        Cancel,
+        Tick,
+        ConfirmExecution,
+        RollBack,
+        Halt,
+        Resume,
+        ConfirmNotices,
+        SetPassword,
+        AttestBaseline,
+        AcknowledgeAlert,
+    ];
+    for command in &all {
+        match command {
+            RequestRecovery | SubmitProof | ApproveReview | DenyReview | Cancel | Tick | ConfirmExecution
+            | RollBack | Halt | Resume | ConfirmNotices | SetPassword | AttestBaseline | AcknowledgeAlert => {}
+        }
+    }
+    all
+}
+
+// Proves (issue 21, item 2) every variant of every enum stored inside a case event still encodes to the committed
+// bytes and decodes to the same value: today's fixtures pin one variant of each; a variant moved, inserted or renamed
+// in a way that changes the encoding fails here first.
+#[test]
+fn every_variant_of_every_stored_enum_matches_its_golden_fixture() {
+    let case_id = CaseId::new("case-golden");
+    let variants = nested_variants();
+    let names: std::collections::BTreeSet<&String> = variants.iter().map(|(name, _)| name).collect();
+    assert_eq!(names.len(), variants.len(), "every fixture has its own name");
+    for (name, body) in variants {
+        let kind = body.kind();
+        let event = Event { at: AT, actor: Actor::new(Role::System, "airlock"), command_id: CommandId::new("c"), body };
+        let encoded = encode_case_event(&case_id, 3, &event);
+        let decoded = check_fixture(&format!("variant-{name}"), case_event_version(kind), &encoded);
+        assert_eq!(decoded, Decoded::Case { case_id: case_id.clone(), stream_version: 3, event }, "{name}");
+    }
+}
+
+// Proves the same of the alerts stream (issue 20's events): every event type and every campaign check.
+#[test]
+fn every_alert_event_and_check_matches_its_golden_fixture() {
+    use airlock::core::campaign::{ALERT_EVENT_VERSION, AlertEvent, AlertEventBody, Check, Threshold};
+    let mut bodies = Vec::new();
+    for check in Check::ALL {
+        bodies.push((
+            format!("alert_raised-{}", check.name()),
+            AlertEventBody::AlertRaised {
+                alert_id: format!("alert-{}", check.name()),
+                check,
+                indicator: "attacker.example".into(),
+                shown: "attacker.example".into(),
+                threshold: Threshold { accounts_min: 20, window_ms: 3_600_000 },
+                accounts: 21,
+                cases: vec!["case-1".into(), "case-2".into()],
+                first_at: AT,
+                last_at: AT.plus(60_000),
+            },
+        ));
+    }
+    bodies.push((
+        "alert_cases_added".into(),
+        AlertEventBody::AlertCasesAdded {
+            alert_id: "alert-1".into(),
+            accounts: 22,
+            cases: vec!["case-3".into()],
+            last_at: AT.plus(120_000),
+        },
+    ));
+    bodies.push((
+        "alert_acknowledged".into(),
+        AlertEventBody::AlertAcknowledged {
+            alert_id: "alert-1".into(),
+            reason: text("a known bulk import"),
+            benign: true,
+        },
+    ));
+    for body in &bodies {
+        match &body.1 {
+            AlertEventBody::AlertRaised { .. }
+            | AlertEventBody::AlertCasesAdded { .. }
+            | AlertEventBody::AlertAcknowledged { .. } => {}
+        }
+    }
+    for (index, (name, body)) in bodies.into_iter().enumerate() {
+        let event =
+            AlertEvent { at: AT, actor: Actor::new(Role::System, "airlock"), command_id: CommandId::new("a"), body };
+        let encoded = airlock::log::envelope::encode_alert_event(index as u64 + 1, &event);
+        let decoded = check_fixture(&format!("alert-{name}"), ALERT_EVENT_VERSION, &encoded);
+        assert_eq!(decoded, Decoded::Alert { stream_version: index as u64 + 1, event }, "{name}");
+    }
+}
+
+// Proves (issue 21, item 2) the names the projection records for stored enums (timelines, the review queue, and the
+// receipts it hashes) and the names in its decision JSON are fixed text, each pinned here: renaming a variant in the
+// code changes no stored row and no receipt's hash.
+#[test]
+fn the_recorded_names_of_stored_enums_are_pinned() {
+    let outcomes =
+        [(Outcome::Auto, "Auto", "auto"), (Outcome::Review, "Review", "review"), (Outcome::Deny, "Deny", "deny")];
+    for (outcome, recorded, name) in outcomes {
+        assert_eq!((outcome.recorded(), outcome.name()), (recorded, name));
+        assert_eq!(serde_json::to_string(&outcome).unwrap(), format!("\"{recorded}\""));
+    }
+    for (phase, recorded) in [(Phase::Intake, "Intake"), (Phase::Authorization, "Authorization")] {
+        assert_eq!(serde_json::to_string(&phase).unwrap(), format!("\"{recorded}\""));
+    }
+    let reviews = [
+        (ReviewReason::NoEligibleFactor, "NoEligibleFactor", "no_eligible_factor"),
+        (ReviewReason::PolicyReview, "PolicyReview", "policy"),
+        (ReviewReason::ExecutionFailed, "ExecutionFailed", "execution_failed"),
+        (ReviewReason::WeakerProof, "WeakerProof", "weaker_proof"),
+        (ReviewReason::GuessingCapReached, "GuessingCapReached", "guessing_cap_reached"),
+        (ReviewReason::AnotherCodeOutstanding, "AnotherCodeOutstanding", "another_code_outstanding"),
+        (ReviewReason::PhoneOnlyProof, "PhoneOnlyProof", "phone_only_proof"),
+    ];
+    for (reason, recorded, name) in reviews {
+        assert_eq!((reason.recorded(), reason.name()), (recorded, name));
+    }
+    let withheld = [
+        (WithheldReason::UnknownAccount, "UnknownAccount"),
+        (WithheldReason::AnotherCodeOutstanding, "AnotherCodeOutstanding"),
+        (WithheldReason::AttemptsExhausted, "AttemptsExhausted"),
+    ];
+    for (reason, recorded) in withheld {
+        assert_eq!(reason.recorded(), recorded);
+    }
 }

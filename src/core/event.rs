@@ -179,6 +179,17 @@ pub enum WithheldReason {
     AttemptsExhausted,
 }
 
+impl WithheldReason {
+    /// The reason as the projection records it in a case's timeline (fixed text, never the variant's `Debug`).
+    pub fn recorded(self) -> &'static str {
+        match self {
+            WithheldReason::UnknownAccount => "UnknownAccount",
+            WithheldReason::AnotherCodeOutstanding => "AnotherCodeOutstanding",
+            WithheldReason::AttemptsExhausted => "AttemptsExhausted",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ReviewReason {
     NoEligibleFactor,
@@ -196,6 +207,35 @@ pub enum ReviewReason {
     /// Only a phone's code was typed while the account's email also got one: a phone number can be taken over
     /// without its owner knowing (a SIM swap the carrier does not report), so people decide (issue 16, ADR 16).
     PhoneOnlyProof,
+}
+
+impl ReviewReason {
+    /// The reason's name in documents and answers (`no_eligible_factor`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            ReviewReason::NoEligibleFactor => "no_eligible_factor",
+            ReviewReason::PolicyReview => "policy",
+            ReviewReason::ExecutionFailed => "execution_failed",
+            ReviewReason::WeakerProof => "weaker_proof",
+            ReviewReason::GuessingCapReached => "guessing_cap_reached",
+            ReviewReason::AnotherCodeOutstanding => "another_code_outstanding",
+            ReviewReason::PhoneOnlyProof => "phone_only_proof",
+        }
+    }
+
+    /// The reason as the projection records it (the review queue's reason column, the timeline): fixed text, never
+    /// the variant's `Debug`, so that renaming a variant changes no stored row (tests/golden.rs pins every one).
+    pub fn recorded(self) -> &'static str {
+        match self {
+            ReviewReason::NoEligibleFactor => "NoEligibleFactor",
+            ReviewReason::PolicyReview => "PolicyReview",
+            ReviewReason::ExecutionFailed => "ExecutionFailed",
+            ReviewReason::WeakerProof => "WeakerProof",
+            ReviewReason::GuessingCapReached => "GuessingCapReached",
+            ReviewReason::AnotherCodeOutstanding => "AnotherCodeOutstanding",
+            ReviewReason::PhoneOnlyProof => "PhoneOnlyProof",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

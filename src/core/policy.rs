@@ -10,17 +10,46 @@ use crate::core::verification::{Settings, challengeable_destinations};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Stored by name in the projection's decision JSON: each name is fixed (`serde(rename)`), not the variant's.
 pub enum Outcome {
+    #[serde(rename = "Auto")]
     Auto,
+    #[serde(rename = "Review")]
     Review,
+    #[serde(rename = "Deny")]
     Deny,
+}
+
+impl Outcome {
+    /// The outcome's name in documents and answers (`auto`, `review`, `deny`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Auto => "auto",
+            Outcome::Review => "review",
+            Outcome::Deny => "deny",
+        }
+    }
+
+    /// The outcome as the projection records it in timelines and in the receipts it hashes (`Auto`, `Review`,
+    /// `Deny`): fixed here, never derived from the variant's name, so that renaming a variant cannot change the hash
+    /// of a receipt written before (tests/golden.rs pins every one).
+    pub fn recorded(self) -> &'static str {
+        match self {
+            Outcome::Auto => "Auto",
+            Outcome::Review => "Review",
+            Outcome::Deny => "Deny",
+        }
+    }
 }
 
 /// When the policy is asked: when a case is opened (may it proceed to proof at all?) and after proof (may the
 /// change go ahead automatically?).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Stored by name in the projection's decision JSON: each name is fixed (`serde(rename)`), not the variant's.
 pub enum Phase {
+    #[serde(rename = "Intake")]
     Intake,
+    #[serde(rename = "Authorization")]
     Authorization,
 }
 

@@ -18,7 +18,7 @@ pub mod webhook;
 
 use crate::core::account::mask_address;
 use crate::core::campaign::{AlertEvent, AlertEventBody};
-use crate::core::event::{Authorization, DenialReason, Event, EventBody, ProofFailure, ReviewReason, SecondFactor};
+use crate::core::event::{Authorization, DenialReason, Event, EventBody, ProofFailure, SecondFactor};
 use crate::core::ids::CaseId;
 use crate::core::state::Status;
 use crate::log::envelope::{Decoded, Stream, decode};
@@ -41,26 +41,6 @@ pub struct Outward {
     pub document: Value,
 }
 
-fn outcome(outcome: crate::core::policy::Outcome) -> &'static str {
-    match outcome {
-        crate::core::policy::Outcome::Auto => "auto",
-        crate::core::policy::Outcome::Review => "review",
-        crate::core::policy::Outcome::Deny => "deny",
-    }
-}
-
-fn review_reason(reason: ReviewReason) -> &'static str {
-    match reason {
-        ReviewReason::NoEligibleFactor => "no_eligible_factor",
-        ReviewReason::PolicyReview => "policy",
-        ReviewReason::ExecutionFailed => "execution_failed",
-        ReviewReason::WeakerProof => "weaker_proof",
-        ReviewReason::GuessingCapReached => "guessing_cap_reached",
-        ReviewReason::AnotherCodeOutstanding => "another_code_outstanding",
-        ReviewReason::PhoneOnlyProof => "phone_only_proof",
-    }
-}
-
 fn proof_failure(failed: ProofFailure) -> &'static str {
     match failed {
         ProofFailure::WrongCode | ProofFailure::NotRecorded => "wrong_code",
@@ -77,7 +57,7 @@ fn case_data(event: &Event) -> Value {
                 "account_id": account_id.as_str(),
                 "action": action.name(),
                 "high_value": snapshot.is_high_value(),
-                "intake": { "outcome": outcome(intake_decision.outcome), "rules": intake_decision.rules,
+                "intake": { "outcome": intake_decision.outcome.name(), "rules": intake_decision.rules,
                             "open_alerts": intake_decision.facts.open_alerts },
                 "deadline": rfc3339(*deadline),
             });
@@ -100,8 +80,8 @@ fn case_data(event: &Event) -> Value {
             SecondFactor::SignIn { .. } => "identity_provider_sign_in",
         } }),
         EventBody::ReviewRequired { decision, reason, deadline } => json!({
-            "reason": review_reason(*reason),
-            "outcome": outcome(decision.outcome),
+            "reason": reason.name(),
+            "outcome": decision.outcome.name(),
             "rules": decision.rules,
             "reviewers_required": decision.reviewers_required,
             "deadline": rfc3339(*deadline),

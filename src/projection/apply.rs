@@ -463,9 +463,9 @@ fn update_case(
         EventBody::RecoveryRequested { action, signals, intake_decision, .. } => {
             let proxy = if signals.via_proxy { ", via proxy" } else { "" };
             format!(
-                "asked to {}{proxy}; intake policy {:?} ({})",
+                "asked to {}{proxy}; intake policy {} ({})",
                 action.describe(),
-                intake_decision.outcome,
+                intake_decision.outcome.recorded(),
                 intake_decision.rules.join(", ")
             )
         }
@@ -473,7 +473,7 @@ fn update_case(
             row.challenge_expires_at = Some(expires_at.0 as i64);
             format!("one-time code sent to {} (valid until {expires_at})", row.masked(destinations))
         }
-        EventBody::ChallengeWithheld { reason } => format!("no code sent: {reason:?}"),
+        EventBody::ChallengeWithheld { reason } => format!("no code sent: {}", reason.recorded()),
         EventBody::ProofRejected { attempts_left, failed, .. } => {
             exec(
                 transaction,
@@ -502,8 +502,12 @@ fn update_case(
             row.deadline = Some(deadline.0 as i64);
             row.approvers.clear();
             row.challenge_expires_at = None;
-            enqueue_review(transaction, case_id, &row.account_id, &format!("{reason:?}"), at, required)?;
-            format!("needs review ({reason:?}) by {required} reviewer(s); rules: {}", decision.rules.join(", "))
+            enqueue_review(transaction, case_id, &row.account_id, reason.recorded(), at, required)?;
+            format!(
+                "needs review ({}) by {required} reviewer(s); rules: {}",
+                reason.recorded(),
+                decision.rules.join(", ")
+            )
         }
         EventBody::ReviewApproved { reviewer, approvals, required, .. } => {
             row.approvers.push(reviewer.to_string());
@@ -690,7 +694,9 @@ fn insert_receipt(
         .decision
         .as_deref()
         .and_then(|text| serde_json::from_str::<crate::core::policy::PolicyDecision>(text).ok())
-        .map(|decision| format!("{} {:?}: {}", decision.policy_version, decision.outcome, decision.rules.join(", ")))
+        .map(|decision| {
+            format!("{} {}: {}", decision.policy_version, decision.outcome.recorded(), decision.rules.join(", "))
+        })
         .unwrap_or_default();
     let with_totp = match row.second_factor.as_deref() {
         Some("totp") => " and the authenticator app",

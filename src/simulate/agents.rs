@@ -1018,7 +1018,7 @@ fn review_reason(events: &[crate::core::event::Event]) -> Option<String> {
                 decision.rules.iter().map(String::as_str).filter(|rule| !rule.starts_with("cooling-off.")).collect();
             Some(format!("policy: {}", rules.join(" + ")))
         }
-        EventBody::ReviewRequired { reason, .. } => Some(format!("{reason:?}")),
+        EventBody::ReviewRequired { reason, .. } => Some(reason.recorded().to_string()),
         _ => None,
     })
 }
