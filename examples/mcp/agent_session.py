@@ -6,7 +6,7 @@ each, and tries to misuse each the way a manipulated agent would. It prints one 
 
 AIRLOCK_BIN replaces the configured command (a path to the airlock binary); AIRLOCK_DATA_DIR replaces the data
 directory. With AIRLOCK_MCP_URL (http://127.0.0.1:PORT/mcp, from `airlock mcp --http`) it connects over streamable
-HTTP instead of starting a server. tests/mcp_server.rs runs this script and checks the report, so the example cannot
+HTTP instead of starting a server. tests/integrations/mcp_server.rs runs this script and checks the report, so the example cannot
 rot.
 """
 

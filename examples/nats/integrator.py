@@ -9,7 +9,7 @@ consumer, `integrator-INTEGRATOR_ID`, which `airlock serve --integrator INTEGRAT
 binds to that consumer (it may not create one, nor list streams) and uses its private inbox, `_INBOX.<its public
 key>`. It reads until it has COUNT events (or 30 s pass without a new
 one), acknowledges each, and prints them as one JSON array of {subject, id, type, document}: `id` is the Nats-Msg-Id,
-the same as the webhook-id of the event, for deduplication. tests/nats_permissions.rs runs it.
+the same as the webhook-id of the event, for deduplication. tests/nats/nats_permissions.rs runs it.
 """
 
 import asyncio

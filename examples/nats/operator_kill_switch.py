@@ -8,7 +8,7 @@ cancel,roll_back}`, ask on `airlock.query.operator.OPERATOR_ID` and `$SRV.>`, an
 OPERATOR_ID` and its private inbox. The example halts, reads the switch back from the live service (a halt counts
 only once the service holds it), resumes and reads it back again, and prints what it saw as one JSON object, with the
 endpoints the `airlock` micro service lists. `airlock halt --nats` and `airlock resume --nats` do the same.
-tests/nats_permissions.rs runs it.
+tests/nats/nats_permissions.rs runs it.
 """
 
 import asyncio

@@ -5,7 +5,7 @@
 SEED_FILE is the desk's nkey seed from `airlock nats-config` (seeds/intake.ACTOR_ID.nk). The broker lets this key
 publish only `airlock.intake.intake.ACTOR_ID.request_recovery` and `airlock.query.intake.ACTOR_ID`, and read only
 `airlock.result.intake.ACTOR_ID` and its private inbox, `_INBOX.<its public key>`, which the client must use. It
-prints airlock's answer and the case's public status as one JSON object. tests/nats_permissions.rs runs it.
+prints airlock's answer and the case's public status as one JSON object. tests/nats/nats_permissions.rs runs it.
 """
 
 import asyncio

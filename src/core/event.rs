@@ -224,7 +224,7 @@ impl ReviewReason {
     }
 
     /// The reason as the projection records it (the review queue's reason column, the timeline): fixed text, never
-    /// the variant's `Debug`, so that renaming a variant changes no stored row (tests/golden.rs pins every one).
+    /// the variant's `Debug`, so that renaming a variant changes no stored row (tests/core/golden.rs pins every one).
     pub fn recorded(self) -> &'static str {
         match self {
             ReviewReason::NoEligibleFactor => "NoEligibleFactor",

@@ -1,6 +1,6 @@
 //! The pure core: commands, events, states, `decide`, `evolve`, the transition table, verification primitives and
 //! limits. Architecture invariant: nothing under `core/` does I/O, reads a clock, draws randomness of its own, or
-//! imports tokio, async-nats or rusqlite (`tests/core_purity.rs` fails the build if it does).
+//! imports tokio, async-nats or rusqlite (`tests/core/core_purity.rs` fails the build if it does).
 
 pub mod account;
 pub mod action;

@@ -32,7 +32,7 @@ impl Outcome {
 
     /// The outcome as the projection records it in timelines and in the receipts it hashes (`Auto`, `Review`,
     /// `Deny`): fixed here, never derived from the variant's name, so that renaming a variant cannot change the hash
-    /// of a receipt written before (tests/golden.rs pins every one).
+    /// of a receipt written before (tests/core/golden.rs pins every one).
     pub fn recorded(self) -> &'static str {
         match self {
             Outcome::Auto => "Auto",

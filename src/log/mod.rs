@@ -3,7 +3,7 @@
 //! stores exactly what `envelope` encodes. One append is one *commit*: the envelopes one decision produced, stored
 //! atomically under one global sequence (one SQLite row, one JetStream message). `sqlite` is the embedded backend,
 //! `jetstream` the production one (subject per stream, `Nats-Expected-Last-Subject-Sequence`, `Nats-Msg-Id`);
-//! `tests/log_conformance.rs` is the one suite both must pass.
+//! `tests/store/log_conformance.rs` is the one suite both must pass.
 
 pub mod envelope;
 pub mod jetstream;

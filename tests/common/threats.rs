@@ -1,4 +1,4 @@
-//! Accounts, commands and reading helpers shared by the THREATS tests of both modes (`tests/threats_embedded.rs`,
+//! Accounts, commands and reading helpers shared by the THREATS tests of both modes (`tests/cli/threats_embedded.rs`,
 //! `tests/threats_nats/`): what a support desk, an owner or a reviewer would send, as JSON, and how a test reads what
 //! came back.
 

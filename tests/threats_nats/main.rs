@@ -18,13 +18,13 @@
 //! Every test ends by searching everything airlock published or printed (answers, dead letters, the event stream,
 //! serve's log, `airlock outbox`, the projection file) for every code an owner received, and THREATS 9's test for the
 //! authenticator code too: a code reaches the owner's outbox and nothing else. Scenarios 8, 12 and 15 are elsewhere
-//! (tests/nats_serve.rs covers 8's answers and timing and 12's role check over NATS, tests/case_history.rs covers 15
+//! (tests/nats/nats_serve.rs covers 8's answers and timing and 12's role check over NATS, tests/cli/case_history.rs covers 15
 //! in both modes); 13 and 14 follow from THREATS 2's test here, through `roll_back` and `audit verify --nats`. Of the
 //! classes the outside campaign added: 16 (floods, payload limits, dead letters, ids of other desks) is in
-//! tests/nats_serve.rs; 18's proof page and timing are in tests/http_intake.rs; 19's counting by address and by
-//! registrable domain across desks is in tests/velocity_burst.rs (on NATS) and tests/untrusted_text.rs, and its bulk
-//! rollback in tests/rollback_cli.rs; 20's links in tests/http_verify.rs and its masked addresses in
-//! tests/untrusted_text.rs. The harness is in `harness.rs`.
+//! tests/nats/nats_serve.rs; 18's proof page and timing are in tests/integrations/http_intake.rs; 19's counting by address and by
+//! registrable domain across desks is in tests/nats/velocity_burst.rs (on NATS) and tests/cli/untrusted_text.rs, and its bulk
+//! rollback in tests/cli/rollback_cli.rs; 20's links in tests/integrations/http_verify.rs and its masked addresses in
+//! tests/cli/untrusted_text.rs. The harness is in `harness.rs`.
 
 #[path = "../common/mod.rs"]
 mod common;
