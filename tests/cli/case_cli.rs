@@ -171,8 +171,9 @@ fn case_list_filters_by_state_account_time_and_action() {
         let (code, reply) = submit(&data, "intake:desk", "request-recovery", body.to_string().as_bytes());
         assert_eq!(code, 0, "{reply}");
         opened.push(reply["case_id"].as_str().unwrap().to_string());
-        // Distinct request times, so that "newest first" is a fact the list must get right.
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        // Distinct request times (to the millisecond), so that "newest first" is a fact the list must get right.
+        let opened_by = std::time::SystemTime::now() + std::time::Duration::from_millis(1);
+        common::wait_for(|| std::time::SystemTime::now() > opened_by, "the clock to pass this request");
     }
     let newest_first: Vec<String> = opened.iter().rev().cloned().collect();
     let ids = |indexes: &[usize]| -> Vec<String> { indexes.iter().map(|index| opened[*index].clone()).collect() };

@@ -229,9 +229,12 @@ fn replay_as_of_shows_what_airlock_knew_then() {
         reply["case_id"].as_str().unwrap().to_string()
     };
     let first = open("a-1", reset_password());
-    std::thread::sleep(std::time::Duration::from_millis(1_100));
-    let between = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    // A moment after the first request and before the second (events are timed to the millisecond).
+    let moment = std::time::SystemTime::now();
+    common::wait_for(|| std::time::SystemTime::now() > moment, "the clock to pass the first request");
+    let between = humantime::format_rfc3339_millis(moment).to_string();
+    let second_opens = moment + std::time::Duration::from_millis(1);
+    common::wait_for(|| std::time::SystemTime::now() > second_opens, "the clock to pass the moment between");
     let second = open("a-2", add_email("new@example.net"));
 
     let (code, report, error) = replay(&data, &["--as-of", &between]);
