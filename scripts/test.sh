@@ -83,4 +83,6 @@ echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 
 echo "== cargo test"
-cargo test --all-targets --locked
+# Four tests at a time per binary on any machine: most end-to-end tests wait on servers and processes, not the CPU
+# (AIRLOCK_TEST_THREADS to change it).
+cargo test --all-targets --locked -- --test-threads "${AIRLOCK_TEST_THREADS:-4}"
