@@ -103,10 +103,14 @@ impl<L: EventLog> Service<L> {
         // ticks first, then the executions (a tick may have just started one).
         use futures::StreamExt;
         for timer in [Timer::Tick, Timer::Execute] {
-            let cases = match timer {
-                Timer::Tick => self.projection.due_cases(self.clock.now())?,
-                Timer::Execute => self.projection.case_ids(Some(Status::Executing.name()))?,
-            };
+            let (projection, now) = (self.projection.clone(), self.clock.now());
+            let cases = super::context::blocking(move || {
+                Ok(match timer {
+                    Timer::Tick => projection.due_cases(now)?,
+                    Timer::Execute => projection.case_ids(Some(Status::Executing.name()))?,
+                })
+            })
+            .await?;
             let results: Vec<_> = futures::stream::iter(cases)
                 .map(|case_id| async move {
                     let result = match timer {

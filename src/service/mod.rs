@@ -442,13 +442,15 @@ impl<L: EventLog> Service<L> {
 
     /// Applies every log entry the projection has not seen yet.
     pub async fn catch_up_projection(&self) -> Result<u64, ServiceError> {
-        let mut last = self.projection.last_sequence()?;
+        let projection = self.projection.clone();
+        let mut last = context::blocking(move || Ok(projection.last_sequence()?)).await?;
         loop {
             let entries: Vec<Entry> = self.log.read_after(last, PROJECTION_BATCH_MAX).await?;
             if entries.is_empty() {
                 return Ok(last);
             }
-            last = self.projection.apply(&entries)?;
+            let projection = self.projection.clone();
+            last = context::blocking(move || Ok(projection.apply(&entries)?)).await?;
         }
     }
 }

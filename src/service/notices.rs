@@ -448,7 +448,9 @@ impl<L: EventLog> Service<L> {
         let window_start = UnixMs(now.0.saturating_sub(NOTICE_REDELIVERY_WINDOW_MS));
         let (mut attempted, mut delivered_count) = (0, 0);
         self.redelivery.forget_stale(now);
-        for case_id in self.projection.notices_owed(window_start, now)? {
+        let projection = self.projection.clone();
+        let owed = super::context::blocking(move || Ok(projection.notices_owed(window_start, now)?)).await?;
+        for case_id in owed {
             if attempted >= NOTICE_RESENDS_PER_TICK_MAX {
                 break;
             }
