@@ -217,3 +217,19 @@ pub fn use_set_password_link(page: &str, link: &str, password: &str, token: Opti
         http::http(page, "POST", "/set-password", "application/x-www-form-urlencoded", body.finish().as_bytes());
     (status, answer)
 }
+
+/// Starts a receiver script of `tests/receivers` (`python3 SCRIPT ARGS`) that prints `listening on URL` once it
+/// listens on a loopback port, and returns the process and that URL.
+pub fn start_receiver(script: &str, args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let first = std::io::BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap();
+    let url = first.strip_prefix("listening on ").unwrap_or_else(|| panic!("{script} said {first:?}")).to_string();
+    (child, url)
+}

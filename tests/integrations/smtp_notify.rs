@@ -646,14 +646,9 @@ impl Drop for SmsProvider {
 impl SmsProvider {
     fn start(scratch: &std::path::Path, secret: &str, down: u32) -> SmsProvider {
         let record = scratch.join("sms-record.jsonl");
-        let mut child = Command::new("python3")
-            .args([SMS_PROVIDER, "--secret", secret, "--record", record.to_str().unwrap(), "--down", &down.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let first = BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap();
-        let url = first.strip_prefix("listening on ").unwrap_or_else(|| panic!("the provider said {first:?}")).into();
+        let down = down.to_string();
+        let args = ["--secret", secret, "--record", record.to_str().unwrap(), "--down", &down];
+        let (child, url) = common::start_receiver(SMS_PROVIDER, &args);
         SmsProvider { child, url, record }
     }
 

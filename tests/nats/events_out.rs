@@ -11,9 +11,8 @@ use common::serve::Harness;
 use common::threats::{email_account, request_body, reset_password};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 const RECEIVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/receivers/webhook_receiver.py");
@@ -36,22 +35,8 @@ impl Drop for Receiver {
 impl Receiver {
     fn start(scratch: &Path, secret: &str) -> Receiver {
         let (record, mode) = (scratch.join("webhook-record.jsonl"), scratch.join("webhook-mode"));
-        let mut child = Command::new("python3")
-            .args([
-                RECEIVER,
-                "--secret",
-                secret,
-                "--record",
-                record.to_str().unwrap(),
-                "--mode",
-                mode.to_str().unwrap(),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let first = BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap();
-        let url = first.strip_prefix("listening on ").unwrap_or_else(|| panic!("the receiver said {first:?}")).into();
+        let args = ["--secret", secret, "--record", record.to_str().unwrap(), "--mode", mode.to_str().unwrap()];
+        let (child, url) = common::start_receiver(RECEIVER, &args);
         Receiver { child, url, record, mode }
     }
 
