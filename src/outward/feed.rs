@@ -250,11 +250,16 @@ pub async fn run_nats<L: EventLog>(
             let first = match first {
                 Some(Ok(message)) => message,
                 Some(Err(error)) => {
+                    // A missed heartbeat or a broken connection: pause, so that errors in a row never spin.
                     tracing::debug!(%error, "events out: pull interrupted");
-                    continue;
+                    tokio::select! {
+                        _ = tokio::time::sleep(pauses.next().unwrap_or(INFRASTRUCTURE_PAUSE_MAX)) => continue,
+                        _ = shutdown.changed() => break 'pulling,
+                    }
                 }
                 None => continue 'pulling,
             };
+            pauses = infrastructure_pauses();
             let mut held = vec![first];
             while held.len() < in_flight {
                 match messages.next().now_or_never() {
