@@ -38,6 +38,16 @@ pub fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
     }
 }
 
+/// `wait_for` for a condition that must be awaited (reading a stream, publishing): polls `done` until it holds,
+/// failing the test after `WAIT_MS`.
+pub async fn wait_until<F: std::future::Future<Output = bool>>(mut done: impl FnMut() -> F, what: &str) {
+    let deadline = Instant::now() + Duration::from_millis(WAIT_MS);
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Publishes to JetStream until the server acknowledges (through server restarts), with the command id as the
 /// message id, so a retried publish is stored once.
 pub async fn publish(context: &jetstream::Context, subject: &str, message_id: &str, body: Vec<u8>) {

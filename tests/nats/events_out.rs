@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const RECEIVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/receivers/webhook_receiver.py");
 
@@ -208,19 +208,16 @@ async fn every_event_reaches_the_webhook_in_case_order_across_a_crash_and_a_rece
     harness.kill_serve();
     receiver.set_mode("up");
     harness.start_serve(&options, &[]);
-    let deadline = Instant::now() + Duration::from_millis(common::WAIT_MS);
-    let expected = loop {
+    let every_event_arrived = || async {
         let expected = cases_in_log(&client).await;
         let (order, _) = by_case(&receiver.taken());
-        let complete = expected.iter().all(|(case_id, versions)| {
-            order.get(case_id).is_some_and(|seen| seen.iter().collect::<BTreeSet<_>>().len() as u64 == *versions)
-        });
-        if complete && expected.len() == 10 {
-            break expected;
-        }
-        assert!(Instant::now() < deadline, "not every event arrived: log {expected:?}, taken {order:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        expected.len() == 10
+            && expected.iter().all(|(case_id, versions)| {
+                order.get(case_id).is_some_and(|seen| seen.iter().collect::<BTreeSet<_>>().len() as u64 == *versions)
+            })
     };
+    common::wait_until(every_event_arrived, "every event of the log at the receiver").await;
+    let expected = cases_in_log(&client).await;
     let taken = receiver.taken();
     let (order, ids) = by_case(&taken);
     for (case_id, versions) in &expected {

@@ -568,15 +568,11 @@ async fn message_and_command_ids_are_scoped_to_their_sender() {
     // The broker drops a message whose id it stored within its duplicate window (the intake's is 100 ms, the shortest
     // it allows), whatever the subject: what is tested is any later reuse (the finding's came two minutes later,
     // inside the default window), so the other desk sends until the broker stores it, and airlock must take it.
-    let deadline = std::time::Instant::now() + Duration::from_millis(common::WAIT_MS);
-    loop {
+    let stored = || async {
         let sent = publish_once(&context, "airlock.intake.intake.desk-b.request_recovery", "shared", request("b-1"));
-        if !sent.await.unwrap().duplicate {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the broker never stored the other desk's message");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        !sent.await.unwrap().duplicate
+    };
+    common::wait_until(stored, "the broker to store the other desk's message").await;
     let a = results_by_command(&client, "desk-a", 1).await;
     let b = results_by_command(&client, "desk-b", 1).await;
     assert_eq!(a["a-1"]["accepted"], true);

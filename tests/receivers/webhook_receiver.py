@@ -11,7 +11,7 @@ Prints `listening on URL` and serves until killed. Every attempt is one JSON lin
 problem, mode, and the document when verified. How it answers is read from --mode on each request (missing: up):
   up        200
   down      503
-  slow      waits 3 s, then 200 (longer than the test's --webhook-timeout)
+  slow      holds the answer while the mode stays slow (at most 30 s), then 200
   garbage   writes bytes that are not HTTP and hangs up
   redirect  302 to another address
 """
@@ -36,6 +36,7 @@ def main():
     verifier = Webhook(args.secret)
     lock = threading.Lock()
     taken = set()
+    changed = threading.Event()
 
     def mode():
         try:
@@ -75,7 +76,11 @@ def main():
                         "timestamp": signed[1], "signature": signed[2], "body": body.decode("utf-8", "replace"),
                     }) + "\n")
             if verified and current == "slow":
-                time.sleep(3)
+                # Holds the answer while the test keeps the receiver slow (at most 30 s): longer than the test's
+                # --webhook-timeout, so airlock gives up on it.
+                deadline = time.monotonic() + 30
+                while mode() == "slow" and time.monotonic() < deadline:
+                    changed.wait(0.05)
             if status == 0:
                 self.wfile.write(b"\x00\x01garbage that is not HTTP\r\n\r\n")
                 self.wfile.flush()
