@@ -40,7 +40,7 @@ pub fn recorder() -> &'static PrometheusHandle {
 }
 
 /// Records one command handled by a front door: its type and outcome, and how long it took.
-pub fn command_handled(command: &'static str, outcome: String, seconds: f64) {
+pub fn command_handled(command: &'static str, outcome: &'static str, seconds: f64) {
     let _ = recorder();
     metrics::counter!("airlock_commands_total", "command" => command, "outcome" => outcome).increment(1);
     metrics::histogram!("airlock_command_seconds", "command" => command).record(seconds);

@@ -7,7 +7,7 @@ use crate::cli::exit;
 use crate::core::actor::{Actor, Role};
 use crate::core::limits;
 use crate::core::text::check_identifier;
-use crate::intake::{CommandType, handle_json};
+use crate::intake::{CommandType, ErrorCode, handle_json};
 use crate::server::embedded;
 use std::io::Read;
 use std::path::PathBuf;
@@ -76,9 +76,9 @@ pub fn run(args: SubmitArgs) -> u8 {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
     let reply = runtime.block_on(handle_json(&embedded.service, &actor, args.command, &bytes));
     println!("{}", serde_json::to_string_pretty(&reply).expect("a reply serializes"));
-    match (&reply.accepted, reply.error.as_ref().map(|error| error.code.as_str())) {
+    match (&reply.accepted, reply.code()) {
         (true, _) => exit::OK,
-        (false, Some("unavailable")) => exit::UNAVAILABLE,
+        (false, Some(ErrorCode::Unavailable)) => exit::UNAVAILABLE,
         (false, _) => exit::FAILED,
     }
 }

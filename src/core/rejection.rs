@@ -65,6 +65,19 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// Refusals about the bytes sent, the same whatever case they name: the input cannot be read, is not allowed,
+    /// or holds a code where none belongs. Sending the same bytes again gets the same answer.
+    pub fn about_the_input(&self) -> bool {
+        matches!(
+            self,
+            Rejection::MalformedCommand { .. }
+                | Rejection::InvalidValue { .. }
+                | Rejection::TooLong { .. }
+                | Rejection::SecretInUntrustedField { .. }
+                | Rejection::RoleNotAllowed { .. }
+        )
+    }
+
     /// A stable machine-readable code for clients (`role_not_allowed`, `wrong_state`, ...).
     pub fn code(&self) -> &'static str {
         match self {

@@ -949,7 +949,7 @@ async fn rollback_matching<L: EventLog + 'static>(
                               "reason": posted.reason });
         let reply = send(&state, &session, Role::Operator, CommandType::RollBack, command).await;
         rolled.push(match reply.accepted {
-            true => format!("{case}: rolled back ({})", reply.status.unwrap_or_default()),
+            true => format!("{case}: rolled back ({})", reply.status.map_or("", |status| status.name())),
             false => format!("{case}: refused: {}", reply.message),
         });
     }

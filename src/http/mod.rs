@@ -22,9 +22,10 @@ use crate::core::actor::{Actor, Role};
 use crate::core::ids::{CaseId, DestinationId};
 use crate::core::limits;
 use crate::core::rejection::Rejection;
+use crate::core::state::Status;
 use crate::core::text::check_identifier;
 use crate::http::api_keys::ApiKeys;
-use crate::intake::{self, Reply};
+use crate::intake::{self, ErrorCode, Reply, ReplyStatus};
 use crate::log::EventLog;
 use crate::service::{Service, new_id};
 use axum::Router;
@@ -239,21 +240,26 @@ async fn verify_json<L: EventLog + 'static>(
 /// account than the owner already knows.
 fn proof_outcome(reply: &Reply) -> (StatusCode, &'static str, String) {
     if reply.accepted {
-        let next = match reply.status.as_deref() {
-            Some("cooling_off") => {
+        let next = match reply.status {
+            Some(ReplyStatus::Case(Status::CoolingOff)) => {
                 "The change is scheduled. Every contact method already on the account has been told, and any of \
                  them can still cancel it before it takes effect."
             }
-            Some("in_review") => "People will review the request before anything changes. You will hear from us.",
-            Some("denied") => "The request was not allowed. Nothing on the account has changed.",
+            Some(ReplyStatus::Case(Status::InReview)) => {
+                "People will review the request before anything changes. You will hear from us."
+            }
+            Some(ReplyStatus::Case(Status::Denied)) => {
+                "The request was not allowed. Nothing on the account has changed."
+            }
             _ => "Thank you. The request goes on as described in the message.",
         };
         return (StatusCode::OK, "Verified", next.to_string());
     }
-    let code = reply.error.as_ref().map_or("unavailable", |error| error.code.as_str());
-    match code {
-        "malformed_command" => (StatusCode::BAD_REQUEST, "Not verified", reply.message.clone()),
-        "unavailable" => (
+    match reply.code().unwrap_or(&ErrorCode::Unavailable) {
+        ErrorCode::Rejected(Rejection::MalformedCommand { .. }) => {
+            (StatusCode::BAD_REQUEST, "Not verified", reply.message.clone())
+        }
+        ErrorCode::Unavailable => (
             StatusCode::SERVICE_UNAVAILABLE,
             "Please try again",
             "We could not check the code just now. Try again in a minute.".to_string(),

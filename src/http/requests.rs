@@ -8,9 +8,10 @@
 //! owner's code does, so how long it takes says nothing about whether the account exists.
 
 use crate::core::actor::{Actor, Role};
+use crate::core::rejection::Rejection;
 use crate::core::text::check_identifier;
 use crate::http::api_keys::ApiKeys;
-use crate::intake::{self, CommandType, Reply};
+use crate::intake::{self, CommandType, ErrorCode, Reply};
 use crate::log::EventLog;
 use crate::service::{Sending, Service, with_deferred_notices};
 use axum::Router;
@@ -40,7 +41,7 @@ pub fn router<L: EventLog + 'static>(state: IntakeState<L>) -> Router {
         .with_state(state)
 }
 
-fn error(status: StatusCode, code: &str, reason: &str) -> Response {
+fn error(status: StatusCode, code: ErrorCode, reason: &str) -> Response {
     (status, axum::Json(Reply::refusal(code, reason))).into_response()
 }
 
@@ -56,13 +57,13 @@ impl IntoResponse for Denied {
             Denied::Unauthorized => {
                 let mut response = error(
                     StatusCode::UNAUTHORIZED,
-                    "unauthorized",
+                    ErrorCode::Unauthorized,
                     "send a live API key as `Authorization: Bearer ak_...` (airlock api-key create)",
                 );
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 response
             }
-            Denied::Unavailable => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "try again later"),
+            Denied::Unavailable => error(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "try again later"),
         }
     }
 }
@@ -90,11 +91,11 @@ fn status_of(reply: &Reply) -> StatusCode {
     if reply.accepted {
         return StatusCode::ACCEPTED;
     }
-    match reply.error.as_ref().map(|error| error.code.as_str()) {
-        Some("unavailable") => StatusCode::SERVICE_UNAVAILABLE,
-        Some("role_not_allowed") => StatusCode::FORBIDDEN,
-        Some("malformed_command") => StatusCode::BAD_REQUEST,
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    match reply.code() {
+        Some(ErrorCode::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
+        Some(ErrorCode::Rejected(Rejection::RoleNotAllowed { .. })) => StatusCode::FORBIDDEN,
+        Some(ErrorCode::Rejected(Rejection::MalformedCommand { .. })) => StatusCode::BAD_REQUEST,
+        Some(_) | None => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 
@@ -132,7 +133,11 @@ async fn status<L: EventLog + 'static>(
         Err(denied) => return denied.into_response(),
     };
     if check_identifier("case_id", &id).is_err() {
-        return error(StatusCode::BAD_REQUEST, "malformed_command", "not a case id");
+        return error(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::Rejected(Rejection::MalformedCommand { reason: "not a case id".into() }),
+            "not a case id",
+        );
     }
     let payload = serde_json::json!({ "case_id": id }).to_string();
     let answer = intake::answered_no_sooner(intake::query::answer(&state.service, &actor, payload.as_bytes())).await;

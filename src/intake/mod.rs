@@ -12,6 +12,7 @@ use crate::core::command::CommandKind;
 use crate::core::ids::{CaseId, CommandId};
 use crate::core::limits;
 use crate::core::rejection::Rejection;
+use crate::core::state::Status;
 use crate::core::text::check_identifier;
 use crate::log::EventLog;
 use crate::service::{Handled, Service, ServiceError, new_id};
@@ -65,6 +66,7 @@ impl CommandType {
 }
 
 /// What the sender is told. Intake actors get the same words whatever happened to the account (THREATS 1, 8).
+/// Typed until it is serialised: front doors decide on `status` and `error.code` as values, never as text.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Reply {
     pub accepted: bool,
@@ -74,7 +76,7 @@ pub struct Reply {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub case_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<ReplyStatus>,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ReplyError>,
@@ -82,23 +84,127 @@ pub struct Reply {
 
 impl Reply {
     /// A refusal with its stable `code`, the reason as both message and error, and nothing else.
-    pub fn refusal(code: &str, reason: &str) -> Reply {
+    pub fn refusal(code: ErrorCode, reason: &str) -> Reply {
         Reply {
             accepted: false,
             command_id: None,
             case_id: None,
             status: None,
             message: reason.to_string(),
-            error: Some(ReplyError { code: code.to_string(), reason: reason.to_string() }),
+            error: Some(ReplyError { code, reason: reason.to_string() }),
         }
+    }
+
+    /// The refusal's code, if this is a refusal.
+    pub fn code(&self) -> Option<&ErrorCode> {
+        self.error.as_ref().map(|error| &error.code)
     }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ReplyError {
-    /// Stable and machine-readable: a `Rejection::code`, or `unavailable`.
-    pub code: String,
+    /// Stable and machine-readable (`ErrorCode::name`).
+    pub code: ErrorCode,
     pub reason: String,
+}
+
+/// What an accepted command left: the case's state, the one word an intake actor gets, or the kill switch's or an
+/// alert's state. Serialised by `name`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyStatus {
+    /// An intake actor's answer, whatever happened to the case (THREATS 1, 8).
+    Received,
+    /// The case's state after the command.
+    Case(Status),
+    /// The kill switch is pulled.
+    Halted,
+    /// The kill switch is released.
+    Running,
+    /// The alert is acknowledged.
+    Acknowledged,
+}
+
+impl ReplyStatus {
+    /// The stable name senders read: a case state's own name, or `received`, `halted`, `running`, `acknowledged`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReplyStatus::Received => "received",
+            ReplyStatus::Case(status) => status.name(),
+            ReplyStatus::Halted => "halted",
+            ReplyStatus::Running => "running",
+            ReplyStatus::Acknowledged => "acknowledged",
+        }
+    }
+}
+
+impl std::fmt::Display for ReplyStatus {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.name())
+    }
+}
+
+impl Serialize for ReplyStatus {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+/// Why a command was refused, as the sender reads it. Serialised by `name`, the stable code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The core (or the front door, before the core) refused it: the rejection's own code.
+    Rejected(Rejection),
+    /// airlock cannot take the command now (a store is down); the same command may be sent again.
+    Unavailable,
+    /// The owners' page's one answer to a proof that did not prove its case (THREATS 18).
+    CodeNotAccepted,
+    /// The owners' page: the message's code was right, the second factor was not.
+    SecondFactorNotAccepted,
+    /// The NATS intake: the subject does not name a sender and a command.
+    BadSubject,
+    /// The NATS intake: the command could not be taken in the deliveries allowed; it is kept in the dead letters.
+    GaveUp,
+    /// The HTTP intake: no live API key.
+    Unauthorized,
+}
+
+impl ErrorCode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ErrorCode::Rejected(rejection) => rejection.code(),
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::CodeNotAccepted => "code_not_accepted",
+            ErrorCode::SecondFactorNotAccepted => "second_factor_not_accepted",
+            ErrorCode::BadSubject => "bad_subject",
+            ErrorCode::GaveUp => "gave_up",
+            ErrorCode::Unauthorized => "unauthorized",
+        }
+    }
+
+    /// Whether sending the same bytes again can never succeed (the NATS intake keeps such input in its dead
+    /// letters): input that cannot be read or is not allowed, a reused command id, and what the intake gave up on.
+    pub fn is_poison(&self) -> bool {
+        match self {
+            ErrorCode::Rejected(rejection) => rejection.about_the_input() || *rejection == Rejection::CommandIdReused,
+            ErrorCode::BadSubject | ErrorCode::GaveUp => true,
+            ErrorCode::Unavailable
+            | ErrorCode::CodeNotAccepted
+            | ErrorCode::SecondFactorNotAccepted
+            | ErrorCode::Unauthorized => false,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.name())
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
 }
 
 /// The one answer an intake actor gets about a recovery it asked for.
@@ -169,28 +275,28 @@ fn accepted(actor: &Actor, outcome: &Outcome) -> Reply {
                 accepted: true,
                 command_id: None,
                 case_id: None,
-                status: Some("acknowledged".into()),
+                status: Some(ReplyStatus::Acknowledged),
                 message: format!("alert {alert_id} acknowledged"),
                 error: None,
             };
         }
         Outcome::Control { halted } => {
-            let status = if *halted { "halted" } else { "running" };
+            let status = if *halted { ReplyStatus::Halted } else { ReplyStatus::Running };
             let message = format!("automation is {status}");
             return Reply {
                 accepted: true,
                 command_id: None,
                 case_id: None,
-                status: Some(status.into()),
+                status: Some(status),
                 message,
                 error: None,
             };
         }
     };
     let (status, message) = match actor.role {
-        Role::Intake => ("received".to_string(), INTAKE_MESSAGE.to_string()),
+        Role::Intake => (ReplyStatus::Received, INTAKE_MESSAGE.to_string()),
         Role::Owner | Role::Reviewer | Role::Operator | Role::System => {
-            (handled.status.name().to_string(), format!("the case is {}", handled.status))
+            (ReplyStatus::Case(handled.status), format!("the case is {}", handled.status))
         }
     };
     Reply {
@@ -205,13 +311,13 @@ fn accepted(actor: &Actor, outcome: &Outcome) -> Reply {
 
 pub fn refused(case_id: Option<&CaseId>, error: &ServiceError) -> Reply {
     let (code, reason) = match error {
-        ServiceError::Rejected(rejection) => (rejection.code().to_string(), rejection.to_string()),
+        ServiceError::Rejected(rejection) => (ErrorCode::Rejected(rejection.clone()), rejection.to_string()),
         ServiceError::Log(_) | ServiceError::Projection(_) | ServiceError::Directory(_) | ServiceError::Notify(_) => {
-            ("unavailable".to_string(), "airlock cannot take this command right now; send it again later".into())
+            (ErrorCode::Unavailable, "airlock cannot take this command right now; send it again later".into())
         }
-        ServiceError::Corrupt(_) => ("unavailable".to_string(), "airlock found an inconsistency and stopped".into()),
+        ServiceError::Corrupt(_) => (ErrorCode::Unavailable, "airlock found an inconsistency and stopped".into()),
     };
-    Reply { case_id: case_id.map(ToString::to_string), ..Reply::refusal(&code, &reason) }
+    Reply { case_id: case_id.map(ToString::to_string), ..Reply::refusal(code, &reason) }
 }
 
 /// Handles one JSON command from `actor`, end to end, and says what to tell the sender.
@@ -249,9 +355,13 @@ async fn handle<L: EventLog>(
         // Only a proof with the message's right code reaches the authenticator check (issue 15, item 17), so saying
         // which part to retype tells nothing to anyone without that code.
         Err(Refusal::Service(ServiceError::Rejected(Rejection::SecondFactorAlreadyUsed))) if public_proof => {
-            owner_refusal(case_hint.as_ref(), "second_factor_already_used", SECOND_FACTOR_ALREADY_USED)
+            owner_refusal(
+                case_hint.as_ref(),
+                ErrorCode::Rejected(Rejection::SecondFactorAlreadyUsed),
+                SECOND_FACTOR_ALREADY_USED,
+            )
         }
-        Err(Refusal::Service(ServiceError::Rejected(rejection))) if public_proof && !about_the_input(&rejection) => {
+        Err(Refusal::Service(ServiceError::Rejected(rejection))) if public_proof && !rejection.about_the_input() => {
             code_not_accepted(case_hint.as_ref())
         }
         Ok(outcome) => accepted(actor, &outcome),
@@ -267,10 +377,7 @@ async fn handle<L: EventLog>(
         Err(Refusal::Service(error)) => refused(case_hint.as_ref(), &error),
     };
     reply.command_id = Some(command_hint.to_string());
-    let outcome = match &reply.error {
-        None => "accepted".to_string(),
-        Some(error) => error.code.clone(),
-    };
+    let outcome = reply.code().map_or("accepted", ErrorCode::name);
     crate::observe::command_handled(subjects::command_token(command_type), outcome, started.elapsed().as_secs_f64());
     reply
 }
@@ -306,10 +413,10 @@ pub const SECOND_FACTOR_ALREADY_USED: &str = "The code from the message was righ
      already used. Wait for the app's next code and try again.";
 
 fn code_not_accepted(case_id: Option<&CaseId>) -> Reply {
-    owner_refusal(case_id, "code_not_accepted", CODE_NOT_ACCEPTED)
+    owner_refusal(case_id, ErrorCode::CodeNotAccepted, CODE_NOT_ACCEPTED)
 }
 
-fn owner_refusal(case_id: Option<&CaseId>, code: &str, text: &str) -> Reply {
+fn owner_refusal(case_id: Option<&CaseId>, code: ErrorCode, text: &str) -> Reply {
     Reply { case_id: case_id.map(ToString::to_string), ..Reply::refusal(code, text) }
 }
 
@@ -333,25 +440,13 @@ async fn not_proven<L: EventLog>(
     };
     match failed {
         Some(ProofFailure::WrongSecondFactor) => {
-            owner_refusal(Some(case_id), "second_factor_not_accepted", SECOND_FACTOR_NOT_ACCEPTED)
+            owner_refusal(Some(case_id), ErrorCode::SecondFactorNotAccepted, SECOND_FACTOR_NOT_ACCEPTED)
         }
         Some(ProofFailure::SignedInAsAnother) => {
-            owner_refusal(Some(case_id), "second_factor_not_accepted", SIGNED_IN_AS_ANOTHER)
+            owner_refusal(Some(case_id), ErrorCode::SecondFactorNotAccepted, SIGNED_IN_AS_ANOTHER)
         }
         Some(ProofFailure::WrongCode | ProofFailure::NotRecorded) | None => code_not_accepted(Some(case_id)),
     }
-}
-
-/// Refusals about the bytes sent, the same whatever case they name, which may be answered as they are.
-fn about_the_input(rejection: &Rejection) -> bool {
-    matches!(
-        rejection,
-        Rejection::MalformedCommand { .. }
-            | Rejection::InvalidValue { .. }
-            | Rejection::TooLong { .. }
-            | Rejection::SecretInUntrustedField { .. }
-            | Rejection::RoleNotAllowed { .. }
-    )
 }
 
 enum Refusal {

@@ -6,8 +6,9 @@
 
 use crate::core::actor::Role;
 use crate::core::limits;
+use crate::core::rejection::Rejection;
 use crate::intake::subjects::{self, SubjectError};
-use crate::intake::{Reply, handle_json};
+use crate::intake::{CommandType, ErrorCode, Reply, handle_json};
 use crate::log::EventLog;
 use crate::service::{Service, with_deferred_notices};
 use async_nats::jetstream::{self, consumer, stream};
@@ -344,18 +345,6 @@ async fn run_role<L: EventLog + 'static>(
     while in_flight.join_next().await.is_some() {}
 }
 
-/// Error codes whose input is poison: retrying the same bytes can never succeed.
-const POISON_CODES: [&str; 8] = [
-    "command_id_reused",
-    "malformed_command",
-    "invalid_value",
-    "too_long",
-    "secret_in_untrusted_field",
-    "role_not_allowed",
-    "bad_subject",
-    "gave_up",
-];
-
 /// What becomes of an intake message once its notices are sent.
 enum Settle {
     Ack,
@@ -375,18 +364,17 @@ async fn process<L: EventLog>(
     let (sequence, delivered) = message.info().map(|info| (info.stream_sequence, info.delivered)).unwrap_or((0, 1));
     let subject = message.subject.to_string();
     // The answer is stored before any notice goes out, so that how long it takes says nothing about the account.
-    let ((actor, mut reply), notices) = with_deferred_notices(async {
+    let ((actor, command, mut reply), notices) = with_deferred_notices(async {
         match subjects::parse_intake(&config.prefix, &subject) {
             Ok((actor, command)) => {
                 let reply = handle_json(service, &actor, command, &message.payload).await;
-                (Some(actor), reply)
+                (Some(actor), Some(command), reply)
             }
-            Err(SubjectError { actor, reason }) => (actor, bad_subject(reason)),
+            Err(SubjectError { actor, reason }) => (actor, None, bad_subject(reason)),
         }
     })
     .await;
-    let code = reply.error.as_ref().map(|error| error.code.as_str());
-    if code == Some("unavailable") {
+    if reply.code() == Some(&ErrorCode::Unavailable) {
         if delivered < INTAKE_DELIVERIES_MAX {
             let delay = retry_delay(delivered);
             tracing::warn!(sequence, delivered, "command left for redelivery in {delay:?}: {}", reply.message);
@@ -395,10 +383,10 @@ async fn process<L: EventLog>(
         tracing::error!(sequence, delivered, "giving up on a command airlock could not take: {}", reply.message);
         reply = gave_up(reply.command_id.take(), delivered);
     }
-    let poison = reply.error.as_ref().is_some_and(|error| POISON_CODES.contains(&error.code.as_str()));
+    let poison = reply.code().is_some_and(ErrorCode::is_poison);
     let stored = async {
         if poison {
-            dead_letter(context, config, actor.as_ref(), message, sequence, &reply).await?;
+            dead_letter(context, config, (actor.as_ref(), command), message, sequence, &reply).await?;
         }
         if let Some(actor) = &actor {
             publish_result(context, config, actor, sequence, &reply).await?;
@@ -454,7 +442,7 @@ fn retry_delays_ms() -> (u64, u64) {
 }
 
 fn bad_subject(reason: String) -> Reply {
-    Reply::refusal("bad_subject", &reason)
+    Reply::refusal(ErrorCode::BadSubject, &reason)
 }
 
 /// The answer to a command airlock could not take in `INTAKE_DELIVERIES_MAX` deliveries.
@@ -463,7 +451,7 @@ fn gave_up(command_id: Option<String>, delivered: i64) -> Reply {
         "airlock could not take this command in {delivered} attempts; it is kept in the dead letters and will not \
          be tried again: send it again later"
     );
-    Reply { command_id, ..Reply::refusal("gave_up", &reason) }
+    Reply { command_id, ..Reply::refusal(ErrorCode::GaveUp, &reason) }
 }
 
 async fn publish_result(
@@ -495,6 +483,17 @@ fn header_value(text: &str, bytes_max: usize) -> String {
     text[..end].chars().map(|character| if character.is_control() { ' ' } else { character }).collect()
 }
 
+/// Whether refused input may hold an owner's code, so that its dead letter must not keep it: every proof (the
+/// command whose body is a code), input refused for holding one, and any other body or header that reads as holding
+/// one (`looks_like_code`) where airlock never read it as a command, such as a proof sent to a misspelt subject or a
+/// summary with a code in a body that is not JSON.
+/// A header that reads as holding one is shown as `(withheld)`.
+fn may_hold_a_code(command: Option<CommandType>, code: Option<&ErrorCode>, payload: &[u8]) -> bool {
+    let proof = command == Some(CommandType::SubmitProof);
+    let refused_for_one = matches!(code, Some(ErrorCode::Rejected(Rejection::SecretInUntrustedField { .. })));
+    proof || refused_for_one || crate::wire::looks_like_code(&String::from_utf8_lossy(payload))
+}
+
 /// What a dead letter keeps of a body: the body itself when it is small enough, else a prefix; withheld entirely
 /// when it may hold an owner's code. Returns the body and what it is (`verbatim`, `prefix`, `withheld`).
 fn kept_body(payload: &[u8], may_hold_a_code: bool) -> (Vec<u8>, &'static str) {
@@ -510,12 +509,13 @@ fn kept_body(payload: &[u8], may_hold_a_code: bool) -> (Vec<u8>, &'static str) {
 
 /// Keeps refused input with the reason, in a bounded form that always fits the dead-letter stream: the body verbatim
 /// up to `DEAD_LETTER_BODY_BYTES_MAX`, else a prefix; always its size and SHA-256; the sender's headers, cut to
-/// `DEAD_LETTER_HEADER_BYTES_MAX`. A `submit_proof` body (or one refused for holding a secret) may hold an owner's
-/// code, and codes are never stored anywhere: its body and headers are withheld, only size and digest kept.
+/// `DEAD_LETTER_HEADER_BYTES_MAX`. Codes are never stored anywhere: where the input may hold an owner's code
+/// (`may_hold_a_code`) its body and headers are withheld, only size and digest kept, and a header value that reads as
+/// a code is shown as `(withheld)`.
 async fn dead_letter(
     context: &jetstream::Context,
     config: &IntakeConfig,
-    actor: Option<&crate::core::actor::Actor>,
+    (actor, command): (Option<&crate::core::actor::Actor>, Option<CommandType>),
     original: &jetstream::Message,
     sequence: u64,
     reply: &Reply,
@@ -523,8 +523,8 @@ async fn dead_letter(
     let subject = original.subject.as_str();
     let payload = &original.payload[..];
     let reason = reply.error.as_ref().map_or("refused", |error| error.reason.as_str());
-    let code = reply.error.as_ref().map_or("refused", |error| error.code.as_str());
-    let may_hold_a_code = subject.ends_with(".submit_proof") || code == "secret_in_untrusted_field";
+    let code = reply.code().map_or("refused", ErrorCode::name);
+    let may_hold_a_code = may_hold_a_code(command, reply.code(), payload);
     let (body, body_kind) = kept_body(payload, may_hold_a_code);
     let mut message = jetstream::message::PublishMessage::build()
         .payload(body.into())
@@ -539,7 +539,12 @@ async fn dead_letter(
     if let (Some(headers), false) = (&original.headers, may_hold_a_code) {
         let shown: Vec<String> = headers
             .iter()
-            .flat_map(|(name, values)| values.iter().map(move |value| format!("{name}: {}", value.as_str())))
+            .flat_map(|(name, values)| {
+                values.iter().map(move |value| match crate::wire::looks_like_code(value.as_str()) {
+                    true => format!("{name}: (withheld)"),
+                    false => format!("{name}: {}", value.as_str()),
+                })
+            })
             .collect();
         if !shown.is_empty() {
             message = message

@@ -86,22 +86,32 @@ async fn poison_is_answered_kept_and_never_stalls_the_consumer() {
         serde_json::to_vec(&json!({ "version": 1, "command_id": "proof", "case_id": "case-1", "code": "12345678" }))
             .unwrap();
     let unknown_command = serde_json::to_vec(&json!({ "version": 1, "command_id": "teleport" })).unwrap();
+    // Input airlock never reads as a command may hold a code too: a proof sent to a misspelt subject, a summary with a
+    // code in a body that is not JSON. Their bodies are withheld like a proof's.
+    let misaddressed_proof =
+        serde_json::to_vec(&json!({ "version": 1, "command_id": "typo", "case_id": "case-1", "code": "48213377" }))
+            .unwrap();
+    let broken_with_code = br#"{ "summary": "the code they sent me is 4821 3377", "#.to_vec();
     let poison: Vec<(String, Vec<u8>, &str)> = vec![
         (format!("{intake}.request_recovery"), b"{ not json".to_vec(), "malformed_command"),
         (format!("{intake}.request_recovery"), oversized.clone(), "malformed_command"),
         (format!("{intake}.request_recovery"), unknown_field.clone(), "malformed_command"),
         (format!("{intake}.submit_proof"), wrong_role, "role_not_allowed"),
         (format!("{intake}.teleport"), unknown_command, "bad_subject"),
+        (format!("{intake}.submit-proof"), misaddressed_proof, "bad_subject"),
+        (format!("{intake}.request_recovery"), broken_with_code, "malformed_command"),
         // THREATS 12: a support desk's credentials cannot halt or resume; the attempt is kept with its actor.
         (format!("{intake}.halt"), control("halt-attempt"), "role_not_allowed"),
         (format!("{intake}.resume"), control("resume-attempt"), "role_not_allowed"),
     ];
     for (index, (subject, bytes, _)) in poison.iter().enumerate() {
-        publish(&context, subject, &format!("poison-{index}"), bytes.clone()).await;
+        // One message id reads as a code: the headers kept with its dead letter withhold it.
+        let message_id = if index == 0 { "otp-4821-3377".to_string() } else { format!("poison-{index}") };
+        publish(&context, subject, &message_id, bytes.clone()).await;
     }
     publish(&context, &format!("{intake}.request_recovery"), "good", request("good")).await;
 
-    let results = results_by_command(&client, "desk-1", 8).await;
+    let results = results_by_command(&client, "desk-1", poison.len() + 1).await;
     // Issue 15, item 15: an unknown command from a known sender is answered to that sender, naming the commands.
     let unknown = &results[""];
     assert_eq!(unknown["error"]["code"], "bad_subject", "{results:?}");
@@ -120,8 +130,8 @@ async fn poison_is_answered_kept_and_never_stalls_the_consumer() {
     assert_eq!(dead.len(), poison.len());
     // Commands are decided concurrently, so dead letters are matched to their input (by its digest), not to their
     // order. A body larger than any command is kept as a prefix (bounded), every other one verbatim.
-    for (subject, bytes, code) in &poison {
-        let withheld = subject.ends_with("submit_proof");
+    for (index, (subject, bytes, code)) in poison.iter().enumerate() {
+        let withheld = subject.ends_with("submit_proof") || String::from_utf8_lossy(bytes).contains("4821");
         let digest = hex::encode(Sha256::digest(bytes));
         let kept = dead
             .iter()
@@ -141,8 +151,16 @@ async fn poison_is_answered_kept_and_never_stalls_the_consumer() {
         assert_eq!(header(kept, "Airlock-Reason-Code"), *code, "{subject}");
         assert!(!header(kept, "Airlock-Reason").is_empty());
         if withheld {
-            assert!(!kept.payload.windows(8).any(|window| window == b"12345678"), "a code was kept");
-            assert!(String::from_utf8_lossy(&kept.payload).starts_with("withheld"));
+            for code in [&b"12345678"[..], b"48213377", b"4821 3377"] {
+                assert!(!kept.payload.windows(code.len()).any(|window| window == code), "a code was kept: {subject}");
+            }
+            assert!(String::from_utf8_lossy(&kept.payload).starts_with("withheld"), "{subject}");
+        }
+        let headers = kept.headers.as_ref().and_then(|headers| headers.get("Airlock-Original-Headers"));
+        let headers = headers.map_or(String::new(), |value| value.as_str().to_string());
+        assert!(!headers.contains("4821"), "a code in a header was kept: {headers}");
+        if index == 0 {
+            assert!(headers.contains("Nats-Msg-Id: (withheld)"), "{headers}");
         }
     }
     assert_eq!(harness.stop_serve().code(), Some(0));
