@@ -170,7 +170,7 @@ async fn as_of<L: EventLog>(log: &L, moment: UnixMs, into: Option<&Path>, json: 
             .map(|row| AsOfCase {
                 case_id: row.case_id,
                 account_id: row.account_id,
-                status: row.status,
+                status: row.status.name().to_string(),
                 updated_at: rfc3339(row.updated_at),
             })
             .collect(),

@@ -2,6 +2,7 @@
 //! change, which verification signals passed or failed, which rules blocked automation, the requester's summary as
 //! untrusted text, the exact action and its hash, and the rollback path.
 
+use crate::core::action::RecoveryAction;
 use crate::core::ids::{CaseId, UnixMs};
 use crate::core::policy::PolicyDecision;
 use crate::core::text::UntrustedText;
@@ -200,19 +201,19 @@ impl Projection {
             .map(|row| format!("{}: {}", row.event_type, row.detail))
             .collect();
         let summary = UntrustedText::new("summary", &case.summary, usize::MAX).expect("no limit to exceed");
-        let would_change = match case.action.split_whitespace().next().unwrap_or_default() {
-            "reset" => vec![
+        let would_change = match &case.requested {
+            RecoveryAction::ResetPassword => vec![
                 "password: current credential -> one nobody knows, until the owner sets a new one through the \
                  single-use link sent to the destination the reset was proven from (approved without a proof: to \
                  those a code could go to)"
                     .to_string(),
                 "sessions: all active -> none, where the directory can end them (the receipt says which)".to_string(),
             ],
-            "add" => vec![format!(
+            RecoveryAction::AddDestination { .. } => vec![format!(
                 "destinations: (none) -> {} (usable for recovery only after its own cooling-off and minimum age)",
                 case.action
             )],
-            _ => vec![format!("{}: enrolled -> (none)", case.action)],
+            RecoveryAction::RemoveTotp => vec![format!("{}: enrolled -> (none)", case.action)],
         };
         Ok(Some(EvidencePacket {
             case_id: case.case_id.clone(),

@@ -1,20 +1,27 @@
 //! Reads from the projection: what the CLI shows, and the account-wide facts the service hands to `decide`.
 
+use crate::core::action::RecoveryAction;
 use crate::core::ids::{AccountId, CaseId, UnixMs};
 use crate::core::limits::PROOF_ATTEMPT_WINDOW_MS;
+use crate::core::state::Status;
 use crate::core::verification::AccountVerificationFacts;
 use crate::projection::receipts::{ChainBreak, Receipt, verify_chain};
 use crate::projection::{Projection, ProjectionError};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A case as the projection holds it, typed: what decides something (its state, its action) is a value here, and
+/// becomes text only where it is shown.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CaseRow {
     pub case_id: String,
     pub account_id: String,
+    /// The action asked for.
+    pub requested: RecoveryAction,
+    /// The action as people read it (`RecoveryAction::describe`, addresses masked).
     pub action: String,
     pub action_hash: String,
-    pub status: String,
+    pub status: Status,
     pub requester: String,
     /// Untrusted text, verbatim; escape before printing.
     pub summary: String,
@@ -32,14 +39,30 @@ pub struct CaseRow {
     pub events: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TimelineRow {
     pub case_sequence: u64,
     pub at: UnixMs,
     pub actor: String,
     pub event_type: String,
-    pub status_after: String,
+    pub status_after: Status,
     pub detail: String,
+}
+
+/// A stored state name read back as the state; a name no release wrote is a corrupt projection, never a guess.
+fn stored_status(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Status> {
+    let name: String = row.get(index)?;
+    Status::from_name(&name).ok_or_else(|| corrupt_column(index, format!("unknown case state {name:?}")))
+}
+
+/// A stored action (its JSON) read back as the action.
+fn stored_action(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<RecoveryAction> {
+    let json: String = row.get(index)?;
+    serde_json::from_str(&json).map_err(|error| corrupt_column(index, format!("unreadable action: {error}")))
+}
+
+fn corrupt_column(index: usize, reason: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, reason.into())
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -75,9 +98,8 @@ fn default_limit() -> usize {
 pub struct ListRow {
     pub case_id: String,
     pub account_id: String,
-    pub status: String,
-    /// JSON of the `RecoveryAction`.
-    pub action_json: String,
+    pub status: Status,
+    pub action: RecoveryAction,
     pub requester: String,
     pub requested_at: UnixMs,
     pub updated_at: UnixMs,
@@ -119,7 +141,7 @@ impl Projection {
             .prepare_cached(
                 "SELECT case_id, account_id, action_description, action_hash, status, requester, summary, signals,
                         new_destination, high_value, requested_at, updated_at, deadline, cooling_off_ends_at, decision,
-                        approvers, notified, changes, events
+                        approvers, notified, changes, events, action
                  FROM cases WHERE case_id = ?1",
             )
             .and_then(|mut statement| {
@@ -127,9 +149,10 @@ impl Projection {
                     Ok(CaseRow {
                         case_id: row.get(0)?,
                         account_id: row.get(1)?,
+                        requested: stored_action(row, 19)?,
                         action: row.get(2)?,
                         action_hash: row.get(3)?,
-                        status: row.get(4)?,
+                        status: stored_status(row, 4)?,
                         requester: row.get(5)?,
                         summary: row.get(6)?,
                         signals: row.get(7)?,
@@ -163,7 +186,7 @@ impl Projection {
                 at: ms(row.get(1)?),
                 actor: row.get(2)?,
                 event_type: row.get(3)?,
-                status_after: row.get(4)?,
+                status_after: stored_status(row, 4)?,
                 detail: row.get(5)?,
             })
         })?;
@@ -350,8 +373,8 @@ impl Projection {
             Ok(ListRow {
                 case_id: row.get(0)?,
                 account_id: row.get(1)?,
-                status: row.get(2)?,
-                action_json: row.get(3)?,
+                status: stored_status(row, 2)?,
+                action: stored_action(row, 3)?,
                 requester: row.get(4)?,
                 requested_at: ms(row.get(5)?),
                 updated_at: ms(row.get(6)?),
@@ -361,9 +384,7 @@ impl Projection {
         for row in rows {
             let row = row?;
             // The action is stored as its JSON; its name is matched here rather than by parsing JSON in SQL.
-            let action = serde_json::from_str::<crate::core::action::RecoveryAction>(&row.action_json)
-                .map_err(|error| ProjectionError::Corrupt { sequence: 0, reason: error.to_string() })?;
-            if filter.action.as_deref().is_some_and(|wanted| wanted != action.name()) {
+            if filter.action.as_deref().is_some_and(|wanted| wanted != row.action.name()) {
                 continue;
             }
             if found.len() == filter.limit {

@@ -3,7 +3,6 @@
 //! (`case show`), cases by filter (`case list`), the review queue (`review list`). Each type serialises to the JSON the
 //! commands print and reads back from it.
 
-use crate::core::action::RecoveryAction;
 use crate::core::actor::Role;
 use crate::core::command::CommandKind;
 use crate::core::ids::{CaseId, UnixMs};
@@ -124,8 +123,7 @@ fn timers(row: &CaseRow, status: Status, halted: bool, now: UnixMs) -> Vec<Timer
 pub fn case_view(projection: &Projection, case_id: &CaseId, now: UnixMs) -> Result<Option<CaseView>, String> {
     let failed = |error: crate::projection::ProjectionError| error.to_string();
     let Some(row) = projection.case(case_id).map_err(failed)? else { return Ok(None) };
-    let status =
-        Status::from_name(&row.status).ok_or_else(|| format!("unknown status {} in the projection", row.status))?;
+    let status = row.status;
     let halted = projection.halted().map_err(failed)?;
     let next_steps = STEPS
         .into_iter()
@@ -146,7 +144,7 @@ pub fn case_view(projection: &Projection, case_id: &CaseId, now: UnixMs) -> Resu
         terminal: status.is_terminal(),
         case_id: row.case_id,
         account_id: row.account_id,
-        status: row.status,
+        status: status.name().to_string(),
         action: row.action,
         action_hash: row.action_hash,
         requester: row.requester,
@@ -175,11 +173,10 @@ pub fn case_list(projection: &Projection, filter: &CaseFilter) -> Result<(Vec<Li
     let listed = rows
         .into_iter()
         .map(|row| ListedCase {
-            action: serde_json::from_str::<RecoveryAction>(&row.action_json)
-                .map_or_else(|_| "unknown".to_string(), |action| action.name().to_string()),
+            action: row.action.name().to_string(),
             case_id: row.case_id,
             account_id: row.account_id,
-            status: row.status,
+            status: row.status.name().to_string(),
             requester: row.requester,
             requested_at: rfc3339(row.requested_at),
             updated_at: rfc3339(row.updated_at),

@@ -226,7 +226,7 @@ impl<L: EventLog> Service<L> {
                 account_facts.outstanding_challenge_elsewhere = false;
             }
             for other in &coded {
-                let waiting = projection.case(other)?.is_none_or(|row| row.status == Status::Requested.name());
+                let waiting = projection.case(other)?.is_none_or(|row| row.status == Status::Requested);
                 account_facts.outstanding_challenge_elsewhere |= waiting;
             }
             Ok((policy, account_facts))
