@@ -289,7 +289,11 @@ async fn airlock_end_to_end(
     }
     let mut latencies_ms = collector.await??;
     let last = events_stream.get_info().await?.state.last_sequence;
-    while projection.last_sequence()? < last {
+    let projected = || {
+        let projection = projection.clone();
+        tokio::task::spawn_blocking(move || projection.last_sequence())
+    };
+    while projected().await?? < last {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed();

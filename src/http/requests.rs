@@ -68,14 +68,17 @@ impl IntoResponse for Denied {
     }
 }
 
-/// The intake actor the request's API key belongs to.
-fn requester<L: EventLog>(state: &IntakeState<L>, headers: &HeaderMap) -> Result<Actor, Denied> {
+/// The intake actor the request's API key belongs to. The key store is read on the blocking pool.
+async fn requester<L: EventLog>(state: &IntakeState<L>, headers: &HeaderMap) -> Result<Actor, Denied> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
-        .ok_or(Denied::Unauthorized)?;
-    match state.keys.authenticate(presented) {
+        .ok_or(Denied::Unauthorized)?
+        .to_string();
+    let keys = state.keys.clone();
+    let found = tokio::task::spawn_blocking(move || keys.authenticate(&presented).map_err(|error| error.to_string()));
+    match found.await.unwrap_or_else(|error| Err(format!("the key lookup failed: {error}"))) {
         Ok(Some(requester)) => Ok(Actor::new(Role::Intake, requester)),
         Ok(None) => Err(Denied::Unauthorized),
         Err(failure) => {
@@ -104,7 +107,7 @@ async fn create<L: EventLog + 'static>(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let actor = match requester(&state, &headers) {
+    let actor = match requester(&state, &headers).await {
         Ok(actor) => actor,
         Err(denied) => return denied.into_response(),
     };
@@ -128,7 +131,7 @@ async fn status<L: EventLog + 'static>(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let actor = match requester(&state, &headers) {
+    let actor = match requester(&state, &headers).await {
         Ok(actor) => actor,
         Err(denied) => return denied.into_response(),
     };

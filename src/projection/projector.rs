@@ -26,6 +26,16 @@ fn failed(error: impl std::fmt::Display) -> ProjectorError {
     ProjectorError(error.to_string())
 }
 
+/// Runs `work` on the projection on the blocking pool: every SQLite call of the projector goes through here, so a
+/// slow disk or a busy database never stalls the threads driving NATS.
+async fn on_blocking<T: Send + 'static>(
+    projection: &Arc<Projection>,
+    work: impl FnOnce(&Projection) -> T + Send + 'static,
+) -> Result<T, ProjectorError> {
+    let projection = projection.clone();
+    tokio::task::spawn_blocking(move || work(&projection)).await.map_err(failed)
+}
+
 /// The durable consumer, positioned right after the projection's checkpoint. The checkpoint is the truth: when the
 /// consumer's acknowledged position differs (a rebuilt or restored projection file), the consumer is recreated to
 /// start where the projection actually is.
@@ -86,13 +96,13 @@ pub async fn run_projector(
     consumer_name: String,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ProjectorError> {
-    let checkpoint = projection.last_sequence().map_err(failed)?;
+    let checkpoint = on_blocking(&projection, Projection::last_sequence).await?.map_err(failed)?;
     let mut consumer = consumer_at_checkpoint(&stream, &consumer_name, checkpoint).await?;
     tracing::info!(checkpoint, "projector started");
     // The entry a projection set aside could not place: failing on it again means the log is at fault.
     let mut set_aside_at: Option<u64> = None;
     while !*shutdown.borrow() {
-        if projection.reopen_if_replaced().map_err(failed)? {
+        if on_blocking(&projection, Projection::reopen_if_replaced).await?.map_err(failed)? {
             tracing::error!(
                 "the projection file was deleted or replaced under airlock serve; rebuilding it from the log"
             );
@@ -120,20 +130,25 @@ pub async fn run_projector(
             last = Some(message);
         }
         let Some(last) = last else { continue };
-        // SQLite work runs on the blocking pool, so a batch's commit never stalls the threads driving NATS.
-        let writer = projection.clone();
-        let applied = tokio::task::spawn_blocking(move || writer.apply(&entries).map(|last| (last, entries.len())))
-            .await
-            .map_err(failed)?;
+        let applied =
+            on_blocking(&projection, move |projection| projection.apply(&entries).map(|last| (last, entries.len())))
+                .await?;
         let applied = match applied {
             Ok(applied) => applied,
             Err(error) => {
-                match recover(&projection, error, &mut set_aside_at) {
+                let set_aside = set_aside_at;
+                let (recovery, set_aside) = on_blocking(&projection, move |projection| {
+                    let mut set_aside = set_aside;
+                    (recover(projection, error, &mut set_aside), set_aside)
+                })
+                .await?;
+                set_aside_at = set_aside;
+                match recovery {
                     Recovery::Reposition => {}
                     Recovery::RetryLater => tokio::time::sleep(Duration::from_millis(PULL_EXPIRES_MS)).await,
                     Recovery::Stop(error) => return Err(error),
                 }
-                let checkpoint = projection.last_sequence().map_err(failed)?;
+                let checkpoint = on_blocking(&projection, Projection::last_sequence).await?.map_err(failed)?;
                 consumer = consumer_at_checkpoint(&stream, &consumer_name, checkpoint).await?;
                 continue;
             }
