@@ -8,8 +8,8 @@
 
 use crate::core::account::{AccountSnapshot, Destination};
 use crate::core::ids::UnixMs;
-use crate::log::{EventLog, Ledger, LedgerEntry, LedgerKey, LogError};
-use crate::service::repository::{LEDGER_RETRIES_MAX, ledger_backoff};
+use crate::log::{EventLog, Ledger, LedgerEntry, LedgerKey};
+use crate::service::repository::swap_ledger;
 use crate::service::{Service, ServiceError};
 use sha2::{Digest, Sha256};
 
@@ -154,12 +154,12 @@ impl<L: EventLog> Service<L> {
             return Ok((snapshot, Dated::default()));
         }
         let key = LedgerKey::FirstSeen(snapshot.account_id.to_string());
-        for round in 1..=LEDGER_RETRIES_MAX {
-            let (revision, read) = self.log.ledger(&key).await?;
+        let dated = swap_ledger(&self.log, &key, |read| {
             let earliest = read.requests.iter().map(|entry| entry.at_ms).min();
             let mut seen = Ledger::default();
             let mut counts = Dated::default();
-            for destination in &mut snapshot.destinations {
+            let mut destinations = snapshot.destinations.clone();
+            for destination in &mut destinations {
                 let print = fingerprint(destination);
                 let known = read.requests.iter().find(|entry| entry.case_id == print).map(|entry| entry.at_ms);
                 let first = known.unwrap_or(now.0);
@@ -175,15 +175,11 @@ impl<L: EventLog> Service<L> {
                 destination.trusted_since = UnixMs(at);
                 seen.requests.push(LedgerEntry { case_id: print, at_ms: at, code_until_ms: None, count: 0 });
             }
-            if seen == read {
-                return Ok((snapshot, counts));
-            }
-            match self.log.put_ledger(&key, revision, &seen).await {
-                Ok(()) => return Ok((snapshot, counts)),
-                Err(LogError::Conflict { .. }) => ledger_backoff(round).await,
-                Err(error) => return Err(error.into()),
-            }
-        }
-        Err(LogError::Unavailable(format!("the {key} kept changing under {LEDGER_RETRIES_MAX} attempts")).into())
+            (seen, (destinations, counts))
+        })
+        .await?;
+        let (destinations, counts) = dated;
+        snapshot.destinations = destinations;
+        Ok((snapshot, counts))
     }
 }

@@ -11,7 +11,8 @@ use crate::core::limits::{DAY_MS, PROOF_ATTEMPT_WINDOW_MS, VELOCITY_COUNT_MAX};
 use crate::core::policy::Velocity;
 use crate::core::signals::Signals;
 use crate::log::{EventLog, Ledger, LedgerEntry, LedgerKey, LogError};
-use crate::service::{LEDGER_RETRIES_MAX, ServiceError, ledger_backoff};
+use crate::service::ServiceError;
+use crate::service::repository::swap_ledger;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use tokio::sync::oneshot;
@@ -120,22 +121,14 @@ pub async fn forget_code<L: EventLog>(log: &L, key: &LedgerKey, case_id: &CaseId
     .await
 }
 
-/// Applies `change` to the ledger at `key` by compare-and-swap, again on a fresh read after losing a race, at most
-/// `LEDGER_RETRIES_MAX` times; writes nothing when the change changes nothing.
+/// Applies `change` to the ledger at `key` (`swap_ledger`); writes nothing when the change changes nothing.
 async fn rewrite<L: EventLog>(log: &L, key: &LedgerKey, change: impl Fn(&mut Ledger)) -> Result<(), LogError> {
-    for round in 1..=LEDGER_RETRIES_MAX {
-        let (revision, read) = log.ledger(key).await?;
+    swap_ledger(log, key, |read| {
         let mut ledger = read.clone();
         change(&mut ledger);
-        if ledger == read {
-            return Ok(());
-        }
-        match log.put_ledger(key, revision, &ledger).await {
-            Err(LogError::Conflict { .. }) => ledger_backoff(round).await,
-            written => return written,
-        }
-    }
-    Err(LogError::Unavailable(format!("the ledger of {key} kept changing under {LEDGER_RETRIES_MAX} attempts")))
+        (ledger, ())
+    })
+    .await
 }
 
 /// The wrong codes in a proof-failure ledger inside `PROOF_ATTEMPT_WINDOW_MS` before `now`.
@@ -198,19 +191,10 @@ fn stripe_of(key: &LedgerKey) -> usize {
     BuildHasherDefault::<DefaultHasher>::default().hash_one(key) as usize % STRIPES
 }
 
-/// Admits `batch` to the ledger at `key` in one compare-and-swap (again on a fresh read after losing a race), then
-/// tells each request its count, or the error.
+/// Admits `batch` to the ledger at `key` in one compare-and-swap (`swap_ledger`), then tells each request its
+/// count, or the error.
 async fn admit_batch<L: EventLog>(log: &L, key: &LedgerKey, batch: Vec<Waiting>) {
-    let mut outcome =
-        Err(LogError::Unavailable(format!("the ledger of {key} kept changing under {LEDGER_RETRIES_MAX} attempts")));
-    for round in 1..=LEDGER_RETRIES_MAX {
-        let (revision, read) = match log.ledger(key).await {
-            Ok(read) => read,
-            Err(error) => {
-                outcome = Err(error);
-                break;
-            }
-        };
+    let outcome = swap_ledger(log, key, |read| {
         let mut ledger = read.clone();
         let counts: Vec<u32> = batch
             .iter()
@@ -220,19 +204,9 @@ async fn admit_batch<L: EventLog>(log: &L, key: &LedgerKey, batch: Vec<Waiting>)
                 count
             })
             .collect();
-        let written = if ledger == read { Ok(()) } else { log.put_ledger(key, revision, &ledger).await };
-        match written {
-            Ok(()) => {
-                outcome = Ok(counts);
-                break;
-            }
-            Err(LogError::Conflict { .. }) => ledger_backoff(round).await,
-            Err(error) => {
-                outcome = Err(error);
-                break;
-            }
-        }
-    }
+        (ledger, counts)
+    })
+    .await;
     match outcome {
         Ok(counts) => {
             for (waiting, count) in batch.into_iter().zip(counts) {

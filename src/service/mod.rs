@@ -10,10 +10,12 @@ mod first_seen;
 pub use first_seen::Synced;
 mod ledgers;
 mod notices;
+mod proof;
 mod repository;
 
+pub use proof::Second;
+
 pub use ledgers::Admissions;
-pub(crate) use repository::ledger_backoff;
 use repository::{Attempt, Retries, Round, Written};
 pub use repository::{CONFLICT_RETRIES_MAX, LEDGER_RETRIES_MAX};
 
@@ -21,14 +23,14 @@ pub use notices::{DeferredNotices, Redelivery, Sending, with_deferred_notices};
 
 use crate::clock::Clock;
 use crate::core::actor::Actor;
-use crate::core::command::{Command, CommandEnvelope, SecondFactorCheck};
+use crate::core::command::CommandEnvelope;
 use crate::core::control::{ControlCommand, decide_control, evolve_control};
 use crate::core::decide::{decide, refusal_event};
 use crate::core::event::Event;
 use crate::core::ids::{CaseId, CommandId};
 use crate::core::rejection::Rejection;
 use crate::core::state::{CaseState, Status};
-use crate::core::verification::{Settings, VerificationCode};
+use crate::core::verification::Settings;
 use crate::directory::{AccountDirectory, DirectoryError};
 use crate::keys::Keys;
 use crate::log::{Entry, EventLog, LogError};
@@ -298,114 +300,6 @@ impl<L: EventLog> Service<L> {
         }
     }
 
-    /// The owner's code with, at most, an authenticator app's code: `submit_proof` without a sign-in.
-    pub async fn submit_code(
-        &self,
-        case_id: &CaseId,
-        command_id: CommandId,
-        actor: Actor,
-        typed: &str,
-        typed_totp: Option<&str>,
-    ) -> Result<Handled, ServiceError> {
-        self.submit_proof(case_id, command_id, actor, typed, Second { totp: typed_totp, step_up: None }).await
-    }
-
-    /// The owner's code, as typed at the verification page. It is hashed here, under the challenge's id, and the
-    /// plain digits go no further. An authenticator code typed with it is checked by the directory, which holds the
-    /// secret; the core learns only whether it was valid. A sign-in at the company's identity provider (`step_up`,
-    /// sealed by the page that received the provider's answer) counts instead of an authenticator code, when its
-    /// subject is the case's account.
-    pub async fn submit_proof(
-        &self,
-        case_id: &CaseId,
-        command_id: CommandId,
-        actor: Actor,
-        typed: &str,
-        second: Second<'_>,
-    ) -> Result<Handled, ServiceError> {
-        let (state, _) = self.load(case_id).await?;
-        // A step-up that airlock did not seal for this case, or that is too old, is refused before anything is
-        // compared: it proves nothing, and it is not a guess at a factor (nobody can make one without the key).
-        let step_up = match second.step_up {
-            Some(_) if !self.sign_in_step_up => {
-                return Err(ServiceError::Rejected(Rejection::InvalidValue {
-                    field: "step_up".into(),
-                    expected: "nothing: this airlock takes no sign-in at an identity provider".into(),
-                }));
-            }
-            Some(sealed) => Some(
-                crate::oidc::StepUp::open(&self.keys, sealed, case_id.as_str(), crate::oidc::wall_clock_ms())
-                    .ok_or_else(|| {
-                        ServiceError::Rejected(Rejection::InvalidValue {
-                            field: "step_up".into(),
-                            expected: format!(
-                                "a sign-in for this case from the last {} minutes: sign in again",
-                                crate::oidc::STEP_UP_TTL_MS / 60_000
-                            ),
-                        })
-                    })?,
-            ),
-            None => None,
-        };
-        let code = VerificationCode::parse(typed).ok_or_else(|| {
-            ServiceError::Rejected(Rejection::InvalidValue {
-                field: "code".into(),
-                expected: format!("{} digits", crate::core::limits::CODE_DIGITS),
-            })
-        })?;
-        // Without an open challenge any hash will do: decide refuses the command before comparing.
-        let challenge_id = state
-            .challenge
-            .as_ref()
-            .map(|challenge| challenge.challenge_id.clone())
-            .unwrap_or_else(|| crate::core::ids::ChallengeId::new("none"));
-        let proof = self.keys.code.hash(&challenge_id, &code);
-        // The message's code is compared first (in constant time, as `decide` compares it again): a mistyped code
-        // must not use up the authenticator code typed with it, or the owner who retypes both within the same
-        // 30-second step is refused for a code they typed right (issue 15, item 17).
-        let code_right = state.challenge.as_ref().is_some_and(|challenge| {
-            !challenge.proven_destinations(&proof).is_empty() && self.clock.now() < challenge.expires_at
-        });
-        // Only a proof `decide` will look at spends an authenticator code: from a role allowed to prove, for a case
-        // waiting for proof, with the right code. Anything else is refused by `decide` without the authenticator code
-        // being used up.
-        let looked_at = crate::core::command::CommandKind::SubmitProof.allowed_roles().contains(&actor.role)
-            && state.status == crate::core::state::Status::Requested
-            && code_right
-            && !state.has_seen(&actor, &command_id);
-        let second_factor = match (second.totp, step_up, &state.facts) {
-            // An authenticator the directory shows and checks itself is proven by its code: a sign-in at the provider
-            // (of a factor airlock cannot date) does not stand in for it. Refused, not counted.
-            (_, Some(_), Some(facts))
-                if looked_at
-                    && self.directory.capabilities().verify_second_factor
-                    && facts.snapshot.totp_enrolled_since.is_some() =>
-            {
-                return Err(ServiceError::Rejected(Rejection::InvalidValue {
-                    field: "step_up".into(),
-                    expected: "the authenticator app's code instead: this account's is checked by its code".into(),
-                }));
-            }
-            // A sign-in as another account is a wrong second factor, counted like a wrong authenticator code.
-            (_, Some(step_up), Some(facts)) if looked_at => match step_up.subject == facts.account_id.as_str() {
-                true => SecondFactorCheck::SignedIn { auth_time: crate::core::ids::UnixMs(step_up.auth_time) },
-                false => SecondFactorCheck::SignedInAsAnother,
-            },
-            // A directory that cannot check an authenticator code is not asked: the code is no proof, and a change
-            // that needs one goes to people (issue 18).
-            (Some(typed), None, Some(facts))
-                if looked_at
-                    && self.directory.capabilities().verify_second_factor
-                    && facts.snapshot.totp_enrolled_since.is_some() =>
-            {
-                self.directory.verify_totp(&facts.account_id, typed, self.clock.now()).await?
-            }
-            (_, _, _) => SecondFactorCheck::NotGiven,
-        };
-        let command = Command::SubmitProof { proof, second_factor };
-        self.handle(case_id, CommandEnvelope { command_id, actor, command }).await
-    }
-
     /// Flips the kill switch (operator role), recorded in the control stream.
     pub async fn control(
         &self,
@@ -452,24 +346,6 @@ impl<L: EventLog> Service<L> {
             let projection = self.projection.clone();
             last = context::blocking(move || Ok(projection.apply(&entries)?)).await?;
         }
-    }
-}
-
-/// What an owner gave besides the code: an authenticator app's code, or a sign-in at the company's identity
-/// provider sealed by airlock's page (`crate::oidc::StepUp`). Kept out of `Debug`.
-#[derive(Clone, Copy, Default)]
-pub struct Second<'a> {
-    pub totp: Option<&'a str>,
-    pub step_up: Option<&'a str>,
-}
-
-impl std::fmt::Debug for Second<'_> {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("Second")
-            .field("totp", &self.totp.map(|_| "<redacted>"))
-            .field("step_up", &self.step_up.map(|_| "<redacted>"))
-            .finish()
     }
 }
 

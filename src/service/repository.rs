@@ -1,14 +1,15 @@
 //! The case repository: where every command path loads a stream, folds it, appends a decision's events with the
 //! stream's expected version and, when another writer got there first, decides again. The commands (`handle`), the
-//! refusals recorded at the edge (`refuse`), the kill switch (`control`) and the delivered notices each say what one
-//! round does; `Retries` counts the rounds and holds the one bound on how often a command may lose a race.
+//! refusals recorded at the edge (`refuse`), the kill switch (`control`), the delivered notices and the alerts each
+//! say what one round does; `Retries` counts the rounds and holds the bounds on how often a command may lose a race.
+//! The ledgers' compare-and-swap (`swap_ledger`: admissions, first-seen dates, uncounting) runs in the same rounds.
 
 use crate::core::control::ControlState;
 use crate::core::event::Event;
 use crate::core::ids::CaseId;
 use crate::core::state::{CaseState, fold};
 use crate::log::envelope::{Decoded, Stream, decode, encode_case_event, encode_control_event};
-use crate::log::{Appended, EventLog, LogError};
+use crate::log::{Appended, EventLog, Ledger, LedgerKey, LogError};
 use crate::service::{Service, ServiceError};
 
 /// How often one command is decided again after another writer appended to its stream first, before the caller is
@@ -23,7 +24,7 @@ const LEDGER_BACKOFF_MS_MAX: u64 = 32;
 
 /// The random pause before the `round`th retry of a ledger write that lost a race: it doubles up to
 /// `LEDGER_BACKOFF_MS_MAX`, so that racing processes stop meeting at the same instant.
-pub(crate) async fn ledger_backoff(round: u32) {
+async fn ledger_backoff(round: u32) {
     let pause_ms = rand::random_range(1..=LEDGER_BACKOFF_MS_MAX.min(1 << round.min(5)));
     tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
 }
@@ -83,7 +84,7 @@ impl<'a> Retries<'a> {
     /// What a round came to: `Some` when it is done; `None` to run another (after a random pause when a ledger was
     /// written first); past `CONFLICT_RETRIES_MAX` lost appends or `LEDGER_RETRIES_MAX` lost ledger writes, an error
     /// that tells the caller to retry later, naming the stream and the bound.
-    pub async fn settle<T>(&mut self, round: Round<T>) -> Result<Option<T>, ServiceError> {
+    pub async fn settle<T>(&mut self, round: Round<T>) -> Result<Option<T>, LogError> {
         let what = self.what;
         match round {
             Round::Done(value) => Ok(Some(value)),
@@ -93,8 +94,7 @@ impl<'a> Retries<'a> {
                     return Err(LogError::Unavailable(format!(
                         "{what} kept changing: {CONFLICT_RETRIES_MAX} attempts in a row lost the race to another \
                          writer; try again later"
-                    ))
-                    .into());
+                    )));
                 }
                 Ok(None)
             }
@@ -102,14 +102,39 @@ impl<'a> Retries<'a> {
                 self.attempt.ledger_conflicts += 1;
                 if self.attempt.ledger_conflicts >= LEDGER_RETRIES_MAX {
                     return Err(LogError::Unavailable(format!(
-                        "{what}: its account's ledger kept changing under {LEDGER_RETRIES_MAX} attempts; try again \
-                         later"
-                    ))
-                    .into());
+                        "{what}: the ledger kept changing under {LEDGER_RETRIES_MAX} attempts; try again later"
+                    )));
                 }
                 ledger_backoff(self.attempt.ledger_conflicts).await;
                 Ok(None)
             }
+        }
+    }
+}
+
+/// Compare-and-swap on one ledger, the ledgers' own repository: reads the ledger, lets `change` make the new one
+/// (and what the caller gets) from what it read, and writes it on the revision read unless it is unchanged; after a
+/// lost race, again on a fresh read, within `Retries`' bound on ledger rounds (`LEDGER_RETRIES_MAX`, random pauses).
+pub(crate) async fn swap_ledger<L: EventLog, T>(
+    log: &L,
+    key: &LedgerKey,
+    mut change: impl FnMut(&Ledger) -> (Ledger, T),
+) -> Result<T, LogError> {
+    let what = key.to_string();
+    let mut retries = Retries::new(&what);
+    loop {
+        let (revision, read) = log.ledger(key).await?;
+        let (ledger, output) = change(&read);
+        let round = match ledger == read {
+            true => Round::Done(output),
+            false => match log.put_ledger(key, revision, &ledger).await {
+                Ok(()) => Round::Done(output),
+                Err(LogError::Conflict { .. }) => Round::LedgerConflict,
+                Err(error) => return Err(error),
+            },
+        };
+        if let Some(output) = retries.settle(round).await? {
+            return Ok(output);
         }
     }
 }
@@ -199,19 +224,33 @@ mod tests {
     use crate::core::actor::{Actor, Role};
     use crate::core::command::{Command, CommandEnvelope};
     use crate::core::ids::CommandId;
+    use crate::core::rejection::Rejection;
     use crate::log::sqlite::SqliteLog;
     use crate::log::{Entry, Ledger, LedgerKey};
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-    /// A log on which another writer always got there first: every append conflicts.
+    /// A log on which another writer always got there first: while `appends_behind`, every append conflicts; while
+    /// `ledgers_behind`, every ledger write does.
     struct AlwaysBehind {
         log: SqliteLog,
         appends: AtomicU32,
+        ledger_writes: AtomicU32,
+        appends_behind: AtomicBool,
+        ledgers_behind: AtomicBool,
     }
 
     impl EventLog for AlwaysBehind {
-        async fn append(&self, stream: &Stream, expected: u64, _: &str, _: Vec<Vec<u8>>) -> Result<Appended, LogError> {
+        async fn append(
+            &self,
+            stream: &Stream,
+            expected: u64,
+            key: &str,
+            events: Vec<Vec<u8>>,
+        ) -> Result<Appended, LogError> {
             self.appends.fetch_add(1, Ordering::SeqCst);
+            if !self.appends_behind.load(Ordering::SeqCst) {
+                return self.log.append(stream, expected, key, events).await;
+            }
             Err(LogError::Conflict { stream: format!("{stream:?}"), expected, actual: expected + 1 })
         }
         async fn read_stream(&self, stream: &Stream) -> Result<Vec<Entry>, LogError> {
@@ -227,13 +266,19 @@ mod tests {
             self.log.ledger(key).await
         }
         async fn put_ledger(&self, key: &LedgerKey, revision: u64, ledger: &Ledger) -> Result<(), LogError> {
-            self.log.put_ledger(key, revision, ledger).await
+            self.ledger_writes.fetch_add(1, Ordering::SeqCst);
+            if !self.ledgers_behind.load(Ordering::SeqCst) {
+                return self.log.put_ledger(key, revision, ledger).await;
+            }
+            Err(LogError::Conflict { stream: key.to_string(), expected: revision, actual: revision + 1 })
         }
     }
 
-    // Proves the repository's bound (issue 21): on a log where every append loses the race, a command, the kill
+    // Proves the repository's bounds (issue 21): on a log where every append loses the race, a command, the kill
     // switch and a refusal recorded at the edge each try exactly CONFLICT_RETRIES_MAX times, then fail with an error
-    // that names the stream and the bound and says to try again later, instead of looping for ever.
+    // that names the stream and the bound and says to try again later, instead of looping for ever; where every ledger
+    // write loses, a request's admission to its ledgers and any other ledger swap try exactly LEDGER_RETRIES_MAX
+    // times, then fail the same way.
     #[tokio::test]
     async fn every_append_losing_the_race_ends_in_a_clear_error_after_the_bound() {
         let data = tempfile::tempdir().unwrap();
@@ -241,7 +286,13 @@ mod tests {
         let embedded =
             crate::server::embedded::open(data.path(), std::sync::Arc::new(crate::clock::SystemClock), keys).unwrap();
         let embedded = embedded.service;
-        let behind = AlwaysBehind { log: SqliteLog::open(&data.path().join("log.db")).unwrap(), appends: 0.into() };
+        let behind = AlwaysBehind {
+            log: SqliteLog::open(&data.path().join("log.db")).unwrap(),
+            appends: 0.into(),
+            ledger_writes: 0.into(),
+            appends_behind: true.into(),
+            ledgers_behind: false.into(),
+        };
         let service = Service {
             log: behind,
             projection: embedded.projection,
@@ -273,9 +324,49 @@ mod tests {
             signals: Default::default(),
         };
         let desk = Actor::new(Role::Intake, "desk");
-        let request = CommandEnvelope { command_id: CommandId::new("request-1"), actor: desk, command: request };
-        let error = service.handle(&case_id, request).await.unwrap_err().to_string();
+        let envelope = |id: &str| CommandEnvelope {
+            command_id: CommandId::new(id),
+            actor: desk.clone(),
+            command: request.clone(),
+        };
+        let error = service.handle(&case_id, envelope("request-1")).await.unwrap_err().to_string();
         assert!(error.contains("case case-1 kept changing") && error.contains("try again later"), "{error}");
         assert_eq!(service.log.appends.swap(0, Ordering::SeqCst), CONFLICT_RETRIES_MAX);
+
+        // A refusal recorded on a case that exists.
+        service.log.appends_behind.store(false, Ordering::SeqCst);
+        let opened = CaseId::new("case-2");
+        service.handle(&opened, envelope("request-2")).await.unwrap();
+        service.log.appends_behind.store(true, Ordering::SeqCst);
+        service.log.appends.store(0, Ordering::SeqCst);
+        let malformed = Rejection::MalformedCommand { reason: "not JSON".into() };
+        let kind = crate::core::command::CommandKind::Cancel;
+        let refused = service.refuse(&opened, &desk, &CommandId::new("bad-1"), kind, malformed.clone()).await;
+        assert!(matches!(refused, ServiceError::Rejected(rejection) if rejection == malformed));
+        assert_eq!(service.log.appends.swap(0, Ordering::SeqCst), CONFLICT_RETRIES_MAX);
+
+        // Every ledger write loses: a new request is never admitted to its ledgers.
+        service.log.appends_behind.store(false, Ordering::SeqCst);
+        service.log.ledgers_behind.store(true, Ordering::SeqCst);
+        service.log.ledger_writes.store(0, Ordering::SeqCst);
+        let error = service.handle(&CaseId::new("case-3"), envelope("request-3")).await.unwrap_err().to_string();
+        assert!(error.contains("kept changing under 256 attempts; try again later"), "{error}");
+        assert_eq!(service.log.ledger_writes.swap(0, Ordering::SeqCst), LEDGER_RETRIES_MAX);
+        assert_eq!(service.log.appends.load(Ordering::SeqCst), 0, "a request not counted was appended");
+        // Every other ledger (an account's, the first-seen dates) goes through the same swap.
+        let key = LedgerKey::FirstSeen("nobody".into());
+        let grow = |read: &Ledger| {
+            let mut ledger = read.clone();
+            ledger.requests.push(crate::log::LedgerEntry {
+                case_id: "x".into(),
+                at_ms: 1,
+                code_until_ms: None,
+                count: 0,
+            });
+            (ledger, ())
+        };
+        let error = swap_ledger(&service.log, &key, grow).await.unwrap_err().to_string();
+        assert!(error.contains("destinations first seen of account nobody: the ledger kept changing"), "{error}");
+        assert_eq!(service.log.ledger_writes.load(Ordering::SeqCst), LEDGER_RETRIES_MAX);
     }
 }
