@@ -484,14 +484,36 @@ fn header_value(text: &str, bytes_max: usize) -> String {
 }
 
 /// Whether refused input may hold an owner's code, so that its dead letter must not keep it: every proof (the
-/// command whose body is a code), input refused for holding one, and any other body or header that reads as holding
-/// one (`looks_like_code`) where airlock never read it as a command, such as a proof sent to a misspelt subject or a
-/// summary with a code in a body that is not JSON.
-/// A header that reads as holding one is shown as `(withheld)`.
+/// command whose body is a code), input refused for holding one, and any other input that reads as holding one
+/// (`reads_as_holding_a_code`), such as a proof sent to a misspelt subject or a code in a body that is not JSON.
 fn may_hold_a_code(command: Option<CommandType>, code: Option<&ErrorCode>, payload: &[u8]) -> bool {
     let proof = command == Some(CommandType::SubmitProof);
     let refused_for_one = matches!(code, Some(ErrorCode::Rejected(Rejection::SecretInUntrustedField { .. })));
-    proof || refused_for_one || crate::wire::looks_like_code(&String::from_utf8_lossy(payload))
+    proof || refused_for_one || reads_as_holding_a_code(payload)
+}
+
+/// Fields that name things rather than say them: ids and hashes are hex or chosen by the sender, their digit runs
+/// read as codes, and they are stored as they are wherever a command is accepted.
+const IDENTIFIER_FIELDS: [&str; 4] = ["case_id", "command_id", "action_hash", "alert_id"];
+
+/// Whether a body holds something that reads as a code (`looks_like_code`): in a JSON body, any field name, number
+/// or text but the identifiers' values; in anything else, the text.
+fn reads_as_holding_a_code(payload: &[u8]) -> bool {
+    fn holds(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(text) => crate::wire::looks_like_code(text),
+            serde_json::Value::Number(number) => crate::wire::looks_like_code(&number.to_string()),
+            serde_json::Value::Array(items) => items.iter().any(holds),
+            serde_json::Value::Object(fields) => fields.iter().any(|(name, value)| {
+                crate::wire::looks_like_code(name) || (!IDENTIFIER_FIELDS.contains(&name.as_str()) && holds(value))
+            }),
+            serde_json::Value::Bool(_) | serde_json::Value::Null => false,
+        }
+    }
+    match serde_json::from_slice::<serde_json::Value>(payload) {
+        Ok(value) => holds(&value),
+        Err(_) => crate::wire::looks_like_code(&String::from_utf8_lossy(payload)),
+    }
 }
 
 /// What a dead letter keeps of a body: the body itself when it is small enough, else a prefix; withheld entirely

@@ -92,6 +92,11 @@ async fn poison_is_answered_kept_and_never_stalls_the_consumer() {
         serde_json::to_vec(&json!({ "version": 1, "command_id": "typo", "case_id": "case-1", "code": "48213377" }))
             .unwrap();
     let broken_with_code = br#"{ "summary": "the code they sent me is 4821 3377", "#.to_vec();
+    // A command airlock read holds ids and hashes with digit runs: they are no code, and its body is kept.
+    let hash = "0123456789abcdef".repeat(4);
+    let not_a_reviewer = serde_json::to_vec(&json!({ "version": 1, "command_id": "decision-20261206-123456",
+        "case_id": "case-0123456789ab", "decision": "approve", "action_hash": hash, "reason": "looks fine" }))
+    .unwrap();
     let poison: Vec<(String, Vec<u8>, &str)> = vec![
         (format!("{intake}.request_recovery"), b"{ not json".to_vec(), "malformed_command"),
         (format!("{intake}.request_recovery"), oversized.clone(), "malformed_command"),
@@ -100,6 +105,7 @@ async fn poison_is_answered_kept_and_never_stalls_the_consumer() {
         (format!("{intake}.teleport"), unknown_command, "bad_subject"),
         (format!("{intake}.submit-proof"), misaddressed_proof, "bad_subject"),
         (format!("{intake}.request_recovery"), broken_with_code, "malformed_command"),
+        (format!("{intake}.review_decision"), not_a_reviewer, "role_not_allowed"),
         // THREATS 12: a support desk's credentials cannot halt or resume; the attempt is kept with its actor.
         (format!("{intake}.halt"), control("halt-attempt"), "role_not_allowed"),
         (format!("{intake}.resume"), control("resume-attempt"), "role_not_allowed"),
