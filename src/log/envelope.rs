@@ -73,6 +73,9 @@ pub struct Envelope {
     pub at: UnixMs,
     pub actor: Actor,
     pub command_id: CommandId,
+    /// Read and written as one run of bytes (`serde_bytes`): postcard stores a byte vector the same way either way,
+    /// so the stored format is unchanged, but decoding it byte by byte as a sequence was the largest cost of a replay.
+    #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
 }
 
