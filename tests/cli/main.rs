@@ -1,4 +1,5 @@
-//! The command line end to end on the embedded store: every command, the threats on the embedded store, untrusted text.
+//! The command line end to end on the embedded store: every command, untrusted text (the THREATS scenarios are
+//! tests/threats, on both backends).
 //!
 //! One test binary for the group (issue 21: fewer binaries to link, and their tests run side by side).
 
@@ -15,5 +16,4 @@ mod policy_backtest;
 mod review_cli;
 mod rollback_cli;
 mod submit_e2e;
-mod threats_embedded;
 mod untrusted_text;

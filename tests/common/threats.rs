@@ -1,6 +1,5 @@
-//! Accounts, commands and reading helpers shared by the THREATS tests of both modes (`tests/cli/threats_embedded.rs`,
-//! `tests/threats_nats/`): what a support desk, an owner or a reviewer would send, as JSON, and how a test reads what
-//! came back.
+//! Accounts, commands and reading helpers of the THREATS suite (`tests/threats/`, both backends), used by other tests
+//! too: what a support desk, an owner or a reviewer would send, as JSON, and how a test reads what came back.
 
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
