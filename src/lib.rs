@@ -5,7 +5,8 @@
 
 pub mod cli;
 pub mod clock;
-pub mod core;
+/// The pure core, a crate of its own (`crates/airlock-core`).
+pub use airlock_core as core;
 pub mod directory;
 pub mod http;
 pub mod intake;

@@ -1,9 +1,9 @@
 //! Why the core refused a command. Each variant is a reason a client can show; none of them reveals whether an
 //! account exists, which destinations it has, or anything about a code.
 
-use crate::core::actor::Role;
-use crate::core::command::CommandKind;
-use crate::core::state::Status;
+use crate::actor::Role;
+use crate::kind::CommandKind;
+use crate::status::Status;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 

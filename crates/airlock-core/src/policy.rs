@@ -1,12 +1,12 @@
-//! The shapes a policy engine reads and returns. The engine itself lives in `crate::policy`; the core only builds
+//! The shapes a policy engine reads and returns. The engine itself lives in `airlock::policy`; the core only builds
 //! the facts (purely, from recorded data) and enforces floors no policy can lower.
 
-use crate::core::account::AccountSnapshot;
-use crate::core::action::RecoveryAction;
-use crate::core::ids::UnixMs;
-use crate::core::limits;
-use crate::core::signals::Signals;
-use crate::core::verification::{Settings, challengeable_destinations};
+use crate::account::AccountSnapshot;
+use crate::action::RecoveryAction;
+use crate::ids::UnixMs;
+use crate::limits;
+use crate::signals::Signals;
+use crate::verification::{Settings, challengeable_destinations};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

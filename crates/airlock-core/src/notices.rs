@@ -3,9 +3,9 @@
 //! it names, and stays owed until a `NoticesDelivered` event records its delivery (ADR 10). A code is not among them:
 //! only its hash is kept, so a code that could not be sent cannot be sent again; its owner asks again.
 
-use crate::core::event::EventBody;
-use crate::core::ids::{DestinationId, UnixMs};
-use crate::core::state::CaseFacts;
+use crate::event::EventBody;
+use crate::facts::CaseFacts;
+use crate::ids::{DestinationId, UnixMs};
 
 /// What a notice tells its destination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -1,8 +1,8 @@
 //! The transition function in code: for each event kind, the states it may follow and the state it leads to.
 //! `state-machines/recovery.toml` holds the same table as data; `tests/core/invariants.rs` proves the two agree.
 
-use crate::core::event::EventKind;
-use crate::core::state::Status;
+use crate::event::EventKind;
+use crate::status::Status;
 
 /// The state an event of `kind` leads to from `from`, or `None` if the table does not allow it.
 pub fn target(from: Status, kind: EventKind) -> Option<Status> {
@@ -27,7 +27,7 @@ pub fn target(from: Status, kind: EventKind) -> Option<Status> {
         // A refusal is recorded in any state of an existing case and changes nothing; `verified` is transient (proof
         // and its authorization are one decision), so nothing is ever refused there.
         EventKind::CommandRefused => return (from != New && from != Verified).then_some(from),
-        // Delivering a notice changes nothing either; notices are owed only in these states (`crate::core::notices`).
+        // Delivering a notice changes nothing either; notices are owed only in these states (`crate::notices`).
         EventKind::NoticesDelivered => return matches!(from, CoolingOff | Executed | RolledBack).then_some(from),
         // The owner setting a password through a reset's link changes no state: the case stays executed.
         EventKind::PasswordSet => return (from == Executed).then_some(from),

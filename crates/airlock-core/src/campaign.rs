@@ -6,13 +6,13 @@
 //! the projection saw for it. The service appends what `reconcile` says under compare-and-swap on the alerts stream,
 //! so several airlock processes raise one alert per indicator and window between them.
 
-use crate::core::action::RecoveryAction;
-use crate::core::actor::Actor;
-use crate::core::ids::{CommandId, UnixMs};
-use crate::core::limits::{HOUR_MS, MINUTE_MS};
-use crate::core::rejection::Rejection;
-use crate::core::signals::Signals;
-use crate::core::text::UntrustedText;
+use crate::action::RecoveryAction;
+use crate::actor::Actor;
+use crate::ids::{CommandId, UnixMs};
+use crate::limits::{HOUR_MS, MINUTE_MS};
+use crate::rejection::Rejection;
+use crate::signals::Signals;
+use crate::text::UntrustedText;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -149,11 +149,11 @@ pub fn request_indicators(action: &RecoveryAction, signals: &Signals, high_value
     let indicator = |check, key: String, shown: String| Indicator { check, key, shown };
     let mut indicators = Vec::new();
     if let RecoveryAction::AddDestination { kind, address } = action {
-        let counted = crate::core::address::counted_as(*kind, address);
+        let counted = crate::address::counted_as(*kind, address);
         indicators.push(indicator(Check::Destination, counted, address.trim().to_string()));
         if let (Some(key), Some(shown)) = (
-            crate::core::address::registrable_domain(*kind, address),
-            crate::core::address::registrable_domain_shown(*kind, address),
+            crate::address::registrable_domain(*kind, address),
+            crate::address::registrable_domain_shown(*kind, address),
         ) {
             indicators.push(indicator(Check::DestinationDomain, key, shown));
         }
@@ -586,7 +586,7 @@ pub fn reconcile(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::actor::Role;
+    use crate::actor::Role;
 
     fn hit(account: usize, case: usize, at_ms: u64) -> Hit {
         Hit {

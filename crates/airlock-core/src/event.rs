@@ -1,18 +1,18 @@
 //! Events: what happened to a case, in the past tense. An event is a fact; the state of a case is a fold of its
-//! events (`evolve`). Events are persisted in a versioned envelope (`crate::log::envelope`); a change to any
+//! events (`evolve`). Events are persisted in a versioned envelope (`airlock::log::envelope`); a change to any
 //! payload here must bump that version and add an upcaster, and the golden fixtures under `tests/golden/` fail the
 //! build until it does.
 
-use crate::core::account::AccountSnapshot;
-use crate::core::action::{ActionHash, RecoveryAction};
-use crate::core::actor::Actor;
-use crate::core::command::{Change, CommandKind};
-use crate::core::ids::{AccountId, ActorId, ChallengeId, CommandId, DestinationId, EffectId, UnixMs};
-use crate::core::policy::PolicyDecision;
-use crate::core::rejection::Rejection;
-use crate::core::signals::Signals;
-use crate::core::text::UntrustedText;
-use crate::core::verification::CodeHash;
+use crate::account::AccountSnapshot;
+use crate::action::{ActionHash, RecoveryAction};
+use crate::actor::Actor;
+use crate::command::{Change, CommandKind};
+use crate::ids::{AccountId, ActorId, ChallengeId, CommandId, DestinationId, EffectId, UnixMs};
+use crate::policy::PolicyDecision;
+use crate::rejection::Rejection;
+use crate::signals::Signals;
+use crate::text::UntrustedText;
+use crate::verification::CodeHash;
 use serde::{Deserialize, Serialize};
 
 /// One event with its metadata: when, by whom, and which command caused it.
@@ -121,7 +121,7 @@ pub enum EventBody {
     SecondFactorProven {
         factor: SecondFactor,
     },
-    /// Notices the case owed (`crate::core::notices`) were delivered: those of the event at case version `for_event`,
+    /// Notices the case owed (`crate::notices`) were delivered: those of the event at case version `for_event`,
     /// to these destinations. `outstanding` is how many notices the case still owes after this one.
     NoticesDelivered {
         for_event: u64,

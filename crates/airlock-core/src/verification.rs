@@ -2,10 +2,10 @@
 //! only as HMAC-SHA256 hashes under a key the caller passes in, are compared in constant time, and may be addressed
 //! only to destinations trusted long enough before the request. Nothing here does I/O or reads a clock.
 
-use crate::core::account::{AccountSnapshot, Destination};
-use crate::core::action::RecoveryAction;
-use crate::core::ids::{ChallengeId, UnixMs};
-use crate::core::limits;
+use crate::account::{AccountSnapshot, Destination};
+use crate::action::RecoveryAction;
+use crate::ids::{ChallengeId, UnixMs};
+use crate::limits;
 use hmac::{Hmac, Mac};
 use rand::{CryptoRng, Rng};
 use serde::{Deserialize, Serialize};

@@ -2,7 +2,7 @@
 //! the authenticated channel a command arrived on (a NATS subject bound by broker permissions, an API key), never
 //! from anything the sender wrote.
 
-use crate::core::ids::ActorId;
+use crate::ids::ActorId;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 

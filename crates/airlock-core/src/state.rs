@@ -2,123 +2,18 @@
 //! event must be a transition the table allows from the current status (`transition::target`), or the history is
 //! corrupt.
 
-use crate::core::account::AccountSnapshot;
-use crate::core::action::{ActionHash, RecoveryAction};
-use crate::core::actor::Actor;
-use crate::core::command::Change;
-use crate::core::event::{Authorization, Event, EventBody, EventKind, SecondFactor};
-use crate::core::ids::{AccountId, ActorId, ChallengeId, CommandId, DestinationId, EffectId, UnixMs};
-use crate::core::notices::{self, NoticeKind, OwedNotice};
-use crate::core::policy::{PolicyDecision, Velocity};
-use crate::core::signals::Signals;
-use crate::core::transition;
-use crate::core::verification::CodeHash;
-use serde::{Deserialize, Serialize};
+use crate::actor::Actor;
+use crate::command::Change;
+use crate::event::{Authorization, Event, EventBody, EventKind, SecondFactor};
+use crate::ids::{ActorId, ChallengeId, CommandId, DestinationId, EffectId, UnixMs};
+use crate::notices::{self, NoticeKind, OwedNotice};
+use crate::policy::PolicyDecision;
+use crate::transition;
+use crate::verification::CodeHash;
 use std::collections::BTreeMap;
-use std::fmt;
 
-/// The states of SPEC.md's machine. `New` is "(none)": no event yet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Status {
-    New,
-    Requested,
-    Verified,
-    InReview,
-    CoolingOff,
-    Executing,
-    Executed,
-    RolledBack,
-    Denied,
-    Cancelled,
-    Expired,
-}
-
-impl Status {
-    pub const ALL: [Status; 11] = [
-        Status::New,
-        Status::Requested,
-        Status::Verified,
-        Status::InReview,
-        Status::CoolingOff,
-        Status::Executing,
-        Status::Executed,
-        Status::RolledBack,
-        Status::Denied,
-        Status::Cancelled,
-        Status::Expired,
-    ];
-
-    /// The name used in `state-machines/recovery.toml`, the projection and the CLI.
-    pub fn name(self) -> &'static str {
-        match self {
-            Status::New => "none",
-            Status::Requested => "requested",
-            Status::Verified => "verified",
-            Status::InReview => "in_review",
-            Status::CoolingOff => "cooling_off",
-            Status::Executing => "executing",
-            Status::Executed => "executed",
-            Status::RolledBack => "rolled_back",
-            Status::Denied => "denied",
-            Status::Cancelled => "cancelled",
-            Status::Expired => "expired",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|status| status.name() == name)
-    }
-
-    /// Terminal states accept no transition to another state, ever (only refusals are recorded in them).
-    pub fn is_terminal(self) -> bool {
-        match self {
-            Status::RolledBack | Status::Denied | Status::Cancelled | Status::Expired => true,
-            Status::New
-            | Status::Requested
-            | Status::Verified
-            | Status::InReview
-            | Status::CoolingOff
-            | Status::Executing
-            | Status::Executed => false,
-        }
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(self.name())
-    }
-}
-
-/// What the first event of a case fixed for its whole life.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct CaseFacts {
-    pub account_id: AccountId,
-    pub action: RecoveryAction,
-    pub action_hash: ActionHash,
-    pub requester: Actor,
-    pub requested_at: UnixMs,
-    pub snapshot: AccountSnapshot,
-    /// What the front door observed; recorded so the authorization phase sees the same signals.
-    pub signals: Signals,
-    /// The request counts the intake decision was taken on, exact at the time of the request (ADR 8); the
-    /// authorization phase decides on the same counts.
-    pub velocity: Velocity,
-    /// The campaign alerts open at the request that it matched (issue 20): the authorization phase sees them too.
-    pub open_alerts: Vec<String>,
-}
-
-impl CaseFacts {
-    /// The cooling-off this case waits under `decision`, with the floors taken from the case itself.
-    pub fn cooling_off_ms(&self, decision: &PolicyDecision) -> u64 {
-        decision.effective_cooling_off_ms(self.action.adds_destination())
-    }
-
-    /// The reviewer quorum this case needs under `decision`, with the floor taken from the recorded snapshot.
-    pub fn reviewers_required(&self, decision: &PolicyDecision) -> u8 {
-        decision.effective_reviewers_required(self.snapshot.is_high_value())
-    }
-}
+pub use crate::facts::CaseFacts;
+pub use crate::status::Status;
 
 /// One reviewer's approval of the case's action, and when it was given.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -144,9 +39,7 @@ impl CaseState {
     /// The approvals that still count at `now`: an approval expires `REVIEW_APPROVAL_TTL_MS` after it was given, so
     /// a quorum is made of reviewers who agreed within that time of each other.
     pub fn live_approvals(&self, now: UnixMs) -> impl Iterator<Item = &Approval> {
-        self.approvals
-            .iter()
-            .filter(move |approval| approval.at.plus(crate::core::limits::REVIEW_APPROVAL_TTL_MS) > now)
+        self.approvals.iter().filter(move |approval| approval.at.plus(crate::limits::REVIEW_APPROVAL_TTL_MS) > now)
     }
 }
 
@@ -195,7 +88,7 @@ pub struct CaseState {
     pub refusals: u32,
     /// When each wrong code for this case was refused: the case's share of its account's failures (THREATS 7).
     pub proof_failures: Vec<UnixMs>,
-    /// Notices owed and not yet delivered, oldest first (`crate::core::notices`).
+    /// Notices owed and not yet delivered, oldest first (`crate::notices`).
     pub notices: Vec<OwedNotice>,
     pub events: usize,
     /// Commands that produced events, by who sent them: a retried one appends nothing (refused commands are not

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 /// The table file, embedded at build time so the binary and the tests read the very same bytes.
-pub const RECOVERY_TOML: &str = include_str!("../../state-machines/recovery.toml");
+pub const RECOVERY_TOML: &str = include_str!("../../../state-machines/recovery.toml");
 
 /// `to = "same"` in the table: the event keeps the state it happened in.
 const SAME: &str = "same";

@@ -2,7 +2,7 @@
 //! trusted, its second factor, its risk class. The snapshot is recorded in the case's first event so that every
 //! later decision, and every replay, uses the same facts.
 
-use crate::core::ids::{AccountId, DestinationId, UnixMs};
+use crate::ids::{AccountId, DestinationId, UnixMs};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -69,7 +69,7 @@ fn shown_domain(domain: &str) -> Option<String> {
     /// Longer than any real host name a person reads; a longer one is more likely a trick than an address.
     const SHOWN_DOMAIN_BYTES_MAX: usize = 64;
     // IDNA maps invisible characters away; a domain written with them is a trick, not an address, and is not shown.
-    if domain.chars().any(|character| character.is_control() || crate::core::text::invisible(character)) {
+    if domain.chars().any(|character| character.is_control() || crate::text::invisible(character)) {
         return None;
     }
     let ascii = idna::domain_to_ascii_strict(domain.strip_suffix('.').unwrap_or(domain)).ok()?;
@@ -318,7 +318,7 @@ mod factor_change_tests {
     // first attempt), and nothing else: another action's change, or a different address, is not explained.
     #[test]
     fn an_action_explains_its_own_change_only() {
-        use crate::core::action::RecoveryAction;
+        use crate::action::RecoveryAction;
         let before = account();
         let mut reset = before.clone();
         reset.last_credential_change = Some(UnixMs(2_000));

@@ -1,8 +1,8 @@
 //! Untrusted text and the checks every outside value passes before it becomes part of a command. Free text is kept
 //! verbatim (reviewers must see exactly what was said) but it is bounded, and no decision ever reads it.
 
-use crate::core::limits;
-use crate::core::rejection::Rejection;
+use crate::limits;
+use crate::rejection::Rejection;
 use serde::{Deserialize, Serialize};
 
 /// Text written by someone airlock does not trust (a requester's summary of a conversation). It is data to show a

@@ -1,13 +1,12 @@
 //! Commands: what an actor asks the core to do to one case. A command carries no proof of who sent it; the actor
 //! and its role come from the authenticated channel, and `decide` checks the role.
 
-use crate::core::action::{ActionHash, RecoveryAction};
-use crate::core::actor::{Actor, Role};
-use crate::core::ids::{AccountId, CommandId, DestinationId, EffectId, UnixMs};
-use crate::core::signals::Signals;
-use crate::core::state::Status;
-use crate::core::text::UntrustedText;
-use crate::core::verification::CodeHash;
+use crate::action::{ActionHash, RecoveryAction};
+use crate::actor::Actor;
+use crate::ids::{AccountId, CommandId, DestinationId, EffectId, UnixMs};
+use crate::signals::Signals;
+use crate::text::UntrustedText;
+use crate::verification::CodeHash;
 use serde::{Deserialize, Serialize};
 
 /// A command with the identity that sent it and its idempotency key.
@@ -69,83 +68,7 @@ pub enum SecondFactorCheck {
     SignedInAsAnother,
 }
 
-/// The command kinds, for the transition table, rejections and refusal records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum CommandKind {
-    RequestRecovery,
-    SubmitProof,
-    ApproveReview,
-    DenyReview,
-    Cancel,
-    Tick,
-    ConfirmExecution,
-    RollBack,
-    /// The kill switch (`control` aggregate, not a case).
-    Halt,
-    Resume,
-    ConfirmNotices,
-    SetPassword,
-    /// An operator's attested baseline of the directory's destinations (`control` aggregate, not a case).
-    AttestBaseline,
-    /// An operator acknowledges a campaign alert (`alerts` stream, not a case; issue 20).
-    AcknowledgeAlert,
-}
-
-impl CommandKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            CommandKind::RequestRecovery => "request_recovery",
-            CommandKind::SubmitProof => "submit_proof",
-            CommandKind::ApproveReview => "approve_review",
-            CommandKind::DenyReview => "deny_review",
-            CommandKind::Cancel => "cancel",
-            CommandKind::Tick => "tick",
-            CommandKind::ConfirmExecution => "confirm_execution",
-            CommandKind::RollBack => "roll_back",
-            CommandKind::Halt => "halt",
-            CommandKind::Resume => "resume",
-            CommandKind::ConfirmNotices => "confirm_notices",
-            CommandKind::SetPassword => "set_password",
-            CommandKind::AttestBaseline => "attest_baseline",
-            CommandKind::AcknowledgeAlert => "acknowledge_alert",
-        }
-    }
-
-    /// The roles allowed to send this command (SPEC principle 1). Intake may only open cases.
-    pub fn allowed_roles(self) -> &'static [Role] {
-        match self {
-            CommandKind::RequestRecovery => &[Role::Intake, Role::Owner],
-            CommandKind::SubmitProof | CommandKind::SetPassword => &[Role::Owner],
-            CommandKind::ApproveReview | CommandKind::DenyReview => &[Role::Reviewer],
-            CommandKind::Cancel => &[Role::Owner, Role::Operator],
-            CommandKind::Tick | CommandKind::ConfirmExecution | CommandKind::ConfirmNotices => &[Role::System],
-            CommandKind::RollBack
-            | CommandKind::Halt
-            | CommandKind::Resume
-            | CommandKind::AttestBaseline
-            | CommandKind::AcknowledgeAlert => &[Role::Operator],
-        }
-    }
-
-    /// The states of a case in which this command can change it. `decide` refuses the people's commands in any other
-    /// state (`wrong_state`), and `airlock case show` lists a case's next steps from this; a timer tick or a delivery
-    /// report elsewhere is accepted and changes nothing. The kill switch acts on no case.
-    pub fn accepted_in(self) -> &'static [Status] {
-        match self {
-            CommandKind::RequestRecovery => &[Status::New],
-            CommandKind::SubmitProof => &[Status::Requested],
-            CommandKind::ApproveReview | CommandKind::DenyReview => &[Status::InReview],
-            CommandKind::Cancel => &[Status::CoolingOff],
-            CommandKind::Tick => &[Status::Requested, Status::InReview, Status::CoolingOff],
-            CommandKind::ConfirmExecution => &[Status::Executing],
-            CommandKind::RollBack | CommandKind::SetPassword => &[Status::Executed],
-            CommandKind::ConfirmNotices => &[Status::CoolingOff, Status::Executed, Status::RolledBack],
-            CommandKind::Halt | CommandKind::Resume | CommandKind::AttestBaseline | CommandKind::AcknowledgeAlert => {
-                &[]
-            }
-        }
-    }
-}
+pub use crate::kind::CommandKind;
 
 impl Command {
     pub fn kind(&self) -> CommandKind {

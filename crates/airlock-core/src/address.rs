@@ -12,7 +12,7 @@
 //!   large provider offers); dots dropped too at Gmail (`gmail.com`, `googlemail.com`), which ignores them.
 //! - a phone number: its digits, with a leading `+` kept.
 
-use crate::core::account::DestinationKind;
+use crate::account::DestinationKind;
 use unicode_security::{MixedScript, skeleton};
 
 /// An email address as airlock counts it.

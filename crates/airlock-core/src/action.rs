@@ -1,8 +1,8 @@
 //! The closed list of changes a recovery case may ask for, and the hash that binds a reviewer's approval to
 //! exactly one of them. Nothing outside this list can ever be executed, whatever a requester writes.
 
-use crate::core::account::{DestinationKind, mask_address};
-use crate::core::ids::{AccountId, CaseId};
+use crate::account::{DestinationKind, mask_address};
+use crate::ids::{AccountId, CaseId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -47,12 +47,8 @@ impl RecoveryAction {
     /// Whether `change`, read from the account `now`, is what this action itself does: a retried execution re-reads an
     /// account its own first attempt may already have changed (the directory answered, airlock crashed before it
     /// recorded), and that must not count as the account changing under the decision.
-    pub fn explains(
-        &self,
-        change: &crate::core::account::FactorChange,
-        now: &crate::core::account::AccountSnapshot,
-    ) -> bool {
-        use crate::core::account::FactorChange;
+    pub fn explains(&self, change: &crate::account::FactorChange, now: &crate::account::AccountSnapshot) -> bool {
+        use crate::account::FactorChange;
         match (self, change) {
             (RecoveryAction::ResetPassword, FactorChange::Credential) => true,
             (RecoveryAction::RemoveTotp, FactorChange::Authenticator) => now.totp_enrolled_since.is_none(),
@@ -67,9 +63,9 @@ impl RecoveryAction {
     /// action), leaving out what this action itself does; empty when nothing else changed.
     pub fn unexplained_changes(
         &self,
-        seen: &crate::core::account::AccountSnapshot,
-        now: &crate::core::account::AccountSnapshot,
-    ) -> Vec<crate::core::account::FactorChange> {
+        seen: &crate::account::AccountSnapshot,
+        now: &crate::account::AccountSnapshot,
+    ) -> Vec<crate::account::FactorChange> {
         seen.factor_changes(now).into_iter().filter(|change| !self.explains(change, now)).collect()
     }
 

@@ -2,11 +2,11 @@
 //! halt and resume, and the case decider is told `halted` in its context. Resuming is an explicit, recorded act.
 //! The same history records an operator's attested baseline of a directory's destinations (issue 18, item 4).
 
-use crate::core::actor::Actor;
-use crate::core::command::CommandKind;
-use crate::core::ids::{CommandId, UnixMs};
-use crate::core::rejection::Rejection;
-use crate::core::text::UntrustedText;
+use crate::actor::Actor;
+use crate::command::CommandKind;
+use crate::ids::{CommandId, UnixMs};
+use crate::rejection::Rejection;
+use crate::text::UntrustedText;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -2,21 +2,21 @@
 //! rejection. Pure: no clock (the time is `Context::now`), no randomness (a fresh challenge is prepared by the
 //! shell), no I/O. Control flow lives here; each command's rules are a short function below.
 
-use crate::core::account::{AccountSnapshot, DestinationKind};
-use crate::core::action::{ActionHash, RecoveryAction};
-use crate::core::actor::Actor;
-use crate::core::command::CommandKind;
-use crate::core::command::{Change, Command, CommandEnvelope, EffectOutcome, SecondFactorCheck};
-use crate::core::event::{
+use crate::account::{AccountSnapshot, DestinationKind};
+use crate::action::{ActionHash, RecoveryAction};
+use crate::actor::Actor;
+use crate::command::CommandKind;
+use crate::command::{Change, Command, CommandEnvelope, EffectOutcome, SecondFactorCheck};
+use crate::event::{
     Authorization, DenialReason, Event, EventBody, EventKind, ProofFailure, ReviewReason, SecondFactor, WithheldReason,
 };
-use crate::core::ids::{ActorId, CaseId, ChallengeId, CommandId, DestinationId, EffectId, UnixMs};
-use crate::core::limits;
-use crate::core::policy::{Outcome, Phase, PolicyDecision};
-use crate::core::rejection::Rejection;
-use crate::core::state::{CaseState, Status};
-use crate::core::text::UntrustedText;
-use crate::core::verification::{AccountVerificationFacts, CodeHash, Settings, challengeable_destinations};
+use crate::ids::{ActorId, CaseId, ChallengeId, CommandId, DestinationId, EffectId, UnixMs};
+use crate::limits;
+use crate::policy::{Outcome, Phase, PolicyDecision};
+use crate::rejection::Rejection;
+use crate::state::{CaseState, Status};
+use crate::text::UntrustedText;
+use crate::verification::{AccountVerificationFacts, CodeHash, Settings, challengeable_destinations};
 
 /// A code the shell drew and hashed before calling `decide`, used only if the decision issues a challenge. The
 /// plain code stays with the shell, which sends it only to the destinations the resulting event names.
@@ -278,7 +278,7 @@ fn submit_proof(
     let proven_factor = match second_factor {
         SecondFactorCheck::Valid if has_totp => Some(SecondFactor::Totp),
         SecondFactorCheck::SignedIn { auth_time }
-            if snapshot.is_some_and(crate::core::account::AccountSnapshot::may_have_authenticator) =>
+            if snapshot.is_some_and(crate::account::AccountSnapshot::may_have_authenticator) =>
         {
             Some(SecondFactor::SignIn { auth_time })
         }
@@ -531,7 +531,7 @@ pub fn rollback_effect_id(case_id: &CaseId) -> EffectId {
 }
 
 fn confirm_execution(
-    effect_id: &crate::core::ids::EffectId,
+    effect_id: &crate::ids::EffectId,
     outcome: &EffectOutcome,
     state: &CaseState,
     context: &Context,
@@ -600,7 +600,7 @@ pub fn reversal_of(changes: &[Change]) -> Vec<Change> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::actor::Role;
+    use crate::actor::Role;
 
     // Proves the role table: intake may open a case and do nothing else.
     #[test]
