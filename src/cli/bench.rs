@@ -1,7 +1,10 @@
-//! `airlock bench`: speed and memory, measured side by side in one run against the same NATS server. The raw
+//! `airlock bench`: speed and memory, measured side by side in one run against the same NATS servers. The raw
 //! JetStream append rate (with the concurrency header, pipelined across case subjects) is the anchor; airlock's
-//! end-to-end rate (JSON commands through the intake stream, decided, appended, projected) and its projection
-//! rebuild rate are reported as ratios to the raw append and raw read rates. The last line is one JSON object.
+//! end-to-end rate (JSON commands through the intake stream, decided, appended, projected) is reported as a ratio to
+//! it, on a throwaway server with the server's default configuration and on one with `sync_interval: always` (what
+//! airlock's own deployments use), each in the same run. On each, latency is then measured open loop at 25%, 50% and
+//! 75% of the rate airlock just saturated at. The projection rebuild rate is a ratio to the raw read rate. The last
+//! line is one JSON object.
 
 use crate::cli::exit;
 use crate::intake::nats::run_intake;
@@ -29,13 +32,45 @@ pub struct BenchArgs {
     /// Case subjects the events are spread over.
     #[arg(long, default_value_t = 2_000)]
     pub cases: usize,
-    /// Where the throwaway server keeps its store (default: a temporary directory on disk, fsync included).
+    /// Where the throwaway servers keep their stores (default: a temporary directory on disk, fsync included).
     #[arg(long)]
     pub store_dir: Option<PathBuf>,
+    /// How long each open-loop latency phase sends, in seconds.
+    #[arg(long, default_value_t = 5)]
+    pub latency_seconds: u64,
+}
+
+/// The loads of the open-loop latency phases, as fractions of the rate airlock saturated at in the same run.
+const OPEN_LOOP_LOADS: [f64; 3] = [0.25, 0.5, 0.75];
+
+/// A server the benchmark runs against: a throwaway one with the server's default configuration or with
+/// `sync_interval: always`, or the one given with `--nats`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Server {
+    Default,
+    SyncAlways,
+    Given,
+}
+
+impl Server {
+    fn name(self) -> &'static str {
+        match self {
+            Server::Default => "default",
+            Server::SyncAlways => "sync_always",
+            Server::Given => "given",
+        }
+    }
 }
 
 /// Appends in flight at once in the raw phase (one per case at a time, as airlock's optimistic concurrency needs).
 const RAW_IN_FLIGHT_MAX: usize = 256;
+
+/// Requests sent and not yet answered at once in the saturation phase: what keeps airlock busy without a backlog the
+/// intake stream would refuse (it holds at most `INTAKE_BACKLOG_PER_SUBJECT_MAX` per sender and command). Half of
+/// it: a message leaves the stream when airlock acknowledges it, a moment after its answer went out, so answered
+/// messages still count for a while.
+const REQUESTS_IN_FLIGHT_MAX: usize = 128;
+const _: () = assert!((REQUESTS_IN_FLIGHT_MAX as i64) * 2 <= crate::intake::nats::INTAKE_BACKLOG_PER_SUBJECT_MAX);
 
 /// The raw phases' stream.
 const RAW_STREAM: &str = "AIRLOCK_BENCH_RAW";
@@ -87,32 +122,183 @@ fn percentile(sorted_ms: &[f64], fraction: f64) -> f64 {
     sorted_ms[index]
 }
 
+/// Starts a throwaway server of the given configuration in `store`.
+fn throwaway(server: Server, store: &std::path::Path) -> anyhow::Result<NatsServer> {
+    match server {
+        Server::SyncAlways | Server::Given => Ok(NatsServer::start(store, &Options::default())?),
+        Server::Default => {
+            std::fs::create_dir_all(store)?;
+            let port = crate::nats::server::free_port()?;
+            let always = crate::nats::server::config(port, &store.join("jetstream"), None);
+            let default = always.replace("  sync_interval: always\n", "");
+            anyhow::ensure!(default != always, "the server configuration no longer sets sync_interval");
+            let path = store.join("nats-default.conf");
+            std::fs::write(&path, default)?;
+            Ok(NatsServer::start_with_config(&path, port, store)?)
+        }
+    }
+}
+
+/// What one server's phases measured.
+struct Measured {
+    server: Server,
+    raw_append_per_s: f64,
+    airlock: EndToEnd,
+}
+
+impl Measured {
+    fn airlock_events_per_s(&self) -> f64 {
+        per_second(self.airlock.events, self.airlock.elapsed)
+    }
+
+    fn append_ratio(&self) -> f64 {
+        round3(self.airlock_events_per_s() / self.raw_append_per_s)
+    }
+
+    fn report(&self) -> serde_json::Value {
+        serde_json::json!({
+            "server": self.server.name(),
+            "raw_append_per_s": self.raw_append_per_s.round(),
+            "airlock_events_per_s": self.airlock_events_per_s().round(),
+            "append_ratio": self.append_ratio(),
+            "saturation_p50_ms": round2(self.airlock.saturated.p50_ms),
+            "saturation_p99_ms": round2(self.airlock.saturated.p99_ms),
+            "open_loop": self.airlock.open_loop.iter().map(OpenLoop::report).collect::<Vec<_>>(),
+        })
+    }
+}
+
+fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
+fn round3(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
+}
+
 async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.events >= EVENTS_PER_REQUEST && args.cases >= 1, "--events and --cases must be positive");
+    anyhow::ensure!(args.latency_seconds >= 1, "--latency-seconds must be at least 1");
     let scratch = tempfile::Builder::new().prefix("airlock-bench-").tempdir()?;
-    let (_server, url) = match &args.nats {
-        Some(url) => (None, url.clone()),
-        None => {
-            let store = args.store_dir.clone().unwrap_or_else(|| scratch.path().join("nats"));
-            let server = NatsServer::start(&store, &Options::default())?;
-            let url = server.url();
-            (Some(server), url)
-        }
+    let servers = match args.nats {
+        Some(_) => vec![Server::Given],
+        None => vec![Server::Default, Server::SyncAlways],
     };
-    let client = crate::nats::connect(&url, "airlock-bench").await?;
-    let context = jetstream::new(client.clone());
-    let run_id = crate::service::new_id("bench");
+    let mut measured = Vec::new();
+    let mut read_side = None;
+    for server in servers {
+        let (_process, url) = match (&args.nats, server) {
+            (Some(url), _) => (None, url.clone()),
+            (None, _) => {
+                let store = args.store_dir.clone().unwrap_or_else(|| scratch.path().to_path_buf()).join(server.name());
+                let process = throwaway(server, &store)?;
+                let url = process.url();
+                (Some(process), url)
+            }
+        };
+        let client = crate::nats::connect(&url, "airlock-bench").await?;
+        let context = jetstream::new(client.clone());
+        let run_id = crate::service::new_id("bench");
+        let data = scratch.path().join(format!("data-{}", server.name()));
+        eprintln!("airlock bench: {} server: raw append", server.name());
+        let raw_append = raw_appends(&context, &run_id, args.events, args.cases).await?;
+        eprintln!("airlock bench: {} server: airlock end to end, then open loop", server.name());
+        let airlock = airlock_end_to_end(&client, &data, &run_id, &args).await?;
+        measured.push(Measured { server, raw_append_per_s: per_second(args.events, raw_append), airlock });
+        // The read side does not depend on how the server flushes: it is measured on the last server.
+        if server != Server::Default {
+            read_side = Some(read_side_rates(&client, &context, scratch.path(), args.events).await?);
+        }
+        let _ = context.delete_stream(RAW_STREAM).await;
+    }
+    let reads = read_side.ok_or_else(|| anyhow::anyhow!("the read side was not measured"))?;
+    let main = measured.last().ok_or_else(|| anyhow::anyhow!("no server was measured"))?;
+    let at_half = main.airlock.open_loop.iter().find(|phase| phase.load == 0.5);
+    let default_ratio = measured.iter().find(|one| one.server == Server::Default).map(Measured::append_ratio);
+    let report = serde_json::json!({
+        "events": args.events,
+        "cases": args.cases,
+        "raw_append_per_s": main.raw_append_per_s.round(),
+        "airlock_events_per_s": main.airlock_events_per_s().round(),
+        "append_ratio": main.append_ratio(),
+        "append_ratio_default_config": default_ratio,
+        "raw_read_per_s": reads.raw_read_per_s.round(),
+        "replay_events_per_s": reads.replay_events_per_s.round(),
+        "replay_ratio": round3(reads.replay_events_per_s / reads.raw_read_per_s),
+        "p50_ms": round2(main.airlock.saturated.p50_ms),
+        "p99_ms": round2(main.airlock.saturated.p99_ms),
+        "p99_ms_at_half_load": at_half.map(|phase| round2(phase.latency.p99_ms)),
+        "rss_mb": (reads.rss_one_round * 10.0).round() / 10.0,
+        "rss_after_airlock_mb": (reads.rss_after_runs * 10.0).round() / 10.0,
+        "servers": measured.iter().map(Measured::report).collect::<Vec<_>>(),
+    });
+    print_table(&args, &measured, &report);
+    println!("{report}");
+    Ok(())
+}
 
-    let raw_append = raw_appends(&context, &run_id, args.events, args.cases).await?;
-    let airlock = airlock_end_to_end(&client, &scratch.path().join("data"), &run_id, args.events, args.cases).await?;
-    let rss_after_run = peak_rss_mb();
+/// The readable summary, one block per server, before the JSON line.
+fn print_table(args: &BenchArgs, measured: &[Measured], report: &serde_json::Value) {
+    println!("airlock bench: {} events over {} case subjects", args.events, args.cases);
+    for one in measured {
+        println!("  server configuration: {}", one.server.name());
+        println!("  {:<56} {:>12}", "raw JetStream append (expected-seq, pipelined) /s", one.raw_append_per_s.round());
+        println!(
+            "  {:<56} {:>12}",
+            "airlock end to end (intake -> projection) events/s",
+            one.airlock_events_per_s().round()
+        );
+        println!("  {:<56} {:>12}", "  ratio to raw append", one.append_ratio());
+        println!("  {:<56} {:>12}", "at saturation: command -> answer p50 ms", round2(one.airlock.saturated.p50_ms));
+        println!("  {:<56} {:>12}", "at saturation: command -> answer p99 ms", round2(one.airlock.saturated.p99_ms));
+        for phase in &one.airlock.open_loop {
+            let label = format!(
+                "open loop at {:.0}% ({:.0} requests/s): p50 / p99 / max ms",
+                phase.load * 100.0,
+                phase.requests_per_s
+            );
+            let figures = format!(
+                "{} / {} / {}",
+                round2(phase.latency.p50_ms),
+                round2(phase.latency.p99_ms),
+                round2(phase.latency.max_ms)
+            );
+            println!("  {label:<56} {figures:>12}");
+        }
+    }
+    println!("  read side");
+    for (label, key) in [
+        ("raw ordered-consumer read /s", "raw_read_per_s"),
+        ("airlock projection rebuild events/s", "replay_events_per_s"),
+        ("  ratio to raw read", "replay_ratio"),
+        ("peak RSS MiB (through the first rebuild)", "rss_mb"),
+    ] {
+        println!("  {label:<56} {:>12}", report[key]);
+    }
+}
+
+/// The read side of one server: the raw read and the rebuild, alternating, each the median of its rounds.
+struct ReadSide {
+    raw_read_per_s: f64,
+    replay_events_per_s: f64,
+    rss_after_runs: f64,
+    rss_one_round: f64,
+}
+
+async fn read_side_rates(
+    client: &async_nats::Client,
+    context: &jetstream::Context,
+    scratch: &std::path::Path,
+    events: usize,
+) -> anyhow::Result<ReadSide> {
+    let rss_after_runs = peak_rss_mb();
     // The two read-side rates alternate, so that a machine whose speed drifts (a shared VM) slows both alike, and
     // each is the median of its rounds.
     let (mut raw_read_rates, mut replay_rates, mut rss_one_round) = (Vec::new(), Vec::new(), 0.0);
     for round in 0..READ_ROUNDS {
-        raw_read_rates.push(per_second(args.events, raw_reads(&context, args.events).await?));
-        let rebuilt = scratch.path().join(format!("rebuilt-{round}.db"));
-        let replay = replay(&client, &rebuilt).await?;
+        raw_read_rates.push(per_second(events, raw_reads(context, events).await?));
+        let rebuilt = scratch.join(format!("rebuilt-{round}.db"));
+        let replay = replay(client, &rebuilt).await?;
         replay_rates.push(per_second(replay.events as usize, replay.elapsed));
         std::fs::remove_file(&rebuilt)?;
         if round == 0 {
@@ -122,43 +308,12 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             rss_one_round = peak_rss_mb();
         }
     }
-    let _ = context.delete_stream(RAW_STREAM).await;
-
-    let raw_append_per_s = per_second(args.events, raw_append);
-    let raw_read_per_s = median(&mut raw_read_rates);
-    let airlock_events_per_s = per_second(airlock.events, airlock.elapsed);
-    let replay_events_per_s = median(&mut replay_rates);
-    let report = serde_json::json!({
-        "events": args.events,
-        "cases": args.cases,
-        "raw_append_per_s": raw_append_per_s.round(),
-        "airlock_events_per_s": airlock_events_per_s.round(),
-        "append_ratio": (airlock_events_per_s / raw_append_per_s * 1000.0).round() / 1000.0,
-        "raw_read_per_s": raw_read_per_s.round(),
-        "replay_events_per_s": replay_events_per_s.round(),
-        "replay_ratio": (replay_events_per_s / raw_read_per_s * 1000.0).round() / 1000.0,
-        "p50_ms": (airlock.p50_ms * 100.0).round() / 100.0,
-        "p99_ms": (airlock.p99_ms * 100.0).round() / 100.0,
-        "rss_mb": (rss_one_round * 10.0).round() / 10.0,
-        "rss_after_airlock_mb": (rss_after_run * 10.0).round() / 10.0,
-    });
-    println!("airlock bench: {} events over {} case subjects, NATS at {url}", args.events, args.cases);
-    println!("  {:<44} {:>12}", "measure", "value");
-    for (label, key) in [
-        ("raw JetStream append (expected-seq, pipelined) /s", "raw_append_per_s"),
-        ("airlock end to end (intake -> projection) events/s", "airlock_events_per_s"),
-        ("  ratio to raw append", "append_ratio"),
-        ("raw ordered-consumer read /s", "raw_read_per_s"),
-        ("airlock projection rebuild events/s", "replay_events_per_s"),
-        ("  ratio to raw read", "replay_ratio"),
-        ("command -> decision p50 ms", "p50_ms"),
-        ("command -> decision p99 ms", "p99_ms"),
-        ("peak RSS MiB (through the first rebuild)", "rss_mb"),
-    ] {
-        println!("  {label:<52} {:>12}", report[key]);
-    }
-    println!("{report}");
-    Ok(())
+    Ok(ReadSide {
+        raw_read_per_s: median(&mut raw_read_rates),
+        replay_events_per_s: median(&mut replay_rates),
+        rss_after_runs,
+        rss_one_round,
+    })
 }
 
 /// (a) N appends over M subjects of a stream configured like airlock's, each with the expected last subject sequence;
@@ -219,75 +374,175 @@ async fn raw_reads(context: &jetstream::Context, events: usize) -> anyhow::Resul
     Ok(started.elapsed())
 }
 
+/// Latencies of one phase, publish (or, open loop, the moment it was due) to answer.
+#[derive(Clone, Copy, Debug, Default)]
+struct Latency {
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+impl Latency {
+    fn of(mut latencies_ms: Vec<f64>) -> Latency {
+        latencies_ms.sort_by(f64::total_cmp);
+        Latency {
+            p50_ms: percentile(&latencies_ms, 0.50),
+            p99_ms: percentile(&latencies_ms, 0.99),
+            max_ms: latencies_ms.last().copied().unwrap_or(0.0),
+        }
+    }
+}
+
+/// One open-loop phase: requests sent at a fixed rate whatever the answers do.
+struct OpenLoop {
+    load: f64,
+    requests_per_s: f64,
+    requests: usize,
+    /// Requests the intake stream refused: airlock had fallen behind by a full backlog.
+    refused: usize,
+    latency: Latency,
+}
+
+impl OpenLoop {
+    fn report(&self) -> serde_json::Value {
+        serde_json::json!({
+            "load": self.load,
+            "requests_per_s": self.requests_per_s.round(),
+            "requests": self.requests,
+            "refused": self.refused,
+            "p50_ms": round2(self.latency.p50_ms),
+            "p99_ms": round2(self.latency.p99_ms),
+            "max_ms": round2(self.latency.max_ms),
+        })
+    }
+}
+
 struct EndToEnd {
     events: usize,
     elapsed: Duration,
-    p50_ms: f64,
-    p99_ms: f64,
+    saturated: Latency,
+    open_loop: Vec<OpenLoop>,
+}
+
+/// When each request went out (or was due), by command id; the collector takes each answer's entry.
+type SentAt = Arc<std::sync::Mutex<HashMap<String, Instant>>>;
+
+/// Reads answers until as many were matched to a request as `expected` says (it may be set once sending is over),
+/// and returns their latencies; each answer gives `window` (the sender's requests in flight) one permit back.
+fn collect_answers(
+    mut answers: async_nats::Subscriber,
+    sent_at: SentAt,
+    mut expected: watch::Receiver<usize>,
+    window: Option<Arc<tokio::sync::Semaphore>>,
+) -> tokio::task::JoinHandle<anyhow::Result<(Vec<f64>, async_nats::Subscriber)>> {
+    tokio::spawn(async move {
+        let mut latencies_ms = Vec::new();
+        loop {
+            let count = *expected.borrow_and_update();
+            if latencies_ms.len() >= count {
+                return Ok((latencies_ms, answers));
+            }
+            let answer = tokio::select! {
+                answer = tokio::time::timeout(Duration::from_secs(60), answers.next()) => answer
+                    .map_err(|_| anyhow::anyhow!("only {} answers of {count} arrived", latencies_ms.len()))?
+                    .ok_or_else(|| anyhow::anyhow!("the answer subscription ended"))?,
+                // A sender that has said its last count (and is gone) leaves only the answers to wait for.
+                Ok(()) = expected.changed() => continue,
+            };
+            let command_id = answer.headers.as_ref().and_then(|headers| headers.get("Airlock-Command-Id"));
+            let sent = command_id.and_then(|id| sent_at.lock().expect("not poisoned").remove(id.as_str()));
+            if let Some(sent) = sent {
+                latencies_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
+                if let Some(window) = &window {
+                    window.add_permits(1);
+                }
+            }
+        }
+    })
+}
+
+/// Whether a publish was refused because the sender's backlog in the intake stream is full (JetStream error 10077,
+/// maximum messages per subject): airlock has not taken that many of its messages yet.
+fn backlog_full(error: &impl std::fmt::Display) -> bool {
+    error.to_string().contains("error code 10077")
+}
+
+/// Waits for a request's publish to be stored; while the sender's backlog is full, sends it again a moment later,
+/// as a desk honouring the intake's limit would (for at most a minute).
+async fn stored(
+    context: &jetstream::Context,
+    subject: &str,
+    payload: bytes::Bytes,
+    mut ack: jetstream::context::PublishAckFuture,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match ack.await {
+            Ok(_) => return Ok(()),
+            Err(error) if backlog_full(&error) && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let message = jetstream::message::PublishMessage::build().payload(payload.clone());
+                ack = context.send_publish(subject.to_string(), message).await?;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+fn request(command_id: &str, account: usize) -> anyhow::Result<bytes::Bytes> {
+    let body = serde_json::json!({
+        "version": 1, "command_id": command_id, "account_id": format!("bench-account-{account}"),
+        "action": { "type": "reset_password" }, "summary": "benchmark", "signals": {}
+    });
+    Ok(serde_json::to_vec(&body)?.into())
 }
 
 /// (b) JSON requests published to the intake stream, decided, appended and projected by airlock's own consumers,
-/// until the projection's checkpoint reaches the log's end. Latency is publish to answer in the results stream.
+/// `REQUESTS_IN_FLIGHT_MAX` unanswered at any moment, until the projection's checkpoint reaches the log's end; latency
+/// is publish to answer in the results stream (mostly queueing: the load is saturation). Then the open-loop phases on
+/// the same airlock.
 async fn airlock_end_to_end(
     client: &async_nats::Client,
     data_dir: &std::path::Path,
     run_id: &str,
-    events: usize,
-    cases: usize,
+    args: &BenchArgs,
 ) -> anyhow::Result<EndToEnd> {
     let NatsMode { service, projection, events: events_stream, context, intake } =
         nats_mode::open(client, data_dir, 1, RAW_IN_FLIGHT_MAX, Keys::generate(), crate::policy::Engine::shared())
             .await?;
     let service = std::sync::Arc::new(service);
     let (stop, shutdown) = watch::channel(false);
-    let mut answers = client.subscribe(format!("airlock.result.intake.{run_id}")).await?;
+    let answers = client.subscribe(format!("airlock.result.intake.{run_id}")).await?;
     let intake_task = tokio::spawn(run_intake(service.clone(), context.clone(), intake.clone(), shutdown.clone()));
     let projector_task =
         tokio::spawn(run_projector(projection.clone(), events_stream.clone(), format!("{run_id}-projector"), shutdown));
 
-    let requests = events / EVENTS_PER_REQUEST;
+    let requests = args.events / EVENTS_PER_REQUEST;
     let subject = format!("airlock.intake.intake.{run_id}.request_recovery");
     // Answers are read while requests are still being sent, so neither side buffers the whole run.
-    let sent_at: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
-    let collector = {
-        let sent_at = sent_at.clone();
-        tokio::spawn(async move {
-            let mut latencies_ms = Vec::with_capacity(requests);
-            while latencies_ms.len() < requests {
-                let answer = tokio::time::timeout(Duration::from_secs(60), answers.next())
-                    .await
-                    .map_err(|_| anyhow::anyhow!("only {} of {requests} answers arrived", latencies_ms.len()))?
-                    .ok_or_else(|| anyhow::anyhow!("the answer subscription ended"))?;
-                let command_id = answer.headers.as_ref().and_then(|headers| headers.get("Airlock-Command-Id"));
-                let sent = command_id.and_then(|id| sent_at.lock().expect("not poisoned").remove(id.as_str()));
-                if let Some(sent) = sent {
-                    latencies_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
-                }
-            }
-            Ok::<Vec<f64>, anyhow::Error>(latencies_ms)
-        })
-    };
+    let sent_at = SentAt::default();
+    let window = Arc::new(tokio::sync::Semaphore::new(REQUESTS_IN_FLIGHT_MAX));
+    let (_, expected) = watch::channel(requests);
+    let collector = collect_answers(answers, sent_at.clone(), expected, Some(window.clone()));
     let started = Instant::now();
     let mut pending = Vec::with_capacity(RAW_IN_FLIGHT_MAX);
     for index in 0..requests {
+        window.acquire().await?.forget();
         let command_id = format!("c{index}");
-        let body = serde_json::json!({
-            "version": 1, "command_id": command_id, "account_id": format!("bench-account-{}", index % cases),
-            "action": { "type": "reset_password" }, "summary": "benchmark", "signals": {}
-        });
+        let payload = request(&command_id, index % args.cases)?;
         sent_at.lock().expect("not poisoned").insert(command_id, Instant::now());
-        let message = jetstream::message::PublishMessage::build().payload(serde_json::to_vec(&body)?.into());
-        pending.push(context.send_publish(subject.clone(), message).await?);
+        let message = jetstream::message::PublishMessage::build().payload(payload.clone());
+        pending.push((payload, context.send_publish(subject.clone(), message).await?));
         if pending.len() >= RAW_IN_FLIGHT_MAX {
-            for ack in pending.drain(..) {
-                ack.await?;
+            for (payload, ack) in pending.drain(..) {
+                stored(&context, &subject, payload, ack).await?;
             }
         }
     }
-    for ack in pending.drain(..) {
-        ack.await?;
+    for (payload, ack) in pending.drain(..) {
+        stored(&context, &subject, payload, ack).await?;
     }
-    let mut latencies_ms = collector.await??;
+    let (latencies_ms, answers) = collector.await??;
     let last = events_stream.get_info().await?.state.last_sequence;
     let projected = || {
         let projection = projection.clone();
@@ -297,16 +552,75 @@ async fn airlock_end_to_end(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed();
+    let saturation_per_s = per_second(requests, elapsed);
+    let mut open_loop = Vec::new();
+    let mut answers = answers;
+    for (phase, load) in OPEN_LOOP_LOADS.into_iter().enumerate() {
+        let (measured, rest) =
+            open_loop_phase(&context, answers, &subject, phase, load, saturation_per_s, args).await?;
+        open_loop.push(measured);
+        answers = rest;
+    }
     let _ = stop.send(true);
     intake_task.await??;
     projector_task.await??;
-    latencies_ms.sort_by(f64::total_cmp);
-    Ok(EndToEnd {
-        events: requests * EVENTS_PER_REQUEST,
-        elapsed,
-        p50_ms: percentile(&latencies_ms, 0.50),
-        p99_ms: percentile(&latencies_ms, 0.99),
-    })
+    Ok(EndToEnd { events: requests * EVENTS_PER_REQUEST, elapsed, saturated: Latency::of(latencies_ms), open_loop })
+}
+
+/// One open-loop phase: `load` times the saturation rate, for `--latency-seconds`. Each request is due at a fixed
+/// moment and its latency counts from that moment, so a sender held up by a slow answer cannot hide the wait
+/// (coordinated omission); publish acknowledgements are awaited off the sending path. A request the intake stream
+/// refuses because airlock has fallen behind (its backlog for the sender is full) is counted as refused, not waited for.
+async fn open_loop_phase(
+    context: &jetstream::Context,
+    answers: async_nats::Subscriber,
+    subject: &str,
+    phase: usize,
+    load: f64,
+    saturation_per_s: f64,
+    args: &BenchArgs,
+) -> anyhow::Result<(OpenLoop, async_nats::Subscriber)> {
+    let requests_per_s = (saturation_per_s * load).max(1.0);
+    let requests = ((requests_per_s * args.latency_seconds as f64) as usize).max(1);
+    let sent_at = SentAt::default();
+    let (expect, expected) = watch::channel(usize::MAX);
+    let collector = collect_answers(answers, sent_at.clone(), expected, None);
+    let (acks, mut acked) = tokio::sync::mpsc::unbounded_channel::<(String, jetstream::context::PublishAckFuture)>();
+    let forget = sent_at.clone();
+    let acknowledged = tokio::spawn(async move {
+        let mut refused = 0;
+        while let Some((command_id, ack)) = acked.recv().await {
+            match ack.await {
+                Ok(_) => {}
+                Err(error) if backlog_full(&error) => {
+                    refused += 1;
+                    forget.lock().expect("not poisoned").remove(&command_id);
+                }
+                Err(error) => return Err(anyhow::Error::from(error).context("an open-loop request was not stored")),
+            }
+        }
+        Ok::<usize, anyhow::Error>(refused)
+    });
+    let interval = Duration::from_secs_f64(1.0 / requests_per_s);
+    let start = tokio::time::Instant::now();
+    for index in 0..requests {
+        let due = start + interval.mul_f64(index as f64);
+        tokio::time::sleep_until(due).await;
+        let command_id = format!("o{phase}-{index}");
+        let payload = request(&command_id, index % args.cases)?;
+        sent_at.lock().expect("not poisoned").insert(command_id.clone(), due.into_std());
+        let message = jetstream::message::PublishMessage::build().payload(payload);
+        let ack = context.send_publish(subject.to_string(), message).await?;
+        if acks.send((command_id, ack)).is_err() {
+            break;
+        }
+    }
+    drop(acks);
+    let refused = acknowledged.await??;
+    let _ = expect.send(requests - refused);
+    let (latencies_ms, answers) = collector.await??;
+    let latency = Latency::of(latencies_ms);
+    Ok((OpenLoop { load, requests_per_s, requests, refused, latency }, answers))
 }
 
 /// (d) Rebuilds a projection from the whole event log into a fresh file, as `airlock replay` does.

@@ -58,7 +58,7 @@ const INTAKE_MESSAGE_BYTES_MAX: usize = limits::COMMAND_BYTES_MAX + INTAKE_HEADE
 /// Messages waiting in the intake stream per subject (one actor's one command type). Beyond it the broker refuses the
 /// sender's publish (`discard_new_per_subject`): one actor's flood can put at most this many messages in front of
 /// everyone else's, and a desk can still queue this many while airlock is down.
-const INTAKE_BACKLOG_PER_SUBJECT_MAX: i64 = 256;
+pub(crate) const INTAKE_BACKLOG_PER_SUBJECT_MAX: i64 = 256;
 
 /// The intake stream's whole size on disk.
 const INTAKE_STREAM_BYTES_MAX: i64 = 1024 * 1024 * 1024;
