@@ -370,7 +370,7 @@ async fn process<L: EventLog>(
                 let reply = handle_json(service, &actor, command, &message.payload).await;
                 (Some(actor), Some(command), reply)
             }
-            Err(SubjectError { actor, reason }) => (actor, None, bad_subject(reason)),
+            Err(SubjectError { actor, reason, command }) => (actor, command, bad_subject(reason)),
         }
     })
     .await;
@@ -493,27 +493,46 @@ fn may_hold_a_code(command: Option<CommandType>, code: Option<&ErrorCode>, paylo
 }
 
 /// Fields that name things rather than say them: ids and hashes are hex or chosen by the sender, their digit runs
-/// read as codes, and they are stored as they are wherever a command is accepted.
-const IDENTIFIER_FIELDS: [&str; 4] = ["case_id", "command_id", "action_hash", "alert_id"];
+/// read as codes, and they are stored as they are wherever a command is accepted. Only a top-level text that is a
+/// well-formed identifier is passed over.
+const IDENTIFIER_FIELDS: [&str; 5] = ["case_id", "command_id", "action_hash", "alert_id", "account_id"];
 
 /// Whether a body holds something that reads as a code (`looks_like_code`): in a JSON body, any field name, number
-/// or text but the identifiers' values; in anything else, the text.
+/// or text (escapes decoded) but the values of `IDENTIFIER_FIELDS`, and its raw text with those values blanked (a key
+/// given twice is read once by the parser, and its other value must not pass unread); in anything else, the text.
 fn reads_as_holding_a_code(payload: &[u8]) -> bool {
-    fn holds(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    fn identifier<'a>(name: &str, value: &'a Value) -> Option<&'a str> {
+        let text = value.as_str()?;
+        let field = IDENTIFIER_FIELDS.into_iter().find(|field| *field == name)?;
+        crate::core::text::check_identifier(field, text).is_ok().then_some(text)
+    }
+    fn holds(value: &Value, top: bool) -> bool {
         match value {
-            serde_json::Value::String(text) => crate::wire::looks_like_code(text),
-            serde_json::Value::Number(number) => crate::wire::looks_like_code(&number.to_string()),
-            serde_json::Value::Array(items) => items.iter().any(holds),
-            serde_json::Value::Object(fields) => fields.iter().any(|(name, value)| {
-                crate::wire::looks_like_code(name) || (!IDENTIFIER_FIELDS.contains(&name.as_str()) && holds(value))
+            Value::String(text) => crate::wire::looks_like_code(text),
+            Value::Number(number) => crate::wire::looks_like_code(&number.to_string()),
+            Value::Array(items) => items.iter().any(|item| holds(item, false)),
+            Value::Object(fields) => fields.iter().any(|(name, value)| {
+                let passed_over = top && identifier(name, value).is_some();
+                crate::wire::looks_like_code(name) || (!passed_over && holds(value, false))
             }),
-            serde_json::Value::Bool(_) | serde_json::Value::Null => false,
+            Value::Bool(_) | Value::Null => false,
         }
     }
-    match serde_json::from_slice::<serde_json::Value>(payload) {
-        Ok(value) => holds(&value),
-        Err(_) => crate::wire::looks_like_code(&String::from_utf8_lossy(payload)),
+    let mut raw = String::from_utf8_lossy(payload).into_owned();
+    if let Ok(value) = serde_json::from_slice::<Value>(payload) {
+        if holds(&value, true) {
+            return true;
+        }
+        if let Value::Object(fields) = &value {
+            for (name, value) in fields {
+                if let Some(id) = identifier(name, value) {
+                    raw = raw.replace(&format!("\"{id}\""), "\"\"");
+                }
+            }
+        }
     }
+    crate::wire::looks_like_code(&raw)
 }
 
 /// What a dead letter keeps of a body: the body itself when it is small enough, else a prefix; withheld entirely
@@ -719,4 +738,32 @@ pub async fn send_command(
     tokio::time::timeout(wait, answer)
         .await
         .map_err(|_| format!("no answer from airlock within {} ms (is `airlock serve` running?)", wait.as_millis()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Proves which refused bodies a dead letter withholds for reading as holding a code: a code anywhere a person
+    // writes (a field given twice, an escaped one, an id field that is no id, a body that is not JSON), but not the ids
+    // and hashes a command names, a numeric account id included.
+    #[test]
+    fn a_body_is_withheld_for_a_code_anywhere_but_in_well_formed_ids() {
+        let hash = "0123456789abcdef".repeat(4);
+        for (body, withheld) in [
+            (r#"{"summary":"code 48213377","summary":"reset please"}"#.to_string(), true),
+            (r#"{"summary":"\u0034\u0038\u0032\u0031\u0033\u0033\u0037\u0037"}"#.to_string(), true),
+            (r#"{"case_id":{"x":"48213377"}}"#.to_string(), true),
+            (r#"{"command_id":"my code 48213377"}"#.to_string(), true),
+            (r#"{"case_id":"48213377","case_id":"case-1"}"#.to_string(), true),
+            ("not json: 4821 3377".to_string(), true),
+            (
+                format!(r#"{{"account_id":"1002345678","command_id":"c-20261206-123456","action_hash":"{hash}"}}"#),
+                false,
+            ),
+            (r#"{"version":1,"decision":"approve","reason":"looks fine"}"#.to_string(), false),
+        ] {
+            assert_eq!(reads_as_holding_a_code(body.as_bytes()), withheld, "{body}");
+        }
+    }
 }

@@ -38,16 +38,23 @@ pub fn actor_token_valid(id: &str) -> bool {
 }
 
 /// Why an intake subject could not be read, and the sender when the subject named a valid one (an unknown command
-/// from a known sender is answered to that sender).
+/// from a known sender is answered to that sender), and the command its last token names, if it names one: a proof
+/// on a subject that is otherwise wrong is still kept as a proof is (its body withheld).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SubjectError {
     pub actor: Option<Actor>,
     pub reason: String,
+    pub command: Option<CommandType>,
 }
 
 /// Reads `<prefix>.intake.<role>.<actor>.<command>`.
 pub fn parse_intake(prefix: &str, subject: &str) -> Result<(Actor, CommandType), SubjectError> {
-    let refused = |actor: Option<&Actor>, reason: String| SubjectError { actor: actor.cloned(), reason };
+    let named = subject
+        .rsplit('.')
+        .next()
+        .and_then(|token| CommandType::ALL.into_iter().find(|candidate| command_token(*candidate) == token));
+    let refused =
+        |actor: Option<&Actor>, reason: String| SubjectError { actor: actor.cloned(), reason, command: named };
     let rest = subject
         .strip_prefix(prefix)
         .and_then(|rest| rest.strip_prefix(".intake."))
@@ -123,6 +130,8 @@ mod tests {
         let unknown = parse_intake("airlock", "airlock.intake.intake.bot.teleport").unwrap_err();
         assert_eq!(unknown.actor, Some(Actor::new(Role::Intake, "bot")), "an unknown command names its sender");
         assert_eq!(parse_intake("airlock", "airlock.intake.admin.bot.cancel").unwrap_err().actor, None);
+        let proof = parse_intake("airlock", "airlock.intake.owner.j+doe.submit_proof").unwrap_err();
+        assert_eq!(proof.command, Some(CommandType::SubmitProof), "a proof on a bad subject is still a proof");
         assert_eq!(parse_query("airlock", "airlock.query.reviewer.ana"), Some(Actor::new(Role::Reviewer, "ana")));
         assert_eq!(parse_query("airlock", "airlock.query.system.airlock"), None);
     }
