@@ -74,6 +74,11 @@ impl ApiKeys {
         Ok(NewKey { key: format!("ak_{key_id}_{secret}"), key_id })
     }
 
+    /// Whether `presented` has the shape of a key at all: what the HTTP intake checks before it asks the store.
+    pub fn well_formed(presented: &str) -> bool {
+        parse(presented.trim()).is_some()
+    }
+
     /// The requester a presented key belongs to, if it is a live key. A malformed, unknown, revoked or wrong key
     /// is `None`, all alike.
     pub fn authenticate(&self, presented: &str) -> rusqlite::Result<Option<String>> {

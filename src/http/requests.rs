@@ -74,8 +74,10 @@ async fn requester<L: EventLog>(state: &IntakeState<L>, headers: &HeaderMap) -> 
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
+        .filter(|presented| ApiKeys::well_formed(presented))
         .ok_or(Denied::Unauthorized)?
         .to_string();
+    // Only a key of the right shape costs a lookup on the blocking pool: anything else is refused here.
     let keys = state.keys.clone();
     let found = tokio::task::spawn_blocking(move || keys.authenticate(&presented).map_err(|error| error.to_string()));
     match found.await.unwrap_or_else(|error| Err(format!("the key lookup failed: {error}"))) {
