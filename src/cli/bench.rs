@@ -436,29 +436,43 @@ fn collect_answers(
     window: Option<Arc<tokio::sync::Semaphore>>,
 ) -> tokio::task::JoinHandle<anyhow::Result<(Vec<f64>, async_nats::Subscriber)>> {
     tokio::spawn(async move {
-        let mut latencies_ms = Vec::new();
-        loop {
-            let count = *expected.borrow_and_update();
-            if latencies_ms.len() >= count {
-                return Ok((latencies_ms, answers));
-            }
-            let answer = tokio::select! {
-                answer = tokio::time::timeout(Duration::from_secs(60), answers.next()) => answer
-                    .map_err(|_| anyhow::anyhow!("only {} answers of {count} arrived", latencies_ms.len()))?
-                    .ok_or_else(|| anyhow::anyhow!("the answer subscription ended"))?,
-                // A sender that has said its last count (and is gone) leaves only the answers to wait for.
-                Ok(()) = expected.changed() => continue,
-            };
-            let command_id = answer.headers.as_ref().and_then(|headers| headers.get("Airlock-Command-Id"));
-            let sent = command_id.and_then(|id| sent_at.lock().expect("not poisoned").remove(id.as_str()));
-            if let Some(sent) = sent {
-                latencies_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
-                if let Some(window) = &window {
-                    window.add_permits(1);
-                }
+        let collected = collect(&mut answers, &sent_at, &mut expected, window.as_deref()).await;
+        // A sender waiting for a permit learns the collector is done (an error: no answers came) instead of waiting.
+        if let Some(window) = &window {
+            window.close();
+        }
+        collected.map(|latencies_ms| (latencies_ms, answers))
+    })
+}
+
+async fn collect(
+    answers: &mut async_nats::Subscriber,
+    sent_at: &SentAt,
+    expected: &mut watch::Receiver<usize>,
+    window: Option<&tokio::sync::Semaphore>,
+) -> anyhow::Result<Vec<f64>> {
+    let mut latencies_ms = Vec::new();
+    loop {
+        let count = *expected.borrow_and_update();
+        if latencies_ms.len() >= count {
+            return Ok(latencies_ms);
+        }
+        let answer = tokio::select! {
+            answer = tokio::time::timeout(Duration::from_secs(60), answers.next()) => answer
+                .map_err(|_| anyhow::anyhow!("only {} answers of {count} arrived", latencies_ms.len()))?
+                .ok_or_else(|| anyhow::anyhow!("the answer subscription ended"))?,
+            // A sender that has said its last count (and is gone) leaves only the answers to wait for.
+            Ok(()) = expected.changed() => continue,
+        };
+        let command_id = answer.headers.as_ref().and_then(|headers| headers.get("Airlock-Command-Id"));
+        let sent = command_id.and_then(|id| sent_at.lock().expect("not poisoned").remove(id.as_str()));
+        if let Some(sent) = sent {
+            latencies_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
+            if let Some(window) = window {
+                window.add_permits(1);
             }
         }
-    })
+    }
 }
 
 /// Whether a publish was refused because the sender's backlog in the intake stream is full (JetStream error 10077,
@@ -525,15 +539,21 @@ async fn airlock_end_to_end(
     let (_, expected) = watch::channel(requests);
     let collector = collect_answers(answers, sent_at.clone(), expected, Some(window.clone()));
     let started = Instant::now();
-    let mut pending = Vec::with_capacity(RAW_IN_FLIGHT_MAX);
+    let mut pending = Vec::with_capacity(REQUESTS_IN_FLIGHT_MAX);
     for index in 0..requests {
-        window.acquire().await?.forget();
+        if let Err(closed) = window.acquire().await.map(tokio::sync::SemaphorePermit::forget) {
+            // The collector stopped before every answer came: its error says why.
+            collector.await??;
+            return Err(closed.into());
+        }
         let command_id = format!("c{index}");
         let payload = request(&command_id, index % args.cases)?;
         sent_at.lock().expect("not poisoned").insert(command_id, Instant::now());
         let message = jetstream::message::PublishMessage::build().payload(payload.clone());
         pending.push((payload, context.send_publish(subject.clone(), message).await?));
-        if pending.len() >= RAW_IN_FLIGHT_MAX {
+        // Every request in flight is known stored (or sent again) before the window can run dry: a refused publish
+        // holds its permit until it is stored and answered.
+        if pending.len() >= REQUESTS_IN_FLIGHT_MAX {
             for (payload, ack) in pending.drain(..) {
                 stored(&context, &subject, payload, ack).await?;
             }
