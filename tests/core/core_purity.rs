@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 /// Names that betray I/O, a clock or ambient randomness. Plain substrings: a false positive is visible and easy to
 /// rename, a false negative is a hole in the invariant.
-const FORBIDDEN: [&str; 13] = [
+const FORBIDDEN: [&str; 14] = [
     "tokio",
     "async_nats",
     "rusqlite",
@@ -27,6 +27,7 @@ const FORBIDDEN: [&str; 13] = [
     "std::process",
     "thread_rng",
     "rand::rng(",
+    "rand::random",
     "OsRng",
 ];
 
@@ -308,14 +309,23 @@ fn scanner_ignores_comments_but_not_code_after_them() {
     );
 }
 
-/// The names of the dependencies in one table of a Cargo manifest (`[dependencies]`, `[dev-dependencies]`...).
+/// The names of the dependencies in one table of a Cargo manifest (`[dependencies]`, `[dev-dependencies]`...), in
+/// either form (`name = ...` in the table, or a table `[dependencies.name]` of its own), and the crate a `package =`
+/// key renames to (`serde = { package = "tokio" }` depends on tokio).
 fn dependencies(manifest: &str, table: &str) -> Vec<String> {
     let header = format!("[{table}]");
+    let own_table = format!("[{table}.");
     let mut names = Vec::new();
     let mut inside = false;
     for line in manifest.lines().map(str::trim) {
+        if let Some(renamed) = line.split("package").nth(1).and_then(|rest| rest.split('"').nth(1)) {
+            names.push(renamed.to_string());
+        }
         if line.starts_with('[') {
             inside = line == header;
+            if let Some(name) = line.strip_prefix(&own_table).and_then(|rest| rest.strip_suffix(']')) {
+                names.push(name.trim().to_string());
+            }
             continue;
         }
         if inside
@@ -344,8 +354,9 @@ fn the_core_crate_depends_only_on_pure_crates() {
     }
     assert!(!manifest.contains("[target."), "the core has platform-specific dependencies");
     // The check reads what a forbidden dependency looks like.
-    let forbidden = "[dependencies]\nserde = \"1\"\ntokio = { version = \"1\" }\n";
-    assert_eq!(dependencies(forbidden, "dependencies"), ["serde", "tokio"]);
+    let forbidden = "[dependencies]\nserde = \"1\"\ntokio = { version = \"1\" }\nhex = { package = \"rusqlite\" }\n\
+                     [dependencies.axum]\nversion = \"0.8\"\n";
+    assert_eq!(dependencies(forbidden, "dependencies"), ["serde", "tokio", "rusqlite", "hex", "axum"]);
 }
 
 /// The core modules a source file imports (`crate::<module>`), outside its tests.
@@ -353,14 +364,22 @@ fn imported_modules(source: &str) -> std::collections::BTreeSet<String> {
     let code = strip_comments(source);
     let code = code.split("#[cfg(test)]").next().unwrap_or("");
     let mut found = std::collections::BTreeSet::new();
-    for (start, _) in code.match_indices("crate::") {
-        let module: String = code[start + "crate::".len()..]
+    let name = |text: &str| -> String {
+        text.trim_start()
             .chars()
             .take_while(|character| character.is_ascii_alphanumeric() || *character == '_')
-            .collect();
-        if !module.is_empty() {
-            found.insert(module);
-        }
+            .collect()
+    };
+    for (start, _) in code.match_indices("crate::") {
+        let rest = &code[start + "crate::".len()..];
+        // A grouped import names each module at the top of its group: `crate::{account, ids::UnixMs}`.
+        let modules = match rest.strip_prefix('{') {
+            Some(group) => {
+                top_level_items(&group[..group.find('}').unwrap_or(group.len())]).into_iter().map(name).collect()
+            }
+            None => vec![name(rest)],
+        };
+        found.extend(modules.into_iter().filter(|module| !module.is_empty() && module != "self"));
     }
     found
 }
@@ -415,4 +434,6 @@ fn the_core_modules_import_each_other_without_a_cycle() {
     let mut looped = graph.clone();
     looped.get_mut("ids").unwrap().insert("decide".to_string());
     assert!(a_cycle(&looped).is_some(), "the check missed a cycle");
+    let grouped = imported_modules("use crate::{account::AccountSnapshot, ids};\nfn f() { crate::text::x(); }\n");
+    assert_eq!(grouped.into_iter().collect::<Vec<_>>(), ["account", "ids", "text"]);
 }
