@@ -12,7 +12,6 @@ pub use crate::common::threats::*;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::Output;
-use std::time::{Duration, Instant};
 
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 24 * HOUR_MS;
@@ -62,14 +61,13 @@ pub fn without_timestamps(log: &str) -> String {
 
 /// Polls `probe` until it returns something, failing the test after `WAIT_MS`.
 pub async fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_millis(crate::common::WAIT_MS);
-    loop {
-        if let Some(found) = probe() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut found = None;
+    let look = || {
+        found = probe();
+        std::future::ready(found.is_some())
+    };
+    crate::common::wait_until(look, what).await;
+    found.expect("wait_until returns once the probe found something")
 }
 
 /// Searches `places` for every secret (none may be there) and `mailbox` for every 8-digit code (each must be there:
@@ -216,15 +214,8 @@ pub trait Driver: Sized {
     }
 
     async fn wait_for_status(&self, case_id: &str, wanted: &str) {
-        let deadline = Instant::now() + Duration::from_millis(crate::common::WAIT_MS);
-        loop {
-            let now = self.status(case_id).await;
-            if now == wanted {
-                return;
-            }
-            assert!(Instant::now() < deadline, "case {case_id} is {now}, never {wanted}:\n{}", self.log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let what = format!("case {case_id} to be {wanted}");
+        crate::common::wait_until(|| async { self.status(case_id).await == wanted }, &what).await;
     }
 
     // -----------------------------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, Once};
-use std::time::{Duration, Instant};
 
 /// One embedded data directory, and the `airlock` commands that use it.
 pub struct Store {
@@ -151,11 +150,8 @@ impl Driver for Store {
         self.serves += 1;
         let log = self.scratch.path().join(format!("serve-{}.log", self.serves));
         let serve = ServeProcess::start_embedded(&self.data(), &log, &[], &[("AIRLOCK_CLOCK_AHEAD", clock_ahead)]);
-        let deadline = Instant::now() + Duration::from_millis(common::WAIT_MS);
-        while !done(self).await {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}:\n{}", serve.log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let this = &*self;
+        common::wait_until(|| done(this), what).await;
         let stopped = serve.stop();
         assert!(stopped.success(), "serve did not stop cleanly ({stopped}):\n{}", self.log());
     }

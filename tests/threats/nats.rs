@@ -12,7 +12,6 @@
 //! published or printed (answers, dead letters, the event stream, serve's log, `airlock outbox`, the projection file)
 //! for every code an owner received: a code reaches the owner's outbox and nothing else.
 
-use crate::common::WAIT_MS;
 use crate::common::serve::Harness;
 use crate::driver::*;
 use async_nats::jetstream;
@@ -23,7 +22,6 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 /// Every answer airlock published on `airlock.result.>`, by the intake stream sequence of the message it answers.
 type Answers = Arc<Mutex<HashMap<u64, Vec<u8>>>>;
@@ -55,14 +53,8 @@ impl Airlock {
 
     /// Airlock's answer to the intake message at `sequence`, exactly as published.
     async fn answer(&self, sequence: u64) -> Vec<u8> {
-        let deadline = Instant::now() + Duration::from_millis(WAIT_MS);
-        loop {
-            if let Some(answer) = self.answers.lock().unwrap().get(&sequence).cloned() {
-                return answer;
-            }
-            assert!(Instant::now() < deadline, "no answer to intake message {sequence}:\n{}", self.harness.serve_log());
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let what = format!("an answer to intake message {sequence}");
+        eventually(&what, || self.answers.lock().unwrap().get(&sequence).cloned()).await
     }
 
     /// Every message a stream holds, oldest first.
@@ -158,27 +150,7 @@ impl Driver for Airlock {
     /// Every intake message acknowledged (which airlock does only once the message's notices went out) and every
     /// event of the event stream projected into projection.db.
     async fn settle(&self) {
-        let deadline = Instant::now() + Duration::from_millis(WAIT_MS);
-        loop {
-            let intake = self.context.get_stream("AIRLOCK_INTAKE").await.unwrap();
-            // One consumer per sending role (issue 15, item 1): all of them must be idle.
-            let (mut pending, mut ack_pending) = (0, 0);
-            for role in ["intake", "owner", "reviewer", "operator"] {
-                let consumer = intake.consumer_info(format!("airlock-intake-{role}")).await.unwrap();
-                pending += consumer.num_pending;
-                ack_pending += consumer.num_ack_pending;
-            }
-            let events = self.context.get_stream("AIRLOCK_EVENTS").await.unwrap().get_info().await.unwrap();
-            let projected: i64 = self
-                .read_only("projection.db")
-                .query_row("SELECT last_sequence FROM checkpoint", [], |row| row.get(0))
-                .unwrap();
-            if pending == 0 && ack_pending == 0 && projected as u64 >= events.state.last_sequence {
-                return;
-            }
-            assert!(Instant::now() < deadline, "airlock never settled:\n{}", self.harness.serve_log());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::common::wait_until(|| self.settled(), "airlock to settle").await;
     }
 
     /// Once it arrived: notices go out after the answer.
@@ -192,11 +164,8 @@ impl Driver for Airlock {
         let stopped = self.harness.stop_serve();
         assert_eq!(stopped.code(), Some(0), "serve did not stop cleanly:\n{}", self.harness.serve_log());
         self.harness.start_serve(&[], &[("AIRLOCK_CLOCK_AHEAD", clock_ahead)]);
-        let deadline = Instant::now() + Duration::from_millis(WAIT_MS);
-        while !done(self).await {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}:\n{}", self.harness.serve_log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let this = &*self;
+        crate::common::wait_until(|| done(this), what).await;
     }
 
     /// On the operator's `roll_back` subject.
@@ -252,5 +221,27 @@ impl Driver for Airlock {
         let mut mailbox = std::fs::read(self.data().join("directory.db")).unwrap();
         mailbox.extend(std::fs::read(self.data().join("directory.db-wal")).unwrap_or_default());
         assert_only_in_mailbox(&secrets, &places, &mailbox);
+    }
+}
+
+impl Airlock {
+    /// Whether every intake message is acknowledged and every event projected.
+    async fn settled(&self) -> bool {
+        {
+            let intake = self.context.get_stream("AIRLOCK_INTAKE").await.unwrap();
+            // One consumer per sending role (issue 15, item 1): all of them must be idle.
+            let (mut pending, mut ack_pending) = (0, 0);
+            for role in ["intake", "owner", "reviewer", "operator"] {
+                let consumer = intake.consumer_info(format!("airlock-intake-{role}")).await.unwrap();
+                pending += consumer.num_pending;
+                ack_pending += consumer.num_ack_pending;
+            }
+            let events = self.context.get_stream("AIRLOCK_EVENTS").await.unwrap().get_info().await.unwrap();
+            let projected: i64 = self
+                .read_only("projection.db")
+                .query_row("SELECT last_sequence FROM checkpoint", [], |row| row.get(0))
+                .unwrap();
+            pending == 0 && ack_pending == 0 && projected as u64 >= events.state.last_sequence
+        }
     }
 }
