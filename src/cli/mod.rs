@@ -32,7 +32,7 @@ use std::process::ExitCode;
 
 /// airlock: a support chat can request an account recovery; only deterministic services can perform one.
 #[derive(Debug, Parser)]
-#[command(name = "airlock", version, about, long_about = None)]
+#[command(name = "airlock", version = env!("AIRLOCK_VERSION"), about, long_about = None)]
 pub struct Cli {
     /// A TOML configuration file (keys: `airlock config check --help`). The environment overrides it, and flags
     /// override both.
@@ -67,6 +67,13 @@ airlock completions zsh > \"${fpath[1]}/_airlock\"\n  airlock completions fish >
     Completions { shell: clap_complete::Shell },
     /// Check the configuration file, and show where each setting comes from.
     Config(config::ConfigArgs),
+    /// Write the manual pages, one per command, from the same command tree as --help.
+    #[command(after_help = "Examples:\n  airlock man --out ./man/man1\n  man -l ./man/man1/airlock-serve.1")]
+    Man {
+        /// The folder to write airlock.1, airlock-serve.1, ... into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: std::path::PathBuf,
+    },
     /// Run three recovery stories end to end on the embedded backend, with a simulated clock.
     #[command(after_help = "Examples:\n  airlock demo\n  airlock demo --keep --data-dir ./demo-data")]
     Demo(demo::DemoArgs),
@@ -181,6 +188,7 @@ pub fn main() -> ExitCode {
             exit::OK
         }
         Commands::Config(args) => config::run(args, cli.config),
+        Commands::Man { out } => man_pages(&out),
         Commands::Demo(args) => demo::run(args),
         Commands::Directory(args) => directory::run(args),
         Commands::Fsm(args) => fsm::run(args),
@@ -216,4 +224,45 @@ fn init_tracing(json: bool) {
     } else {
         builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init()
     };
+}
+
+/// `airlock man --out DIR`: one manual page per command (airlock.1, airlock-serve.1, airlock-review-list.1, ...),
+/// rendered by `clap_mangen` from the same command tree as `--help`, so the two cannot disagree. Built from the
+/// command tree alone: no configuration file or context changes what the pages say.
+fn man_pages(out: &std::path::Path) -> u8 {
+    let mut command = Cli::command().disable_help_subcommand(true);
+    command.build();
+    match std::fs::create_dir_all(out).and_then(|()| write_man_pages(&command, out)) {
+        Ok(pages) => {
+            println!("wrote {pages} manual pages to {}", out.display());
+            exit::OK
+        }
+        Err(error) => {
+            eprintln!("error: cannot write the manual pages to {}: {error}", out.display());
+            exit::FAILED
+        }
+    }
+}
+
+/// Writes the page of `command` and of each of its visible subcommands, and returns how many. Every character
+/// outside ASCII is written as a groff escape (`\[u2192]`), so a page renders the same with or without a UTF-8
+/// aware front end (`groff -man` alone reads Latin-1 and warns on UTF-8 bytes).
+fn write_man_pages(command: &clap::Command, out: &std::path::Path) -> std::io::Result<usize> {
+    let mut pages = 0;
+    for sub in command.get_subcommands().filter(|sub| !sub.is_hide_set()) {
+        pages += write_man_pages(sub, out)?;
+    }
+    let man = clap_mangen::Man::new(command.clone());
+    let mut rendered = Vec::new();
+    man.render(&mut rendered)?;
+    let text = String::from_utf8(rendered).map_err(std::io::Error::other)?;
+    let escaped: String = text
+        .chars()
+        .map(|character| match character.is_ascii() {
+            true => character.to_string(),
+            false => format!("\\[u{:04X}]", character as u32),
+        })
+        .collect();
+    std::fs::write(out.join(man.get_filename()), escaped)?;
+    Ok(pages + 1)
 }

@@ -11,6 +11,7 @@ mod case_history;
 mod cli_config;
 mod cli_e2e;
 mod directory_import;
+mod man_pages;
 mod operator_cli;
 mod policy_backtest;
 mod review_cli;
