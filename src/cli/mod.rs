@@ -172,8 +172,12 @@ pub fn main() -> ExitCode {
         None => Default::default(),
     };
     values.extend(file_values);
-    let matches = config::with_file_defaults(Cli::command(), &values).get_matches_from(args);
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    let path = command_path(&args);
+    let matches = match config::with_file_defaults(Cli::command(), &values).try_get_matches_from(args) {
+        Ok(matches) => matches,
+        Err(error) => usage_error(error, &path),
+    };
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| usage_error(error, &path));
     let json_logs = matches!(&cli.command, Commands::Serve(args) if args.log_format == serve::LogFormat::Json);
     init_tracing(json_logs);
     let code = match cli.command {
@@ -207,6 +211,104 @@ pub fn main() -> ExitCode {
         Commands::Submit(args) => submit::run(args),
     };
     ExitCode::from(code)
+}
+
+/// Ends the process on a command line clap refused: help and the version as clap prints them, an error with every
+/// flag it names followed by the variable that sets it (`name_variables`), since a value may have come from there.
+fn usage_error(error: clap::Error, path: &[String]) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        error.exit()
+    }
+    let path: Vec<&str> = path.iter().map(String::as_str).collect();
+    eprint!("{}", name_variables(&error.render().to_string(), &path));
+    std::process::exit(error.exit_code())
+}
+
+/// `message` with every flag it names that a variable can set followed by that variable: `--smtp (AIRLOCK_SMTP_URL)
+/// refused: ...`, `'--replicas <REPLICAS>' (AIRLOCK_REPLICAS)`. Only the flags of the command `path` names (`["serve"]`)
+/// and the global ones count, each with the variable that command reads; `Usage:` lines are left as they are, and a
+/// flag already followed by its variable too. A deployment configured by variables (the container image) then reads
+/// which one to fix.
+pub fn name_variables(message: &str, path: &[&str]) -> String {
+    let mut variables = std::collections::HashMap::new();
+    let mut command = Cli::command();
+    command.build();
+    let mut levels = vec![command.clone()];
+    for name in path {
+        let Some(sub) = levels.last().and_then(|level| level.find_subcommand(name)).cloned() else { break };
+        levels.push(sub);
+    }
+    // The innermost command's own flag wins over a global one of the same name.
+    for level in levels.iter().rev() {
+        for arg in level.get_arguments() {
+            if let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) {
+                variables.entry(format!("--{long}")).or_insert_with(|| env.to_string_lossy().into_owned());
+            }
+        }
+    }
+    message
+        .split_inclusive('\n')
+        .map(|line| match line.starts_with("Usage:") {
+            true => line.to_string(),
+            false => name_in_line(line, &variables),
+        })
+        .collect()
+}
+
+fn name_in_line(line: &str, variables: &std::collections::HashMap<String, String>) -> String {
+    let mut told = String::with_capacity(line.len() + 32);
+    let mut rest = line;
+    while let Some(start) = rest.find("--") {
+        let name_end = rest[start + 2..]
+            .find(|character: char| !(character.is_ascii_alphanumeric() || character == '-'))
+            .map_or(rest.len(), |offset| start + 2 + offset);
+        // A flag starts a word: `--nats`, `'--nats`, `(--nats`; never the middle of a path or a URL.
+        let starts_word = rest[..start].chars().next_back().is_none_or(|before| " '\"(`".contains(before));
+        let variable = variables.get(&rest[start..name_end]).filter(|_| starts_word);
+        let Some(variable) = variable else {
+            let end = name_end.max(start + 2);
+            told.push_str(&rest[..end]);
+            rest = &rest[end..];
+            continue;
+        };
+        // Past the flag's value name (`--replicas <REPLICAS>`) and a closing quote, if the flag is quoted.
+        let mut end = name_end;
+        if rest[end..].starts_with(" <")
+            && let Some(close) = rest[end..].find('>')
+        {
+            end += close + 1;
+        }
+        if rest[..start].ends_with('\'') && rest[end..].starts_with('\'') {
+            end += 1;
+        }
+        told.push_str(&rest[..end]);
+        let named = format!(" ({variable})");
+        if !rest[end..].starts_with(&named) {
+            told.push_str(&named);
+        }
+        rest = &rest[end..];
+    }
+    told.push_str(rest);
+    told
+}
+
+/// The subcommand path an argument list names (`airlock --config f review list` -> `["review", "list"]`): each word
+/// that is a subcommand of the command reached so far. A flag's value that happens to be a subcommand's name can
+/// mislead it; it only chooses which variables an error names.
+fn command_path(args: &[std::ffi::OsString]) -> Vec<String> {
+    let mut command = Cli::command();
+    let mut path = Vec::new();
+    for arg in args.iter().skip(1).filter_map(|arg| arg.to_str()) {
+        if let Some(sub) = command.find_subcommand(arg).cloned() {
+            path.push(arg.to_string());
+            command = sub;
+        }
+    }
+    path
 }
 
 /// Structured logs on stderr, filtered by `RUST_LOG` (default: warnings only, so command output stays readable;
@@ -265,4 +367,40 @@ fn write_man_pages(command: &clap::Command, out: &std::path::Path) -> std::io::R
         .collect();
     std::fs::write(out.join(man.get_filename()), escaped)?;
     Ok(pages + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_variables;
+
+    // Proves a flag is named with the variable its own command reads, and only a flag: `--nats-nkey` is not `--nats`;
+    // a flag of another command or one no variable sets is left alone, as are a `--` inside a path or a URL, the
+    // usage line, and a flag already followed by its variable.
+    #[test]
+    fn each_flag_is_named_with_its_own_commands_variable() {
+        let serve = |text: &str| name_variables(text, &["serve"]);
+        assert_eq!(serve("--smtp refused: plaintext"), "--smtp (AIRLOCK_SMTP_URL) refused: plaintext");
+        assert_eq!(
+            serve("--nats-nkey: cannot read; --nats: cannot reach"),
+            "--nats-nkey (AIRLOCK_NATS_NKEY): cannot read; --nats (AIRLOCK_NATS_URL): cannot reach"
+        );
+        assert_eq!(
+            serve("error: invalid value 'x' for '--replicas <REPLICAS>': bad"),
+            "error: invalid value 'x' for '--replicas <REPLICAS>' (AIRLOCK_REPLICAS): bad"
+        );
+        assert_eq!(serve("see /tmp/--nats/x and http://h/--smtp"), "see /tmp/--nats/x and http://h/--smtp");
+        assert_eq!(serve("Usage: airlock serve --nats <NATS>\n"), "Usage: airlock serve --nats <NATS>\n");
+        let once = serve("--smtp refused");
+        assert_eq!(serve(&once), once, "naming twice changes nothing");
+        assert_eq!(serve("--config (AIRLOCK_CONFIG) is global"), "--config (AIRLOCK_CONFIG) is global");
+        // `--requester` of `api-key create` reads no variable; `mcp --requester` reads AIRLOCK_MCP_REQUESTER.
+        assert_eq!(name_variables("--requester is required", &["api-key", "create"]), "--requester is required");
+        assert_eq!(
+            name_variables("--requester is required", &["mcp"]),
+            "--requester (AIRLOCK_MCP_REQUESTER) is required"
+        );
+        // `demo --data-dir` reads no variable; `serve --data-dir` does.
+        assert_eq!(name_variables("--data-dir: full", &["demo"]), "--data-dir: full");
+        assert_eq!(serve("--data-dir: full"), "--data-dir (AIRLOCK_DATA_DIR): full");
+    }
 }

@@ -267,11 +267,13 @@ pub enum LogFormat {
 }
 
 pub fn run(args: ServeArgs) -> u8 {
+    // Every error names the flag it concerns and the variable that sets it: a container is configured by variables.
     let config = match config(args) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("error: {error:#}");
-            tracing::error!("{error:#}");
+            let told = crate::cli::name_variables(&format!("{error:#}"), &["serve"]);
+            eprintln!("error: {told}");
+            tracing::error!("{told}");
             return exit::UNAVAILABLE;
         }
     };
@@ -285,8 +287,9 @@ pub fn run(args: ServeArgs) -> u8 {
     match runtime.block_on(crate::server::run(config, stop)) {
         Ok(()) => exit::OK,
         Err(error) => {
-            eprintln!("error: {error:#}");
-            tracing::error!("{error:#}");
+            let told = crate::cli::name_variables(&format!("{error:#}"), &["serve"]);
+            eprintln!("error: {told}");
+            tracing::error!("{told}");
             exit::UNAVAILABLE
         }
     }
@@ -297,7 +300,7 @@ pub fn run(args: ServeArgs) -> u8 {
 fn config(args: ServeArgs) -> anyhow::Result<Config> {
     let policy = match &args.policies {
         Some(dir) => std::sync::Arc::new(
-            crate::cli::policy::load_dir(dir).map_err(|error| anyhow::anyhow!("policies refused: {error}"))?,
+            crate::cli::policy::load_dir(dir).map_err(|error| anyhow::anyhow!("--policies refused: {error}"))?,
         ),
         None => crate::policy::Engine::shared(),
     };

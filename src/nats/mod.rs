@@ -11,10 +11,39 @@ const CONNECT_TIMEOUT_MS: u64 = 5_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("cannot reach NATS at {url}: {reason}")]
+    /// Named with the flag it came from (`--nats`), and, when the server refused the credentials, the flag that gives
+    /// them (`--nats-nkey`).
+    #[error("--nats: cannot reach NATS at {url}: {reason}{}", credentials_hint(reason))]
     Unreachable { url: String, reason: String },
     #[error(transparent)]
     Identity(#[from] IdentityError),
+}
+
+/// Server URLs as an error or a log line may show them: a user and password written into a URL
+/// (`nats://user:pass@host`) become `***`, whatever else the URL holds.
+pub fn shown_urls(urls: &str) -> String {
+    urls.split(',')
+        .map(|server| {
+            let server = server.trim();
+            let Some(at) = server.rfind('@') else { return server.to_string() };
+            let start = server.find("://").map_or(0, |scheme| scheme + 3);
+            match start <= at {
+                true => format!("{}***{}", &server[..start], &server[at..]),
+                false => server.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// What to add to a refused connection: which flag gives the credentials the server wants.
+fn credentials_hint(reason: &str) -> &'static str {
+    match reason.contains("authorization violation") || reason.contains("authentication") {
+        true => {
+            " (the server wants a user: give its nkey seed file with --nats-nkey, as `airlock nats-config` wrote it)"
+        }
+        false => "",
+    }
 }
 
 /// A NATS user's nkey, read from the seed file `airlock nats-config` wrote. The seed is a secret: it shows in no
@@ -32,9 +61,13 @@ impl std::fmt::Debug for Identity {
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
-    #[error("cannot read the nkey seed file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
-    #[error("{path} does not hold a NATS user nkey seed (one line starting with SU, as `airlock nats-config` writes)")]
+    /// (`error`, not `source`: the reason is in the message, and a source would print it a second time in a chain.)
+    #[error("--nats-nkey: cannot read the nkey seed file {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error(
+        "--nats-nkey: {path} does not hold a NATS user nkey seed (one line starting with SU, as `airlock nats-config` \
+         writes)"
+    )]
     NotASeed { path: String },
 }
 
@@ -42,8 +75,7 @@ impl Identity {
     /// Reads a seed file: the first line that holds a user seed (lines starting with `#` are comments).
     pub fn load(path: &std::path::Path) -> Result<Identity, IdentityError> {
         let shown = path.display().to_string();
-        let text =
-            std::fs::read_to_string(path).map_err(|source| IdentityError::Read { path: shown.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|error| IdentityError::Read { path: shown.clone(), error })?;
         let seed = text.lines().map(str::trim).find(|line| line.starts_with("SU")).unwrap_or_default();
         let pair = nkeys::KeyPair::from_seed(seed).map_err(|_| IdentityError::NotASeed { path: shown.clone() })?;
         Ok(Identity { seed: seed.to_string(), public_key: pair.public_key() })
@@ -95,9 +127,9 @@ pub async fn connect_as(
     let connecting = options.connect(servers);
     match tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), connecting).await {
         Ok(Ok(client)) => Ok(client),
-        Ok(Err(error)) => Err(ConnectError::Unreachable { url: url.to_string(), reason: error.to_string() }),
+        Ok(Err(error)) => Err(ConnectError::Unreachable { url: shown_urls(url), reason: error.to_string() }),
         Err(_) => Err(ConnectError::Unreachable {
-            url: url.to_string(),
+            url: shown_urls(url),
             reason: format!("no connection within {CONNECT_TIMEOUT_MS} ms (is nats-server running there?)"),
         }),
     }
@@ -159,4 +191,22 @@ pub fn refused_by_broker(text: &str) -> String {
          your own key, under the name `airlock nats-config` gave it (seeds/<role>.<id>.nk). Nothing was confirmed; \
          if the broker let the command itself through, it may still be carried out: look before sending it again"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    // Proves a password (or a token) written into a server URL never reaches an error or a log line, in any of a
+    // cluster's URLs, with or without a scheme, and that a URL without one is shown as it is.
+    #[test]
+    fn a_url_is_shown_without_its_credentials() {
+        assert_eq!(super::shown_urls("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(
+            super::shown_urls("nats://a:s3cret@n1:4222, tls://tok3n@n2:4222,n3:4222"),
+            "nats://***@n1:4222,tls://***@n2:4222,n3:4222"
+        );
+        assert_eq!(super::shown_urls("user:p@ss@host:4222"), "***@host:4222");
+        for shown in [super::shown_urls("nats://a:s3cret@n1:4222"), super::shown_urls("user:p@ss@host:4222")] {
+            assert!(!shown.contains("s3cret") && !shown.contains("p@ss"), "{shown}");
+        }
+    }
 }

@@ -30,8 +30,9 @@ pub fn open_data_dir(data_dir: &Path) -> anyhow::Result<Embedded> {
             data_dir.display()
         );
     }
-    std::fs::create_dir_all(data_dir)
-        .map_err(|error| anyhow::anyhow!("cannot create the data directory {}: {error}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir).map_err(|error| {
+        anyhow::anyhow!("--data-dir: cannot create the data directory {}: {error}", data_dir.display())
+    })?;
     let keys = Keys::load_or_create(&data_dir.join("airlock.key"))
         .map_err(|error| anyhow::anyhow!("cannot use the key file in {}: {error}", data_dir.display()))?;
     open(data_dir, Arc::new(crate::clock::SystemClock), keys)

@@ -126,8 +126,9 @@ pub async fn run(config: Config, stop_when: impl Future<Output = ()>) -> anyhow:
         (None, Some(listener)) => format!("http://{}", listener.local_addr()?),
         (None, None) => crate::service::PUBLIC_URL_DEFAULT.to_string(),
     };
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|error| anyhow::anyhow!("cannot create the data directory {}: {error}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|error| {
+        anyhow::anyhow!("--data-dir: cannot create the data directory {}: {error}", config.data_dir.display())
+    })?;
     // The HTTP intake's API keys (`airlock api-key`), beside the other files of the data directory.
     let http = match http {
         Some(listener) => {

@@ -32,8 +32,9 @@ pub async fn open(
     keys: Keys,
     policy: Arc<crate::policy::Engine>,
 ) -> anyhow::Result<NatsMode> {
-    std::fs::create_dir_all(data_dir)
-        .map_err(|error| anyhow::anyhow!("cannot create the data directory {}: {error}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir).map_err(|error| {
+        anyhow::anyhow!("--data-dir: cannot create the data directory {}: {error}", data_dir.display())
+    })?;
     let context = jetstream::new(client.clone());
     let intake = IntakeConfig { in_flight_max: in_flight, replicas, ..IntakeConfig::default() };
     let log = when_ready(|| async {
