@@ -62,7 +62,7 @@ echo "== python clients: $(python3 -m pip list 2>/dev/null | grep -iE '^(aiosmtp
 
 # From Debian: a real browser for the console's test, chromium and chromium-driver (a browser download of Selenium's
 # or Playwright's own does not work here); groff, which renders every manual page in tests/cli/man_pages.rs; and
-# docker-compose, whose `config` validates docker-compose.yml in tests/cli/deploy_wiring.rs.
+# docker-compose, whose `config` validates docker-compose.yml in tests/nats/deploy.rs.
 missing_debian=()
 command -v chromium >/dev/null 2>&1 || missing_debian+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing_debian+=(chromium-driver)

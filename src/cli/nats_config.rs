@@ -6,7 +6,7 @@ use crate::cli::exit;
 use crate::core::actor::Role;
 use crate::intake::subjects::actor_token_valid;
 use crate::nats::Identity;
-use crate::nats::permissions::{self, ServerSettings, User};
+use crate::nats::permissions::{self, ClusterSettings, ServerSettings, User};
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  airlock nats-config --out ./nats --intake helpdesk --intake support-agent \
 --owner verification-page --reviewer ana --operator ops-1\n  \
-airlock nats-config --out ./nats --listen 0.0.0.0:4222 --store-dir /data/jetstream --reviewer ben --json\n\n\
+airlock nats-config --out ./nats --listen 0.0.0.0:4222 --store-dir /data/jetstream --reviewer ben --json\n  \
+airlock nats-config --out ./nats --cluster airlock --cluster-listen 0.0.0.0:6222 --route nats-1:6222 \
+--route nats-2:6222 --route nats-3:6222 --intake helpdesk\n\n\
 Then: nats-server -c ./nats/nats.conf, and airlock serve --nats nats://127.0.0.1:4222 --nats-nkey ./nats/seeds/airlock.nk")]
 pub struct NatsConfigArgs {
     /// The folder to write nats.conf and seeds/ into (created if missing; existing seeds are kept).
@@ -46,6 +48,16 @@ pub struct NatsConfigArgs {
     /// The server's name (required by JetStream in a cluster).
     #[arg(long)]
     pub server_name: Option<String>,
+    /// Make the server a member of the cluster NAME, whose routes authenticate with a secret kept beside the seeds
+    /// (seeds/cluster-route.secret, made once and kept): a server without it cannot join. Needs --route.
+    #[arg(long, value_name = "NAME", requires = "route")]
+    pub cluster: Option<String>,
+    /// Where the server listens for routes (with --cluster).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6222", requires = "cluster")]
+    pub cluster_listen: String,
+    /// A cluster member's route address, HOST:PORT (repeatable; every member, this one included).
+    #[arg(long, value_name = "HOST:PORT", requires = "cluster")]
+    pub route: Vec<String>,
     /// Print what was written as JSON (fields: config, users[{role, id, public_key, seed_file, inbox_prefix, new}]).
     #[arg(long)]
     pub json: bool,
@@ -93,9 +105,22 @@ pub fn run(args: NatsConfigArgs) -> u8 {
             return exit::USAGE;
         }
     }
-    for (name, value) in [("--listen", &args.listen), ("--store-dir", &args.store_dir)] {
-        if value.is_empty() || value.chars().any(|character| character.is_control() || character == '"') {
-            eprintln!("error: {name} must be non-empty, without quotes or control characters");
+    let mut texts = vec![("--listen", &args.listen), ("--store-dir", &args.store_dir)];
+    texts.extend(args.cluster.iter().map(|name| ("--cluster", name)));
+    texts.push(("--cluster-listen", &args.cluster_listen));
+    texts.extend(args.route.iter().map(|route| ("--route", route)));
+    for (name, value) in texts {
+        if value.is_empty() || value.chars().any(|character| character.is_control() || "\"\\".contains(character)) {
+            eprintln!("error: {name} must be non-empty, without quotes, backslashes or control characters");
+            return exit::USAGE;
+        }
+    }
+    for route in &args.route {
+        let well_formed = route
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && !host.contains(['/', '@']) && port.parse::<u16>().is_ok());
+        if !well_formed {
+            eprintln!("error: --route {route:?}: a route is HOST:PORT (for example nats-2:6222)");
             return exit::USAGE;
         }
     }
@@ -131,16 +156,27 @@ fn write_all(args: &NatsConfigArgs, actors: &[(Role, String)]) -> anyhow::Result
         written.push(entry("integrator", id, &key, &path));
         users.push(User { role: None, id: id.clone(), public_key: key.0 });
     }
+    let cluster = match &args.cluster {
+        Some(name) => Some(ClusterSettings {
+            name: name.clone(),
+            listen: args.cluster_listen.clone(),
+            routes: args.route.clone(),
+            secret: route_secret(&seeds.join("cluster-route.secret"))?,
+        }),
+        None => None,
+    };
+    let private = cluster.is_some();
     let settings = ServerSettings {
         listen: args.listen.clone(),
         store_dir: args.store_dir.clone(),
         server_name: args.server_name.clone(),
+        cluster,
     };
     let text = permissions::config(&settings, &airlock.0, &users);
     let path = args.out.join("nats.conf");
     let temporary = args.out.join("nats.conf.tmp");
-    std::fs::write(&temporary, text)
-        .map_err(|error| anyhow::anyhow!("cannot write {}: {error}", temporary.display()))?;
+    // Readable by its owner only when it holds the routes' secret; else it holds public keys alone.
+    write_file(&temporary, text.as_bytes(), if private { 0o600 } else { 0o644 })?;
     std::fs::rename(&temporary, &path).map_err(|error| anyhow::anyhow!("cannot write {}: {error}", path.display()))?;
     Ok(written)
 }
@@ -166,6 +202,51 @@ fn create_private_dir(path: &Path, mode: u32) -> anyhow::Result<()> {
         .mode(mode)
         .create(path)
         .map_err(|error| anyhow::anyhow!("cannot create {}: {error}", path.display()))
+}
+
+/// Writes `bytes` to `path` (replacing it) with `mode`, whatever the umask and the file's mode before.
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|error| anyhow::anyhow!("cannot write {}: {error}", path.display()))?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .and_then(|()| file.write_all(bytes))
+        .and_then(|()| file.sync_all())
+        .map_err(|error| anyhow::anyhow!("cannot write {}: {error}", path.display()))
+}
+
+/// The cluster's route secret at `path`: made once (32 random bytes, hex), in a file only its owner can read, and
+/// kept on every later run, so that adding an actor never changes it under a running cluster.
+fn route_secret(path: &Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        let secret = std::fs::read_to_string(path)
+            .map_err(|error| anyhow::anyhow!("cannot read {}: {error}", path.display()))?
+            .trim()
+            .to_string();
+        anyhow::ensure!(
+            secret.len() >= 32 && secret.chars().all(|character| character.is_ascii_hexdigit()),
+            "{} does not hold a route secret (hex, as `airlock nats-config --cluster` writes it)",
+            path.display()
+        );
+        return Ok(secret);
+    }
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|error| anyhow::anyhow!("cannot create {}: {error}", path.display()))?;
+    file.write_all(format!("{secret}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|error| anyhow::anyhow!("cannot write {}: {error}", path.display()))?;
+    Ok(secret)
 }
 
 /// The public key of the seed at `path`, and whether it was made now. An existing seed is kept as it is; a new one
@@ -197,7 +278,11 @@ fn report(args: &NatsConfigArgs, written: &[Written]) {
         println!("{}", serde_json::to_string_pretty(&value).expect("JSON serializes"));
         return;
     }
-    println!("wrote {config} ({} users; sync_interval: always; anonymous connections refused)", written.len());
+    let cluster = match &args.cluster {
+        Some(name) => format!("; cluster {name}, whose routes need its secret"),
+        None => String::new(),
+    };
+    println!("wrote {config} ({} users; sync_interval: always; anonymous connections refused{cluster})", written.len());
     let header = ["ROLE", "ID", "SEED FILE", "KEY", "PUBLIC KEY"].map(String::from);
     let rows: Vec<[String; 5]> = std::iter::once(header)
         .chain(written.iter().map(|user| {

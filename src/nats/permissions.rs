@@ -34,7 +34,25 @@ pub struct ServerSettings {
     pub store_dir: String,
     /// `server_name`, needed by JetStream in a cluster; optional alone.
     pub server_name: Option<String>,
+    /// Cluster membership, with the routes' shared secret.
+    pub cluster: Option<ClusterSettings>,
 }
+
+/// A cluster's routes: every server of it includes the same block, so the routes authenticate with one secret of the
+/// deployment's, and a server without it cannot join (and so bypass the users above).
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    pub name: String,
+    /// Where this server listens for routes.
+    pub listen: String,
+    /// Every member's route address (`host:port`), this server's included: a server skips a route to itself.
+    pub routes: Vec<String>,
+    /// The routes' password (a random hex string `airlock nats-config` keeps beside the seeds).
+    pub secret: String,
+}
+
+/// The user name routes authenticate as.
+pub const ROUTE_USER: &str = "route";
 
 /// What one user may do.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -253,9 +271,13 @@ pub fn config(settings: &ServerSettings, airlock_key: &str, actors: &[User]) -> 
     }
     text.push_str(&format!(
         "listen: {:?}\n\njetstream {{\n  store_dir: {:?}\n  # Every acknowledged message is on disk before the \
-         acknowledgement.\n  sync_interval: always\n}}\n\nauthorization {{\n  users: [\n",
+         acknowledgement.\n  sync_interval: always\n}}\n\n",
         settings.listen, settings.store_dir
     ));
+    if let Some(cluster) = &settings.cluster {
+        text.push_str(&cluster_block(cluster));
+    }
+    text.push_str("authorization {\n  users: [\n");
     let airlock = User { role: None, id: "airlock".into(), public_key: airlock_key.to_string() };
     text.push_str(&user_block(&airlock, &airlock_permissions(airlock_key)));
     for user in actors {
@@ -267,6 +289,24 @@ pub fn config(settings: &ServerSettings, airlock_key: &str, actors: &[User]) -> 
     }
     text.push_str("  ]\n}\n");
     text
+}
+
+/// The `cluster` block: routes authenticate as `ROUTE_USER` with the deployment's secret, both ways.
+fn cluster_block(cluster: &ClusterSettings) -> String {
+    let routes: Vec<String> = cluster
+        .routes
+        .iter()
+        .map(|route| format!("    {:?}\n", format!("nats-route://{ROUTE_USER}:{}@{route}", cluster.secret)))
+        .collect();
+    format!(
+        "# A server joins the cluster only with the routes' secret (seeds/cluster-route.secret); this file holds it, so\n\
+         # it is readable by its owner only.\ncluster {{\n  name: {:?}\n  listen: {:?}\n  authorization {{\n    user: \
+         {ROUTE_USER:?}\n    password: {:?}\n  }}\n  routes: [\n{}  ]\n}}\n\n",
+        cluster.name,
+        cluster.listen,
+        cluster.secret,
+        routes.concat()
+    )
 }
 
 #[cfg(test)]
