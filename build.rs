@@ -14,6 +14,10 @@ fn git(args: &[&str]) -> Option<String> {
 fn main() {
     println!("cargo:rerun-if-env-changed=AIRLOCK_COMMIT");
     let given = std::env::var("AIRLOCK_COMMIT").ok().filter(|commit| !commit.trim().is_empty());
+    if let Some(given) = &given {
+        // For the version test: which commit the build was told, rather than the checkout's.
+        println!("cargo:rustc-env=AIRLOCK_COMMIT_GIVEN={given}");
+    }
     let commit = given.or_else(|| {
         // Built again when HEAD moves (a commit, a checkout).
         let mut watched = vec!["HEAD".to_string(), "packed-refs".to_string()];

@@ -14,6 +14,7 @@ mod directory_import;
 mod man_pages;
 mod operator_cli;
 mod policy_backtest;
+mod release;
 mod review_cli;
 mod rollback_cli;
 mod submit_e2e;

@@ -110,8 +110,13 @@ fn the_version_names_the_release_and_the_commit() {
         .find_map(|line| line.strip_prefix("version = \"").and_then(|rest| rest.strip_suffix('"')))
         .unwrap();
     assert_eq!(version, env!("CARGO_PKG_VERSION"));
+    // The commit is the checkout's, unless the build was given one (as the container image's is).
     let head = Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output().unwrap();
     let head = String::from_utf8(head.stdout).unwrap().trim().to_string();
-    let commit = if head.is_empty() { "unknown".to_string() } else { head };
+    let commit = match option_env!("AIRLOCK_COMMIT_GIVEN") {
+        Some(given) => given.to_string(),
+        None if head.is_empty() => "unknown".to_string(),
+        None => head,
+    };
     assert_eq!(text.trim(), format!("airlock {version} (commit {commit})"));
 }
