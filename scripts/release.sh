@@ -72,7 +72,7 @@ the archive takes files from the tree), or give --allow-modified"
     # Every tool a target needs, before anything is built.
     for target in "${targets[@]}"; do
         [ "$target" = "$host" ] && continue
-        cargo zigbuild --version >/dev/null 2>&1 && continue
+        command -v cargo-zigbuild >/dev/null 2>&1 && continue
         [ "$target" = x86_64-unknown-linux-musl ] && command -v musl-gcc >/dev/null 2>&1 && continue
         fail "building for $target needs cargo-zigbuild and zig (pip install ziglang; cargo install cargo-zigbuild),
 or, for x86_64-unknown-linux-musl only, Debian's musl-tools"
@@ -101,7 +101,7 @@ build() {
     fi
     rustup target list --installed 2>/dev/null | grep -qx "$target" || rustup target add "$target" >&2 \
         || fail "cannot add the Rust target $target (rustup target add $target)"
-    if cargo zigbuild --version >/dev/null 2>&1; then
+    if command -v cargo-zigbuild >/dev/null 2>&1; then
         cargo zigbuild --release --locked --bin airlock --target "$target" >&2 || fail "the build for $target failed"
     else
         CC_x86_64_unknown_linux_musl=musl-gcc cargo build --release --locked --bin airlock --target "$target" >&2 \
