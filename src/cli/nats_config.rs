@@ -223,7 +223,6 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
 /// The cluster's route secret at `path`: made once (32 random bytes, hex), in a file only its owner can read, and
 /// kept on every later run, so that adding an actor never changes it under a running cluster.
 fn route_secret(path: &Path) -> anyhow::Result<String> {
-    use std::os::unix::fs::OpenOptionsExt;
     if path.exists() {
         let secret = std::fs::read_to_string(path)
             .map_err(|error| anyhow::anyhow!("cannot read {}: {error}", path.display()))?
@@ -237,37 +236,35 @@ fn route_secret(path: &Path) -> anyhow::Result<String> {
         return Ok(secret);
     }
     let secret = hex::encode(rand::random::<[u8; 32]>());
+    create_private(path, &secret)?;
+    Ok(secret)
+}
+
+/// Writes `line` to a new file at `path` only its owner can read, created exclusively so that no other file is ever
+/// overwritten (a seed, the routes' secret).
+fn create_private(path: &Path, line: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
         .map_err(|error| anyhow::anyhow!("cannot create {}: {error}", path.display()))?;
-    file.write_all(format!("{secret}\n").as_bytes())
+    file.write_all(format!("{line}\n").as_bytes())
         .and_then(|()| file.sync_all())
-        .map_err(|error| anyhow::anyhow!("cannot write {}: {error}", path.display()))?;
-    Ok(secret)
+        .map_err(|error| anyhow::anyhow!("cannot write {}: {error}", path.display()))
 }
 
 /// The public key of the seed at `path`, and whether it was made now. An existing seed is kept as it is; a new one
 /// is written to a file only its owner can read, created exclusively so that no other file is ever overwritten.
 fn key_for(path: &Path) -> anyhow::Result<(String, bool)> {
-    use std::os::unix::fs::OpenOptionsExt;
     if path.exists() {
         let identity = Identity::load(path)?;
         return Ok((identity.public_key, false));
     }
     let pair = nkeys::KeyPair::new_user();
     let seed = pair.seed().map_err(|_| anyhow::anyhow!("cannot encode a new nkey seed"))?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|error| anyhow::anyhow!("cannot create {}: {error}", path.display()))?;
-    file.write_all(format!("{seed}\n").as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|error| anyhow::anyhow!("cannot write {}: {error}", path.display()))?;
+    create_private(path, &seed)?;
     Ok((pair.public_key(), true))
 }
 
