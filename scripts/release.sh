@@ -160,7 +160,7 @@ for index in "${!targets[@]}"; do
     cp -R policies "$stage/policies"
     cp examples/airlock.toml "$stage/examples/airlock.toml"
     tar --sort=name --owner=0 --group=0 --numeric-owner --mode=go-w,a+rX --mtime="@$SOURCE_DATE_EPOCH" \
-        -C "$generated/stage" -cf - "$name" | gzip -n -9 > "$out/$name.tar.gz"
+        -C "$generated/stage" -cf - "$name" | gzip -n > "$out/$name.tar.gz"
     archives+=("$name.tar.gz")
     echo "== $out/$name.tar.gz" >&2
 done

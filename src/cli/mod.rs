@@ -228,11 +228,11 @@ fn usage_error(error: clap::Error, path: &[String]) -> ! {
     std::process::exit(error.exit_code())
 }
 
-/// `message` with every flag it names that a variable can set followed by that variable: `--smtp (AIRLOCK_SMTP_URL)
-/// refused: ...`, `'--replicas <REPLICAS>' (AIRLOCK_REPLICAS)`. Only the flags of the command `path` names (`["serve"]`)
-/// and the global ones count, each with the variable that command reads; `Usage:` lines are left as they are, and a
-/// flag already followed by its variable too. A deployment configured by variables (the container image) then reads
-/// which one to fix.
+/// `message` as it is, and after it one line naming the variable that sets each flag it names:
+/// `--smtp refused: ...` then `  set by: --smtp or AIRLOCK_SMTP_URL`. Only the flags of the command `path` names
+/// (`["serve"]`) and the global ones count, each with the variable that command reads; a `--` inside a word (a path, a
+/// URL) and the `Usage:` line are not flags named. A deployment configured by variables (the container image) then
+/// reads which one to fix, and the message itself keeps its words.
 pub fn name_variables(message: &str, path: &[&str]) -> String {
     let mut variables = std::collections::HashMap::new();
     let mut command = Cli::command();
@@ -250,50 +250,33 @@ pub fn name_variables(message: &str, path: &[&str]) -> String {
             }
         }
     }
-    message
-        .split_inclusive('\n')
-        .map(|line| match line.starts_with("Usage:") {
-            true => line.to_string(),
-            false => name_in_line(line, &variables),
-        })
-        .collect()
-}
-
-fn name_in_line(line: &str, variables: &std::collections::HashMap<String, String>) -> String {
-    let mut told = String::with_capacity(line.len() + 32);
-    let mut rest = line;
-    while let Some(start) = rest.find("--") {
-        let name_end = rest[start + 2..]
-            .find(|character: char| !(character.is_ascii_alphanumeric() || character == '-'))
-            .map_or(rest.len(), |offset| start + 2 + offset);
-        // A flag starts a word: `--nats`, `'--nats`, `(--nats`; never the middle of a path or a URL.
-        let starts_word = rest[..start].chars().next_back().is_none_or(|before| " '\"(`".contains(before));
-        let variable = variables.get(&rest[start..name_end]).filter(|_| starts_word);
-        let Some(variable) = variable else {
-            let end = name_end.max(start + 2);
-            told.push_str(&rest[..end]);
-            rest = &rest[end..];
-            continue;
-        };
-        // Past the flag's value name (`--replicas <REPLICAS>`) and a closing quote, if the flag is quoted.
-        let mut end = name_end;
-        if rest[end..].starts_with(" <")
-            && let Some(close) = rest[end..].find('>')
-        {
-            end += close + 1;
+    let mut named: Vec<String> = Vec::new();
+    for line in message.lines().filter(|line| !line.starts_with("Usage:")) {
+        let mut rest = line;
+        while let Some(start) = rest.find("--") {
+            let end = rest[start + 2..]
+                .find(|character: char| !(character.is_ascii_alphanumeric() || character == '-'))
+                .map_or(rest.len(), |offset| start + 2 + offset);
+            // A flag starts a word: `--nats`, `'--nats`, `(--nats`; never the middle of a path or a URL.
+            let starts_word = rest[..start].chars().next_back().is_none_or(|before| " '\"(`".contains(before));
+            let flag = &rest[start..end];
+            if let Some(variable) = variables.get(flag).filter(|_| starts_word) {
+                let pair = format!("{flag} or {variable}");
+                if !named.contains(&pair) {
+                    named.push(pair);
+                }
+            }
+            rest = &rest[end.max(start + 2)..];
         }
-        if rest[..start].ends_with('\'') && rest[end..].starts_with('\'') {
-            end += 1;
-        }
-        told.push_str(&rest[..end]);
-        let named = format!(" ({variable})");
-        if !rest[end..].starts_with(&named) {
-            told.push_str(&named);
-        }
-        rest = &rest[end..];
     }
-    told.push_str(rest);
-    told
+    if named.is_empty() {
+        return message.to_string();
+    }
+    let (body, newline) = match message.strip_suffix('\n') {
+        Some(body) => (body, "\n"),
+        None => (message, ""),
+    };
+    format!("{body}\n  set by: {}{newline}", named.join("; "))
 }
 
 /// The subcommand path an argument list names (`airlock --config f review list` -> `["review", "list"]`): each word
@@ -373,34 +356,37 @@ fn write_man_pages(command: &clap::Command, out: &std::path::Path) -> std::io::R
 mod tests {
     use super::name_variables;
 
-    // Proves a flag is named with the variable its own command reads, and only a flag: `--nats-nkey` is not `--nats`;
-    // a flag of another command or one no variable sets is left alone, as are a `--` inside a path or a URL, the
-    // usage line, and a flag already followed by its variable.
+    // Proves each flag a message names is followed, on one closing line, by the variable its own command reads, the
+    // message keeping its words: `--nats-nkey` is not `--nats`; a flag of another command or one no variable sets,
+    // a `--` inside a path or a URL, and the usage line name none; each flag once.
     #[test]
     fn each_flag_is_named_with_its_own_commands_variable() {
         let serve = |text: &str| name_variables(text, &["serve"]);
-        assert_eq!(serve("--smtp refused: plaintext"), "--smtp (AIRLOCK_SMTP_URL) refused: plaintext");
         assert_eq!(
-            serve("--nats-nkey: cannot read; --nats: cannot reach"),
-            "--nats-nkey (AIRLOCK_NATS_NKEY): cannot read; --nats (AIRLOCK_NATS_URL): cannot reach"
+            serve("--smtp refused: plaintext"),
+            "--smtp refused: plaintext\n  set by: --smtp or AIRLOCK_SMTP_URL"
         );
         assert_eq!(
-            serve("error: invalid value 'x' for '--replicas <REPLICAS>': bad"),
-            "error: invalid value 'x' for '--replicas <REPLICAS>' (AIRLOCK_REPLICAS): bad"
+            serve("--nats-nkey: cannot read; --nats: cannot reach; --nats again"),
+            "--nats-nkey: cannot read; --nats: cannot reach; --nats again\n  set by: --nats-nkey or AIRLOCK_NATS_NKEY; \
+             --nats or AIRLOCK_NATS_URL"
+        );
+        assert_eq!(
+            serve("error: invalid value 'x' for '--replicas <REPLICAS>': bad\n\nFor more, try '--help'.\n"),
+            "error: invalid value 'x' for '--replicas <REPLICAS>': bad\n\nFor more, try '--help'.\n  set by: \
+             --replicas or AIRLOCK_REPLICAS\n"
         );
         assert_eq!(serve("see /tmp/--nats/x and http://h/--smtp"), "see /tmp/--nats/x and http://h/--smtp");
         assert_eq!(serve("Usage: airlock serve --nats <NATS>\n"), "Usage: airlock serve --nats <NATS>\n");
-        let once = serve("--smtp refused");
-        assert_eq!(serve(&once), once, "naming twice changes nothing");
-        assert_eq!(serve("--config (AIRLOCK_CONFIG) is global"), "--config (AIRLOCK_CONFIG) is global");
         // `--requester` of `api-key create` reads no variable; `mcp --requester` reads AIRLOCK_MCP_REQUESTER.
         assert_eq!(name_variables("--requester is required", &["api-key", "create"]), "--requester is required");
         assert_eq!(
             name_variables("--requester is required", &["mcp"]),
-            "--requester (AIRLOCK_MCP_REQUESTER) is required"
+            "--requester is required\n  set by: --requester or AIRLOCK_MCP_REQUESTER"
         );
-        // `demo --data-dir` reads no variable; `serve --data-dir` does.
+        // `demo --data-dir` reads no variable; `serve --data-dir` does; `--config` is everyone's.
         assert_eq!(name_variables("--data-dir: full", &["demo"]), "--data-dir: full");
-        assert_eq!(serve("--data-dir: full"), "--data-dir (AIRLOCK_DATA_DIR): full");
+        assert_eq!(serve("--data-dir: full"), "--data-dir: full\n  set by: --data-dir or AIRLOCK_DATA_DIR");
+        assert_eq!(serve("--config: bad"), "--config: bad\n  set by: --config or AIRLOCK_CONFIG");
     }
 }
