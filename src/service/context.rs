@@ -141,7 +141,14 @@ impl<L: EventLog> Service<L> {
         envelope: &CommandEnvelope,
         state: &CaseState,
     ) -> Result<Prepared, ServiceError> {
-        let mut prepared = Prepared::new(self.clock.now(), self.halted_for(&envelope.command).await?);
+        // A new request reads the kill switch with its other projection reads, in one hop to the blocking pool.
+        let gathers_request =
+            matches!(envelope.command, Command::RequestRecovery { .. }) && state.status == Status::New;
+        let halted = match gathers_request {
+            true => false,
+            false => self.halted_for(&envelope.command).await?,
+        };
+        let mut prepared = Prepared::new(self.clock.now(), halted);
         match &envelope.command {
             Command::RequestRecovery { account_id, action, signals, summary } if state.status == Status::New => {
                 let request = NewRequest { case_id, envelope, account_id, action, signals, summary };
@@ -192,16 +199,24 @@ impl<L: EventLog> Service<L> {
     async fn gather_request(&self, request: &NewRequest<'_>, prepared: &mut Prepared) -> Result<(), ServiceError> {
         let NewRequest { case_id, account_id, action, signals, .. } = *request;
         let now = prepared.now;
-        let counts = self.request_counts(request, now).await?;
+        // The counts (the ledgers) and the account's snapshot (the directory) do not depend on each other, so they
+        // are read side by side; both run to their end (an admission may be writing other requests' counts, which
+        // dropping it half way would fail), then either's error is the request's.
+        let snapshot = async {
+            let snapshot = self.directory.snapshot(account_id).await?;
+            self.date_by_first_seen(snapshot, now).await
+        };
+        let (counts, snapshot) = futures::join!(self.request_counts(request, now), snapshot);
+        let (counts, snapshot) = (counts?, snapshot?);
         let ledger_exists = counts.ledger.revision > 0;
         let (projection, settings) = (self.projection.clone(), self.settings.clone());
-        let (engine, case, halted) = (self.policy.clone(), case_id.clone(), prepared.halted);
+        let (engine, case) = (self.policy.clone(), case_id.clone());
         let (account_id, action, signals) = (account_id.clone(), action.clone(), signals.clone());
         let (velocity, coded) = (counts.velocity, counts.coded);
-        let snapshot = self.date_by_first_seen(self.directory.snapshot(&account_id).await?, now).await?;
         let read = snapshot.clone();
         let summary = request.summary.as_untrusted_str().to_string();
-        let (policy, account_facts) = blocking(move || {
+        let (policy, account_facts, halted) = blocking(move || {
+            let halted = projection.halted()?;
             let snapshot = read;
             let phase = Phase::Intake;
             let indicators = crate::core::campaign::request_indicators(&action, &signals, snapshot.is_high_value());
@@ -229,9 +244,10 @@ impl<L: EventLog> Service<L> {
                 let waiting = projection.case(other)?.is_none_or(|row| row.status == Status::Requested);
                 account_facts.outstanding_challenge_elsewhere |= waiting;
             }
-            Ok((policy, account_facts))
+            Ok((policy, account_facts, halted))
         })
         .await?;
+        prepared.halted = halted;
         let (fresh, codes) = self.fresh_codes(&snapshot);
         prepared.fresh = Some(fresh);
         prepared.codes = codes;
