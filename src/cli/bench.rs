@@ -163,6 +163,8 @@ impl Measured {
             "append_ratio": self.append_ratio(),
             "saturation_p50_ms": round2(self.airlock.saturated.p50_ms),
             "saturation_p99_ms": round2(self.airlock.saturated.p99_ms),
+            "cpu_ms_per_request_process": self.airlock.cpu_ms.process.map(round3),
+            "cpu_ms_per_request_server": self.airlock.cpu_ms.server.map(round3),
             "open_loop": self.airlock.open_loop.iter().map(OpenLoop::report).collect::<Vec<_>>(),
         })
     }
@@ -203,7 +205,8 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         eprintln!("airlock bench: {} server: raw append", server.name());
         let raw_append = raw_appends(&context, &run_id, args.events, args.cases).await?;
         eprintln!("airlock bench: {} server: airlock end to end, then open loop", server.name());
-        let airlock = airlock_end_to_end(&client, &data, &run_id, &args).await?;
+        let server_pid = _process.as_ref().map(NatsServer::pid);
+        let airlock = airlock_end_to_end(&client, &data, &run_id, &args, server_pid).await?;
         measured.push(Measured { server, raw_append_per_s: per_second(args.events, raw_append), airlock });
         // The read side does not depend on how the server flushes: it is measured on the last server.
         if server != Server::Default {
@@ -251,6 +254,13 @@ fn print_table(args: &BenchArgs, measured: &[Measured], report: &serde_json::Val
         println!("  {:<56} {:>12}", "  ratio to raw append", one.append_ratio());
         println!("  {:<56} {:>12}", "at saturation: command -> answer p50 ms", round2(one.airlock.saturated.p50_ms));
         println!("  {:<56} {:>12}", "at saturation: command -> answer p99 ms", round2(one.airlock.saturated.p99_ms));
+        let shown = |value: Option<f64>| value.map_or("-".to_string(), |value| round3(value).to_string());
+        println!(
+            "  {:<56} {:>12}",
+            "at saturation: CPU ms per request, airlock + client",
+            shown(one.airlock.cpu_ms.process)
+        );
+        println!("  {:<56} {:>12}", "at saturation: CPU ms per request, nats-server", shown(one.airlock.cpu_ms.server));
         for phase in &one.airlock.open_loop {
             let label = format!(
                 "open loop at {:.0}% ({:.0} requests/s): p50 / p99 / max ms",
@@ -422,6 +432,34 @@ struct EndToEnd {
     elapsed: Duration,
     saturated: Latency,
     open_loop: Vec<OpenLoop>,
+    cpu_ms: CpuPerRequest,
+}
+
+/// CPU time per request of the saturation phase, in milliseconds: of this process (the in-process airlock, its
+/// projector and the benchmark's own client) and of the throwaway server. Steadier than the rates on a shared machine
+/// (they count work done, not how long it waited for a core), so two builds can be compared by it.
+struct CpuPerRequest {
+    process: Option<f64>,
+    server: Option<f64>,
+}
+
+/// The `/proc` times are in clock ticks of `USER_HZ`, which Linux fixes at 100 for user space on every architecture
+/// airlock ships for (x86_64, aarch64).
+const PROC_TICKS_PER_SECOND: f64 = 100.0;
+
+/// User plus system CPU seconds used so far by the process `pid` (this process without one), from `/proc`; `None`
+/// where `/proc` is not there.
+fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".to_string(),
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name (field 2) may hold spaces; the fields after its closing parenthesis are fixed.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let ticks = |index: usize| fields.get(index)?.parse::<f64>().ok();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the command name.
+    Some((ticks(11)? + ticks(12)?) / PROC_TICKS_PER_SECOND)
 }
 
 /// When each request went out (or was due), by command id; the collector takes each answer's entry.
@@ -520,6 +558,7 @@ async fn airlock_end_to_end(
     data_dir: &std::path::Path,
     run_id: &str,
     args: &BenchArgs,
+    server_pid: Option<u32>,
 ) -> anyhow::Result<EndToEnd> {
     let NatsMode { service, projection, events: events_stream, context, intake } =
         nats_mode::open(client, data_dir, 1, RAW_IN_FLIGHT_MAX, Keys::generate(), crate::policy::Engine::shared())
@@ -539,6 +578,7 @@ async fn airlock_end_to_end(
     let (_, expected) = watch::channel(requests);
     let collector = collect_answers(answers, sent_at.clone(), expected, Some(window.clone()));
     let started = Instant::now();
+    let cpu_before = (cpu_seconds(None), server_pid.and_then(|pid| cpu_seconds(Some(pid))));
     let mut pending = Vec::with_capacity(REQUESTS_IN_FLIGHT_MAX);
     for index in 0..requests {
         if let Err(closed) = window.acquire().await.map(tokio::sync::SemaphorePermit::forget) {
@@ -572,6 +612,14 @@ async fn airlock_end_to_end(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed();
+    let cpu_after = (cpu_seconds(None), server_pid.and_then(|pid| cpu_seconds(Some(pid))));
+    let per_request_ms = |before: Option<f64>, after: Option<f64>| {
+        Some((after? - before?) * 1000.0 / requests as f64).filter(|_| requests > 0)
+    };
+    let cpu_ms = CpuPerRequest {
+        process: per_request_ms(cpu_before.0, cpu_after.0),
+        server: per_request_ms(cpu_before.1, cpu_after.1),
+    };
     let saturation_per_s = per_second(requests, elapsed);
     let mut open_loop = Vec::new();
     let mut answers = answers;
@@ -584,7 +632,13 @@ async fn airlock_end_to_end(
     let _ = stop.send(true);
     intake_task.await??;
     projector_task.await??;
-    Ok(EndToEnd { events: requests * EVENTS_PER_REQUEST, elapsed, saturated: Latency::of(latencies_ms), open_loop })
+    Ok(EndToEnd {
+        events: requests * EVENTS_PER_REQUEST,
+        elapsed,
+        saturated: Latency::of(latencies_ms),
+        open_loop,
+        cpu_ms,
+    })
 }
 
 /// One open-loop phase: `load` times the saturation rate, for `--latency-seconds`. Each request is due at a fixed

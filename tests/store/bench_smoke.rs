@@ -39,6 +39,10 @@ fn bench_reports_every_figure() {
     assert_eq!(names, ["default", "sync_always"], "{last}");
     for server in servers {
         assert!(server["append_ratio"].as_f64().unwrap() > 0.0, "{server}");
+        for key in ["cpu_ms_per_request_process", "cpu_ms_per_request_server"] {
+            let cpu = server[key].as_f64().unwrap_or_else(|| panic!("{key} missing in {server}"));
+            assert!((0.0..1_000.0).contains(&cpu), "{key} is {cpu}: CPU per request, in milliseconds (10 ms ticks)");
+        }
         let loads: Vec<f64> =
             server["open_loop"].as_array().unwrap().iter().map(|phase| phase["load"].as_f64().unwrap()).collect();
         assert_eq!(loads, [0.25, 0.5, 0.75], "{server}");
