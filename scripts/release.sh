@@ -121,26 +121,24 @@ for target in "${targets[@]}"; do
     fi
 done
 
-# A binary that runs here must be the release it is packaged as: this version, this commit.
-if [ -z "$binary" ]; then
-    commit=$(git rev-parse --short=12 HEAD)
-    for built in "${binaries[@]}"; do
-        said=$("$built" --version 2>/dev/null) || continue
-        [ "$said" = "airlock $version (commit $commit)" ] || fail "$built says \"$said\", not airlock $version at $commit"
-    done
-fi
-
-# The manual pages and completions come from the command tree, the same for every target: made once, by a binary
-# that runs here.
+# Every binary runs without a configuration file or context of the caller's, which would change nothing here but
+# could refuse to start. One that runs here must be the release it is packaged as (this version, this commit), and
+# the first of them writes the manual pages and completions, the same for every target (they come from the command
+# tree).
+plain() { env -u AIRLOCK_CONFIG -u AIRLOCK_CONTEXT "$@"; }
 runner=""
-for candidate in "${binaries[@]}"; do
-    if "$candidate" --version >/dev/null 2>&1; then runner=$candidate; break; fi
+for built in "${binaries[@]}"; do
+    said=$(plain "$built" --version 2>/dev/null) || continue
+    if [ -z "$binary" ]; then
+        commit=$(git rev-parse --short=12 HEAD)
+        [ "$said" = "airlock $version (commit $commit)" ] || fail "$built says \"$said\", not airlock $version at $commit"
+    fi
+    [ -n "$runner" ] || runner=$built
 done
 [ -n "$runner" ] || fail "none of the binaries runs on this machine ($host), so the manual pages cannot be written"
 generated=$(mktemp -d)
 trap 'rm -rf "$generated"' EXIT
-# Without a configuration file or context of the caller's, which would change nothing here but could refuse to start.
-run() { env -u AIRLOCK_CONFIG -u AIRLOCK_CONTEXT "$runner" "$@"; }
+run() { plain "$runner" "$@"; }
 run man --out "$generated/man/man1" >/dev/null
 mkdir -p "$generated/completions"
 run completions bash > "$generated/completions/airlock.bash"

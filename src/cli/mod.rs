@@ -172,12 +172,11 @@ pub fn main() -> ExitCode {
         None => Default::default(),
     };
     values.extend(file_values);
-    let path = command_path(&args);
-    let matches = match config::with_file_defaults(Cli::command(), &values).try_get_matches_from(args) {
+    let matches = match config::with_file_defaults(Cli::command(), &values).try_get_matches_from(&args) {
         Ok(matches) => matches,
-        Err(error) => usage_error(error, &path),
+        Err(error) => usage_error(error, &args),
     };
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| usage_error(error, &path));
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| usage_error(error, &args));
     let json_logs = matches!(&cli.command, Commands::Serve(args) if args.log_format == serve::LogFormat::Json);
     init_tracing(json_logs);
     let code = match cli.command {
@@ -215,7 +214,7 @@ pub fn main() -> ExitCode {
 
 /// Ends the process on a command line clap refused: help and the version as clap prints them, an error with every
 /// flag it names followed by the variable that sets it (`name_variables`), since a value may have come from there.
-fn usage_error(error: clap::Error, path: &[String]) -> ! {
+fn usage_error(error: clap::Error, args: &[std::ffi::OsString]) -> ! {
     use clap::error::ErrorKind;
     if matches!(
         error.kind(),
@@ -223,6 +222,7 @@ fn usage_error(error: clap::Error, path: &[String]) -> ! {
     ) {
         error.exit()
     }
+    let path = command_path(args);
     let path: Vec<&str> = path.iter().map(String::as_str).collect();
     eprint!("{}", name_variables(&error.render().to_string(), &path));
     std::process::exit(error.exit_code())

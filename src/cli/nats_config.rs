@@ -204,16 +204,22 @@ fn create_private_dir(path: &Path, mode: u32) -> anyhow::Result<()> {
         .map_err(|error| anyhow::anyhow!("cannot create {}: {error}", path.display()))
 }
 
-/// Writes `bytes` to `path` (replacing it) with `mode`, whatever the umask and the file's mode before.
+/// Writes `bytes` to `path` (replacing it) with exactly `mode`, whatever the umask and the file's mode before.
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let _ = std::fs::remove_file(path);
+    create_new(path, bytes, mode)
+}
+
+/// Writes `bytes` to a new file at `path` with exactly `mode`, created exclusively so that no other file is ever
+/// overwritten (a seed and the routes' secret at 0600: only their owner can read them).
+fn create_new(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
         .open(path)
-        .map_err(|error| anyhow::anyhow!("cannot write {}: {error}", path.display()))?;
+        .map_err(|error| anyhow::anyhow!("cannot create {}: {error}", path.display()))?;
     file.set_permissions(std::fs::Permissions::from_mode(mode))
         .and_then(|()| file.write_all(bytes))
         .and_then(|()| file.sync_all())
@@ -236,23 +242,8 @@ fn route_secret(path: &Path) -> anyhow::Result<String> {
         return Ok(secret);
     }
     let secret = hex::encode(rand::random::<[u8; 32]>());
-    create_private(path, &secret)?;
+    create_new(path, format!("{secret}\n").as_bytes(), 0o600)?;
     Ok(secret)
-}
-
-/// Writes `line` to a new file at `path` only its owner can read, created exclusively so that no other file is ever
-/// overwritten (a seed, the routes' secret).
-fn create_private(path: &Path, line: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|error| anyhow::anyhow!("cannot create {}: {error}", path.display()))?;
-    file.write_all(format!("{line}\n").as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|error| anyhow::anyhow!("cannot write {}: {error}", path.display()))
 }
 
 /// The public key of the seed at `path`, and whether it was made now. An existing seed is kept as it is; a new one
@@ -264,7 +255,7 @@ fn key_for(path: &Path) -> anyhow::Result<(String, bool)> {
     }
     let pair = nkeys::KeyPair::new_user();
     let seed = pair.seed().map_err(|_| anyhow::anyhow!("cannot encode a new nkey seed"))?;
-    create_private(path, &seed)?;
+    create_new(path, format!("{seed}\n").as_bytes(), 0o600)?;
     Ok((pair.public_key(), true))
 }
 

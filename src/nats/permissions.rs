@@ -39,8 +39,8 @@ pub struct ServerSettings {
 }
 
 /// A cluster's routes: every server of it includes the same block, so the routes authenticate with one secret of the
-/// deployment's, and a server without it cannot join (and so bypass the users above).
-#[derive(Clone, Debug)]
+/// deployment's, and a server without it cannot join (and so bypass the users above). Its `Debug` withholds the secret.
+#[derive(Clone)]
 pub struct ClusterSettings {
     pub name: String,
     /// Where this server listens for routes.
@@ -49,6 +49,17 @@ pub struct ClusterSettings {
     pub routes: Vec<String>,
     /// The routes' password (a random hex string `airlock nats-config` keeps beside the seeds).
     pub secret: String,
+}
+
+impl std::fmt::Debug for ClusterSettings {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ClusterSettings")
+            .field("name", &self.name)
+            .field("listen", &self.listen)
+            .field("routes", &self.routes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The user name routes authenticate as.
@@ -312,6 +323,25 @@ fn cluster_block(cluster: &ClusterSettings) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Proves the routes' secret is in the configuration it is for and in no `Debug` of the settings holding it.
+    #[test]
+    fn the_route_secret_shows_in_no_debug() {
+        let cluster = ClusterSettings {
+            name: "c".into(),
+            listen: "127.0.0.1:6222".into(),
+            routes: vec!["n1:6222".into()],
+            secret: "f00dfeed".repeat(8),
+        };
+        let settings = ServerSettings {
+            listen: "127.0.0.1:4222".into(),
+            store_dir: "/data".into(),
+            server_name: None,
+            cluster: Some(cluster.clone()),
+        };
+        assert!(!format!("{settings:?} {cluster:?}").contains("f00dfeed"));
+        assert!(config(&settings, "UAIR", &[]).contains(&"f00dfeed".repeat(8)));
+    }
 
     // Proves each role is allowed exactly the commands its core command allows, and that no actor's allow list
     // names another actor, the event log or the JetStream API.

@@ -24,9 +24,13 @@ fn page_name(path: &[String]) -> String {
     std::iter::once("airlock".to_string()).chain(path.iter().cloned()).collect::<Vec<_>>().join("-") + ".1"
 }
 
-fn write_pages(out: &Path) {
+/// Writes the pages into `out` with `airlock man`, and returns every visible command's path.
+fn write_pages(out: &Path) -> Vec<Vec<String>> {
     let written = Command::new(AIRLOCK).args(["man", "--out"]).arg(out).output().unwrap();
     assert!(written.status.success(), "airlock man failed: {}", String::from_utf8_lossy(&written.stderr));
+    let mut paths = Vec::new();
+    command_paths(&airlock::cli::Cli::command(), &[], &mut paths);
+    paths
 }
 
 // Proves there is exactly one page per command, that `groff -man` renders every one without a warning (`-ww` turns
@@ -35,9 +39,7 @@ fn write_pages(out: &Path) {
 fn one_page_per_command_each_rendering_without_warnings() {
     let scratch = common::scratch();
     let out = scratch.path().join("man1");
-    write_pages(&out);
-    let mut paths = Vec::new();
-    command_paths(&airlock::cli::Cli::command(), &[], &mut paths);
+    let paths = write_pages(&out);
     let wanted: BTreeSet<String> = paths.iter().map(|path| page_name(path)).collect();
     let found: BTreeSet<String> =
         std::fs::read_dir(&out).unwrap().map(|entry| entry.unwrap().file_name().to_string_lossy().into()).collect();
@@ -68,9 +70,7 @@ fn rendered_plain(page: &Path) -> String {
 fn every_page_names_what_its_help_shows() {
     let scratch = common::scratch();
     let out = scratch.path().join("man1");
-    write_pages(&out);
-    let mut paths = Vec::new();
-    command_paths(&airlock::cli::Cli::command(), &[], &mut paths);
+    let paths = write_pages(&out);
     for path in &paths {
         let help = Command::new(AIRLOCK).args(path).arg("--help").env_remove("AIRLOCK_CONFIG").output().unwrap();
         assert!(help.status.success(), "airlock {path:?} --help");

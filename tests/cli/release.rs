@@ -112,9 +112,7 @@ fn the_archive_verifies_holds_everything_and_runs_the_demo_from_an_empty_directo
     // The example configuration is one airlock reads: at most the deployment's own seed file is missing here.
     let mut check = Command::new(root.join("airlock"));
     check.args(["config", "check", "--json", "--config"]).arg(root.join("examples/airlock.toml"));
-    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("AIRLOCK_")) {
-        check.env_remove(name);
-    }
+    common::without_airlock_variables(&mut check);
     let report: serde_json::Value = serde_json::from_slice(&check.output().unwrap().stdout).unwrap();
     let problems: Vec<&str> =
         report["problems"].as_array().unwrap().iter().map(|problem| problem["key"].as_str().unwrap()).collect();

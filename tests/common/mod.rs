@@ -243,3 +243,11 @@ pub fn start_receiver(script: &str, args: &[&str]) -> (std::process::Child, Stri
     let url = first.strip_prefix("listening on ").unwrap_or_else(|| panic!("{script} said {first:?}")).to_string();
     (child, url)
 }
+
+/// `command` without any AIRLOCK_* variable of the caller's: what it is given is all it reads.
+pub fn without_airlock_variables(command: &mut std::process::Command) -> &mut std::process::Command {
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("AIRLOCK_")) {
+        command.env_remove(name);
+    }
+    command
+}

@@ -226,9 +226,7 @@ fn airlock_is_wired_to_nats_mail_and_its_volumes() {
     assert!(made.status.success());
     let mut check = Command::new(AIRLOCK);
     check.args(["config", "check", "--json"]);
-    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("AIRLOCK_")) {
-        check.env_remove(name);
-    }
+    common::without_airlock_variables(&mut check);
     for (name, value) in environment.iter().filter(|(name, _)| name.starts_with("AIRLOCK_")) {
         check.env(name, value.as_str().unwrap());
     }
@@ -365,9 +363,7 @@ type Variant<'a> = (Vec<(&'a str, &'a str)>, i32, Vec<&'a str>);
 fn serve_with(data: &Path, variables: &[(&str, &str)]) -> (Option<i32>, String) {
     let mut command = Command::new(AIRLOCK);
     command.arg("serve").current_dir(data);
-    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("AIRLOCK_")) {
-        command.env_remove(name);
-    }
+    common::without_airlock_variables(&mut command);
     command.env("AIRLOCK_DATA_DIR", data.join("data")).env("HOME", data);
     for (name, value) in variables {
         command.env(name, value);
