@@ -11,13 +11,14 @@ use crate::core::event::EventBody;
 use crate::core::ids::{CaseId, UnixMs};
 use crate::projection::{Projection, ProjectionError};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use std::collections::HashMap;
 
 /// How long hits, signatures and bands are kept behind the newest hit: twice the longest window, so that an alert's
 /// cases can still be found while it grows.
 pub const KEEP_MS: u64 = 2 * CAMPAIGN_WINDOW_MS_MAX;
 
-fn exec(transaction: &Transaction, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
-    transaction.prepare_cached(sql)?.execute(params)
+fn exec(connection: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    connection.prepare_cached(sql)?.execute(params)
 }
 
 fn hit(
@@ -55,27 +56,45 @@ fn plain(check: Check, value: &str) -> campaign::Indicator {
 /// which shares nearly all of them.
 pub const PHRASING_CANDIDATES_MAX: usize = 32;
 
-/// The group of near-identical summaries `signature` belongs to: the group of the summary of the day before `at` most
-/// like it (by shared bands, then the earliest) that is near-identical to it, or `None` (it begins its own).
+/// Summaries read for each band of a new summary at most: the newest of the window that share it. The work a new
+/// summary costs is bounded by this, whatever the day holds: a desk writing every summary from one template (or a
+/// campaign of copies) puts every case of the day in the same bands, and reading them all made each request cost as
+/// much as the day had cases (issue 21). A copy of anything in a campaign under way finds the newest copies, which
+/// carry the campaign's group; to hide a copy, a band's newest rows would have to be filled, between two copies, with
+/// this many other summaries sharing that band, in every one of the sixteen bands.
+pub const PHRASING_BAND_RECENT_MAX: usize = 32;
+
+/// The group of near-identical summaries `signature` belongs to: among the day's summaries before `at` read for its
+/// bands (`PHRASING_BAND_RECENT_MAX` newest per band), the group of the most like it (by shared bands, then the
+/// earliest) that is near-identical to it, or `None` (it begins its own).
 pub fn phrasing_cluster(
     connection: &Connection,
     signature: &Signature,
     at: UnixMs,
 ) -> rusqlite::Result<Option<String>> {
-    let keys = campaign::band_keys(signature);
     let since = at.0.saturating_sub(CAMPAIGN_WINDOW_MS_MAX) as i64;
-    let marks: Vec<String> = (0..keys.len()).map(|index| format!("?{}", index + 3)).collect();
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT case_id FROM summary_bands WHERE at >= ?1 AND band_key IN ({}) GROUP BY case_id
-         ORDER BY COUNT(*) DESC, MIN(at), case_id LIMIT ?2",
-        marks.join(", ")
-    ))?;
-    let mut values: Vec<rusqlite::types::Value> = vec![since.into(), (PHRASING_CANDIDATES_MAX as i64).into()];
-    values.extend(keys.iter().map(|key| rusqlite::types::Value::from(*key as i64)));
-    let candidates: Vec<String> =
-        statement.query_map(rusqlite::params_from_iter(values), |row| row.get(0))?.collect::<Result<_, _>>()?;
+    let mut newest = connection.prepare_cached(
+        "SELECT case_id, at FROM summary_bands WHERE band_key = ?1 AND at >= ?2 ORDER BY at DESC, case_id DESC
+         LIMIT ?3",
+    )?;
+    // Per candidate: the bands it shares, and when it was requested.
+    let mut shared: HashMap<String, (usize, i64)> = HashMap::new();
+    for key in campaign::band_keys(signature) {
+        let rows = newest.query_map(params![key as i64, since, PHRASING_BAND_RECENT_MAX as i64], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+        })?;
+        for row in rows {
+            let (case_id, requested) = row?;
+            shared.entry(case_id).or_insert((0, requested)).0 += 1;
+        }
+    }
+    let mut candidates: Vec<(String, (usize, i64))> = shared.into_iter().collect();
+    candidates.sort_unstable_by(|(a, (a_bands, a_at)), (b, (b_bands, b_at))| {
+        b_bands.cmp(a_bands).then(a_at.cmp(b_at)).then_with(|| a.cmp(b))
+    });
+    candidates.truncate(PHRASING_CANDIDATES_MAX);
     let mut read = connection.prepare_cached("SELECT signature, cluster FROM summary_signatures WHERE case_id = ?1")?;
-    for case_id in candidates {
+    for (case_id, _) in candidates {
         let found: Option<(Vec<u8>, String)> =
             read.query_row([&case_id], |row| Ok((row.get(0)?, row.get(1)?))).optional()?;
         let Some((bytes, cluster)) = found else { continue };
@@ -102,20 +121,7 @@ pub(super) fn request(
         hit(transaction, &indicator, case_id, account, event.at, sequence)?;
     }
     if let Some(signature) = campaign::summary_signature(summary.as_untrusted_str()) {
-        let cluster =
-            phrasing_cluster(transaction, &signature, event.at)?.unwrap_or_else(|| case_id.as_str().to_string());
-        exec(
-            transaction,
-            "INSERT OR IGNORE INTO summary_signatures (case_id, at, signature, cluster) VALUES (?1, ?2, ?3, ?4)",
-            params![case_id.as_str(), event.at.0 as i64, campaign::signature_bytes(&signature), cluster],
-        )?;
-        for key in campaign::band_keys(&signature) {
-            exec(
-                transaction,
-                "INSERT OR IGNORE INTO summary_bands (band_key, case_id, at) VALUES (?1, ?2, ?3)",
-                params![key as i64, case_id.as_str(), event.at.0 as i64],
-            )?;
-        }
+        let cluster = remember_summary(transaction, case_id, event.at, &signature)?;
         let shown = campaign::Indicator {
             check: Check::Phrasing,
             key: cluster.clone(),
@@ -124,6 +130,30 @@ pub(super) fn request(
         hit(transaction, &shown, case_id, account, event.at, sequence)?;
     }
     Ok(())
+}
+
+/// Places a new summary in its group (its own when it is like no other of the day) and keeps its signature and bands
+/// for the summaries after it; returns the group.
+fn remember_summary(
+    connection: &Connection,
+    case_id: &CaseId,
+    at: UnixMs,
+    signature: &Signature,
+) -> rusqlite::Result<String> {
+    let cluster = phrasing_cluster(connection, signature, at)?.unwrap_or_else(|| case_id.as_str().to_string());
+    exec(
+        connection,
+        "INSERT OR IGNORE INTO summary_signatures (case_id, at, signature, cluster) VALUES (?1, ?2, ?3, ?4)",
+        params![case_id.as_str(), at.0 as i64, campaign::signature_bytes(signature), cluster],
+    )?;
+    for key in campaign::band_keys(signature) {
+        exec(
+            connection,
+            "INSERT OR IGNORE INTO summary_bands (band_key, case_id, at) VALUES (?1, ?2, ?3)",
+            params![key as i64, case_id.as_str(), at.0 as i64],
+        )?;
+    }
+    Ok(cluster)
 }
 
 /// A wrong code on `account_id`'s case.
@@ -400,5 +430,143 @@ impl Projection {
         let cases =
             statement.query_map(params![alert_id, limit as i64], |row| row.get(0))?.collect::<Result<_, _>>()?;
         Ok(Some((alert, cases)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ids::CaseId;
+    use rusqlite::trace::{TraceEvent, TraceEventCodes};
+    use rusqlite::{StatementStatus, Transaction};
+    use std::cell::RefCell;
+    use std::collections::BTreeSet;
+
+    const START: UnixMs = UnixMs(1_780_000_000_000);
+    const TEMPLATE: &str =
+        "Customer says they lost their phone on a train and cannot receive the code, wants a password reset";
+
+    fn projection_connection() -> (tempfile::TempDir, Connection) {
+        let directory = tempfile::tempdir().unwrap();
+        let connection =
+            crate::sqlite::open(&directory.path().join("projection.db"), super::super::MIGRATIONS).unwrap();
+        (directory, connection)
+    }
+
+    fn signature(text: &str) -> Signature {
+        campaign::summary_signature(text).expect("long enough for a signature")
+    }
+
+    /// Remembers `count` copies of `text`, one a second from `from`, as cases `<prefix>-0000`...; returns the groups.
+    fn remember_copies(transaction: &Transaction, prefix: &str, text: &str, from: UnixMs, count: usize) -> Vec<String> {
+        let signature = signature(text);
+        (0..count)
+            .map(|index| {
+                let case_id = CaseId::new(format!("{prefix}-{index:04}"));
+                remember_summary(transaction, &case_id, UnixMs(from.0 + 1_000 * index as u64), &signature).unwrap()
+            })
+            .collect()
+    }
+
+    thread_local! {
+        /// SQLite virtual machine steps run on this thread's traced connections, and each statement's count so far.
+        static STEPS: RefCell<(u64, HashMap<String, i32>)> = RefCell::new((0, HashMap::new()));
+    }
+
+    /// Adds what a finished statement ran since it last finished (SQLite counts per statement since it was prepared).
+    fn count_steps(event: TraceEvent<'_>) {
+        if let TraceEvent::Profile(statement, _) = event {
+            let total = statement.get_status(StatementStatus::VmStep);
+            STEPS.with(|steps| {
+                let mut steps = steps.borrow_mut();
+                let before = steps.1.insert(statement.sql().to_string(), total).unwrap_or(0);
+                steps.0 += u64::try_from(total - before).unwrap_or(0);
+            });
+        }
+    }
+
+    /// The steps SQLite runs to place one more copy of `TEMPLATE` in its group, after `earlier` copies in the day.
+    fn steps_to_place_a_copy_after(earlier: usize) -> u64 {
+        let (_directory, mut connection) = projection_connection();
+        let transaction = connection.transaction().unwrap();
+        let groups = remember_copies(&transaction, "case", TEMPLATE, START, earlier);
+        assert!(groups.iter().all(|group| group == "case-0000"), "the copies formed more than one group");
+        // Statements prepared afresh, so that SQLite's counts start at zero.
+        transaction.flush_prepared_statement_cache();
+        transaction.trace_v2(TraceEventCodes::SQLITE_TRACE_PROFILE, Some(count_steps));
+        let before = STEPS.with(|steps| steps.borrow().0);
+        let at = UnixMs(START.0 + 1_000 * earlier as u64);
+        let group = phrasing_cluster(&transaction, &signature(TEMPLATE), at).unwrap();
+        assert_eq!(group.as_deref(), Some("case-0000"));
+        transaction.trace_v2(TraceEventCodes::empty(), None);
+        STEPS.with(|steps| steps.borrow().0) - before
+    }
+
+    // Proves the work of placing a summary does not grow with the day: with every case of the day sharing its bands
+    // (one template, or a campaign of copies), the thousandth copy costs SQLite what the hundredth did. Reading every
+    // sharer made each request cost as much as the day had cases (issue 21: a third of `airlock simulate`'s time).
+    #[test]
+    fn placing_a_summary_costs_the_same_however_many_share_its_bands() {
+        let (few, many) = (steps_to_place_a_copy_after(100), steps_to_place_a_copy_after(1_000));
+        assert!(few > 0, "no step was counted");
+        assert!(many <= few + few / 10, "100 earlier copies: {few} steps; 1,000: {many} steps");
+    }
+
+    // Proves copies find their group however many there are, a rewording joins it too, and another text begins its
+    // own; summaries older than the window are not looked at.
+    #[test]
+    fn copies_join_the_first_ones_group_and_other_texts_their_own() {
+        let (_directory, mut connection) = projection_connection();
+        let transaction = connection.transaction().unwrap();
+        let groups = remember_copies(&transaction, "case", TEMPLATE, START, 200);
+        assert!(groups.iter().all(|group| group == "case-0000"), "{:?}", groups.iter().collect::<BTreeSet<_>>());
+        let later = UnixMs(START.0 + 1_000_000);
+        let reworded =
+            "Customer says they lost their phone on a bus and cannot receive the code, wants a password reset";
+        let similarity = campaign::similarity(&signature(reworded), &signature(TEMPLATE));
+        assert!(similarity >= PHRASING_SIMILARITY_MIN, "not near-identical: {similarity}");
+        let placed = remember_summary(&transaction, &CaseId::new("reworded"), later, &signature(reworded)).unwrap();
+        assert_eq!(placed, "case-0000");
+        let other = "Owner writes that the authenticator app was removed when the laptop was reinstalled last week";
+        let placed = remember_summary(&transaction, &CaseId::new("other"), later, &signature(other)).unwrap();
+        assert_eq!(placed, "other");
+        let next_day = UnixMs(later.0 + CAMPAIGN_WINDOW_MS_MAX + 1_000);
+        assert_eq!(phrasing_cluster(&transaction, &signature(TEMPLATE), next_day).unwrap(), None);
+    }
+
+    // Proves a flood of decoys sharing some bands with everything, newer than a copy's original, does not hide the
+    // original: they fill those bands' newest rows, and the original is still read through the others. Up to the
+    // documented bound, even decoys sharing every band do not hide it.
+    #[test]
+    fn decoys_newer_than_the_original_do_not_hide_it() {
+        let (_directory, mut connection) = projection_connection();
+        let transaction = connection.transaction().unwrap();
+        remember_copies(&transaction, "original", TEMPLATE, START, 1);
+        let keys = campaign::band_keys(&signature(TEMPLATE));
+        let unlike = signature("Owner writes that the authenticator app was removed when the laptop was reinstalled");
+        let decoy = |name: &str, at: u64, bands: &[u64]| {
+            exec(
+                &transaction,
+                "INSERT INTO summary_signatures (case_id, at, signature, cluster) VALUES (?1, ?2, ?3, ?1)",
+                params![name, at as i64, campaign::signature_bytes(&unlike)],
+            )
+            .unwrap();
+            for key in bands {
+                exec(
+                    &transaction,
+                    "INSERT INTO summary_bands (band_key, case_id, at) VALUES (?1, ?2, ?3)",
+                    params![*key as i64, name, at as i64],
+                )
+                .unwrap();
+            }
+        };
+        for index in 0..500 {
+            decoy(&format!("half-{index:03}"), START.0 + 1_000 + index, &keys[..8]);
+        }
+        for index in 0..PHRASING_BAND_RECENT_MAX as u64 - 1 {
+            decoy(&format!("whole-{index:03}"), START.0 + 2_000 + index, &keys);
+        }
+        let at = UnixMs(START.0 + 10_000);
+        assert_eq!(phrasing_cluster(&transaction, &signature(TEMPLATE), at).unwrap().as_deref(), Some("original-0000"));
     }
 }
