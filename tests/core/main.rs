@@ -9,7 +9,6 @@ mod core_decide;
 mod core_purity;
 mod docs;
 mod golden;
-mod invariants;
 mod policy;
 mod schemas;
 mod verification;

@@ -1,5 +1,6 @@
 //! The transition function in code: for each event kind, the states it may follow and the state it leads to.
-//! `state-machines/recovery.toml` holds the same table as data; `tests/core/invariants.rs` proves the two agree.
+//! `state-machines/recovery.toml` holds the same table as data; `crates/airlock-invariants/tests/invariants.rs` proves
+//! the two agree.
 
 use crate::event::EventKind;
 use crate::status::Status;

@@ -7,7 +7,7 @@
 //! would. Every event is shown to an audit that re-derives what may happen from the root's facts alone, and after
 //! every step the whole log is folded again and compared with the state evolved along the way.
 //!
-//! See the counts: `cargo test --test core invariants:: -- --nocapture`.
+//! See the counts: `cargo test -p airlock-invariants -- --nocapture`.
 
 use airlock::core::account::{AccountSnapshot, Destination, DestinationKind, HighValueReason, RiskClass};
 use airlock::core::action::{ActionHash, RecoveryAction};
@@ -1320,7 +1320,7 @@ fn show(edges: &BTreeSet<Edge>) -> String {
 // Proves, over every sequence of up to EXPLORATION_DEPTH steps from every exploration root (up to the visited-state
 // dedup), that each SPEC invariant holds after every step, and that the transitions the core actually takes are
 // exactly the rows of state-machines/recovery.toml: every row is reachable, nothing unlisted happens.
-// Run with `cargo test --test core invariants::exploration -- --nocapture` to see the counts.
+// Run with `cargo test -p airlock-invariants exploration -- --nocapture` to see the counts.
 #[test]
 fn exploration_upholds_every_invariant_and_walks_exactly_the_table() {
     let exploration = explore(EXPLORATION_DEPTH);
@@ -1589,7 +1589,7 @@ fn simulation() {
     for index in 0..runs {
         let seed = run_seed(base, index);
         let reproduce =
-            format!("AIRLOCK_SIM_SEED={seed} AIRLOCK_SIM_RUNS=1 cargo test --test core invariants::simulation");
+            format!("AIRLOCK_SIM_SEED={seed} AIRLOCK_SIM_RUNS=1 cargo test -p airlock-invariants simulation");
         let case = guarded(|| simulate(seed, &mut edges), || format!("seed {seed}; reproduce: {reproduce}"))
             .unwrap_or_else(|violation| {
                 panic!("simulation run {index} (seed {seed}): {violation}\n  reproduce: {reproduce}")
@@ -1635,15 +1635,15 @@ when { context.phase == "authorization" && context.velocity.account >= 10 };
 "#;
 
 /// The shipped Cedar policies plus `AUTHORIZATION_DENY_RULE`, memoised by their facts: the policy is a pure function
-/// of its facts (tests/core/policy.rs checks it), and the exploration asks the same few questions hundreds of thousands of
-/// times.
+/// of its facts (tests/core/policy.rs checks it), and the exploration asks the same few questions hundreds of
+/// thousands of times.
 fn evaluate_policy(facts: &PolicyFacts) -> airlock::core::policy::PolicyDecision {
     thread_local! {
         static DECISIONS: std::cell::RefCell<HashMap<PolicyFacts, airlock::core::policy::PolicyDecision>> =
             std::cell::RefCell::new(HashMap::new());
         static ENGINE: airlock::policy::Engine = airlock::policy::Engine::load(
-            include_str!("../../policies/airlock.cedarschema"),
-            &format!("{}\n{AUTHORIZATION_DENY_RULE}", include_str!("../../policies/default.cedar")),
+            include_str!("../../../policies/airlock.cedarschema"),
+            &format!("{}\n{AUTHORIZATION_DENY_RULE}", include_str!("../../../policies/default.cedar")),
         )
         .expect("the shipped policies with one more rule load");
     }
