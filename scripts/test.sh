@@ -95,7 +95,7 @@ echo "== cargo test"
 # Every test binary is built by cargo, then run here in two lanes side by side: the CPU-bound ones (the state
 # machine's exploration in `invariants`, the simulator's runs in `simulate`) and then `cli` one after the other in one
 # lane, every other binary (mostly waiting on servers and processes) in the other; the lanes take about as long as
-# each other (231 s and 220 s in a clean-clone run). cargo runs binaries one at a time, which left a core idle for
+# each other (247 s and 227 s in a clean-clone run). cargo runs binaries one at a time, which left a core idle for
 # minutes (issue 21, item 5). Four tests at a time per binary (AIRLOCK_TEST_THREADS to change it).
 threads=${AIRLOCK_TEST_THREADS:-4}
 logs=$(mktemp -d "${TMPDIR:-/tmp}/airlock-tests.XXXXXX")
