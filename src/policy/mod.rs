@@ -210,8 +210,8 @@ impl Engine {
         &self.version
     }
 
-    /// The ids of the policies that permit `action` for these facts, sorted (Cedar reports them as a set). The
-    /// request is checked against the schema, so facts of the wrong shape fail loudly rather than match nothing.
+    /// The ids of the policies that permit `action` for these facts, sorted (Cedar reports them as a set). Facts of a
+    /// shape the schema does not declare are refused at load (`fits_schema`), not here.
     fn matching(&self, action: &EntityUid, context: &Context) -> Vec<String> {
         // Not checked against the schema again (`None`): `fits_schema` checked the one shape `facts_context` builds at
         // load, for every action, and only its values change (numbers, flags, strings, sets of strings), never a

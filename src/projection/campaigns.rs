@@ -64,8 +64,8 @@ pub const PHRASING_CANDIDATES_MAX: usize = 32;
 /// this many other summaries sharing that band, in every one of the sixteen bands.
 pub const PHRASING_BAND_RECENT_MAX: usize = 32;
 
-/// The group of near-identical summaries `signature` belongs to: among the day's summaries before `at` read for its
-/// bands (`PHRASING_BAND_RECENT_MAX` newest per band), the group of the most like it (by shared bands, then the
+/// The group of near-identical summaries `signature` belongs to: among the summaries since a day before `at` read for
+/// its bands (`PHRASING_BAND_RECENT_MAX` newest per band), the group of the most like it (by shared bands, then the
 /// earliest) that is near-identical to it, or `None` (it begins its own).
 pub fn phrasing_cluster(
     connection: &Connection,
@@ -491,8 +491,9 @@ mod tests {
         let transaction = connection.transaction().unwrap();
         let groups = remember_copies(&transaction, "case", TEMPLATE, START, earlier);
         assert!(groups.iter().all(|group| group == "case-0000"), "the copies formed more than one group");
-        // Statements prepared afresh, so that SQLite's counts start at zero.
+        // Statements prepared afresh, so that SQLite's counts start at zero, and so do the ones kept here.
         transaction.flush_prepared_statement_cache();
+        STEPS.with(|steps| steps.borrow_mut().1.clear());
         transaction.trace_v2(TraceEventCodes::SQLITE_TRACE_PROFILE, Some(count_steps));
         let before = STEPS.with(|steps| steps.borrow().0);
         let at = UnixMs(START.0 + 1_000 * earlier as u64);
