@@ -212,7 +212,8 @@ pub trait EventLog: Send + Sync {
         self.read_stream(stream)
     }
 
-    /// Up to `limit` commits of all streams with a global sequence above `after`, in order (projection, replay).
+    /// Up to `limit` commits of all streams with a global sequence above `after`, in order (projection, replay); fewer
+    /// only when the read reached the log's end as it was during the call.
     fn read_after(&self, after: u64, limit: usize) -> impl Future<Output = Result<Vec<Entry>, LogError>> + Send;
 
     /// Every commit with a global sequence above `after` and at most `until`, in order, as they arrive: one continuous

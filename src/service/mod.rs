@@ -343,8 +343,15 @@ impl<L: EventLog> Service<L> {
             if entries.is_empty() {
                 return Ok(last);
             }
+            // A batch shorter than asked for ended at the log's end as it was when read, after this call began:
+            // nothing this call must apply is left, and reading again would only find it empty (a hop to the
+            // blocking pool and a log read fewer for each inline catch-up, which follows every command).
+            let short = entries.len() < PROJECTION_BATCH_MAX;
             let projection = self.projection.clone();
             last = context::blocking(move || Ok(projection.apply(&entries)?)).await?;
+            if short {
+                return Ok(last);
+            }
         }
     }
 }
