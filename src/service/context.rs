@@ -141,19 +141,18 @@ impl<L: EventLog> Service<L> {
         envelope: &CommandEnvelope,
         state: &CaseState,
     ) -> Result<Prepared, ServiceError> {
-        // A new request reads the kill switch with its other projection reads, in one hop to the blocking pool.
-        let gathers_request =
-            matches!(envelope.command, Command::RequestRecovery { .. }) && state.status == Status::New;
-        let halted = match gathers_request {
-            true => false,
-            false => self.halted_for(&envelope.command).await?,
-        };
-        let mut prepared = Prepared::new(self.clock.now(), halted);
+        let now = self.clock.now();
+        if let Command::RequestRecovery { account_id, action, signals, summary } = &envelope.command
+            && state.status == Status::New
+        {
+            // A new request reads the kill switch with its other projection reads, in one hop to the blocking pool.
+            let mut prepared = Prepared::new(now, false);
+            let request = NewRequest { case_id, envelope, account_id, action, signals, summary };
+            self.gather_request(&request, &mut prepared).await?;
+            return Ok(prepared);
+        }
+        let mut prepared = Prepared::new(now, self.halted_for(&envelope.command).await?);
         match &envelope.command {
-            Command::RequestRecovery { account_id, action, signals, summary } if state.status == Status::New => {
-                let request = NewRequest { case_id, envelope, account_id, action, signals, summary };
-                self.gather_request(&request, &mut prepared).await?
-            }
             Command::SubmitProof { .. } if state.status == Status::Requested => {
                 self.gather_proof(case_id, envelope, state, &mut prepared).await?
             }
