@@ -94,6 +94,9 @@ struct CaseRow {
     high_value: bool,
     /// Destination id -> masked address, from the snapshot.
     destinations: BTreeMap<String, String>,
+    /// How many of them existed when the case was opened: the ones word of its outcome goes to
+    /// (`core::notices::owed_by`).
+    pre_existing_destinations: i64,
     requested_at: i64,
     updated_at: i64,
     deadline: Option<i64>,
@@ -147,6 +150,7 @@ impl CaseRow {
             new_destination,
             high_value: snapshot.is_high_value(),
             destinations: masked_destinations(snapshot),
+            pre_existing_destinations: snapshot.pre_existing(event.at).len() as i64,
             requested_at: event.at.0 as i64,
             updated_at: event.at.0 as i64,
             deadline: Some(deadline.0 as i64),
@@ -171,7 +175,7 @@ impl CaseRow {
             "SELECT account_id, action, action_description, action_hash, status, requester, summary, signals,
                     source_network, new_destination, high_value, destinations, requested_at, updated_at, deadline,
                     cooling_off_ends_at, challenge_expires_at, verified_by, decision, approvers, notified, authorization,
-                    effect_id, changes, executed_at, events, second_factor
+                    effect_id, changes, executed_at, events, second_factor, pre_existing_destinations
              FROM cases WHERE case_id = ?1",
             [case_id.as_str()],
             |row| {
@@ -205,6 +209,7 @@ impl CaseRow {
                     executed_at: row.get(24)?,
                     events: row.get(25)?,
                     second_factor: row.get(26)?,
+                    pre_existing_destinations: row.get(27)?,
                 })
             },
         )
@@ -246,9 +251,10 @@ impl CaseRow {
                 "INSERT INTO cases (case_id, account_id, action, action_description, action_hash, status, requester,
                      summary, signals, source_network, new_destination, high_value, destinations, requested_at,
                      updated_at, deadline, cooling_off_ends_at, challenge_expires_at, verified_by, decision, approvers,
-                     notified, authorization, effect_id, changes, executed_at, events, second_factor)
+                     notified, authorization, effect_id, changes, executed_at, events, second_factor,
+                     pre_existing_destinations)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-                     ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
+                     ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
                 params![
                     case_id,
                     self.account_id,
@@ -278,6 +284,7 @@ impl CaseRow {
                     self.executed_at,
                     self.events,
                     self.second_factor,
+                    self.pre_existing_destinations,
                 ],
             )?;
         }
@@ -567,7 +574,7 @@ fn update_case(
                 &change_lines(changes),
                 "available: airlock rollback",
             )?;
-            owe_notices(transaction, case_id, at)?;
+            owe_outcome_notices(transaction, row, case_id, at)?;
             format!("executed: {}", change_lines(changes).join("; "))
         }
         EventBody::ExecutionFailed { reason, deadline, .. } => {
@@ -580,7 +587,7 @@ fn update_case(
         EventBody::RolledBack { reason, reversal, .. } => {
             let lines = change_lines(reversal);
             insert_receipt(transaction, row, case_id, "rolled_back", event, &lines, "done")?;
-            owe_notices(transaction, case_id, at)?;
+            owe_outcome_notices(transaction, row, case_id, at)?;
             format!("rolled back ({}): {}", reason.escaped(), lines.join("; "))
         }
         EventBody::CaseExpired => {
@@ -624,7 +631,7 @@ fn update_case(
 }
 
 /// Marks the case as owing notices since `at`. Which notices, and to whom, the case's events say
-/// (`crate::core::notices`); a case that turns out to owe none (no destination predates it) is looked at and left.
+/// (`crate::core::notices`); the callers owe one only where those events name a destination for it.
 fn owe_notices(transaction: &Transaction, case_id: &CaseId, at: i64) -> Result<(), ProjectionError> {
     exec(
         transaction,
@@ -633,6 +640,20 @@ fn owe_notices(transaction: &Transaction, case_id: &CaseId, at: i64) -> Result<(
         params![case_id.as_str(), at],
     )?;
     Ok(())
+}
+
+/// Word of the case's change applied or rolled back, owed since `at` to every destination that existed when the case
+/// was opened: none if there was none (as `core::notices::owed_by` says).
+fn owe_outcome_notices(
+    transaction: &Transaction,
+    row: &CaseRow,
+    case_id: &CaseId,
+    at: i64,
+) -> Result<(), ProjectionError> {
+    match row.pre_existing_destinations {
+        0 => Ok(()),
+        _ => owe_notices(transaction, case_id, at),
+    }
 }
 
 /// The case owes no notice any more: every one was delivered, or the cancel links lapsed as the case left

@@ -24,7 +24,7 @@ use std::sync::{Mutex, MutexGuard};
 pub(crate) const MIGRATIONS: &[Migration] = crate::migrations!(
     "projection": 1 => "0001_read_model", 2 => "0002_velocity_indexes", 3 => "0003_second_factor",
     4 => "0004_append_only_tables", 5 => "0005_velocity_from_ledgers", 6 => "0006_notices_owed",
-    7 => "0007_campaigns", 8 => "0008_summary_bands_newest"
+    7 => "0007_campaigns", 8 => "0008_summary_bands_newest", 9 => "0009_outcome_notices"
 );
 
 #[derive(Debug, thiserror::Error)]
@@ -61,15 +61,19 @@ fn file_identity(path: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|metadata| (metadata.dev(), metadata.ino()))
 }
 
-/// Whether the file at `path` is a projection written before campaign alerts (schema version 1 to 6) that applied
-/// log entries already: migrated, its campaign tables would miss those entries' hits.
-fn counted_before_campaigns(path: &Path) -> bool {
-    let Ok(connection) = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
-        return false;
-    };
+/// Older schemas whose rows no migration can bring to what a rebuild from the log gives, and what a file of theirs is
+/// set aside as: before campaign alerts (versions 1 to 6), the campaign tables miss the hits of the entries already
+/// applied (ADR 25); before version 9, the cases miss the count of destinations their notices of an outcome go to.
+const REBUILT_FROM: [(std::ops::Range<i64>, &str); 2] = [(1..7, "before-campaigns"), (7..9, "before-outcome-notices")];
+
+/// Why the file at `path`, a projection written at an older schema that applied log entries already, is to be set
+/// aside and rebuilt (`REBUILT_FROM`); `None` for any other file (a current one, a fresh one, or none).
+fn rebuilt_because(path: &Path) -> Option<&'static str> {
+    let connection = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
     let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap_or(0);
     let applied: i64 = connection.query_row("SELECT last_sequence FROM checkpoint", [], |row| row.get(0)).unwrap_or(0);
-    (1..7).contains(&version) && applied > 0
+    let (_, why) = REBUILT_FROM.iter().find(|(versions, _)| versions.contains(&version))?;
+    (applied > 0).then_some(*why)
 }
 
 /// The lock file beside a projection file (`projection.db.lock`).
@@ -97,7 +101,7 @@ impl Projection {
                 return Err(OpenError::Lock { path: lock_path(path).display().to_string(), source });
             }
         }
-        let stale = counted_before_campaigns(path);
+        let stale = rebuilt_because(path);
         let connection = sqlite::open(path, MIGRATIONS)?;
         let reader = sqlite::open(path, MIGRATIONS)?;
         let projection = Projection {
@@ -107,12 +111,11 @@ impl Projection {
             reader: Mutex::new(reader),
             _lock: lock,
         };
-        if stale {
-            // Its campaign tables would hold no hit of the events it applied before them, and differ from a rebuild
-            // (ADR 25): it is set aside, and the caller rebuilds it from the log, as after a lost file.
-            let aside =
-                projection.set_aside_as("before-campaigns", crate::clock::Clock::now(&crate::clock::SystemClock).0)?;
-            tracing::warn!(aside = %aside.display(), "the projection predates campaign alerts: rebuilding it from the log");
+        if let Some(why) = stale {
+            // Migrated, its rows would differ from a rebuild (`REBUILT_FROM`): it is set aside, and the caller
+            // rebuilds it from the log, as after a lost file.
+            let aside = projection.set_aside_as(why, crate::clock::Clock::now(&crate::clock::SystemClock).0)?;
+            tracing::warn!(aside = %aside.display(), "the projection was written by an older airlock: rebuilding it from the log");
         }
         Ok(projection)
     }
@@ -253,37 +256,40 @@ mod tests {
         assert_eq!(projection.apply(&[entry(2), entry(3)]).unwrap(), 3);
     }
 
-    // Proves a projection written before campaign alerts (schema 6) that applied entries is set aside when opened
-    // and started afresh at checkpoint 0, for the caller to rebuild from the log (its campaign tables would miss the
-    // hits of those entries); an empty one, or one already at schema 7, is kept.
+    // Proves a projection whose rows no migration can bring to what a rebuild gives is set aside when opened, under a
+    // name saying why, and started afresh at checkpoint 0 for the caller to rebuild from the log: one written before
+    // campaign alerts (schema 6: its campaign tables would miss the hits of the entries it applied) and ones written
+    // before the cases counted the destinations their notices of an outcome go to (schemas 7 and 8); an empty one
+    // is migrated in place, and a current one is kept.
     #[test]
-    fn a_projection_from_before_campaign_alerts_is_rebuilt() {
-        let directory = tempfile::tempdir().unwrap();
-        let path = directory.path().join("projection.db");
-        {
-            let old = sqlite::open(&path, &MIGRATIONS[..6]).unwrap();
-            old.execute("UPDATE checkpoint SET last_sequence = 5", []).unwrap();
-        }
-        let projection = Projection::open(&path).unwrap();
-        assert_eq!(projection.last_sequence().unwrap(), 0, "the old file was kept");
-        let aside: Vec<String> = std::fs::read_dir(directory.path())
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().to_string_lossy().to_string())
-            .filter(|name| name.starts_with("projection.db.before-campaigns-"))
-            .collect();
-        assert_eq!(aside.len(), 1, "{aside:?}");
-        projection.apply(&[Entry { sequence: 1, envelopes: Vec::new() }]).unwrap();
-        drop(projection);
-        assert_eq!(Projection::open(&path).unwrap().last_sequence().unwrap(), 1, "a current file was set aside");
+    fn a_projection_a_migration_cannot_bring_up_to_date_is_rebuilt() {
+        let names = |directory: &Path, prefix: &str| -> Vec<String> {
+            let names = std::fs::read_dir(directory).unwrap().map(|entry| entry.unwrap().file_name());
+            names.map(|name| name.to_string_lossy().to_string()).filter(|name| name.starts_with(prefix)).collect()
+        };
+        for (version, why) in [(6, "before-campaigns"), (7, "before-outcome-notices"), (8, "before-outcome-notices")] {
+            let directory = tempfile::tempdir().unwrap();
+            let path = directory.path().join("projection.db");
+            {
+                let old = sqlite::open(&path, &MIGRATIONS[..version]).unwrap();
+                old.execute("UPDATE checkpoint SET last_sequence = 5", []).unwrap();
+            }
+            let projection = Projection::open(&path).unwrap();
+            assert_eq!(projection.last_sequence().unwrap(), 0, "schema {version}: the old file was kept");
+            let aside = names(directory.path(), &format!("projection.db.{why}-"));
+            assert_eq!(aside.len(), 1, "schema {version}: {:?}", names(directory.path(), ""));
+            projection.apply(&[Entry { sequence: 1, envelopes: Vec::new() }]).unwrap();
+            drop(projection);
+            assert_eq!(Projection::open(&path).unwrap().last_sequence().unwrap(), 1, "a current file was set aside");
 
-        let empty = directory.path().join("empty.db");
-        drop(sqlite::open(&empty, &MIGRATIONS[..6]).unwrap());
-        drop(Projection::open(&empty).unwrap());
-        let names: Vec<String> = std::fs::read_dir(directory.path())
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().to_string_lossy().to_string())
-            .collect();
-        assert!(!names.iter().any(|name| name.starts_with("empty.db.before-campaigns")), "{names:?}");
+            let empty = directory.path().join("empty.db");
+            drop(sqlite::open(&empty, &MIGRATIONS[..version]).unwrap());
+            drop(Projection::open(&empty).unwrap());
+            assert!(
+                names(directory.path(), "empty.db.").iter().all(|name| name.ends_with(".lock")),
+                "schema {version}"
+            );
+        }
     }
 
     // Proves a projection file deleted under an open projection is noticed and started afresh at checkpoint 0, and

@@ -236,3 +236,54 @@ async fn another_process_sends_owed_notices_after_the_grace_and_not_after_the_wi
     assert_eq!(world.outbox(CHANGED).len(), 1, "a notice owed for over a week was sent");
     assert_eq!(service.load(&late).await.unwrap().0.notices.len(), 1, "it stays owed in the case's events");
 }
+
+// Proves the projection lists a case as owing notices exactly when the case's own events do: word of a change applied
+// or rolled back goes to the destinations that existed when the case was opened, so a case opened for an owner who
+// had lost them all (every destination revoked: a person linked a new email after review) owes nothing when its
+// change runs or is rolled back. The projection used to list such a case as owing after each, so every tick of every
+// process loaded the whole case again for the week of the redelivery window, to send nothing.
+#[tokio::test]
+async fn a_case_with_nobody_to_tell_is_not_listed_as_owing_notices() {
+    let world = World::new();
+    let service = &world.embedded.service;
+    let mut lost = common::email_account("fay", UnixMs(START.0 - 100 * DAY_MS));
+    lost.destinations[0].revoked = true;
+    world.embedded.directory.put_account(&lost).unwrap();
+    let case_id = CaseId::new("case-fay");
+    let request = Command::RequestRecovery {
+        account_id: AccountId::new("fay"),
+        action: RecoveryAction::AddDestination {
+            kind: airlock::core::account::DestinationKind::Email,
+            address: "fay.new@example.net".to_string(),
+        },
+        summary: UntrustedText::new("summary", "lost every contact method", 100).unwrap(),
+        signals: Signals::default(),
+    };
+    let desk = Actor::new(Role::Intake, "desk");
+    service
+        .handle(&case_id, CommandEnvelope { command_id: CommandId::new("open"), actor: desk, command: request })
+        .await
+        .unwrap();
+    let state = service.load(&case_id).await.unwrap().0;
+    assert_eq!(state.status, Status::InReview, "nobody to send a code to: people decide");
+    let approve = Command::ApproveReview {
+        action_hash: state.facts.unwrap().action_hash,
+        reason: UntrustedText::new("reason", "called the owner back", 100).unwrap(),
+    };
+    let reviewer = Actor::new(Role::Reviewer, "reviewer-1");
+    let envelope = CommandEnvelope { command_id: CommandId::new("approve"), actor: reviewer, command: approve };
+    assert_eq!(service.handle(&case_id, envelope).await.unwrap().status, Status::CoolingOff);
+    assert!(world.owing().is_empty(), "no cancel link is owed to nobody");
+
+    world.executed(&case_id).await;
+    assert!(service.load(&case_id).await.unwrap().0.notices.is_empty(), "the case owes nobody word of the change");
+    assert!(world.owing().is_empty(), "the projection lists a case that owes nothing after its change ran");
+
+    let rollback = Command::RollBack { reason: UntrustedText::new("reason", "not the owner", 100).unwrap() };
+    let operator = Actor::new(Role::Operator, "ops-1");
+    let envelope = CommandEnvelope { command_id: CommandId::new("rollback"), actor: operator, command: rollback };
+    assert_eq!(service.handle(&case_id, envelope).await.unwrap().status, Status::RolledBack);
+    assert!(service.load(&case_id).await.unwrap().0.notices.is_empty());
+    assert!(world.owing().is_empty(), "the projection lists a case that owes nothing after its rollback");
+    assert!(world.outbox(CHANGED).is_empty() && world.failed().is_empty(), "nothing was sent to anybody");
+}
