@@ -437,9 +437,7 @@ impl Projection {
 mod tests {
     use super::*;
     use crate::core::ids::CaseId;
-    use rusqlite::trace::{TraceEvent, TraceEventCodes};
-    use rusqlite::{StatementStatus, Transaction};
-    use std::cell::RefCell;
+    use rusqlite::Transaction;
     use std::collections::BTreeSet;
 
     const START: UnixMs = UnixMs(1_780_000_000_000);
@@ -468,39 +466,17 @@ mod tests {
             .collect()
     }
 
-    thread_local! {
-        /// SQLite virtual machine steps run on this thread's traced connections, and each statement's count so far.
-        static STEPS: RefCell<(u64, HashMap<String, i32>)> = RefCell::new((0, HashMap::new()));
-    }
-
-    /// Adds what a finished statement ran since it last finished (SQLite counts per statement since it was prepared).
-    fn count_steps(event: TraceEvent<'_>) {
-        if let TraceEvent::Profile(statement, _) = event {
-            let total = statement.get_status(StatementStatus::VmStep);
-            STEPS.with(|steps| {
-                let mut steps = steps.borrow_mut();
-                let before = steps.1.insert(statement.sql().to_string(), total).unwrap_or(0);
-                steps.0 += u64::try_from(total - before).unwrap_or(0);
-            });
-        }
-    }
-
     /// The steps SQLite runs to place one more copy of `TEMPLATE` in its group, after `earlier` copies in the day.
     fn steps_to_place_a_copy_after(earlier: usize) -> u64 {
         let (_directory, mut connection) = projection_connection();
         let transaction = connection.transaction().unwrap();
         let groups = remember_copies(&transaction, "case", TEMPLATE, START, earlier);
         assert!(groups.iter().all(|group| group == "case-0000"), "the copies formed more than one group");
-        // Statements prepared afresh, so that SQLite's counts start at zero, and so do the ones kept here.
-        transaction.flush_prepared_statement_cache();
-        STEPS.with(|steps| steps.borrow_mut().1.clear());
-        transaction.trace_v2(TraceEventCodes::SQLITE_TRACE_PROFILE, Some(count_steps));
-        let before = STEPS.with(|steps| steps.borrow().0);
+        super::super::vm_steps::start(&transaction);
         let at = UnixMs(START.0 + 1_000 * earlier as u64);
         let group = phrasing_cluster(&transaction, &signature(TEMPLATE), at).unwrap();
         assert_eq!(group.as_deref(), Some("case-0000"));
-        transaction.trace_v2(TraceEventCodes::empty(), None);
-        STEPS.with(|steps| steps.borrow().0) - before
+        super::super::vm_steps::stop(&transaction)
     }
 
     // Proves the work of placing a summary does not grow with the day: with every case of the day sharing its bands

@@ -238,6 +238,47 @@ impl Projection {
     }
 }
 
+/// Counting the work SQLite does for a query, for tests that prove a query's cost does not grow with the data it
+/// does not need (SQLite's virtual machine steps, through rusqlite's `trace` feature, a dev-dependency only).
+#[cfg(test)]
+pub(crate) mod vm_steps {
+    use rusqlite::trace::{TraceEvent, TraceEventCodes};
+    use rusqlite::{Connection, StatementStatus};
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    thread_local! {
+        /// Steps run on this thread's traced connections, and each statement's count so far.
+        static STEPS: RefCell<(u64, HashMap<String, i32>)> = RefCell::new((0, HashMap::new()));
+    }
+
+    /// Adds what a finished statement ran since it last finished (SQLite counts per statement since it was prepared).
+    fn count_steps(event: TraceEvent<'_>) {
+        if let TraceEvent::Profile(statement, _) = event {
+            let total = statement.get_status(StatementStatus::VmStep);
+            STEPS.with(|steps| {
+                let mut steps = steps.borrow_mut();
+                let before = steps.1.insert(statement.sql().to_string(), total).unwrap_or(0);
+                steps.0 += u64::try_from(total - before).unwrap_or(0);
+            });
+        }
+    }
+
+    /// Starts counting the steps of the statements run on `connection` by this thread, from zero: its cached
+    /// statements are prepared afresh, so that SQLite's counts start at zero too.
+    pub(crate) fn start(connection: &Connection) {
+        connection.flush_prepared_statement_cache();
+        STEPS.with(|steps| *steps.borrow_mut() = (0, HashMap::new()));
+        connection.trace_v2(TraceEventCodes::SQLITE_TRACE_PROFILE, Some(count_steps));
+    }
+
+    /// Stops counting on `connection`; the steps counted since `start`.
+    pub(crate) fn stop(connection: &Connection) -> u64 {
+        connection.trace_v2(TraceEventCodes::empty(), None);
+        STEPS.with(|steps| steps.borrow().0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -107,7 +107,7 @@ impl<L: EventLog> Service<L> {
             let cases = super::context::blocking(move || {
                 Ok(match timer {
                     Timer::Tick => projection.due_cases(now)?,
-                    Timer::Execute => projection.case_ids(Some(Status::Executing.name()))?,
+                    Timer::Execute => projection.case_ids_in(Status::Executing)?,
                 })
             })
             .await?;
