@@ -24,7 +24,8 @@ use std::sync::{Mutex, MutexGuard};
 pub(crate) const MIGRATIONS: &[Migration] = crate::migrations!(
     "projection": 1 => "0001_read_model", 2 => "0002_velocity_indexes", 3 => "0003_second_factor",
     4 => "0004_append_only_tables", 5 => "0005_velocity_from_ledgers", 6 => "0006_notices_owed",
-    7 => "0007_campaigns", 8 => "0008_summary_bands_newest", 9 => "0009_outcome_notices"
+    7 => "0007_campaigns", 8 => "0008_summary_bands_newest", 9 => "0009_outcome_notices",
+    10 => "0010_cooling_off_ends_index"
 );
 
 #[derive(Debug, thiserror::Error)]
