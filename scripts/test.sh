@@ -93,10 +93,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== cargo test"
 # Every test binary is built by cargo, then run here in two lanes side by side: the CPU-bound ones (the state
-# machine's exploration in `invariants`, the simulator's runs in `simulate`) and then `cli` one after the other in one
-# lane, every other binary (mostly waiting on servers and processes) in the other; the lanes take about as long as
-# each other (247 s and 227 s in a clean-clone run). cargo runs binaries one at a time, which left a core idle for
-# minutes (issue 21, item 5). Four tests at a time per binary (AIRLOCK_TEST_THREADS to change it).
+# machine's exploration in `invariants`, the simulator's runs in `simulate`) and then `cli` and `threats` one after
+# the other in one lane, every other binary (mostly waiting on servers and processes) in the other. The lanes are
+# balanced by the CPU time of their binaries run alone (about 175 and 165 s). cargo runs binaries one at a time,
+# which left a core idle for minutes (issue 21, item 5). Four tests at a time per binary (AIRLOCK_TEST_THREADS to
+# change it).
 threads=${AIRLOCK_TEST_THREADS:-4}
 logs=$(mktemp -d "${TMPDIR:-/tmp}/airlock-tests.XXXXXX")
 cargo test --workspace --all-targets --locked --no-run --message-format=json-render-diagnostics > "$logs/build.json"
@@ -112,7 +113,7 @@ for line in open(sys.argv[1]):
         print(name, message["executable"])
 PY
 heavy=() rest=()
-for wanted in invariants simulate cli; do
+for wanted in invariants simulate cli threats; do
     binary=$(awk -v name="$wanted" '$1 == name { print $2 }' "$logs/binaries")
     if [ -z "$binary" ]; then
         echo "expected a test binary named $wanted; cargo built: $(cut -d' ' -f1 "$logs/binaries" | xargs)" >&2
@@ -122,7 +123,7 @@ for wanted in invariants simulate cli; do
 done
 while read -r name binary; do
     case "$name" in
-        invariants|simulate|cli) ;;
+        invariants|simulate|cli|threats) ;;
         *) rest+=("$name=$binary") ;;
     esac
 done < "$logs/binaries"
