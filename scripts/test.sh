@@ -85,6 +85,13 @@ echo "== $(chromium --version 2>/dev/null | head -1), $(chromedriver --version |
 export AIRLOCK_IDP_VENVS=${AIRLOCK_IDP_VENVS:-${XDG_CACHE_HOME:-$HOME/.cache}/airlock/idp}
 ./scripts/idp-venvs.sh
 
+# A fresh clone (CI) has no incremental state to reuse, and writing it costs: 89 s against 78 s for the workspace's
+# own crates in the test build, 26 s against 21 s in clippy (issue 21). Elsewhere the setting is left as it is, as
+# changing it rebuilds the workspace.
+if [ -n "${CI:-}" ]; then
+    export CARGO_INCREMENTAL=0
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
