@@ -7,6 +7,7 @@ mod common;
 
 mod core_decide;
 mod core_purity;
+mod core_units;
 mod docs;
 mod golden;
 mod policy;

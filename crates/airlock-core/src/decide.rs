@@ -596,26 +596,3 @@ pub fn reversal_of(changes: &[Change]) -> Vec<Change> {
         .map(|change| Change { record: change.record.clone(), old: change.new.clone(), new: change.old.clone() })
         .collect()
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::actor::Role;
-
-    // Proves the role table: intake may open a case and do nothing else.
-    #[test]
-    fn intake_may_only_request() {
-        for kind in [
-            CommandKind::SubmitProof,
-            CommandKind::ApproveReview,
-            CommandKind::DenyReview,
-            CommandKind::Cancel,
-            CommandKind::Tick,
-            CommandKind::ConfirmExecution,
-            CommandKind::RollBack,
-        ] {
-            assert!(!kind.allowed_roles().contains(&Role::Intake), "{} must refuse intake", kind.name());
-        }
-        assert!(CommandKind::RequestRecovery.allowed_roles().contains(&Role::Intake));
-    }
-}

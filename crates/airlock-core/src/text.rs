@@ -64,20 +64,3 @@ pub fn check_identifier(field: &'static str, value: &str) -> Result<(), Rejectio
     }
     Ok(())
 }
-
-#[cfg(test)]
-mod tests {
-    use super::for_terminal;
-
-    // Proves what a terminal would act on or reorder (escape sequences, a carriage return, bidi overrides and
-    // isolates, zero-width and 8-bit control characters) is shown as an escape, and ordinary text is left alone.
-    #[test]
-    fn terminal_text_shows_controls_and_bidi_as_escapes() {
-        let hostile = "a\u{1b}[2J\r\nb\u{7}\u{202e}c\u{2066}d\u{200f}e\u{200b}f\u{9b}g";
-        let shown = for_terminal(hostile);
-        for raw in ['\u{1b}', '\r', '\n', '\u{7}', '\u{202e}', '\u{2066}', '\u{200f}', '\u{200b}', '\u{9b}'] {
-            assert!(!shown.contains(raw), "{raw:?} reached the terminal in {shown:?}");
-        }
-        assert_eq!(for_terminal("café, Zürich: \"ok\" it's fine"), "café, Zürich: \"ok\" it's fine");
-    }
-}
