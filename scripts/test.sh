@@ -101,8 +101,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 # Every test binary is built by cargo, then run here in two lanes side by side: the CPU-bound ones (the state
 # machine's exploration in `invariants`, the simulator's runs in `simulate`) and then `cli` and `threats` one after
-# the other in one lane, every other binary (mostly waiting on servers and processes) in the other. The lanes are
-# balanced by the CPU time of their binaries run alone (about 175 and 165 s). cargo runs binaries one at a time,
+# the other in one lane, every other binary (mostly waiting on servers and processes) in the other, those that wait
+# the most first. The lanes are balanced by the CPU time of their binaries run alone (about 175 and 165 s), and
+# neither is left to wait alone at the end. cargo runs binaries one at a time,
 # which left a core idle for minutes (issue 21, item 5). Four tests at a time per binary (AIRLOCK_TEST_THREADS to
 # change it).
 threads=${AIRLOCK_TEST_THREADS:-4}
@@ -121,18 +122,25 @@ for line in open(sys.argv[1]):
         name = target["name"] if kind == "test" else f"{target['name']}-{kind}"
         print(name, message["executable"])
 PY
-heavy=() rest=()
-for wanted in invariants simulate cli threats; do
-    binary=$(awk -v name="$wanted" '$1 == name { print $2 }' "$logs/binaries")
+# Sets `named` to the binary named `$1` as "name=path"; a binary the lanes expect and cargo did not build is an error.
+binary_named() {
+    local binary
+    binary=$(awk -v name="$1" '$1 == name { print $2 }' "$logs/binaries")
     if [ -z "$binary" ]; then
-        echo "expected a test binary named $wanted; cargo built: $(cut -d' ' -f1 "$logs/binaries" | xargs)" >&2
+        echo "expected a test binary named $1; cargo built: $(cut -d' ' -f1 "$logs/binaries" | xargs)" >&2
         exit 1
     fi
-    heavy+=("$wanted=$binary")
-done
+    named="$1=$binary"
+}
+# The other lane starts with the binaries that wait the most (browsers, identity providers, timeouts), so that their
+# waits fall beside the CPU-bound lane rather than at the end, and ends with binaries that keep both cores busy.
+heavy_names="invariants simulate cli threats" rest_first="integrations airlock-lib nats"
+heavy=() rest=()
+for wanted in $heavy_names; do binary_named "$wanted" && heavy+=("$named"); done
+for wanted in $rest_first; do binary_named "$wanted" && rest+=("$named"); done
 while read -r name binary; do
-    case "$name" in
-        invariants|simulate|cli|threats) ;;
+    case " $heavy_names $rest_first " in
+        *" $name "*) ;;
         *) rest+=("$name=$binary") ;;
     esac
 done < "$logs/binaries"
