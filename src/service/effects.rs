@@ -5,7 +5,8 @@
 use crate::core::actor::Actor;
 use crate::core::command::{Command, CommandEnvelope, CommandKind, EffectOutcome};
 use crate::core::event::{Event, EventBody};
-use crate::core::ids::{CaseId, CommandId, DestinationId};
+use crate::core::ids::{CaseId, CommandId, DestinationId, UnixMs};
+use crate::core::limits::NOTICE_REDELIVERY_WINDOW_MS;
 use crate::core::rejection::Rejection;
 use crate::core::state::{CaseState, Status};
 use crate::core::text::UntrustedText;
@@ -99,34 +100,19 @@ impl<L: EventLog> Service<L> {
                 first_error.get_or_insert(error);
             }
         };
-        // Cases side by side, a few at a time: one case waiting on a slow directory must not hold up the others'. The
-        // ticks first, then the executions (a tick may have just started one).
-        use futures::StreamExt;
-        for timer in [Timer::Tick, Timer::Execute] {
-            let (projection, now) = (self.projection.clone(), self.clock.now());
-            let cases = super::context::blocking(move || {
-                Ok(match timer {
-                    Timer::Tick => projection.due_cases(now)?,
-                    Timer::Execute => projection.case_ids_in(Status::Executing)?,
-                })
-            })
-            .await?;
-            let results: Vec<_> = futures::stream::iter(cases)
-                .map(|case_id| async move {
-                    let result = match timer {
-                        Timer::Tick => self.tick(&case_id).await,
-                        Timer::Execute => self.execute(&case_id).await,
-                    };
-                    (case_id, result)
-                })
-                .buffer_unordered(TIMERS_AT_ONCE)
-                .collect()
-                .await;
-            for (case_id, result) in results {
+        // What is due, executing and owed, in one read (a tick with nothing to do is one hop to the blocking pool).
+        // The ticks first, then the executions (a tick may have just started one: then they are read again).
+        let mut work = self.timer_work().await?;
+        if !work.due.is_empty() {
+            for (case_id, result) in self.each_case(std::mem::take(&mut work.due), Timer::Tick).await {
                 outcome(&case_id, result);
             }
+            work = self.timer_work().await?;
         }
-        if let Err(error) = self.resend_owed_notices().await {
+        for (case_id, result) in self.each_case(std::mem::take(&mut work.executing), Timer::Execute).await {
+            outcome(&case_id, result);
+        }
+        if let Err(error) = self.resend_owed_notices(work.owed).await {
             tracing::warn!(%error, "notices: owed notices will be looked at again on the next tick");
             first_error.get_or_insert(error);
         }
@@ -134,6 +120,30 @@ impl<L: EventLog> Service<L> {
             Some(error) => Err(error),
             None => Ok(moved),
         }
+    }
+
+    /// The projection's `timer_work` as of now, with the window of owed notices that are sent again.
+    async fn timer_work(&self) -> Result<crate::projection::query::TimerWork, ServiceError> {
+        let (projection, now) = (self.projection.clone(), self.clock.now());
+        let owed_from = UnixMs(now.0.saturating_sub(NOTICE_REDELIVERY_WINDOW_MS));
+        super::context::blocking(move || Ok(projection.timer_work(now, owed_from)?)).await
+    }
+
+    /// Runs `timer` for each case, a few cases side by side: one case waiting on a slow directory must not hold up
+    /// the others'.
+    async fn each_case(&self, cases: Vec<CaseId>, timer: Timer) -> Vec<(CaseId, Result<Handled, ServiceError>)> {
+        use futures::StreamExt;
+        futures::stream::iter(cases)
+            .map(|case_id| async move {
+                let result = match timer {
+                    Timer::Tick => self.tick(&case_id).await,
+                    Timer::Execute => self.execute(&case_id).await,
+                };
+                (case_id, result)
+            })
+            .buffer_unordered(TIMERS_AT_ONCE)
+            .collect()
+            .await
     }
 
     /// The timer's command for one case: a tick named after the case's length, so racing processes send the same one.

@@ -441,15 +441,14 @@ impl<L: EventLog> Service<L> {
     }
 
     /// The timers' share of notices: sends again every owed notice that is due (its process had its chance, or this
-    /// one's pause after a failure is over) and at most a week old, up to `NOTICE_RESENDS_PER_TICK_MAX` per tick.
-    /// Returns how many were delivered.
-    pub(super) async fn resend_owed_notices(&self) -> Result<usize, ServiceError> {
+    /// one's pause after a failure is over) and at most a week old, up to `NOTICE_RESENDS_PER_TICK_MAX` per tick,
+    /// among the cases the projection listed as owing (`owed`, read with the tick's other work). Returns how many
+    /// were delivered.
+    pub(super) async fn resend_owed_notices(&self, owed: Vec<CaseId>) -> Result<usize, ServiceError> {
         let now = self.clock.now();
         let window_start = UnixMs(now.0.saturating_sub(NOTICE_REDELIVERY_WINDOW_MS));
         let (mut attempted, mut delivered_count) = (0, 0);
         self.redelivery.forget_stale(now);
-        let projection = self.projection.clone();
-        let owed = super::context::blocking(move || Ok(projection.notices_owed(window_start, now)?)).await?;
         for case_id in owed {
             if attempted >= NOTICE_RESENDS_PER_TICK_MAX {
                 break;
