@@ -111,7 +111,7 @@ logs=$(mktemp -d "${TMPDIR:-/tmp}/airlock-tests.XXXXXX")
 # The workspace's test targets but those whose Cargo.toml says `test = false` (`--all-targets` would build them too):
 # the core's library (its tests are in tests/core), the invariants package's empty library, and the binary's main.rs.
 cargo test --workspace --locked --no-run --message-format=json-render-diagnostics > "$logs/build.json"
-# One line per test binary: "<name> <path>", the name being its target (and `unit` for a crate's own tests).
+# One line per test binary: "<name> <path>", the name being its target (`<crate>-lib` for a library's own tests).
 python3 - "$logs/build.json" > "$logs/binaries" <<'PY'
 import json, sys
 for line in open(sys.argv[1]):

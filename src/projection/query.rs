@@ -329,8 +329,8 @@ impl Projection {
     }
 
     /// What a tick of the timers has to do, read at one moment in one read transaction (one hop to the blocking pool
-    /// and one read lock for the three, where a tick with nothing due used to take three): the cases due (with
-    /// `TimerWork::due`), executing, and owing notices since a moment between `owed_from` and `now`.
+    /// and one read lock for the three, where a tick with nothing due used to take three): the cases due, the cases
+    /// executing, and the cases owing notices since a moment between `owed_from` and `now`.
     pub fn timer_work(&self, now: UnixMs, owed_from: UnixMs) -> Result<TimerWork, ProjectionError> {
         let mut connection = self.read();
         let transaction = connection.transaction()?;
@@ -399,7 +399,7 @@ impl Projection {
             .and_then(|mut statement| statement.query_row([], |row| row.get(0)))?)
     }
 
-    /// The ids of the cases in `status`, newest first: a search of the status index (the timers ask for the cases
+    /// The ids of the cases in `status`, newest first: a search of an index by status (the timers ask for the cases
     /// executing on every tick, which must not cost a scan of every case there ever was).
     pub fn case_ids_in(&self, status: Status) -> Result<Vec<CaseId>, ProjectionError> {
         case_ids_in(&self.read(), status)

@@ -437,3 +437,37 @@ fn the_core_modules_import_each_other_without_a_cycle() {
     let grouped = imported_modules("use crate::{account::AccountSnapshot, ids};\nfn f() { crate::text::x(); }\n");
     assert_eq!(grouped.into_iter().collect::<Vec<_>>(), ["account", "ids", "text"]);
 }
+
+/// The lines of `source` (comments aside) that write a test: a `#[test]`, `#[tokio::test]` or `#[cfg(test)]`.
+fn test_attributes(source: &str) -> Vec<usize> {
+    let code = strip_comments(source);
+    let marks = ["#[test]", "#[tokio::test", "#[cfg(test)]"];
+    let lines = code.lines().enumerate();
+    lines.filter(|(_, line)| marks.iter().any(|mark| line.contains(mark))).map(|(number, _)| number + 1).collect()
+}
+
+// Proves no test is written where nothing would run it: the core's library, the invariants package's library and the
+// binary's main.rs have no test target (`test = false` in their Cargo.toml, so that the core is not built a second
+// time at opt-level 2 for its tests; issue 21), and their tests live in `tests/`. The scanner finds each kind of
+// test attribute, and not one in a comment.
+#[test]
+fn no_test_is_written_where_no_target_runs_it() {
+    assert_eq!(test_attributes("//! #[test]\nfn a() {}\n#[test]\nfn b() {}\n#[cfg(test)]\nmod c {}\n"), [3, 5]);
+    assert_eq!(test_attributes("#[tokio::test(flavor = \"multi_thread\")]\nasync fn d() {}\n"), [1]);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = rust_files(&root.join("crates/airlock-core/src"));
+    files.extend(rust_files(&root.join("crates/airlock-invariants/src")));
+    files.push(root.join("src/main.rs"));
+    assert!(files.len() > 20, "the walk missed the core: {files:?}");
+    let mut found = Vec::new();
+    for path in files {
+        let source = std::fs::read_to_string(&path).unwrap();
+        let lines = test_attributes(&source);
+        found.extend(lines.into_iter().map(|line| format!("{}:{line}", path.strip_prefix(root).unwrap().display())));
+    }
+    assert!(found.is_empty(), "tests that no target runs (move them to tests/core): {found:?}");
+    for manifest in ["crates/airlock-core/Cargo.toml", "crates/airlock-invariants/Cargo.toml", "Cargo.toml"] {
+        let text = std::fs::read_to_string(root.join(manifest)).unwrap();
+        assert!(text.contains("test = false"), "{manifest} no longer says test = false: this test is moot");
+    }
+}
