@@ -102,10 +102,9 @@ echo "== cargo test"
 # Every test binary is built by cargo, then run here in two lanes side by side: the CPU-bound ones (the state
 # machine's exploration in `invariants`, the simulator's runs in `simulate`) and then `cli` and `threats` one after
 # the other in one lane, every other binary (mostly waiting on servers and processes) in the other, those that wait
-# the most first. The lanes are balanced by the CPU time of their binaries run alone (about 175 and 165 s), and
-# neither is left to wait alone at the end. cargo runs binaries one at a time,
-# which left a core idle for minutes (issue 21, item 5). Four tests at a time per binary (AIRLOCK_TEST_THREADS to
-# change it).
+# the most first. The lanes are balanced by the CPU time of their binaries run alone (about 175 and 165 s of CPU).
+# cargo runs binaries one at a time, which left a core idle for minutes (issue 21, item 5). Four tests at a time per
+# binary (AIRLOCK_TEST_THREADS to change it).
 threads=${AIRLOCK_TEST_THREADS:-4}
 logs=$(mktemp -d "${TMPDIR:-/tmp}/airlock-tests.XXXXXX")
 # The workspace's test targets but those whose Cargo.toml says `test = false` (`--all-targets` would build them too):

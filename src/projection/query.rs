@@ -153,6 +153,7 @@ fn case_ids(
     Ok(rows.map(|row| row.map(CaseId::new)).collect::<Result<_, _>>()?)
 }
 
+/// Cases whose timer is due: a deadline passed, or a cooling-off ended.
 fn due_cases(connection: &rusqlite::Connection, now: UnixMs) -> Result<Vec<CaseId>, ProjectionError> {
     let mut statement = connection.prepare_cached(
         "SELECT case_id FROM cases
@@ -174,6 +175,8 @@ fn notices_owed(
     case_ids(&mut statement, [oldest.0 as i64, newest.0 as i64])
 }
 
+/// The ids of the cases in `status`, newest first: a search of an index by status (the timers ask for the cases
+/// executing on every tick, which must not cost a scan of every case there ever was).
 fn case_ids_in(connection: &rusqlite::Connection, status: Status) -> Result<Vec<CaseId>, ProjectionError> {
     let mut statement =
         connection.prepare_cached("SELECT case_id FROM cases WHERE status = ?1 ORDER BY requested_at DESC, case_id")?;
@@ -317,11 +320,6 @@ impl Projection {
         })
     }
 
-    /// Cases whose timer is due: a deadline passed, or a cooling-off ended.
-    pub fn due_cases(&self, now: UnixMs) -> Result<Vec<CaseId>, ProjectionError> {
-        due_cases(&self.read(), now)
-    }
-
     /// Cases that have owed their owner a notice since a moment between `oldest` and `newest`, longest owed first:
     /// the timers send those notices again (ADR 10).
     pub fn notices_owed(&self, oldest: UnixMs, newest: UnixMs) -> Result<Vec<CaseId>, ProjectionError> {
@@ -397,12 +395,6 @@ impl Projection {
             .read()
             .prepare_cached("SELECT halted FROM control WHERE id = 1")
             .and_then(|mut statement| statement.query_row([], |row| row.get(0)))?)
-    }
-
-    /// The ids of the cases in `status`, newest first: a search of an index by status (the timers ask for the cases
-    /// executing on every tick, which must not cost a scan of every case there ever was).
-    pub fn case_ids_in(&self, status: Status) -> Result<Vec<CaseId>, ProjectionError> {
-        case_ids_in(&self.read(), status)
     }
 
     /// Cases matching the filter, newest first, at most `filter.limit`; and whether more match.
