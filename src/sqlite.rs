@@ -34,8 +34,14 @@ pub enum OpenError {
 /// How a file is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
-    /// WAL and a full fsync at each commit: the normal mode of every database.
+    /// WAL and a full fsync at each commit: the normal mode of every database that holds anything of its own.
     Full,
+    /// WAL, synced at each checkpoint rather than each commit: for the projection alone, which holds nothing but what
+    /// it derived from the log, with its checkpoint in the same transaction as the rows. A power loss can take its
+    /// last commits back, all together, never half of one; it is then behind the log, and catches up from its
+    /// checkpoint as after any stop (the projector repositions its consumer there). The fsync per commit was a tenth
+    /// of the service's CPU under load (issue 21, item 6; docs/benchmarks.md).
+    Derived,
     /// No journal and no fsync: only for a file being rebuilt from the log, which is thrown away (and rebuilt again)
     /// if anything goes wrong, and switched to `Full` before anyone else uses it.
     Rebuild,
@@ -58,6 +64,7 @@ pub fn open_with(path: &Path, migrations: &[Migration], durability: Durability) 
     connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE_MAX);
     let pragmas = match durability {
         Durability::Full => "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;",
+        Durability::Derived => "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;",
         Durability::Rebuild => "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA locking_mode = EXCLUSIVE;",
     };
     connection

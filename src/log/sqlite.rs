@@ -182,6 +182,17 @@ impl EventLog for SqliteLog {
 mod tests {
     use super::*;
 
+    // Proves the log, which holds the only copy of every event, is synced at every commit (the projection, derived
+    // from it, only at checkpoints).
+    #[test]
+    fn the_log_syncs_every_commit() {
+        let directory = tempfile::tempdir().unwrap();
+        let log = SqliteLog::open(&directory.path().join("log.db")).unwrap();
+        let synchronous: u32 =
+            log.connection.lock().unwrap().query_row("PRAGMA synchronous", [], |row| row.get(0)).unwrap();
+        assert_eq!(synchronous, 2, "FULL");
+    }
+
     // Proves (issue 21, item 3) that an append waiting for SQLite's write lock (another process writing) does not hold
     // the runtime's thread: on a one-thread runtime other work goes on while it waits, and the append lands once the
     // lock is released.

@@ -84,6 +84,11 @@ pub fn lock_path(path: &Path) -> std::path::PathBuf {
     name.into()
 }
 
+/// One connection to a projection file, migrated, with the projection's durability (`Durability::Derived`).
+pub(crate) fn open_file(path: &Path) -> Result<Connection, OpenError> {
+    sqlite::open_with(path, MIGRATIONS, sqlite::Durability::Derived)
+}
+
 fn open_lock(path: &Path) -> Result<std::fs::File, OpenError> {
     let lock_path = lock_path(path);
     let failed = |source| OpenError::Lock { path: lock_path.display().to_string(), source };
@@ -103,8 +108,8 @@ impl Projection {
             }
         }
         let stale = rebuilt_because(path);
-        let connection = sqlite::open(path, MIGRATIONS)?;
-        let reader = sqlite::open(path, MIGRATIONS)?;
+        let connection = open_file(path)?;
+        let reader = open_file(path)?;
         let projection = Projection {
             path: path.to_path_buf(),
             identity: Mutex::new(file_identity(path)),
@@ -160,8 +165,8 @@ impl Projection {
     }
 
     fn reopen(&self, identity: &mut Option<(u64, u64)>) -> Result<(), OpenError> {
-        let connection = sqlite::open(&self.path, MIGRATIONS)?;
-        let reader = sqlite::open(&self.path, MIGRATIONS)?;
+        let connection = open_file(&self.path)?;
+        let reader = open_file(&self.path)?;
         *self.lock() = connection;
         *self.read() = reader;
         *identity = file_identity(&self.path);
@@ -283,6 +288,27 @@ pub(crate) mod vm_steps {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Proves which durability the projection runs with (`Durability::Derived`): WAL, synced at checkpoints, on both of
+    // its connections, also once reopened after its file was replaced. The log keeps a sync per commit
+    // (`log::sqlite`'s test of the same).
+    #[test]
+    fn the_projection_syncs_at_checkpoints_on_every_connection() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("projection.db");
+        let projection = Projection::open(&path).unwrap();
+        let modes = |projection: &Projection| {
+            [projection.lock(), projection.read()].map(|connection| {
+                let journal: String = connection.query_row("PRAGMA journal_mode", [], |row| row.get(0)).unwrap();
+                let synchronous: u32 = connection.query_row("PRAGMA synchronous", [], |row| row.get(0)).unwrap();
+                (journal, synchronous)
+            })
+        };
+        let normal = || ("wal".to_string(), 1);
+        assert_eq!(modes(&projection), [normal(), normal()]);
+        projection.set_aside_as("test", 1).unwrap();
+        assert_eq!(modes(&projection), [normal(), normal()]);
+    }
 
     // Proves (issue 15, item 4) a batch that does not follow the checkpoint without a hole is refused whole, naming
     // the missing entry, and that the checkpoint stays where it was: nothing past a lost entry is ever committed.

@@ -173,8 +173,8 @@ pub async fn rebuild_with<L: EventLog>(
     }
     drop(sender);
     writer.await.map_err(|error| RebuildError::Writer(error.to_string()))??;
-    // Back to the normal durability before the file is used: WAL, full sync.
-    drop(sqlite::open(path, MIGRATIONS)?);
+    // Back to the projection's durability before the file is used: WAL, synced at checkpoints.
+    drop(super::open_file(path)?);
     Ok(RebuildStats { commits, events, last_sequence: after, elapsed: started.elapsed() })
 }
 
