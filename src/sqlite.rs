@@ -43,7 +43,8 @@ pub enum Durability {
     /// of the service's CPU under load (issue 21, item 6; docs/benchmarks.md).
     Derived,
     /// No journal and no fsync: only for a file being rebuilt from the log, which is thrown away (and rebuilt again)
-    /// if anything goes wrong, and switched to `Full` before anyone else uses it.
+    /// if anything goes wrong, and switched to `Derived` (WAL, which commits the file's pages first) before anyone else
+    /// uses it.
     Rebuild,
 }
 

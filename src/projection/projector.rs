@@ -155,7 +155,9 @@ pub async fn run_projector(
         };
         // AckPolicy::All: acknowledging the last message acknowledges the whole batch, and every entry of it was
         // applied (a batch with a hole is applied not at all). The rows are committed already, so an acknowledgement
-        // lost to a NATS restart only means the batch comes again, and the checkpoint skips it.
+        // lost to a NATS restart only means the batch comes again, and the checkpoint skips it. An acknowledgement can
+        // also outlive the rows, if a power loss takes the projection's last commits back (ADR 30): the consumer is
+        // then ahead of the checkpoint, and `consumer_at_checkpoint` moves it back when the projector starts.
         if let Err(error) = last.double_ack().await {
             tracing::warn!(%error, checkpoint = applied.0, "projector: acknowledgement not confirmed; the batch may come again");
         }

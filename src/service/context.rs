@@ -171,9 +171,10 @@ impl<L: EventLog> Service<L> {
         Ok(prepared)
     }
 
-    /// Whether the kill switch is on, as the command needs to know it. Only the timer's decision to execute depends
-    /// on it, so only it reads the switch from the log itself. Elsewhere `halted` is a policy fact, taken from the
-    /// projection (which follows the log closely).
+    /// Whether the kill switch is on, as the command needs to know it. The timer's decision to execute reads the
+    /// switch from the log itself. Elsewhere (a policy fact, and whether a set-password link may still be used) it is
+    /// taken from the projection, which follows the log closely, and which every process brings up to the log before
+    /// it takes commands (ADR 30).
     async fn halted_for(&self, command: &Command) -> Result<bool, ServiceError> {
         match command {
             Command::Tick => Ok(self.control_state().await?.0.halted),

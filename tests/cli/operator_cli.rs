@@ -86,3 +86,32 @@ fn halt_and_resume_are_explicit_and_recorded() {
     let log = std::fs::read(data.path().join("log.db")).unwrap();
     assert!(!log.windows(8).any(|window| window == b"12345678"), "a refused reason was not stored");
 }
+
+// Proves a command submitted to an embedded store is decided on a projection brought up to the log first (ADR 30: a
+// power loss can take the projection's last commits back; here its file is lost altogether): a request sent after the
+// kill switch was pulled records `halted` among its decision's facts. Failed before `submit` caught up, with the
+// fact recorded as false.
+#[test]
+fn a_submitted_command_is_decided_on_a_projection_caught_up_with_the_log() {
+    let data = store_with_a_sent_code();
+    let (code, _, stderr) = airlock(data.path(), &["halt", "--reason", "incident 9", "--operator", "sam"]);
+    assert_eq!(code, 0, "{stderr}");
+    for file in ["projection.db", "projection.db-wal", "projection.db-shm"] {
+        let _ = std::fs::remove_file(data.path().join(file));
+    }
+    let request = json!({ "version": 1, "command_id": "c2", "account_id": "lena",
+                          "action": { "type": "reset_password" }, "summary": "hi again", "signals": {} });
+    let file = data.path().join("request.json");
+    std::fs::write(&file, request.to_string()).unwrap();
+    let (code, reply, stderr) = airlock(
+        data.path(),
+        &["submit", "--actor", "intake:desk", "--command", "request-recovery", file.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{reply} {stderr}");
+    let reply: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    let case = reply["case_id"].as_str().expect("the reply names the case");
+    let (code, history, stderr) = airlock(data.path(), &["case", "history", case, "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(history.contains("\"halted\":true"), "the decision did not see the kill switch: {history}");
+    assert!(!history.contains("\"halted\":false"), "{history}");
+}
