@@ -347,11 +347,17 @@ mod tests {
             permit (principal, action, resource) when { context.has_totp };
             @id("in.deny")
             permit (principal, action in [Airlock::Action::"deny"], resource) when { context.halted };
+            @id("forbid.review")
+            forbid (principal, action == Airlock::Action::"review", resource) when { context.high_value && context.halted };
         "#;
         let mut rng = rand::rngs::StdRng::seed_from_u64(6);
         for text in [DEFAULT_POLICIES.to_string(), format!("{DEFAULT_POLICIES}\n{extra}")] {
             let engine = Engine::load(DEFAULT_SCHEMA, &text).expect("the policies load");
             let whole = PolicySet::from_str(&text).expect("the policies parse");
+            let sizes = engine.by_action.each_ref().map(|set| set.policies().count());
+            // The extras scoped by `in` and the unscoped one stay in every set; the forbid goes to review's alone.
+            let expected = if text == DEFAULT_POLICIES { [1, 8, 4] } else { [4, 12, 7] };
+            assert_eq!(sizes, expected, "each action's own policies (deny, review, hold)");
             let mut matched = 0;
             for _ in 0..400 {
                 let facts = PolicyFacts {
@@ -381,9 +387,12 @@ mod tests {
                     )
                     .expect("a request");
                     let response = Authorizer::new().is_authorized(&request, &whole, &Entities::empty());
+                    // As `matching` reads a response: the permits that allowed it, nothing when a forbid denied it.
+                    let allowed = response.decision() == Decision::Allow;
                     let mut all: Vec<String> = response
                         .diagnostics()
                         .reason()
+                        .filter(|_| allowed)
                         .map(|id| {
                             whole.policy(id).and_then(|policy| policy.annotation("id")).expect("an @id").to_string()
                         })
