@@ -162,20 +162,7 @@ impl<L: EventLog> Service<L> {
         failure: &mut RecordedFailure,
         attempt: Attempt,
     ) -> Result<Round<Handled>, ServiceError> {
-        // A request opens its case, whose id is new unless this very command was sent before: its first round decides
-        // on a new case without reading the stream, and the append, which expects the stream to be empty, checks that.
-        // Any other outcome of that round (nothing to append, another writer first, the command already appended) is
-        // decided again on a read of the stream (`Round::Conflict`), so a command sent again is answered as before.
-        // One read of the log fewer per request (issue 21, item 6).
-        let assumed_new =
-            !attempt.fresh() && matches!(envelope.command, crate::core::command::Command::RequestRecovery { .. });
-        let (state, last_sequence) = match assumed_new {
-            true => (crate::core::state::initial_state(), 0),
-            false => {
-                let (state, _, last_sequence) = self.load_for_append(case_id, attempt.fresh()).await?;
-                (state, last_sequence)
-            }
-        };
+        let (state, _, last_sequence) = self.load_for_append(case_id, attempt.fresh()).await?;
         let prepared = self.prepare(case_id, envelope, &state).await?;
         failure.last_round = false;
         let (events, rejection) = match decide(envelope, &state, &prepared.context(case_id, &self.settings)) {
@@ -190,9 +177,6 @@ impl<L: EventLog> Service<L> {
             None => Ok(Round::Done(handled)),
         };
         if events.is_empty() {
-            if assumed_new {
-                return Ok(Round::Conflict);
-            }
             return answer(Handled::of(case_id, &state, 0), rejection);
         }
         if !self.count_in_ledgers(case_id, &prepared, &events, rejection.is_some(), failure).await? {
@@ -213,7 +197,6 @@ impl<L: EventLog> Service<L> {
                 self.project_if_inline().await?;
                 Ok(Round::Conflict)
             }
-            Written::Duplicate if assumed_new => Ok(Round::Conflict),
             Written::Duplicate if rejection.is_some() => answer(Handled::of(case_id, &state, 0), rejection),
             Written::Duplicate => {
                 let (state, _) = self.load(case_id).await?;
