@@ -385,6 +385,45 @@ async fn retries_append_once_and_refusals_are_recorded() {
     assert_eq!(service.load(&case_id).await.unwrap().1.len(), 3);
 }
 
+// Proves a request sent again (a redelivery, a desk retrying) writes nothing: an hour later, with the kill switch on so
+// that deciding it afresh would come out differently, every ledger of the first request (the account's, with its
+// code's expiry, the desk's, the proof failures') is at the revision the first left it at, and nothing is appended.
+// Fails if a repeated request is decided as a new one before its case is read (issue 21: a first round that assumed
+// the case new rewrote the live code's expiry in the account's ledger before its append failed).
+#[tokio::test]
+async fn a_request_sent_again_writes_no_ledger() {
+    use airlock::log::LedgerKey;
+    let world = world();
+    let service = &world.embedded.service;
+    let case_id = CaseId::new("case-again");
+    let desk = Actor::new(Role::Intake, "desk");
+    let send = || command("again", desk.clone(), request("dana", RecoveryAction::ResetPassword));
+    let first = service.handle(&case_id, send()).await.unwrap();
+    assert_eq!((first.appended, first.status), (2, Status::Requested));
+    let keys = [
+        LedgerKey::Account("dana".into()),
+        LedgerKey::Requester(desk.to_string()),
+        LedgerKey::ProofFailures("dana".into()),
+    ];
+    let mut before = Vec::new();
+    for key in &keys {
+        before.push(service.log.ledger(key).await.unwrap());
+    }
+    assert!(before[0].0 > 0, "the first request wrote its account's ledger");
+    let entry = before[0].1.requests.iter().find(|entry| entry.case_id == case_id.as_str()).expect("its entry");
+    assert!(entry.code_until_ms.is_some(), "the first request's code is counted as out");
+
+    world.clock.advance(HOUR_MS);
+    let operator = Actor::new(Role::Operator, "ops");
+    service.control(CommandId::new("halt"), operator, ControlCommand::Halt { reason: text("drill") }).await.unwrap();
+    let again = service.handle(&case_id, send()).await.unwrap();
+    assert_eq!((again.appended, again.status), (0, Status::Requested));
+    for (key, before) in keys.iter().zip(before) {
+        assert_eq!(service.log.ledger(key).await.unwrap(), before, "the request sent again wrote {key}");
+    }
+    assert_eq!(service.load(&case_id).await.unwrap().1.len(), 2);
+}
+
 // Proves two service instances over the same files (two writers) approving a two-reviewer case at the same time
 // both land exactly once: the loser of the race re-reads and re-decides instead of overwriting.
 #[test]
