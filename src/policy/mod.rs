@@ -336,7 +336,7 @@ mod tests {
     // Proves that splitting the policies by action changes no decision: for random facts, the policies each action
     // matches with its own set are those it matches with the whole set, for the shipped policies and for policies
     // scoped by `action in [...]` and not scoped at all, which belong to more than one action's set. Fails if a policy
-    // is left out of a set it can apply to (shown with `Eq` policies put only in the deny set).
+    // is left out of a set it can apply to (shown by keeping only the policies scoped by `==` to the action).
     #[test]
     fn each_action_matches_with_its_own_policies_what_it_matches_with_all() {
         let extra = r#"
@@ -348,7 +348,8 @@ mod tests {
             @id("in.deny")
             permit (principal, action in [Airlock::Action::"deny"], resource) when { context.halted };
             @id("forbid.review")
-            forbid (principal, action == Airlock::Action::"review", resource) when { context.high_value && context.halted };
+            forbid (principal, action == Airlock::Action::"review", resource)
+            when { context.high_value && context.halted };
         "#;
         let mut rng = rand::rngs::StdRng::seed_from_u64(6);
         for text in [DEFAULT_POLICIES.to_string(), format!("{DEFAULT_POLICIES}\n{extra}")] {
