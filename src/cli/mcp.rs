@@ -53,11 +53,7 @@ pub fn run(args: McpArgs) -> u8 {
                 serve::<crate::log::sqlite::SqliteLog>(Backend::Nats(client), &args).await
             }
             None => {
-                let embedded = crate::server::embedded::open_data_dir(&args.data_dir)?;
-                // Its tools decide on facts read from the projection: up to the log first (ADR 30).
-                embedded.service.catch_up_projection().await.map_err(|error| {
-                    anyhow::anyhow!("cannot bring the projection in {} up to the log: {error}", args.data_dir.display())
-                })?;
+                let embedded = crate::server::embedded::open_data_dir(&args.data_dir).await?;
                 serve(Backend::embedded(embedded.service), &args).await
             }
         }

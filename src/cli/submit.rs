@@ -66,20 +66,14 @@ pub fn run(args: SubmitArgs) -> u8 {
             return exit::UNAVAILABLE;
         }
     };
-    let embedded = match embedded::open_data_dir(&args.data_dir) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
+    let embedded = match runtime.block_on(embedded::open_data_dir(&args.data_dir)) {
         Ok(embedded) => embedded,
         Err(error) => {
             eprintln!("error: {error:#}");
             return exit::UNAVAILABLE;
         }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
-    // The decision reads facts from the projection (the kill switch, open alerts, the account's other cases): up to
-    // the log first, as it may be behind after a power loss (ADR 30) or a lost file.
-    if let Err(error) = runtime.block_on(embedded.service.catch_up_projection()) {
-        eprintln!("error: cannot bring the projection in {} up to the log: {error}", args.data_dir.display());
-        return exit::UNAVAILABLE;
-    }
     let reply = runtime.block_on(handle_json(&embedded.service, &actor, args.command, &bytes));
     println!("{}", serde_json::to_string_pretty(&reply).expect("a reply serializes"));
     match (&reply.accepted, reply.code()) {

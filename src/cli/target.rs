@@ -198,13 +198,8 @@ impl Target {
             None => {
                 live_embedded_store(&args.data_dir)?;
                 let embedded = embedded::open_data_dir(&args.data_dir)
-                    .map_err(|error| Refusal::unavailable(format!("{error:#}")))?;
-                // What is read here is read from the projection: up to the log first.
-                embedded
-                    .service
-                    .catch_up_projection()
                     .await
-                    .map_err(|error| Refusal::unavailable(error.to_string()))?;
+                    .map_err(|error| Refusal::unavailable(format!("{error:#}")))?;
                 let actor = Actor::new(role, named.unwrap_or(role.name()));
                 Ok(Target::Embedded { embedded: Box::new(embedded), actor })
             }

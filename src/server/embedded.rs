@@ -19,8 +19,10 @@ pub struct Embedded {
 }
 
 /// Opens the embedded store of a data directory as the command line uses it: the system clock, and the key file of
-/// the directory (created on first use). A NATS deployment's data directory is refused.
-pub fn open_data_dir(data_dir: &Path) -> anyhow::Result<Embedded> {
+/// the directory (created on first use), with the projection brought up to the log, as every command reads from it
+/// or decides on facts it holds (it can be behind after a power loss, ADR 30, or a lost file). A NATS deployment's
+/// data directory is refused.
+pub async fn open_data_dir(data_dir: &Path) -> anyhow::Result<Embedded> {
     // A NATS deployment's data directory holds the projection `serve --nats` writes and no log: an embedded store
     // opened there would write into that projection, and its events would be read by nothing (issue 17).
     if data_dir.join("projection.db").is_file() && !data_dir.join("log.db").is_file() {
@@ -35,8 +37,12 @@ pub fn open_data_dir(data_dir: &Path) -> anyhow::Result<Embedded> {
     })?;
     let keys = Keys::load_or_create(&data_dir.join("airlock.key"))
         .map_err(|error| anyhow::anyhow!("cannot use the key file in {}: {error}", data_dir.display()))?;
-    open(data_dir, Arc::new(crate::clock::SystemClock), keys)
-        .map_err(|error| anyhow::anyhow!("cannot open the embedded store in {}: {error:#}", data_dir.display()))
+    let embedded = open(data_dir, Arc::new(crate::clock::SystemClock), keys)
+        .map_err(|error| anyhow::anyhow!("cannot open the embedded store in {}: {error:#}", data_dir.display()))?;
+    embedded.service.catch_up_projection().await.map_err(|error| {
+        anyhow::anyhow!("cannot bring the projection in {} up to the log: {error}", data_dir.display())
+    })?;
+    Ok(embedded)
 }
 
 pub fn open(data_dir: &Path, clock: Arc<dyn Clock>, keys: Keys) -> anyhow::Result<Embedded> {
