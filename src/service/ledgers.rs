@@ -53,10 +53,20 @@ pub fn set_count(velocity: &mut Velocity, key: &LedgerKey, count: u32) {
 /// before `now` that came before this one, capped as every velocity count is; a request already in the ledger (it is
 /// being decided again) keeps the count it was admitted with.
 pub fn count_and_admit(read: &Ledger, case_id: &CaseId, now: UnixMs) -> (u32, Ledger) {
+    let mut ledger = read.clone();
+    let count = admit_into(&mut ledger, case_id, now);
+    (count, ledger)
+}
+
+/// `count_and_admit` on a ledger in place: a batch admits its requests one after the other into one copy of the
+/// ledger, rather than copying the whole ledger (up to `VELOCITY_COUNT_MAX + 1` entries) once per request.
+fn admit_into(ledger: &mut Ledger, case_id: &CaseId, now: UnixMs) -> u32 {
     let since = now.0.saturating_sub(DAY_MS);
-    let mut recent = kept(read, now);
+    let horizon = now.0.saturating_sub(LEDGER_KEEP_MS);
+    let recent = &mut ledger.requests;
+    recent.retain(|entry| entry.at_ms > horizon);
     if let Some(own) = recent.iter().find(|entry| entry.case_id == case_id.as_str()) {
-        return (own.count, Ledger { requests: recent });
+        return own.count;
     }
     let count = (recent.iter().filter(|entry| entry.at_ms > since).count() as u32).min(VELOCITY_COUNT_MAX);
     recent.push(LedgerEntry { case_id: case_id.to_string(), at_ms: now.0, code_until_ms: None, count });
@@ -64,7 +74,7 @@ pub fn count_and_admit(read: &Ledger, case_id: &CaseId, now: UnixMs) -> (u32, Le
     // newest VELOCITY_COUNT_MAX + 1 carry no information (each newer one keeps its own count) and would only grow it.
     let excess = recent.len().saturating_sub(VELOCITY_COUNT_MAX as usize + 1);
     recent.drain(..excess);
-    (count, Ledger { requests: recent })
+    count
 }
 
 /// How long a ledger keeps an entry: well past the day it is counted in, so that a wall clock stepped a day ahead
@@ -206,14 +216,8 @@ fn stripe_of(key: &LedgerKey) -> usize {
 async fn admit_batch<L: EventLog>(log: &L, key: &LedgerKey, batch: Vec<Waiting>) {
     let outcome = swap_ledger(log, key, |read| {
         let mut ledger = read.clone();
-        let counts: Vec<u32> = batch
-            .iter()
-            .map(|waiting| {
-                let (count, admitted) = count_and_admit(&ledger, &waiting.case_id, waiting.now);
-                ledger = admitted;
-                count
-            })
-            .collect();
+        let counts: Vec<u32> =
+            batch.iter().map(|waiting| admit_into(&mut ledger, &waiting.case_id, waiting.now)).collect();
         (ledger, counts)
     })
     .await;
