@@ -331,6 +331,62 @@ mod admission_tests {
         panic!("never came to pass: {what}");
     }
 
+    // Proves a batch written in one compare-and-swap counts its requests as if each had been admitted alone, one after
+    // the other (`count_and_admit` chained): requests of one batch at different moments (one a day and more later,
+    // which prunes what the others saw), one already in the ledger (it keeps its count) and a full ledger (the oldest
+    // entries drop out).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_batch_counts_as_its_requests_admitted_one_after_the_other() {
+        let key = LedgerKey::Requester("intake:desk".into());
+        let start = UnixMs(100 * DAY_MS);
+        let mut stored = Ledger::default();
+        for index in 0..=VELOCITY_COUNT_MAX as u64 {
+            let at = UnixMs(start.0 + index * 60_000);
+            stored = count_and_admit(&stored, &CaseId::new(format!("old-{index}")), at).1;
+        }
+        let log = GatedLedgers {
+            ledgers: Mutex::new(HashMap::from([(key.clone(), (7, stored.clone()))])),
+            gate: tokio::sync::Semaphore::new(1),
+            writes_started: AtomicUsize::new(0),
+        };
+        let later = UnixMs(start.0 + LEDGER_KEEP_MS - HOUR_MS);
+        let requests = [
+            ("new-1", UnixMs(start.0 + DAY_MS)),
+            ("old-3", UnixMs(start.0 + DAY_MS)),
+            ("new-2", later),
+            ("new-3", UnixMs(later.0 + DAY_MS - 1)),
+        ];
+        let mut chained = stored;
+        let mut expected = Vec::new();
+        for (case, now) in requests {
+            let (count, admitted) = count_and_admit(&chained, &CaseId::new(case), now);
+            expected.push(count);
+            chained = admitted;
+        }
+        let mut answers = Vec::new();
+        let batch = requests
+            .iter()
+            .map(|(case, now)| {
+                let (answer, counted) = oneshot::channel();
+                answers.push(counted);
+                Waiting { case_id: CaseId::new(*case), now: *now, answer }
+            })
+            .collect();
+        admit_batch(&log, &key, batch).await;
+        let mut counts = Vec::new();
+        for counted in answers {
+            counts.push(counted.await.unwrap().unwrap());
+        }
+        assert_eq!(counts, expected, "each request's count");
+        // The full day before new-1, capped; old-3's own count; nothing in new-2's day; new-2 in new-3's.
+        assert_eq!(counts, [VELOCITY_COUNT_MAX, 3, 0, 1]);
+        let written = log.ledgers.lock().unwrap()[&key].clone();
+        let cases: Vec<&str> = written.1.requests.iter().map(|entry| entry.case_id.as_str()).collect();
+        assert_eq!(cases, ["new-1", "new-2", "new-3"], "new-3's week left the old requests out");
+        assert_eq!(written, (8, chained), "the ledger written, in one write");
+        assert_eq!(log.writes_started.load(Ordering::SeqCst), 1);
+    }
+
     // Proves a request taken into another request's batch returns as soon as that batch is written: it does not wait
     // for its own turn at the ledger, behind the writes of batches that came after it. A busy desk's requests all
     // share the desk's ledger, and before this each one waited for one write per request ahead of it (session 21's
