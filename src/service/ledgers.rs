@@ -62,9 +62,8 @@ pub fn count_and_admit(read: &Ledger, case_id: &CaseId, now: UnixMs) -> (u32, Le
 /// ledger, rather than copying the whole ledger (up to `VELOCITY_COUNT_MAX + 1` entries) once per request.
 fn admit_into(ledger: &mut Ledger, case_id: &CaseId, now: UnixMs) -> u32 {
     let since = now.0.saturating_sub(DAY_MS);
-    let horizon = now.0.saturating_sub(LEDGER_KEEP_MS);
     let recent = &mut ledger.requests;
-    recent.retain(|entry| entry.at_ms > horizon);
+    prune(recent, now);
     if let Some(own) = recent.iter().find(|entry| entry.case_id == case_id.as_str()) {
         return own.count;
     }
@@ -82,10 +81,10 @@ fn admit_into(ledger: &mut Ledger, case_id: &CaseId, now: UnixMs) -> u32 {
 /// future (the clock stepped back) are kept and counted too.
 pub const LEDGER_KEEP_MS: u64 = 7 * DAY_MS;
 
-/// The entries of `read` a ledger written at `now` keeps: those younger than `LEDGER_KEEP_MS`, in order.
-fn kept(read: &Ledger, now: UnixMs) -> Vec<LedgerEntry> {
+/// Leaves the entries a ledger written at `now` keeps: those younger than `LEDGER_KEEP_MS`, in order.
+fn prune(requests: &mut Vec<LedgerEntry>, now: UnixMs) {
     let horizon = now.0.saturating_sub(LEDGER_KEEP_MS);
-    read.requests.iter().filter(|entry| entry.at_ms > horizon).cloned().collect()
+    requests.retain(|entry| entry.at_ms > horizon);
 }
 
 /// The wrong codes counted against an account when a proof for `case_id` is decided: the case's own (`own`, from
@@ -95,7 +94,8 @@ fn kept(read: &Ledger, now: UnixMs) -> Vec<LedgerEntry> {
 pub fn failures_and_record(read: &Ledger, case_id: &CaseId, command_id: &str, own: u32, now: UnixMs) -> (u32, Ledger) {
     let since = now.0.saturating_sub(PROOF_ATTEMPT_WINDOW_MS);
     let own_prefix = format!("{case_id}/");
-    let mut recent = kept(read, now);
+    let mut recent = read.requests.clone();
+    prune(&mut recent, now);
     let others =
         recent.iter().filter(|entry| entry.at_ms > since && !entry.case_id.starts_with(&own_prefix)).count() as u32;
     let failed = (own + others).min(VELOCITY_COUNT_MAX);
