@@ -38,11 +38,14 @@ fn json<T: serde::Serialize>(value: &T) -> String {
 fn decision_json(decision: &crate::core::policy::PolicyDecision) -> String {
     // The count is the velocity record's last field, and the open alerts (issue 20) the facts' last field, stored
     // only when there are any; a quote inside a JSON string is escaped, so this text can only be the field itself.
-    json(decision).replacen(r#","destination_domain_requests_24h":0}"#, "}", 1).replacen(
-        r#","open_alerts":[]}"#,
-        "}",
-        1,
-    )
+    // Cut in place rather than copied twice more: a rebuild stores a decision for every opening event.
+    let mut text = json(decision);
+    for field in [r#","destination_domain_requests_24h":0}"#, r#","open_alerts":[]}"#] {
+        if let Some(at) = text.find(field) {
+            text.replace_range(at..at + field.len(), "}");
+        }
+    }
+    text
 }
 
 /// The case rows a batch has touched, held in memory until the batch ends and then written once each: a case's events
@@ -787,17 +790,26 @@ mod tests {
         }
     }
 
-    // Proves a decision without a domain count is stored exactly as before the count existed (no such field, so a
-    // rebuild of an older projection agrees with it row for row) and reads back the same, and that a count is kept;
-    // a risk flag spelling the field is left alone (its quotes are escaped in JSON).
+    // Proves a decision without a domain count or open alerts is stored exactly as before those fields existed (no
+    // such fields, so a rebuild of an older projection agrees with it row for row) and reads back the same, and that
+    // a count and open alerts are kept; a risk flag spelling the field is left alone (its quotes are escaped in JSON).
     #[test]
     fn a_decision_without_a_domain_count_is_stored_as_before() {
         let stored = decision_json(&decision(0));
         assert!(stored.contains(r#""destination_requests_24h":0},"#), "{stored}");
+        // No open alerts: the facts end where they ended before the field existed.
+        assert!(stored.ends_with(r#""halted":false}}"#), "{stored}");
         assert!(stored.contains(r#"\"destination_domain_requests_24h\":0}"#), "the flag was altered: {stored}");
         assert_eq!(serde_json::from_str::<PolicyDecision>(&stored).unwrap(), decision(0));
         let counted = decision_json(&decision(7));
         assert!(counted.contains(r#""destination_domain_requests_24h":7}"#), "{counted}");
         assert_eq!(serde_json::from_str::<PolicyDecision>(&counted).unwrap(), decision(7));
+        let alerted = PolicyDecision {
+            facts: PolicyFacts { open_alerts: vec!["phrasing".into()], ..decision(0).facts },
+            ..decision(0)
+        };
+        let kept = decision_json(&alerted);
+        assert!(kept.ends_with(r#""open_alerts":["phrasing"]}}"#), "{kept}");
+        assert_eq!(serde_json::from_str::<PolicyDecision>(&kept).unwrap(), alerted);
     }
 }
