@@ -114,12 +114,14 @@ fn median(values: &mut [f64]) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
 
-fn percentile(sorted_ms: &[f64], fraction: f64) -> f64 {
-    if sorted_ms.is_empty() {
-        return 0.0;
-    }
-    let index = ((sorted_ms.len() as f64 - 1.0) * fraction).round() as usize;
-    sorted_ms[index]
+/// Latencies as a phase records them: microseconds, in a histogram of fixed size (three significant digits), so that
+/// the benchmark's memory does not grow with the requests it sends. Up to an hour; anything longer counts as an hour.
+type Latencies = hdrhistogram::Histogram<u64>;
+
+const LATENCY_US_MAX: u64 = 3_600_000_000;
+
+fn latencies() -> Latencies {
+    Latencies::new_with_bounds(1, LATENCY_US_MAX, 3).expect("the bounds and precision are valid")
 }
 
 /// Starts a throwaway server of the given configuration in `store`.
@@ -393,12 +395,15 @@ struct Latency {
 }
 
 impl Latency {
-    fn of(mut latencies_ms: Vec<f64>) -> Latency {
-        latencies_ms.sort_by(f64::total_cmp);
+    fn of(latencies: &Latencies) -> Latency {
+        let ms = |us: u64| us as f64 / 1000.0;
+        if latencies.is_empty() {
+            return Latency::default();
+        }
         Latency {
-            p50_ms: percentile(&latencies_ms, 0.50),
-            p99_ms: percentile(&latencies_ms, 0.99),
-            max_ms: latencies_ms.last().copied().unwrap_or(0.0),
+            p50_ms: ms(latencies.value_at_quantile(0.50)),
+            p99_ms: ms(latencies.value_at_quantile(0.99)),
+            max_ms: ms(latencies.max()),
         }
     }
 }
@@ -472,14 +477,14 @@ fn collect_answers(
     sent_at: SentAt,
     mut expected: watch::Receiver<usize>,
     window: Option<Arc<tokio::sync::Semaphore>>,
-) -> tokio::task::JoinHandle<anyhow::Result<(Vec<f64>, async_nats::Subscriber)>> {
+) -> tokio::task::JoinHandle<anyhow::Result<(Latencies, async_nats::Subscriber)>> {
     tokio::spawn(async move {
         let collected = collect(&mut answers, &sent_at, &mut expected, window.as_deref()).await;
         // A sender waiting for a permit learns the collector is done (an error: no answers came) instead of waiting.
         if let Some(window) = &window {
             window.close();
         }
-        collected.map(|latencies_ms| (latencies_ms, answers))
+        collected.map(|latencies| (latencies, answers))
     })
 }
 
@@ -488,16 +493,16 @@ async fn collect(
     sent_at: &SentAt,
     expected: &mut watch::Receiver<usize>,
     window: Option<&tokio::sync::Semaphore>,
-) -> anyhow::Result<Vec<f64>> {
-    let mut latencies_ms = Vec::new();
+) -> anyhow::Result<Latencies> {
+    let mut latencies = latencies();
     loop {
         let count = *expected.borrow_and_update();
-        if latencies_ms.len() >= count {
-            return Ok(latencies_ms);
+        if latencies.len() >= count as u64 {
+            return Ok(latencies);
         }
         let answer = tokio::select! {
             answer = tokio::time::timeout(Duration::from_secs(60), answers.next()) => answer
-                .map_err(|_| anyhow::anyhow!("only {} answers of {count} arrived", latencies_ms.len()))?
+                .map_err(|_| anyhow::anyhow!("only {} answers of {count} arrived", latencies.len()))?
                 .ok_or_else(|| anyhow::anyhow!("the answer subscription ended"))?,
             // A sender that has said its last count (and is gone) leaves only the answers to wait for.
             Ok(()) = expected.changed() => continue,
@@ -505,7 +510,7 @@ async fn collect(
         let command_id = answer.headers.as_ref().and_then(|headers| headers.get("Airlock-Command-Id"));
         let sent = command_id.and_then(|id| sent_at.lock().expect("not poisoned").remove(id.as_str()));
         if let Some(sent) = sent {
-            latencies_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
+            latencies.saturating_record(u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX));
             if let Some(window) = window {
                 window.add_permits(1);
             }
@@ -602,7 +607,7 @@ async fn airlock_end_to_end(
     for (payload, ack) in pending.drain(..) {
         stored(&context, &subject, payload, ack).await?;
     }
-    let (latencies_ms, answers) = collector.await??;
+    let (latencies, answers) = collector.await??;
     let last = events_stream.get_info().await?.state.last_sequence;
     let projected = || {
         let projection = projection.clone();
@@ -635,7 +640,7 @@ async fn airlock_end_to_end(
     Ok(EndToEnd {
         events: requests * EVENTS_PER_REQUEST,
         elapsed,
-        saturated: Latency::of(latencies_ms),
+        saturated: Latency::of(&latencies),
         open_loop,
         cpu_ms,
     })
@@ -692,8 +697,8 @@ async fn open_loop_phase(
     drop(acks);
     let refused = acknowledged.await??;
     let _ = expect.send(requests - refused);
-    let (latencies_ms, answers) = collector.await??;
-    let latency = Latency::of(latencies_ms);
+    let (latencies, answers) = collector.await??;
+    let latency = Latency::of(&latencies);
     Ok((OpenLoop { load, requests_per_s, requests, refused, latency }, answers))
 }
 
@@ -704,4 +709,26 @@ async fn replay(
 ) -> anyhow::Result<crate::projection::replay::RebuildStats> {
     let log = JetStreamLog::open(client.clone(), JetStreamConfig::default()).await?;
     Ok(crate::projection::replay::rebuild(&log, path, |_, _| {}).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Proves the latencies a phase reports are the percentiles of what it recorded, to the histogram's precision
+    // (three significant digits), and that a phase with no answer reports zeros rather than failing.
+    #[test]
+    fn latency_percentiles_come_from_the_recorded_values() {
+        let mut recorded = latencies();
+        for ms in 1..=1_000u64 {
+            recorded.saturating_record(ms * 1_000);
+        }
+        let latency = Latency::of(&recorded);
+        let close = |found: f64, wanted: f64| (found - wanted).abs() <= wanted / 1_000.0;
+        assert!(close(latency.p50_ms, 500.0), "{latency:?}");
+        assert!(close(latency.p99_ms, 990.0), "{latency:?}");
+        assert!(close(latency.max_ms, 1_000.0), "{latency:?}");
+        let none = Latency::of(&latencies());
+        assert_eq!((none.p50_ms, none.p99_ms, none.max_ms), (0.0, 0.0, 0.0));
+    }
 }
