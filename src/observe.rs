@@ -4,7 +4,7 @@
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The log is JSON, one object per line (`serve --log-format json`): then even the banners for people are log events.
 static JSON_LOGS: AtomicBool = AtomicBool::new(false);
@@ -39,11 +39,27 @@ pub fn recorder() -> &'static PrometheusHandle {
     })
 }
 
+/// Commands recorded between two upkeeps of the recorder. The recorder keeps every latency sample until an upkeep
+/// folds it into the histogram's buckets, and otherwise only a scrape of `/metrics` runs one: a process nobody
+/// scraped (no `--metrics`, or a scraper that stopped) kept every sample for as long as it ran, about 16 bytes per
+/// command. Now at most this many wait, whatever the scraping.
+const COMMANDS_BETWEEN_UPKEEPS: u64 = 4_096;
+
+static COMMANDS_RECORDED: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one command recorded; true for every `COMMANDS_BETWEEN_UPKEEPS`th, which runs an upkeep.
+fn upkeep_due(recorded: &AtomicU64) -> bool {
+    recorded.fetch_add(1, Ordering::Relaxed) % COMMANDS_BETWEEN_UPKEEPS == COMMANDS_BETWEEN_UPKEEPS - 1
+}
+
 /// Records one command handled by a front door: its type and outcome, and how long it took.
 pub fn command_handled(command: &'static str, outcome: &'static str, seconds: f64) {
-    let _ = recorder();
+    let handle = recorder();
     metrics::counter!("airlock_commands_total", "command" => command, "outcome" => outcome).increment(1);
     metrics::histogram!("airlock_command_seconds", "command" => command).record(seconds);
+    if upkeep_due(&COMMANDS_RECORDED) {
+        handle.run_upkeep();
+    }
 }
 
 /// Records one policy decision: its phase and outcome.
@@ -66,4 +82,21 @@ pub fn decided(phase: crate::core::policy::Phase, outcome: crate::core::policy::
 pub fn effect(kind: &'static str, outcome: &'static str) {
     let _ = recorder();
     metrics::counter!("airlock_effects_total", "kind" => kind, "outcome" => outcome).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Proves a process nobody scrapes still folds its latency samples: an upkeep runs once every
+    // `COMMANDS_BETWEEN_UPKEEPS` commands, counting from the first.
+    #[test]
+    fn an_upkeep_runs_once_every_so_many_commands() {
+        let recorded = AtomicU64::new(0);
+        let due: Vec<u64> = (1..=3 * COMMANDS_BETWEEN_UPKEEPS + 5).filter(|_| upkeep_due(&recorded)).collect();
+        assert_eq!(due.len(), 3);
+        let recorded = AtomicU64::new(0);
+        let first = (1..=COMMANDS_BETWEEN_UPKEEPS).find(|_| upkeep_due(&recorded));
+        assert_eq!(first, Some(COMMANDS_BETWEEN_UPKEEPS), "the first upkeep follows the first full batch");
+    }
 }
