@@ -50,7 +50,7 @@ pub fn verify(data_dir: &Path, source: &LogSource, engines: &Engines, json: bool
         });
     }
     let live = data_dir.join("projection.db");
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
+    let runtime = crate::cli::runtime();
     let report = runtime.block_on(async {
         let bar = crate::cli::replay::progress_bar(json);
         let started = std::time::Instant::now();

@@ -83,7 +83,7 @@ const READ_ROUNDS: usize = 3;
 const EVENTS_PER_REQUEST: usize = 2;
 
 pub fn run(args: BenchArgs) -> u8 {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
+    let runtime = crate::cli::runtime();
     match runtime.block_on(bench(args)) {
         Ok(()) => exit::OK,
         Err(error) => {

@@ -238,7 +238,7 @@ fn read_history(store: &Store, case_id: &CaseId, json: bool) -> Result<Vec<Recor
             .map_err(|error| failed(json, "unavailable", &error, exit_code_of(&error)));
     }
     let source = LogSource { nats: store.nats.clone(), nats_nkey: store.nats_nkey.clone() };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
+    let runtime = crate::cli::runtime();
     let read = runtime.block_on(async {
         let history = match source.open(&store.data_dir, "airlock-case").await? {
             OpenLog::Nats(log) => case_history(log.as_ref(), case_id).await,

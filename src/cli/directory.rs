@@ -75,7 +75,7 @@ fn sync(
     operator: &crate::cli::target::OperatorArgs,
 ) -> u8 {
     use crate::cli::target::Target;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
+    let runtime = crate::cli::runtime();
     let answer = runtime.block_on(async {
         let target = operator.open("airlock-directory-sync").await?;
         let Target::Nats { client, actor } = target else {

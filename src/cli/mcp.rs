@@ -45,7 +45,7 @@ pub fn run(args: McpArgs) -> u8 {
         eprintln!("error: --http {address}: the MCP endpoint has no authentication; listen on loopback only");
         return exit::USAGE;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
+    let runtime = crate::cli::runtime();
     let result = runtime.block_on(async {
         match &args.nats {
             Some(url) => {

@@ -214,6 +214,23 @@ pub fn main() -> ExitCode {
 
 /// Ends the process on a command line clap refused: help and the version as clap prints them, an error with every
 /// flag it names followed by the variable that sets it (`name_variables`), since a value may have come from there.
+/// Threads tokio's blocking pool may run at once in airlock's multi-threaded runtimes. The pool runs the stores'
+/// SQLite work and other short work kept off the runtime's own threads. Left at tokio's default (512), it grew to
+/// about a hundred threads under `airlock bench`, most of them waiting for one connection's lock, each with a glibc
+/// arena and stack pages of its own; with 16, the process used a fifth less CPU per request and its resident set
+/// grew by 9-17% from 100,000 to 1,000,000 events, against 13-36% (docs/benchmarks.md, session 22). Nothing that
+/// waits on another server runs there: notices go out on threads of their own (`service::notices`).
+pub const BLOCKING_THREADS_MAX: usize = 16;
+
+/// The multi-threaded runtime a command runs on, its blocking pool bounded (`BLOCKING_THREADS_MAX`).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(BLOCKING_THREADS_MAX)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts")
+}
+
 fn usage_error(error: clap::Error, args: &[std::ffi::OsString]) -> ! {
     use clap::error::ErrorKind;
     if matches!(

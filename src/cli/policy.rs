@@ -93,7 +93,7 @@ fn backtest(args: BacktestArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
+    let runtime = crate::cli::runtime();
     let report = runtime.block_on(async {
         match args.log.open(&args.data_dir, "airlock-backtest").await? {
             crate::cli::store::OpenLog::Nats(log) => read_log(log.as_ref(), &candidate, since).await,

@@ -240,7 +240,7 @@ pub fn run(args: ReplayArgs) -> u8 {
         );
         return failed(args.json, "role_not_allowed", &reason, exit::USAGE);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
+    let runtime = crate::cli::runtime();
     let report = runtime.block_on(async {
         match args.log.open(&args.data_dir, "airlock-replay").await.map_err(Failure::Unavailable)? {
             OpenLog::Nats(log) => run_on(log.as_ref(), &args, moment).await,

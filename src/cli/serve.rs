@@ -277,7 +277,7 @@ pub fn run(args: ServeArgs) -> u8 {
             return exit::UNAVAILABLE;
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime starts");
+    let runtime = crate::cli::runtime();
     // The handlers are installed before anything starts: a SIGTERM that arrives while the server is still starting
     // (after it printed where it listens) stops it gracefully instead of killing it.
     let stop = {

@@ -88,8 +88,8 @@ impl Notifier for ByKind {
             DestinationKind::Phone => &self.phone,
         };
         // A network notifier blocks (the SMS provider's waits on the runtime through its handle, which must not be
-        // done on a runtime's own thread: the service sends on its blocking pool); on a multi-threaded runtime, tell
-        // tokio so its other tasks move to other threads.
+        // done on a runtime's own thread: the service sends on threads of its own); called on a multi-threaded
+        // runtime's thread all the same, tell tokio so its other tasks move to other threads.
         match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
             Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| notifier.send(message)),
             Ok(_) | Err(_) => notifier.send(message),

@@ -316,12 +316,21 @@ impl<L: EventLog> Service<L> {
     }
 
     /// Sends each message; returns the owed notices delivered, by case, and the first error sending a code.
+    ///
+    /// The messages go out on a thread of their own, not on tokio's blocking pool: a mail server or SMS provider
+    /// that is slow to answer holds that thread only, never the bounded pool every command's SQLite work runs on
+    /// (`cli::BLOCKING_THREADS_MAX`), so a slow notice delays no other command (THREATS 18).
     async fn send(&self, outgoing: Vec<Outgoing>) -> (Vec<(CaseId, u64, DestinationId)>, Option<NotifyError>) {
         let notifier = self.notifier.clone();
-        let sent = tokio::task::spawn_blocking(move || {
-            outgoing.into_iter().map(|item| (notifier.send(&item.message), item)).collect::<Vec<_>>()
-        })
-        .await;
+        let (done, sent) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new().name("airlock-notices".into()).spawn(move || {
+            let results = outgoing.into_iter().map(|item| (notifier.send(&item.message), item)).collect::<Vec<_>>();
+            let _ = done.send(results);
+        });
+        let sent = match spawned {
+            Ok(_) => sent.await.map_err(|_| "it ended without an answer (a panic)".to_string()),
+            Err(error) => Err(format!("it could not start: {error}")),
+        };
         let results = match sent {
             Ok(results) => results,
             Err(error) => {

@@ -13,3 +13,4 @@ mod execution_crash;
 mod log_conformance;
 mod projection_migration;
 mod replay_cli;
+mod slow_notices;
