@@ -212,14 +212,13 @@ pub fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Ends the process on a command line clap refused: help and the version as clap prints them, an error with every
-/// flag it names followed by the variable that sets it (`name_variables`), since a value may have come from there.
 /// Threads tokio's blocking pool may run at once in airlock's multi-threaded runtimes. The pool runs the stores'
-/// SQLite work and other short work kept off the runtime's own threads. Left at tokio's default (512), it grew to
-/// about a hundred threads under `airlock bench`, most of them waiting for one connection's lock, each with a glibc
-/// arena and stack pages of its own; with 16, the process used a fifth less CPU per request and its resident set
-/// grew by 9-17% from 100,000 to 1,000,000 events, against 13-36% (docs/benchmarks.md, session 22). Nothing that
-/// waits on another server runs there: notices go out on threads of their own (`service::notices`).
+/// SQLite work (a rebuild's writer holds one thread for the whole rebuild, and one runs at a time) and the HTTP
+/// client's name lookups. Left at tokio's default (512), it grew to about a hundred threads under `airlock bench`,
+/// most of them waiting for one connection's lock, each with a glibc arena and stack pages of its own. With 16 the
+/// process used 13-20% less CPU per request, and its resident set after the end-to-end phases grew by 9-14% from
+/// 100,000 to 1,000,000 events, against 26-36% (docs/benchmarks.md, session 22). Notices, which wait on mail servers
+/// and SMS providers for seconds, go out on threads of their own (`service::notices`), not here.
 pub const BLOCKING_THREADS_MAX: usize = 16;
 
 /// The multi-threaded runtime a command runs on, its blocking pool bounded (`BLOCKING_THREADS_MAX`).
@@ -231,6 +230,8 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime starts")
 }
 
+/// Ends the process on a command line clap refused: help and the version as clap prints them, an error with every
+/// flag it names followed by the variable that sets it (`name_variables`), since a value may have come from there.
 fn usage_error(error: clap::Error, args: &[std::ffi::OsString]) -> ! {
     use clap::error::ErrorKind;
     if matches!(

@@ -21,7 +21,8 @@ pub struct SmsWebhook {
     url: url::Url,
     secrets: Vec<Secret>,
     client: reqwest::Client,
-    /// The runtime the requests run on: `send` is called on a blocking thread and waits for the request there.
+    /// The runtime the requests run on: `send` is called on a thread of the service's own (never one of the runtime's)
+    /// and waits for the request there.
     runtime: tokio::runtime::Handle,
 }
 

@@ -42,6 +42,12 @@ pub(super) struct Outgoing {
 #[must_use = "deferred notices must be sent with Service::send_deferred"]
 pub struct DeferredNotices(Vec<Outgoing>);
 
+/// Notice batches sent at once in this process, each on a thread of its own (`Service::sent_on_a_thread`): bounds the
+/// threads a slow mail server or SMS provider can pile up. Beyond it the next batch waits, holding no thread.
+pub const NOTICE_THREADS_MAX: usize = 64;
+
+static NOTICE_THREADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(NOTICE_THREADS_MAX);
+
 /// Held-back notices being sent in the background, each after its answer went out, for front doors that cannot send
 /// them after answering in the same task (an HTTP handler, an MCP tool). `finish` waits for all of them, so a process
 /// that stops right after answering still sends the owner's code.
@@ -280,7 +286,7 @@ impl<L: EventLog> Service<L> {
             .collect()
     }
 
-    /// Sends `outgoing` now (on the blocking pool: a mail server may take seconds) and records the owed ones that
+    /// Sends `outgoing` now (on a thread of its own: a mail server may take seconds) and records the owed ones that
     /// were delivered; inside `with_deferred_notices` they wait for the caller to answer first instead. An owed notice
     /// that fails is left owed, for the timers; a code that fails is returned as the error, as it cannot be resent.
     pub(super) async fn deliver(&self, case_id: &CaseId, outgoing: Vec<Outgoing>) -> Result<(), ServiceError> {
@@ -315,23 +321,41 @@ impl<L: EventLog> Service<L> {
         }
     }
 
-    /// Sends each message; returns the owed notices delivered, by case, and the first error sending a code.
-    ///
-    /// The messages go out on a thread of their own, not on tokio's blocking pool: a mail server or SMS provider
-    /// that is slow to answer holds that thread only, never the bounded pool every command's SQLite work runs on
-    /// (`cli::BLOCKING_THREADS_MAX`), so a slow notice delays no other command (THREATS 18).
-    async fn send(&self, outgoing: Vec<Outgoing>) -> (Vec<(CaseId, u64, DestinationId)>, Option<NotifyError>) {
+    /// Sends each message on a thread of its own, not on tokio's blocking pool: a mail server or SMS provider that is
+    /// slow to answer holds that thread only, never the bounded pool every command's SQLite work runs on
+    /// (`cli::BLOCKING_THREADS_MAX`), so a slow notice delays no other command (THREATS 18). At most
+    /// `NOTICE_THREADS_MAX` such threads run at once, whichever front door the commands came through; a batch beyond
+    /// them waits, holding no thread. Each message's result, in order; every message fails if the thread cannot
+    /// start, and `Err` if it ended without an answer (a panic: its messages went with it).
+    async fn sent_on_a_thread(
+        &self,
+        outgoing: Vec<Outgoing>,
+    ) -> Result<Vec<(Result<(), NotifyError>, Outgoing)>, String> {
+        // The slot goes with the thread, so that it is held until the thread ends even if its caller stops waiting.
+        let slot = NOTICE_THREADS.acquire().await.map_err(|error| error.to_string())?;
         let notifier = self.notifier.clone();
+        let (batch, taken) = std::sync::mpsc::channel::<Vec<Outgoing>>();
         let (done, sent) = tokio::sync::oneshot::channel();
         let spawned = std::thread::Builder::new().name("airlock-notices".into()).spawn(move || {
-            let results = outgoing.into_iter().map(|item| (notifier.send(&item.message), item)).collect::<Vec<_>>();
-            let _ = done.send(results);
+            let _slot = slot;
+            let Ok(outgoing) = taken.recv() else { return };
+            let _ = done.send(outgoing.into_iter().map(|item| (notifier.send(&item.message), item)).collect());
         });
-        let sent = match spawned {
-            Ok(_) => sent.await.map_err(|_| "it ended without an answer (a panic)".to_string()),
-            Err(error) => Err(format!("it could not start: {error}")),
+        let failed = |outgoing: Vec<Outgoing>, why: String| {
+            outgoing.into_iter().map(|item| (Err(NotifyError::Unavailable(why.clone())), item)).collect()
         };
-        let results = match sent {
+        if let Err(error) = spawned {
+            return Ok(failed(outgoing, format!("the notice sender could not start: {error}")));
+        }
+        if let Err(std::sync::mpsc::SendError(outgoing)) = batch.send(outgoing) {
+            return Ok(failed(outgoing, "the notice sender ended before it started".to_string()));
+        }
+        sent.await.map_err(|_| "it ended without an answer (a panic)".to_string())
+    }
+
+    /// Sends each message; returns the owed notices delivered, by case, and the first error sending a code.
+    async fn send(&self, outgoing: Vec<Outgoing>) -> (Vec<(CaseId, u64, DestinationId)>, Option<NotifyError>) {
+        let results = match self.sent_on_a_thread(outgoing).await {
             Ok(results) => results,
             Err(error) => {
                 tracing::error!(%error, "the notice sender stopped");
