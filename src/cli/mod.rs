@@ -216,7 +216,7 @@ pub fn main() -> ExitCode {
 /// SQLite work (a rebuild's writer holds one thread for the whole rebuild, and one runs at a time) and the HTTP
 /// client's name lookups. Left at tokio's default (512), it grew to about a hundred threads under `airlock bench`,
 /// most of them waiting for one connection's lock, each with a glibc arena and stack pages of its own. With 16 the
-/// process used 13-20% less CPU per request, and its resident set after the end-to-end phases grew by 9-14% from
+/// process used 13-20% less CPU per request, and its resident set after the end-to-end phases grew by 7-14% from
 /// 100,000 to 1,000,000 events, against 26-36% (docs/benchmarks.md, session 22). Notices, which wait on mail servers
 /// and SMS providers for seconds, go out on threads of their own (`service::notices`), not here.
 pub const BLOCKING_THREADS_MAX: usize = 16;
