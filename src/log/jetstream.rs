@@ -428,18 +428,18 @@ impl EventLog for JetStreamLog {
         }
     }
 
-    async fn put_ledger(&self, key: &LedgerKey, revision: u64, ledger: &Ledger) -> Result<(), LogError> {
+    async fn put_ledger(&self, key: &LedgerKey, revision: u64, ledger: &Ledger) -> Result<u64, LogError> {
         let conflict = || LogError::Conflict { stream: format!("ledger of {key}"), expected: revision, actual: 0 };
         let (key, value) = (key.storage_key(), bytes::Bytes::from(ledger.encode()));
         if revision == 0 {
             return match self.ledger_bucket()?.create(&key, value).await {
-                Ok(_) => Ok(()),
+                Ok(revision) => Ok(revision),
                 Err(error) if error.kind() == jetstream::kv::CreateErrorKind::AlreadyExists => Err(conflict()),
                 Err(error) => Err(unavailable(error)),
             };
         }
         match self.ledger_bucket()?.update(&key, value, revision).await {
-            Ok(_) => Ok(()),
+            Ok(revision) => Ok(revision),
             Err(error) if error.kind() == jetstream::kv::UpdateErrorKind::WrongLastRevision => Err(conflict()),
             Err(error) => Err(unavailable(error)),
         }

@@ -243,13 +243,14 @@ pub trait EventLog: Send + Sync {
     /// A request ledger and its revision (0 when it has none yet).
     fn ledger(&self, key: &LedgerKey) -> impl Future<Output = Result<(u64, Ledger), LogError>> + Send;
 
-    /// Replaces a ledger if it is still at `revision`; `LogError::Conflict` if another writer changed it.
+    /// Replaces a ledger if it is still at `revision` and returns its new revision (what `ledger` reads next, until
+    /// another writer changes it); `LogError::Conflict` if another writer changed it.
     fn put_ledger(
         &self,
         key: &LedgerKey,
         revision: u64,
         ledger: &Ledger,
-    ) -> impl Future<Output = Result<(), LogError>> + Send;
+    ) -> impl Future<Output = Result<u64, LogError>> + Send;
 }
 
 /// A case's state folded from its events in `log`, for readers outside the service (the evidence packet of a

@@ -155,7 +155,7 @@ impl EventLog for SqliteLog {
         .await
     }
 
-    async fn put_ledger(&self, key: &LedgerKey, revision: u64, ledger: &Ledger) -> Result<(), LogError> {
+    async fn put_ledger(&self, key: &LedgerKey, revision: u64, ledger: &Ledger) -> Result<u64, LogError> {
         let (name, key, body) = (key.to_string(), key.storage_key(), ledger.encode());
         self.with(move |connection| {
             let transaction =
@@ -172,7 +172,8 @@ impl EventLog for SqliteLog {
                 .prepare_cached("INSERT OR REPLACE INTO ledgers (key, revision, body) VALUES (?1, ?2, ?3)")
                 .and_then(|mut statement| statement.execute(params![key, (revision + 1) as i64, body]))
                 .map_err(unavailable)?;
-            transaction.commit().map_err(unavailable)
+            transaction.commit().map_err(unavailable)?;
+            Ok(revision + 1)
         })
         .await
     }

@@ -12,7 +12,7 @@ use crate::core::policy::Velocity;
 use crate::core::signals::Signals;
 use crate::log::{EventLog, Ledger, LedgerEntry, LedgerKey, LogError};
 use crate::service::ServiceError;
-use crate::service::repository::swap_ledger;
+use crate::service::repository::{swap_ledger, swap_ledger_from};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use tokio::sync::oneshot;
@@ -157,19 +157,50 @@ struct Waiting {
 /// The requests of one service waiting for each ledger, and one turn per stripe of keys: whoever holds a key's turn
 /// admits everything waiting for that key. Two keys that share a stripe only take turns when they need not. One per
 /// `Service`, so that services on different logs in one process never admit each other's requests.
+///
+/// Each batch's write is remembered (`remembered`, at most `REMEMBERED_LEDGERS_MAX` ledgers), so that the next batch of
+/// that ledger writes on it without reading it first: a busy desk's ledger is then one compare-and-swap per batch,
+/// not a read and a write, and a request waits for one round trip fewer. Another process's write in between makes the
+/// compare-and-swap fail, and the batch is admitted again on a read (`swap_ledger_from`).
 pub struct Admissions {
     waiting: Mutex<HashMap<LedgerKey, Vec<Waiting>>>,
     turns: Vec<tokio::sync::Mutex<()>>,
+    remembered: Mutex<HashMap<LedgerKey, (u64, Ledger)>>,
 }
 
 const STRIPES: usize = 64;
+
+/// The most ledgers an `Admissions` remembers. A desk's ledger, full, is about 26 KB (`VELOCITY_COUNT_MAX + 1`
+/// entries), so this bounds the memory to a few MB whatever the number of desks, networks and addresses; one that is
+/// not remembered costs a read, as before.
+pub const REMEMBERED_LEDGERS_MAX: usize = 128;
 
 impl Default for Admissions {
     fn default() -> Self {
         Admissions {
             waiting: Mutex::new(HashMap::new()),
             turns: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            remembered: Mutex::new(HashMap::new()),
         }
+    }
+}
+
+impl Admissions {
+    /// Takes what this process last wrote to `key`, if it remembers it. Only the holder of the key's turn takes or
+    /// remembers it, so nobody else in this process writes the ledger meanwhile.
+    fn take_remembered(&self, key: &LedgerKey) -> Option<(u64, Ledger)> {
+        self.remembered.lock().expect("admissions lock").remove(key)
+    }
+
+    /// Remembers the ledger at `key` as written at `revision`, forgetting another one if the memory is full.
+    fn remember(&self, key: &LedgerKey, revision: u64, ledger: Ledger) {
+        let mut remembered = self.remembered.lock().expect("admissions lock");
+        if remembered.len() >= REMEMBERED_LEDGERS_MAX
+            && let Some(other) = remembered.keys().next().cloned()
+        {
+            remembered.remove(&other);
+        }
+        remembered.insert(key.clone(), (revision, ledger));
     }
 }
 
@@ -196,7 +227,7 @@ pub async fn admit<L: EventLog>(
             // answers: "dropped" below), so this request is still waiting, and in this batch, unless it was answered.
             let batch = admissions.waiting.lock().expect("admissions lock").remove(&key).unwrap_or_default();
             if !batch.is_empty() {
-                admit_batch(log, &key, batch).await;
+                admit_batch(admissions, log, &key, batch).await;
             }
             drop(turn);
             counted.await
@@ -211,10 +242,10 @@ fn stripe_of(key: &LedgerKey) -> usize {
     BuildHasherDefault::<DefaultHasher>::default().hash_one(key) as usize % STRIPES
 }
 
-/// Admits `batch` to the ledger at `key` in one compare-and-swap (`swap_ledger`), then tells each request its
-/// count, or the error.
-async fn admit_batch<L: EventLog>(log: &L, key: &LedgerKey, batch: Vec<Waiting>) {
-    let outcome = swap_ledger(log, key, |read| {
+/// Admits `batch` to the ledger at `key` in one compare-and-swap (`swap_ledger_from`, on the ledger as this process
+/// last wrote it if it remembers it), then tells each request its count, or the error.
+async fn admit_batch<L: EventLog>(admissions: &Admissions, log: &L, key: &LedgerKey, batch: Vec<Waiting>) {
+    let outcome = swap_ledger_from(log, key, admissions.take_remembered(key), |read| {
         let mut ledger = read.clone();
         let counts: Vec<u32> =
             batch.iter().map(|waiting| admit_into(&mut ledger, &waiting.case_id, waiting.now)).collect();
@@ -222,7 +253,8 @@ async fn admit_batch<L: EventLog>(log: &L, key: &LedgerKey, batch: Vec<Waiting>)
     })
     .await;
     match outcome {
-        Ok(counts) => {
+        Ok((counts, revision, ledger)) => {
+            admissions.remember(key, revision, ledger);
             for (waiting, count) in batch.into_iter().zip(counts) {
                 let _ = waiting.answer.send(Ok(count));
             }
@@ -289,6 +321,26 @@ mod admission_tests {
         ledgers: Mutex<HashMap<LedgerKey, (u64, Ledger)>>,
         gate: tokio::sync::Semaphore,
         writes_started: AtomicUsize,
+        reads: AtomicUsize,
+    }
+
+    impl GatedLedgers {
+        /// Ledgers whose writes are never held.
+        fn open() -> GatedLedgers {
+            GatedLedgers {
+                ledgers: Default::default(),
+                gate: tokio::sync::Semaphore::new(tokio::sync::Semaphore::MAX_PERMITS),
+                writes_started: AtomicUsize::new(0),
+                reads: AtomicUsize::new(0),
+            }
+        }
+
+        /// Another process's write: whatever this process remembers of the ledger is stale after it.
+        fn written_elsewhere(&self, key: &LedgerKey, ledger: Ledger) {
+            let mut ledgers = self.ledgers.lock().unwrap();
+            let revision = ledgers.get(key).map_or(0, |(revision, _)| *revision);
+            ledgers.insert(key.clone(), (revision + 1, ledger));
+        }
     }
 
     impl EventLog for GatedLedgers {
@@ -305,9 +357,10 @@ mod admission_tests {
             unreachable!("admissions only use ledgers")
         }
         async fn ledger(&self, key: &LedgerKey) -> Result<(u64, Ledger), LogError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
             Ok(self.ledgers.lock().unwrap().get(key).cloned().unwrap_or_default())
         }
-        async fn put_ledger(&self, key: &LedgerKey, revision: u64, ledger: &Ledger) -> Result<(), LogError> {
+        async fn put_ledger(&self, key: &LedgerKey, revision: u64, ledger: &Ledger) -> Result<u64, LogError> {
             self.writes_started.fetch_add(1, Ordering::SeqCst);
             self.gate.acquire().await.unwrap().forget();
             let mut ledgers = self.ledgers.lock().unwrap();
@@ -316,7 +369,7 @@ mod admission_tests {
                 return Err(LogError::Conflict { stream: key.to_string(), expected: revision, actual: found });
             }
             ledgers.insert(key.clone(), (revision + 1, ledger.clone()));
-            Ok(())
+            Ok(revision + 1)
         }
     }
 
@@ -348,6 +401,7 @@ mod admission_tests {
             ledgers: Mutex::new(HashMap::from([(key.clone(), (7, stored.clone()))])),
             gate: tokio::sync::Semaphore::new(1),
             writes_started: AtomicUsize::new(0),
+            reads: AtomicUsize::new(0),
         };
         let later = UnixMs(start.0 + LEDGER_KEEP_MS - HOUR_MS);
         let requests = [
@@ -372,7 +426,7 @@ mod admission_tests {
                 Waiting { case_id: CaseId::new(*case), now: *now, answer }
             })
             .collect();
-        admit_batch(&log, &key, batch).await;
+        admit_batch(&Admissions::default(), &log, &key, batch).await;
         let mut counts = Vec::new();
         for counted in answers {
             counts.push(counted.await.unwrap().unwrap());
@@ -397,6 +451,7 @@ mod admission_tests {
             ledgers: Default::default(),
             gate: tokio::sync::Semaphore::new(0),
             writes_started: AtomicUsize::new(0),
+            reads: AtomicUsize::new(0),
         });
         let admissions = Arc::new(Admissions::default());
         let key = LedgerKey::Requester("intake:desk".into());
@@ -436,5 +491,65 @@ mod admission_tests {
         }
         assert_eq!(counts, [0, 1, 2, 3], "each request counts those admitted before it");
         assert_eq!(writes(), 3, "one write per batch");
+    }
+
+    // Proves a batch written on a ledger this process wrote last is written without reading the ledger first: one
+    // round trip, not two, for every batch of a busy desk but its first.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_ledger_this_process_wrote_last_is_not_read_again() {
+        let (log, admissions) = (GatedLedgers::open(), Admissions::default());
+        let key = LedgerKey::Requester("intake:desk".into());
+        let now = UnixMs(100 * DAY_MS);
+        let reads = || log.reads.load(Ordering::SeqCst);
+        let (_, first) = admit(&admissions, &log, key.clone(), &CaseId::new("case-a"), now).await.unwrap();
+        assert_eq!((first, reads()), (0, 1), "the first batch reads the ledger");
+        for (index, case) in ["case-b", "case-c"].into_iter().enumerate() {
+            let (_, count) = admit(&admissions, &log, key.clone(), &CaseId::new(case), now).await.unwrap();
+            assert_eq!(count, index as u32 + 1, "{case} counts the requests before it");
+        }
+        assert_eq!(reads(), 1, "the later batches wrote on the ledger as this process left it");
+        assert_eq!(log.writes_started.load(Ordering::SeqCst), 3);
+        assert_eq!(log.ledgers.lock().unwrap()[&key].0, 3);
+    }
+
+    // Proves remembering a ledger keeps its counts exact across processes: after another process wrote it, the
+    // remembered revision is stale, the write on it fails, and the batch is counted again on what that process wrote.
+    // And a request already in the remembered ledger is looked up on a read, not in memory: another process may have
+    // taken it out since.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_ledger_written_elsewhere_since_is_read_again() {
+        let (log, admissions) = (GatedLedgers::open(), Admissions::default());
+        let key = LedgerKey::Requester("intake:desk".into());
+        let now = UnixMs(100 * DAY_MS);
+        admit(&admissions, &log, key.clone(), &CaseId::new("case-a"), now).await.unwrap();
+        let (_, mut elsewhere) = count_and_admit(&log.ledgers.lock().unwrap()[&key].1, &CaseId::new("other-1"), now);
+        elsewhere = count_and_admit(&elsewhere, &CaseId::new("other-2"), now).1;
+        log.written_elsewhere(&key, elsewhere);
+        let (_, count) = admit(&admissions, &log, key.clone(), &CaseId::new("case-b"), now).await.unwrap();
+        assert_eq!(count, 3, "case-b counts case-a and the other process's two requests");
+        let cases = |log: &GatedLedgers| -> Vec<String> {
+            log.ledgers.lock().unwrap()[&key].1.requests.iter().map(|entry| entry.case_id.clone()).collect()
+        };
+        assert_eq!(cases(&log), ["case-a", "other-1", "other-2", "case-b"]);
+
+        // Another process empties the ledger (a week went by, say); case-b, decided again, is admitted again.
+        log.written_elsewhere(&key, Ledger::default());
+        let reads = log.reads.load(Ordering::SeqCst);
+        let (_, count) = admit(&admissions, &log, key.clone(), &CaseId::new("case-b"), now).await.unwrap();
+        assert_eq!(count, 0, "counted on the ledger as it is, not as remembered");
+        assert_eq!(cases(&log), ["case-b"], "and written back into it");
+        assert_eq!(log.reads.load(Ordering::SeqCst), reads + 1, "one read");
+    }
+
+    // Proves the ledgers remembered are bounded, whatever the number of keys admitted to.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_ledgers_remembered_are_bounded() {
+        let (log, admissions) = (GatedLedgers::open(), Admissions::default());
+        let now = UnixMs(100 * DAY_MS);
+        for index in 0..REMEMBERED_LEDGERS_MAX + 10 {
+            let key = LedgerKey::SourceNetwork(format!("net-{index}"));
+            admit(&admissions, &log, key, &CaseId::new("case-a"), now).await.unwrap();
+        }
+        assert_eq!(admissions.remembered.lock().unwrap().len(), REMEMBERED_LEDGERS_MAX);
     }
 }

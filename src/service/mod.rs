@@ -247,7 +247,7 @@ impl<L: EventLog> Service<L> {
         failure.last_round |= refused_proof;
         for (key, revision, ledger) in &writes {
             match self.log.put_ledger(key, *revision, ledger).await {
-                Ok(()) => {}
+                Ok(_) => {}
                 Err(LogError::Conflict { .. }) => return Ok(false),
                 Err(error) => return Err(error.into()),
             }

@@ -36,6 +36,9 @@ pub(crate) enum Round<T> {
     Conflict,
     /// Another command wrote a ledger this decision counted in first: pause, and decide again on its count.
     LedgerConflict,
+    /// A ledger write on the revision this process remembered lost: another process wrote since. Counted as a lost
+    /// ledger write, but run again at once on a read: the memory was old, nobody need be racing now.
+    StaleLedger,
 }
 
 /// Which round this is.
@@ -98,14 +101,16 @@ impl<'a> Retries<'a> {
                 }
                 Ok(None)
             }
-            Round::LedgerConflict => {
+            Round::LedgerConflict | Round::StaleLedger => {
                 self.attempt.ledger_conflicts += 1;
                 if self.attempt.ledger_conflicts >= LEDGER_RETRIES_MAX {
                     return Err(LogError::Unavailable(format!(
                         "{what}: the ledger kept changing under {LEDGER_RETRIES_MAX} attempts; try again later"
                     )));
                 }
-                ledger_backoff(self.attempt.ledger_conflicts).await;
+                if matches!(round, Round::LedgerConflict) {
+                    ledger_backoff(self.attempt.ledger_conflicts).await;
+                }
                 Ok(None)
             }
         }
@@ -118,23 +123,44 @@ impl<'a> Retries<'a> {
 pub(crate) async fn swap_ledger<L: EventLog, T>(
     log: &L,
     key: &LedgerKey,
-    mut change: impl FnMut(&Ledger) -> (Ledger, T),
+    change: impl FnMut(&Ledger) -> (Ledger, T),
 ) -> Result<T, LogError> {
+    Ok(swap_ledger_from(log, key, None, change).await?.0)
+}
+
+/// `swap_ledger`, whose first round starts from `remembered` (a revision and the ledger this process wrote there last)
+/// instead of a read when it is given, and which also returns the ledger as it now stands and its revision, for the
+/// caller to remember. Remembering never loosens the compare-and-swap: a remembered revision that is no longer the
+/// ledger's (another process wrote since) only makes the write a conflict, and the round is run again at once on a
+/// read (`Round::StaleLedger`: counted in the bound, without the pause). A round that would leave a remembered
+/// ledger unchanged is run again on a read too: with nothing written, nothing would show that the ledger is still as
+/// remembered.
+pub(crate) async fn swap_ledger_from<L: EventLog, T>(
+    log: &L,
+    key: &LedgerKey,
+    mut remembered: Option<(u64, Ledger)>,
+    mut change: impl FnMut(&Ledger) -> (Ledger, T),
+) -> Result<(T, u64, Ledger), LogError> {
     let what = key.to_string();
     let mut retries = Retries::new(&what);
     loop {
-        let (revision, read) = log.ledger(key).await?;
+        let (from_memory, (revision, read)) = match remembered.take() {
+            Some(known) => (true, known),
+            None => (false, log.ledger(key).await?),
+        };
         let (ledger, output) = change(&read);
-        let round = match ledger == read {
-            true => Round::Done(output),
-            false => match log.put_ledger(key, revision, &ledger).await {
-                Ok(()) => Round::Done(output),
+        let round = match (ledger == read, from_memory) {
+            (true, true) => continue,
+            (true, false) => Round::Done((output, revision, ledger)),
+            (false, _) => match log.put_ledger(key, revision, &ledger).await {
+                Ok(written) => Round::Done((output, written, ledger)),
+                Err(LogError::Conflict { .. }) if from_memory => Round::StaleLedger,
                 Err(LogError::Conflict { .. }) => Round::LedgerConflict,
                 Err(error) => return Err(error),
             },
         };
-        if let Some(output) = retries.settle(round).await? {
-            return Ok(output);
+        if let Some(done) = retries.settle(round).await? {
+            return Ok(done);
         }
     }
 }
@@ -265,12 +291,32 @@ mod tests {
         async fn ledger(&self, key: &LedgerKey) -> Result<(u64, Ledger), LogError> {
             self.log.ledger(key).await
         }
-        async fn put_ledger(&self, key: &LedgerKey, revision: u64, ledger: &Ledger) -> Result<(), LogError> {
+        async fn put_ledger(&self, key: &LedgerKey, revision: u64, ledger: &Ledger) -> Result<u64, LogError> {
             self.ledger_writes.fetch_add(1, Ordering::SeqCst);
             if !self.ledgers_behind.load(Ordering::SeqCst) {
                 return self.log.put_ledger(key, revision, ledger).await;
             }
             Err(LogError::Conflict { stream: key.to_string(), expected: revision, actual: revision + 1 })
+        }
+    }
+
+    /// The embedded service's parts over another log.
+    fn over<L: EventLog>(embedded: Service<SqliteLog>, log: L) -> Service<L> {
+        Service {
+            log,
+            projection: embedded.projection,
+            directory: embedded.directory,
+            notifier: embedded.notifier,
+            clock: embedded.clock,
+            keys: embedded.keys,
+            settings: embedded.settings,
+            public_url: embedded.public_url,
+            policy: embedded.policy,
+            project_inline: true,
+            admissions: Default::default(),
+            redelivery: Default::default(),
+            sign_in_step_up: false,
+            campaigns: Default::default(),
         }
     }
 
@@ -293,22 +339,7 @@ mod tests {
             appends_behind: true.into(),
             ledgers_behind: false.into(),
         };
-        let service = Service {
-            log: behind,
-            projection: embedded.projection,
-            directory: embedded.directory,
-            notifier: embedded.notifier,
-            clock: embedded.clock,
-            keys: embedded.keys,
-            settings: embedded.settings,
-            public_url: embedded.public_url,
-            policy: embedded.policy,
-            project_inline: true,
-            admissions: Default::default(),
-            redelivery: Default::default(),
-            sign_in_step_up: false,
-            campaigns: Default::default(),
-        };
+        let service = over(embedded, behind);
         let operator = Actor::new(Role::Operator, "ops");
         let reason = crate::core::text::UntrustedText::new("reason", "drill", 100).unwrap();
         let halt = crate::core::control::ControlCommand::Halt { reason: reason.clone() };

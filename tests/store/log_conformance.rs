@@ -157,17 +157,23 @@ async fn ledger_is_compare_and_swap<L: EventLog>(log: &L) {
     let ann = LedgerKey::Account("ann@example.com".into());
     assert_eq!(log.ledger(&ann).await.unwrap(), (0, Ledger::default()), "no ledger yet");
     let first = Ledger { requests: vec![entry("case-1", 1)] };
-    log.put_ledger(&ann, 0, &first).await.unwrap();
+    let written = log.put_ledger(&ann, 0, &first).await.unwrap();
     let second_first = Ledger { requests: vec![entry("case-2", 2)] };
     assert!(matches!(log.put_ledger(&ann, 0, &second_first).await, Err(LogError::Conflict { .. })));
     let (revision, read) = log.ledger(&ann).await.unwrap();
     assert_eq!(read, first, "the losing write changed nothing");
+    assert_eq!(written, revision, "a write returns the revision the ledger is read at next");
     let both = Ledger { requests: vec![entry("case-1", 1), entry("case-2", 2)] };
-    log.put_ledger(&ann, revision, &both).await.unwrap();
+    let written = log.put_ledger(&ann, revision, &both).await.unwrap();
     assert!(matches!(log.put_ledger(&ann, revision, &first).await, Err(LogError::Conflict { .. })));
     let (newer, read) = log.ledger(&ann).await.unwrap();
     assert!(newer > revision);
+    assert_eq!(written, newer, "a write returns the revision the ledger is read at next");
     assert_eq!(read, both);
+    // A write on the revision a write returned is taken: what a writer that remembers its last write relies on.
+    let third = Ledger { requests: vec![entry("case-3", 3)] };
+    let latest = log.put_ledger(&ann, written, &third).await.unwrap();
+    assert_eq!(log.ledger(&ann).await.unwrap(), (latest, third.clone()));
     assert_eq!(log.ledger(&LedgerKey::Account("bob".into())).await.unwrap(), (0, Ledger::default()));
     for other in [
         LedgerKey::SourceNetwork("ann@example.com".into()),
@@ -178,7 +184,7 @@ async fn ledger_is_compare_and_swap<L: EventLog>(log: &L) {
         log.put_ledger(&other, 0, &second_first).await.unwrap();
         assert_eq!(log.ledger(&other).await.unwrap().1, second_first);
     }
-    assert_eq!(log.ledger(&ann).await.unwrap(), (newer, both), "other dimensions leave the account's ledger alone");
+    assert_eq!(log.ledger(&ann).await.unwrap(), (latest, third), "other dimensions leave the account's ledger alone");
 }
 
 /// A scratch directory for a log's files. On tmpfs where the machine has one: the suite checks behaviour, and the
