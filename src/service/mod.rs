@@ -162,8 +162,8 @@ impl<L: EventLog> Service<L> {
         failure: &mut RecordedFailure,
         attempt: Attempt,
     ) -> Result<Round<Handled>, ServiceError> {
-        let (state, _, last_sequence) = self.load_for_append(case_id, attempt.fresh()).await?;
-        let prepared = self.prepare(case_id, envelope, &state).await?;
+        let context::Loaded { state, last_sequence, prepared } =
+            self.load_and_prepare(case_id, envelope, attempt.fresh()).await?;
         failure.last_round = false;
         let (events, rejection) = match decide(envelope, &state, &prepared.context(case_id, &self.settings)) {
             Ok(events) => (events, None),

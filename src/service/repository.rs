@@ -320,6 +320,91 @@ mod tests {
         }
     }
 
+    /// A log whose case reads each wait for a permit of `gate`, counting the ledger reads made meanwhile.
+    struct HeldCaseReads {
+        log: SqliteLog,
+        gate: tokio::sync::Semaphore,
+        case_reads: AtomicU32,
+        ledger_reads: AtomicU32,
+    }
+
+    impl EventLog for HeldCaseReads {
+        async fn append(
+            &self,
+            stream: &Stream,
+            expected: u64,
+            key: &str,
+            events: Vec<Vec<u8>>,
+        ) -> Result<Appended, LogError> {
+            self.log.append(stream, expected, key, events).await
+        }
+        async fn read_stream(&self, stream: &Stream) -> Result<Vec<Entry>, LogError> {
+            if matches!(stream, Stream::Case(_)) {
+                self.case_reads.fetch_add(1, Ordering::SeqCst);
+                self.gate.acquire().await.unwrap().forget();
+            }
+            self.log.read_stream(stream).await
+        }
+        async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<Entry>, LogError> {
+            self.log.read_after(after, limit).await
+        }
+        async fn last_sequence(&self) -> Result<u64, LogError> {
+            self.log.last_sequence().await
+        }
+        async fn ledger(&self, key: &LedgerKey) -> Result<(u64, Ledger), LogError> {
+            self.ledger_reads.fetch_add(1, Ordering::SeqCst);
+            self.log.ledger(key).await
+        }
+        async fn put_ledger(&self, key: &LedgerKey, revision: u64, ledger: &Ledger) -> Result<u64, LogError> {
+            self.log.put_ledger(key, revision, ledger).await
+        }
+    }
+
+    // Proves a request to open a case reads its ledgers while its case is read, not after (a round trip less per new
+    // request, issue 21): with the case's read held, the account's ledger, its proof failures and the desk's are all
+    // read; once the read is let go the request is decided on them and opens its case.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_new_request_reads_its_ledgers_while_its_case_is_read() {
+        let data = tempfile::tempdir().unwrap();
+        let keys = crate::keys::Keys::load_or_create(&data.path().join("airlock.key")).unwrap();
+        let embedded =
+            crate::server::embedded::open(data.path(), std::sync::Arc::new(crate::clock::SystemClock), keys).unwrap();
+        let held = HeldCaseReads {
+            log: SqliteLog::open(&data.path().join("log.db")).unwrap(),
+            gate: tokio::sync::Semaphore::new(0),
+            case_reads: 0.into(),
+            ledger_reads: 0.into(),
+        };
+        let service = std::sync::Arc::new(over(embedded.service, held));
+        let envelope = CommandEnvelope {
+            command_id: CommandId::new("request-1"),
+            actor: Actor::new(Role::Intake, "desk"),
+            command: Command::RequestRecovery {
+                account_id: crate::core::ids::AccountId::new("nobody"),
+                action: crate::core::action::RecoveryAction::ResetPassword,
+                summary: crate::core::text::UntrustedText::new("summary", "locked out", 100).unwrap(),
+                signals: Default::default(),
+            },
+        };
+        let handling = tokio::spawn({
+            let service = service.clone();
+            async move { service.handle(&CaseId::new("case-1"), envelope).await }
+        });
+        // The account's ledger, its proof failures, the desk's (each on the blocking pool). Bounded, so that reading
+        // them only after the case fails here rather than hanging.
+        let read = async {
+            while service.log.ledger_reads.load(Ordering::SeqCst) < 3 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        };
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(10), read).await;
+        assert!(waited.is_ok(), "the ledgers were not read while the case's read was held");
+        assert_eq!(service.log.case_reads.load(Ordering::SeqCst), 1, "the case's read is still held");
+        service.log.gate.add_permits(1);
+        let handled = handling.await.unwrap().unwrap();
+        assert_eq!((handled.appended, handled.case_id.as_str()), (2, "case-1"), "the request opened its case");
+    }
+
     // Proves the repository's bounds (issue 21): on a log where every append loses the race, a command, the kill
     // switch and a refusal recorded at the edge each try exactly CONFLICT_RETRIES_MAX times, then fail with an error
     // that names the stream and the bound and says to try again later, instead of looping for ever; where every ledger
