@@ -143,13 +143,15 @@ pub(super) struct Loaded {
 impl<L: EventLog> Service<L> {
     /// Reads the case `envelope` is for (the authority when `fresh`) and gathers the facts its decision needs.
     ///
-    /// A request to open a case reads its counts and its account's snapshot while the case itself is read, rather
-    /// than after: a round trip less for every new request. Those reads write only what a request sent again leaves
-    /// as it is, so nothing is lost when the case turns out not to be new (the same command sent again, or a command
-    /// id in use): a request already in a ledger keeps its entry and count, and a destination seen before keeps its
-    /// first-seen date. Then the request is taken as any command on a case that exists, and what was read for it is
-    /// dropped. The account's ledger, whose write says which code is out, is only written after the decision, on a
-    /// case read as new (test `a_request_sent_again_writes_no_ledger`).
+    /// A request to open a case reads its counts (the ledgers) while the case itself is read, rather than after: a
+    /// round trip less for every new request (ADR 32). The counts write only what a request sent again leaves as it
+    /// is, so nothing is lost when the case turns out not to be new (the same command sent again): a request still in
+    /// a ledger keeps its entry and count. The account's snapshot is read once the case is known to be new, beside
+    /// the counts still under way: a request sent again is answered from the log alone, whatever state the directory
+    /// is in (senders retry when things are slow), and dates no destination. The account's ledger, whose write says
+    /// which code is out, is only written after the decision, on a case read as new (test
+    /// `a_request_sent_again_writes_no_ledger`). A case that is not new drops what was read for it and is taken as any
+    /// command on a case that exists.
     pub(super) async fn load_and_prepare(
         &self,
         case_id: &CaseId,
@@ -159,15 +161,22 @@ impl<L: EventLog> Service<L> {
         if let Command::RequestRecovery { account_id, action, signals, summary } = &envelope.command {
             let now = self.clock.now();
             let request = NewRequest { case_id, envelope, account_id, action, signals, summary };
+            let case_then_snapshot = async {
+                let loaded = self.load_for_append(case_id, fresh).await?;
+                let snapshot = match loaded.0.status {
+                    Status::New => Some(self.dated_snapshot(account_id, now).await),
+                    _ => None,
+                };
+                Ok::<_, ServiceError>((loaded, snapshot))
+            };
             // Both run to their end (an admission may be writing other requests' counts, which dropping it half way
             // would fail); then the read's error is the command's, and the facts' only if the case is new.
-            let (loaded, facts) =
-                futures::join!(self.load_for_append(case_id, fresh), self.read_request_facts(&request, now));
-            let (state, _, last_sequence) = loaded?;
-            if state.status == Status::New {
+            let (loaded, counts) = futures::join!(case_then_snapshot, self.request_counts(&request, now));
+            let ((state, _, last_sequence), snapshot) = loaded?;
+            if let Some(snapshot) = snapshot {
                 // A new request reads the kill switch with its other projection reads, in one hop to the blocking pool.
                 let mut prepared = Prepared::new(now, false);
-                self.gather_request(&request, facts, &mut prepared).await?;
+                self.gather_request(&request, counts, snapshot, &mut prepared).await?;
                 return Ok(Loaded { state, last_sequence, prepared });
             }
             let prepared = self.prepare(case_id, envelope, &state).await?;
@@ -230,33 +239,24 @@ impl<L: EventLog> Service<L> {
         }
     }
 
-    /// What a new request reads from the log and the directory: its counts (the ledgers) and its account's snapshot.
-    /// They do not depend on each other, so they are read side by side; both run to their end (an admission may be
-    /// writing other requests' counts, which dropping it half way would fail), then either's error is the request's.
-    async fn read_request_facts(
-        &self,
-        request: &NewRequest<'_>,
-        now: UnixMs,
-    ) -> Result<(RequestCounts, AccountSnapshot), ServiceError> {
-        let snapshot = async {
-            let snapshot = self.directory.snapshot(request.account_id).await?;
-            self.date_by_first_seen(snapshot, now).await
-        };
-        let (counts, snapshot) = futures::join!(self.request_counts(request, now), snapshot);
-        Ok((counts?, snapshot?))
+    /// The account as the directory has it, its destinations dated (`date_by_first_seen`).
+    async fn dated_snapshot(&self, account_id: &AccountId, now: UnixMs) -> Result<AccountSnapshot, ServiceError> {
+        let snapshot = self.directory.snapshot(account_id).await?;
+        self.date_by_first_seen(snapshot, now).await
     }
 
-    /// A new request: from its counts and the account's snapshot (`read_request_facts`), the intake policy's
-    /// decision, the account-wide facts and a code for every destination.
+    /// A new request: from its counts and the account's snapshot (read side by side, `load_and_prepare`; either's
+    /// error is the request's), the intake policy's decision, the account-wide facts and a code for every destination.
     async fn gather_request(
         &self,
         request: &NewRequest<'_>,
-        facts: Result<(RequestCounts, AccountSnapshot), ServiceError>,
+        counts: Result<RequestCounts, ServiceError>,
+        snapshot: Result<AccountSnapshot, ServiceError>,
         prepared: &mut Prepared,
     ) -> Result<(), ServiceError> {
         let NewRequest { case_id, account_id, action, signals, .. } = *request;
         let now = prepared.now;
-        let (counts, snapshot) = facts?;
+        let (counts, snapshot) = (counts?, snapshot?);
         let ledger_exists = counts.ledger.revision > 0;
         let (projection, settings) = (self.projection.clone(), self.settings.clone());
         let (engine, case) = (self.policy.clone(), case_id.clone());

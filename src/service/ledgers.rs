@@ -12,7 +12,7 @@ use crate::core::policy::Velocity;
 use crate::core::signals::Signals;
 use crate::log::{EventLog, Ledger, LedgerEntry, LedgerKey, LogError};
 use crate::service::ServiceError;
-use crate::service::repository::{swap_ledger, swap_ledger_from};
+use crate::service::repository::{Swapped, swap_ledger, swap_ledger_from};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use tokio::sync::oneshot;
@@ -158,15 +158,40 @@ struct Waiting {
 /// admits everything waiting for that key. Two keys that share a stripe only take turns when they need not. One per
 /// `Service`, so that services on different logs in one process never admit each other's requests.
 ///
-/// Each batch's write is remembered (`remembered`, at most `REMEMBERED_LEDGERS_MAX` ledgers), so that the next batch of
-/// that ledger writes on it without reading it first: a busy desk's ledger is then one compare-and-swap per batch,
-/// not a read and a write, and a request waits for one round trip fewer. Another process's write in between makes the
-/// compare-and-swap fail, and the batch is admitted again on a read (`swap_ledger_from`).
+/// Each batch's write is remembered (`remembered`, at most `REMEMBERED_LEDGERS_MAX` ledgers, the least recently used
+/// forgotten first), so that the next batch of that ledger writes on it without reading it first: a busy desk's
+/// ledger is then one compare-and-swap per batch, not a read and a write, and a request waits for one round trip
+/// fewer. Another process's write in between makes the compare-and-swap fail, and the batch is admitted again on a
+/// read (`swap_ledger_from`); a ledger found stale is then read first for its next batches, twice as many each time it
+/// is found stale again (up to `STALE_READS_MAX`), so that a ledger several processes share costs about what it did
+/// before: a read and a write per batch.
 pub struct Admissions {
     waiting: Mutex<HashMap<LedgerKey, Vec<Waiting>>>,
     turns: Vec<tokio::sync::Mutex<()>>,
-    remembered: Mutex<HashMap<LedgerKey, (u64, Ledger)>>,
+    remembered: Mutex<Remembered>,
 }
+
+/// The ledgers an `Admissions` remembers.
+#[derive(Default)]
+struct Remembered {
+    ledgers: HashMap<LedgerKey, Memory>,
+    /// Counts uses, to find the least recently used ledger.
+    clock: u64,
+}
+
+/// One remembered ledger.
+struct Memory {
+    /// The revision and the ledger this process last wrote or read.
+    last: Option<(u64, Ledger)>,
+    /// Batches still to read the ledger first, because it was found stale.
+    reads_first: u32,
+    /// How many to read first when it is next found stale.
+    penalty: u32,
+    used: u64,
+}
+
+/// The most batches a ledger found stale again and again is read first for before it is tried from memory again.
+const STALE_READS_MAX: u32 = 64;
 
 const STRIPES: usize = 64;
 
@@ -180,27 +205,50 @@ impl Default for Admissions {
         Admissions {
             waiting: Mutex::new(HashMap::new()),
             turns: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
-            remembered: Mutex::new(HashMap::new()),
+            remembered: Mutex::new(Remembered::default()),
         }
     }
 }
 
 impl Admissions {
-    /// Takes what this process last wrote to `key`, if it remembers it. Only the holder of the key's turn takes or
-    /// remembers it, so nobody else in this process writes the ledger meanwhile.
+    /// Takes what this process last wrote to `key`, if it remembers it and the ledger was not found stale lately.
+    /// Only the holder of the key's turn takes or remembers it, so nobody else in this process writes the ledger
+    /// meanwhile; a holder cancelled half way leaves nothing remembered, and the next batch reads.
     fn take_remembered(&self, key: &LedgerKey) -> Option<(u64, Ledger)> {
-        self.remembered.lock().expect("admissions lock").remove(key)
+        let mut remembered = self.remembered.lock().expect("admissions lock");
+        let memory = remembered.ledgers.get_mut(key)?;
+        let last = memory.last.take();
+        if memory.reads_first > 0 {
+            memory.reads_first -= 1;
+            return None;
+        }
+        last
     }
 
-    /// Remembers the ledger at `key` as written at `revision`, forgetting another one if the memory is full.
-    fn remember(&self, key: &LedgerKey, revision: u64, ledger: Ledger) {
+    /// Remembers the ledger at `key` as it stands at `revision`, after a batch that started `from_memory` (or on a
+    /// read) and found the remembered ledger `stale` (or not); forgets the least recently used other ledger if the
+    /// memory is full. Only a batch written on the memory clears the ledger's penalty.
+    fn remember(&self, key: &LedgerKey, revision: u64, ledger: Ledger, from_memory: bool, stale: bool) {
         let mut remembered = self.remembered.lock().expect("admissions lock");
-        if remembered.len() >= REMEMBERED_LEDGERS_MAX
-            && let Some(other) = remembered.keys().next().cloned()
+        remembered.clock += 1;
+        let used = remembered.clock;
+        if remembered.ledgers.len() >= REMEMBERED_LEDGERS_MAX
+            && !remembered.ledgers.contains_key(key)
+            && let Some(oldest) =
+                remembered.ledgers.iter().min_by_key(|(_, memory)| memory.used).map(|(key, _)| key.clone())
         {
-            remembered.remove(&other);
+            remembered.ledgers.remove(&oldest);
         }
-        remembered.insert(key.clone(), (revision, ledger));
+        let memory =
+            remembered.ledgers.entry(key.clone()).or_insert(Memory { last: None, reads_first: 0, penalty: 0, used });
+        memory.last = Some((revision, ledger));
+        memory.used = used;
+        if stale {
+            memory.penalty = (memory.penalty * 2).clamp(1, STALE_READS_MAX);
+            memory.reads_first = memory.penalty;
+        } else if from_memory {
+            memory.penalty = 0;
+        }
     }
 }
 
@@ -245,7 +293,9 @@ fn stripe_of(key: &LedgerKey) -> usize {
 /// Admits `batch` to the ledger at `key` in one compare-and-swap (`swap_ledger_from`, on the ledger as this process
 /// last wrote it if it remembers it), then tells each request its count, or the error.
 async fn admit_batch<L: EventLog>(admissions: &Admissions, log: &L, key: &LedgerKey, batch: Vec<Waiting>) {
-    let outcome = swap_ledger_from(log, key, admissions.take_remembered(key), |read| {
+    let remembered = admissions.take_remembered(key);
+    let from_memory = remembered.is_some();
+    let outcome = swap_ledger_from(log, key, remembered, |read| {
         let mut ledger = read.clone();
         let counts: Vec<u32> =
             batch.iter().map(|waiting| admit_into(&mut ledger, &waiting.case_id, waiting.now)).collect();
@@ -253,8 +303,8 @@ async fn admit_batch<L: EventLog>(admissions: &Admissions, log: &L, key: &Ledger
     })
     .await;
     match outcome {
-        Ok((counts, revision, ledger)) => {
-            admissions.remember(key, revision, ledger);
+        Ok(Swapped { output: counts, revision, ledger, stale }) => {
+            admissions.remember(key, revision, ledger, from_memory, stale);
             for (waiting, count) in batch.into_iter().zip(counts) {
                 let _ = waiting.answer.send(Ok(count));
             }
@@ -527,6 +577,11 @@ mod admission_tests {
         log.written_elsewhere(&key, elsewhere);
         let (_, count) = admit(&admissions, &log, key.clone(), &CaseId::new("case-b"), now).await.unwrap();
         assert_eq!(count, 3, "case-b counts case-a and the other process's two requests");
+        assert_eq!(
+            (log.reads.load(Ordering::SeqCst), log.writes_started.load(Ordering::SeqCst)),
+            (2, 3),
+            "the write on the remembered revision was tried and lost, then the ledger was read and written"
+        );
         let cases = |log: &GatedLedgers| -> Vec<String> {
             log.ledgers.lock().unwrap()[&key].1.requests.iter().map(|entry| entry.case_id.clone()).collect()
         };
@@ -541,15 +596,70 @@ mod admission_tests {
         assert_eq!(log.reads.load(Ordering::SeqCst), reads + 1, "one read");
     }
 
-    // Proves the ledgers remembered are bounded, whatever the number of keys admitted to.
+    // Proves a ledger another process writes too is read first after it was found stale, for one batch, then two,
+    // then four as it is found stale again at once, and from memory again once a write on the memory lands: several
+    // processes sharing a desk cost about a read and a write per batch, as before remembering, not a lost write too.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_ledger_found_stale_is_read_first_for_its_next_batches() {
+        let (log, admissions) = (GatedLedgers::open(), Admissions::default());
+        let key = LedgerKey::Requester("intake:desk".into());
+        let now = UnixMs(100 * DAY_MS);
+        let counted = || (log.reads.load(Ordering::SeqCst), log.writes_started.load(Ordering::SeqCst));
+        let mut cases = 0;
+        // One batch: the reads and the write attempts it made.
+        let mut batch = async || {
+            let before = counted();
+            cases += 1;
+            admit(&admissions, &log, key.clone(), &CaseId::new(format!("case-{cases}")), now).await.unwrap();
+            let after = counted();
+            (after.0 - before.0, after.1 - before.1)
+        };
+        const READ: (usize, usize) = (1, 1);
+        const MEMORY: (usize, usize) = (0, 1);
+        const STALE: (usize, usize) = (1, 2);
+        // Another process writes before each batch marked `true`.
+        let steps = [
+            (false, READ), // nothing remembered yet
+            (false, MEMORY),
+            (true, STALE), // read first for one batch
+            (false, READ),
+            (true, STALE), // stale again at once: for two
+            (false, READ),
+            (false, READ),
+            (true, STALE), // and again: for four
+            (false, READ),
+            (false, READ),
+            (false, READ),
+            (false, READ),
+            (false, MEMORY), // a write on the memory landed: the penalty is cleared
+            (true, STALE),
+            (false, READ),
+            (false, MEMORY),
+        ];
+        for (step, (elsewhere, expected)) in steps.into_iter().enumerate() {
+            if elsewhere {
+                let current = log.ledgers.lock().unwrap()[&key].1.clone();
+                log.written_elsewhere(&key, current);
+            }
+            assert_eq!(batch().await, expected, "batch {step}: (reads, writes tried)");
+        }
+    }
+
+    // Proves the ledgers remembered are bounded, whatever the number of keys admitted to, and that the one forgotten
+    // is the least recently used: a busy desk's ledger stays while one-off networks come and go.
     #[tokio::test(flavor = "current_thread")]
     async fn the_ledgers_remembered_are_bounded() {
         let (log, admissions) = (GatedLedgers::open(), Admissions::default());
         let now = UnixMs(100 * DAY_MS);
+        let desk = LedgerKey::Requester("intake:desk".into());
         for index in 0..REMEMBERED_LEDGERS_MAX + 10 {
             let key = LedgerKey::SourceNetwork(format!("net-{index}"));
-            admit(&admissions, &log, key, &CaseId::new("case-a"), now).await.unwrap();
+            admit(&admissions, &log, key, &CaseId::new(format!("case-{index}")), now).await.unwrap();
+            admit(&admissions, &log, desk.clone(), &CaseId::new(format!("case-{index}")), now).await.unwrap();
         }
-        assert_eq!(admissions.remembered.lock().unwrap().len(), REMEMBERED_LEDGERS_MAX);
+        let remembered = admissions.remembered.lock().unwrap();
+        assert_eq!(remembered.ledgers.len(), REMEMBERED_LEDGERS_MAX);
+        assert!(remembered.ledgers.contains_key(&desk), "the desk's ledger, used at every step, was forgotten");
+        assert!(!remembered.ledgers.contains_key(&LedgerKey::SourceNetwork("net-0".into())));
     }
 }

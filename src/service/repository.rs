@@ -72,12 +72,14 @@ pub(crate) enum Written {
 pub(crate) struct Retries<'a> {
     what: &'a str,
     attempt: Attempt,
+    /// Ledger writes lost on a remembered revision: in the bound, not in the pauses' growth.
+    stale_ledgers: u32,
 }
 
 impl<'a> Retries<'a> {
     /// The rounds of a command on `what` (a case, the control stream), named in the error past a bound.
     pub fn new(what: &'a str) -> Retries<'a> {
-        Retries { what, attempt: Attempt::default() }
+        Retries { what, attempt: Attempt::default(), stale_ledgers: 0 }
     }
 
     pub fn attempt(&self) -> Attempt {
@@ -102,13 +104,17 @@ impl<'a> Retries<'a> {
                 Ok(None)
             }
             Round::LedgerConflict | Round::StaleLedger => {
-                self.attempt.ledger_conflicts += 1;
-                if self.attempt.ledger_conflicts >= LEDGER_RETRIES_MAX {
+                let pause = matches!(round, Round::LedgerConflict);
+                match pause {
+                    true => self.attempt.ledger_conflicts += 1,
+                    false => self.stale_ledgers += 1,
+                }
+                if self.attempt.ledger_conflicts + self.stale_ledgers >= LEDGER_RETRIES_MAX {
                     return Err(LogError::Unavailable(format!(
                         "{what}: the ledger kept changing under {LEDGER_RETRIES_MAX} attempts; try again later"
                     )));
                 }
-                if matches!(round, Round::LedgerConflict) {
+                if pause {
                     ledger_backoff(self.attempt.ledger_conflicts).await;
                 }
                 Ok(None)
@@ -125,24 +131,33 @@ pub(crate) async fn swap_ledger<L: EventLog, T>(
     key: &LedgerKey,
     change: impl FnMut(&Ledger) -> (Ledger, T),
 ) -> Result<T, LogError> {
-    Ok(swap_ledger_from(log, key, None, change).await?.0)
+    Ok(swap_ledger_from(log, key, None, change).await?.output)
+}
+
+/// What `swap_ledger_from` came to: the caller's output, the ledger as it now stands and its revision (to remember),
+/// and whether a remembered ledger turned out stale (another process had written it since).
+pub(crate) struct Swapped<T> {
+    pub output: T,
+    pub revision: u64,
+    pub ledger: Ledger,
+    pub stale: bool,
 }
 
 /// `swap_ledger`, whose first round starts from `remembered` (a revision and the ledger this process wrote there last)
-/// instead of a read when it is given, and which also returns the ledger as it now stands and its revision, for the
-/// caller to remember. Remembering never loosens the compare-and-swap: a remembered revision that is no longer the
-/// ledger's (another process wrote since) only makes the write a conflict, and the round is run again at once on a
-/// read (`Round::StaleLedger`: counted in the bound, without the pause). A round that would leave a remembered
-/// ledger unchanged is run again on a read too: with nothing written, nothing would show that the ledger is still as
-/// remembered.
+/// instead of a read when it is given. Remembering never loosens the compare-and-swap: a remembered revision that is
+/// no longer the ledger's (another process wrote since) only makes the write a conflict, and the round is run again
+/// at once on a read (`Round::StaleLedger`: counted in the bound, without the pause). A round that would leave a
+/// remembered ledger unchanged is run again on a read too: with nothing written, nothing would show that the ledger
+/// is still as remembered.
 pub(crate) async fn swap_ledger_from<L: EventLog, T>(
     log: &L,
     key: &LedgerKey,
     mut remembered: Option<(u64, Ledger)>,
     mut change: impl FnMut(&Ledger) -> (Ledger, T),
-) -> Result<(T, u64, Ledger), LogError> {
+) -> Result<Swapped<T>, LogError> {
     let what = key.to_string();
     let mut retries = Retries::new(&what);
+    let mut stale = false;
     loop {
         let (from_memory, (revision, read)) = match remembered.take() {
             Some(known) => (true, known),
@@ -154,13 +169,16 @@ pub(crate) async fn swap_ledger_from<L: EventLog, T>(
             (true, false) => Round::Done((output, revision, ledger)),
             (false, _) => match log.put_ledger(key, revision, &ledger).await {
                 Ok(written) => Round::Done((output, written, ledger)),
-                Err(LogError::Conflict { .. }) if from_memory => Round::StaleLedger,
+                Err(LogError::Conflict { .. }) if from_memory => {
+                    stale = true;
+                    Round::StaleLedger
+                }
                 Err(LogError::Conflict { .. }) => Round::LedgerConflict,
                 Err(error) => return Err(error),
             },
         };
-        if let Some(done) = retries.settle(round).await? {
-            return Ok(done);
+        if let Some((output, revision, ledger)) = retries.settle(round).await? {
+            return Ok(Swapped { output, revision, ledger, stale });
         }
     }
 }

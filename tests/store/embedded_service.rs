@@ -424,6 +424,39 @@ async fn a_request_sent_again_writes_no_ledger() {
     assert_eq!(service.load(&case_id).await.unwrap().1.len(), 2);
 }
 
+// Proves a request sent again is answered from the log alone (ADR 32): with the directory unreachable, the repeated
+// request still gets its case's answer, and the directory was not asked. Senders retry when things are slow; a
+// directory that is slow or down must not hold up the answer to a request already taken.
+#[tokio::test]
+async fn a_request_sent_again_is_answered_without_the_directory() {
+    use std::sync::atomic::Ordering;
+    let world = world();
+    let limited = Arc::new(Limited {
+        inner: world.embedded.directory.clone(),
+        capabilities: airlock::directory::Capabilities::ALL,
+        totp_checks: 0.into(),
+        holds: 0.into(),
+        unreachable: false,
+        together: None,
+        snapshots: 0.into(),
+        snapshots_fail: false.into(),
+    });
+    let base = embedded::open(&world.path, world.clock.clone(), world.keys.clone()).unwrap().service;
+    let service = airlock::service::Service { directory: limited.clone(), ..base };
+    let case_id = CaseId::new("case-again-directory");
+    let desk = Actor::new(Role::Intake, "desk");
+    let send = || command("again", desk.clone(), request("dana", RecoveryAction::ResetPassword));
+    let first = service.handle(&case_id, send()).await.unwrap();
+    assert_eq!((first.appended, first.status), (2, Status::Requested));
+    let asked = limited.snapshots.load(Ordering::SeqCst);
+    assert!(asked > 0, "a new request reads its account");
+
+    limited.snapshots_fail.store(true, Ordering::SeqCst);
+    let again = service.handle(&case_id, send()).await.unwrap();
+    assert_eq!((again.appended, again.status), (0, Status::Requested));
+    assert_eq!(limited.snapshots.load(Ordering::SeqCst), asked, "the directory was asked about a request sent again");
+}
+
 // Proves two service instances over the same files (two writers) approving a two-reviewer case at the same time
 // both land exactly once: the loser of the race re-reads and re-decides instead of overwriting.
 #[test]
@@ -522,6 +555,9 @@ struct Limited {
     unreachable: bool,
     /// Each change waits here until as many changes are under way as the barrier counts (bounded).
     together: Option<tokio::sync::Barrier>,
+    /// Accounts read, and whether reading one fails as if the directory could not be reached.
+    snapshots: std::sync::atomic::AtomicU32,
+    snapshots_fail: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait::async_trait]
@@ -533,6 +569,10 @@ impl AccountDirectory for Limited {
         &self,
         account_id: &AccountId,
     ) -> Result<airlock::core::account::AccountSnapshot, airlock::directory::DirectoryError> {
+        self.snapshots.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.snapshots_fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(airlock::directory::DirectoryError::Unavailable("connection refused".into()));
+        }
         AccountDirectory::snapshot(&*self.inner, account_id).await
     }
     async fn verify_totp(
@@ -622,6 +662,8 @@ async fn the_service_asks_a_directory_only_what_it_says_it_can_do() {
             holds: 0.into(),
             unreachable: false,
             together: None,
+            snapshots: 0.into(),
+            snapshots_fail: false.into(),
         });
         let base = embedded::open(&world.path, world.clock.clone(), world.keys.clone()).unwrap().service;
         let service = airlock::service::Service { directory: limited.clone(), ..base };
@@ -705,6 +747,8 @@ async fn an_execution_the_directory_never_answers_goes_back_to_people() {
         holds: 0.into(),
         unreachable: true,
         together: None,
+        snapshots: 0.into(),
+        snapshots_fail: false.into(),
     });
     let base = embedded::open(&world.path, world.clock.clone(), world.keys.clone()).unwrap().service;
     let service = airlock::service::Service { directory: limited, ..base };
@@ -748,6 +792,8 @@ async fn the_timers_move_due_cases_side_by_side() {
         holds: 0.into(),
         unreachable: false,
         together: Some(tokio::sync::Barrier::new(2)),
+        snapshots: 0.into(),
+        snapshots_fail: false.into(),
     });
     let base = embedded::open(&world.path, world.clock.clone(), world.keys.clone()).unwrap().service;
     let service = airlock::service::Service { directory: together, ..base };
