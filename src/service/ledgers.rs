@@ -187,6 +187,7 @@ struct Memory {
     reads_first: u32,
     /// How many to read first when it is next found stale.
     penalty: u32,
+    /// When it was last remembered (`Remembered::clock`).
     used: u64,
 }
 

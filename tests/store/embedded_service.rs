@@ -431,16 +431,7 @@ async fn a_request_sent_again_writes_no_ledger() {
 async fn a_request_sent_again_is_answered_without_the_directory() {
     use std::sync::atomic::Ordering;
     let world = world();
-    let limited = Arc::new(Limited {
-        inner: world.embedded.directory.clone(),
-        capabilities: airlock::directory::Capabilities::ALL,
-        totp_checks: 0.into(),
-        holds: 0.into(),
-        unreachable: false,
-        together: None,
-        snapshots: 0.into(),
-        snapshots_fail: false.into(),
-    });
+    let limited = Arc::new(Limited::over(&world));
     let base = embedded::open(&world.path, world.clock.clone(), world.keys.clone()).unwrap().service;
     let service = airlock::service::Service { directory: limited.clone(), ..base };
     let case_id = CaseId::new("case-again-directory");
@@ -560,6 +551,22 @@ struct Limited {
     snapshots_fail: std::sync::atomic::AtomicBool,
 }
 
+impl Limited {
+    /// The embedded directory as it is: every capability, nothing failing, nothing held back.
+    fn over(world: &World) -> Limited {
+        Limited {
+            inner: world.embedded.directory.clone(),
+            capabilities: airlock::directory::Capabilities::ALL,
+            totp_checks: 0.into(),
+            holds: 0.into(),
+            unreachable: false,
+            together: None,
+            snapshots: 0.into(),
+            snapshots_fail: false.into(),
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl AccountDirectory for Limited {
     fn capabilities(&self) -> airlock::directory::Capabilities {
@@ -655,16 +662,7 @@ async fn the_service_asks_a_directory_only_what_it_says_it_can_do() {
         ("tara", Capabilities::ALL),
         ("uma", Capabilities { verify_second_factor: false, hold: false, ..Capabilities::ALL }),
     ] {
-        let limited = Arc::new(Limited {
-            inner: world.embedded.directory.clone(),
-            capabilities,
-            totp_checks: 0.into(),
-            holds: 0.into(),
-            unreachable: false,
-            together: None,
-            snapshots: 0.into(),
-            snapshots_fail: false.into(),
-        });
+        let limited = Arc::new(Limited { capabilities, ..Limited::over(&world) });
         let base = embedded::open(&world.path, world.clock.clone(), world.keys.clone()).unwrap().service;
         let service = airlock::service::Service { directory: limited.clone(), ..base };
         let case_id = CaseId::new(format!("case-{account}"));
@@ -740,16 +738,7 @@ async fn the_service_asks_a_directory_only_what_it_says_it_can_do() {
 #[tokio::test]
 async fn an_execution_the_directory_never_answers_goes_back_to_people() {
     let world = world();
-    let limited = Arc::new(Limited {
-        inner: world.embedded.directory.clone(),
-        capabilities: airlock::directory::Capabilities::ALL,
-        totp_checks: 0.into(),
-        holds: 0.into(),
-        unreachable: true,
-        together: None,
-        snapshots: 0.into(),
-        snapshots_fail: false.into(),
-    });
+    let limited = Arc::new(Limited { unreachable: true, ..Limited::over(&world) });
     let base = embedded::open(&world.path, world.clock.clone(), world.keys.clone()).unwrap().service;
     let service = airlock::service::Service { directory: limited, ..base };
     let case_id = CaseId::new("case-unanswered");
@@ -785,16 +774,7 @@ async fn an_execution_the_directory_never_answers_goes_back_to_people() {
 async fn the_timers_move_due_cases_side_by_side() {
     let world = world();
     world.embedded.directory.put_account(&common::email_account("fay", UnixMs(START.0 - 100 * DAY_MS))).unwrap();
-    let together = Arc::new(Limited {
-        inner: world.embedded.directory.clone(),
-        capabilities: airlock::directory::Capabilities::ALL,
-        totp_checks: 0.into(),
-        holds: 0.into(),
-        unreachable: false,
-        together: Some(tokio::sync::Barrier::new(2)),
-        snapshots: 0.into(),
-        snapshots_fail: false.into(),
-    });
+    let together = Arc::new(Limited { together: Some(tokio::sync::Barrier::new(2)), ..Limited::over(&world) });
     let base = embedded::open(&world.path, world.clock.clone(), world.keys.clone()).unwrap().service;
     let service = airlock::service::Service { directory: together, ..base };
     let mut cases = Vec::new();
