@@ -273,17 +273,36 @@ mod tests {
     use crate::log::{Entry, Ledger, LedgerKey};
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-    /// A log on which another writer always got there first: while `appends_behind`, every append conflicts; while
-    /// `ledgers_behind`, every ledger write does.
-    struct AlwaysBehind {
+    /// A log over the embedded one that counts what it is asked and can be rigged: while `appends_behind`, every
+    /// append conflicts (another writer always got there first); while `ledgers_behind`, every ledger write does; each
+    /// case read waits for a permit of `case_gate` when there is one.
+    struct Rigged {
         log: SqliteLog,
         appends: AtomicU32,
         ledger_writes: AtomicU32,
+        ledger_reads: AtomicU32,
+        case_reads: AtomicU32,
         appends_behind: AtomicBool,
         ledgers_behind: AtomicBool,
+        case_gate: Option<tokio::sync::Semaphore>,
     }
 
-    impl EventLog for AlwaysBehind {
+    impl Rigged {
+        fn open(path: &std::path::Path) -> Rigged {
+            Rigged {
+                log: SqliteLog::open(path).unwrap(),
+                appends: 0.into(),
+                ledger_writes: 0.into(),
+                ledger_reads: 0.into(),
+                case_reads: 0.into(),
+                appends_behind: false.into(),
+                ledgers_behind: false.into(),
+                case_gate: None,
+            }
+        }
+    }
+
+    impl EventLog for Rigged {
         async fn append(
             &self,
             stream: &Stream,
@@ -298,6 +317,10 @@ mod tests {
             Err(LogError::Conflict { stream: format!("{stream:?}"), expected, actual: expected + 1 })
         }
         async fn read_stream(&self, stream: &Stream) -> Result<Vec<Entry>, LogError> {
+            if let (Stream::Case(_), Some(gate)) = (stream, &self.case_gate) {
+                self.case_reads.fetch_add(1, Ordering::SeqCst);
+                gate.acquire().await.unwrap().forget();
+            }
             self.log.read_stream(stream).await
         }
         async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<Entry>, LogError> {
@@ -307,6 +330,7 @@ mod tests {
             self.log.last_sequence().await
         }
         async fn ledger(&self, key: &LedgerKey) -> Result<(u64, Ledger), LogError> {
+            self.ledger_reads.fetch_add(1, Ordering::SeqCst);
             self.log.ledger(key).await
         }
         async fn put_ledger(&self, key: &LedgerKey, revision: u64, ledger: &Ledger) -> Result<u64, LogError> {
@@ -338,46 +362,6 @@ mod tests {
         }
     }
 
-    /// A log whose case reads each wait for a permit of `gate`, counting the ledger reads made meanwhile.
-    struct HeldCaseReads {
-        log: SqliteLog,
-        gate: tokio::sync::Semaphore,
-        case_reads: AtomicU32,
-        ledger_reads: AtomicU32,
-    }
-
-    impl EventLog for HeldCaseReads {
-        async fn append(
-            &self,
-            stream: &Stream,
-            expected: u64,
-            key: &str,
-            events: Vec<Vec<u8>>,
-        ) -> Result<Appended, LogError> {
-            self.log.append(stream, expected, key, events).await
-        }
-        async fn read_stream(&self, stream: &Stream) -> Result<Vec<Entry>, LogError> {
-            if matches!(stream, Stream::Case(_)) {
-                self.case_reads.fetch_add(1, Ordering::SeqCst);
-                self.gate.acquire().await.unwrap().forget();
-            }
-            self.log.read_stream(stream).await
-        }
-        async fn read_after(&self, after: u64, limit: usize) -> Result<Vec<Entry>, LogError> {
-            self.log.read_after(after, limit).await
-        }
-        async fn last_sequence(&self) -> Result<u64, LogError> {
-            self.log.last_sequence().await
-        }
-        async fn ledger(&self, key: &LedgerKey) -> Result<(u64, Ledger), LogError> {
-            self.ledger_reads.fetch_add(1, Ordering::SeqCst);
-            self.log.ledger(key).await
-        }
-        async fn put_ledger(&self, key: &LedgerKey, revision: u64, ledger: &Ledger) -> Result<u64, LogError> {
-            self.log.put_ledger(key, revision, ledger).await
-        }
-    }
-
     // Proves a request to open a case reads its ledgers while its case is read, not after (a round trip less per new
     // request, issue 21): with the case's read held, the account's ledger, its proof failures and the desk's are all
     // read; once the read is let go the request is decided on them and opens its case.
@@ -387,12 +371,8 @@ mod tests {
         let keys = crate::keys::Keys::load_or_create(&data.path().join("airlock.key")).unwrap();
         let embedded =
             crate::server::embedded::open(data.path(), std::sync::Arc::new(crate::clock::SystemClock), keys).unwrap();
-        let held = HeldCaseReads {
-            log: SqliteLog::open(&data.path().join("log.db")).unwrap(),
-            gate: tokio::sync::Semaphore::new(0),
-            case_reads: 0.into(),
-            ledger_reads: 0.into(),
-        };
+        let held =
+            Rigged { case_gate: Some(tokio::sync::Semaphore::new(0)), ..Rigged::open(&data.path().join("log.db")) };
         let service = std::sync::Arc::new(over(embedded.service, held));
         let envelope = CommandEnvelope {
             command_id: CommandId::new("request-1"),
@@ -418,7 +398,7 @@ mod tests {
         let waited = tokio::time::timeout(std::time::Duration::from_secs(10), read).await;
         assert!(waited.is_ok(), "the ledgers were not read while the case's read was held");
         assert_eq!(service.log.case_reads.load(Ordering::SeqCst), 1, "the case's read is still held");
-        service.log.gate.add_permits(1);
+        service.log.case_gate.as_ref().unwrap().add_permits(1);
         let handled = handling.await.unwrap().unwrap();
         assert_eq!((handled.appended, handled.case_id.as_str()), (2, "case-1"), "the request opened its case");
     }
@@ -435,13 +415,7 @@ mod tests {
         let embedded =
             crate::server::embedded::open(data.path(), std::sync::Arc::new(crate::clock::SystemClock), keys).unwrap();
         let embedded = embedded.service;
-        let behind = AlwaysBehind {
-            log: SqliteLog::open(&data.path().join("log.db")).unwrap(),
-            appends: 0.into(),
-            ledger_writes: 0.into(),
-            appends_behind: true.into(),
-            ledgers_behind: false.into(),
-        };
+        let behind = Rigged { appends_behind: true.into(), ..Rigged::open(&data.path().join("log.db")) };
         let service = over(embedded, behind);
         let operator = Actor::new(Role::Operator, "ops");
         let reason = crate::core::text::UntrustedText::new("reason", "drill", 100).unwrap();
